@@ -1,0 +1,92 @@
+//! A parsed X.509 certificate: the facts bundle validation, inspection and annotations need.
+
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::key::{KeyAlgorithm, key_algorithm_of};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is not a valid X.509 certificate: {reason}")]
+pub struct CertError {
+    pub what: String,
+    pub reason: String,
+}
+
+/// Owned view of one certificate. The DER is kept so signatures can be checked later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub der: Vec<u8>,
+    pub subject: String,
+    pub issuer: String,
+    /// Colon-free lowercase hex, as PCA and `openssl x509 -serial` print it.
+    pub serial: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub is_ca: bool,
+    pub path_len: Option<u32>,
+    pub key_cert_sign: bool,
+    pub has_eku: bool,
+    pub key_algorithm: Result<KeyAlgorithm, String>,
+    /// subjectPublicKey bit string contents.
+    pub public_key_raw: Vec<u8>,
+    pub sha256_fingerprint: String,
+}
+
+impl Certificate {
+    pub fn from_der(what: &str, der: Vec<u8>) -> Result<Self, CertError> {
+        let err = |reason: String| CertError { what: what.to_string(), reason };
+        let (rest, x) = X509Certificate::from_der(&der).map_err(|e| err(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(err("trailing bytes after the certificate".into()));
+        }
+        let bc = x.basic_constraints().map_err(|e| err(e.to_string()))?;
+        let ku = x.key_usage().map_err(|e| err(e.to_string()))?;
+        let eku = x.extended_key_usage().map_err(|e| err(e.to_string()))?;
+        let spki = x.public_key();
+        let cert = Certificate {
+            subject: x.subject().to_string(),
+            issuer: x.issuer().to_string(),
+            serial: hex::encode(x.raw_serial()).trim_start_matches("00").to_string(),
+            not_before: x.validity().not_before.to_datetime(),
+            not_after: x.validity().not_after.to_datetime(),
+            is_ca: bc.as_ref().is_some_and(|b| b.value.ca),
+            path_len: bc.as_ref().and_then(|b| b.value.path_len_constraint),
+            key_cert_sign: ku.as_ref().is_some_and(|k| k.value.key_cert_sign()),
+            has_eku: eku.is_some(),
+            key_algorithm: key_algorithm_of(spki),
+            public_key_raw: spki.subject_public_key.data.to_vec(),
+            sha256_fingerprint: sha256_hex(&der),
+            der: Vec::new(),
+        };
+        Ok(Certificate { der, ..cert })
+    }
+
+    /// Whether `issuer` signed this certificate (names chain and the signature verifies).
+    pub fn signed_by(&self, issuer: &Certificate) -> Result<(), String> {
+        let (_, me) = X509Certificate::from_der(&self.der).map_err(|e| e.to_string())?;
+        let (_, them) = X509Certificate::from_der(&issuer.der).map_err(|e| e.to_string())?;
+        if me.issuer().as_raw() != them.subject().as_raw() {
+            return Err(format!("issuer \"{}\" is not \"{}\"", self.issuer, issuer.subject));
+        }
+        me.verify_signature(Some(them.public_key()))
+            .map_err(|e| format!("signature of \"{}\" does not verify with the key of \"{}\": {e}", self.subject, issuer.subject))
+    }
+
+    pub fn is_self_signed(&self) -> bool {
+        self.subject == self.issuer && self.signed_by(self).is_ok()
+    }
+
+    /// Fingerprint in the colon-separated uppercase form `openssl x509 -fingerprint` prints.
+    pub fn fingerprint_openssl(&self) -> String {
+        self.sha256_fingerprint
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default().to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
