@@ -124,9 +124,11 @@ impl LocalCa {
         let key_pem = key.to_pkcs8_pem();
         // Both files land together or not at all; a rival run that got there first wins and we
         // open its root instead.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         let staging = tempfile::Builder::new()
             .prefix(".meshca-ca-")
-            .tempdir_in(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            .tempdir_in(parent)
             .map_err(|e| fail(format!("cannot create it: {e}")))?;
         write_all_or_nothing(staging.path(), &[(ROOT_CERT, &cert_pem, false), (ROOT_KEY, &key_pem, true)])
             .map_err(|e| fail(e.to_string()))?;
@@ -238,21 +240,33 @@ impl Authority for LocalCa {
         })
     }
 
-    /// Idempotent like PCA: the same token returns the certificate it first produced.
+    /// Idempotent like PCA: the same token returns the certificate it first produced, even when
+    /// two runs race — the certificate is on disk before the token is claimed (create-if-absent
+    /// by link(2)), and the run that loses the claim withdraws its own.
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
-        let tokens = self.dir.join(ISSUED).join(TOKENS);
+        let backend = |e: crate::bundle::BundleError| AuthorityError::Backend { operation: "issue", detail: e.to_string() };
+        let issued = self.dir.join(ISSUED);
+        let tokens = issued.join(TOKENS);
         fs::create_dir_all(&tokens).map_err(self.io("issue"))?;
         let token_path = tokens.join(token_file(request.idempotency_token));
-        if let Ok(serial) = fs::read_to_string(&token_path) {
-            return Ok(CertificateId(format!("{}/{}", self.id(), serial.trim())));
+        let known = |p: &Path| fs::read_to_string(p).ok().map(|s| CertificateId(format!("{}/{}", self.id(), s.trim())));
+        if let Some(id) = known(&token_path) {
+            return Ok(id);
         }
         let (serial, der) = self.sign(request, OffsetDateTime::now_utc())?;
-        let pem_text = pem::encode(CERTIFICATE, &[&der]);
-        write_all_or_nothing(&self.dir.join(ISSUED), &[(&format!("{serial}.pem"), &pem_text, false)])
-            .map_err(|e| AuthorityError::Backend { operation: "issue", detail: e.to_string() })?;
-        write_all_or_nothing(&tokens, &[(&token_file(request.idempotency_token), &serial, false)])
-            .map_err(|e| AuthorityError::Backend { operation: "issue", detail: e.to_string() })?;
-        Ok(CertificateId(format!("{}/{serial}", self.id())))
+        let cert_path = issued.join(format!("{serial}.pem"));
+        write_all_or_nothing(&issued, &[(&format!("{serial}.pem"), &pem::encode(CERTIFICATE, &[&der]), false)])
+            .map_err(backend)?;
+        let staged = tempfile::NamedTempFile::new_in(&tokens).map_err(self.io("issue"))?;
+        fs::write(staged.path(), &serial).map_err(self.io("issue"))?;
+        match fs::hard_link(staged.path(), &token_path) {
+            Ok(()) => Ok(CertificateId(format!("{}/{serial}", self.id()))),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&cert_path);
+                known(&token_path).ok_or_else(|| self.io("issue")(e))
+            }
+            Err(e) => Err(self.io("issue")(e)),
+        }
     }
 
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
@@ -273,6 +287,9 @@ impl Authority for LocalCa {
 
     async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
         self.fetch(id).await?;
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.rejected(format!("serial {serial:?} is not hexadecimal")));
+        }
         let dir = self.dir.join(REVOKED);
         write_all_or_nothing(&dir, &[(serial, reason.as_pca(), false)])
             .map_err(|e| AuthorityError::Backend { operation: "revoke", detail: e.to_string() })

@@ -139,7 +139,21 @@ enum Plan {
 
 impl Reconcile<'_> {
     /// Returns a valid escrowed bundle for `cluster`, issuing one when none is usable.
+    ///
+    /// A conflict in escrow means a rival run moved the cluster on while we worked; we look
+    /// again (a bounded number of times) and adopt what it did.
     pub async fn ensure_bundle(&self, cluster: &ClusterName, force: bool) -> Result<Outcome, ReconcileError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.ensure_once(cluster, force && attempt == 1).await {
+                Err(ReconcileError::Escrow { source: EscrowError::Conflict { .. }, .. }) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn ensure_once(&self, cluster: &ClusterName, force: bool) -> Result<Outcome, ReconcileError> {
         let now = OffsetDateTime::now_utc();
         let info = self.authority.describe().await.map_err(|source| ReconcileError::Authority { step: Step::Observe, source })?;
         let escrowed = self.escrow.load(cluster).await.map_err(|source| ReconcileError::Escrow { step: Step::Observe, source })?;

@@ -88,7 +88,20 @@ impl Escrow for LocalEscrow {
         let target = dir.join(PENDING);
         for _ in 0..2 {
             match fs::hard_link(tmp.path(), &target) {
-                Ok(()) => return Ok(Claim::Won),
+                Ok(()) => {
+                    // A rival may have promoted this generation (and cleared its pending record)
+                    // between our load and our link: then ours is not wanted.
+                    let done = Self::read::<Current>(&dir.join(CURRENT), cluster)?.map_or(0, |c| c.meta.generation);
+                    if done >= pending.generation {
+                        let _ = fs::remove_file(&target);
+                        return Err(EscrowError::Conflict {
+                            cluster: cluster.to_string(),
+                            generation: done,
+                            token: "already promoted".into(),
+                        });
+                    }
+                    return Ok(Claim::Won);
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Self::backend("claim", cluster)(e)),
             }
@@ -116,6 +129,10 @@ impl Escrow for LocalEscrow {
         let dir = self.ensure_dir(cluster)?;
         match Self::read::<Pending>(&dir.join(PENDING), cluster)? {
             Some(existing) if existing.token == pending.token => {}
+            None if Self::read::<Current>(&dir.join(CURRENT), cluster)?.is_some_and(|c| c.token == pending.token) => {
+                // A rival run already finished this generation; nothing left to record.
+                return Ok(());
+            }
             other => {
                 return Err(EscrowError::Conflict {
                     cluster: cluster.to_string(),
@@ -132,6 +149,14 @@ impl Escrow for LocalEscrow {
     async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
         let cluster = &current.cluster;
         let dir = self.ensure_dir(cluster)?;
+        if let Some(existing) = Self::read::<Current>(&dir.join(CURRENT), cluster)?
+            && existing.meta.generation >= current.meta.generation
+        {
+            // Same generation promoted by a rival run, or a newer one: keep what is there.
+            if existing.token == current.token || existing.meta.generation > current.meta.generation {
+                return Ok(());
+            }
+        }
         let tmp = Self::staged(&dir, &to_json(current)).map_err(Self::backend("promote", cluster))?;
         tmp.persist(dir.join(CURRENT)).map_err(|e| Self::backend("promote", cluster)(e.error))?;
         if let Some(p) = Self::read::<Pending>(&dir.join(PENDING), cluster)?

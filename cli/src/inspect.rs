@@ -1,0 +1,102 @@
+//! `meshca inspect`: judge a bundle by the rules istiod's CA must meet.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use meshca::bundle::{Bundle, BundleMeta};
+use meshca::validate::{self, Profile};
+use meshca::KeyAlgorithm;
+use time::{Duration, OffsetDateTime};
+
+use crate::OutputArgs;
+use crate::report;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Validate a cacerts bundle (directory or Secret manifest) and show what is in it",
+    long_about = "\
+Validate a cacerts bundle and show what is in it.
+
+PATH is a directory holding ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem, or a
+Secret manifest (YAML or JSON, as written by `meshca issue` or printed by
+`kubectl get secret cacerts -n istio-system -o yaml`).
+
+The bundle passes when: cert-chain.pem starts with ca-cert.pem and verifies link by link up to
+a root in root-cert.pem; ca-cert.pem is a CA with the expected path length and keyCertSign;
+ca-key.pem matches it (and is of --key-algorithm if given); no certificate outlives its issuer
+or is expired; and more than --min-remaining-hours of life are left.
+
+Exit status: 0 valid, 1 invalid or unreadable, 2 usage error.",
+    after_help = "\
+Examples:
+  meshca inspect out/demo
+  meshca inspect out/demo/cacerts.yaml --json | jq .ca_cert.days_left
+  kubectl get secret cacerts -n istio-system -o yaml > live.yaml && meshca inspect live.yaml"
+)]
+pub struct InspectArgs {
+    /// Bundle directory or Secret manifest.
+    path: PathBuf,
+
+    /// Require this key algorithm (rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384).
+    #[arg(long, value_name = "ALG")]
+    key_algorithm: Option<String>,
+
+    /// Required BasicConstraints path length of the intermediate.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    path_len: u32,
+
+    /// Refuse a bundle with less life left than this.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    min_remaining_hours: u32,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub fn run(args: InspectArgs) -> Result<ExitCode> {
+    let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
+    let profile = Profile { path_len: args.path_len, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
+    let path = &args.path;
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    let (bundle, annotations) = if path.is_dir() {
+        (Bundle::read_dir(path)?, Default::default())
+    } else {
+        Bundle::read_manifest(path)?
+    };
+    let now = OffsetDateTime::now_utc();
+    let result = validate::validate(&bundle, &profile, now);
+    let meta = BundleMeta::from_annotations(&annotations);
+
+    if args.output.json {
+        let mut doc = match &result {
+            Ok(v) => report::verified_json(v, now),
+            Err(_) => validate::parse(&bundle).map(|p| report::parsed_json(&p, now)).unwrap_or_else(|_| serde_json::json!({})),
+        };
+        doc["path"] = path.display().to_string().into();
+        doc["valid"] = result.is_ok().into();
+        doc["error"] = result.as_ref().err().map(ToString::to_string).into();
+        doc["meshca"] = serde_json::to_value(&meta)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        match &result {
+            Ok(v) => {
+                println!("{}: valid", path.display());
+                report::print_verified(v, now);
+            }
+            Err(e) => {
+                println!("{}: INVALID: {e}", path.display());
+                if let Ok(parsed) = validate::parse(&bundle) {
+                    report::print_parsed(&parsed, now);
+                }
+            }
+        }
+        if let Some(m) = meta {
+            println!("  meshca       generation {}, certificate {}", m.generation, m.certificate_id);
+        }
+    }
+    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

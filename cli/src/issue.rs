@@ -1,0 +1,191 @@
+//! `meshca issue`: a valid bundle for one cluster, reused from escrow while it is healthy.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use meshca::escrow::local::LocalEscrow;
+use meshca::reconcile::Action;
+use meshca::{ClusterName, KeyAlgorithm, LocalCa, LocalRootSpec, Profile, Reconcile, RenewalPolicy, Settings, Validity};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::OutputArgs;
+use crate::report;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Issue (or reuse) a cluster's intermediate CA and write its cacerts bundle",
+    long_about = "\
+Issue (or reuse) a cluster's intermediate CA and write its cacerts bundle.
+
+A rerun for the same cluster reuses the escrowed bundle while it is valid and not due for
+renewal, so running this from CI on every pipeline is cheap and safe. It renews when the bundle
+is missing, invalid, signed under another root, due (less than a third of its validity left,
+never less than 48 h), or when --force is given. The output says which happened and why.
+
+Files written to <OUT_DIR>/<CLUSTER>/: ca-cert.pem, ca-key.pem (0600), cert-chain.pem,
+root-cert.pem, cacerts.yaml (0600: it holds the key). All are written or none is.",
+    after_help = "\
+Examples:
+  meshca issue --cluster demo
+  meshca issue --cluster prod-eu-1 --key-algorithm rsa-4096 --validity-days 180 -O 'Example Corp'
+  meshca issue --cluster demo --force            # rotate now; root-cert.pem stays byte-identical
+  kubectl apply -f out/demo/cacerts.yaml"
+)]
+pub struct IssueArgs {
+    /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-').
+    #[arg(long, short = 'c', value_name = "NAME")]
+    cluster: String,
+
+    /// Key algorithm of the intermediate: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384.
+    #[arg(long, value_name = "ALG", default_value = "ec-p256")]
+    key_algorithm: String,
+
+    /// Lifetime of the intermediate in days (≥ 1). Must end before the issuing CA does.
+    #[arg(long, value_name = "DAYS", default_value_t = 365, conflicts_with = "not_after")]
+    validity_days: u32,
+
+    /// Fixed end date instead of --validity-days (RFC 3339, or YYYY-MM-DD meaning 00:00 UTC).
+    #[arg(long, value_name = "DATE")]
+    not_after: Option<String>,
+
+    /// Renew when less than this many days are left (default: a third of the validity, ≥ 2 days).
+    #[arg(long, value_name = "DAYS")]
+    renew_before_days: Option<u32>,
+
+    /// Subject common name (default: "<cluster> istio intermediate CA").
+    #[arg(long, value_name = "CN")]
+    common_name: Option<String>,
+
+    /// Subject organisation (O).
+    #[arg(long, short = 'O', value_name = "O")]
+    organization: Option<String>,
+
+    /// Subject organisational unit (OU).
+    #[arg(long, value_name = "OU")]
+    organizational_unit: Option<String>,
+
+    /// Issue a new generation even if the escrowed one is healthy.
+    #[arg(long)]
+    force: bool,
+
+    /// Directory the bundle is written under, one folder per cluster.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    out_dir: PathBuf,
+
+    /// The local CA's directory (created on first use; root-key.pem is 0600).
+    #[arg(long, value_name = "DIR", env = "MESHCA_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+
+    /// Where bundles are escrowed between runs (holds keys; 0700).
+    #[arg(long, value_name = "DIR", env = "MESHCA_ESCROW_DIR")]
+    escrow_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub async fn run(args: IssueArgs) -> Result<ExitCode> {
+    // Everything the user typed is checked before anything is created or issued.
+    let cluster: ClusterName = args.cluster.parse()?;
+    let key_algorithm: KeyAlgorithm = args.key_algorithm.parse()?;
+    let validity = match &args.not_after {
+        Some(date) => Validity::EndDate(parse_date(date)?),
+        None if args.validity_days == 0 => bail!("--validity-days must be at least 1"),
+        None => Validity::Days(args.validity_days),
+    };
+    if let Validity::EndDate(end) = validity
+        && end <= OffsetDateTime::now_utc() + Duration::days(1)
+    {
+        bail!("--not-after {end} is in the past or less than a day away; an intermediate must live at least one day");
+    }
+    let settings = Settings {
+        key_algorithm,
+        organization: args.organization.clone(),
+        organizational_unit: args.organizational_unit.clone(),
+        common_name: args.common_name.clone(),
+        validity,
+        profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
+        renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
+    };
+    settings.subject(&cluster).check()?;
+    let out = args.out_dir.join(cluster.as_str());
+
+    let state = crate::default_state_dir();
+    let ca_dir = args.ca_dir.clone().unwrap_or_else(|| state.join("ca"));
+    let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
+    let ca = LocalCa::open_or_create(&ca_dir, &LocalRootSpec::default())?;
+    let escrow = LocalEscrow::new(escrow_dir);
+    check_writable(&out)?;
+
+    let reconcile = Reconcile { authority: &ca, escrow: &escrow, settings: &settings };
+    let outcome = reconcile.ensure_bundle(&cluster, args.force).await?;
+    outcome
+        .bundle
+        .write_dir(&out, &outcome.meta)
+        .with_context(|| format!("writing the bundle to {}", out.display()))?;
+
+    let summary = describe(&outcome.action);
+    if args.output.json {
+        let mut doc = report::verified_json(&outcome.verified, OffsetDateTime::now_utc());
+        doc["cluster"] = cluster.as_str().into();
+        doc["action"] = summary.0.into();
+        doc["reason"] = summary.1.clone().into();
+        doc["generation"] = outcome.meta.generation.into();
+        doc["certificate_id"] = outcome.meta.certificate_id.clone().into();
+        doc["out_dir"] = out.display().to_string().into();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{cluster}: {} generation {} ({})", summary.0, outcome.meta.generation, summary.1);
+        report::print_verified(&outcome.verified, OffsetDateTime::now_utc());
+        println!("  files        {}/{{ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem,cacerts.yaml}}", out.display());
+        println!("next: kubectl apply -f {}", out.join("cacerts.yaml").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(action: &Action) -> (&'static str, String) {
+    match action {
+        Action::Reused { remaining, renew_at } => (
+            "reused",
+            format!("escrowed bundle is valid, {} days left, renews after {}", remaining.whole_days(), renew_at.date()),
+        ),
+        Action::Issued { reason } => ("issued", reason.to_string()),
+        Action::Resumed { reason } => ("resumed", format!("finished a generation an earlier run started; {reason}")),
+    }
+}
+
+fn parse_date(s: &str) -> Result<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(s, &format)
+        .with_context(|| format!("--not-after {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor YYYY-MM-DD"))?;
+    Ok(date.midnight().assume_utc())
+}
+
+/// Fails early, before a key is generated or a certificate paid for, if the bundle could not be
+/// written afterwards.
+/// Directories it had to create for the probe are removed again, so a run that fails later
+/// leaves no trace in the output tree.
+fn check_writable(dir: &Path) -> Result<()> {
+    let mut first_missing = None;
+    for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        if ancestor.exists() {
+            break;
+        }
+        first_missing = Some(ancestor.to_path_buf());
+    }
+    let probe = std::fs::create_dir_all(dir)
+        .with_context(|| format!("output directory {} cannot be created", dir.display()))
+        .and_then(|()| {
+            tempfile::tempfile_in(dir).with_context(|| format!("output directory {} is not writable", dir.display()))
+        });
+    if let Some(created) = first_missing {
+        let _ = std::fs::remove_dir_all(created);
+    }
+    probe.map(drop)
+}

@@ -1,0 +1,340 @@
+//! The local CA, local escrow and reconcile pipeline together, with openssl as the judge.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use meshca::authority::{Authority, IssueRequest, RevocationReason};
+use meshca::escrow::local::LocalEscrow;
+use meshca::escrow::{Claim, Escrow, GenerationToken, Pending, SCHEMA};
+use meshca::reconcile::Action;
+use meshca::{
+    ClusterName, KeyAlgorithm, LocalCa, LocalRootSpec, PrivateKey, Profile, Reconcile, ReconcileError, RenewReason,
+    Settings, Validity,
+};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use time::OffsetDateTime;
+
+struct World {
+    dir: tempfile::TempDir,
+    ca: LocalCa,
+    escrow: LocalEscrow,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LocalCa::open_or_create(&dir.path().join("ca"), &LocalRootSpec::default()).unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    World { dir, ca, escrow }
+}
+
+fn settings(alg: KeyAlgorithm) -> Settings {
+    Settings { key_algorithm: alg, profile: Profile { key_algorithm: Some(alg), ..Profile::default() }, ..Settings::default() }
+}
+
+fn cluster(name: &str) -> ClusterName {
+    name.parse().unwrap()
+}
+
+fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed by tests/run");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn issued_count(ca_dir: &Path) -> usize {
+    std::fs::read_dir(ca_dir.join("issued")).map_or(0, |d| {
+        d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pem")).count()
+    })
+}
+
+/// Signs a certificate under the bundle's intermediate, as istiod would.
+fn sign_under(ca_cert_pem: &str, ca_key_pem: &str, name: &str, is_ca: bool) -> (String, KeyPair) {
+    let issuer_key = KeyPair::from_pem(ca_key_pem).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, issuer_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec![format!("{name}.example")]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    if is_ca {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    }
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::minutes(1);
+    p.not_after = now + time::Duration::days(1);
+    (p.signed_by(&key, &issuer).unwrap().pem(), key)
+}
+
+#[tokio::test]
+async fn openssl_accepts_a_workload_leaf_and_rejects_a_ca_below_the_intermediate() {
+    let w = world();
+    for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa2048] {
+        let s = settings(alg);
+        let c = cluster(&format!("judge-{}", alg.as_str()));
+        let outcome = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+        let out = w.dir.path().join(c.as_str());
+        outcome.bundle.write_dir(&out, &outcome.meta).unwrap();
+
+        // The intermediate's extensions are the PathLen0 template's.
+        let (ok, text) = openssl(&["x509", "-in", "ca-cert.pem", "-noout", "-text"], &out);
+        assert!(ok, "{text}");
+        assert!(text.contains("X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0"), "{text}");
+        assert!(text.contains("X509v3 Key Usage: critical\n                Digital Signature, Certificate Sign, CRL Sign"), "{text}");
+        assert!(text.contains("X509v3 Subject Key Identifier") && text.contains("X509v3 Authority Key Identifier"), "{text}");
+        assert!(!text.contains("Extended Key Usage"), "{text}");
+        assert!(text.contains(&format!("Subject: CN = {c} istio intermediate CA")), "{text}");
+
+        let (leaf, _) = sign_under(&outcome.bundle.ca_cert, &outcome.bundle.ca_key, "workload", false);
+        std::fs::write(out.join("leaf.pem"), &leaf).unwrap();
+        let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "leaf.pem"], &out);
+        assert!(ok && text.contains("leaf.pem: OK"), "{text}");
+
+        // A CA under a pathlen:0 intermediate must not be able to issue anything trusted.
+        let (sub, sub_key) = sign_under(&outcome.bundle.ca_cert, &outcome.bundle.ca_key, "rogue-ca", true);
+        let (below, _) = sign_under(&sub, &sub_key.serialize_pem(), "below-rogue", false);
+        std::fs::write(out.join("rogue-chain.pem"), format!("{sub}{}", outcome.bundle.cert_chain)).unwrap();
+        std::fs::write(out.join("below.pem"), below).unwrap();
+        let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "rogue-chain.pem", "below.pem"], &out);
+        assert!(!ok, "openssl accepted a chain through a CA below a pathlen:0 intermediate: {text}");
+        assert!(text.contains("path length"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn rerun_reuses_force_renews_and_root_stays_byte_identical() {
+    let w = world();
+    let s = settings(KeyAlgorithm::EcP256);
+    let c = cluster("reuse");
+    let r = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s };
+    let first = r.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(first.action, Action::Issued { reason: RenewReason::NoBundle });
+    let second = r.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(second.action, Action::Reused { .. }), "{:?}", second.action);
+    assert_eq!(second.bundle, first.bundle);
+    let third = r.ensure_bundle(&c, true).await.unwrap();
+    assert_eq!(third.action, Action::Issued { reason: RenewReason::Forced });
+    assert_eq!(third.meta.generation, 2);
+    assert_ne!(third.bundle.ca_cert, first.bundle.ca_cert);
+    assert_eq!(third.bundle.root_cert.as_bytes(), first.bundle.root_cert.as_bytes());
+    assert_eq!(issued_count(w.ca.dir()), 2);
+}
+
+#[tokio::test]
+async fn changing_the_key_algorithm_renews_with_the_reason() {
+    let w = world();
+    let c = cluster("switch");
+    let s1 = settings(KeyAlgorithm::EcP256);
+    Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s1 }.ensure_bundle(&c, false).await.unwrap();
+    let s2 = settings(KeyAlgorithm::EcP384);
+    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s2 }.ensure_bundle(&c, false).await.unwrap();
+    let Action::Issued { reason: RenewReason::Invalid { detail } } = &o.action else { panic!("{:?}", o.action) };
+    assert_eq!(detail, "ca-key.pem is ec-p256, profile wants ec-p384");
+    assert_eq!(o.verified.key_algorithm, KeyAlgorithm::EcP384);
+}
+
+#[tokio::test]
+async fn a_new_root_renews_every_cluster() {
+    let w = world();
+    let c = cluster("reroot");
+    let s = settings(KeyAlgorithm::EcP256);
+    Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    let other = LocalCa::open_or_create(&w.dir.path().join("ca2"), &LocalRootSpec::default()).unwrap();
+    let o = Reconcile { authority: &other, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(o.action, Action::Issued { reason: RenewReason::RootChanged });
+}
+
+#[tokio::test]
+async fn a_crash_after_issue_resumes_the_same_certificate() {
+    let w = world();
+    let c = cluster("crash");
+    let s = settings(KeyAlgorithm::EcP256);
+    let info = w.ca.describe().await.unwrap();
+    // What a run that died right after IssueCertificate leaves behind.
+    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
+    let token = GenerationToken::derive(&info.id, &c, 1);
+    let mut pending = Pending {
+        schema: SCHEMA,
+        cluster: c.clone(),
+        generation: 1,
+        token: token.clone(),
+        authority_id: info.id.clone(),
+        key_algorithm: KeyAlgorithm::EcP256,
+        ca_key: key.to_pkcs8_pem(),
+        csr: csr.clone(),
+        certificate_id: None,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    assert!(matches!(w.escrow.claim(&pending).await.unwrap(), Claim::Won));
+    let id = w
+        .ca
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(30), idempotency_token: token.as_str() })
+        .await
+        .unwrap();
+    pending.certificate_id = Some(id.clone());
+    w.escrow.record_issued(&pending).await.unwrap();
+
+    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    assert_eq!(o.meta.certificate_id, id.0);
+    assert_eq!(o.verified.ca_cert.public_key_raw, key.public_key_raw());
+    assert_eq!(issued_count(w.ca.dir()), 1, "no second certificate for the generation");
+    assert!(w.escrow.load(&c).await.unwrap().pending.is_none(), "promotion clears the pending record");
+}
+
+#[tokio::test]
+async fn a_crash_before_issue_reissues_with_the_same_token() {
+    let w = world();
+    let c = cluster("early-crash");
+    let s = settings(KeyAlgorithm::EcP256);
+    let info = w.ca.describe().await.unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
+    let token = GenerationToken::derive(&info.id, &c, 1);
+    // The run called PCA but died before recording the certificate id: the token brings it back.
+    let first = w
+        .ca
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(30), idempotency_token: token.as_str() })
+        .await
+        .unwrap();
+    let pending = Pending {
+        schema: SCHEMA,
+        cluster: c.clone(),
+        generation: 1,
+        token,
+        authority_id: info.id,
+        key_algorithm: KeyAlgorithm::EcP256,
+        ca_key: key.to_pkcs8_pem(),
+        csr,
+        certificate_id: None,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    w.escrow.claim(&pending).await.unwrap();
+    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(o.meta.certificate_id, first.0);
+    assert_eq!(issued_count(w.ca.dir()), 1);
+}
+
+#[test]
+fn two_runs_racing_for_one_cluster_issue_once() {
+    // Separate threads and runtimes, released together: a real race on the files.
+    for round in 0..25 {
+        let w = world();
+        let c = cluster(&format!("race-{round}"));
+        let s = settings(KeyAlgorithm::EcP256);
+        let start = std::sync::Barrier::new(2);
+        let (a, b) = std::thread::scope(|scope| {
+            let run = || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                start.wait();
+                rt.block_on(Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false))
+                    .unwrap()
+            };
+            let a = scope.spawn(run);
+            let b = scope.spawn(run);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(a.bundle, b.bundle, "round {round}");
+        assert_eq!(a.meta.generation, 1);
+        assert_eq!(issued_count(w.ca.dir()), 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn escrow_claims_are_conditional() {
+    let w = world();
+    let c = cluster("claims");
+    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let mk = |generation, csr: &str| Pending {
+        schema: SCHEMA,
+        cluster: c.clone(),
+        generation,
+        token: GenerationToken::derive("local:x", &c, generation),
+        authority_id: "local:x".into(),
+        key_algorithm: KeyAlgorithm::EcP256,
+        ca_key: key.to_pkcs8_pem(),
+        csr: csr.into(),
+        certificate_id: None,
+        created_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    let ours = mk(1, "ours");
+    assert!(matches!(w.escrow.claim(&ours).await.unwrap(), Claim::Won));
+    assert!(matches!(w.escrow.claim(&ours).await.unwrap(), Claim::Won), "same record again is idempotent");
+    let theirs = mk(1, "theirs");
+    let Claim::Lost(winner) = w.escrow.claim(&theirs).await.unwrap() else { panic!("second writer must lose") };
+    assert_eq!(winner.csr, "ours");
+    // Recording a certificate for a generation someone else holds is refused.
+    let mut stranger = mk(2, "stranger");
+    stranger.certificate_id = Some(meshca::CertificateId("x".into()));
+    let e = w.escrow.record_issued(&stranger).await.unwrap_err();
+    assert!(e.to_string().contains("belongs to another run"), "{e}");
+    let e = w.escrow.claim(&stranger).await.unwrap_err();
+    assert!(matches!(e, meshca::EscrowError::Conflict { generation: 1, .. }), "{e}");
+}
+
+#[tokio::test]
+async fn validity_beyond_the_root_is_refused_before_anything_is_written() {
+    let w = world();
+    let c = cluster("too-long");
+    let s = Settings { validity: Validity::Days(4000), ..settings(KeyAlgorithm::EcP256) };
+    let e = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::OutlivesAuthority { .. }), "{e}");
+    assert!(w.escrow.load(&c).await.unwrap().pending.is_none());
+    assert_eq!(issued_count(w.ca.dir()), 0);
+
+    // And the CA refuses it on its own too, as PCA does.
+    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
+    let e = w
+        .ca
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(4000), idempotency_token: "t" })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("after the root"), "{e}");
+}
+
+#[tokio::test]
+async fn the_local_ca_is_reused_and_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca");
+    let a = LocalCa::open_or_create(&path, &LocalRootSpec::default()).unwrap();
+    let b = LocalCa::open_or_create(&path, &LocalRootSpec::default()).unwrap();
+    assert_eq!(a.root().der, b.root().der);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path.join("root-key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    std::fs::remove_file(path.join("root-key.pem")).unwrap();
+    let e = LocalCa::open_or_create(&path, &LocalRootSpec::default()).unwrap_err();
+    assert!(e.to_string().contains("root-key.pem is missing"), "{e}");
+    assert!(!path.join("root-key.pem").exists(), "a half CA is not silently replaced");
+
+    std::fs::write(path.join("root-key.pem"), "garbage").unwrap();
+    let e = LocalCa::open_or_create(&path, &LocalRootSpec::default()).unwrap_err();
+    assert!(e.to_string().contains("unusable"), "{e}");
+
+    let other = tempfile::tempdir().unwrap();
+    let c2 = LocalCa::open_or_create(&other.path().join("ca"), &LocalRootSpec::default()).unwrap();
+    drop(c2);
+    std::fs::copy(other.path().join("ca/root-key.pem"), path.join("root-key.pem")).unwrap();
+    let e = LocalCa::open_or_create(&path, &LocalRootSpec::default()).unwrap_err();
+    assert!(e.to_string().contains("root-key.pem does not match root-cert.pem"), "{e}");
+}
+
+#[tokio::test]
+async fn local_ca_revokes_and_keeps_idempotency() {
+    let w = world();
+    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let csr = meshca::csr::build_csr(&key, &meshca::csr::Subject::for_cluster(&cluster("rev"))).unwrap();
+    let req = IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "tok" };
+    let a = w.ca.issue(&req).await.unwrap();
+    let b = w.ca.issue(&req).await.unwrap();
+    assert_eq!(a, b);
+    let issued = w.ca.fetch(&a).await.unwrap();
+    let serial = a.0.rsplit('/').next().unwrap().to_string();
+    w.ca.revoke(&a, &serial, RevocationReason::CessationOfOperation).await.unwrap();
+    assert_eq!(std::fs::read_to_string(w.ca.dir().join("revoked").join(&serial)).unwrap(), "CESSATION_OF_OPERATION");
+    assert_eq!(issued.chain, w.ca.describe().await.unwrap().root_bundle);
+    let bogus = meshca::CertificateId(format!("{}/../../etc", a.0.rsplit_once('/').unwrap().0));
+    assert!(w.ca.fetch(&bogus).await.is_err());
+}
