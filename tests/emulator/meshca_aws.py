@@ -1,0 +1,520 @@
+"""The emulated AWS for meshca's tests: moto's server, plus the AWS Private CA behaviour that
+stock moto lacks and meshca relies on.
+
+Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
+  * CA keys of the configured KeyAlgorithm (stock: always RSA 2048) and the matching
+    signature family; SigningAlgorithm honoured and checked against the CA key.
+  * Templates -> extensions: RootCACertificate/V1, SubordinateCACertificate_PathLen0..3/V1,
+    EndEntityCertificate/V1 (BasicConstraints, KeyUsage, SKI/AKI; subject and SAN from the CSR).
+  * Validity (DAYS, MONTHS, YEARS, END_DATE, ABSOLUTE), refused beyond the CA's own end.
+  * IdempotencyToken: same token on the same CA within 5 minutes returns the same certificate.
+  * GetCertificate's CertificateChain runs from the issuing CA up to the root, and an imported
+    subordinate chain is stored decoded (stock keeps it base64).
+  * A CSR with an empty subject is refused (MalformedCSRException).
+  * Control API under /_meshca/ for tests: RequestInProgressException for the first N
+    GetCertificate calls of each new certificate, an IssueCertificate TPS quota answering
+    ThrottlingException, injected faults (fail N of the next M calls of an operation),
+    injected bad certificates, per-operation call counts, fixtures (root PCA, two-level
+    hierarchy), reset.
+  * Errors are AWS JSON error bodies, never HTML 500 pages.
+
+Run: python meshca_aws.py [--port 0]  -> prints "READY <port>" and serves until stdin closes.
+"""
+
+import argparse
+import base64
+import calendar
+import collections
+import datetime
+import json
+import sys
+import threading
+import time
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from moto.acmpca import models as pca_models
+from moto.acmpca import responses as pca_responses
+from moto.acmpca.exceptions import ResourceNotFoundException
+from moto.core.exceptions import JsonRESTError
+from moto.moto_api._internal import mock_random
+from moto.moto_server.threaded_moto_server import MotoRequestHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.utilities.utils import get_partition
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+TEMPLATE_PREFIX = "template/"
+IDEMPOTENCY_WINDOW = 300  # seconds; PCA documents five minutes
+
+
+class PcaError(JsonRESTError):
+    code = 400
+
+    def __init__(self, error_type, message, status=400):
+        super().__init__(error_type, message)
+        self.code = status
+
+
+# ---------------------------------------------------------------------------------------------
+# Emulator state shared by the model patches and the control API.
+
+
+class Control:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with getattr(self, "lock", threading.Lock()):
+            self.calls = collections.Counter()
+            self.in_progress_polls = 0  # GetCertificate answers RequestInProgress this often per cert
+            self.pending_polls = {}  # cert arn -> polls left
+            self.issue_tps = 0  # 0: unlimited
+            self.issue_times = collections.deque()
+            self.throttled = 0
+            self.faults = {}  # operation -> {"fail": n, "of": m, "seen": k, "code":..., "status":...}
+            self.bad_certificates = collections.deque()  # kinds for the next issuances
+            self.idempotency = {}  # (ca arn, token) -> (cert arn, time)
+
+    def take_fault(self, operation):
+        with self.lock:
+            f = self.faults.get(operation)
+            if not f:
+                return None
+            f["seen"] += 1
+            if f["seen"] > f["of"]:
+                del self.faults[operation]
+                return None
+            if f["seen"] <= f["fail"]:
+                return f
+            return None
+
+    def admit_issue(self):
+        """Sliding one-second window, like the per-account IssueCertificate quota."""
+        with self.lock:
+            if not self.issue_tps:
+                return True
+            now = time.monotonic()
+            while self.issue_times and now - self.issue_times[0] >= 1.0:
+                self.issue_times.popleft()
+            if len(self.issue_times) >= self.issue_tps:
+                self.throttled += 1
+                return False
+            self.issue_times.append(now)
+            return True
+
+
+CONTROL = Control()
+
+# ---------------------------------------------------------------------------------------------
+# Keys and signing.
+
+KEY_ALGORITHMS = {
+    "RSA_2048": lambda: rsa.generate_private_key(65537, 2048),
+    "RSA_3072": lambda: rsa.generate_private_key(65537, 3072),
+    "RSA_4096": lambda: rsa.generate_private_key(65537, 4096),
+    "EC_prime256v1": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "EC_secp384r1": lambda: ec.generate_private_key(ec.SECP384R1()),
+}
+
+SIGNING = {
+    "SHA256WITHRSA": ("RSA", hashes.SHA256),
+    "SHA384WITHRSA": ("RSA", hashes.SHA384),
+    "SHA512WITHRSA": ("RSA", hashes.SHA512),
+    "SHA256WITHECDSA": ("EC", hashes.SHA256),
+    "SHA384WITHECDSA": ("EC", hashes.SHA384),
+    "SHA512WITHECDSA": ("EC", hashes.SHA512),
+}
+
+
+def key_family(key):
+    return "RSA" if isinstance(key, rsa.RSAPrivateKey) else "EC"
+
+
+def _ca_init(original):
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        config = self.certificate_authority_configuration or {}
+        algorithm = config.get("KeyAlgorithm", "RSA_2048")
+        if algorithm not in KEY_ALGORITHMS:
+            raise PcaError("InvalidArgsException", f"KeyAlgorithm {algorithm} is not supported")
+        self._meshca_key = KEY_ALGORITHMS[algorithm]()
+        self._meshca_signing = config.get("SigningAlgorithm")
+
+    return init
+
+
+def _ca_key(self):
+    return self._meshca_key
+
+
+def _ca_csr(self):
+    builder = x509.CertificateSigningRequestBuilder().subject_name(self.issuer)
+    return builder.sign(self._meshca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates.
+
+KU_CA = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+KU_END_ENTITY = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+
+
+def template_extensions(template, csr, issuer_key):
+    name = (template or "").split(TEMPLATE_PREFIX)[-1]
+    ski = x509.SubjectKeyIdentifier.from_public_key(csr.public_key())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+    if name == "RootCACertificate/V1":
+        return [(x509.BasicConstraints(ca=True, path_length=None), True), (KU_CA, True), (ski, False)]
+    if name.startswith("SubordinateCACertificate_PathLen") and name.endswith("/V1"):
+        n = int(name[len("SubordinateCACertificate_PathLen") : -len("/V1")])
+        return [(x509.BasicConstraints(ca=True, path_length=n), True), (KU_CA, True), (ski, False), (aki, False)]
+    if name in ("EndEntityCertificate/V1", ""):
+        eku = x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH])
+        return [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (KU_END_ENTITY, True),
+            (eku, False),
+            (ski, False),
+            (aki, False),
+        ]
+    raise PcaError("InvalidArgsException", f"Template {template} is not supported by the emulator")
+
+
+def validity_end(validity, start):
+    kind, value = validity.get("Type"), validity.get("Value")
+    if not isinstance(value, int) or value <= 0:
+        raise PcaError("InvalidArgsException", "Validity.Value must be a positive integer")
+    if kind == "DAYS":
+        return start + datetime.timedelta(days=value)
+    if kind == "MONTHS":
+        return start + datetime.timedelta(days=30 * value)
+    if kind == "YEARS":
+        return start + datetime.timedelta(days=365 * value)
+    if kind == "ABSOLUTE":
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    if kind == "END_DATE":
+        return datetime.datetime.strptime(str(value), "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
+    raise PcaError("InvalidArgsException", f"Validity.Type {kind} is not one of DAYS, MONTHS, YEARS, ABSOLUTE, END_DATE")
+
+
+def issue(self, params):
+    """CertificateAuthority.issue_certificate with the parameters stock moto ignores."""
+    if self.status != "ACTIVE" and params.get("TemplateArn", "").split(TEMPLATE_PREFIX)[-1] != "RootCACertificate/V1":
+        raise PcaError("InvalidStateException", f"The certificate authority {self.arn} is not in the correct state ({self.status}) to issue")
+    try:
+        csr_pem = base64.b64decode(params["Csr"])
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a malformed CSR
+        raise PcaError("MalformedCSRException", f"The CSR could not be parsed: {e}")
+    if not csr.is_signature_valid:
+        raise PcaError("MalformedCSRException", "The CSR signature does not verify")
+    if len(csr.subject) == 0:
+        raise PcaError("MalformedCSRException", "The CSR subject is empty")
+    algorithm = params.get("SigningAlgorithm")
+    if algorithm not in SIGNING:
+        raise PcaError("InvalidArgsException", f"SigningAlgorithm {algorithm} is not supported")
+    family, digest = SIGNING[algorithm]
+    if family != key_family(self._meshca_key):
+        raise PcaError(
+            "InvalidArgsException",
+            f"SigningAlgorithm {algorithm} does not match the CA key type {key_family(self._meshca_key)}",
+        )
+    if "Validity" not in params:
+        raise PcaError("InvalidArgsException", "Validity is required")
+
+    token = params.get("IdempotencyToken")
+    if token:
+        with CONTROL.lock:
+            seen = CONTROL.idempotency.get((self.arn, token))
+        if seen and time.time() - seen[1] < IDEMPOTENCY_WINDOW:
+            return seen[0]
+
+    template = params.get("TemplateArn")
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    not_after = validity_end(params["Validity"], now)
+    ca_cert = self.certificate
+    is_root = (template or "").endswith("RootCACertificate/V1")
+    if ca_cert is not None and not is_root and not_after > ca_cert.not_valid_after_utc:
+        raise PcaError(
+            "ValidationException",
+            f"The certificate validity ends {not_after.isoformat()}, after the CA certificate ({ca_cert.not_valid_after_utc.isoformat()})",
+        )
+    extensions = template_extensions(template, csr, self._meshca_key)
+    public_key = csr.public_key()
+
+    with CONTROL.lock:
+        bad = CONTROL.bad_certificates.popleft() if CONTROL.bad_certificates and not is_root else None
+    if bad == "not-ca":
+        extensions = template_extensions("EndEntityCertificate/V1", csr, self._meshca_key)
+    elif bad == "pathlen1":
+        extensions = template_extensions("SubordinateCACertificate_PathLen1/V1", csr, self._meshca_key)
+    elif bad == "wrong-key":
+        public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+
+    san = None
+    try:
+        san = csr.extensions.get_extension_for_oid(x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    except x509.ExtensionNotFound:
+        pass
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(csr.subject if is_root else ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(not_after)
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical)
+    if san is not None:
+        builder = builder.add_extension(san.value, san.critical)
+    cert = builder.sign(self._meshca_key, digest()).public_bytes(serialization.Encoding.PEM)
+
+    cert_id = str(mock_random.uuid4()).replace("-", "")
+    arn = f"{self.arn}/certificate/{cert_id}"
+    self.issued_certificates[arn] = cert
+    if not is_root:
+        self.issued_certificates_certificate_chains[arn] = chain_above(self)
+    with CONTROL.lock:
+        if token:
+            CONTROL.idempotency[(self.arn, token)] = (arn, time.time())
+        if CONTROL.in_progress_polls:
+            CONTROL.pending_polls[arn] = CONTROL.in_progress_polls
+    return arn
+
+
+def chain_above(ca):
+    """The issuing CA's certificate followed by its own chain up to the root."""
+    chain = ca.certificate_bytes.strip() + b"\n"
+    if ca.certificate_chain:
+        chain += ca.certificate_chain.strip() + b"\n"
+    return chain
+
+
+# ---------------------------------------------------------------------------------------------
+# Response handlers replaced or extended.
+
+
+def r_issue_certificate(self):
+    params = json.loads(self.body)
+    ca = self.acmpca_backend.describe_certificate_authority(params.get("CertificateAuthorityArn"))
+    return json.dumps({"CertificateArn": issue(ca, params)})
+
+
+def r_get_certificate(self):
+    params = json.loads(self.body)
+    arn = params.get("CertificateArn")
+    ca = self.acmpca_backend.describe_certificate_authority(params.get("CertificateAuthorityArn"))
+    if arn not in ca.issued_certificates:
+        raise ResourceNotFoundException(arn)
+    with CONTROL.lock:
+        left = CONTROL.pending_polls.get(arn, 0)
+        if left:
+            CONTROL.pending_polls[arn] = left - 1
+    if left:
+        raise PcaError("RequestInProgressException", "The request is in progress. Try again later.")
+    cert, chain = ca.get_certificate(arn)
+    response = {"Certificate": cert.decode().strip()}
+    if chain:
+        response["CertificateChain"] = chain.decode().strip()
+    return json.dumps(response)
+
+
+def r_import_ca_certificate(self):
+    params = json.loads(self.body)
+    cert = base64.b64decode(params["Certificate"])
+    chain = base64.b64decode(params["CertificateChain"]) if params.get("CertificateChain") else None
+    self.acmpca_backend.import_certificate_authority_certificate(
+        certificate_authority_arn=params["CertificateAuthorityArn"], certificate=cert, certificate_chain=chain
+    )
+    return "{}"
+
+
+def r_get_ca_certificate(self):
+    params = json.loads(self.body)
+    cert, chain = self.acmpca_backend.get_certificate_authority_certificate(params["CertificateAuthorityArn"])
+    response = {"Certificate": cert.decode().strip()}
+    if chain:
+        response["CertificateChain"] = chain.decode().strip()
+    return json.dumps(response)
+
+
+def install_patches():
+    ca = pca_models.CertificateAuthority
+    ca.__init__ = _ca_init(ca.__init__)
+    ca.key = property(_ca_key)
+    ca.csr = property(_ca_csr)
+    r = pca_responses.ACMPCAResponse
+    r.issue_certificate = r_issue_certificate
+    r.get_certificate = r_get_certificate
+    r.import_certificate_authority_certificate = r_import_ca_certificate
+    r.get_certificate_authority_certificate = r_get_ca_certificate
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: CA hierarchies built through the backend, as an operator would through the API.
+
+
+def backend(region, account="123456789012"):
+    return pca_models.acmpca_backends[account][region]
+
+
+def make_ca(region, ca_type, key_algorithm, common_name):
+    config = {
+        "KeyAlgorithm": key_algorithm,
+        "SigningAlgorithm": "SHA256WITHRSA" if key_algorithm.startswith("RSA") else ("SHA384WITHECDSA" if key_algorithm == "EC_secp384r1" else "SHA256WITHECDSA"),
+        "Subject": {"CommonName": common_name, "Organization": "meshca test"},
+    }
+    return backend(region).create_certificate_authority(config, None, ca_type, None, [])
+
+
+def sign_ca(region, issuer_arn, subject_arn, template, days):
+    b = backend(region)
+    issuer = b.describe_certificate_authority(issuer_arn)
+    subject = b.describe_certificate_authority(subject_arn)
+    csr = b.get_certificate_authority_csr(subject_arn)
+    params = {
+        "Csr": base64.b64encode(csr).decode(),
+        "SigningAlgorithm": issuer.certificate_authority_configuration["SigningAlgorithm"],
+        "TemplateArn": f"arn:{get_partition(region)}:acm-pca:::template/{template}",
+        "Validity": {"Type": "DAYS", "Value": days},
+    }
+    arn = issue(issuer, params)
+    cert, chain = issuer.get_certificate(arn)
+    CONTROL.pending_polls.pop(arn, None)
+    full_chain = None if template == "RootCACertificate/V1" else chain
+    subject.import_certificate_authority_certificate(cert, full_chain)
+
+
+def fixture_hierarchy(body):
+    region = body.get("region", "eu-west-1")
+    key = body.get("key_algorithm", "EC_prime256v1")
+    levels = int(body.get("levels", 1))
+    root_days = int(body.get("root_days", 3650))
+    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"))
+    sign_ca(region, root, root, "RootCACertificate/V1", root_days)
+    arns = [root]
+    for level in range(1, levels):
+        sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}")
+        sign_ca(region, arns[-1], sub, f"SubordinateCACertificate_PathLen{levels - level}/V1", root_days // 2)
+        arns.append(sub)
+    return {"root": arns[0], "issuing": arns[-1], "chain": arns}
+
+
+# ---------------------------------------------------------------------------------------------
+# WSGI wrapper: control API, counters, quotas, faults, JSON errors.
+
+
+def aws_error(error_type, message, status):
+    body = json.dumps({"__type": error_type, "message": message})
+    return Response(body, status=status, content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": error_type})
+
+
+def operation_of(request):
+    target = request.headers.get("X-Amz-Target", "")
+    if target:
+        return target.split(".")[-1]
+    return f"{request.method} {request.path}"
+
+
+class Emulator:
+    def __init__(self):
+        self.moto = DomainDispatcherApplication(create_backend_app)
+
+    def control(self, request):
+        path = request.path[len("/_meshca/") :]
+        body = request.get_json(silent=True) or {}
+        if path == "stats":
+            with CONTROL.lock:
+                return {"calls": dict(CONTROL.calls), "throttled": CONTROL.throttled}
+        if path == "reset":
+            CONTROL.reset()
+            return {}
+        if path == "configure":
+            with CONTROL.lock:
+                if "in_progress_polls" in body:
+                    CONTROL.in_progress_polls = int(body["in_progress_polls"])
+                if "issue_tps" in body:
+                    CONTROL.issue_tps = int(body["issue_tps"])
+                    CONTROL.issue_times.clear()
+                for f in body.get("faults", []):
+                    CONTROL.faults[f["operation"]] = {
+                        "fail": int(f["fail"]),
+                        "of": int(f.get("of", f["fail"])),
+                        "seen": 0,
+                        "code": f.get("code", "ServiceUnavailableException"),
+                        "status": int(f.get("status", 503)),
+                    }
+                CONTROL.bad_certificates.extend(body.get("bad_certificates", []))
+            return {}
+        if path == "fixtures/hierarchy":
+            return fixture_hierarchy(body)
+        if path == "ca/status":
+            b = backend(body.get("region", "eu-west-1"))
+            b.describe_certificate_authority(body["arn"]).status = body["status"]
+            return {}
+        raise KeyError(path)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.path.startswith("/_meshca/"):
+            try:
+                response = Response(json.dumps(self.control(request)), content_type="application/json")
+            except KeyError as e:
+                response = Response(json.dumps({"error": f"unknown control {e}"}), status=404)
+            except Exception as e:  # noqa: BLE001
+                response = Response(json.dumps({"error": repr(e)}), status=500)
+            return response(environ, start_response)
+
+        op = operation_of(request)
+        with CONTROL.lock:
+            CONTROL.calls[op] += 1
+        fault = CONTROL.take_fault(op)
+        if fault:
+            return aws_error(fault["code"], f"injected fault for {op}", fault["status"])(environ, start_response)
+        if op == "IssueCertificate" and not CONTROL.admit_issue():
+            return aws_error("ThrottlingException", "Rate exceeded", 400)(environ, start_response)
+
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        try:
+            body = b"".join(self.moto(environ, capture))
+        except Exception as e:  # noqa: BLE001 - never an HTML page
+            return aws_error("InternalFailure", f"{type(e).__name__}: {e}", 500)(environ, start_response)
+        status_code = int(captured["status"].split()[0])
+        content_type = dict((k.lower(), v) for k, v in captured["headers"]).get("content-type", "")
+        if status_code >= 500 and ("html" in content_type or body.lstrip().lower().startswith(b"<!doctype")):
+            return aws_error("InternalFailure", f"emulator error in {op}", 500)(environ, start_response)
+        start_response(captured["status"], captured["headers"])
+        return [body]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-stdin-watch", action="store_true", help="keep serving when stdin closes")
+    args = parser.parse_args()
+    install_patches()
+    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
+    print(f"READY {server.server_port}", flush=True)
+    if not args.no_stdin_watch:
+        # The parent (a test binary) holds our stdin; when it exits, we go too.
+        def watch():
+            sys.stdin.read()
+            server.shutdown()
+
+        threading.Thread(target=watch, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

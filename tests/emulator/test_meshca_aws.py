@@ -1,0 +1,224 @@
+"""The launcher's own behaviour, through boto3 over HTTP, with openssl reading the certificates."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REGION = "eu-west-1"
+TEMPLATE = "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1"
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "meshca_aws.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("READY "), line
+    yield f"http://127.0.0.1:{line.split()[1]}"
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def control(endpoint, path, body=None):
+    req = urllib.request.Request(f"{endpoint}/_meshca/{path}", data=json.dumps(body or {}).encode(), method="POST")
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def pca(endpoint):
+    control(endpoint, "reset")
+    return boto3.client(
+        "acm-pca", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+def csr(cn="c1 istio intermediate CA", key=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def issue(pca, ca, algorithm="SHA256WITHECDSA", template=TEMPLATE, days=30, token=None, request=None):
+    kwargs = dict(
+        CertificateAuthorityArn=ca,
+        Csr=request or csr(),
+        SigningAlgorithm=algorithm,
+        TemplateArn=template,
+        Validity={"Type": "DAYS", "Value": days},
+    )
+    if token:
+        kwargs["IdempotencyToken"] = token
+    return pca.issue_certificate(**kwargs)["CertificateArn"]
+
+
+def openssl_text(pem, tmp_path):
+    p = tmp_path / "cert.pem"
+    p.write_text(pem)
+    return subprocess.run(["openssl", "x509", "-in", str(p), "-noout", "-text"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize(
+    "template,expect",
+    [
+        ("SubordinateCACertificate_PathLen0/V1", "CA:TRUE, pathlen:0"),
+        ("SubordinateCACertificate_PathLen1/V1", "CA:TRUE, pathlen:1"),
+        ("SubordinateCACertificate_PathLen2/V1", "CA:TRUE, pathlen:2"),
+        ("SubordinateCACertificate_PathLen3/V1", "CA:TRUE, pathlen:3"),
+        ("EndEntityCertificate/V1", "CA:FALSE"),
+    ],
+)
+def test_templates_set_the_documented_extensions(endpoint, pca, tmp_path, template, expect):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    arn = issue(pca, ca, template=f"arn:aws:acm-pca:::template/{template}")
+    text = openssl_text(pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)["Certificate"], tmp_path)
+    assert f"X509v3 Basic Constraints: critical\n                {expect}" in text
+    if template.startswith("Subordinate"):
+        assert "X509v3 Key Usage: critical\n                Digital Signature, Certificate Sign, CRL Sign" in text
+        assert "Extended Key Usage" not in text
+        assert "Authority Key Identifier" in text and "Subject Key Identifier" in text
+    else:
+        assert "TLS Web Server Authentication" in text
+
+
+def test_root_template_is_self_signed_without_pathlen(endpoint, pca, tmp_path):
+    root = control(endpoint, "fixtures/hierarchy")["root"]
+    pem = pca.get_certificate_authority_certificate(CertificateAuthorityArn=root)["Certificate"]
+    text = openssl_text(pem, tmp_path)
+    assert "CA:TRUE\n" in text and "pathlen" not in text
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    assert cert.subject == cert.issuer
+
+
+def test_validity_and_signing_algorithm_are_honoured(endpoint, pca):
+    for key, algorithm, hash_name in [("EC_secp384r1", "SHA384WITHECDSA", "sha384"), ("RSA_2048", "SHA256WITHRSA", "sha256")]:
+        ca = control(endpoint, "fixtures/hierarchy", {"key_algorithm": key})["issuing"]
+        arn = issue(pca, ca, algorithm=algorithm, days=17)
+        cert = x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)["Certificate"].encode())
+        assert cert.signature_hash_algorithm.name == hash_name
+        days = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400
+        assert 17 <= days < 17.01
+        wrong = "SHA256WITHRSA" if key.startswith("EC") else "SHA256WITHECDSA"
+        with pytest.raises(ClientError) as e:
+            issue(pca, ca, algorithm=wrong)
+        assert e.value.response["Error"]["Code"] == "InvalidArgsException"
+
+
+def test_validity_beyond_the_ca_is_refused(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy", {"root_days": 100})["issuing"]
+    with pytest.raises(ClientError) as e:
+        issue(pca, ca, days=200)
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_empty_subject_is_a_malformed_csr(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    with pytest.raises(ClientError) as e:
+        issue(pca, ca, request=csr(cn=None))
+    assert e.value.response["Error"]["Code"] == "MalformedCSRException"
+
+
+def test_idempotency_token_returns_the_same_certificate(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    a = issue(pca, ca, token="tok-1")
+    assert issue(pca, ca, token="tok-1") == a
+    assert issue(pca, ca, token="tok-2") != a
+    assert control(endpoint, "stats")["calls"]["IssueCertificate"] == 3
+
+
+def test_chain_runs_up_to_the_root_in_a_two_level_hierarchy(endpoint, pca):
+    h = control(endpoint, "fixtures/hierarchy", {"levels": 2})
+    arn = issue(pca, h["issuing"])
+    got = pca.get_certificate(CertificateAuthorityArn=h["issuing"], CertificateArn=arn)
+    chain = x509.load_pem_x509_certificates(got["CertificateChain"].encode())
+    root = pca.get_certificate_authority_certificate(CertificateAuthorityArn=h["root"])["Certificate"]
+    assert len(chain) == 2
+    assert chain[-1] == x509.load_pem_x509_certificate(root.encode())
+    ca_cert = pca.get_certificate_authority_certificate(CertificateAuthorityArn=h["issuing"])
+    assert x509.load_pem_x509_certificates(ca_cert["CertificateChain"].encode())[0] == chain[-1], "imported chain is PEM, not base64"
+
+
+def test_get_certificate_is_in_progress_for_the_first_polls(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    control(endpoint, "configure", {"in_progress_polls": 2})
+    arn = issue(pca, ca)
+    for _ in range(2):
+        with pytest.raises(ClientError) as e:
+            pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)
+        assert e.value.response["Error"]["Code"] == "RequestInProgressException"
+    assert pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)["Certificate"]
+
+
+def test_issue_quota_throttles(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    control(endpoint, "configure", {"issue_tps": 3})
+    pca.meta.config.retries = {"max_attempts": 1}
+    raw = boto3.client(
+        "acm-pca", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t",
+        config=__import__("botocore.config").config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    codes = []
+    for _ in range(6):
+        try:
+            issue(raw, ca)
+            codes.append("ok")
+        except ClientError as e:
+            codes.append(e.response["Error"]["Code"])
+    assert codes[:3] == ["ok"] * 3 and "ThrottlingException" in codes[3:], codes
+    time.sleep(1.1)
+    issue(raw, ca)
+    assert control(endpoint, "stats")["throttled"] >= 1
+
+
+def test_injected_faults_fail_n_of_m_with_aws_error_codes(endpoint, pca):
+    sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t",
+                      config=__import__("botocore.config").config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    control(endpoint, "configure", {"faults": [{"operation": "CreateSecret", "fail": 2, "of": 3, "code": "InternalServiceError", "status": 500}]})
+    results = []
+    for i in range(4):
+        try:
+            sm.create_secret(Name=f"s{i}", SecretString="x")
+            results.append("ok")
+        except ClientError as e:
+            results.append(e.response["Error"]["Code"])
+    assert results == ["InternalServiceError", "InternalServiceError", "ok", "ok"]
+
+
+def test_injected_bad_certificates(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    control(endpoint, "configure", {"bad_certificates": ["not-ca", "pathlen1", "wrong-key"]})
+    key = ec.generate_private_key(ec.SECP256R1())
+    certs = []
+    for _ in range(3):
+        arn = issue(pca, ca, request=csr(key=key))
+        certs.append(x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)["Certificate"].encode()))
+    bc = [c.extensions.get_extension_for_class(x509.BasicConstraints).value for c in certs]
+    assert not bc[0].ca
+    assert bc[1].ca and bc[1].path_length == 1
+    assert certs[2].public_key() != key.public_key()
+
+
+def test_inactive_ca_refuses_and_errors_are_json(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    control(endpoint, "ca/status", {"arn": ca, "status": "DISABLED"})
+    with pytest.raises(ClientError) as e:
+        issue(pca, ca)
+    assert e.value.response["Error"]["Code"] == "InvalidStateException"
+    with pytest.raises(ClientError) as e:
+        pca.describe_certificate_authority(CertificateAuthorityArn=ca.replace(ca[-4:], "0000"))
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
