@@ -5,6 +5,7 @@
 //! (who signs), [`Escrow`] (where bundles are kept).
 
 pub mod authority;
+pub mod aws;
 pub mod bundle;
 pub mod cert;
 pub mod cluster;

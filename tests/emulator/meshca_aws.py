@@ -2,6 +2,8 @@
 stock moto lacks and meshca relies on.
 
 Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
+  * Secrets Manager versions are immutable: a ClientRequestToken reused with other data is
+    ResourceExistsException even for a version staged AWSPENDING (stock moto overwrites it).
   * CA keys of the configured KeyAlgorithm (stock: always RSA 2048) and the matching
     signature family; SigningAlgorithm honoured and checked against the CA key.
   * Templates -> extensions: RootCACertificate/V1, SubordinateCACertificate_PathLen0..3/V1,
@@ -343,7 +345,34 @@ def r_get_ca_certificate(self):
     return json.dumps(response)
 
 
+# ---------------------------------------------------------------------------------------------
+# Secrets Manager: versions are immutable. Stock moto lets a PutSecretValue overwrite a version
+# staged AWSPENDING (its rotation shortcut); Secrets Manager refuses any change to an existing
+# version: same token and same data succeeds, same token and other data is ResourceExists.
+
+
+def _sm_check_versions(original):
+    from moto.secretsmanager.exceptions import ResourceExistsException
+
+    def check(self, secret_name, client_request_token, secret_string, secret_binary, on_create=False):
+        existing = self.secrets.get(secret_name)
+        version = existing.versions.get(client_request_token) if existing is not None and client_request_token else None
+        if version is not None and "AWSPENDING" in version.get("version_stages", []):
+            if version.get("secret_string") == secret_string and version.get("secret_binary") == secret_binary:
+                return existing
+            raise ResourceExistsException(
+                f"You can't use ClientRequestToken {client_request_token} because that value is already in use for a version of secret {existing.arn}."
+            )
+        return original(self, secret_name, client_request_token, secret_string, secret_binary, on_create)
+
+    return check
+
+
 def install_patches():
+    from moto.secretsmanager import models as sm_models
+
+    sm = sm_models.SecretsManagerBackend
+    sm._check_with_existing_secrets_and_versions = _sm_check_versions(sm._check_with_existing_secrets_and_versions)
     ca = pca_models.CertificateAuthority
     ca.__init__ = _ca_init(ca.__init__)
     ca.key = property(_ca_key)
@@ -438,6 +467,8 @@ class Emulator:
             with CONTROL.lock:
                 if "in_progress_polls" in body:
                     CONTROL.in_progress_polls = int(body["in_progress_polls"])
+                    for arn, left in list(CONTROL.pending_polls.items()):
+                        CONTROL.pending_polls[arn] = min(left, CONTROL.in_progress_polls)
                 if "issue_tps" in body:
                     CONTROL.issue_tps = int(body["issue_tps"])
                     CONTROL.issue_times.clear()

@@ -222,3 +222,15 @@ def test_inactive_ca_refuses_and_errors_are_json(endpoint, pca):
     with pytest.raises(ClientError) as e:
         pca.describe_certificate_authority(CertificateAuthorityArn=ca.replace(ca[-4:], "0000"))
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_secret_versions_are_immutable_even_when_pending(endpoint):
+    sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    sm.create_secret(Name="imm")
+    token = "0123456789abcdef0123456789abcdef"
+    sm.put_secret_value(SecretId="imm", ClientRequestToken=token, SecretString="one", VersionStages=["AWSPENDING"])
+    sm.put_secret_value(SecretId="imm", ClientRequestToken=token, SecretString="one", VersionStages=["AWSPENDING"])
+    with pytest.raises(ClientError) as e:
+        sm.put_secret_value(SecretId="imm", ClientRequestToken=token, SecretString="two", VersionStages=["AWSPENDING"])
+    assert e.value.response["Error"]["Code"] == "ResourceExistsException"
+    assert sm.get_secret_value(SecretId="imm", VersionId=token)["SecretString"] == "one"

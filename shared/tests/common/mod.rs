@@ -87,3 +87,4 @@ pub fn good() -> (Ca, Ca) {
     let int = signed(&root, Spec::intermediate("c1 istio intermediate CA", 365));
     (root, int)
 }
+pub mod aws;

@@ -1,0 +1,322 @@
+//! AWS Private CA as the [`Authority`].
+
+use aws_sdk_acmpca::Client;
+use aws_sdk_acmpca::primitives::Blob;
+use aws_sdk_acmpca::types::{CertificateAuthorityStatus, KeyAlgorithm as PcaKey, SigningAlgorithm, ValidityPeriodType};
+use time::OffsetDateTime;
+
+use super::describe;
+use super::retry::Backoff;
+use crate::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity,
+};
+use crate::cert::Certificate;
+use crate::pem::{self, CERTIFICATE};
+
+/// The PCA template that gives BasicConstraints critical CA:TRUE pathlen:0 and KeyUsage
+/// critical digitalSignature, keyCertSign, cRLSign, subject and SAN from the CSR.
+pub const PATHLEN0_TEMPLATE: &str = "template/SubordinateCACertificate_PathLen0/V1";
+
+#[derive(Debug, Clone)]
+pub struct PcaAuthority {
+    client: Client,
+    ca_arn: String,
+    template_arn: String,
+    signing_algorithm: Option<String>,
+    resolved_signing: std::sync::Arc<std::sync::OnceLock<String>>,
+    backoff: Backoff,
+}
+
+/// Codes PCA (and the SDK) answer when a quota is exceeded.
+fn is_throttle(code: &str) -> bool {
+    matches!(code, "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "Throttling")
+}
+
+impl PcaAuthority {
+    /// `template_arn`: `None` takes PathLen0/V1 in the partition of the CA ARN.
+    pub fn new(client: Client, ca_arn: impl Into<String>, template_arn: Option<String>) -> Result<Self, AuthorityError> {
+        let ca_arn = ca_arn.into();
+        let partition = partition_of(&ca_arn).ok_or_else(|| AuthorityError::NotFound {
+            id: ca_arn.clone(),
+            detail: "not a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)".into(),
+        })?;
+        let template_arn = template_arn.unwrap_or_else(|| format!("arn:{partition}:acm-pca:::{PATHLEN0_TEMPLATE}"));
+        Ok(PcaAuthority { client, ca_arn, template_arn, signing_algorithm: None, resolved_signing: Default::default(), backoff: Backoff::default() })
+    }
+
+    /// Overrides the signing algorithm otherwise derived from the CA's key.
+    pub fn with_signing_algorithm(mut self, algorithm: Option<String>) -> Self {
+        self.signing_algorithm = algorithm;
+        self
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn ca_arn(&self) -> &str {
+        &self.ca_arn
+    }
+
+    fn backend(&self, operation: &'static str, code: &str, message: &str) -> AuthorityError {
+        match code {
+            "ResourceNotFoundException" | "InvalidArnException" => {
+                AuthorityError::NotFound { id: self.ca_arn.clone(), detail: format!("{code}: {message}") }
+            }
+            "InvalidStateException" => AuthorityError::NotActive { id: self.ca_arn.clone(), status: format!("not usable ({message})") },
+            "MalformedCSRException" | "InvalidArgsException" | "ValidationException" | "InvalidRequestException" => {
+                AuthorityError::Rejected { id: self.ca_arn.clone(), reason: format!("{operation}: {code}: {message}") }
+            }
+            _ => AuthorityError::Backend { operation, detail: format!("{code}: {message}") },
+        }
+    }
+
+    fn signing_for(&self, key: &PcaKey) -> Result<String, AuthorityError> {
+        if let Some(s) = &self.signing_algorithm {
+            return Ok(s.clone());
+        }
+        Ok(match key {
+            PcaKey::Rsa2048 | PcaKey::Rsa3072 | PcaKey::Rsa4096 => "SHA256WITHRSA",
+            PcaKey::EcPrime256v1 => "SHA256WITHECDSA",
+            PcaKey::EcSecp384r1 => "SHA384WITHECDSA",
+            PcaKey::EcSecp521r1 => "SHA512WITHECDSA",
+            other => {
+                return Err(AuthorityError::Rejected {
+                    id: self.ca_arn.clone(),
+                    reason: format!("CA key algorithm {} has no signing algorithm meshca knows; set one explicitly", other.as_str()),
+                });
+            }
+        }
+        .to_string())
+    }
+
+    async fn pause(&self, attempts: &mut super::retry::Attempts, operation: &'static str) -> Result<(), AuthorityError> {
+        match attempts.next_pause() {
+            Some(p) => {
+                tokio::time::sleep(p).await;
+                Ok(())
+            }
+            None => Err(AuthorityError::Throttled { operation, attempts: attempts.attempts(), waited_ms: attempts.elapsed().as_millis() }),
+        }
+    }
+}
+
+/// `arn:aws-us-gov:acm-pca:…` → `aws-us-gov`.
+fn partition_of(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let partition = parts.next()?;
+    (parts.next()? == "acm-pca").then_some(())?;
+    let resource = arn.splitn(6, ':').nth(5)?;
+    resource.starts_with("certificate-authority/").then_some(partition)
+}
+
+/// `0a1b…` → `0a:1b:…`, the form RevokeCertificate takes.
+fn colon_serial(hex: &str) -> String {
+    let padded = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex.to_string() };
+    padded.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect::<Vec<_>>().join(":")
+}
+
+#[async_trait::async_trait]
+impl Authority for PcaAuthority {
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+        let mut attempts = self.backoff.start();
+        let ca = loop {
+            match self.client.describe_certificate_authority().certificate_authority_arn(&self.ca_arn).send().await {
+                Ok(out) => break out.certificate_authority.ok_or_else(|| self.backend("DescribeCertificateAuthority", "Empty", "no CA in answer"))?,
+                Err(e) => {
+                    let (code, message) = describe(&e);
+                    if is_throttle(&code) {
+                        self.pause(&mut attempts, "DescribeCertificateAuthority").await?;
+                        continue;
+                    }
+                    return Err(self.backend("DescribeCertificateAuthority", &code, &message));
+                }
+            }
+        };
+        let status = ca.status().map_or("UNKNOWN", CertificateAuthorityStatus::as_str);
+        if status != CertificateAuthorityStatus::Active.as_str() {
+            return Err(AuthorityError::NotActive { id: self.ca_arn.clone(), status: status.to_string() });
+        }
+        let config = ca.certificate_authority_configuration().ok_or_else(|| {
+            self.backend("DescribeCertificateAuthority", "Empty", "no CertificateAuthorityConfiguration")
+        })?;
+        let key = config.key_algorithm().clone();
+        let signing_algorithm = self.signing_for(&key)?;
+        let _ = self.resolved_signing.set(signing_algorithm.clone());
+
+        let out = self
+            .client
+            .get_certificate_authority_certificate()
+            .certificate_authority_arn(&self.ca_arn)
+            .send()
+            .await
+            .map_err(|e| {
+                let (c, m) = describe(&e);
+                self.backend("GetCertificateAuthorityCertificate", &c, &m)
+            })?;
+        let corrupt = |reason: String| AuthorityError::Backend { operation: "GetCertificateAuthorityCertificate", detail: reason };
+        let ca_pem = out.certificate().ok_or_else(|| corrupt("no Certificate".into()))?;
+        let ca_der = pem::certificates("CA certificate", ca_pem).map_err(|e| corrupt(e.to_string()))?;
+        let ca_cert = Certificate::from_der("CA certificate", ca_der[0].clone()).map_err(|e| corrupt(e.to_string()))?;
+        // The trust anchor: for a root CA its own certificate; for a subordinate, the chain's
+        // self-signed top.
+        let mut all = vec![ca_cert.clone()];
+        if let Some(chain) = out.certificate_chain().filter(|c| !c.trim().is_empty()) {
+            for (i, der) in pem::certificates("CA chain", chain).map_err(|e| corrupt(e.to_string()))?.into_iter().enumerate() {
+                all.push(Certificate::from_der(&format!("CA chain certificate {}", i + 1), der).map_err(|e| corrupt(e.to_string()))?);
+            }
+        }
+        let roots: Vec<&Vec<u8>> = all.iter().filter(|c| c.is_self_signed()).map(|c| &c.der).collect();
+        if roots.is_empty() {
+            return Err(corrupt(format!("the chain of {} does not reach a self-signed root", self.ca_arn)));
+        }
+        Ok(AuthorityInfo {
+            id: self.ca_arn.clone(),
+            key_description: key.as_str().to_string(),
+            signing_algorithm,
+            root_bundle: pem::encode(CERTIFICATE, &roots),
+            not_after: ca_cert.not_after,
+        })
+    }
+
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        // describe() has normally run already in this reconcile and left the answer here.
+        let info_key = match self.resolved_signing.get() {
+            Some(s) => s.clone(),
+            None => self.describe().await?.signing_algorithm,
+        };
+        let validity = match request.validity {
+            Validity::Days(d) => aws_sdk_acmpca::types::Validity::builder().r#type(ValidityPeriodType::Days).value(d.into()),
+            Validity::EndDate(t) => aws_sdk_acmpca::types::Validity::builder()
+                .r#type(ValidityPeriodType::EndDate)
+                .value(end_date_value(t)),
+        }
+        .build()
+        .map_err(|e| AuthorityError::Rejected { id: self.ca_arn.clone(), reason: e.to_string() })?;
+
+        let mut attempts = self.backoff.start();
+        loop {
+            let sent = self
+                .client
+                .issue_certificate()
+                .certificate_authority_arn(&self.ca_arn)
+                .csr(Blob::new(request.csr_pem.as_bytes()))
+                .signing_algorithm(SigningAlgorithm::from(info_key.as_str()))
+                .template_arn(&self.template_arn)
+                .validity(validity.clone())
+                .idempotency_token(request.idempotency_token)
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    let arn = out.certificate_arn.ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
+                    return Ok(CertificateId(arn));
+                }
+                Err(e) => {
+                    let (code, message) = describe(&e);
+                    if is_throttle(&code) {
+                        self.pause(&mut attempts, "IssueCertificate").await?;
+                        continue;
+                    }
+                    return Err(self.backend("IssueCertificate", &code, &message));
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
+        let mut attempts = self.backoff.start();
+        loop {
+            match self.client.get_certificate().certificate_authority_arn(&self.ca_arn).certificate_arn(&id.0).send().await {
+                Ok(out) => {
+                    let bad = |r: String| AuthorityError::Backend { operation: "GetCertificate", detail: r };
+                    let cert = out.certificate().ok_or_else(|| bad("no Certificate".into()))?;
+                    let certificate = pem::normalise("issued certificate", cert, CERTIFICATE).map_err(|e| bad(e.to_string()))?;
+                    let chain = match out.certificate_chain().filter(|c| !c.trim().is_empty()) {
+                        Some(c) => pem::normalise("certificate chain", c, CERTIFICATE).map_err(|e| bad(e.to_string()))?,
+                        None => String::new(),
+                    };
+                    return Ok(Issued { certificate, chain });
+                }
+                Err(e) => {
+                    let (code, message) = describe(&e);
+                    if code == "RequestInProgressException" || is_throttle(&code) {
+                        match attempts.next_pause() {
+                            Some(p) => {
+                                tokio::time::sleep(p).await;
+                                continue;
+                            }
+                            None if code == "RequestInProgressException" => {
+                                return Err(AuthorityError::StillInProgress { id: id.clone(), waited_ms: attempts.elapsed().as_millis() });
+                            }
+                            None => {
+                                return Err(AuthorityError::Throttled {
+                                    operation: "GetCertificate",
+                                    attempts: attempts.attempts(),
+                                    waited_ms: attempts.elapsed().as_millis(),
+                                });
+                            }
+                        }
+                    }
+                    if code == "ResourceNotFoundException" && message.contains(&id.0) {
+                        return Err(AuthorityError::UnknownCertificate(id.clone()));
+                    }
+                    return Err(self.backend("GetCertificate", &code, &message));
+                }
+            }
+        }
+    }
+
+    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+        let _ = id;
+        self.client
+            .revoke_certificate()
+            .certificate_authority_arn(&self.ca_arn)
+            .certificate_serial(colon_serial(serial))
+            .revocation_reason(aws_sdk_acmpca::types::RevocationReason::from(reason.as_pca()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                let (c, m) = describe(&e);
+                self.backend("RevokeCertificate", &c, &m)
+            })
+    }
+}
+
+/// PCA's END_DATE validity is the integer YYYYMMDDHHMMSS in UTC.
+fn end_date_value(t: OffsetDateTime) -> i64 {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let s = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    s.parse().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_comes_from_the_ca_arn() {
+        assert_eq!(partition_of("arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/abc"), Some("aws"));
+        assert_eq!(partition_of("arn:aws-us-gov:acm-pca:us-gov-west-1:1:certificate-authority/abc"), Some("aws-us-gov"));
+        assert_eq!(partition_of("arn:aws:acm:eu-west-1:1:certificate/abc"), None);
+        assert_eq!(partition_of("not-an-arn"), None);
+    }
+
+    #[test]
+    fn serial_and_end_date_formats() {
+        assert_eq!(colon_serial("abc"), "0a:bc");
+        assert_eq!(colon_serial("0a1b"), "0a:1b");
+        assert_eq!(end_date_value(time::macros::datetime!(2027-03-04 05:06:07 UTC)), 20270304050607);
+    }
+}

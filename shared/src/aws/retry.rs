@@ -1,0 +1,68 @@
+//! Bounded waiting on AWS: throttling and "request in progress" are retried with jittered
+//! exponential backoff until a deadline, then surfaced as typed errors.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    /// Total time allowed for one operation including its retries.
+    pub deadline: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), deadline: Duration::from_secs(60) }
+    }
+}
+
+/// Iterator over sleep durations ("full jitter": uniform in [0, cap]) until the deadline.
+pub struct Attempts {
+    policy: Backoff,
+    started: Instant,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn start(self) -> Attempts {
+        Attempts { policy: self, started: Instant::now(), attempt: 0 }
+    }
+}
+
+impl Attempts {
+    /// The pause before the next try, or `None` once the deadline would be passed.
+    pub fn next_pause(&mut self) -> Option<Duration> {
+        self.attempt += 1;
+        let exp = self.policy.first.saturating_mul(1u32 << self.attempt.min(16));
+        let cap = exp.min(self.policy.max);
+        let pause = cap.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10));
+        (self.started.elapsed() + pause <= self.policy.deadline).then_some(pause)
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_are_bounded_and_stop_at_the_deadline() {
+        let policy = Backoff { first: Duration::from_millis(10), max: Duration::from_millis(40), deadline: Duration::from_millis(0) };
+        let mut a = policy.start();
+        assert_eq!(a.next_pause(), None, "a zero deadline allows no retry");
+        let policy = Backoff { deadline: Duration::from_secs(3600), ..policy };
+        let mut a = policy.start();
+        for _ in 0..50 {
+            let p = a.next_pause().unwrap();
+            assert!(p <= Duration::from_millis(40) && p >= Duration::from_millis(10), "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! AWS Private CA and Secrets Manager adapters against the emulated AWS, through the real SDK.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::aws::{AwsEmulator, REGION};
+use meshca::authority::{Authority, IssueRequest};
+use meshca::aws::retry::Backoff;
+use meshca::aws::{PcaAuthority, SecretsEscrow};
+use meshca::escrow::{Claim, Escrow, GenerationToken, Pending, SCHEMA};
+use meshca::reconcile::Action;
+use meshca::{AuthorityError, ClusterName, KeyAlgorithm, PrivateKey, Profile, Reconcile, ReconcileError, Settings, Validity};
+use serde_json::json;
+use time::OffsetDateTime;
+
+struct Aws {
+    emu: AwsEmulator,
+    pca: aws_sdk_acmpca::Client,
+    sm: aws_sdk_secretsmanager::Client,
+}
+
+async fn aws() -> Aws {
+    let emu = AwsEmulator::start();
+    let config = emu.sdk_config().await;
+    Aws { pca: aws_sdk_acmpca::Client::new(&config), sm: aws_sdk_secretsmanager::Client::new(&config), emu }
+}
+
+fn fast() -> Backoff {
+    Backoff { first: Duration::from_millis(20), max: Duration::from_millis(200), deadline: Duration::from_secs(20) }
+}
+
+impl Aws {
+    fn authority(&self, ca: &serde_json::Value) -> PcaAuthority {
+        PcaAuthority::new(self.pca.clone(), ca.as_str().unwrap(), None).unwrap().with_backoff(fast())
+    }
+    fn escrow(&self) -> SecretsEscrow {
+        SecretsEscrow::new(self.sm.clone(), SecretsEscrow::default_prefix(REGION)).with_kms_key(Some("alias/meshca".into()))
+    }
+}
+
+fn settings() -> Settings {
+    Settings { validity: Validity::Days(30), ..Settings::default() }
+}
+
+fn cluster(s: &str) -> ClusterName {
+    s.parse().unwrap()
+}
+
+fn openssl_verify(bundle: &meshca::Bundle, dir: &Path) {
+    for (name, text) in bundle.files() {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "ca-cert.pem"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn issue_through_a_root_pca_escrow_in_secrets_manager() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("prod-eu-1");
+    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.action, Action::Issued { .. }));
+    assert_eq!(o.verified.chain.len(), 2);
+    assert!(o.meta.certificate_id.starts_with(h["issuing"].as_str().unwrap()), "{}", o.meta.certificate_id);
+    let dir = tempfile::tempdir().unwrap();
+    openssl_verify(&o.bundle, dir.path());
+    assert_eq!(a.emu.calls("IssueCertificate"), 1);
+
+    // The escrowed record is what a rerun reuses: no second issuance.
+    let again = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(again.action, Action::Reused { .. }), "{:?}", again.action);
+    assert_eq!(again.bundle, o.bundle);
+    assert_eq!(a.emu.calls("IssueCertificate"), 1);
+    let stored = a.sm.get_secret_value().secret_id("meshca/eu-west-1/prod-eu-1").send().await.unwrap();
+    let record: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(record["state"], "current");
+    assert_eq!(record["meta"]["generation"], 1);
+}
+
+#[tokio::test]
+async fn issue_through_a_subordinate_pca() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 2);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("c2"), false).await.unwrap();
+    assert_eq!(o.verified.chain.len(), 3, "intermediate, issuing sub CA, root");
+    assert_eq!(o.verified.roots.len(), 1);
+    assert!(o.verified.chain[2].is_self_signed());
+    openssl_verify(&o.bundle, tempfile::tempdir().unwrap().path());
+}
+
+#[tokio::test]
+async fn rsa_and_ec_cas_get_their_signing_algorithm() {
+    let a = aws().await;
+    for (key, alg) in [("RSA_2048", "SHA256WITHRSA"), ("EC_prime256v1", "SHA256WITHECDSA"), ("EC_secp384r1", "SHA384WITHECDSA")] {
+        let h = a.emu.hierarchy(key, 1);
+        let authority = a.authority(&h["issuing"]);
+        assert_eq!(authority.describe().await.unwrap().signing_algorithm, alg);
+        let s = Settings { key_algorithm: KeyAlgorithm::Rsa2048, profile: Profile { key_algorithm: Some(KeyAlgorithm::Rsa2048), ..Profile::default() }, ..settings() };
+        let c = cluster(&format!("c-{}", key.to_lowercase().replace('_', "-")));
+        Reconcile { authority: &authority, escrow: &a.escrow(), settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    }
+    // An explicit algorithm of the wrong family is refused by PCA, and surfaces as a rejection.
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let authority = a.authority(&h["issuing"]).with_signing_algorithm(Some("SHA256WITHRSA".into()));
+    let e = Reconcile { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("wrong-alg"), false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::Rejected { .. }, .. }), "{e}");
+}
+
+#[tokio::test]
+async fn in_progress_polls_are_waited_out() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    a.emu.control("configure", json!({"in_progress_polls": 3}));
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slow"), false).await.unwrap();
+    assert_eq!(a.emu.calls("GetCertificate"), 4);
+
+    // With a deadline too short, a typed error instead of a hang.
+    a.emu.control("configure", json!({"in_progress_polls": 1000}));
+    let impatient = a.authority(&h["issuing"]).with_backoff(Backoff { deadline: Duration::from_millis(300), ..fast() });
+    let e = Reconcile { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::StillInProgress { .. }, .. }), "{e}");
+    // The generation is pending with its certificate ARN: the rerun fetches, it does not reissue.
+    a.emu.control("configure", json!({"in_progress_polls": 0}));
+    let issued = a.emu.calls("IssueCertificate");
+    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap();
+    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    assert_eq!(a.emu.calls("IssueCertificate"), issued);
+}
+
+#[tokio::test]
+async fn a_throttling_storm_is_survived() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    a.emu.control("configure", json!({"issue_tps": 2}));
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let r = Reconcile { authority: &authority, escrow: &escrow, settings: &s };
+    let names: Vec<ClusterName> = (0..8).map(|i| cluster(&format!("storm-{i}"))).collect();
+    let results = futures_join_all(names.iter().map(|c| r.ensure_bundle(c, false))).await;
+    for r in results {
+        r.unwrap();
+    }
+    let stats = a.emu.control("stats", json!({}));
+    assert!(stats["throttled"].as_u64().unwrap() > 0, "the quota was never hit: {stats}");
+
+    // Past the deadline a throttle is a typed error.
+    a.emu.control("configure", json!({"issue_tps": 0, "faults": [{"operation": "IssueCertificate", "fail": 1000, "of": 1000, "code": "ThrottlingException", "status": 400}]}));
+    let impatient = a.authority(&h["issuing"]).with_backoff(Backoff { deadline: Duration::from_millis(300), ..fast() });
+    let e = Reconcile { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("storm-x"), false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::Throttled { operation: "IssueCertificate", .. }, .. }), "{e}");
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futs.collect();
+    // Run them concurrently on this task.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.extend(done.into_iter().map(Option::unwrap));
+    out
+}
+
+async fn pending_for(authority: &PcaAuthority, c: &ClusterName, s: &Settings) -> Pending {
+    let info = authority.describe().await.unwrap();
+    let key = PrivateKey::generate(s.key_algorithm).unwrap();
+    Pending {
+        schema: SCHEMA,
+        cluster: c.clone(),
+        generation: 1,
+        token: GenerationToken::derive(&info.id, c, 1),
+        authority_id: info.id,
+        key_algorithm: s.key_algorithm,
+        csr: meshca::csr::build_csr(&key, &s.subject(c)).unwrap(),
+        ca_key: key.to_pkcs8_pem(),
+        certificate_id: None,
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_after_issue_is_resumed_with_one_issuance() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("crashy");
+    // The first run: claimed, issued, recorded the ARN, then died.
+    let mut p = pending_for(&authority, &c, &s).await;
+    assert!(matches!(escrow.claim(&p).await.unwrap(), Claim::Won));
+    let id = authority
+        .issue(&IssueRequest { csr_pem: &p.csr, validity: s.validity, idempotency_token: p.token.as_str() })
+        .await
+        .unwrap();
+    p.certificate_id = Some(id.clone());
+    escrow.record_issued(&p).await.unwrap();
+
+    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    assert_eq!(o.meta.certificate_id, id.0);
+    assert_eq!(a.emu.calls("IssueCertificate"), 1, "exactly one IssueCertificate for the generation");
+}
+
+#[tokio::test]
+async fn a_run_stopped_before_recording_gets_the_same_certificate_back() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("crashy2");
+    let p = pending_for(&authority, &c, &s).await;
+    escrow.claim(&p).await.unwrap();
+    let id = authority
+        .issue(&IssueRequest { csr_pem: &p.csr, validity: s.validity, idempotency_token: p.token.as_str() })
+        .await
+        .unwrap();
+    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(o.meta.certificate_id, id.0, "the idempotency token named the same certificate");
+}
+
+#[tokio::test]
+async fn an_escrow_conflict_is_detected() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("contested");
+    let ours = pending_for(&authority, &c, &s).await;
+    let theirs = pending_for(&authority, &c, &s).await;
+    assert_eq!(ours.token, theirs.token);
+    assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won));
+    assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won), "a retry of the same write is idempotent");
+    let Claim::Lost(winner) = escrow.claim(&theirs).await.unwrap() else { panic!("the second writer must lose") };
+    assert_eq!(winner.csr, ours.csr);
+
+    let mut a1 = ours.clone();
+    a1.certificate_id = Some(meshca::CertificateId("arn:one".into()));
+    escrow.record_issued(&a1).await.unwrap();
+    let mut a2 = ours.clone();
+    a2.certificate_id = Some(meshca::CertificateId("arn:two".into()));
+    let e = escrow.record_issued(&a2).await.unwrap_err();
+    assert!(matches!(e, meshca::EscrowError::Conflict { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn two_reconciles_at_once_issue_one_certificate() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("twins");
+    let r = Reconcile { authority: &authority, escrow: &escrow, settings: &s };
+    let (x, y) = tokio::join!(r.ensure_bundle(&c, false), r.ensure_bundle(&c, false));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.bundle, y.bundle);
+    assert_eq!(x.meta.certificate_id, y.meta.certificate_id);
+}
+
+#[tokio::test]
+async fn bad_certificates_from_pca_are_never_escrowed() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    for (kind, expect) in [("not-ca", "is not a CA"), ("pathlen1", "pathlen 1, profile wants 0"), ("wrong-key", "does not match")] {
+        a.emu.control("configure", json!({"bad_certificates": [kind]}));
+        let c = cluster(&format!("bad-{kind}"));
+        let e = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+        assert!(matches!(e, ReconcileError::InvalidIssued { .. }), "{kind}: {e}");
+        assert!(e.to_string().contains(expect), "{kind}: {e}");
+        assert!(escrow.load(&c).await.unwrap().current.is_none(), "{kind} was escrowed as current");
+    }
+}
+
+#[tokio::test]
+async fn unusable_cas_are_clear_errors() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    a.emu.control("ca/status", json!({"arn": h["issuing"], "status": "DISABLED"}));
+    let e = a.authority(&h["issuing"]).describe().await.unwrap_err();
+    assert_eq!(e.to_string(), format!("certificate authority {} is DISABLED, not ACTIVE; it cannot issue", h["issuing"].as_str().unwrap()));
+
+    let missing = h["issuing"].as_str().unwrap().replace("certificate-authority/", "certificate-authority/0000");
+    let e = PcaAuthority::new(a.pca.clone(), missing, None).unwrap().describe().await.unwrap_err();
+    assert!(matches!(e, AuthorityError::NotFound { .. }), "{e}");
+    let e = PcaAuthority::new(a.pca.clone(), "arn:aws:s3:::bucket", None).unwrap_err();
+    assert!(e.to_string().contains("not a certificate authority ARN"), "{e}");
+}
+
+#[tokio::test]
+async fn secrets_manager_down_means_nothing_issued_and_a_clear_error() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    a.emu.control("configure", json!({"faults": [{"operation": "GetSecretValue", "fail": 100, "of": 100, "code": "InternalServiceError", "status": 500}]}));
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("sm-down");
+    let e = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::Escrow { source: meshca::EscrowError::Backend { .. }, .. }), "{e}");
+    assert!(e.to_string().contains("InternalServiceError"), "{e}");
+    assert_eq!(a.emu.calls("IssueCertificate"), 0);
+    a.emu.control("reset", json!({}));
+    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(a.emu.calls("IssueCertificate"), 1);
+}
+
+#[tokio::test]
+async fn retire_keeps_the_secret_recoverable() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow().with_recovery_window(7), settings());
+    let c = cluster("gone");
+    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    escrow.retire(&c).await.unwrap();
+    let d = a.sm.describe_secret().secret_id("meshca/eu-west-1/gone").send().await.unwrap();
+    assert!(d.deleted_date().is_some(), "scheduled for deletion, not gone");
+    let tags: Vec<_> = d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+    assert!(tags.contains(&("meshca:cluster", "gone")), "{tags:?}");
+}
