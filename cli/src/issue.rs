@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca::escrow::local::LocalEscrow;
 use meshca::reconcile::Action;
-use meshca::{ClusterName, KeyAlgorithm, LocalCa, LocalRootSpec, Profile, Reconcile, RenewalPolicy, Settings, Validity};
+use meshca::aws::{PcaAuthority, SecretsEscrow};
+use meshca::{
+    Authority, ClusterName, Escrow, KeyAlgorithm, LocalCa, LocalRootSpec, Profile, Reconcile, RenewalPolicy, Settings, Validity,
+};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
@@ -32,6 +35,8 @@ Examples:
   meshca issue --cluster demo
   meshca issue --cluster prod-eu-1 --key-algorithm rsa-4096 --validity-days 180 -O 'Example Corp'
   meshca issue --cluster demo --force            # rotate now; root-cert.pem stays byte-identical
+  meshca issue --cluster prod-eu-1 --ca-arn arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/… \
+               --escrow secrets-manager --kms-key-id alias/meshca
   kubectl apply -f out/demo/cacerts.yaml"
 )]
 pub struct IssueArgs {
@@ -79,9 +84,40 @@ pub struct IssueArgs {
     #[arg(long, value_name = "DIR", env = "MESHCA_CA_DIR")]
     ca_dir: Option<PathBuf>,
 
-    /// Where bundles are escrowed between runs (holds keys; 0700).
+    /// Where bundles are escrowed between runs (holds keys; 0700), with --escrow local.
     #[arg(long, value_name = "DIR", env = "MESHCA_ESCROW_DIR")]
     escrow_dir: Option<PathBuf>,
+
+    /// Issue from this AWS Private CA instead of the local CA
+    /// (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>). Uses the standard AWS
+    /// credential chain; AWS_ENDPOINT_URL is honoured.
+    #[arg(long, value_name = "ARN", env = "MESHCA_CA_ARN", help_heading = "AWS Private CA")]
+    ca_arn: Option<String>,
+
+    /// AWS region (default: the region of --ca-arn, else AWS_REGION / the profile).
+    #[arg(long, value_name = "REGION", help_heading = "AWS Private CA")]
+    region: Option<String>,
+
+    /// PCA template (default: SubordinateCACertificate_PathLen0/V1 in the CA's partition).
+    #[arg(long, value_name = "ARN", help_heading = "AWS Private CA")]
+    template_arn: Option<String>,
+
+    /// Signing algorithm (default: from the CA's key: RSA → SHA256WITHRSA, EC P-256 →
+    /// SHA256WITHECDSA, EC P-384 → SHA384WITHECDSA).
+    #[arg(long, value_name = "ALG", help_heading = "AWS Private CA")]
+    signing_algorithm: Option<String>,
+
+    /// Where the escrow record lives: `local` (--escrow-dir) or `secrets-manager`.
+    #[arg(long, value_name = "KIND", default_value = "local", value_parser = ["local", "secrets-manager"], help_heading = "Escrow")]
+    escrow: String,
+
+    /// Secrets Manager name prefix; the secret is <PREFIX>/<cluster> (default meshca/<region>).
+    #[arg(long, value_name = "PREFIX", help_heading = "Escrow")]
+    secret_prefix: Option<String>,
+
+    /// KMS key that encrypts the escrow secret (default: the account's aws/secretsmanager key).
+    #[arg(long, value_name = "KEY", help_heading = "Escrow")]
+    kms_key_id: Option<String>,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -114,13 +150,33 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     let out = args.out_dir.join(cluster.as_str());
 
     let state = crate::default_state_dir();
-    let ca_dir = args.ca_dir.clone().unwrap_or_else(|| state.join("ca"));
     let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
-    let ca = LocalCa::open_or_create(&ca_dir, &LocalRootSpec::default())?;
-    let escrow = LocalEscrow::new(escrow_dir);
+    let wants_aws = args.ca_arn.is_some() || args.escrow == "secrets-manager";
+    let region = args.region.clone().or_else(|| args.ca_arn.as_deref().and_then(region_of_arn));
+    let aws = if wants_aws { Some(meshca::aws::sdk_config(region).await) } else { None };
+    let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
+
+    let authority: Box<dyn Authority> = match (&args.ca_arn, &aws) {
+        (Some(arn), Some(config)) => Box::new(
+            PcaAuthority::new(aws_sdk_acmpca::Client::new(config), arn.clone(), args.template_arn.clone())?
+                .with_signing_algorithm(args.signing_algorithm.clone()),
+        ),
+        _ => {
+            let ca_dir = args.ca_dir.clone().unwrap_or_else(|| state.join("ca"));
+            Box::new(LocalCa::open_or_create(&ca_dir, &LocalRootSpec::default())?)
+        }
+    };
+    let escrow: Box<dyn Escrow> = match (args.escrow.as_str(), &aws) {
+        ("secrets-manager", Some(config)) => {
+            let region = region.clone().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
+            let prefix = args.secret_prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(&region));
+            Box::new(SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(config), prefix).with_kms_key(args.kms_key_id.clone()))
+        }
+        _ => Box::new(LocalEscrow::new(escrow_dir)),
+    };
     check_writable(&out)?;
 
-    let reconcile = Reconcile { authority: &ca, escrow: &escrow, settings: &settings };
+    let reconcile = Reconcile { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
     let outcome = reconcile.ensure_bundle(&cluster, args.force).await?;
     outcome
         .bundle
@@ -155,6 +211,11 @@ fn describe(action: &Action) -> (&'static str, String) {
         Action::Issued { reason } => ("issued", reason.to_string()),
         Action::Resumed { reason } => ("resumed", format!("finished a generation an earlier run started; {reason}")),
     }
+}
+
+/// `arn:aws:acm-pca:eu-west-1:…` → `eu-west-1`.
+fn region_of_arn(arn: &str) -> Option<String> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty()).map(str::to_string)
 }
 
 fn parse_date(s: &str) -> Result<OffsetDateTime> {
