@@ -333,3 +333,26 @@ async fn retire_keeps_the_secret_recoverable() {
     let tags: Vec<_> = d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
     assert!(tags.contains(&("meshca:cluster", "gone")), "{tags:?}");
 }
+
+#[tokio::test]
+async fn a_csr_pca_rejects_and_revocation() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let authority = a.authority(&h["issuing"]);
+    authority.describe().await.unwrap();
+    // A CSR with an empty subject, which PCA refuses.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let e = authority
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "empty-subject" })
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, AuthorityError::Rejected { reason, .. } if reason.contains("MalformedCSRException")), "{e}");
+
+    let o = Reconcile { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("revokee"), false).await.unwrap();
+    let id = meshca::CertificateId(o.meta.certificate_id.clone());
+    authority.revoke(&id, &o.meta.serial, meshca::authority::RevocationReason::CessationOfOperation).await.unwrap();
+    assert_eq!(a.emu.calls("RevokeCertificate"), 1);
+}
