@@ -4,6 +4,7 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>`) is honoured by the SDK's config loader, which is how the tests
 //! point them at the emulator.
 
+pub mod eks_token;
 pub mod pca;
 pub mod retry;
 pub mod secrets;
