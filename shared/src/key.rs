@@ -94,10 +94,8 @@ impl TryFrom<String> for KeyAlgorithm {
 pub enum KeyError {
     #[error("key generation failed for {0}: {1}")]
     Generate(KeyAlgorithm, rcgen::Error),
-    #[error("not a PKCS#8 private key in PEM form (-----BEGIN PRIVATE KEY-----): {0}")]
+    #[error("not a PKCS#8 private key in PEM form (a \"PRIVATE KEY\" block): {0}")]
     Parse(rcgen::Error),
-    #[error("key is {found}, expected {expected}")]
-    WrongAlgorithm { expected: KeyAlgorithm, found: String },
     #[error("unsupported private key: {0}")]
     Unsupported(String),
 }
@@ -219,7 +217,7 @@ mod tests {
         for alg in KeyAlgorithm::ALL {
             let key = PrivateKey::generate(alg).unwrap();
             let pem = key.to_pkcs8_pem();
-            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{alg}");
+            assert!(pem.starts_with(&format!("-----BEGIN {}-----", crate::pem::PRIVATE_KEY)), "{alg}");
             let back = PrivateKey::from_pkcs8_pem(&pem).unwrap();
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.public_key_raw(), key.public_key_raw());

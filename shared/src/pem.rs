@@ -87,8 +87,8 @@ mod tests {
     #[test]
     fn rejects_empty_and_wrong_label() {
         assert!(matches!(certificates("x", "hello"), Err(PemError::Empty { .. })));
-        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        let err = certificates("root-cert.pem", key).unwrap_err().to_string();
+        let key = encode(PRIVATE_KEY, &[[0u8; 3]]);
+        let err = certificates("root-cert.pem", &key).unwrap_err().to_string();
         assert!(err.contains("root-cert.pem holds a PRIVATE KEY block"), "{err}");
     }
 }
