@@ -13,7 +13,6 @@ use crate::cluster::ClusterName;
 use crate::csr::{CsrError, Subject, build_csr};
 use crate::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, GenerationToken, Pending, SCHEMA};
 use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
-use crate::pem::{self, CERTIFICATE};
 use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
 use crate::validate::{InvalidBundle, Profile, Verified, validate};
 
@@ -214,9 +213,6 @@ impl Reconcile<'_> {
 
     /// Key, CSR and the pending record for a new generation. Nothing is written yet.
     fn begin(&self, info: &AuthorityInfo, cluster: &ClusterName, generation: u64, now: OffsetDateTime) -> Result<Pending, ReconcileError> {
-        if let Validity::Days(0) = self.settings.validity {
-            return Err(ReconcileError::ZeroValidity);
-        }
         let wanted = self.settings.validity.not_after(now);
         if wanted <= now + Duration::days(1) - Duration::minutes(1) {
             return Err(ReconcileError::ZeroValidity);
@@ -267,14 +263,13 @@ impl Reconcile<'_> {
         let bundle = Bundle::from_pems(&issued.certificate, &pending.ca_key, &chain, &info.root_bundle)
             .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
         let verified = validate(&bundle, &self.settings.profile, now).map_err(invalid)?;
-        let roots = pem::certificates("root-cert.pem", &bundle.root_cert).map_err(|e| invalid(InvalidBundle::Pem(e)))?;
         let meta = BundleMeta {
             generation: pending.generation,
             serial: verified.ca_cert.serial.clone(),
             not_after: verified.ca_cert.not_after,
             certificate_id: certificate_id.to_string(),
             fingerprint_sha256: verified.ca_cert.sha256_fingerprint.clone(),
-            root_fingerprint_sha256: sha256_hex(pem::encode(CERTIFICATE, &roots).as_bytes()),
+            root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()),
         };
         let current = Current {
             schema: SCHEMA,

@@ -10,11 +10,10 @@ use common::aws::{AwsEmulator, REGION};
 use meshca::authority::{Authority, IssueRequest};
 use meshca::aws::retry::Backoff;
 use meshca::aws::{PcaAuthority, SecretsEscrow};
-use meshca::escrow::{Claim, Escrow, GenerationToken, Pending, SCHEMA};
+use meshca::escrow::{Claim, Escrow};
 use meshca::reconcile::Action;
-use meshca::{AuthorityError, ClusterName, KeyAlgorithm, PrivateKey, Profile, Reconcile, ReconcileError, Settings, Validity};
+use meshca::{AuthorityError, ClusterName, KeyAlgorithm, Profile, Reconcile, ReconcileError, Settings, Validity};
 use serde_json::json;
-use time::OffsetDateTime;
 
 struct Aws {
     emu: AwsEmulator,
@@ -183,23 +182,6 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     out
 }
 
-async fn pending_for(authority: &PcaAuthority, c: &ClusterName, s: &Settings) -> Pending {
-    let info = authority.describe().await.unwrap();
-    let key = PrivateKey::generate(s.key_algorithm).unwrap();
-    Pending {
-        schema: SCHEMA,
-        cluster: c.clone(),
-        generation: 1,
-        token: GenerationToken::derive(&info.id, c, 1),
-        authority_id: info.id,
-        key_algorithm: s.key_algorithm,
-        csr: meshca::csr::build_csr(&key, &s.subject(c)).unwrap(),
-        ca_key: key.to_pkcs8_pem(),
-        certificate_id: None,
-        created_at: OffsetDateTime::now_utc(),
-    }
-}
-
 #[tokio::test]
 async fn a_run_stopped_after_issue_is_resumed_with_one_issuance() {
     let a = aws().await;
@@ -207,12 +189,9 @@ async fn a_run_stopped_after_issue_is_resumed_with_one_issuance() {
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("crashy");
     // The first run: claimed, issued, recorded the ARN, then died.
-    let mut p = pending_for(&authority, &c, &s).await;
+    let mut p = common::first_pending(&authority, &c, &s).await;
     assert!(matches!(escrow.claim(&p).await.unwrap(), Claim::Won));
-    let id = authority
-        .issue(&IssueRequest { csr_pem: &p.csr, validity: s.validity, idempotency_token: p.token.as_str() })
-        .await
-        .unwrap();
+    let id = common::issue_for(&authority, &p, s.validity).await;
     p.certificate_id = Some(id.clone());
     escrow.record_issued(&p).await.unwrap();
 
@@ -228,12 +207,9 @@ async fn a_run_stopped_before_recording_gets_the_same_certificate_back() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("crashy2");
-    let p = pending_for(&authority, &c, &s).await;
+    let p = common::first_pending(&authority, &c, &s).await;
     escrow.claim(&p).await.unwrap();
-    let id = authority
-        .issue(&IssueRequest { csr_pem: &p.csr, validity: s.validity, idempotency_token: p.token.as_str() })
-        .await
-        .unwrap();
+    let id = common::issue_for(&authority, &p, s.validity).await;
     let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(o.meta.certificate_id, id.0, "the idempotency token named the same certificate");
 }
@@ -244,8 +220,8 @@ async fn an_escrow_conflict_is_detected() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("contested");
-    let ours = pending_for(&authority, &c, &s).await;
-    let theirs = pending_for(&authority, &c, &s).await;
+    let ours = common::first_pending(&authority, &c, &s).await;
+    let theirs = common::first_pending(&authority, &c, &s).await;
     assert_eq!(ours.token, theirs.token);
     assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won));
     assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won), "a retry of the same write is idempotent");

@@ -148,29 +148,11 @@ async fn a_crash_after_issue_resumes_the_same_certificate() {
     let w = world();
     let c = cluster("crash");
     let s = settings(KeyAlgorithm::EcP256);
-    let info = w.ca.describe().await.unwrap();
     // What a run that died right after IssueCertificate leaves behind.
-    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
-    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
-    let token = GenerationToken::derive(&info.id, &c, 1);
-    let mut pending = Pending {
-        schema: SCHEMA,
-        cluster: c.clone(),
-        generation: 1,
-        token: token.clone(),
-        authority_id: info.id.clone(),
-        key_algorithm: KeyAlgorithm::EcP256,
-        ca_key: key.to_pkcs8_pem(),
-        csr: csr.clone(),
-        certificate_id: None,
-        created_at: OffsetDateTime::now_utc(),
-    };
+    let mut pending = common::first_pending(&w.ca, &c, &s).await;
+    let key = PrivateKey::from_pkcs8_pem(&pending.ca_key).unwrap();
     assert!(matches!(w.escrow.claim(&pending).await.unwrap(), Claim::Won));
-    let id = w
-        .ca
-        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(30), idempotency_token: token.as_str() })
-        .await
-        .unwrap();
+    let id = common::issue_for(&w.ca, &pending, Validity::Days(30)).await;
     pending.certificate_id = Some(id.clone());
     w.escrow.record_issued(&pending).await.unwrap();
 
@@ -187,28 +169,9 @@ async fn a_crash_before_issue_reissues_with_the_same_token() {
     let w = world();
     let c = cluster("early-crash");
     let s = settings(KeyAlgorithm::EcP256);
-    let info = w.ca.describe().await.unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
-    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
-    let token = GenerationToken::derive(&info.id, &c, 1);
+    let pending = common::first_pending(&w.ca, &c, &s).await;
     // The run called PCA but died before recording the certificate id: the token brings it back.
-    let first = w
-        .ca
-        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(30), idempotency_token: token.as_str() })
-        .await
-        .unwrap();
-    let pending = Pending {
-        schema: SCHEMA,
-        cluster: c.clone(),
-        generation: 1,
-        token,
-        authority_id: info.id,
-        key_algorithm: KeyAlgorithm::EcP256,
-        ca_key: key.to_pkcs8_pem(),
-        csr,
-        certificate_id: None,
-        created_at: OffsetDateTime::now_utc(),
-    };
+    let first = common::issue_for(&w.ca, &pending, Validity::Days(30)).await;
     w.escrow.claim(&pending).await.unwrap();
     let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(o.meta.certificate_id, first.0);

@@ -5,7 +5,10 @@ use aws_sdk_acmpca::primitives::Blob;
 use aws_sdk_acmpca::types::{CertificateAuthorityStatus, KeyAlgorithm as PcaKey, SigningAlgorithm, ValidityPeriodType};
 use time::OffsetDateTime;
 
-use super::describe;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::error_parts;
 use super::retry::Backoff;
 use crate::authority::{
     Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity,
@@ -91,16 +94,47 @@ impl PcaAuthority {
         .to_string())
     }
 
-    async fn pause(&self, attempts: &mut super::retry::Attempts, operation: &'static str) -> Result<(), AuthorityError> {
-        match attempts.next_pause() {
-            Some(p) => {
-                tokio::time::sleep(p).await;
-                Ok(())
+    /// Sends `call` again while it fails with a code `retry` accepts, pausing with jittered
+    /// backoff, until the deadline.
+    async fn retrying<T, E, R, Fut>(&self, retry: fn(&str) -> bool, mut call: impl FnMut() -> Fut) -> Result<T, Stop>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let mut attempts = self.backoff.start();
+        loop {
+            match call().await.map_err(|e| error_parts(&e)) {
+                Ok(v) => return Ok(v),
+                Err((code, _)) if retry(&code) => match attempts.next_pause() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
+                        return Err(Stop::Deadline { code, attempts: attempts.attempts(), waited_ms: attempts.elapsed().as_millis() });
+                    }
+                },
+                Err((code, message)) => return Err(Stop::Failed { code, message }),
             }
-            None => Err(AuthorityError::Throttled { operation, attempts: attempts.attempts(), waited_ms: attempts.elapsed().as_millis() }),
+        }
+    }
+
+    /// The error for a call that stopped, by the general rules.
+    fn stopped(&self, operation: &'static str, stop: Stop) -> AuthorityError {
+        match stop {
+            Stop::Deadline { attempts, waited_ms, .. } => AuthorityError::Throttled { operation, attempts, waited_ms },
+            Stop::Failed { code, message } => self.backend(operation, &code, &message),
         }
     }
 }
+
+/// Why a retried call stopped without an answer.
+enum Stop {
+    /// It was still failing with a retryable code when the deadline came.
+    Deadline { code: String, attempts: u32, waited_ms: u128 },
+    /// It failed in a way not worth retrying.
+    Failed { code: String, message: String },
+}
+
+const IN_PROGRESS: &str = "RequestInProgressException";
 
 /// `arn:aws-us-gov:acm-pca:…` → `aws-us-gov`.
 fn partition_of(arn: &str) -> Option<&str> {
@@ -121,41 +155,32 @@ fn colon_serial(hex: &str) -> String {
 #[async_trait::async_trait]
 impl Authority for PcaAuthority {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
-        let mut attempts = self.backoff.start();
-        let ca = loop {
-            match self.client.describe_certificate_authority().certificate_authority_arn(&self.ca_arn).send().await {
-                Ok(out) => break out.certificate_authority.ok_or_else(|| self.backend("DescribeCertificateAuthority", "Empty", "no CA in answer"))?,
-                Err(e) => {
-                    let (code, message) = describe(&e);
-                    if is_throttle(&code) {
-                        self.pause(&mut attempts, "DescribeCertificateAuthority").await?;
-                        continue;
-                    }
-                    return Err(self.backend("DescribeCertificateAuthority", &code, &message));
-                }
-            }
-        };
+        const DESCRIBE: &str = "DescribeCertificateAuthority";
+        let ca = self
+            .retrying(is_throttle, || {
+                self.client.describe_certificate_authority().certificate_authority_arn(&self.ca_arn).send()
+            })
+            .await
+            .map_err(|stop| self.stopped(DESCRIBE, stop))?
+            .certificate_authority
+            .ok_or_else(|| self.backend(DESCRIBE, "Empty", "no CA in answer"))?;
         let status = ca.status().map_or("UNKNOWN", CertificateAuthorityStatus::as_str);
         if status != CertificateAuthorityStatus::Active.as_str() {
             return Err(AuthorityError::NotActive { id: self.ca_arn.clone(), status: status.to_string() });
         }
         let config = ca.certificate_authority_configuration().ok_or_else(|| {
-            self.backend("DescribeCertificateAuthority", "Empty", "no CertificateAuthorityConfiguration")
+            self.backend(DESCRIBE, "Empty", "no CertificateAuthorityConfiguration")
         })?;
         let key = config.key_algorithm().clone();
         let signing_algorithm = self.signing_for(&key)?;
         let _ = self.resolved_signing.set(signing_algorithm.clone());
 
         let out = self
-            .client
-            .get_certificate_authority_certificate()
-            .certificate_authority_arn(&self.ca_arn)
-            .send()
+            .retrying(is_throttle, || {
+                self.client.get_certificate_authority_certificate().certificate_authority_arn(&self.ca_arn).send()
+            })
             .await
-            .map_err(|e| {
-                let (c, m) = describe(&e);
-                self.backend("GetCertificateAuthorityCertificate", &c, &m)
-            })?;
+            .map_err(|stop| self.stopped("GetCertificateAuthorityCertificate", stop))?;
         let corrupt = |reason: String| AuthorityError::Backend { operation: "GetCertificateAuthorityCertificate", detail: reason };
         let ca_pem = out.certificate().ok_or_else(|| corrupt("no Certificate".into()))?;
         let ca_der = pem::certificates("CA certificate", ca_pem).map_err(|e| corrupt(e.to_string()))?;
@@ -196,93 +221,60 @@ impl Authority for PcaAuthority {
         .build()
         .map_err(|e| AuthorityError::Rejected { id: self.ca_arn.clone(), reason: e.to_string() })?;
 
-        let mut attempts = self.backoff.start();
-        loop {
-            let sent = self
-                .client
-                .issue_certificate()
-                .certificate_authority_arn(&self.ca_arn)
-                .csr(Blob::new(request.csr_pem.as_bytes()))
-                .signing_algorithm(SigningAlgorithm::from(info_key.as_str()))
-                .template_arn(&self.template_arn)
-                .validity(validity.clone())
-                .idempotency_token(request.idempotency_token)
-                .send()
-                .await;
-            match sent {
-                Ok(out) => {
-                    let arn = out.certificate_arn.ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
-                    return Ok(CertificateId(arn));
-                }
-                Err(e) => {
-                    let (code, message) = describe(&e);
-                    if is_throttle(&code) {
-                        self.pause(&mut attempts, "IssueCertificate").await?;
-                        continue;
-                    }
-                    return Err(self.backend("IssueCertificate", &code, &message));
-                }
-            }
-        }
+        let out = self
+            .retrying(is_throttle, || {
+                self.client
+                    .issue_certificate()
+                    .certificate_authority_arn(&self.ca_arn)
+                    .csr(Blob::new(request.csr_pem.as_bytes()))
+                    .signing_algorithm(SigningAlgorithm::from(info_key.as_str()))
+                    .template_arn(&self.template_arn)
+                    .validity(validity.clone())
+                    .idempotency_token(request.idempotency_token)
+                    .send()
+            })
+            .await
+            .map_err(|stop| self.stopped("IssueCertificate", stop))?;
+        let arn = out.certificate_arn.ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
+        Ok(CertificateId(arn))
     }
 
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
-        let mut attempts = self.backoff.start();
-        loop {
-            match self.client.get_certificate().certificate_authority_arn(&self.ca_arn).certificate_arn(&id.0).send().await {
-                Ok(out) => {
-                    let bad = |r: String| AuthorityError::Backend { operation: "GetCertificate", detail: r };
-                    let cert = out.certificate().ok_or_else(|| bad("no Certificate".into()))?;
-                    let certificate = pem::normalise("issued certificate", cert, CERTIFICATE).map_err(|e| bad(e.to_string()))?;
-                    let chain = match out.certificate_chain().filter(|c| !c.trim().is_empty()) {
-                        Some(c) => pem::normalise("certificate chain", c, CERTIFICATE).map_err(|e| bad(e.to_string()))?,
-                        None => String::new(),
-                    };
-                    return Ok(Issued { certificate, chain });
+        let out = self
+            .retrying(|code| code == IN_PROGRESS || is_throttle(code), || {
+                self.client.get_certificate().certificate_authority_arn(&self.ca_arn).certificate_arn(&id.0).send()
+            })
+            .await
+            .map_err(|stop| match stop {
+                Stop::Deadline { code, waited_ms, .. } if code == IN_PROGRESS => AuthorityError::StillInProgress { id: id.clone(), waited_ms },
+                Stop::Failed { code, message } if code == "ResourceNotFoundException" && message.contains(&id.0) => {
+                    AuthorityError::UnknownCertificate(id.clone())
                 }
-                Err(e) => {
-                    let (code, message) = describe(&e);
-                    if code == "RequestInProgressException" || is_throttle(&code) {
-                        match attempts.next_pause() {
-                            Some(p) => {
-                                tokio::time::sleep(p).await;
-                                continue;
-                            }
-                            None if code == "RequestInProgressException" => {
-                                return Err(AuthorityError::StillInProgress { id: id.clone(), waited_ms: attempts.elapsed().as_millis() });
-                            }
-                            None => {
-                                return Err(AuthorityError::Throttled {
-                                    operation: "GetCertificate",
-                                    attempts: attempts.attempts(),
-                                    waited_ms: attempts.elapsed().as_millis(),
-                                });
-                            }
-                        }
-                    }
-                    if code == "ResourceNotFoundException" && message.contains(&id.0) {
-                        return Err(AuthorityError::UnknownCertificate(id.clone()));
-                    }
-                    return Err(self.backend("GetCertificate", &code, &message));
-                }
-            }
-        }
+                other => self.stopped("GetCertificate", other),
+            })?;
+        let bad = |r: String| AuthorityError::Backend { operation: "GetCertificate", detail: r };
+        let cert = out.certificate().ok_or_else(|| bad("no Certificate".into()))?;
+        let certificate = pem::normalise("issued certificate", cert, CERTIFICATE).map_err(|e| bad(e.to_string()))?;
+        let chain = match out.certificate_chain().filter(|c| !c.trim().is_empty()) {
+            Some(c) => pem::normalise("certificate chain", c, CERTIFICATE).map_err(|e| bad(e.to_string()))?,
+            None => String::new(),
+        };
+        Ok(Issued { certificate, chain })
     }
 
     async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
         let _ = id;
-        self.client
-            .revoke_certificate()
-            .certificate_authority_arn(&self.ca_arn)
-            .certificate_serial(colon_serial(serial))
-            .revocation_reason(aws_sdk_acmpca::types::RevocationReason::from(reason.as_pca()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| {
-                let (c, m) = describe(&e);
-                self.backend("RevokeCertificate", &c, &m)
-            })
+        self.retrying(is_throttle, || {
+            self.client
+                .revoke_certificate()
+                .certificate_authority_arn(&self.ca_arn)
+                .certificate_serial(colon_serial(serial))
+                .revocation_reason(aws_sdk_acmpca::types::RevocationReason::from(reason.as_pca()))
+                .send()
+        })
+        .await
+        .map(drop)
+        .map_err(|stop| self.stopped("RevokeCertificate", stop))
     }
 }
 

@@ -10,7 +10,10 @@
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 
-use super::describe;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::error_parts;
 use crate::cluster::ClusterName;
 use crate::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, GenerationToken, Pending};
 
@@ -72,6 +75,27 @@ impl SecretsEscrow {
         EscrowError::Backend { operation, cluster: cluster.to_string(), detail }
     }
 
+    /// The answer, or `None` when the call failed with the one code that means "already so"
+    /// (the secret exists, the version exists, nothing to delete); any other failure is an error.
+    fn tolerating<T, E, R>(
+        result: Result<T, SdkError<E, R>>,
+        tolerated: &str,
+        operation: &'static str,
+        cluster: &ClusterName,
+    ) -> Result<Option<T>, EscrowError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => match error_parts(&e) {
+                (code, _) if code == tolerated => Ok(None),
+                (code, message) => Err(Self::backend(operation, cluster, format!("{code}: {message}"))),
+            },
+        }
+    }
+
     fn encode(cluster: &ClusterName, record: &Record) -> Result<zeroize::Zeroizing<String>, EscrowError> {
         let json = zeroize::Zeroizing::new(serde_json::to_string(record).expect("records serialise"));
         if json.len() > MAX_SECRET_BYTES {
@@ -89,22 +113,15 @@ impl SecretsEscrow {
         if let Some(v) = version {
             req = req.version_id(v);
         }
-        match req.send().await {
-            Ok(out) => {
+        match Self::tolerating(req.send().await, "ResourceNotFoundException", "read", cluster)? {
+            None => Ok(None),
+            Some(out) => {
                 let text = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
                 let record: Record = serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
                     cluster: cluster.to_string(),
                     reason: format!("{} version {}: {e}", self.secret_name(cluster), out.version_id().unwrap_or("?")),
                 })?;
                 Ok(Some((record, out.version_id().unwrap_or_default().to_string())))
-            }
-            Err(e) => {
-                let (code, message) = describe(&e);
-                if code == "ResourceNotFoundException" {
-                    Ok(None)
-                } else {
-                    Err(Self::backend("read", cluster, format!("{code}: {message}")))
-                }
             }
         }
     }
@@ -124,17 +141,7 @@ impl SecretsEscrow {
         if let Some(k) = &self.kms_key_id {
             req = req.kms_key_id(k);
         }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let (code, message) = describe(&e);
-                if code == "ResourceExistsException" {
-                    Ok(())
-                } else {
-                    Err(Self::backend("create", cluster, format!("{code}: {message}")))
-                }
-            }
-        }
+        Self::tolerating(req.send().await, "ResourceExistsException", "create", cluster).map(drop)
     }
 
     /// Writes a version; `Ok(false)` when the token already names a version with other data.
@@ -149,17 +156,7 @@ impl SecretsEscrow {
             .version_stages(stage)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let (code, message) = describe(&e);
-                if code == "ResourceExistsException" {
-                    Ok(false)
-                } else {
-                    Err(Self::backend("write", cluster, format!("{code}: {message}")))
-                }
-            }
-        }
+        Ok(Self::tolerating(sent, "ResourceExistsException", "write", cluster)?.is_some())
     }
 
     async fn current_generation(&self, cluster: &ClusterName) -> Result<u64, EscrowError> {
@@ -255,20 +252,14 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
-        match self
+        let sent = self
             .client
             .delete_secret()
             .secret_id(self.secret_name(cluster))
             .recovery_window_in_days(self.recovery_window_days)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let (code, message) = describe(&e);
-                if code == "ResourceNotFoundException" { Ok(()) } else { Err(Self::backend("retire", cluster, format!("{code}: {message}"))) }
-            }
-        }
+            .await;
+        Self::tolerating(sent, "ResourceNotFoundException", "retire", cluster).map(drop)
     }
 }
 

@@ -88,3 +88,36 @@ pub fn good() -> (Ca, Ca) {
     (root, int)
 }
 pub mod aws;
+
+/// The pending record a reconcile would claim for a cluster's first generation.
+pub async fn first_pending(
+    authority: &dyn meshca::Authority,
+    cluster: &meshca::ClusterName,
+    settings: &meshca::Settings,
+) -> meshca::escrow::Pending {
+    let info = authority.describe().await.unwrap();
+    let key = meshca::PrivateKey::generate(settings.key_algorithm).unwrap();
+    meshca::escrow::Pending {
+        schema: meshca::escrow::SCHEMA,
+        cluster: cluster.clone(),
+        generation: 1,
+        token: meshca::escrow::GenerationToken::derive(&info.id, cluster, 1),
+        authority_id: info.id,
+        key_algorithm: settings.key_algorithm,
+        csr: meshca::csr::build_csr(&key, &settings.subject(cluster)).unwrap(),
+        ca_key: key.to_pkcs8_pem(),
+        certificate_id: None,
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// What the issue step sends for `pending`: its CSR under its generation token.
+pub async fn issue_for(
+    authority: &dyn meshca::Authority,
+    pending: &meshca::escrow::Pending,
+    validity: meshca::Validity,
+) -> meshca::CertificateId {
+    let request =
+        meshca::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str() };
+    authority.issue(&request).await.unwrap()
+}
