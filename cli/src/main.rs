@@ -48,6 +48,7 @@ struct OutputArgs {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -62,6 +63,15 @@ fn main() -> ExitCode {
             eprintln!("meshca: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `meshca inspect … | head` should end quietly when the reader goes away, as other Unix tools
+/// do, instead of panicking in `println!` on a broken pipe. Rust ignores SIGPIPE by default.
+fn restore_sigpipe() {
+    // SAFETY: resets one signal to its default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -192,3 +192,21 @@ fn help_teaches() {
         .stdout(predicate::str::contains("root-cert.pem stays byte-identical"));
     meshca(dir.path()).arg("issue").assert().failure().code(2).stderr(predicate::str::contains("--cluster"));
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    meshca(dir.path()).args(["issue", "--cluster", "demo"]).assert().success();
+    // Like `meshca inspect out/demo | true`: the reader is gone before meshca writes.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("meshca"))
+        .args(["inspect", "out/demo"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
