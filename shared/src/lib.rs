@@ -10,12 +10,15 @@ pub mod bundle;
 pub mod cert;
 pub mod cluster;
 pub mod csr;
+pub mod delivery;
 pub mod escrow;
+pub mod k8s;
 pub mod key;
 pub mod local_ca;
 pub mod pem;
 pub mod reconcile;
 pub mod renewal;
+pub mod retry;
 pub mod validate;
 
 pub use authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, Validity};

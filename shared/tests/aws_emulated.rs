@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::aws::{AwsEmulator, REGION};
 use meshca::authority::{Authority, IssueRequest};
-use meshca::aws::retry::Backoff;
+use meshca::retry::Backoff;
 use meshca::aws::{PcaAuthority, SecretsEscrow};
 use meshca::escrow::{Claim, Escrow};
 use meshca::reconcile::Action;

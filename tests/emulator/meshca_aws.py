@@ -17,7 +17,8 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
     GetCertificate calls of each new certificate, an IssueCertificate TPS quota answering
     ThrottlingException, injected faults (fail N of the next M calls of an operation),
     injected bad certificates, per-operation call counts, fixtures (root PCA, two-level
-    hierarchy), reset.
+    hierarchy), reset, and EKS clusters whose endpoint, CA, status, tags and authentication
+    mode point at the test Kubernetes API server (`eks/cluster`).
   * Errors are AWS JSON error bodies, never HTML 500 pages.
 
 Run: python meshca_aws.py [--port 0]  -> prints "READY <port>" and serves until stdin closes.
@@ -388,7 +389,10 @@ def install_patches():
 # Fixtures: CA hierarchies built through the backend, as an operator would through the API.
 
 
-def backend(region, account="123456789012"):
+ACCOUNT = "123456789012"
+
+
+def backend(region, account=ACCOUNT):
     return pca_models.acmpca_backends[account][region]
 
 
@@ -438,6 +442,35 @@ def fixture_hierarchy(body):
 # WSGI wrapper: control API, counters, quotas, faults, JSON errors.
 
 
+def eks_cluster(body):
+    """Creates (or updates) an EKS cluster whose endpoint and CA are the test API server's."""
+    from moto.eks.models import eks_backends
+
+    region = body.get("region", "eu-west-1")
+    b = eks_backends[ACCOUNT][region]
+    name = body["name"]
+    if name not in b.clusters:
+        b.create_cluster(
+            name=name,
+            role_arn=f"arn:aws:iam::{ACCOUNT}:role/eks",
+            resources_vpc_config={"subnetIds": [], "securityGroupIds": []},
+            version=body.get("version", "1.33"),
+            tags=body.get("tags") or {},
+        )
+    c = b.clusters[name]
+    if "tags" in body:
+        c.tags = body["tags"]
+    if "status" in body:
+        c.status = body["status"]
+    if "endpoint" in body:
+        c.endpoint = body["endpoint"]
+    if "ca_pem" in body:
+        c.certificate_authority = {"data": base64.b64encode(body["ca_pem"].encode()).decode()}
+    if "authentication_mode" in body:
+        c.access_config = {"authenticationMode": body["authentication_mode"]}
+    return {"arn": c.arn}
+
+
 def aws_error(error_type, message, status):
     body = json.dumps({"__type": error_type, "message": message})
     return Response(body, status=status, content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": error_type})
@@ -484,6 +517,8 @@ class Emulator:
             return {}
         if path == "fixtures/hierarchy":
             return fixture_hierarchy(body)
+        if path == "eks/cluster":
+            return eks_cluster(body)
         if path == "ca/status":
             b = backend(body.get("region", "eu-west-1"))
             b.describe_certificate_authority(body["arn"]).status = body["status"]

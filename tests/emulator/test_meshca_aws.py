@@ -1,5 +1,6 @@
 """The launcher's own behaviour, through boto3 over HTTP, with openssl reading the certificates."""
 
+import base64
 import json
 import os
 import subprocess
@@ -234,3 +235,19 @@ def test_secret_versions_are_immutable_even_when_pending(endpoint):
         sm.put_secret_value(SecretId="imm", ClientRequestToken=token, SecretString="two", VersionStages=["AWSPENDING"])
     assert e.value.response["Error"]["Code"] == "ResourceExistsException"
     assert sm.get_secret_value(SecretId="imm", VersionId=token)["SecretString"] == "one"
+
+
+def test_eks_cluster_points_at_the_test_api_server(endpoint):
+    eks = boto3.client("eks", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    control(endpoint, "eks/cluster", {"region": REGION, "name": "c1", "endpoint": "https://127.0.0.1:6443",
+                                      "ca_pem": pem, "tags": {"meshca.io/enabled": "true"}, "authentication_mode": "API"})
+    c = eks.describe_cluster(name="c1")["cluster"]
+    assert c["status"] == "ACTIVE"
+    assert c["endpoint"] == "https://127.0.0.1:6443"
+    assert base64.b64decode(c["certificateAuthority"]["data"]).decode() == pem
+    assert c["tags"] == {"meshca.io/enabled": "true"}
+    assert c["accessConfig"]["authenticationMode"] == "API"
+    control(endpoint, "eks/cluster", {"region": REGION, "name": "c1", "status": "CREATING"})
+    assert eks.describe_cluster(name="c1")["cluster"]["status"] == "CREATING"
+    assert eks.list_clusters()["clusters"] == ["c1"]

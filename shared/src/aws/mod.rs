@@ -4,9 +4,10 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>`) is honoured by the SDK's config loader, which is how the tests
 //! point them at the emulator.
 
+pub mod eks;
 pub mod eks_token;
 pub mod pca;
-pub mod retry;
+
 pub mod secrets;
 
 pub use pca::PcaAuthority;

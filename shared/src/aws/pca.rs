@@ -9,7 +9,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::error_parts;
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use crate::authority::{
     Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity,
 };

@@ -1,5 +1,5 @@
-//! Bounded waiting on AWS: throttling and "request in progress" are retried with jittered
-//! exponential backoff until a deadline, then surfaced as typed errors.
+//! Bounded waiting on a remote API: throttling, "request in progress" and transient server
+//! errors are retried with jittered exponential backoff until a deadline, then surfaced as typed errors.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,177 @@
+//! EKS as the source of clusters: what exists (ListClusters, paginated), whether it is ready
+//! (DescribeCluster status), and how to reach it (endpoint, cluster CA, IAM bearer token).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_eks::Client;
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use super::eks_token::{self, EksToken};
+use super::error_parts;
+use crate::k8s::{self, TokenSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EksError {
+    #[error("EKS cluster {0} not found")]
+    NotFound(String),
+    #[error("EKS cluster {name} is {status}, not ACTIVE; it cannot take a CA yet")]
+    NotActive { name: String, status: String },
+    #[error("EKS cluster {name}: {detail}")]
+    Incomplete { name: String, detail: String },
+    #[error("EKS {operation}: {code}: {message}")]
+    Api { operation: &'static str, code: String, message: String },
+    #[error(transparent)]
+    Connect(#[from] k8s::ConnectError),
+}
+
+/// What DescribeCluster says about one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EksCluster {
+    pub name: String,
+    pub arn: String,
+    /// CREATING, ACTIVE, UPDATING, DELETING, FAILED, PENDING.
+    pub status: String,
+    pub endpoint: Option<String>,
+    /// PEM of the cluster's CA (DescribeCluster gives it base64-encoded).
+    pub ca_pem: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// API, API_AND_CONFIG_MAP or CONFIG_MAP: how the Lambda role is granted access.
+    pub authentication_mode: Option<String>,
+}
+
+impl EksCluster {
+    pub fn is_active(&self) -> bool {
+        self.status == "ACTIVE"
+    }
+
+    pub fn has_tag(&self, key: &str, value: &str) -> bool {
+        self.tags.get(key).map(String::as_str) == Some(value)
+    }
+}
+
+/// The EKS clusters of one region.
+pub struct EksClusters {
+    client: Client,
+    region: String,
+    credentials: SharedCredentialsProvider,
+}
+
+impl EksClusters {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let credentials = config.credentials_provider().expect("the default chain always provides credentials");
+        EksClusters {
+            client: Client::new(config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            credentials,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub async fn describe(&self, name: &str) -> Result<EksCluster, EksError> {
+        let out = self.client.describe_cluster().name(name).send().await.map_err(|e| {
+            let (code, message) = error_parts(&e);
+            if code == "ResourceNotFoundException" {
+                EksError::NotFound(name.to_string())
+            } else {
+                EksError::Api { operation: "DescribeCluster", code, message }
+            }
+        })?;
+        let c = out.cluster.ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "DescribeCluster returned no cluster".into() })?;
+        let ca_pem = match c.certificate_authority().and_then(|ca| ca.data()) {
+            Some(b64) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "certificateAuthority.data is not base64 PEM".into() })?,
+            ),
+            None => None,
+        };
+        Ok(EksCluster {
+            name: c.name().unwrap_or(name).to_string(),
+            arn: c.arn().unwrap_or_default().to_string(),
+            status: c.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
+            endpoint: c.endpoint().map(str::to_string),
+            ca_pem,
+            tags: c.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_string()),
+        })
+    }
+
+    /// Every cluster name in the region, following pagination.
+    pub async fn list(&self) -> Result<Vec<String>, EksError> {
+        let mut names = Vec::new();
+        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message) = error_parts(&e);
+                EksError::Api { operation: "ListClusters", code, message }
+            })?;
+            names.extend(page.clusters.unwrap_or_default());
+        }
+        Ok(names)
+    }
+
+    /// Clusters carrying `key=value` (described one by one; ListClusters has no tag filter).
+    pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<EksCluster>, EksError> {
+        let mut out = Vec::new();
+        for name in self.list().await? {
+            match self.describe(&name).await {
+                Ok(c) if c.has_tag(key, value) => out.push(c),
+                Ok(_) | Err(EksError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A Kubernetes client for an ACTIVE cluster: its endpoint, its CA only, an IAM token.
+    pub fn connect(&self, cluster: &EksCluster) -> Result<kube::Client, EksError> {
+        if !cluster.is_active() {
+            return Err(EksError::NotActive { name: cluster.name.clone(), status: cluster.status.clone() });
+        }
+        let incomplete = |detail: &str| EksError::Incomplete { name: cluster.name.clone(), detail: detail.into() };
+        let endpoint = cluster.endpoint.as_deref().ok_or_else(|| incomplete("no endpoint"))?;
+        let ca = cluster.ca_pem.as_deref().ok_or_else(|| incomplete("no certificate authority"))?;
+        let tokens = Arc::new(EksTokens::new(&cluster.name, &self.region, self.credentials.clone()));
+        Ok(k8s::from_endpoint(&cluster.name, endpoint, ca, tokens)?)
+    }
+}
+
+/// EKS tokens for one cluster, re-signed a minute before EKS would stop honouring them.
+pub struct EksTokens {
+    cluster: String,
+    region: String,
+    credentials: SharedCredentialsProvider,
+    current: tokio::sync::Mutex<Option<EksToken>>,
+}
+
+impl EksTokens {
+    pub fn new(cluster: &str, region: &str, credentials: SharedCredentialsProvider) -> Self {
+        EksTokens { cluster: cluster.into(), region: region.into(), credentials, current: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl TokenSource for EksTokens {
+    async fn bearer(&self) -> Result<Zeroizing<String>, String> {
+        let mut current = self.current.lock().await;
+        let now = SystemTime::now();
+        if let Some(t) = current.as_ref().filter(|t| now < t.refresh_at) {
+            return Ok(t.token.clone());
+        }
+        let creds = self.credentials.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
+        let fresh = eks_token::token(&self.cluster, &self.region, &creds, now).map_err(|e| e.to_string())?;
+        let token = fresh.token.clone();
+        *current = Some(fresh);
+        Ok(token)
+    }
+}
