@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca::bundle::{Bundle, BundleMeta};
 use meshca::validate::{self, Profile};
 use meshca::KeyAlgorithm;
+use meshca::delivery::{Delivery, Observed};
+use meshca::k8s::DeliveryOptions;
 use time::{Duration, OffsetDateTime};
 
 use crate::OutputArgs;
 use crate::report;
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 #[command(
@@ -28,16 +31,28 @@ a root in root-cert.pem; ca-cert.pem is a CA with the expected path length and k
 ca-key.pem matches it (and is of --key-algorithm if given); no certificate outlives its issuer
 or is expired; and more than --min-remaining-hours of life are left.
 
-Exit status: 0 valid, 1 invalid or unreadable, 2 usage error.",
+With --context or --eks-cluster instead of PATH, the live istio-system/cacerts secret of that
+cluster is read and judged (nothing is written).
+
+Exit status: 0 valid, 1 invalid, missing or unreadable, 2 usage error.",
     after_help = "\
 Examples:
   meshca inspect out/demo
   meshca inspect out/demo/cacerts.yaml --json | jq .ca_cert.days_left
-  kubectl get secret cacerts -n istio-system -o yaml > live.yaml && meshca inspect live.yaml"
+  meshca inspect --context kind-c1
+  meshca inspect --eks-cluster prod-eu-1 --region eu-west-1 --json"
 )]
 pub struct InspectArgs {
     /// Bundle directory or Secret manifest.
-    path: PathBuf,
+    #[arg(required_unless_present_any = ["context", "eks_cluster"], conflicts_with_all = ["context", "eks_cluster"])]
+    path: Option<PathBuf>,
+
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// AWS region of --eks-cluster (default: AWS_REGION / the profile).
+    #[arg(long, value_name = "REGION", requires = "eks_cluster", help_heading = "Cluster")]
+    region: Option<String>,
 
     /// Require this key algorithm (rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384).
     #[arg(long, value_name = "ALG")]
@@ -55,18 +70,43 @@ pub struct InspectArgs {
     output: OutputArgs,
 }
 
-pub fn run(args: InspectArgs) -> Result<ExitCode> {
+pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
     let profile = Profile { path_len: args.path_len, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
-    let path = &args.path;
-    if !path.exists() {
-        bail!("{} does not exist", path.display());
-    }
-    let (bundle, annotations) = if path.is_dir() {
-        (Bundle::read_dir(path)?, Default::default())
-    } else {
-        Bundle::read_manifest(path)?
+    let (bundle, annotations, source) = match &args.path {
+        Some(path) => {
+            if !path.exists() {
+                bail!("{} does not exist", path.display());
+            }
+            let (bundle, annotations) =
+                if path.is_dir() { (Bundle::read_dir(path)?, Default::default()) } else { Bundle::read_manifest(path)? };
+            (bundle, annotations, path.display().to_string())
+        }
+        None => {
+            let target = args.target.describe();
+            let delivery = args
+                .target
+                .connect(args.region.clone(), DeliveryOptions::default())
+                .await
+                .with_context(|| format!("connecting to {target}"))?
+                .context("no cluster named")?;
+            let source = format!("{target} istio-system/cacerts");
+            let (bundle, meta, owner) = match delivery.observe().await.with_context(|| format!("reading {source}"))? {
+                Observed::Absent => {
+                    println!("{source}: MISSING: there is no cacerts secret; istiod runs on its self-signed CA");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Observed::Managed { bundle, meta } => (bundle, meta, "managed by meshca"),
+                Observed::Unmanaged { bundle } => (bundle, None, "not managed by meshca"),
+            };
+            let Some(bundle) = bundle else {
+                println!("{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem, or one is not PEM");
+                return Ok(ExitCode::FAILURE);
+            };
+            (bundle, meta.map(|m| m.annotations()).unwrap_or_default(), format!("{source} ({owner})"))
+        }
     };
+    let path = &source;
     let now = OffsetDateTime::now_utc();
     let result = validate::validate(&bundle, &profile, now);
     let meta = BundleMeta::from_annotations(&annotations);
@@ -76,7 +116,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
             Ok(v) => report::verified_json(v, now),
             Err(_) => validate::parse(&bundle).map(|p| report::parsed_json(&p, now)).unwrap_or_else(|_| serde_json::json!({})),
         };
-        doc["path"] = path.display().to_string().into();
+        doc["path"] = path.clone().into();
         doc["valid"] = result.is_ok().into();
         doc["error"] = result.as_ref().err().map(ToString::to_string).into();
         doc["meshca"] = serde_json::to_value(&meta)?;
@@ -84,11 +124,11 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     } else {
         match &result {
             Ok(v) => {
-                println!("{}: valid", path.display());
+                println!("{path}: valid");
                 report::print_verified(v, now);
             }
             Err(e) => {
-                println!("{}: INVALID: {e}", path.display());
+                println!("{path}: INVALID: {e}");
                 if let Ok(parsed) = validate::parse(&bundle) {
                     report::print_parsed(&parsed, now);
                 }

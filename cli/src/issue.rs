@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use meshca::delivery::Delivery;
 use meshca::escrow::local::LocalEscrow;
 use meshca::reconcile::Action;
 use meshca::aws::{PcaAuthority, SecretsEscrow};
@@ -16,6 +17,7 @@ use time::{Date, Duration, OffsetDateTime};
 
 use crate::OutputArgs;
 use crate::report;
+use crate::target::{self, DeliveryArgs, TargetArgs};
 
 #[derive(Debug, Args)]
 #[command(
@@ -33,16 +35,19 @@ root-cert.pem, cacerts.yaml (0600: it holds the key). All are written or none is
     after_help = "\
 Examples:
   meshca issue --cluster demo
-  meshca issue --cluster prod-eu-1 --key-algorithm rsa-4096 --validity-days 180 -O 'Example Corp'
-  meshca issue --cluster demo --force            # rotate now; root-cert.pem stays byte-identical
-  meshca issue --cluster prod-eu-1 --ca-arn arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/… \
-               --escrow secrets-manager --kms-key-id alias/meshca
-  kubectl apply -f out/demo/cacerts.yaml"
+  meshca issue --cluster demo --force       # rotate; root-cert.pem stays byte-identical
+  meshca issue --cluster prod-eu-1 --key-algorithm rsa-4096 --validity-days 180
+  meshca issue --cluster prod-eu-1 --escrow secrets-manager \\
+      --ca-arn arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/ID
+  kubectl apply -f out/demo/cacerts.yaml
+  meshca issue --cluster c1 --context kind-c1   # issue, then deliver istio-system/cacerts
+  meshca issue --eks-cluster prod-eu-1 --region eu-west-1 --no-files \\
+      --ca-arn ARN --escrow secrets-manager"
 )]
 pub struct IssueArgs {
-    /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-').
-    #[arg(long, short = 'c', value_name = "NAME")]
-    cluster: String,
+    /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-'); defaults to --eks-cluster.
+    #[arg(long, short = 'c', value_name = "NAME", required_unless_present = "eks_cluster")]
+    cluster: Option<String>,
 
     /// Key algorithm of the intermediate: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384.
     #[arg(long, value_name = "ALG", default_value = "ec-p256")]
@@ -79,6 +84,11 @@ pub struct IssueArgs {
     /// Directory the bundle is written under, one folder per cluster.
     #[arg(long, value_name = "DIR", default_value = "out")]
     out_dir: PathBuf,
+
+    /// Write no files (with --context or --eks-cluster: the key then exists only in the
+    /// cluster and the escrow).
+    #[arg(long)]
+    no_files: bool,
 
     /// The local CA's directory (created on first use; root-key.pem is 0600).
     #[arg(long, value_name = "DIR", env = "MESHCA_CA_DIR")]
@@ -120,12 +130,19 @@ pub struct IssueArgs {
     kms_key_id: Option<String>,
 
     #[command(flatten)]
+    target: TargetArgs,
+
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+
+    #[command(flatten)]
     output: OutputArgs,
 }
 
 pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     // Everything the user typed is checked before anything is created or issued.
-    let cluster: ClusterName = args.cluster.parse()?;
+    let name = args.cluster.clone().or_else(|| args.target.eks_cluster.clone()).context("--cluster is required")?;
+    let cluster: ClusterName = name.parse()?;
     let key_algorithm: KeyAlgorithm = args.key_algorithm.parse()?;
     let validity = match &args.not_after {
         Some(date) => Validity::EndDate(parse_date(date)?),
@@ -174,14 +191,33 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         }
         _ => Box::new(LocalEscrow::new(escrow_dir)),
     };
-    check_writable(&out)?;
+    if args.no_files && !args.target.is_set() {
+        bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
+    }
+    if !args.no_files {
+        check_writable(&out)?;
+    }
+    // Reach the cluster before issuing, so a wrong context or a cluster that is not ACTIVE
+    // costs no certificate.
+    let target = args.target.describe();
+    let delivery = args
+        .target
+        .connect(region.clone().or_else(|| args.region.clone()), args.delivery.options(settings.profile.clone()))
+        .await
+        .with_context(|| format!("connecting to {target}"))?;
 
     let reconcile = Reconcile { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
     let outcome = reconcile.ensure_bundle(&cluster, args.force).await?;
-    outcome
-        .bundle
-        .write_dir(&out, &outcome.meta)
-        .with_context(|| format!("writing the bundle to {}", out.display()))?;
+    if !args.no_files {
+        outcome
+            .bundle
+            .write_dir(&out, &outcome.meta)
+            .with_context(|| format!("writing the bundle to {}", out.display()))?;
+    }
+    let delivered = match &delivery {
+        Some(d) => Some(d.deliver(&outcome.bundle, &outcome.meta).await.with_context(|| format!("delivering to {target}"))?),
+        None => None,
+    };
 
     let summary = describe(&outcome.action);
     if args.output.json {
@@ -191,13 +227,19 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         doc["reason"] = summary.1.clone().into();
         doc["generation"] = outcome.meta.generation.into();
         doc["certificate_id"] = outcome.meta.certificate_id.clone().into();
-        doc["out_dir"] = out.display().to_string().into();
+        doc["out_dir"] = if args.no_files { serde_json::Value::Null } else { out.display().to_string().into() };
+        doc["delivery"] = delivered.as_ref().map(|d| target::delivered_json(&target, d)).into();
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!("{cluster}: {} generation {} ({})", summary.0, outcome.meta.generation, summary.1);
         report::print_verified(&outcome.verified, OffsetDateTime::now_utc());
-        println!("  files        {}/{{ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem,cacerts.yaml}}", out.display());
-        println!("next: kubectl apply -f {}", out.join("cacerts.yaml").display());
+        if !args.no_files {
+            println!("  files        {}/{{ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem,cacerts.yaml}}", out.display());
+        }
+        match &delivered {
+            Some(d) => target::print_delivered(&target, d),
+            None => println!("next: kubectl apply -f {}", out.join("cacerts.yaml").display()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

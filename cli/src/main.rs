@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod inspect;
 mod issue;
 mod report;
+mod target;
 
 const ABOUT: &str = "Give each Istio cluster its own intermediate CA, signed by one root.";
 
@@ -35,8 +36,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Issue(issue::IssueArgs),
-    Inspect(inspect::InspectArgs),
+    Issue(Box<issue::IssueArgs>),
+    Inspect(Box<inspect::InspectArgs>),
 }
 
 /// Output format shared by the commands.
@@ -53,8 +54,8 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Issue(args) => issue::run(args).await,
-            Command::Inspect(args) => inspect::run(args),
+            Command::Issue(args) => issue::run(*args).await,
+            Command::Inspect(args) => inspect::run(*args).await,
         }
     });
     match result {

@@ -168,7 +168,7 @@ pub enum DeliveryError {
     )]
     NamespaceMissing(String),
     #[error(
-        "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it — enable adoption to take it over"
+        "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt)"
     )]
     Unmanaged { namespace: String, name: String },
     #[error("{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back")]

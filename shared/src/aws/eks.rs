@@ -37,8 +37,9 @@ pub struct EksCluster {
     /// CREATING, ACTIVE, UPDATING, DELETING, FAILED, PENDING.
     pub status: String,
     pub endpoint: Option<String>,
-    /// PEM of the cluster's CA (DescribeCluster gives it base64-encoded).
-    pub ca_pem: Option<String>,
+    /// The cluster CA as DescribeCluster gives it: base64 of PEM (decoded when connecting;
+    /// a cluster still CREATING has none).
+    pub ca_data: Option<String>,
     pub tags: BTreeMap<String, String>,
     /// API, API_AND_CONFIG_MAP or CONFIG_MAP: how the Lambda role is granted access.
     pub authentication_mode: Option<String>,
@@ -85,22 +86,12 @@ impl EksClusters {
             }
         })?;
         let c = out.cluster.ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "DescribeCluster returned no cluster".into() })?;
-        let ca_pem = match c.certificate_authority().and_then(|ca| ca.data()) {
-            Some(b64) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "certificateAuthority.data is not base64 PEM".into() })?,
-            ),
-            None => None,
-        };
         Ok(EksCluster {
             name: c.name().unwrap_or(name).to_string(),
             arn: c.arn().unwrap_or_default().to_string(),
             status: c.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
             endpoint: c.endpoint().map(str::to_string),
-            ca_pem,
+            ca_data: c.certificate_authority().and_then(|ca| ca.data()).map(str::to_string),
             tags: c.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_string()),
         })
@@ -140,9 +131,14 @@ impl EksClusters {
         }
         let incomplete = |detail: &str| EksError::Incomplete { name: cluster.name.clone(), detail: detail.into() };
         let endpoint = cluster.endpoint.as_deref().ok_or_else(|| incomplete("no endpoint"))?;
-        let ca = cluster.ca_pem.as_deref().ok_or_else(|| incomplete("no certificate authority"))?;
+        let ca_data = cluster.ca_data.as_deref().ok_or_else(|| incomplete("no certificate authority"))?;
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca_data.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| incomplete("certificateAuthority.data is not base64 of PEM"))?;
         let tokens = Arc::new(EksTokens::new(&cluster.name, &self.region, self.credentials.clone()));
-        Ok(k8s::from_endpoint(&cluster.name, endpoint, ca, tokens)?)
+        Ok(k8s::from_endpoint(&cluster.name, endpoint, &ca, tokens)?)
     }
 }
 
@@ -163,8 +159,14 @@ impl EksTokens {
 #[async_trait]
 impl TokenSource for EksTokens {
     async fn bearer(&self) -> Result<Zeroizing<String>, String> {
+        self.bearer_at(SystemTime::now()).await
+    }
+}
+
+impl EksTokens {
+    /// The cached token while `now` is before its refresh time, else a freshly signed one.
+    async fn bearer_at(&self, now: SystemTime) -> Result<Zeroizing<String>, String> {
         let mut current = self.current.lock().await;
-        let now = SystemTime::now();
         if let Some(t) = current.as_ref().filter(|t| now < t.refresh_at) {
             return Ok(t.token.clone());
         }
@@ -173,5 +175,23 @@ impl TokenSource for EksTokens {
         let token = fresh.token.clone();
         *current = Some(fresh);
         Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::Credentials;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn tokens_are_reused_until_a_minute_before_eks_stops_honouring_them() {
+        let creds = SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let tokens = EksTokens::new("c1", "eu-west-1", creds);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = tokens.bearer_at(t0).await.unwrap();
+        assert_eq!(*tokens.bearer_at(t0 + Duration::from_secs(13 * 60)).await.unwrap(), *first);
+        let later = tokens.bearer_at(t0 + Duration::from_secs(14 * 60)).await.unwrap();
+        assert_ne!(*later, *first, "re-signed at 14 minutes, before the 15-minute limit");
     }
 }
