@@ -87,6 +87,10 @@ pub enum EscrowError {
     Conflict { cluster: String, generation: u64, token: String },
     #[error("escrow record for {cluster} would be {size} bytes, over the {limit}-byte limit")]
     TooLarge { cluster: String, size: usize, limit: usize },
+    #[error(
+        "escrow record for {cluster} was retired (its cluster was deleted) and is scheduled for deletion; restore it (aws secretsmanager restore-secret) to reuse the name before the recovery window ends"
+    )]
+    Retired { cluster: String },
     #[error("escrow {operation} failed for {cluster}: {detail}")]
     Backend { operation: &'static str, cluster: String, detail: String },
 }

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod bundle;
 pub mod cert;
 pub mod cluster;
+pub mod converge;
 pub mod csr;
 pub mod delivery;
 pub mod escrow;

@@ -82,6 +82,8 @@ pub enum Step {
     Decide,
     Issue,
     Escrow,
+    Deliver,
+    Verify,
 }
 
 impl std::fmt::Display for Step {
@@ -91,6 +93,8 @@ impl std::fmt::Display for Step {
             Step::Decide => "decide",
             Step::Issue => "issue",
             Step::Escrow => "escrow",
+            Step::Deliver => "deliver",
+            Step::Verify => "verify",
         })
     }
 }

@@ -91,6 +91,10 @@ impl SecretsEscrow {
             Ok(v) => Ok(Some(v)),
             Err(e) => match error_parts(&e) {
                 (code, _) if code == tolerated => Ok(None),
+                // Secrets Manager's answer for a secret scheduled for deletion.
+                (code, message) if code == "InvalidRequestException" && message.contains("deleted") => {
+                    Err(EscrowError::Retired { cluster: cluster.to_string() })
+                }
                 (code, message) => Err(Self::backend(operation, cluster, format!("{code}: {message}"))),
             },
         }

@@ -13,8 +13,10 @@ pub struct AwsEmulator {
     pub endpoint: String,
 }
 
+/// The workspace root: the nearest ancestor of this crate that holds the emulator.
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().find(|d| d.join("tests/emulator/meshca_aws.py").exists()).expect("inside the meshca workspace").to_path_buf()
 }
 
 /// The venv tests/run creates; MESHCA_TEST_PYTHON overrides it.
@@ -25,6 +27,23 @@ pub fn python() -> PathBuf {
     let p = workspace().join("tests/.venv/bin/python");
     assert!(p.exists(), "{} is missing: run tests/run, which creates the emulator's venv", p.display());
     p
+}
+
+/// POST to the control API of the emulator on `port` (usable from any thread).
+pub fn control_port(port: u16, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let body = body.to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /_meshca/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}\n{payload}");
+    serde_json::from_str(payload).unwrap()
 }
 
 impl AwsEmulator {
@@ -44,19 +63,7 @@ impl AwsEmulator {
 
     /// POST to the emulator's control API.
     pub fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let body = body.to_string();
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "POST /_meshca/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}\n{payload}");
-        serde_json::from_str(payload).unwrap()
+        control_port(self.port, path, body)
     }
 
     pub fn calls(&self, operation: &str) -> u64 {

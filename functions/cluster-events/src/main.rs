@@ -1,0 +1,53 @@
+//! cluster-events: EventBridge (CloudTrail CreateCluster/DeleteCluster, `meshca Reconcile
+//! Requested`) and direct invokes `{"cluster": …, "region": …, "force": false}`.
+//!
+//! Clients are built once per instance; the handler parses, delegates to `meshca_lambda`, logs
+//! one JSON line and one EMF line, and returns the report. A failed reconcile is returned as an
+//! error so EventBridge retries it and, in the end, dead-letters it.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use meshca_lambda::{App, Config, event, metrics};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let app = App::new(config).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
+}
+
+async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
+    let request = match event::parse(&e.payload) {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::warn!(request_id = %e.context.request_id, error = %err, "rejected");
+            return Err(err.into());
+        }
+    };
+    let deadline = deadline_of(e.context.deadline);
+    let report = app.handle(request, deadline).await;
+    if let Some(cluster) = &report.cluster {
+        metrics::emit(&metrics::cluster_metrics(cluster, &report.outcome, time::OffsetDateTime::now_utc()));
+    }
+    let body = serde_json::to_value(&report)?;
+    tracing::info!(request_id = %e.context.request_id, report = %body, "done");
+    match &report.outcome {
+        meshca::converge::ClusterOutcome::Failed { step, error } => Err(format!("{step}: {error}").into()),
+        _ => Ok(body),
+    }
+}
+
+/// The invocation deadline (ms since the epoch) as an `Instant`.
+fn deadline_of(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

@@ -1,0 +1,191 @@
+//! Configuration from environment variables, checked at start-up: a bad value stops the
+//! function before it takes any event, with a message naming the variable.
+
+use std::time::Duration;
+
+use meshca::delivery::RestartPolicy;
+use meshca::{KeyAlgorithm, Profile, RenewalPolicy, Settings, Validity};
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Everything the functions are told by their environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// MESHCA_CA_ARN (required): the Private CA that signs cluster intermediates.
+    pub ca_arn: String,
+    /// MESHCA_TEMPLATE_ARN: default SubordinateCACertificate_PathLen0/V1.
+    pub template_arn: Option<String>,
+    /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
+    pub regions: Vec<String>,
+    /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
+    pub tag_key: String,
+    pub tag_value: String,
+    /// MESHCA_KEY_ALGORITHM, MESHCA_VALIDITY_DAYS, MESHCA_RENEW_BEFORE_DAYS.
+    pub settings: Settings,
+    /// MESHCA_SECRET_PREFIX: default meshca/<region>.
+    pub secret_prefix: Option<String>,
+    /// MESHCA_KMS_KEY_ID: key for the escrow secrets.
+    pub kms_key_id: Option<String>,
+    /// MESHCA_RECOVERY_WINDOW_DAYS: how long a deleted cluster's escrow can be restored (7–30).
+    pub recovery_window_days: i64,
+    /// MESHCA_RESTART_ISTIOD: auto | always | never.
+    pub restart: RestartPolicy,
+    /// MESHCA_ADOPT: take over a cacerts meshca did not create.
+    pub adopt: bool,
+    /// MESHCA_DRY_RUN: decide and report, change nothing.
+    pub dry_run: bool,
+    /// MESHCA_ACTIVE_POLL_SECONDS: how often CreateCluster polls DescribeCluster for ACTIVE.
+    pub active_poll: Duration,
+}
+
+pub const DEFAULT_TAG_KEY: &str = "meshca.io/enabled";
+
+fn get(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Option<String> {
+    env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn parse<T: std::str::FromStr>(env: &dyn Fn(&str) -> Option<String>, var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(env, var) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError { var, problem: format!("{v:?}: {e}") }),
+    }
+}
+
+fn flag(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(env, var).as_deref() {
+        None | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(other) => Err(ConfigError { var, problem: format!("{other:?} is not true or false") }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&|k: &str| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `env` (tests pass a map).
+    pub fn from(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
+        if !ca_arn.starts_with("arn:") || !ca_arn.contains(":acm-pca:") || !ca_arn.contains(":certificate-authority/") {
+            return Err(ConfigError { var: "MESHCA_CA_ARN", problem: format!("{ca_arn:?} is not an acm-pca certificate-authority ARN") });
+        }
+        let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
+            Some(list) => list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+            None => vec![],
+        };
+        if regions.is_empty() {
+            return Err(ConfigError { var: "MESHCA_REGIONS", problem: "no region: set MESHCA_REGIONS (or AWS_REGION)".into() });
+        }
+        if let Some(bad) = regions.iter().find(|r| !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')) {
+            return Err(ConfigError { var: "MESHCA_REGIONS", problem: format!("{bad:?} is not a region name") });
+        }
+        let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
+        let validity_days: u32 = parse(env, "MESHCA_VALIDITY_DAYS", 365)?;
+        if validity_days == 0 {
+            return Err(ConfigError { var: "MESHCA_VALIDITY_DAYS", problem: "must be at least 1".into() });
+        }
+        let renew_before = match get(env, "MESHCA_RENEW_BEFORE_DAYS") {
+            None => None,
+            Some(_) => {
+                let d: u32 = parse(env, "MESHCA_RENEW_BEFORE_DAYS", 0)?;
+                if d >= validity_days {
+                    return Err(ConfigError {
+                        var: "MESHCA_RENEW_BEFORE_DAYS",
+                        problem: format!("{d} is not below MESHCA_VALIDITY_DAYS ({validity_days}): every run would renew"),
+                    });
+                }
+                Some(time::Duration::days(d.into()))
+            }
+        };
+        let recovery_window_days: i64 = parse(env, "MESHCA_RECOVERY_WINDOW_DAYS", 30)?;
+        if !(7..=30).contains(&recovery_window_days) {
+            return Err(ConfigError { var: "MESHCA_RECOVERY_WINDOW_DAYS", problem: format!("{recovery_window_days} is outside 7..=30") });
+        }
+        let restart: RestartPolicy =
+            get(env, "MESHCA_RESTART_ISTIOD").map_or(Ok(RestartPolicy::Auto), |v| v.parse().map_err(|problem| ConfigError { var: "MESHCA_RESTART_ISTIOD", problem }))?;
+        let poll_seconds: u64 = parse(env, "MESHCA_ACTIVE_POLL_SECONDS", 15)?;
+        Ok(Config {
+            ca_arn,
+            template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
+            regions,
+            tag_key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| DEFAULT_TAG_KEY.into()),
+            tag_value: get(env, "MESHCA_TAG_VALUE").unwrap_or_else(|| "true".into()),
+            settings: Settings {
+                key_algorithm,
+                validity: Validity::Days(validity_days),
+                profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
+                renewal: RenewalPolicy { renew_before },
+                ..Settings::default()
+            },
+            secret_prefix: get(env, "MESHCA_SECRET_PREFIX"),
+            kms_key_id: get(env, "MESHCA_KMS_KEY_ID"),
+            recovery_window_days,
+            restart,
+            adopt: flag(env, "MESHCA_ADOPT")?,
+            dry_run: flag(env, "MESHCA_DRY_RUN")?,
+            active_poll: Duration::from_secs(poll_seconds.max(1)),
+        })
+    }
+
+    /// The region of the CA, from its ARN.
+    pub fn ca_region(&self) -> &str {
+        self.ca_arn.split(':').nth(3).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from(&move |k: &str| map.get(k).cloned())
+    }
+
+    const ARN: &str = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/abc";
+
+    #[test]
+    fn defaults() {
+        let c = with(&[("MESHCA_CA_ARN", ARN), ("AWS_REGION", "eu-west-1")]).unwrap();
+        assert_eq!(c.regions, ["eu-west-1"]);
+        assert_eq!((c.tag_key.as_str(), c.tag_value.as_str()), (DEFAULT_TAG_KEY, "true"));
+        assert_eq!(c.settings.validity, Validity::Days(365));
+        assert_eq!(c.recovery_window_days, 30);
+        assert_eq!(c.restart, RestartPolicy::Auto);
+        assert!(!c.adopt && !c.dry_run);
+        assert_eq!(c.ca_region(), "eu-west-1");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let bad = |pairs: &[(&str, &str)], var: &str| {
+            let e = with(pairs).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+            assert!(e.to_string().starts_with(&format!("configuration: {var}:")), "{e}");
+        };
+        bad(&[], "MESHCA_CA_ARN");
+        bad(&[("MESHCA_CA_ARN", "arn:aws:s3:::bucket")], "MESHCA_CA_ARN");
+        bad(&[("MESHCA_CA_ARN", ARN)], "MESHCA_REGIONS");
+        bad(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,EU WEST")], "MESHCA_REGIONS");
+        let base = [("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1, us-east-1")];
+        let plus = |extra: (&'static str, &'static str)| -> Vec<(&str, &str)> { base.iter().copied().chain([extra]).collect() };
+        bad(&plus(("MESHCA_KEY_ALGORITHM", "dsa")), "MESHCA_KEY_ALGORITHM");
+        bad(&plus(("MESHCA_VALIDITY_DAYS", "0")), "MESHCA_VALIDITY_DAYS");
+        bad(&plus(("MESHCA_VALIDITY_DAYS", "a year")), "MESHCA_VALIDITY_DAYS");
+        bad(&plus(("MESHCA_RENEW_BEFORE_DAYS", "400")), "MESHCA_RENEW_BEFORE_DAYS");
+        bad(&plus(("MESHCA_RECOVERY_WINDOW_DAYS", "3")), "MESHCA_RECOVERY_WINDOW_DAYS");
+        bad(&plus(("MESHCA_RESTART_ISTIOD", "sometimes")), "MESHCA_RESTART_ISTIOD");
+        bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
+        assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
+    }
+}

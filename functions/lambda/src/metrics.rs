@@ -1,0 +1,57 @@
+//! CloudWatch metrics as Embedded Metric Format lines on stdout: Lambda ships them to
+//! CloudWatch Logs, which extracts the metrics — no PutMetricData call, no extra permission.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use meshca::converge::ClusterOutcome;
+
+pub const NAMESPACE: &str = "meshca";
+
+/// The EMF document for one cluster's outcome: `DaysLeft` when a bundle is in place,
+/// `Renewals` and `Failures` as counts. Dimensions: Cluster.
+pub fn cluster_metrics(cluster: &str, outcome: &ClusterOutcome, now: OffsetDateTime) -> Value {
+    let mut metrics = vec![json!({"Name": "Renewals", "Unit": "Count"}), json!({"Name": "Failures", "Unit": "Count"})];
+    let mut doc = json!({
+        "Cluster": cluster,
+        "Outcome": outcome.label(),
+        "Renewals": u8::from(matches!(outcome, ClusterOutcome::Renewed { .. })),
+        "Failures": u8::from(matches!(outcome, ClusterOutcome::Failed { .. })),
+    });
+    if let Some(not_after) = outcome.not_after() {
+        doc["DaysLeft"] = json!(((not_after - now).whole_seconds() as f64 / 86_400.0 * 100.0).round() / 100.0);
+        metrics.push(json!({"Name": "DaysLeft", "Unit": "None"}));
+    }
+    doc["_aws"] = json!({
+        "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Cluster"]], "Metrics": metrics}],
+    });
+    doc
+}
+
+/// Writes one EMF line to stdout.
+pub fn emit(doc: &Value) {
+    println!("{doc}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshca::delivery::Change;
+
+    #[test]
+    fn a_renewal_reports_days_left_and_one_renewal() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let o = ClusterOutcome::Renewed { reason: "due".into(), generation: 2, change: Change::Rotated, not_after: now + time::Duration::days(30) };
+        let d = cluster_metrics("c1", &o, now);
+        assert_eq!(d["DaysLeft"], 30.0);
+        assert_eq!(d["Renewals"], 1);
+        assert_eq!(d["Failures"], 0);
+        assert_eq!(d["_aws"]["Timestamp"], 1_800_000_000_000i64);
+        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Renewals", "Failures", "DaysLeft"]);
+        let failed = cluster_metrics("c1", &ClusterOutcome::Failed { step: meshca::reconcile::Step::Issue, error: "x".into() }, now);
+        assert_eq!(failed["Failures"], 1);
+        assert!(failed.get("DaysLeft").is_none());
+    }
+}

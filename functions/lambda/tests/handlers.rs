@@ -1,0 +1,190 @@
+//! Every sample event in events/ through the handler, against the emulated AWS and the test
+//! Kubernetes API server that emulated DescribeCluster points at.
+
+#[path = "../../../shared/tests/common/aws.rs"]
+#[allow(dead_code)]
+mod aws;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws::{AwsEmulator, REGION};
+use meshca::converge::ClusterOutcome;
+use meshca::delivery::Change;
+use meshca_lambda::event::{self, EventError, Request};
+use meshca_lambda::{App, Config};
+use meshca_test_apiserver::store::Resource;
+use meshca_test_apiserver::{ApiServer, Settings};
+use serde_json::{Value, json};
+
+fn sample(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+struct World {
+    emu: AwsEmulator,
+    server: ApiServer,
+    app: App,
+}
+
+async fn world(extra: &[(&str, &str)]) -> World {
+    let emu = AwsEmulator::start();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let server = ApiServer::start(Settings {
+        cluster: "c1".into(),
+        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
+        eks_namespaces: Some(BTreeSet::from(["istio-system".to_string()])),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+    emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+                                      "tags": {"meshca.io/enabled": "true"}}));
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), ca),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+        ("MESHCA_ACTIVE_POLL_SECONDS".to_string(), "1".to_string()),
+    ]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let sdk = emu.sdk_config().await;
+    let app = App::with_sdk_configs(config, &sdk, &BTreeMap::from([(REGION.to_string(), sdk.clone())])).unwrap();
+    World { emu, server, app }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+impl World {
+    async fn run(&self, file: &str) -> ClusterOutcome {
+        let request = event::parse(&sample(file)).unwrap();
+        self.app.handle(request, soon()).await.outcome
+    }
+    fn generation(&self) -> Option<String> {
+        let s = self.server.get(Resource::Secrets, "istio-system", "cacerts")?;
+        s["metadata"]["annotations"]["meshca.io/generation"].as_str().map(str::to_string)
+    }
+}
+
+#[test]
+fn every_sample_parses_to_what_it_means() {
+    let created = Request::Created {
+        cluster: "c1".into(),
+        region: "eu-west-1".into(),
+        tags: BTreeMap::from([("meshca.io/enabled".into(), "true".into()), ("team".into(), "platform".into())]),
+    };
+    assert_eq!(event::parse(&sample("eks-create-cluster.json")), Ok(created.clone()));
+    assert_eq!(event::parse(&sample("eks-create-cluster-clustername.json")), Ok(created));
+    assert!(matches!(event::parse(&sample("eks-create-cluster-failed.json")), Ok(Request::FailedCall { .. })));
+    assert_eq!(event::parse(&sample("eks-delete-cluster.json")), Ok(Request::Deleted { cluster: "c1".into(), region: "eu-west-1".into() }));
+    assert_eq!(event::parse(&sample("schedule.json")), Ok(Request::Sweep));
+    let reconcile = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false };
+    assert_eq!(event::parse(&sample("reconcile-request.json")), Ok(reconcile.clone()));
+    assert_eq!(event::parse(&sample("direct-invoke.json")), Ok(reconcile));
+}
+
+#[test]
+fn malformed_events_are_refused_with_a_reason() {
+    let refused = |v: Value, why: &str| match event::parse(&v) {
+        Err(EventError(msg)) => assert!(msg.contains(why), "{msg} (wanted {why})"),
+        Ok(r) => panic!("accepted {r:?}"),
+    };
+    refused(json!([1, 2]), "not a JSON object");
+    refused(json!({}), "neither an EventBridge event");
+    refused(json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"}), "expected");
+    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": {}}), "not aws.eks");
+    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "UpdateClusterVersion", "awsRegion": "eu-west-1", "requestParameters": {"name": "c1"}}}), "eventName UpdateClusterVersion");
+    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "CreateCluster", "awsRegion": "eu-west-1"}}), "no cluster name");
+    refused(json!({"detail-type": "meshca Reconcile Requested", "detail": {"cluster": 7}}), "detail.cluster");
+    refused(json!({"cluster": "c1", "force": "yes"}), "force is not a boolean");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_reconcile_and_delete_through_the_handler() {
+    let w = world(&[]).await;
+    let outcome = w.run("eks-create-cluster.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
+    assert_eq!(w.generation().as_deref(), Some("1"));
+
+    // The other request shape and a reconcile request: nothing more to do.
+    let outcome = w.run("eks-create-cluster-clustername.json").await;
+    assert!(matches!(outcome, ClusterOutcome::Unchanged { generation: 1, .. }), "{outcome:?}");
+    let outcome = w.run("reconcile-request.json").await;
+    assert!(matches!(outcome, ClusterOutcome::Unchanged { .. }), "{outcome:?}");
+    assert_eq!(w.emu.calls("IssueCertificate"), 1);
+
+    // A direct invoke with force renews.
+    let forced = event::parse(&json!({"cluster": "c1", "region": "eu-west-1", "force": true})).unwrap();
+    let outcome = w.app.handle(forced, soon()).await.outcome;
+    assert!(matches!(&outcome, ClusterOutcome::Renewed { generation: 2, change: Change::Rotated, .. }), "{outcome:?}");
+    assert_eq!(w.generation().as_deref(), Some("2"));
+
+    let outcome = w.run("eks-create-cluster-failed.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("ResourceInUseException")), "{outcome:?}");
+    let outcome = w.run("schedule.json").await;
+    assert!(matches!(outcome, ClusterOutcome::Skipped { .. }), "{outcome:?}");
+
+    let outcome = w.run("eks-delete-cluster.json").await;
+    match &outcome {
+        ClusterOutcome::Revoked { certificates } => assert_eq!(certificates.len(), 1, "the current intermediate"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.emu.calls("RevokeCertificate"), 1);
+    assert_eq!(w.emu.calls("DeleteSecret"), 1);
+    let outcome = w.run("eks-delete-cluster.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("already")), "a redelivered event is harmless: {outcome:?}");
+    assert_eq!(w.emu.calls("RevokeCertificate"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clusters_not_opted_in_or_not_active_are_skipped_with_reasons() {
+    let w = world(&[("MESHCA_TAG_KEY", "mesh"), ("MESHCA_TAG_VALUE", "istio")]).await;
+    let outcome = w.run("eks-create-cluster.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("not opted in")), "{outcome:?}");
+    let outcome = w.run("direct-invoke.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("mesh=istio")), "{outcome:?}");
+
+    let w = world(&[]).await;
+    w.emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "status": "CREATING"}));
+    let request = event::parse(&sample("eks-create-cluster.json")).unwrap();
+    let started = Instant::now();
+    let outcome = w.app.handle(request, Instant::now() + Duration::from_secs(12)).await.outcome;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("the sweep will finish it")), "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(12), "gave up within the invocation's time");
+    assert_eq!(w.emu.calls("IssueCertificate"), 0);
+    let outcome = w.app.handle(event::parse(&json!({"cluster": "nope"})).unwrap(), soon()).await.outcome;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("no such EKS cluster")), "{outcome:?}");
+    let outcome = w.app.handle(event::parse(&json!({"cluster": "c1", "region": "ap-south-1"})).unwrap(), soon()).await.outcome;
+    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("not managed")), "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_becomes_active_while_create_waits_gets_its_ca() {
+    let w = world(&[]).await;
+    w.emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "status": "CREATING"}));
+    let flip = {
+        let port = w.emu.port;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            aws::control_port(port, "eks/cluster", json!({"region": REGION, "name": "c1", "status": "ACTIVE"}));
+        })
+    };
+    let outcome = w.run("eks-create-cluster.json").await;
+    flip.await.unwrap();
+    assert!(matches!(&outcome, ClusterOutcome::Renewed { change: Change::Created, .. }), "{outcome:?}");
+    assert!(w.emu.calls("GET /clusters/c1") >= 2, "polled until ACTIVE");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_decides_and_changes_nothing() {
+    let w = world(&[("MESHCA_DRY_RUN", "true")]).await;
+    let outcome = w.run("direct-invoke.json").await;
+    assert!(matches!(&outcome, ClusterOutcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")), "{outcome:?}");
+    assert_eq!(w.emu.calls("IssueCertificate"), 0);
+    assert!(w.generation().is_none());
+}
