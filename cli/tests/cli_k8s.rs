@@ -5,7 +5,6 @@
 #[allow(dead_code)]
 mod aws;
 
-use std::collections::{BTreeMap, BTreeSet};
 
 use assert_cmd::Command;
 use meshca_test_apiserver::store::Resource;
@@ -110,14 +109,7 @@ async fn a_foreign_cacerts_is_left_alone_unless_adopted() {
 async fn issue_from_pca_into_an_eks_cluster_found_by_describe_cluster() {
     let emu = aws::AwsEmulator::start();
     let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
-    let server = ApiServer::start(Settings {
-        cluster: "prod-eu-1".into(),
-        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
-        eks_namespaces: Some(BTreeSet::from(["istio-system".to_string()])),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = ApiServer::start(Settings::eks_scoped("prod-eu-1", "testing", "testing")).await.unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": server.url(), "ca_pem": server.ca_pem()}));
     let dir = tempfile::tempdir().unwrap();

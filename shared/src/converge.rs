@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use crate::authority::{CertificateId, RevocationReason};
 use crate::cluster::ClusterName;
 use crate::delivery::{Change, Delivery, Observed};
-use crate::reconcile::{Action, Reconcile, Step};
-use crate::validate::validate;
+use crate::delivery::DeliveryError;
+use crate::reconcile::{Action, Judgement, Reconcile, Step};
 
 /// What one reconcile of one cluster did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,16 +78,12 @@ impl Reconcile<'_> {
             Ok(o) => o,
             Err(e) => return ClusterOutcome::Failed { step: e.step(), error: e.to_string() },
         };
+        // deliver reads the secret back and compares it with the bundle: that is the verify step.
         let delivered = match delivery.deliver(&outcome.bundle, &outcome.meta).await {
             Ok(d) => d,
+            Err(e @ DeliveryError::ReadBack { .. }) => return ClusterOutcome::Failed { step: Step::Verify, error: e.to_string() },
             Err(e) => return ClusterOutcome::Failed { step: Step::Deliver, error: e.to_string() },
         };
-        if delivered.fingerprint_sha256 != outcome.meta.fingerprint_sha256 {
-            return ClusterOutcome::Failed {
-                step: Step::Verify,
-                error: format!("cluster holds {}, escrow {}", delivered.fingerprint_sha256, outcome.meta.fingerprint_sha256),
-            };
-        }
         let (generation, not_after, change) = (outcome.meta.generation, outcome.meta.not_after, delivered.change);
         match outcome.action {
             Action::Reused { .. } if change == Change::Unchanged => ClusterOutcome::Unchanged { generation, not_after },
@@ -112,18 +108,10 @@ impl Reconcile<'_> {
             Ok(o) => o,
             Err(e) => return ClusterOutcome::Failed { step: Step::Observe, error: e.to_string() },
         };
-        let now = OffsetDateTime::now_utc();
-        let renew = match &escrowed.current {
-            None => Some("no bundle escrowed".to_string()),
-            Some(c) => match validate(&c.bundle, &self.settings.profile, now) {
-                Err(e) => Some(format!("escrowed bundle invalid: {e}")),
-                Ok(_) if c.bundle.root_cert != info.root_bundle => Some("root changed".into()),
-                Ok(_) if force => Some("forced".into()),
-                Ok(v) => match self.settings.renewal.judge(v.ca_cert.not_before, v.ca_cert.not_after, now) {
-                    crate::renewal::Verdict::Renew(r) => Some(r.to_string()),
-                    crate::renewal::Verdict::Keep { .. } => None,
-                },
-            },
+        let renew = match self.judge(&info, escrowed.current.as_ref(), force, OffsetDateTime::now_utc()) {
+            Judgement::Renew(crate::renewal::RenewReason::NoBundle) => Some("no bundle escrowed".to_string()),
+            Judgement::Renew(reason) => Some(reason.to_string()),
+            Judgement::Keep { .. } => None,
         };
         let plan = match (renew, &in_cluster, &escrowed.current) {
             (Some(why), _, _) => format!("renew ({why}), then deliver"),

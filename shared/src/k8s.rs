@@ -272,11 +272,8 @@ impl KubeDelivery {
         let fail = |detail: String| DeliveryError::ReadBack { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into(), detail };
         let secrets = self.secrets();
         let back = self.call("read back cacerts", || secrets.get_opt(SECRET_NAME)).await?.ok_or_else(|| fail("the secret is gone".into()))?;
-        let data = back.data.unwrap_or_default();
-        for (name, text) in bundle.files() {
-            if data.get(name).map(|b| b.0.as_slice()) != Some(text.as_bytes()) {
-                return Err(fail(format!("{name} differs")));
-            }
+        if let Some(name) = differing_file(&back, bundle) {
+            return Err(fail(format!("{name} differs")));
         }
         let der = crate::pem::certificates(bundle::CA_CERT, &bundle.ca_cert).map_err(|e| fail(e.to_string()))?;
         let fingerprint = der.first().map(|d| sha256_hex(d)).unwrap_or_default();
@@ -322,12 +319,15 @@ fn desired(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta) -> Secre
     s
 }
 
+/// The first of the bundle's four files that the secret does not hold byte for byte.
+fn differing_file(secret: &Secret, bundle: &Bundle) -> Option<&'static str> {
+    let data = secret.data.as_ref();
+    bundle.files().into_iter().find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes())).map(|(n, _)| n)
+}
+
 fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta) -> bool {
-    let data = secret.data.clone().unwrap_or_default();
     let ann = annotations(secret);
-    is_ours(secret)
-        && bundle.files().iter().all(|(n, t)| data.get(*n).map(|b| b.0.as_slice()) == Some(t.as_bytes()))
-        && meta.annotations().iter().all(|(k, v)| ann.get(k) == Some(v))
+    is_ours(secret) && differing_file(secret, bundle).is_none() && meta.annotations().iter().all(|(k, v)| ann.get(k) == Some(v))
 }
 
 #[async_trait]

@@ -133,9 +133,15 @@ pub struct Reconcile<'a> {
     pub settings: &'a Settings,
 }
 
+/// What the escrowed bundle deserves.
+pub(crate) enum Judgement {
+    Keep { verified: Box<Verified>, remaining: Duration, renew_at: OffsetDateTime },
+    Renew(RenewReason),
+}
+
 /// What decide concluded.
 enum Plan {
-    Keep(Box<Current>, Verified, Duration, OffsetDateTime),
+    Keep(Box<Current>, Box<Verified>, Duration, OffsetDateTime),
     Resume(Box<Pending>, RenewReason),
     Renew { generation: u64, reason: RenewReason },
 }
@@ -166,7 +172,7 @@ impl Reconcile<'_> {
                 cluster: cluster.clone(),
                 bundle: current.bundle,
                 meta: current.meta,
-                verified,
+                verified: *verified,
                 action: Action::Reused { remaining, renew_at },
             }),
             Plan::Resume(pending, reason) => {
@@ -187,23 +193,12 @@ impl Reconcile<'_> {
 
     fn decide(&self, info: &AuthorityInfo, escrowed: Escrowed, force: bool, now: OffsetDateTime) -> Plan {
         let current_generation = escrowed.current.as_ref().map_or(0, |c| c.meta.generation);
-        let reason = match &escrowed.current {
-            None => RenewReason::NoBundle,
-            Some(current) => match validate(&current.bundle, &self.settings.profile, now) {
-                Err(e) => RenewReason::Invalid { detail: e.to_string() },
-                Ok(_) if current.bundle.root_cert != info.root_bundle => RenewReason::RootChanged,
-                Ok(_) if force => RenewReason::Forced,
-                Ok(verified) => {
-                    let c = &verified.ca_cert;
-                    match self.settings.renewal.judge(c.not_before, c.not_after, now) {
-                        Verdict::Keep { remaining, renew_at } => {
-                            let current = escrowed.current.expect("matched Some");
-                            return Plan::Keep(Box::new(current), verified, remaining, renew_at);
-                        }
-                        Verdict::Renew(reason) => reason,
-                    }
-                }
-            },
+        let reason = match self.judge(info, escrowed.current.as_ref(), force, now) {
+            Judgement::Keep { verified, remaining, renew_at } => {
+                let current = escrowed.current.expect("kept only when there is one");
+                return Plan::Keep(Box::new(current), verified, remaining, renew_at);
+            }
+            Judgement::Renew(reason) => reason,
         };
         match escrowed.pending {
             // Finish what an earlier run started, if it was started the way we would start it.
@@ -212,6 +207,23 @@ impl Reconcile<'_> {
             }
             Some(p) => Plan::Renew { generation: p.generation + 1, reason },
             None => Plan::Renew { generation: current_generation + 1, reason },
+        }
+    }
+
+    /// Whether the escrowed bundle can stay in service or must be renewed, and why.
+    pub(crate) fn judge(&self, info: &AuthorityInfo, current: Option<&Current>, force: bool, now: OffsetDateTime) -> Judgement {
+        let Some(current) = current else { return Judgement::Renew(RenewReason::NoBundle) };
+        match validate(&current.bundle, &self.settings.profile, now) {
+            Err(e) => Judgement::Renew(RenewReason::Invalid { detail: e.to_string() }),
+            Ok(_) if current.bundle.root_cert != info.root_bundle => Judgement::Renew(RenewReason::RootChanged),
+            Ok(_) if force => Judgement::Renew(RenewReason::Forced),
+            Ok(verified) => {
+                let c = &verified.ca_cert;
+                match self.settings.renewal.judge(c.not_before, c.not_after, now) {
+                    Verdict::Keep { remaining, renew_at } => Judgement::Keep { verified: Box::new(verified), remaining, renew_at },
+                    Verdict::Renew(reason) => Judgement::Renew(reason),
+                }
+            }
         }
     }
 

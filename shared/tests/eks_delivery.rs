@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,15 +19,8 @@ use meshca_test_apiserver::{ApiServer, Settings as ServerSettings};
 use serde_json::json;
 
 async fn cluster_server(name: &str) -> ApiServer {
-    let server = ApiServer::start(ServerSettings {
-        cluster: name.into(),
-        // The emulator's credentials: the server checks the token's signature with them.
-        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
-        eks_namespaces: Some(BTreeSet::from(["istio-system".to_string()])),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // Tokens are signed with the emulator's credentials; the server checks the signature with them.
+    let server = ApiServer::start(ServerSettings::eks_scoped(name, "testing", "testing")).await.unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     server
 }

@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod aws;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,14 +32,7 @@ struct World {
 async fn world(extra: &[(&str, &str)]) -> World {
     let emu = AwsEmulator::start();
     let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
-    let server = ApiServer::start(Settings {
-        cluster: "c1".into(),
-        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
-        eks_namespaces: Some(BTreeSet::from(["istio-system".to_string()])),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
                                       "tags": {"meshca.io/enabled": "true"}}));

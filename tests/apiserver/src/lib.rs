@@ -40,6 +40,19 @@ pub struct Settings {
     pub port: u16,
 }
 
+impl Settings {
+    /// A cluster reached only with EKS tokens signed by `key_id`/`secret`, and only in
+    /// `istio-system`: an access entry with a policy scoped to that namespace.
+    pub fn eks_scoped(cluster: &str, key_id: &str, secret: &str) -> Self {
+        Settings {
+            cluster: cluster.into(),
+            aws_keys: std::collections::BTreeMap::from([(key_id.to_string(), secret.to_string())]),
+            eks_namespaces: Some(BTreeSet::from(["istio-system".to_string()])),
+            ..Default::default()
+        }
+    }
+}
+
 /// A fault to inject: the next `times` requests that match answer `status` (after `delay`).
 /// `status` 0 only delays and then serves the request normally.
 #[derive(Clone, Debug)]
