@@ -12,7 +12,7 @@ use crate::authority::{CertificateId, RevocationReason};
 use crate::cluster::ClusterName;
 use crate::delivery::{Change, Delivery, Observed};
 use crate::delivery::DeliveryError;
-use crate::reconcile::{Action, Judgement, Reconcile, Step};
+use crate::reconcile::{Action, Judgement, Reconcile, ReconcileError, Step};
 
 /// What one reconcile of one cluster did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,9 +71,35 @@ impl ClusterOutcome {
     }
 }
 
+/// What escrow says about a cluster, before its cluster is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assessment {
+    Healthy { generation: u64, not_after: OffsetDateTime, renew_at: OffsetDateTime },
+    /// Needs a new generation; `not_after` of the one in service, if any.
+    Due { reason: String, not_after: Option<OffsetDateTime> },
+}
+
+impl Assessment {
+    pub fn not_after(&self) -> Option<OffsetDateTime> {
+        match self {
+            Assessment::Healthy { not_after, .. } => Some(*not_after),
+            Assessment::Due { not_after, .. } => *not_after,
+        }
+    }
+}
+
 impl Reconcile<'_> {
     /// Brings `cluster` to a valid, delivered bundle; never panics, always one outcome.
     pub async fn converge(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> ClusterOutcome {
+        // Look at the cluster first: unreachable, forbidden or refusing clusters cost no certificate.
+        match delivery.observe().await {
+            Ok(observed) => {
+                if let Some(refusal) = delivery.refuses(&observed) {
+                    return ClusterOutcome::Skipped { reason: refusal.to_string() };
+                }
+            }
+            Err(e) => return ClusterOutcome::Failed { step: Step::Observe, error: e.to_string() },
+        }
         let outcome = match self.ensure_bundle(cluster, force).await {
             Ok(o) => o,
             Err(e) => return ClusterOutcome::Failed { step: e.step(), error: e.to_string() },
@@ -92,6 +118,21 @@ impl Reconcile<'_> {
                 ClusterOutcome::Renewed { reason: reason.to_string(), generation, change, not_after }
             }
         }
+    }
+
+    /// Judges the escrowed bundle without touching the cluster: the cheap first look of a sweep.
+    pub async fn assess(&self, cluster: &ClusterName) -> Result<Assessment, ReconcileError> {
+        let info = self.authority.describe().await.map_err(|source| ReconcileError::Authority { step: Step::Observe, source })?;
+        let escrowed = self.escrow.load(cluster).await.map_err(|source| ReconcileError::Escrow { step: Step::Observe, source })?;
+        let current = escrowed.current.as_ref();
+        Ok(match self.judge(&info, current, false, OffsetDateTime::now_utc()) {
+            Judgement::Keep { verified, renew_at, .. } => Assessment::Healthy {
+                generation: current.map_or(0, |c| c.meta.generation),
+                not_after: verified.ca_cert.not_after,
+                renew_at,
+            },
+            Judgement::Renew(reason) => Assessment::Due { reason: reason.to_string(), not_after: current.map(|c| c.meta.not_after) },
+        })
     }
 
     /// Dry run: observes escrow and cluster and says what [`Reconcile::converge`] would do.

@@ -168,7 +168,7 @@ pub enum DeliveryError {
     )]
     NamespaceMissing(String),
     #[error(
-        "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt)"
+        "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt; MESHCA_ADOPT=true for the functions)"
     )]
     Unmanaged { namespace: String, name: String },
     #[error("{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back")]
@@ -191,6 +191,9 @@ pub trait Delivery: Send + Sync {
     /// Writes `bundle` (validated first) unless it is already there, reads it back, and restarts
     /// istiod where the policy says so.
     async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError>;
+    /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
+    /// so a cluster meshca may not write to costs no certificate.
+    fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
 }
 
 #[cfg(test)]

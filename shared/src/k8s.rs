@@ -330,6 +330,10 @@ fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta) -> bool {
     is_ours(secret) && differing_file(secret, bundle).is_none() && meta.annotations().iter().all(|(k, v)| ann.get(k) == Some(v))
 }
 
+fn unmanaged() -> DeliveryError {
+    DeliveryError::Unmanaged { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into() }
+}
+
 #[async_trait]
 impl Delivery for KubeDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
@@ -340,6 +344,10 @@ impl Delivery for KubeDelivery {
             Some(s) if is_ours(&s) => Observed::Managed { bundle: bundle_of(&s), meta: BundleMeta::from_annotations(&annotations(&s)) },
             Some(s) => Observed::Unmanaged { bundle: bundle_of(&s) },
         })
+    }
+
+    fn refuses(&self, observed: &Observed) -> Option<DeliveryError> {
+        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt).then(unmanaged)
     }
 
     async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
@@ -375,7 +383,7 @@ impl Delivery for KubeDelivery {
             };
             let ours = is_ours(&current);
             if !ours && !self.options.adopt {
-                return Err(DeliveryError::Unmanaged { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into() });
+                return Err(unmanaged());
             }
             if ours
                 && let Some(theirs) = BundleMeta::from_annotations(&annotations(&current))

@@ -16,6 +16,7 @@ pub mod escrow;
 pub mod k8s;
 pub mod key;
 pub mod local_ca;
+pub mod pace;
 pub mod pem;
 pub mod reconcile;
 pub mod renewal;

@@ -18,7 +18,9 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
     ThrottlingException, injected faults (fail N of the next M calls of an operation),
     injected bad certificates, per-operation call counts, fixtures (root PCA, two-level
     hierarchy), reset, and EKS clusters whose endpoint, CA, status, tags and authentication
-    mode point at the test Kubernetes API server (`eks/cluster`).
+    mode point at the test Kubernetes API server (`eks/cluster`), the count of distinct
+    certificates signed (`stats.issued`; an idempotent replay is not one), and the entries of
+    every accepted PutEvents call (`events/put`).
   * Errors are AWS JSON error bodies, never HTML 500 pages.
 
 Run: python meshca_aws.py [--port 0]  -> prints "READY <port>" and serves until stdin closes.
@@ -29,6 +31,7 @@ import base64
 import calendar
 import collections
 import datetime
+import io
 import json
 import sys
 import threading
@@ -80,6 +83,8 @@ class Control:
             self.faults = {}  # operation -> {"fail": n, "of": m, "seen": k, "code":..., "status":...}
             self.bad_certificates = collections.deque()  # kinds for the next issuances
             self.idempotency = {}  # (ca arn, token) -> (cert arn, time)
+            self.issued = 0  # distinct certificates signed (an idempotent replay is not one)
+            self.put_events = []  # entries of every accepted PutEvents call, as sent
 
     def take_fault(self, operation):
         with self.lock:
@@ -283,6 +288,8 @@ def issue(self, params):
     if not is_root:
         self.issued_certificates_certificate_chains[arn] = chain_above(self)
     with CONTROL.lock:
+        if not is_root:
+            CONTROL.issued += 1
         if token:
             CONTROL.idempotency[(self.arn, token)] = (arn, time.time())
         if CONTROL.in_progress_polls:
@@ -492,7 +499,10 @@ class Emulator:
         body = request.get_json(silent=True) or {}
         if path == "stats":
             with CONTROL.lock:
-                return {"calls": dict(CONTROL.calls), "throttled": CONTROL.throttled}
+                return {"calls": dict(CONTROL.calls), "throttled": CONTROL.throttled, "issued": CONTROL.issued}
+        if path == "events/put":
+            with CONTROL.lock:
+                return {"entries": list(CONTROL.put_events)}
         if path == "reset":
             CONTROL.reset()
             return {}
@@ -545,6 +555,11 @@ class Emulator:
         if op == "IssueCertificate" and not CONTROL.admit_issue():
             return aws_error("ThrottlingException", "Rate exceeded", 400)(environ, start_response)
 
+        sent_events = None
+        if op == "PutEvents":
+            raw = request.get_data()
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
+            sent_events = json.loads(raw or b"{}").get("Entries", [])
         captured = {}
 
         def capture(status, headers, exc_info=None):
@@ -556,6 +571,9 @@ class Emulator:
         except Exception as e:  # noqa: BLE001 - never an HTML page
             return aws_error("InternalFailure", f"{type(e).__name__}: {e}", 500)(environ, start_response)
         status_code = int(captured["status"].split()[0])
+        if sent_events is not None and status_code == 200:
+            with CONTROL.lock:
+                CONTROL.put_events.extend(sent_events)
         content_type = dict((k.lower(), v) for k, v in captured["headers"]).get("content-type", "")
         if status_code >= 500 and ("html" in content_type or body.lstrip().lower().startswith(b"<!doctype")):
             return aws_error("InternalFailure", f"emulator error in {op}", 500)(environ, start_response)

@@ -251,3 +251,23 @@ def test_eks_cluster_points_at_the_test_api_server(endpoint):
     control(endpoint, "eks/cluster", {"region": REGION, "name": "c1", "status": "CREATING"})
     assert eks.describe_cluster(name="c1")["cluster"]["status"] == "CREATING"
     assert eks.list_clusters()["clusters"] == ["c1"]
+
+
+def test_idempotent_replays_are_not_counted_as_issued(endpoint, pca):
+    ca = control(endpoint, "fixtures/hierarchy", {"key_algorithm": "EC_prime256v1", "levels": 1})["issuing"]
+    before = control(endpoint, "stats")["issued"]
+    first = issue(pca, ca, token="t-replay")
+    assert issue(pca, ca, token="t-replay") == first
+    issue(pca, ca, token="t-other")
+    assert control(endpoint, "stats")["issued"] - before == 2
+
+
+def test_put_events_entries_are_recorded_as_sent(endpoint):
+    events = boto3.client(
+        "events", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    entry = {"Source": "meshca", "DetailType": "meshca Reconcile Requested", "Detail": json.dumps({"cluster": "c7"})}
+    out = events.put_events(Entries=[entry, dict(entry, Detail=json.dumps({"cluster": "c8"}))])
+    assert out["FailedEntryCount"] == 0
+    sent = control(endpoint, "events/put")["entries"]
+    assert [json.loads(e["Detail"])["cluster"] for e in sent[-2:]] == ["c7", "c8"]

@@ -5,20 +5,13 @@
 //! one JSON line and one EMF line, and returns the report. A failed reconcile is returned as an
 //! error so EventBridge retries it and, in the end, dead-letters it.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use meshca_lambda::{App, Config, event, metrics};
+use meshca_lambda::{App, Config, event, invocation, metrics};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .without_time()
-        .init();
+    invocation::init_logging();
     let config = Config::from_env()?;
     let app = App::new(config).await?;
     let app = &app;
@@ -33,7 +26,7 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
             return Err(err.into());
         }
     };
-    let deadline = deadline_of(e.context.deadline);
+    let deadline = invocation::deadline_of(e.context.deadline);
     let report = app.handle(request, deadline).await;
     if let Some(cluster) = &report.cluster {
         metrics::emit(&metrics::cluster_metrics(cluster, &report.outcome, time::OffsetDateTime::now_utc()));
@@ -44,10 +37,4 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
         meshca::converge::ClusterOutcome::Failed { step, error } => Err(format!("{step}: {error}").into()),
         _ => Ok(body),
     }
-}
-
-/// The invocation deadline (ms since the epoch) as an `Instant`.
-fn deadline_of(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

@@ -41,6 +41,16 @@ pub struct Config {
     pub dry_run: bool,
     /// MESHCA_ACTIVE_POLL_SECONDS: how often CreateCluster polls DescribeCluster for ACTIVE.
     pub active_poll: Duration,
+    /// MESHCA_ISSUE_RATE: IssueCertificate calls per second a sweep may make (default 20,
+    /// below PCA's default quota of 25 so interactive issuance keeps some room).
+    pub issue_rate: f64,
+    /// MESHCA_SWEEP_CONCURRENCY: clusters a sweep works on at once (default 32).
+    pub sweep_concurrency: usize,
+    /// MESHCA_FANOUT_THRESHOLD: above this many opted-in clusters the sweep sends one
+    /// `meshca Reconcile Requested` event per cluster instead of reconciling inline (default 1000).
+    pub fanout_threshold: usize,
+    /// MESHCA_EVENT_BUS: the bus for those events (default `default`).
+    pub event_bus: String,
 }
 
 pub const DEFAULT_TAG_KEY: &str = "meshca.io/enabled";
@@ -113,6 +123,14 @@ impl Config {
         let restart: RestartPolicy =
             get(env, "MESHCA_RESTART_ISTIOD").map_or(Ok(RestartPolicy::Auto), |v| v.parse().map_err(|problem| ConfigError { var: "MESHCA_RESTART_ISTIOD", problem }))?;
         let poll_seconds: u64 = parse(env, "MESHCA_ACTIVE_POLL_SECONDS", 15)?;
+        let issue_rate: f64 = parse(env, "MESHCA_ISSUE_RATE", 20.0)?;
+        if !(issue_rate > 0.0 && issue_rate <= 1000.0) {
+            return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
+        }
+        let sweep_concurrency: usize = parse(env, "MESHCA_SWEEP_CONCURRENCY", 32)?;
+        if !(1..=512).contains(&sweep_concurrency) {
+            return Err(ConfigError { var: "MESHCA_SWEEP_CONCURRENCY", problem: format!("{sweep_concurrency} is outside 1..=512") });
+        }
         Ok(Config {
             ca_arn,
             template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
@@ -133,6 +151,10 @@ impl Config {
             adopt: flag(env, "MESHCA_ADOPT")?,
             dry_run: flag(env, "MESHCA_DRY_RUN")?,
             active_poll: Duration::from_secs(poll_seconds.max(1)),
+            issue_rate,
+            sweep_concurrency,
+            fanout_threshold: parse(env, "MESHCA_FANOUT_THRESHOLD", 1000)?,
+            event_bus: get(env, "MESHCA_EVENT_BUS").unwrap_or_else(|| "default".into()),
         })
     }
 
@@ -163,6 +185,7 @@ mod tests {
         assert_eq!(c.recovery_window_days, 30);
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
+        assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
         assert_eq!(c.ca_region(), "eu-west-1");
     }
 
@@ -186,6 +209,10 @@ mod tests {
         bad(&plus(("MESHCA_RECOVERY_WINDOW_DAYS", "3")), "MESHCA_RECOVERY_WINDOW_DAYS");
         bad(&plus(("MESHCA_RESTART_ISTIOD", "sometimes")), "MESHCA_RESTART_ISTIOD");
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
+        bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
+        bad(&plus(("MESHCA_ISSUE_RATE", "NaN")), "MESHCA_ISSUE_RATE");
+        bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
+        bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");
         assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
     }
 }

@@ -3,12 +3,15 @@
 
 pub mod config;
 pub mod event;
+pub mod invocation;
 pub mod metrics;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use meshca::aws::eks::{EksCluster, EksClusters, EksError};
+use meshca::Authority;
 use meshca::aws::{PcaAuthority, SecretsEscrow};
 use meshca::converge::ClusterOutcome;
 use meshca::k8s::{DeliveryOptions, KubeDelivery};
@@ -31,6 +34,8 @@ pub struct App {
     pub config: Config,
     authority: PcaAuthority,
     regions: BTreeMap<String, Region>,
+    /// The function's own region: where fan-out events go.
+    events: aws_sdk_eventbridge::Client,
 }
 
 /// The result of one event, as returned to the caller and logged.
@@ -43,34 +48,27 @@ pub struct Report {
 }
 
 impl App {
-    /// Builds the clients from the standard AWS configuration chain: PCA in the CA's region,
-    /// EKS and Secrets Manager in each managed region.
+    /// Builds the clients from the standard AWS configuration chain.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let pca = meshca::aws::sdk_config(Some(config.ca_region().to_string())).await;
-        let mut sdks = BTreeMap::new();
-        for r in &config.regions {
-            sdks.insert(r.clone(), meshca::aws::sdk_config(Some(r.clone())).await);
-        }
-        Self::with_sdk_configs(config, &pca, &sdks)
+        Self::with_sdk_config(config, &meshca::aws::sdk_config(None).await)
     }
 
-    /// Builds the clients from given SDK configurations (one per managed region).
-    pub fn with_sdk_configs(
-        config: Config,
-        pca: &aws_config::SdkConfig,
-        sdks: &BTreeMap<String, aws_config::SdkConfig>,
-    ) -> anyhow::Result<Self> {
-        let authority = PcaAuthority::new(aws_sdk_acmpca::Client::new(pca), config.ca_arn.clone(), config.template_arn.clone())?;
+    /// Builds the clients from `home` (the function's own region and credentials): PCA in the
+    /// CA's region, EKS and Secrets Manager in each managed region, EventBridge at home.
+    pub fn with_sdk_config(config: Config, home: &aws_config::SdkConfig) -> anyhow::Result<Self> {
+        let in_region = |r: &str| home.to_builder().region(aws_config::Region::new(r.to_string())).build();
+        let pca = in_region(config.ca_region());
+        let authority = PcaAuthority::new(aws_sdk_acmpca::Client::new(&pca), config.ca_arn.clone(), config.template_arn.clone())?;
         let mut regions = BTreeMap::new();
         for r in &config.regions {
-            let sdk = sdks.get(r).ok_or_else(|| anyhow::anyhow!("no SDK configuration for region {r}"))?;
+            let sdk = in_region(r);
             let prefix = config.secret_prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(r));
-            let escrow = SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(sdk), prefix)
+            let escrow = SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(&sdk), prefix)
                 .with_kms_key(config.kms_key_id.clone())
                 .with_recovery_window(config.recovery_window_days);
-            regions.insert(r.clone(), Region { eks: EksClusters::new(sdk), escrow });
+            regions.insert(r.clone(), Region { eks: EksClusters::new(&sdk), escrow });
         }
-        Ok(App { config, authority, regions })
+        Ok(App { config, authority, regions, events: aws_sdk_eventbridge::Client::new(home) })
     }
 
     fn opted_in(&self, tags: &BTreeMap<String, String>) -> bool {
@@ -163,16 +161,16 @@ impl App {
                 reason: format!("not opted in: tag {}={} absent", self.config.tag_key, self.config.tag_value),
             };
         }
-        self.converge(&name, r, &described, force).await
+        self.converge(&self.authority, &name, r, &described, force).await
     }
 
-    async fn converge(&self, name: &ClusterName, r: &Region, cluster: &EksCluster, force: bool) -> ClusterOutcome {
+    async fn converge(&self, authority: &dyn Authority, name: &ClusterName, r: &Region, cluster: &EksCluster, force: bool) -> ClusterOutcome {
         let client = match r.eks.connect(cluster) {
             Ok(c) => c,
             Err(e) => return ClusterOutcome::Failed { step: Step::Deliver, error: e.to_string() },
         };
         let delivery = KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), self.options());
-        let reconcile = Reconcile { authority: &self.authority, escrow: &r.escrow, settings: &self.config.settings };
+        let reconcile = Reconcile { authority, escrow: &r.escrow, settings: &self.config.settings };
         let outcome = if self.config.dry_run {
             reconcile.plan(name, &delivery, force).await
         } else {

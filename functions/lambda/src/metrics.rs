@@ -19,7 +19,7 @@ pub fn cluster_metrics(cluster: &str, outcome: &ClusterOutcome, now: OffsetDateT
         "Failures": u8::from(matches!(outcome, ClusterOutcome::Failed { .. })),
     });
     if let Some(not_after) = outcome.not_after() {
-        doc["DaysLeft"] = json!(((not_after - now).whole_seconds() as f64 / 86_400.0 * 100.0).round() / 100.0);
+        doc["DaysLeft"] = json!(days(not_after - now));
         metrics.push(json!({"Name": "DaysLeft", "Unit": "None"}));
     }
     doc["_aws"] = json!({
@@ -27,6 +27,34 @@ pub fn cluster_metrics(cluster: &str, outcome: &ClusterOutcome, now: OffsetDateT
         "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Cluster"]], "Metrics": metrics}],
     });
     doc
+}
+
+/// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
+/// metric: one number for the fleet), and counts of clusters checked, renewed and failed.
+pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) -> Value {
+    let mut metrics = vec![
+        json!({"Name": "ClustersChecked", "Unit": "Count"}),
+        json!({"Name": "ClustersRenewed", "Unit": "Count"}),
+        json!({"Name": "ClustersFailed", "Unit": "Count"}),
+    ];
+    let mut doc = json!({
+        "ClustersChecked": report.checked,
+        "ClustersRenewed": report.renewed,
+        "ClustersFailed": report.failed + report.errors.len(),
+    });
+    if let Some(s) = &report.soonest_expiry {
+        doc["SoonestDaysLeft"] = json!(days(s.not_after - now));
+        metrics.push(json!({"Name": "SoonestDaysLeft", "Unit": "None"}));
+    }
+    doc["_aws"] = json!({
+        "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [[]], "Metrics": metrics}],
+    });
+    doc
+}
+
+fn days(d: time::Duration) -> f64 {
+    (d.whole_seconds() as f64 / 86_400.0 * 100.0).round() / 100.0
 }
 
 /// Writes one EMF line to stdout.
@@ -53,5 +81,22 @@ mod tests {
         let failed = cluster_metrics("c1", &ClusterOutcome::Failed { step: meshca::reconcile::Step::Issue, error: "x".into() }, now);
         assert_eq!(failed["Failures"], 1);
         assert!(failed.get("DaysLeft").is_none());
+    }
+
+    #[test]
+    fn a_sweep_reports_the_fleet_minimum_without_dimensions() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let report = crate::sweep::SweepReport {
+            checked: 3,
+            renewed: 1,
+            failed: 1,
+            errors: vec!["us-east-1: throttled".into()],
+            soonest_expiry: Some(crate::sweep::Expiry { cluster: "c2".into(), region: "eu-west-1".into(), not_after: now + time::Duration::hours(36) }),
+            ..Default::default()
+        };
+        let d = sweep_metrics(&report, now);
+        assert_eq!(d["SoonestDaysLeft"], 1.5);
+        assert_eq!((d["ClustersChecked"].as_u64(), d["ClustersRenewed"].as_u64(), d["ClustersFailed"].as_u64()), (Some(3), Some(1), Some(2)));
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
     }
 }

@@ -45,7 +45,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
     let sdk = emu.sdk_config().await;
-    let app = App::with_sdk_configs(config, &sdk, &BTreeMap::from([(REGION.to_string(), sdk.clone())])).unwrap();
+    let app = App::with_sdk_config(config, &sdk).unwrap();
     World { emu, server, app }
 }
 

@@ -23,7 +23,7 @@ pub async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
 }
 
 /// Code and message of any SDK error, for logs and typed errors (never a payload).
-pub(crate) fn error_parts<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> (String, String)
+pub fn error_parts<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> (String, String)
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -70,6 +70,11 @@ impl AwsEmulator {
         self.control("stats", serde_json::json!({}))["calls"][operation].as_u64().unwrap_or(0)
     }
 
+    /// Distinct certificates the emulated PCA signed (an idempotent replay is not one).
+    pub fn issued(&self) -> u64 {
+        self.control("stats", serde_json::json!({}))["issued"].as_u64().unwrap_or(0)
+    }
+
     pub fn hierarchy(&self, key_algorithm: &str, levels: u32) -> serde_json::Value {
         self.control("fixtures/hierarchy", serde_json::json!({"key_algorithm": key_algorithm, "levels": levels}))
     }

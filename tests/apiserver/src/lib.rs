@@ -191,6 +191,11 @@ impl ApiServer {
         self.state.lock().unwrap().store.create(kind, ns, obj)
     }
 
+    /// Deletes an object directly; whether it was there.
+    pub fn delete(&self, kind: Resource, ns: &str, name: &str) -> bool {
+        self.state.lock().unwrap().store.delete(kind, ns, name).is_ok()
+    }
+
     pub fn get(&self, kind: Resource, ns: &str, name: &str) -> Option<Value> {
         self.state.lock().unwrap().store.get(kind, ns, name).ok()
     }

@@ -1,0 +1,54 @@
+//! expiry-sweep: on a schedule (or any invoke with `{}`), renews what is due across every
+//! managed region and repairs drifted `cacerts`; see `meshca_lambda::sweep`.
+//!
+//! Returns the report and logs it as one JSON line, with one EMF line per cluster and one for
+//! the fleet. Failed clusters do not fail the invocation (a retry would redo the whole fleet):
+//! they are in the report and in the `ClustersFailed` metric the alarm watches. A region that
+//! cannot be listed at all does fail it.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use meshca_lambda::event::{self, Request};
+use meshca_lambda::{App, Config, invocation, metrics};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    invocation::init_logging();
+    let config = Config::from_env()?;
+    let app = App::new(config).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
+}
+
+async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
+    let empty = e.payload.as_object().is_some_and(|o| o.is_empty());
+    if !empty && event::parse(&e.payload) != Ok(Request::Sweep) {
+        let err = "expiry-sweep takes the schedule event (detail-type \"Scheduled Event\") or {}; send cluster events to cluster-events";
+        tracing::warn!(request_id = %e.context.request_id, error = err, "rejected");
+        return Err(err.into());
+    }
+    let report = app.sweep(invocation::deadline_of(e.context.deadline)).await;
+    let now = time::OffsetDateTime::now_utc();
+    for c in &report.clusters {
+        if let Some(cluster) = &c.cluster {
+            metrics::emit(&metrics::cluster_metrics(cluster, &c.outcome, now));
+        }
+    }
+    metrics::emit(&metrics::sweep_metrics(&report, now));
+    tracing::info!(
+        request_id = %e.context.request_id,
+        checked = report.checked,
+        unchanged = report.unchanged,
+        delivered = report.delivered,
+        renewed = report.renewed,
+        skipped = report.skipped,
+        failed = report.failed,
+        fanned_out = report.fanned_out,
+        soonest_expiry = ?report.soonest_expiry,
+        "sweep done"
+    );
+    if !report.errors.is_empty() && report.checked == 0 {
+        return Err(format!("no region could be listed: {}", report.errors.join("; ")).into());
+    }
+    Ok(serde_json::to_value(&report)?)
+}

@@ -1,0 +1,246 @@
+//! expiry-sweep against the emulated AWS and one test API server per emulated EKS cluster.
+
+#[path = "../../../shared/tests/common/aws.rs"]
+#[allow(dead_code)]
+mod aws;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use aws::{AwsEmulator, REGION};
+use base64::Engine;
+use meshca::converge::ClusterOutcome;
+use meshca::delivery::Change;
+use meshca_lambda::event::{self, Request};
+use meshca_lambda::sweep::SweepReport;
+use meshca_lambda::{App, Config};
+use meshca_test_apiserver::store::Resource;
+use meshca_test_apiserver::{ApiServer, Settings};
+use serde_json::{Value, json};
+
+const TAG: (&str, &str) = ("meshca.io/enabled", "true");
+
+struct Fleet {
+    emu: AwsEmulator,
+    ca: String,
+    servers: BTreeMap<String, ApiServer>,
+}
+
+impl Fleet {
+    async fn new() -> Fleet {
+        let emu = AwsEmulator::start();
+        let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+        Fleet { emu, ca, servers: BTreeMap::new() }
+    }
+
+    /// An EKS cluster named `name` whose endpoint is a fresh test API server with istiod.
+    async fn cluster(&mut self, name: &str, status: &str, tagged: bool) {
+        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing")).await.unwrap();
+        server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+        let tags = if tagged { json!({TAG.0: TAG.1, "team": "platform"}) } else { json!({"team": "platform"}) };
+        self.emu.control(
+            "eks/cluster",
+            json!({"region": REGION, "name": name, "endpoint": server.url(), "ca_pem": server.ca_pem(), "status": status, "tags": tags}),
+        );
+        self.servers.insert(name.to_string(), server);
+    }
+
+    async fn app(&self, env: &[(&str, &str)]) -> App {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("MESHCA_CA_ARN".into(), self.ca.clone()),
+            ("MESHCA_REGIONS".into(), REGION.into()),
+            ("MESHCA_ISSUE_RATE".into(), "100".into()),
+        ]);
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
+        App::with_sdk_config(config, &self.emu.sdk_config().await).unwrap()
+    }
+
+    fn secret(&self, cluster: &str) -> Option<Value> {
+        self.servers[cluster].get(Resource::Secrets, "istio-system", "cacerts")
+    }
+
+    /// The bundle in the cluster's secret passes every rule.
+    fn assert_valid(&self, cluster: &str) -> meshca::Verified {
+        let s = self.secret(cluster).unwrap_or_else(|| panic!("{cluster}: no cacerts"));
+        let file = |n: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap()).unwrap()).unwrap();
+        let bundle = meshca::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
+        meshca::validate::validate(&bundle, &meshca::Profile::default(), time::OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{cluster}: {e}"))
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
+fn outcomes(report: &SweepReport) -> BTreeMap<String, ClusterOutcome> {
+    report.clusters.iter().map(|r| (r.cluster.clone().unwrap(), r.outcome.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
+    let mut fleet = Fleet::new().await;
+    let names = |kind: &str, n: usize| (0..n).map(|i| format!("{kind}-{i:03}")).collect::<Vec<_>>();
+    let (healthy, drifted, due) = (names("healthy", 40), names("drifted", 30), names("due", 40));
+    let (fresh, unmanaged, creating, untagged) = (names("fresh", 40), names("unmanaged", 30), names("creating", 20), names("untagged", 10));
+
+    // Healthy and drifted clusters get 30-day bundles from a first sweep with the real settings.
+    for n in healthy.iter().chain(&drifted) {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    let settings = [("MESHCA_VALIDITY_DAYS", "30"), ("MESHCA_RENEW_BEFORE_DAYS", "15")];
+    let first = fleet.app(&settings).await.sweep(soon()).await;
+    assert_eq!((first.checked, first.renewed, first.failed), (70, 70, 0), "{:?}", first.failures);
+
+    // Due clusters get 10-day bundles (under 15 days left: due for the real settings).
+    for n in &due {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    let short = fleet.app(&[("MESHCA_VALIDITY_DAYS", "10")]).await.sweep(soon()).await;
+    assert_eq!((short.checked, short.renewed, short.unchanged, short.failed), (110, 40, 70, 0), "{:?}", short.failures);
+
+    // Drift: someone deleted cacerts from the drifted clusters.
+    for n in &drifted {
+        assert!(fleet.servers[n].delete(Resource::Secrets, "istio-system", "cacerts"));
+    }
+    for n in &fresh {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    for n in &unmanaged {
+        fleet.cluster(n, "ACTIVE", true).await;
+        fleet.servers[n].create(Resource::Secrets, "istio-system", json!({"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": "aGFuZC1tYWRl"}})).unwrap();
+    }
+    for n in &creating {
+        fleet.cluster(n, "CREATING", true).await;
+    }
+    for n in &untagged {
+        fleet.cluster(n, "ACTIVE", false).await;
+    }
+
+    let before = fleet.emu.issued();
+    let report = fleet.app(&settings).await.sweep(soon()).await;
+    assert_eq!(report.checked, 200, "untagged clusters are not part of the fleet");
+    assert_eq!(
+        (report.unchanged, report.delivered, report.renewed, report.skipped, report.failed, report.fanned_out),
+        (40, 30, 80, 50, 0, 0),
+        "{:?}",
+        report.failures
+    );
+    assert_eq!(fleet.emu.issued() - before, 80, "a certificate for each fresh and each due cluster, none else");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let got = outcomes(&report);
+    assert_eq!(got.len(), 200);
+    for n in &healthy {
+        assert!(matches!(got[n], ClusterOutcome::Unchanged { generation: 1, .. }), "{n}: {:?}", got[n]);
+        fleet.assert_valid(n);
+    }
+    for n in &drifted {
+        assert!(matches!(got[n], ClusterOutcome::Delivered { generation: 1, change: Change::Created, .. }), "{n}: {:?}", got[n]);
+        fleet.assert_valid(n);
+    }
+    for n in &due {
+        assert!(
+            matches!(&got[n], ClusterOutcome::Renewed { generation: 2, change: Change::Rotated, reason, .. } if reason.contains("renew")),
+            "{n}: {:?}",
+            got[n]
+        );
+        let v = fleet.assert_valid(n);
+        assert!(v.ca_cert.not_after - time::OffsetDateTime::now_utc() > time::Duration::days(29), "{n}: a 30-day bundle now");
+    }
+    for n in &fresh {
+        assert!(matches!(&got[n], ClusterOutcome::Renewed { generation: 1, change: Change::Created, reason, .. } if reason.contains("no bundle")), "{n}: {:?}", got[n]);
+        fleet.assert_valid(n);
+    }
+    for n in &unmanaged {
+        assert!(matches!(&got[n], ClusterOutcome::Skipped { reason } if reason.contains("not created by meshca")), "{n}: {:?}", got[n]);
+        let s = fleet.secret(n).unwrap();
+        assert_eq!(s["data"]["ca-cert.pem"], "aGFuZC1tYWRl", "{n}: left alone");
+    }
+    for n in &creating {
+        assert!(matches!(&got[n], ClusterOutcome::Skipped { reason } if reason.contains("CREATING")), "{n}: {:?}", got[n]);
+        assert!(fleet.secret(n).is_none());
+    }
+    for n in &untagged {
+        assert!(!got.contains_key(n));
+        assert!(fleet.secret(n).is_none(), "{n}: not opted in, not touched");
+    }
+    // The soonest expiry is one of the 30-day bundles issued in the first sweep.
+    let soonest = report.soonest_expiry.as_ref().expect("bundles were seen");
+    assert!(healthy.contains(&soonest.cluster) || drifted.contains(&soonest.cluster), "{soonest:?}");
+
+    // The report is what the function returns: it serialises with every count.
+    let body = serde_json::to_value(&report).unwrap();
+    assert_eq!(body["renewed"], 80);
+    assert_eq!(body["clusters"].as_array().unwrap().len(), 200);
+    assert!(!body.to_string().contains("PRIVATE KEY"), "no key material in the report");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_cluster_is_reported_with_its_step_and_reason_and_the_rest_proceed() {
+    let mut fleet = Fleet::new().await;
+    for n in ["a", "b", "c"] {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    // b's API server refuses every write: delivery fails after issue.
+    fleet.servers["b"].inject(meshca_test_apiserver::Fault {
+        method: Some(http::Method::POST),
+        path_contains: "secrets".into(),
+        status: 403,
+        times: 100,
+        delay: Duration::ZERO,
+    });
+    let report = fleet.app(&[]).await.sweep(soon()).await;
+    assert_eq!((report.renewed, report.failed), (2, 1), "{report:?}");
+    assert_eq!(report.failures.len(), 1);
+    let f = &report.failures[0];
+    assert_eq!(f.cluster.as_deref(), Some("b"));
+    assert!(matches!(&f.outcome, ClusterOutcome::Failed { step: meshca::reconcile::Step::Deliver, error } if error.contains("403")), "{f:?}");
+    fleet.assert_valid("a");
+    fleet.assert_valid("c");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_events_accepts() {
+    let mut fleet = Fleet::new().await;
+    let names: Vec<String> = (0..8).map(|i| format!("big-{i}")).collect();
+    for n in &names {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    fleet.cluster("later", "CREATING", true).await;
+    let app = fleet.app(&[("MESHCA_FANOUT_THRESHOLD", "5"), ("MESHCA_EVENT_BUS", "meshca")]).await;
+    // No such bus yet: every cluster is reported failed with EventBridge's reason.
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.fanned_out, report.failed), (0, 8), "{report:?}");
+    assert!(report.failures.iter().all(|f| matches!(&f.outcome, ClusterOutcome::Failed { error, .. } if error.contains("Event bus meshca does not exist"))));
+
+    let events = aws_sdk_eventbridge::Client::new(&fleet.emu.sdk_config().await);
+    events.create_event_bus().name("meshca").send().await.unwrap();
+    fleet.emu.control("reset", json!({}));
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.checked, report.fanned_out, report.skipped, report.failed), (9, 8, 1, 0), "{report:?}");
+    assert_eq!(fleet.emu.calls("IssueCertificate"), 0, "nothing issued inline");
+    assert_eq!(fleet.emu.calls("PutEvents"), 1, "ten entries per call");
+
+    let entries = fleet.emu.control("events/put", json!({}))["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 8);
+    let mut requested = Vec::new();
+    for e in &entries {
+        assert_eq!((e["Source"].as_str(), e["DetailType"].as_str(), e["EventBusName"].as_str()), (Some("meshca"), Some("meshca Reconcile Requested"), Some("meshca")));
+        // As EventBridge delivers it to cluster-events.
+        let delivered = json!({"version": "0", "id": "x", "source": e["Source"], "detail-type": e["DetailType"], "account": "123456789012",
+                               "time": "2026-11-23T10:00:00Z", "region": REGION, "resources": [],
+                               "detail": serde_json::from_str::<Value>(e["Detail"].as_str().unwrap()).unwrap()});
+        let request = event::parse(&delivered).unwrap();
+        let Request::Reconcile { cluster, region, force: false } = &request else { panic!("{request:?}") };
+        assert_eq!(region.as_deref(), Some(REGION));
+        requested.push(cluster.clone());
+        let outcome = app.handle(request, soon()).await.outcome;
+        assert!(matches!(outcome, ClusterOutcome::Renewed { generation: 1, .. }), "{outcome:?}");
+    }
+    requested.sort();
+    assert_eq!(requested, names);
+    for n in &names {
+        fleet.assert_valid(n);
+    }
+}
