@@ -3,8 +3,8 @@
 //!
 //! Returns the report and logs it as one JSON line, with one EMF line per cluster and one for
 //! the fleet. Failed clusters do not fail the invocation (a retry would redo the whole fleet):
-//! they are in the report and in the `ClustersFailed` metric the alarm watches. A region that
-//! cannot be listed at all does fail it.
+//! they are in the report and in the `ClustersFailed` metric the alarm watches. When no
+//! region can be listed at all, the invocation fails.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::event::{self, Request};
@@ -27,7 +27,10 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
         tracing::warn!(request_id = %e.context.request_id, error = err, "rejected");
         return Err(err.into());
     }
-    let report = app.sweep(invocation::deadline_of(e.context.deadline)).await;
+    let deadline = invocation::deadline_of(e.context.deadline);
+    let remaining_ms = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as u64;
+    tracing::info!(request_id = %e.context.request_id, remaining_ms, "sweep started");
+    let report = app.sweep(deadline).await;
     let now = time::OffsetDateTime::now_utc();
     for c in &report.clusters {
         if let Some(cluster) = &c.cluster {

@@ -143,30 +143,38 @@ impl App {
         info!(checked = out.checked, due, "sweep assessed the fleet from escrow");
 
         let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
-        for c in not_ready {
-            let outcome = c.assessed.clone().err().expect("partitioned on is_ok");
-            out.record(report(&c, outcome));
+        for c in &not_ready {
+            if let Err(outcome) = &c.assessed {
+                out.record(report(c, outcome.clone()));
+            }
         }
 
         if out.checked > self.config.fanout_threshold {
             self.fan_out(ready, &mut out).await;
         } else {
-            let reports: Vec<Report> = futures::stream::iter(ready)
+            let reports: Vec<(Report, Option<OffsetDateTime>)> = futures::stream::iter(ready)
                 .map(|c| {
                     let paced = &paced;
                     async move {
+                        let escrowed_end = c.assessed.as_ref().ok().and_then(Assessment::not_after);
                         if Instant::now() + MARGIN > deadline {
                             let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
-                            return report(&c, ClusterOutcome::Skipped { reason });
+                            return (report(&c, ClusterOutcome::Skipped { reason }), escrowed_end);
                         }
                         let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-                        report(&c, self.converge(paced, &name, c.r, &c.cluster, false).await)
+                        (report(&c, self.converge(paced, &name, c.r, &c.cluster, false).await), escrowed_end)
                     }
                 })
                 .buffer_unordered(self.config.sweep_concurrency)
                 .collect()
                 .await;
-            reports.into_iter().for_each(|r| out.record(r));
+            for (r, escrowed_end) in reports {
+                // A cluster left as it was (deferred, failed) still counts with the bundle it has.
+                if let (None, Some(end), Some(cluster), Some(region)) = (r.outcome.not_after(), escrowed_end, &r.cluster, &r.region) {
+                    out.saw_expiry(cluster, region, end);
+                }
+                out.record(r);
+            }
         }
         out.clusters.sort_by(|a, b| (&a.region, &a.cluster).cmp(&(&b.region, &b.cluster)));
         out

@@ -244,3 +244,15 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
         fleet.assert_valid(n);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_out_of_time_defers_every_cluster_and_still_reports_the_soonest_expiry() {
+    let mut fleet = Fleet::new().await;
+    fleet.cluster("c1", "ACTIVE", true).await;
+    let app = fleet.app(&[]).await;
+    assert_eq!(app.sweep(soon()).await.renewed, 1);
+    let report = app.sweep(Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!((report.checked, report.skipped), (1, 1), "{report:?}");
+    assert!(matches!(&report.clusters[0].outcome, ClusterOutcome::Skipped { reason } if reason.contains("deferred")), "{report:?}");
+    assert_eq!(report.soonest_expiry.as_ref().map(|s| s.cluster.as_str()), Some("c1"), "known from escrow");
+}
