@@ -158,6 +158,17 @@ impl Config {
         })
     }
 
+    /// The escrow key for secrets in `region`. A KMS key lives in one region and Secrets Manager
+    /// only uses keys of its own region: a key ARN applies to its region, whose other managed
+    /// regions fall back to the AWS-managed key; a key id or alias is taken as given everywhere.
+    pub fn kms_key_for(&self, region: &str) -> Option<String> {
+        let key = self.kms_key_id.as_ref()?;
+        match key.strip_prefix("arn:").and_then(|rest| rest.split(':').nth(2)) {
+            Some(key_region) if key_region != region => None,
+            _ => Some(key.clone()),
+        }
+    }
+
     /// The region of the CA, from its ARN.
     pub fn ca_region(&self) -> &str {
         self.ca_arn.split(':').nth(3).unwrap_or_default()
@@ -214,5 +225,15 @@ mod tests {
         bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
         bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");
         assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
+    }
+
+    #[test]
+    fn a_kms_key_arn_serves_its_own_region_only() {
+        let key = "arn:aws:kms:eu-west-1:111122223333:key/1234";
+        let c = with(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1"), ("MESHCA_KMS_KEY_ID", key)]).unwrap();
+        assert_eq!(c.kms_key_for("eu-west-1").as_deref(), Some(key));
+        assert_eq!(c.kms_key_for("us-east-1"), None);
+        let c = with(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1"), ("MESHCA_KMS_KEY_ID", "alias/meshca")]).unwrap();
+        assert_eq!(c.kms_key_for("us-east-1").as_deref(), Some("alias/meshca"));
     }
 }

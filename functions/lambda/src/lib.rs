@@ -64,7 +64,7 @@ impl App {
             let sdk = in_region(r);
             let prefix = config.secret_prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(r));
             let escrow = SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(&sdk), prefix)
-                .with_kms_key(config.kms_key_id.clone())
+                .with_kms_key(config.kms_key_for(r))
                 .with_recovery_window(config.recovery_window_days);
             regions.insert(r.clone(), Region { eks: EksClusters::new(&sdk), escrow });
         }

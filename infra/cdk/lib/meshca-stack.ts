@@ -1,0 +1,319 @@
+// meshca in one stack: the two Lambda functions, their triggers, the escrow key, alarms, and a
+// role that can do what meshca does and nothing else.
+
+import * as cdk from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import * as path from 'path';
+
+/** The PathLen0 subordinate template: the only one meshca may issue with. */
+export const PATHLEN0_TEMPLATE = 'template/SubordinateCACertificate_PathLen0/V1';
+
+export interface MeshcaProps extends cdk.StackProps {
+  /** ARN of the AWS Private CA that signs every cluster's intermediate. */
+  readonly caArn: string;
+  /** Template ARN; default SubordinateCACertificate_PathLen0/V1 in the CA's partition. */
+  readonly templateArn?: string;
+  /** Regions whose EKS clusters are managed; default: the stack's region. */
+  readonly regions?: string[];
+  /** Opt-in tag on EKS clusters; default meshca.io/enabled=true. */
+  readonly tagKey?: string;
+  readonly tagValue?: string;
+  /** Lifetime of each intermediate in days (default 365). */
+  readonly validityDays?: number;
+  /** Renew when fewer days are left (default: a third of the lifetime). */
+  readonly renewBeforeDays?: number;
+  /** How often the expiry sweep runs (default every hour); the sweep alarm fires after three missed runs. */
+  readonly sweepEvery?: cdk.Duration;
+  /** Alarm when the soonest-expiring bundle has fewer days left (default 7). */
+  readonly alarmDaysLeft?: number;
+  /** Retention of the functions' logs (default one year). */
+  readonly logRetention?: logs.RetentionDays;
+  /** Where the functions' artifacts come from; default: built from the workspace by cargo-lambda-cdk. */
+  readonly workspaceDir?: string;
+}
+
+/** Reads the props from CDK context (`-c meshca:caArn=...`), for `cdk synth`/`deploy` from the CLI. */
+export function propsFromContext(scope: Construct): MeshcaProps {
+  const ctx = (k: string): string | undefined => scope.node.tryGetContext(`meshca:${k}`);
+  const num = (k: string): number | undefined => {
+    const v = ctx(k);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`context meshca:${k}: ${JSON.stringify(v)} is not a positive whole number`);
+    return n;
+  };
+  const caArn = ctx('caArn');
+  if (!caArn) {
+    throw new Error('context meshca:caArn is required: cdk synth -c meshca:caArn=arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/ID');
+  }
+  return {
+    caArn,
+    templateArn: ctx('templateArn'),
+    regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
+    tagKey: ctx('tagKey'),
+    tagValue: ctx('tagValue'),
+    validityDays: num('validityDays'),
+    renewBeforeDays: num('renewBeforeDays'),
+    alarmDaysLeft: num('alarmDaysLeft'),
+  };
+}
+
+export class MeshcaStack extends cdk.Stack {
+  /** The role both functions run as: the principal each cluster grants access to. */
+  readonly role: iam.Role;
+  readonly clusterEvents: lambda.Function;
+  readonly expirySweep: lambda.Function;
+  readonly escrowKey: kms.Key;
+  readonly bus: events.EventBus;
+
+  constructor(scope: Construct, id: string, props: MeshcaProps) {
+    super(scope, id, props);
+    const arn = cdk.Arn.split(props.caArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);
+    if (arn.service !== 'acm-pca' || arn.resource !== 'certificate-authority') {
+      throw new Error(`caArn ${props.caArn} is not an acm-pca certificate-authority ARN`);
+    }
+    const validityDays = props.validityDays ?? 365;
+    if (props.renewBeforeDays !== undefined && props.renewBeforeDays >= validityDays) {
+      throw new Error(`renewBeforeDays (${props.renewBeforeDays}) must be below validityDays (${validityDays})`);
+    }
+    const templateArn = props.templateArn ?? `arn:${arn.partition}:acm-pca:::${PATHLEN0_TEMPLATE}`;
+    const regions = props.regions && props.regions.length > 0 ? props.regions : [this.region];
+    const sweepEvery = props.sweepEvery ?? cdk.Duration.hours(1);
+    const workspace = props.workspaceDir ?? path.join(__dirname, '..', '..', '..', '..');
+
+    this.escrowKey = new kms.Key(this, 'EscrowKey', {
+      description: 'meshca: encrypts the escrowed cluster CA bundles, the functions\' logs, dead letters and alarm messages',
+      enableKeyRotation: true,
+      removalPolicy: cdk.RemovalPolicy.RETAIN,
+    });
+    // CloudWatch Logs encrypts the functions' log groups (and only those) with it.
+    this.escrowKey.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'LogsOfThisAccountInThisRegion',
+      principals: [new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`)],
+      actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      resources: ['*'],
+      conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*` } },
+    }));
+    this.bus = new events.EventBus(this, 'ReconcileBus', { description: 'meshca Reconcile Requested events fanned out by the sweep' });
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters',
+    });
+    this.grantMeshca(props.caArn, templateArn, regions);
+
+    const env: Record<string, string> = {
+      MESHCA_CA_ARN: props.caArn,
+      MESHCA_TEMPLATE_ARN: templateArn,
+      MESHCA_REGIONS: regions.join(','),
+      MESHCA_TAG_KEY: props.tagKey ?? 'meshca.io/enabled',
+      MESHCA_TAG_VALUE: props.tagValue ?? 'true',
+      MESHCA_VALIDITY_DAYS: String(validityDays),
+      MESHCA_KMS_KEY_ID: this.escrowKey.keyArn,
+      MESHCA_EVENT_BUS: this.bus.eventBusName,
+    };
+    if (props.renewBeforeDays !== undefined) env.MESHCA_RENEW_BEFORE_DAYS = String(props.renewBeforeDays);
+
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    const fn = (name: string, description: string, memorySize: number): lambda.Function => {
+      const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention, encryptionKey: this.escrowKey, removalPolicy: cdk.RemovalPolicy.DESTROY });
+      logGroup.grantWrite(this.role);
+      const f = new RustFunction(this, name, {
+        manifestPath: path.join(workspace, 'Cargo.toml'),
+        binaryName: name === 'ClusterEvents' ? 'cluster-events' : 'expiry-sweep',
+        description,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize,
+        // CreateCluster waits for ACTIVE (EKS takes ~10 min) within one invocation; a sweep of a
+        // large fleet runs at the IssueCertificate budget. Both get Lambda's longest timeout.
+        timeout: cdk.Duration.minutes(15),
+        role: this.role,
+        logGroup,
+        environment: env,
+        bundling: { cargoLambdaFlags: ['--locked'] },
+      });
+      f.node.defaultChild && (f.node.defaultChild as cdk.CfnResource).addMetadata('checkov', {
+        skip: [
+          { id: 'CKV_AWS_116', comment: 'Invoked by EventBridge only; each rule target has its own retry policy and SQS dead-letter queue.' },
+          { id: 'CKV_AWS_117', comment: 'Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).' },
+          { id: 'CKV_AWS_115', comment: 'Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.' },
+          { id: 'CKV_AWS_173', comment: 'The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.' },
+        ],
+      });
+      return f;
+    };
+    this.clusterEvents = fn('ClusterEvents', 'meshca: a CA for each new opted-in EKS cluster, revocation when deleted', 256);
+    this.expirySweep = fn('ExpirySweep', 'meshca: renews what is due and repairs drifted cacerts across the fleet', 512);
+
+    // Each trigger retries, then dead-letters what it could not deliver.
+    const dlq = (name: string): sqs.Queue =>
+      new sqs.Queue(this, name, { enforceSSL: true, encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: this.escrowKey, retentionPeriod: cdk.Duration.days(14) });
+    // EventBridge writes the dead letters: it needs the key for that.
+    this.escrowKey.grant(new iam.ServicePrincipal('events.amazonaws.com'), 'kms:GenerateDataKey', 'kms:Decrypt');
+    const eventsDlq = dlq('ClusterEventsDlq');
+    const sweepDlq = dlq('SweepDlq');
+    const target = (f: lambda.Function, deadLetterQueue: sqs.Queue) =>
+      new targets.LambdaFunction(f, { deadLetterQueue, retryAttempts: 4, maxEventAge: cdk.Duration.hours(6) });
+
+    new events.Rule(this, 'EksCreateDelete', {
+      description: 'CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region',
+      eventPattern: {
+        source: ['aws.eks'],
+        detailType: ['AWS API Call via CloudTrail'],
+        detail: { eventSource: ['eks.amazonaws.com'], eventName: ['CreateCluster', 'DeleteCluster'] },
+      },
+      targets: [target(this.clusterEvents, eventsDlq)],
+    });
+    new events.Rule(this, 'ReconcileRequests', {
+      eventBus: this.bus,
+      description: 'meshca Reconcile Requested: one cluster each, fanned out by the sweep',
+      eventPattern: { source: ['meshca'], detailType: ['meshca Reconcile Requested'] },
+      targets: [target(this.clusterEvents, eventsDlq)],
+    });
+    new events.Rule(this, 'Sweep', {
+      description: 'meshca expiry sweep',
+      schedule: events.Schedule.rate(sweepEvery),
+      targets: [new targets.LambdaFunction(this.expirySweep, { deadLetterQueue: sweepDlq, retryAttempts: 2 })],
+    });
+
+    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq], sweepEvery);
+
+    new cdk.CfnOutput(this, 'RoleArn', {
+      value: this.role.roleArn,
+      description: 'Grant this role access to each cluster: an EKS access entry with AmazonEKSEditPolicy scoped to namespace istio-system',
+    });
+    new cdk.CfnOutput(this, 'GrantClusterAccess', {
+      description: 'Run per cluster (authentication mode API or API_AND_CONFIG_MAP; istio-system must exist for a namespace-scoped entry)',
+      value: cdk.Fn.join('', [
+        'aws eks create-access-entry --cluster-name CLUSTER --principal-arn ', this.role.roleArn,
+        ' && aws eks associate-access-policy --cluster-name CLUSTER --principal-arn ', this.role.roleArn,
+        ' --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=istio-system',
+      ]),
+    });
+    new cdk.CfnOutput(this, 'ReconcileBusName', { value: this.bus.eventBusName });
+    new cdk.CfnOutput(this, 'EscrowKeyArn', { value: this.escrowKey.keyArn });
+
+    for (const q of [eventsDlq, sweepDlq]) {
+      cdk.Validations.of(q).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason: 'These queues are the dead-letter queues of the EventBridge targets; a DLQ of a DLQ would only move the problem.',
+      });
+    }
+  }
+
+  /** Exactly the calls meshca makes, each on the narrowest resource the service allows. */
+  private grantMeshca(caArn: string, templateArn: string, regions: string[]): void {
+    const { partition, account } = this;
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'IssuePathLen0FromTheConfiguredCaOnly',
+      actions: ['acm-pca:IssueCertificate'],
+      resources: [caArn],
+      conditions: { StringEquals: { 'acm-pca:TemplateArn': templateArn } },
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'ReadAndRevokeOnTheConfiguredCa',
+      actions: ['acm-pca:GetCertificate', 'acm-pca:DescribeCertificateAuthority', 'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate'],
+      resources: [caArn],
+    }));
+    const secrets = regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${r}/*`);
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'EscrowUnderTheMeshcaPrefix',
+      actions: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
+        'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource'],
+      resources: secrets,
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'DescribeClusters',
+      actions: ['eks:DescribeCluster'],
+      resources: regions.map((r) => `arn:${partition}:eks:${r}:${account}:cluster/*`),
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'ListClusters',
+      actions: ['eks:ListClusters'],
+      resources: ['*'],
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'FanOutOnTheMeshcaBusOnly',
+      actions: ['events:PutEvents'],
+      resources: [this.bus.eventBusArn],
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'EscrowKeyThroughSecretsManagerOnly',
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: [this.escrowKey.keyArn],
+      // A KMS key serves its own region: escrow in other managed regions uses the AWS-managed key.
+      conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${this.region}.amazonaws.com` } },
+    }));
+    // Wildcards only where the service allows nothing narrower.
+    const justified: Record<string, string> = {
+      'Resource::*': 'eks:ListClusters has no resource type: it cannot be scoped.',
+    };
+    // Findings name resolved values literally and unresolved ones as <AWS::...>.
+    const shown = (v: string, name: string) => (cdk.Token.isUnresolved(v) ? `<AWS::${name}>` : v);
+    const [p, a] = [shown(this.partition, 'Partition'), shown(this.account, 'AccountId')];
+    for (const region of regions) {
+      const r = shown(region, 'Region');
+      justified[`Resource::arn:${p}:secretsmanager:${r}:${a}:secret:meshca/${r}/*`] =
+        'One escrow secret per cluster, created at run time under meshca/<region>/ (Secrets Manager appends a random suffix to every ARN).';
+      justified[`Resource::arn:${p}:eks:${r}:${a}:cluster/*`] =
+        'Clusters created after deployment must be describable; the opt-in tag, not the policy, selects which ones meshca manages.';
+    }
+    for (const [finding, reason] of Object.entries(justified)) {
+      cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
+    }
+  }
+
+  private alarms(daysLeft: number, dlqs: sqs.Queue[], sweepEvery: cdk.Duration): void {
+    const topic = new sns.Topic(this, 'Alarms', { displayName: 'meshca alarms', masterKey: this.escrowKey, enforceSSL: true });
+    this.escrowKey.grantEncryptDecrypt(new iam.ServicePrincipal('cloudwatch.amazonaws.com'));
+    const notify = new actions.SnsAction(topic);
+    const alarm = (id: string, props: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, props).addAlarmAction(notify);
+
+    for (const [name, f] of [['ClusterEvents', this.clusterEvents], ['ExpirySweep', this.expirySweep]] as const) {
+      alarm(`${name}Errors`, {
+        alarmDescription: `meshca ${name} failed invocations (a reconcile that failed, or bad configuration)`,
+        metric: f.metricErrors({ period: cdk.Duration.minutes(5), statistic: 'Sum' }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
+    dlqs.forEach((q, i) => alarm(`DeadLetters${i}`, {
+      alarmDescription: 'meshca events that could not be delivered to a function after retries',
+      metric: q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    alarm('SoonestDaysLeft', {
+      alarmDescription: `A cluster's Istio intermediate CA has under ${daysLeft} days left (meshca could not renew it)`,
+      metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'SoonestDaysLeft', period: cdk.Duration.hours(1), statistic: 'Minimum' }),
+      threshold: daysLeft,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm('SweepNotRunning', {
+      alarmDescription: 'The meshca expiry sweep missed three scheduled runs',
+      metric: this.expirySweep.metricInvocations({ period: cdk.Duration.minutes(Math.min(3 * sweepEvery.toMinutes(), 24 * 60)), statistic: 'Sum' }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    new cdk.CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Subscribe to be told when meshca needs a human' });
+  }
+}

@@ -1,0 +1,381 @@
+# meshca: the two Lambda functions, their triggers, the key, alarms, and a role that can do what
+# meshca does and nothing else. The same resources and policy as infra/cdk.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  partition    = data.aws_partition.current.partition
+  account      = data.aws_caller_identity.current.account_id
+  region       = data.aws_region.current.name
+  regions      = length(var.regions) > 0 ? var.regions : [local.region]
+  template_arn = coalesce(var.template_arn, "arn:${local.partition}:acm-pca:::template/SubordinateCACertificate_PathLen0/V1")
+  environment = merge(
+    {
+      MESHCA_CA_ARN        = var.ca_arn
+      MESHCA_TEMPLATE_ARN  = local.template_arn
+      MESHCA_REGIONS       = join(",", local.regions)
+      MESHCA_TAG_KEY       = var.tag_key
+      MESHCA_TAG_VALUE     = var.tag_value
+      MESHCA_VALIDITY_DAYS = tostring(var.validity_days)
+      MESHCA_KMS_KEY_ID    = aws_kms_key.meshca.arn
+      MESHCA_EVENT_BUS     = aws_cloudwatch_event_bus.reconcile.name
+    },
+    var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
+  )
+  functions = {
+    cluster_events = { name = "cluster-events", zip = var.cluster_events_zip, memory = 256, description = "meshca: a CA for each new opted-in EKS cluster, revocation when deleted" }
+    expiry_sweep   = { name = "expiry-sweep", zip = var.expiry_sweep_zip, memory = 512, description = "meshca: renews what is due and repairs drifted cacerts across the fleet" }
+  }
+}
+
+# --- Key: escrow secrets (this region), logs, dead letters, alarm messages ---------------------
+
+data "aws_iam_policy_document" "key" {
+  # checkov:skip=CKV_AWS_109:A key policy's "*" resource is the key itself; the account root keeps administration as AWS recommends.
+  # checkov:skip=CKV_AWS_111:As above: key policies name no other resource.
+  # checkov:skip=CKV_AWS_356:As above: key policies name no other resource.
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account}:root"]
+    }
+  }
+  statement {
+    sid       = "LogsOfThisAccountInThisRegion"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:*"]
+    }
+  }
+  statement {
+    sid       = "EventBridgeWritesDeadLetters"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+  }
+  statement {
+    sid       = "CloudWatchPublishesAlarms"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_kms_key" "meshca" {
+  description         = "meshca: encrypts the escrowed cluster CA bundles, the functions' logs, dead letters and alarm messages"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.key.json
+}
+
+resource "aws_cloudwatch_event_bus" "reconcile" {
+  name = "${var.name}-reconcile"
+}
+
+# --- Role: exactly the calls meshca makes ---------------------------------------------------------
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "meshca" {
+  name               = "${var.name}-functions"
+  description        = "meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+data "aws_iam_policy_document" "meshca" {
+  # checkov:skip=CKV_AWS_356:eks:ListClusters has no resource type; it is the only action granted on "*".
+  # checkov:skip=CKV_AWS_111:Writes are scoped: secrets under meshca/<region>/, PutEvents on the meshca bus, logs on meshca's log groups.
+  statement {
+    sid       = "IssuePathLen0FromTheConfiguredCaOnly"
+    actions   = ["acm-pca:IssueCertificate"]
+    resources = [var.ca_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "acm-pca:TemplateArn"
+      values   = [local.template_arn]
+    }
+  }
+  statement {
+    sid       = "ReadAndRevokeOnTheConfiguredCa"
+    actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
+    resources = [var.ca_arn]
+  }
+  statement {
+    sid = "EscrowUnderTheMeshcaPrefix"
+    actions = ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"]
+    resources = [for r in local.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${r}/*"]
+  }
+  statement {
+    sid       = "DescribeClusters"
+    actions   = ["eks:DescribeCluster"]
+    resources = [for r in local.regions : "arn:${local.partition}:eks:${r}:${local.account}:cluster/*"]
+  }
+  statement {
+    sid       = "ListClusters"
+    actions   = ["eks:ListClusters"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "FanOutOnTheMeshcaBusOnly"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.reconcile.arn]
+  }
+  statement {
+    sid       = "EscrowKeyThroughSecretsManagerOnly"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.meshca.arn]
+    # A KMS key serves its own region: escrow in other managed regions uses the AWS-managed key.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
+  }
+  statement {
+    sid       = "OwnLogsOnly"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [for k, _ in local.functions : "${aws_cloudwatch_log_group.fn[k].arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "meshca" {
+  name   = "meshca"
+  role   = aws_iam_role.meshca.id
+  policy = data.aws_iam_policy_document.meshca.json
+}
+
+# --- Functions -------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "fn" {
+  for_each          = local.functions
+  name              = "/aws/lambda/${var.name}-${each.value.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.meshca.arn
+}
+
+resource "aws_lambda_function" "fn" {
+  # checkov:skip=CKV_AWS_116:Invoked by EventBridge only; each rule target has its own retry policy and SQS dead-letter queue.
+  # checkov:skip=CKV_AWS_117:Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).
+  # checkov:skip=CKV_AWS_115:Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.
+  # checkov:skip=CKV_AWS_173:The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.
+  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the user owns; the zips are built from this repository by cargo lambda.
+  # checkov:skip=CKV_AWS_50:JSON logs and EMF metrics carry cluster, step and outcome; X-Ray would add IAM grants on "*".
+  for_each         = local.functions
+  function_name    = "${var.name}-${each.value.name}"
+  description      = each.value.description
+  role             = aws_iam_role.meshca.arn
+  filename         = each.value.zip
+  source_code_hash = filebase64sha256(each.value.zip)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  memory_size      = each.value.memory
+  # CreateCluster waits for ACTIVE (EKS takes ~10 min) within one invocation; a large sweep runs
+  # at the IssueCertificate budget. Both get Lambda's longest timeout.
+  timeout = 900
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.fn[each.key].name
+  }
+  environment {
+    variables = local.environment
+  }
+  depends_on = [aws_iam_role_policy.meshca]
+}
+
+# --- Triggers: retried, then dead-lettered -------------------------------------------------------------
+
+resource "aws_sqs_queue" "dlq" {
+  for_each                  = toset(["cluster-events", "sweep"])
+  name                      = "${var.name}-${each.key}-dlq"
+  kms_master_key_id         = aws_kms_key.meshca.arn
+  message_retention_seconds = 1209600
+}
+
+data "aws_iam_policy_document" "dlq" {
+  for_each = aws_sqs_queue.dlq
+  statement {
+    sid       = "EventBridgeDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [each.value.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:events:${local.region}:${local.account}:rule/*${var.name}-*"]
+    }
+  }
+  statement {
+    sid     = "TlsOnly"
+    effect  = "Deny"
+    actions = ["sqs:*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+    resources = [each.value.arn]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dlq" {
+  for_each  = aws_sqs_queue.dlq
+  queue_url = each.value.id
+  policy    = data.aws_iam_policy_document.dlq[each.key].json
+}
+
+resource "aws_cloudwatch_event_rule" "eks" {
+  name        = "${var.name}-eks-create-delete"
+  description = "CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region"
+  event_pattern = jsonencode({
+    source        = ["aws.eks"]
+    "detail-type" = ["AWS API Call via CloudTrail"]
+    detail        = { eventSource = ["eks.amazonaws.com"], eventName = ["CreateCluster", "DeleteCluster"] }
+  })
+}
+
+resource "aws_cloudwatch_event_rule" "reconcile" {
+  name           = "${var.name}-reconcile-requests"
+  description    = "meshca Reconcile Requested: one cluster each, fanned out by the sweep"
+  event_bus_name = aws_cloudwatch_event_bus.reconcile.name
+  event_pattern  = jsonencode({ source = ["meshca"], "detail-type" = ["meshca Reconcile Requested"] })
+}
+
+resource "aws_cloudwatch_event_rule" "sweep" {
+  name                = "${var.name}-sweep"
+  description         = "meshca expiry sweep"
+  schedule_expression = var.sweep_every_minutes == 60 ? "rate(1 hour)" : "rate(${var.sweep_every_minutes} minutes)"
+}
+
+locals {
+  triggers = {
+    eks       = { rule = aws_cloudwatch_event_rule.eks, bus = "default", fn = "cluster_events", dlq = "cluster-events", retries = 4 }
+    reconcile = { rule = aws_cloudwatch_event_rule.reconcile, bus = aws_cloudwatch_event_bus.reconcile.name, fn = "cluster_events", dlq = "cluster-events", retries = 4 }
+    sweep     = { rule = aws_cloudwatch_event_rule.sweep, bus = "default", fn = "expiry_sweep", dlq = "sweep", retries = 2 }
+  }
+}
+
+resource "aws_cloudwatch_event_target" "fn" {
+  for_each       = local.triggers
+  rule           = each.value.rule.name
+  event_bus_name = each.value.bus
+  arn            = aws_lambda_function.fn[each.value.fn].arn
+  retry_policy {
+    maximum_retry_attempts       = each.value.retries
+    maximum_event_age_in_seconds = 21600
+  }
+  dead_letter_config {
+    arn = aws_sqs_queue.dlq[each.value.dlq].arn
+  }
+}
+
+resource "aws_lambda_permission" "events" {
+  for_each      = local.triggers
+  statement_id  = "events-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn[each.value.fn].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = each.value.rule.arn
+}
+
+# --- Alarms ------------------------------------------------------------------------------------------
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-alarms"
+  display_name      = "meshca alarms"
+  kms_master_key_id = aws_kms_key.meshca.arn
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  for_each            = local.functions
+  alarm_name          = "${var.name}-${each.value.name}-errors"
+  alarm_description   = "meshca ${each.value.name} failed invocations (a reconcile that failed, or bad configuration)"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.fn[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  for_each            = aws_sqs_queue.dlq
+  alarm_name          = "${var.name}-${each.key}-dead-letters"
+  alarm_description   = "meshca events that could not be delivered to a function after retries"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "soonest_days_left" {
+  alarm_name          = "${var.name}-soonest-days-left"
+  alarm_description   = "A cluster's Istio intermediate CA has under ${var.alarm_days_left} days left (meshca could not renew it)"
+  namespace           = "meshca"
+  metric_name         = "SoonestDaysLeft"
+  statistic           = "Minimum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = var.alarm_days_left
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "sweep_not_running" {
+  alarm_name          = "${var.name}-sweep-not-running"
+  alarm_description   = "The meshca expiry sweep missed three scheduled runs"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Invocations"
+  dimensions          = { FunctionName = aws_lambda_function.fn["expiry_sweep"].function_name }
+  statistic           = "Sum"
+  period              = min(3 * var.sweep_every_minutes, 1440) * 60
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}

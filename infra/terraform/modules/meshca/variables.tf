@@ -1,0 +1,106 @@
+variable "name" {
+  description = "Prefix of every resource name (functions, role, bus, queues, alarms)."
+  type        = string
+  default     = "meshca"
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9-]{1,40}$", var.name))
+    error_message = "name must be 1-40 letters, digits or hyphens."
+  }
+}
+
+variable "ca_arn" {
+  description = "ARN of the AWS Private CA that signs every cluster's Istio intermediate CA."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.ca_arn))
+    error_message = "ca_arn must be an acm-pca certificate-authority ARN."
+  }
+}
+
+variable "template_arn" {
+  description = "PCA template for the intermediates; null means SubordinateCACertificate_PathLen0/V1 in the CA's partition."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.template_arn == null || can(regex("^arn:aws[a-z-]*:acm-pca:::template/SubordinateCACertificate_PathLen0/V1$", var.template_arn))
+    error_message = "template_arn must be the SubordinateCACertificate_PathLen0/V1 template: istiod's CA may not sign further CAs."
+  }
+}
+
+variable "regions" {
+  description = "Regions whose EKS clusters meshca manages; empty means the provider's region."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for r in var.regions : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", r))])
+    error_message = "regions must be region names such as eu-west-1."
+  }
+}
+
+variable "tag_key" {
+  description = "Key of the opt-in tag on EKS clusters."
+  type        = string
+  default     = "meshca.io/enabled"
+}
+
+variable "tag_value" {
+  description = "Value of the opt-in tag on EKS clusters."
+  type        = string
+  default     = "true"
+}
+
+variable "validity_days" {
+  description = "Lifetime of each cluster intermediate, in days."
+  type        = number
+  default     = 365
+  validation {
+    condition     = var.validity_days >= 2 && floor(var.validity_days) == var.validity_days
+    error_message = "validity_days must be a whole number of at least 2."
+  }
+}
+
+variable "renew_before_days" {
+  description = "Renew when fewer days are left; null means a third of the lifetime."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.renew_before_days == null || try(var.renew_before_days >= 1, false)
+    error_message = "renew_before_days must be at least 1 (and below validity_days)."
+  }
+}
+
+variable "sweep_every_minutes" {
+  description = "How often the expiry sweep runs; the sweep alarm fires after three missed runs."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.sweep_every_minutes >= 5 && var.sweep_every_minutes <= 1440
+    error_message = "sweep_every_minutes must be between 5 and 1440."
+  }
+}
+
+variable "alarm_days_left" {
+  description = "Alarm when the soonest-expiring cluster intermediate has fewer days left."
+  type        = number
+  default     = 7
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' log groups."
+  type        = number
+  default     = 365
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ..., 365, ...)."
+  }
+}
+
+variable "cluster_events_zip" {
+  description = "bootstrap.zip of cluster-events: cargo lambda build --release --arm64 --output-format zip (target/lambda/cluster-events/bootstrap.zip)."
+  type        = string
+}
+
+variable "expiry_sweep_zip" {
+  description = "bootstrap.zip of expiry-sweep: cargo lambda build --release --arm64 --output-format zip (target/lambda/expiry-sweep/bootstrap.zip)."
+  type        = string
+}

@@ -1,0 +1,91 @@
+"""The Terraform module grants what the CDK app grants, triggers on the same events and configures
+the functions alike; its variables are documented and validated. Reads the module with python-hcl2
+(checkov's own parser) and the template `cdk synth` wrote to infra/cdk/cdk.out."""
+
+import json
+import os
+
+import hcl2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULE = os.path.join(HERE, "terraform", "modules", "meshca")
+
+
+def one(v):
+    """python-hcl2 wraps single values in lists."""
+    while isinstance(v, list) and len(v) == 1:
+        v = v[0]
+    return v
+
+
+def load(name):
+    with open(os.path.join(MODULE, name)) as f:
+        return hcl2.load(f)
+
+
+def blocks(doc, kind, type_):
+    return {name: body for item in doc.get(kind, []) for t, named in item.items() if t == type_ for name, body in named.items()}
+
+
+def template():
+    with open(os.path.join(HERE, "cdk", "cdk.out", "Meshca.template.json")) as f:
+        return json.load(f)
+
+
+def cdk_role_statements():
+    policies = [r for r in template()["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    assert len(policies) == 1
+    return policies[0]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def tf_role_statements():
+    doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
+    return doc["statement"]
+
+
+def actions(a):
+    a = one(a)
+    return sorted([a] if isinstance(a, str) else a)
+
+
+def test_the_role_policies_grant_the_same_actions_statement_by_statement():
+    cdk = {s["Sid"]: actions(s["Action"]) for s in cdk_role_statements() if "Sid" in s}
+    tf = {one(s["sid"]): actions(s["actions"]) for s in tf_role_statements()}
+    # CDK's log-group grant carries no Sid; Terraform names it.
+    logs = tf.pop("OwnLogsOnly")
+    assert logs == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert [s for s in cdk_role_statements() if "Sid" not in s][0]["Action"] == logs
+    assert tf == cdk
+
+
+def test_issue_certificate_carries_the_template_condition_in_terraform_too():
+    issue = [s for s in tf_role_statements() if "acm-pca:IssueCertificate" in actions(s["actions"])]
+    assert len(issue) == 1 and actions(issue[0]["actions"]) == ["acm-pca:IssueCertificate"]
+    cond = one(issue[0]["condition"])
+    assert (one(cond["test"]), one(cond["variable"])) == ("StringEquals", "acm-pca:TemplateArn")
+    assert one(cond["values"]) == "${local.template_arn}"
+    star = [one(s["sid"]) for s in tf_role_statements() if one(s["resources"]) == "*"]
+    assert star == ["ListClusters"], "only eks:ListClusters, which has no resource type, is granted on *"
+
+
+def test_the_same_environment_and_event_patterns():
+    tf_main = open(os.path.join(MODULE, "main.tf")).read()
+    fns = [r for r in template()["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    for var in fns[0]["Properties"]["Environment"]["Variables"]:
+        assert var in tf_main, f"{var} is set by CDK but not by Terraform"
+    rules = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    eks = [r for r in rules if "EventPattern" in r and r["EventPattern"].get("source") == ["aws.eks"]][0]["EventPattern"]
+    assert eks["detail"]["eventName"] == ["CreateCluster", "DeleteCluster"]
+    for needle in ['"AWS API Call via CloudTrail"', '"CreateCluster", "DeleteCluster"', '"meshca Reconcile Requested"', 'runtime          = "provided.al2023"', '"arm64"', "timeout = 900"]:
+        assert needle in tf_main, needle
+
+
+def test_every_variable_is_described_and_the_risky_ones_validated():
+    variables = {name: body for item in load("variables.tf")["variable"] for name, body in item.items()}
+    assert len(variables) >= 10
+    for name, body in variables.items():
+        assert one(body.get("description", "")).strip(), f"variable {name} has no description"
+    for name in ["ca_arn", "template_arn", "regions", "validity_days", "renew_before_days", "log_retention_days", "name"]:
+        assert "validation" in variables[name], f"variable {name} is not validated"
+    outputs = {name for item in load("outputs.tf")["output"] for name in item}
+    assert {"role_arn", "grant_cluster_access", "alarm_topic_arn"} <= outputs
