@@ -4,7 +4,10 @@
 # certificate for the root, then kubectl creates istio-system/cacerts and restarts istiod.
 # Usage: runbook.sh CLUSTER CA_ARN KUBECONFIG WORKDIR
 set -euo pipefail
-cluster=$1 ca=$2 export KUBECONFIG=$3 dir=$4
+cluster=$1
+ca=$2
+export KUBECONFIG=$3
+dir=$4
 mkdir -p "$dir" && cd "$dir"
 
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca-key.pem \

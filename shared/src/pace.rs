@@ -1,6 +1,6 @@
 //! Fleet runs share one Private CA. PCA's IssueCertificate quota is per account and region
 //! (25/s by default), and a throttled call costs a retry with backoff, so a sweep that fires as
-//! fast as it can ends up slower than one that spaces its calls. [`Paced`] spaces them.
+//! fast as it can ends up slower than one that spaces its calls. [`IssueBudget`] spaces them.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, 
 
 /// At most `per_second` starts per second, evenly spaced: each caller reserves the next free
 /// slot and sleeps until it. No bursts, so the CA's sliding one-second window never overflows.
+#[derive(Debug)]
 pub struct IssueBudget {
     interval: Duration,
     next: Mutex<Option<Instant>>,
@@ -38,28 +39,26 @@ impl IssueBudget {
     }
 }
 
-/// An [`Authority`] for one fleet run: IssueCertificate calls wait for the [`IssueBudget`],
-/// and the CA is described once (every cluster would ask it the same question).
-pub struct Paced<'a> {
+/// An [`Authority`] described once: in a fleet run every cluster would ask the CA the same
+/// question. (Issuance is spaced by the adapter itself, see `PcaAuthority::with_issue_budget`.)
+pub struct Described<'a> {
     inner: &'a dyn Authority,
-    budget: &'a IssueBudget,
     described: OnceCell<AuthorityInfo>,
 }
 
-impl<'a> Paced<'a> {
-    pub fn new(inner: &'a dyn Authority, budget: &'a IssueBudget) -> Self {
-        Paced { inner, budget, described: OnceCell::new() }
+impl<'a> Described<'a> {
+    pub fn new(inner: &'a dyn Authority) -> Self {
+        Described { inner, described: OnceCell::new() }
     }
 }
 
 #[async_trait]
-impl Authority for Paced<'_> {
+impl Authority for Described<'_> {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
         self.described.get_or_try_init(|| self.inner.describe()).await.cloned()
     }
 
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
-        self.budget.acquire().await;
         self.inner.issue(request).await
     }
 

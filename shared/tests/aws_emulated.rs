@@ -152,6 +152,22 @@ async fn a_throttling_storm_is_survived() {
     let stats = a.emu.control("stats", json!({}));
     assert!(stats["throttled"].as_u64().unwrap() > 0, "the quota was never hit: {stats}");
 
+    // The same storm with every attempt waiting its turn in a budget under the quota: no throttle.
+    a.emu.control("reset", json!({}));
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    a.emu.control("configure", json!({"issue_tps": 5}));
+    let budget = std::sync::Arc::new(meshca::pace::IssueBudget::per_second(4.0));
+    let paced = a.authority(&h["issuing"]).with_issue_budget(budget);
+    let r = Reconcile { authority: &paced, escrow: &escrow, settings: &s };
+    let names: Vec<ClusterName> = (0..12).map(|i| cluster(&format!("calm-{i}"))).collect();
+    let started = std::time::Instant::now();
+    for o in futures_join_all(names.iter().map(|c| r.ensure_bundle(c, false))).await {
+        o.unwrap();
+    }
+    let stats = a.emu.control("stats", json!({}));
+    assert_eq!(stats["throttled"], 0, "{stats}");
+    assert!(started.elapsed() >= Duration::from_millis(2700), "12 issues at 4/s take at least 2.75 s");
+
     // Past the deadline a throttle is a typed error.
     a.emu.control("configure", json!({"issue_tps": 0, "faults": [{"operation": "IssueCertificate", "fail": 1000, "of": 1000, "code": "ThrottlingException", "status": 400}]}));
     let impatient = a.authority(&h["issuing"]).with_backoff(Backoff { deadline: Duration::from_millis(300), ..fast() });

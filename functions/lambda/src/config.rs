@@ -41,8 +41,8 @@ pub struct Config {
     pub dry_run: bool,
     /// MESHCA_ACTIVE_POLL_SECONDS: how often CreateCluster polls DescribeCluster for ACTIVE.
     pub active_poll: Duration,
-    /// MESHCA_ISSUE_RATE: IssueCertificate calls per second a sweep may make (default 20,
-    /// below PCA's default quota of 25 so interactive issuance keeps some room).
+    /// MESHCA_ISSUE_RATE: IssueCertificate attempts per second one function instance may make,
+    /// retries included (default 20, below PCA's default quota of 25 so others keep some room).
     pub issue_rate: f64,
     /// MESHCA_SWEEP_CONCURRENCY: clusters a sweep works on at once (default 32).
     pub sweep_concurrency: usize,

@@ -58,7 +58,9 @@ impl App {
     pub fn with_sdk_config(config: Config, home: &aws_config::SdkConfig) -> anyhow::Result<Self> {
         let in_region = |r: &str| home.to_builder().region(aws_config::Region::new(r.to_string())).build();
         let pca = in_region(config.ca_region());
-        let authority = PcaAuthority::new(aws_sdk_acmpca::Client::new(&pca), config.ca_arn.clone(), config.template_arn.clone())?;
+        let budget = std::sync::Arc::new(meshca::pace::IssueBudget::per_second(config.issue_rate));
+        let authority = PcaAuthority::new(aws_sdk_acmpca::Client::new(&pca), config.ca_arn.clone(), config.template_arn.clone())?
+            .with_issue_budget(budget);
         let mut regions = BTreeMap::new();
         for r in &config.regions {
             let sdk = in_region(r);

@@ -1,5 +1,6 @@
 //! The expiry sweep: every opted-in cluster of every managed region, judged from escrow first,
-//! then reconciled — the due ones first, most urgent first, under one IssueCertificate budget.
+//! then reconciled — the due ones first, most urgent first, under the instance's IssueCertificate
+//! budget (every attempt, retries included, waits for its slot).
 //!
 //! Escrow says which clusters need a certificate without asking the CA or the cluster, so the
 //! sweep can put the scarce calls (IssueCertificate, 25/s per account) where they matter and
@@ -11,7 +12,7 @@ use futures::StreamExt;
 use meshca::ClusterName;
 use meshca::aws::eks::EksCluster;
 use meshca::converge::{Assessment, ClusterOutcome};
-use meshca::pace::{IssueBudget, Paced};
+use meshca::pace::Described;
 use meshca::reconcile::Step;
 use meshca::{Authority, Reconcile};
 use serde::Serialize;
@@ -111,8 +112,7 @@ fn report(c: &Candidate<'_>, outcome: ClusterOutcome) -> Report {
 impl App {
     /// Sweeps every managed region; `deadline` is when the invocation must have answered.
     pub async fn sweep(&self, deadline: Instant) -> SweepReport {
-        let budget = IssueBudget::per_second(self.config.issue_rate);
-        let paced = Paced::new(&self.authority, &budget);
+        let paced = Described::new(&self.authority);
         let mut out = SweepReport::default();
 
         let mut candidates = Vec::new();

@@ -28,6 +28,7 @@ pub struct PcaAuthority {
     signing_algorithm: Option<String>,
     resolved_signing: std::sync::Arc<std::sync::OnceLock<String>>,
     backoff: Backoff,
+    budget: Option<std::sync::Arc<crate::pace::IssueBudget>>,
 }
 
 /// Codes PCA (and the SDK) answer when a quota is exceeded.
@@ -44,12 +45,20 @@ impl PcaAuthority {
             detail: "not a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)".into(),
         })?;
         let template_arn = template_arn.unwrap_or_else(|| format!("arn:{partition}:acm-pca:::{PATHLEN0_TEMPLATE}"));
-        Ok(PcaAuthority { client, ca_arn, template_arn, signing_algorithm: None, resolved_signing: Default::default(), backoff: Backoff::default() })
+        Ok(PcaAuthority { client, ca_arn, template_arn, signing_algorithm: None, resolved_signing: Default::default(), backoff: Backoff::default(), budget: None })
     }
 
     /// Overrides the signing algorithm otherwise derived from the CA's key.
     pub fn with_signing_algorithm(mut self, algorithm: Option<String>) -> Self {
         self.signing_algorithm = algorithm;
+        self
+    }
+
+    /// Spaces every IssueCertificate attempt, retries included, by `budget`. A retry that
+    /// skipped the queue would take the quota slot of the next call in line, which then is
+    /// throttled in turn: under a quota, throttles cascade unless retries wait their turn.
+    pub fn with_issue_budget(mut self, budget: std::sync::Arc<crate::pace::IssueBudget>) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -223,7 +232,8 @@ impl Authority for PcaAuthority {
 
         let out = self
             .retrying(is_throttle, || {
-                self.client
+                let send = self
+                    .client
                     .issue_certificate()
                     .certificate_authority_arn(&self.ca_arn)
                     .csr(Blob::new(request.csr_pem.as_bytes()))
@@ -231,7 +241,14 @@ impl Authority for PcaAuthority {
                     .template_arn(&self.template_arn)
                     .validity(validity.clone())
                     .idempotency_token(request.idempotency_token)
-                    .send()
+                    .send();
+                let budget = self.budget.clone();
+                async move {
+                    if let Some(b) = budget {
+                        b.acquire().await;
+                    }
+                    send.await
+                }
             })
             .await
             .map_err(|stop| self.stopped("IssueCertificate", stop))?;
