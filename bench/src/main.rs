@@ -157,14 +157,7 @@ async fn latency(bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let pid = child.id().unwrap();
     let event = json!({"cluster": "c-0000", "region": REGION, "force": true}).to_string();
     stub.invoke(&event).await; // warm: clients built, first TLS session, CA described
-    let (cpu0, t0) = (cpu_time(pid), Instant::now());
-    for _ in 0..LATENCY_CLUSTERS {
-        let (ok, body) = stub.invoke(&event).await;
-        if !ok || !body.contains("\"renewed\"") {
-            bail!("reconcile answered {body}");
-        }
-    }
-    let (wall, cpu) = (t0.elapsed() / LATENCY_CLUSTERS as u32, (cpu_time(pid) - cpu0) / LATENCY_CLUSTERS as u32);
+    let (wall, cpu) = per_invoke(&mut stub, pid, &event, "renewed").await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     rows.push(Row("reconcile one cluster (issue + escrow + deliver), wall".into(), format!("{:.1} ms", ms(wall)), "".into()));
     rows.push(Row("  of which meshca's own CPU (incl. key generation)".into(), format!("{:.2} ms", ms(cpu)), "≤ 5 ms + keygen".into()));
@@ -173,16 +166,22 @@ async fn latency(bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
     // The same cluster, healthy: what a sweep spends on a cluster with nothing to do.
     let event = json!({"cluster": "c-0000", "region": REGION, "force": false}).to_string();
+    let (wall, cpu) = per_invoke(&mut stub, pid, &event, "unchanged").await?;
+    rows.push(Row("check one healthy cluster (escrow + cacerts read), wall / own CPU".into(), format!("{:.1} ms / {:.2} ms", ms(wall), ms(cpu)), "".into()));
+    Ok(())
+}
+
+/// Wall and CPU time per invoke over LATENCY_CLUSTERS invokes of `event`, each answered `outcome`.
+async fn per_invoke(stub: &mut RuntimeStub, pid: u32, event: &str, outcome: &str) -> anyhow::Result<(Duration, Duration)> {
     let (cpu0, t0) = (cpu_time(pid), Instant::now());
     for _ in 0..LATENCY_CLUSTERS {
-        let (ok, body) = stub.invoke(&event).await;
-        if !ok || !body.contains("\"unchanged\"") {
+        let (ok, body) = stub.invoke(event).await;
+        if !ok || !body.contains(&format!("\"{outcome}\"")) {
             bail!("reconcile answered {body}");
         }
     }
-    let (wall, cpu) = (t0.elapsed() / LATENCY_CLUSTERS as u32, (cpu_time(pid) - cpu0) / LATENCY_CLUSTERS as u32);
-    rows.push(Row("check one healthy cluster (escrow + cacerts read), wall / own CPU".into(), format!("{:.1} ms / {:.2} ms", ms(wall), ms(cpu)), "".into()));
-    Ok(())
+    let n = LATENCY_CLUSTERS as u32;
+    Ok((t0.elapsed() / n, (cpu_time(pid) - cpu0) / n))
 }
 
 fn calls_per(emu: &AwsEmulator, n: usize) -> f64 {
@@ -251,13 +250,16 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
 /// 4. 1,000 clusters all due, IssueCertificate quota enforced by the emulator.
 async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    // Paced just under the quota: requests reach PCA with jitter, and at exactly the quota a
+    // sliding one-second window overflows now and then. MESHCA_BENCH_ISSUE_RATE overrides.
+    let issue_rate: f64 = std::env::var("MESHCA_BENCH_ISSUE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(QUOTA_TPS as f64 * 0.96);
     let (emu, ca) = emulator();
     let servers = clusters(&emu, "f", FLEET).await?;
     let env: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".into(), ca.clone()),
         ("MESHCA_REGIONS".into(), REGION.into()),
         ("MESHCA_VALIDITY_DAYS".into(), "30".into()),
-        ("MESHCA_ISSUE_RATE".into(), format!("{QUOTA_TPS}")),
+        ("MESHCA_ISSUE_RATE".into(), issue_rate.to_string()),
         ("MESHCA_SWEEP_CONCURRENCY".into(), "64".into()),
     ]);
     let config = meshca_lambda::Config::from(&move |k: &str| env.get(k).cloned())?;
@@ -283,10 +285,11 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     let bound = FLEET as f64 / QUOTA_TPS as f64;
     rows.push(Row(
-        format!("sweep of {FLEET} due clusters at a {QUOTA_TPS} TPS IssueCertificate quota"),
+        format!("sweep of {FLEET} due clusters, {QUOTA_TPS} TPS IssueCertificate quota, MESHCA_ISSUE_RATE={issue_rate}"),
         format!("{took:.1} s = {:.2} × the {bound:.0} s bound", took / bound),
         "≤ 1.15 ×".into(),
     ));
+    rows.push(Row("  of which listing and assessing the fleet from escrow".into(), format!("{:.1} s", report.assessed_ms as f64 / 1000.0), "".into()));
     rows.push(Row(
         "  renewed / failed / throttled (retried) / valid bundles in clusters".into(),
         format!("{} / {} / {} / {valid}", report.renewed, report.failed, stats["throttled"]),

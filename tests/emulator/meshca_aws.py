@@ -32,10 +32,13 @@ import calendar
 import collections
 import datetime
 import io
+import os
 import json
 import sys
 import threading
 import time
+
+import waitress
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,10 +48,8 @@ from moto.acmpca import responses as pca_responses
 from moto.acmpca.exceptions import ResourceNotFoundException
 from moto.core.exceptions import JsonRESTError
 from moto.moto_api._internal import mock_random
-from moto.moto_server.threaded_moto_server import MotoRequestHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.utilities.utils import get_partition
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 TEMPLATE_PREFIX = "template/"
@@ -588,16 +589,18 @@ def main():
     parser.add_argument("--no-stdin-watch", action="store_true", help="keep serving when stdin closes")
     args = parser.parse_args()
     install_patches()
-    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
-    print(f"READY {server.server_port}", flush=True)
+    # waitress keeps connections alive, as AWS endpoints do (werkzeug's server closes every
+    # connection, so each SDK call would pay a new TCP connection and a new thread).
+    server = waitress.create_server(Emulator(), host=args.host, port=args.port, threads=16, channel_timeout=300, ident="meshca-aws")
+    print(f"READY {server.effective_port}", flush=True)
     if not args.no_stdin_watch:
         # The parent (a test binary) holds our stdin; when it exits, we go too.
         def watch():
             sys.stdin.read()
-            server.shutdown()
+            os._exit(0)
 
         threading.Thread(target=watch, daemon=True).start()
-    server.serve_forever()
+    server.run()
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@
 //! error so EventBridge retries it and, in the end, dead-letters it.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use meshca_lambda::{App, Config, event, invocation, metrics};
+use meshca_lambda::{App, event, invocation, metrics};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    invocation::init_logging();
-    let config = Config::from_env()?;
-    let app = App::new(config).await?;
+    let app = invocation::start().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
 }

@@ -8,14 +8,12 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::event::{self, Request};
-use meshca_lambda::{App, Config, invocation, metrics};
+use meshca_lambda::{App, invocation, metrics};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    invocation::init_logging();
-    let config = Config::from_env()?;
-    let app = App::new(config).await?;
+    let app = invocation::start().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
 }

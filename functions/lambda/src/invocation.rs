@@ -15,6 +15,14 @@ pub fn init_logging() {
         .init();
 }
 
+/// What both `main`s do before taking events: JSON logs, the configuration (a bad value stops
+/// the function here, naming the variable), the clients.
+pub async fn start() -> anyhow::Result<crate::App> {
+    init_logging();
+    let config = crate::Config::from_env()?;
+    crate::App::new(config).await
+}
+
 /// Lambda's longest timeout, assumed when the deadline given makes no sense.
 pub const LONGEST: Duration = Duration::from_secs(900);
 

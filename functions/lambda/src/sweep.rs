@@ -50,6 +50,9 @@ pub struct SweepReport {
     pub errors: Vec<String>,
     /// Every cluster reconciled inline (or not fanned out), with its outcome.
     pub clusters: Vec<Report>,
+    /// Time to list and assess the fleet, and the whole sweep, in milliseconds.
+    pub assessed_ms: u64,
+    pub took_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,6 +115,7 @@ fn report(c: &Candidate<'_>, outcome: ClusterOutcome) -> Report {
 impl App {
     /// Sweeps every managed region; `deadline` is when the invocation must have answered.
     pub async fn sweep(&self, deadline: Instant) -> SweepReport {
+        let started = Instant::now();
         let paced = Described::new(&self.authority);
         let mut out = SweepReport::default();
 
@@ -140,7 +144,8 @@ impl App {
             .await;
         candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| a.cluster.name.cmp(&b.cluster.name)));
         let due = candidates.iter().filter(|c| matches!(c.assessed, Ok(Assessment::Due { .. }))).count();
-        info!(checked = out.checked, due, "sweep assessed the fleet from escrow");
+        out.assessed_ms = started.elapsed().as_millis() as u64;
+        info!(checked = out.checked, due, assessed_ms = out.assessed_ms, "sweep assessed the fleet from escrow");
 
         let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
         for c in &not_ready {
@@ -177,6 +182,7 @@ impl App {
             }
         }
         out.clusters.sort_by(|a, b| (&a.region, &a.cluster).cmp(&(&b.region, &b.cluster)));
+        out.took_ms = started.elapsed().as_millis() as u64;
         out
     }
 
