@@ -9,9 +9,7 @@
 //! 4. a sweep of 1,000 due clusters with the emulator enforcing an IssueCertificate quota;
 //! 5. the zipped `bootstrap` of each function.
 
-#[path = "../../shared/tests/common/aws.rs"]
-#[allow(dead_code)]
-mod aws;
+use meshca_test_support::aws;
 mod runtime_stub;
 
 use std::collections::{BTreeMap, HashMap};
@@ -277,8 +275,8 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             let b = base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap_or_default()).unwrap_or_default();
             String::from_utf8(b).unwrap_or_default()
         };
-        let bundle = meshca::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem"));
-        match bundle.map(|b| meshca::validate::validate(&b, &meshca::Profile::default(), time::OffsetDateTime::now_utc())) {
+        let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem"));
+        match bundle.map(|b| meshca_core::validate::validate(&b, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc())) {
             Ok(Ok(_)) => valid += 1,
             other => eprintln!("{name}: {other:?}"),
         }

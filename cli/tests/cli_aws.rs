@@ -1,8 +1,6 @@
 //! `meshca issue --ca-arn …` against the emulated AWS, through the built binary.
 
-#[path = "../../shared/tests/common/aws.rs"]
-#[allow(dead_code)]
-mod aws;
+use meshca_test_support::aws;
 
 use assert_cmd::Command;
 use predicates::prelude::*;

@@ -1,9 +1,7 @@
 //! `meshca issue|inspect --context / --eks-cluster` against the test API server, through the
 //! built binary.
 
-#[path = "../../shared/tests/common/aws.rs"]
-#[allow(dead_code)]
-mod aws;
+use meshca_test_support::aws;
 
 
 use assert_cmd::Command;

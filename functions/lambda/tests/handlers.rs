@@ -1,9 +1,7 @@
 //! Every sample event in events/ through the handler, against the emulated AWS and the test
 //! Kubernetes API server that emulated DescribeCluster points at.
 
-#[path = "../../../shared/tests/common/aws.rs"]
-#[allow(dead_code)]
-mod aws;
+use meshca_test_support::aws;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -1,8 +1,6 @@
 //! expiry-sweep against the emulated AWS and one test API server per emulated EKS cluster.
 
-#[path = "../../../shared/tests/common/aws.rs"]
-#[allow(dead_code)]
-mod aws;
+use meshca_test_support::aws;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

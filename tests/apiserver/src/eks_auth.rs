@@ -192,7 +192,7 @@ mod tests {
     fn token_for(cluster: &str, secret: &str) -> String {
         let creds = Credentials::new("AKIDTEST", secret, Some("session".into()), None, "test");
         let at = SystemTime::UNIX_EPOCH + StdDuration::from_secs(NOW);
-        meshca::aws::eks_token::token(cluster, "eu-west-1", &creds, at).unwrap().token.to_string()
+        meshca_aws::eks_token::token(cluster, "eu-west-1", &creds, at).unwrap().token.to_string()
     }
 
     fn expect() -> Expectation {

@@ -1,0 +1,209 @@
+//! EKS as the source of clusters: what exists (ListClusters, paginated), whether it is ready
+//! (DescribeCluster status), and how to reach it (endpoint, cluster CA, IAM bearer token).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_eks::Client;
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use meshca_core::clusters::{ClusterInfo, Clusters, ClustersError, OptIn};
+use meshca_core::delivery::{Delivery, DeliveryOptions};
+use meshca_kube::{KubeDelivery, TokenSource};
+
+use crate::eks_token::{self, EksToken};
+use crate::error_parts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EksError {
+    #[error("EKS cluster {0} not found")]
+    NotFound(String),
+    #[error("EKS cluster {name} is {status}, not ACTIVE; it cannot take a CA yet")]
+    NotActive { name: String, status: String },
+    #[error("EKS cluster {name}: {detail}")]
+    Incomplete { name: String, detail: String },
+    #[error("EKS {operation}: {code}: {message}")]
+    Api { operation: &'static str, code: String, message: String },
+    #[error(transparent)]
+    Connect(#[from] meshca_kube::ConnectError),
+}
+
+/// What DescribeCluster says about one cluster: the domain's [`ClusterInfo`], `id` its ARN.
+pub type EksCluster = ClusterInfo;
+
+/// The EKS clusters of one region.
+pub struct EksClusters {
+    client: Client,
+    region: String,
+    credentials: SharedCredentialsProvider,
+}
+
+impl EksClusters {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let credentials = config.credentials_provider().expect("the default chain always provides credentials");
+        EksClusters {
+            client: Client::new(config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            credentials,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub async fn describe(&self, name: &str) -> Result<EksCluster, EksError> {
+        let out = self.client.describe_cluster().name(name).send().await.map_err(|e| {
+            let (code, message) = error_parts(&e);
+            if code == "ResourceNotFoundException" {
+                EksError::NotFound(name.to_string())
+            } else {
+                EksError::Api { operation: "DescribeCluster", code, message }
+            }
+        })?;
+        let c = out.cluster.ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "DescribeCluster returned no cluster".into() })?;
+        Ok(ClusterInfo {
+            name: c.name().unwrap_or(name).to_string(),
+            id: c.arn().unwrap_or_default().to_string(),
+            status: c.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
+            endpoint: c.endpoint().map(str::to_string),
+            ca_data: c.certificate_authority().and_then(|ca| ca.data()).map(str::to_string),
+            tags: c.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_string()),
+        })
+    }
+
+    /// Every cluster name in the region, following pagination.
+    pub async fn list(&self) -> Result<Vec<String>, EksError> {
+        let mut names = Vec::new();
+        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message) = error_parts(&e);
+                EksError::Api { operation: "ListClusters", code, message }
+            })?;
+            names.extend(page.clusters.unwrap_or_default());
+        }
+        Ok(names)
+    }
+
+    /// Clusters carrying `key=value` (described one by one; ListClusters has no tag filter).
+    pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<EksCluster>, EksError> {
+        let opt_in = OptIn { key: key.into(), value: value.into() };
+        let mut out = Vec::new();
+        for name in self.list().await? {
+            match self.describe(&name).await {
+                Ok(c) if opt_in.admits(&c.tags) => out.push(c),
+                Ok(_) | Err(EksError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A Kubernetes client for an ACTIVE cluster: its endpoint, its CA only, an IAM token.
+    pub fn client(&self, cluster: &EksCluster) -> Result<meshca_kube::Client, EksError> {
+        if !cluster.is_active() {
+            return Err(EksError::NotActive { name: cluster.name.clone(), status: cluster.status.clone() });
+        }
+        let incomplete = |detail: &str| EksError::Incomplete { name: cluster.name.clone(), detail: detail.into() };
+        let endpoint = cluster.endpoint.as_deref().ok_or_else(|| incomplete("no endpoint"))?;
+        let ca_data = cluster.ca_data.as_deref().ok_or_else(|| incomplete("no certificate authority"))?;
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca_data.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| incomplete("certificateAuthority.data is not base64 of PEM"))?;
+        let tokens = Arc::new(EksTokens::new(&cluster.name, &self.region, self.credentials.clone()));
+        Ok(meshca_kube::from_endpoint(&cluster.name, endpoint, &ca, tokens)?)
+    }
+}
+
+impl From<EksError> for ClustersError {
+    fn from(e: EksError) -> Self {
+        match e {
+            EksError::NotFound(_) => ClustersError::NotFound(Box::new(e)),
+            EksError::NotActive { .. } | EksError::Incomplete { .. } => ClustersError::NotReady(Box::new(e)),
+            EksError::Api { .. } | EksError::Connect(_) => ClustersError::Unavailable(Box::new(e)),
+        }
+    }
+}
+
+/// EKS as the domain's [`Clusters`]: a connection is a [`KubeDelivery`] authenticated with an
+/// IAM token for that cluster.
+#[async_trait]
+impl Clusters for EksClusters {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ClustersError> {
+        Ok(EksClusters::list(self).await?)
+    }
+
+    async fn describe(&self, name: &str) -> Result<ClusterInfo, ClustersError> {
+        Ok(EksClusters::describe(self, name).await?)
+    }
+
+    fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError> {
+        let client = self.client(cluster)?;
+        Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
+    }
+}
+
+/// EKS tokens for one cluster, re-signed a minute before EKS would stop honouring them.
+pub struct EksTokens {
+    cluster: String,
+    region: String,
+    credentials: SharedCredentialsProvider,
+    current: tokio::sync::Mutex<Option<EksToken>>,
+}
+
+impl EksTokens {
+    pub fn new(cluster: &str, region: &str, credentials: SharedCredentialsProvider) -> Self {
+        EksTokens { cluster: cluster.into(), region: region.into(), credentials, current: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl TokenSource for EksTokens {
+    async fn bearer(&self) -> Result<Zeroizing<String>, String> {
+        self.bearer_at(SystemTime::now()).await
+    }
+}
+
+impl EksTokens {
+    /// The cached token while `now` is before its refresh time, else a freshly signed one.
+    async fn bearer_at(&self, now: SystemTime) -> Result<Zeroizing<String>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(t) = current.as_ref().filter(|t| now < t.refresh_at) {
+            return Ok(t.token.clone());
+        }
+        let creds = self.credentials.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
+        let fresh = eks_token::token(&self.cluster, &self.region, &creds, now).map_err(|e| e.to_string())?;
+        let token = fresh.token.clone();
+        *current = Some(fresh);
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::Credentials;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn tokens_are_reused_until_a_minute_before_eks_stops_honouring_them() {
+        let creds = SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let tokens = EksTokens::new("c1", "eu-west-1", creds);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = tokens.bearer_at(t0).await.unwrap();
+        assert_eq!(*tokens.bearer_at(t0 + Duration::from_secs(13 * 60)).await.unwrap(), *first);
+        let later = tokens.bearer_at(t0 + Duration::from_secs(14 * 60)).await.unwrap();
+        assert_ne!(*later, *first, "re-signed at 14 minutes, before the 15-minute limit");
+    }
+}

@@ -1,0 +1,306 @@
+//! Secrets Manager as the [`Escrow`]: one secret per cluster, each version a JSON record.
+//!
+//! Versions are immutable and keyed by ClientRequestToken, which gives the conditional write
+//! the pipeline needs: the pending record of a generation is written with the generation token
+//! as its ClientRequestToken and stage AWSPENDING; the same token with other data is refused
+//! by Secrets Manager (ResourceExistsException), which is exactly "another run owns this
+//! generation". Recording the certificate ARN and promoting write new versions with tokens
+//! derived from the generation token, and move the AWSPENDING / AWSCURRENT stages.
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::Tag;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use meshca_core::cluster::ClusterName;
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
+
+use crate::error_parts;
+
+/// Secrets Manager's limit on a SecretString.
+pub const MAX_SECRET_BYTES: usize = 65_536;
+
+const CURRENT: &str = "AWSCURRENT";
+const PENDING: &str = "AWSPENDING";
+
+/// A version's content: what state the generation was in when it was written.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+enum Record {
+    Pending(Box<Pending>),
+    Current(Box<Current>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretsEscrow {
+    client: Client,
+    prefix: String,
+    kms_key_id: Option<String>,
+    tags: Vec<(String, String)>,
+    recovery_window_days: i64,
+}
+
+impl SecretsEscrow {
+    /// `prefix` is the name prefix, e.g. `meshca/eu-west-1`; the secret is `<prefix>/<cluster>`.
+    pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+        SecretsEscrow { client, prefix: prefix.into().trim_end_matches('/').to_string(), kms_key_id: None, tags: Vec::new(), recovery_window_days: 30 }
+    }
+
+    /// A client in the region of `config`.
+    pub fn from_config(config: &aws_config::SdkConfig, prefix: impl Into<String>) -> Self {
+        Self::new(Client::new(config), prefix)
+    }
+
+    /// The default prefix for a region: `meshca/<region>`.
+    pub fn default_prefix(region: &str) -> String {
+        format!("meshca/{region}")
+    }
+
+    pub fn with_kms_key(mut self, key_id: Option<String>) -> Self {
+        self.kms_key_id = key_id;
+        self
+    }
+
+    pub fn with_tags(mut self, tags: Vec<(String, String)>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Days a retired record stays recoverable (Secrets Manager allows 7–30).
+    pub fn with_recovery_window(mut self, days: i64) -> Self {
+        self.recovery_window_days = days.clamp(7, 30);
+        self
+    }
+
+    pub fn secret_name(&self, cluster: &ClusterName) -> String {
+        format!("{}/{cluster}", self.prefix)
+    }
+
+    fn backend(operation: &'static str, cluster: &ClusterName, detail: String) -> EscrowError {
+        EscrowError::Backend { operation, cluster: cluster.to_string(), detail }
+    }
+
+    /// The answer, or `None` when the call failed with the one code that means "already so"
+    /// (the secret exists, the version exists, nothing to delete); any other failure is an error.
+    fn tolerating<T, E, R>(
+        result: Result<T, SdkError<E, R>>,
+        tolerated: &str,
+        operation: &'static str,
+        cluster: &ClusterName,
+    ) -> Result<Option<T>, EscrowError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => match error_parts(&e) {
+                (code, _) if code == tolerated => Ok(None),
+                // Secrets Manager's answer for a secret scheduled for deletion.
+                (code, message) if code == "InvalidRequestException" && message.contains("deleted") => {
+                    Err(EscrowError::Retired { cluster: cluster.to_string() })
+                }
+                (code, message) => Err(Self::backend(operation, cluster, format!("{code}: {message}"))),
+            },
+        }
+    }
+
+    fn encode(cluster: &ClusterName, record: &Record) -> Result<zeroize::Zeroizing<String>, EscrowError> {
+        let json = zeroize::Zeroizing::new(serde_json::to_string(record).expect("records serialise"));
+        if json.len() > MAX_SECRET_BYTES {
+            return Err(EscrowError::TooLarge { cluster: cluster.to_string(), size: json.len(), limit: MAX_SECRET_BYTES });
+        }
+        Ok(json)
+    }
+
+    /// The record at a stage or version; `None` when the secret or that stage does not exist.
+    async fn read(&self, cluster: &ClusterName, stage: Option<&str>, version: Option<&str>) -> Result<Option<(Record, String)>, EscrowError> {
+        let mut req = self.client.get_secret_value().secret_id(self.secret_name(cluster));
+        if let Some(s) = stage {
+            req = req.version_stage(s);
+        }
+        if let Some(v) = version {
+            req = req.version_id(v);
+        }
+        match Self::tolerating(req.send().await, "ResourceNotFoundException", "read", cluster)? {
+            None => Ok(None),
+            Some(out) => {
+                let text = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
+                let record: Record = serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
+                    cluster: cluster.to_string(),
+                    reason: format!("{} version {}: {e}", self.secret_name(cluster), out.version_id().unwrap_or("?")),
+                })?;
+                Ok(Some((record, out.version_id().unwrap_or_default().to_string())))
+            }
+        }
+    }
+
+    async fn ensure_secret(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+        let mut tags = vec![
+            Tag::builder().key("app.kubernetes.io/managed-by").value("meshca").build(),
+            Tag::builder().key("meshca:cluster").value(cluster.as_str()).build(),
+        ];
+        tags.extend(self.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()));
+        let mut req = self
+            .client
+            .create_secret()
+            .name(self.secret_name(cluster))
+            .description(format!("meshca escrow: Istio intermediate CA of cluster {cluster}"))
+            .set_tags(Some(tags));
+        if let Some(k) = &self.kms_key_id {
+            req = req.kms_key_id(k);
+        }
+        Self::tolerating(req.send().await, "ResourceExistsException", "create", cluster).map(drop)
+    }
+
+    /// Writes a version; `Ok(false)` when the token already names a version with other data.
+    async fn put(&self, cluster: &ClusterName, token: &str, record: &Record, stage: &str) -> Result<bool, EscrowError> {
+        let json = Self::encode(cluster, record)?;
+        let sent = self
+            .client
+            .put_secret_value()
+            .secret_id(self.secret_name(cluster))
+            .client_request_token(token)
+            .secret_string(json.as_str())
+            .version_stages(stage)
+            .send()
+            .await;
+        Ok(Self::tolerating(sent, "ResourceExistsException", "write", cluster)?.is_some())
+    }
+
+    async fn current_generation(&self, cluster: &ClusterName) -> Result<u64, EscrowError> {
+        Ok(match self.read(cluster, Some(CURRENT), None).await? {
+            Some((Record::Current(c), _)) => c.meta.generation,
+            _ => 0,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Escrow for SecretsEscrow {
+    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError> {
+        let mut escrowed = Escrowed::default();
+        // A brand-new secret's first version is AWSCURRENT whatever we asked, so AWSCURRENT
+        // may hold a pending record.
+        match self.read(cluster, Some(CURRENT), None).await? {
+            Some((Record::Current(c), _)) => escrowed.current = Some(*c),
+            Some((Record::Pending(p), _)) => escrowed.pending = Some(*p),
+            None => {}
+        }
+        if let Some((Record::Pending(p), _)) = self.read(cluster, Some(PENDING), None).await? {
+            escrowed.pending = Some(*p);
+        }
+        let done = escrowed.current.as_ref().map_or(0, |c| c.meta.generation);
+        escrowed.pending = escrowed.pending.filter(|p| p.generation > done);
+        Ok(escrowed)
+    }
+
+    async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
+        let cluster = &pending.cluster;
+        self.ensure_secret(cluster).await?;
+        let record = Record::Pending(Box::new(pending.clone()));
+        if !self.put(cluster, pending.token.as_str(), &record, PENDING).await? {
+            return match self.read(cluster, None, Some(pending.token.as_str())).await? {
+                Some((Record::Pending(theirs), _)) => Ok(Claim::Lost(theirs)),
+                _ => Err(EscrowError::Conflict {
+                    cluster: cluster.to_string(),
+                    generation: pending.generation,
+                    token: pending.token.to_string(),
+                }),
+            };
+        }
+        let done = self.current_generation(cluster).await?;
+        if done >= pending.generation {
+            return Err(EscrowError::Conflict { cluster: cluster.to_string(), generation: done, token: "already promoted".into() });
+        }
+        Ok(Claim::Won)
+    }
+
+    async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
+        let cluster = &pending.cluster;
+        let record = Record::Pending(Box::new(pending.clone()));
+        if self.put(cluster, &pending.token.for_step("issued"), &record, PENDING).await? {
+            return Ok(());
+        }
+        // Someone recorded this step already: fine if it is the same certificate.
+        match self.read(cluster, None, Some(&pending.token.for_step("issued"))).await? {
+            Some((Record::Pending(p), _)) if p.certificate_id == pending.certificate_id => Ok(()),
+            _ => Err(EscrowError::Conflict { cluster: cluster.to_string(), generation: pending.generation, token: pending.token.to_string() }),
+        }
+    }
+
+    async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
+        let cluster = &current.cluster;
+        if let Some((Record::Current(existing), _)) = self.read(cluster, Some(CURRENT), None).await?
+            && (existing.token == current.token || existing.meta.generation > current.meta.generation)
+        {
+            return Ok(());
+        }
+        let record = Record::Current(Box::new(current.clone()));
+        self.put(cluster, &current.token.for_step("current"), &record, CURRENT).await?;
+        // Take AWSPENDING off the finished generation so the next load does not see it.
+        if let Some((Record::Pending(p), version)) = self.read(cluster, Some(PENDING), None).await?
+            && p.generation <= current.meta.generation
+        {
+            let _ = self
+                .client
+                .update_secret_version_stage()
+                .secret_id(self.secret_name(cluster))
+                .version_stage(PENDING)
+                .remove_from_version_id(version)
+                .send()
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+        let sent = self
+            .client
+            .delete_secret()
+            .secret_id(self.secret_name(cluster))
+            .recovery_window_in_days(self.recovery_window_days)
+            .send()
+            .await;
+        Self::tolerating(sent, "ResourceNotFoundException", "retire", cluster).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshca_core::escrow::GenerationToken;
+    use meshca_core::key::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn records_over_64_kib_are_refused_before_any_call() {
+        let cluster: ClusterName = "big".parse().unwrap();
+        let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
+        let mut pending = Pending {
+            schema: meshca_core::escrow::SCHEMA,
+            cluster: cluster.clone(),
+            generation: 1,
+            token: GenerationToken::derive("x", &cluster, 1),
+            authority_id: "x".into(),
+            key_algorithm: KeyAlgorithm::EcP256,
+            ca_key: key.to_pkcs8_pem(),
+            csr: "c".repeat(70_000),
+            certificate_id: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let e = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending.clone()))).unwrap_err();
+        assert!(matches!(e, EscrowError::TooLarge { limit: 65_536, .. }), "{e}");
+        pending.csr = "c".repeat(100);
+        let json = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending))).unwrap();
+        assert!(json.contains("\"state\":\"pending\""));
+    }
+
+    #[test]
+    fn step_tokens_fit_secrets_manager_and_differ_per_step() {
+        let t = GenerationToken::derive("a", &"c".parse().unwrap(), 1);
+        let (i, c) = (t.for_step("issued"), t.for_step("current"));
+        assert_ne!(i, c);
+        assert!((32..=64).contains(&i.len()));
+    }
+}

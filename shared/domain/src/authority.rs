@@ -1,0 +1,122 @@
+//! The `Authority` port: whoever signs cluster intermediates (AWS Private CA, or the local CA).
+
+use std::fmt;
+
+use time::{Duration, OffsetDateTime};
+
+/// What the issuing CA is and what it hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityInfo {
+    /// ARN for PCA, `local:<dir>` for the local CA. Part of the generation token, so two CAs
+    /// never share idempotency tokens.
+    pub id: String,
+    /// The issuing CA's own key type, shown to operators.
+    pub key_description: String,
+    /// The signature algorithm issuance will use.
+    pub signing_algorithm: String,
+    /// Normalised PEM of the trust anchor(s) — `root-cert.pem` verbatim.
+    pub root_bundle: String,
+    /// End of the issuing CA's own certificate; nothing it signs may outlive it.
+    pub not_after: OffsetDateTime,
+}
+
+/// How long an intermediate lives, in the two forms PCA accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Days(u32),
+    EndDate(OffsetDateTime),
+}
+
+impl Validity {
+    pub fn not_after(self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Validity::Days(d) => now + Duration::days(d.into()),
+            Validity::EndDate(t) => t,
+        }
+    }
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Validity::Days(d) => write!(f, "{d} days"),
+            Validity::EndDate(t) => write!(f, "until {}", crate::timestamp::rfc3339(*t)),
+        }
+    }
+}
+
+/// One request to sign a cluster's CSR.
+#[derive(Debug, Clone)]
+pub struct IssueRequest<'a> {
+    pub csr_pem: &'a str,
+    pub validity: Validity,
+    /// Derived from the generation: the same request retried names the same certificate.
+    pub idempotency_token: &'a str,
+}
+
+/// The authority's name for an issued certificate (a certificate ARN for PCA).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CertificateId(pub String);
+
+impl fmt::Display for CertificateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A signed intermediate and the chain above it (issuing CA first, root last), normalised PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub certificate: String,
+    pub chain: String,
+}
+
+/// RFC 5280 reasons PCA's RevokeCertificate accepts that fit a cluster intermediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    Superseded,
+    CessationOfOperation,
+}
+
+impl RevocationReason {
+    pub fn as_pca(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "UNSPECIFIED",
+            RevocationReason::KeyCompromise => "KEY_COMPROMISE",
+            RevocationReason::Superseded => "SUPERSEDED",
+            RevocationReason::CessationOfOperation => "CESSATION_OF_OPERATION",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error("certificate authority {id} is {status}, not ACTIVE; it cannot issue")]
+    NotActive { id: String, status: String },
+    #[error("certificate authority {id} not found: {detail}")]
+    NotFound { id: String, detail: String },
+    #[error("certificate authority {id} refused the request: {reason}")]
+    Rejected { id: String, reason: String },
+    #[error("certificate {0} is unknown to the authority")]
+    UnknownCertificate(CertificateId),
+    #[error("{operation} was throttled for {waited_ms} ms ({attempts} attempts); giving up")]
+    Throttled { operation: &'static str, attempts: u32, waited_ms: u128 },
+    #[error("certificate {id} still not ready after {waited_ms} ms")]
+    StillInProgress { id: CertificateId, waited_ms: u128 },
+    #[error("local CA at {path} is unusable: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("{operation} failed: {detail}")]
+    Backend { operation: &'static str, detail: String },
+}
+
+#[async_trait::async_trait]
+pub trait Authority: Send + Sync {
+    /// The CA's state and root bundle; refuses a CA that cannot issue.
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError>;
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError>;
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError>;
+    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError>;
+}

@@ -1,0 +1,269 @@
+//! Delivery: putting a bundle into a cluster as `istio-system/cacerts` and making istiod use it.
+//!
+//! The port is [`Delivery`]; the Kubernetes adapter lives in `meshca-kube`. What is decided
+//! here — whether istiod needs a restart — is pure, because it is the part most easily got
+//! wrong: istiod 1.19+ hot-reloads a new intermediate only while the root bundle bytes stay
+//! equal, older istiod never does, and an istiod that started before `cacerts` existed is
+//! running on its own self-signed CA.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::bundle::{Bundle, BundleMeta};
+use crate::retry::Backoff;
+use crate::validate::{InvalidBundle, Profile};
+
+/// When to restart istiod after `cacerts` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Only where Istio needs it (see [`decide_restart`]).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(RestartPolicy::Auto),
+            "always" => Ok(RestartPolicy::Always),
+            "never" => Ok(RestartPolicy::Never),
+            other => Err(format!("restart policy {other:?} is not one of auto, always, never")),
+        }
+    }
+}
+
+/// How a delivery behaves; the same for every adapter.
+#[derive(Debug, Clone)]
+pub struct DeliveryOptions {
+    /// Take over a `cacerts` meshca did not create.
+    pub adopt: bool,
+    pub restart: RestartPolicy,
+    /// How many 409s to re-read and retry before giving up.
+    pub conflict_retries: u32,
+    /// Retries of 429/5xx and unreachable endpoints, per call.
+    pub backoff: Backoff,
+    /// What a bundle must satisfy to be written.
+    pub profile: Profile,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            adopt: false,
+            restart: RestartPolicy::Auto,
+            conflict_retries: 5,
+            backoff: Backoff {
+                first: std::time::Duration::from_millis(200),
+                max: std::time::Duration::from_secs(3),
+                deadline: std::time::Duration::from_secs(30),
+            },
+            profile: Profile::default(),
+        }
+    }
+}
+
+/// An Istio release, from the istiod image tag (`pilot:1.24.2`, `pilot:1.24.2-distroless`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IstioVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl IstioVersion {
+    /// The first release that hot-reloads a rotated intermediate under an unchanged root.
+    pub const HOT_RELOAD: IstioVersion = IstioVersion { major: 1, minor: 19 };
+
+    /// Reads the version from an image reference; `None` for digests and custom tags.
+    pub fn from_image(image: &str) -> Option<Self> {
+        let name = image.split('@').next()?;
+        let last = name.rsplit('/').next()?;
+        let (_, tag) = last.split_once(':')?;
+        let mut parts = tag.trim_start_matches('v').split(['.', '-']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(IstioVersion { major, minor })
+    }
+}
+
+impl fmt::Display for IstioVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// An istiod Deployment as found in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Istiod {
+    pub name: String,
+    pub image: String,
+    pub version: Option<IstioVersion>,
+    /// Ready replicas > 0: it has already loaded a CA.
+    pub running: bool,
+}
+
+/// What the write did to `cacerts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// There was no `cacerts`.
+    Created,
+    /// A new intermediate under the same root.
+    Rotated,
+    /// The root bundle changed.
+    RootChanged,
+    /// A `cacerts` not made by meshca was taken over (adoption enabled).
+    Adopted,
+    /// The secret already held this bundle; nothing was written.
+    Unchanged,
+}
+
+/// Why istiod was or was not restarted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RestartDecision {
+    pub restart: bool,
+    pub reason: String,
+}
+
+/// Whether `istiod` must be restarted to serve the bundle just written.
+pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) -> RestartDecision {
+    let yes = |reason: String| RestartDecision { restart: true, reason };
+    let no = |reason: String| RestartDecision { restart: false, reason };
+    if change == Change::Unchanged {
+        return no("cacerts unchanged".into());
+    }
+    match policy {
+        RestartPolicy::Never => return no("restart policy is never".into()),
+        RestartPolicy::Always => return yes("restart policy is always".into()),
+        RestartPolicy::Auto => {}
+    }
+    if !istiod.running {
+        return no(format!("{} has no ready replica; it will load cacerts when it starts", istiod.name));
+    }
+    match change {
+        Change::Created => yes("cacerts created while istiod runs on its self-signed CA".into()),
+        Change::Adopted | Change::RootChanged => yes("the root bundle changed; istiod reloads only an unchanged root".into()),
+        Change::Rotated => match istiod.version {
+            Some(v) if v >= IstioVersion::HOT_RELOAD => no(format!("Istio {v} hot-reloads an intermediate under the same root")),
+            Some(v) => yes(format!("Istio {v} is older than 1.19 and does not hot-reload cacerts")),
+            None => yes(format!("Istio version unknown from image {}; restarting to be safe", istiod.image)),
+        },
+        Change::Unchanged => unreachable!("handled above"),
+    }
+}
+
+/// The `cacerts` secret as found in the cluster.
+pub enum Observed {
+    Absent,
+    /// Labelled as ours; the bundle when it parses, and the annotations' record.
+    Managed { bundle: Option<Bundle>, meta: Option<BundleMeta> },
+    /// Present but not made by meshca.
+    Unmanaged { bundle: Option<Bundle> },
+}
+
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Observed::Absent => f.write_str("Absent"),
+            Observed::Managed { meta, .. } => f.debug_struct("Managed").field("meta", meta).finish_non_exhaustive(),
+            Observed::Unmanaged { .. } => f.write_str("Unmanaged"),
+        }
+    }
+}
+
+/// The result of one delivery.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivered {
+    pub change: Change,
+    /// Fingerprint of `ca-cert.pem` as read back from the cluster.
+    pub fingerprint_sha256: String,
+    /// Per istiod Deployment: name and decision.
+    pub istiod: Vec<(String, RestartDecision)>,
+    /// 409 answers that were re-read and retried.
+    pub conflicts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("cannot reach the cluster API at {endpoint}: {detail}")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("the cluster refused our credentials (401): {0}")]
+    Unauthorized(String),
+    #[error("forbidden (403): {0}")]
+    Forbidden(String),
+    #[error(
+        "namespace {0} does not exist and meshca may not create it (an access entry scoped to a namespace cannot); create it first: kubectl create namespace {0}"
+    )]
+    NamespaceMissing(String),
+    #[error(
+        "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt; MESHCA_ADOPT=true for the functions)"
+    )]
+    Unmanaged { namespace: String, name: String },
+    #[error("{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back")]
+    NewerInCluster { namespace: String, name: String, theirs: u64, ours: u64 },
+    #[error("refusing to deliver an invalid bundle: {0}")]
+    Invalid(#[from] InvalidBundle),
+    #[error("gave up after {attempts} conflicting writes to {namespace}/{name} (someone else keeps changing it)")]
+    Conflicts { namespace: String, name: String, attempts: u32 },
+    #[error("read-back of {namespace}/{name} does not match what was written: {detail}")]
+    ReadBack { namespace: String, name: String, detail: String },
+    #[error("Kubernetes API {code} {reason} on {what}: {message}")]
+    Api { code: u16, reason: String, what: String, message: String },
+}
+
+/// Where bundles go: one cluster's `cacerts`.
+#[async_trait]
+pub trait Delivery: Send + Sync {
+    /// Reads the secret as it is now.
+    async fn observe(&self) -> Result<Observed, DeliveryError>;
+    /// Writes `bundle` (validated first) unless it is already there, reads it back, and restarts
+    /// istiod where the policy says so.
+    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError>;
+    /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
+    /// so a cluster meshca may not write to costs no certificate.
+    fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn istiod(image: &str, running: bool) -> Istiod {
+        Istiod { name: "istiod".into(), image: image.into(), version: IstioVersion::from_image(image), running }
+    }
+
+    #[test]
+    fn versions_from_image_tags() {
+        let v = |s| IstioVersion::from_image(s);
+        assert_eq!(v("docker.io/istio/pilot:1.24.2"), Some(IstioVersion { major: 1, minor: 24 }));
+        assert_eq!(v("gcr.io/istio-release/pilot:1.18.7-distroless"), Some(IstioVersion { major: 1, minor: 18 }));
+        assert_eq!(v("localhost:5000/istio/pilot:1.20.0"), Some(IstioVersion { major: 1, minor: 20 }));
+        assert_eq!(v("istio/pilot@sha256:abcd"), None);
+        assert_eq!(v("localhost:5000/istio/pilot"), None, "a registry port is not a tag");
+        assert_eq!(v("istio/pilot:latest"), None);
+    }
+
+    #[test]
+    fn restart_decisions() {
+        let auto = RestartPolicy::Auto;
+        let new = istiod("istio/pilot:1.24.2", true);
+        let old = istiod("istio/pilot:1.18.3", true);
+        let unknown = istiod("istio/pilot@sha256:00", true);
+        assert!(decide_restart(auto, Change::Created, &new).restart, "first cacerts while istiod runs");
+        assert!(!decide_restart(auto, Change::Created, &istiod("istio/pilot:1.24.2", false)).restart);
+        assert!(!decide_restart(auto, Change::Rotated, &new).restart, "1.24 hot-reloads under the same root");
+        assert!(decide_restart(auto, Change::Rotated, &old).restart, "1.18 does not hot-reload");
+        assert!(decide_restart(auto, Change::Rotated, &unknown).restart);
+        assert!(decide_restart(auto, Change::RootChanged, &new).restart, "a changed root always restarts");
+        assert!(decide_restart(auto, Change::Adopted, &new).restart);
+        assert!(!decide_restart(auto, Change::Unchanged, &old).restart);
+        assert!(!decide_restart(RestartPolicy::Never, Change::RootChanged, &new).restart);
+        assert!(decide_restart(RestartPolicy::Always, Change::Rotated, &new).restart);
+        assert!(!decide_restart(RestartPolicy::Always, Change::Unchanged, &new).restart);
+        assert_eq!("never".parse::<RestartPolicy>(), Ok(RestartPolicy::Never));
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+    }
+}

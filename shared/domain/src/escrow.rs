@@ -1,0 +1,209 @@
+//! The `Escrow` port: where a cluster's bundle is kept so it can be redelivered without a second
+//! paid issuance, and where an issuance in flight is recorded before the authority is called.
+//!
+//! A cluster has at most one *current* record (the bundle in service) and one *pending* record
+//! (a generation being issued: key and CSR, later the certificate id). Pending records are
+//! claimed by a deterministic generation token, so two runs racing for the same generation
+//! agree on one winner and the loser adopts its work.
+
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::authority::CertificateId;
+use crate::bundle::{Bundle, BundleMeta};
+use crate::cluster::ClusterName;
+use crate::key::KeyAlgorithm;
+
+/// Record format version, stored in every record so later formats can read older ones.
+pub const SCHEMA: u32 = 1;
+
+/// A generation being issued.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub schema: u32,
+    pub cluster: ClusterName,
+    pub generation: u64,
+    pub token: GenerationToken,
+    pub authority_id: String,
+    pub key_algorithm: KeyAlgorithm,
+    #[serde(with = "secret_string")]
+    pub ca_key: Zeroizing<String>,
+    pub csr: String,
+    pub certificate_id: Option<CertificateId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("cluster", &self.cluster)
+            .field("generation", &self.generation)
+            .field("token", &self.token)
+            .field("certificate_id", &self.certificate_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bundle in service for a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Current {
+    pub schema: u32,
+    pub cluster: ClusterName,
+    pub token: GenerationToken,
+    pub authority_id: String,
+    pub meta: BundleMeta,
+    #[serde(with = "bundle_json")]
+    pub bundle: Bundle,
+    #[serde(with = "time::serde::rfc3339")]
+    pub promoted_at: OffsetDateTime,
+}
+
+/// What escrow holds for one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Escrowed {
+    pub current: Option<Current>,
+    /// Only a pending record newer than `current`; a leftover from a finished generation is
+    /// not reported.
+    pub pending: Option<Pending>,
+}
+
+/// Result of claiming a generation.
+#[derive(Debug)]
+pub enum Claim {
+    /// Our record is now the pending one.
+    Won,
+    /// Another run holds this generation; continue with its record.
+    Lost(Box<Pending>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscrowError {
+    #[error("escrow record for {cluster} is unreadable: {reason}")]
+    Corrupt { cluster: String, reason: String },
+    #[error("generation {generation} of {cluster} belongs to another run (token {token}); not overwriting it")]
+    Conflict { cluster: String, generation: u64, token: String },
+    #[error("escrow record for {cluster} would be {size} bytes, over the {limit}-byte limit")]
+    TooLarge { cluster: String, size: usize, limit: usize },
+    #[error(
+        "escrow record for {cluster} was retired (its cluster was deleted) and is scheduled for deletion; restore it (aws secretsmanager restore-secret) to reuse the name before the recovery window ends"
+    )]
+    Retired { cluster: String },
+    #[error("escrow {operation} failed for {cluster}: {detail}")]
+    Backend { operation: &'static str, cluster: String, detail: String },
+}
+
+#[async_trait::async_trait]
+pub trait Escrow: Send + Sync {
+    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError>;
+    /// Writes `pending` only if no pending record with its token exists (conditional write).
+    async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError>;
+    /// Adds the certificate id to the pending record that carries the same token.
+    async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError>;
+    /// Makes `current` the record in service and clears the pending record of its generation.
+    async fn promote(&self, current: &Current) -> Result<(), EscrowError>;
+    /// Removes the cluster's records (recoverable where the backend allows it).
+    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError>;
+}
+
+/// Deterministic per (authority, cluster, generation): 36 characters in UUID form, which fits
+/// PCA's IdempotencyToken (≤ 36) and Secrets Manager's ClientRequestToken (32–64).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct GenerationToken(String);
+
+impl GenerationToken {
+    pub fn derive(authority_id: &str, cluster: &ClusterName, generation: u64) -> Self {
+        GenerationToken(uuid_shaped(&format!("meshca/v1\0{authority_id}\0{cluster}\0{generation}")))
+    }
+
+    /// A token of the same shape for a later step of this generation (an escrow write after
+    /// the claim, say): distinct from the claim's token, yet the same on every retry.
+    pub fn for_step(&self, step: &str) -> String {
+        uuid_shaped(&format!("{}/{step}", self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// SHA-256 of `input`, its first 128 bits written as a UUID (8-4-4-4-12 hex digits).
+fn uuid_shaped(input: &str) -> String {
+    let h = crate::cert::sha256_hex(input.as_bytes());
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+impl std::fmt::Display for GenerationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+mod secret_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(v: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+        Ok(Zeroizing::new(String::deserialize(d)?))
+    }
+}
+
+mod bundle_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::bundle::Bundle;
+
+    #[derive(Serialize, Deserialize)]
+    struct Files {
+        ca_cert: String,
+        ca_key: String,
+        cert_chain: String,
+        root_cert: String,
+    }
+
+    pub fn serialize<S: Serializer>(b: &Bundle, s: S) -> Result<S::Ok, S::Error> {
+        Files {
+            ca_cert: b.ca_cert.clone(),
+            ca_key: b.ca_key.to_string(),
+            cert_chain: b.cert_chain.clone(),
+            root_cert: b.root_cert.clone(),
+        }
+        .serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bundle, D::Error> {
+        let f = zeroize::Zeroizing::new(Files::deserialize(d)?.into_parts());
+        Bundle::from_pems(&f.0, &f.1, &f.2, &f.3).map_err(serde::de::Error::custom)
+    }
+
+    impl Files {
+        fn into_parts(self) -> Parts {
+            Parts(self.ca_cert, self.ca_key, self.cert_chain, self.root_cert)
+        }
+    }
+    struct Parts(String, String, String, String);
+    impl zeroize::Zeroize for Parts {
+        fn zeroize(&mut self) {
+            self.1.zeroize();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_deterministic_uuid_shaped_and_distinct() {
+        let c: ClusterName = "prod".parse().unwrap();
+        let a = GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1);
+        assert_eq!(a, GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1));
+        assert_eq!(a.as_str().len(), 36);
+        assert_eq!(a.as_str().matches('-').count(), 4);
+        assert_ne!(a, GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 2));
+        assert_ne!(a, GenerationToken::derive("local:/tmp", &c, 1));
+    }
+}

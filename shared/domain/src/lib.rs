@@ -1,0 +1,38 @@
+//! meshca's domain: every EKS cluster its own Istio intermediate CA, signed by one root.
+//!
+//! This crate holds the rules — keys, CSRs, bundles and their validation, renewal, generation
+//! tokens — the ports adapters plug into ([`Authority`] signs, [`Escrow`] keeps bundles,
+//! [`Clusters`] finds clusters, [`Delivery`] writes into one, [`FanOut`] hands work on), and the
+//! [`Reconciler`] that drives one cluster through them. It knows no AWS, Kubernetes, HTTP or
+//! Lambda type: its dependency tree holds none of those crates, and a test checks that it stays
+//! so. Adapters live in their own crates (`meshca-aws`, `meshca-kube`, `meshca-local`).
+
+pub mod authority;
+pub mod bundle;
+pub mod cert;
+pub mod cluster;
+pub mod clusters;
+pub mod csr;
+pub mod delivery;
+pub mod escrow;
+pub mod fanout;
+pub mod key;
+pub mod pace;
+pub mod pem;
+pub mod reconcile;
+pub mod renewal;
+pub mod retry;
+pub mod timestamp;
+pub mod validate;
+
+pub use authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, Validity};
+pub use bundle::{Bundle, BundleMeta};
+pub use cluster::ClusterName;
+pub use clusters::{ClusterInfo, Clusters, ClustersError, OptIn};
+pub use delivery::{Delivery, DeliveryOptions};
+pub use escrow::{Escrow, EscrowError};
+pub use fanout::{FanOut, ReconcileRequest};
+pub use key::{KeyAlgorithm, PrivateKey};
+pub use reconcile::{Obtained, Outcome, ReconcileError, Reconciler, Secured, Settings, Step};
+pub use renewal::{RenewReason, RenewalPolicy, Verdict};
+pub use validate::{InvalidBundle, Profile, Verified};

@@ -1,0 +1,514 @@
+//! The reconciler: one cluster's way to a valid, delivered bundle, and back out again.
+//!
+//! [`Reconciler::apply`] runs observe → decide → issue → escrow → deliver → verify;
+//! [`Reconciler::cleanup`] revokes and retires what a deleted cluster had. Both return one
+//! [`Outcome`], which also says when to look at the cluster again. Every step can be repeated:
+//! a pending record is claimed before the authority is called, the authority call carries an
+//! idempotency token derived from the generation, a rerun resumes whatever generation is
+//! pending, and delivery is conditional — so a crash or a concurrent run anywhere converges on
+//! one valid bundle in the cluster, with one certificate issued.
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, RevocationReason, Validity};
+use crate::bundle::{Bundle, BundleMeta};
+use crate::cert::{Certificate, sha256_hex};
+use crate::cluster::ClusterName;
+use crate::csr::{CsrError, Subject, build_csr};
+use crate::delivery::{Change, Delivery, DeliveryError, Observed};
+use crate::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, GenerationToken, Pending, SCHEMA};
+use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
+use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
+use crate::timestamp::rfc3339;
+use crate::validate::{InvalidBundle, Profile, Verified, validate};
+
+/// How intermediates are made for this deployment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub key_algorithm: KeyAlgorithm,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    /// `None`: `<cluster> istio intermediate CA`.
+    pub common_name: Option<String>,
+    pub validity: Validity,
+    pub profile: Profile,
+    pub renewal: RenewalPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            key_algorithm: KeyAlgorithm::EcP256,
+            organization: None,
+            organizational_unit: None,
+            common_name: None,
+            validity: Validity::Days(365),
+            profile: Profile { key_algorithm: Some(KeyAlgorithm::EcP256), ..Profile::default() },
+            renewal: RenewalPolicy::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn subject(&self, cluster: &ClusterName) -> Subject {
+        let mut s = Subject::for_cluster(cluster)
+            .with_organization(self.organization.clone(), self.organizational_unit.clone());
+        if let Some(cn) = &self.common_name {
+            s.common_name = cn.clone();
+        }
+        s
+    }
+}
+
+/// The step of the pipeline a failure happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Observe,
+    Decide,
+    Issue,
+    Escrow,
+    Deliver,
+    Verify,
+    /// Revoking a deleted cluster's certificates.
+    Revoke,
+    /// Handing a cluster on to another run (a sweep's fan-out).
+    FanOut,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Observe => "observe",
+            Step::Decide => "decide",
+            Step::Issue => "issue",
+            Step::Escrow => "escrow",
+            Step::Deliver => "deliver",
+            Step::Verify => "verify",
+            Step::Revoke => "revoke",
+            Step::FanOut => "fan-out",
+        })
+    }
+}
+
+/// What one reconcile of one cluster did: the one result type reports, logs and metrics use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Escrow and cluster already held a healthy bundle.
+    Unchanged {
+        generation: u64,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        renew_at: OffsetDateTime,
+    },
+    /// The escrowed bundle was (re)written into the cluster (missing or drifted secret).
+    Delivered {
+        generation: u64,
+        change: Change,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        renew_at: OffsetDateTime,
+    },
+    /// A new generation was issued (or a pending one finished) and delivered.
+    Renewed {
+        #[serde(serialize_with = "display")]
+        reason: RenewReason,
+        generation: u64,
+        change: Change,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        renew_at: OffsetDateTime,
+    },
+    /// The cluster is gone: its intermediates were revoked and its escrow retired.
+    Revoked { certificates: Vec<String> },
+    /// Nothing was attempted, and why (not opted in, not ACTIVE yet, …).
+    Skipped { reason: String },
+    /// Dry run: what a real run would do.
+    Planned { plan: String },
+    Failed { step: Step, error: String },
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Renewed { .. } => "renewed",
+            Outcome::Revoked { .. } => "revoked",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Planned { .. } => "planned",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// The end of the bundle now in the cluster, when this run put or found one there.
+    pub fn not_after(&self) -> Option<OffsetDateTime> {
+        match self {
+            Outcome::Unchanged { not_after, .. } | Outcome::Delivered { not_after, .. } | Outcome::Renewed { not_after, .. } => {
+                Some(*not_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// When this cluster next needs a look: its renewal time. `None` when only the next
+    /// event or sweep can tell (skipped, failed, revoked, planned).
+    pub fn renew_at(&self) -> Option<OffsetDateTime> {
+        match self {
+            Outcome::Unchanged { renew_at, .. } | Outcome::Delivered { renew_at, .. } | Outcome::Renewed { renew_at, .. } => {
+                Some(*renew_at)
+            }
+            _ => None,
+        }
+    }
+
+    fn failed(step: Step, error: impl std::fmt::Display) -> Self {
+        Outcome::Failed { step, error: error.to_string() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{step}: {source}")]
+    Authority { step: Step, source: AuthorityError },
+    #[error("{step}: {source}")]
+    Escrow { step: Step, source: EscrowError },
+    #[error("issue: {0}")]
+    Key(#[from] KeyError),
+    #[error("issue: {0}")]
+    Csr(#[from] CsrError),
+    #[error("issue: requested validity ends {}, after the issuing CA itself ({}); shorten it", rfc3339(*wanted), rfc3339(*ca_end))]
+    OutlivesAuthority { wanted: OffsetDateTime, ca_end: OffsetDateTime },
+    #[error("issue: validity must be at least one day")]
+    ZeroValidity,
+    #[error("escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}")]
+    InvalidIssued { certificate_id: String, source: InvalidBundle },
+}
+
+impl ReconcileError {
+    pub fn step(&self) -> Step {
+        match self {
+            ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
+            ReconcileError::InvalidIssued { .. } => Step::Escrow,
+            _ => Step::Issue,
+        }
+    }
+
+    fn observe_authority(source: AuthorityError) -> Self {
+        ReconcileError::Authority { step: Step::Observe, source }
+    }
+
+    fn observe_escrow(source: EscrowError) -> Self {
+        ReconcileError::Escrow { step: Step::Observe, source }
+    }
+}
+
+/// Where the bundle [`Reconciler::ensure_bundle`] returns came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obtained {
+    /// The escrowed bundle is valid and not due.
+    Escrowed,
+    /// A new generation was issued.
+    Issued(RenewReason),
+    /// A generation left pending by an earlier (crashed or concurrent) run was completed.
+    Resumed(RenewReason),
+}
+
+/// A valid bundle, escrowed.
+#[derive(Debug)]
+pub struct Secured {
+    pub cluster: ClusterName,
+    pub bundle: Bundle,
+    pub meta: BundleMeta,
+    pub verified: Verified,
+    pub renew_at: OffsetDateTime,
+    pub obtained: Obtained,
+}
+
+/// What decide concluded, before anything is written.
+enum Decision {
+    Keep(Box<Current>, Box<Verified>, OffsetDateTime),
+    Resume(Box<Pending>, RenewReason),
+    Renew { generation: u64, reason: RenewReason },
+}
+
+/// One cluster's reconcile, over the ports of this deployment.
+pub struct Reconciler<'a> {
+    pub authority: &'a dyn Authority,
+    pub escrow: &'a dyn Escrow,
+    pub settings: &'a Settings,
+}
+
+impl Reconciler<'_> {
+    /// Create, renew or redeliver: brings `cluster` to a valid, delivered bundle. Never
+    /// panics; always one outcome.
+    pub async fn apply(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> Outcome {
+        // Look at the cluster first: unreachable, forbidden or refusing clusters cost no certificate.
+        match delivery.observe().await {
+            Ok(observed) => {
+                if let Some(refusal) = delivery.refuses(&observed) {
+                    return Outcome::Skipped { reason: refusal.to_string() };
+                }
+            }
+            Err(e) => return Outcome::failed(Step::Observe, e),
+        }
+        let secured = match self.ensure_bundle(cluster, force).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::failed(e.step(), e),
+        };
+        // deliver reads the secret back and compares it with the bundle: that is the verify step.
+        let change = match delivery.deliver(&secured.bundle, &secured.meta).await {
+            Ok(d) => d.change,
+            Err(e @ DeliveryError::ReadBack { .. }) => return Outcome::failed(Step::Verify, e),
+            Err(e) => return Outcome::failed(Step::Deliver, e),
+        };
+        let (generation, not_after, renew_at) = (secured.meta.generation, secured.meta.not_after, secured.renew_at);
+        match secured.obtained {
+            Obtained::Escrowed if change == Change::Unchanged => Outcome::Unchanged { generation, not_after, renew_at },
+            Obtained::Escrowed => Outcome::Delivered { generation, change, not_after, renew_at },
+            Obtained::Issued(reason) | Obtained::Resumed(reason) => {
+                Outcome::Renewed { reason, generation, change, not_after, renew_at }
+            }
+        }
+    }
+
+    /// Dry run of [`Reconciler::apply`]: observes escrow, CA and cluster; writes nothing.
+    pub async fn plan(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> Outcome {
+        let escrowed = match self.escrow.load(cluster).await {
+            Ok(e) => e,
+            Err(e) => return Outcome::failed(Step::Observe, e),
+        };
+        let info = match self.authority.describe().await {
+            Ok(i) => i,
+            Err(e) => return Outcome::failed(Step::Observe, e),
+        };
+        let in_cluster = match delivery.observe().await {
+            Ok(o) => o,
+            Err(e) => return Outcome::failed(Step::Observe, e),
+        };
+        let renew = match self.judge(&info, escrowed.current.as_ref(), force, OffsetDateTime::now_utc()).0 {
+            Verdict::Renew { reason: RenewReason::NoBundle, .. } => Some("no bundle escrowed".to_string()),
+            Verdict::Renew { reason, .. } => Some(reason.to_string()),
+            Verdict::Keep { .. } => None,
+        };
+        let plan = match (renew, &in_cluster, &escrowed.current) {
+            (Some(why), _, _) => format!("renew ({why}), then deliver"),
+            (None, Observed::Managed { meta: Some(m), .. }, Some(c)) if m.fingerprint_sha256 == c.meta.fingerprint_sha256 => {
+                "nothing: escrow and cluster hold the same healthy bundle".into()
+            }
+            (None, Observed::Unmanaged { .. }, _) => "deliver the escrowed bundle over an unmanaged cacerts (needs adoption)".into(),
+            (None, _, _) => "deliver the escrowed bundle (cacerts missing or different)".into(),
+        };
+        Outcome::Planned { plan }
+    }
+
+    /// The cluster was deleted: revoke its intermediates (current, and a pending one that was
+    /// already issued) and retire its escrow record.
+    pub async fn cleanup(&self, cluster: &ClusterName) -> Outcome {
+        let escrowed = match self.escrow.load(cluster).await {
+            Ok(e) => e,
+            Err(EscrowError::Retired { .. }) => return Outcome::Skipped { reason: "already revoked and retired".into() },
+            Err(e) => return Outcome::failed(Step::Observe, e),
+        };
+        let mut revoke: Vec<(CertificateId, String)> = Vec::new();
+        if let Some(c) = &escrowed.current {
+            revoke.push((CertificateId(c.meta.certificate_id.clone()), c.meta.serial.clone()));
+        }
+        if let Some(id) = escrowed.pending.as_ref().and_then(|p| p.certificate_id.clone())
+            && let Some(serial) = self.serial_of(&id).await
+        {
+            revoke.push((id, serial));
+        }
+        let mut certificates = Vec::new();
+        for (id, serial) in revoke {
+            match self.authority.revoke(&id, &serial, RevocationReason::CessationOfOperation).await {
+                Ok(()) => certificates.push(id.0),
+                Err(e) => return Outcome::failed(Step::Revoke, format!("revoking {id}: {e}")),
+            }
+        }
+        if escrowed.current.is_none() && escrowed.pending.is_none() {
+            return Outcome::Skipped { reason: "nothing escrowed for this cluster".into() };
+        }
+        match self.escrow.retire(cluster).await {
+            Ok(()) => Outcome::Revoked { certificates },
+            Err(e) => Outcome::failed(Step::Escrow, e),
+        }
+    }
+
+    /// The serial of an issued certificate, as the authority hands it out.
+    async fn serial_of(&self, id: &CertificateId) -> Option<String> {
+        let issued = self.authority.fetch(id).await.ok()?;
+        let der = crate::pem::certificates("pending certificate", &issued.certificate).ok()?.into_iter().next()?;
+        Certificate::from_der("pending", der).ok().map(|c| c.serial)
+    }
+
+    /// Judges the escrowed bundle without touching the cluster: the cheap first look of a sweep.
+    pub async fn assess(&self, cluster: &ClusterName) -> Result<Verdict, ReconcileError> {
+        let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
+        let escrowed = self.escrow.load(cluster).await.map_err(ReconcileError::observe_escrow)?;
+        Ok(self.judge(&info, escrowed.current.as_ref(), false, OffsetDateTime::now_utc()).0)
+    }
+
+    /// Returns a valid escrowed bundle for `cluster`, issuing one when none is usable.
+    ///
+    /// A conflict in escrow means a rival run moved the cluster on while we worked; we look
+    /// again (a bounded number of times) and adopt what it did.
+    pub async fn ensure_bundle(&self, cluster: &ClusterName, force: bool) -> Result<Secured, ReconcileError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.ensure_once(cluster, force && attempt == 1).await {
+                Err(ReconcileError::Escrow { source: EscrowError::Conflict { .. }, .. }) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn ensure_once(&self, cluster: &ClusterName, force: bool) -> Result<Secured, ReconcileError> {
+        let now = OffsetDateTime::now_utc();
+        let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
+        let escrowed = self.escrow.load(cluster).await.map_err(ReconcileError::observe_escrow)?;
+
+        match self.decide(&info, escrowed, force, now) {
+            Decision::Keep(current, verified, renew_at) => Ok(Secured {
+                cluster: cluster.clone(),
+                bundle: current.bundle,
+                meta: current.meta,
+                verified: *verified,
+                renew_at,
+                obtained: Obtained::Escrowed,
+            }),
+            Decision::Resume(pending, reason) => self.finish(&info, *pending, now, Obtained::Resumed(reason)).await,
+            Decision::Renew { generation, reason } => {
+                let pending = self.begin(&info, cluster, generation, now)?;
+                let (pending, obtained) = match self.escrow.claim(&pending).await {
+                    Ok(Claim::Won) => (pending, Obtained::Issued(reason)),
+                    Ok(Claim::Lost(theirs)) => (*theirs, Obtained::Resumed(reason)),
+                    Err(source) => return Err(ReconcileError::Escrow { step: Step::Issue, source }),
+                };
+                self.finish(&info, pending, now, obtained).await
+            }
+        }
+    }
+
+    fn decide(&self, info: &AuthorityInfo, escrowed: Escrowed, force: bool, now: OffsetDateTime) -> Decision {
+        let current_generation = escrowed.current.as_ref().map_or(0, |c| c.meta.generation);
+        let reason = match self.judge(info, escrowed.current.as_ref(), force, now) {
+            (Verdict::Keep { renew_at, .. }, Some(verified)) => {
+                let current = escrowed.current.expect("kept only when there is one");
+                return Decision::Keep(Box::new(current), Box::new(verified), renew_at);
+            }
+            (Verdict::Keep { .. }, None) => unreachable!("judge keeps only a verified bundle"),
+            (Verdict::Renew { reason, .. }, _) => reason,
+        };
+        match escrowed.pending {
+            // Finish what an earlier run started, if it was started the way we would start it.
+            Some(p) if p.authority_id == info.id && p.key_algorithm == self.settings.key_algorithm => {
+                Decision::Resume(Box::new(p), reason)
+            }
+            Some(p) => Decision::Renew { generation: p.generation + 1, reason },
+            None => Decision::Renew { generation: current_generation + 1, reason },
+        }
+    }
+
+    /// Whether the escrowed bundle can stay in service or must be renewed, and why; the
+    /// verified bundle comes with every `Keep`.
+    fn judge(&self, info: &AuthorityInfo, current: Option<&Current>, force: bool, now: OffsetDateTime) -> (Verdict, Option<Verified>) {
+        let Some(current) = current else {
+            return (Verdict::Renew { reason: RenewReason::NoBundle, not_after: None }, None);
+        };
+        let renew = |reason| (Verdict::Renew { reason, not_after: Some(current.meta.not_after) }, None);
+        match validate(&current.bundle, &self.settings.profile, now) {
+            Err(e) => renew(RenewReason::Invalid { detail: e.to_string() }),
+            Ok(_) if current.bundle.root_cert != info.root_bundle => renew(RenewReason::RootChanged),
+            Ok(_) if force => renew(RenewReason::Forced),
+            Ok(verified) => {
+                let c = &verified.ca_cert;
+                match self.settings.renewal.judge(c.not_before, c.not_after, now) {
+                    keep @ Verdict::Keep { .. } => (keep, Some(verified)),
+                    renew @ Verdict::Renew { .. } => (renew, None),
+                }
+            }
+        }
+    }
+
+    /// Key, CSR and the pending record for a new generation. Nothing is written yet.
+    fn begin(&self, info: &AuthorityInfo, cluster: &ClusterName, generation: u64, now: OffsetDateTime) -> Result<Pending, ReconcileError> {
+        let wanted = self.settings.validity.not_after(now);
+        if wanted <= now + Duration::days(1) - Duration::minutes(1) {
+            return Err(ReconcileError::ZeroValidity);
+        }
+        if wanted > info.not_after {
+            return Err(ReconcileError::OutlivesAuthority { wanted, ca_end: info.not_after });
+        }
+        let key = PrivateKey::generate(self.settings.key_algorithm)?;
+        let csr = build_csr(&key, &self.settings.subject(cluster))?;
+        Ok(Pending {
+            schema: SCHEMA,
+            cluster: cluster.clone(),
+            generation,
+            token: GenerationToken::derive(&info.id, cluster, generation),
+            authority_id: info.id.clone(),
+            key_algorithm: key.algorithm(),
+            ca_key: key.to_pkcs8_pem(),
+            csr,
+            certificate_id: None,
+            created_at: now,
+        })
+    }
+
+    /// Issue (unless the pending record already names a certificate), fetch, validate, promote.
+    async fn finish(&self, info: &AuthorityInfo, pending: Pending, now: OffsetDateTime, obtained: Obtained) -> Result<Secured, ReconcileError> {
+        let certificate_id = self.issue(pending.clone()).await?;
+        let issued = self.authority.fetch(&certificate_id).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
+
+        let invalid = |source| ReconcileError::InvalidIssued { certificate_id: certificate_id.to_string(), source };
+        let chain = format!("{}{}", issued.certificate, issued.chain);
+        let bundle = Bundle::from_pems(&issued.certificate, &pending.ca_key, &chain, &info.root_bundle)
+            .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
+        let verified = validate(&bundle, &self.settings.profile, now).map_err(invalid)?;
+        let c = &verified.ca_cert;
+        let meta = BundleMeta {
+            generation: pending.generation,
+            serial: c.serial.clone(),
+            not_after: c.not_after,
+            certificate_id: certificate_id.to_string(),
+            fingerprint_sha256: c.sha256_fingerprint.clone(),
+            root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()),
+        };
+        let renew_at = c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
+        let current = Current {
+            schema: SCHEMA,
+            cluster: pending.cluster.clone(),
+            token: pending.token.clone(),
+            authority_id: info.id.clone(),
+            meta: meta.clone(),
+            bundle: bundle.clone(),
+            promoted_at: now,
+        };
+        self.escrow.promote(&current).await.map_err(|source| ReconcileError::Escrow { step: Step::Escrow, source })?;
+        Ok(Secured { cluster: pending.cluster, bundle, meta, verified, renew_at, obtained })
+    }
+
+    /// The certificate of a pending generation: issued now, unless an earlier run already
+    /// recorded it. The id is recorded in escrow before anything else happens.
+    async fn issue(&self, mut pending: Pending) -> Result<CertificateId, ReconcileError> {
+        if let Some(id) = &pending.certificate_id {
+            return Ok(id.clone());
+        }
+        let request = IssueRequest { csr_pem: &pending.csr, validity: self.settings.validity, idempotency_token: pending.token.as_str() };
+        let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
+        pending.certificate_id = Some(id.clone());
+        self.escrow.record_issued(&pending).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;
+        Ok(id)
+    }
+}

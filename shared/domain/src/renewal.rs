@@ -1,0 +1,142 @@
+//! When a cluster's intermediate is renewed.
+
+use std::fmt;
+
+use time::{Duration, OffsetDateTime};
+
+/// istiod does not re-clamp workload certificate lifetimes after hot-reloading a new
+/// intermediate, so a workload certificate signed just before rotation can run to the old
+/// intermediate's end. Renewing at least two days ahead keeps every such certificate inside it.
+pub const MIN_RENEW_BEFORE: Duration = Duration::hours(48);
+
+/// AWS Private CA's short-lived certificate mode caps validity at seven days.
+pub const SHORT_LIVED_MAX: Duration = Duration::days(7);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RenewalPolicy {
+    /// Renew when less than this is left. `None`: a third of the certificate's validity, but
+    /// never less than [`MIN_RENEW_BEFORE`].
+    pub renew_before: Option<Duration>,
+}
+
+/// Why a new intermediate is needed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum RenewReason {
+    /// Nothing escrowed for this cluster yet.
+    NoBundle,
+    /// The escrowed bundle fails validation.
+    Invalid { detail: String },
+    /// The authority's root bundle differs from the escrowed `root-cert.pem`.
+    RootChanged,
+    /// Less life left than the renew-before threshold.
+    Due { remaining_hours: i64, renew_before_hours: i64 },
+    /// The operator asked for it.
+    Forced,
+}
+
+impl fmt::Display for RenewReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenewReason::NoBundle => f.write_str("no bundle escrowed for this cluster"),
+            RenewReason::Invalid { detail } => write!(f, "escrowed bundle is invalid: {detail}"),
+            RenewReason::RootChanged => f.write_str("the authority's root changed"),
+            RenewReason::Due { remaining_hours, renew_before_hours } => write!(
+                f,
+                "{} left, renewal is due {} before expiry",
+                human_hours(*remaining_hours),
+                human_hours(*renew_before_hours)
+            ),
+            RenewReason::Forced => f.write_str("renewal forced"),
+        }
+    }
+}
+
+/// Whether a bundle stays in service or is renewed, and why: the policy's answer for one
+/// certificate, the reconciler's for a cluster's escrow, and the sweep's first look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Keep { not_after: OffsetDateTime, renew_at: OffsetDateTime },
+    /// `not_after`: the end of the bundle in service, if there is one.
+    Renew { reason: RenewReason, not_after: Option<OffsetDateTime> },
+}
+
+impl Verdict {
+    /// The end of the bundle in service, if any.
+    pub fn not_after(&self) -> Option<OffsetDateTime> {
+        match self {
+            Verdict::Keep { not_after, .. } => Some(*not_after),
+            Verdict::Renew { not_after, .. } => *not_after,
+        }
+    }
+
+    pub fn is_due(&self) -> bool {
+        matches!(self, Verdict::Renew { .. })
+    }
+}
+
+impl RenewalPolicy {
+    /// The threshold for a certificate valid from `not_before` to `not_after`.
+    pub fn threshold(&self, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Duration {
+        self.renew_before.unwrap_or_else(|| {
+            let third: Duration = (not_after - not_before) / 3;
+            third.max(MIN_RENEW_BEFORE)
+        })
+    }
+
+    pub fn judge(&self, not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime) -> Verdict {
+        let threshold = self.threshold(not_before, not_after);
+        let remaining = not_after - now;
+        if remaining < threshold {
+            let reason = RenewReason::Due { remaining_hours: remaining.whole_hours(), renew_before_hours: threshold.whole_hours() };
+            Verdict::Renew { reason, not_after: Some(not_after) }
+        } else {
+            Verdict::Keep { not_after, renew_at: not_after - threshold }
+        }
+    }
+}
+
+pub(crate) fn human_hours(h: i64) -> String {
+    if h.abs() >= 48 { format!("{} days", h / 24) } else { format!("{h} h") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+
+    #[test]
+    fn default_is_a_third_of_validity() {
+        let p = RenewalPolicy::default();
+        let end = T0 + Duration::days(300);
+        assert_eq!(p.threshold(T0, end), Duration::days(100));
+        assert!(matches!(p.judge(T0, end, T0 + Duration::days(199)), Verdict::Keep { .. }));
+        assert!(matches!(p.judge(T0, end, T0 + Duration::days(201)), Verdict::Renew { reason: RenewReason::Due { .. }, .. }));
+        if let Verdict::Keep { renew_at, .. } = p.judge(T0, end, T0) {
+            assert_eq!(renew_at, T0 + Duration::days(200));
+        }
+    }
+
+    #[test]
+    fn never_less_than_48_hours_for_short_lived() {
+        let p = RenewalPolicy::default();
+        // 3-day certificate: a third is 24 h, the floor lifts it to 48 h.
+        let end = T0 + Duration::days(3);
+        assert_eq!(p.threshold(T0, end), Duration::hours(48));
+        assert!(matches!(p.judge(T0, end, T0 + Duration::hours(25)), Verdict::Renew { .. }));
+        // 7-day short-lived PCA certificate: a third is 56 h.
+        assert_eq!(p.threshold(T0, T0 + SHORT_LIVED_MAX), Duration::hours(56));
+    }
+
+    #[test]
+    fn explicit_threshold_wins() {
+        let p = RenewalPolicy { renew_before: Some(Duration::days(10)) };
+        let end = T0 + Duration::days(365);
+        assert!(matches!(p.judge(T0, end, end - Duration::days(11)), Verdict::Keep { .. }));
+        let v = p.judge(T0, end, end - Duration::days(9));
+        let Verdict::Renew { reason, .. } = v else { panic!("{v:?}") };
+        assert_eq!(reason.to_string(), "9 days left, renewal is due 10 days before expiry");
+    }
+}

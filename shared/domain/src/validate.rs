@@ -1,0 +1,190 @@
+//! The rules a bundle must meet before anything is written or delivered (DESIGN.md, "The
+//! bundle"). Each broken rule is its own error variant so callers — and operators reading logs —
+//! can tell exactly which one failed.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::bundle::{Bundle, CA_CERT, CERT_CHAIN, ROOT_CERT};
+use crate::cert::{CertError, Certificate};
+use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::pem::{self, PemError};
+use crate::timestamp::rfc3339;
+
+/// What a bundle must look like for this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// BasicConstraints pathLenConstraint the intermediate must carry (PathLen0 template → 0).
+    pub path_len: u32,
+    /// The configured key type; `None` accepts any supported one (used by `inspect`).
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// A bundle with less life left than this is refused. Istio's default workload certificate
+    /// lives 24 h, and a workload certificate must not outlive the CA that signed it.
+    pub min_remaining: Duration,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile { path_len: 0, key_algorithm: None, min_remaining: Duration::hours(24) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidBundle {
+    #[error(transparent)]
+    Pem(#[from] PemError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("ca-cert.pem holds {0} certificates; it must hold exactly one")]
+    CaCertCount(usize),
+    #[error("ca-key.pem is not a usable private key: {0}")]
+    KeyUnreadable(String),
+    #[error("ca-cert.pem is not a CA (BasicConstraints CA:TRUE missing)")]
+    NotCa,
+    #[error("pathlen {found}, profile wants {wanted}")]
+    PathLen { found: String, wanted: u32 },
+    #[error("ca-cert.pem lacks keyCertSign in KeyUsage, so it cannot sign workload certificates")]
+    NoKeyCertSign,
+    #[error("ca-key.pem does not match ca-cert.pem")]
+    KeyMismatch,
+    #[error("ca-key.pem is {found}, profile wants {wanted}")]
+    WrongKeyType { found: String, wanted: KeyAlgorithm },
+    #[error("cert-chain.pem does not start with ca-cert.pem")]
+    ChainHead,
+    #[error("cert-chain.pem does not verify to root-cert.pem: {0}")]
+    ChainBroken(String),
+    #[error("cert-chain.pem stops short of the root: it ends at \"{last}\", which root-cert.pem does not contain; append the issuers up to and including the root")]
+    ChainStopsShort { last: String },
+    #[error("root-cert.pem: \"{0}\" is not a CA certificate")]
+    RootNotCa(String),
+    #[error("{file}: \"{subject}\" expired at {}", rfc3339(*not_after))]
+    Expired { file: &'static str, subject: String, not_after: OffsetDateTime },
+    #[error("{file}: \"{subject}\" is not valid before {}", rfc3339(*not_before))]
+    NotYetValid { file: &'static str, subject: String, not_before: OffsetDateTime },
+    #[error(
+        "certificate outlives its issuer: \"{subject}\" ends {}, after \"{issuer}\" which ends {}",
+        rfc3339(*not_after),
+        rfc3339(*issuer_not_after)
+    )]
+    OutlivesIssuer { subject: String, not_after: OffsetDateTime, issuer: String, issuer_not_after: OffsetDateTime },
+    #[error("ca-cert.pem has {} h of life left, below the minimum of {} h", remaining.whole_hours(), minimum.whole_hours())]
+    TooLittleLife { remaining: Duration, minimum: Duration },
+}
+
+/// A bundle that passed every rule, with the parsed certificates for reporting.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub ca_cert: Certificate,
+    /// cert-chain.pem, intermediate first, root last.
+    pub chain: Vec<Certificate>,
+    pub roots: Vec<Certificate>,
+    pub key_algorithm: KeyAlgorithm,
+    pub remaining: Duration,
+}
+
+/// The certificates of a bundle, parsed but not judged — enough for `inspect` to describe a
+/// bundle that fails validation.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub ca_cert: Vec<Certificate>,
+    pub chain: Vec<Certificate>,
+    pub roots: Vec<Certificate>,
+}
+
+pub fn parse(bundle: &Bundle) -> Result<Parsed, InvalidBundle> {
+    let load = |file: &'static str, text: &str| -> Result<Vec<Certificate>, InvalidBundle> {
+        pem::certificates(file, text)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, der)| Certificate::from_der(&format!("{file} certificate {}", i + 1), der).map_err(Into::into))
+            .collect()
+    };
+    Ok(Parsed {
+        ca_cert: load(CA_CERT, &bundle.ca_cert)?,
+        chain: load(CERT_CHAIN, &bundle.cert_chain)?,
+        roots: load(ROOT_CERT, &bundle.root_cert)?,
+    })
+}
+
+/// Checks every rule; the first broken one is returned.
+pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Result<Verified, InvalidBundle> {
+    let Parsed { ca_cert, chain, roots } = parse(bundle)?;
+    let [ca_cert]: [Certificate; 1] = ca_cert.try_into().map_err(|v: Vec<_>| InvalidBundle::CaCertCount(v.len()))?;
+
+    // The certificate itself: a CA of the profile's shape.
+    if !ca_cert.is_ca {
+        return Err(InvalidBundle::NotCa);
+    }
+    if ca_cert.path_len != Some(profile.path_len) {
+        let found = ca_cert.path_len.map_or_else(|| "unlimited (none set)".to_string(), |p| p.to_string());
+        return Err(InvalidBundle::PathLen { found, wanted: profile.path_len });
+    }
+    if !ca_cert.key_cert_sign {
+        return Err(InvalidBundle::NoKeyCertSign);
+    }
+
+    // The key: readable, ours, and of the configured type.
+    let key = PrivateKey::from_pkcs8_pem(&bundle.ca_key).map_err(|e| InvalidBundle::KeyUnreadable(e.to_string()))?;
+    if key.public_key_raw() != ca_cert.public_key_raw.as_slice() {
+        return Err(InvalidBundle::KeyMismatch);
+    }
+    let key_algorithm = key.algorithm();
+    if let Some(wanted) = profile.key_algorithm
+        && wanted != key_algorithm
+    {
+        return Err(InvalidBundle::WrongKeyType { found: key_algorithm.to_string(), wanted });
+    }
+    drop(key);
+
+    // The chain: starts at ca-cert.pem, each link signed by the next, ending at a root we trust.
+    if chain.first().map(|c| &c.der) != Some(&ca_cert.der) {
+        return Err(InvalidBundle::ChainHead);
+    }
+    if let Some(r) = roots.iter().find(|r| !r.is_ca) {
+        return Err(InvalidBundle::RootNotCa(r.subject.clone()));
+    }
+    for pair in chain.windows(2) {
+        pair[0].signed_by(&pair[1]).map_err(InvalidBundle::ChainBroken)?;
+    }
+    let last = chain.last().expect("chain starts with ca-cert.pem");
+    if !roots.iter().any(|r| r.der == last.der) {
+        return Err(match roots.iter().find(|r| last.signed_by(r).is_ok()) {
+            Some(_) => InvalidBundle::ChainStopsShort { last: last.subject.clone() },
+            None if last.is_self_signed() => InvalidBundle::ChainBroken(format!(
+                "it ends at root \"{}\", which is not in root-cert.pem",
+                last.subject
+            )),
+            None => InvalidBundle::ChainBroken(format!(
+                "\"{}\" is signed by \"{}\", which is not in root-cert.pem",
+                last.subject, last.issuer
+            )),
+        });
+    }
+
+    // Time: every certificate current, none outliving its issuer, enough life left.
+    for (file, certs) in [(CERT_CHAIN, &chain), (ROOT_CERT, &roots)] {
+        for c in certs.iter() {
+            if c.not_after <= now {
+                return Err(InvalidBundle::Expired { file, subject: c.subject.clone(), not_after: c.not_after });
+            }
+            if c.not_before > now {
+                return Err(InvalidBundle::NotYetValid { file, subject: c.subject.clone(), not_before: c.not_before });
+            }
+        }
+    }
+    for pair in chain.windows(2) {
+        if pair[0].not_after > pair[1].not_after {
+            return Err(InvalidBundle::OutlivesIssuer {
+                subject: pair[0].subject.clone(),
+                not_after: pair[0].not_after,
+                issuer: pair[1].subject.clone(),
+                issuer_not_after: pair[1].not_after,
+            });
+        }
+    }
+    let remaining = ca_cert.not_after - now;
+    if remaining < profile.min_remaining {
+        return Err(InvalidBundle::TooLittleLife { remaining, minimum: profile.min_remaining });
+    }
+
+    Ok(Verified { ca_cert, chain, roots, key_algorithm, remaining })
+}

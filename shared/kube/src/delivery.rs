@@ -1,0 +1,248 @@
+//! [`KubeDelivery`], the [`Delivery`] that writes `cacerts` through a cluster's Kubernetes API.
+//!
+//! Writes are replace-with-resourceVersion, never delete-then-create, so there is no moment
+//! without a `cacerts` and no lost update: a 409 means somebody else wrote in between, and we
+//! re-read and decide again, a bounded number of times.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use meshca_core::bundle::{self, Bundle, BundleMeta};
+use meshca_core::cert::sha256_hex;
+use meshca_core::delivery::{
+    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed, decide_restart,
+};
+use meshca_core::timestamp::rfc3339;
+use meshca_core::validate;
+use time::OffsetDateTime;
+
+use crate::connect::chain;
+use crate::secret::{SECRET_NAME, SECRET_NAMESPACE, bundle_of, differing_file, holds, is_ours, meta_of, render};
+
+/// The pod-template annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// How istiod Deployments are found (every revision of a default or revisioned install).
+pub const ISTIOD_SELECTOR: &str = "app=istiod";
+
+/// [`Delivery`] into one cluster through its Kubernetes API.
+pub struct KubeDelivery {
+    client: Client,
+    endpoint: String,
+    options: DeliveryOptions,
+}
+
+impl KubeDelivery {
+    pub fn new(client: Client, endpoint: impl Into<String>, options: DeliveryOptions) -> Self {
+        KubeDelivery { client, endpoint: endpoint.into(), options }
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), SECRET_NAMESPACE)
+    }
+
+    /// Runs `call`, retrying throttling, server errors and transport failures until the deadline.
+    async fn call<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, DeliveryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut attempts = self.options.backoff.start();
+        loop {
+            let err = match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let transient = match &err {
+                kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                _ => false,
+            };
+            match attempts.next_pause() {
+                Some(pause) if transient => tokio::time::sleep(pause).await,
+                _ => return Err(self.map(err, what)),
+            }
+        }
+    }
+
+    fn map(&self, err: kube::Error, what: &str) -> DeliveryError {
+        match err {
+            kube::Error::Api(s) => match s.code {
+                401 => DeliveryError::Unauthorized(s.message.clone()),
+                403 => DeliveryError::Forbidden(format!("{what}: {}", s.message)),
+                code => DeliveryError::Api { code, reason: s.reason.clone(), what: what.to_string(), message: s.message.clone() },
+            },
+            other => DeliveryError::Unreachable { endpoint: self.endpoint.clone(), detail: chain(&other) },
+        }
+    }
+
+    /// Creates the namespace when it is missing and we may; a 403 on reading it means a
+    /// namespace-scoped grant, where the create of the secret will tell whether it exists.
+    async fn ensure_namespace(&self) -> Result<(), DeliveryError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(SECRET_NAMESPACE).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(()),
+            Err(e) => return Err(self.map(e, "get namespace")),
+        }
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(SECRET_NAMESPACE.to_string()), ..Default::default() },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 403 => Err(DeliveryError::NamespaceMissing(SECRET_NAMESPACE.to_string())),
+            Err(e) => Err(self.map(e, "create namespace")),
+        }
+    }
+
+    async fn istiods(&self) -> Result<Vec<Istiod>, DeliveryError> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), SECRET_NAMESPACE);
+        let lp = ListParams::default().labels(ISTIOD_SELECTOR);
+        let list = self.call("list istiod deployments", || deployments.list(&lp)).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|d| {
+                let containers = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.clone()).unwrap_or_default();
+                let container = containers.iter().find(|c| c.name == "discovery").or(containers.first());
+                let image = container.and_then(|c| c.image.clone()).unwrap_or_default();
+                Istiod {
+                    name: d.metadata.name.clone().unwrap_or_default(),
+                    version: IstioVersion::from_image(&image),
+                    image,
+                    running: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) > 0,
+                }
+            })
+            .collect())
+    }
+
+    async fn restart(&self, name: &str) -> Result<(), DeliveryError> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), SECRET_NAMESPACE);
+        let now = rfc3339(OffsetDateTime::now_utc());
+        let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+        let what = format!("restart deployment {name}");
+        let (params, patch) = (PatchParams::default(), Patch::Strategic(&patch));
+        self.call(&what, || deployments.patch(name, &params, &patch)).await?;
+        Ok(())
+    }
+
+    /// Reads the secret back and checks it holds exactly the bundle; returns the fingerprint.
+    async fn read_back(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<String, DeliveryError> {
+        let fail = |detail: String| DeliveryError::ReadBack { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into(), detail };
+        let secrets = self.secrets();
+        let back = self.call("read back cacerts", || secrets.get_opt(SECRET_NAME)).await?.ok_or_else(|| fail("the secret is gone".into()))?;
+        if let Some(name) = differing_file(&back, bundle) {
+            return Err(fail(format!("{name} differs")));
+        }
+        let der = meshca_core::pem::certificates(bundle::CA_CERT, &bundle.ca_cert).map_err(|e| fail(e.to_string()))?;
+        let fingerprint = der.first().map(|d| sha256_hex(d)).unwrap_or_default();
+        if fingerprint != meta.fingerprint_sha256 {
+            return Err(fail(format!("ca-cert.pem fingerprint {fingerprint} is not the recorded {}", meta.fingerprint_sha256)));
+        }
+        Ok(fingerprint)
+    }
+}
+
+fn unmanaged() -> DeliveryError {
+    DeliveryError::Unmanaged { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into() }
+}
+
+#[async_trait]
+impl Delivery for KubeDelivery {
+    async fn observe(&self) -> Result<Observed, DeliveryError> {
+        let secrets = self.secrets();
+        let found = self.call("get cacerts", || secrets.get_opt(SECRET_NAME)).await?;
+        Ok(match found {
+            None => Observed::Absent,
+            Some(s) if is_ours(&s) => Observed::Managed { bundle: bundle_of(&s), meta: meta_of(&s) },
+            Some(s) => Observed::Unmanaged { bundle: bundle_of(&s) },
+        })
+    }
+
+    fn refuses(&self, observed: &Observed) -> Option<DeliveryError> {
+        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt).then(unmanaged)
+    }
+
+    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
+        validate::validate(bundle, &self.options.profile, OffsetDateTime::now_utc())?;
+        let secrets = self.secrets();
+        let mut conflicts = 0;
+        let mut namespace_checked = false;
+        let change = loop {
+            if conflicts > self.options.conflict_retries {
+                return Err(DeliveryError::Conflicts {
+                    namespace: SECRET_NAMESPACE.into(),
+                    name: SECRET_NAME.into(),
+                    attempts: conflicts,
+                });
+            }
+            let current = self.call("get cacerts", || secrets.get_opt(SECRET_NAME)).await?;
+            let Some(current) = current else {
+                if !namespace_checked {
+                    self.ensure_namespace().await?;
+                    namespace_checked = true;
+                }
+                let new = render(None, bundle, meta);
+                let pp = PostParams::default();
+                match self.call("create cacerts", || secrets.create(&pp, &new)).await {
+                    Ok(_) => break Change::Created,
+                    Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
+                    Err(DeliveryError::Api { code: 404, .. }) => {
+                        return Err(DeliveryError::NamespaceMissing(SECRET_NAMESPACE.into()));
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            };
+            let ours = is_ours(&current);
+            if !ours && !self.options.adopt {
+                return Err(unmanaged());
+            }
+            if ours
+                && let Some(theirs) = meta_of(&current)
+                && theirs.generation > meta.generation
+            {
+                return Err(DeliveryError::NewerInCluster {
+                    namespace: SECRET_NAMESPACE.into(),
+                    name: SECRET_NAME.into(),
+                    theirs: theirs.generation,
+                    ours: meta.generation,
+                });
+            }
+            if holds(&current, bundle, meta) {
+                break Change::Unchanged;
+            }
+            let same_root = current.data.as_ref().and_then(|d| d.get(bundle::ROOT_CERT)).map(|b| b.0.as_slice())
+                == Some(bundle.root_cert.as_bytes());
+            let change = match (ours, same_root) {
+                (false, _) => Change::Adopted,
+                (true, true) => Change::Rotated,
+                (true, false) => Change::RootChanged,
+            };
+            let new = render(Some(current), bundle, meta);
+            let pp = PostParams::default();
+            match self.call("replace cacerts", || secrets.replace(SECRET_NAME, &pp, &new)).await {
+                Ok(_) => break change,
+                Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let fingerprint_sha256 = self.read_back(bundle, meta).await?;
+        let mut istiod = Vec::new();
+        for d in self.istiods().await? {
+            let decision = decide_restart(self.options.restart, change, &d);
+            if decision.restart {
+                self.restart(&d.name).await?;
+            }
+            istiod.push((d.name, decision));
+        }
+        Ok(Delivered { change, fingerprint_sha256, istiod, conflicts })
+    }
+}
+

@@ -1,0 +1,156 @@
+//! The `istio-system/cacerts` Secret: the one place meshca renders it — for the API server and
+//! for the manifest `meshca issue` writes beside the files — and reads it back.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use meshca_core::bundle::{self, Bundle, BundleMeta};
+use meshca_core::pem::PemError;
+use meshca_core::timestamp::rfc3339;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+pub const SECRET_NAME: &str = "cacerts";
+pub const SECRET_NAMESPACE: &str = "istio-system";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "meshca";
+pub const ANNOTATION_PREFIX: &str = "meshca.io/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Pem(#[from] PemError),
+    #[error("{path} is not a Secret manifest: {reason}")]
+    NotASecret { path: String, reason: String },
+}
+
+/// What the annotations record about the bundle in the secret.
+pub fn annotations(meta: &BundleMeta) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    let mut put = |k: &str, v: String| a.insert(format!("{ANNOTATION_PREFIX}{k}"), v);
+    put("generation", meta.generation.to_string());
+    put("serial", meta.serial.clone());
+    put("not-after", rfc3339(meta.not_after));
+    put("certificate-arn", meta.certificate_id.clone());
+    put("fingerprint-sha256", meta.fingerprint_sha256.clone());
+    put("root-fingerprint-sha256", meta.root_fingerprint_sha256.clone());
+    a
+}
+
+/// Reads annotations back; `None` when any is missing or unparseable (not written by us).
+pub fn meta_from(a: &BTreeMap<String, String>) -> Option<BundleMeta> {
+    let get = |k: &str| a.get(&format!("{ANNOTATION_PREFIX}{k}")).cloned();
+    Some(BundleMeta {
+        generation: get("generation")?.parse().ok()?,
+        serial: get("serial")?,
+        not_after: OffsetDateTime::parse(&get("not-after")?, &Rfc3339).ok()?,
+        certificate_id: get("certificate-arn")?,
+        fingerprint_sha256: get("fingerprint-sha256")?,
+        root_fingerprint_sha256: get("root-fingerprint-sha256")?,
+    })
+}
+
+pub(crate) fn is_ours(secret: &Secret) -> bool {
+    secret.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
+
+/// The meshca record in a secret's annotations.
+pub(crate) fn meta_of(secret: &Secret) -> Option<BundleMeta> {
+    meta_from(secret.metadata.annotations.as_ref()?)
+}
+
+/// The bundle in a secret's data, when all four files are there and parse.
+pub(crate) fn bundle_of(secret: &Secret) -> Option<Bundle> {
+    let data = secret.data.as_ref()?;
+    let text = |k: &str| data.get(k).and_then(|b| std::str::from_utf8(&b.0).ok()).map(|s| Zeroizing::new(s.to_string()));
+    Bundle::from_pems(&text(bundle::CA_CERT)?, &text(bundle::CA_KEY)?, &text(bundle::CERT_CHAIN)?, &text(bundle::ROOT_CERT)?).ok()
+}
+
+/// The secret to write: `current` (other labels, annotations and data keys kept) with our
+/// label, annotations and the four files.
+pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta) -> Secret {
+    let mut s = current.unwrap_or_default();
+    s.metadata.name = Some(SECRET_NAME.into());
+    s.metadata.namespace = Some(SECRET_NAMESPACE.into());
+    s.metadata.managed_fields = None;
+    s.metadata.labels.get_or_insert_default().insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    s.metadata.annotations.get_or_insert_default().extend(annotations(meta));
+    if s.type_.is_none() {
+        s.type_ = Some("Opaque".into());
+    }
+    let data = s.data.get_or_insert_default();
+    for (name, text) in bundle.files() {
+        data.insert(name.into(), ByteString(text.as_bytes().to_vec()));
+    }
+    s.string_data = None;
+    s
+}
+
+/// The Secret manifest `kubectl apply -f` takes: [`render`] of a new secret, as YAML. It holds
+/// the key, hence `Zeroizing`.
+pub fn manifest(bundle: &Bundle, meta: &BundleMeta) -> Zeroizing<String> {
+    Zeroizing::new(serde_yaml_ng::to_string(&render(None, bundle, meta)).expect("a Secret of strings serialises"))
+}
+
+/// The first of the bundle's four files that the secret does not hold byte for byte.
+pub(crate) fn differing_file(secret: &Secret, bundle: &Bundle) -> Option<&'static str> {
+    let data = secret.data.as_ref();
+    bundle.files().into_iter().find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes())).map(|(n, _)| n)
+}
+
+/// Whether the secret is ours and already holds exactly this bundle and record.
+pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta) -> bool {
+    let ann = secret.metadata.annotations.clone().unwrap_or_default();
+    is_ours(secret) && differing_file(secret, bundle).is_none() && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
+}
+
+/// Reads a Secret manifest (YAML or JSON; `data` base64 or `stringData`), as written by
+/// `meshca issue` or printed by `kubectl get secret cacerts -o yaml`: the bundle and the
+/// annotations. Lenient where kubectl's output varies (whitespace in base64, no apiVersion).
+pub fn read_manifest(path: &Path) -> Result<(Bundle, BTreeMap<String, String>), ManifestError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?,
+    );
+    let bad = |reason: String| ManifestError::NotASecret { path: path.display().to_string(), reason };
+    let doc: SecretDoc = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if doc.kind.as_deref() != Some("Secret") {
+        return Err(bad(format!("kind is {:?}, not Secret", doc.kind.unwrap_or_default())));
+    }
+    let mut files: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
+    for (k, v) in doc.data.unwrap_or_default() {
+        let bytes = Zeroizing::new(B64.decode(v.trim()).map_err(|e| bad(format!("data.{k} is not base64: {e}")))?);
+        let s = String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("data.{k} is not UTF-8 text")))?;
+        files.insert(k, Zeroizing::new(s));
+    }
+    for (k, v) in doc.string_data.unwrap_or_default() {
+        files.insert(k, Zeroizing::new(v));
+    }
+    let get = |name: &str| files.get(name).ok_or_else(|| ManifestError::Missing(format!("{name} (in {})", path.display())));
+    let bundle = Bundle::from_pems(get(bundle::CA_CERT)?, get(bundle::CA_KEY)?, get(bundle::CERT_CHAIN)?, get(bundle::ROOT_CERT)?)?;
+    Ok((bundle, doc.metadata.map(|m| m.annotations).unwrap_or_default()))
+}
+
+/// The parts of a manifest [`read_manifest`] reads; anything else is ignored.
+#[derive(Debug, serde::Deserialize)]
+struct SecretDoc {
+    kind: Option<String>,
+    metadata: Option<SecretDocMeta>,
+    data: Option<BTreeMap<String, String>>,
+    #[serde(rename = "stringData")]
+    string_data: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SecretDocMeta {
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}

@@ -1,0 +1,180 @@
+//! Escrow in a local directory: `<dir>/<cluster>/{current,pending}.json`, 0600 in a 0700 folder.
+//!
+//! The conditional write of a pending record is a hard link of a fully written temp file onto
+//! `pending.json`: link(2) fails if the name exists, so exactly one of two racing runs wins and
+//! nobody ever reads a half-written record.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use meshca_core::cluster::ClusterName;
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
+
+const CURRENT: &str = "current.json";
+const PENDING: &str = "pending.json";
+const RETIRED: &str = ".retired";
+
+#[derive(Debug, Clone)]
+pub struct LocalEscrow {
+    dir: PathBuf,
+}
+
+impl LocalEscrow {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalEscrow { dir: dir.into() }
+    }
+
+    fn cluster_dir(&self, cluster: &ClusterName) -> PathBuf {
+        self.dir.join(cluster.as_str())
+    }
+
+    fn backend<'c>(operation: &'static str, cluster: &'c ClusterName) -> impl Fn(std::io::Error) -> EscrowError + 'c {
+        move |e| EscrowError::Backend { operation, cluster: cluster.to_string(), detail: e.to_string() }
+    }
+
+    fn ensure_dir(&self, cluster: &ClusterName) -> Result<PathBuf, EscrowError> {
+        let dir = self.cluster_dir(cluster);
+        fs::create_dir_all(&dir).map_err(Self::backend("create", cluster))?;
+        let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        Ok(dir)
+    }
+
+    fn staged(dir: &Path, json: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".record.")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)?;
+        tmp.write_all(json)?;
+        tmp.as_file().sync_all()?;
+        Ok(tmp)
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(path: &Path, cluster: &ClusterName) -> Result<Option<T>, EscrowError> {
+        let text = match fs::read(path) {
+            Ok(t) => zeroize::Zeroizing::new(t),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Self::backend("read", cluster)(e)),
+        };
+        serde_json::from_slice(&text).map(Some).map_err(|e| EscrowError::Corrupt {
+            cluster: cluster.to_string(),
+            reason: format!("{}: {e}", path.display()),
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(serde_json::to_vec_pretty(v).expect("records serialise"))
+}
+
+#[async_trait::async_trait]
+impl Escrow for LocalEscrow {
+    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError> {
+        let dir = self.cluster_dir(cluster);
+        let current: Option<Current> = Self::read(&dir.join(CURRENT), cluster)?;
+        let pending: Option<Pending> = Self::read(&dir.join(PENDING), cluster)?;
+        let done = current.as_ref().map_or(0, |c| c.meta.generation);
+        Ok(Escrowed { pending: pending.filter(|p| p.generation > done), current })
+    }
+
+    async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
+        let cluster = &pending.cluster;
+        let dir = self.ensure_dir(cluster)?;
+        let tmp = Self::staged(&dir, &to_json(pending)).map_err(Self::backend("claim", cluster))?;
+        let target = dir.join(PENDING);
+        for _ in 0..2 {
+            match fs::hard_link(tmp.path(), &target) {
+                Ok(()) => {
+                    // A rival may have promoted this generation (and cleared its pending record)
+                    // between our load and our link: then ours is not wanted.
+                    let done = Self::read::<Current>(&dir.join(CURRENT), cluster)?.map_or(0, |c| c.meta.generation);
+                    if done >= pending.generation {
+                        let _ = fs::remove_file(&target);
+                        return Err(EscrowError::Conflict {
+                            cluster: cluster.to_string(),
+                            generation: done,
+                            token: "already promoted".into(),
+                        });
+                    }
+                    return Ok(Claim::Won);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Self::backend("claim", cluster)(e)),
+            }
+            let Some(existing) = Self::read::<Pending>(&target, cluster)? else { continue };
+            if existing.token == pending.token {
+                return Ok(if existing == *pending { Claim::Won } else { Claim::Lost(Box::new(existing)) });
+            }
+            let done = self.load(cluster).await?.current.map_or(0, |c| c.meta.generation);
+            if existing.generation <= done {
+                // Left over from a generation already promoted: clear it and try again.
+                let _ = fs::remove_file(&target);
+                continue;
+            }
+            return Err(EscrowError::Conflict {
+                cluster: cluster.to_string(),
+                generation: existing.generation,
+                token: existing.token.to_string(),
+            });
+        }
+        Err(EscrowError::Backend { operation: "claim", cluster: cluster.to_string(), detail: "pending.json keeps changing".into() })
+    }
+
+    async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
+        let cluster = &pending.cluster;
+        let dir = self.ensure_dir(cluster)?;
+        match Self::read::<Pending>(&dir.join(PENDING), cluster)? {
+            Some(existing) if existing.token == pending.token => {}
+            None if Self::read::<Current>(&dir.join(CURRENT), cluster)?.is_some_and(|c| c.token == pending.token) => {
+                // A rival run already finished this generation; nothing left to record.
+                return Ok(());
+            }
+            other => {
+                return Err(EscrowError::Conflict {
+                    cluster: cluster.to_string(),
+                    generation: other.as_ref().map_or(pending.generation, |p| p.generation),
+                    token: other.map_or_else(|| "none".into(), |p| p.token.to_string()),
+                });
+            }
+        }
+        let tmp = Self::staged(&dir, &to_json(pending)).map_err(Self::backend("record", cluster))?;
+        tmp.persist(dir.join(PENDING)).map_err(|e| Self::backend("record", cluster)(e.error))?;
+        Ok(())
+    }
+
+    async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
+        let cluster = &current.cluster;
+        let dir = self.ensure_dir(cluster)?;
+        if let Some(existing) = Self::read::<Current>(&dir.join(CURRENT), cluster)?
+            && existing.meta.generation >= current.meta.generation
+        {
+            // Same generation promoted by a rival run, or a newer one: keep what is there.
+            if existing.token == current.token || existing.meta.generation > current.meta.generation {
+                return Ok(());
+            }
+        }
+        let tmp = Self::staged(&dir, &to_json(current)).map_err(Self::backend("promote", cluster))?;
+        tmp.persist(dir.join(CURRENT)).map_err(|e| Self::backend("promote", cluster)(e.error))?;
+        if let Some(p) = Self::read::<Pending>(&dir.join(PENDING), cluster)?
+            && p.generation <= current.meta.generation
+        {
+            let _ = fs::remove_file(dir.join(PENDING));
+        }
+        Ok(())
+    }
+
+    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+        let dir = self.cluster_dir(cluster);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let graveyard = self.dir.join(RETIRED);
+        fs::create_dir_all(&graveyard).map_err(Self::backend("retire", cluster))?;
+        let stamp = OffsetDateTime::now_utc().unix_timestamp();
+        fs::rename(&dir, graveyard.join(format!("{cluster}-{stamp}"))).map_err(Self::backend("retire", cluster))
+    }
+}

@@ -1,0 +1,10 @@
+//! meshca's embedded adapters, for a laptop or a CI job with no AWS account: the local file CA
+//! ([`LocalCa`], an [`meshca_core::Authority`]), escrow in a directory ([`LocalEscrow`]), and
+//! bundles written to and read from files ([`files`]).
+
+pub mod ca;
+pub mod escrow;
+pub mod files;
+
+pub use ca::{LocalCa, LocalRootSpec};
+pub use escrow::LocalEscrow;

@@ -1,0 +1,212 @@
+//! Configuration in, ports out: the one place meshca's adapters are chosen and built, for the
+//! `meshca` command and every Lambda function alike.
+//!
+//! Entry points describe what they want ([`AuthoritySpec`], [`EscrowSpec`], [`FleetSpec`]) and
+//! get the domain's ports back as `Arc<dyn …>`, so handlers hold no adapter type and can be
+//! driven by in-memory fakes in tests as well as by the emulators. A new authority is an
+//! adapter crate plus one arm in [`authority`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use meshca_aws::{Arn, CaArn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow};
+use meshca_core::pace::IssueBudget;
+use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
+use meshca_kube::KubeDelivery;
+use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
+
+pub use aws_config;
+pub use meshca_aws::sdk_config;
+
+/// Who signs cluster intermediates.
+#[derive(Debug, Clone)]
+pub enum AuthoritySpec {
+    /// The embedded local CA kept in `dir`, created on first use.
+    Local { dir: PathBuf },
+    /// AWS Private CA, called in the CA's own region.
+    Pca {
+        ca: CaArn,
+        /// `None`: SubordinateCACertificate_PathLen0/V1 in the CA's partition.
+        template_arn: Option<String>,
+        /// `None`: from the CA's key algorithm.
+        signing_algorithm: Option<String>,
+        /// IssueCertificate attempts per second, retries included; `None`: unpaced.
+        issue_rate: Option<f64>,
+    },
+}
+
+/// Where bundles are escrowed.
+#[derive(Debug, Clone)]
+pub enum EscrowSpec {
+    /// A directory on this machine.
+    Local { dir: PathBuf },
+    /// One Secrets Manager secret per cluster, `<prefix>/<cluster>`, in the cluster's region.
+    SecretsManager {
+        /// `None`: `meshca/<region>`.
+        prefix: Option<String>,
+        /// A key id or alias is used as given in every region; a key ARN only in its own region.
+        kms_key_id: Option<String>,
+        /// `None`: Secrets Manager's default (30 days).
+        recovery_window_days: Option<i64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("{0} needs AWS configuration, and none was loaded")]
+    NoAws(&'static str),
+    #[error("{0}")]
+    Authority(#[from] meshca_core::AuthorityError),
+    #[error("kubeconfig: {0}")]
+    Connect(#[from] meshca_kube::ConnectError),
+    #[error("{0}")]
+    Eks(#[from] meshca_aws::eks::EksError),
+    #[error("{0}")]
+    Manifest(#[from] meshca_kube::secret::ManifestError),
+    #[error("{0}")]
+    Files(#[from] meshca_local::files::FilesError),
+}
+
+/// `home` with its region set to `region`.
+pub fn in_region(home: &SdkConfig, region: &str) -> SdkConfig {
+    home.to_builder().region(aws_config::Region::new(region.to_string())).build()
+}
+
+/// The authority `spec` names. `aws` is the SDK configuration of the caller (any region).
+pub fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dyn Authority>, WiringError> {
+    Ok(match spec {
+        AuthoritySpec::Local { dir } => Arc::new(LocalCa::open_or_create(dir, &LocalRootSpec::default())?),
+        AuthoritySpec::Pca { ca, template_arn, signing_algorithm, issue_rate } => {
+            let aws = aws.ok_or(WiringError::NoAws("AWS Private CA"))?;
+            let mut pca = PcaAuthority::from_config(aws, ca, template_arn.clone()).with_signing_algorithm(signing_algorithm.clone());
+            if let Some(rate) = issue_rate {
+                pca = pca.with_issue_budget(Arc::new(IssueBudget::per_second(*rate)));
+            }
+            Arc::new(pca)
+        }
+    })
+}
+
+/// The escrow `spec` names, for clusters of `region`.
+pub fn escrow(spec: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn Escrow>, WiringError> {
+    Ok(match spec {
+        EscrowSpec::Local { dir } => Arc::new(LocalEscrow::new(dir.clone())),
+        EscrowSpec::SecretsManager { prefix, kms_key_id, recovery_window_days } => {
+            let aws = aws.ok_or(WiringError::NoAws("Secrets Manager escrow"))?;
+            let region = region.or(aws.region().map(|r| r.as_ref())).ok_or(WiringError::NoAws("Secrets Manager escrow (a region)"))?;
+            let prefix = prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(region));
+            let mut escrow = SecretsEscrow::from_config(&in_region(aws, region), prefix)
+                .with_kms_key(kms_key_for(kms_key_id.as_deref(), region));
+            if let Some(days) = recovery_window_days {
+                escrow = escrow.with_recovery_window(*days);
+            }
+            Arc::new(escrow)
+        }
+    })
+}
+
+/// The escrow key for secrets in `region`. A KMS key lives in one region and Secrets Manager
+/// only uses keys of its own region: a key ARN applies to its region, whose other regions fall
+/// back to the AWS-managed key; a key id or alias is taken as given everywhere.
+pub fn kms_key_for(key: Option<&str>, region: &str) -> Option<String> {
+    let key = key?;
+    match key.parse::<Arn>() {
+        Ok(arn) if arn.region != region => None,
+        _ => Some(key.to_string()),
+    }
+}
+
+/// The EKS clusters of `region`.
+pub fn clusters(aws: &SdkConfig, region: &str) -> Arc<dyn Clusters> {
+    Arc::new(EksClusters::new(&in_region(aws, region)))
+}
+
+/// Reconcile requests as EventBridge events on `bus`.
+pub fn fan_out(aws: &SdkConfig, bus: &str) -> Arc<dyn FanOut> {
+    Arc::new(EventBridgeFanOut::new(aws, bus))
+}
+
+/// Delivery into the cluster of a kubeconfig context (`None`: the current one) in `path`
+/// (`None`: `$KUBECONFIG`, then `~/.kube/config`).
+pub async fn kubeconfig_delivery(path: Option<&Path>, context: Option<&str>, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, WiringError> {
+    let (client, endpoint) = meshca_kube::from_context(path, context).await?;
+    Ok(Arc::new(KubeDelivery::new(client, endpoint, options)))
+}
+
+/// Delivery into the EKS cluster `name`, found by DescribeCluster in the region of `aws`.
+pub async fn eks_delivery(aws: &SdkConfig, name: &str, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, WiringError> {
+    let eks = EksClusters::new(aws);
+    let cluster = eks.describe(name).await?;
+    let client = eks.client(&cluster)?;
+    Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
+}
+
+/// Writes the bundle as files into `dir`: the four PEM files and the Secret manifest.
+pub fn write_files(dir: &Path, bundle: &Bundle, meta: &BundleMeta) -> Result<(), WiringError> {
+    Ok(meshca_local::files::write_dir(dir, bundle, &meshca_kube::secret::manifest(bundle, meta))?)
+}
+
+/// Reads a bundle from a directory of PEM files or a Secret manifest, with the manifest's
+/// meshca record (none for a directory).
+pub fn read_bundle(path: &Path) -> Result<(Bundle, Option<BundleMeta>), WiringError> {
+    if path.is_dir() {
+        return Ok((meshca_local::files::read_dir(path)?, None));
+    }
+    let (bundle, annotations) = meshca_kube::secret::read_manifest(path)?;
+    Ok((bundle, meshca_kube::secret::meta_from(&annotations)))
+}
+
+/// What a fleet deployment (the Lambda functions) is made of.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    pub authority: AuthoritySpec,
+    pub escrow: EscrowSpec,
+    /// Regions whose clusters are managed; each gets its own EKS and escrow clients.
+    pub regions: Vec<String>,
+    /// The event bus fan-out requests go to, in the home region.
+    pub event_bus: String,
+}
+
+/// One managed region's ports.
+#[derive(Clone)]
+pub struct RegionPorts {
+    pub clusters: Arc<dyn Clusters>,
+    pub escrow: Arc<dyn Escrow>,
+}
+
+/// Every port a fleet deployment uses, built once per Lambda instance.
+#[derive(Clone)]
+pub struct Fleet {
+    pub authority: Arc<dyn Authority>,
+    pub regions: BTreeMap<String, RegionPorts>,
+    pub fan_out: Arc<dyn FanOut>,
+}
+
+impl Fleet {
+    /// Builds the ports from `home` (the function's own region and credentials): the authority
+    /// in the CA's region, EKS and escrow in each managed region, fan-out at home.
+    pub fn build(spec: &FleetSpec, home: &SdkConfig) -> Result<Self, WiringError> {
+        let mut regions = BTreeMap::new();
+        for r in &spec.regions {
+            let escrow = escrow(&spec.escrow, Some(home), Some(r))?;
+            regions.insert(r.clone(), RegionPorts { clusters: clusters(home, r), escrow });
+        }
+        Ok(Fleet { authority: authority(&spec.authority, Some(home))?, regions, fan_out: fan_out(home, &spec.event_bus) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kms_key_arn_serves_its_own_region_only() {
+        let key = "arn:aws:kms:eu-west-1:111122223333:key/1234";
+        assert_eq!(kms_key_for(Some(key), "eu-west-1").as_deref(), Some(key));
+        assert_eq!(kms_key_for(Some(key), "us-east-1"), None);
+        assert_eq!(kms_key_for(Some("alias/meshca"), "us-east-1").as_deref(), Some("alias/meshca"));
+        assert_eq!(kms_key_for(None, "us-east-1"), None);
+    }
+}
