@@ -2,7 +2,7 @@
 //! (MESHCA_KEY_ALGORITHM). `cargo bench -p meshca-bench --bench keygen`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use meshca::{KeyAlgorithm, PrivateKey};
+use meshca_core::{KeyAlgorithm, PrivateKey};
 
 fn keygen(c: &mut Criterion) {
     let mut group = c.benchmark_group("keygen");

@@ -5,11 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use meshca::bundle::{Bundle, BundleMeta};
-use meshca::validate::{self, Profile};
-use meshca::KeyAlgorithm;
-use meshca::delivery::{Delivery, Observed};
-use meshca::k8s::DeliveryOptions;
+use meshca_core::KeyAlgorithm;
+use meshca_core::delivery::{DeliveryOptions, Observed};
+use meshca_core::validate::{self, Profile};
 use time::{Duration, OffsetDateTime};
 
 use crate::OutputArgs;
@@ -73,14 +71,13 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
     let profile = Profile { path_len: args.path_len, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
-    let (bundle, annotations, source) = match &args.path {
+    let (bundle, meta, source) = match &args.path {
         Some(path) => {
             if !path.exists() {
                 bail!("{} does not exist", path.display());
             }
-            let (bundle, annotations) =
-                if path.is_dir() { (Bundle::read_dir(path)?, Default::default()) } else { Bundle::read_manifest(path)? };
-            (bundle, annotations, path.display().to_string())
+            let (bundle, meta) = meshca_wiring::read_bundle(path)?;
+            (bundle, meta, path.display().to_string())
         }
         None => {
             let target = args.target.describe();
@@ -103,13 +100,12 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
                 println!("{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem, or one is not PEM");
                 return Ok(ExitCode::FAILURE);
             };
-            (bundle, meta.map(|m| m.annotations()).unwrap_or_default(), format!("{source} ({owner})"))
+            (bundle, meta, format!("{source} ({owner})"))
         }
     };
     let path = &source;
     let now = OffsetDateTime::now_utc();
     let result = validate::validate(&bundle, &profile, now);
-    let meta = BundleMeta::from_annotations(&annotations);
 
     if args.output.json {
         let mut doc = match &result {

@@ -5,13 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use meshca::delivery::Delivery;
-use meshca::escrow::local::LocalEscrow;
-use meshca::reconcile::Action;
-use meshca::aws::{PcaAuthority, SecretsEscrow};
-use meshca::{
-    Authority, ClusterName, Escrow, KeyAlgorithm, LocalCa, LocalRootSpec, Profile, Reconcile, RenewalPolicy, Settings, Validity,
-};
+use meshca_core::timestamp::rfc3339;
+use meshca_core::{ClusterName, KeyAlgorithm, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
+use meshca_wiring::{AuthoritySpec, CaArn, EscrowSpec};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
@@ -152,7 +148,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     if let Validity::EndDate(end) = validity
         && end <= OffsetDateTime::now_utc() + Duration::days(1)
     {
-        bail!("--not-after {end} is in the past or less than a day away; an intermediate must live at least one day");
+        bail!("--not-after {} is in the past or less than a day away; an intermediate must live at least one day", rfc3339(end));
     }
     let settings = Settings {
         key_algorithm,
@@ -168,29 +164,21 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
 
     let state = crate::default_state_dir();
     let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
-    let wants_aws = args.ca_arn.is_some() || args.escrow == "secrets-manager";
-    let region = args.region.clone().or_else(|| args.ca_arn.as_deref().and_then(region_of_arn));
-    let aws = if wants_aws { Some(meshca::aws::sdk_config(region).await) } else { None };
+    let ca = args.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|e| anyhow::anyhow!("--ca-arn {e}"))?;
+    let wants_aws = ca.is_some() || args.escrow == "secrets-manager";
+    let region = args.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
+    let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
     let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
 
-    let authority: Box<dyn Authority> = match (&args.ca_arn, &aws) {
-        (Some(arn), Some(config)) => Box::new(
-            PcaAuthority::new(aws_sdk_acmpca::Client::new(config), arn.clone(), args.template_arn.clone())?
-                .with_signing_algorithm(args.signing_algorithm.clone()),
-        ),
-        _ => {
-            let ca_dir = args.ca_dir.clone().unwrap_or_else(|| state.join("ca"));
-            Box::new(LocalCa::open_or_create(&ca_dir, &LocalRootSpec::default())?)
+    let authority = meshca_wiring::authority(&authority_spec(&args, ca, &state), aws.as_ref())?;
+    let escrow_spec = match args.escrow.as_str() {
+        "secrets-manager" => {
+            region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
+            EscrowSpec::SecretsManager { prefix: args.secret_prefix.clone(), kms_key_id: args.kms_key_id.clone(), recovery_window_days: None }
         }
+        _ => EscrowSpec::Local { dir: escrow_dir },
     };
-    let escrow: Box<dyn Escrow> = match (args.escrow.as_str(), &aws) {
-        ("secrets-manager", Some(config)) => {
-            let region = region.clone().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
-            let prefix = args.secret_prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(&region));
-            Box::new(SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(config), prefix).with_kms_key(args.kms_key_id.clone()))
-        }
-        _ => Box::new(LocalEscrow::new(escrow_dir)),
-    };
+    let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
     if args.no_files && !args.target.is_set() {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
     }
@@ -206,12 +194,10 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("connecting to {target}"))?;
 
-    let reconcile = Reconcile { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
-    let outcome = reconcile.ensure_bundle(&cluster, args.force).await?;
+    let reconciler = Reconciler { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
+    let outcome = reconciler.ensure_bundle(&cluster, args.force).await?;
     if !args.no_files {
-        outcome
-            .bundle
-            .write_dir(&out, &outcome.meta)
+        meshca_wiring::write_files(&out, &outcome.bundle, &outcome.meta)
             .with_context(|| format!("writing the bundle to {}", out.display()))?;
     }
     let delivered = match &delivery {
@@ -219,7 +205,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let summary = describe(&outcome.action);
+    let summary = describe(&outcome);
     if args.output.json {
         let mut doc = report::verified_json(&outcome.verified, OffsetDateTime::now_utc());
         doc["cluster"] = cluster.as_str().into();
@@ -244,20 +230,28 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(action: &Action) -> (&'static str, String) {
-    match action {
-        Action::Reused { remaining, renew_at } => (
-            "reused",
-            format!("escrowed bundle is valid, {} days left, renews after {}", remaining.whole_days(), renew_at.date()),
-        ),
-        Action::Issued { reason } => ("issued", reason.to_string()),
-        Action::Resumed { reason } => ("resumed", format!("finished a generation an earlier run started; {reason}")),
+/// The local CA unless a PCA was named.
+fn authority_spec(args: &IssueArgs, ca: Option<CaArn>, state: &Path) -> AuthoritySpec {
+    match ca {
+        Some(ca) => AuthoritySpec::Pca {
+            ca,
+            template_arn: args.template_arn.clone(),
+            signing_algorithm: args.signing_algorithm.clone(),
+            issue_rate: None,
+        },
+        None => AuthoritySpec::Local { dir: args.ca_dir.clone().unwrap_or_else(|| state.join("ca")) },
     }
 }
 
-/// `arn:aws:acm-pca:eu-west-1:…` → `eu-west-1`.
-fn region_of_arn(arn: &str) -> Option<String> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty()).map(str::to_string)
+fn describe(secured: &Secured) -> (&'static str, String) {
+    match &secured.obtained {
+        Obtained::Escrowed => {
+            let remaining = secured.meta.not_after - OffsetDateTime::now_utc();
+            ("reused", format!("escrowed bundle is valid, {} days left, renews after {}", remaining.whole_days(), secured.renew_at.date()))
+        }
+        Obtained::Issued(reason) => ("issued", reason.to_string()),
+        Obtained::Resumed(reason) => ("resumed", format!("finished a generation an earlier run started; {reason}")),
+    }
 }
 
 fn parse_date(s: &str) -> Result<OffsetDateTime> {

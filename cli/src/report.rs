@@ -1,7 +1,7 @@
 //! How certificates are shown to people and to scripts.
 
-use meshca::cert::Certificate;
-use meshca::validate::{Parsed, Verified};
+use meshca_core::cert::Certificate;
+use meshca_core::validate::{Parsed, Verified};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

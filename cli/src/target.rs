@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use meshca::aws::eks::EksClusters;
-use meshca::delivery::{Delivered, RestartPolicy};
-use meshca::k8s::{self, DeliveryOptions, KubeDelivery};
-use meshca::validate::Profile;
+use std::sync::Arc;
+
+use meshca_core::delivery::{Delivered, Delivery, DeliveryOptions, RestartPolicy};
+use meshca_core::validate::Profile;
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct TargetArgs {
@@ -53,17 +53,17 @@ impl TargetArgs {
     }
 
     /// Connects; `None` when no cluster was named.
-    pub async fn connect(&self, region: Option<String>, options: DeliveryOptions) -> Result<Option<KubeDelivery>> {
+    pub async fn connect(&self, region: Option<String>, options: DeliveryOptions) -> Result<Option<Arc<dyn Delivery>>> {
         if let Some(context) = &self.context {
-            let (client, endpoint) = k8s::from_context(self.kubeconfig.as_deref(), Some(context)).await?;
-            return Ok(Some(KubeDelivery::new(client, endpoint, options)));
+            return Ok(Some(meshca_wiring::kubeconfig_delivery(self.kubeconfig.as_deref(), Some(context), options).await?));
         }
         if let Some(name) = &self.eks_cluster {
-            let config = meshca::aws::sdk_config(region).await;
-            let eks = EksClusters::new(&config);
-            let cluster = eks.describe(name).await?;
-            let client = eks.connect(&cluster).with_context(|| format!("connecting to EKS cluster {name} in {}", eks.region()))?;
-            return Ok(Some(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)));
+            let config = meshca_wiring::sdk_config(region).await;
+            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+            let delivery = meshca_wiring::eks_delivery(&config, name, options)
+                .await
+                .with_context(|| format!("connecting to EKS cluster {name} in {region}"))?;
+            return Ok(Some(delivery));
         }
         Ok(None)
     }

@@ -32,7 +32,7 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
     let body = serde_json::to_value(&report)?;
     tracing::info!(request_id = %e.context.request_id, report = %body, "done");
     match &report.outcome {
-        meshca::converge::ClusterOutcome::Failed { step, error } => Err(format!("{step}: {error}").into()),
+        meshca_core::Outcome::Failed { step, error } => Err(format!("{step}: {error}").into()),
         _ => Ok(body),
     }
 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use meshca::delivery::RestartPolicy;
-use meshca::{KeyAlgorithm, Profile, RenewalPolicy, Settings, Validity};
+use meshca_core::delivery::RestartPolicy;
+use meshca_core::{KeyAlgorithm, OptIn, Profile, RenewalPolicy, Settings, Validity};
+use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -17,14 +18,13 @@ pub struct ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// MESHCA_CA_ARN (required): the Private CA that signs cluster intermediates.
-    pub ca_arn: String,
+    pub ca_arn: CaArn,
     /// MESHCA_TEMPLATE_ARN: default SubordinateCACertificate_PathLen0/V1.
     pub template_arn: Option<String>,
     /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
     pub regions: Vec<String>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
-    pub tag_key: String,
-    pub tag_value: String,
+    pub opt_in: OptIn,
     /// MESHCA_KEY_ALGORITHM, MESHCA_VALIDITY_DAYS, MESHCA_RENEW_BEFORE_DAYS.
     pub settings: Settings,
     /// MESHCA_SECRET_PREFIX: default meshca/<region>.
@@ -52,8 +52,6 @@ pub struct Config {
     /// MESHCA_EVENT_BUS: the bus for those events (default `default`).
     pub event_bus: String,
 }
-
-pub const DEFAULT_TAG_KEY: &str = "meshca.io/enabled";
 
 fn get(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Option<String> {
     env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -85,9 +83,7 @@ impl Config {
     /// Reads the configuration through `env` (tests pass a map).
     pub fn from(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
-        if !ca_arn.starts_with("arn:") || !ca_arn.contains(":acm-pca:") || !ca_arn.contains(":certificate-authority/") {
-            return Err(ConfigError { var: "MESHCA_CA_ARN", problem: format!("{ca_arn:?} is not an acm-pca certificate-authority ARN") });
-        }
+        let ca_arn: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
         let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
             Some(list) => list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
             None => vec![],
@@ -135,8 +131,10 @@ impl Config {
             ca_arn,
             template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
             regions,
-            tag_key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| DEFAULT_TAG_KEY.into()),
-            tag_value: get(env, "MESHCA_TAG_VALUE").unwrap_or_else(|| "true".into()),
+            opt_in: OptIn {
+                key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| OptIn::DEFAULT_KEY.into()),
+                value: get(env, "MESHCA_TAG_VALUE").unwrap_or_else(|| "true".into()),
+            },
             settings: Settings {
                 key_algorithm,
                 validity: Validity::Days(validity_days),
@@ -158,20 +156,23 @@ impl Config {
         })
     }
 
-    /// The escrow key for secrets in `region`. A KMS key lives in one region and Secrets Manager
-    /// only uses keys of its own region: a key ARN applies to its region, whose other managed
-    /// regions fall back to the AWS-managed key; a key id or alias is taken as given everywhere.
-    pub fn kms_key_for(&self, region: &str) -> Option<String> {
-        let key = self.kms_key_id.as_ref()?;
-        match key.strip_prefix("arn:").and_then(|rest| rest.split(':').nth(2)) {
-            Some(key_region) if key_region != region => None,
-            _ => Some(key.clone()),
+    /// The ports this configuration asks for (see `meshca_wiring::Fleet`).
+    pub fn fleet_spec(&self) -> FleetSpec {
+        FleetSpec {
+            authority: AuthoritySpec::Pca {
+                ca: self.ca_arn.clone(),
+                template_arn: self.template_arn.clone(),
+                signing_algorithm: None,
+                issue_rate: Some(self.issue_rate),
+            },
+            escrow: EscrowSpec::SecretsManager {
+                prefix: self.secret_prefix.clone(),
+                kms_key_id: self.kms_key_id.clone(),
+                recovery_window_days: Some(self.recovery_window_days),
+            },
+            regions: self.regions.clone(),
+            event_bus: self.event_bus.clone(),
         }
-    }
-
-    /// The region of the CA, from its ARN.
-    pub fn ca_region(&self) -> &str {
-        self.ca_arn.split(':').nth(3).unwrap_or_default()
     }
 }
 
@@ -191,13 +192,13 @@ mod tests {
     fn defaults() {
         let c = with(&[("MESHCA_CA_ARN", ARN), ("AWS_REGION", "eu-west-1")]).unwrap();
         assert_eq!(c.regions, ["eu-west-1"]);
-        assert_eq!((c.tag_key.as_str(), c.tag_value.as_str()), (DEFAULT_TAG_KEY, "true"));
+        assert_eq!(c.opt_in, OptIn::default());
         assert_eq!(c.settings.validity, Validity::Days(365));
         assert_eq!(c.recovery_window_days, 30);
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
         assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
-        assert_eq!(c.ca_region(), "eu-west-1");
+        assert_eq!(c.ca_arn.region(), "eu-west-1");
     }
 
     #[test]
@@ -225,15 +226,5 @@ mod tests {
         bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
         bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");
         assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
-    }
-
-    #[test]
-    fn a_kms_key_arn_serves_its_own_region_only() {
-        let key = "arn:aws:kms:eu-west-1:111122223333:key/1234";
-        let c = with(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1"), ("MESHCA_KMS_KEY_ID", key)]).unwrap();
-        assert_eq!(c.kms_key_for("eu-west-1").as_deref(), Some(key));
-        assert_eq!(c.kms_key_for("us-east-1"), None);
-        let c = with(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1"), ("MESHCA_KMS_KEY_ID", "alias/meshca")]).unwrap();
-        assert_eq!(c.kms_key_for("us-east-1").as_deref(), Some("alias/meshca"));
     }
 }

@@ -1,12 +1,20 @@
-//! The events cluster-events accepts, parsed into one request type. Anything else is refused
-//! with a message that says what was expected — never a panic, never the payload echoed.
+//! The events cluster-events accepts, read into typed structs and classified into one request
+//! type. Anything else is refused with a message that says what was expected — never a panic,
+//! never the payload echoed.
+//!
+//! The structs are our own rather than `aws_lambda_events`' (whose EventBridge envelope requires
+//! `source` and a timestamp, and has no CloudTrail detail for EKS): every field is optional
+//! and [`Loose`], so a field of the wrong type is reported by name instead of failing the whole
+//! document, and the shapes CloudTrail really sends (`name` or `clusterName`, a name only in
+//! `responseElements`, a failed call's `errorCode`) are all read.
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
+pub use meshca_wiring::RECONCILE_REQUESTED;
 pub const CLOUDTRAIL: &str = "AWS API Call via CloudTrail";
-pub const RECONCILE_REQUESTED: &str = "meshca Reconcile Requested";
 pub const SCHEDULED: &str = "Scheduled Event";
 
 /// What an event asks for.
@@ -27,8 +35,89 @@ pub enum Request {
 #[error("unsupported event: {0}")]
 pub struct EventError(pub String);
 
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str().filter(|s| !s.is_empty())
+/// A field as found: of the expected type, or of another one (kept apart so the message can
+/// name the field). Absent and `null` are `None` around it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Loose<T> {
+    Is(T),
+    Other(serde::de::IgnoredAny),
+}
+
+type Field<T> = Option<Loose<T>>;
+
+/// The value when it is of the expected type.
+fn typed<T>(field: Field<T>) -> Option<T> {
+    match field {
+        Some(Loose::Is(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// A non-empty string, as every name and code here must be.
+fn text(field: Field<String>) -> Option<String> {
+    typed(field).filter(|s| !s.is_empty())
+}
+
+/// The EventBridge envelope, or a direct invoke's `{cluster, region, force}` at the top level.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "detail-type")]
+    detail_type: Field<String>,
+    source: Field<String>,
+    region: Field<String>,
+    #[serde(default)]
+    detail: Value,
+    /// Any `cluster` key: a direct invoke.
+    #[serde(default, deserialize_with = "present", rename = "cluster")]
+    has_cluster: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A reconcile request: `detail` of the event, or the whole direct-invoke payload.
+#[derive(Debug, Default, Deserialize)]
+struct ReconcileDetail {
+    cluster: Field<String>,
+    region: Field<String>,
+    force: Field<bool>,
+}
+
+/// The CloudTrail record of an EKS API call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiCall {
+    event_name: Field<String>,
+    error_code: Field<String>,
+    aws_region: Field<String>,
+    request_parameters: Field<ClusterParameters>,
+    response_elements: Field<ResponseElements>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterParameters {
+    name: Field<String>,
+    cluster_name: Field<String>,
+    tags: Field<BTreeMap<String, Loose<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResponseElements {
+    cluster: Field<ClusterElement>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ClusterElement {
+    name: Field<String>,
+    arn: Field<String>,
+}
+
+/// Reads `detail` as `T`; a detail that is not an object reads as empty.
+fn detail<T: for<'de> Deserialize<'de> + Default>(detail: Value) -> T {
+    serde_json::from_value(detail).unwrap_or_default()
 }
 
 /// Classifies an EventBridge event or a direct-invoke payload.
@@ -36,63 +125,93 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
     if !event.is_object() {
         return Err(EventError("the payload is not a JSON object".into()));
     }
-    let detail_type = text(event, &["detail-type"]);
-    let source = text(event, &["source"]);
-    match (detail_type, source) {
-        (Some(CLOUDTRAIL), Some("aws.eks")) => cloudtrail(event),
+    let envelope: Envelope = serde_json::from_value(event.clone()).map_err(|e| EventError(format!("unreadable envelope: {e}")))?;
+    let region = text(envelope.region);
+    match (text(envelope.detail_type).as_deref(), text(envelope.source).as_deref()) {
+        (Some(CLOUDTRAIL), Some("aws.eks")) => cloudtrail(detail(envelope.detail), region),
         (Some(CLOUDTRAIL), other) => Err(EventError(format!("CloudTrail event from {}, not aws.eks", other.unwrap_or("no source")))),
-        (Some(RECONCILE_REQUESTED), _) => reconcile(&event["detail"], "detail."),
+        (Some(RECONCILE_REQUESTED), _) => reconcile(detail(envelope.detail), "detail."),
         (Some(SCHEDULED), _) => Ok(Request::Sweep),
         (Some(other), _) => Err(EventError(format!(
             "detail-type {other:?}; expected {CLOUDTRAIL:?} (aws.eks), {RECONCILE_REQUESTED:?} or {SCHEDULED:?}"
         ))),
-        (None, _) if event.get("cluster").is_some() => reconcile(event, ""),
+        (None, _) if envelope.has_cluster => reconcile(detail(event.clone()), ""),
         (None, _) => Err(EventError(
             "neither an EventBridge event (no detail-type) nor a direct invoke ({\"cluster\": …, \"region\": …, \"force\": false})".into(),
         )),
     }
 }
 
-fn reconcile(v: &Value, at: &str) -> Result<Request, EventError> {
-    let cluster = text(v, &["cluster"]).ok_or_else(|| EventError(format!("{at}cluster is missing or not a string")))?;
-    let region = match v.get("region") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r.clone()),
-        Some(_) => return Err(EventError(format!("{at}region is not a string"))),
+fn reconcile(d: ReconcileDetail, at: &str) -> Result<Request, EventError> {
+    let cluster = text(d.cluster).ok_or_else(|| EventError(format!("{at}cluster is missing or not a string")))?;
+    let region = match d.region {
+        None => None,
+        Some(Loose::Is(r)) => Some(r),
+        Some(Loose::Other(_)) => return Err(EventError(format!("{at}region is not a string"))),
     };
-    let force = match v.get("force") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(EventError(format!("{at}force is not a boolean"))),
+    let force = match d.force {
+        None => false,
+        Some(Loose::Is(b)) => b,
+        Some(Loose::Other(_)) => return Err(EventError(format!("{at}force is not a boolean"))),
     };
-    Ok(Request::Reconcile { cluster: cluster.to_string(), region, force })
+    Ok(Request::Reconcile { cluster, region, force })
 }
 
-fn cloudtrail(event: &Value) -> Result<Request, EventError> {
-    let d = &event["detail"];
-    let name = text(d, &["eventName"]).ok_or_else(|| EventError("detail.eventName is missing".into()))?;
-    if let Some(code) = text(d, &["errorCode"]) {
-        return Ok(Request::FailedCall { event_name: name.to_string(), error_code: code.to_string() });
+fn cloudtrail(call: ApiCall, envelope_region: Option<String>) -> Result<Request, EventError> {
+    let name = text(call.event_name).ok_or_else(|| EventError("detail.eventName is missing".into()))?;
+    if let Some(code) = text(call.error_code) {
+        return Ok(Request::FailedCall { event_name: name, error_code: code });
     }
-    let region = text(d, &["awsRegion"])
-        .or_else(|| text(event, &["region"]))
-        .ok_or_else(|| EventError("neither detail.awsRegion nor region is set".into()))?
-        .to_string();
-    let cluster = text(d, &["requestParameters", "name"])
-        .or_else(|| text(d, &["requestParameters", "clusterName"]))
-        .or_else(|| text(d, &["responseElements", "cluster", "name"]))
-        .map(str::to_string)
-        .or_else(|| text(d, &["responseElements", "cluster", "arn"]).and_then(|a| a.rsplit('/').next()).map(str::to_string))
+    let region = text(call.aws_region)
+        .or(envelope_region)
+        .ok_or_else(|| EventError("neither detail.awsRegion nor region is set".into()))?;
+    let request = typed(call.request_parameters).unwrap_or_default();
+    let response = typed(call.response_elements).and_then(|r| typed(r.cluster)).unwrap_or_default();
+    let cluster = text(request.name)
+        .or(text(request.cluster_name))
+        .or(text(response.name))
+        .or_else(|| text(response.arn).and_then(|a| a.rsplit('/').next().map(str::to_string)))
         .ok_or_else(|| EventError(format!("{name}: no cluster name in requestParameters or responseElements")))?;
-    match name {
+    match name.as_str() {
         "CreateCluster" => {
-            let tags = d["requestParameters"]["tags"]
-                .as_object()
-                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-                .unwrap_or_default();
+            let tags = typed(request.tags).unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k, typed(Some(v))?))).collect();
             Ok(Request::Created { cluster, region, tags })
         }
         "DeleteCluster" => Ok(Request::Deleted { cluster, region }),
         other => Err(EventError(format!("eventName {other}; expected CreateCluster or DeleteCluster"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_of_the_wrong_type_are_named_or_passed_over() {
+        // A non-string name falls back to the next place a name can be, as before.
+        let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": {
+            "eventName": "DeleteCluster", "awsRegion": "eu-west-1",
+            "requestParameters": {"name": 7, "clusterName": "c2"}}});
+        assert_eq!(parse(&e), Ok(Request::Deleted { cluster: "c2".into(), region: "eu-west-1".into() }));
+        // The ARN's last segment when nothing else names the cluster; the envelope's region.
+        let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "region": "us-east-1", "detail": {
+            "eventName": "DeleteCluster", "responseElements": {"cluster": {"arn": "arn:aws:eks:us-east-1:1:cluster/c3"}}}});
+        assert_eq!(parse(&e), Ok(Request::Deleted { cluster: "c3".into(), region: "us-east-1".into() }));
+        // Non-string tag values are dropped, string ones kept.
+        let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": {
+            "eventName": "CreateCluster", "awsRegion": "eu-west-1",
+            "requestParameters": {"name": "c1", "tags": {"a": "b", "n": 1}}}});
+        let Ok(Request::Created { tags, .. }) = parse(&e) else { panic!() };
+        assert_eq!(tags, BTreeMap::from([("a".to_string(), "b".to_string())]));
+        // A detail that is not an object, and typed fields of the wrong type.
+        let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": "CreateCluster"});
+        assert_eq!(parse(&e), Err(EventError("detail.eventName is missing".into())));
+        assert_eq!(parse(&json!({"cluster": "c1", "region": 5})), Err(EventError("region is not a string".into())));
+        assert_eq!(
+            parse(&json!({"detail-type": RECONCILE_REQUESTED, "detail": {"cluster": "c1", "force": null}})),
+            Ok(Request::Reconcile { cluster: "c1".into(), region: None, force: false })
+        );
+        assert_eq!(parse(&json!({"cluster": null})), Err(EventError("cluster is missing or not a string".into())));
     }
 }

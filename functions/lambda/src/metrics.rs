@@ -4,19 +4,19 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use meshca::converge::ClusterOutcome;
+use meshca_core::Outcome;
 
 pub const NAMESPACE: &str = "meshca";
 
 /// The EMF document for one cluster's outcome: `DaysLeft` when a bundle is in place,
 /// `Renewals` and `Failures` as counts. Dimensions: Cluster.
-pub fn cluster_metrics(cluster: &str, outcome: &ClusterOutcome, now: OffsetDateTime) -> Value {
+pub fn cluster_metrics(cluster: &str, outcome: &Outcome, now: OffsetDateTime) -> Value {
     let mut metrics = vec![json!({"Name": "Renewals", "Unit": "Count"}), json!({"Name": "Failures", "Unit": "Count"})];
     let mut doc = json!({
         "Cluster": cluster,
         "Outcome": outcome.label(),
-        "Renewals": u8::from(matches!(outcome, ClusterOutcome::Renewed { .. })),
-        "Failures": u8::from(matches!(outcome, ClusterOutcome::Failed { .. })),
+        "Renewals": u8::from(matches!(outcome, Outcome::Renewed { .. })),
+        "Failures": u8::from(matches!(outcome, Outcome::Failed { .. })),
     });
     if let Some(not_after) = outcome.not_after() {
         doc["DaysLeft"] = json!(days(not_after - now));
@@ -65,12 +65,18 @@ pub fn emit(doc: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshca::delivery::Change;
+    use meshca_core::delivery::Change;
 
     #[test]
     fn a_renewal_reports_days_left_and_one_renewal() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let o = ClusterOutcome::Renewed { reason: "due".into(), generation: 2, change: Change::Rotated, not_after: now + time::Duration::days(30) };
+        let o = Outcome::Renewed {
+            reason: meshca_core::RenewReason::Forced,
+            generation: 2,
+            change: Change::Rotated,
+            not_after: now + time::Duration::days(30),
+            renew_at: now + time::Duration::days(20),
+        };
         let d = cluster_metrics("c1", &o, now);
         assert_eq!(d["DaysLeft"], 30.0);
         assert_eq!(d["Renewals"], 1);
@@ -78,7 +84,7 @@ mod tests {
         assert_eq!(d["_aws"]["Timestamp"], 1_800_000_000_000i64);
         let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Renewals", "Failures", "DaysLeft"]);
-        let failed = cluster_metrics("c1", &ClusterOutcome::Failed { step: meshca::reconcile::Step::Issue, error: "x".into() }, now);
+        let failed = cluster_metrics("c1", &Outcome::Failed { step: meshca_core::Step::Issue, error: "x".into() }, now);
         assert_eq!(failed["Failures"], 1);
         assert!(failed.get("DaysLeft").is_none());
     }

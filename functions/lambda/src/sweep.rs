@@ -9,23 +9,18 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use meshca::ClusterName;
-use meshca::aws::eks::EksCluster;
-use meshca::converge::{Assessment, ClusterOutcome};
-use meshca::pace::Described;
-use meshca::reconcile::Step;
-use meshca::{Authority, Reconcile};
+use meshca_core::clusters::{ClusterInfo, ClustersError};
+use meshca_core::pace::Described;
+use meshca_core::{ClusterName, Outcome, ReconcileRequest, Step, Verdict};
+use meshca_wiring::RegionPorts;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::event::RECONCILE_REQUESTED;
-use crate::{App, Region, Report};
+use crate::{App, Report};
 
 /// A reconcile is not started with less than this left of the invocation.
 const MARGIN: Duration = Duration::from_secs(30);
-/// PutEvents takes at most ten entries.
-const PUT_EVENTS_BATCH: usize = 10;
 /// DescribeCluster calls in flight while listing (EKS control-plane APIs throttle early).
 const DESCRIBE_CONCURRENCY: usize = 8;
 
@@ -63,34 +58,15 @@ pub struct Expiry {
     pub not_after: OffsetDateTime,
 }
 
-/// One cluster on its way through the sweep.
-struct Candidate<'a> {
-    region: &'a str,
-    r: &'a Region,
-    cluster: EksCluster,
-    assessed: Result<Assessment, ClusterOutcome>,
-}
-
-impl Candidate<'_> {
-    /// Sort key: due before healthy; among the due, no bundle first, then the earliest end.
-    fn urgency(&self) -> (u8, Option<OffsetDateTime>) {
-        match &self.assessed {
-            Ok(Assessment::Due { not_after, .. }) => (0, *not_after),
-            Ok(Assessment::Healthy { not_after, .. }) => (1, Some(*not_after)),
-            Err(_) => (2, None),
-        }
-    }
-}
-
 impl SweepReport {
     fn record(&mut self, report: Report) {
         match &report.outcome {
-            ClusterOutcome::Unchanged { .. } => self.unchanged += 1,
-            ClusterOutcome::Delivered { .. } => self.delivered += 1,
-            ClusterOutcome::Renewed { .. } => self.renewed += 1,
-            ClusterOutcome::Skipped { .. } | ClusterOutcome::Revoked { .. } => self.skipped += 1,
-            ClusterOutcome::Planned { .. } => self.planned += 1,
-            ClusterOutcome::Failed { .. } => {
+            Outcome::Unchanged { .. } => self.unchanged += 1,
+            Outcome::Delivered { .. } => self.delivered += 1,
+            Outcome::Renewed { .. } => self.renewed += 1,
+            Outcome::Skipped { .. } | Outcome::Revoked { .. } => self.skipped += 1,
+            Outcome::Planned { .. } => self.planned += 1,
+            Outcome::Failed { .. } => {
                 self.failed += 1;
                 self.failures.push(report.clone());
             }
@@ -108,97 +84,104 @@ impl SweepReport {
     }
 }
 
-fn report(c: &Candidate<'_>, outcome: ClusterOutcome) -> Report {
-    Report { cluster: Some(c.cluster.name.clone()), region: Some(c.region.to_string()), outcome }
+/// One cluster on its way through the sweep: escrow's verdict, or the outcome that stops it.
+struct Candidate<'a> {
+    region: &'a str,
+    ports: &'a RegionPorts,
+    cluster: ClusterInfo,
+    assessed: Result<Verdict, Outcome>,
 }
 
-impl App {
-    /// Sweeps every managed region; `deadline` is when the invocation must have answered.
-    pub async fn sweep(&self, deadline: Instant) -> SweepReport {
-        let started = Instant::now();
-        let paced = Described::new(&self.authority);
-        let mut out = SweepReport::default();
-
-        let mut candidates = Vec::new();
-        for (region, r) in &self.regions {
-            match self.inventory(region, r).await {
-                Ok(clusters) => candidates.extend(clusters.into_iter().map(|cluster| (region.as_str(), r, cluster))),
-                Err(e) => {
-                    warn!(region = %region, error = %e, "cannot list clusters");
-                    out.errors.push(format!("{region}: {e}"));
-                }
-            }
+impl Candidate<'_> {
+    /// Sort key: due before healthy; among the due, no bundle first, then the earliest end.
+    fn urgency(&self) -> (u8, Option<OffsetDateTime>) {
+        match &self.assessed {
+            Ok(v @ Verdict::Renew { .. }) => (0, v.not_after()),
+            Ok(v @ Verdict::Keep { .. }) => (1, v.not_after()),
+            Err(_) => (2, None),
         }
-        out.checked = candidates.len();
+    }
 
-        let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(candidates)
-            .map(|(region, r, cluster)| {
-                let paced = &paced;
-                async move {
-                    let assessed = self.assess(paced, r, &cluster).await;
-                    Candidate { region, r, cluster, assessed }
-                }
-            })
-            .buffer_unordered(self.config.sweep_concurrency)
-            .collect()
-            .await;
-        candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| a.cluster.name.cmp(&b.cluster.name)));
-        let due = candidates.iter().filter(|c| matches!(c.assessed, Ok(Assessment::Due { .. }))).count();
+    fn report(&self, outcome: Outcome) -> Report {
+        Report { cluster: Some(self.cluster.name.clone()), region: Some(self.region.to_string()), outcome }
+    }
+}
+
+/// One sweep of the fleet by one function instance.
+pub struct Sweep<'a> {
+    app: &'a App,
+    /// The CA, described once for the whole sweep.
+    authority: Described<'a>,
+}
+
+impl<'a> Sweep<'a> {
+    pub fn new(app: &'a App) -> Self {
+        Sweep { app, authority: Described::new(app.fleet.authority.as_ref()) }
+    }
+
+    /// Sweeps every managed region; `deadline` is when the invocation must have answered.
+    pub async fn run(&self, deadline: Instant) -> SweepReport {
+        let started = Instant::now();
+        let mut out = SweepReport::default();
+        let candidates = self.assess_fleet(&mut out).await;
         out.assessed_ms = started.elapsed().as_millis() as u64;
-        info!(checked = out.checked, due, assessed_ms = out.assessed_ms, "sweep assessed the fleet from escrow");
 
         let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
         for c in &not_ready {
             if let Err(outcome) = &c.assessed {
-                out.record(report(c, outcome.clone()));
+                out.record(c.report(outcome.clone()));
             }
         }
-
-        if out.checked > self.config.fanout_threshold {
+        if out.checked > self.app.config.fanout_threshold {
             self.fan_out(ready, &mut out).await;
         } else {
-            let reports: Vec<(Report, Option<OffsetDateTime>)> = futures::stream::iter(ready)
-                .map(|c| {
-                    let paced = &paced;
-                    async move {
-                        let escrowed_end = c.assessed.as_ref().ok().and_then(Assessment::not_after);
-                        if Instant::now() + MARGIN > deadline {
-                            let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
-                            return (report(&c, ClusterOutcome::Skipped { reason }), escrowed_end);
-                        }
-                        let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-                        (report(&c, self.converge(paced, &name, c.r, &c.cluster, false).await), escrowed_end)
-                    }
-                })
-                .buffer_unordered(self.config.sweep_concurrency)
-                .collect()
-                .await;
-            for (r, escrowed_end) in reports {
-                // A cluster left as it was (deferred, failed) still counts with the bundle it has.
-                if let (None, Some(end), Some(cluster), Some(region)) = (r.outcome.not_after(), escrowed_end, &r.cluster, &r.region) {
-                    out.saw_expiry(cluster, region, end);
-                }
-                out.record(r);
-            }
+            self.reconcile_inline(ready, deadline, &mut out).await;
         }
         out.clusters.sort_by(|a, b| (&a.region, &a.cluster).cmp(&(&b.region, &b.cluster)));
         out.took_ms = started.elapsed().as_millis() as u64;
         out
     }
 
+    /// Every opted-in cluster with escrow's verdict, most urgent first.
+    async fn assess_fleet(&self, out: &mut SweepReport) -> Vec<Candidate<'_>> {
+        let mut found = Vec::new();
+        for (region, ports) in &self.app.fleet.regions {
+            match self.inventory(region, ports).await {
+                Ok(clusters) => found.extend(clusters.into_iter().map(|cluster| (region.as_str(), ports, cluster))),
+                Err(e) => {
+                    warn!(region = %region, error = %e, "cannot list clusters");
+                    out.errors.push(format!("{region}: {e}"));
+                }
+            }
+        }
+        out.checked = found.len();
+        let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(found)
+            .map(|(region, ports, cluster)| async move {
+                let assessed = self.assess(ports, &cluster).await;
+                Candidate { region, ports, cluster, assessed }
+            })
+            .buffer_unordered(self.app.config.sweep_concurrency)
+            .collect()
+            .await;
+        candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| a.cluster.name.cmp(&b.cluster.name)));
+        let due = candidates.iter().filter(|c| matches!(c.assessed, Ok(Verdict::Renew { .. }))).count();
+        info!(checked = out.checked, due, "sweep assessed the fleet from escrow");
+        candidates
+    }
+
     /// Opted-in clusters of one region (ListClusters has no tag filter: each is described).
-    async fn inventory(&self, region: &str, r: &Region) -> Result<Vec<EksCluster>, meshca::aws::eks::EksError> {
-        let names = r.eks.list().await?;
+    async fn inventory(&self, region: &str, ports: &RegionPorts) -> Result<Vec<ClusterInfo>, ClustersError> {
+        let names = ports.clusters.list().await?;
         let described: Vec<_> = futures::stream::iter(names)
-            .map(|name| async move { (r.eks.describe(&name).await, name) })
+            .map(|name| async move { (ports.clusters.describe(&name).await, name) })
             .buffered(DESCRIBE_CONCURRENCY)
             .collect()
             .await;
         let mut clusters = Vec::new();
         for (result, name) in described {
             match result {
-                Ok(c) if c.has_tag(&self.config.tag_key, &self.config.tag_value) => clusters.push(c),
-                Ok(_) | Err(meshca::aws::eks::EksError::NotFound(_)) => {}
+                Ok(c) if self.app.config.opt_in.admits(&c.tags) => clusters.push(c),
+                Ok(_) | Err(ClustersError::NotFound(_)) => {}
                 Err(e) => warn!(region = %region, cluster = %name, error = %e, "cannot describe cluster"),
             }
         }
@@ -206,51 +189,57 @@ impl App {
     }
 
     /// Escrow's verdict on one cluster, or the outcome that stops it here.
-    async fn assess(&self, authority: &dyn Authority, r: &Region, cluster: &EksCluster) -> Result<Assessment, ClusterOutcome> {
+    async fn assess(&self, ports: &RegionPorts, cluster: &ClusterInfo) -> Result<Verdict, Outcome> {
         if !cluster.is_active() {
-            return Err(ClusterOutcome::Skipped { reason: format!("not active yet ({})", cluster.status) });
+            return Err(Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) });
         }
-        let name: ClusterName = cluster.name.parse().map_err(|e| ClusterOutcome::Skipped { reason: format!("{e}") })?;
-        let reconcile = Reconcile { authority, escrow: &r.escrow, settings: &self.config.settings };
-        reconcile.assess(&name).await.map_err(|e| ClusterOutcome::Failed { step: e.step(), error: e.to_string() })
+        let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped { reason: format!("{e}") })?;
+        let reconciler = self.app.reconciler(&self.authority, ports);
+        reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })
     }
 
-    /// Hands every ready cluster to cluster-events, most urgent first, ten per PutEvents call.
+    /// Reconciles every ready cluster here, as many at once as configured, until the deadline.
+    async fn reconcile_inline(&self, ready: Vec<Candidate<'_>>, deadline: Instant, out: &mut SweepReport) {
+        let reports: Vec<(Report, Option<OffsetDateTime>)> = futures::stream::iter(ready)
+            .map(|c| async move {
+                let escrowed_end = c.assessed.as_ref().ok().and_then(Verdict::not_after);
+                if Instant::now() + MARGIN > deadline {
+                    let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
+                    return (c.report(Outcome::Skipped { reason }), escrowed_end);
+                }
+                let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
+                (c.report(self.app.apply(&self.authority, &name, c.ports, &c.cluster, false).await), escrowed_end)
+            })
+            .buffer_unordered(self.app.config.sweep_concurrency)
+            .collect()
+            .await;
+        for (r, escrowed_end) in reports {
+            // A cluster left as it was (deferred, failed) still counts with the bundle it has.
+            if let (None, Some(end), Some(cluster), Some(region)) = (r.outcome.not_after(), escrowed_end, &r.cluster, &r.region) {
+                out.saw_expiry(cluster, region, end);
+            }
+            out.record(r);
+        }
+    }
+
+    /// Hands every ready cluster to cluster-events, most urgent first.
     async fn fan_out(&self, ready: Vec<Candidate<'_>>, out: &mut SweepReport) {
         for c in &ready {
-            if let Some(not_after) = c.assessed.as_ref().ok().and_then(Assessment::not_after) {
+            if let Some(not_after) = c.assessed.as_ref().ok().and_then(Verdict::not_after) {
                 out.saw_expiry(&c.cluster.name, c.region, not_after);
             }
         }
-        for batch in ready.chunks(PUT_EVENTS_BATCH) {
-            let entries = batch.iter().map(|c| {
-                let detail = serde_json::json!({"cluster": c.cluster.name, "region": c.region, "force": false});
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .source("meshca")
-                    .detail_type(RECONCILE_REQUESTED)
-                    .detail(detail.to_string())
-                    .event_bus_name(&self.config.event_bus)
-                    .build()
-            });
-            let failed = |c: &Candidate<'_>, error: String| report(c, ClusterOutcome::Failed { step: Step::Observe, error });
-            match self.events.put_events().set_entries(Some(entries.collect())).send().await {
-                Ok(sent) => {
-                    // Results are positional; an entry with an error code was not accepted.
-                    for (c, result) in batch.iter().zip(sent.entries()) {
-                        match result.error_code() {
-                            None => out.fanned_out += 1,
-                            Some(code) => {
-                                out.record(failed(c, format!("PutEvents refused the request: {code} {}", result.error_message().unwrap_or_default())))
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    let (code, message) = meshca::aws::error_parts(&e);
-                    batch.iter().for_each(|c| out.record(failed(c, format!("PutEvents failed: {code}: {message}"))));
-                }
+        let requests: Vec<ReconcileRequest> = ready
+            .iter()
+            .map(|c| ReconcileRequest { cluster: c.cluster.name.clone(), region: Some(c.region.to_string()), force: false })
+            .collect();
+        let fan_out = &self.app.fleet.fan_out;
+        for (c, sent) in ready.iter().zip(fan_out.send(&requests).await) {
+            match sent {
+                Ok(()) => out.fanned_out += 1,
+                Err(error) => out.record(c.report(Outcome::Failed { step: Step::FanOut, error })),
             }
         }
-        info!(fanned_out = out.fanned_out, bus = %self.config.event_bus, "sweep handed clusters to cluster-events");
+        info!(fanned_out = out.fanned_out, bus = %fan_out.destination(), "sweep handed clusters to cluster-events");
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws::{AwsEmulator, REGION};
-use meshca::converge::ClusterOutcome;
-use meshca::delivery::Change;
+use meshca_core::Outcome;
+use meshca_core::delivery::Change;
 use meshca_lambda::event::{self, EventError, Request};
 use meshca_lambda::{App, Config};
 use meshca_test_apiserver::store::Resource;
@@ -52,7 +52,7 @@ fn soon() -> Instant {
 }
 
 impl World {
-    async fn run(&self, file: &str) -> ClusterOutcome {
+    async fn run(&self, file: &str) -> Outcome {
         let request = event::parse(&sample(file)).unwrap();
         self.app.handle(request, soon()).await.outcome
     }
@@ -99,36 +99,36 @@ fn malformed_events_are_refused_with_a_reason() {
 async fn create_reconcile_and_delete_through_the_handler() {
     let w = world(&[]).await;
     let outcome = w.run("eks-create-cluster.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
     assert_eq!(w.generation().as_deref(), Some("1"));
 
     // The other request shape and a reconcile request: nothing more to do.
     let outcome = w.run("eks-create-cluster-clustername.json").await;
-    assert!(matches!(outcome, ClusterOutcome::Unchanged { generation: 1, .. }), "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Unchanged { generation: 1, .. }), "{outcome:?}");
     let outcome = w.run("reconcile-request.json").await;
-    assert!(matches!(outcome, ClusterOutcome::Unchanged { .. }), "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Unchanged { .. }), "{outcome:?}");
     assert_eq!(w.emu.calls("IssueCertificate"), 1);
 
     // A direct invoke with force renews.
     let forced = event::parse(&json!({"cluster": "c1", "region": "eu-west-1", "force": true})).unwrap();
     let outcome = w.app.handle(forced, soon()).await.outcome;
-    assert!(matches!(&outcome, ClusterOutcome::Renewed { generation: 2, change: Change::Rotated, .. }), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Renewed { generation: 2, change: Change::Rotated, .. }), "{outcome:?}");
     assert_eq!(w.generation().as_deref(), Some("2"));
 
     let outcome = w.run("eks-create-cluster-failed.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("ResourceInUseException")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("ResourceInUseException")), "{outcome:?}");
     let outcome = w.run("schedule.json").await;
-    assert!(matches!(outcome, ClusterOutcome::Skipped { .. }), "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Skipped { .. }), "{outcome:?}");
 
     let outcome = w.run("eks-delete-cluster.json").await;
     match &outcome {
-        ClusterOutcome::Revoked { certificates } => assert_eq!(certificates.len(), 1, "the current intermediate"),
+        Outcome::Revoked { certificates } => assert_eq!(certificates.len(), 1, "the current intermediate"),
         other => panic!("{other:?}"),
     }
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
     assert_eq!(w.emu.calls("DeleteSecret"), 1);
     let outcome = w.run("eks-delete-cluster.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("already")), "a redelivered event is harmless: {outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("already")), "a redelivered event is harmless: {outcome:?}");
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
 }
 
@@ -136,22 +136,22 @@ async fn create_reconcile_and_delete_through_the_handler() {
 async fn clusters_not_opted_in_or_not_active_are_skipped_with_reasons() {
     let w = world(&[("MESHCA_TAG_KEY", "mesh"), ("MESHCA_TAG_VALUE", "istio")]).await;
     let outcome = w.run("eks-create-cluster.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("not opted in")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not opted in")), "{outcome:?}");
     let outcome = w.run("direct-invoke.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("mesh=istio")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("mesh=istio")), "{outcome:?}");
 
     let w = world(&[]).await;
     w.emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "status": "CREATING"}));
     let request = event::parse(&sample("eks-create-cluster.json")).unwrap();
     let started = Instant::now();
     let outcome = w.app.handle(request, Instant::now() + Duration::from_secs(12)).await.outcome;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("the sweep will finish it")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("the sweep will finish it")), "{outcome:?}");
     assert!(started.elapsed() < Duration::from_secs(12), "gave up within the invocation's time");
     assert_eq!(w.emu.calls("IssueCertificate"), 0);
     let outcome = w.app.handle(event::parse(&json!({"cluster": "nope"})).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("no such EKS cluster")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("no such EKS cluster")), "{outcome:?}");
     let outcome = w.app.handle(event::parse(&json!({"cluster": "c1", "region": "ap-south-1"})).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, ClusterOutcome::Skipped { reason } if reason.contains("not managed")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not managed")), "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,7 +167,7 @@ async fn a_cluster_that_becomes_active_while_create_waits_gets_its_ca() {
     };
     let outcome = w.run("eks-create-cluster.json").await;
     flip.await.unwrap();
-    assert!(matches!(&outcome, ClusterOutcome::Renewed { change: Change::Created, .. }), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Renewed { change: Change::Created, .. }), "{outcome:?}");
     assert!(w.emu.calls("GET /clusters/c1") >= 2, "polled until ACTIVE");
 }
 
@@ -175,7 +175,7 @@ async fn a_cluster_that_becomes_active_while_create_waits_gets_its_ca() {
 async fn dry_run_decides_and_changes_nothing() {
     let w = world(&[("MESHCA_DRY_RUN", "true")]).await;
     let outcome = w.run("direct-invoke.json").await;
-    assert!(matches!(&outcome, ClusterOutcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")), "{outcome:?}");
     assert_eq!(w.emu.calls("IssueCertificate"), 0);
     assert!(w.generation().is_none());
 }

@@ -49,7 +49,7 @@ pub struct CaArn(Arn);
 
 impl CaArn {
     pub const SHAPE: &'static str =
-        "an acm-pca certificate-authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)";
+        "a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)";
 
     pub fn partition(&self) -> &str {
         &self.0.partition
@@ -105,7 +105,7 @@ mod tests {
             "arn:aws:acm-pca::1:certificate-authority/abc",
         ] {
             let e = bad.parse::<CaArn>().unwrap_err();
-            assert!(e.to_string().contains("acm-pca certificate-authority ARN"), "{bad}: {e}");
+            assert!(e.to_string().contains("is not a certificate authority ARN (arn:<partition>:acm-pca:"), "{bad}: {e}");
         }
     }
 

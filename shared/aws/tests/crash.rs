@@ -4,20 +4,20 @@
 //! A "crash" is a wrapper around the real adapter that ends the run at a named call, before
 //! or after the call reached AWS or the cluster — what a Lambda timeout or an OOM kill does.
 
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use common::aws::{AwsEmulator, REGION};
-use meshca::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
-use meshca::aws::eks::EksClusters;
-use meshca::aws::{PcaAuthority, SecretsEscrow};
-use meshca::converge::ClusterOutcome;
-use meshca::delivery::{Delivered, Delivery, DeliveryError, Observed};
-use meshca::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
-use meshca::k8s::{DeliveryOptions, KubeDelivery};
-use meshca::{Bundle, BundleMeta, ClusterName, Profile, Reconcile, Settings, Validity};
+use meshca_test_support::aws::{AwsEmulator, REGION};
+use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use meshca_aws::eks::EksClusters;
+use meshca_aws::{PcaAuthority, SecretsEscrow};
+use meshca_core::Outcome;
+use meshca_core::delivery::{Delivered, Delivery, DeliveryError, Observed};
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
+use meshca_core::DeliveryOptions;
+use meshca_kube::KubeDelivery;
+use meshca_core::{Bundle, BundleMeta, ClusterName, Profile, Reconciler, Settings, Validity};
 use meshca_test_apiserver::store::Resource;
 use meshca_test_apiserver::{ApiServer, Settings as ServerSettings};
 use serde_json::json;
@@ -140,7 +140,7 @@ async fn world() -> World {
     emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem()}));
     let eks = EksClusters::new(&config);
     let described = eks.describe("c1").await.unwrap();
-    let delivery = KubeDelivery::new(eks.connect(&described).unwrap(), server.url(), DeliveryOptions::default());
+    let delivery = KubeDelivery::new(eks.client(&described).unwrap(), server.url(), DeliveryOptions::default());
     World {
         authority: PcaAuthority::new(aws_sdk_acmpca::Client::new(&config), ca.as_str(), None).unwrap(),
         escrow: SecretsEscrow::new(aws_sdk_secretsmanager::Client::new(&config), SecretsEscrow::default_prefix(REGION)),
@@ -158,8 +158,8 @@ impl World {
         self.emu.issued() - self.baseline
     }
 
-    fn reconcile(&self) -> Reconcile<'_> {
-        Reconcile { authority: &self.authority, escrow: &self.escrow, settings: &self.settings }
+    fn reconcile(&self) -> Reconciler<'_> {
+        Reconciler { authority: &self.authority, escrow: &self.escrow, settings: &self.settings }
     }
 
     /// The cluster holds a valid bundle of `generation`, and escrow holds the same one.
@@ -173,7 +173,7 @@ impl World {
             String::from_utf8(b).unwrap()
         };
         let bundle = Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
-        let verified = meshca::validate::validate(&bundle, &Profile::default(), time::OffsetDateTime::now_utc()).unwrap();
+        let verified = meshca_core::validate::validate(&bundle, &Profile::default(), time::OffsetDateTime::now_utc()).unwrap();
         let c1: ClusterName = "c1".parse().unwrap();
         let escrowed = self.escrow.load(&c1).await.unwrap().current.expect("escrowed");
         assert_eq!(escrowed.meta.generation, generation);
@@ -200,13 +200,13 @@ async fn a_run_stopped_at_any_step_boundary_converges_with_one_certificate() {
         let c1: ClusterName = "c1".parse().unwrap();
         let crash = Crash::at(call, when);
         let (a, e, d) = (CrashingAuthority(&w.authority, &crash), CrashingEscrow(&w.escrow, &crash), CrashingDelivery(&w.delivery, &crash));
-        let crashed = Reconcile { authority: &a, escrow: &e, settings: &w.settings }.converge(&c1, &d, false).await;
+        let crashed = Reconciler { authority: &a, escrow: &e, settings: &w.settings }.apply(&c1, &d, false).await;
         assert!(crash.fired.load(Ordering::SeqCst), "{call} {when:?} was reached");
-        assert!(matches!(&crashed, ClusterOutcome::Failed { error, .. } if error.contains("crashed")), "{call} {when:?}: {crashed:?}");
+        assert!(matches!(&crashed, Outcome::Failed { error, .. } if error.contains("crashed")), "{call} {when:?}: {crashed:?}");
 
-        let again = w.reconcile().converge(&c1, &w.delivery, false).await;
+        let again = w.reconcile().apply(&c1, &w.delivery, false).await;
         match &again {
-            ClusterOutcome::Renewed { generation: 1, .. } | ClusterOutcome::Delivered { generation: 1, .. } | ClusterOutcome::Unchanged { generation: 1, .. } => {}
+            Outcome::Renewed { generation: 1, .. } | Outcome::Delivered { generation: 1, .. } | Outcome::Unchanged { generation: 1, .. } => {}
             other => panic!("{call} {when:?}: rerun gave {other:?}"),
         }
         // What the rerun did depends on where the first run died.
@@ -219,8 +219,8 @@ async fn a_run_stopped_at_any_step_boundary_converges_with_one_certificate() {
         assert_eq!(w.issued(), 1, "{call} {when:?}: one certificate for generation 1");
         w.assert_one_valid_bundle(1).await;
         // And a third run has nothing left to do.
-        let third = w.reconcile().converge(&c1, &w.delivery, false).await;
-        assert!(matches!(third, ClusterOutcome::Unchanged { generation: 1, .. }), "{call} {when:?}: {third:?}");
+        let third = w.reconcile().apply(&c1, &w.delivery, false).await;
+        assert!(matches!(third, Outcome::Unchanged { generation: 1, .. }), "{call} {when:?}: {third:?}");
     }
 }
 
@@ -231,15 +231,15 @@ async fn two_runs_of_one_cluster_at_once_issue_one_certificate_and_deliver_one_b
     for round in 0..3 {
         let force = round > 0;
         let (one, two) = (w.reconcile(), w.reconcile());
-        let (a, b) = tokio::join!(one.converge(&c1, &w.delivery, force), two.converge(&c1, &w.delivery, force));
+        let (a, b) = tokio::join!(one.apply(&c1, &w.delivery, force), two.apply(&c1, &w.delivery, force));
         let generation = round + 1;
         for o in [&a, &b] {
             assert!(
-                matches!(o, ClusterOutcome::Renewed { generation: g, .. } | ClusterOutcome::Delivered { generation: g, .. } | ClusterOutcome::Unchanged { generation: g, .. } if *g == generation),
+                matches!(o, Outcome::Renewed { generation: g, .. } | Outcome::Delivered { generation: g, .. } | Outcome::Unchanged { generation: g, .. } if *g == generation),
                 "round {round}: {a:?} / {b:?}"
             );
         }
-        assert!(matches!(a, ClusterOutcome::Renewed { .. }) || matches!(b, ClusterOutcome::Renewed { .. }), "{a:?} / {b:?}");
+        assert!(matches!(a, Outcome::Renewed { .. }) || matches!(b, Outcome::Renewed { .. }), "{a:?} / {b:?}");
         assert_eq!(w.issued(), generation, "round {round}: one certificate per generation");
         w.assert_one_valid_bundle(generation).await;
     }

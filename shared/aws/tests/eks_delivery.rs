@@ -2,18 +2,17 @@
 //! issued by the emulated PCA and escrowed in Secrets Manager, delivered with an EKS IAM token
 //! into the test API server that DescribeCluster points at.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
-use common::aws::{AwsEmulator, REGION};
-use meshca::aws::eks::{EksClusters, EksError};
-use meshca::aws::{PcaAuthority, SecretsEscrow};
-use meshca::delivery::{Change, Delivery};
-use meshca::k8s::{DeliveryOptions, KubeDelivery};
-use meshca::retry::Backoff;
-use meshca::{ClusterName, Reconcile, Settings, Validity};
+use meshca_test_support::aws::{AwsEmulator, REGION};
+use meshca_aws::eks::{EksClusters, EksError};
+use meshca_aws::{PcaAuthority, SecretsEscrow};
+use meshca_core::delivery::{Change, Delivery, DeliveryError};
+use meshca_core::DeliveryOptions;
+use meshca_kube::KubeDelivery;
+use meshca_core::retry::Backoff;
+use meshca_core::{ClusterName, Reconciler, Settings, Validity};
 use meshca_test_apiserver::store::Resource;
 use meshca_test_apiserver::{ApiServer, Settings as ServerSettings};
 use serde_json::json;
@@ -54,9 +53,9 @@ async fn issue_through_pca_and_deliver_into_the_cluster_describe_cluster_names()
     for (name, server) in [("c1", &c1), ("c2", &c2)] {
         let cluster = eks.describe(name).await.unwrap();
         assert_eq!(cluster.endpoint.as_deref(), Some(server.url().as_str()));
-        let delivery = KubeDelivery::new(eks.connect(&cluster).unwrap(), server.url(), DeliveryOptions::default());
+        let delivery = KubeDelivery::new(eks.client(&cluster).unwrap(), server.url(), DeliveryOptions::default());
         let c: ClusterName = name.parse().unwrap();
-        let outcome = Reconcile { authority: &authority, escrow: &escrow, settings: &settings }.ensure_bundle(&c, false).await.unwrap();
+        let outcome = Reconciler { authority: &authority, escrow: &escrow, settings: &settings }.ensure_bundle(&c, false).await.unwrap();
         let delivered = delivery.deliver(&outcome.bundle, &outcome.meta).await.unwrap();
         assert_eq!(delivered.change, Change::Created);
         assert!(delivered.istiod[0].1.restart);
@@ -74,14 +73,14 @@ async fn issue_through_pca_and_deliver_into_the_cluster_describe_cluster_names()
 
     // A cluster that is still being created is not connected to, and says why.
     let young = eks.describe("young").await.unwrap();
-    let err = eks.connect(&young).err().expect("CREATING is refused");
+    let err = eks.client(&young).err().expect("CREATING is refused");
     assert!(matches!(err, EksError::NotActive { .. }), "{err}");
     assert!(err.to_string().contains("CREATING"), "{err}");
     let err = eks.describe("nope").await.unwrap_err();
     assert!(matches!(err, EksError::NotFound(_)), "{err}");
     for status in ["FAILED", "DELETING"] {
         emu.control("eks/cluster", json!({"region": REGION, "name": "young", "status": status}));
-        let err = eks.connect(&eks.describe("young").await.unwrap()).err().unwrap();
+        let err = eks.client(&eks.describe("young").await.unwrap()).err().unwrap();
         assert!(err.to_string().contains(status), "{err}");
     }
 }
@@ -99,7 +98,7 @@ async fn every_connection_authenticates_with_a_token_signed_for_its_cluster() {
         ..DeliveryOptions::default()
     };
     for _ in 0..2 {
-        let d = KubeDelivery::new(eks.connect(&cluster).unwrap(), server.url(), quick.clone());
+        let d = KubeDelivery::new(eks.client(&cluster).unwrap(), server.url(), quick.clone());
         d.observe().await.unwrap();
         d.observe().await.unwrap();
     }
@@ -110,6 +109,72 @@ async fn every_connection_authenticates_with_a_token_signed_for_its_cluster() {
     // The same endpoint under another cluster's name: the token does not verify there.
     emu.control("eks/cluster", json!({"region": REGION, "name": "c9", "endpoint": server.url(), "ca_pem": server.ca_pem()}));
     let c9 = eks.describe("c9").await.unwrap();
-    let err = KubeDelivery::new(eks.connect(&c9).unwrap(), server.url(), quick).observe().await.unwrap_err();
+    let err = KubeDelivery::new(eks.client(&c9).unwrap(), server.url(), quick).observe().await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
+}
+
+// Moved from meshca-kube's delivery tests: what an EKS IAM token (signed by `EksTokens`) can
+// and cannot do against the test API server, which checks it the way EKS does.
+
+fn token_server_settings() -> ServerSettings {
+    ServerSettings {
+        cluster: "c1".into(),
+        aws_keys: std::collections::BTreeMap::from([("AKIDTEST".to_string(), "test-secret".to_string())]),
+        ..Default::default()
+    }
+}
+
+fn eks_delivery(server: &ApiServer, cluster: &str, secret: &str) -> KubeDelivery {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let creds = SharedCredentialsProvider::new(Credentials::new("AKIDTEST", secret.to_string(), None, None, "test"));
+    let tokens = std::sync::Arc::new(meshca_aws::eks::EksTokens::new(cluster, "eu-west-1", creds));
+    let client = meshca_kube::from_endpoint(cluster, &server.url(), server.ca_pem(), tokens).unwrap();
+    let quick = Backoff { first: Duration::from_millis(5), max: Duration::from_millis(20), deadline: Duration::from_millis(800) };
+    KubeDelivery::new(client, server.url(), DeliveryOptions { backoff: quick, ..DeliveryOptions::default() })
+}
+
+/// A bundle from the local CA, generation 1.
+async fn local_bundle() -> (tempfile::TempDir, meshca_core::Secured) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = meshca_local::LocalCa::open_or_create(&dir.path().join("ca"), &meshca_local::LocalRootSpec::default()).unwrap();
+    let escrow = meshca_local::LocalEscrow::new(dir.path().join("escrow"));
+    let s = Settings::default();
+    let c: ClusterName = "c1".parse().unwrap();
+    let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    (dir, secured)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_scoped_access_entry_needs_the_namespace_to_exist() {
+    let (_dir, g1) = local_bundle().await;
+    // An EKS access entry scoped to istio-system cannot create it.
+    let scoped = ServerSettings { eks_namespaces: Some(std::collections::BTreeSet::from(["istio-system".to_string()])), ..token_server_settings() };
+    let server = ApiServer::start(scoped).await.unwrap();
+    let err = eks_delivery(&server, "c1", "test-secret").deliver(&g1.bundle, &g1.meta).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::NamespaceMissing(_)), "{err}");
+    assert!(err.to_string().contains("kubectl create namespace istio-system"), "{err}");
+
+    // Once it exists, the same scoped grant is enough.
+    server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+    let out = eks_delivery(&server, "c1", "test-secret").deliver(&g1.bundle, &g1.meta).await.unwrap();
+    assert_eq!(out.change, Change::Created);
+    assert!(server.seen().iter().any(|s| s.caller == "eks:AKIDTEST" && s.status == 201));
+    assert!(server.seen().iter().any(|s| s.status == 403 && s.path == "/api/v1/namespaces/istio-system"), "probed, forbidden, carried on");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_with_a_wrong_key_or_for_another_cluster_are_refused() {
+    let server = ApiServer::start(token_server_settings()).await.unwrap();
+    server.seed_istio(None);
+
+    let err = eks_delivery(&server, "c1", "wrong-secret").observe().await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unauthorized(_)), "{err}");
+    assert!(err.to_string().contains("signature does not match"), "{err}");
+
+    let err = eks_delivery(&server, "another-cluster", "test-secret").observe().await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unauthorized(_)), "a token for another cluster: {err}");
+
+    let out = eks_delivery(&server, "c1", "test-secret").observe().await;
+    assert!(out.is_ok(), "the right key for the right cluster is let in: {out:?}");
 }

@@ -1,18 +1,17 @@
 //! AWS Private CA and Secrets Manager adapters against the emulated AWS, through the real SDK.
 
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::aws::{AwsEmulator, REGION};
-use meshca::authority::{Authority, IssueRequest};
-use meshca::retry::Backoff;
-use meshca::aws::{PcaAuthority, SecretsEscrow};
-use meshca::escrow::{Claim, Escrow};
-use meshca::reconcile::Action;
-use meshca::{AuthorityError, ClusterName, KeyAlgorithm, Profile, Reconcile, ReconcileError, Settings, Validity};
+use meshca_test_support::aws::{AwsEmulator, REGION};
+use meshca_core::authority::{Authority, IssueRequest};
+use meshca_core::retry::Backoff;
+use meshca_aws::{PcaAuthority, SecretsEscrow};
+use meshca_core::escrow::{Claim, Escrow};
+use meshca_core::Obtained;
+use meshca_core::{AuthorityError, ClusterName, KeyAlgorithm, Profile, Reconciler, ReconcileError, Settings, Validity};
 use serde_json::json;
 
 struct Aws {
@@ -48,7 +47,7 @@ fn cluster(s: &str) -> ClusterName {
     s.parse().unwrap()
 }
 
-fn openssl_verify(bundle: &meshca::Bundle, dir: &Path) {
+fn openssl_verify(bundle: &meshca_core::Bundle, dir: &Path) {
     for (name, text) in bundle.files() {
         std::fs::write(dir.join(name), text).unwrap();
     }
@@ -66,8 +65,8 @@ async fn issue_through_a_root_pca_escrow_in_secrets_manager() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("prod-eu-1");
-    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(o.action, Action::Issued { .. }));
+    let o = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.obtained, Obtained::Issued(_)));
     assert_eq!(o.verified.chain.len(), 2);
     assert!(o.meta.certificate_id.starts_with(h["issuing"].as_str().unwrap()), "{}", o.meta.certificate_id);
     let dir = tempfile::tempdir().unwrap();
@@ -75,8 +74,8 @@ async fn issue_through_a_root_pca_escrow_in_secrets_manager() {
     assert_eq!(a.emu.calls("IssueCertificate"), 1);
 
     // The escrowed record is what a rerun reuses: no second issuance.
-    let again = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(again.action, Action::Reused { .. }), "{:?}", again.action);
+    let again = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(again.obtained, Obtained::Escrowed), "{:?}", again.obtained);
     assert_eq!(again.bundle, o.bundle);
     assert_eq!(a.emu.calls("IssueCertificate"), 1);
     let stored = a.sm.get_secret_value().secret_id("meshca/eu-west-1/prod-eu-1").send().await.unwrap();
@@ -90,7 +89,7 @@ async fn issue_through_a_subordinate_pca() {
     let a = aws().await;
     let h = a.emu.hierarchy("EC_prime256v1", 2);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
-    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("c2"), false).await.unwrap();
+    let o = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("c2"), false).await.unwrap();
     assert_eq!(o.verified.chain.len(), 3, "intermediate, issuing sub CA, root");
     assert_eq!(o.verified.roots.len(), 1);
     assert!(o.verified.chain[2].is_self_signed());
@@ -106,12 +105,12 @@ async fn rsa_and_ec_cas_get_their_signing_algorithm() {
         assert_eq!(authority.describe().await.unwrap().signing_algorithm, alg);
         let s = Settings { key_algorithm: KeyAlgorithm::Rsa2048, profile: Profile { key_algorithm: Some(KeyAlgorithm::Rsa2048), ..Profile::default() }, ..settings() };
         let c = cluster(&format!("c-{}", key.to_lowercase().replace('_', "-")));
-        Reconcile { authority: &authority, escrow: &a.escrow(), settings: &s }.ensure_bundle(&c, false).await.unwrap();
+        Reconciler { authority: &authority, escrow: &a.escrow(), settings: &s }.ensure_bundle(&c, false).await.unwrap();
     }
     // An explicit algorithm of the wrong family is refused by PCA, and surfaces as a rejection.
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let authority = a.authority(&h["issuing"]).with_signing_algorithm(Some("SHA256WITHRSA".into()));
-    let e = Reconcile { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("wrong-alg"), false).await.unwrap_err();
+    let e = Reconciler { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("wrong-alg"), false).await.unwrap_err();
     assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::Rejected { .. }, .. }), "{e}");
 }
 
@@ -121,19 +120,19 @@ async fn in_progress_polls_are_waited_out() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     a.emu.control("configure", json!({"in_progress_polls": 3}));
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
-    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slow"), false).await.unwrap();
+    Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slow"), false).await.unwrap();
     assert_eq!(a.emu.calls("GetCertificate"), 4);
 
     // With a deadline too short, a typed error instead of a hang.
     a.emu.control("configure", json!({"in_progress_polls": 1000}));
     let impatient = a.authority(&h["issuing"]).with_backoff(Backoff { deadline: Duration::from_millis(300), ..fast() });
-    let e = Reconcile { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap_err();
+    let e = Reconciler { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap_err();
     assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::StillInProgress { .. }, .. }), "{e}");
     // The generation is pending with its certificate ARN: the rerun fetches, it does not reissue.
     a.emu.control("configure", json!({"in_progress_polls": 0}));
     let issued = a.emu.calls("IssueCertificate");
-    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap();
-    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    let o = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("slower"), false).await.unwrap();
+    assert!(matches!(o.obtained, Obtained::Resumed(_)), "{:?}", o.obtained);
     assert_eq!(a.emu.calls("IssueCertificate"), issued);
 }
 
@@ -143,7 +142,7 @@ async fn a_throttling_storm_is_survived() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     a.emu.control("configure", json!({"issue_tps": 2}));
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
-    let r = Reconcile { authority: &authority, escrow: &escrow, settings: &s };
+    let r = Reconciler { authority: &authority, escrow: &escrow, settings: &s };
     let names: Vec<ClusterName> = (0..8).map(|i| cluster(&format!("storm-{i}"))).collect();
     let results = futures_join_all(names.iter().map(|c| r.ensure_bundle(c, false))).await;
     for r in results {
@@ -156,9 +155,9 @@ async fn a_throttling_storm_is_survived() {
     a.emu.control("reset", json!({}));
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     a.emu.control("configure", json!({"issue_tps": 5}));
-    let budget = std::sync::Arc::new(meshca::pace::IssueBudget::per_second(4.0));
+    let budget = std::sync::Arc::new(meshca_core::pace::IssueBudget::per_second(4.0));
     let paced = a.authority(&h["issuing"]).with_issue_budget(budget);
-    let r = Reconcile { authority: &paced, escrow: &escrow, settings: &s };
+    let r = Reconciler { authority: &paced, escrow: &escrow, settings: &s };
     let names: Vec<ClusterName> = (0..12).map(|i| cluster(&format!("calm-{i}"))).collect();
     let started = std::time::Instant::now();
     for o in futures_join_all(names.iter().map(|c| r.ensure_bundle(c, false))).await {
@@ -171,7 +170,7 @@ async fn a_throttling_storm_is_survived() {
     // Past the deadline a throttle is a typed error.
     a.emu.control("configure", json!({"issue_tps": 0, "faults": [{"operation": "IssueCertificate", "fail": 1000, "of": 1000, "code": "ThrottlingException", "status": 400}]}));
     let impatient = a.authority(&h["issuing"]).with_backoff(Backoff { deadline: Duration::from_millis(300), ..fast() });
-    let e = Reconcile { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("storm-x"), false).await.unwrap_err();
+    let e = Reconciler { authority: &impatient, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("storm-x"), false).await.unwrap_err();
     assert!(matches!(e, ReconcileError::Authority { source: AuthorityError::Throttled { operation: "IssueCertificate", .. }, .. }), "{e}");
 }
 
@@ -205,14 +204,14 @@ async fn a_run_stopped_after_issue_is_resumed_with_one_issuance() {
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("crashy");
     // The first run: claimed, issued, recorded the ARN, then died.
-    let mut p = common::first_pending(&authority, &c, &s).await;
+    let mut p = meshca_test_support::pending::first_pending(&authority, &c, &s).await;
     assert!(matches!(escrow.claim(&p).await.unwrap(), Claim::Won));
-    let id = common::issue_for(&authority, &p, s.validity).await;
+    let id = meshca_test_support::pending::issue_for(&authority, &p, s.validity).await;
     p.certificate_id = Some(id.clone());
     escrow.record_issued(&p).await.unwrap();
 
-    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    let o = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.obtained, Obtained::Resumed(_)), "{:?}", o.obtained);
     assert_eq!(o.meta.certificate_id, id.0);
     assert_eq!(a.emu.calls("IssueCertificate"), 1, "exactly one IssueCertificate for the generation");
 }
@@ -223,10 +222,10 @@ async fn a_run_stopped_before_recording_gets_the_same_certificate_back() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("crashy2");
-    let p = common::first_pending(&authority, &c, &s).await;
+    let p = meshca_test_support::pending::first_pending(&authority, &c, &s).await;
     escrow.claim(&p).await.unwrap();
-    let id = common::issue_for(&authority, &p, s.validity).await;
-    let o = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    let id = meshca_test_support::pending::issue_for(&authority, &p, s.validity).await;
+    let o = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(o.meta.certificate_id, id.0, "the idempotency token named the same certificate");
 }
 
@@ -236,8 +235,8 @@ async fn an_escrow_conflict_is_detected() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("contested");
-    let ours = common::first_pending(&authority, &c, &s).await;
-    let theirs = common::first_pending(&authority, &c, &s).await;
+    let ours = meshca_test_support::pending::first_pending(&authority, &c, &s).await;
+    let theirs = meshca_test_support::pending::first_pending(&authority, &c, &s).await;
     assert_eq!(ours.token, theirs.token);
     assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won));
     assert!(matches!(escrow.claim(&ours).await.unwrap(), Claim::Won), "a retry of the same write is idempotent");
@@ -245,12 +244,12 @@ async fn an_escrow_conflict_is_detected() {
     assert_eq!(winner.csr, ours.csr);
 
     let mut a1 = ours.clone();
-    a1.certificate_id = Some(meshca::CertificateId("arn:one".into()));
+    a1.certificate_id = Some(meshca_core::CertificateId("arn:one".into()));
     escrow.record_issued(&a1).await.unwrap();
     let mut a2 = ours.clone();
-    a2.certificate_id = Some(meshca::CertificateId("arn:two".into()));
+    a2.certificate_id = Some(meshca_core::CertificateId("arn:two".into()));
     let e = escrow.record_issued(&a2).await.unwrap_err();
-    assert!(matches!(e, meshca::EscrowError::Conflict { .. }), "{e}");
+    assert!(matches!(e, meshca_core::EscrowError::Conflict { .. }), "{e}");
 }
 
 #[tokio::test]
@@ -259,7 +258,7 @@ async fn two_reconciles_at_once_issue_one_certificate() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("twins");
-    let r = Reconcile { authority: &authority, escrow: &escrow, settings: &s };
+    let r = Reconciler { authority: &authority, escrow: &escrow, settings: &s };
     let (x, y) = tokio::join!(r.ensure_bundle(&c, false), r.ensure_bundle(&c, false));
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.bundle, y.bundle);
@@ -274,7 +273,7 @@ async fn bad_certificates_from_pca_are_never_escrowed() {
     for (kind, expect) in [("not-ca", "is not a CA"), ("pathlen1", "pathlen 1, profile wants 0"), ("wrong-key", "does not match")] {
         a.emu.control("configure", json!({"bad_certificates": [kind]}));
         let c = cluster(&format!("bad-{kind}"));
-        let e = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+        let e = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
         assert!(matches!(e, ReconcileError::InvalidIssued { .. }), "{kind}: {e}");
         assert!(e.to_string().contains(expect), "{kind}: {e}");
         assert!(escrow.load(&c).await.unwrap().current.is_none(), "{kind} was escrowed as current");
@@ -303,12 +302,12 @@ async fn secrets_manager_down_means_nothing_issued_and_a_clear_error() {
     a.emu.control("configure", json!({"faults": [{"operation": "GetSecretValue", "fail": 100, "of": 100, "code": "InternalServiceError", "status": 500}]}));
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
     let c = cluster("sm-down");
-    let e = Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
-    assert!(matches!(e, ReconcileError::Escrow { source: meshca::EscrowError::Backend { .. }, .. }), "{e}");
+    let e = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(matches!(e, ReconcileError::Escrow { source: meshca_core::EscrowError::Backend { .. }, .. }), "{e}");
     assert!(e.to_string().contains("InternalServiceError"), "{e}");
     assert_eq!(a.emu.calls("IssueCertificate"), 0);
     a.emu.control("reset", json!({}));
-    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(a.emu.calls("IssueCertificate"), 1);
 }
 
@@ -318,7 +317,7 @@ async fn retire_keeps_the_secret_recoverable() {
     let h = a.emu.hierarchy("EC_prime256v1", 1);
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow().with_recovery_window(7), settings());
     let c = cluster("gone");
-    Reconcile { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     escrow.retire(&c).await.unwrap();
     let d = a.sm.describe_secret().secret_id("meshca/eu-west-1/gone").send().await.unwrap();
     assert!(d.deleted_date().is_some(), "scheduled for deletion, not gone");
@@ -343,8 +342,8 @@ async fn a_csr_pca_rejects_and_revocation() {
         .unwrap_err();
     assert!(matches!(&e, AuthorityError::Rejected { reason, .. } if reason.contains("MalformedCSRException")), "{e}");
 
-    let o = Reconcile { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("revokee"), false).await.unwrap();
-    let id = meshca::CertificateId(o.meta.certificate_id.clone());
-    authority.revoke(&id, &o.meta.serial, meshca::authority::RevocationReason::CessationOfOperation).await.unwrap();
+    let o = Reconciler { authority: &authority, escrow: &a.escrow(), settings: &settings() }.ensure_bundle(&cluster("revokee"), false).await.unwrap();
+    let id = meshca_core::CertificateId(o.meta.certificate_id.clone());
+    authority.revoke(&id, &o.meta.serial, meshca_core::authority::RevocationReason::CessationOfOperation).await.unwrap();
     assert_eq!(a.emu.calls("RevokeCertificate"), 1);
 }

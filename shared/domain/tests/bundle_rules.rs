@@ -1,13 +1,13 @@
 //! Every bundle rule of DESIGN.md rejects a bundle crafted to break it, with its own error.
 
-mod common;
+mod pki;
 
-use common::{Spec, bundle, good, root, signed};
-use meshca::validate::{InvalidBundle, Profile, validate};
-use meshca::{Bundle, KeyAlgorithm};
+use pki::{Spec, bundle, good, root, signed};
+use meshca_core::validate::{InvalidBundle, Profile, validate};
+use meshca_core::{Bundle, KeyAlgorithm};
 use time::{Duration, OffsetDateTime};
 
-fn check(b: &Bundle) -> Result<meshca::Verified, InvalidBundle> {
+fn check(b: &Bundle) -> Result<meshca_core::Verified, InvalidBundle> {
     validate(b, &Profile::default(), OffsetDateTime::now_utc())
 }
 
@@ -136,7 +136,7 @@ fn chain_to_another_root() {
 fn forged_link_in_chain() {
     // Same name as the real root, different key: names chain, signature does not.
     let (root, int) = good();
-    let impostor = common::root(Spec::ca("test root", 3650));
+    let impostor = pki::root(Spec::ca("test root", 3650));
     let e = err(&bundle(&int, &[&impostor], &[&root]));
     assert!(matches!(e, InvalidBundle::ChainBroken(_)), "{e}");
     assert!(e.to_string().contains("does not verify"), "{e}");
@@ -157,7 +157,7 @@ fn chain_stops_short_of_the_root() {
     let e = err(&bundle(&int, &[], &[&root]));
     assert!(matches!(e, InvalidBundle::ChainStopsShort { .. }), "{e}");
 
-    let root = common::root(Spec::ca("root", 3650));
+    let root = pki::root(Spec::ca("root", 3650));
     let sub = signed(&root, Spec { path_len: Some(1), ..Spec::ca("sub", 1000) });
     let int = signed(&sub, Spec::intermediate("c1", 365));
     let e = err(&bundle(&int, &[&sub], &[&root]));
@@ -189,48 +189,4 @@ fn garbage_in_a_file() {
     assert!(e.to_string().contains("cert-chain.pem holds no CERTIFICATE block"), "{e}");
     let e = Bundle::from_pems(&good.ca_cert, &good.ca_cert, &good.cert_chain, &good.root_cert).unwrap_err();
     assert!(e.to_string().contains("ca-key.pem holds a CERTIFICATE block"), "{e}");
-}
-
-#[test]
-fn missing_file() {
-    let (root, int) = good();
-    let b = bundle(&int, &[&root], &[&root]);
-    let dir = tempfile::tempdir().unwrap();
-    let meta = sample_meta();
-    b.write_dir(dir.path(), &meta).unwrap();
-    assert_eq!(Bundle::read_dir(dir.path()).unwrap(), b);
-    for file in meshca::bundle::FILES {
-        let d = tempfile::tempdir().unwrap();
-        b.write_dir(d.path(), &meta).unwrap();
-        std::fs::remove_file(d.path().join(file)).unwrap();
-        let e = Bundle::read_dir(d.path()).unwrap_err();
-        assert_eq!(e.to_string(), format!("{file} is missing"));
-    }
-}
-
-#[test]
-fn manifest_round_trips_and_keeps_annotations() {
-    let (root, int) = good();
-    let b = bundle(&int, &[&root], &[&root]);
-    let dir = tempfile::tempdir().unwrap();
-    b.write_dir(dir.path(), &sample_meta()).unwrap();
-    let (back, annotations) = Bundle::read_manifest(&dir.path().join("cacerts.yaml")).unwrap();
-    assert_eq!(back, b);
-    assert_eq!(meshca::BundleMeta::from_annotations(&annotations), Some(sample_meta()));
-    use std::os::unix::fs::PermissionsExt;
-    for (file, mode) in [("ca-key.pem", 0o600), ("cacerts.yaml", 0o600), ("ca-cert.pem", 0o644)] {
-        let m = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
-        assert_eq!(m, mode, "{file}");
-    }
-}
-
-fn sample_meta() -> meshca::BundleMeta {
-    meshca::BundleMeta {
-        generation: 3,
-        serial: "4a1f".into(),
-        not_after: time::macros::datetime!(2027-01-01 0:00 UTC),
-        certificate_id: "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/x/certificate/y".into(),
-        fingerprint_sha256: "ab".repeat(32),
-        root_fingerprint_sha256: "cd".repeat(32),
-    }
 }

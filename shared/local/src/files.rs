@@ -38,11 +38,13 @@ pub fn read_dir(dir: &Path) -> Result<Bundle, FilesError> {
     Ok(Bundle::from_pems(&c, &k, &ch, &r)?)
 }
 
-/// Writes the four files and `manifest` (as `cacerts.yaml`, which holds the key) into `dir`,
-/// all or nothing (see [`write_all_or_nothing`]).
-pub fn write_dir(dir: &Path, bundle: &Bundle, manifest: &Zeroizing<String>) -> Result<(), FilesError> {
+/// Writes the four files, and `manifest` if given (as `cacerts.yaml`, which holds the key), into
+/// `dir`, all or nothing (see [`write_all_or_nothing`]).
+pub fn write_dir(dir: &Path, bundle: &Bundle, manifest: Option<&Zeroizing<String>>) -> Result<(), FilesError> {
     let mut entries: Vec<(&str, &str, bool)> = bundle.files().iter().map(|(n, t)| (*n, *t, *n == CA_KEY)).collect();
-    entries.push((MANIFEST, manifest, true));
+    if let Some(manifest) = manifest {
+        entries.push((MANIFEST, manifest, true));
+    }
     write_all_or_nothing(dir, &entries)
 }
 

@@ -1,18 +1,14 @@
 //! The local CA, local escrow and reconcile pipeline together, with openssl as the judge.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use meshca::authority::{Authority, IssueRequest, RevocationReason};
-use meshca::escrow::local::LocalEscrow;
-use meshca::escrow::{Claim, Escrow, GenerationToken, Pending, SCHEMA};
-use meshca::reconcile::Action;
-use meshca::{
-    ClusterName, KeyAlgorithm, LocalCa, LocalRootSpec, PrivateKey, Profile, Reconcile, ReconcileError, RenewReason,
-    Settings, Validity,
-};
+use meshca_core::authority::{Authority, IssueRequest, RevocationReason};
+use meshca_local::LocalEscrow;
+use meshca_core::escrow::{Claim, Escrow, GenerationToken, Pending, SCHEMA};
+use meshca_core::Obtained;
+use meshca_core::{ClusterName, KeyAlgorithm, PrivateKey, Profile, ReconcileError, Reconciler, RenewReason, Settings, Validity};
+use meshca_local::{LocalCa, LocalRootSpec};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use time::OffsetDateTime;
 
@@ -71,9 +67,9 @@ async fn openssl_accepts_a_workload_leaf_and_rejects_a_ca_below_the_intermediate
     for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa2048] {
         let s = settings(alg);
         let c = cluster(&format!("judge-{}", alg.as_str()));
-        let outcome = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+        let outcome = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
         let out = w.dir.path().join(c.as_str());
-        outcome.bundle.write_dir(&out, &outcome.meta).unwrap();
+        meshca_local::files::write_dir(&out, &outcome.bundle, None).unwrap();
 
         // The intermediate's extensions are the PathLen0 template's.
         let (ok, text) = openssl(&["x509", "-in", "ca-cert.pem", "-noout", "-text"], &out);
@@ -105,14 +101,14 @@ async fn rerun_reuses_force_renews_and_root_stays_byte_identical() {
     let w = world();
     let s = settings(KeyAlgorithm::EcP256);
     let c = cluster("reuse");
-    let r = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s };
+    let r = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s };
     let first = r.ensure_bundle(&c, false).await.unwrap();
-    assert_eq!(first.action, Action::Issued { reason: RenewReason::NoBundle });
+    assert_eq!(first.obtained, Obtained::Issued(RenewReason::NoBundle));
     let second = r.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(second.action, Action::Reused { .. }), "{:?}", second.action);
+    assert!(matches!(second.obtained, Obtained::Escrowed), "{:?}", second.obtained);
     assert_eq!(second.bundle, first.bundle);
     let third = r.ensure_bundle(&c, true).await.unwrap();
-    assert_eq!(third.action, Action::Issued { reason: RenewReason::Forced });
+    assert_eq!(third.obtained, Obtained::Issued(RenewReason::Forced));
     assert_eq!(third.meta.generation, 2);
     assert_ne!(third.bundle.ca_cert, first.bundle.ca_cert);
     assert_eq!(third.bundle.root_cert.as_bytes(), first.bundle.root_cert.as_bytes());
@@ -124,10 +120,10 @@ async fn changing_the_key_algorithm_renews_with_the_reason() {
     let w = world();
     let c = cluster("switch");
     let s1 = settings(KeyAlgorithm::EcP256);
-    Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s1 }.ensure_bundle(&c, false).await.unwrap();
+    Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s1 }.ensure_bundle(&c, false).await.unwrap();
     let s2 = settings(KeyAlgorithm::EcP384);
-    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s2 }.ensure_bundle(&c, false).await.unwrap();
-    let Action::Issued { reason: RenewReason::Invalid { detail } } = &o.action else { panic!("{:?}", o.action) };
+    let o = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s2 }.ensure_bundle(&c, false).await.unwrap();
+    let Obtained::Issued(RenewReason::Invalid { detail }) = &o.obtained else { panic!("{:?}", o.obtained) };
     assert_eq!(detail, "ca-key.pem is ec-p256, profile wants ec-p384");
     assert_eq!(o.verified.key_algorithm, KeyAlgorithm::EcP384);
 }
@@ -137,10 +133,10 @@ async fn a_new_root_renews_every_cluster() {
     let w = world();
     let c = cluster("reroot");
     let s = settings(KeyAlgorithm::EcP256);
-    Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     let other = LocalCa::open_or_create(&w.dir.path().join("ca2"), &LocalRootSpec::default()).unwrap();
-    let o = Reconcile { authority: &other, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert_eq!(o.action, Action::Issued { reason: RenewReason::RootChanged });
+    let o = Reconciler { authority: &other, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(o.obtained, Obtained::Issued(RenewReason::RootChanged));
 }
 
 #[tokio::test]
@@ -149,15 +145,15 @@ async fn a_crash_after_issue_resumes_the_same_certificate() {
     let c = cluster("crash");
     let s = settings(KeyAlgorithm::EcP256);
     // What a run that died right after IssueCertificate leaves behind.
-    let mut pending = common::first_pending(&w.ca, &c, &s).await;
+    let mut pending = meshca_test_support::pending::first_pending(&w.ca, &c, &s).await;
     let key = PrivateKey::from_pkcs8_pem(&pending.ca_key).unwrap();
     assert!(matches!(w.escrow.claim(&pending).await.unwrap(), Claim::Won));
-    let id = common::issue_for(&w.ca, &pending, Validity::Days(30)).await;
+    let id = meshca_test_support::pending::issue_for(&w.ca, &pending, Validity::Days(30)).await;
     pending.certificate_id = Some(id.clone());
     w.escrow.record_issued(&pending).await.unwrap();
 
-    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(o.action, Action::Resumed { .. }), "{:?}", o.action);
+    let o = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(o.obtained, Obtained::Resumed(_)), "{:?}", o.obtained);
     assert_eq!(o.meta.certificate_id, id.0);
     assert_eq!(o.verified.ca_cert.public_key_raw, key.public_key_raw());
     assert_eq!(issued_count(w.ca.dir()), 1, "no second certificate for the generation");
@@ -169,11 +165,11 @@ async fn a_crash_before_issue_reissues_with_the_same_token() {
     let w = world();
     let c = cluster("early-crash");
     let s = settings(KeyAlgorithm::EcP256);
-    let pending = common::first_pending(&w.ca, &c, &s).await;
+    let pending = meshca_test_support::pending::first_pending(&w.ca, &c, &s).await;
     // The run called PCA but died before recording the certificate id: the token brings it back.
-    let first = common::issue_for(&w.ca, &pending, Validity::Days(30)).await;
+    let first = meshca_test_support::pending::issue_for(&w.ca, &pending, Validity::Days(30)).await;
     w.escrow.claim(&pending).await.unwrap();
-    let o = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    let o = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(o.meta.certificate_id, first.0);
     assert_eq!(issued_count(w.ca.dir()), 1);
 }
@@ -190,7 +186,7 @@ fn two_runs_racing_for_one_cluster_issue_once() {
             let run = || {
                 let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 start.wait();
-                rt.block_on(Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false))
+                rt.block_on(Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false))
                     .unwrap()
             };
             let a = scope.spawn(run);
@@ -228,11 +224,11 @@ async fn escrow_claims_are_conditional() {
     assert_eq!(winner.csr, "ours");
     // Recording a certificate for a generation someone else holds is refused.
     let mut stranger = mk(2, "stranger");
-    stranger.certificate_id = Some(meshca::CertificateId("x".into()));
+    stranger.certificate_id = Some(meshca_core::CertificateId("x".into()));
     let e = w.escrow.record_issued(&stranger).await.unwrap_err();
     assert!(e.to_string().contains("belongs to another run"), "{e}");
     let e = w.escrow.claim(&stranger).await.unwrap_err();
-    assert!(matches!(e, meshca::EscrowError::Conflict { generation: 1, .. }), "{e}");
+    assert!(matches!(e, meshca_core::EscrowError::Conflict { generation: 1, .. }), "{e}");
 }
 
 #[tokio::test]
@@ -240,14 +236,14 @@ async fn validity_beyond_the_root_is_refused_before_anything_is_written() {
     let w = world();
     let c = cluster("too-long");
     let s = Settings { validity: Validity::Days(4000), ..settings(KeyAlgorithm::EcP256) };
-    let e = Reconcile { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    let e = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
     assert!(matches!(e, ReconcileError::OutlivesAuthority { .. }), "{e}");
     assert!(w.escrow.load(&c).await.unwrap().pending.is_none());
     assert_eq!(issued_count(w.ca.dir()), 0);
 
     // And the CA refuses it on its own too, as PCA does.
     let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
-    let csr = meshca::csr::build_csr(&key, &s.subject(&c)).unwrap();
+    let csr = meshca_core::csr::build_csr(&key, &s.subject(&c)).unwrap();
     let e = w
         .ca
         .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(4000), idempotency_token: "t" })
@@ -288,7 +284,7 @@ async fn the_local_ca_is_reused_and_guarded() {
 async fn local_ca_revokes_and_keeps_idempotency() {
     let w = world();
     let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
-    let csr = meshca::csr::build_csr(&key, &meshca::csr::Subject::for_cluster(&cluster("rev"))).unwrap();
+    let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&cluster("rev"))).unwrap();
     let req = IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "tok" };
     let a = w.ca.issue(&req).await.unwrap();
     let b = w.ca.issue(&req).await.unwrap();
@@ -298,6 +294,6 @@ async fn local_ca_revokes_and_keeps_idempotency() {
     w.ca.revoke(&a, &serial, RevocationReason::CessationOfOperation).await.unwrap();
     assert_eq!(std::fs::read_to_string(w.ca.dir().join("revoked").join(&serial)).unwrap(), "CESSATION_OF_OPERATION");
     assert_eq!(issued.chain, w.ca.describe().await.unwrap().root_bundle);
-    let bogus = meshca::CertificateId(format!("{}/../../etc", a.0.rsplit_once('/').unwrap().0));
+    let bogus = meshca_core::CertificateId(format!("{}/../../etc", a.0.rsplit_once('/').unwrap().0));
     assert!(w.ca.fetch(&bogus).await.is_err());
 }

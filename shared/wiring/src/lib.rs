@@ -11,13 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use meshca_aws::{Arn, CaArn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow};
+use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow};
 use meshca_core::pace::IssueBudget;
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
 
 pub use aws_config;
+pub use meshca_aws::arn::{ArnError, CaArn};
+pub use meshca_aws::events::RECONCILE_REQUESTED;
 pub use meshca_aws::sdk_config;
 
 /// Who signs cluster intermediates.
@@ -145,7 +147,7 @@ pub async fn eks_delivery(aws: &SdkConfig, name: &str, options: DeliveryOptions)
 
 /// Writes the bundle as files into `dir`: the four PEM files and the Secret manifest.
 pub fn write_files(dir: &Path, bundle: &Bundle, meta: &BundleMeta) -> Result<(), WiringError> {
-    Ok(meshca_local::files::write_dir(dir, bundle, &meshca_kube::secret::manifest(bundle, meta))?)
+    Ok(meshca_local::files::write_dir(dir, bundle, Some(&meshca_kube::secret::manifest(bundle, meta)))?)
 }
 
 /// Reads a bundle from a directory of PEM files or a Secret manifest, with the manifest's
