@@ -84,6 +84,7 @@ class Control:
             self.faults = {}  # operation -> {"fail": n, "of": m, "seen": k, "code":..., "status":...}
             self.bad_certificates = collections.deque()  # kinds for the next issuances
             self.idempotency = {}  # (ca arn, token) -> (cert arn, time)
+            self.token_locks = {}  # (ca arn, token) -> lock held while that token is issued
             self.issued = 0  # distinct certificates signed (an idempotent replay is not one)
             self.put_events = []  # entries of every accepted PutEvents call, as sent
 
@@ -210,7 +211,20 @@ def validity_end(validity, start):
 
 
 def issue(self, params):
-    """CertificateAuthority.issue_certificate with the parameters stock moto ignores."""
+    """CertificateAuthority.issue_certificate with the parameters stock moto ignores.
+
+    Calls carrying one IdempotencyToken are served one at a time, as PCA does: without that,
+    two racing calls could both miss the token and sign two certificates."""
+    token = params.get("IdempotencyToken")
+    if not token:
+        return issue_once(self, params)
+    with CONTROL.lock:
+        guard = CONTROL.token_locks.setdefault((self.arn, token), threading.Lock())
+    with guard:
+        return issue_once(self, params)
+
+
+def issue_once(self, params):
     if self.status != "ACTIVE" and params.get("TemplateArn", "").split(TEMPLATE_PREFIX)[-1] != "RootCACertificate/V1":
         raise PcaError("InvalidStateException", f"The certificate authority {self.arn} is not in the correct state ({self.status}) to issue")
     try:

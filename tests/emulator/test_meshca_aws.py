@@ -271,3 +271,43 @@ def test_put_events_entries_are_recorded_as_sent(endpoint):
     assert out["FailedEntryCount"] == 0
     sent = control(endpoint, "events/put")["entries"]
     assert [json.loads(e["Detail"])["cluster"] for e in sent[-2:]] == ["c7", "c8"]
+
+
+def test_conditional_secret_writes_are_atomic_under_concurrency(endpoint):
+    """Secrets Manager takes one version per ClientRequestToken, even when writers race: of many
+    PutSecretValue calls with one token and different data, exactly one succeeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    control(endpoint, "reset")
+    sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    for round_ in range(5):
+        name = f"meshca/race/{round_}"
+        sm.create_secret(Name=name)
+        token = f"00000000-0000-0000-0000-00000000000{round_}"
+
+        def put(i):
+            try:
+                sm.put_secret_value(SecretId=name, SecretString=f"writer {i}", ClientRequestToken=token, VersionStages=["AWSPENDING"])
+                return True
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "ResourceExistsException", e
+                return False
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            won = sum(pool.map(put, range(12)))
+        assert won == 1, f"round {round_}: {won} writers won one token"
+
+
+def test_racing_calls_with_one_idempotency_token_sign_one_certificate(endpoint, pca):
+    """PCA's idempotency holds for concurrent calls too: one certificate, one ARN for all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    request = csr()
+    for round_ in range(5):
+        before = control(endpoint, "stats")["issued"]
+        token = f"race-{round_}"
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            arns = set(pool.map(lambda _: issue(pca, ca, token=token, request=request), range(12)))
+        assert len(arns) == 1, arns
+        assert control(endpoint, "stats")["issued"] == before + 1
