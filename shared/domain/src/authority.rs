@@ -52,6 +52,10 @@ pub struct IssueRequest<'a> {
     pub validity: Validity,
     /// Derived from the generation: the same request retried names the same certificate.
     pub idempotency_token: &'a str,
+    /// An earlier run may already have sent this request (it resumes a pending generation whose
+    /// certificate was never recorded). An authority without idempotency tokens looks for the
+    /// certificate it may have signed before signing again.
+    pub resumed: bool,
 }
 
 /// The authority's name for an issued certificate (a certificate ARN for PCA).

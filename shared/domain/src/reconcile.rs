@@ -192,13 +192,19 @@ pub enum ReconcileError {
     ZeroValidity,
     #[error("escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}")]
     InvalidIssued { certificate_id: String, source: InvalidBundle },
+    #[error(
+        "escrow: the certificate {certificate_id} ends {}, not {} as requested (the authority changed its validity); it was not escrowed",
+        rfc3339(*got),
+        rfc3339(*wanted)
+    )]
+    ValidityNotHonoured { certificate_id: String, wanted: OffsetDateTime, got: OffsetDateTime },
 }
 
 impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
-            ReconcileError::InvalidIssued { .. } => Step::Escrow,
+            ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => Step::Escrow,
             _ => Step::Issue,
         }
     }
@@ -468,7 +474,7 @@ impl Reconciler<'_> {
 
     /// Issue (unless the pending record already names a certificate), fetch, validate, promote.
     async fn finish(&self, info: &AuthorityInfo, pending: Pending, now: OffsetDateTime, obtained: Obtained) -> Result<Secured, ReconcileError> {
-        let certificate_id = self.issue(pending.clone()).await?;
+        let certificate_id = self.issue(pending.clone(), matches!(obtained, Obtained::Resumed(_))).await?;
         let issued = self.authority.fetch(&certificate_id).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
 
         let invalid = |source| ReconcileError::InvalidIssued { certificate_id: certificate_id.to_string(), source };
@@ -477,6 +483,7 @@ impl Reconciler<'_> {
             .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
         let verified = validate(&bundle, &self.settings.profile, now).map_err(invalid)?;
         let c = &verified.ca_cert;
+        self.check_validity(&certificate_id, pending.created_at, now, c.not_after)?;
         let meta = BundleMeta {
             generation: pending.generation,
             serial: c.serial.clone(),
@@ -499,13 +506,26 @@ impl Reconciler<'_> {
         Ok(Secured { cluster: pending.cluster, bundle, meta, verified, renew_at, obtained })
     }
 
+    /// The authority gave the validity asked for: the end lies where the request put it when the
+    /// generation began or now (a resumed one may have been issued in between), give or take a
+    /// day. An authority that caps or ignores the request (Vault does, silently) is caught here.
+    fn check_validity(&self, id: &CertificateId, began: OffsetDateTime, now: OffsetDateTime, got: OffsetDateTime) -> Result<(), ReconcileError> {
+        let slack = Duration::days(1);
+        let (earliest, latest) = (self.settings.validity.not_after(began.min(now)), self.settings.validity.not_after(now));
+        if got < earliest - slack || got > latest + slack {
+            return Err(ReconcileError::ValidityNotHonoured { certificate_id: id.to_string(), wanted: latest, got });
+        }
+        Ok(())
+    }
+
     /// The certificate of a pending generation: issued now, unless an earlier run already
     /// recorded it. The id is recorded in escrow before anything else happens.
-    async fn issue(&self, mut pending: Pending) -> Result<CertificateId, ReconcileError> {
+    async fn issue(&self, mut pending: Pending, resumed: bool) -> Result<CertificateId, ReconcileError> {
         if let Some(id) = &pending.certificate_id {
             return Ok(id.clone());
         }
-        let request = IssueRequest { csr_pem: &pending.csr, validity: self.settings.validity, idempotency_token: pending.token.as_str() };
+        let request =
+            IssueRequest { csr_pem: &pending.csr, validity: self.settings.validity, idempotency_token: pending.token.as_str(), resumed };
         let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
         pending.certificate_id = Some(id.clone());
         self.escrow.record_issued(&pending).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;

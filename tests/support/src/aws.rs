@@ -14,7 +14,7 @@ pub struct AwsEmulator {
 }
 
 /// The workspace root: the nearest ancestor of this crate that holds the emulator.
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.ancestors().find(|d| d.join("tests/emulator/meshca_aws.py").exists()).expect("inside the meshca workspace").to_path_buf()
 }

@@ -1,7 +1,9 @@
 //! What meshca's tests and benchmark share: the emulated AWS (moto with the project's PCA,
-//! EKS and EventBridge additions) as a child process, and pending-generation helpers.
+//! EKS and EventBridge additions) and a real OpenBao dev server as child processes, and
+//! pending-generation helpers.
 
 pub mod aws;
 pub mod pending;
+pub mod vault;
 
 pub use aws::{AwsEmulator, REGION};

@@ -31,6 +31,6 @@ pub async fn issue_for(
     validity: meshca_core::Validity,
 ) -> meshca_core::CertificateId {
     let request =
-        meshca_core::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str() };
+        meshca_core::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), resumed: false };
     authority.issue(&request).await.unwrap()
 }

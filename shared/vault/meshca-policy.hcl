@@ -1,0 +1,27 @@
+# The Vault policy meshca needs on the PKI mount "pki" (change the mount to yours): describe the
+# issuer, sign cluster intermediates, find a certificate a crashed run signed, revoke. Nothing else.
+path "pki/issuer/+" {
+  capabilities = ["read"]
+}
+path "pki/root/sign-intermediate" {
+  capabilities = ["update"]
+}
+path "pki/issuer/+/sign-intermediate" {
+  capabilities = ["update"]
+}
+path "pki/certs" {
+  capabilities = ["list"]
+}
+path "pki/cert/+" {
+  capabilities = ["read"]
+}
+path "pki/revoke" {
+  capabilities = ["update"]
+}
+# Its own token: how long it lives, and renewing it.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

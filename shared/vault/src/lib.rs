@@ -1,0 +1,251 @@
+//! Vault / OpenBao PKI as meshca's [`Authority`]: cluster intermediates signed by a PKI mount's
+//! `sign-intermediate`, revoked by serial.
+//!
+//! Vault keeps no idempotency token, so "one certificate per generation, even across a crash"
+//! is kept another way: the pending escrow record holds the CSR before Vault is asked, and a run
+//! that resumes such a generation (`IssueRequest::resumed`) first looks through the mount's
+//! certificates for one with the CSR's public key, and adopts it instead of signing again.
+//! Path length and validity are not taken on trust: the reconciler validates what comes back,
+//! as it does for PCA.
+
+pub mod auth;
+pub mod client;
+
+use async_trait::async_trait;
+use http::Method;
+use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity};
+use meshca_core::cert::Certificate;
+use meshca_core::pem::{self, CERTIFICATE};
+use meshca_core::timestamp::rfc3339;
+use serde_json::{Value, json};
+use x509_parser::prelude::FromDer;
+
+pub use auth::{Login, Session, StsTarget};
+pub use client::{Endpoint, VaultError, VaultHttp};
+
+/// A PKI mount (and optionally one issuer in it) that signs cluster intermediates.
+pub struct VaultPki {
+    http: VaultHttp,
+    session: Session,
+    mount: String,
+    issuer: Option<String>,
+    /// `max_path_length` asked of Vault (the profile's; 0 for Istio intermediates).
+    path_len: u32,
+}
+
+impl VaultPki {
+    pub fn new(endpoint: Endpoint, login: Login, mount: impl Into<String>, issuer: Option<String>) -> Result<Self, VaultError> {
+        let http = VaultHttp::new(endpoint)?;
+        let session = Session::new(http.clone(), login);
+        Ok(VaultPki { http, session, mount: mount.into().trim_matches('/').to_string(), issuer, path_len: 0 })
+    }
+
+    /// The path length Vault is asked to set (default 0).
+    pub fn with_path_len(mut self, path_len: u32) -> Self {
+        self.path_len = path_len;
+        self
+    }
+
+    /// `vault:<addr>/<mount>[/issuer/<ref>]`: names this CA in generation tokens and reports.
+    pub fn id(&self) -> String {
+        let issuer = self.issuer.as_deref().map(|i| format!("/issuer/{i}")).unwrap_or_default();
+        format!("vault:{}/{}{issuer}", self.http.addr(), self.mount)
+    }
+
+    fn issuer_path(&self) -> String {
+        format!("{}/issuer/{}", self.mount, self.issuer.as_deref().unwrap_or("default"))
+    }
+
+    fn sign_path(&self) -> String {
+        match &self.issuer {
+            Some(r) => format!("{}/issuer/{r}/sign-intermediate", self.mount),
+            None => format!("{}/root/sign-intermediate", self.mount),
+        }
+    }
+
+    /// One call with the session's token; a 403 on a login token logs in again once.
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, VaultError> {
+        let token = self.session.token().await?;
+        match self.http.call(method.clone(), path, body, Some(&token)).await {
+            Err(VaultError::Forbidden { .. }) => {
+                self.session.forget().await;
+                let token = self.session.token().await?;
+                self.http.call(method, path, body, Some(&token)).await
+            }
+            other => other,
+        }
+    }
+
+    fn error(&self, operation: &'static str, e: VaultError) -> AuthorityError {
+        let id = self.id();
+        match e {
+            VaultError::Forbidden { message, path } => AuthorityError::Rejected {
+                id,
+                reason: format!("{operation}: {path}: {message} (the token lacks meshca's Vault policy; see the README)"),
+            },
+            VaultError::NotFound { message, path } => AuthorityError::NotFound { id, detail: format!("{path}: {message}") },
+            VaultError::Rejected { message, path, status } => {
+                AuthorityError::Rejected { id, reason: format!("{operation}: {path} ({status}): {message}") }
+            }
+            other => AuthorityError::Backend { operation, detail: other.to_string() },
+        }
+    }
+
+    /// The issuer's certificate and its chain up to the root, as Vault holds them.
+    async fn issuer(&self) -> Result<(Certificate, Vec<Certificate>), AuthorityError> {
+        let data = self.call(Method::GET, &self.issuer_path(), None).await.map_err(|e| self.error("describe", e))?;
+        let corrupt = |reason: String| AuthorityError::Corrupt { path: self.issuer_path(), reason };
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let certificate = text(&data["data"]["certificate"]).ok_or_else(|| corrupt("no certificate".into()))?;
+        let chain_pem: String = match data["data"]["ca_chain"].as_array() {
+            Some(list) if !list.is_empty() => list.iter().filter_map(text).collect(),
+            _ => certificate.clone(),
+        };
+        let parse = |what: &str, text: &str| -> Result<Vec<Certificate>, AuthorityError> {
+            pem::certificates(what, text)
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_iter()
+                .map(|der| Certificate::from_der(what, der).map_err(|e| corrupt(e.to_string())))
+                .collect()
+        };
+        let issuer = parse("issuer certificate", &certificate)?.into_iter().next().ok_or_else(|| corrupt("empty certificate".into()))?;
+        let chain = parse("issuer chain", &chain_pem)?;
+        if data["data"]["revoked"].as_bool() == Some(true) {
+            return Err(AuthorityError::NotActive { id: self.id(), status: "revoked".into() });
+        }
+        if let Some(usage) = data["data"]["usage"].as_str()
+            && !usage.split(',').any(|u| u == "issuing-certificates")
+        {
+            return Err(AuthorityError::NotActive { id: self.id(), status: format!("usage {usage} (no issuing-certificates)") });
+        }
+        if !issuer.is_ca {
+            return Err(AuthorityError::Rejected { id: self.id(), reason: format!("issuer \"{}\" is not a CA", issuer.subject) });
+        }
+        Ok((issuer, chain))
+    }
+
+    /// The serial of a certificate in the mount whose key is `public_key` (raw subjectPublicKey).
+    async fn find_by_key(&self, public_key: &[u8]) -> Result<Option<String>, AuthorityError> {
+        let path = format!("{}/certs", self.mount);
+        let listed = match self.call(Method::from_bytes(b"LIST").expect("LIST is a method"), &path, None).await {
+            Ok(v) => v,
+            Err(VaultError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error("issue", e)),
+        };
+        for serial in listed["data"]["keys"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if let Some(cert) = self.certificate(serial).await?
+                && cert.public_key_raw == public_key
+            {
+                return Ok(Some(serial.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<Certificate>, AuthorityError> {
+        let data = match self.call(Method::GET, &format!("{}/cert/{serial}", self.mount), None).await {
+            Ok(v) => v,
+            Err(VaultError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error("fetch", e)),
+        };
+        let text = data["data"]["certificate"].as_str().unwrap_or_default();
+        let der = pem::certificates("certificate", text).ok().and_then(|d| d.into_iter().next());
+        Ok(der.and_then(|d| Certificate::from_der(serial, d).ok()))
+    }
+}
+
+/// The common name and raw public key of a PEM CSR.
+fn csr_facts(csr_pem: &str) -> Result<(String, Vec<u8>), String> {
+    let block = ::pem::parse(csr_pem).map_err(|e| format!("the CSR is not PEM: {e}"))?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
+        .map_err(|e| format!("the CSR does not parse: {e}"))?;
+    let info = &csr.certification_request_info;
+    let cn = info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string);
+    let cn = cn.ok_or("the CSR has no common name, which Vault requires")?;
+    Ok((cn, info.subject_pki.subject_public_key.data.to_vec()))
+}
+
+#[async_trait]
+impl Authority for VaultPki {
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+        let (issuer, chain) = self.issuer().await?;
+        let roots: Vec<&Certificate> = chain.iter().filter(|c| c.is_self_signed()).collect();
+        if roots.is_empty() {
+            return Err(AuthorityError::Corrupt {
+                path: self.issuer_path(),
+                reason: format!(
+                    "the chain of \"{}\" does not reach a self-signed root; import the issuer with its whole chain (pem_bundle, root included)",
+                    issuer.subject
+                ),
+            });
+        }
+        let key = issuer.key_algorithm.clone().map(|k| k.to_string()).unwrap_or_else(|e| e);
+        Ok(AuthorityInfo {
+            id: self.id(),
+            signing_algorithm: format!("chosen by Vault for the issuer's {key} key"),
+            key_description: key,
+            root_bundle: pem::encode(CERTIFICATE, &roots.iter().map(|r| &r.der).collect::<Vec<_>>()),
+            not_after: issuer.not_after,
+        })
+    }
+
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        let (common_name, public_key) = csr_facts(request.csr_pem).map_err(|reason| AuthorityError::Rejected { id: self.id(), reason })?;
+        if request.resumed
+            && let Some(serial) = self.find_by_key(&public_key).await?
+        {
+            return Ok(CertificateId(serial));
+        }
+        let mut body = json!({
+            "csr": request.csr_pem,
+            "common_name": common_name,
+            "max_path_length": self.path_len,
+            "use_csr_values": true,
+            "format": "pem",
+        });
+        match request.validity {
+            Validity::Days(d) => body["ttl"] = json!(format!("{}h", u64::from(d) * 24)),
+            Validity::EndDate(t) => body["not_after"] = json!(rfc3339(t)),
+        }
+        let path = self.sign_path();
+        let data = self.call(Method::POST, &path, Some(&body)).await.map_err(|e| self.error("issue", e))?;
+        let serial = data["data"]["serial_number"].as_str().filter(|s| !s.is_empty());
+        let serial = serial.ok_or_else(|| self.error("issue", VaultError::Unexpected { path, detail: "no serial_number".into() }))?;
+        Ok(CertificateId(serial.to_string()))
+    }
+
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
+        let cert = self.certificate(&id.0).await?.ok_or_else(|| AuthorityError::UnknownCertificate(id.clone()))?;
+        let (_, chain) = self.issuer().await?;
+        Ok(Issued {
+            certificate: pem::encode(CERTIFICATE, &[&cert.der]),
+            chain: pem::encode(CERTIFICATE, &chain.iter().map(|c| &c.der).collect::<Vec<_>>()),
+        })
+    }
+
+    async fn revoke(&self, id: &CertificateId, _serial: &str, _reason: RevocationReason) -> Result<(), AuthorityError> {
+        // Vault records no reason; the serial Vault gave is the certificate's id.
+        let path = format!("{}/revoke", self.mount);
+        match self.call(Method::POST, &path, Some(&json!({"serial_number": id.0}))).await {
+            Ok(_) => Ok(()),
+            Err(VaultError::NotFound { .. }) => Err(AuthorityError::UnknownCertificate(id.clone())),
+            Err(e) => Err(self.error("revoke", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csr_gives_its_common_name_and_key() {
+        let key = meshca_core::PrivateKey::generate(meshca_core::KeyAlgorithm::EcP256).unwrap();
+        let cluster: meshca_core::ClusterName = "c1".parse().unwrap();
+        let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&cluster)).unwrap();
+        let (cn, public_key) = csr_facts(&csr).unwrap();
+        assert_eq!(cn, "c1 istio intermediate CA");
+        assert_eq!(public_key, key.public_key_raw());
+        assert!(csr_facts("not a csr").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! The Vault authority against a real OpenBao server (`bao server -dev -dev-tls`): a two-level
+//! PKI, a token holding only meshca's policy (`meshca-policy.hcl`, the one the README shows),
+//! TLS trusting the dev server's CA only, and openssl as the judge of what comes out.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use meshca_core::{ClusterName, Obtained, Outcome, ReconcileError, Reconciler, Settings, Validity};
+use meshca_local::LocalEscrow;
+use meshca_test_support::vault::Bao;
+use meshca_vault::{Endpoint, Login, VaultPki};
+use zeroize::Zeroizing;
+
+const POLICY: &str = include_str!("../meshca-policy.hcl");
+
+fn endpoint(bao: &Bao) -> Endpoint {
+    Endpoint { ca_pem: Some(bao.ca_pem.clone()), ..Endpoint::new(&bao.addr) }
+}
+
+/// The authority as a platform team would run it: mount `pki`, a token with only meshca's policy.
+fn vault(bao: &Bao) -> VaultPki {
+    let token = bao.token_with_policy("meshca", POLICY);
+    VaultPki::new(endpoint(bao), Login::Token(Zeroizing::new(token)), "pki", None).unwrap()
+}
+
+fn settings() -> Settings {
+    Settings { validity: Validity::Days(30), ..Settings::default() }
+}
+
+fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed by tests/run");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Signs certificate `name` with the CA in `ca_cert`/`ca_key` (files in `dir`) using openssl;
+/// `is_ca` makes it a CA.
+fn sign_below(dir: &Path, name: &str, is_ca: bool, ca_cert: &str, ca_key: &str) {
+    let ext = if is_ca { "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n" } else { "basicConstraints=critical,CA:FALSE\n" };
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    let (key, csr, pem, extfile) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+    let subject = format!("/CN={name}");
+    let new_key = ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-subj", &subject, "-out", &csr];
+    let sign = ["x509", "-req", "-in", &csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "1", "-extfile", &extfile, "-out", &pem];
+    for args in [&new_key[..], &sign[..]] {
+        let (ok, out) = openssl(args, dir);
+        assert!(ok, "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let authority = vault(&bao);
+    let dir = tempfile::tempdir().unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let s = settings();
+    let r = Reconciler { authority: &authority, escrow: &escrow, settings: &s };
+    let c: ClusterName = "c1".parse().unwrap();
+
+    let started = std::time::Instant::now();
+    let first = r.ensure_bundle(&c, false).await.unwrap();
+    eprintln!("issue through OpenBao: {} ms", started.elapsed().as_millis());
+    assert_eq!(first.obtained, Obtained::Issued(meshca_core::RenewReason::NoBundle));
+    assert_eq!(first.verified.chain.len(), 3, "intermediate, Vault's intermediate, the root");
+    assert_eq!(first.verified.ca_cert.path_len, Some(0));
+    assert!(first.verified.roots.iter().all(|r| r.subject.contains("meshca test root")));
+
+    // openssl: a workload leaf signed with the new CA verifies to the root; a CA below it does not.
+    let out = dir.path().join("out");
+    meshca_local::files::write_dir(&out, &first.bundle, None).unwrap();
+    sign_below(&out, "workload", false, "ca-cert.pem", "ca-key.pem");
+    let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "workload.pem"], &out);
+    assert!(ok, "{text}");
+    sign_below(&out, "sub-ca", true, "ca-cert.pem", "ca-key.pem");
+    sign_below(&out, "deep", false, "sub-ca.pem", "sub-ca.key");
+    let chain = format!("{}{}", std::fs::read_to_string(out.join("sub-ca.pem")).unwrap(), first.bundle.cert_chain);
+    std::fs::write(out.join("chain+sub.pem"), chain).unwrap();
+    let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "chain+sub.pem", "deep.pem"], &out);
+    assert!(!ok && text.contains("path length"), "a CA below a pathlen:0 intermediate must not be usable: {text}");
+
+    // Rerun: the escrowed bundle is reused; nothing new in Vault.
+    let before = bao.serials("pki").len();
+    let again = r.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(again.obtained, Obtained::Escrowed);
+    assert_eq!(bao.serials("pki").len(), before);
+
+    // Rotation: a new intermediate, root-cert.pem byte for byte the same.
+    let rotated = r.ensure_bundle(&c, true).await.unwrap();
+    assert_eq!(rotated.meta.generation, 2);
+    assert_ne!(rotated.bundle.ca_cert, first.bundle.ca_cert);
+    assert_eq!(rotated.bundle.root_cert.as_bytes(), first.bundle.root_cert.as_bytes());
+
+    // Cleanup revokes; the serial is in the mount's CRL.
+    let outcome = r.cleanup(&c).await;
+    let Outcome::Revoked { certificates } = &outcome else { panic!("{outcome:?}") };
+    assert_eq!(certificates, &[rotated.meta.certificate_id.clone()]);
+    let crl = bao.cli(&["read", "-field=certificate", "pki/cert/crl"]);
+    std::fs::write(dir.path().join("crl.pem"), crl).unwrap();
+    let (ok, text) = openssl(&["crl", "-in", "crl.pem", "-noout", "-text"], dir.path());
+    assert!(ok, "{text}");
+    assert!(text.to_uppercase().contains(&rotated.meta.serial.to_uppercase()), "serial {} not in the CRL:\n{text}", rotated.meta.serial);
+}
+
+/// Forwards to Vault, then fails as if the process died after Vault signed.
+struct CrashAfterSign<'a> {
+    inner: &'a VaultPki,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl Authority for CrashAfterSign<'_> {
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+        self.inner.describe().await
+    }
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        let id = self.inner.issue(request).await?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            return Err(AuthorityError::Backend { operation: "issue", detail: format!("crashed after Vault signed {id}") });
+        }
+        Ok(id)
+    }
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
+        self.inner.fetch(id).await
+    }
+    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+        self.inner.revoke(id, serial, reason).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_after_vault_signed_is_resumed_with_that_certificate() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let authority = vault(&bao);
+    let dir = tempfile::tempdir().unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let s = settings();
+    let c: ClusterName = "c1".parse().unwrap();
+    let before = bao.serials("pki").len();
+
+    let crashing = CrashAfterSign { inner: &authority, armed: AtomicBool::new(true) };
+    let err = Reconciler { authority: &crashing, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(err.to_string().contains("crashed after Vault signed"), "{err}");
+    assert_eq!(bao.serials("pki").len(), before + 1, "Vault signed once");
+
+    let resumed = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(matches!(resumed.obtained, Obtained::Resumed(_)), "{:?}", resumed.obtained);
+    assert_eq!(bao.serials("pki").len(), before + 1, "the rerun adopted the certificate Vault had signed: one per generation");
+    assert!(bao.serials("pki").contains(&resumed.meta.certificate_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approle_login_issues_and_a_token_without_the_policy_is_a_clear_error() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), POLICY).unwrap();
+    bao.cli(&["policy", "write", "meshca", file.path().to_str().unwrap()]);
+    bao.cli(&["auth", "enable", "approle"]);
+    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=20m", "token_no_default_policy=true"]);
+    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
+    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+    let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
+    let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let s = settings();
+    let c: ClusterName = "c1".parse().unwrap();
+    let secured = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(secured.meta.generation, 1);
+
+    // A token with only the default policy: refused, with Vault's words, nothing escrowed.
+    let weak = VaultPki::new(endpoint(&bao), Login::Token(Zeroizing::new(bao.token_without_policy())), "pki", None).unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow-weak"));
+    let err = Reconciler { authority: &weak, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ReconcileError::Authority { source: AuthorityError::Rejected { .. }, .. }), "{text}");
+    assert!(text.contains("permission denied") && text.contains("policy"), "{text}");
+    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_are_clear_errors() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let root = Zeroizing::new(bao.root_token.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let c: ClusterName = "c1".parse().unwrap();
+    let s = settings();
+
+    let nowhere = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "no-such-mount", None).unwrap();
+    let err = nowhere.describe().await.unwrap_err();
+    assert!(matches!(err, AuthorityError::NotFound { .. }), "{err}");
+
+    // A request Vault refuses (a CSR whose signature does not verify), with Vault's message.
+    let authority = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap();
+    let key = meshca_core::PrivateKey::generate(meshca_core::KeyAlgorithm::EcP256).unwrap();
+    let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&c)).unwrap();
+    let mut der = meshca_core::pem::parse_blocks("csr", &csr, "CERTIFICATE REQUEST").unwrap().remove(0).into_contents();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let forged = meshca_core::pem::encode("CERTIFICATE REQUEST", &[der]);
+    let request = IssueRequest { csr_pem: &forged, validity: Validity::Days(30), idempotency_token: "unused", resumed: false };
+    let err = authority.issue(&request).await.unwrap_err();
+    assert!(matches!(err, AuthorityError::Rejected { .. }), "{err}");
+    assert!(err.to_string().contains("sign-intermediate (400)"), "{err}");
+
+    // Vault caps a validity beyond the mount's max TTL without a word: caught, nothing escrowed.
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=240h", "pki"]);
+    let escrow = LocalEscrow::new(dir.path().join("escrow-capped"));
+    let err = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(matches!(err, ReconcileError::ValidityNotHonoured { .. }), "{err}");
+    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
+
+    // Vault signs pathlen 1 where the profile wants 0: validated, refused, nothing escrowed.
+    let loose = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap().with_path_len(1);
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let err = Reconciler { authority: &loose, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    assert!(matches!(err, ReconcileError::InvalidIssued { .. }), "{err}");
+    assert!(err.to_string().contains("pathlen 1, profile wants 0"), "{err}");
+    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+
+    // Sealed: 503, said as such.
+    bao.cli(&["operator", "seal"]);
+    let err = authority.describe().await.unwrap_err();
+    assert!(err.to_string().contains("Vault is sealed"), "{err}");
+
+    // And TLS trusts only the CA given: another CA means no connection at all.
+    let stranger = VaultPki::new(Endpoint { ca_pem: Some(stranger_ca()), ..Endpoint::new(&bao.addr) }, Login::Token(root), "pki", None).unwrap();
+    let err = stranger.describe().await.unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+/// A self-signed CA certificate that did not sign the dev server's certificate.
+fn stranger_ca() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = openssl(
+        &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "k.pem", "-subj", "/CN=stranger", "-days", "1", "-out", "ca.pem"],
+        dir.path(),
+    );
+    assert!(ok, "{out}");
+    std::fs::read_to_string(dir.path().join("ca.pem")).unwrap()
+}
