@@ -246,3 +246,33 @@ fn stranger_ca() -> String {
     assert!(ok, "{out}");
     std::fs::read_to_string(dir.path().join("ca.pem")).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call_needs_them() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), POLICY).unwrap();
+    bao.cli(&["policy", "write", "meshca", file.path().to_str().unwrap()]);
+
+    // A renewable token living 3 s: renewed after 2 s at the next call, so it outlives 3 s.
+    let token = bao.json(&["token", "create", "-policy=meshca", "-no-default-policy", "-ttl=3s", "-renewable=true"]);
+    let token = token["auth"]["client_token"].as_str().unwrap().to_string();
+    let authority = VaultPki::new(endpoint(&bao), Login::Token(Zeroizing::new(token)), "pki", None).unwrap();
+    for _ in 0..3 {
+        authority.describe().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    }
+    authority.describe().await.expect("6.6 s after a 3 s token was created, it still works: it was renewed");
+
+    // AppRole tokens living 3 s: the next call after two thirds logs in again.
+    bao.cli(&["auth", "enable", "approle"]);
+    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=3s", "token_max_ttl=3s", "token_no_default_policy=true"]);
+    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
+    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+    let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
+    let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
+    authority.describe().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    authority.describe().await.expect("the first token expired; a new login took its place");
+}
