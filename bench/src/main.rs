@@ -261,7 +261,7 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         ("MESHCA_SWEEP_CONCURRENCY".into(), "64".into()),
     ]);
     let config = meshca_lambda::Config::from(&move |k: &str| env.get(k).cloned())?;
-    let app = meshca_lambda::App::with_sdk_config(config, &emu.sdk_config().await)?;
+    let app = meshca_lambda::App::with_sdk_config(config, &emu.sdk_config().await).await?;
     emu.control("configure", json!({"issue_tps": QUOTA_TPS}));
     let t = Instant::now();
     let report = app.sweep(Instant::now() + Duration::from_secs(900)).await;

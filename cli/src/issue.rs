@@ -170,7 +170,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
     let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
 
-    let authority = meshca_wiring::authority(&authority_spec(&args, ca, &state), aws.as_ref())?;
+    let authority = meshca_wiring::authority(&authority_spec(&args, ca, &state), aws.as_ref()).await?;
     let escrow_spec = match args.escrow.as_str() {
         "secrets-manager" => {
             region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meshca_core::delivery::RestartPolicy;
 use meshca_core::{KeyAlgorithm, OptIn, Profile, RenewalPolicy, Settings, Validity};
-use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec};
+use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, SecretSource, VaultLogin, VaultSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -17,10 +17,9 @@ pub struct ConfigError {
 /// Everything the functions are told by their environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// MESHCA_CA_ARN (required): the Private CA that signs cluster intermediates.
-    pub ca_arn: CaArn,
-    /// MESHCA_TEMPLATE_ARN: default SubordinateCACertificate_PathLen0/V1.
-    pub template_arn: Option<String>,
+    /// Who signs: MESHCA_AUTHORITY `pca` (default: MESHCA_CA_ARN, required, and
+    /// MESHCA_TEMPLATE_ARN) or `vault` (MESHCA_VAULT_*; see [`vault`]).
+    pub authority: AuthoritySpec,
     /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
     pub regions: Vec<String>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
@@ -82,8 +81,11 @@ impl Config {
 
     /// Reads the configuration through `env` (tests pass a map).
     pub fn from(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
-        let ca_arn: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
+        let issue_rate: f64 = parse(env, "MESHCA_ISSUE_RATE", 20.0)?;
+        if !(issue_rate > 0.0 && issue_rate <= 1000.0) {
+            return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
+        }
+        let authority = authority(env, issue_rate)?;
         let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
             Some(list) => list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
             None => vec![],
@@ -119,17 +121,12 @@ impl Config {
         let restart: RestartPolicy =
             get(env, "MESHCA_RESTART_ISTIOD").map_or(Ok(RestartPolicy::Auto), |v| v.parse().map_err(|problem| ConfigError { var: "MESHCA_RESTART_ISTIOD", problem }))?;
         let poll_seconds: u64 = parse(env, "MESHCA_ACTIVE_POLL_SECONDS", 15)?;
-        let issue_rate: f64 = parse(env, "MESHCA_ISSUE_RATE", 20.0)?;
-        if !(issue_rate > 0.0 && issue_rate <= 1000.0) {
-            return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
-        }
         let sweep_concurrency: usize = parse(env, "MESHCA_SWEEP_CONCURRENCY", 32)?;
         if !(1..=512).contains(&sweep_concurrency) {
             return Err(ConfigError { var: "MESHCA_SWEEP_CONCURRENCY", problem: format!("{sweep_concurrency} is outside 1..=512") });
         }
         Ok(Config {
-            ca_arn,
-            template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
+            authority,
             regions,
             opt_in: OptIn {
                 key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| OptIn::DEFAULT_KEY.into()),
@@ -159,12 +156,7 @@ impl Config {
     /// The ports this configuration asks for (see `meshca_wiring::Fleet`).
     pub fn fleet_spec(&self) -> FleetSpec {
         FleetSpec {
-            authority: AuthoritySpec::Pca {
-                ca: self.ca_arn.clone(),
-                template_arn: self.template_arn.clone(),
-                signing_algorithm: None,
-                issue_rate: Some(self.issue_rate),
-            },
+            authority: self.authority.clone(),
             escrow: EscrowSpec::SecretsManager {
                 prefix: self.secret_prefix.clone(),
                 kms_key_id: self.kms_key_id.clone(),
@@ -174,6 +166,56 @@ impl Config {
             event_bus: self.event_bus.clone(),
         }
     }
+}
+
+/// MESHCA_AUTHORITY: `pca` (default) or `vault`.
+fn authority(env: &dyn Fn(&str) -> Option<String>, issue_rate: f64) -> Result<AuthoritySpec, ConfigError> {
+    match get(env, "MESHCA_AUTHORITY").as_deref().unwrap_or("pca") {
+        "pca" => {
+            let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
+            let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
+            Ok(AuthoritySpec::Pca { ca, template_arn: get(env, "MESHCA_TEMPLATE_ARN"), signing_algorithm: None, issue_rate: Some(issue_rate) })
+        }
+        "vault" => Ok(AuthoritySpec::Vault(vault(env)?)),
+        other => Err(ConfigError { var: "MESHCA_AUTHORITY", problem: format!("{other:?} is not pca or vault") }),
+    }
+}
+
+/// Vault / OpenBao: MESHCA_VAULT_ADDR (required), MESHCA_VAULT_MOUNT (default `pki`),
+/// MESHCA_VAULT_ISSUER, MESHCA_VAULT_NAMESPACE, MESHCA_VAULT_CACERT (PEM of the CA Vault's TLS
+/// certificate chains to), and the login MESHCA_VAULT_AUTH: `approle` (MESHCA_VAULT_ROLE_ID and
+/// MESHCA_VAULT_SECRET_ID_ARN, the Secrets Manager secret holding the secret id) or `aws-iam`
+/// (MESHCA_VAULT_AWS_ROLE, optional MESHCA_VAULT_AWS_STS_REGION and MESHCA_VAULT_AWS_SERVER_ID);
+/// MESHCA_VAULT_AUTH_MOUNT overrides the method's mount (`approle`, `aws`).
+pub fn vault(env: &dyn Fn(&str) -> Option<String>) -> Result<VaultSpec, ConfigError> {
+    let required = |var: &'static str| get(env, var).ok_or(ConfigError { var, problem: "is required with MESHCA_AUTHORITY=vault".into() });
+    let addr = required("MESHCA_VAULT_ADDR")?;
+    if !addr.starts_with("https://") && !addr.starts_with("http://") {
+        return Err(ConfigError { var: "MESHCA_VAULT_ADDR", problem: format!("{addr:?} is not an http(s) URL") });
+    }
+    let auth_mount = |default: &str| get(env, "MESHCA_VAULT_AUTH_MOUNT").unwrap_or_else(|| default.into());
+    let login = match get(env, "MESHCA_VAULT_AUTH").as_deref().unwrap_or("approle") {
+        "approle" => VaultLogin::AppRole {
+            mount: auth_mount("approle"),
+            role_id: required("MESHCA_VAULT_ROLE_ID")?,
+            secret_id: SecretSource::SecretsManager(required("MESHCA_VAULT_SECRET_ID_ARN")?),
+        },
+        "aws-iam" => VaultLogin::AwsIam {
+            mount: auth_mount("aws"),
+            role: required("MESHCA_VAULT_AWS_ROLE")?,
+            sts_region: get(env, "MESHCA_VAULT_AWS_STS_REGION"),
+            server_id: get(env, "MESHCA_VAULT_AWS_SERVER_ID"),
+        },
+        other => return Err(ConfigError { var: "MESHCA_VAULT_AUTH", problem: format!("{other:?} is not approle or aws-iam") }),
+    };
+    Ok(VaultSpec {
+        addr,
+        ca_pem: get(env, "MESHCA_VAULT_CACERT"),
+        namespace: get(env, "MESHCA_VAULT_NAMESPACE"),
+        mount: get(env, "MESHCA_VAULT_MOUNT").unwrap_or_else(|| "pki".into()),
+        issuer: get(env, "MESHCA_VAULT_ISSUER"),
+        login,
+    })
 }
 
 #[cfg(test)]
@@ -198,7 +240,7 @@ mod tests {
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
         assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
-        assert_eq!(c.ca_arn.region(), "eu-west-1");
+        assert!(matches!(&c.authority, AuthoritySpec::Pca { ca, issue_rate: Some(r), .. } if ca.region() == "eu-west-1" && *r == 20.0));
     }
 
     #[test]
@@ -226,5 +268,30 @@ mod tests {
         bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
         bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");
         assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
+        let vault = [("MESHCA_AUTHORITY", "vault"), ("MESHCA_REGIONS", "eu-west-1")];
+        let with_vault = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> { vault.iter().chain(extra).copied().collect() };
+        bad(&plus(("MESHCA_AUTHORITY", "hsm")), "MESHCA_AUTHORITY");
+        bad(&with_vault(&[]), "MESHCA_VAULT_ADDR");
+        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "vault:8200")]), "MESHCA_VAULT_ADDR");
+        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200")]), "MESHCA_VAULT_ROLE_ID");
+        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_ROLE_ID", "r")]), "MESHCA_VAULT_SECRET_ID_ARN");
+        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "ldap")]), "MESHCA_VAULT_AUTH");
+        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "aws-iam")]), "MESHCA_VAULT_AWS_ROLE");
+    }
+
+    #[test]
+    fn vault_needs_no_ca_arn_and_defaults_its_mount() {
+        let c = with(&[
+            ("MESHCA_AUTHORITY", "vault"),
+            ("MESHCA_REGIONS", "eu-west-1"),
+            ("MESHCA_VAULT_ADDR", "https://vault.example:8200"),
+            ("MESHCA_VAULT_ROLE_ID", "role"),
+            ("MESHCA_VAULT_SECRET_ID_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:meshca/vault-secret-id"),
+        ])
+        .unwrap();
+        let AuthoritySpec::Vault(v) = &c.authority else { panic!("{:?}", c.authority) };
+        assert_eq!((v.mount.as_str(), v.issuer.as_deref()), ("pki", None));
+        assert!(matches!(&v.login, VaultLogin::AppRole { mount, role_id, secret_id: SecretSource::SecretsManager(arn) }
+            if mount == "approle" && role_id == "role" && arn.ends_with("meshca/vault-secret-id")));
     }
 }

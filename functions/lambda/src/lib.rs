@@ -37,13 +37,13 @@ pub struct Report {
 impl App {
     /// Builds the ports from the standard AWS configuration chain.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        Self::with_sdk_config(config, &meshca_wiring::sdk_config(None).await)
+        Self::with_sdk_config(config, &meshca_wiring::sdk_config(None).await).await
     }
 
     /// Builds the ports from `home`, the function's own region and credentials (see
     /// [`Fleet::build`]).
-    pub fn with_sdk_config(config: Config, home: &meshca_wiring::aws_config::SdkConfig) -> anyhow::Result<Self> {
-        let fleet = Fleet::build(&config.fleet_spec(), home)?;
+    pub async fn with_sdk_config(config: Config, home: &meshca_wiring::aws_config::SdkConfig) -> anyhow::Result<Self> {
+        let fleet = Fleet::build(&config.fleet_spec(), home).await?;
         Ok(Self::with_fleet(config, fleet))
     }
 

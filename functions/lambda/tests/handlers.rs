@@ -43,7 +43,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
     let sdk = emu.sdk_config().await;
-    let app = App::with_sdk_config(config, &sdk).unwrap();
+    let app = App::with_sdk_config(config, &sdk).await.unwrap();
     World { emu, server, app }
 }
 
@@ -178,4 +178,51 @@ async fn dry_run_decides_and_changes_nothing() {
     assert!(matches!(&outcome, Outcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")), "{outcome:?}");
     assert_eq!(w.emu.calls("IssueCertificate"), 0);
     assert!(w.generation().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_openbao() {
+    use meshca_test_support::vault::Bao;
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), include_str!("../../../shared/vault/meshca-policy.hcl")).unwrap();
+    bao.cli(&["policy", "write", "meshca", policy.path().to_str().unwrap()]);
+    bao.cli(&["auth", "enable", "approle"]);
+    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=20m", "token_no_default_policy=true"]);
+    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
+    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+
+    // The AppRole secret id lives in Secrets Manager, where the function reads it at start.
+    let emu = AwsEmulator::start();
+    let sdk = emu.sdk_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let arn = sm.create_secret().name("meshca/vault-secret-id").secret_string(&secret_id).send().await.unwrap().arn.unwrap();
+    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
+    server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+    emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+                                      "tags": {"meshca.io/enabled": "true"}}));
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_AUTHORITY".to_string(), "vault".to_string()),
+        ("MESHCA_VAULT_ADDR".to_string(), bao.addr.clone()),
+        ("MESHCA_VAULT_CACERT".to_string(), bao.ca_pem.clone()),
+        ("MESHCA_VAULT_ROLE_ID".to_string(), role_id),
+        ("MESHCA_VAULT_SECRET_ID_ARN".to_string(), arn),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+    ]);
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let app = App::with_sdk_config(config, &sdk).await.unwrap();
+
+    let outcome = app.handle(event::parse(&sample("eks-create-cluster.json")).unwrap(), soon()).await.outcome;
+    assert!(matches!(&outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
+    let secret = server.get(Resource::Secrets, "istio-system", "cacerts").unwrap();
+    let serial = secret["metadata"]["annotations"]["meshca.io/certificate-arn"].as_str().unwrap().to_string();
+    assert!(bao.serials("pki").contains(&serial), "the intermediate in the cluster is the one OpenBao signed ({serial})");
+    assert_eq!(emu.calls("IssueCertificate"), 0, "no Private CA involved");
+
+    let outcome = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await.outcome;
+    assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates == &[serial.clone()]), "{outcome:?}");
+    let revoked = bao.json(&["read", &format!("pki/cert/{serial}")]);
+    assert!(revoked["data"]["revocation_time"].as_i64().unwrap_or(0) > 0, "{revoked}");
 }

@@ -51,7 +51,7 @@ impl Fleet {
         ]);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
-        App::with_sdk_config(config, &self.emu.sdk_config().await).unwrap()
+        App::with_sdk_config(config, &self.emu.sdk_config().await).await.unwrap()
     }
 
     fn secret(&self, cluster: &str) -> Option<Value> {

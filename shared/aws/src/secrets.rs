@@ -52,6 +52,17 @@ impl SecretsEscrow {
         Self::new(Client::new(config), prefix)
     }
 
+    /// The text of any secret (not an escrow record): what a function reads its own credentials
+    /// from, such as a Vault AppRole secret id.
+    pub async fn read_string(config: &aws_config::SdkConfig, secret_id: &str) -> Result<zeroize::Zeroizing<String>, String> {
+        let out = Client::new(config).get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
+            let (code, message) = error_parts(&e);
+            format!("reading secret {secret_id}: {code}: {message}")
+        })?;
+        let text = out.secret_string().ok_or_else(|| format!("secret {secret_id} holds no string"))?;
+        Ok(zeroize::Zeroizing::new(text.trim().to_string()))
+    }
+
     /// The default prefix for a region: `meshca/<region>`.
     pub fn default_prefix(region: &str) -> String {
         format!("meshca/{region}")

@@ -16,6 +16,8 @@ use meshca_core::pace::IssueBudget;
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
+use meshca_vault::{Endpoint, Login, StsTarget, VaultPki};
+use zeroize::Zeroizing;
 
 pub use aws_config;
 pub use meshca_aws::arn::{ArnError, CaArn};
@@ -37,6 +39,58 @@ pub enum AuthoritySpec {
         /// IssueCertificate attempts per second, retries included; `None`: unpaced.
         issue_rate: Option<f64>,
     },
+    /// A Vault / OpenBao PKI mount.
+    Vault(VaultSpec),
+}
+
+/// Where Vault is, which mount signs, and how meshca logs in.
+#[derive(Debug, Clone)]
+pub struct VaultSpec {
+    /// `https://vault.example:8200`.
+    pub addr: String,
+    /// PEM of the CA bundle Vault's TLS certificate chains to; `None`: the system's roots.
+    pub ca_pem: Option<String>,
+    pub namespace: Option<String>,
+    /// The PKI mount, e.g. `pki`.
+    pub mount: String,
+    /// An issuer in the mount; `None`: its default issuer.
+    pub issuer: Option<String>,
+    pub login: VaultLogin,
+}
+
+/// How to log in to Vault.
+#[derive(Clone)]
+pub enum VaultLogin {
+    Token(Zeroizing<String>),
+    AppRole { mount: String, role_id: String, secret_id: SecretSource },
+    /// The AWS IAM method, signed with the caller's AWS credentials.
+    AwsIam { mount: String, role: String, sts_region: Option<String>, server_id: Option<String> },
+}
+
+impl std::fmt::Debug for VaultLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VaultLogin::Token(_) => f.write_str("Token(<redacted>)"),
+            VaultLogin::AppRole { mount, role_id, secret_id } => write!(f, "AppRole {{ mount: {mount}, role_id: {role_id}, secret_id: {secret_id:?} }}"),
+            VaultLogin::AwsIam { mount, role, .. } => write!(f, "AwsIam {{ mount: {mount}, role: {role} }}"),
+        }
+    }
+}
+
+/// A secret given as is, or read from Secrets Manager when the authority is built.
+#[derive(Clone)]
+pub enum SecretSource {
+    Value(Zeroizing<String>),
+    SecretsManager(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Value(_) => f.write_str("<redacted>"),
+            SecretSource::SecretsManager(id) => write!(f, "secretsmanager:{id}"),
+        }
+    }
 }
 
 /// Where bundles are escrowed.
@@ -69,6 +123,10 @@ pub enum WiringError {
     Manifest(#[from] meshca_kube::secret::ManifestError),
     #[error("{0}")]
     Files(#[from] meshca_local::files::FilesError),
+    #[error("{0}")]
+    Vault(#[from] meshca_vault::VaultError),
+    #[error("{0}")]
+    Secret(String),
 }
 
 /// `home` with its region set to `region`.
@@ -77,7 +135,7 @@ pub fn in_region(home: &SdkConfig, region: &str) -> SdkConfig {
 }
 
 /// The authority `spec` names. `aws` is the SDK configuration of the caller (any region).
-pub fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dyn Authority>, WiringError> {
+pub async fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dyn Authority>, WiringError> {
     Ok(match spec {
         AuthoritySpec::Local { dir } => Arc::new(LocalCa::open_or_create(dir, &LocalRootSpec::default())?),
         AuthoritySpec::Pca { ca, template_arn, signing_algorithm, issue_rate } => {
@@ -88,7 +146,32 @@ pub fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dy
             }
             Arc::new(pca)
         }
+        AuthoritySpec::Vault(v) => Arc::new(vault(v, aws).await?),
     })
+}
+
+async fn vault(spec: &VaultSpec, aws: Option<&SdkConfig>) -> Result<VaultPki, WiringError> {
+    let endpoint = Endpoint { ca_pem: spec.ca_pem.clone(), namespace: spec.namespace.clone(), ..Endpoint::new(&spec.addr) };
+    let login = match &spec.login {
+        VaultLogin::Token(t) => Login::Token(t.clone()),
+        VaultLogin::AppRole { mount, role_id, secret_id } => {
+            let secret_id = match secret_id {
+                SecretSource::Value(v) => v.clone(),
+                SecretSource::SecretsManager(id) => {
+                    let aws = aws.ok_or(WiringError::NoAws("a Vault AppRole secret id in Secrets Manager"))?;
+                    SecretsEscrow::read_string(aws, id).await.map_err(WiringError::Secret)?
+                }
+            };
+            Login::AppRole { mount: mount.clone(), role_id: role_id.clone(), secret_id }
+        }
+        VaultLogin::AwsIam { mount, role, sts_region, server_id } => {
+            let aws = aws.ok_or(WiringError::NoAws("the Vault AWS IAM login"))?;
+            let credentials = aws.credentials_provider().ok_or(WiringError::NoAws("the Vault AWS IAM login (credentials)"))?;
+            let sts = sts_region.clone().map_or(StsTarget::Global, StsTarget::Regional);
+            Login::AwsIam { mount: mount.clone(), role: role.clone(), sts, server_id: server_id.clone(), credentials }
+        }
+    };
+    Ok(VaultPki::new(endpoint, login, &spec.mount, spec.issuer.clone())?)
 }
 
 /// The escrow `spec` names, for clusters of `region`.
@@ -189,13 +272,13 @@ pub struct Fleet {
 impl Fleet {
     /// Builds the ports from `home` (the function's own region and credentials): the authority
     /// in the CA's region, EKS and escrow in each managed region, fan-out at home.
-    pub fn build(spec: &FleetSpec, home: &SdkConfig) -> Result<Self, WiringError> {
+    pub async fn build(spec: &FleetSpec, home: &SdkConfig) -> Result<Self, WiringError> {
         let mut regions = BTreeMap::new();
         for r in &spec.regions {
             let escrow = escrow(&spec.escrow, Some(home), Some(r))?;
             regions.insert(r.clone(), RegionPorts { clusters: clusters(home, r), escrow });
         }
-        Ok(Fleet { authority: authority(&spec.authority, Some(home))?, regions, fan_out: fan_out(home, &spec.event_bus) })
+        Ok(Fleet { authority: authority(&spec.authority, Some(home)).await?, regions, fan_out: fan_out(home, &spec.event_bus) })
     }
 }
 
