@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::OutputArgs;
+use crate::vault::VaultArgs;
 use crate::report;
 use crate::target::{self, DeliveryArgs, TargetArgs};
 
@@ -38,7 +39,8 @@ Examples:
   kubectl apply -f out/demo/cacerts.yaml
   meshca issue --cluster c1 --context kind-c1   # issue, then deliver istio-system/cacerts
   meshca issue --eks-cluster prod-eu-1 --region eu-west-1 --no-files \\
-      --ca-arn ARN --escrow secrets-manager"
+      --ca-arn ARN --escrow secrets-manager
+  VAULT_TOKEN=… meshca issue --cluster c1 --vault-addr https://vault:8200 --vault-mount pki"
 )]
 pub struct IssueArgs {
     /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-'); defaults to --eks-cluster.
@@ -97,7 +99,7 @@ pub struct IssueArgs {
     /// Issue from this AWS Private CA instead of the local CA
     /// (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>). Uses the standard AWS
     /// credential chain; AWS_ENDPOINT_URL is honoured.
-    #[arg(long, value_name = "ARN", env = "MESHCA_CA_ARN", help_heading = "AWS Private CA")]
+    #[arg(long, value_name = "ARN", env = "MESHCA_CA_ARN", conflicts_with = "vault_addr", help_heading = "AWS Private CA")]
     ca_arn: Option<String>,
 
     /// AWS region (default: the region of --ca-arn, else AWS_REGION / the profile).
@@ -112,6 +114,9 @@ pub struct IssueArgs {
     /// SHA256WITHECDSA, EC P-384 → SHA384WITHECDSA).
     #[arg(long, value_name = "ALG", help_heading = "AWS Private CA")]
     signing_algorithm: Option<String>,
+
+    #[command(flatten)]
+    vault: VaultArgs,
 
     /// Where the escrow record lives: `local` (--escrow-dir) or `secrets-manager`.
     #[arg(long, value_name = "KIND", default_value = "local", value_parser = ["local", "secrets-manager"], help_heading = "Escrow")]
@@ -165,12 +170,16 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     let state = crate::default_state_dir();
     let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
     let ca = args.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|e| anyhow::anyhow!("--ca-arn {e}"))?;
-    let wants_aws = ca.is_some() || args.escrow == "secrets-manager";
+    let wants_aws = ca.is_some() || args.escrow == "secrets-manager" || args.vault.vault_aws_role.is_some();
     let region = args.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
     let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
     let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
 
-    let authority = meshca_wiring::authority(&authority_spec(&args, ca, &state), aws.as_ref()).await?;
+    let spec = match args.vault.spec()? {
+        Some(vault) => AuthoritySpec::Vault(vault),
+        None => authority_spec(&args, ca, &state),
+    };
+    let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
     let escrow_spec = match args.escrow.as_str() {
         "secrets-manager" => {
             region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;

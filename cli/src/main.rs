@@ -9,6 +9,7 @@ mod inspect;
 mod issue;
 mod report;
 mod target;
+mod vault;
 
 const ABOUT: &str = "Give each Istio cluster its own intermediate CA, signed by one root.";
 
