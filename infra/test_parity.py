@@ -27,20 +27,28 @@ def blocks(doc, kind, type_):
     return {name: body for item in doc.get(kind, []) for t, named in item.items() if t == type_ for name, body in named.items()}
 
 
-def template():
-    with open(os.path.join(HERE, "cdk", "cdk.out", "Meshca.template.json")) as f:
+def template(out="cdk.out"):
+    """The Private CA stack (cdk.out), or the Vault one (cdk.out.vault): infra/check synthesises both."""
+    with open(os.path.join(HERE, "cdk", out, "Meshca.template.json")) as f:
         return json.load(f)
 
 
-def cdk_role_statements():
-    policies = [r for r in template()["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+def cdk_role_statements(out="cdk.out"):
+    policies = [r for r in template(out)["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
     assert len(policies) == 1
     return policies[0]["Properties"]["PolicyDocument"]["Statement"]
 
 
-def tf_role_statements():
+# The module's dynamic statements, by the local their for_each reads: present for one authority only.
+AUTHORITY_LOCALS = {"pca": "${local.pca}", "vault": "${local.vault_secret_id}"}
+
+
+def tf_role_statements(authority="pca"):
     doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
-    return doc["statement"]
+    dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
+    chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) == AUTHORITY_LOCALS[authority]]
+    assert all(one(d["for_each"]) in AUTHORITY_LOCALS.values() for d in dynamic), "a dynamic statement outside the authority switch"
+    return doc["statement"] + chosen
 
 
 def actions(a):
@@ -49,13 +57,16 @@ def actions(a):
 
 
 def test_the_role_policies_grant_the_same_actions_statement_by_statement():
-    cdk = {s["Sid"]: actions(s["Action"]) for s in cdk_role_statements() if "Sid" in s}
-    tf = {one(s["sid"]): actions(s["actions"]) for s in tf_role_statements()}
-    # CDK's log-group grant carries no Sid; Terraform names it.
-    logs = tf.pop("OwnLogsOnly")
-    assert logs == ["logs:CreateLogStream", "logs:PutLogEvents"]
-    assert [s for s in cdk_role_statements() if "Sid" not in s][0]["Action"] == logs
-    assert tf == cdk
+    for authority, out in [("pca", "cdk.out"), ("vault", "cdk.out.vault")]:
+        cdk = {s["Sid"]: actions(s["Action"]) for s in cdk_role_statements(out) if "Sid" in s}
+        tf = {one(s["sid"]): actions(s["actions"]) for s in tf_role_statements(authority)}
+        # CDK's log-group grant carries no Sid; Terraform names it.
+        logs = tf.pop("OwnLogsOnly")
+        assert logs == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        assert [s for s in cdk_role_statements(out) if "Sid" not in s][0]["Action"] == logs
+        assert tf == cdk, authority
+    vault = {one(s["sid"]) for s in tf_role_statements("vault")}
+    assert "ReadTheVaultSecretIdOnly" in vault and not any("acm-pca" in str(s["actions"]) for s in tf_role_statements("vault"))
 
 
 def test_issue_certificate_carries_the_template_condition_in_terraform_too():
@@ -70,9 +81,10 @@ def test_issue_certificate_carries_the_template_condition_in_terraform_too():
 
 def test_the_same_environment_and_event_patterns():
     tf_main = open(os.path.join(MODULE, "main.tf")).read()
-    fns = [r for r in template()["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    for var in fns[0]["Properties"]["Environment"]["Variables"]:
-        assert var in tf_main, f"{var} is set by CDK but not by Terraform"
+    for out in ["cdk.out", "cdk.out.vault"]:
+        fns = [r for r in template(out)["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+        for var in fns[0]["Properties"]["Environment"]["Variables"]:
+            assert var in tf_main, f"{var} is set by CDK ({out}) but not by Terraform"
     rules = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
     eks = [r for r in rules if "EventPattern" in r and r["EventPattern"].get("source") == ["aws.eks"]][0]["EventPattern"]
     assert eks["detail"]["eventName"] == ["CreateCluster", "DeleteCluster"]
@@ -85,7 +97,7 @@ def test_every_variable_is_described_and_the_risky_ones_validated():
     assert len(variables) >= 10
     for name, body in variables.items():
         assert one(body.get("description", "")).strip(), f"variable {name} has no description"
-    for name in ["ca_arn", "template_arn", "regions", "validity_days", "renew_before_days", "log_retention_days", "name"]:
+    for name in ["ca_arn", "vault", "template_arn", "regions", "validity_days", "renew_before_days", "log_retention_days", "name"]:
         assert "validation" in variables[name], f"variable {name} is not validated"
     outputs = {name for item in load("outputs.tf")["output"] for name in item}
     assert {"role_arn", "grant_cluster_access", "alarm_topic_arn"} <= outputs

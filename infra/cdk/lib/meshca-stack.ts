@@ -19,9 +19,28 @@ import * as path from 'path';
 /** The PathLen0 subordinate template: the only one meshca may issue with. */
 export const PATHLEN0_TEMPLATE = 'template/SubordinateCACertificate_PathLen0/V1';
 
+/** Vault / OpenBao as the authority instead of Private CA: the functions get no PCA permission. */
+export interface MeshcaVaultProps {
+  /** https://vault.example:8200 */
+  readonly addr: string;
+  /** The PKI mount (default pki). */
+  readonly mount?: string;
+  readonly issuer?: string;
+  readonly namespace?: string;
+  /** PEM of the CA Vault's TLS certificate chains to (default: the system's roots). */
+  readonly caCertPem?: string;
+  /** AppRole login: the role id, and the Secrets Manager secret holding the secret id. */
+  readonly roleId?: string;
+  readonly secretIdArn?: string;
+  /** AWS IAM login instead: the Vault role the functions' IAM role maps to. */
+  readonly awsRole?: string;
+}
+
 export interface MeshcaProps extends cdk.StackProps {
-  /** ARN of the AWS Private CA that signs every cluster's intermediate. */
-  readonly caArn: string;
+  /** ARN of the AWS Private CA that signs every cluster's intermediate (or give `vault`). */
+  readonly caArn?: string;
+  /** Vault / OpenBao PKI as the authority (or give `caArn`). */
+  readonly vault?: MeshcaVaultProps;
   /** Template ARN; default SubordinateCACertificate_PathLen0/V1 in the CA's partition. */
   readonly templateArn?: string;
   /** Regions whose EKS clusters are managed; default: the stack's region. */
@@ -54,11 +73,17 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     return n;
   };
   const caArn = ctx('caArn');
-  if (!caArn) {
-    throw new Error('context meshca:caArn is required: cdk synth -c meshca:caArn=arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/ID');
+  const vaultAddr = ctx('vaultAddr');
+  if (!caArn && !vaultAddr) {
+    throw new Error('context meshca:caArn is required (or meshca:vaultAddr for Vault): cdk synth -c meshca:caArn=arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/ID');
   }
+  const vault: MeshcaVaultProps | undefined = vaultAddr
+    ? { addr: vaultAddr, mount: ctx('vaultMount'), issuer: ctx('vaultIssuer'), namespace: ctx('vaultNamespace'),
+        roleId: ctx('vaultRoleId'), secretIdArn: ctx('vaultSecretIdArn'), awsRole: ctx('vaultAwsRole') }
+    : undefined;
   return {
     caArn,
+    vault,
     templateArn: ctx('templateArn'),
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
     tagKey: ctx('tagKey'),
@@ -79,15 +104,19 @@ export class MeshcaStack extends cdk.Stack {
 
   constructor(scope: Construct, id: string, props: MeshcaProps) {
     super(scope, id, props);
-    const arn = cdk.Arn.split(props.caArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);
-    if (arn.service !== 'acm-pca' || arn.resource !== 'certificate-authority') {
+    if ((props.caArn === undefined) === (props.vault === undefined)) {
+      throw new Error('give exactly one authority: caArn (AWS Private CA) or vault (Vault / OpenBao)');
+    }
+    const arn = props.caArn === undefined ? undefined : cdk.Arn.split(props.caArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);
+    if (arn && (arn.service !== 'acm-pca' || arn.resource !== 'certificate-authority')) {
       throw new Error(`caArn ${props.caArn} is not an acm-pca certificate-authority ARN`);
     }
+    if (props.vault) checkVault(props.vault);
     const validityDays = props.validityDays ?? 365;
     if (props.renewBeforeDays !== undefined && props.renewBeforeDays >= validityDays) {
       throw new Error(`renewBeforeDays (${props.renewBeforeDays}) must be below validityDays (${validityDays})`);
     }
-    const templateArn = props.templateArn ?? `arn:${arn.partition}:acm-pca:::${PATHLEN0_TEMPLATE}`;
+    const templateArn = arn ? props.templateArn ?? `arn:${arn.partition}:acm-pca:::${PATHLEN0_TEMPLATE}` : undefined;
     const regions = props.regions && props.regions.length > 0 ? props.regions : [this.region];
     const sweepEvery = props.sweepEvery ?? cdk.Duration.hours(1);
     const workspace = props.workspaceDir ?? path.join(__dirname, '..', '..', '..', '..');
@@ -111,11 +140,13 @@ export class MeshcaStack extends cdk.Stack {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters',
     });
-    this.grantMeshca(props.caArn, templateArn, regions);
+    if (props.caArn && templateArn) this.grantPca(props.caArn, templateArn);
+    if (props.vault?.secretIdArn) this.grantVaultSecretId(props.vault.secretIdArn);
+    this.grantMeshca(regions);
 
     const env: Record<string, string> = {
-      MESHCA_CA_ARN: props.caArn,
-      MESHCA_TEMPLATE_ARN: templateArn,
+      ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
+      ...(props.vault ? vaultEnvironment(props.vault) : {}),
       MESHCA_REGIONS: regions.join(','),
       MESHCA_TAG_KEY: props.tagKey ?? 'meshca.io/enabled',
       MESHCA_TAG_VALUE: props.tagValue ?? 'true',
@@ -212,9 +243,8 @@ export class MeshcaStack extends cdk.Stack {
     }
   }
 
-  /** Exactly the calls meshca makes, each on the narrowest resource the service allows. */
-  private grantMeshca(caArn: string, templateArn: string, regions: string[]): void {
-    const { partition, account } = this;
+  /** Private CA: IssueCertificate with the PathLen0 template only, on the one CA. */
+  private grantPca(caArn: string, templateArn: string): void {
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'IssuePathLen0FromTheConfiguredCaOnly',
       actions: ['acm-pca:IssueCertificate'],
@@ -226,6 +256,20 @@ export class MeshcaStack extends cdk.Stack {
       actions: ['acm-pca:GetCertificate', 'acm-pca:DescribeCertificateAuthority', 'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate'],
       resources: [caArn],
     }));
+  }
+
+  /** Vault AppRole: the one secret holding the secret id, read-only. */
+  private grantVaultSecretId(secretIdArn: string): void {
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'ReadTheVaultSecretIdOnly',
+      actions: ['secretsmanager:GetSecretValue'],
+      resources: [secretIdArn],
+    }));
+  }
+
+  /** Exactly the calls meshca makes, each on the narrowest resource the service allows. */
+  private grantMeshca(regions: string[]): void {
+    const { partition, account } = this;
     const secrets = regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${r}/*`);
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'EscrowUnderTheMeshcaPrefix',
@@ -316,4 +360,34 @@ export class MeshcaStack extends cdk.Stack {
     });
     new cdk.CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Subscribe to be told when meshca needs a human' });
   }
+}
+
+function checkVault(v: MeshcaVaultProps): void {
+  if (!/^https?:\/\//.test(v.addr)) throw new Error(`vault.addr ${v.addr} is not an http(s) URL`);
+  const appRole = v.roleId !== undefined || v.secretIdArn !== undefined;
+  if (appRole === (v.awsRole !== undefined)) {
+    throw new Error('vault: give either roleId and secretIdArn (AppRole) or awsRole (AWS IAM login)');
+  }
+  if (appRole && (!v.roleId || !v.secretIdArn)) throw new Error('vault: AppRole needs both roleId and secretIdArn');
+  if (v.secretIdArn) {
+    const a = cdk.Arn.split(v.secretIdArn, cdk.ArnFormat.COLON_RESOURCE_NAME);
+    if (a.service !== 'secretsmanager' || a.resource !== 'secret') throw new Error(`vault.secretIdArn ${v.secretIdArn} is not a Secrets Manager secret ARN`);
+  }
+}
+
+/** The functions' MESHCA_VAULT_* variables (README, "Issuing from Vault / OpenBao"). */
+function vaultEnvironment(v: MeshcaVaultProps): Record<string, string> {
+  const env: Record<string, string> = { MESHCA_AUTHORITY: 'vault', MESHCA_VAULT_ADDR: v.addr, MESHCA_VAULT_MOUNT: v.mount ?? 'pki' };
+  if (v.issuer) env.MESHCA_VAULT_ISSUER = v.issuer;
+  if (v.namespace) env.MESHCA_VAULT_NAMESPACE = v.namespace;
+  if (v.caCertPem) env.MESHCA_VAULT_CACERT = v.caCertPem;
+  if (v.awsRole) {
+    env.MESHCA_VAULT_AUTH = 'aws-iam';
+    env.MESHCA_VAULT_AWS_ROLE = v.awsRole;
+  } else {
+    env.MESHCA_VAULT_AUTH = 'approle';
+    env.MESHCA_VAULT_ROLE_ID = v.roleId!;
+    env.MESHCA_VAULT_SECRET_ID_ARN = v.secretIdArn!;
+  }
+  return env;
 }

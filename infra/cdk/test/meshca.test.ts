@@ -162,7 +162,34 @@ test('cdk-nag reports an unjustified wildcard (so the check above can fail)', ()
   assert.ok(findings.some((f) => f.includes('AwsSolutions-IAM5')), findings.join('\n'));
 });
 
+const SECRET_ID = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:meshca/vault-secret-id-AbCdEf';
+
+test('a Vault stack grants no Private CA permission and reads only the AppRole secret id', () => {
+  const { app, stack } = stackOf({ caArn: undefined, vault: { addr: 'https://vault.example:8200', roleId: 'meshca', secretIdArn: SECRET_ID } });
+  const template = Template.fromStack(stack);
+  const all = statements(template);
+  assert.ok(all.every((s) => actionsOf(s).every((a) => !a.startsWith('acm-pca:'))), 'no acm-pca action at all');
+  const reads = all.filter((s) => JSON.stringify(s.Resource).includes('vault-secret-id'));
+  assert.equal(reads.length, 1);
+  assert.deepEqual(actionsOf(reads[0]), ['secretsmanager:GetSecretValue']);
+  assert.deepEqual(resourcesOf(reads[0]), [SECRET_ID]);
+  for (const s of all) for (const a of actionsOf(s)) assert.ok(ALLOWED.has(a), `unexpected action ${a}`);
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ MESHCA_AUTHORITY: 'vault', MESHCA_VAULT_ADDR: 'https://vault.example:8200', MESHCA_VAULT_MOUNT: 'pki',
+      MESHCA_VAULT_AUTH: 'approle', MESHCA_VAULT_ROLE_ID: 'meshca', MESHCA_VAULT_SECRET_ID_ARN: SECRET_ID, MESHCA_CA_ARN: Match.absent() }) },
+  });
+  assert.deepEqual(nagFindings(app), []);
+  // The AWS IAM login needs no AWS permission beyond what meshca already has.
+  const iamLogin = synth({ caArn: undefined, vault: { addr: 'https://vault.example:8200', awsRole: 'meshca' } }).template;
+  assert.ok(statements(iamLogin).every((s) => !JSON.stringify(s).includes('acm-pca') && !JSON.stringify(s.Resource).includes('vault-secret-id')));
+});
+
 test('bad props are refused with the reason', () => {
+  assert.throws(() => synth({ vault: { addr: 'https://v:8200', awsRole: 'r' } }), /exactly one authority/);
+  assert.throws(() => synth({ caArn: undefined }), /exactly one authority/);
+  assert.throws(() => synth({ caArn: undefined, vault: { addr: 'v:8200', awsRole: 'r' } }), /not an http\(s\) URL/);
+  assert.throws(() => synth({ caArn: undefined, vault: { addr: 'https://v:8200', roleId: 'r' } }), /AppRole needs both/);
+  assert.throws(() => synth({ caArn: undefined, vault: { addr: 'https://v:8200', roleId: 'r', secretIdArn: SECRET_ID, awsRole: 'x' } }), /either roleId/);
   assert.throws(() => synth({ caArn: 'arn:aws:s3:::bucket' }), /not an acm-pca certificate-authority ARN/);
   assert.throws(() => synth({ validityDays: 30, renewBeforeDays: 30 }), /renewBeforeDays \(30\) must be below validityDays \(30\)/);
   const app = new cdk.App({ context: { 'meshca:regions': 'eu-west-1' } });

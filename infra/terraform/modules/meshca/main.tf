@@ -11,10 +11,26 @@ locals {
   region       = data.aws_region.current.name
   regions      = length(var.regions) > 0 ? var.regions : [local.region]
   template_arn = coalesce(var.template_arn, "arn:${local.partition}:acm-pca:::template/SubordinateCACertificate_PathLen0/V1")
+  # Exactly one authority: Private CA (ca_arn) or Vault (vault).
+  pca = var.ca_arn == null ? [] : [var.ca_arn]
+  vault_secret_id = try(var.vault.secret_id_arn, null) == null ? [] : [var.vault.secret_id_arn]
+  authority_environment = var.ca_arn != null ? {
+    MESHCA_CA_ARN       = var.ca_arn
+    MESHCA_TEMPLATE_ARN = local.template_arn
+    } : merge(
+    { MESHCA_AUTHORITY = "vault", MESHCA_VAULT_ADDR = var.vault.addr, MESHCA_VAULT_MOUNT = var.vault.mount },
+    var.vault.issuer == null ? {} : { MESHCA_VAULT_ISSUER = var.vault.issuer },
+    var.vault.namespace == null ? {} : { MESHCA_VAULT_NAMESPACE = var.vault.namespace },
+    var.vault.ca_cert_pem == null ? {} : { MESHCA_VAULT_CACERT = var.vault.ca_cert_pem },
+    var.vault.aws_role != null ? { MESHCA_VAULT_AUTH = "aws-iam", MESHCA_VAULT_AWS_ROLE = var.vault.aws_role } : {
+      MESHCA_VAULT_AUTH          = "approle"
+      MESHCA_VAULT_ROLE_ID       = var.vault.role_id
+      MESHCA_VAULT_SECRET_ID_ARN = var.vault.secret_id_arn
+    },
+  )
   environment = merge(
+    local.authority_environment,
     {
-      MESHCA_CA_ARN        = var.ca_arn
-      MESHCA_TEMPLATE_ARN  = local.template_arn
       MESHCA_REGIONS       = join(",", local.regions)
       MESHCA_TAG_KEY       = var.tag_key
       MESHCA_TAG_VALUE     = var.tag_value
@@ -110,20 +126,36 @@ resource "aws_iam_role" "meshca" {
 data "aws_iam_policy_document" "meshca" {
   # checkov:skip=CKV_AWS_356:eks:ListClusters has no resource type; it is the only action granted on "*".
   # checkov:skip=CKV_AWS_111:Writes are scoped: secrets under meshca/<region>/, PutEvents on the meshca bus, logs on meshca's log groups.
-  statement {
-    sid       = "IssuePathLen0FromTheConfiguredCaOnly"
-    actions   = ["acm-pca:IssueCertificate"]
-    resources = [var.ca_arn]
-    condition {
-      test     = "StringEquals"
-      variable = "acm-pca:TemplateArn"
-      values   = [local.template_arn]
+  # Private CA only: IssueCertificate with the PathLen0 template, on the one CA.
+  dynamic "statement" {
+    for_each = local.pca
+    content {
+      sid       = "IssuePathLen0FromTheConfiguredCaOnly"
+      actions   = ["acm-pca:IssueCertificate"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "acm-pca:TemplateArn"
+        values   = [local.template_arn]
+      }
     }
   }
-  statement {
-    sid       = "ReadAndRevokeOnTheConfiguredCa"
-    actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
-    resources = [var.ca_arn]
+  dynamic "statement" {
+    for_each = local.pca
+    content {
+      sid       = "ReadAndRevokeOnTheConfiguredCa"
+      actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
+      resources = [statement.value]
+    }
+  }
+  # Vault with AppRole only: the one secret holding the secret id, read-only.
+  dynamic "statement" {
+    for_each = local.vault_secret_id
+    content {
+      sid       = "ReadTheVaultSecretIdOnly"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
   }
   statement {
     sid = "EscrowUnderTheMeshcaPrefix"
@@ -186,6 +218,12 @@ resource "aws_lambda_function" "fn" {
   # checkov:skip=CKV_AWS_173:The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the user owns; the zips are built from this repository by cargo lambda.
   # checkov:skip=CKV_AWS_50:JSON logs and EMF metrics carry cluster, step and outcome; X-Ray would add IAM grants on "*".
+  lifecycle {
+    precondition {
+      condition     = (var.ca_arn == null) != (var.vault == null)
+      error_message = "Give exactly one authority: ca_arn (AWS Private CA) or vault (Vault / OpenBao)."
+    }
+  }
   for_each         = local.functions
   function_name    = "${var.name}-${each.value.name}"
   description      = each.value.description

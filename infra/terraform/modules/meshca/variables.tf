@@ -9,11 +9,38 @@ variable "name" {
 }
 
 variable "ca_arn" {
-  description = "ARN of the AWS Private CA that signs every cluster's Istio intermediate CA."
+  description = "ARN of the AWS Private CA that signs every cluster's Istio intermediate CA (or set vault instead)."
   type        = string
+  default     = null
   validation {
-    condition     = can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.ca_arn))
+    condition     = var.ca_arn == null || can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.ca_arn))
     error_message = "ca_arn must be an acm-pca certificate-authority ARN."
+  }
+}
+
+variable "vault" {
+  description = "Vault / OpenBao PKI as the authority instead of ca_arn: addr, mount (default pki), optional issuer, namespace, ca_cert_pem, and either role_id + secret_id_arn (AppRole; the secret id in Secrets Manager) or aws_role (AWS IAM login). The functions then get no Private CA permission."
+  type = object({
+    addr          = string
+    mount         = optional(string, "pki")
+    issuer        = optional(string)
+    namespace     = optional(string)
+    ca_cert_pem   = optional(string)
+    role_id       = optional(string)
+    secret_id_arn = optional(string)
+    aws_role      = optional(string)
+  })
+  default = null
+  validation {
+    condition = var.vault == null || (can(regex("^https?://", var.vault.addr)) && (
+      (var.vault.aws_role == null && var.vault.role_id != null && var.vault.secret_id_arn != null) ||
+      (var.vault.aws_role != null && var.vault.role_id == null && var.vault.secret_id_arn == null)
+    ))
+    error_message = "vault needs an http(s) addr and either role_id + secret_id_arn (AppRole) or aws_role (AWS IAM login)."
+  }
+  validation {
+    condition     = var.vault == null || try(var.vault.secret_id_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.vault.secret_id_arn)), false)
+    error_message = "vault.secret_id_arn must be a Secrets Manager secret ARN."
   }
 }
 
