@@ -276,3 +276,25 @@ async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     authority.describe().await.expect("the first token expired; a new login took its place");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_in_a_namespace_is_reached_with_the_namespace_header() {
+    let bao = Bao::start();
+    bao.cli(&["namespace", "create", "team-a"]);
+    bao.cli_in("team-a", &["secrets", "enable", "pki"]);
+    bao.cli_in("team-a", &["secrets", "tune", "-max-lease-ttl=87600h", "pki"]);
+    bao.cli_in("team-a", &["write", "pki/root/generate/internal", "common_name=team-a root", "ttl=87600h", "key_type=ec"]);
+    let root = Zeroizing::new(bao.root_token.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let s = settings();
+    let c: ClusterName = "c1".parse().unwrap();
+
+    // Without the namespace there is no such mount; with it, an intermediate under team-a's root.
+    let outside = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap();
+    assert!(matches!(outside.describe().await.unwrap_err(), AuthorityError::NotFound { .. }));
+    let inside = Endpoint { namespace: Some("team-a".into()), ..endpoint(&bao) };
+    let authority = VaultPki::new(inside, Login::Token(root), "pki", None).unwrap();
+    let secured = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    assert!(secured.verified.roots[0].subject.contains("team-a root"), "{}", secured.verified.roots[0].subject);
+}

@@ -115,6 +115,14 @@ impl Bao {
         self.cli(&["write", "pki/intermediate/set-signed", &format!("certificate=@{}", bundle_file.display())]);
     }
 
+    /// `bao <args>` as root inside namespace `ns`.
+    pub fn cli_in(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.command(&self.root_token).env("BAO_NAMESPACE", ns).args(args).output().expect("run bao");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "bao {args:?} in {ns}: {text}");
+        text
+    }
+
     /// Writes `policy` (HCL) as policy `name` and returns a token holding only it.
     pub fn token_with_policy(&self, name: &str, policy: &str) -> String {
         let file = self._dir.path().join(format!("{name}.hcl"));
