@@ -298,6 +298,7 @@ mod tests {
             ca_key: key.to_pkcs8_pem(),
             csr: "c".repeat(70_000),
             certificate_id: None,
+            validity: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
         let e = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending.clone()))).unwrap_err();

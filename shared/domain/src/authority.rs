@@ -21,10 +21,11 @@ pub struct AuthorityInfo {
 }
 
 /// How long an intermediate lives, in the two forms PCA accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Validity {
     Days(u32),
-    EndDate(OffsetDateTime),
+    EndDate(#[serde(with = "time::serde::rfc3339")] OffsetDateTime),
 }
 
 impl Validity {

@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::authority::CertificateId;
+use crate::authority::{CertificateId, Validity};
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cluster::ClusterName;
 use crate::key::KeyAlgorithm;
@@ -32,6 +32,11 @@ pub struct Pending {
     pub certificate_id: Option<CertificateId>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The validity this generation asks the authority for, fixed when it begins: a resumed
+    /// generation sends, and is checked against, what its first run asked for. Absent in records
+    /// written before it was kept (they resume with the current settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<Validity>,
 }
 
 impl std::fmt::Debug for Pending {

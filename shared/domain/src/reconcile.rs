@@ -469,6 +469,7 @@ impl Reconciler<'_> {
             csr,
             certificate_id: None,
             created_at: now,
+            validity: Some(self.settings.validity),
         })
     }
 
@@ -483,7 +484,7 @@ impl Reconciler<'_> {
             .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
         let verified = validate(&bundle, &self.settings.profile, now).map_err(invalid)?;
         let c = &verified.ca_cert;
-        self.check_validity(&certificate_id, pending.created_at, now, c.not_after)?;
+        self.check_validity(&pending, &certificate_id, now, c.not_after)?;
         let meta = BundleMeta {
             generation: pending.generation,
             serial: c.serial.clone(),
@@ -506,12 +507,18 @@ impl Reconciler<'_> {
         Ok(Secured { cluster: pending.cluster, bundle, meta, verified, renew_at, obtained })
     }
 
+    /// The validity a generation asks for: its own, or today's settings for an older record.
+    fn asked(&self, pending: &Pending) -> Validity {
+        pending.validity.unwrap_or(self.settings.validity)
+    }
+
     /// The authority gave the validity asked for: the end lies where the request put it when the
     /// generation began or now (a resumed one may have been issued in between), give or take a
     /// day. An authority that caps or ignores the request (Vault does, silently) is caught here.
-    fn check_validity(&self, id: &CertificateId, began: OffsetDateTime, now: OffsetDateTime, got: OffsetDateTime) -> Result<(), ReconcileError> {
+    fn check_validity(&self, pending: &Pending, id: &CertificateId, now: OffsetDateTime, got: OffsetDateTime) -> Result<(), ReconcileError> {
         let slack = Duration::days(1);
-        let (earliest, latest) = (self.settings.validity.not_after(began.min(now)), self.settings.validity.not_after(now));
+        let asked = self.asked(pending);
+        let (earliest, latest) = (asked.not_after(pending.created_at.min(now)), asked.not_after(now));
         if got < earliest - slack || got > latest + slack {
             return Err(ReconcileError::ValidityNotHonoured { certificate_id: id.to_string(), wanted: latest, got });
         }
@@ -524,8 +531,8 @@ impl Reconciler<'_> {
         if let Some(id) = &pending.certificate_id {
             return Ok(id.clone());
         }
-        let request =
-            IssueRequest { csr_pem: &pending.csr, validity: self.settings.validity, idempotency_token: pending.token.as_str(), resumed };
+        let validity = self.asked(&pending);
+        let request = IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), resumed };
         let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
         pending.certificate_id = Some(id.clone());
         self.escrow.record_issued(&pending).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;

@@ -148,7 +148,7 @@ async fn a_crash_after_issue_resumes_the_same_certificate() {
     let mut pending = meshca_test_support::pending::first_pending(&w.ca, &c, &s).await;
     let key = PrivateKey::from_pkcs8_pem(&pending.ca_key).unwrap();
     assert!(matches!(w.escrow.claim(&pending).await.unwrap(), Claim::Won));
-    let id = meshca_test_support::pending::issue_for(&w.ca, &pending, Validity::Days(30)).await;
+    let id = meshca_test_support::pending::issue_for(&w.ca, &pending, s.validity).await;
     pending.certificate_id = Some(id.clone());
     w.escrow.record_issued(&pending).await.unwrap();
 
@@ -167,7 +167,7 @@ async fn a_crash_before_issue_reissues_with_the_same_token() {
     let s = settings(KeyAlgorithm::EcP256);
     let pending = meshca_test_support::pending::first_pending(&w.ca, &c, &s).await;
     // The run called PCA but died before recording the certificate id: the token brings it back.
-    let first = meshca_test_support::pending::issue_for(&w.ca, &pending, Validity::Days(30)).await;
+    let first = meshca_test_support::pending::issue_for(&w.ca, &pending, s.validity).await;
     w.escrow.claim(&pending).await.unwrap();
     let o = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
     assert_eq!(o.meta.certificate_id, first.0);
@@ -215,6 +215,7 @@ async fn escrow_claims_are_conditional() {
         csr: csr.into(),
         certificate_id: None,
         created_at: OffsetDateTime::UNIX_EPOCH,
+        validity: None,
     };
     let ours = mk(1, "ours");
     assert!(matches!(w.escrow.claim(&ours).await.unwrap(), Claim::Won));
@@ -296,4 +297,30 @@ async fn local_ca_revokes_and_keeps_idempotency() {
     assert_eq!(issued.chain, w.ca.describe().await.unwrap().root_bundle);
     let bogus = meshca_core::CertificateId(format!("{}/../../etc", a.0.rsplit_once('/').unwrap().0));
     assert!(w.ca.fetch(&bogus).await.is_err());
+}
+
+#[tokio::test]
+async fn a_generation_resumed_after_the_validity_setting_changed_keeps_what_it_asked_for() {
+    let w = world();
+    let c = cluster("changed");
+    let before = Settings { validity: Validity::Days(30), ..settings(KeyAlgorithm::EcP256) };
+    let mut pending = meshca_test_support::pending::first_pending(&w.ca, &c, &before).await;
+    assert!(matches!(w.escrow.claim(&pending).await.unwrap(), Claim::Won));
+    let id = meshca_test_support::pending::issue_for(&w.ca, &pending, before.validity).await;
+    pending.certificate_id = Some(id.clone());
+    w.escrow.record_issued(&pending).await.unwrap();
+
+    // The operator moved to 90 days meanwhile: the generation in flight is finished as asked
+    // (30 days), not refused as if the authority had changed it.
+    let after = Settings { validity: Validity::Days(90), ..settings(KeyAlgorithm::EcP256) };
+    let o = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &after }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(o.meta.certificate_id, id.0);
+    let days = (o.meta.not_after - OffsetDateTime::now_utc()).whole_days();
+    assert!((29..=30).contains(&days), "{days}");
+
+    // A record from before `validity` was kept still reads, and resumes with today's settings.
+    let mut json: serde_json::Value = serde_json::to_value(&pending).unwrap();
+    json.as_object_mut().unwrap().remove("validity");
+    let old: Pending = serde_json::from_value(json).unwrap();
+    assert_eq!(old.validity, None);
 }

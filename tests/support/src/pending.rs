@@ -21,6 +21,7 @@ pub async fn first_pending(
         ca_key: key.to_pkcs8_pem(),
         certificate_id: None,
         created_at: OffsetDateTime::now_utc(),
+        validity: Some(settings.validity),
     }
 }
 
