@@ -70,7 +70,7 @@ pub struct InspectArgs {
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
-    let profile = Profile { path_len: args.path_len, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
+    let profile = Profile { shape: meshca_core::Shape::Ca { path_len: args.path_len }, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
     let (bundle, meta, source) = match &args.path {
         Some(path) => {
             if !path.exists() {

@@ -163,6 +163,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         validity,
         profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
         renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
+        kind: meshca_core::KindSpec::default(),
     };
     settings.subject(&cluster).check()?;
     let out = args.out_dir.join(cluster.as_str());

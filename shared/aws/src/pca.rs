@@ -22,12 +22,16 @@ use crate::error_parts;
 /// The PCA template that gives BasicConstraints critical CA:TRUE pathlen:0 and KeyUsage
 /// critical digitalSignature, keyCertSign, cRLSign, subject and SAN from the CSR.
 pub const PATHLEN0_TEMPLATE: &str = "template/SubordinateCACertificate_PathLen0/V1";
+/// The template of TLS identities: CA:FALSE, KU digitalSignature+keyEncipherment, EKU
+/// serverAuth+clientAuth, subject and SANs from the CSR.
+pub const END_ENTITY_TEMPLATE: &str = "template/EndEntityCertificate/V1";
 
 #[derive(Debug, Clone)]
 pub struct PcaAuthority {
     client: Client,
     ca_arn: String,
     template_arn: String,
+    end_entity_template_arn: String,
     signing_algorithm: Option<String>,
     resolved_signing: std::sync::Arc<std::sync::OnceLock<String>>,
     backoff: Backoff,
@@ -59,10 +63,12 @@ impl PcaAuthority {
     /// For an ARN already parsed.
     pub fn for_ca(client: Client, ca: &CaArn, template_arn: Option<String>) -> Self {
         let template_arn = template_arn.unwrap_or_else(|| format!("arn:{}:acm-pca:::{PATHLEN0_TEMPLATE}", ca.partition()));
+        let end_entity_template_arn = format!("arn:{}:acm-pca:::{END_ENTITY_TEMPLATE}", ca.partition());
         PcaAuthority {
             client,
             ca_arn: ca.to_string(),
             template_arn,
+            end_entity_template_arn,
             signing_algorithm: None,
             resolved_signing: Default::default(),
             backoff: Backoff::default(),
@@ -87,6 +93,14 @@ impl PcaAuthority {
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
+    }
+
+    /// The template ARN for what is asked: the configured CA template, or EndEntityCertificate/V1.
+    fn template_for(&self, template: meshca_core::Template) -> &str {
+        match template {
+            meshca_core::Template::SubordinateCaPathLen0 => &self.template_arn,
+            meshca_core::Template::EndEntity => &self.end_entity_template_arn,
+        }
     }
 
     pub fn ca_arn(&self) -> &str {
@@ -250,7 +264,7 @@ impl Authority for PcaAuthority {
                     .certificate_authority_arn(&self.ca_arn)
                     .csr(Blob::new(request.csr_pem.as_bytes()))
                     .signing_algorithm(SigningAlgorithm::from(info_key.as_str()))
-                    .template_arn(&self.template_arn)
+                    .template_arn(self.template_for(request.template))
                     .validity(validity.clone())
                     .idempotency_token(request.idempotency_token)
                     .send();
@@ -332,6 +346,7 @@ mod tests {
         let client = Client::from_conf(conf);
         let gov = PcaAuthority::new(client.clone(), "arn:aws-us-gov:acm-pca:us-gov-west-1:1:certificate-authority/abc", None).unwrap();
         assert_eq!(gov.template_arn, "arn:aws-us-gov:acm-pca:::template/SubordinateCACertificate_PathLen0/V1");
+        assert_eq!(gov.template_for(meshca_core::Template::EndEntity), "arn:aws-us-gov:acm-pca:::template/EndEntityCertificate/V1");
         assert!(PcaAuthority::new(client.clone(), "arn:aws:acm:eu-west-1:1:certificate/abc", None).is_err());
         assert!(PcaAuthority::new(client, "not-an-arn", None).is_err());
     }

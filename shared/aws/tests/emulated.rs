@@ -337,7 +337,7 @@ async fn a_csr_pca_rejects_and_revocation() {
     p.distinguished_name = rcgen::DistinguishedName::new();
     let csr = p.serialize_request(&key).unwrap().pem().unwrap();
     let e = authority
-        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "empty-subject", resumed: false })
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "empty-subject", template: meshca_core::Template::SubordinateCaPathLen0, resumed: false })
         .await
         .unwrap_err();
     assert!(matches!(&e, AuthorityError::Rejected { reason, .. } if reason.contains("MalformedCSRException")), "{e}");

@@ -53,6 +53,8 @@ pub struct IssueRequest<'a> {
     pub validity: Validity,
     /// Derived from the generation: the same request retried names the same certificate.
     pub idempotency_token: &'a str,
+    /// What to sign: a PathLen0 subordinate CA (the default) or a TLS end entity.
+    pub template: crate::kind::Template,
     /// An earlier run may already have sent this request (it resumes a pending generation whose
     /// certificate was never recorded). An authority without idempotency tokens looks for the
     /// certificate it may have signed before signing again.

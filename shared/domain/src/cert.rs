@@ -26,6 +26,15 @@ pub struct Certificate {
     pub path_len: Option<u32>,
     pub key_cert_sign: bool,
     pub has_eku: bool,
+    /// ExtendedKeyUsage serverAuth / clientAuth (TLS identities need both).
+    pub server_auth: bool,
+    pub client_auth: bool,
+    /// KeyUsage digitalSignature.
+    pub digital_signature: bool,
+    /// SubjectAltName entries by type.
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    pub ip_sans: Vec<std::net::IpAddr>,
     pub key_algorithm: Result<KeyAlgorithm, String>,
     /// subjectPublicKey bit string contents.
     pub public_key_raw: Vec<u8>,
@@ -43,6 +52,7 @@ impl Certificate {
         let ku = x.key_usage().map_err(|e| err(e.to_string()))?;
         let eku = x.extended_key_usage().map_err(|e| err(e.to_string()))?;
         let spki = x.public_key();
+        let (uri_sans, dns_sans, ip_sans) = sans(&x).map_err(err)?;
         let cert = Certificate {
             subject: x.subject().to_string(),
             issuer: x.issuer().to_string(),
@@ -53,6 +63,12 @@ impl Certificate {
             path_len: bc.as_ref().and_then(|b| b.value.path_len_constraint),
             key_cert_sign: ku.as_ref().is_some_and(|k| k.value.key_cert_sign()),
             has_eku: eku.is_some(),
+            server_auth: eku.as_ref().is_some_and(|e| e.value.server_auth),
+            client_auth: eku.as_ref().is_some_and(|e| e.value.client_auth),
+            digital_signature: ku.as_ref().is_some_and(|k| k.value.digital_signature()),
+            uri_sans,
+            dns_sans,
+            ip_sans,
             key_algorithm: key_algorithm_of(spki),
             public_key_raw: spki.subject_public_key.data.to_vec(),
             sha256_fingerprint: sha256_hex(&der),
@@ -85,6 +101,28 @@ impl Certificate {
             .collect::<Vec<_>>()
             .join(":")
     }
+}
+
+type Sans = (Vec<String>, Vec<String>, Vec<std::net::IpAddr>);
+
+/// URI, DNS and IP subjectAltNames.
+fn sans(x: &X509Certificate<'_>) -> Result<Sans, String> {
+    use x509_parser::extensions::GeneralName;
+    let mut out: Sans = Default::default();
+    let Some(san) = x.subject_alternative_name().map_err(|e| e.to_string())? else { return Ok(out) };
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::URI(u) => out.0.push(u.to_string()),
+            GeneralName::DNSName(d) => out.1.push(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => out.2.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).expect("four bytes"))),
+                16 => out.2.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).expect("sixteen bytes"))),
+                n => return Err(format!("an IP subjectAltName of {n} bytes")),
+            },
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

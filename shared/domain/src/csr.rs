@@ -4,10 +4,11 @@
 //! no extensions: the PCA template decides them (BasicConstraints, KeyUsage), and an extension we
 //! asked for but the template overrides would only confuse whoever reads the CSR.
 
-use rcgen::{CertificateParams, DistinguishedName, DnType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
 
 use crate::cluster::ClusterName;
 use crate::key::PrivateKey;
+use crate::kind::Identity;
 
 /// The subject of an intermediate. Empty O/OU are left out rather than encoded empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,9 +76,23 @@ impl Subject {
 
 /// A PEM CSR signed by the key it names.
 pub fn build_csr(key: &PrivateKey, subject: &Subject) -> Result<String, CsrError> {
+    build_csr_for(key, subject, None)
+}
+
+/// A PEM CSR that also asks for a TLS identity's names as subjectAltNames (the EndEntity
+/// template takes SANs from the CSR).
+pub fn build_csr_for(key: &PrivateKey, subject: &Subject, identity: Option<&Identity>) -> Result<String, CsrError> {
     subject.check()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = subject.distinguished_name();
+    if let Some(id) = identity {
+        let uri = rcgen::string::Ia5String::try_from(id.uri.as_str()).map_err(CsrError::Sign)?;
+        params.subject_alt_names.push(SanType::URI(uri));
+        for d in &id.dns {
+            params.subject_alt_names.push(SanType::DnsName(rcgen::string::Ia5String::try_from(d.as_str()).map_err(CsrError::Sign)?));
+        }
+        params.subject_alt_names.extend(id.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    }
     let csr = params.serialize_request(key.key_pair()).map_err(CsrError::Sign)?;
     csr.pem().map_err(CsrError::Sign)
 }

@@ -15,10 +15,11 @@ use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, 
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cert::{Certificate, sha256_hex};
 use crate::cluster::ClusterName;
-use crate::csr::{CsrError, Subject, build_csr};
+use crate::csr::{CsrError, Subject, build_csr_for};
 use crate::delivery::{Change, Delivery, DeliveryError, Observed};
 use crate::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, GenerationToken, Pending, SCHEMA};
 use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
+use crate::kind::KindSpec;
 use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
 use crate::timestamp::rfc3339;
 use crate::validate::{InvalidBundle, Profile, Verified, validate};
@@ -34,6 +35,8 @@ pub struct Settings {
     pub validity: Validity,
     pub profile: Profile,
     pub renewal: RenewalPolicy,
+    /// Which kind of certificate, and where it lands (default: Istio's cacerts).
+    pub kind: KindSpec,
 }
 
 impl Default for Settings {
@@ -46,18 +49,24 @@ impl Default for Settings {
             validity: Validity::Days(365),
             profile: Profile { key_algorithm: Some(KeyAlgorithm::EcP256), ..Profile::default() },
             renewal: RenewalPolicy::default(),
+            kind: KindSpec::default(),
         }
     }
 }
 
 impl Settings {
     pub fn subject(&self, cluster: &ClusterName) -> Subject {
-        let mut s = Subject::for_cluster(cluster)
-            .with_organization(self.organization.clone(), self.organizational_unit.clone());
-        if let Some(cn) = &self.common_name {
-            s.common_name = cn.clone();
+        let common_name = self.common_name.clone().unwrap_or_else(|| self.kind.common_name(cluster));
+        Subject { common_name, organization: None, organizational_unit: None }
+            .with_organization(self.organization.clone(), self.organizational_unit.clone())
+    }
+
+    /// The profile a bundle of `cluster` is judged by: a TLS kind's identity is the cluster's own.
+    pub fn profile_for(&self, cluster: &ClusterName) -> Profile {
+        match self.kind.identity(cluster) {
+            Some(identity) => Profile { shape: crate::validate::Shape::Leaf(identity), ..self.profile.clone() },
+            None => self.profile.clone(),
         }
-        s
     }
 }
 
@@ -433,7 +442,7 @@ impl Reconciler<'_> {
             return (Verdict::Renew { reason: RenewReason::NoBundle, not_after: None }, None);
         };
         let renew = |reason| (Verdict::Renew { reason, not_after: Some(current.meta.not_after) }, None);
-        match validate(&current.bundle, &self.settings.profile, now) {
+        match validate(&current.bundle, &self.settings.profile_for(&current.cluster), now) {
             Err(e) => renew(RenewReason::Invalid { detail: e.to_string() }),
             Ok(_) if current.bundle.root_cert != info.root_bundle => renew(RenewReason::RootChanged),
             Ok(_) if force => renew(RenewReason::Forced),
@@ -457,7 +466,7 @@ impl Reconciler<'_> {
             return Err(ReconcileError::OutlivesAuthority { wanted, ca_end: info.not_after });
         }
         let key = PrivateKey::generate(self.settings.key_algorithm)?;
-        let csr = build_csr(&key, &self.settings.subject(cluster))?;
+        let csr = build_csr_for(&key, &self.settings.subject(cluster), self.settings.kind.identity(cluster).as_ref())?;
         Ok(Pending {
             schema: SCHEMA,
             cluster: cluster.clone(),
@@ -482,7 +491,7 @@ impl Reconciler<'_> {
         let chain = format!("{}{}", issued.certificate, issued.chain);
         let bundle = Bundle::from_pems(&issued.certificate, &pending.ca_key, &chain, &info.root_bundle)
             .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
-        let verified = validate(&bundle, &self.settings.profile, now).map_err(invalid)?;
+        let verified = validate(&bundle, &self.settings.profile_for(&pending.cluster), now).map_err(invalid)?;
         let c = &verified.ca_cert;
         self.check_validity(&pending, &certificate_id, now, c.not_after)?;
         let meta = BundleMeta {
@@ -532,7 +541,8 @@ impl Reconciler<'_> {
             return Ok(id.clone());
         }
         let validity = self.asked(&pending);
-        let request = IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), resumed };
+        let template = self.settings.kind.kind.template();
+        let request = IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), template, resumed };
         let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
         pending.certificate_id = Some(id.clone());
         self.escrow.record_issued(&pending).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;

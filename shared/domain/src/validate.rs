@@ -7,14 +7,15 @@ use time::{Duration, OffsetDateTime};
 use crate::bundle::{Bundle, CA_CERT, CERT_CHAIN, ROOT_CERT};
 use crate::cert::{CertError, Certificate};
 use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::kind::Identity;
 use crate::pem::{self, PemError};
 use crate::timestamp::rfc3339;
 
 /// What a bundle must look like for this deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    /// BasicConstraints pathLenConstraint the intermediate must carry (PathLen0 template → 0).
-    pub path_len: u32,
+    /// What the certificate is: a CA with a path length, or a TLS identity.
+    pub shape: Shape,
     /// The configured key type; `None` accepts any supported one (used by `inspect`).
     pub key_algorithm: Option<KeyAlgorithm>,
     /// A bundle with less life left than this is refused. Istio's default workload certificate
@@ -24,7 +25,24 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        Profile { path_len: 0, key_algorithm: None, min_remaining: Duration::hours(24) }
+        Profile { shape: Shape::Ca { path_len: 0 }, key_algorithm: None, min_remaining: Duration::hours(24) }
+    }
+}
+
+/// The certificate's own rules, by what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// A CA: BasicConstraints CA:TRUE with this pathLenConstraint (PathLen0 template → 0) and
+    /// keyCertSign.
+    Ca { path_len: u32 },
+    /// A TLS identity: CA:FALSE, digitalSignature, EKU serverAuth and clientAuth, and these names.
+    Leaf(Identity),
+}
+
+impl Profile {
+    /// A CA with this path length, any key type.
+    pub fn ca(path_len: u32) -> Self {
+        Profile { shape: Shape::Ca { path_len }, ..Profile::default() }
     }
 }
 
@@ -44,6 +62,16 @@ pub enum InvalidBundle {
     PathLen { found: String, wanted: u32 },
     #[error("ca-cert.pem lacks keyCertSign in KeyUsage, so it cannot sign workload certificates")]
     NoKeyCertSign,
+    #[error("the certificate is a CA (BasicConstraints CA:TRUE) where a TLS identity is wanted")]
+    NotALeaf,
+    #[error("the certificate lacks ExtendedKeyUsage {0}; a mesh identity needs serverAuth and clientAuth")]
+    MissingEku(&'static str),
+    #[error("the certificate lacks KeyUsage digitalSignature")]
+    NoDigitalSignature,
+    #[error("the certificate's URI SANs {found:?} do not include {wanted}")]
+    WrongIdentity { found: Vec<String>, wanted: String },
+    #[error("the certificate's SANs lack {0}")]
+    MissingSan(String),
     #[error("ca-key.pem does not match ca-cert.pem")]
     KeyMismatch,
     #[error("ca-key.pem is {found}, profile wants {wanted}")]
@@ -105,22 +133,54 @@ pub fn parse(bundle: &Bundle) -> Result<Parsed, InvalidBundle> {
     })
 }
 
+/// A CA of the path length asked for, or a TLS identity with both EKUs and its names.
+fn check_shape(c: &Certificate, shape: &Shape) -> Result<(), InvalidBundle> {
+    match shape {
+        Shape::Ca { path_len } => {
+            if !c.is_ca {
+                return Err(InvalidBundle::NotCa);
+            }
+            if c.path_len != Some(*path_len) {
+                let found = c.path_len.map_or_else(|| "unlimited (none set)".to_string(), |p| p.to_string());
+                return Err(InvalidBundle::PathLen { found, wanted: *path_len });
+            }
+            if !c.key_cert_sign {
+                return Err(InvalidBundle::NoKeyCertSign);
+            }
+        }
+        Shape::Leaf(identity) => {
+            if c.is_ca {
+                return Err(InvalidBundle::NotALeaf);
+            }
+            if !c.digital_signature {
+                return Err(InvalidBundle::NoDigitalSignature);
+            }
+            for (present, name) in [(c.server_auth, "serverAuth"), (c.client_auth, "clientAuth")] {
+                if !present {
+                    return Err(InvalidBundle::MissingEku(name));
+                }
+            }
+            if !c.uri_sans.contains(&identity.uri) {
+                return Err(InvalidBundle::WrongIdentity { found: c.uri_sans.clone(), wanted: identity.uri.clone() });
+            }
+            if let Some(d) = identity.dns.iter().find(|d| !c.dns_sans.contains(d)) {
+                return Err(InvalidBundle::MissingSan(format!("DNS:{d}")));
+            }
+            if let Some(ip) = identity.ips.iter().find(|ip| !c.ip_sans.contains(ip)) {
+                return Err(InvalidBundle::MissingSan(format!("IP:{ip}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks every rule; the first broken one is returned.
 pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Result<Verified, InvalidBundle> {
     let Parsed { ca_cert, chain, roots } = parse(bundle)?;
     let [ca_cert]: [Certificate; 1] = ca_cert.try_into().map_err(|v: Vec<_>| InvalidBundle::CaCertCount(v.len()))?;
 
-    // The certificate itself: a CA of the profile's shape.
-    if !ca_cert.is_ca {
-        return Err(InvalidBundle::NotCa);
-    }
-    if ca_cert.path_len != Some(profile.path_len) {
-        let found = ca_cert.path_len.map_or_else(|| "unlimited (none set)".to_string(), |p| p.to_string());
-        return Err(InvalidBundle::PathLen { found, wanted: profile.path_len });
-    }
-    if !ca_cert.key_cert_sign {
-        return Err(InvalidBundle::NoKeyCertSign);
-    }
+    // The certificate itself, by what it must be.
+    check_shape(&ca_cert, &profile.shape)?;
 
     // The key: readable, ours, and of the configured type.
     let key = PrivateKey::from_pkcs8_pem(&bundle.ca_key).map_err(|e| InvalidBundle::KeyUnreadable(e.to_string()))?;

@@ -73,7 +73,7 @@ fn pathlen_unlimited() {
 fn pathlen_follows_the_profile() {
     let (root, _) = good();
     let int = signed(&root, Spec { path_len: Some(1), ..Spec::intermediate("c1", 365) });
-    let profile = Profile { path_len: 1, ..Profile::default() };
+    let profile = Profile::ca(1);
     validate(&bundle(&int, &[&root], &[&root]), &profile, OffsetDateTime::now_utc()).unwrap();
 }
 

@@ -10,8 +10,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer, KeyUsagePurpose,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -20,6 +20,7 @@ use meshca_core::authority::{
 };
 use meshca_core::cert::Certificate;
 use meshca_core::key::{KeyAlgorithm, PrivateKey};
+use meshca_core::kind::Template;
 use meshca_core::pem::{self, CERTIFICATE};
 use meshca_core::timestamp::rfc3339;
 
@@ -187,14 +188,23 @@ impl LocalCa {
                 rfc3339(self.root.not_after)
             )));
         }
-        // SubordinateCACertificate_PathLen0/V1: subject and SAN from the CSR; everything else
-        // from the template, whatever the CSR asked for.
+        // Subject and SAN from the CSR; everything else from the template, whatever the CSR
+        // asked for: SubordinateCACertificate_PathLen0/V1 or EndEntityCertificate/V1.
         let mut params = CertificateParams::default();
         params.distinguished_name = csr.params.distinguished_name.clone();
         params.subject_alt_names = csr.params.subject_alt_names.clone();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.extended_key_usages = Vec::new();
+        match request.template {
+            Template::SubordinateCaPathLen0 => {
+                params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+                params.extended_key_usages = Vec::new();
+            }
+            Template::EndEntity => {
+                params.is_ca = IsCa::ExplicitNoCa;
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            }
+        }
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::minutes(5);
         params.not_after = not_after;

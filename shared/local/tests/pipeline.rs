@@ -247,7 +247,7 @@ async fn validity_beyond_the_root_is_refused_before_anything_is_written() {
     let csr = meshca_core::csr::build_csr(&key, &s.subject(&c)).unwrap();
     let e = w
         .ca
-        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(4000), idempotency_token: "t", resumed: false })
+        .issue(&IssueRequest { csr_pem: &csr, validity: Validity::Days(4000), idempotency_token: "t", template: meshca_core::Template::SubordinateCaPathLen0, resumed: false })
         .await
         .unwrap_err();
     assert!(e.to_string().contains("after the root"), "{e}");
@@ -286,7 +286,7 @@ async fn local_ca_revokes_and_keeps_idempotency() {
     let w = world();
     let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
     let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&cluster("rev"))).unwrap();
-    let req = IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "tok", resumed: false };
+    let req = IssueRequest { csr_pem: &csr, validity: Validity::Days(10), idempotency_token: "tok", template: meshca_core::Template::SubordinateCaPathLen0, resumed: false };
     let a = w.ca.issue(&req).await.unwrap();
     let b = w.ca.issue(&req).await.unwrap();
     assert_eq!(a, b);

@@ -190,6 +190,10 @@ impl Authority for VaultPki {
     }
 
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        if request.template != meshca_core::Template::SubordinateCaPathLen0 {
+            let reason = "Vault signs cluster intermediates (sign-intermediate) only; TLS identities need a PKI role, which meshca does not use yet".into();
+            return Err(AuthorityError::Rejected { id: self.id(), reason });
+        }
         let (common_name, public_key) = csr_facts(request.csr_pem).map_err(|reason| AuthorityError::Rejected { id: self.id(), reason })?;
         if request.resumed
             && let Some(serial) = self.find_by_key(&public_key).await?

@@ -204,7 +204,7 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     let last = der.len() - 1;
     der[last] ^= 0x01;
     let forged = meshca_core::pem::encode("CERTIFICATE REQUEST", &[der]);
-    let request = IssueRequest { csr_pem: &forged, validity: Validity::Days(30), idempotency_token: "unused", resumed: false };
+    let request = IssueRequest { csr_pem: &forged, validity: Validity::Days(30), idempotency_token: "unused", template: meshca_core::Template::SubordinateCaPathLen0, resumed: false };
     let err = authority.issue(&request).await.unwrap_err();
     assert!(matches!(err, AuthorityError::Rejected { .. }), "{err}");
     assert!(err.to_string().contains("sign-intermediate (400)"), "{err}");

@@ -32,6 +32,6 @@ pub async fn issue_for(
     validity: meshca_core::Validity,
 ) -> meshca_core::CertificateId {
     let request =
-        meshca_core::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), resumed: false };
+        meshca_core::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), template: meshca_core::Template::SubordinateCaPathLen0, resumed: false };
     authority.issue(&request).await.unwrap()
 }

@@ -19,6 +19,11 @@ pub struct Spec {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub alg: &'static rcgen::SignatureAlgorithm,
+    /// ExtendedKeyUsage serverAuth, clientAuth (TLS identities).
+    pub eku: (bool, bool),
+    /// URI and DNS subjectAltNames.
+    pub uris: Vec<&'static str>,
+    pub dns: Vec<&'static str>,
 }
 
 impl Spec {
@@ -32,7 +37,14 @@ impl Spec {
             not_before: now - Duration::hours(1),
             not_after: now + Duration::days(days),
             alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+            eku: (false, false),
+            uris: vec![],
+            dns: vec![],
         }
+    }
+    /// A TLS identity as EndEntityCertificate/V1 makes it: CA:FALSE, both EKUs, this URI SAN.
+    pub fn identity(name: &'static str, uri: &'static str, days: i64) -> Spec {
+        Spec { is_ca: false, path_len: None, key_cert_sign: false, eku: (true, true), uris: vec![uri], ..Spec::ca(name, days) }
     }
     pub fn intermediate(name: &'static str, days: i64) -> Spec {
         Spec { path_len: Some(0), ..Spec::ca(name, days) }
@@ -53,6 +65,18 @@ fn params(spec: &Spec) -> CertificateParams {
     } else {
         vec![KeyUsagePurpose::DigitalSignature]
     };
+    if spec.eku.0 {
+        p.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if spec.eku.1 {
+        p.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    for u in &spec.uris {
+        p.subject_alt_names.push(rcgen::SanType::URI(rcgen::string::Ia5String::try_from(*u).unwrap()));
+    }
+    for d in &spec.dns {
+        p.subject_alt_names.push(rcgen::SanType::DnsName(rcgen::string::Ia5String::try_from(*d).unwrap()));
+    }
     p.not_before = spec.not_before;
     p.not_after = spec.not_after;
     p.use_authority_key_identifier_extension = true;

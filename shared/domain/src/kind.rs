@@ -1,0 +1,210 @@
+//! Kinds of certificate meshca makes from one chain of trust: what each is (a CA with a path
+//! length, or a TLS identity with SANs and both EKUs), which template signs it, what its CSR
+//! asks for, and where it lands in a cluster. Escrow records, generation tokens and reports are
+//! keyed by cluster and kind.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::cluster::ClusterName;
+
+/// The kinds, by their mesh names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Istio's intermediate CA in `istio-system/cacerts` (the four `*.pem` keys).
+    #[default]
+    IstioCacerts,
+    /// The same intermediate for a cert-manager CA `Issuer` used by istio-csr (`kubernetes.io/tls`).
+    CertManagerCa,
+    /// TSB management plane: `spiffe://xcp.tetrate.io/central`.
+    XcpCentral,
+    /// TSB management plane: `spiffe://xcp.tetrate.io/mpc`.
+    Mpc,
+    /// Each TSB control plane: `spiffe://xcp.tetrate.io/<cluster-name-in-tsb>`.
+    XcpEdge,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::IstioCacerts, Kind::CertManagerCa, Kind::XcpCentral, Kind::Mpc, Kind::XcpEdge];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IstioCacerts => "istio-cacerts",
+            Kind::CertManagerCa => "cert-manager-ca",
+            Kind::XcpCentral => "xcp-central",
+            Kind::Mpc => "mpc",
+            Kind::XcpEdge => "xcp-edge",
+        }
+    }
+
+    /// Which template signs it.
+    pub fn template(self) -> Template {
+        match self {
+            Kind::IstioCacerts | Kind::CertManagerCa => Template::SubordinateCaPathLen0,
+            Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge => Template::EndEntity,
+        }
+    }
+
+    pub fn is_ca(self) -> bool {
+        self.template() == Template::SubordinateCaPathLen0
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a kind of certificate meshca makes (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge)")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
+
+/// What an authority is asked to sign, in its own terms: PCA's template ARNs, the local CA's
+/// semantics of the same templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Template {
+    /// `SubordinateCACertificate_PathLen0/V1`: CA:TRUE pathlen:0, KU digitalSignature,
+    /// keyCertSign, cRLSign; subject and SANs from the CSR; no EKU.
+    SubordinateCaPathLen0,
+    /// `EndEntityCertificate/V1`: CA:FALSE, KU digitalSignature, keyEncipherment, EKU serverAuth
+    /// and clientAuth; subject and SANs from the CSR.
+    EndEntity,
+}
+
+/// The SPIFFE trust domain TSB's XCP identities live in.
+pub const XCP_TRUST_DOMAIN: &str = "xcp.tetrate.io";
+
+/// A TLS identity's names: the SPIFFE URI it must carry, and any DNS/IP names besides.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub uri: String,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+/// Where a kind's secret lands and in which layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landing {
+    pub namespace: String,
+    pub name: String,
+    pub layout: Layout,
+}
+
+/// The data keys of a kind's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Opaque; `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`.
+    IstioCacerts,
+    /// `kubernetes.io/tls`; `tls.crt` (the certificate and its issuers, not the root), `tls.key`,
+    /// `ca.crt` (the root).
+    Tls,
+}
+
+/// One kind as a deployment configures it: the names that vary per installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindSpec {
+    pub kind: Kind,
+    /// Namespace and name of the secret (defaults per kind, configurable).
+    pub namespace: String,
+    pub secret: String,
+    /// xcp-edge: the cluster's name in TSB (default: the cluster name).
+    pub tsb_name: Option<String>,
+    /// xcp-central (JWT mode): the address control planes dial, as DNS names and IPs.
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+impl KindSpec {
+    /// The kind with its default landing: `istio-system/cacerts`, `cert-manager/istio-ca`,
+    /// `tsb/xcp-central-cert`, `tsb/mpc-certs`, `istio-system/xcp-edge-cert`.
+    pub fn new(kind: Kind) -> Self {
+        let (namespace, secret) = match kind {
+            Kind::IstioCacerts => ("istio-system", "cacerts"),
+            Kind::CertManagerCa => ("cert-manager", "istio-ca"),
+            Kind::XcpCentral => ("tsb", "xcp-central-cert"),
+            Kind::Mpc => ("tsb", "mpc-certs"),
+            Kind::XcpEdge => ("istio-system", "xcp-edge-cert"),
+        };
+        KindSpec { kind, namespace: namespace.into(), secret: secret.into(), tsb_name: None, dns: vec![], ips: vec![] }
+    }
+
+    pub fn landing(&self) -> Landing {
+        let layout = if self.kind == Kind::IstioCacerts { Layout::IstioCacerts } else { Layout::Tls };
+        Landing { namespace: self.namespace.clone(), name: self.secret.clone(), layout }
+    }
+
+    /// The identity a TLS kind must carry for `cluster`; `None` for the CA kinds.
+    pub fn identity(&self, cluster: &ClusterName) -> Option<Identity> {
+        let name = match self.kind {
+            Kind::IstioCacerts | Kind::CertManagerCa => return None,
+            Kind::XcpCentral => "central",
+            Kind::Mpc => "mpc",
+            Kind::XcpEdge => self.tsb_name.as_deref().unwrap_or(cluster.as_str()),
+        };
+        let uri = format!("spiffe://{XCP_TRUST_DOMAIN}/{name}");
+        let (dns, ips) = if self.kind == Kind::XcpCentral { (self.dns.clone(), self.ips.clone()) } else { (vec![], vec![]) };
+        Some(Identity { uri, dns, ips })
+    }
+
+    /// The default common name of the CSR.
+    pub fn common_name(&self, cluster: &ClusterName) -> String {
+        match self.kind {
+            Kind::IstioCacerts => format!("{cluster} istio intermediate CA"),
+            Kind::CertManagerCa => format!("{cluster} istio-csr CA"),
+            Kind::XcpCentral => "xcp-central".into(),
+            Kind::Mpc => "mpc".into(),
+            Kind::XcpEdge => format!("xcp-edge {}", self.tsb_name.as_deref().unwrap_or(cluster.as_str())),
+        }
+    }
+
+    /// What escrow and generation tokens key this kind of `cluster` by: the cluster name for
+    /// istio-cacerts (as every record before kinds existed), `<cluster>.<kind>` for the others —
+    /// unambiguous, since a cluster name holds no dot.
+    pub fn escrow_name(&self, cluster: &ClusterName) -> String {
+        match self.kind {
+            Kind::IstioCacerts => cluster.to_string(),
+            other => format!("{cluster}.{other}"),
+        }
+    }
+}
+
+impl Default for KindSpec {
+    fn default() -> Self {
+        KindSpec::new(Kind::IstioCacerts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_by_their_mesh_names_with_their_defaults() {
+        let c: ClusterName = "east-1".parse().unwrap();
+        for k in Kind::ALL {
+            assert_eq!(k.name().parse::<Kind>().unwrap(), k);
+        }
+        assert!("xcp".parse::<Kind>().is_err());
+        let edge = KindSpec::new(Kind::XcpEdge);
+        assert_eq!(edge.identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/east-1");
+        let named = KindSpec { tsb_name: Some("prod-east".into()), ..edge };
+        assert_eq!(named.identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/prod-east");
+        assert_eq!(KindSpec::new(Kind::XcpCentral).identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/central");
+        assert_eq!(KindSpec::new(Kind::Mpc).landing(), Landing { namespace: "tsb".into(), name: "mpc-certs".into(), layout: Layout::Tls });
+        assert_eq!(KindSpec::default().escrow_name(&c), "east-1", "istio-cacerts keeps the name records always had");
+        assert_eq!(KindSpec::new(Kind::XcpEdge).escrow_name(&c), "east-1.xcp-edge");
+        assert!(KindSpec::new(Kind::CertManagerCa).identity(&c).is_none());
+        assert_eq!(Kind::Mpc.template(), Template::EndEntity);
+        assert_eq!(Kind::CertManagerCa.template(), Template::SubordinateCaPathLen0);
+    }
+}
