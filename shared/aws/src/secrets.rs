@@ -13,8 +13,7 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use meshca_core::cluster::ClusterName;
-use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending};
 
 use crate::error_parts;
 
@@ -84,11 +83,11 @@ impl SecretsEscrow {
         self
     }
 
-    pub fn secret_name(&self, cluster: &ClusterName) -> String {
+    pub fn secret_name(&self, cluster: &EscrowKey) -> String {
         format!("{}/{cluster}", self.prefix)
     }
 
-    fn backend(operation: &'static str, cluster: &ClusterName, detail: String) -> EscrowError {
+    fn backend(operation: &'static str, cluster: &EscrowKey, detail: String) -> EscrowError {
         EscrowError::Backend { operation, cluster: cluster.to_string(), detail }
     }
 
@@ -98,7 +97,7 @@ impl SecretsEscrow {
         result: Result<T, SdkError<E, R>>,
         tolerated: &str,
         operation: &'static str,
-        cluster: &ClusterName,
+        cluster: &EscrowKey,
     ) -> Result<Option<T>, EscrowError>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -117,7 +116,7 @@ impl SecretsEscrow {
         }
     }
 
-    fn encode(cluster: &ClusterName, record: &Record) -> Result<zeroize::Zeroizing<String>, EscrowError> {
+    fn encode(cluster: &EscrowKey, record: &Record) -> Result<zeroize::Zeroizing<String>, EscrowError> {
         let json = zeroize::Zeroizing::new(serde_json::to_string(record).expect("records serialise"));
         if json.len() > MAX_SECRET_BYTES {
             return Err(EscrowError::TooLarge { cluster: cluster.to_string(), size: json.len(), limit: MAX_SECRET_BYTES });
@@ -126,7 +125,7 @@ impl SecretsEscrow {
     }
 
     /// The record at a stage or version; `None` when the secret or that stage does not exist.
-    async fn read(&self, cluster: &ClusterName, stage: Option<&str>, version: Option<&str>) -> Result<Option<(Record, String)>, EscrowError> {
+    async fn read(&self, cluster: &EscrowKey, stage: Option<&str>, version: Option<&str>) -> Result<Option<(Record, String)>, EscrowError> {
         let mut req = self.client.get_secret_value().secret_id(self.secret_name(cluster));
         if let Some(s) = stage {
             req = req.version_stage(s);
@@ -147,17 +146,23 @@ impl SecretsEscrow {
         }
     }
 
-    async fn ensure_secret(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+    async fn ensure_secret(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
         let mut tags = vec![
             Tag::builder().key("app.kubernetes.io/managed-by").value("meshca").build(),
-            Tag::builder().key("meshca:cluster").value(cluster.as_str()).build(),
+            Tag::builder().key("meshca:cluster").value(cluster.cluster.as_str()).build(),
         ];
+        if cluster.kind != meshca_core::Kind::IstioCacerts {
+            tags.push(Tag::builder().key("meshca:kind").value(cluster.kind.name()).build());
+        }
         tags.extend(self.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()));
         let mut req = self
             .client
             .create_secret()
             .name(self.secret_name(cluster))
-            .description(format!("meshca escrow: Istio intermediate CA of cluster {cluster}"))
+            .description(match cluster.kind {
+                meshca_core::Kind::IstioCacerts => format!("meshca escrow: Istio intermediate CA of cluster {}", cluster.cluster),
+                kind => format!("meshca escrow: {kind} of cluster {}", cluster.cluster),
+            })
             .set_tags(Some(tags));
         if let Some(k) = &self.kms_key_id {
             req = req.kms_key_id(k);
@@ -166,7 +171,7 @@ impl SecretsEscrow {
     }
 
     /// Writes a version; `Ok(false)` when the token already names a version with other data.
-    async fn put(&self, cluster: &ClusterName, token: &str, record: &Record, stage: &str) -> Result<bool, EscrowError> {
+    async fn put(&self, cluster: &EscrowKey, token: &str, record: &Record, stage: &str) -> Result<bool, EscrowError> {
         let json = Self::encode(cluster, record)?;
         let sent = self
             .client
@@ -180,7 +185,7 @@ impl SecretsEscrow {
         Ok(Self::tolerating(sent, "ResourceExistsException", "write", cluster)?.is_some())
     }
 
-    async fn current_generation(&self, cluster: &ClusterName) -> Result<u64, EscrowError> {
+    async fn current_generation(&self, cluster: &EscrowKey) -> Result<u64, EscrowError> {
         Ok(match self.read(cluster, Some(CURRENT), None).await? {
             Some((Record::Current(c), _)) => c.meta.generation,
             _ => 0,
@@ -190,7 +195,7 @@ impl SecretsEscrow {
 
 #[async_trait::async_trait]
 impl Escrow for SecretsEscrow {
-    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError> {
+    async fn load(&self, cluster: &EscrowKey) -> Result<Escrowed, EscrowError> {
         let mut escrowed = Escrowed::default();
         // A brand-new secret's first version is AWSCURRENT whatever we asked, so AWSCURRENT
         // may hold a pending record.
@@ -208,7 +213,7 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
-        let cluster = &pending.cluster;
+        let cluster = &pending.key();
         self.ensure_secret(cluster).await?;
         let record = Record::Pending(Box::new(pending.clone()));
         if !self.put(cluster, pending.token.as_str(), &record, PENDING).await? {
@@ -229,7 +234,7 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
-        let cluster = &pending.cluster;
+        let cluster = &pending.key();
         let record = Record::Pending(Box::new(pending.clone()));
         if self.put(cluster, &pending.token.for_step("issued"), &record, PENDING).await? {
             return Ok(());
@@ -242,7 +247,7 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
-        let cluster = &current.cluster;
+        let cluster = &current.key();
         if let Some((Record::Current(existing), _)) = self.read(cluster, Some(CURRENT), None).await?
             && (existing.token == current.token || existing.meta.generation > current.meta.generation)
         {
@@ -266,7 +271,7 @@ impl Escrow for SecretsEscrow {
         Ok(())
     }
 
-    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+    async fn retire(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
         let sent = self
             .client
             .delete_secret()
@@ -286,11 +291,13 @@ mod tests {
 
     #[test]
     fn records_over_64_kib_are_refused_before_any_call() {
-        let cluster: ClusterName = "big".parse().unwrap();
+        let name: meshca_core::ClusterName = "big".parse().unwrap();
+        let cluster = EscrowKey::from(&name);
         let key = PrivateKey::generate(KeyAlgorithm::EcP256).unwrap();
         let mut pending = Pending {
             schema: meshca_core::escrow::SCHEMA,
-            cluster: cluster.clone(),
+            cluster: name.clone(),
+            kind: meshca_core::Kind::IstioCacerts,
             generation: 1,
             token: GenerationToken::derive("x", &cluster, 1),
             authority_id: "x".into(),
@@ -310,7 +317,8 @@ mod tests {
 
     #[test]
     fn step_tokens_fit_secrets_manager_and_differ_per_step() {
-        let t = GenerationToken::derive("a", &"c".parse().unwrap(), 1);
+        let c: meshca_core::ClusterName = "c".parse().unwrap();
+        let t = GenerationToken::derive("a", &c, 1);
         let (i, c) = (t.for_step("issued"), t.for_step("current"));
         assert_ne!(i, c);
         assert!((32..=64).contains(&i.len()));

@@ -89,7 +89,7 @@ impl Authority for CrashingAuthority<'_> {
 
 #[async_trait]
 impl Escrow for CrashingEscrow<'_> {
-    async fn load(&self, c: &ClusterName) -> Result<Escrowed, EscrowError> {
+    async fn load(&self, c: &meshca_core::escrow::EscrowKey) -> Result<Escrowed, EscrowError> {
         self.0.load(c).await
     }
     async fn claim(&self, p: &Pending) -> Result<Claim, EscrowError> {
@@ -101,7 +101,7 @@ impl Escrow for CrashingEscrow<'_> {
     async fn promote(&self, c: &Current) -> Result<(), EscrowError> {
         guarded!(self.1, "promote", escrow_crash(self.1), self.0.promote(c).await)
     }
-    async fn retire(&self, c: &ClusterName) -> Result<(), EscrowError> {
+    async fn retire(&self, c: &meshca_core::escrow::EscrowKey) -> Result<(), EscrowError> {
         self.0.retire(c).await
     }
 }
@@ -175,7 +175,7 @@ impl World {
         let bundle = Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
         let verified = meshca_core::validate::validate(&bundle, &Profile::default(), time::OffsetDateTime::now_utc()).unwrap();
         let c1: ClusterName = "c1".parse().unwrap();
-        let escrowed = self.escrow.load(&c1).await.unwrap().current.expect("escrowed");
+        let escrowed = self.escrow.load(&(&c1).into()).await.unwrap().current.expect("escrowed");
         assert_eq!(escrowed.meta.generation, generation);
         assert_eq!(escrowed.meta.fingerprint_sha256, verified.ca_cert.sha256_fingerprint);
         assert_eq!(ann["meshca.io/fingerprint-sha256"], verified.ca_cert.sha256_fingerprint);

@@ -276,7 +276,7 @@ async fn bad_certificates_from_pca_are_never_escrowed() {
         let e = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
         assert!(matches!(e, ReconcileError::InvalidIssued { .. }), "{kind}: {e}");
         assert!(e.to_string().contains(expect), "{kind}: {e}");
-        assert!(escrow.load(&c).await.unwrap().current.is_none(), "{kind} was escrowed as current");
+        assert!(escrow.load(&(&c).into()).await.unwrap().current.is_none(), "{kind} was escrowed as current");
     }
 }
 
@@ -318,7 +318,7 @@ async fn retire_keeps_the_secret_recoverable() {
     let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow().with_recovery_window(7), settings());
     let c = cluster("gone");
     Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    escrow.retire(&c).await.unwrap();
+    escrow.retire(&(&c).into()).await.unwrap();
     let d = a.sm.describe_secret().secret_id("meshca/eu-west-1/gone").send().await.unwrap();
     assert!(d.deleted_date().is_some(), "scheduled for deletion, not gone");
     let tags: Vec<_> = d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::authority::{CertificateId, Validity};
+use crate::kind::Kind;
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cluster::ClusterName;
 use crate::key::KeyAlgorithm;
@@ -17,11 +18,53 @@ use crate::key::KeyAlgorithm;
 /// Record format version, stored in every record so later formats can read older ones.
 pub const SCHEMA: u32 = 1;
 
+/// Whose records: one kind of certificate of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EscrowKey {
+    pub cluster: ClusterName,
+    pub kind: Kind,
+}
+
+impl EscrowKey {
+    pub fn new(cluster: ClusterName, kind: Kind) -> Self {
+        EscrowKey { cluster, kind }
+    }
+
+    /// The cluster name for istio-cacerts, as every record before kinds existed;
+    /// `<cluster>.<kind>` for the others — unambiguous, since a cluster name holds no dot.
+    pub fn name(&self) -> String {
+        match self.kind {
+            Kind::IstioCacerts => self.cluster.to_string(),
+            other => format!("{}.{other}", self.cluster),
+        }
+    }
+}
+
+impl std::fmt::Display for EscrowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl From<&ClusterName> for EscrowKey {
+    /// A cluster's Istio intermediate (`istio-cacerts`).
+    fn from(cluster: &ClusterName) -> Self {
+        EscrowKey::new(cluster.clone(), Kind::IstioCacerts)
+    }
+}
+
+fn is_istio(kind: &Kind) -> bool {
+    *kind == Kind::IstioCacerts
+}
+
 /// A generation being issued.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub schema: u32,
     pub cluster: ClusterName,
+    /// Absent (istio-cacerts) in every record written before kinds existed, and still so.
+    #[serde(default, skip_serializing_if = "is_istio")]
+    pub kind: Kind,
     pub generation: u64,
     pub token: GenerationToken,
     pub authority_id: String,
@@ -39,10 +82,23 @@ pub struct Pending {
     pub validity: Option<Validity>,
 }
 
+impl Pending {
+    pub fn key(&self) -> EscrowKey {
+        EscrowKey::new(self.cluster.clone(), self.kind)
+    }
+}
+
+impl Current {
+    pub fn key(&self) -> EscrowKey {
+        EscrowKey::new(self.cluster.clone(), self.kind)
+    }
+}
+
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
             .field("cluster", &self.cluster)
+            .field("kind", &self.kind)
             .field("generation", &self.generation)
             .field("token", &self.token)
             .field("certificate_id", &self.certificate_id)
@@ -55,6 +111,8 @@ impl std::fmt::Debug for Pending {
 pub struct Current {
     pub schema: u32,
     pub cluster: ClusterName,
+    #[serde(default, skip_serializing_if = "is_istio")]
+    pub kind: Kind,
     pub token: GenerationToken,
     pub authority_id: String,
     pub meta: BundleMeta,
@@ -100,7 +158,7 @@ pub enum EscrowError {
 
 #[async_trait::async_trait]
 pub trait Escrow: Send + Sync {
-    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError>;
+    async fn load(&self, key: &EscrowKey) -> Result<Escrowed, EscrowError>;
     /// Writes `pending` only if no pending record with its token exists (conditional write).
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError>;
     /// Adds the certificate id to the pending record that carries the same token.
@@ -108,7 +166,7 @@ pub trait Escrow: Send + Sync {
     /// Makes `current` the record in service and clears the pending record of its generation.
     async fn promote(&self, current: &Current) -> Result<(), EscrowError>;
     /// Removes the cluster's records (recoverable where the backend allows it).
-    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError>;
+    async fn retire(&self, key: &EscrowKey) -> Result<(), EscrowError>;
 }
 
 /// Deterministic per (authority, cluster, generation): 36 characters in UUID form, which fits
@@ -118,8 +176,10 @@ pub trait Escrow: Send + Sync {
 pub struct GenerationToken(String);
 
 impl GenerationToken {
-    pub fn derive(authority_id: &str, cluster: &ClusterName, generation: u64) -> Self {
-        GenerationToken(uuid_shaped(&format!("meshca/v1\0{authority_id}\0{cluster}\0{generation}")))
+    /// `key` is a cluster name (istio-cacerts) or an [`EscrowKey`]; both name an istio-cacerts
+    /// generation alike, so its tokens are the ones they always were.
+    pub fn derive(authority_id: &str, key: &dyn std::fmt::Display, generation: u64) -> Self {
+        GenerationToken(uuid_shaped(&format!("meshca/v1\0{authority_id}\0{key}\0{generation}")))
     }
 
     /// A token of the same shape for a later step of this generation (an escrow write after
@@ -210,5 +270,9 @@ mod tests {
         assert_eq!(a.as_str().matches('-').count(), 4);
         assert_ne!(a, GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 2));
         assert_ne!(a, GenerationToken::derive("local:/tmp", &c, 1));
+        // An istio-cacerts key names the generation the cluster name always named; another kind does not.
+        let arn = "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x";
+        assert_eq!(GenerationToken::derive(arn, &EscrowKey::from(&c), 1), GenerationToken::derive(arn, &c, 1));
+        assert_ne!(GenerationToken::derive(arn, &EscrowKey::new(c.clone(), Kind::XcpEdge), 1), GenerationToken::derive(arn, &c, 1));
     }
 }

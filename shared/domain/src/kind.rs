@@ -167,14 +167,9 @@ impl KindSpec {
         }
     }
 
-    /// What escrow and generation tokens key this kind of `cluster` by: the cluster name for
-    /// istio-cacerts (as every record before kinds existed), `<cluster>.<kind>` for the others —
-    /// unambiguous, since a cluster name holds no dot.
-    pub fn escrow_name(&self, cluster: &ClusterName) -> String {
-        match self.kind {
-            Kind::IstioCacerts => cluster.to_string(),
-            other => format!("{cluster}.{other}"),
-        }
+    /// What escrow and generation tokens key this kind of `cluster` by.
+    pub fn escrow_key(&self, cluster: &ClusterName) -> crate::escrow::EscrowKey {
+        crate::escrow::EscrowKey::new(cluster.clone(), self.kind)
     }
 }
 
@@ -201,8 +196,8 @@ mod tests {
         assert_eq!(named.identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/prod-east");
         assert_eq!(KindSpec::new(Kind::XcpCentral).identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/central");
         assert_eq!(KindSpec::new(Kind::Mpc).landing(), Landing { namespace: "tsb".into(), name: "mpc-certs".into(), layout: Layout::Tls });
-        assert_eq!(KindSpec::default().escrow_name(&c), "east-1", "istio-cacerts keeps the name records always had");
-        assert_eq!(KindSpec::new(Kind::XcpEdge).escrow_name(&c), "east-1.xcp-edge");
+        assert_eq!(KindSpec::default().escrow_key(&c).name(), "east-1", "istio-cacerts keeps the name records always had");
+        assert_eq!(KindSpec::new(Kind::XcpEdge).escrow_key(&c).name(), "east-1.xcp-edge");
         assert!(KindSpec::new(Kind::CertManagerCa).identity(&c).is_none());
         assert_eq!(Kind::Mpc.template(), Template::EndEntity);
         assert_eq!(Kind::CertManagerCa.template(), Template::SubordinateCaPathLen0);

@@ -17,7 +17,7 @@ use crate::cert::{Certificate, sha256_hex};
 use crate::cluster::ClusterName;
 use crate::csr::{CsrError, Subject, build_csr_for};
 use crate::delivery::{Change, Delivery, DeliveryError, Observed};
-use crate::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, GenerationToken, Pending, SCHEMA};
+use crate::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, GenerationToken, Pending, SCHEMA};
 use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
 use crate::kind::KindSpec;
 use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
@@ -298,7 +298,7 @@ impl Reconciler<'_> {
 
     /// Dry run of [`Reconciler::apply`]: observes escrow, CA and cluster; writes nothing.
     pub async fn plan(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> Outcome {
-        let escrowed = match self.escrow.load(cluster).await {
+        let escrowed = match self.escrow.load(&self.key(cluster)).await {
             Ok(e) => e,
             Err(e) => return Outcome::failed(Step::Observe, e),
         };
@@ -329,7 +329,8 @@ impl Reconciler<'_> {
     /// The cluster was deleted: revoke its intermediates (current, and a pending one that was
     /// already issued) and retire its escrow record.
     pub async fn cleanup(&self, cluster: &ClusterName) -> Outcome {
-        let escrowed = match self.escrow.load(cluster).await {
+        let key = self.key(cluster);
+        let escrowed = match self.escrow.load(&key).await {
             Ok(e) => e,
             Err(EscrowError::Retired { .. }) => return Outcome::Skipped { reason: "already revoked and retired".into() },
             Err(e) => return Outcome::failed(Step::Observe, e),
@@ -353,7 +354,7 @@ impl Reconciler<'_> {
         if escrowed.current.is_none() && escrowed.pending.is_none() {
             return Outcome::Skipped { reason: "nothing escrowed for this cluster".into() };
         }
-        match self.escrow.retire(cluster).await {
+        match self.escrow.retire(&key).await {
             Ok(()) => Outcome::Revoked { certificates },
             Err(e) => Outcome::failed(Step::Escrow, e),
         }
@@ -366,10 +367,15 @@ impl Reconciler<'_> {
         Certificate::from_der("pending", der).ok().map(|c| c.serial)
     }
 
+    /// The escrow records of this kind of `cluster`.
+    fn key(&self, cluster: &ClusterName) -> EscrowKey {
+        self.settings.kind.escrow_key(cluster)
+    }
+
     /// Judges the escrowed bundle without touching the cluster: the cheap first look of a sweep.
     pub async fn assess(&self, cluster: &ClusterName) -> Result<Verdict, ReconcileError> {
         let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
-        let escrowed = self.escrow.load(cluster).await.map_err(ReconcileError::observe_escrow)?;
+        let escrowed = self.escrow.load(&self.key(cluster)).await.map_err(ReconcileError::observe_escrow)?;
         Ok(self.judge(&info, escrowed.current.as_ref(), false, OffsetDateTime::now_utc()).0)
     }
 
@@ -391,7 +397,7 @@ impl Reconciler<'_> {
     async fn ensure_once(&self, cluster: &ClusterName, force: bool) -> Result<Secured, ReconcileError> {
         let now = OffsetDateTime::now_utc();
         let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
-        let escrowed = self.escrow.load(cluster).await.map_err(ReconcileError::observe_escrow)?;
+        let escrowed = self.escrow.load(&self.key(cluster)).await.map_err(ReconcileError::observe_escrow)?;
 
         match self.decide(&info, escrowed, force, now) {
             Decision::Keep(current, verified, renew_at) => Ok(Secured {
@@ -470,8 +476,9 @@ impl Reconciler<'_> {
         Ok(Pending {
             schema: SCHEMA,
             cluster: cluster.clone(),
+            kind: self.settings.kind.kind,
             generation,
-            token: GenerationToken::derive(&info.id, cluster, generation),
+            token: GenerationToken::derive(&info.id, &self.key(cluster), generation),
             authority_id: info.id.clone(),
             key_algorithm: key.algorithm(),
             ca_key: key.to_pkcs8_pem(),
@@ -506,6 +513,7 @@ impl Reconciler<'_> {
         let current = Current {
             schema: SCHEMA,
             cluster: pending.cluster.clone(),
+            kind: pending.kind,
             token: pending.token.clone(),
             authority_id: info.id.clone(),
             meta: meta.clone(),

@@ -1,4 +1,5 @@
-//! Escrow in a local directory: `<dir>/<cluster>/{current,pending}.json`, 0600 in a 0700 folder.
+//! Escrow in a local directory: `<dir>/<cluster>[.<kind>]/{current,pending}.json`, 0600 in a
+//! 0700 folder (istio-cacerts, the first kind, keeps the plain cluster name).
 //!
 //! The conditional write of a pending record is a hard link of a fully written temp file onto
 //! `pending.json`: link(2) fails if the name exists, so exactly one of two racing runs wins and
@@ -11,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use meshca_core::cluster::ClusterName;
-use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, Escrowed, Pending};
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending};
 
 const CURRENT: &str = "current.json";
 const PENDING: &str = "pending.json";
@@ -28,15 +28,15 @@ impl LocalEscrow {
         LocalEscrow { dir: dir.into() }
     }
 
-    fn cluster_dir(&self, cluster: &ClusterName) -> PathBuf {
-        self.dir.join(cluster.as_str())
+    fn cluster_dir(&self, cluster: &EscrowKey) -> PathBuf {
+        self.dir.join(cluster.name())
     }
 
-    fn backend<'c>(operation: &'static str, cluster: &'c ClusterName) -> impl Fn(std::io::Error) -> EscrowError + 'c {
+    fn backend<'c>(operation: &'static str, cluster: &'c EscrowKey) -> impl Fn(std::io::Error) -> EscrowError + 'c {
         move |e| EscrowError::Backend { operation, cluster: cluster.to_string(), detail: e.to_string() }
     }
 
-    fn ensure_dir(&self, cluster: &ClusterName) -> Result<PathBuf, EscrowError> {
+    fn ensure_dir(&self, cluster: &EscrowKey) -> Result<PathBuf, EscrowError> {
         let dir = self.cluster_dir(cluster);
         fs::create_dir_all(&dir).map_err(Self::backend("create", cluster))?;
         let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
@@ -54,7 +54,7 @@ impl LocalEscrow {
         Ok(tmp)
     }
 
-    fn read<T: serde::de::DeserializeOwned>(path: &Path, cluster: &ClusterName) -> Result<Option<T>, EscrowError> {
+    fn read<T: serde::de::DeserializeOwned>(path: &Path, cluster: &EscrowKey) -> Result<Option<T>, EscrowError> {
         let text = match fs::read(path) {
             Ok(t) => zeroize::Zeroizing::new(t),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -73,7 +73,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> zeroize::Zeroizing<Vec<u8>> {
 
 #[async_trait::async_trait]
 impl Escrow for LocalEscrow {
-    async fn load(&self, cluster: &ClusterName) -> Result<Escrowed, EscrowError> {
+    async fn load(&self, cluster: &EscrowKey) -> Result<Escrowed, EscrowError> {
         let dir = self.cluster_dir(cluster);
         let current: Option<Current> = Self::read(&dir.join(CURRENT), cluster)?;
         let pending: Option<Pending> = Self::read(&dir.join(PENDING), cluster)?;
@@ -82,7 +82,7 @@ impl Escrow for LocalEscrow {
     }
 
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
-        let cluster = &pending.cluster;
+        let cluster = &pending.key();
         let dir = self.ensure_dir(cluster)?;
         let tmp = Self::staged(&dir, &to_json(pending)).map_err(Self::backend("claim", cluster))?;
         let target = dir.join(PENDING);
@@ -125,7 +125,7 @@ impl Escrow for LocalEscrow {
     }
 
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
-        let cluster = &pending.cluster;
+        let cluster = &pending.key();
         let dir = self.ensure_dir(cluster)?;
         match Self::read::<Pending>(&dir.join(PENDING), cluster)? {
             Some(existing) if existing.token == pending.token => {}
@@ -147,7 +147,7 @@ impl Escrow for LocalEscrow {
     }
 
     async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
-        let cluster = &current.cluster;
+        let cluster = &current.key();
         let dir = self.ensure_dir(cluster)?;
         if let Some(existing) = Self::read::<Current>(&dir.join(CURRENT), cluster)?
             && existing.meta.generation >= current.meta.generation
@@ -167,7 +167,7 @@ impl Escrow for LocalEscrow {
         Ok(())
     }
 
-    async fn retire(&self, cluster: &ClusterName) -> Result<(), EscrowError> {
+    async fn retire(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
         let dir = self.cluster_dir(cluster);
         if !dir.exists() {
             return Ok(());

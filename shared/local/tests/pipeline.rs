@@ -157,7 +157,7 @@ async fn a_crash_after_issue_resumes_the_same_certificate() {
     assert_eq!(o.meta.certificate_id, id.0);
     assert_eq!(o.verified.ca_cert.public_key_raw, key.public_key_raw());
     assert_eq!(issued_count(w.ca.dir()), 1, "no second certificate for the generation");
-    assert!(w.escrow.load(&c).await.unwrap().pending.is_none(), "promotion clears the pending record");
+    assert!(w.escrow.load(&(&c).into()).await.unwrap().pending.is_none(), "promotion clears the pending record");
 }
 
 #[tokio::test]
@@ -207,6 +207,7 @@ async fn escrow_claims_are_conditional() {
     let mk = |generation, csr: &str| Pending {
         schema: SCHEMA,
         cluster: c.clone(),
+        kind: meshca_core::Kind::IstioCacerts,
         generation,
         token: GenerationToken::derive("local:x", &c, generation),
         authority_id: "local:x".into(),
@@ -239,7 +240,7 @@ async fn validity_beyond_the_root_is_refused_before_anything_is_written() {
     let s = Settings { validity: Validity::Days(4000), ..settings(KeyAlgorithm::EcP256) };
     let e = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
     assert!(matches!(e, ReconcileError::OutlivesAuthority { .. }), "{e}");
-    assert!(w.escrow.load(&c).await.unwrap().pending.is_none());
+    assert!(w.escrow.load(&(&c).into()).await.unwrap().pending.is_none());
     assert_eq!(issued_count(w.ca.dir()), 0);
 
     // And the CA refuses it on its own too, as PCA does.
@@ -323,4 +324,31 @@ async fn a_generation_resumed_after_the_validity_setting_changed_keeps_what_it_a
     json.as_object_mut().unwrap().remove("validity");
     let old: Pending = serde_json::from_value(json).unwrap();
     assert_eq!(old.validity, None);
+}
+
+#[tokio::test]
+async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_were() {
+    use meshca_core::escrow::EscrowKey;
+    use meshca_core::kind::{Kind, KindSpec};
+    let w = world();
+    let c = cluster("c1");
+    let istio = settings(KeyAlgorithm::EcP256);
+    let edge = Settings { kind: KindSpec::new(Kind::XcpEdge), ..settings(KeyAlgorithm::EcP256) };
+    let a = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &istio }.ensure_bundle(&c, false).await.unwrap();
+    let b = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: &edge }.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!((a.meta.generation, b.meta.generation), (1, 1), "two first generations, not one renewal");
+    assert!(a.verified.ca_cert.is_ca && !b.verified.ca_cert.is_ca);
+    for (s, first) in [(&istio, &a), (&edge, &b)] {
+        let again = Reconciler { authority: &w.ca, escrow: &w.escrow, settings: s }.ensure_bundle(&c, false).await.unwrap();
+        assert_eq!((again.obtained, again.meta.certificate_id.clone()), (Obtained::Escrowed, first.meta.certificate_id.clone()));
+    }
+    // istio-cacerts keeps the directory and the record format it had before kinds existed.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.dir.path().join("escrow/c1/current.json")).unwrap()).unwrap();
+    assert!(record.get("kind").is_none(), "{record}");
+    let edge_record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.dir.path().join("escrow/c1.xcp-edge/current.json")).unwrap()).unwrap();
+    assert_eq!(edge_record["kind"], "xcp-edge");
+    let loaded = w.escrow.load(&EscrowKey::new(c.clone(), Kind::XcpEdge)).await.unwrap();
+    assert_eq!(loaded.current.unwrap().meta.certificate_id, b.meta.certificate_id);
 }

@@ -180,7 +180,7 @@ async fn approle_login_issues_and_a_token_without_the_policy_is_a_clear_error() 
     let text = err.to_string();
     assert!(matches!(err, ReconcileError::Authority { source: AuthorityError::Rejected { .. }, .. }), "{text}");
     assert!(text.contains("permission denied") && text.contains("policy"), "{text}");
-    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,7 +214,7 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     let escrow = LocalEscrow::new(dir.path().join("escrow-capped"));
     let err = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
     assert!(matches!(err, ReconcileError::ValidityNotHonoured { .. }), "{err}");
-    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
     bao.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
 
     // Vault signs pathlen 1 where the profile wants 0: validated, refused, nothing escrowed.
@@ -223,7 +223,7 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     let err = Reconciler { authority: &loose, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
     assert!(matches!(err, ReconcileError::InvalidIssued { .. }), "{err}");
     assert!(err.to_string().contains("pathlen 1, profile wants 0"), "{err}");
-    assert!(meshca_core::Escrow::load(&escrow, &c).await.unwrap().current.is_none());
+    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
 
     // Sealed: 503, said as such.
     bao.cli(&["operator", "seal"]);

@@ -13,6 +13,7 @@ pub async fn first_pending(
     meshca_core::escrow::Pending {
         schema: meshca_core::escrow::SCHEMA,
         cluster: cluster.clone(),
+        kind: meshca_core::Kind::IstioCacerts,
         generation: 1,
         token: meshca_core::escrow::GenerationToken::derive(&info.id, cluster, 1),
         authority_id: info.id,
