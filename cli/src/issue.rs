@@ -207,7 +207,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     let reconciler = Reconciler { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
     let outcome = reconciler.ensure_bundle(&cluster, args.force).await?;
     if !args.no_files {
-        meshca_wiring::write_files(&out, &outcome.bundle, &outcome.meta)
+        meshca_wiring::write_files(&out, &outcome.bundle, &outcome.meta, &settings.kind.landing())
             .with_context(|| format!("writing the bundle to {}", out.display()))?;
     }
     let delivered = match &delivery {

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::bundle::{Bundle, BundleMeta};
 use crate::retry::Backoff;
+use crate::kind::{KindSpec, Landing};
 use crate::validate::{InvalidBundle, Profile};
 
 /// When to restart istiod after `cacerts` changed.
@@ -48,6 +49,8 @@ pub struct DeliveryOptions {
     pub backoff: Backoff,
     /// What a bundle must satisfy to be written.
     pub profile: Profile,
+    /// Where the secret lands and its layout (default: `istio-system/cacerts`).
+    pub landing: Landing,
 }
 
 impl Default for DeliveryOptions {
@@ -62,6 +65,7 @@ impl Default for DeliveryOptions {
                 deadline: std::time::Duration::from_secs(30),
             },
             profile: Profile::default(),
+            landing: KindSpec::default().landing(),
         }
     }
 }

@@ -21,7 +21,9 @@ use meshca_core::validate;
 use time::OffsetDateTime;
 
 use crate::connect::chain;
-use crate::secret::{SECRET_NAME, SECRET_NAMESPACE, bundle_of, differing_file, holds, is_ours, meta_of, render};
+use meshca_core::kind::{Landing, Layout};
+
+use crate::secret::{bundle_of, differing_file, effective_root, holds, is_ours, meta_of, render};
 
 /// The pod-template annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -40,8 +42,20 @@ impl KubeDelivery {
         KubeDelivery { client, endpoint: endpoint.into(), options }
     }
 
+    fn landing(&self) -> &Landing {
+        &self.options.landing
+    }
+
+    fn layout(&self) -> Layout {
+        self.options.landing.layout
+    }
+
+    fn unmanaged(&self) -> DeliveryError {
+        DeliveryError::Unmanaged { namespace: self.landing().namespace.clone(), name: self.landing().name.clone() }
+    }
+
     fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), SECRET_NAMESPACE)
+        Api::namespaced(self.client.clone(), &self.landing().namespace)
     }
 
     /// Runs `call`, retrying throttling, server errors and transport failures until the deadline.
@@ -83,26 +97,26 @@ impl KubeDelivery {
     /// namespace-scoped grant, where the create of the secret will tell whether it exists.
     async fn ensure_namespace(&self) -> Result<(), DeliveryError> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        match namespaces.get_opt(SECRET_NAMESPACE).await {
+        match namespaces.get_opt(&self.landing().namespace).await {
             Ok(Some(_)) => return Ok(()),
             Ok(None) => {}
             Err(kube::Error::Api(s)) if s.code == 403 => return Ok(()),
             Err(e) => return Err(self.map(e, "get namespace")),
         }
         let ns = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some(SECRET_NAMESPACE.to_string()), ..Default::default() },
+            metadata: kube::api::ObjectMeta { name: Some(self.landing().namespace.clone()), ..Default::default() },
             ..Default::default()
         };
         match namespaces.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 403 => Err(DeliveryError::NamespaceMissing(SECRET_NAMESPACE.to_string())),
+            Err(kube::Error::Api(s)) if s.code == 403 => Err(DeliveryError::NamespaceMissing(self.landing().namespace.clone())),
             Err(e) => Err(self.map(e, "create namespace")),
         }
     }
 
     async fn istiods(&self) -> Result<Vec<Istiod>, DeliveryError> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), SECRET_NAMESPACE);
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.landing().namespace);
         let lp = ListParams::default().labels(ISTIOD_SELECTOR);
         let list = self.call("list istiod deployments", || deployments.list(&lp)).await?;
         Ok(list
@@ -123,7 +137,7 @@ impl KubeDelivery {
     }
 
     async fn restart(&self, name: &str) -> Result<(), DeliveryError> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), SECRET_NAMESPACE);
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.landing().namespace);
         let now = rfc3339(OffsetDateTime::now_utc());
         let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
         let what = format!("restart deployment {name}");
@@ -134,10 +148,10 @@ impl KubeDelivery {
 
     /// Reads the secret back and checks it holds exactly the bundle; returns the fingerprint.
     async fn read_back(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<String, DeliveryError> {
-        let fail = |detail: String| DeliveryError::ReadBack { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into(), detail };
+        let fail = |detail: String| DeliveryError::ReadBack { namespace: self.landing().namespace.clone(), name: self.landing().name.clone(), detail };
         let secrets = self.secrets();
-        let back = self.call("read back cacerts", || secrets.get_opt(SECRET_NAME)).await?.ok_or_else(|| fail("the secret is gone".into()))?;
-        if let Some(name) = differing_file(&back, bundle) {
+        let back = self.call("read back cacerts", || secrets.get_opt(&self.landing().name)).await?.ok_or_else(|| fail("the secret is gone".into()))?;
+        if let Some(name) = differing_file(&back, bundle, self.layout()) {
             return Err(fail(format!("{name} differs")));
         }
         let der = meshca_core::pem::certificates(bundle::CA_CERT, &bundle.ca_cert).map_err(|e| fail(e.to_string()))?;
@@ -149,24 +163,21 @@ impl KubeDelivery {
     }
 }
 
-fn unmanaged() -> DeliveryError {
-    DeliveryError::Unmanaged { namespace: SECRET_NAMESPACE.into(), name: SECRET_NAME.into() }
-}
 
 #[async_trait]
 impl Delivery for KubeDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
         let secrets = self.secrets();
-        let found = self.call("get cacerts", || secrets.get_opt(SECRET_NAME)).await?;
+        let found = self.call("get cacerts", || secrets.get_opt(&self.landing().name)).await?;
         Ok(match found {
             None => Observed::Absent,
-            Some(s) if is_ours(&s) => Observed::Managed { bundle: bundle_of(&s), meta: meta_of(&s) },
-            Some(s) => Observed::Unmanaged { bundle: bundle_of(&s) },
+            Some(s) if is_ours(&s) => Observed::Managed { bundle: bundle_of(&s, self.layout()), meta: meta_of(&s) },
+            Some(s) => Observed::Unmanaged { bundle: bundle_of(&s, self.layout()) },
         })
     }
 
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError> {
-        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt).then(unmanaged)
+        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt).then(|| self.unmanaged())
     }
 
     async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
@@ -177,24 +188,24 @@ impl Delivery for KubeDelivery {
         let change = loop {
             if conflicts > self.options.conflict_retries {
                 return Err(DeliveryError::Conflicts {
-                    namespace: SECRET_NAMESPACE.into(),
-                    name: SECRET_NAME.into(),
+                    namespace: self.landing().namespace.clone(),
+                    name: self.landing().name.clone(),
                     attempts: conflicts,
                 });
             }
-            let current = self.call("get cacerts", || secrets.get_opt(SECRET_NAME)).await?;
+            let current = self.call("get cacerts", || secrets.get_opt(&self.landing().name)).await?;
             let Some(current) = current else {
                 if !namespace_checked {
                     self.ensure_namespace().await?;
                     namespace_checked = true;
                 }
-                let new = render(None, bundle, meta);
+                let new = render(None, bundle, meta, self.landing());
                 let pp = PostParams::default();
                 match self.call("create cacerts", || secrets.create(&pp, &new)).await {
                     Ok(_) => break Change::Created,
                     Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
                     Err(DeliveryError::Api { code: 404, .. }) => {
-                        return Err(DeliveryError::NamespaceMissing(SECRET_NAMESPACE.into()));
+                        return Err(DeliveryError::NamespaceMissing(self.landing().namespace.clone()));
                     }
                     Err(e) => return Err(e),
                 }
@@ -202,32 +213,31 @@ impl Delivery for KubeDelivery {
             };
             let ours = is_ours(&current);
             if !ours && !self.options.adopt {
-                return Err(unmanaged());
+                return Err(self.unmanaged());
             }
             if ours
                 && let Some(theirs) = meta_of(&current)
                 && theirs.generation > meta.generation
             {
                 return Err(DeliveryError::NewerInCluster {
-                    namespace: SECRET_NAMESPACE.into(),
-                    name: SECRET_NAME.into(),
+                    namespace: self.landing().namespace.clone(),
+                    name: self.landing().name.clone(),
                     theirs: theirs.generation,
                     ours: meta.generation,
                 });
             }
-            if holds(&current, bundle, meta) {
+            if holds(&current, bundle, meta, self.layout()) {
                 break Change::Unchanged;
             }
-            let same_root = current.data.as_ref().and_then(|d| d.get(bundle::ROOT_CERT)).map(|b| b.0.as_slice())
-                == Some(bundle.root_cert.as_bytes());
+            let same_root = effective_root(&current, self.layout()) == Some(bundle.root_cert.as_bytes());
             let change = match (ours, same_root) {
                 (false, _) => Change::Adopted,
                 (true, true) => Change::Rotated,
                 (true, false) => Change::RootChanged,
             };
-            let new = render(Some(current), bundle, meta);
+            let new = render(Some(current), bundle, meta, self.landing());
             let pp = PostParams::default();
-            match self.call("replace cacerts", || secrets.replace(SECRET_NAME, &pp, &new)).await {
+            match self.call("replace cacerts", || secrets.replace(&self.landing().name, &pp, &new)).await {
                 Ok(_) => break change,
                 Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
                 Err(e) => return Err(e),
@@ -235,7 +245,9 @@ impl Delivery for KubeDelivery {
         };
         let fingerprint_sha256 = self.read_back(bundle, meta).await?;
         let mut istiod = Vec::new();
-        for d in self.istiods().await? {
+        // Only cacerts is istiod's; the other kinds' consumers pick their secrets up themselves.
+        let istiods = if self.layout() == Layout::IstioCacerts { self.istiods().await? } else { Vec::new() };
+        for d in istiods {
             let decision = decide_restart(self.options.restart, change, &d);
             if decision.restart {
                 self.restart(&d.name).await?;

@@ -1,5 +1,6 @@
-//! The `istio-system/cacerts` Secret: the one place meshca renders it — for the API server and
-//! for the manifest `meshca issue` writes beside the files — and reads it back.
+//! The secrets meshca writes — `istio-system/cacerts` and the `kubernetes.io/tls` secrets of the
+//! other kinds: the one place they are rendered (for the API server and for the manifest
+//! `meshca issue` writes beside the files) and read back.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use meshca_core::bundle::{self, Bundle, BundleMeta};
+use meshca_core::kind::{Landing, Layout};
 use meshca_core::pem::PemError;
 use meshca_core::timestamp::rfc3339;
 use time::OffsetDateTime;
@@ -68,28 +70,66 @@ pub(crate) fn meta_of(secret: &Secret) -> Option<BundleMeta> {
     meta_from(secret.metadata.annotations.as_ref()?)
 }
 
-/// The bundle in a secret's data, when all four files are there and parse.
-pub(crate) fn bundle_of(secret: &Secret) -> Option<Bundle> {
+/// The `kubernetes.io/tls` keys, which istiod (1.15+) also reads from `cacerts` — and then
+/// prefers over the `*.pem` keys.
+pub const TLS_CRT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+pub const CA_CRT: &str = "ca.crt";
+const TLS_KEYS: [&str; 3] = [TLS_CRT, TLS_KEY, CA_CRT];
+
+/// The data keys and values `bundle` is written as in `layout`. In the TLS layout `tls.crt` is
+/// the certificate and its issuers without the self-signed root, which `ca.crt` holds.
+pub fn data_of(bundle: &Bundle, layout: Layout) -> Vec<(&'static str, String)> {
+    match layout {
+        Layout::IstioCacerts => bundle.files().iter().map(|(n, t)| (*n, t.to_string())).collect(),
+        Layout::Tls => vec![(TLS_CRT, chain_without_roots(bundle)), (TLS_KEY, bundle.ca_key.to_string()), (CA_CRT, bundle.root_cert.clone())],
+    }
+}
+
+fn chain_without_roots(bundle: &Bundle) -> String {
+    let roots = meshca_core::pem::certificates(bundle::ROOT_CERT, &bundle.root_cert).unwrap_or_default();
+    let chain = meshca_core::pem::certificates(bundle::CERT_CHAIN, &bundle.cert_chain).unwrap_or_default();
+    meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &chain.into_iter().filter(|c| !roots.contains(c)).collect::<Vec<_>>())
+}
+
+/// The bundle in force, read the way its consumer reads it: for `cacerts`, istiod takes
+/// `tls.crt`/`tls.key`/`ca.crt` whenever `tls.crt` is there, else the four `*.pem` keys.
+pub(crate) fn bundle_of(secret: &Secret, layout: Layout) -> Option<Bundle> {
     let data = secret.data.as_ref()?;
     let text = |k: &str| data.get(k).and_then(|b| std::str::from_utf8(&b.0).ok()).map(|s| Zeroizing::new(s.to_string()));
+    if layout == Layout::Tls || data.contains_key(TLS_CRT) {
+        let (chain, key, root) = (text(TLS_CRT)?, text(TLS_KEY)?, text(CA_CRT)?);
+        let first = meshca_core::pem::certificates(TLS_CRT, &chain).ok()?.into_iter().next()?;
+        let cert = meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &[first]);
+        return Bundle::from_pems(&cert, &key, &format!("{}{}", chain.as_str(), root.as_str()), &root).ok();
+    }
     Bundle::from_pems(&text(bundle::CA_CERT)?, &text(bundle::CA_KEY)?, &text(bundle::CERT_CHAIN)?, &text(bundle::ROOT_CERT)?).ok()
 }
 
-/// The secret to write: `current` (other labels, annotations and data keys kept) with our
-/// label, annotations and the four files.
-pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta) -> Secret {
+/// The secret to write at `landing`: `current` (other labels, annotations and data keys kept)
+/// with our label, annotations and the bundle's keys — and, in `cacerts`, without `tls.*` keys
+/// that would make istiod use another bundle than ours.
+pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Secret {
     let mut s = current.unwrap_or_default();
-    s.metadata.name = Some(SECRET_NAME.into());
-    s.metadata.namespace = Some(SECRET_NAMESPACE.into());
+    s.metadata.name = Some(landing.name.clone());
+    s.metadata.namespace = Some(landing.namespace.clone());
     s.metadata.managed_fields = None;
     s.metadata.labels.get_or_insert_default().insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     s.metadata.annotations.get_or_insert_default().extend(annotations(meta));
     if s.type_.is_none() {
-        s.type_ = Some("Opaque".into());
+        s.type_ = Some(match landing.layout {
+            Layout::IstioCacerts => "Opaque".into(),
+            Layout::Tls => "kubernetes.io/tls".into(),
+        });
     }
     let data = s.data.get_or_insert_default();
-    for (name, text) in bundle.files() {
-        data.insert(name.into(), ByteString(text.as_bytes().to_vec()));
+    if landing.layout == Layout::IstioCacerts {
+        for k in TLS_KEYS {
+            data.remove(k);
+        }
+    }
+    for (name, text) in data_of(bundle, landing.layout) {
+        data.insert(name.into(), ByteString(text.into_bytes()));
     }
     s.string_data = None;
     s
@@ -97,20 +137,33 @@ pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta) -> Se
 
 /// The Secret manifest `kubectl apply -f` takes: [`render`] of a new secret, as YAML. It holds
 /// the key, hence `Zeroizing`.
-pub fn manifest(bundle: &Bundle, meta: &BundleMeta) -> Zeroizing<String> {
-    Zeroizing::new(serde_yaml_ng::to_string(&render(None, bundle, meta)).expect("a Secret of strings serialises"))
+pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroizing<String> {
+    Zeroizing::new(serde_yaml_ng::to_string(&render(None, bundle, meta, landing)).expect("a Secret of strings serialises"))
 }
 
-/// The first of the bundle's four files that the secret does not hold byte for byte.
-pub(crate) fn differing_file(secret: &Secret, bundle: &Bundle) -> Option<&'static str> {
+/// The first of the bundle's keys that the secret does not hold byte for byte — or, in
+/// `cacerts`, a `tls.*` key that overrides them for istiod.
+pub(crate) fn differing_file(secret: &Secret, bundle: &Bundle, layout: Layout) -> Option<&'static str> {
     let data = secret.data.as_ref();
-    bundle.files().into_iter().find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes())).map(|(n, _)| n)
+    if layout == Layout::IstioCacerts
+        && let Some(k) = TLS_KEYS.iter().find(|k| data.is_some_and(|d| d.contains_key(**k)))
+    {
+        return Some(k);
+    }
+    data_of(bundle, layout).into_iter().find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes())).map(|(n, _)| n)
 }
 
 /// Whether the secret is ours and already holds exactly this bundle and record.
-pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta) -> bool {
+pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta, layout: Layout) -> bool {
     let ann = secret.metadata.annotations.clone().unwrap_or_default();
-    is_ours(secret) && differing_file(secret, bundle).is_none() && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
+    is_ours(secret) && differing_file(secret, bundle, layout).is_none() && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
+}
+
+/// The root bundle's bytes as the consumer reads them (istiod: `ca.crt` when `tls.crt` is there).
+pub(crate) fn effective_root(secret: &Secret, layout: Layout) -> Option<&[u8]> {
+    let data = secret.data.as_ref()?;
+    let key = if layout == Layout::Tls || data.contains_key(TLS_CRT) { CA_CRT } else { bundle::ROOT_CERT };
+    data.get(key).map(|b| b.0.as_slice())
 }
 
 /// Reads a Secret manifest (YAML or JSON; `data` base64 or `stringData`), as written by

@@ -364,7 +364,7 @@ async fn kubectl_reads_what_meshca_wrote_and_meshca_reads_what_kubectl_applied()
     // kubectl applies the manifest `meshca issue` writes; meshca reads it back as its own.
     let g2 = pki.bundle(true).await;
     let manifest = dir.path().join("cacerts.yaml");
-    std::fs::write(&manifest, meshca_kube::secret::manifest(&g2.bundle, &g2.meta).as_str()).unwrap();
+    std::fs::write(&manifest, meshca_kube::secret::manifest(&g2.bundle, &g2.meta, &meshca_core::KindSpec::default().landing()).as_str()).unwrap();
     // The test server publishes no OpenAPI document, so client-side schema validation is off.
     let out = Command::new(kubectl())
         .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "apply", "--validate=false", "-f", manifest.to_str().unwrap()])

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow};
 use meshca_core::pace::IssueBudget;
+use meshca_core::kind::Landing;
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
@@ -228,9 +229,10 @@ pub async fn eks_delivery(aws: &SdkConfig, name: &str, options: DeliveryOptions)
     Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
 }
 
-/// Writes the bundle as files into `dir`: the four PEM files and the Secret manifest.
-pub fn write_files(dir: &Path, bundle: &Bundle, meta: &BundleMeta) -> Result<(), WiringError> {
-    Ok(meshca_local::files::write_dir(dir, bundle, Some(&meshca_kube::secret::manifest(bundle, meta)))?)
+/// Writes the bundle as files into `dir`: the four PEM files and the manifest of the Secret at
+/// `landing`.
+pub fn write_files(dir: &Path, bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Result<(), WiringError> {
+    Ok(meshca_local::files::write_dir(dir, bundle, Some(&meshca_kube::secret::manifest(bundle, meta, landing)))?)
 }
 
 /// Reads a bundle from a directory of PEM files or a Secret manifest, with the manifest's

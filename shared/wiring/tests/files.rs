@@ -21,11 +21,11 @@ async fn missing_file() {
     let state = tempfile::tempdir().unwrap();
     let (b, meta) = issued(state.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    meshca_wiring::write_files(dir.path(), &b, &meta).unwrap();
+    meshca_wiring::write_files(dir.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
     assert_eq!(meshca_wiring::read_bundle(dir.path()).unwrap().0, b);
     for file in meshca_core::bundle::FILES {
         let d = tempfile::tempdir().unwrap();
-        meshca_wiring::write_files(d.path(), &b, &meta).unwrap();
+        meshca_wiring::write_files(d.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
         std::fs::remove_file(d.path().join(file)).unwrap();
         let e = meshca_wiring::read_bundle(d.path()).unwrap_err();
         assert_eq!(e.to_string(), format!("{file} is missing"));
@@ -37,7 +37,7 @@ async fn manifest_round_trips_and_keeps_annotations() {
     let state = tempfile::tempdir().unwrap();
     let (b, meta) = issued(state.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    meshca_wiring::write_files(dir.path(), &b, &meta).unwrap();
+    meshca_wiring::write_files(dir.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
     let (back, read_meta) = meshca_wiring::read_bundle(&dir.path().join("cacerts.yaml")).unwrap();
     assert_eq!(back, b);
     assert_eq!(read_meta, Some(meta));
