@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use meshca_core::KeyAlgorithm;
+use meshca_core::{KeyAlgorithm, Kind, KindSpec};
 use meshca_core::delivery::{DeliveryOptions, Observed};
 use meshca_core::validate::{self, Profile};
 use time::{Duration, OffsetDateTime};
@@ -29,8 +29,13 @@ a root in root-cert.pem; ca-cert.pem is a CA with the expected path length and k
 ca-key.pem matches it (and is of --key-algorithm if given); no certificate outlives its issuer
 or is expired; and more than --min-remaining-hours of life are left.
 
-With --context or --eks-cluster instead of PATH, the live istio-system/cacerts secret of that
-cluster is read and judged (nothing is written).
+A bundle holding tls.crt, tls.key and ca.crt is read from those — as istiod reads cacerts (it
+prefers them over the *.pem keys) and as a kubernetes.io/tls secret is read. --kind judges by
+that kind's rules: a CA with --path-len for istio-cacerts and cert-manager-ca; for xcp-central,
+mpc and xcp-edge a TLS identity (CA:FALSE, serverAuth and clientAuth, its SPIFFE ID).
+
+With --context or --eks-cluster instead of PATH, the live secret of that cluster is read and
+judged (istio-system/cacerts, or the kind's secret; nothing is written).
 
 Exit status: 0 valid, 1 invalid, missing or unreadable, 2 usage error.",
     after_help = "\
@@ -56,9 +61,26 @@ pub struct InspectArgs {
     #[arg(long, value_name = "ALG")]
     key_algorithm: Option<String>,
 
-    /// Required BasicConstraints path length of the intermediate.
+    /// Required BasicConstraints path length of the intermediate (the CA kinds).
     #[arg(long, value_name = "N", default_value_t = 0)]
     path_len: u32,
+
+    /// Judge by this kind's rules (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge);
+    /// with --context/--eks-cluster, read that kind's secret.
+    #[arg(long, value_name = "KIND", default_value = "istio-cacerts")]
+    kind: String,
+
+    /// xcp-edge: the SPIFFE name it must carry (spiffe://xcp.tetrate.io/<NAME>).
+    #[arg(long, value_name = "NAME")]
+    tsb_name: Option<String>,
+
+    /// xcp-central: an address it must carry as a DNS or IP SAN; repeatable.
+    #[arg(long = "central-address", value_name = "ADDR")]
+    central_addresses: Vec<String>,
+
+    /// Namespace/name of the secret to read with --context/--eks-cluster (default: the kind's).
+    #[arg(long, value_name = "NS/NAME")]
+    secret: Option<String>,
 
     /// Refuse a bundle with less life left than this.
     #[arg(long, value_name = "HOURS", default_value_t = 24)]
@@ -70,7 +92,12 @@ pub struct InspectArgs {
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
-    let profile = Profile { shape: meshca_core::Shape::Ca { path_len: args.path_len }, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
+    let spec = kind_spec(&args)?;
+    let shape = match identity(&spec, &args)? {
+        Some(identity) => meshca_core::Shape::Leaf(identity),
+        None => meshca_core::Shape::Ca { path_len: args.path_len },
+    };
+    let profile = Profile { shape, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
     let (bundle, meta, source) = match &args.path {
         Some(path) => {
             if !path.exists() {
@@ -83,21 +110,22 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
             let target = args.target.describe();
             let delivery = args
                 .target
-                .connect(args.region.clone(), DeliveryOptions::default())
+                .connect(args.region.clone(), DeliveryOptions { landing: spec.landing(), ..DeliveryOptions::default() })
                 .await
                 .with_context(|| format!("connecting to {target}"))?
                 .context("no cluster named")?;
-            let source = format!("{target} istio-system/cacerts");
+            let source = format!("{target} {}/{}", spec.namespace, spec.secret);
             let (bundle, meta, owner) = match delivery.observe().await.with_context(|| format!("reading {source}"))? {
                 Observed::Absent => {
-                    println!("{source}: MISSING: there is no cacerts secret; istiod runs on its self-signed CA");
+                    let why = if spec.kind == Kind::IstioCacerts { "there is no cacerts secret; istiod runs on its self-signed CA" } else { "there is no such secret" };
+                    println!("{source}: MISSING: {why}");
                     return Ok(ExitCode::FAILURE);
                 }
                 Observed::Managed { bundle, meta } => (bundle, meta, "managed by meshca"),
                 Observed::Unmanaged { bundle } => (bundle, None, "not managed by meshca"),
             };
             let Some(bundle) = bundle else {
-                println!("{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem, or one is not PEM");
+                println!("{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem (or tls.crt, tls.key, ca.crt), or one is not PEM");
                 return Ok(ExitCode::FAILURE);
             };
             (bundle, meta, format!("{source} ({owner})"))
@@ -135,4 +163,31 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         }
     }
     Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The kind to judge by, and where its secret is.
+fn kind_spec(args: &InspectArgs) -> Result<KindSpec> {
+    let mut spec = KindSpec::new(args.kind.parse::<Kind>()?);
+    if let Some(s) = &args.secret {
+        let (ns, name) = s.split_once('/').filter(|(a, b)| !a.is_empty() && !b.is_empty()).with_context(|| format!("--secret {s:?} is not NAMESPACE/NAME"))?;
+        (spec.namespace, spec.secret) = (ns.into(), name.into());
+    }
+    spec.tsb_name = args.tsb_name.clone();
+    for a in &args.central_addresses {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(ip) => spec.ips.push(ip),
+            Err(_) => spec.dns.push(a.clone()),
+        }
+    }
+    Ok(spec)
+}
+
+/// The identity a TLS kind must carry; xcp-edge needs its name.
+fn identity(spec: &KindSpec, args: &InspectArgs) -> Result<Option<meshca_core::Identity>> {
+    if spec.kind == Kind::XcpEdge && args.tsb_name.is_none() {
+        bail!("--kind xcp-edge needs --tsb-name: the SPIFFE name the identity must carry");
+    }
+    // The cluster name only matters for xcp-edge, whose --tsb-name was required above.
+    let placeholder: meshca_core::ClusterName = "cluster".parse().expect("a valid name");
+    Ok(spec.identity(&placeholder))
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
-use meshca_core::{ClusterName, KeyAlgorithm, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
+use meshca_core::{ClusterName, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
 use meshca_wiring::{AuthoritySpec, CaArn, EscrowSpec};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
@@ -74,6 +74,29 @@ pub struct IssueArgs {
     /// Subject organisational unit (OU).
     #[arg(long, value_name = "OU")]
     organizational_unit: Option<String>,
+
+    /// Kind of certificate (repeatable): istio-cacerts (Istio's intermediate in istio-system/cacerts),
+    /// cert-manager-ca (the intermediate for istio-csr's cert-manager CA Issuer), xcp-central and
+    /// mpc (TSB's management plane), xcp-edge (a TSB control plane).
+    #[arg(long = "kind", value_name = "KIND", default_value = "istio-cacerts", help_heading = "Kinds")]
+    kinds: Vec<String>,
+
+    /// xcp-edge: the cluster's name in TSB, the last part of its SPIFFE ID
+    /// spiffe://xcp.tetrate.io/<NAME> (default: the cluster name).
+    #[arg(long, value_name = "NAME", help_heading = "Kinds")]
+    tsb_name: Option<String>,
+
+    /// xcp-central: an address control planes dial (JWT mode), as a DNS name or an IP; repeatable.
+    #[arg(long = "central-address", value_name = "ADDR", help_heading = "Kinds")]
+    central_addresses: Vec<String>,
+
+    /// Namespace of TSB's management-plane secrets (xcp-central-cert, mpc-certs).
+    #[arg(long, value_name = "NS", default_value = "tsb", help_heading = "Kinds")]
+    tsb_namespace: String,
+
+    /// cert-manager-ca: the secret istio-csr's CA Issuer reads, as NAMESPACE/NAME.
+    #[arg(long, value_name = "NS/NAME", default_value = "cert-manager/istio-ca", help_heading = "Kinds")]
+    cert_manager_secret: String,
 
     /// Issue a new generation even if the escrowed one is healthy.
     #[arg(long)]
@@ -144,29 +167,14 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     // Everything the user typed is checked before anything is created or issued.
     let name = args.cluster.clone().or_else(|| args.target.eks_cluster.clone()).context("--cluster is required")?;
     let cluster: ClusterName = name.parse()?;
-    let key_algorithm: KeyAlgorithm = args.key_algorithm.parse()?;
-    let validity = match &args.not_after {
-        Some(date) => Validity::EndDate(parse_date(date)?),
-        None if args.validity_days == 0 => bail!("--validity-days must be at least 1"),
-        None => Validity::Days(args.validity_days),
-    };
-    if let Validity::EndDate(end) = validity
-        && end <= OffsetDateTime::now_utc() + Duration::days(1)
-    {
-        bail!("--not-after {} is in the past or less than a day away; an intermediate must live at least one day", rfc3339(end));
+    let base = settings(&args)?;
+    let kinds = kinds(&args)?;
+    for spec in &kinds {
+        Settings { kind: spec.clone(), ..base.clone() }.subject(&cluster).check()?;
     }
-    let settings = Settings {
-        key_algorithm,
-        organization: args.organization.clone(),
-        organizational_unit: args.organizational_unit.clone(),
-        common_name: args.common_name.clone(),
-        validity,
-        profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
-        renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
-        kind: meshca_core::KindSpec::default(),
-    };
-    settings.subject(&cluster).check()?;
-    let out = args.out_dir.join(cluster.as_str());
+    if args.no_files && !args.target.is_set() {
+        bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
+    }
 
     let state = crate::default_state_dir();
     let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
@@ -189,55 +197,167 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         _ => EscrowSpec::Local { dir: escrow_dir },
     };
     let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
-    if args.no_files && !args.target.is_set() {
-        bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
-    }
-    if !args.no_files {
-        check_writable(&out)?;
-    }
-    // Reach the cluster before issuing, so a wrong context or a cluster that is not ACTIVE
-    // costs no certificate.
+
+    // Reach the cluster (once per kind, each with its own landing) and check every output
+    // directory before issuing, so a wrong context or a cluster that is not ACTIVE costs no
+    // certificate.
     let target = args.target.describe();
-    let delivery = args
-        .target
-        .connect(region.clone().or_else(|| args.region.clone()), args.delivery.options(settings.profile.clone()))
-        .await
-        .with_context(|| format!("connecting to {target}"))?;
-
-    let reconciler = Reconciler { authority: authority.as_ref(), escrow: escrow.as_ref(), settings: &settings };
-    let outcome = reconciler.ensure_bundle(&cluster, args.force).await?;
-    if !args.no_files {
-        meshca_wiring::write_files(&out, &outcome.bundle, &outcome.meta, &settings.kind.landing())
-            .with_context(|| format!("writing the bundle to {}", out.display()))?;
-    }
-    let delivered = match &delivery {
-        Some(d) => Some(d.deliver(&outcome.bundle, &outcome.meta).await.with_context(|| format!("delivering to {target}"))?),
-        None => None,
-    };
-
-    let summary = describe(&outcome);
-    if args.output.json {
-        let mut doc = report::verified_json(&outcome.verified, OffsetDateTime::now_utc());
-        doc["cluster"] = cluster.as_str().into();
-        doc["action"] = summary.0.into();
-        doc["reason"] = summary.1.clone().into();
-        doc["generation"] = outcome.meta.generation.into();
-        doc["certificate_id"] = outcome.meta.certificate_id.clone().into();
-        doc["out_dir"] = if args.no_files { serde_json::Value::Null } else { out.display().to_string().into() };
-        doc["delivery"] = delivered.as_ref().map(|d| target::delivered_json(&target, d)).into();
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("{cluster}: {} generation {} ({})", summary.0, outcome.meta.generation, summary.1);
-        report::print_verified(&outcome.verified, OffsetDateTime::now_utc());
+    let mut jobs = Vec::new();
+    for spec in kinds {
+        let settings = Settings { kind: spec, ..base.clone() };
+        let out = out_dir(&args.out_dir, &cluster, &settings);
         if !args.no_files {
-            println!("  files        {}/{{ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem,cacerts.yaml}}", out.display());
+            check_writable(&out)?;
         }
-        match &delivered {
-            Some(d) => target::print_delivered(&target, d),
-            None => println!("next: kubectl apply -f {}", out.join("cacerts.yaml").display()),
+        let delivery = args
+            .target
+            .connect(region.clone().or_else(|| args.region.clone()), args.delivery.options_for(&settings, &cluster))
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
+        jobs.push((settings, out, delivery));
+    }
+
+    let mut docs = Vec::new();
+    for (settings, out, delivery) in &jobs {
+        let reconciler = Reconciler { authority: authority.as_ref(), escrow: escrow.as_ref(), settings };
+        let secured = reconciler.ensure_bundle(&cluster, args.force).await?;
+        let landing = settings.kind.landing();
+        if !args.no_files {
+            meshca_wiring::write_files(out, &secured.bundle, &secured.meta, &landing)
+                .with_context(|| format!("writing the bundle to {}", out.display()))?;
         }
+        let delivered = match delivery {
+            Some(d) => Some(d.deliver(&secured.bundle, &secured.meta).await.with_context(|| format!("delivering to {target}"))?),
+            None => None,
+        };
+        let files = (!args.no_files).then_some(out.as_path());
+        let shown = Shown { cluster: &cluster, settings, secured: &secured, files, target: &target, delivered: delivered.as_ref() };
+        if args.output.json {
+            docs.push(shown.json());
+        } else {
+            shown.print();
+        }
+    }
+    if args.output.json {
+        // One kind (the default): the document as it always was; several: an array of them.
+        let doc = if docs.len() == 1 { docs.remove(0) } else { serde_json::Value::Array(docs) };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings every kind shares, from the flags.
+fn settings(args: &IssueArgs) -> Result<Settings> {
+    let key_algorithm: KeyAlgorithm = args.key_algorithm.parse()?;
+    let validity = match &args.not_after {
+        Some(date) => Validity::EndDate(parse_date(date)?),
+        None if args.validity_days == 0 => bail!("--validity-days must be at least 1"),
+        None => Validity::Days(args.validity_days),
+    };
+    if let Validity::EndDate(end) = validity
+        && end <= OffsetDateTime::now_utc() + Duration::days(1)
+    {
+        bail!("--not-after {} is in the past or less than a day away; an intermediate must live at least one day", rfc3339(end));
+    }
+    Ok(Settings {
+        key_algorithm,
+        organization: args.organization.clone(),
+        organizational_unit: args.organizational_unit.clone(),
+        common_name: args.common_name.clone(),
+        validity,
+        profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
+        renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
+        kind: KindSpec::default(),
+    })
+}
+
+/// The kinds asked for, each with its names from the flags; each at most once.
+fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
+    let (cm_namespace, cm_name) = args
+        .cert_manager_secret
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        .with_context(|| format!("--cert-manager-secret {:?} is not NAMESPACE/NAME", args.cert_manager_secret))?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for a in &args.central_addresses {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(a.clone()),
+        }
+    }
+    let mut out: Vec<KindSpec> = Vec::new();
+    for k in &args.kinds {
+        let kind: Kind = k.parse()?;
+        if out.iter().any(|s| s.kind == kind) {
+            bail!("--kind {kind} is given twice");
+        }
+        let mut spec = KindSpec::new(kind);
+        match kind {
+            Kind::CertManagerCa => (spec.namespace, spec.secret) = (cm_namespace.into(), cm_name.into()),
+            Kind::XcpCentral => (spec.namespace, spec.dns, spec.ips) = (args.tsb_namespace.clone(), dns.clone(), ips.clone()),
+            Kind::Mpc => spec.namespace = args.tsb_namespace.clone(),
+            Kind::XcpEdge => spec.tsb_name = args.tsb_name.clone(),
+            Kind::IstioCacerts => {}
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// `<out>/<cluster>` for istio-cacerts (as always), `<out>/<cluster>/<kind>` for the others.
+fn out_dir(root: &Path, cluster: &ClusterName, settings: &Settings) -> PathBuf {
+    match settings.kind.kind {
+        Kind::IstioCacerts => root.join(cluster.as_str()),
+        other => root.join(cluster.as_str()).join(other.name()),
+    }
+}
+
+/// One kind's result, for people or for scripts.
+struct Shown<'a> {
+    cluster: &'a ClusterName,
+    settings: &'a Settings,
+    secured: &'a Secured,
+    files: Option<&'a Path>,
+    target: &'a str,
+    delivered: Option<&'a meshca_core::delivery::Delivered>,
+}
+
+impl Shown<'_> {
+    fn json(&self) -> serde_json::Value {
+        let (action, reason) = describe(self.secured);
+        let mut doc = report::verified_json(&self.secured.verified, OffsetDateTime::now_utc());
+        doc["cluster"] = self.cluster.as_str().into();
+        doc["kind"] = self.settings.kind.kind.name().into();
+        doc["action"] = action.into();
+        doc["reason"] = reason.into();
+        doc["generation"] = self.secured.meta.generation.into();
+        doc["certificate_id"] = self.secured.meta.certificate_id.clone().into();
+        doc["out_dir"] = self.files.map(|p| p.display().to_string()).into();
+        doc["delivery"] = self.delivered.map(|d| target::delivered_json(self.target, d)).into();
+        doc
+    }
+
+    fn print(&self) {
+        let (action, reason) = describe(self.secured);
+        let kind = self.settings.kind.kind;
+        let label = if kind == Kind::IstioCacerts { String::new() } else { format!(" {kind}") };
+        println!("{}{label}: {action} generation {} ({reason})", self.cluster, self.secured.meta.generation);
+        report::print_verified(&self.secured.verified, OffsetDateTime::now_utc());
+        let landing = self.settings.kind.landing();
+        let manifest = meshca_wiring::manifest_file(&landing);
+        if let Some(dir) = self.files {
+            let names = match landing.layout {
+                meshca_core::kind::Layout::IstioCacerts => "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem".to_string(),
+                meshca_core::kind::Layout::Tls => "tls.crt,tls.key,ca.crt".to_string(),
+            };
+            println!("  files        {}/{{{names},{manifest}}}", dir.display());
+        }
+        match (self.delivered, self.files) {
+            (Some(d), _) => target::print_delivered(self.target, d, &landing),
+            (None, Some(dir)) => println!("next: kubectl apply -f {}", dir.join(&manifest).display()),
+            (None, None) => {}
+        }
+    }
 }
 
 /// The local CA unless a PCA was named.

@@ -78,12 +78,20 @@ impl DeliveryArgs {
             ..DeliveryOptions::default()
         }
     }
+
+    /// The options for one kind: its profile for this cluster and where its secret lands.
+    pub fn options_for(&self, settings: &meshca_core::Settings, cluster: &meshca_core::ClusterName) -> DeliveryOptions {
+        DeliveryOptions { landing: settings.kind.landing(), ..self.options(settings.profile_for(cluster)) }
+    }
 }
 
 /// One line per fact of a delivery, for people.
-pub fn print_delivered(target: &str, d: &Delivered) {
+pub fn print_delivered(target: &str, d: &Delivered, landing: &meshca_core::kind::Landing) {
     let change = serde_json::to_value(d.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    println!("delivered to {target}: istio-system/cacerts {change}");
+    println!("delivered to {target}: {}/{} {change}", landing.namespace, landing.name);
+    if landing.layout != meshca_core::kind::Layout::IstioCacerts {
+        return;
+    }
     if d.istiod.is_empty() {
         println!("  istiod       none found in istio-system (it will load cacerts when installed)");
     }

@@ -79,10 +79,11 @@ const TLS_KEYS: [&str; 3] = [TLS_CRT, TLS_KEY, CA_CRT];
 
 /// The data keys and values `bundle` is written as in `layout`. In the TLS layout `tls.crt` is
 /// the certificate and its issuers without the self-signed root, which `ca.crt` holds.
-pub fn data_of(bundle: &Bundle, layout: Layout) -> Vec<(&'static str, String)> {
+pub fn data_of(bundle: &Bundle, layout: Layout) -> Vec<(&'static str, Zeroizing<String>)> {
+    let z = |s: &str| Zeroizing::new(s.to_string());
     match layout {
-        Layout::IstioCacerts => bundle.files().iter().map(|(n, t)| (*n, t.to_string())).collect(),
-        Layout::Tls => vec![(TLS_CRT, chain_without_roots(bundle)), (TLS_KEY, bundle.ca_key.to_string()), (CA_CRT, bundle.root_cert.clone())],
+        Layout::IstioCacerts => bundle.files().iter().map(|(n, t)| (*n, z(t))).collect(),
+        Layout::Tls => vec![(TLS_CRT, Zeroizing::new(chain_without_roots(bundle))), (TLS_KEY, z(&bundle.ca_key)), (CA_CRT, z(&bundle.root_cert))],
     }
 }
 
@@ -98,12 +99,16 @@ pub(crate) fn bundle_of(secret: &Secret, layout: Layout) -> Option<Bundle> {
     let data = secret.data.as_ref()?;
     let text = |k: &str| data.get(k).and_then(|b| std::str::from_utf8(&b.0).ok()).map(|s| Zeroizing::new(s.to_string()));
     if layout == Layout::Tls || data.contains_key(TLS_CRT) {
-        let (chain, key, root) = (text(TLS_CRT)?, text(TLS_KEY)?, text(CA_CRT)?);
-        let first = meshca_core::pem::certificates(TLS_CRT, &chain).ok()?.into_iter().next()?;
-        let cert = meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &[first]);
-        return Bundle::from_pems(&cert, &key, &format!("{}{}", chain.as_str(), root.as_str()), &root).ok();
+        return from_tls_keys(&text(TLS_CRT)?, &text(TLS_KEY)?, &text(CA_CRT)?).ok();
     }
     Bundle::from_pems(&text(bundle::CA_CERT)?, &text(bundle::CA_KEY)?, &text(bundle::CERT_CHAIN)?, &text(bundle::ROOT_CERT)?).ok()
+}
+
+/// A bundle from `tls.crt` (the certificate first, then its issuers), `tls.key` and `ca.crt`.
+pub fn from_tls_keys(chain: &str, key: &str, root: &str) -> Result<Bundle, PemError> {
+    let first = meshca_core::pem::certificates(TLS_CRT, chain)?.into_iter().next().expect("certificates() returns at least one");
+    let cert = meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &[first]);
+    Bundle::from_pems(&cert, key, &format!("{chain}{root}"), root)
 }
 
 /// The secret to write at `landing`: `current` (other labels, annotations and data keys kept)
@@ -129,7 +134,7 @@ pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta, landi
         }
     }
     for (name, text) in data_of(bundle, landing.layout) {
-        data.insert(name.into(), ByteString(text.into_bytes()));
+        data.insert(name.into(), ByteString(text.as_bytes().to_vec()));
     }
     s.string_data = None;
     s
@@ -188,7 +193,12 @@ pub fn read_manifest(path: &Path) -> Result<(Bundle, BTreeMap<String, String>), 
         files.insert(k, Zeroizing::new(v));
     }
     let get = |name: &str| files.get(name).ok_or_else(|| ManifestError::Missing(format!("{name} (in {})", path.display())));
-    let bundle = Bundle::from_pems(get(bundle::CA_CERT)?, get(bundle::CA_KEY)?, get(bundle::CERT_CHAIN)?, get(bundle::ROOT_CERT)?)?;
+    // Read as istiod reads cacerts, and as a kubernetes.io/tls secret is read: tls.* first.
+    let bundle = if files.contains_key(TLS_CRT) {
+        from_tls_keys(get(TLS_CRT)?, get(TLS_KEY)?, get(CA_CRT)?)?
+    } else {
+        Bundle::from_pems(get(bundle::CA_CERT)?, get(bundle::CA_KEY)?, get(bundle::CERT_CHAIN)?, get(bundle::ROOT_CERT)?)?
+    };
     Ok((bundle, doc.metadata.map(|m| m.annotations).unwrap_or_default()))
 }
 
