@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use meshca_core::delivery::RestartPolicy;
-use meshca_core::{KeyAlgorithm, OptIn, Profile, RenewalPolicy, Settings, Validity};
+use std::collections::BTreeMap;
+
+use meshca_core::{KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity};
 use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, SecretSource, VaultLogin, VaultSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,9 @@ pub struct Config {
     /// Who signs: MESHCA_AUTHORITY `pca` (default: MESHCA_CA_ARN, required, and
     /// MESHCA_TEMPLATE_ARN) or `vault` (MESHCA_VAULT_*; see [`vault`]).
     pub authority: AuthoritySpec,
+    /// MESHCA_XCP_CA_ARN: the Private CA of TSB's XCP identities (xcp-central, mpc, xcp-edge),
+    /// when not MESHCA_CA_ARN's (they often come from another CA than mesh intermediates).
+    pub xcp_authority: Option<AuthoritySpec>,
     /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
     pub regions: Vec<String>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
@@ -50,6 +55,79 @@ pub struct Config {
     pub fanout_threshold: usize,
     /// MESHCA_EVENT_BUS: the bus for those events (default `default`).
     pub event_bus: String,
+    /// Which kinds of certificate each cluster gets; see [`Kinds`].
+    pub kinds: Kinds,
+}
+
+/// Which kinds each opted-in cluster gets: MESHCA_KINDS (default `istio-cacerts`) unless the
+/// cluster's MESHCA_KINDS_TAG (default `meshca.io/kinds`) names them; a MESHCA_TSB_ROLE_TAG
+/// (default `meshca.io/tsb-role`) of `management-plane` adds xcp-central and mpc; the
+/// MESHCA_TSB_NAME_TAG (default `meshca.io/tsb-name`) is the cluster's name in TSB (xcp-edge).
+/// Kinds in a tag are separated by spaces or `+` (AWS tag values allow no comma).
+/// MESHCA_TSB_NAMESPACE (default `tsb`), MESHCA_TSB_CENTRAL_ADDRESSES (space-separated DNS names
+/// or IPs for xcp-central), MESHCA_CERT_MANAGER_SECRET (default `cert-manager/istio-ca`).
+#[derive(Debug, Clone)]
+pub struct Kinds {
+    pub default: Vec<Kind>,
+    pub kinds_tag: String,
+    pub tsb_role_tag: String,
+    pub tsb_name_tag: String,
+    pub tsb_namespace: String,
+    pub central_addresses: Vec<String>,
+    pub cert_manager_secret: (String, String),
+}
+
+impl Kinds {
+    /// The kinds a cluster with `tags` gets, each with its names; an unknown kind in the tag is an
+    /// error naming it (the cluster is then skipped with that reason).
+    pub fn for_tags(&self, tags: &BTreeMap<String, String>) -> Result<Vec<KindSpec>, String> {
+        let mut kinds = match tags.get(&self.kinds_tag) {
+            Some(v) => parse_kinds(v).map_err(|e| format!("tag {}: {e}", self.kinds_tag))?,
+            None => self.default.clone(),
+        };
+        if tags.get(&self.tsb_role_tag).map(String::as_str) == Some("management-plane") {
+            for k in [Kind::XcpCentral, Kind::Mpc] {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        Ok(kinds.into_iter().map(|k| self.spec(k, tags)).collect())
+    }
+
+    fn spec(&self, kind: Kind, tags: &BTreeMap<String, String>) -> KindSpec {
+        let mut spec = KindSpec::new(kind);
+        match kind {
+            Kind::CertManagerCa => (spec.namespace, spec.secret) = self.cert_manager_secret.clone(),
+            Kind::XcpCentral | Kind::Mpc => spec.namespace = self.tsb_namespace.clone(),
+            Kind::XcpEdge => spec.tsb_name = tags.get(&self.tsb_name_tag).cloned(),
+            Kind::IstioCacerts => {}
+        }
+        if kind == Kind::XcpCentral {
+            for a in &self.central_addresses {
+                match a.parse::<std::net::IpAddr>() {
+                    Ok(ip) => spec.ips.push(ip),
+                    Err(_) => spec.dns.push(a.clone()),
+                }
+            }
+        }
+        spec
+    }
+}
+
+/// `istio-cacerts xcp-edge` or `istio-cacerts+xcp-edge`, each kind once.
+fn parse_kinds(text: &str) -> Result<Vec<Kind>, String> {
+    let mut out = Vec::new();
+    for k in text.split([' ', '+']).filter(|k| !k.is_empty()) {
+        let kind: Kind = k.parse().map_err(|e: meshca_core::kind::UnknownKind| e.to_string())?;
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    if out.is_empty() {
+        return Err("names no kind".into());
+    }
+    Ok(out)
 }
 
 fn get(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Option<String> {
@@ -86,6 +164,13 @@ impl Config {
             return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
         }
         let authority = authority(env, issue_rate)?;
+        let xcp_authority = match get(env, "MESHCA_XCP_CA_ARN") {
+            None => None,
+            Some(arn) => {
+                let ca: CaArn = arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_XCP_CA_ARN", problem: e.to_string() })?;
+                Some(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate: Some(issue_rate) })
+            }
+        };
         let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
             Some(list) => list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
             None => vec![],
@@ -127,6 +212,7 @@ impl Config {
         }
         Ok(Config {
             authority,
+            xcp_authority,
             regions,
             opt_in: OptIn {
                 key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| OptIn::DEFAULT_KEY.into()),
@@ -150,6 +236,7 @@ impl Config {
             sweep_concurrency,
             fanout_threshold: parse(env, "MESHCA_FANOUT_THRESHOLD", 1000)?,
             event_bus: get(env, "MESHCA_EVENT_BUS").unwrap_or_else(|| "default".into()),
+            kinds: kinds(env)?,
         })
     }
 
@@ -157,6 +244,7 @@ impl Config {
     pub fn fleet_spec(&self) -> FleetSpec {
         FleetSpec {
             authority: self.authority.clone(),
+            xcp_authority: self.xcp_authority.clone(),
             escrow: EscrowSpec::SecretsManager {
                 prefix: self.secret_prefix.clone(),
                 kms_key_id: self.kms_key_id.clone(),
@@ -166,6 +254,29 @@ impl Config {
             event_bus: self.event_bus.clone(),
         }
     }
+}
+
+fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
+    let default = match get(env, "MESHCA_KINDS") {
+        Some(v) => parse_kinds(&v).map_err(|problem| ConfigError { var: "MESHCA_KINDS", problem })?,
+        None => vec![Kind::IstioCacerts],
+    };
+    let secret = get(env, "MESHCA_CERT_MANAGER_SECRET").unwrap_or_else(|| "cert-manager/istio-ca".into());
+    let cert_manager_secret = secret
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        .map(|(ns, n)| (ns.to_string(), n.to_string()))
+        .ok_or(ConfigError { var: "MESHCA_CERT_MANAGER_SECRET", problem: format!("{secret:?} is not NAMESPACE/NAME") })?;
+    let tag = |var, default: &str| get(env, var).unwrap_or_else(|| default.into());
+    Ok(Kinds {
+        default,
+        kinds_tag: tag("MESHCA_KINDS_TAG", "meshca.io/kinds"),
+        tsb_role_tag: tag("MESHCA_TSB_ROLE_TAG", "meshca.io/tsb-role"),
+        tsb_name_tag: tag("MESHCA_TSB_NAME_TAG", "meshca.io/tsb-name"),
+        tsb_namespace: tag("MESHCA_TSB_NAMESPACE", "tsb"),
+        central_addresses: get(env, "MESHCA_TSB_CENTRAL_ADDRESSES").map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+        cert_manager_secret,
+    })
 }
 
 /// MESHCA_AUTHORITY: `pca` (default) or `vault`.

@@ -11,7 +11,10 @@ pub mod sweep;
 use std::time::{Duration, Instant};
 
 use meshca_core::clusters::{ClusterInfo, ClustersError};
-use meshca_core::{ClusterName, DeliveryOptions, Outcome, Reconciler, Step};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use meshca_core::{ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Reconciler, Settings, Step};
 use meshca_wiring::{Fleet, RegionPorts};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -30,8 +33,31 @@ pub struct App {
 pub struct Report {
     pub cluster: Option<String>,
     pub region: Option<String>,
+    /// The kind this report is about, when it is one other than istio-cacerts (sweep lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// The cluster's outcome: its first failure, else its first kind's.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Each kind's outcome, when the cluster has more than Istio's cacerts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<Kind, Outcome>,
+}
+
+impl Report {
+    pub fn new(cluster: Option<&str>, region: Option<&str>, outcome: Outcome) -> Self {
+        Report { cluster: cluster.map(str::to_string), region: region.map(str::to_string), kind: None, outcome, kinds: BTreeMap::new() }
+    }
+
+    /// One report for a cluster's kinds: the first failure leads, else the first kind.
+    fn of_kinds(cluster: &str, region: &str, outcomes: Vec<(Kind, Outcome)>) -> Self {
+        let lead = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed { .. })).or(outcomes.first()).map(|(_, o)| o.clone());
+        let mut report = Report::new(Some(cluster), Some(region), lead.unwrap_or(Outcome::Skipped { reason: "no kind".into() }));
+        if !(outcomes.len() == 1 && outcomes[0].0 == Kind::IstioCacerts) {
+            report.kinds = outcomes.into_iter().collect();
+        }
+        report
+    }
 }
 
 impl App {
@@ -61,26 +87,19 @@ impl App {
             .ok_or_else(|| format!("region {name} is not managed (MESHCA_REGIONS = {})", self.config.regions.join(",")))
     }
 
-    fn options(&self) -> DeliveryOptions {
+    fn options(&self, settings: &Settings, cluster: &ClusterName) -> DeliveryOptions {
         DeliveryOptions {
             adopt: self.config.adopt,
             restart: self.config.restart,
-            profile: self.config.settings.profile.clone(),
+            profile: settings.profile_for(cluster),
+            landing: settings.kind.landing(),
             ..DeliveryOptions::default()
         }
     }
 
-    pub(crate) fn reconciler<'a>(&'a self, authority: &'a dyn meshca_core::Authority, r: &'a RegionPorts) -> Reconciler<'a> {
-        Reconciler { authority, escrow: r.escrow.as_ref(), settings: &self.config.settings }
-    }
-
     /// Handles one parsed request; `deadline` is when the invocation must have answered.
     pub async fn handle(&self, request: Request, deadline: Instant) -> Report {
-        let report = |cluster: Option<&str>, region: Option<&str>, outcome| Report {
-            cluster: cluster.map(str::to_string),
-            region: region.map(str::to_string),
-            outcome,
-        };
+        let report = Report::new;
         match request {
             Request::FailedCall { event_name, error_code } => report(
                 None,
@@ -93,39 +112,61 @@ impl App {
                     let reason = format!("not opted in: tag {} absent from CreateCluster", self.config.opt_in);
                     return report(Some(&cluster), Some(&region), Outcome::Skipped { reason });
                 }
-                let outcome = self.reconcile(&cluster, Some(&region), false, Some(deadline)).await;
-                report(Some(&cluster), Some(&region), outcome)
+                self.reconcile(&cluster, Some(&region), false, Some(deadline)).await
             }
             Request::Reconcile { cluster, region, force } => {
-                let outcome = self.reconcile(&cluster, region.as_deref(), force, None).await;
-                report(Some(&cluster), region.as_deref().or(Some(&self.config.regions[0])), outcome)
+                self.reconcile(&cluster, region.as_deref(), force, None).await
             }
             Request::Deleted { cluster, region } => {
-                let outcome = self.cleanup(&cluster, &region).await;
-                report(Some(&cluster), Some(&region), outcome)
+                self.cleanup(&cluster, &region).await
             }
         }
     }
 
     /// Reconciles one cluster. With `wait_until`, a cluster that is not ACTIVE yet is polled
     /// until then (EKS sends no "cluster ACTIVE" event); otherwise it is skipped at once.
-    pub async fn reconcile(&self, cluster: &str, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Outcome {
+    pub async fn reconcile(&self, cluster: &str, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Report {
+        let region_name = region.unwrap_or(&self.config.regions[0]);
+        let single = |outcome| Report::new(Some(cluster), Some(region_name), outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
-            Err(e) => return Outcome::Skipped { reason: format!("{e}") },
+            Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
         };
         let (_, r) = match self.region(region) {
             Ok(r) => r,
-            Err(reason) => return Outcome::Skipped { reason },
+            Err(reason) => return single(Outcome::Skipped { reason }),
         };
         let described = match self.await_active(r, cluster, wait_until).await {
             Ok(c) => c,
-            Err(outcome) => return outcome,
+            Err(outcome) => return single(outcome),
         };
         if wait_until.is_none() && !self.config.opt_in.admits(&described.tags) {
-            return Outcome::Skipped { reason: format!("not opted in: tag {} absent", self.config.opt_in) };
+            return single(Outcome::Skipped { reason: format!("not opted in: tag {} absent", self.config.opt_in) });
         }
-        self.apply(self.fleet.authority.as_ref(), &name, r, &described, force).await
+        let kinds = match self.config.kinds.for_tags(&described.tags) {
+            Ok(k) => k,
+            Err(reason) => return single(Outcome::Skipped { reason }),
+        };
+        let mut outcomes = Vec::new();
+        for spec in kinds {
+            let kind = spec.kind;
+            let authority = self.authority_for(kind);
+            outcomes.push((kind, self.apply(authority.as_ref(), &name, r, &described, spec, force).await));
+        }
+        Report::of_kinds(cluster, region_name, outcomes)
+    }
+
+    /// The authority that signs `kind`: the XCP CA for TSB's identities when one is configured.
+    pub(crate) fn authority_for(&self, kind: Kind) -> Arc<dyn meshca_core::Authority> {
+        match (&self.fleet.xcp_authority, kind) {
+            (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp.clone(),
+            _ => self.fleet.authority.clone(),
+        }
+    }
+
+    /// The settings of one kind.
+    pub(crate) fn settings_for(&self, spec: KindSpec) -> Settings {
+        Settings { kind: spec, ..self.config.settings.clone() }
     }
 
     /// The cluster once it is ACTIVE, polling until `wait_until`; else the outcome that ends here.
@@ -148,38 +189,53 @@ impl App {
         }
     }
 
-    /// Apply (or, in a dry run, plan) one ACTIVE cluster, and log the outcome.
-    pub(crate) async fn apply(&self, authority: &dyn meshca_core::Authority, name: &ClusterName, r: &RegionPorts, cluster: &ClusterInfo, force: bool) -> Outcome {
-        let delivery = match r.clusters.connect(cluster, self.options()) {
+    /// Apply (or, in a dry run, plan) one kind of one ACTIVE cluster, and log the outcome.
+    pub(crate) async fn apply(&self, authority: &dyn meshca_core::Authority, name: &ClusterName, r: &RegionPorts, cluster: &ClusterInfo, spec: KindSpec, force: bool) -> Outcome {
+        let settings = self.settings_for(spec);
+        let delivery = match r.clusters.connect(cluster, self.options(&settings, name)) {
             Ok(d) => d,
             Err(e) => return Outcome::Failed { step: Step::Deliver, error: e.to_string() },
         };
-        let reconciler = self.reconciler(authority, r);
+        let reconciler = Reconciler { authority, escrow: r.escrow.as_ref(), settings: &settings };
         let outcome = if self.config.dry_run {
             reconciler.plan(name, delivery.as_ref(), force).await
         } else {
             reconciler.apply(name, delivery.as_ref(), force).await
         };
+        let kind = settings.kind.kind;
         match &outcome {
-            Outcome::Failed { step, error } => warn!(cluster = %name, step = %step, outcome = "failed", error = %error),
-            other => info!(cluster = %name, outcome = other.label()),
+            Outcome::Failed { step, error } => warn!(cluster = %name, kind = %kind, step = %step, outcome = "failed", error = %error),
+            other => info!(cluster = %name, kind = %kind, outcome = other.label()),
         }
         outcome
     }
 
-    async fn cleanup(&self, cluster: &str, region: &str) -> Outcome {
+    /// A deleted cluster: every kind it held is revoked and retired (its tags are gone with it,
+    /// so every kind is looked for in escrow).
+    async fn cleanup(&self, cluster: &str, region: &str) -> Report {
+        let single = |outcome| Report::new(Some(cluster), Some(region), outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
-            Err(e) => return Outcome::Skipped { reason: format!("{e}") },
+            Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
         };
         let (_, r) = match self.region(Some(region)) {
             Ok(r) => r,
-            Err(reason) => return Outcome::Skipped { reason },
+            Err(reason) => return single(Outcome::Skipped { reason }),
         };
         if self.config.dry_run {
-            return Outcome::Planned { plan: "revoke the cluster's intermediates and retire its escrow".into() };
+            return single(Outcome::Planned { plan: "revoke the cluster's intermediates and retire its escrow".into() });
         }
-        self.reconciler(self.fleet.authority.as_ref(), r).cleanup(&name).await
+        let mut outcomes = Vec::new();
+        for kind in Kind::ALL {
+            let settings = self.settings_for(KindSpec::new(kind));
+            let authority = self.authority_for(kind);
+            let outcome = Reconciler { authority: authority.as_ref(), escrow: r.escrow.as_ref(), settings: &settings }.cleanup(&name).await;
+            // Kinds the cluster never had leave no trace in the report.
+            if kind == Kind::IstioCacerts || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster") {
+                outcomes.push((kind, outcome));
+            }
+        }
+        Report::of_kinds(cluster, region, outcomes)
     }
 
     /// Sweeps every managed region; see [`sweep::Sweep`].

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use meshca_core::clusters::{ClusterInfo, ClustersError};
 use meshca_core::pace::Described;
-use meshca_core::{ClusterName, Outcome, ReconcileRequest, Step, Verdict};
+use meshca_core::{ClusterName, Kind, KindSpec, Outcome, ReconcileRequest, Reconciler, Step, Verdict};
 use meshca_wiring::RegionPorts;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -89,6 +89,8 @@ struct Candidate<'a> {
     region: &'a str,
     ports: &'a RegionPorts,
     cluster: ClusterInfo,
+    /// One kind of the cluster's certificates: each is judged and renewed on its own.
+    spec: KindSpec,
     assessed: Result<Verdict, Outcome>,
 }
 
@@ -103,20 +105,32 @@ impl Candidate<'_> {
     }
 
     fn report(&self, outcome: Outcome) -> Report {
-        Report { cluster: Some(self.cluster.name.clone()), region: Some(self.region.to_string()), outcome }
+        let mut report = Report::new(Some(&self.cluster.name), Some(self.region), outcome);
+        report.kind = (self.spec.kind != Kind::IstioCacerts).then_some(self.spec.kind);
+        report
     }
 }
 
 /// One sweep of the fleet by one function instance.
 pub struct Sweep<'a> {
     app: &'a App,
-    /// The CA, described once for the whole sweep.
+    /// The CA, described once for the whole sweep; and the XCP identities' CA if it is another.
     authority: Described<'a>,
+    xcp_authority: Option<Described<'a>>,
 }
 
 impl<'a> Sweep<'a> {
     pub fn new(app: &'a App) -> Self {
-        Sweep { app, authority: Described::new(app.fleet.authority.as_ref()) }
+        let xcp_authority = app.fleet.xcp_authority.as_deref().map(Described::new);
+        Sweep { app, authority: Described::new(app.fleet.authority.as_ref()), xcp_authority }
+    }
+
+    /// The (described-once) authority that signs `kind`.
+    fn authority_for(&self, kind: Kind) -> &dyn meshca_core::Authority {
+        match (&self.xcp_authority, kind) {
+            (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp,
+            _ => &self.authority,
+        }
     }
 
     /// Sweeps every managed region; `deadline` is when the invocation must have answered.
@@ -137,7 +151,7 @@ impl<'a> Sweep<'a> {
         } else {
             self.reconcile_inline(ready, deadline, &mut out).await;
         }
-        out.clusters.sort_by(|a, b| (&a.region, &a.cluster).cmp(&(&b.region, &b.cluster)));
+        out.clusters.sort_by(|a, b| (&a.region, &a.cluster, a.kind).cmp(&(&b.region, &b.cluster, b.kind)));
         out.took_ms = started.elapsed().as_millis() as u64;
         out
     }
@@ -155,15 +169,23 @@ impl<'a> Sweep<'a> {
             }
         }
         out.checked = found.len();
-        let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(found)
-            .map(|(region, ports, cluster)| async move {
-                let assessed = self.assess(ports, &cluster).await;
-                Candidate { region, ports, cluster, assessed }
+        // One candidate per kind of each cluster (a tag naming an unknown kind: one, skipped).
+        let per_kind = found.into_iter().flat_map(|(region, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
+            Ok(kinds) => kinds.into_iter().map(|spec| (region, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),
+            Err(reason) => vec![(region, ports, cluster, KindSpec::default(), Some(Outcome::Skipped { reason }))],
+        });
+        let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(per_kind)
+            .map(|(region, ports, cluster, spec, stop)| async move {
+                let assessed = match stop {
+                    Some(outcome) => Err(outcome),
+                    None => self.assess(ports, &cluster, &spec).await,
+                };
+                Candidate { region, ports, cluster, spec, assessed }
             })
             .buffer_unordered(self.app.config.sweep_concurrency)
             .collect()
             .await;
-        candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| a.cluster.name.cmp(&b.cluster.name)));
+        candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| (&a.cluster.name, a.spec.kind).cmp(&(&b.cluster.name, b.spec.kind))));
         let due = candidates.iter().filter(|c| matches!(c.assessed, Ok(Verdict::Renew { .. }))).count();
         info!(checked = out.checked, due, "sweep assessed the fleet from escrow");
         candidates
@@ -188,13 +210,14 @@ impl<'a> Sweep<'a> {
         Ok(clusters)
     }
 
-    /// Escrow's verdict on one cluster, or the outcome that stops it here.
-    async fn assess(&self, ports: &RegionPorts, cluster: &ClusterInfo) -> Result<Verdict, Outcome> {
+    /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.
+    async fn assess(&self, ports: &RegionPorts, cluster: &ClusterInfo, spec: &KindSpec) -> Result<Verdict, Outcome> {
         if !cluster.is_active() {
             return Err(Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) });
         }
         let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped { reason: format!("{e}") })?;
-        let reconciler = self.app.reconciler(&self.authority, ports);
+        let settings = self.app.settings_for(spec.clone());
+        let reconciler = Reconciler { authority: self.authority_for(spec.kind), escrow: ports.escrow.as_ref(), settings: &settings };
         reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })
     }
 
@@ -208,7 +231,8 @@ impl<'a> Sweep<'a> {
                     return (c.report(Outcome::Skipped { reason }), escrowed_end);
                 }
                 let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-                (c.report(self.app.apply(&self.authority, &name, c.ports, &c.cluster, false).await), escrowed_end)
+                let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, c.ports, &c.cluster, c.spec.clone(), false).await;
+                (c.report(outcome), escrowed_end)
             })
             .buffer_unordered(self.app.config.sweep_concurrency)
             .collect()
@@ -229,6 +253,9 @@ impl<'a> Sweep<'a> {
                 out.saw_expiry(&c.cluster.name, c.region, not_after);
             }
         }
+        // One request per cluster: cluster-events reconciles every kind of it.
+        let mut seen = std::collections::BTreeSet::new();
+        let ready: Vec<Candidate<'_>> = ready.into_iter().filter(|c| seen.insert((c.region, c.cluster.name.clone()))).collect();
         let requests: Vec<ReconcileRequest> = ready
             .iter()
             .map(|c| ReconcileRequest { cluster: c.cluster.name.clone(), region: Some(c.region.to_string()), force: false })

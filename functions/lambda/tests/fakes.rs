@@ -129,6 +129,7 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
     let fan_out = Arc::new(FakeFanOut::default());
     let fleet = Fleet {
         authority: Arc::new(ca),
+        xcp_authority: None,
         regions: BTreeMap::from([(
             REGION.to_string(),
             RegionPorts { clusters: clusters.clone(), escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))) },

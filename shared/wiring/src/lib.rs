@@ -278,6 +278,8 @@ pub fn read_bundle(path: &Path) -> Result<(Bundle, Option<BundleMeta>), WiringEr
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
     pub authority: AuthoritySpec,
+    /// The CA of TSB's XCP identities, when it is not `authority`.
+    pub xcp_authority: Option<AuthoritySpec>,
     pub escrow: EscrowSpec,
     /// Regions whose clusters are managed; each gets its own EKS and escrow clients.
     pub regions: Vec<String>,
@@ -296,6 +298,8 @@ pub struct RegionPorts {
 #[derive(Clone)]
 pub struct Fleet {
     pub authority: Arc<dyn Authority>,
+    /// Signs xcp-central, mpc and xcp-edge when set; else `authority` does.
+    pub xcp_authority: Option<Arc<dyn Authority>>,
     pub regions: BTreeMap<String, RegionPorts>,
     pub fan_out: Arc<dyn FanOut>,
 }
@@ -309,7 +313,11 @@ impl Fleet {
             let escrow = escrow(&spec.escrow, Some(home), Some(r))?;
             regions.insert(r.clone(), RegionPorts { clusters: clusters(home, r), escrow });
         }
-        Ok(Fleet { authority: authority(&spec.authority, Some(home)).await?, regions, fan_out: fan_out(home, &spec.event_bus) })
+        let xcp_authority = match &spec.xcp_authority {
+            Some(s) => Some(authority(s, Some(home)).await?),
+            None => None,
+        };
+        Ok(Fleet { authority: authority(&spec.authority, Some(home)).await?, xcp_authority, regions, fan_out: fan_out(home, &spec.event_bus) })
     }
 }
 
