@@ -226,3 +226,53 @@ async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_
     let revoked = bao.json(&["read", &format!("pki/cert/{serial}")]);
     assert!(revoked["data"]["revocation_time"].as_i64().unwrap_or(0) > 0, "{revoked}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
+    let emu = AwsEmulator::start();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    // A control plane: Istio's cacerts and its XCP edge identity, under its TSB name.
+    let edge = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
+    edge.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+    emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": edge.url(), "ca_pem": edge.ca_pem(),
+        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "istio-cacerts xcp-edge", "meshca.io/tsb-name": "prod-east"}}));
+    // The management plane: its role tag adds xcp-central and mpc (cluster-wide access: it may create `tsb`).
+    let mgmt_settings = Settings { cluster: "mgmt".into(), aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]), ..Default::default() };
+    let mgmt = ApiServer::start(mgmt_settings).await.unwrap();
+    emu.control("eks/cluster", json!({"region": REGION, "name": "mgmt", "endpoint": mgmt.url(), "ca_pem": mgmt.ca_pem(),
+        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "xcp-central", "meshca.io/tsb-role": "management-plane"}}));
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), ca),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+        ("MESHCA_TSB_CENTRAL_ADDRESSES".to_string(), "central.tsb.example 10.0.0.7".to_string()),
+    ]);
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let app = App::with_sdk_config(config, &emu.sdk_config().await).await.unwrap();
+
+    let report = app.handle(event::parse(&sample("eks-create-cluster.json")).unwrap(), soon()).await;
+    let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
+    assert_eq!(kinds, ["istio-cacerts", "xcp-edge"], "{report:?}");
+    assert!(report.kinds.values().all(|o| matches!(o, Outcome::Renewed { generation: 1, change: Change::Created, .. })), "{report:?}");
+    assert!(edge.get(Resource::Secrets, "istio-system", "cacerts").is_some());
+    let edge_secret = edge.get(Resource::Secrets, "istio-system", "xcp-edge-cert").expect("xcp-edge-cert delivered");
+    assert_eq!(edge_secret["type"], "kubernetes.io/tls");
+
+    let report = app.handle(Request::Reconcile { cluster: "mgmt".into(), region: None, force: false }, soon()).await;
+    let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
+    assert_eq!(kinds, ["xcp-central", "mpc"], "{report:?}");
+    assert!(mgmt.get(Resource::Secrets, "tsb", "xcp-central-cert").is_some() && mgmt.get(Resource::Secrets, "tsb", "mpc-certs").is_some());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["kinds"]["xcp-central"]["outcome"], "renewed", "{json}");
+
+    // The sweep sees each kind on its own: all healthy now.
+    let sweep = app.sweep(soon()).await;
+    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed), (2, 4, 0), "{sweep:?}");
+
+    let revokes = emu.calls("RevokeCertificate");
+    let report = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await;
+    let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
+    assert_eq!(kinds, ["istio-cacerts", "xcp-edge"], "{report:?}");
+    assert!(report.kinds.values().all(|o| matches!(o, Outcome::Revoked { certificates } if certificates.len() == 1)), "{report:?}");
+    assert_eq!(emu.calls("RevokeCertificate") - revokes, 2, "both of c1's certificates revoked");
+}
