@@ -41,13 +41,15 @@ def cdk_role_statements(out="cdk.out"):
 
 # The module's dynamic statements, by the local their for_each reads: present for one authority only.
 AUTHORITY_LOCALS = {"pca": "${local.pca}", "vault": "${local.vault_secret_id}"}
+# Statements for TSB's XCP identities, off unless xcp_identities: not in the synthesised stacks.
+XCP_LOCALS = {"${local.xcp_ca}", "${local.xcp_own_ca}"}
 
 
 def tf_role_statements(authority="pca"):
     doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
     dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
     chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) == AUTHORITY_LOCALS[authority]]
-    assert all(one(d["for_each"]) in AUTHORITY_LOCALS.values() for d in dynamic), "a dynamic statement outside the authority switch"
+    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS for d in dynamic), "a dynamic statement outside the known switches"
     return doc["statement"] + chosen
 
 
@@ -101,3 +103,17 @@ def test_every_variable_is_described_and_the_risky_ones_validated():
         assert "validation" in variables[name], f"variable {name} is not validated"
     outputs = {name for item in load("outputs.tf")["output"] for name in item}
     assert {"role_arn", "grant_cluster_access", "alarm_topic_arn"} <= outputs
+
+
+def test_xcp_identities_get_the_end_entity_template_on_their_ca_only():
+    doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
+    dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
+    xcp = {one(d["for_each"]): one(d["content"]) for d in dynamic}
+    issue = xcp["${local.xcp_ca}"]
+    assert actions(issue["actions"]) == ["acm-pca:IssueCertificate"]
+    cond = one(issue["condition"])
+    assert (one(cond["test"]), one(cond["variable"]), one(cond["values"])) == ("StringEquals", "acm-pca:TemplateArn", "${local.end_entity_template}")
+    own = xcp["${local.xcp_own_ca}"]
+    assert "acm-pca:IssueCertificate" not in actions(own["actions"])
+    main = open(os.path.join(MODULE, "main.tf")).read()
+    assert 'end_entity_template = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"' in " ".join(main.split())

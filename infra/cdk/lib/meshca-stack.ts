@@ -16,8 +16,10 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import * as path from 'path';
 
-/** The PathLen0 subordinate template: the only one meshca may issue with. */
+/** The PathLen0 subordinate template: the only one meshca may issue intermediates with. */
 export const PATHLEN0_TEMPLATE = 'template/SubordinateCACertificate_PathLen0/V1';
+/** The end-entity template of TSB's XCP identities (xcp-central, mpc, xcp-edge). */
+export const END_ENTITY_TEMPLATE = 'template/EndEntityCertificate/V1';
 
 /** Vault / OpenBao as the authority instead of Private CA: the functions get no PCA permission. */
 export interface MeshcaVaultProps {
@@ -41,6 +43,10 @@ export interface MeshcaProps extends cdk.StackProps {
   readonly caArn?: string;
   /** Vault / OpenBao PKI as the authority (or give `caArn`). */
   readonly vault?: MeshcaVaultProps;
+  /** Issue TSB's XCP identities (EndEntityCertificate/V1) too; default false: the role may use the PathLen0 template only. */
+  readonly xcpIdentities?: boolean;
+  /** The Private CA that signs the XCP identities, if not `caArn` (MESHCA_XCP_CA_ARN). */
+  readonly xcpCaArn?: string;
   /** Template ARN; default SubordinateCACertificate_PathLen0/V1 in the CA's partition. */
   readonly templateArn?: string;
   /** Regions whose EKS clusters are managed; default: the stack's region. */
@@ -81,9 +87,15 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     ? { addr: vaultAddr, mount: ctx('vaultMount'), issuer: ctx('vaultIssuer'), namespace: ctx('vaultNamespace'),
         roleId: ctx('vaultRoleId'), secretIdArn: ctx('vaultSecretIdArn'), awsRole: ctx('vaultAwsRole') }
     : undefined;
+  const xcpIdentities = ctx('xcpIdentities');
+  if (xcpIdentities !== undefined && xcpIdentities !== 'true' && xcpIdentities !== 'false') {
+    throw new Error(`context meshca:xcpIdentities: ${JSON.stringify(xcpIdentities)} is not true or false`);
+  }
   return {
     caArn,
     vault,
+    xcpIdentities: xcpIdentities === 'true',
+    xcpCaArn: ctx('xcpCaArn'),
     templateArn: ctx('templateArn'),
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
     tagKey: ctx('tagKey'),
@@ -141,11 +153,20 @@ export class MeshcaStack extends cdk.Stack {
       description: 'meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters',
     });
     if (props.caArn && templateArn) this.grantPca(props.caArn, templateArn);
+    const xcpCa = props.xcpCaArn ?? props.caArn;
+    if (props.xcpCaArn && !props.xcpIdentities) throw new Error('xcpCaArn is given but xcpIdentities is not true');
+    if (props.xcpIdentities) {
+      if (!xcpCa) throw new Error('xcpIdentities need a Private CA: caArn or xcpCaArn (Vault does not sign them)');
+      const x = cdk.Arn.split(xcpCa, cdk.ArnFormat.SLASH_RESOURCE_NAME);
+      if (x.service !== 'acm-pca' || x.resource !== 'certificate-authority') throw new Error(`xcpCaArn ${xcpCa} is not an acm-pca certificate-authority ARN`);
+      this.grantXcp(xcpCa, `arn:${x.partition}:acm-pca:::${END_ENTITY_TEMPLATE}`, xcpCa !== props.caArn);
+    }
     if (props.vault?.secretIdArn) this.grantVaultSecretId(props.vault.secretIdArn);
     this.grantMeshca(regions);
 
     const env: Record<string, string> = {
       ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
+      ...(props.xcpCaArn ? { MESHCA_XCP_CA_ARN: props.xcpCaArn } : {}),
       ...(props.vault ? vaultEnvironment(props.vault) : {}),
       MESHCA_REGIONS: regions.join(','),
       MESHCA_TAG_KEY: props.tagKey ?? 'meshca.io/enabled',
@@ -256,6 +277,24 @@ export class MeshcaStack extends cdk.Stack {
       actions: ['acm-pca:GetCertificate', 'acm-pca:DescribeCertificateAuthority', 'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate'],
       resources: [caArn],
     }));
+  }
+
+  /** TSB's XCP identities: IssueCertificate with the end-entity template only, on their CA; and
+   * reading and revoking on it when it is not the intermediates' CA. */
+  private grantXcp(caArn: string, templateArn: string, ownCa: boolean): void {
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'IssueXcpIdentitiesWithTheEndEntityTemplateOnly',
+      actions: ['acm-pca:IssueCertificate'],
+      resources: [caArn],
+      conditions: { StringEquals: { 'acm-pca:TemplateArn': templateArn } },
+    }));
+    if (ownCa) {
+      this.role.addToPolicy(new iam.PolicyStatement({
+        sid: 'ReadAndRevokeOnTheXcpCa',
+        actions: ['acm-pca:GetCertificate', 'acm-pca:DescribeCertificateAuthority', 'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate'],
+        resources: [caArn],
+      }));
+    }
   }
 
   /** Vault AppRole: the one secret holding the secret id, read-only. */

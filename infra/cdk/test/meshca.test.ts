@@ -184,6 +184,32 @@ test('a Vault stack grants no Private CA permission and reads only the AppRole s
   assert.ok(statements(iamLogin).every((s) => !JSON.stringify(s).includes('acm-pca') && !JSON.stringify(s.Resource).includes('vault-secret-id')));
 });
 
+const XCP_CA = 'arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/99999999-8888-7777-6666-555555555555';
+
+test('XCP identities: the end-entity template on their CA only, and nothing of it without them', () => {
+  const issue = (t: Template) => statements(t).filter((s) => actionsOf(s).includes('acm-pca:IssueCertificate'));
+  // Without xcpIdentities the role cannot issue an end-entity certificate anywhere.
+  assert.ok(issue(synth().template).every((s) => !JSON.stringify(s.Condition).includes('EndEntityCertificate')));
+  // From the intermediates' CA: a second statement, same CA, the end-entity template only.
+  const same = issue(synth({ xcpIdentities: true }).template);
+  assert.equal(same.length, 2);
+  const xcp = same.find((s) => JSON.stringify(s.Condition).includes('EndEntityCertificate'))!;
+  assert.deepEqual(xcp.Condition, { StringEquals: { 'acm-pca:TemplateArn': 'arn:aws:acm-pca:::template/EndEntityCertificate/V1' } });
+  assert.deepEqual(resourcesOf(xcp), [CA]);
+  assert.deepEqual(actionsOf(xcp), ['acm-pca:IssueCertificate']);
+  // From their own CA: issuing, reading and revoking there, PathLen0 still on the main CA only.
+  const { app, stack } = stackOf({ xcpIdentities: true, xcpCaArn: XCP_CA });
+  const t = Template.fromStack(stack);
+  const own = issue(t);
+  assert.deepEqual(own.map((s) => resourcesOf(s)[0]).sort(), [CA, XCP_CA].sort());
+  assert.deepEqual(resourcesOf(own.find((s) => JSON.stringify(s.Condition).includes('PathLen0'))!), [CA]);
+  assert.ok(statements(t).some((s) => actionsOf(s).includes('acm-pca:RevokeCertificate') && resourcesOf(s).includes(XCP_CA)));
+  t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ MESHCA_XCP_CA_ARN: XCP_CA }) } });
+  assert.deepEqual(nagFindings(app), []);
+  assert.throws(() => synth({ xcpCaArn: XCP_CA }), /xcpIdentities is not true/);
+  assert.throws(() => synth({ caArn: undefined, vault: { addr: 'https://v:8200', awsRole: 'r' }, xcpIdentities: true }), /need a Private CA/);
+});
+
 test('bad props are refused with the reason', () => {
   assert.throws(() => synth({ vault: { addr: 'https://v:8200', awsRole: 'r' } }), /exactly one authority/);
   assert.throws(() => synth({ caArn: undefined }), /exactly one authority/);

@@ -13,6 +13,11 @@ locals {
   template_arn = coalesce(var.template_arn, "arn:${local.partition}:acm-pca:::template/SubordinateCACertificate_PathLen0/V1")
   # Exactly one authority: Private CA (ca_arn) or Vault (vault).
   pca = var.ca_arn == null ? [] : [var.ca_arn]
+  # TSB's XCP identities: the end-entity template, on their CA (xcp_ca_arn, else ca_arn).
+  xcp_ca_arn         = coalesce(var.xcp_ca_arn, var.ca_arn, "none")
+  xcp_ca             = var.xcp_identities ? [local.xcp_ca_arn] : []
+  xcp_own_ca         = var.xcp_identities && var.xcp_ca_arn != null && var.xcp_ca_arn != var.ca_arn ? [var.xcp_ca_arn] : []
+  end_entity_template = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"
   vault_secret_id = try(var.vault.secret_id_arn, null) == null ? [] : [var.vault.secret_id_arn]
   authority_environment = var.ca_arn != null ? {
     MESHCA_CA_ARN       = var.ca_arn
@@ -30,6 +35,7 @@ locals {
   )
   environment = merge(
     local.authority_environment,
+    var.xcp_ca_arn == null ? {} : { MESHCA_XCP_CA_ARN = var.xcp_ca_arn },
     {
       MESHCA_REGIONS       = join(",", local.regions)
       MESHCA_TAG_KEY       = var.tag_key
@@ -148,6 +154,28 @@ data "aws_iam_policy_document" "meshca" {
       resources = [statement.value]
     }
   }
+  # XCP identities only: IssueCertificate with the end-entity template, on their CA.
+  dynamic "statement" {
+    for_each = local.xcp_ca
+    content {
+      sid       = "IssueXcpIdentitiesWithTheEndEntityTemplateOnly"
+      actions   = ["acm-pca:IssueCertificate"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "acm-pca:TemplateArn"
+        values   = [local.end_entity_template]
+      }
+    }
+  }
+  dynamic "statement" {
+    for_each = local.xcp_own_ca
+    content {
+      sid       = "ReadAndRevokeOnTheXcpCa"
+      actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
+      resources = [statement.value]
+    }
+  }
   # Vault with AppRole only: the one secret holding the secret id, read-only.
   dynamic "statement" {
     for_each = local.vault_secret_id
@@ -222,6 +250,14 @@ resource "aws_lambda_function" "fn" {
     precondition {
       condition     = (var.ca_arn == null) != (var.vault == null)
       error_message = "Give exactly one authority: ca_arn (AWS Private CA) or vault (Vault / OpenBao)."
+    }
+    precondition {
+      condition     = !var.xcp_identities || var.ca_arn != null || var.xcp_ca_arn != null
+      error_message = "xcp_identities need a Private CA: ca_arn or xcp_ca_arn (Vault does not sign them)."
+    }
+    precondition {
+      condition     = var.xcp_ca_arn == null || var.xcp_identities
+      error_message = "xcp_ca_arn is set but xcp_identities is not true."
     }
   }
   for_each         = local.functions

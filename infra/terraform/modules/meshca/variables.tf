@@ -18,6 +18,22 @@ variable "ca_arn" {
   }
 }
 
+variable "xcp_identities" {
+  description = "Issue TSB's XCP identities (xcp-central, mpc, xcp-edge) with EndEntityCertificate/V1 too; false keeps the role to the PathLen0 template."
+  type        = bool
+  default     = false
+}
+
+variable "xcp_ca_arn" {
+  description = "The Private CA that signs the XCP identities, when not ca_arn (needs xcp_identities)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.xcp_ca_arn == null || can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.xcp_ca_arn))
+    error_message = "xcp_ca_arn must be an acm-pca certificate-authority ARN."
+  }
+}
+
 variable "vault" {
   description = "Vault / OpenBao PKI as the authority instead of ca_arn: addr, mount (default pki), optional issuer, namespace, ca_cert_pem, and either role_id + secret_id_arn (AppRole; the secret id in Secrets Manager) or aws_role (AWS IAM login). The functions then get no Private CA permission."
   type = object({
