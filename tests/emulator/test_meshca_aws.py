@@ -97,6 +97,27 @@ def test_templates_set_the_documented_extensions(endpoint, pca, tmp_path, templa
         assert "TLS Web Server Authentication" in text
 
 
+def test_end_entity_identities_get_both_ekus_and_the_csr_s_uri_san(endpoint, pca, tmp_path):
+    """EndEntityCertificate/V1 as PCA documents it: CA:FALSE, KU digitalSignature+keyEncipherment,
+    EKU serverAuth+clientAuth, subject and SANs from the CSR (TSB's XCP identities rely on it)."""
+    ca = control(endpoint, "fixtures/hierarchy")["issuing"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xcp-edge east-1")]))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://xcp.tetrate.io/east-1")]), critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    arn = issue(pca, ca, template="arn:aws:acm-pca:::template/EndEntityCertificate/V1", request=request)
+    text = openssl_text(pca.get_certificate(CertificateAuthorityArn=ca, CertificateArn=arn)["Certificate"], tmp_path)
+    assert "X509v3 Basic Constraints: critical\n                CA:FALSE" in text
+    assert "Digital Signature, Key Encipherment" in text
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
+    assert "URI:spiffe://xcp.tetrate.io/east-1" in text
+    assert "Subject: CN = xcp-edge east-1" in text
+
+
 def test_root_template_is_self_signed_without_pathlen(endpoint, pca, tmp_path):
     root = control(endpoint, "fixtures/hierarchy")["root"]
     pem = pca.get_certificate_authority_certificate(CertificateAuthorityArn=root)["Certificate"]
