@@ -39,11 +39,13 @@ async fn server() -> ApiServer {
 
 /// Issues `spec` for cluster c1 from a local CA in `dir`.
 async fn issued(dir: &Path, spec: &KindSpec) -> (Settings, Secured) {
+    let started = std::time::Instant::now();
     let ca = LocalCa::open_or_create(&dir.join("ca"), &LocalRootSpec::default()).unwrap();
     let escrow = LocalEscrow::new(dir.join("escrow"));
     let settings = Settings { kind: spec.clone(), ..Settings::default() };
     let c: ClusterName = "c1".parse().unwrap();
     let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &settings }.ensure_bundle(&c, false).await.unwrap();
+    eprintln!("{}: issued and escrowed in {} ms", spec.kind, started.elapsed().as_millis());
     (settings, secured)
 }
 
@@ -71,7 +73,9 @@ async fn every_kind_lands_in_its_secret_and_reads_back_as_delivered() {
         let spec = KindSpec::new(kind);
         let (settings, secured) = issued(dir.path(), &spec).await;
         let d = delivery(&server, &settings, false);
+        let started = std::time::Instant::now();
         let out = d.deliver(&secured.bundle, &secured.meta).await.unwrap();
+        eprintln!("{kind}: delivered in {} ms", started.elapsed().as_millis());
         assert_eq!(out.change, Change::Created, "{kind}");
         let landing = spec.landing();
         let got = data(&server, &landing.namespace, &landing.name);

@@ -346,6 +346,11 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(w.dir.path().join("escrow/c1/current.json")).unwrap()).unwrap();
     assert!(record.get("kind").is_none(), "{record}");
+    // Exactly the fields a current record had before kinds existed, so either version reads it.
+    let keys: std::collections::BTreeSet<&str> = record.as_object().unwrap().keys().map(String::as_str).collect();
+    let before: std::collections::BTreeSet<&str> =
+        ["schema", "cluster", "token", "authority_id", "meta", "bundle", "promoted_at"].into_iter().collect();
+    assert_eq!(keys, before);
     let edge_record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(w.dir.path().join("escrow/c1.xcp-edge/current.json")).unwrap()).unwrap();
     assert_eq!(edge_record["kind"], "xcp-edge");
