@@ -222,7 +222,7 @@ async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_
     assert_eq!(emu.calls("IssueCertificate"), 0, "no Private CA involved");
 
     let outcome = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates == &[serial.clone()]), "{outcome:?}");
+    assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates == std::slice::from_ref(&serial)), "{outcome:?}");
     let revoked = bao.json(&["read", &format!("pki/cert/{serial}")]);
     assert!(revoked["data"]["revocation_time"].as_i64().unwrap_or(0) > 0, "{revoked}");
 }

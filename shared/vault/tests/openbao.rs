@@ -97,7 +97,7 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
     // Cleanup revokes; the serial is in the mount's CRL.
     let outcome = r.cleanup(&c).await;
     let Outcome::Revoked { certificates } = &outcome else { panic!("{outcome:?}") };
-    assert_eq!(certificates, &[rotated.meta.certificate_id.clone()]);
+    assert_eq!(certificates, std::slice::from_ref(&rotated.meta.certificate_id));
     let crl = bao.cli(&["read", "-field=certificate", "pki/cert/crl"]);
     std::fs::write(dir.path().join("crl.pem"), crl).unwrap();
     let (ok, text) = openssl(&["crl", "-in", "crl.pem", "-noout", "-text"], dir.path());
