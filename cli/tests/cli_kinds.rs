@@ -97,3 +97,33 @@ fn kind_flags_are_checked_before_anything_is_issued() {
     meshca(d).args(["inspect", "out/c1", "--kind", "xcp-edge"]).assert().failure().stderr(predicate::str::contains("needs --tsb-name"));
     assert!(!d.join("out").exists() && !d.join(".meshca").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_reads_cacerts_the_way_istiod_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = cluster(d, "c9").await;
+    server.seed_istio(None);
+    meshca(d).args(["issue", "--cluster", "c9"]).assert().success();
+    meshca(d).args(["issue", "--cluster", "other", "--kind", "cert-manager-ca"]).assert().success();
+    // A cacerts holding both layouts: istiod uses tls.*, so that is the bundle in force.
+    let b64 = |p: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join(p)).unwrap())
+    };
+    let mut data = serde_json::Map::new();
+    for f in ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"] {
+        data.insert(f.into(), b64(&format!("out/c9/{f}")).into());
+    }
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
+        data.insert(f.into(), b64(&format!("out/other/cert-manager-ca/{f}")).into());
+    }
+    server.create(Resource::Secrets, "istio-system", json!({"metadata": {"name": "cacerts"}, "data": data})).unwrap();
+    meshca(d)
+        .args(["inspect", "--context", "c9", "--kubeconfig", "c9.kubeconfig"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(not managed by meshca): valid"))
+        .stdout(predicate::str::contains("other istio-csr CA"))
+        .stdout(predicate::str::contains("c9 istio intermediate CA").not());
+}

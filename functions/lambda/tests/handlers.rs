@@ -185,13 +185,7 @@ async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_
     use meshca_test_support::vault::Bao;
     let bao = Bao::start();
     bao.two_level_pki();
-    let policy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(policy.path(), include_str!("../../../shared/vault/meshca-policy.hcl")).unwrap();
-    bao.cli(&["policy", "write", "meshca", policy.path().to_str().unwrap()]);
-    bao.cli(&["auth", "enable", "approle"]);
-    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=20m", "token_no_default_policy=true"]);
-    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
-    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+    let (role_id, secret_id) = bao.approle(include_str!("../../../shared/vault/meshca-policy.hcl"), "20m");
 
     // The AppRole secret id lives in Secrets Manager, where the function reads it at start.
     let emu = AwsEmulator::start();
@@ -240,7 +234,7 @@ async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
     let mgmt_settings = Settings { cluster: "mgmt".into(), aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]), ..Default::default() };
     let mgmt = ApiServer::start(mgmt_settings).await.unwrap();
     emu.control("eks/cluster", json!({"region": REGION, "name": "mgmt", "endpoint": mgmt.url(), "ca_pem": mgmt.ca_pem(),
-        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "xcp-central", "meshca.io/tsb-role": "management-plane"}}));
+        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "xcp-central+cert-manager-ca", "meshca.io/tsb-role": "management-plane"}}));
     let env: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".to_string(), ca),
         ("MESHCA_REGIONS".to_string(), REGION.to_string()),
@@ -260,14 +254,15 @@ async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
 
     let report = app.handle(Request::Reconcile { cluster: "mgmt".into(), region: None, force: false }, soon()).await;
     let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
-    assert_eq!(kinds, ["xcp-central", "mpc"], "{report:?}");
+    assert_eq!(kinds, ["cert-manager-ca", "xcp-central", "mpc"], "{report:?}");
     assert!(mgmt.get(Resource::Secrets, "tsb", "xcp-central-cert").is_some() && mgmt.get(Resource::Secrets, "tsb", "mpc-certs").is_some());
+    assert_eq!(mgmt.get(Resource::Secrets, "cert-manager", "istio-ca").expect("istio-csr's CA delivered")["type"], "kubernetes.io/tls");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["kinds"]["xcp-central"]["outcome"], "renewed", "{json}");
 
     // The sweep sees each kind on its own: all healthy now.
     let sweep = app.sweep(soon()).await;
-    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed), (2, 4, 0), "{sweep:?}");
+    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed), (2, 5, 0), "{sweep:?}");
 
     let revokes = emu.calls("RevokeCertificate");
     let report = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await;

@@ -157,13 +157,7 @@ async fn a_run_stopped_after_vault_signed_is_resumed_with_that_certificate() {
 async fn approle_login_issues_and_a_token_without_the_policy_is_a_clear_error() {
     let bao = Bao::start();
     bao.two_level_pki();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), POLICY).unwrap();
-    bao.cli(&["policy", "write", "meshca", file.path().to_str().unwrap()]);
-    bao.cli(&["auth", "enable", "approle"]);
-    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=20m", "token_no_default_policy=true"]);
-    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
-    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+    let (role_id, secret_id) = bao.approle(POLICY, "20m");
     let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
     let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -251,9 +245,7 @@ fn stranger_ca() -> String {
 async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call_needs_them() {
     let bao = Bao::start();
     bao.two_level_pki();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), POLICY).unwrap();
-    bao.cli(&["policy", "write", "meshca", file.path().to_str().unwrap()]);
+    bao.policy("meshca", POLICY);
 
     // A renewable token living 3 s: renewed after 2 s at the next call, so it outlives 3 s.
     let token = bao.json(&["token", "create", "-policy=meshca", "-no-default-policy", "-ttl=3s", "-renewable=true"]);
@@ -266,10 +258,7 @@ async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call
     authority.describe().await.expect("6.6 s after a 3 s token was created, it still works: it was renewed");
 
     // AppRole tokens living 3 s: the next call after two thirds logs in again.
-    bao.cli(&["auth", "enable", "approle"]);
-    bao.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", "token_ttl=3s", "token_max_ttl=3s", "token_no_default_policy=true"]);
-    let role_id = bao.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
-    let secret_id = bao.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+    let (role_id, secret_id) = bao.approle(POLICY, "3s");
     let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
     let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
     authority.describe().await.unwrap();

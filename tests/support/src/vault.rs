@@ -123,11 +123,28 @@ impl Bao {
         text
     }
 
-    /// Writes `policy` (HCL) as policy `name` and returns a token holding only it.
-    pub fn token_with_policy(&self, name: &str, policy: &str) -> String {
+    /// Writes `policy` (HCL) as policy `name`.
+    pub fn policy(&self, name: &str, policy: &str) {
         let file = self._dir.path().join(format!("{name}.hcl"));
         std::fs::write(&file, policy).unwrap();
         self.cli(&["policy", "write", name, file.to_str().unwrap()]);
+    }
+
+    /// AppRole enabled, role `meshca` holding only policy `meshca` (written from `policy`) with
+    /// tokens living `ttl`: its role id and a fresh secret id.
+    pub fn approle(&self, policy: &str, ttl: &str) -> (String, String) {
+        self.policy("meshca", policy);
+        self.cli(&["auth", "enable", "approle"]);
+        let (ttl, max) = (format!("token_ttl={ttl}"), format!("token_max_ttl={ttl}"));
+        self.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", &ttl, &max, "token_no_default_policy=true"]);
+        let role_id = self.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
+        let secret_id = self.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+        (role_id, secret_id)
+    }
+
+    /// Writes `policy` (HCL) as policy `name` and returns a token holding only it.
+    pub fn token_with_policy(&self, name: &str, policy: &str) -> String {
+        self.policy(name, policy);
         let out = self.json(&["token", "create", &format!("-policy={name}"), "-no-default-policy", "-ttl=1h"]);
         out["auth"]["client_token"].as_str().unwrap().to_string()
     }
