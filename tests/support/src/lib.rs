@@ -3,6 +3,7 @@
 //! pending-generation helpers.
 
 pub mod aws;
+pub mod kube;
 pub mod pending;
 pub mod vault;
 

@@ -1,0 +1,164 @@
+//! Delivery against a real kube-apiserver (1.20, with etcd; built by tests/kube/build): what our
+//! own test server might agree with us on wrongly — namespace creation, resourceVersion rules,
+//! secret type validation, the status subresource, strategic-merge patches, and `kubectl apply`
+//! of the manifest meshca writes, with client-side validation on (the real server publishes its
+//! OpenAPI document).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use meshca_core::delivery::{Change, Delivery, DeliveryError, DeliveryOptions, Observed};
+use meshca_core::kind::{Kind, KindSpec};
+use meshca_core::{ClusterName, Reconciler, Secured, Settings};
+use meshca_kube::{KubeDelivery, RESTARTED_AT, TokenSource};
+use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
+use meshca_test_support::kube::RealApiServer;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+struct Token(String);
+
+#[async_trait]
+impl TokenSource for Token {
+    async fn bearer(&self) -> Result<Zeroizing<String>, String> {
+        Ok(Zeroizing::new(self.0.clone()))
+    }
+}
+
+fn client(server: &RealApiServer) -> kube::Client {
+    meshca_kube::from_endpoint("real", &server.url, &server.ca_pem, Arc::new(Token(server.token.clone()))).unwrap()
+}
+
+fn delivery(server: &RealApiServer, settings: &Settings, adopt: bool) -> KubeDelivery {
+    let c: ClusterName = "c1".parse().unwrap();
+    let options = DeliveryOptions { landing: settings.kind.landing(), profile: settings.profile_for(&c), adopt, ..DeliveryOptions::default() };
+    KubeDelivery::new(client(server), &server.url, options)
+}
+
+async fn issue(dir: &Path, spec: KindSpec, force: bool) -> (Settings, Secured) {
+    let ca = LocalCa::open_or_create(&dir.join("ca"), &LocalRootSpec::default()).unwrap();
+    let escrow = LocalEscrow::new(dir.join("escrow"));
+    let settings = Settings { kind: spec, ..Settings::default() };
+    let c: ClusterName = "c1".parse().unwrap();
+    let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &settings }.ensure_bundle(&c, force).await.unwrap();
+    (settings, secured)
+}
+
+/// An istiod Deployment of `image` whose status says one replica is ready (no controller runs
+/// here: the status subresource is written as the controller would).
+async fn istiod(server: &RealApiServer, image: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client(server), "istio-system");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "istiod", "labels": {"app": "istiod"}},
+        "spec": {"selector": {"matchLabels": {"app": "istiod"}},
+                 "template": {"metadata": {"labels": {"app": "istiod"}},
+                              "spec": {"containers": [{"name": "discovery", "image": image}]}}}
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &d).await.unwrap();
+    let status = json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+    deployments.patch_status("istiod", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+}
+
+async fn restarted_at(server: &RealApiServer) -> Option<String> {
+    let deployments: Api<Deployment> = Api::namespaced(client(server), "istio-system");
+    let d = deployments.get("istiod").await.unwrap();
+    d.spec?.template.metadata?.annotations?.get(RESTARTED_AT).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cacerts_is_created_rotated_and_restarts_istiod_on_a_real_apiserver() {
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let d = delivery(&server, &settings, false);
+    assert!(matches!(d.observe().await.unwrap(), Observed::Absent));
+    // istio-system does not exist yet: meshca creates it, then the secret.
+    let out = d.deliver(&g1.bundle, &g1.meta).await.unwrap();
+    assert_eq!(out.change, Change::Created);
+    assert!(out.istiod.is_empty());
+    assert_eq!(d.deliver(&g1.bundle, &g1.meta).await.unwrap().change, Change::Unchanged);
+
+    // Istio 1.18 does not hot-reload: a rotation restarts it through a strategic-merge patch.
+    istiod(&server, "docker.io/istio/pilot:1.18.7").await;
+    let (_, g2) = issue(dir.path(), KindSpec::default(), true).await;
+    let out = d.deliver(&g2.bundle, &g2.meta).await.unwrap();
+    assert_eq!(out.change, Change::Rotated);
+    assert!(out.istiod[0].1.restart, "{:?}", out.istiod);
+    assert!(restarted_at(&server).await.is_some(), "the pod template carries kubectl's restartedAt");
+    match d.observe().await.unwrap() {
+        Observed::Managed { bundle: Some(b), meta: Some(m) } => assert_eq!((b, m), (g2.bundle.clone(), g2.meta.clone())),
+        other => panic!("{other:?}"),
+    }
+    // Going back to generation 1 is refused.
+    let err = d.deliver(&g1.bundle, &g1.meta).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::NewerInCluster { theirs: 2, ours: 1, .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_cacerts_is_refused_then_adopted_keeping_its_other_keys() {
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client(&server))
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "istio-system"}})).unwrap())
+        .await
+        .unwrap();
+    let theirs: Secret = serde_json::from_value(json!({"metadata": {"name": "cacerts"}, "stringData": {"extra.txt": "keep"}})).unwrap();
+    secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let err = delivery(&server, &settings, false).deliver(&g1.bundle, &g1.meta).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unmanaged { .. }), "{err}");
+    let out = delivery(&server, &settings, true).deliver(&g1.bundle, &g1.meta).await.unwrap();
+    assert_eq!(out.change, Change::Adopted);
+    let s = secrets.get("cacerts").await.unwrap();
+    assert_eq!(s.data.as_ref().unwrap()["extra.txt"].0, b"keep");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_kinds_pass_the_real_apiserver_s_kubernetes_io_tls_validation() {
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, edge) = issue(dir.path(), KindSpec::new(Kind::XcpEdge), false).await;
+    let d = delivery(&server, &settings, false);
+    assert_eq!(d.deliver(&edge.bundle, &edge.meta).await.unwrap().change, Change::Created);
+    let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
+    let s = secrets.get("xcp-edge-cert").await.unwrap();
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(d.deliver(&edge.bundle, &edge.meta).await.unwrap().change, Change::Unchanged);
+}
+
+fn kubectl() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_applies_the_manifest_meshca_writes_with_validation_on() {
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig("real")).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(kubectl()).arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["create", "namespace", "istio-system"]);
+    let manifest = dir.path().join("cacerts.yaml");
+    std::fs::write(&manifest, meshca_kube::secret::manifest(&g1.bundle, &g1.meta, &settings.kind.landing()).as_str()).unwrap();
+    run(&["apply", "-f", manifest.to_str().unwrap()]);
+    let d = delivery(&server, &settings, false);
+    match d.observe().await.unwrap() {
+        Observed::Managed { bundle: Some(b), meta: Some(m) } => assert_eq!((b, m), (g1.bundle.clone(), g1.meta.clone())),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.deliver(&g1.bundle, &g1.meta).await.unwrap().change, Change::Unchanged, "what kubectl applied is meshca's own");
+    let listed = run(&["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(listed.contains("meshca"), "{listed}");
+}

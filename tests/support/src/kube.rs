@@ -1,0 +1,148 @@
+//! A real `kube-apiserver` (with its own etcd) as child processes, built by `tests/kube/build`
+//! into `tests/.kube/`: what meshca's Kubernetes calls meet in a real cluster, not in our own test
+//! server. Loopback only; an admin token (group system:masters); TLS with a CA of its own.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::aws::workspace;
+
+pub struct RealApiServer {
+    etcd: Child,
+    apiserver: Child,
+    _dir: tempfile::TempDir,
+    pub url: String,
+    /// PEM of the CA that signed the server's certificate.
+    pub ca_pem: String,
+    /// A bearer token of user `admin` in group `system:masters`.
+    pub token: String,
+}
+
+/// Where `tests/kube/build` put the binaries; MESHCA_TEST_KUBE overrides it.
+pub fn binaries() -> PathBuf {
+    if let Some(p) = std::env::var_os("MESHCA_TEST_KUBE") {
+        return p.into();
+    }
+    let dir = workspace().join("tests/.kube/bin");
+    assert!(dir.join("kube-apiserver").exists(), "{} is missing: run tests/run, which runs tests/kube/build", dir.display());
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A CA and a serving certificate for 127.0.0.1/localhost, PEM: (ca, cert, key).
+fn serving_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "meshca test kube-apiserver CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let cert = leaf.signed_by(&key, &Issuer::from_params(&ca, &ca_key)).unwrap().pem();
+    (ca_pem, cert, key.serialize_pem())
+}
+
+impl RealApiServer {
+    pub fn start() -> Self {
+        let bin = binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (etcd_port, peer_port, port) = (free_port(), free_port(), free_port());
+        let etcd = Command::new(bin.join("etcd"))
+            .arg(format!("--data-dir={}", d.join("etcd").display()))
+            .args(["--name=default", "--log-level=error"])
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let (ca_pem, cert, key) = serving_pki();
+        let write = |name: &str, text: &str| {
+            std::fs::write(d.join(name), text).unwrap();
+            d.join(name).display().to_string()
+        };
+        let (cert_file, key_file) = (write("tls.crt", &cert), write("tls.key", &key));
+        let sa = rcgen::KeyPair::generate().unwrap();
+        let (sa_key, sa_pub) = (write("sa.key", &sa.serialize_pem()), write("sa.pub", &sa.public_key_pem()));
+        let token = format!("admin-{}", std::process::id());
+        let tokens = write("tokens.csv", &format!("{token},admin,admin,\"system:masters\"\n"));
+        let log = std::fs::File::create(d.join("apiserver.log")).unwrap();
+        let apiserver = Command::new(bin.join("kube-apiserver"))
+            .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0"])
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--tls-cert-file={cert_file}"))
+            .arg(format!("--tls-private-key-file={key_file}"))
+            .arg(format!("--cert-dir={}", d.join("certs").display()))
+            .arg(format!("--token-auth-file={tokens}"))
+            .args(["--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24"])
+            .args(["--service-account-issuer=https://kubernetes.default.svc", "--enable-priority-and-fairness=false"])
+            .arg(format!("--service-account-key-file={sa_pub}"))
+            .arg(format!("--service-account-signing-key-file={sa_key}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kube-apiserver");
+        let mut server = RealApiServer { etcd, apiserver, url: format!("https://127.0.0.1:{port}"), ca_pem, token, _dir: dir };
+        server.wait_ready();
+        server
+    }
+
+    /// Polls `/readyz` with the admin token until it answers 200 (etcd and the apiserver up).
+    fn wait_ready(&mut self) {
+        let ca = self._dir.path().join("ca.pem");
+        std::fs::write(&ca, &self.ca_pem).unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(90) {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                .arg(&ca)
+                .args(["-H", &format!("Authorization: Bearer {}", self.token), &format!("{}/readyz", self.url)])
+                .output();
+            if out.is_ok_and(|o| o.stdout == b"200") {
+                return;
+            }
+            if self.apiserver.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = std::fs::read_to_string(self._dir.path().join("apiserver.log")).unwrap_or_default();
+        let tail = log.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
+        panic!("kube-apiserver did not become ready on {}; its log ends:\n{}", self.url, &log[tail..]);
+    }
+
+    /// A kubeconfig with one context `name` for the admin token.
+    pub fn kubeconfig(&self, name: &str) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n\
+             current-context: {name}\n",
+            url = self.url,
+            token = self.token
+        )
+    }
+}
+
+impl Drop for RealApiServer {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
