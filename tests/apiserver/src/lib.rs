@@ -38,6 +38,9 @@ pub struct Settings {
     pub eks_namespaces: Option<BTreeSet<String>>,
     /// Port to listen on (0: any free port).
     pub port: u16,
+    /// Answer TokenReviews at [`TOKEN_REVIEW_PATH`] (unauthenticated, as a webhook is called), so
+    /// a real kube-apiserver authenticates EKS tokens through this server as EKS does.
+    pub token_review: bool,
 }
 
 impl Settings {
@@ -234,9 +237,32 @@ fn respond(status: u16, body: &Value) -> Response<Full<Bytes>> {
         .expect("static response parts")
 }
 
+/// Where a real kube-apiserver sends TokenReviews when this server plays EKS's authenticator
+/// (aws-iam-authenticator) for it: `--authentication-token-webhook-config-file`.
+pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+/// A TokenReview answered the way EKS's authenticator answers it: the token checked for this
+/// server's cluster, the caller named `eks:<access key id>` (an access entry's principal).
+fn token_review(ctx: &Ctx, body: &[u8]) -> Value {
+    let review: Value = serde_json::from_slice(body).unwrap_or_default();
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let expect = Expectation { cluster: ctx.settings.cluster.clone(), keys: ctx.settings.aws_keys.clone() };
+    let status = match eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc()) {
+        Ok(key) => serde_json::json!({"authenticated": true, "user": {"username": format!("eks:{key}"), "groups": ["system:authenticated"]}}),
+        Err(why) => serde_json::json!({"authenticated": false, "error": why}),
+    };
+    let seen = Seen { method: Method::POST, path: TOKEN_REVIEW_PATH.into(), status: 200, caller: format!("token-review: {}", status["user"]["username"]) };
+    ctx.state.lock().unwrap().seen.push(seen);
+    serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status})
+}
+
 async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if method == Method::POST && path == TOKEN_REVIEW_PATH && ctx.settings.token_review {
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return respond(200, &token_review(ctx, &body));
+    }
     let query = req.uri().query().unwrap_or_default().to_string();
     let caller = authenticate(ctx, &req);
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();

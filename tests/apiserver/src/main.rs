@@ -36,6 +36,11 @@ struct Args {
     /// Write a kubeconfig (context = --cluster, user = --token) here.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+
+    /// Also answer TokenReviews at /apis/authentication.k8s.io/v1/tokenreviews, as EKS's
+    /// authenticator does for a real kube-apiserver's token webhook.
+    #[arg(long)]
+    token_review: bool,
 }
 
 fn parse_key(s: &str) -> Result<(String, String), String> {
@@ -51,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         aws_keys: args.aws_keys.into_iter().collect::<BTreeMap<_, _>>(),
         eks_namespaces: (!args.eks_namespaces.is_empty()).then(|| args.eks_namespaces.into_iter().collect::<BTreeSet<_>>()),
         port: args.port,
+        token_review: args.token_review,
     };
     let server = ApiServer::start(settings).await?;
     if let Some(image) = &args.istiod_image {

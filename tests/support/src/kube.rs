@@ -52,6 +52,17 @@ fn serving_pki() -> (String, String, String) {
 
 impl RealApiServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// The same, authenticating bearer tokens it does not know through a TokenReview webhook at
+    /// `url` whose certificate `ca_pem` signed — EKS's aws-iam-authenticator, played by our
+    /// test server; RBAC then decides what the authenticated caller may do.
+    pub fn with_token_webhook(url: &str, ca_pem: &str) -> Self {
+        Self::start_with(Some((url, ca_pem)))
+    }
+
+    fn start_with(webhook: Option<(&str, &str)>) -> Self {
         let bin = binaries();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -79,6 +90,20 @@ impl RealApiServer {
         let token = format!("admin-{}", std::process::id());
         let tokens = write("tokens.csv", &format!("{token},admin,admin,\"system:masters\"\n"));
         let log = std::fs::File::create(d.join("apiserver.log")).unwrap();
+        let mut extra = Vec::new();
+        if let Some((url, ca)) = webhook {
+            use base64::Engine;
+            let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+            let config = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: authenticator\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+                 users:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: webhook\n  context:\n    cluster: authenticator\n    user: apiserver\n\
+                 current-context: webhook\n"
+            );
+            let file = write("token-webhook.kubeconfig", &config);
+            extra.push(format!("--authentication-token-webhook-config-file={file}"));
+            extra.push("--authentication-token-webhook-version=v1".into());
+            extra.push("--authentication-token-webhook-cache-ttl=0s".into());
+        }
         let apiserver = Command::new(bin.join("kube-apiserver"))
             .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
             .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0"])
@@ -91,6 +116,7 @@ impl RealApiServer {
             .args(["--service-account-issuer=https://kubernetes.default.svc", "--enable-priority-and-fairness=false"])
             .arg(format!("--service-account-key-file={sa_pub}"))
             .arg(format!("--service-account-signing-key-file={sa_key}"))
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
