@@ -9,32 +9,13 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
 use meshca_core::delivery::{Change, Delivery, DeliveryError, DeliveryOptions};
 use meshca_core::retry::Backoff;
 use meshca_core::{ClusterName, Reconciler, Settings};
-use meshca_kube::{KubeDelivery, TokenSource};
+use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
 use meshca_test_apiserver::{ApiServer, Settings as ServerSettings, TOKEN_REVIEW_PATH};
 use meshca_test_support::kube::RealApiServer;
-use serde_json::json;
-use zeroize::Zeroizing;
-
-struct Admin(String);
-
-#[async_trait]
-impl TokenSource for Admin {
-    async fn bearer(&self) -> Result<Zeroizing<String>, String> {
-        Ok(Zeroizing::new(self.0.clone()))
-    }
-}
-
-fn admin(real: &RealApiServer) -> kube::Client {
-    meshca_kube::from_endpoint("c1", &real.url, &real.ca_pem, Arc::new(Admin(real.token.clone()))).unwrap()
-}
 
 /// Delivery into `real` authenticated with an EKS token for `cluster`, signed with `secret`.
 fn eks_delivery(real: &RealApiServer, cluster: &str, secret: &str) -> KubeDelivery {
@@ -43,27 +24,6 @@ fn eks_delivery(real: &RealApiServer, cluster: &str, secret: &str) -> KubeDelive
     let client = meshca_kube::from_endpoint(cluster, &real.url, &real.ca_pem, tokens).unwrap();
     let quick = Backoff { first: Duration::from_millis(5), max: Duration::from_millis(20), deadline: Duration::from_millis(500) };
     KubeDelivery::new(client, &real.url, DeliveryOptions { backoff: quick, ..DeliveryOptions::default() })
-}
-
-/// What an access entry with AmazonEKSEditPolicy scoped to istio-system amounts to.
-async fn grant_istio_system(real: &RealApiServer, user: &str) {
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "meshca", "namespace": "istio-system"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "update", "patch"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]}
-        ]
-    }))
-    .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "meshca", "namespace": "istio-system"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "meshca"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
-    }))
-    .unwrap();
-    let pp = PostParams::default();
-    Api::<Role>::namespaced(admin(real), "istio-system").create(&pp, &role).await.unwrap();
-    Api::<RoleBinding>::namespaced(admin(real), "istio-system").create(&pp, &binding).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,9 +51,7 @@ async fn a_real_apiserver_authenticates_eks_tokens_through_a_webhook_and_rbac_sc
     assert!(err.to_string().contains("User \"eks:AKIDTEST\" cannot get resource \"secrets\""), "{err}");
 
     // The namespace and a namespace-scoped grant: delivered, as the caller the webhook named.
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "istio-system"}})).unwrap();
-    Api::<Namespace>::all(admin(&real)).create(&PostParams::default(), &ns).await.unwrap();
-    grant_istio_system(&real, "eks:AKIDTEST").await;
+    real.grant_namespace("istio-system", "eks:AKIDTEST");
     let out = eks_delivery(&real, "c1", "test-secret").deliver(&g1.bundle, &g1.meta).await.unwrap();
     assert_eq!(out.change, Change::Created);
     assert!(authenticator.seen().iter().any(|s| s.caller == "token-review: \"eks:AKIDTEST\""), "the real server asked the webhook");

@@ -150,6 +150,42 @@ impl RealApiServer {
         panic!("kube-apiserver did not become ready on {}; its log ends:\n{}", self.url, &log[tail..]);
     }
 
+    /// `kubectl <args>` as the admin, with `stdin` piped in; panics with kubectl's words on failure.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let kubeconfig = self._dir.path().join("admin.kubeconfig");
+        std::fs::write(&kubeconfig, self.kubeconfig("admin")).unwrap();
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let mut child = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed by tests/run");
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What an EKS access entry with AmazonEKSEditPolicy scoped to `namespace` amounts to, for
+    /// `user`: the namespace, and a Role and RoleBinding there for secrets and deployments.
+    pub fn grant_namespace(&self, namespace: &str, user: &str) {
+        self.kubectl(&["create", "namespace", namespace], None);
+        let rbac = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: meshca, namespace: {namespace}}}\nrules:\n\
+             - {{apiGroups: [\"\"], resources: [secrets], verbs: [get, list, create, update, patch]}}\n\
+             - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, patch]}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: meshca, namespace: {namespace}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: meshca}}\n\
+             subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{user}\"}}]\n"
+        );
+        self.kubectl(&["apply", "-f", "-"], Some(&rbac));
+    }
+
     /// A kubeconfig with one context `name` for the admin token.
     pub fn kubeconfig(&self, name: &str) -> String {
         use base64::Engine;
