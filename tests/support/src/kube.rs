@@ -186,6 +186,27 @@ impl RealApiServer {
         self.kubectl(&["apply", "-f", "-"], Some(&rbac));
     }
 
+    /// An istiod Deployment of `image` in istio-system whose status says one replica is ready
+    /// (no controller runs here: the status subresource is written as the controller would).
+    pub fn seed_istiod(&self, image: &str) {
+        let deployment = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: istiod, namespace: istio-system, labels: {{app: istiod}}}}\n\
+             spec:\n  selector: {{matchLabels: {{app: istiod}}}}\n  template:\n    metadata: {{labels: {{app: istiod}}}}\n\
+             \x20   spec: {{containers: [{{name: discovery, image: \"{image}\"}}]}}\n"
+        );
+        self.kubectl(&["apply", "-f", "-"], Some(&deployment));
+        let ca = self._dir.path().join("ca.pem");
+        let status = r#"{"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}"#;
+        let out = Command::new("curl")
+            .args(["-sf", "-X", "PATCH", "--cacert"])
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", self.token), "-H", "Content-Type: application/merge-patch+json"])
+            .args(["-d", status, &format!("{}/apis/apps/v1/namespaces/istio-system/deployments/istiod/status", self.url)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setting istiod's status: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// A kubeconfig with one context `name` for the admin token.
     pub fn kubeconfig(&self, name: &str) -> String {
         use base64::Engine;
