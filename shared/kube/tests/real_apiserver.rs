@@ -162,3 +162,37 @@ async fn kubectl_applies_the_manifest_meshca_writes_with_validation_on() {
     let listed = run(&["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.metadata.labels}"]);
     assert!(listed.contains("meshca"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_generations_end_with_the_newer_and_bad_credentials_or_ca_are_clear_errors() {
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let (_, g2) = issue(dir.path(), KindSpec::default(), true).await;
+    // Two writers at once on a real server's resourceVersion rules: generation 2 stays.
+    let (a, b) = (delivery(&server, &settings, false), delivery(&server, &settings, false));
+    let (r1, r2) = tokio::join!(a.deliver(&g1.bundle, &g1.meta), b.deliver(&g2.bundle, &g2.meta));
+    assert!(r2.is_ok(), "{r2:?}");
+    assert!(r1.is_ok() || matches!(r1, Err(DeliveryError::NewerInCluster { .. })), "{r1:?}");
+    match a.observe().await.unwrap() {
+        Observed::Managed { meta: Some(m), .. } => assert_eq!(m.generation, 2),
+        other => panic!("{other:?}"),
+    }
+    // A token the server does not know: 401 with its message.
+    let stranger = meshca_kube::from_endpoint("real", &server.url, &server.ca_pem, Arc::new(Token("not-a-token".into()))).unwrap();
+    let err = KubeDelivery::new(stranger, &server.url, DeliveryOptions::default()).observe().await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unauthorized(_)), "{err}");
+    // A CA that did not sign the server's certificate: no connection, the endpoint named.
+    let other = RealApiServer::start();
+    let wrong_ca = meshca_kube::from_endpoint("real", &server.url, &other.ca_pem, Arc::new(Token(server.token.clone()))).unwrap();
+    let quick = DeliveryOptions {
+        backoff: meshca_core::retry::Backoff {
+            first: std::time::Duration::from_millis(5),
+            max: std::time::Duration::from_millis(20),
+            deadline: std::time::Duration::from_millis(300),
+        },
+        ..DeliveryOptions::default()
+    };
+    let err = KubeDelivery::new(wrong_ca, &server.url, quick).observe().await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unreachable { .. }) && err.to_string().contains(&server.url), "{err}");
+}
