@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
-use meshca_core::{ClusterName, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
+
+use meshca_core::{Authority, ClusterName, Escrow, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
 use meshca_wiring::{AuthoritySpec, CaArn, EscrowSpec};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
@@ -176,27 +178,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
     }
 
-    let state = crate::default_state_dir();
-    let escrow_dir = args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow"));
-    let ca = args.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|e| anyhow::anyhow!("--ca-arn {e}"))?;
-    let wants_aws = ca.is_some() || args.escrow == "secrets-manager" || args.vault.vault_aws_role.is_some();
-    let region = args.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
-    let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
-    let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
-
-    let spec = match args.vault.spec()? {
-        Some(vault) => AuthoritySpec::Vault(vault),
-        None => authority_spec(&args, ca, &state),
-    };
-    let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
-    let escrow_spec = match args.escrow.as_str() {
-        "secrets-manager" => {
-            region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
-            EscrowSpec::SecretsManager { prefix: args.secret_prefix.clone(), kms_key_id: args.kms_key_id.clone(), recovery_window_days: None }
-        }
-        _ => EscrowSpec::Local { dir: escrow_dir },
-    };
-    let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
+    let (authority, escrow, region) = ports(&args).await?;
 
     // Reach the cluster (once per kind, each with its own landing) and check every output
     // directory before issuing, so a wrong context or a cluster that is not ACTIVE costs no
@@ -244,6 +226,31 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The authority and escrow the flags name (AWS configuration loaded only when one needs it),
+/// and the AWS region in use.
+async fn ports(args: &IssueArgs) -> Result<(Arc<dyn Authority>, Arc<dyn Escrow>, Option<String>)> {
+    let state = crate::default_state_dir();
+    let ca = args.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|e| anyhow::anyhow!("--ca-arn {e}"))?;
+    let wants_aws = ca.is_some() || args.escrow == "secrets-manager" || args.vault.vault_aws_role.is_some();
+    let region = args.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
+    let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
+    let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
+    let spec = match args.vault.spec()? {
+        Some(vault) => AuthoritySpec::Vault(vault),
+        None => authority_spec(args, ca, &state),
+    };
+    let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
+    let escrow_spec = match args.escrow.as_str() {
+        "secrets-manager" => {
+            region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
+            EscrowSpec::SecretsManager { prefix: args.secret_prefix.clone(), kms_key_id: args.kms_key_id.clone(), recovery_window_days: None }
+        }
+        _ => EscrowSpec::Local { dir: args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow")) },
+    };
+    let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
+    Ok((authority, escrow, region))
 }
 
 /// The settings every kind shares, from the flags.

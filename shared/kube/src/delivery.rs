@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::cert::sha256_hex;
 use meshca_core::delivery::{
-    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed, decide_restart,
+    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed, RestartDecision, decide_restart,
 };
 use meshca_core::timestamp::rfc3339;
 use meshca_core::validate;
@@ -48,6 +48,47 @@ impl KubeDelivery {
 
     fn layout(&self) -> Layout {
         self.options.landing.layout
+    }
+
+    /// What replacing `current` with this bundle would be — or why it must not be replaced.
+    fn change_from(&self, current: &Secret, bundle: &Bundle, meta: &BundleMeta) -> Result<Change, DeliveryError> {
+        let ours = is_ours(current);
+        if !ours && !self.options.adopt {
+            return Err(self.unmanaged());
+        }
+        if ours
+            && let Some(theirs) = meta_of(current)
+            && theirs.generation > meta.generation
+        {
+            let (namespace, name) = (self.landing().namespace.clone(), self.landing().name.clone());
+            return Err(DeliveryError::NewerInCluster { namespace, name, theirs: theirs.generation, ours: meta.generation });
+        }
+        if holds(current, bundle, meta, self.layout()) {
+            return Ok(Change::Unchanged);
+        }
+        let same_root = effective_root(current, self.layout()) == Some(bundle.root_cert.as_bytes());
+        Ok(match (ours, same_root) {
+            (false, _) => Change::Adopted,
+            (true, true) => Change::Rotated,
+            (true, false) => Change::RootChanged,
+        })
+    }
+
+    /// Restarts each istiod that needs it after `change`. Only cacerts is istiod's; the other
+    /// kinds' consumers pick their secrets up themselves.
+    async fn restart_where_needed(&self, change: Change) -> Result<Vec<(String, RestartDecision)>, DeliveryError> {
+        if self.layout() != Layout::IstioCacerts {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for d in self.istiods().await? {
+            let decision = decide_restart(self.options.restart, change, &d);
+            if decision.restart {
+                self.restart(&d.name).await?;
+            }
+            out.push((d.name, decision));
+        }
+        Ok(out)
     }
 
     fn unmanaged(&self) -> DeliveryError {
@@ -211,30 +252,10 @@ impl Delivery for KubeDelivery {
                 }
                 continue;
             };
-            let ours = is_ours(&current);
-            if !ours && !self.options.adopt {
-                return Err(self.unmanaged());
+            let change = self.change_from(&current, bundle, meta)?;
+            if change == Change::Unchanged {
+                break change;
             }
-            if ours
-                && let Some(theirs) = meta_of(&current)
-                && theirs.generation > meta.generation
-            {
-                return Err(DeliveryError::NewerInCluster {
-                    namespace: self.landing().namespace.clone(),
-                    name: self.landing().name.clone(),
-                    theirs: theirs.generation,
-                    ours: meta.generation,
-                });
-            }
-            if holds(&current, bundle, meta, self.layout()) {
-                break Change::Unchanged;
-            }
-            let same_root = effective_root(&current, self.layout()) == Some(bundle.root_cert.as_bytes());
-            let change = match (ours, same_root) {
-                (false, _) => Change::Adopted,
-                (true, true) => Change::Rotated,
-                (true, false) => Change::RootChanged,
-            };
             let new = render(Some(current), bundle, meta, self.landing());
             let pp = PostParams::default();
             match self.call("replace cacerts", || secrets.replace(&self.landing().name, &pp, &new)).await {
@@ -244,16 +265,7 @@ impl Delivery for KubeDelivery {
             }
         };
         let fingerprint_sha256 = self.read_back(bundle, meta).await?;
-        let mut istiod = Vec::new();
-        // Only cacerts is istiod's; the other kinds' consumers pick their secrets up themselves.
-        let istiods = if self.layout() == Layout::IstioCacerts { self.istiods().await? } else { Vec::new() };
-        for d in istiods {
-            let decision = decide_restart(self.options.restart, change, &d);
-            if decision.restart {
-                self.restart(&d.name).await?;
-            }
-            istiod.push((d.name, decision));
-        }
+        let istiod = self.restart_where_needed(change).await?;
         Ok(Delivered { change, fingerprint_sha256, istiod, conflicts })
     }
 }
