@@ -7,13 +7,10 @@ use predicates::prelude::*;
 
 fn meshca(dir: &std::path::Path, emu: &aws::AwsEmulator) -> Command {
     let mut c = Command::cargo_bin("meshca").unwrap();
-    c.current_dir(dir)
-        .env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c.current_dir(dir).envs(emu.child_env());
+    for v in aws::AWS_UNSET {
+        c.env_remove(v);
+    }
     c
 }
 

@@ -112,12 +112,10 @@ async fn issue_from_pca_into_an_eks_cluster_found_by_describe_cluster() {
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": server.url(), "ca_pem": server.ca_pem()}));
     let dir = tempfile::tempdir().unwrap();
     let aws_env = |c: &mut Command| {
-        c.env("AWS_ENDPOINT_URL", &emu.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION")
-            .env("AWS_EC2_METADATA_DISABLED", "true");
+        c.envs(emu.child_env());
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
     };
     let mut c = meshca(dir.path());
     aws_env(&mut c);

@@ -56,12 +56,10 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
     let dir = tempfile::tempdir().unwrap();
     let mut c = meshca(dir.path());
-    c.env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c.envs(emu.child_env());
+    for v in aws::AWS_UNSET {
+        c.env_remove(v);
+    }
     c.args(["issue", "--eks-cluster", "prod-eu-1", "--ca-arn", &arn, "--escrow", "secrets-manager", "--no-files", "--validity-days", "30"])
         .assert()
         .success()

@@ -125,7 +125,7 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
     if !event.is_object() {
         return Err(EventError("the payload is not a JSON object".into()));
     }
-    let envelope: Envelope = serde_json::from_value(event.clone()).map_err(|e| EventError(format!("unreadable envelope: {e}")))?;
+    let envelope = Envelope::deserialize(event).map_err(|e| EventError(format!("unreadable envelope: {e}")))?;
     let region = text(envelope.region);
     match (text(envelope.detail_type).as_deref(), text(envelope.source).as_deref()) {
         (Some(CLOUDTRAIL), Some("aws.eks")) => cloudtrail(detail(envelope.detail), region),
@@ -135,7 +135,7 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
         (Some(other), _) => Err(EventError(format!(
             "detail-type {other:?}; expected {CLOUDTRAIL:?} (aws.eks), {RECONCILE_REQUESTED:?} or {SCHEDULED:?}"
         ))),
-        (None, _) if envelope.has_cluster => reconcile(detail(event.clone()), ""),
+        (None, _) if envelope.has_cluster => reconcile(ReconcileDetail::deserialize(event).unwrap_or_default(), ""),
         (None, _) => Err(EventError(
             "neither an EventBridge event (no detail-type) nor a direct invoke ({\"cluster\": …, \"region\": …, \"force\": false})".into(),
         )),

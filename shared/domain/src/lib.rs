@@ -38,3 +38,19 @@ pub use kind::{Identity, Kind, KindSpec, Template};
 pub use reconcile::{Obtained, Outcome, ReconcileError, Reconciler, Secured, Settings, Step};
 pub use renewal::{RenewReason, RenewalPolicy, Verdict};
 pub use validate::{InvalidBundle, Profile, Shape, Verified};
+
+/// An error and its sources on one line, each cause once: how adapters report a failure whose
+/// reason (a TLS or connection cause, say) sits deep in the source chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        source = e.source();
+    }
+    s
+}

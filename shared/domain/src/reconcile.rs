@@ -491,7 +491,7 @@ impl Reconciler<'_> {
 
     /// Issue (unless the pending record already names a certificate), fetch, validate, promote.
     async fn finish(&self, info: &AuthorityInfo, pending: Pending, now: OffsetDateTime, obtained: Obtained) -> Result<Secured, ReconcileError> {
-        let certificate_id = self.issue(pending.clone(), matches!(obtained, Obtained::Resumed(_))).await?;
+        let certificate_id = self.issue(&pending, matches!(obtained, Obtained::Resumed(_))).await?;
         let issued = self.authority.fetch(&certificate_id).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
 
         let invalid = |source| ReconcileError::InvalidIssued { certificate_id: certificate_id.to_string(), source };
@@ -544,16 +544,16 @@ impl Reconciler<'_> {
 
     /// The certificate of a pending generation: issued now, unless an earlier run already
     /// recorded it. The id is recorded in escrow before anything else happens.
-    async fn issue(&self, mut pending: Pending, resumed: bool) -> Result<CertificateId, ReconcileError> {
+    async fn issue(&self, pending: &Pending, resumed: bool) -> Result<CertificateId, ReconcileError> {
         if let Some(id) = &pending.certificate_id {
             return Ok(id.clone());
         }
-        let validity = self.asked(&pending);
+        let validity = self.asked(pending);
         let template = self.settings.kind.kind.template();
         let request = IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), template, resumed };
         let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
-        pending.certificate_id = Some(id.clone());
-        self.escrow.record_issued(&pending).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;
+        let recorded = Pending { certificate_id: Some(id.clone()), ..pending.clone() };
+        self.escrow.record_issued(&recorded).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;
         Ok(id)
     }
 }

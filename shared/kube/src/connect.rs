@@ -13,6 +13,8 @@ use kube::{Client, Config};
 use tower::{BoxError, Layer, Service, ServiceExt, buffer::Buffer};
 use zeroize::Zeroizing;
 
+use meshca_core::error_chain as chain;
+
 use crate::secret::SECRET_NAMESPACE;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,17 +121,3 @@ where
     }
 }
 
-/// An error and its sources on one line (TLS and connection causes are in the sources).
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        source = e.source();
-    }
-    s
-}

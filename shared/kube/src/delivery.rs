@@ -20,7 +20,7 @@ use meshca_core::timestamp::rfc3339;
 use meshca_core::validate;
 use time::OffsetDateTime;
 
-use crate::connect::chain;
+use meshca_core::error_chain as chain;
 use meshca_core::kind::{Landing, Layout};
 
 use crate::secret::{bundle_of, differing_file, effective_root, holds, is_ours, meta_of, render};

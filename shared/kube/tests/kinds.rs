@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +14,7 @@ use meshca_core::{ClusterName, Reconciler, Secured, Settings};
 use meshca_kube::{KubeDelivery, TokenSource};
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
 use meshca_test_apiserver::store::Resource;
+use meshca_test_support::openssl::{run as openssl, sign};
 use meshca_test_apiserver::{ApiServer, Settings as ServerSettings};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -98,26 +98,6 @@ async fn every_kind_lands_in_its_secret_and_reads_back_as_delivered() {
             other => panic!("{kind}: {other:?}"),
         }
         assert_eq!(d.deliver(&secured.bundle, &secured.meta).await.unwrap().change, Change::Unchanged, "{kind}");
-    }
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed by tests/run");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// openssl signs `name` with `ca`/`ca_key` (files in `dir`); `is_ca` makes it a CA.
-fn sign(dir: &Path, name: &str, ca: &str, ca_key: &str, is_ca: bool) {
-    let ext = if is_ca { "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n" } else { "basicConstraints=critical,CA:FALSE\n" };
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    let (key, csr, pem, extfile, subject) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"), format!("/CN={name}"));
-    let steps: [Vec<&str>; 2] = [
-        vec!["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-subj", &subject, "-out", &csr],
-        vec!["x509", "-req", "-in", &csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1", "-extfile", &extfile, "-out", &pem],
-    ];
-    for args in steps {
-        let (ok, out) = openssl(&args, dir);
-        assert!(ok, "{out}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The local CA, local escrow and reconcile pipeline together, with openssl as the judge.
 
 use std::path::Path;
-use std::process::Command;
+use meshca_test_support::openssl::run as openssl;
 
 use meshca_core::authority::{Authority, IssueRequest, RevocationReason};
 use meshca_local::LocalEscrow;
@@ -31,11 +31,6 @@ fn settings(alg: KeyAlgorithm) -> Settings {
 
 fn cluster(name: &str) -> ClusterName {
     name.parse().unwrap()
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed by tests/run");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn issued_count(ca_dir: &Path) -> usize {

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
+use meshca_core::error_chain as chain;
 use zeroize::Zeroizing;
 
 /// Where Vault is and how to reach it.
@@ -143,21 +144,6 @@ fn error_of(path: &str, status: StatusCode, json: &Value) -> VaultError {
         code @ 400..=499 => VaultError::Rejected { path, status: code, message },
         code => VaultError::Server { path, status: code, message },
     }
-}
-
-/// An error and its sources on one line (TLS and connection causes are in the sources).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        source = e.source();
-    }
-    s
 }
 
 #[cfg(test)]

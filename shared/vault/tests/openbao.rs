@@ -2,14 +2,13 @@
 //! PKI, a token holding only meshca's policy (`meshca-policy.hcl`, the one the README shows),
 //! TLS trusting the dev server's CA only, and openssl as the judge of what comes out.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
 use meshca_core::{ClusterName, Obtained, Outcome, ReconcileError, Reconciler, Settings, Validity};
 use meshca_local::LocalEscrow;
+use meshca_test_support::openssl::{run as openssl, sign};
 use meshca_test_support::vault::Bao;
 use meshca_vault::{Endpoint, Login, VaultPki};
 use zeroize::Zeroizing;
@@ -28,26 +27,6 @@ fn vault(bao: &Bao) -> VaultPki {
 
 fn settings() -> Settings {
     Settings { validity: Validity::Days(30), ..Settings::default() }
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed by tests/run");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// Signs certificate `name` with the CA in `ca_cert`/`ca_key` (files in `dir`) using openssl;
-/// `is_ca` makes it a CA.
-fn sign_below(dir: &Path, name: &str, is_ca: bool, ca_cert: &str, ca_key: &str) {
-    let ext = if is_ca { "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n" } else { "basicConstraints=critical,CA:FALSE\n" };
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    let (key, csr, pem, extfile) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-    let subject = format!("/CN={name}");
-    let new_key = ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-subj", &subject, "-out", &csr];
-    let sign = ["x509", "-req", "-in", &csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "1", "-extfile", &extfile, "-out", &pem];
-    for args in [&new_key[..], &sign[..]] {
-        let (ok, out) = openssl(args, dir);
-        assert!(ok, "{out}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,11 +51,11 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
     // openssl: a workload leaf signed with the new CA verifies to the root; a CA below it does not.
     let out = dir.path().join("out");
     meshca_local::files::write_dir(&out, &first.bundle, None).unwrap();
-    sign_below(&out, "workload", false, "ca-cert.pem", "ca-key.pem");
+    sign(&out, "workload", "ca-cert.pem", "ca-key.pem", false);
     let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "workload.pem"], &out);
     assert!(ok, "{text}");
-    sign_below(&out, "sub-ca", true, "ca-cert.pem", "ca-key.pem");
-    sign_below(&out, "deep", false, "sub-ca.pem", "sub-ca.key");
+    sign(&out, "sub-ca", "ca-cert.pem", "ca-key.pem", true);
+    sign(&out, "deep", "sub-ca.pem", "sub-ca.key", false);
     let chain = format!("{}{}", std::fs::read_to_string(out.join("sub-ca.pem")).unwrap(), first.bundle.cert_chain);
     std::fs::write(out.join("chain+sub.pem"), chain).unwrap();
     let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "chain+sub.pem", "deep.pem"], &out);

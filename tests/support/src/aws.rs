@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 
 pub const REGION: &str = "eu-west-1";
 
+/// What [`AwsEmulator::child_env`] leaves unset in a child: the caller's profile and region.
+pub const AWS_UNSET: [&str; 2] = ["AWS_PROFILE", "AWS_REGION"];
+
 pub struct AwsEmulator {
     child: Child,
     pub port: u16,
@@ -77,6 +80,17 @@ impl AwsEmulator {
 
     pub fn hierarchy(&self, key_algorithm: &str, levels: u32) -> serde_json::Value {
         self.control("fixtures/hierarchy", serde_json::json!({"key_algorithm": key_algorithm, "levels": levels}))
+    }
+
+    /// The environment a child process (the `meshca` binary) needs to use this emulator, and
+    /// nothing of the caller's own AWS set-up: set these, unset [`AWS_UNSET`].
+    pub fn child_env(&self) -> [(&'static str, String); 4] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {

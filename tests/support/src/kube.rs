@@ -122,14 +122,23 @@ impl RealApiServer {
             .spawn()
             .expect("start kube-apiserver");
         let mut server = RealApiServer { etcd, apiserver, url: format!("https://127.0.0.1:{port}"), ca_pem, token, _dir: dir };
+        std::fs::write(server.ca_file(), &server.ca_pem).unwrap();
+        std::fs::write(server.admin_kubeconfig(), server.kubeconfig("admin")).unwrap();
         server.wait_ready();
         server
     }
 
     /// Polls `/readyz` with the admin token until it answers 200 (etcd and the apiserver up).
+    fn ca_file(&self) -> PathBuf {
+        self._dir.path().join("ca.pem")
+    }
+
+    fn admin_kubeconfig(&self) -> PathBuf {
+        self._dir.path().join("admin.kubeconfig")
+    }
+
     fn wait_ready(&mut self) {
-        let ca = self._dir.path().join("ca.pem");
-        std::fs::write(&ca, &self.ca_pem).unwrap();
+        let ca = self.ca_file();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(90) {
             let out = Command::new("curl")
@@ -153,8 +162,7 @@ impl RealApiServer {
     /// `kubectl <args>` as the admin, with `stdin` piped in; panics with kubectl's words on failure.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
         use std::io::Write;
-        let kubeconfig = self._dir.path().join("admin.kubeconfig");
-        std::fs::write(&kubeconfig, self.kubeconfig("admin")).unwrap();
+        let kubeconfig = self.admin_kubeconfig();
         let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
         let mut child = Command::new(kubectl)
             .arg("--kubeconfig")
@@ -195,7 +203,7 @@ impl RealApiServer {
              \x20   spec: {{containers: [{{name: discovery, image: \"{image}\"}}]}}\n"
         );
         self.kubectl(&["apply", "-f", "-"], Some(&deployment));
-        let ca = self._dir.path().join("ca.pem");
+        let ca = self.ca_file();
         let status = r#"{"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}"#;
         let out = Command::new("curl")
             .args(["-sf", "-X", "PATCH", "--cacert"])

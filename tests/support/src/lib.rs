@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod kube;
+pub mod openssl;
 pub mod pending;
 pub mod vault;
 
