@@ -388,6 +388,7 @@ fn describe(secured: &Secured) -> (&'static str, String) {
         }
         Obtained::Issued(reason) => ("issued", reason.to_string()),
         Obtained::Resumed(reason) => ("resumed", format!("finished a generation an earlier run started; {reason}")),
+        Obtained::Rerooted => ("re-rooted", "the same intermediate under the authority's new root bundle (no certificate issued)".into()),
     }
 }
 

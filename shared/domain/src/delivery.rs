@@ -80,6 +80,9 @@ pub struct IstioVersion {
 impl IstioVersion {
     /// The first release that hot-reloads a rotated intermediate under an unchanged root.
     pub const HOT_RELOAD: IstioVersion = IstioVersion { major: 1, minor: 19 };
+    /// The first release with `ISTIO_MULTIROOT_MESH`, which reloads a root bundle that contains,
+    /// or is contained in, the one before.
+    pub const MULTIROOT: IstioVersion = IstioVersion { major: 1, minor: 20 };
 
     /// Reads the version from an image reference; `None` for digests and custom tags.
     pub fn from_image(image: &str) -> Option<Self> {
@@ -107,6 +110,8 @@ pub struct Istiod {
     pub version: Option<IstioVersion>,
     /// Ready replicas > 0: it has already loaded a CA.
     pub running: bool,
+    /// `ISTIO_MULTIROOT_MESH=true` in its environment.
+    pub multiroot: bool,
 }
 
 /// What the write did to `cacerts`.
@@ -119,6 +124,9 @@ pub enum Change {
     Rotated,
     /// The root bundle changed.
     RootChanged,
+    /// The root bundle changed, the old and new one containing each other byte for byte (a
+    /// root rotation's trust step): what istiod's multi-root mode reloads without a restart.
+    RootContained,
     /// A `cacerts` not made by meshca was taken over (adoption enabled).
     Adopted,
     /// The secret already held this bundle; nothing was written.
@@ -150,6 +158,13 @@ pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) ->
     match change {
         Change::Created => yes("cacerts created while istiod runs on its self-signed CA".into()),
         Change::Adopted | Change::RootChanged => yes("the root bundle changed; istiod reloads only an unchanged root".into()),
+        Change::RootContained => match istiod.version {
+            Some(v) if istiod.multiroot && v >= IstioVersion::MULTIROOT => {
+                no(format!("Istio {v} with ISTIO_MULTIROOT_MESH reloads a root bundle that contains the previous one"))
+            }
+            _ if istiod.multiroot => yes(format!("ISTIO_MULTIROOT_MESH is set but Istio {} may predate it (1.20); restarting", version_or_image(istiod))),
+            _ => yes("the root bundle changed and ISTIO_MULTIROOT_MESH is not enabled; istiod reloads only an unchanged root".into()),
+        },
         Change::Rotated => match istiod.version {
             Some(v) if v >= IstioVersion::HOT_RELOAD => no(format!("Istio {v} hot-reloads an intermediate under the same root")),
             Some(v) => yes(format!("Istio {v} is older than 1.19 and does not hot-reload cacerts")),
@@ -157,6 +172,10 @@ pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) ->
         },
         Change::Unchanged => unreachable!("handled above"),
     }
+}
+
+fn version_or_image(istiod: &Istiod) -> String {
+    istiod.version.map_or_else(|| format!("from image {}", istiod.image), |v| v.to_string())
 }
 
 /// The `cacerts` secret as found in the cluster.
@@ -236,7 +255,7 @@ mod tests {
     use super::*;
 
     fn istiod(image: &str, running: bool) -> Istiod {
-        Istiod { name: "istiod".into(), image: image.into(), version: IstioVersion::from_image(image), running }
+        Istiod { name: "istiod".into(), image: image.into(), version: IstioVersion::from_image(image), running, multiroot: false }
     }
 
     #[test]
@@ -269,5 +288,16 @@ mod tests {
         assert!(!decide_restart(RestartPolicy::Always, Change::Unchanged, &new).restart);
         assert_eq!("never".parse::<RestartPolicy>(), Ok(RestartPolicy::Never));
         assert!("sometimes".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn a_contained_root_bundle_restarts_only_without_multiroot() {
+        let auto = RestartPolicy::Auto;
+        let multi = |image| Istiod { multiroot: true, ..istiod(image, true) };
+        assert!(!decide_restart(auto, Change::RootContained, &multi("istio/pilot:1.22.1")).restart);
+        assert!(decide_restart(auto, Change::RootContained, &multi("istio/pilot:1.19.3")).restart, "1.19 has no multi-root mode");
+        assert!(decide_restart(auto, Change::RootContained, &multi("istio/pilot@sha256:00")).restart);
+        assert!(decide_restart(auto, Change::RootContained, &istiod("istio/pilot:1.24.2", true)).restart, "not enabled");
+        assert!(decide_restart(auto, Change::RootChanged, &multi("istio/pilot:1.24.2")).restart, "an unrelated root always restarts");
     }
 }

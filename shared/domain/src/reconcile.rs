@@ -113,7 +113,8 @@ pub enum Outcome {
         #[serde(with = "time::serde::rfc3339")]
         renew_at: OffsetDateTime,
     },
-    /// The escrowed bundle was (re)written into the cluster (missing or drifted secret).
+    /// The escrowed intermediate was (re)written into the cluster: the secret was missing or
+    /// drifted, or a root rotation gave the same intermediate a new `root-cert.pem`.
     Delivered {
         generation: u64,
         change: Change,
@@ -236,6 +237,8 @@ pub enum Obtained {
     Issued(RenewReason),
     /// A generation left pending by an earlier (crashed or concurrent) run was completed.
     Resumed(RenewReason),
+    /// The escrowed intermediate was kept under a new root bundle (no certificate issued).
+    Rerooted,
 }
 
 /// A valid bundle, escrowed.
@@ -253,6 +256,8 @@ pub struct Secured {
 enum Decision {
     Keep(Box<Current>, Box<Verified>, OffsetDateTime),
     Resume(Box<Pending>, RenewReason),
+    /// Same intermediate, new `root-cert.pem`: a rotation's trust step costs no certificate.
+    Reroot(Box<Current>, Box<Verified>),
     Renew { generation: u64, reason: RenewReason },
 }
 
@@ -289,7 +294,7 @@ impl Reconciler<'_> {
         let (generation, not_after, renew_at) = (secured.meta.generation, secured.meta.not_after, secured.renew_at);
         match secured.obtained {
             Obtained::Escrowed if change == Change::Unchanged => Outcome::Unchanged { generation, not_after, renew_at },
-            Obtained::Escrowed => Outcome::Delivered { generation, change, not_after, renew_at },
+            Obtained::Escrowed | Obtained::Rerooted => Outcome::Delivered { generation, change, not_after, renew_at },
             Obtained::Issued(reason) | Obtained::Resumed(reason) => {
                 Outcome::Renewed { reason, generation, change, not_after, renew_at }
             }
@@ -409,6 +414,12 @@ impl Reconciler<'_> {
                 obtained: Obtained::Escrowed,
             }),
             Decision::Resume(pending, reason) => self.finish(&info, *pending, now, Obtained::Resumed(reason)).await,
+            Decision::Reroot(current, verified) => {
+                self.escrow.promote(&current).await.map_err(|source| ReconcileError::Escrow { step: Step::Escrow, source })?;
+                let c = &verified.ca_cert;
+                let renew_at = c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
+                Ok(Secured { cluster: cluster.clone(), bundle: current.bundle, meta: current.meta, verified: *verified, renew_at, obtained: Obtained::Rerooted })
+            }
             Decision::Renew { generation, reason } => {
                 let pending = self.begin(&info, cluster, generation, now)?;
                 let (pending, obtained) = match self.escrow.claim(&pending).await {
@@ -431,6 +442,12 @@ impl Reconciler<'_> {
             (Verdict::Keep { .. }, None) => unreachable!("judge keeps only a verified bundle"),
             (Verdict::Renew { reason, .. }, _) => reason,
         };
+        if reason == RenewReason::RootChanged
+            && escrowed.pending.is_none()
+            && let Some((current, verified)) = escrowed.current.and_then(|c| self.rerooted(info, c, now))
+        {
+            return Decision::Reroot(Box::new(current), Box::new(verified));
+        }
         match escrowed.pending {
             // Finish what an earlier run started, if it was started the way we would start it.
             Some(p) if p.authority_id == info.id && p.key_algorithm == self.settings.key_algorithm => {
@@ -439,6 +456,25 @@ impl Reconciler<'_> {
             Some(p) => Decision::Renew { generation: p.generation + 1, reason },
             None => Decision::Renew { generation: current_generation + 1, reason },
         }
+    }
+
+    /// The escrowed intermediate under the authority's new root bundle, as the next generation,
+    /// when it is still healthy there (it verifies, and is not due).
+    fn rerooted(&self, info: &AuthorityInfo, current: Current, now: OffsetDateTime) -> Option<(Current, Verified)> {
+        if current.authority_id != info.id {
+            return None;
+        }
+        let bundle = Bundle { root_cert: info.root_bundle.clone(), ..current.bundle };
+        let verified = validate(&bundle, &self.settings.profile_for(&current.cluster), now).ok()?;
+        let c = &verified.ca_cert;
+        if !matches!(self.settings.renewal.judge(c.not_before, c.not_after, now), Verdict::Keep { .. }) {
+            return None;
+        }
+        let generation = current.meta.generation + 1;
+        let key = self.key(&current.cluster);
+        let meta = BundleMeta { generation, root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()), ..current.meta };
+        let token = GenerationToken::derive(&info.id, &key, generation);
+        Some((Current { token, meta, bundle, promoted_at: now, ..current }, verified))
     }
 
     /// Whether the escrowed bundle can stay in service or must be renewed, and why; the
@@ -451,6 +487,7 @@ impl Reconciler<'_> {
         match validate(&current.bundle, &self.settings.profile_for(&current.cluster), now) {
             Err(e) => renew(RenewReason::Invalid { detail: e.to_string() }),
             Ok(_) if current.bundle.root_cert != info.root_bundle => renew(RenewReason::RootChanged),
+            Ok(_) if current.authority_id != info.id => renew(RenewReason::IssuerChanged { from: current.authority_id.clone() }),
             Ok(_) if force => renew(RenewReason::Forced),
             Ok(verified) => {
                 let c = &verified.ca_cert;

@@ -29,6 +29,8 @@ pub enum RenewReason {
     Invalid { detail: String },
     /// The authority's root bundle differs from the escrowed `root-cert.pem`.
     RootChanged,
+    /// Another authority issued the escrowed intermediate (a root rotation switched issuers).
+    IssuerChanged { from: String },
     /// Less life left than the renew-before threshold.
     Due { remaining_hours: i64, renew_before_hours: i64 },
     /// The operator asked for it.
@@ -41,6 +43,7 @@ impl fmt::Display for RenewReason {
             RenewReason::NoBundle => f.write_str("no bundle escrowed for this cluster"),
             RenewReason::Invalid { detail } => write!(f, "escrowed bundle is invalid: {detail}"),
             RenewReason::RootChanged => f.write_str("the authority's root changed"),
+            RenewReason::IssuerChanged { from } => write!(f, "the intermediate was issued by {from}, not by the authority in force"),
             RenewReason::Due { remaining_hours, renew_before_hours } => write!(
                 f,
                 "{} left, renewal is due {} before expiry",

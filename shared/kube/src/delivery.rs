@@ -17,7 +17,7 @@ use meshca_core::delivery::{
     Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed, RestartDecision, decide_restart,
 };
 use meshca_core::timestamp::rfc3339;
-use meshca_core::validate;
+use meshca_core::{rotation, validate};
 use time::OffsetDateTime;
 
 use meshca_core::error_chain as chain;
@@ -27,6 +27,8 @@ use crate::secret::{bundle_of, differing_file, effective_root, holds, is_ours, m
 
 /// The pod-template annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// istiod's switch for accepting a root bundle that contains, or is contained in, the previous one.
+pub const MULTIROOT_ENV: &str = "ISTIO_MULTIROOT_MESH";
 /// How istiod Deployments are found (every revision of a default or revisioned install).
 pub const ISTIOD_SELECTOR: &str = "app=istiod";
 
@@ -66,11 +68,13 @@ impl KubeDelivery {
         if holds(current, bundle, meta, self.layout()) {
             return Ok(Change::Unchanged);
         }
-        let same_root = effective_root(current, self.layout()) == Some(bundle.root_cert.as_bytes());
-        Ok(match (ours, same_root) {
-            (false, _) => Change::Adopted,
-            (true, true) => Change::Rotated,
-            (true, false) => Change::RootChanged,
+        let old_root = effective_root(current, self.layout());
+        let contained = old_root.and_then(|r| std::str::from_utf8(r).ok()).is_some_and(|r| rotation::contained(r, &bundle.root_cert));
+        Ok(match (ours, old_root == Some(bundle.root_cert.as_bytes()), contained) {
+            (false, _, _) => Change::Adopted,
+            (true, true, _) => Change::Rotated,
+            (true, false, true) => Change::RootContained,
+            (true, false, false) => Change::RootChanged,
         })
     }
 
@@ -172,6 +176,9 @@ impl KubeDelivery {
                     version: IstioVersion::from_image(&image),
                     image,
                     running: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) > 0,
+                    multiroot: container.and_then(|c| c.env.as_ref()).is_some_and(|env| {
+                        env.iter().any(|e| e.name == MULTIROOT_ENV && e.value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true")))
+                    }),
                 }
             })
             .collect())

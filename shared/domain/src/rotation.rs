@@ -1,0 +1,400 @@
+//! Replacing the root of a whole fleet without a moment in which two clusters distrust each other.
+//!
+//! istiod reloads a new root bundle only when it contains, or is contained in, the old one byte
+//! for byte (`ISTIO_MULTIROOT_MESH`), and otherwise needs a restart; proxies learn trust from
+//! istiod and keep leaves of the old intermediate for up to a day. So the fleet moves in three
+//! phases, each started only when every cluster confirmed the one before and a soak time passed:
+//!
+//! | phase       | issuer of intermediates | `root-cert.pem`          |
+//! |-------------|-------------------------|--------------------------|
+//! | trust-both  | old (A)                 | A's bytes, then B's      |
+//! | switch      | new (B)                 | A's bytes, then B's      |
+//! | drop-old    | new (B)                 | B's bytes                |
+//!
+//! Every leaf verifies in every cluster at every boundary: a cluster only ever issues under a
+//! root that all clusters already trust. An abort (allowed before drop-old) turns the rotation
+//! round: A issues again under A+B, then A alone remains.
+//!
+//! The record is one document per fleet, written with a compare-and-swap on its revision, so
+//! concurrent runs of `advance` or of the sweep agree on one phase.
+
+use std::fmt;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use crate::bundle::Bundle;
+use crate::cert::sha256_hex;
+use crate::timestamp::rfc3339;
+
+/// Record format version.
+pub const SCHEMA: u32 = 1;
+
+/// Default soak: Istio's workload certificates live 24 h; two hours of margin.
+pub const DEFAULT_SOAK: Duration = Duration::hours(26);
+
+/// Where a rotation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    TrustBoth,
+    Switch,
+    DropOld,
+    /// Finished: the fleet is under the target's root alone.
+    Done,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::TrustBoth => "trust-both",
+            Phase::Switch => "switch",
+            Phase::DropOld => "drop-old",
+            Phase::Done => "done",
+        })
+    }
+}
+
+/// One side of a rotation: an authority, how to reach it again, and the root it anchors to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    /// [`AuthorityInfo::id`]: the issuer recorded in every escrowed bundle.
+    pub authority_id: String,
+    /// How an entry point builds this authority again (a CA ARN, `local:<dir>`, `vault:<mount>`);
+    /// read by the wiring, opaque here.
+    pub locator: String,
+    /// The authority's `root-cert.pem`, normalised.
+    pub root_bundle: String,
+}
+
+impl Anchor {
+    pub fn root_fingerprint(&self) -> String {
+        sha256_hex(self.root_bundle.as_bytes())
+    }
+}
+
+/// A phase change, kept in the record for `status` and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transition {
+    pub phase: Phase,
+    pub aborted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Gates an operator overrode with `--force`, in their words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
+}
+
+/// The fleet's rotation record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RootRotation {
+    pub schema: u32,
+    pub from: Anchor,
+    pub to: Anchor,
+    pub phase: Phase,
+    /// Turned round by `abort`: A is the target again.
+    pub aborted: bool,
+    pub soak_seconds: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub phase_started_at: OffsetDateTime,
+    /// When every cluster was first seen confirmed in this phase; the soak counts from here.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub confirmed_at: Option<OffsetDateTime>,
+    /// Compare-and-swap counter: a write succeeds only over the revision it read.
+    pub revision: u64,
+    pub history: Vec<Transition>,
+}
+
+/// What a cluster must hold in the current phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage<'a> {
+    /// Whose intermediates the cluster should carry.
+    pub issuer: &'a Anchor,
+    /// The exact `root-cert.pem` bytes.
+    pub trust: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    #[error("the new authority is the current one ({0}); nothing to rotate")]
+    SameAuthority(String),
+    #[error(
+        "the new authority {to} anchors to the same root as {from} (root fingerprint {fingerprint}); that is a re-issue, not a root rotation: point meshca at it and run `meshca issue --force`"
+    )]
+    SameRoot { from: String, to: String, fingerprint: String },
+    #[error("a rotation to {to} is already in phase {phase}; finish or abort it first")]
+    InProgress { to: String, phase: Phase },
+    #[error("the rotation is in phase {0}; abort is allowed only before drop-old starts")]
+    TooLateToAbort(Phase),
+    #[error("the rotation is already aborted; advance it to finish the way back")]
+    AlreadyAborted,
+    #[error("the rotation is done; nothing to advance")]
+    Finished,
+    #[error("cannot advance from {phase}: {}", .blockers.join("; "))]
+    Gated { phase: Phase, blockers: Vec<String> },
+}
+
+impl RootRotation {
+    /// A new rotation from `from` to `to`, in phase trust-both.
+    pub fn start(from: Anchor, to: Anchor, soak: Duration, now: OffsetDateTime) -> Result<Self, RotationError> {
+        if from.authority_id == to.authority_id {
+            return Err(RotationError::SameAuthority(from.authority_id));
+        }
+        if from.root_bundle == to.root_bundle {
+            let fingerprint = from.root_fingerprint();
+            return Err(RotationError::SameRoot { from: from.authority_id, to: to.authority_id, fingerprint });
+        }
+        let history = vec![Transition { phase: Phase::TrustBoth, aborted: false, at: now, overridden: Vec::new() }];
+        Ok(RootRotation {
+            schema: SCHEMA,
+            from,
+            to,
+            phase: Phase::TrustBoth,
+            aborted: false,
+            soak_seconds: soak.whole_seconds(),
+            phase_started_at: now,
+            confirmed_at: None,
+            revision: 0,
+            history,
+        })
+    }
+
+    /// The authority the fleet ends on.
+    pub fn target(&self) -> &Anchor {
+        if self.aborted { &self.from } else { &self.to }
+    }
+
+    /// The authority being retired.
+    pub fn retiring(&self) -> &Anchor {
+        if self.aborted { &self.to } else { &self.from }
+    }
+
+    /// A's bytes followed by B's, in the order of the rotation as started (abort keeps it, so
+    /// every bundle written contains, or is contained in, the one before).
+    pub fn trust_both(&self) -> String {
+        format!("{}{}", self.from.root_bundle, self.to.root_bundle)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.phase != Phase::Done
+    }
+
+    /// Issuer and trust bundle of the current phase.
+    pub fn stage(&self) -> Stage<'_> {
+        match self.phase {
+            Phase::TrustBoth => Stage { issuer: self.retiring(), trust: self.trust_both() },
+            Phase::Switch => Stage { issuer: self.target(), trust: self.trust_both() },
+            Phase::DropOld | Phase::Done => Stage { issuer: self.target(), trust: self.target().root_bundle.clone() },
+        }
+    }
+
+    pub fn soak(&self) -> Duration {
+        Duration::seconds(self.soak_seconds)
+    }
+
+    /// Whether `bundle`, as read back from a cluster, is what this phase asks of it.
+    pub fn confirms(&self, bundle: &Bundle) -> Result<(), String> {
+        let stage = self.stage();
+        if bundle.root_cert != stage.trust {
+            return Err(format!("root-cert.pem is not yet the {} trust bundle (root fingerprint {})", self.phase, sha256_hex(bundle.root_cert.as_bytes())));
+        }
+        let issued_under = chain_root(bundle).ok_or("cert-chain.pem holds no certificate")?;
+        let issuer_roots = crate::pem::certificates("issuer root", &stage.issuer.root_bundle).map_err(|e| e.to_string())?;
+        if !issuer_roots.contains(&issued_under) {
+            return Err(format!("the intermediate is not yet from {}", stage.issuer.authority_id));
+        }
+        Ok(())
+    }
+
+    /// Why the rotation may not leave its phase now; empty when it may. `unconfirmed` names
+    /// each cluster not confirmed (unreachable ones included) with the reason.
+    pub fn blockers(&self, unconfirmed: &[(String, String)], now: OffsetDateTime) -> Vec<String> {
+        let mut out: Vec<String> = unconfirmed.iter().map(|(c, why)| format!("{c}: {why}")).collect();
+        if !unconfirmed.is_empty() {
+            return out;
+        }
+        match self.confirmed_at {
+            None => out.push("the fleet's confirmation is not recorded yet".into()),
+            Some(at) if at + self.soak() > now => {
+                out.push(format!("soaking until {} (soak {} s from {})", rfc3339(at + self.soak()), self.soak_seconds, rfc3339(at)))
+            }
+            Some(_) => {}
+        }
+        out
+    }
+
+    /// Records that every cluster confirmed this phase (the first time it is seen).
+    pub fn note_confirmed(&mut self, now: OffsetDateTime) -> bool {
+        if self.confirmed_at.is_some() {
+            return false;
+        }
+        self.confirmed_at = Some(now);
+        true
+    }
+
+    /// Moves to the next phase if nothing blocks, or if `force` and every blocker is overridden.
+    pub fn advance(&mut self, blockers: Vec<String>, force: bool, now: OffsetDateTime) -> Result<Phase, RotationError> {
+        if self.phase == Phase::Done {
+            return Err(RotationError::Finished);
+        }
+        if !blockers.is_empty() && !force {
+            return Err(RotationError::Gated { phase: self.phase, blockers });
+        }
+        let next = match self.phase {
+            Phase::TrustBoth => Phase::Switch,
+            Phase::Switch => Phase::DropOld,
+            Phase::DropOld | Phase::Done => Phase::Done,
+        };
+        self.enter(next, now, blockers);
+        Ok(next)
+    }
+
+    /// Turns the rotation round towards A alone: A issues again under A+B (phase switch with A
+    /// as the target), then A's root alone. Refused once drop-old began: B-only clusters would
+    /// no longer trust A's intermediates.
+    pub fn abort(&mut self, now: OffsetDateTime) -> Result<(), RotationError> {
+        if self.aborted {
+            return Err(RotationError::AlreadyAborted);
+        }
+        if self.phase >= Phase::DropOld {
+            return Err(RotationError::TooLateToAbort(self.phase));
+        }
+        self.aborted = true;
+        self.enter(Phase::Switch, now, Vec::new());
+        Ok(())
+    }
+
+    fn enter(&mut self, phase: Phase, now: OffsetDateTime, overridden: Vec<String>) {
+        self.phase = phase;
+        self.phase_started_at = now;
+        self.confirmed_at = None;
+        self.history.push(Transition { phase, aborted: self.aborted, at: now, overridden });
+    }
+
+    /// How long the rotation has been in its phase: what the stuck-rotation alarm watches.
+    pub fn phase_age(&self, now: OffsetDateTime) -> Duration {
+        now - self.phase_started_at
+    }
+}
+
+/// The last certificate of `cert-chain.pem`: the root the intermediate was issued under.
+fn chain_root(bundle: &Bundle) -> Option<Vec<u8>> {
+    crate::pem::certificates("cert-chain.pem", &bundle.cert_chain).ok()?.pop()
+}
+
+/// Where the fleet's rotation record is kept.
+#[async_trait::async_trait]
+pub trait RotationStore: Send + Sync {
+    async fn load(&self) -> Result<Option<RootRotation>, RotationStoreError>;
+    /// Writes `rotation` with its revision raised by one, only if the stored record still has
+    /// `rotation.revision` (or, for revision 0, there is none or only a finished one).
+    async fn save(&self, rotation: &RootRotation) -> Result<RootRotation, RotationStoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationStoreError {
+    #[error("the rotation record changed since it was read (another run moved it); read it again")]
+    Conflict,
+    #[error("the rotation record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("rotation record {operation} failed: {detail}")]
+    Backend { operation: &'static str, detail: String },
+}
+
+/// An issuer seen through a rotation phase: it signs as itself, but the bundles it hands out
+/// carry the phase's trust bundle as `root-cert.pem`.
+pub struct Anchored<'a> {
+    pub issuer: &'a dyn Authority,
+    pub trust: String,
+}
+
+#[async_trait::async_trait]
+impl Authority for Anchored<'_> {
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+        let mut info = self.issuer.describe().await?;
+        if !self.trust.contains(&info.root_bundle) {
+            return Err(AuthorityError::Rejected {
+                id: info.id,
+                reason: "its root is not part of the rotation's trust bundle (did the CA's root change since the rotation started?)".into(),
+            });
+        }
+        info.root_bundle = self.trust.clone();
+        Ok(info)
+    }
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        self.issuer.issue(request).await
+    }
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
+        self.issuer.fetch(id).await
+    }
+    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+        self.issuer.revoke(id, serial, reason).await
+    }
+}
+
+/// Whether replacing root bundle `old` by `new` is one istiod's multi-root mode accepts.
+pub fn contained(old: &str, new: &str) -> bool {
+    old.contains(new) || new.contains(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor(id: &str, root: &str) -> Anchor {
+        Anchor { authority_id: id.into(), locator: id.into(), root_bundle: root.into() }
+    }
+
+    fn rotation() -> RootRotation {
+        RootRotation::start(anchor("a", "A\n"), anchor("b", "B\n"), Duration::hours(26), OffsetDateTime::UNIX_EPOCH).unwrap()
+    }
+
+    #[test]
+    fn phases_give_issuer_and_trust_in_order() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let mut r = rotation();
+        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\nB\n"));
+        r.note_confirmed(t0);
+        assert!(matches!(r.advance(r.blockers(&[], t0 + Duration::hours(25)), false, t0), Err(RotationError::Gated { .. })), "soak");
+        let blockers = r.blockers(&[], t0 + Duration::hours(26));
+        assert_eq!(r.advance(blockers, false, t0).unwrap(), Phase::Switch);
+        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("b", "A\nB\n"));
+        assert!(!r.blockers(&[], t0).is_empty(), "a new phase starts unconfirmed");
+        r.advance(vec!["forced".into()], true, t0).unwrap();
+        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("b", "B\n"));
+        assert_eq!(r.history.last().unwrap().overridden, vec!["forced".to_string()]);
+        assert_eq!(r.abort(t0), Err(RotationError::TooLateToAbort(Phase::DropOld)));
+        r.advance(Vec::new(), false, t0).unwrap();
+        assert_eq!(r.phase, Phase::Done);
+        assert_eq!(r.advance(Vec::new(), false, t0), Err(RotationError::Finished));
+    }
+
+    #[test]
+    fn an_unconfirmed_cluster_blocks_even_after_the_soak() {
+        let mut r = rotation();
+        r.note_confirmed(OffsetDateTime::UNIX_EPOCH);
+        let late = OffsetDateTime::UNIX_EPOCH + Duration::days(9);
+        let b = r.blockers(&[("c7".into(), "unreachable".into())], late);
+        assert_eq!(b, vec!["c7: unreachable".to_string()]);
+    }
+
+    #[test]
+    fn abort_turns_round_to_a_under_both_then_a_alone() {
+        let mut r = rotation();
+        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH).unwrap();
+        r.abort(OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\nB\n"));
+        assert_eq!(r.abort(OffsetDateTime::UNIX_EPOCH), Err(RotationError::AlreadyAborted));
+        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\n"));
+        assert!(contained("A\nB\n", "A\n") && contained("A\n", "A\nB\n") && !contained("A\nB\n", "B\nA\n"));
+    }
+
+    #[test]
+    fn same_authority_or_same_root_is_no_rotation() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        assert!(matches!(RootRotation::start(anchor("a", "A\n"), anchor("a", "B\n"), DEFAULT_SOAK, t), Err(RotationError::SameAuthority(_))));
+        let e = RootRotation::start(anchor("a", "A\n"), anchor("b", "A\n"), DEFAULT_SOAK, t).unwrap_err();
+        assert!(e.to_string().contains("re-issue, not a root rotation"), "{e}");
+    }
+}
