@@ -74,6 +74,7 @@ mod tests {
             reason: meshca_core::RenewReason::Forced,
             generation: 2,
             change: Change::Rotated,
+            restarted: Vec::new(),
             not_after: now + time::Duration::days(30),
             renew_at: now + time::Duration::days(20),
         };

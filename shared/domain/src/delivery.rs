@@ -209,6 +209,13 @@ pub struct Delivered {
     pub conflicts: u32,
 }
 
+impl Delivered {
+    /// The istiod Deployments this delivery restarted, as `name: reason`.
+    pub fn restarted(&self) -> Vec<String> {
+        self.istiod.iter().filter(|(_, d)| d.restart).map(|(name, d)| format!("{name}: {}", d.reason)).collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error("cannot reach the cluster API at {endpoint}: {detail}")]

@@ -23,6 +23,7 @@ pub mod pem;
 pub mod reconcile;
 pub mod renewal;
 pub mod retry;
+pub mod rollout;
 pub mod rotation;
 pub mod timestamp;
 pub mod validate;

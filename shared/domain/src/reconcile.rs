@@ -118,6 +118,9 @@ pub enum Outcome {
     Delivered {
         generation: u64,
         change: Change,
+        /// istiod Deployments restarted, each with the reason.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restarted: Vec<String>,
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
         #[serde(with = "time::serde::rfc3339")]
@@ -129,6 +132,8 @@ pub enum Outcome {
         reason: RenewReason,
         generation: u64,
         change: Change,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restarted: Vec<String>,
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
         #[serde(with = "time::serde::rfc3339")]
@@ -286,17 +291,17 @@ impl Reconciler<'_> {
             Err(e) => return Outcome::failed(e.step(), e),
         };
         // deliver reads the secret back and compares it with the bundle: that is the verify step.
-        let change = match delivery.deliver(&secured.bundle, &secured.meta).await {
-            Ok(d) => d.change,
+        let (change, restarted) = match delivery.deliver(&secured.bundle, &secured.meta).await {
+            Ok(d) => (d.change, d.restarted()),
             Err(e @ DeliveryError::ReadBack { .. }) => return Outcome::failed(Step::Verify, e),
             Err(e) => return Outcome::failed(Step::Deliver, e),
         };
         let (generation, not_after, renew_at) = (secured.meta.generation, secured.meta.not_after, secured.renew_at);
         match secured.obtained {
             Obtained::Escrowed if change == Change::Unchanged => Outcome::Unchanged { generation, not_after, renew_at },
-            Obtained::Escrowed | Obtained::Rerooted => Outcome::Delivered { generation, change, not_after, renew_at },
+            Obtained::Escrowed | Obtained::Rerooted => Outcome::Delivered { generation, change, restarted, not_after, renew_at },
             Obtained::Issued(reason) | Obtained::Resumed(reason) => {
-                Outcome::Renewed { reason, generation, change, not_after, renew_at }
+                Outcome::Renewed { reason, generation, change, restarted, not_after, renew_at }
             }
         }
     }

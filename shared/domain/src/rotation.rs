@@ -282,6 +282,20 @@ fn chain_root(bundle: &Bundle) -> Option<Vec<u8>> {
     crate::pem::certificates("cert-chain.pem", &bundle.cert_chain).ok()?.pop()
 }
 
+impl RootRotation {
+    /// The revision this record is stored under, given what is stored now: one above the
+    /// stored record's, if this record was read at that revision, or if it is a new rotation
+    /// and the stored one (if any) is finished. Anything else lost a race.
+    pub fn next_revision(&self, stored: Option<&RootRotation>) -> Result<u64, RotationStoreError> {
+        match stored {
+            None if self.revision == 0 => Ok(1),
+            Some(s) if self.revision == 0 && !s.is_active() => Ok(s.revision + 1),
+            Some(s) if self.revision != 0 && s.revision == self.revision => Ok(s.revision + 1),
+            _ => Err(RotationStoreError::Conflict),
+        }
+    }
+}
+
 /// Where the fleet's rotation record is kept.
 #[async_trait::async_trait]
 pub trait RotationStore: Send + Sync {

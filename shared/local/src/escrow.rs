@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use meshca_core::ClusterName;
 use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending};
 
 const CURRENT: &str = "current.json";
@@ -26,6 +27,26 @@ pub struct LocalEscrow {
 impl LocalEscrow {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LocalEscrow { dir: dir.into() }
+    }
+
+    /// The clusters with an Istio intermediate escrowed here (a directory per cluster, the
+    /// other kinds' directories carry a dot), sorted.
+    pub fn clusters(&self) -> std::io::Result<Vec<ClusterName>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir()
+                && let Some(cluster) = entry.file_name().to_str().and_then(|n| n.parse::<ClusterName>().ok())
+            {
+                out.push(cluster);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     fn cluster_dir(&self, cluster: &EscrowKey) -> PathBuf {

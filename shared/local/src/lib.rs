@@ -1,10 +1,13 @@
 //! meshca's embedded adapters, for a laptop or a CI job with no AWS account: the local file CA
 //! ([`LocalCa`], an [`meshca_core::Authority`]), escrow in a directory ([`LocalEscrow`]), and
-//! bundles written to and read from files ([`files`]).
+//! bundles written to and read from files ([`files`]), and a root rotation's record
+//! ([`LocalRotationStore`]).
 
 pub mod ca;
 pub mod escrow;
 pub mod files;
+pub mod rotation;
 
 pub use ca::{LocalCa, LocalRootSpec};
 pub use escrow::LocalEscrow;
+pub use rotation::LocalRotationStore;

@@ -1,0 +1,177 @@
+//! A root rotation carried out over the fleet: every cluster reconciled to the phase's issuer
+//! and trust bundle, read back to confirm it, and the record advanced only through its gates.
+//!
+//! The same code serves `meshca rotate-root` and the expiry sweep. Every step repeats safely:
+//! the per-cluster work is the ordinary reconcile (claimed generations, idempotent issuance,
+//! conditional delivery), and the record moves by compare-and-swap, so a crash or a rival run
+//! anywhere ends in the same phase with one certificate per cluster and phase.
+
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::authority::Authority;
+use crate::cluster::ClusterName;
+use crate::delivery::{Delivery, Observed};
+use crate::escrow::Escrow;
+use crate::reconcile::{Outcome, Reconciler, Settings};
+use crate::rotation::{Anchor, Anchored, Phase, RootRotation, RotationError, RotationStore, RotationStoreError};
+
+/// A managed cluster and the way into it.
+#[derive(Clone)]
+pub struct Member {
+    pub cluster: ClusterName,
+    pub delivery: Arc<dyn Delivery>,
+}
+
+/// One cluster's standing in the current phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Standing {
+    pub cluster: ClusterName,
+    /// What this run did to it (absent for `status`, which only reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    pub confirmed: bool,
+    /// Why it is not confirmed: what blocks the next phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<String>,
+}
+
+/// The rotation and the fleet after a command.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RolloutReport {
+    pub rotation: RootRotation,
+    pub clusters: Vec<Standing>,
+    /// Why the rotation may not advance now (empty: it may).
+    pub blockers: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    #[error(transparent)]
+    Store(#[from] RotationStoreError),
+    #[error("no rotation has been started")]
+    NoRotation,
+    #[error("the rotation's {role} authority {id} is not configured here (it is reached as {locator})")]
+    AuthorityMissing { role: &'static str, id: String, locator: String },
+}
+
+/// The ports a rollout works through.
+pub struct Rollout<'a> {
+    pub store: &'a dyn RotationStore,
+    pub escrow: &'a dyn Escrow,
+    pub settings: &'a Settings,
+    /// Both sides of the rotation, by [`crate::AuthorityInfo::id`].
+    pub authorities: Vec<(String, Arc<dyn Authority>)>,
+}
+
+impl Rollout<'_> {
+    /// Starts a rotation from `from` to `to` and brings every member to trust-both.
+    pub async fn start(&self, from: Anchor, to: Anchor, soak: Duration, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+        if let Some(existing) = self.store.load().await?.filter(RootRotation::is_active) {
+            return Err(RotationError::InProgress { to: existing.to.authority_id, phase: existing.phase }.into());
+        }
+        let now = OffsetDateTime::now_utc();
+        let rotation = RootRotation::start(from, to, soak, now)?;
+        let rotation = self.store.save(&rotation).await?;
+        self.converge(rotation, members).await
+    }
+
+    /// Reads every member and judges it against the phase; writes nothing.
+    pub async fn status(&self, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+        let rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
+        let mut clusters = Vec::new();
+        for m in members {
+            clusters.push(self.standing(&rotation, m, None).await);
+        }
+        Ok(Self::report(rotation, clusters))
+    }
+
+    /// Finishes the current phase (reconciling what is not there yet), then moves on if the
+    /// gates allow (or `force` overrides them) and carries the fleet into the next phase.
+    pub async fn advance(&self, members: &[Member], force: bool) -> Result<RolloutReport, RolloutError> {
+        let rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
+        let report = self.converge(rotation, members).await?;
+        let mut rotation = report.rotation;
+        rotation.advance(report.blockers, force, OffsetDateTime::now_utc())?;
+        let rotation = self.store.save(&rotation).await?;
+        self.converge(rotation, members).await
+    }
+
+    /// Turns the rotation back to the old authority alone (before drop-old only).
+    pub async fn abort(&self, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+        let mut rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
+        rotation.abort(OffsetDateTime::now_utc())?;
+        let rotation = self.store.save(&rotation).await?;
+        self.converge(rotation, members).await
+    }
+
+    /// Brings every member to the phase, reads each back, and records the fleet's confirmation
+    /// the first time all are confirmed.
+    pub async fn converge(&self, mut rotation: RootRotation, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+        let mut clusters = Vec::new();
+        if rotation.is_active() {
+            let issuer = self.authority(&rotation)?;
+            let anchored = Anchored { issuer: issuer.as_ref(), trust: rotation.stage().trust };
+            let reconciler = Reconciler { authority: &anchored, escrow: self.escrow, settings: self.settings };
+            for m in members {
+                let outcome = reconciler.apply(&m.cluster, m.delivery.as_ref(), false).await;
+                clusters.push(self.standing(&rotation, m, Some(outcome)).await);
+            }
+        }
+        if rotation.is_active() && clusters.iter().all(|s| s.confirmed) && rotation.note_confirmed(OffsetDateTime::now_utc()) {
+            rotation = match self.store.save(&rotation).await {
+                // A rival run recorded it (or moved on) first: report what it wrote.
+                Err(RotationStoreError::Conflict) => self.store.load().await?.ok_or(RolloutError::NoRotation)?,
+                other => other?,
+            };
+        }
+        Ok(Self::report(rotation, clusters))
+    }
+
+    fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
+        let unconfirmed: Vec<(String, String)> =
+            clusters.iter().filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b))).collect();
+        let blockers = if rotation.is_active() { rotation.blockers(&unconfirmed, OffsetDateTime::now_utc()) } else { Vec::new() };
+        RolloutReport { rotation, clusters, blockers }
+    }
+
+    /// The authority that issues in the current phase.
+    fn authority(&self, rotation: &RootRotation) -> Result<Arc<dyn Authority>, RolloutError> {
+        let issuer = rotation.stage().issuer;
+        let role = if issuer == rotation.target() { "target" } else { "retiring" };
+        self.authorities.iter().find(|(id, _)| *id == issuer.authority_id).map(|(_, a)| a.clone()).ok_or_else(|| {
+            RolloutError::AuthorityMissing { role, id: issuer.authority_id.clone(), locator: issuer.locator.clone() }
+        })
+    }
+
+    /// Reads `member`'s secret back and judges it against the phase. An unreachable cluster,
+    /// a failed reconcile or a foreign secret is unconfirmed, never skipped.
+    async fn standing(&self, rotation: &RootRotation, member: &Member, outcome: Option<Outcome>) -> Standing {
+        let failed = match &outcome {
+            Some(Outcome::Failed { step, error }) => Some(format!("{step} failed: {error}")),
+            Some(Outcome::Skipped { reason }) => Some(format!("skipped: {reason}")),
+            _ => None,
+        };
+        let verdict = match member.delivery.observe().await {
+            Err(e) => Err(format!("cannot read its secret: {e}")),
+            Ok(Observed::Managed { bundle: Some(b), .. }) => rotation.confirms(&b),
+            Ok(Observed::Managed { bundle: None, .. }) => Err("its secret holds no readable bundle".into()),
+            Ok(Observed::Absent) => Err("it has no meshca secret yet".into()),
+            Ok(Observed::Unmanaged { .. }) => Err("its secret is not managed by meshca".into()),
+        };
+        let blocking = failed.or(verdict.err());
+        Standing { cluster: member.cluster.clone(), outcome, confirmed: blocking.is_none(), blocking }
+    }
+}
+
+/// The phase as people read it, saying when the rotation was turned round.
+pub fn phase_label(rotation: &RootRotation) -> String {
+    let dir = if rotation.aborted { " (aborted: back to the old root)" } else { "" };
+    match rotation.phase {
+        Phase::Done => format!("done{dir}"),
+        p => format!("{p}{dir}"),
+    }
+}
