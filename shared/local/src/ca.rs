@@ -158,7 +158,8 @@ impl LocalCa {
         &self.dir
     }
 
-    fn id(&self) -> String {
+    /// `local:<dir>`: what [`Authority::describe`] reports as the id, without reading the CA.
+    pub fn id(&self) -> String {
         format!("local:{}", self.dir.display())
     }
 
