@@ -2,19 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
 
-use meshca_core::{Authority, ClusterName, Escrow, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
-use meshca_wiring::{AuthoritySpec, CaArn, EscrowSpec};
+use meshca_core::{ClusterName, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::OutputArgs;
-use crate::vault::VaultArgs;
+use crate::ports::{AuthorityArgs, EscrowArgs, Ports};
 use crate::report;
 use crate::target::{self, DeliveryArgs, TargetArgs};
 
@@ -113,47 +111,12 @@ pub struct IssueArgs {
     #[arg(long)]
     no_files: bool,
 
-    /// The local CA's directory (created on first use; root-key.pem is 0600).
-    #[arg(long, value_name = "DIR", env = "MESHCA_CA_DIR")]
-    ca_dir: Option<PathBuf>,
-
-    /// Where bundles are escrowed between runs (holds keys; 0700), with --escrow local.
-    #[arg(long, value_name = "DIR", env = "MESHCA_ESCROW_DIR")]
-    escrow_dir: Option<PathBuf>,
-
-    /// Issue from this AWS Private CA instead of the local CA
-    /// (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>). Uses the standard AWS
-    /// credential chain; AWS_ENDPOINT_URL is honoured.
-    #[arg(long, value_name = "ARN", env = "MESHCA_CA_ARN", conflicts_with = "vault_addr", help_heading = "AWS Private CA")]
-    ca_arn: Option<String>,
-
-    /// AWS region (default: the region of --ca-arn, else AWS_REGION / the profile).
-    #[arg(long, value_name = "REGION", help_heading = "AWS Private CA")]
-    region: Option<String>,
-
-    /// PCA template (default: SubordinateCACertificate_PathLen0/V1 in the CA's partition).
-    #[arg(long, value_name = "ARN", help_heading = "AWS Private CA")]
-    template_arn: Option<String>,
-
-    /// Signing algorithm (default: from the CA's key: RSA → SHA256WITHRSA, EC P-256 →
-    /// SHA256WITHECDSA, EC P-384 → SHA384WITHECDSA).
-    #[arg(long, value_name = "ALG", help_heading = "AWS Private CA")]
-    signing_algorithm: Option<String>,
 
     #[command(flatten)]
-    vault: VaultArgs,
+    authority: AuthorityArgs,
 
-    /// Where the escrow record lives: `local` (--escrow-dir) or `secrets-manager`.
-    #[arg(long, value_name = "KIND", default_value = "local", value_parser = ["local", "secrets-manager"], help_heading = "Escrow")]
-    escrow: String,
-
-    /// Secrets Manager name prefix; the secret is <PREFIX>/<cluster> (default meshca/<region>).
-    #[arg(long, value_name = "PREFIX", help_heading = "Escrow")]
-    secret_prefix: Option<String>,
-
-    /// KMS key that encrypts the escrow secret (default: the account's aws/secretsmanager key).
-    #[arg(long, value_name = "KEY", help_heading = "Escrow")]
-    kms_key_id: Option<String>,
+    #[command(flatten)]
+    escrow: EscrowArgs,
 
     #[command(flatten)]
     target: TargetArgs,
@@ -178,7 +141,8 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
     }
 
-    let (authority, escrow, region) = ports(&args).await?;
+    let ports = Ports::build(&args.authority, &args.escrow).await?;
+    let (authority, escrow, region) = (ports.in_force().await?, ports.escrow.clone(), ports.region.clone());
 
     // Reach the cluster (once per kind, each with its own landing) and check every output
     // directory before issuing, so a wrong context or a cluster that is not ACTIVE costs no
@@ -193,7 +157,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         }
         let delivery = args
             .target
-            .connect(region.clone().or_else(|| args.region.clone()), args.delivery.options_for(&settings, &cluster))
+            .connect(region.clone().or_else(|| args.authority.region.clone()), args.delivery.options_for(&settings, &cluster))
             .await
             .with_context(|| format!("connecting to {target}"))?;
         jobs.push((settings, out, delivery));
@@ -226,31 +190,6 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The authority and escrow the flags name (AWS configuration loaded only when one needs it),
-/// and the AWS region in use.
-async fn ports(args: &IssueArgs) -> Result<(Arc<dyn Authority>, Arc<dyn Escrow>, Option<String>)> {
-    let state = crate::default_state_dir();
-    let ca = args.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|e| anyhow::anyhow!("--ca-arn {e}"))?;
-    let wants_aws = ca.is_some() || args.escrow == "secrets-manager" || args.vault.vault_aws_role.is_some();
-    let region = args.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
-    let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
-    let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
-    let spec = match args.vault.spec()? {
-        Some(vault) => AuthoritySpec::Vault(vault),
-        None => authority_spec(args, ca, &state),
-    };
-    let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
-    let escrow_spec = match args.escrow.as_str() {
-        "secrets-manager" => {
-            region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
-            EscrowSpec::SecretsManager { prefix: args.secret_prefix.clone(), kms_key_id: args.kms_key_id.clone(), recovery_window_days: None }
-        }
-        _ => EscrowSpec::Local { dir: args.escrow_dir.clone().unwrap_or_else(|| state.join("escrow")) },
-    };
-    let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
-    Ok((authority, escrow, region))
 }
 
 /// The settings every kind shares, from the flags.
@@ -364,19 +303,6 @@ impl Shown<'_> {
             (None, Some(dir)) => println!("next: kubectl apply -f {}", dir.join(&manifest).display()),
             (None, None) => {}
         }
-    }
-}
-
-/// The local CA unless a PCA was named.
-fn authority_spec(args: &IssueArgs, ca: Option<CaArn>, state: &Path) -> AuthoritySpec {
-    match ca {
-        Some(ca) => AuthoritySpec::Pca {
-            ca,
-            template_arn: args.template_arn.clone(),
-            signing_algorithm: args.signing_algorithm.clone(),
-            issue_rate: None,
-        },
-        None => AuthoritySpec::Local { dir: args.ca_dir.clone().unwrap_or_else(|| state.join("ca")) },
     }
 }
 

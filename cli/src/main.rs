@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod inspect;
 mod issue;
+mod ports;
 mod report;
 mod target;
 mod vault;

@@ -11,12 +11,14 @@ pub mod eks;
 pub mod eks_token;
 pub mod events;
 pub mod pca;
+pub mod rotation;
 pub mod secrets;
 
 pub use arn::{Arn, CaArn};
 pub use eks::EksClusters;
 pub use events::EventBridgeFanOut;
 pub use pca::PcaAuthority;
+pub use rotation::SecretsRotationStore;
 pub use secrets::SecretsEscrow;
 
 /// Shared SDK configuration: region from the argument or the environment/profile chain.

@@ -113,8 +113,7 @@ impl Rollout<'_> {
     pub async fn converge(&self, mut rotation: RootRotation, members: &[Member]) -> Result<RolloutReport, RolloutError> {
         let mut clusters = Vec::new();
         if rotation.is_active() {
-            let issuer = self.authority(&rotation)?;
-            let anchored = Anchored { issuer: issuer.as_ref(), trust: rotation.stage().trust };
+            let anchored = in_force(&rotation, &self.authorities)?;
             let reconciler = Reconciler { authority: &anchored, escrow: self.escrow, settings: self.settings };
             for m in members {
                 let outcome = reconciler.apply(&m.cluster, m.delivery.as_ref(), false).await;
@@ -138,14 +137,6 @@ impl Rollout<'_> {
         RolloutReport { rotation, clusters, blockers }
     }
 
-    /// The authority that issues in the current phase.
-    fn authority(&self, rotation: &RootRotation) -> Result<Arc<dyn Authority>, RolloutError> {
-        let issuer = rotation.stage().issuer;
-        let role = if issuer == rotation.target() { "target" } else { "retiring" };
-        self.authorities.iter().find(|(id, _)| *id == issuer.authority_id).map(|(_, a)| a.clone()).ok_or_else(|| {
-            RolloutError::AuthorityMissing { role, id: issuer.authority_id.clone(), locator: issuer.locator.clone() }
-        })
-    }
 
     /// Reads `member`'s secret back and judges it against the phase. An unreachable cluster,
     /// a failed reconcile or a foreign secret is unconfirmed, never skipped.
@@ -165,6 +156,18 @@ impl Rollout<'_> {
         let blocking = failed.or(verdict.err());
         Standing { cluster: member.cluster.clone(), outcome, confirmed: blocking.is_none(), blocking }
     }
+}
+
+/// The authority every reconcile uses while `rotation` has its say: the phase's issuer with the
+/// phase's trust bundle, or, once it is done, its target alone. A reconcile outside the rollout
+/// (a new cluster, a renewal) so joins the fleet where the rollout stands.
+pub fn in_force(rotation: &RootRotation, authorities: &[(String, Arc<dyn Authority>)]) -> Result<Anchored, RolloutError> {
+    let stage = rotation.stage();
+    let role = if stage.issuer == rotation.target() { "target" } else { "retiring" };
+    let issuer = authorities.iter().find(|(id, _)| *id == stage.issuer.authority_id).map(|(_, a)| a.clone()).ok_or_else(|| {
+        RolloutError::AuthorityMissing { role, id: stage.issuer.authority_id.clone(), locator: stage.issuer.locator.clone() }
+    })?;
+    Ok(Anchored { issuer, trust: stage.trust })
 }
 
 /// The phase as people read it, saying when the rotation was turned round.

@@ -317,13 +317,13 @@ pub enum RotationStoreError {
 
 /// An issuer seen through a rotation phase: it signs as itself, but the bundles it hands out
 /// carry the phase's trust bundle as `root-cert.pem`.
-pub struct Anchored<'a> {
-    pub issuer: &'a dyn Authority,
+pub struct Anchored {
+    pub issuer: std::sync::Arc<dyn Authority>,
     pub trust: String,
 }
 
 #[async_trait::async_trait]
-impl Authority for Anchored<'_> {
+impl Authority for Anchored {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
         let mut info = self.issuer.describe().await?;
         if !self.trust.contains(&info.root_bundle) {

@@ -11,14 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow};
+use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
 use meshca_core::pace::IssueBudget;
 use meshca_core::kind::{Landing, Layout};
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
-use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
+use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec, LocalRotationStore};
+use meshca_core::rotation::RotationStore;
 use meshca_vault::{Endpoint, Login, StsTarget, VaultPki};
 use zeroize::Zeroizing;
+
+mod files_delivery;
+pub use files_delivery::FilesDelivery;
 
 pub use aws_config;
 pub use meshca_aws::arn::{ArnError, CaArn};
@@ -42,6 +46,51 @@ pub enum AuthoritySpec {
     },
     /// A Vault / OpenBao PKI mount.
     Vault(VaultSpec),
+}
+
+impl AuthoritySpec {
+    /// How a root rotation's record names this authority so any entry point can build it again:
+    /// `local:<dir>`, the CA's ARN, or `vault:<mount>[/<issuer>]` (address and login are the
+    /// caller's own).
+    pub fn locator(&self) -> String {
+        match self {
+            AuthoritySpec::Local { dir } => format!("local:{}", dir.display()),
+            AuthoritySpec::Pca { ca, .. } => ca.to_string(),
+            AuthoritySpec::Vault(v) => format!("vault:{}{}", v.mount, v.issuer.as_deref().map(|i| format!("/{i}")).unwrap_or_default()),
+        }
+    }
+
+    /// The authority `locator` names, configured like `like` where the locator says nothing: a
+    /// PCA keeps `like`'s issue rate, a Vault mount `like`'s address and login.
+    pub fn from_locator(locator: &str, like: &AuthoritySpec) -> Result<AuthoritySpec, WiringError> {
+        let fail = |reason: String| WiringError::Locator { locator: locator.to_string(), reason };
+        if locator.starts_with("arn:") {
+            let ca = locator.parse::<CaArn>().map_err(|e| fail(e.to_string()))?;
+            let issue_rate = match like {
+                AuthoritySpec::Pca { issue_rate, .. } => *issue_rate,
+                _ => None,
+            };
+            return Ok(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate });
+        }
+        if let Some(path) = locator.strip_prefix("vault:") {
+            let AuthoritySpec::Vault(base) = like else {
+                return Err(fail("a Vault mount is reached with the Vault address and login in force (--vault-addr and a login); give them".into()));
+            };
+            let (mount, issuer) = match path.split_once('/') {
+                Some((m, i)) => (m.to_string(), Some(i.to_string())),
+                None => (path.to_string(), None),
+            };
+            if mount.is_empty() {
+                return Err(fail("no mount after vault:".into()));
+            }
+            return Ok(AuthoritySpec::Vault(VaultSpec { mount, issuer, ..base.clone() }));
+        }
+        let dir = locator.strip_prefix("local:").unwrap_or(locator);
+        if dir.is_empty() {
+            return Err(fail("expected local:<dir>, a CA ARN, or vault:<mount>[/<issuer>]".into()));
+        }
+        Ok(AuthoritySpec::Local { dir: PathBuf::from(dir) })
+    }
 }
 
 /// Where Vault is, which mount signs, and how meshca logs in.
@@ -128,6 +177,25 @@ pub enum WiringError {
     Vault(#[from] meshca_vault::VaultError),
     #[error("{0}")]
     Secret(String),
+    #[error("authority {locator:?}: {reason}")]
+    Locator { locator: String, reason: String },
+}
+
+/// Where the fleet's root rotation record is kept, beside `escrow`: `rotation.json` in a local
+/// escrow directory, or the secret `meshca/rotation` in the given (home) region.
+pub fn rotation_store(escrow: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn RotationStore>, WiringError> {
+    Ok(match escrow {
+        EscrowSpec::Local { dir } => Arc::new(LocalRotationStore::new(dir)),
+        EscrowSpec::SecretsManager { kms_key_id, .. } => {
+            let aws = aws.ok_or(WiringError::NoAws("the Secrets Manager rotation record"))?;
+            let config = match region {
+                Some(r) => in_region(aws, r),
+                None => aws.clone(),
+            };
+            let kms = region.and_then(|r| kms_key_for(kms_key_id.as_deref(), r));
+            Arc::new(SecretsRotationStore::from_config(&config, meshca_aws::rotation::DEFAULT_NAME, kms))
+        }
+    })
 }
 
 /// `home` with its region set to `region`.
