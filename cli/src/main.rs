@@ -9,6 +9,7 @@ mod inspect;
 mod issue;
 mod ports;
 mod report;
+mod rotate;
 mod target;
 mod vault;
 
@@ -40,6 +41,7 @@ struct Cli {
 enum Command {
     Issue(Box<issue::IssueArgs>),
     Inspect(Box<inspect::InspectArgs>),
+    RotateRoot(Box<rotate::RotateArgs>),
 }
 
 /// Output format shared by the commands.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Issue(args) => issue::run(*args).await,
             Command::Inspect(args) => inspect::run(*args).await,
+            Command::RotateRoot(args) => rotate::run(*args).await,
         }
     });
     match result {

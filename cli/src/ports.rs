@@ -142,8 +142,20 @@ impl Ports {
         let target = rotation.target();
         if own != target.authority_id && (own == rotation.retiring().authority_id) {
             let when = rotation.history.last().map(|t| meshca_core::timestamp::rfc3339(t.at)).unwrap_or_default();
-            bail!("this fleet's root was rotated away from {own} ({when}); issue from {} instead", target.locator);
+            bail!("this fleet's root was rotated away from {own} ({when}); issue from the new authority: {}", flag_for(&target.locator));
         }
         Ok(self.authority.clone())
+    }
+}
+
+/// The flag that names the authority behind `locator`, for messages.
+pub fn flag_for(locator: &str) -> String {
+    if locator.starts_with("arn:") {
+        format!("--ca-arn {locator}")
+    } else if let Some(mount) = locator.strip_prefix("vault:") {
+        let (mount, issuer) = mount.split_once('/').map_or((mount, None), |(m, i)| (m, Some(i)));
+        issuer.map_or_else(|| format!("--vault-mount {mount}"), |i| format!("--vault-mount {mount} --vault-issuer {i}"))
+    } else {
+        format!("--ca-dir {}", locator.strip_prefix("local:").unwrap_or(locator))
     }
 }

@@ -198,6 +198,11 @@ pub fn rotation_store(escrow: &EscrowSpec, aws: Option<&SdkConfig>, region: Opti
     })
 }
 
+/// The clusters with an Istio intermediate in the local escrow at `dir`.
+pub fn escrowed_clusters(dir: &Path) -> std::io::Result<Vec<meshca_core::ClusterName>> {
+    LocalEscrow::new(dir).clusters()
+}
+
 /// `home` with its region set to `region`.
 pub fn in_region(home: &SdkConfig, region: &str) -> SdkConfig {
     home.to_builder().region(aws_config::Region::new(region.to_string())).build()

@@ -1,0 +1,291 @@
+//! `meshca rotate-root`: replace the fleet's root in three gated phases, never breaking trust
+//! between two clusters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use meshca_core::rollout::{self, Member, Rollout, RolloutReport};
+use meshca_core::rotation::{Anchor, Phase, RotationStore};
+use meshca_core::timestamp::rfc3339;
+use meshca_core::{ClusterName, Delivery, Settings};
+use meshca_wiring::{AuthoritySpec, FilesDelivery};
+use time::{Duration, OffsetDateTime};
+
+use crate::OutputArgs;
+use crate::ports::{AuthorityArgs, EscrowArgs, Ports};
+use crate::target::DeliveryArgs;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Replace the fleet's root CA in gated phases, with trust between all clusters throughout",
+    long_about = "\
+Replace the fleet's root CA in gated phases, with trust between all clusters throughout.
+
+  1. trust-both  every cluster's root-cert.pem becomes the old root followed by the new one
+                 (the old bytes first, so istiod's multi-root mode accepts it); intermediates stay.
+  2. switch      every cluster gets a new intermediate from the new authority.
+  3. drop-old    root-cert.pem becomes the new root alone.
+
+`start` begins phase 1 and carries it out. `advance` finishes the current phase (reconciling
+any cluster that is behind), and moves to the next one only when every cluster confirmed the
+phase (read back from the cluster) and the soak time has passed since: workloads must hold the
+new trust before anything relies on it. An unreachable cluster blocks; `--force` overrides the
+gates and the record says which. `abort` (before drop-old) turns the rotation round: the old
+authority issues again under both roots, then its root alone remains.
+
+While a rotation runs, `meshca issue` issues at the current phase, so new clusters join where
+the fleet stands. istiod is restarted only where Istio needs it: a changed root bundle restarts
+istiod unless it runs Istio 1.20+ with ISTIO_MULTIROOT_MESH=true; a new intermediate under the
+same root bytes restarts only Istio < 1.19.
+
+The fleet is every cluster escrowed here (or the --cluster names), each reached through the
+kubeconfig context of the same name (--kubeconfig), or as files under --out-dir.",
+    after_help = "\
+Examples:
+  meshca rotate-root start --to local:.meshca/ca-2026 --soak 0    # a rehearsal on files
+  meshca rotate-root status
+  meshca rotate-root advance                 # after the soak (default 26 h)
+  meshca rotate-root start --to arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/NEW \\
+      --ca-arn arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/OLD --kubeconfig fleet.yaml
+  meshca rotate-root abort"
+)]
+pub struct RotateArgs {
+    #[command(subcommand)]
+    command: RotateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RotateCommand {
+    /// Start a rotation to a new authority and carry out phase 1 (trust both roots).
+    Start(StartArgs),
+    /// Each cluster's standing in the current phase, and what blocks the next one. Reads only.
+    Status(FleetArgs),
+    /// Finish the current phase, then move to the next if every cluster confirmed it and the soak passed.
+    Advance(AdvanceArgs),
+    /// Turn the rotation round, back to the old root alone (before drop-old only).
+    Abort(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// The new authority: local:<dir> (or a directory), a PCA ARN, or vault:<mount>[/<issuer>]
+    /// (on the Vault server of --vault-addr, with the same login).
+    #[arg(long, value_name = "AUTHORITY")]
+    to: String,
+
+    /// Time every cluster must have held a phase before the next may start: 26h (Istio's 24 h
+    /// workload certificates plus margin), or e.g. 90m, 2d, 0.
+    #[arg(long, value_name = "DURATION", default_value = "26h", value_parser = parse_duration)]
+    soak: Duration,
+
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+#[derive(Debug, Args)]
+struct AdvanceArgs {
+    /// Advance although clusters are unconfirmed or the soak has not passed; the rotation
+    /// record keeps what was overridden.
+    #[arg(long)]
+    force: bool,
+
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// A cluster to rotate (repeatable; default: every cluster escrowed here).
+    #[arg(long = "cluster", short = 'c', value_name = "NAME", help_heading = "Fleet")]
+    clusters: Vec<String>,
+
+    /// Kubeconfig whose contexts are named after the clusters; without it, each cluster's bundle
+    /// is the files under --out-dir.
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Directory of the clusters' files, one folder per cluster (as `meshca issue` writes).
+    #[arg(long, value_name = "DIR", default_value = "out", help_heading = "Fleet")]
+    out_dir: PathBuf,
+
+    #[command(flatten)]
+    authority: AuthorityArgs,
+
+    #[command(flatten)]
+    escrow: EscrowArgs,
+
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub async fn run(args: RotateArgs) -> Result<ExitCode> {
+    let (fleet, report) = match &args.command {
+        RotateCommand::Start(a) => (&a.fleet, start(a).await?),
+        RotateCommand::Status(f) => (f, Session::new(f).await?.rollout().status(&Session::members(f).await?).await?),
+        RotateCommand::Advance(a) => (&a.fleet, {
+            let ctx = Session::new(&a.fleet).await?;
+            ctx.rollout().advance(&Session::members(&a.fleet).await?, a.force).await?
+        }),
+        RotateCommand::Abort(f) => (f, Session::new(f).await?.rollout().abort(&Session::members(f).await?).await?),
+    };
+    show(fleet, &report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn start(a: &StartArgs) -> Result<RolloutReport> {
+    let ports = Ports::build(&a.fleet.authority, &a.fleet.escrow).await?;
+    let to_spec = AuthoritySpec::from_locator(&a.to, &ports.spec)?;
+    let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref()).await.with_context(|| format!("--to {}", a.to))?;
+    let from = anchor(ports.authority.as_ref(), &ports.spec).await.context("the authority in force")?;
+    let to_anchor = anchor(to.as_ref(), &to_spec).await.with_context(|| format!("--to {}", a.to))?;
+    let authorities = vec![(from.authority_id.clone(), ports.authority.clone()), (to_anchor.authority_id.clone(), to)];
+    let ctx = Session { store: ports.rotation_store()?, ports, authorities, settings: Settings::default() };
+    let members = Session::members(&a.fleet).await?;
+    Ok(ctx.rollout().start(from, to_anchor, a.soak, &members).await?)
+}
+
+async fn anchor(authority: &dyn meshca_core::Authority, spec: &AuthoritySpec) -> Result<Anchor> {
+    let info = authority.describe().await?;
+    Ok(Anchor { authority_id: info.id, locator: spec.locator(), root_bundle: info.root_bundle })
+}
+
+/// The ports and both authorities of the rotation on record.
+struct Session {
+    ports: Ports,
+    store: Arc<dyn RotationStore>,
+    authorities: Vec<(String, Arc<dyn meshca_core::Authority>)>,
+    settings: Settings,
+}
+
+impl Session {
+    async fn new(f: &FleetArgs) -> Result<Session> {
+        let ports = Ports::build(&f.authority, &f.escrow).await?;
+        let store = ports.rotation_store()?;
+        let rotation = store.load().await?.context("no root rotation has been started here (meshca rotate-root start --to …)")?;
+        let authorities = ports.authorities(&rotation).await?;
+        Ok(Session { ports, store, authorities, settings: Settings::default() })
+    }
+
+    fn rollout(&self) -> Rollout<'_> {
+        Rollout { store: self.store.as_ref(), escrow: self.ports.escrow.as_ref(), settings: &self.settings, authorities: self.authorities.clone() }
+    }
+
+    /// The clusters named, or every cluster escrowed here, each with its way in.
+    async fn members(f: &FleetArgs) -> Result<Vec<Member>> {
+        let names: Vec<ClusterName> = if f.clusters.is_empty() {
+            let dir = f.escrow.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
+            if f.escrow.escrow != "local" {
+                bail!("name the clusters to rotate with --cluster (they are listed only from a local escrow)");
+            }
+            meshca_wiring::escrowed_clusters(&dir).with_context(|| format!("listing {}", dir.display()))?
+        } else {
+            f.clusters.iter().map(|c| c.parse()).collect::<Result<_, _>>()?
+        };
+        if names.is_empty() {
+            bail!("no clusters to rotate: nothing is escrowed here yet and no --cluster was given");
+        }
+        let settings = Settings::default();
+        let mut members = Vec::new();
+        for cluster in names {
+            let options = f.delivery.options_for(&settings, &cluster);
+            let delivery: Arc<dyn Delivery> = match &f.kubeconfig {
+                Some(path) => meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
+                    .await
+                    .with_context(|| format!("cluster {cluster}: context {cluster} in {}", path.display()))?,
+                None => Arc::new(FilesDelivery::new(f.out_dir.join(cluster.as_str()), settings.kind.landing(), options.profile)),
+            };
+            members.push(Member { cluster, delivery });
+        }
+        Ok(members)
+    }
+}
+
+fn show(f: &FleetArgs, report: &RolloutReport) -> Result<()> {
+    if f.output.json {
+        let mut doc = serde_json::to_value(report)?;
+        doc["phase_label"] = rollout::phase_label(&report.rotation).into();
+        doc["may_advance"] = report.blockers.is_empty().into();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let r = &report.rotation;
+    let now = OffsetDateTime::now_utc();
+    let fp = |a: &Anchor| a.root_fingerprint()[..16].to_string();
+    println!("rotation  {} → {}", r.from.locator, r.to.locator);
+    println!("phase     {} since {} ({} min), soak {}", rollout::phase_label(r), rfc3339(r.phase_started_at), r.phase_age(now).whole_minutes(), human(r.soak()));
+    if r.is_active() {
+        let stage = r.stage();
+        let trust = if stage.trust == r.trust_both() { format!("old {} + new {}", fp(&r.from), fp(&r.to)) } else { format!("{} alone", fp(stage.issuer)) };
+        println!("trust     root-cert.pem = {trust} (root SHA-256 prefixes)");
+        println!("issuer    {}", stage.issuer.locator);
+    }
+    if !report.clusters.is_empty() {
+        println!("{:<24} {:<10} {:<11} DETAIL", "CLUSTER", "CONFIRMED", "THIS RUN");
+    }
+    for s in &report.clusters {
+        let did = s.outcome.as_ref().map_or("-", |o| o.label());
+        let detail = s.blocking.clone().unwrap_or_else(|| restarts(s.outcome.as_ref()));
+        println!("{:<24} {:<10} {:<11} {detail}", s.cluster.as_str(), if s.confirmed { "yes" } else { "no" }, did);
+    }
+    match (r.phase, report.blockers.as_slice()) {
+        (Phase::Done, _) => println!("next      nothing: the fleet is under {} alone", r.target().locator),
+        (_, []) => println!("next      meshca rotate-root advance (every gate is met)"),
+        (_, blockers) => println!("next      blocked: {}", blockers.join("; ")),
+    }
+    Ok(())
+}
+
+fn restarts(outcome: Option<&meshca_core::Outcome>) -> String {
+    match outcome {
+        Some(meshca_core::Outcome::Delivered { restarted, .. } | meshca_core::Outcome::Renewed { restarted, .. }) if !restarted.is_empty() => {
+            format!("restarted {}", restarted.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
+fn human(d: Duration) -> String {
+    match d.whole_seconds() {
+        0 => "none".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `26h`, `90m`, `2d`, `45s` or `0`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 26h, 90m, 2d or 0"))?;
+    match unit {
+        "s" => Ok(Duration::seconds(n)),
+        "m" => Ok(Duration::minutes(n)),
+        "h" => Ok(Duration::hours(n)),
+        "d" => Ok(Duration::days(n)),
+        _ => Err(format!("{s:?}: the unit must be s, m, h or d")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("26h"), Ok(Duration::hours(26)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90m"), Ok(Duration::minutes(90)));
+        assert!(parse_duration("1w").is_err() && parse_duration("h").is_err() && parse_duration("").is_err());
+        assert_eq!(human(meshca_core::rotation::DEFAULT_SOAK), "26h");
+    }
+}
