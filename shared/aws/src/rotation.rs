@@ -12,8 +12,12 @@ use meshca_core::rotation::{RootRotation, RotationStore, RotationStoreError};
 
 use crate::error_parts;
 
-/// The record's default name.
-pub const DEFAULT_NAME: &str = "meshca/rotation";
+/// The record's name beside the escrow secrets `<prefix>/<cluster>`: no cluster can be called
+/// `_rotation` (an underscore is not allowed in a DNS-1123 label), so the names never meet, and
+/// the escrow's IAM grant on `<prefix>/*` covers it.
+pub fn record_name(prefix: &str) -> String {
+    format!("{}/_rotation", prefix.trim_end_matches('/'))
+}
 
 pub struct SecretsRotationStore {
     client: Client,

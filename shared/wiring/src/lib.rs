@@ -182,18 +182,17 @@ pub enum WiringError {
 }
 
 /// Where the fleet's root rotation record is kept, beside `escrow`: `rotation.json` in a local
-/// escrow directory, or the secret `meshca/rotation` in the given (home) region.
+/// escrow directory, or the secret `<prefix>/_rotation` (default `meshca/<region>/_rotation`)
+/// in `region`, the fleet's first region.
 pub fn rotation_store(escrow: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn RotationStore>, WiringError> {
     Ok(match escrow {
         EscrowSpec::Local { dir } => Arc::new(LocalRotationStore::new(dir)),
-        EscrowSpec::SecretsManager { kms_key_id, .. } => {
+        EscrowSpec::SecretsManager { prefix, kms_key_id, .. } => {
             let aws = aws.ok_or(WiringError::NoAws("the Secrets Manager rotation record"))?;
-            let config = match region {
-                Some(r) => in_region(aws, r),
-                None => aws.clone(),
-            };
-            let kms = region.and_then(|r| kms_key_for(kms_key_id.as_deref(), r));
-            Arc::new(SecretsRotationStore::from_config(&config, meshca_aws::rotation::DEFAULT_NAME, kms))
+            let region = region.or(aws.region().map(|r| r.as_ref())).ok_or(WiringError::NoAws("the rotation record (a region)"))?;
+            let prefix = prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(region));
+            let name = meshca_aws::rotation::record_name(&prefix);
+            Arc::new(SecretsRotationStore::from_config(&in_region(aws, region), name, kms_key_for(kms_key_id.as_deref(), region)))
         }
     })
 }
