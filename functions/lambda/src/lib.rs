@@ -6,6 +6,7 @@ pub mod config;
 pub mod event;
 pub mod invocation;
 pub mod metrics;
+pub mod rotation;
 pub mod sweep;
 
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use meshca_core::clusters::{ClusterInfo, ClustersError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use meshca_core::rotation::RootRotation;
 use meshca_core::{ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Reconciler, Settings, Step};
 use meshca_wiring::{Fleet, RegionPorts};
 use serde::Serialize;
@@ -26,6 +28,8 @@ use event::Request;
 pub struct App {
     pub config: Config,
     pub(crate) fleet: Fleet,
+    /// The root rotation record as last read (see [`rotation::RECORD_TTL`]).
+    in_force: tokio::sync::Mutex<Option<rotation::InForce>>,
 }
 
 /// The result of one event, as returned to the caller and logged.
@@ -75,7 +79,7 @@ impl App {
 
     /// Over ports built elsewhere (in-memory fakes in tests).
     pub fn with_fleet(config: Config, fleet: Fleet) -> Self {
-        App { config, fleet }
+        App { config, fleet, in_force: tokio::sync::Mutex::new(None) }
     }
 
     fn region(&self, region: Option<&str>) -> Result<(&str, &RegionPorts), String> {
@@ -147,20 +151,25 @@ impl App {
             Ok(k) => k,
             Err(reason) => return single(Outcome::Skipped { reason }),
         };
+        let main = match self.main_authority().await {
+            Ok((main, _)) => main,
+            Err(error) => return single(Outcome::Failed { step: Step::Observe, error }),
+        };
         let mut outcomes = Vec::new();
         for spec in kinds {
             let kind = spec.kind;
-            let authority = self.authority_for(kind);
+            let authority = self.authority_for(&main, kind);
             outcomes.push((kind, self.apply(authority.as_ref(), &name, r, &described, spec, force).await));
         }
         Report::of_kinds(cluster, region_name, outcomes)
     }
 
-    /// The authority that signs `kind`: the XCP CA for TSB's identities when one is configured.
-    pub(crate) fn authority_for(&self, kind: Kind) -> Arc<dyn meshca_core::Authority> {
+    /// The authority that signs `kind`: the XCP CA for TSB's identities when one is configured,
+    /// else `main` (the fleet's CA as a running root rotation has it).
+    pub(crate) fn authority_for(&self, main: &Arc<dyn meshca_core::Authority>, kind: Kind) -> Arc<dyn meshca_core::Authority> {
         match (&self.fleet.xcp_authority, kind) {
             (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp.clone(),
-            _ => self.fleet.authority.clone(),
+            _ => main.clone(),
         }
     }
 
@@ -228,7 +237,7 @@ impl App {
         let mut outcomes = Vec::new();
         for kind in Kind::ALL {
             let settings = self.settings_for(KindSpec::new(kind));
-            let authority = self.authority_for(kind);
+            let authority = self.authority_for(&self.fleet.authority, kind);
             let outcome = Reconciler { authority: authority.as_ref(), escrow: r.escrow.as_ref(), settings: &settings }.cleanup(&name).await;
             // Kinds the cluster never had leave no trace in the report.
             if kind == Kind::IstioCacerts || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster") {
@@ -238,8 +247,21 @@ impl App {
         Report::of_kinds(cluster, region, outcomes)
     }
 
-    /// Sweeps every managed region; see [`sweep::Sweep`].
+    /// Sweeps every managed region (see [`sweep::Sweep`]) at the phase of a running root
+    /// rotation, then lets the rotation advance if every cluster confirmed it.
     pub async fn sweep(&self, deadline: Instant) -> sweep::SweepReport {
-        sweep::Sweep::new(self).run(deadline).await
+        let (main, rotation) = match self.main_authority().await {
+            Ok(m) => m,
+            // Never sweep past the record: the wrong root bundle would split the mesh.
+            Err(e) => return sweep::SweepReport { errors: vec![e], ..Default::default() },
+        };
+        let mut report = sweep::Sweep::new(self, main.as_ref()).run(deadline).await;
+        if rotation.as_ref().is_some_and(RootRotation::is_active) && !self.config.dry_run {
+            match self.gate_rotation(&report.inventory).await {
+                Ok(r) => report.rotation = r,
+                Err(e) => report.errors.push(e),
+            }
+        }
+        report
     }
 }

@@ -30,7 +30,8 @@ pub fn cluster_metrics(cluster: &str, outcome: &Outcome, now: OffsetDateTime) ->
 }
 
 /// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
-/// metric: one number for the fleet), and counts of clusters checked, renewed and failed.
+/// metric: one number for the fleet), counts of clusters checked, renewed and failed, and during
+/// a root rotation `RotationPhaseAgeSeconds` and `RotationUnconfirmed`.
 pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) -> Value {
     let mut metrics = vec![
         json!({"Name": "ClustersChecked", "Unit": "Count"}),
@@ -45,6 +46,15 @@ pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) ->
     if let Some(s) = &report.soonest_expiry {
         doc["SoonestDaysLeft"] = json!(days(s.not_after - now));
         metrics.push(json!({"Name": "SoonestDaysLeft", "Unit": "None"}));
+    }
+    // A root rotation in progress: how long it has stood in its phase (the stuck-rotation
+    // alarm's metric) and how many clusters hold it back.
+    if let Some(r) = &report.rotation {
+        doc["RotationPhaseAgeSeconds"] = json!(r.phase_age_seconds);
+        doc["RotationUnconfirmed"] = json!(r.unconfirmed);
+        doc["RotationPhase"] = json!(r.phase);
+        metrics.push(json!({"Name": "RotationPhaseAgeSeconds", "Unit": "Seconds"}));
+        metrics.push(json!({"Name": "RotationUnconfirmed", "Unit": "Count"}));
     }
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -105,5 +115,23 @@ mod tests {
         assert_eq!(d["SoonestDaysLeft"], 1.5);
         assert_eq!((d["ClustersChecked"].as_u64(), d["ClustersRenewed"].as_u64(), d["ClustersFailed"].as_u64()), (Some(3), Some(1), Some(2)));
         assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        assert!(d.get("RotationPhaseAgeSeconds").is_none(), "no rotation, no rotation metric");
+    }
+
+    #[test]
+    fn a_rotation_reports_its_phase_age_for_the_stuck_alarm() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let rotation = crate::rotation::RotationReport {
+            phase: meshca_core::rotation::Phase::Switch,
+            aborted: false,
+            advanced_to: None,
+            phase_age_seconds: 93_600,
+            unconfirmed: 2,
+            blockers: vec!["c1: unreachable".into()],
+        };
+        let d = sweep_metrics(&crate::sweep::SweepReport { rotation: Some(rotation), ..Default::default() }, now);
+        assert_eq!((d["RotationPhaseAgeSeconds"].as_i64(), d["RotationUnconfirmed"].as_u64()), (Some(93_600), Some(2)));
+        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"RotationPhaseAgeSeconds") && names.contains(&"RotationUnconfirmed"));
     }
 }

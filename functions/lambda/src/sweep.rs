@@ -48,6 +48,12 @@ pub struct SweepReport {
     /// Time to list and assess the fleet, and the whole sweep, in milliseconds.
     pub assessed_ms: u64,
     pub took_ms: u64,
+    /// A running root rotation: its phase, and whether this sweep advanced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::RotationReport>,
+    /// Every opted-in cluster found, by region (what a rotation's gate reads back).
+    #[serde(skip)]
+    pub inventory: Vec<(String, ClusterInfo)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,9 +126,10 @@ pub struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    pub fn new(app: &'a App) -> Self {
+    /// A sweep issuing from `main` (the fleet's CA, as a running root rotation has it).
+    pub fn new(app: &'a App, main: &'a dyn meshca_core::Authority) -> Self {
         let xcp_authority = app.fleet.xcp_authority.as_deref().map(Described::new);
-        Sweep { app, authority: Described::new(app.fleet.authority.as_ref()), xcp_authority }
+        Sweep { app, authority: Described::new(main), xcp_authority }
     }
 
     /// The (described-once) authority that signs `kind`.
@@ -169,6 +176,7 @@ impl<'a> Sweep<'a> {
             }
         }
         out.checked = found.len();
+        out.inventory = found.iter().map(|(region, _, cluster)| (region.to_string(), cluster.clone())).collect();
         // One candidate per kind of each cluster (a tag naming an unknown kind: one, skipped).
         let per_kind = found.into_iter().flat_map(|(region, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
             Ok(kinds) => kinds.into_iter().map(|spec| (region, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),

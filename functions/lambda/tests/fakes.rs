@@ -135,6 +135,9 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
             RegionPorts { clusters: clusters.clone(), escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))) },
         )]),
         fan_out: fan_out.clone(),
+        rotation: None,
+        authority_spec: None,
+        home: None,
     };
     let mut vars: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".into(), format!("arn:aws:acm-pca:{REGION}:111122223333:certificate-authority/unused")),

@@ -84,9 +84,9 @@ impl Rollout<'_> {
         let rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
         let mut clusters = Vec::new();
         for m in members {
-            clusters.push(self.standing(&rotation, m, None).await);
+            clusters.push(standing(&rotation, m, None).await);
         }
-        Ok(Self::report(rotation, clusters))
+        Ok(report(rotation, clusters))
     }
 
     /// Finishes the current phase (reconciling what is not there yet), then moves on if the
@@ -110,52 +110,79 @@ impl Rollout<'_> {
 
     /// Brings every member to the phase, reads each back, and records the fleet's confirmation
     /// the first time all are confirmed.
-    pub async fn converge(&self, mut rotation: RootRotation, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+    pub async fn converge(&self, rotation: RootRotation, members: &[Member]) -> Result<RolloutReport, RolloutError> {
         let mut clusters = Vec::new();
         if rotation.is_active() {
             let anchored = in_force(&rotation, &self.authorities)?;
             let reconciler = Reconciler { authority: &anchored, escrow: self.escrow, settings: self.settings };
             for m in members {
                 let outcome = reconciler.apply(&m.cluster, m.delivery.as_ref(), false).await;
-                clusters.push(self.standing(&rotation, m, Some(outcome)).await);
+                clusters.push(standing(&rotation, m, Some(outcome)).await);
             }
         }
-        if rotation.is_active() && clusters.iter().all(|s| s.confirmed) && rotation.note_confirmed(OffsetDateTime::now_utc()) {
-            rotation = match self.store.save(&rotation).await {
-                // A rival run recorded it (or moved on) first: report what it wrote.
-                Err(RotationStoreError::Conflict) => self.store.load().await?.ok_or(RolloutError::NoRotation)?,
-                other => other?,
-            };
-        }
-        Ok(Self::report(rotation, clusters))
+        record_confirmation(self.store, rotation, clusters).await
     }
+}
 
-    fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
-        let unconfirmed: Vec<(String, String)> =
-            clusters.iter().filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b))).collect();
-        let blockers = if rotation.is_active() { rotation.blockers(&unconfirmed, OffsetDateTime::now_utc()) } else { Vec::new() };
-        RolloutReport { rotation, clusters, blockers }
-    }
+fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
+    let unconfirmed: Vec<(String, String)> = clusters.iter().filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b))).collect();
+    let blockers = if rotation.is_active() { rotation.blockers(&unconfirmed, OffsetDateTime::now_utc()) } else { Vec::new() };
+    RolloutReport { rotation, clusters, blockers }
+}
 
-
-    /// Reads `member`'s secret back and judges it against the phase. An unreachable cluster,
-    /// a failed reconcile or a foreign secret is unconfirmed, never skipped.
-    async fn standing(&self, rotation: &RootRotation, member: &Member, outcome: Option<Outcome>) -> Standing {
-        let failed = match &outcome {
-            Some(Outcome::Failed { step, error }) => Some(format!("{step} failed: {error}")),
-            Some(Outcome::Skipped { reason }) => Some(format!("skipped: {reason}")),
-            _ => None,
+/// Records the fleet's confirmation the first time every cluster is confirmed in the phase.
+async fn record_confirmation(store: &dyn RotationStore, mut rotation: RootRotation, clusters: Vec<Standing>) -> Result<RolloutReport, RolloutError> {
+    if rotation.is_active() && clusters.iter().all(|s| s.confirmed) && rotation.note_confirmed(OffsetDateTime::now_utc()) {
+        rotation = match store.save(&rotation).await {
+            // A rival run recorded it (or moved on) first: report what it wrote.
+            Err(RotationStoreError::Conflict) => store.load().await?.ok_or(RolloutError::NoRotation)?,
+            other => other?,
         };
-        let verdict = match member.delivery.observe().await {
-            Err(e) => Err(format!("cannot read its secret: {e}")),
-            Ok(Observed::Managed { bundle: Some(b), .. }) => rotation.confirms(&b),
-            Ok(Observed::Managed { bundle: None, .. }) => Err("its secret holds no readable bundle".into()),
-            Ok(Observed::Absent) => Err("it has no meshca secret yet".into()),
-            Ok(Observed::Unmanaged { .. }) => Err("its secret is not managed by meshca".into()),
-        };
-        let blocking = failed.or(verdict.err());
-        Standing { cluster: member.cluster.clone(), outcome, confirmed: blocking.is_none(), blocking }
     }
+    Ok(report(rotation, clusters))
+}
+
+/// The sweep's step after it reconciled the fleet at the phase: reads every member back,
+/// records the fleet's confirmation, and moves to the next phase when every gate is met
+/// (never by force). Writes no cluster; the next sweep carries out the new phase.
+pub async fn gate(store: &dyn RotationStore, members: &[Member]) -> Result<Option<RolloutReport>, RolloutError> {
+    let Some(rotation) = store.load().await?.filter(RootRotation::is_active) else {
+        return Ok(None);
+    };
+    let mut clusters = Vec::new();
+    for m in members {
+        clusters.push(standing(&rotation, m, None).await);
+    }
+    let report = record_confirmation(store, rotation, clusters).await?;
+    if !report.blockers.is_empty() {
+        return Ok(Some(report));
+    }
+    let mut rotation = report.rotation;
+    rotation.advance(Vec::new(), false, OffsetDateTime::now_utc())?;
+    let rotation = match store.save(&rotation).await {
+        Err(RotationStoreError::Conflict) => store.load().await?.ok_or(RolloutError::NoRotation)?,
+        other => other?,
+    };
+    Ok(Some(RolloutReport { rotation, clusters: report.clusters, blockers: Vec::new() }))
+}
+
+/// Reads `member`'s secret back and judges it against the phase. An unreachable cluster,
+/// a failed reconcile or a foreign secret is unconfirmed, never skipped.
+pub async fn standing(rotation: &RootRotation, member: &Member, outcome: Option<Outcome>) -> Standing {
+    let failed = match &outcome {
+        Some(Outcome::Failed { step, error }) => Some(format!("{step} failed: {error}")),
+        Some(Outcome::Skipped { reason }) => Some(format!("skipped: {reason}")),
+        _ => None,
+    };
+    let verdict = match member.delivery.observe().await {
+        Err(e) => Err(format!("cannot read its secret: {e}")),
+        Ok(Observed::Managed { bundle: Some(b), .. }) => rotation.confirms(&b),
+        Ok(Observed::Managed { bundle: None, .. }) => Err("its secret holds no readable bundle".into()),
+        Ok(Observed::Absent) => Err("it has no meshca secret yet".into()),
+        Ok(Observed::Unmanaged { .. }) => Err("its secret is not managed by meshca".into()),
+    };
+    let blocking = failed.or(verdict.err());
+    Standing { cluster: member.cluster.clone(), outcome, confirmed: blocking.is_none(), blocking }
 }
 
 /// The authority every reconcile uses while `rotation` has its say: the phase's issuer with the

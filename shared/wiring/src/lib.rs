@@ -17,7 +17,7 @@ use meshca_core::kind::{Landing, Layout};
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec, LocalRotationStore};
-use meshca_core::rotation::RotationStore;
+use meshca_core::rotation::{RootRotation, RotationStore};
 use meshca_vault::{Endpoint, Login, StsTarget, VaultPki};
 use zeroize::Zeroizing;
 
@@ -374,6 +374,12 @@ pub struct Fleet {
     pub xcp_authority: Option<Arc<dyn Authority>>,
     pub regions: BTreeMap<String, RegionPorts>,
     pub fan_out: Arc<dyn FanOut>,
+    /// The fleet's root rotation record (beside the first region's escrow), when it is kept.
+    pub rotation: Option<Arc<dyn RotationStore>>,
+    /// What `authority` was built from, and the AWS configuration to build the other side of a
+    /// rotation with: see [`Fleet::rotation_authorities`].
+    pub authority_spec: Option<AuthoritySpec>,
+    pub home: Option<SdkConfig>,
 }
 
 impl Fleet {
@@ -389,7 +395,31 @@ impl Fleet {
             Some(s) => Some(authority(s, Some(home)).await?),
             None => None,
         };
-        Ok(Fleet { authority: authority(&spec.authority, Some(home)).await?, xcp_authority, regions, fan_out: fan_out(home, &spec.event_bus) })
+        let rotation = Some(rotation_store(&spec.escrow, Some(home), spec.regions.first().map(String::as_str))?);
+        Ok(Fleet {
+            authority: authority(&spec.authority, Some(home)).await?,
+            xcp_authority,
+            regions,
+            fan_out: fan_out(home, &spec.event_bus),
+            rotation,
+            authority_spec: Some(spec.authority.clone()),
+            home: Some(home.clone()),
+        })
+    }
+
+    /// Both sides of `rotation`, by authority id: the configured authority where a side's
+    /// locator names it, else one built from the locator (configured like the authority in force).
+    pub async fn rotation_authorities(&self, rotation: &RootRotation) -> Result<Vec<(String, Arc<dyn Authority>)>, WiringError> {
+        let mut out = Vec::new();
+        for anchor in [&rotation.from, &rotation.to] {
+            let built = match &self.authority_spec {
+                Some(spec) if spec.locator() == anchor.locator => self.authority.clone(),
+                Some(spec) => authority(&AuthoritySpec::from_locator(&anchor.locator, spec)?, self.home.as_ref()).await?,
+                None => continue,
+            };
+            out.push((anchor.authority_id.clone(), built));
+        }
+        Ok(out)
     }
 }
 
