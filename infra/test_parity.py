@@ -117,3 +117,18 @@ def test_xcp_identities_get_the_end_entity_template_on_their_ca_only():
     assert "acm-pca:IssueCertificate" not in actions(own["actions"])
     main = open(os.path.join(MODULE, "main.tf")).read()
     assert 'end_entity_template = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"' in " ".join(main.split())
+
+
+def test_a_root_rotation_widens_the_pathlen0_grant_and_both_stacks_alarm_when_it_is_stuck():
+    pca = {one(s["sid"]): s for s in tf_role_statements()}
+    for sid in ["IssuePathLen0FromTheConfiguredCaOnly", "ReadAndRevokeOnTheConfiguredCa"]:
+        assert one(pca[sid]["resources"]) == "${local.pca_arns}", sid
+    main = " ".join(open(os.path.join(MODULE, "main.tf")).read().split())
+    assert "pca_arns = var.ca_arn == null ? [] : concat([var.ca_arn], var.rotation_ca_arns)" in main
+    alarms = blocks(load("main.tf"), "resource", "aws_cloudwatch_metric_alarm")
+    stuck = alarms["root_rotation_stuck"]
+    assert (one(stuck["metric_name"]), one(stuck["statistic"]), one(stuck["comparison_operator"])) == ("RotationPhaseAgeSeconds", "Maximum", "GreaterThanThreshold")
+    cdk = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert [a for a in cdk if a.get("MetricName") == "RotationPhaseAgeSeconds"][0]["Threshold"] == 72 * 3600
+    variables = {name: body for item in load("variables.tf")["variable"] for name, body in item.items()}
+    assert one(variables["rotation_stuck_after_hours"]["default"]) == 72

@@ -47,6 +47,12 @@ export interface MeshcaProps extends cdk.StackProps {
   readonly xcpIdentities?: boolean;
   /** The Private CA that signs the XCP identities, if not `caArn` (MESHCA_XCP_CA_ARN). */
   readonly xcpCaArn?: string;
+  /** Private CAs a root rotation moves to (`meshca rotate-root start --to ARN`) or still retires:
+   * the same PathLen0-only grant as `caArn`. Add the new CA before starting; remove the old one
+   * once the rotation is done and `caArn` names the new CA. */
+  readonly rotationCaArns?: string[];
+  /** Alarm when a root rotation stands in one phase longer than this (default 72 h: the 26-h soak twice, plus a day). */
+  readonly rotationStuckAfterHours?: number;
   /** Template ARN; default SubordinateCACertificate_PathLen0/V1 in the CA's partition. */
   readonly templateArn?: string;
   /** Regions whose EKS clusters are managed; default: the stack's region. */
@@ -96,6 +102,8 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     vault,
     xcpIdentities: xcpIdentities === 'true',
     xcpCaArn: ctx('xcpCaArn'),
+    rotationCaArns: ctx('rotationCaArns')?.split(',').map((a) => a.trim()).filter((a) => a.length > 0),
+    rotationStuckAfterHours: num('rotationStuckAfterHours'),
     templateArn: ctx('templateArn'),
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
     tagKey: ctx('tagKey'),
@@ -152,7 +160,12 @@ export class MeshcaStack extends cdk.Stack {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters',
     });
-    if (props.caArn && templateArn) this.grantPca(props.caArn, templateArn);
+    for (const r of props.rotationCaArns ?? []) {
+      const x = cdk.Arn.split(r, cdk.ArnFormat.SLASH_RESOURCE_NAME);
+      if (x.service !== 'acm-pca' || x.resource !== 'certificate-authority') throw new Error(`rotationCaArns: ${r} is not an acm-pca certificate-authority ARN`);
+    }
+    if (props.rotationCaArns?.length && !props.caArn) throw new Error('rotationCaArns need caArn: a rotation between Private CAs');
+    if (props.caArn && templateArn) this.grantPca([props.caArn, ...(props.rotationCaArns ?? [])], templateArn);
     const xcpCa = props.xcpCaArn ?? props.caArn;
     if (props.xcpCaArn && !props.xcpIdentities) throw new Error('xcpCaArn is given but xcpIdentities is not true');
     if (props.xcpIdentities) {
@@ -239,7 +252,7 @@ export class MeshcaStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(this.expirySweep, { deadLetterQueue: sweepDlq, retryAttempts: 2 })],
     });
 
-    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq], sweepEvery);
+    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq], sweepEvery, props.rotationStuckAfterHours ?? 72);
 
     new cdk.CfnOutput(this, 'RoleArn', {
       value: this.role.roleArn,
@@ -265,17 +278,17 @@ export class MeshcaStack extends cdk.Stack {
   }
 
   /** Private CA: IssueCertificate with the PathLen0 template only, on the one CA. */
-  private grantPca(caArn: string, templateArn: string): void {
+  private grantPca(caArns: string[], templateArn: string): void {
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'IssuePathLen0FromTheConfiguredCaOnly',
       actions: ['acm-pca:IssueCertificate'],
-      resources: [caArn],
+      resources: caArns,
       conditions: { StringEquals: { 'acm-pca:TemplateArn': templateArn } },
     }));
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'ReadAndRevokeOnTheConfiguredCa',
       actions: ['acm-pca:GetCertificate', 'acm-pca:DescribeCertificateAuthority', 'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate'],
-      resources: [caArn],
+      resources: caArns,
     }));
   }
 
@@ -357,7 +370,7 @@ export class MeshcaStack extends cdk.Stack {
     }
   }
 
-  private alarms(daysLeft: number, dlqs: sqs.Queue[], sweepEvery: cdk.Duration): void {
+  private alarms(daysLeft: number, dlqs: sqs.Queue[], sweepEvery: cdk.Duration, rotationStuckAfterHours: number): void {
     const topic = new sns.Topic(this, 'Alarms', { displayName: 'meshca alarms', masterKey: this.escrowKey, enforceSSL: true });
     this.escrowKey.grantEncryptDecrypt(new iam.ServicePrincipal('cloudwatch.amazonaws.com'));
     const notify = new actions.SnsAction(topic);
@@ -396,6 +409,14 @@ export class MeshcaStack extends cdk.Stack {
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    alarm('RootRotationStuck', {
+      alarmDescription: `A root rotation has stood in one phase for over ${rotationStuckAfterHours} h: see the sweep's blockers (meshca rotate-root status)`,
+      metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'RotationPhaseAgeSeconds', period: cdk.Duration.hours(1), statistic: 'Maximum' }),
+      threshold: rotationStuckAfterHours * 3600,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     new cdk.CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Subscribe to be told when meshca needs a human' });
   }

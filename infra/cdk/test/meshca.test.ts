@@ -133,9 +133,13 @@ test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, 
   }
 });
 
-test('alarms: function errors, dead letters, soonest days left, a sweep that stopped running', () => {
-  const { template } = synth({ alarmDaysLeft: 10 });
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+test('alarms: function errors, dead letters, soonest days left, a sweep that stopped running, a stuck root rotation', () => {
+  const { template } = synth({ alarmDaysLeft: 10, rotationStuckAfterHours: 48 });
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    Namespace: 'meshca', MetricName: 'RotationPhaseAgeSeconds', Statistic: 'Maximum', Threshold: 48 * 3600,
+    ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching',
+  });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', {
     Namespace: 'meshca', MetricName: 'SoonestDaysLeft', Threshold: 10, ComparisonOperator: 'LessThanThreshold',
   });
@@ -144,6 +148,19 @@ test('alarms: function errors, dead letters, soonest days left, a sweep that sto
   for (const a of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) {
     assert.equal(a.Properties.AlarmActions.length, 1, 'each alarm notifies the topic');
   }
+});
+
+test('a root rotation between Private CAs: the new CA gets the same PathLen0-only grant, nothing more', () => {
+  const NEW = 'arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555';
+  const { template } = synth({ rotationCaArns: [NEW] });
+  const pca = statements(template).filter((s) => actionsOf(s).some((a) => a.startsWith('acm-pca:')));
+  assert.equal(pca.length, 2);
+  for (const s of pca) assert.deepEqual(resourcesOf(s), [CA, NEW]);
+  const issue = pca.find((s) => actionsOf(s).includes('acm-pca:IssueCertificate'))!;
+  assert.deepEqual(issue.Condition, { StringEquals: { 'acm-pca:TemplateArn': TEMPLATE_ARN } });
+  assert.throws(() => synth({ rotationCaArns: ['arn:aws:s3:::bucket'] }), /rotationCaArns: .* is not an acm-pca/);
+  const ctx = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:rotationCaArns': `${NEW}, ` } });
+  assert.deepEqual(propsFromContext(ctx).rotationCaArns, [NEW]);
 });
 
 test('cdk-nag AwsSolutions: no finding without a justified acknowledgement', () => {

@@ -13,6 +13,8 @@ locals {
   template_arn = coalesce(var.template_arn, "arn:${local.partition}:acm-pca:::template/SubordinateCACertificate_PathLen0/V1")
   # Exactly one authority: Private CA (ca_arn) or Vault (vault).
   pca = var.ca_arn == null ? [] : [var.ca_arn]
+  # The configured CA and those a root rotation moves to or still retires: one PathLen0-only grant.
+  pca_arns = var.ca_arn == null ? [] : concat([var.ca_arn], var.rotation_ca_arns)
   # TSB's XCP identities: the end-entity template, on their CA (xcp_ca_arn, else ca_arn).
   xcp_ca_arn         = coalesce(var.xcp_ca_arn, var.ca_arn, "none")
   xcp_ca             = var.xcp_identities ? [local.xcp_ca_arn] : []
@@ -138,7 +140,7 @@ data "aws_iam_policy_document" "meshca" {
     content {
       sid       = "IssuePathLen0FromTheConfiguredCaOnly"
       actions   = ["acm-pca:IssueCertificate"]
-      resources = [statement.value]
+      resources = local.pca_arns
       condition {
         test     = "StringEquals"
         variable = "acm-pca:TemplateArn"
@@ -151,7 +153,7 @@ data "aws_iam_policy_document" "meshca" {
     content {
       sid       = "ReadAndRevokeOnTheConfiguredCa"
       actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
-      resources = [statement.value]
+      resources = local.pca_arns
     }
   }
   # XCP identities only: IssueCertificate with the end-entity template, on their CA.
@@ -435,6 +437,20 @@ resource "aws_cloudwatch_metric_alarm" "soonest_days_left" {
   evaluation_periods  = 1
   threshold           = var.alarm_days_left
   comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "root_rotation_stuck" {
+  alarm_name          = "${var.name}-root-rotation-stuck"
+  alarm_description   = "A root rotation has stood in one phase for over ${var.rotation_stuck_after_hours} h: see the sweep's blockers (meshca rotate-root status)"
+  namespace           = "meshca"
+  metric_name         = "RotationPhaseAgeSeconds"
+  statistic           = "Maximum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = var.rotation_stuck_after_hours * 3600
+  comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }

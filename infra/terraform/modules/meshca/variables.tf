@@ -34,6 +34,26 @@ variable "xcp_ca_arn" {
   }
 }
 
+variable "rotation_ca_arns" {
+  description = "Private CAs a root rotation moves to (meshca rotate-root start --to ARN) or still retires: the same PathLen0-only grant as ca_arn. Add the new CA before starting; remove the old one once the rotation is done and ca_arn names the new CA."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.rotation_ca_arns : can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", a))])
+    error_message = "rotation_ca_arns must be acm-pca certificate-authority ARNs."
+  }
+}
+
+variable "rotation_stuck_after_hours" {
+  description = "Alarm when a root rotation stands in one phase longer than this many hours (default 72: the 26-h soak twice, plus a day)."
+  type        = number
+  default     = 72
+  validation {
+    condition     = var.rotation_stuck_after_hours >= 1
+    error_message = "rotation_stuck_after_hours must be at least 1."
+  }
+}
+
 variable "vault" {
   description = "Vault / OpenBao PKI as the authority instead of ca_arn: addr, mount (default pki), optional issuer, namespace, ca_cert_pem, and either role_id + secret_id_arn (AppRole; the secret id in Secrets Manager) or aws_role (AWS IAM login). The functions then get no Private CA permission."
   type = object({
