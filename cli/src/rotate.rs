@@ -107,6 +107,11 @@ struct FleetArgs {
     #[arg(long, value_name = "FILE", help_heading = "Fleet")]
     kubeconfig: Option<PathBuf>,
 
+    /// Reach each cluster as the EKS cluster of its name in --region, as the caller's IAM
+    /// identity (it needs an access entry in each).
+    #[arg(long, conflicts_with = "kubeconfig", help_heading = "Fleet")]
+    eks: bool,
+
     /// Directory of the clusters' files, one folder per cluster (as `meshca issue` writes).
     #[arg(long, value_name = "DIR", default_value = "out", help_heading = "Fleet")]
     out_dir: PathBuf,
@@ -127,12 +132,18 @@ struct FleetArgs {
 pub async fn run(args: RotateArgs) -> Result<ExitCode> {
     let (fleet, report) = match &args.command {
         RotateCommand::Start(a) => (&a.fleet, start(a).await?),
-        RotateCommand::Status(f) => (f, Session::new(f).await?.rollout().status(&Session::members(f).await?).await?),
-        RotateCommand::Advance(a) => (&a.fleet, {
-            let ctx = Session::new(&a.fleet).await?;
-            ctx.rollout().advance(&Session::members(&a.fleet).await?, a.force).await?
+        RotateCommand::Status(f) => (f, {
+            let s = Session::new(f).await?;
+            s.rollout().status(&Session::members(f, &s.ports).await?).await?
         }),
-        RotateCommand::Abort(f) => (f, Session::new(f).await?.rollout().abort(&Session::members(f).await?).await?),
+        RotateCommand::Advance(a) => (&a.fleet, {
+            let s = Session::new(&a.fleet).await?;
+            s.rollout().advance(&Session::members(&a.fleet, &s.ports).await?, a.force).await?
+        }),
+        RotateCommand::Abort(f) => (f, {
+            let s = Session::new(f).await?;
+            s.rollout().abort(&Session::members(f, &s.ports).await?).await?
+        }),
     };
     show(fleet, &report)?;
     Ok(ExitCode::SUCCESS)
@@ -146,7 +157,7 @@ async fn start(a: &StartArgs) -> Result<RolloutReport> {
     let to_anchor = anchor(to.as_ref(), &to_spec).await.with_context(|| format!("--to {}", a.to))?;
     let authorities = vec![(from.authority_id.clone(), ports.authority.clone()), (to_anchor.authority_id.clone(), to)];
     let ctx = Session { store: ports.rotation_store()?, ports, authorities, settings: Settings::default() };
-    let members = Session::members(&a.fleet).await?;
+    let members = Session::members(&a.fleet, &ctx.ports).await?;
     Ok(ctx.rollout().start(from, to_anchor, a.soak, &members).await?)
 }
 
@@ -177,12 +188,20 @@ impl Session {
     }
 
     /// The clusters named, or every cluster escrowed here, each with its way in.
-    async fn members(f: &FleetArgs) -> Result<Vec<Member>> {
+    async fn members(f: &FleetArgs, ports: &Ports) -> Result<Vec<Member>> {
+        let eks_config = match (f.eks, &ports.aws) {
+            (true, Some(aws)) => Some(aws.clone()),
+            (true, None) => Some(meshca_wiring::sdk_config(f.authority.region.clone()).await),
+            (false, _) => None,
+        };
+        let aws = eks_config.as_ref();
         let names: Vec<ClusterName> = if f.clusters.is_empty() {
-            let dir = f.escrow.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
             if f.escrow.escrow != "local" {
-                bail!("name the clusters to rotate with --cluster (they are listed only from a local escrow)");
+                // The fleet in AWS is the sweep's to walk: the record alone is written or read here.
+                eprintln!("no --cluster given: the record alone is handled here; the expiry sweep carries out each phase and opens the gates");
+                return Ok(Vec::new());
             }
+            let dir = f.escrow.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
             meshca_wiring::escrowed_clusters(&dir).with_context(|| format!("listing {}", dir.display()))?
         } else {
             f.clusters.iter().map(|c| c.parse()).collect::<Result<_, _>>()?
@@ -194,11 +213,12 @@ impl Session {
         let mut members = Vec::new();
         for cluster in names {
             let options = f.delivery.options_for(&settings, &cluster);
-            let delivery: Arc<dyn Delivery> = match &f.kubeconfig {
-                Some(path) => meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
+            let delivery: Arc<dyn Delivery> = match (&f.kubeconfig, aws) {
+                (Some(path), _) => meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
                     .await
                     .with_context(|| format!("cluster {cluster}: context {cluster} in {}", path.display()))?,
-                None => Arc::new(FilesDelivery::new(f.out_dir.join(cluster.as_str()), settings.kind.landing(), options.profile)),
+                (None, Some(aws)) => meshca_wiring::eks_delivery(aws, cluster.as_str(), options).await.with_context(|| format!("EKS cluster {cluster}"))?,
+                (None, None) => Arc::new(FilesDelivery::new(f.out_dir.join(cluster.as_str()), settings.kind.landing(), options.profile)),
             };
             members.push(Member { cluster, delivery });
         }

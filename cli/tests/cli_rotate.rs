@@ -156,3 +156,49 @@ async fn a_kubeconfig_fleet_rotates_and_aborts_back_to_the_old_root() {
     }
     meshca(d).args(["rotate-root", "status"]).args(k).assert().success().stdout(predicate::str::contains("done").not()).stdout(predicate::str::contains("aborted"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn between_two_private_cas_over_eks_with_the_record_in_secrets_manager() {
+    use meshca_test_support::aws::{self, AwsEmulator};
+    let emu = AwsEmulator::start();
+    let old = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let new = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let mut servers = Vec::new();
+    for name in ["prod-eu-1", "prod-eu-2"] {
+        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing")).await.unwrap();
+        server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+        emu.control("eks/cluster", serde_json::json!({"region": aws::REGION, "name": name, "endpoint": server.url(), "ca_pem": server.ca_pem()}));
+        servers.push(server);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut c = meshca(d);
+        c.envs(emu.child_env());
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
+        c.args(args).args(["--escrow", "secrets-manager", "--region", aws::REGION]);
+        c
+    };
+    for name in ["prod-eu-1", "prod-eu-2"] {
+        run(&["issue", "--eks-cluster", name, "--ca-arn", &old, "--no-files"]).assert().success();
+    }
+    let fleet = ["--cluster", "prod-eu-1", "--cluster", "prod-eu-2", "--eks", "--ca-arn", &old];
+    let out = run(&["rotate-root", "start", "--to", &new, "--soak", "0", "--json"]).args(fleet).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((phase(&doc), doc["may_advance"].as_bool()), ("trust-both", Some(true)), "{doc}");
+    let issued = emu.issued();
+    let out = run(&["rotate-root", "advance", "--json"]).args(fleet).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(phase(&doc), "switch", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(emu.issued() - issued, 2, "one intermediate from the new CA per cluster");
+    // Without --cluster only the record is read: the sweep's view of the same secret.
+    run(&["rotate-root", "status", "--ca-arn", &old])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("phase     switch"))
+        .stderr(predicate::str::contains("the expiry sweep carries out each phase"));
+    assert!(servers.iter().all(|s| s.seen().iter().all(|r| r.caller == "eks:testing")));
+}

@@ -132,7 +132,9 @@ fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
 
 /// Records the fleet's confirmation the first time every cluster is confirmed in the phase.
 async fn record_confirmation(store: &dyn RotationStore, mut rotation: RootRotation, clusters: Vec<Standing>) -> Result<RolloutReport, RolloutError> {
-    if rotation.is_active() && clusters.iter().all(|s| s.confirmed) && rotation.note_confirmed(OffsetDateTime::now_utc()) {
+    // No cluster seen confirms nothing: an empty fleet view never opens a gate.
+    let confirmed = !clusters.is_empty() && clusters.iter().all(|s| s.confirmed);
+    if rotation.is_active() && confirmed && rotation.note_confirmed(OffsetDateTime::now_utc()) {
         rotation = match store.save(&rotation).await {
             // A rival run recorded it (or moved on) first: report what it wrote.
             Err(RotationStoreError::Conflict) => store.load().await?.ok_or(RolloutError::NoRotation)?,

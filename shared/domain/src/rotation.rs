@@ -215,9 +215,12 @@ impl RootRotation {
         }
         match self.confirmed_at {
             None => out.push("the fleet's confirmation is not recorded yet".into()),
-            Some(at) if at + self.soak() > now => {
-                out.push(format!("soaking until {} (soak {} s from {})", rfc3339(at + self.soak()), self.soak_seconds, rfc3339(at)))
-            }
+            Some(at) if at + self.soak() > now => out.push(format!(
+                "soaking until {} ({} after the whole fleet confirmed the phase at {})",
+                rfc3339(at + self.soak()),
+                human(self.soak()),
+                rfc3339(at)
+            )),
             Some(_) => {}
         }
         out
@@ -274,6 +277,15 @@ impl RootRotation {
     /// How long the rotation has been in its phase: what the stuck-rotation alarm watches.
     pub fn phase_age(&self, now: OffsetDateTime) -> Duration {
         now - self.phase_started_at
+    }
+}
+
+/// `26 h`, `90 min`, `45 s`: a soak as people say it.
+fn human(d: Duration) -> String {
+    match d.whole_seconds() {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 

@@ -116,6 +116,11 @@ impl Fleet {
     }
 
     /// istiod restarts each server has seen so far (strategic-merge patches of the Deployment).
+    /// Requests each server has answered so far.
+    fn requests(&self) -> usize {
+        self.servers.iter().map(|s| s.seen().len()).sum()
+    }
+
     fn restarts(&self) -> Vec<usize> {
         let patched = |s: &ApiServer| s.seen().iter().filter(|r| r.method == Method::PATCH && r.path.contains("/deployments/istiod")).count();
         self.servers.iter().map(patched).collect()
@@ -240,8 +245,15 @@ async fn twenty_clusters_rotate_their_root_with_trust_at_every_boundary() {
     let rollout = fleet.rollout();
     let (a_issued, b_issued) = (issued(&fleet.a), issued(&fleet.b));
 
+    // What each phase costs, printed for the record (run with --nocapture); not asserted.
+    let mut costs = Vec::new();
+    let mut measure = |phase: &str, started: std::time::Instant, requests: usize, restarts: usize| {
+        costs.push(format!("{phase}: {} ms, {:.1} API requests per cluster, {restarts} istiod restarts", started.elapsed().as_millis(), requests as f64 / FLEET as f64));
+    };
+    let (t, q) = (std::time::Instant::now(), fleet.requests());
     let before = fleet.restarts();
     let r = rollout.start(a.clone(), b.clone(), time::Duration::ZERO, &members).await.unwrap();
+    measure("trust-both", t, fleet.requests() - q, restarted_since(&fleet, &before).len());
     assert_all_confirmed(&r, Phase::TrustBoth);
     assert!(r.clusters.iter().all(|s| s.outcome.as_ref().unwrap().label() == "delivered"), "trust-both costs no certificate");
     assert_eq!(fleet.secret(0)["root-cert.pem"], format!("{}{}", a.root_bundle, b.root_bundle), "A's bytes first, then B's");
@@ -250,7 +262,9 @@ async fn twenty_clusters_rotate_their_root_with_trust_at_every_boundary() {
     assert_eq!(restarted_since(&fleet, &before), (7..FLEET).collect::<Vec<_>>());
 
     let before = fleet.restarts();
+    let (t, q) = (std::time::Instant::now(), fleet.requests());
     let r = rollout.advance(&members, false).await.unwrap();
+    measure("switch", t, fleet.requests() - q, restarted_since(&fleet, &before).len());
     assert_all_confirmed(&r, Phase::Switch);
     assert_eq!(issued(&fleet.b) - b_issued, FLEET, "one intermediate from B per cluster");
     fleet.assert_trust_everywhere("switch");
@@ -258,7 +272,9 @@ async fn twenty_clusters_rotate_their_root_with_trust_at_every_boundary() {
     assert_eq!(restarted_since(&fleet, &before), (14..FLEET).collect::<Vec<_>>());
 
     let before = fleet.restarts();
+    let (t, q) = (std::time::Instant::now(), fleet.requests());
     let r = rollout.advance(&members, false).await.unwrap();
+    measure("drop-old", t, fleet.requests() - q, restarted_since(&fleet, &before).len());
     assert_all_confirmed(&r, Phase::DropOld);
     assert_eq!(fleet.secret(FLEET - 1)["root-cert.pem"], b.root_bundle, "B's root alone");
     fleet.assert_trust_everywhere("drop-old");
@@ -270,6 +286,7 @@ async fn twenty_clusters_rotate_their_root_with_trust_at_every_boundary() {
     assert_eq!((issued(&fleet.a) - a_issued, issued(&fleet.b) - b_issued), (0, FLEET), "certificates in the whole rotation");
     assert!(rollout.advance(&members, false).await.unwrap_err().to_string().contains("done"));
     assert_contained_throughout(&fleet);
+    eprintln!("rotation of {FLEET} clusters:\n  {}", costs.join("\n  "));
 }
 
 /// Runs `f` on its own task, as its own process would: a panic there is a crash, and
