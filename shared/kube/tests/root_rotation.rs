@@ -337,9 +337,16 @@ async fn crashes_at_phase_boundaries_and_mid_phase_converge_with_one_certificate
     assert_eq!(issued(&fleet.b) - b_issued, FLEET, "three runs through switch, still one certificate per cluster");
     fleet.assert_trust_everywhere("switch after the reruns");
 
-    let r = fleet.rollout().advance(&fleet.members(&None), false).await.unwrap();
+    // advance into drop-old dies half-way through it (the first FLEET calls re-checked switch).
+    let f = fleet.clone();
+    let crash = Crash::at(FLEET + FLEET / 2, false);
+    assert!(crashing_run(move || async move { let _ = f.rollout().advance(&f.members(&crash), false).await; }).await);
+    assert_eq!(fleet.store.load().await.unwrap().unwrap().phase, Phase::DropOld);
+    fleet.assert_trust_everywhere("crash mid drop-old");
+    let r = fleet.rollout().converge(fleet.store.load().await.unwrap().unwrap(), &fleet.members(&None)).await.unwrap();
     assert_all_confirmed(&r, Phase::DropOld);
-    fleet.assert_trust_everywhere("drop-old");
+    assert_eq!(issued(&fleet.b) - b_issued, FLEET, "still one certificate per cluster for the whole rotation");
+    fleet.assert_trust_everywhere("drop-old after the rerun");
     assert_contained_throughout(&fleet);
 }
 
