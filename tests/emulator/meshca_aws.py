@@ -349,6 +349,18 @@ def r_get_certificate(self):
     return json.dumps(response)
 
 
+def r_revoke_certificate(self):
+    """PCA revokes only what the CA itself issued; stock moto records any serial for any CA."""
+    params = json.loads(self.body)
+    ca = self.acmpca_backend.describe_certificate_authority(params.get("CertificateAuthorityArn"))
+    serial = int(params.get("CertificateSerial", "0").replace(":", ""), 16)
+    issued = (x509.load_pem_x509_certificate(c) for c in ca.issued_certificates.values())
+    if not any(c.serial_number == serial for c in issued):
+        raise PcaError("ResourceNotFoundException", f"The certificate with serial {params.get('CertificateSerial')} was not issued by {ca.arn}")
+    self.acmpca_backend.revoke_certificate(ca.arn, params["CertificateSerial"], params.get("RevocationReason", "UNSPECIFIED"))
+    return "{}"
+
+
 def r_import_ca_certificate(self):
     params = json.loads(self.body)
     cert = base64.b64decode(params["Certificate"])
@@ -403,6 +415,7 @@ def install_patches():
     r = pca_responses.ACMPCAResponse
     r.issue_certificate = r_issue_certificate
     r.get_certificate = r_get_certificate
+    r.revoke_certificate = r_revoke_certificate
     r.import_certificate_authority_certificate = r_import_ca_certificate
     r.get_certificate_authority_certificate = r_get_ca_certificate
 

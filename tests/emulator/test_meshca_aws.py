@@ -246,6 +246,18 @@ def test_inactive_ca_refuses_and_errors_are_json(endpoint, pca):
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
+def test_a_ca_revokes_only_what_it_issued(endpoint, pca):
+    one = control(endpoint, "fixtures/hierarchy")["issuing"]
+    other = control(endpoint, "fixtures/hierarchy")["issuing"]
+    arn = issue(pca, one)
+    cert = x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=one, CertificateArn=arn)["Certificate"].encode())
+    serial = format(cert.serial_number, "x")
+    with pytest.raises(ClientError) as e:
+        pca.revoke_certificate(CertificateAuthorityArn=other, CertificateSerial=serial, RevocationReason="SUPERSEDED")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    pca.revoke_certificate(CertificateAuthorityArn=one, CertificateSerial=serial, RevocationReason="SUPERSEDED")
+
+
 def test_secret_versions_are_immutable_even_when_pending(endpoint):
     sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
     sm.create_secret(Name="imm")

@@ -234,10 +234,16 @@ impl App {
         if self.config.dry_run {
             return single(Outcome::Planned { plan: "revoke the cluster's intermediates and retire its escrow".into() });
         }
+        // Mid-rotation the cluster may hold either side's certificates: the authority in force
+        // revokes each with its own issuer.
+        let main = match self.main_authority().await {
+            Ok((main, _)) => main,
+            Err(error) => return single(Outcome::Failed { step: Step::Observe, error }),
+        };
         let mut outcomes = Vec::new();
         for kind in Kind::ALL {
             let settings = self.settings_for(KindSpec::new(kind));
-            let authority = self.authority_for(&self.fleet.authority, kind);
+            let authority = self.authority_for(&main, kind);
             let outcome = Reconciler { authority: authority.as_ref(), escrow: r.escrow.as_ref(), settings: &settings }.cleanup(&name).await;
             // Kinds the cluster never had leave no trace in the report.
             if kind == Kind::IstioCacerts || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster") {

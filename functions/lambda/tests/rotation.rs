@@ -137,3 +137,32 @@ async fn a_cluster_the_sweep_cannot_write_holds_the_rotation_in_its_phase() {
     assert!(r.blockers.iter().any(|b| b.starts_with("far: ")), "{:?}", r.blockers);
     assert_eq!(store.load().await.unwrap().unwrap().phase, Phase::TrustBoth);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_deleted_mid_rotation_has_its_certificate_revoked_by_whichever_ca_issued_it() {
+    let emu = AwsEmulator::start();
+    let a = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let b = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let mut w = World { emu, a, b, servers: HashMap::new() };
+    w.cluster("old-one").await;
+    w.app(&w.a).await.sweep(soon()).await;
+    let config = w.emu.sdk_config().await;
+    let escrow = EscrowSpec::SecretsManager { prefix: None, kms_key_id: None, recovery_window_days: None };
+    let store = meshca_wiring::rotation_store(&escrow, Some(&config), Some(REGION)).unwrap();
+    let (from, to) = (w.anchor(&w.a).await, w.anchor(&w.b).await);
+    let mut rotation = RootRotation::start(from, to, time::Duration::ZERO, time::OffsetDateTime::now_utc()).unwrap();
+    rotation.advance(vec!["test: straight to switch".into()], true, time::OffsetDateTime::now_utc()).unwrap();
+    store.save(&rotation).await.unwrap();
+    // In switch, a new cluster gets B's intermediate; old-one still holds A's.
+    w.cluster("new-one").await;
+    assert_eq!(w.app(&w.a).await.reconcile("new-one", Some(REGION), false, None).await.outcome.label(), "renewed");
+
+    let app = w.app(&w.a).await;
+    for (cluster, ca) in [("old-one", &w.a), ("new-one", &w.b)] {
+        let request = meshca_lambda::event::Request::Deleted { cluster: cluster.into(), region: REGION.into() };
+        let report = app.handle(request, soon()).await;
+        let meshca_core::Outcome::Revoked { certificates } = &report.outcome else { panic!("{cluster}: {report:?}") };
+        assert_eq!(certificates.len(), 1);
+        assert!(certificates[0].starts_with(ca.as_str()), "{cluster}: revoked by the CA that issued it: {certificates:?}");
+    }
+}

@@ -196,7 +196,7 @@ pub fn in_force(rotation: &RootRotation, authorities: &[(String, Arc<dyn Authori
     let issuer = authorities.iter().find(|(id, _)| *id == stage.issuer.authority_id).map(|(_, a)| a.clone()).ok_or_else(|| {
         RolloutError::AuthorityMissing { role, id: stage.issuer.authority_id.clone(), locator: stage.issuer.locator.clone() }
     })?;
-    Ok(Anchored { issuer, trust: stage.trust })
+    Ok(Anchored { issuer, trust: stage.trust, sides: authorities.to_vec() })
 }
 
 /// The phase as people read it, saying when the rotation was turned round.

@@ -332,6 +332,20 @@ pub enum RotationStoreError {
 pub struct Anchored {
     pub issuer: std::sync::Arc<dyn Authority>,
     pub trust: String,
+    /// Every side of the rotation, by authority id: a certificate either side issued is fetched
+    /// and revoked by its own issuer (a cluster deleted mid-rotation may hold either's).
+    pub sides: Vec<(String, std::sync::Arc<dyn Authority>)>,
+}
+
+impl Anchored {
+    /// Who may know certificate `id`: sides whose id prefixes it (PCA's certificate ARNs, the
+    /// local CA's ids), then the issuer, then the other sides (a Vault id is a bare serial).
+    fn owners(&self, id: &CertificateId) -> Vec<&dyn Authority> {
+        let mut out: Vec<&dyn Authority> = self.sides.iter().filter(|(side, _)| id.0.starts_with(side.as_str())).map(|(_, a)| a.as_ref()).collect();
+        out.push(self.issuer.as_ref());
+        out.extend(self.sides.iter().filter(|(side, _)| !id.0.starts_with(side.as_str())).map(|(_, a)| a.as_ref()));
+        out
+    }
 }
 
 #[async_trait::async_trait]
@@ -351,10 +365,24 @@ impl Authority for Anchored {
         self.issuer.issue(request).await
     }
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
-        self.issuer.fetch(id).await
+        let mut last = None;
+        for a in self.owners(id) {
+            match a.fetch(id).await {
+                Ok(issued) => return Ok(issued),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| AuthorityError::UnknownCertificate(id.clone())))
     }
     async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
-        self.issuer.revoke(id, serial, reason).await
+        let mut last = None;
+        for a in self.owners(id) {
+            match a.revoke(id, serial, reason).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| AuthorityError::UnknownCertificate(id.clone())))
     }
 }
 
