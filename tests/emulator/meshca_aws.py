@@ -20,7 +20,10 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
     hierarchy), reset, and EKS clusters whose endpoint, CA, status, tags and authentication
     mode point at the test Kubernetes API server (`eks/cluster`), the count of distinct
     certificates signed (`stats.issued`; an idempotent replay is not one), and the entries of
-    every accepted PutEvents call (`events/put`).
+    every accepted PutEvents call (`events/put`); EKS clusters in any account (`account`).
+  * Many accounts, as moto keys them by the credentials AssumeRole returns: AssumeRole succeeds
+    only into a role registered with `iam/role` (the one account it trusts, its external id);
+    `sts/key` tells a test API server the secret and identity behind an assumed role's key.
   * Errors are AWS JSON error bodies, never HTML 500 pages.
 
 Run: python meshca_aws.py [--port 0]  -> prints "READY <port>" and serves until stdin closes.
@@ -87,6 +90,7 @@ class Control:
             self.token_locks = {}  # (ca arn, token) -> lock held while that token is issued
             self.issued = 0  # distinct certificates signed (an idempotent replay is not one)
             self.put_events = []  # entries of every accepted PutEvents call, as sent
+            self.roles = {}  # role arn -> {"trusts": account id, "external_id": str or None}
 
     def take_fault(self, operation):
         with self.lock:
@@ -403,8 +407,45 @@ def _sm_check_versions(original):
     return check
 
 
+# ---------------------------------------------------------------------------------------------
+# STS: AssumeRole succeeds only into a role registered through the control API (`iam/role`),
+# from the one account its trust policy names, with its external id when it has one. Stock
+# moto hands out credentials for any role ARN; a member account whose role is missing or does
+# not trust the caller must fail as it does in AWS.
+
+
+def _sts_assume_role(original):
+    from moto.sts.exceptions import STSClientError
+
+    def assume(self, region_name, role_session_name, role_arn, policy, duration, external_id):
+        with CONTROL.lock:
+            role = CONTROL.roles.get(role_arn)
+        denied = f"User: arn:aws:sts::{self.account_id}:assumed-role/caller is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+        if role is None or role["trusts"] != self.account_id or role.get("external_id") != external_id:
+            raise STSClientError("AccessDenied", denied)
+        return original(self, region_name, role_session_name, role_arn, policy, duration, external_id)
+
+    return assume
+
+
+def sts_key(body):
+    """The secret and identity of an access key handed out by AssumeRole, as STS knows them:
+    what a test API server needs to check an EKS token the way EKS's authenticator (via STS) does."""
+    from moto.sts.models import sts_backends
+
+    for account, by_partition in sts_backends.items():
+        for backend_ in by_partition.values():
+            role = backend_.get_assumed_role_from_access_key(body["id"])
+            if role is not None:
+                return {"secret": role.secret_access_key, "arn": role.arn, "role_arn": role.role_arn, "account": account}
+    raise KeyError(f"access key {body['id']}")
+
+
 def install_patches():
     from moto.secretsmanager import models as sm_models
+    from moto.sts import models as sts_models
+
+    sts_models.STSBackend.assume_role = _sts_assume_role(sts_models.STSBackend.assume_role)
 
     sm = sm_models.SecretsManagerBackend
     sm._check_with_existing_secrets_and_versions = _sm_check_versions(sm._check_with_existing_secrets_and_versions)
@@ -482,12 +523,13 @@ def eks_cluster(body):
     from moto.eks.models import eks_backends
 
     region = body.get("region", "eu-west-1")
-    b = eks_backends[ACCOUNT][region]
+    account = body.get("account", ACCOUNT)
+    b = eks_backends[account][region]
     name = body["name"]
     if name not in b.clusters:
         b.create_cluster(
             name=name,
-            role_arn=f"arn:aws:iam::{ACCOUNT}:role/eks",
+            role_arn=f"arn:aws:iam::{account}:role/eks",
             resources_vpc_config={"subnetIds": [], "securityGroupIds": []},
             version=body.get("version", "1.33"),
             tags=body.get("tags") or {},
@@ -557,6 +599,12 @@ class Emulator:
             return fixture_hierarchy(body)
         if path == "eks/cluster":
             return eks_cluster(body)
+        if path == "iam/role":
+            with CONTROL.lock:
+                CONTROL.roles[body["arn"]] = {"trusts": body.get("trusts", ACCOUNT), "external_id": body.get("external_id")}
+            return {}
+        if path == "sts/key":
+            return sts_key(body)
         if path == "ca/status":
             b = backend(body.get("region", "eu-west-1"))
             b.describe_certificate_authority(body["arn"]).status = body["status"]

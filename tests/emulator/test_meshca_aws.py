@@ -344,3 +344,30 @@ def test_racing_calls_with_one_idempotency_token_sign_one_certificate(endpoint, 
             arns = set(pool.map(lambda _: issue(pca, ca, token=token, request=request), range(12)))
         assert len(arns) == 1, arns
         assert control(endpoint, "stats")["issued"] == before + 1
+
+
+def test_member_accounts_through_assumed_roles(endpoint):
+    """Clusters live in the account whose role was assumed; a role that is missing, trusts another
+    account or wants another external id cannot be assumed; sts/key tells the key's identity."""
+    control(endpoint, "reset")
+    member, other = "222233334444", "333344445555"
+    role = f"arn:aws:iam::{member}:role/meshca-member"
+    control(endpoint, "iam/role", {"arn": role, "trusts": "123456789012", "external_id": "xid"})
+    control(endpoint, "iam/role", {"arn": f"arn:aws:iam::{other}:role/meshca-member", "trusts": "999999999999"})
+    control(endpoint, "eks/cluster", {"account": member, "region": REGION, "name": "team-a", "tags": {"meshca.io/enabled": "true"}})
+    sts = boto3.client("sts", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    creds = sts.assume_role(RoleArn=role, RoleSessionName="meshca", ExternalId="xid")["Credentials"]
+    as_member = boto3.client("eks", region_name=REGION, endpoint_url=endpoint, aws_access_key_id=creds["AccessKeyId"],
+                             aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    home = boto3.client("eks", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    assert as_member.list_clusters()["clusters"] == ["team-a"]
+    assert as_member.describe_cluster(name="team-a")["cluster"]["arn"].split(":")[4] == member
+    assert "team-a" not in home.list_clusters()["clusters"]
+    for arn, xid in [(role, None), (role, "wrong"), (f"arn:aws:iam::{other}:role/meshca-member", None), (f"arn:aws:iam::{other}:role/none", None)]:
+        with pytest.raises(ClientError) as e:
+            sts.assume_role(RoleArn=arn, RoleSessionName="meshca", **({"ExternalId": xid} if xid else {}))
+        assert e.value.response["Error"]["Code"] == "AccessDenied", arn
+    known = control(endpoint, "sts/key", {"id": creds["AccessKeyId"]})
+    assert known["secret"] == creds["SecretAccessKey"]
+    assert known["account"] == member and known["role_arn"] == role
+    assert known["arn"] == f"arn:aws:sts::{member}:assumed-role/meshca-member/meshca"
