@@ -214,6 +214,7 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
         profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
         renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
         kind: KindSpec::default(),
+        scope: None,
     })
 }
 

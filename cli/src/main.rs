@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod fleet;
 mod inspect;
 mod issue;
 mod ports;
@@ -42,6 +43,7 @@ enum Command {
     Issue(Box<issue::IssueArgs>),
     Inspect(Box<inspect::InspectArgs>),
     RotateRoot(Box<rotate::RotateArgs>),
+    Fleet(Box<fleet::FleetArgs>),
 }
 
 /// Output format shared by the commands.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Issue(args) => issue::run(*args).await,
             Command::Inspect(args) => inspect::run(*args).await,
             Command::RotateRoot(args) => rotate::run(*args).await,
+            Command::Fleet(args) => fleet::run(*args).await,
         }
     });
     match result {

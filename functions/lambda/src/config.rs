@@ -7,7 +7,8 @@ use meshca_core::delivery::RestartPolicy;
 use std::collections::BTreeMap;
 
 use meshca_core::{KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity};
-use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, SecretSource, VaultLogin, VaultSpec};
+use meshca_core::AccountId;
+use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec, SecretSource, VaultLogin, VaultSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -27,6 +28,8 @@ pub struct Config {
     pub xcp_authority: Option<AuthoritySpec>,
     /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
     pub regions: Vec<String>,
+    /// MESHCA_ACCOUNTS: member accounts whose clusters are managed too; see [`members`].
+    pub members: Vec<MemberSpec>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
     pub opt_in: OptIn,
     /// MESHCA_KEY_ALGORITHM, MESHCA_VALIDITY_DAYS, MESHCA_RENEW_BEFORE_DAYS.
@@ -178,9 +181,10 @@ impl Config {
         if regions.is_empty() {
             return Err(ConfigError { var: "MESHCA_REGIONS", problem: "no region: set MESHCA_REGIONS (or AWS_REGION)".into() });
         }
-        if let Some(bad) = regions.iter().find(|r| !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')) {
+        if let Some(bad) = regions.iter().find(|r| !is_region(r)) {
             return Err(ConfigError { var: "MESHCA_REGIONS", problem: format!("{bad:?} is not a region name") });
         }
+        let members = members(env, &regions)?;
         let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
         let validity_days: u32 = parse(env, "MESHCA_VALIDITY_DAYS", 365)?;
         if validity_days == 0 {
@@ -214,6 +218,7 @@ impl Config {
             authority,
             xcp_authority,
             regions,
+            members,
             opt_in: OptIn {
                 key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| OptIn::DEFAULT_KEY.into()),
                 value: get(env, "MESHCA_TAG_VALUE").unwrap_or_else(|| "true".into()),
@@ -251,9 +256,57 @@ impl Config {
                 recovery_window_days: Some(self.recovery_window_days),
             },
             regions: self.regions.clone(),
+            members: self.members.clone(),
             event_bus: self.event_bus.clone(),
         }
     }
+}
+
+/// One entry of MESHCA_ACCOUNTS.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MemberEntry {
+    account: String,
+    role: Option<String>,
+    external_id: Option<String>,
+    regions: Option<Vec<String>>,
+}
+
+/// MESHCA_ACCOUNTS: a JSON list of member accounts,
+/// `[{"account": "222233334444", "role": "arn:aws:iam::222233334444:role/meshca-member",
+/// "externalId": "…", "regions": ["eu-west-1"]}]`; `role` defaults to
+/// `arn:aws:iam::<account>:role/meshca-member`, `regions` to MESHCA_REGIONS. Each account once;
+/// the role must be in its account (a role elsewhere would reach another account's clusters).
+fn members(env: &dyn Fn(&str) -> Option<String>, home_regions: &[String]) -> Result<Vec<MemberSpec>, ConfigError> {
+    const VAR: &str = "MESHCA_ACCOUNTS";
+    let bad = |problem: String| ConfigError { var: VAR, problem };
+    let Some(text) = get(env, VAR) else { return Ok(vec![]) };
+    let entries: Vec<MemberEntry> = serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON list of {{account, role, externalId, regions}}: {e}")))?;
+    let mut out: Vec<MemberSpec> = Vec::new();
+    for e in entries {
+        let account: AccountId = e.account.parse().map_err(|e: meshca_core::place::BadAccountId| bad(e.to_string()))?;
+        if out.iter().any(|m| m.account == account) {
+            return Err(bad(format!("account {account} is listed twice")));
+        }
+        let role_arn = e.role.unwrap_or_else(|| format!("arn:aws:iam::{account}:role/meshca-member"));
+        let in_account = role_arn.split(':').nth(4) == Some(account.as_str()) && role_arn.split(':').nth(5).is_some_and(|r| r.starts_with("role/"));
+        if !role_arn.starts_with("arn:") || !in_account {
+            return Err(bad(format!("account {account}: role {role_arn:?} is not an IAM role of that account")));
+        }
+        let regions = e.regions.unwrap_or_else(|| home_regions.to_vec());
+        if let Some(r) = regions.iter().find(|r| !is_region(r)) {
+            return Err(bad(format!("account {account}: {r:?} is not a region name")));
+        }
+        if regions.is_empty() {
+            return Err(bad(format!("account {account}: no region")));
+        }
+        out.push(MemberSpec { account, role: MemberRole { role_arn, external_id: e.external_id.filter(|x| !x.is_empty()) }, regions });
+    }
+    Ok(out)
+}
+
+fn is_region(r: &str) -> bool {
+    !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
@@ -388,6 +441,31 @@ mod tests {
         bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_ROLE_ID", "r")]), "MESHCA_VAULT_SECRET_ID_ARN");
         bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "ldap")]), "MESHCA_VAULT_AUTH");
         bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "aws-iam")]), "MESHCA_VAULT_AWS_ROLE");
+    }
+
+    #[test]
+    fn member_accounts_default_their_role_and_regions_and_refuse_what_would_cross_accounts() {
+        let base = [("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1")];
+        let accounts = |json: &'static str| -> Vec<(&str, &str)> { base.iter().copied().chain([("MESHCA_ACCOUNTS", json)]).collect() };
+        let c = with(&accounts(r#"[{"account": "222233334444"}, {"account": "333344445555", "role": "arn:aws:iam::333344445555:role/x", "externalId": "e", "regions": ["ap-south-1"]}]"#)).unwrap();
+        assert_eq!(c.members.len(), 2);
+        assert_eq!(c.members[0].role, MemberRole { role_arn: "arn:aws:iam::222233334444:role/meshca-member".into(), external_id: None });
+        assert_eq!(c.members[0].regions, ["eu-west-1", "us-east-1"]);
+        assert_eq!((c.members[1].role.external_id.as_deref(), c.members[1].regions.as_slice()), (Some("e"), ["ap-south-1".to_string()].as_slice()));
+        assert!(with(&base).unwrap().members.is_empty());
+        for (json, says) in [
+            ("222233334444", "not a JSON list"),
+            (r#"[{"account": "2222"}]"#, "not an AWS account id"),
+            (r#"[{"account": "222233334444"}, {"account": "222233334444"}]"#, "listed twice"),
+            (r#"[{"account": "222233334444", "role": "arn:aws:iam::333344445555:role/x"}]"#, "not an IAM role of that account"),
+            (r#"[{"account": "222233334444", "role": "arn:aws:iam::222233334444:user/x"}]"#, "not an IAM role of that account"),
+            (r#"[{"account": "222233334444", "regions": ["EU"]}]"#, "not a region name"),
+            (r#"[{"account": "222233334444", "region": ["eu-west-1"]}]"#, "unknown field"),
+        ] {
+            let e = with(&accounts(json)).unwrap_err();
+            assert_eq!(e.var, "MESHCA_ACCOUNTS");
+            assert!(e.to_string().contains(says), "{json}: {e}");
+        }
     }
 
     #[test]

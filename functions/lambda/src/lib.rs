@@ -16,13 +16,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshca_core::rotation::RootRotation;
-use meshca_core::{ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Reconciler, Settings, Step};
+use meshca_core::{Account, ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Place, Reconciler, Settings, Step};
 use meshca_wiring::{Fleet, RegionPorts};
 use serde::Serialize;
 use tracing::{info, warn};
 
 pub use config::Config;
 use event::Request;
+
+/// A member account's clusters are told apart from same-named ones elsewhere by account and
+/// region in their generation tokens; home clusters keep the tokens they always had.
+fn scope_of(place: &Place) -> Option<String> {
+    place.account.member().map(|a| format!("{a}/{}", place.region))
+}
 
 /// Configuration and ports, built once per Lambda instance.
 pub struct App {
@@ -36,6 +42,9 @@ pub struct App {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub cluster: Option<String>,
+    /// The member account of the cluster; absent for meshca's own account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: Option<String>,
     /// The kind this report is about, when it is one other than istio-cacerts (sweep lines).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,13 +59,18 @@ pub struct Report {
 
 impl Report {
     pub fn new(cluster: Option<&str>, region: Option<&str>, outcome: Outcome) -> Self {
-        Report { cluster: cluster.map(str::to_string), region: region.map(str::to_string), kind: None, outcome, kinds: BTreeMap::new() }
+        Report { cluster: cluster.map(str::to_string), account: None, region: region.map(str::to_string), kind: None, outcome, kinds: BTreeMap::new() }
+    }
+
+    /// A report about one cluster at `place`.
+    pub fn at(cluster: &str, place: &Place, outcome: Outcome) -> Self {
+        Report { account: place.account.member().map(|a| a.to_string()), ..Report::new(Some(cluster), Some(&place.region), outcome) }
     }
 
     /// One report for a cluster's kinds: the first failure leads, else the first kind.
-    fn of_kinds(cluster: &str, region: &str, outcomes: Vec<(Kind, Outcome)>) -> Self {
+    fn of_kinds(cluster: &str, place: &Place, outcomes: Vec<(Kind, Outcome)>) -> Self {
         let lead = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed { .. })).or(outcomes.first()).map(|(_, o)| o.clone());
-        let mut report = Report::new(Some(cluster), Some(region), lead.unwrap_or(Outcome::Skipped { reason: "no kind".into() }));
+        let mut report = Report::at(cluster, place, lead.unwrap_or(Outcome::Skipped { reason: "no kind".into() }));
         if !(outcomes.len() == 1 && outcomes[0].0 == Kind::IstioCacerts) {
             report.kinds = outcomes.into_iter().collect();
         }
@@ -82,13 +96,47 @@ impl App {
         App { config, fleet, in_force: tokio::sync::Mutex::new(None) }
     }
 
-    fn region(&self, region: Option<&str>) -> Result<(&str, &RegionPorts), String> {
-        let name = region.unwrap_or(&self.config.regions[0]);
-        self.fleet
-            .regions
-            .get_key_value(name)
-            .map(|(k, v)| (k.as_str(), v))
-            .ok_or_else(|| format!("region {name} is not managed (MESHCA_REGIONS = {})", self.config.regions.join(",")))
+    /// The managed place of `account` (`None` or meshca's own: home) and `region` (`None`: the
+    /// account's first); refused, naming why, when meshca does not manage it.
+    pub(crate) fn place(&self, account: Option<&str>, region: Option<&str>) -> Result<(&Place, &RegionPorts), String> {
+        let account = self.account(account)?;
+        let region = match (region, &account) {
+            (Some(r), _) => r,
+            (None, Account::Home) => &self.config.regions[0],
+            (None, Account::Member(id)) => &self.config.members.iter().find(|m| &m.account == id).expect("a managed member").regions[0],
+        };
+        let place = Place { account, region: region.to_string() };
+        self.fleet.places.get_key_value(&place).ok_or_else(|| match &place.account {
+            Account::Home => format!("region {region} is not managed (MESHCA_REGIONS = {})", self.config.regions.join(",")),
+            Account::Member(id) => format!("region {region} of account {id} is not managed (MESHCA_ACCOUNTS)"),
+        })
+    }
+
+    /// Whose cluster an event is about. Without members every event is meshca's own account's
+    /// (its bus takes no other); with members, an account neither home nor listed is refused.
+    fn account(&self, account: Option<&str>) -> Result<Account, String> {
+        let Some(id) = account else { return Ok(Account::Home) };
+        if self.fleet.home_account.as_ref().is_some_and(|h| h.as_str() == id) {
+            return Ok(Account::Home);
+        }
+        if let Some(m) = self.config.members.iter().find(|m| m.account.as_str() == id) {
+            return Ok(Account::Member(m.account.clone()));
+        }
+        if self.config.members.is_empty() {
+            return Ok(Account::Home);
+        }
+        Err(format!("account {id} is not managed by meshca (not its own, not in MESHCA_ACCOUNTS): the event is refused"))
+    }
+
+    /// A reconcile request must come from meshca's own account (its sweep, an operator): a
+    /// member may forward its CloudTrail events but never ask for work in another account.
+    fn admits_sender(&self, sender: Option<&str>) -> Result<(), String> {
+        match (sender, &self.fleet.home_account) {
+            (Some(s), Some(home)) if s != home.as_str() => {
+                Err(format!("reconcile requests are taken from meshca's own account {home} only; this one came from {s}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn options(&self, settings: &Settings, cluster: &ClusterName) -> DeliveryOptions {
@@ -111,34 +159,55 @@ impl App {
                 Outcome::Skipped { reason: format!("{event_name} failed with {error_code}; nothing was created or deleted") },
             ),
             Request::Sweep => report(None, None, Outcome::Skipped { reason: "schedule events go to expiry-sweep".into() }),
-            Request::Created { cluster, region, tags } => {
+            Request::Created { cluster, region, tags, account } => {
+                if let Err(reason) = self.account(account.as_deref()) {
+                    return self.refused(&cluster, &region, account, reason);
+                }
                 if !self.config.opt_in.admits(&tags) {
                     let reason = format!("not opted in: tag {} absent from CreateCluster", self.config.opt_in);
                     return report(Some(&cluster), Some(&region), Outcome::Skipped { reason });
                 }
-                self.reconcile(&cluster, Some(&region), false, Some(deadline)).await
+                self.reconcile_at(&cluster, account.as_deref(), Some(&region), false, Some(deadline)).await
             }
-            Request::Reconcile { cluster, region, force } => {
-                self.reconcile(&cluster, region.as_deref(), force, None).await
+            Request::Reconcile { cluster, region, force, account, sender } => {
+                if let Err(reason) = self.admits_sender(sender.as_deref()).and(self.account(account.as_deref()).map(|_| ())) {
+                    return self.refused(&cluster, region.as_deref().unwrap_or_default(), sender.or(account), reason);
+                }
+                self.reconcile_at(&cluster, account.as_deref(), region.as_deref(), force, None).await
             }
-            Request::Deleted { cluster, region } => {
-                self.cleanup(&cluster, &region).await
+            Request::Deleted { cluster, region, account } => {
+                if let Err(reason) = self.account(account.as_deref()) {
+                    return self.refused(&cluster, &region, account, reason);
+                }
+                self.cleanup(&cluster, account.as_deref(), &region).await
             }
         }
     }
 
-    /// Reconciles one cluster. With `wait_until`, a cluster that is not ACTIVE yet is polled
-    /// until then (EKS sends no "cluster ACTIVE" event); otherwise it is skipped at once.
+    /// An event about an account meshca does not manage (or may not take orders from): logged
+    /// and answered, never acted on.
+    fn refused(&self, cluster: &str, region: &str, account: Option<String>, reason: String) -> Report {
+        warn!(cluster = %cluster, account = account.as_deref().unwrap_or("-"), outcome = "refused", reason = %reason);
+        Report { account, ..Report::new(Some(cluster), Some(region), Outcome::Skipped { reason }) }
+    }
+
+    /// Reconciles one cluster of meshca's own account (see [`App::reconcile_at`]).
     pub async fn reconcile(&self, cluster: &str, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Report {
-        let region_name = region.unwrap_or(&self.config.regions[0]);
-        let single = |outcome| Report::new(Some(cluster), Some(region_name), outcome);
+        self.reconcile_at(cluster, None, region, force, wait_until).await
+    }
+
+    /// Reconciles one cluster of `account` (`None`: meshca's own). With `wait_until`, a cluster
+    /// that is not ACTIVE yet is polled until then (EKS sends no "cluster ACTIVE" event);
+    /// otherwise it is skipped at once.
+    pub async fn reconcile_at(&self, cluster: &str, account: Option<&str>, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Report {
+        let (place, r) = match self.place(account, region) {
+            Ok(p) => p,
+            Err(reason) => return Report { account: account.map(str::to_string), ..Report::new(Some(cluster), region, Outcome::Skipped { reason }) },
+        };
+        let single = |outcome| Report::at(cluster, place, outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
             Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
-        };
-        let (_, r) = match self.region(region) {
-            Ok(r) => r,
-            Err(reason) => return single(Outcome::Skipped { reason }),
         };
         let described = match self.await_active(r, cluster, wait_until).await {
             Ok(c) => c,
@@ -159,9 +228,9 @@ impl App {
         for spec in kinds {
             let kind = spec.kind;
             let authority = self.authority_for(&main, kind);
-            outcomes.push((kind, self.apply(authority.as_ref(), &name, r, &described, spec, force).await));
+            outcomes.push((kind, self.apply(authority.as_ref(), &name, (place, r), &described, spec, force).await));
         }
-        Report::of_kinds(cluster, region_name, outcomes)
+        Report::of_kinds(cluster, place, outcomes)
     }
 
     /// The authority that signs `kind`: the XCP CA for TSB's identities when one is configured,
@@ -173,7 +242,7 @@ impl App {
         }
     }
 
-    /// The settings of one kind.
+    /// The settings of one kind (at home; see [`scope_of`] for members).
     pub(crate) fn settings_for(&self, spec: KindSpec) -> Settings {
         Settings { kind: spec, ..self.config.settings.clone() }
     }
@@ -199,8 +268,16 @@ impl App {
     }
 
     /// Apply (or, in a dry run, plan) one kind of one ACTIVE cluster, and log the outcome.
-    pub(crate) async fn apply(&self, authority: &dyn meshca_core::Authority, name: &ClusterName, r: &RegionPorts, cluster: &ClusterInfo, spec: KindSpec, force: bool) -> Outcome {
-        let settings = self.settings_for(spec);
+    pub(crate) async fn apply(
+        &self,
+        authority: &dyn meshca_core::Authority,
+        name: &ClusterName,
+        (place, r): (&Place, &RegionPorts),
+        cluster: &ClusterInfo,
+        spec: KindSpec,
+        force: bool,
+    ) -> Outcome {
+        let settings = Settings { scope: scope_of(place), ..self.settings_for(spec) };
         let delivery = match r.clusters.connect(cluster, self.options(&settings, name)) {
             Ok(d) => d,
             Err(e) => return Outcome::Failed { step: Step::Deliver, error: e.to_string() },
@@ -221,15 +298,15 @@ impl App {
 
     /// A deleted cluster: every kind it held is revoked and retired (its tags are gone with it,
     /// so every kind is looked for in escrow).
-    async fn cleanup(&self, cluster: &str, region: &str) -> Report {
-        let single = |outcome| Report::new(Some(cluster), Some(region), outcome);
+    async fn cleanup(&self, cluster: &str, account: Option<&str>, region: &str) -> Report {
+        let (place, r) = match self.place(account, Some(region)) {
+            Ok(p) => p,
+            Err(reason) => return self.refused(cluster, region, account.map(str::to_string), reason),
+        };
+        let single = |outcome| Report::at(cluster, place, outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
             Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
-        };
-        let (_, r) = match self.region(Some(region)) {
-            Ok(r) => r,
-            Err(reason) => return single(Outcome::Skipped { reason }),
         };
         if self.config.dry_run {
             return single(Outcome::Planned { plan: "revoke the cluster's intermediates and retire its escrow".into() });
@@ -250,7 +327,7 @@ impl App {
                 outcomes.push((kind, outcome));
             }
         }
-        Report::of_kinds(cluster, region, outcomes)
+        Report::of_kinds(cluster, place, outcomes)
     }
 
     /// Sweeps every managed region (see [`sweep::Sweep`]) at the phase of a running root

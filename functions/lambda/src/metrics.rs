@@ -108,7 +108,7 @@ mod tests {
             renewed: 1,
             failed: 1,
             errors: vec!["us-east-1: throttled".into()],
-            soonest_expiry: Some(crate::sweep::Expiry { cluster: "c2".into(), region: "eu-west-1".into(), not_after: now + time::Duration::hours(36) }),
+            soonest_expiry: Some(crate::sweep::Expiry { cluster: "c2".into(), account: None, region: "eu-west-1".into(), not_after: now + time::Duration::hours(36) }),
             ..Default::default()
         };
         let d = sweep_metrics(&report, now);

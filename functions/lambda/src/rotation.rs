@@ -76,13 +76,13 @@ impl App {
     }
 
     /// After a sweep at `rotation`'s phase: read every cluster back, advance if the gates allow.
-    pub(crate) async fn gate_rotation(&self, inventory: &[(String, meshca_core::clusters::ClusterInfo)]) -> Result<Option<RotationReport>, String> {
+    pub(crate) async fn gate_rotation(&self, inventory: &[(meshca_core::Place, meshca_core::clusters::ClusterInfo)]) -> Result<Option<RotationReport>, String> {
         let Some(store) = &self.fleet.rotation else { return Ok(None) };
         let settings = self.settings_for(KindSpec::default());
         let mut members = Vec::new();
-        for (region, info) in inventory {
+        for (place, info) in inventory {
             let Ok(cluster) = info.name.parse::<ClusterName>() else { continue };
-            let Ok((_, ports)) = self.region(Some(region)) else { continue };
+            let Some(ports) = self.fleet.places.get(place) else { continue };
             match ports.clusters.connect(info, self.options(&settings, &cluster)) {
                 Ok(delivery) => members.push(Member { cluster, delivery }),
                 Err(e) => members.push(Member { cluster, delivery: Arc::new(Unreachable(e.to_string())) }),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use meshca_core::clusters::{ClusterInfo, ClustersError};
 use meshca_core::pace::Described;
-use meshca_core::{ClusterName, Kind, KindSpec, Outcome, ReconcileRequest, Reconciler, Step, Verdict};
+use meshca_core::{ClusterName, Kind, KindSpec, Outcome, Place, ReconcileRequest, Reconciler, Step, Verdict};
 use meshca_wiring::RegionPorts;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -51,14 +51,16 @@ pub struct SweepReport {
     /// A running root rotation: its phase, and whether this sweep advanced it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::rotation::RotationReport>,
-    /// Every opted-in cluster found, by region (what a rotation's gate reads back).
+    /// Every opted-in cluster found, by place (what a rotation's gate reads back).
     #[serde(skip)]
-    pub inventory: Vec<(String, ClusterInfo)>,
+    pub inventory: Vec<(Place, ClusterInfo)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Expiry {
     pub cluster: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub region: String,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
@@ -77,22 +79,23 @@ impl SweepReport {
                 self.failures.push(report.clone());
             }
         }
-        if let (Some(not_after), Some(cluster), Some(region)) = (report.outcome.not_after(), &report.cluster, &report.region) {
-            self.saw_expiry(cluster, region, not_after);
+        if let Some(not_after) = report.outcome.not_after() {
+            self.saw_expiry(&report, not_after);
         }
         self.clusters.push(report);
     }
 
-    fn saw_expiry(&mut self, cluster: &str, region: &str, not_after: OffsetDateTime) {
+    fn saw_expiry(&mut self, report: &Report, not_after: OffsetDateTime) {
+        let (Some(cluster), Some(region)) = (&report.cluster, &report.region) else { return };
         if self.soonest_expiry.as_ref().is_none_or(|s| not_after < s.not_after) {
-            self.soonest_expiry = Some(Expiry { cluster: cluster.into(), region: region.into(), not_after });
+            self.soonest_expiry = Some(Expiry { cluster: cluster.clone(), account: report.account.clone(), region: region.clone(), not_after });
         }
     }
 }
 
 /// One cluster on its way through the sweep: escrow's verdict, or the outcome that stops it.
 struct Candidate<'a> {
-    region: &'a str,
+    place: &'a Place,
     ports: &'a RegionPorts,
     cluster: ClusterInfo,
     /// One kind of the cluster's certificates: each is judged and renewed on its own.
@@ -111,7 +114,7 @@ impl Candidate<'_> {
     }
 
     fn report(&self, outcome: Outcome) -> Report {
-        let mut report = Report::new(Some(&self.cluster.name), Some(self.region), outcome);
+        let mut report = Report::at(&self.cluster.name, self.place, outcome);
         report.kind = (self.spec.kind != Kind::IstioCacerts).then_some(self.spec.kind);
         report
     }
@@ -158,7 +161,7 @@ impl<'a> Sweep<'a> {
         } else {
             self.reconcile_inline(ready, deadline, &mut out).await;
         }
-        out.clusters.sort_by(|a, b| (&a.region, &a.cluster, a.kind).cmp(&(&b.region, &b.cluster, b.kind)));
+        out.clusters.sort_by(|a, b| (&a.account, &a.region, &a.cluster, a.kind).cmp(&(&b.account, &b.region, &b.cluster, b.kind)));
         out.took_ms = started.elapsed().as_millis() as u64;
         out
     }
@@ -166,29 +169,30 @@ impl<'a> Sweep<'a> {
     /// Every opted-in cluster with escrow's verdict, most urgent first.
     async fn assess_fleet(&self, out: &mut SweepReport) -> Vec<Candidate<'_>> {
         let mut found = Vec::new();
-        for (region, ports) in &self.app.fleet.regions {
-            match self.inventory(region, ports).await {
-                Ok(clusters) => found.extend(clusters.into_iter().map(|cluster| (region.as_str(), ports, cluster))),
+        // A place that cannot be listed (a member role that cannot be assumed, say) fails alone.
+        for (place, ports) in &self.app.fleet.places {
+            match self.inventory(place, ports).await {
+                Ok(clusters) => found.extend(clusters.into_iter().map(|cluster| (place, ports, cluster))),
                 Err(e) => {
-                    warn!(region = %region, error = %e, "cannot list clusters");
-                    out.errors.push(format!("{region}: {e}"));
+                    warn!(place = %place, error = %e, "cannot list clusters");
+                    out.errors.push(format!("{place}: {e}"));
                 }
             }
         }
         out.checked = found.len();
-        out.inventory = found.iter().map(|(region, _, cluster)| (region.to_string(), cluster.clone())).collect();
+        out.inventory = found.iter().map(|(place, _, cluster)| ((*place).clone(), cluster.clone())).collect();
         // One candidate per kind of each cluster (a tag naming an unknown kind: one, skipped).
-        let per_kind = found.into_iter().flat_map(|(region, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
-            Ok(kinds) => kinds.into_iter().map(|spec| (region, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),
-            Err(reason) => vec![(region, ports, cluster, KindSpec::default(), Some(Outcome::Skipped { reason }))],
+        let per_kind = found.into_iter().flat_map(|(place, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
+            Ok(kinds) => kinds.into_iter().map(|spec| (place, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),
+            Err(reason) => vec![(place, ports, cluster, KindSpec::default(), Some(Outcome::Skipped { reason }))],
         });
         let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(per_kind)
-            .map(|(region, ports, cluster, spec, stop)| async move {
+            .map(|(place, ports, cluster, spec, stop)| async move {
                 let assessed = match stop {
                     Some(outcome) => Err(outcome),
                     None => self.assess(ports, &cluster, &spec).await,
                 };
-                Candidate { region, ports, cluster, spec, assessed }
+                Candidate { place, ports, cluster, spec, assessed }
             })
             .buffer_unordered(self.app.config.sweep_concurrency)
             .collect()
@@ -199,8 +203,8 @@ impl<'a> Sweep<'a> {
         candidates
     }
 
-    /// Opted-in clusters of one region (ListClusters has no tag filter: each is described).
-    async fn inventory(&self, region: &str, ports: &RegionPorts) -> Result<Vec<ClusterInfo>, ClustersError> {
+    /// Opted-in clusters of one place (ListClusters has no tag filter: each is described).
+    async fn inventory(&self, place: &Place, ports: &RegionPorts) -> Result<Vec<ClusterInfo>, ClustersError> {
         let names = ports.clusters.list().await?;
         let described: Vec<_> = futures::stream::iter(names)
             .map(|name| async move { (ports.clusters.describe(&name).await, name) })
@@ -212,7 +216,7 @@ impl<'a> Sweep<'a> {
             match result {
                 Ok(c) if self.app.config.opt_in.admits(&c.tags) => clusters.push(c),
                 Ok(_) | Err(ClustersError::NotFound(_)) => {}
-                Err(e) => warn!(region = %region, cluster = %name, error = %e, "cannot describe cluster"),
+                Err(e) => warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster"),
             }
         }
         Ok(clusters)
@@ -239,7 +243,7 @@ impl<'a> Sweep<'a> {
                     return (c.report(Outcome::Skipped { reason }), escrowed_end);
                 }
                 let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-                let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, c.ports, &c.cluster, c.spec.clone(), false).await;
+                let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, (c.place, c.ports), &c.cluster, c.spec.clone(), false).await;
                 (c.report(outcome), escrowed_end)
             })
             .buffer_unordered(self.app.config.sweep_concurrency)
@@ -247,8 +251,8 @@ impl<'a> Sweep<'a> {
             .await;
         for (r, escrowed_end) in reports {
             // A cluster left as it was (deferred, failed) still counts with the bundle it has.
-            if let (None, Some(end), Some(cluster), Some(region)) = (r.outcome.not_after(), escrowed_end, &r.cluster, &r.region) {
-                out.saw_expiry(cluster, region, end);
+            if let (None, Some(end)) = (r.outcome.not_after(), escrowed_end) {
+                out.saw_expiry(&r, end);
             }
             out.record(r);
         }
@@ -258,15 +262,20 @@ impl<'a> Sweep<'a> {
     async fn fan_out(&self, ready: Vec<Candidate<'_>>, out: &mut SweepReport) {
         for c in &ready {
             if let Some(not_after) = c.assessed.as_ref().ok().and_then(Verdict::not_after) {
-                out.saw_expiry(&c.cluster.name, c.region, not_after);
+                out.saw_expiry(&c.report(Outcome::Skipped { reason: String::new() }), not_after);
             }
         }
         // One request per cluster: cluster-events reconciles every kind of it.
         let mut seen = std::collections::BTreeSet::new();
-        let ready: Vec<Candidate<'_>> = ready.into_iter().filter(|c| seen.insert((c.region, c.cluster.name.clone()))).collect();
+        let ready: Vec<Candidate<'_>> = ready.into_iter().filter(|c| seen.insert((c.place, c.cluster.name.clone()))).collect();
         let requests: Vec<ReconcileRequest> = ready
             .iter()
-            .map(|c| ReconcileRequest { cluster: c.cluster.name.clone(), region: Some(c.region.to_string()), force: false })
+            .map(|c| ReconcileRequest {
+                cluster: c.cluster.name.clone(),
+                region: Some(c.place.region.clone()),
+                account: c.place.account.member().map(|a| a.to_string()),
+                force: false,
+            })
             .collect();
         let fan_out = &self.app.fleet.fan_out;
         for (c, sent) in ready.iter().zip(fan_out.send(&requests).await) {

@@ -130,10 +130,11 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
     let fleet = Fleet {
         authority: Arc::new(ca),
         xcp_authority: None,
-        regions: BTreeMap::from([(
-            REGION.to_string(),
+        places: BTreeMap::from([(
+            meshca_core::Place::home(REGION),
             RegionPorts { clusters: clusters.clone(), escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))) },
         )]),
+        home_account: None,
         fan_out: fan_out.clone(),
         rotation: None,
         authority_spec: None,
@@ -154,7 +155,7 @@ fn soon() -> Instant {
 }
 
 fn reconcile(cluster: &str) -> Request {
-    Request::Reconcile { cluster: cluster.into(), region: Some(REGION.into()), force: false }
+    Request::Reconcile { cluster: cluster.into(), region: Some(REGION.into()), force: false, account: None, sender: None }
 }
 
 #[tokio::test]
@@ -177,7 +178,7 @@ async fn a_reconcile_request_issues_delivers_and_says_when_to_look_again() {
 async fn a_deleted_cluster_is_revoked_and_its_escrow_retired() {
     let w = world(FakeClusters::default().with("c1", "ACTIVE", true), &[]);
     w.app.handle(reconcile("c1"), soon()).await;
-    let deleted = Request::Deleted { cluster: "c1".into(), region: REGION.into() };
+    let deleted = Request::Deleted { cluster: "c1".into(), region: REGION.into(), account: None };
     let outcome = w.app.handle(deleted.clone(), soon()).await.outcome;
     assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates.len() == 1), "{outcome:?}");
     // Redelivered: the local escrow has moved the record aside, so there is nothing to revoke twice.
@@ -202,7 +203,7 @@ async fn a_large_fleet_is_fanned_out_through_the_port_and_nothing_is_issued_inli
 
     // Each request, handled as cluster-events would, converges its cluster.
     for r in sent {
-        let outcome = w.app.handle(Request::Reconcile { cluster: r.cluster, region: r.region, force: r.force }, soon()).await.outcome;
+        let outcome = w.app.handle(Request::Reconcile { cluster: r.cluster, region: r.region, force: r.force, account: r.account, sender: None }, soon()).await.outcome;
         assert!(matches!(outcome, Outcome::Renewed { generation: 1, .. }), "{outcome:?}");
     }
     let unknown = w.app.handle(reconcile("gone"), soon()).await.outcome;

@@ -62,20 +62,25 @@ impl World {
     }
 }
 
+/// The account of the sample events.
+const HOME: &str = "123456789012";
+
 #[test]
 fn every_sample_parses_to_what_it_means() {
     let created = Request::Created {
         cluster: "c1".into(),
         region: "eu-west-1".into(),
         tags: BTreeMap::from([("meshca.io/enabled".into(), "true".into()), ("team".into(), "platform".into())]),
+        account: Some(HOME.into()),
     };
     assert_eq!(event::parse(&sample("eks-create-cluster.json")), Ok(created.clone()));
     assert_eq!(event::parse(&sample("eks-create-cluster-clustername.json")), Ok(created));
     assert!(matches!(event::parse(&sample("eks-create-cluster-failed.json")), Ok(Request::FailedCall { .. })));
-    assert_eq!(event::parse(&sample("eks-delete-cluster.json")), Ok(Request::Deleted { cluster: "c1".into(), region: "eu-west-1".into() }));
+    assert_eq!(event::parse(&sample("eks-delete-cluster.json")), Ok(Request::Deleted { cluster: "c1".into(), region: "eu-west-1".into(), account: Some(HOME.into()) }));
     assert_eq!(event::parse(&sample("schedule.json")), Ok(Request::Sweep));
-    let reconcile = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false };
-    assert_eq!(event::parse(&sample("reconcile-request.json")), Ok(reconcile.clone()));
+    let reconcile = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false, account: None, sender: None };
+    let from_home = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false, account: None, sender: Some(HOME.into()) };
+    assert_eq!(event::parse(&sample("reconcile-request.json")), Ok(from_home));
     assert_eq!(event::parse(&sample("direct-invoke.json")), Ok(reconcile));
 }
 
@@ -252,7 +257,7 @@ async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
     let edge_secret = edge.get(Resource::Secrets, "istio-system", "xcp-edge-cert").expect("xcp-edge-cert delivered");
     assert_eq!(edge_secret["type"], "kubernetes.io/tls");
 
-    let report = app.handle(Request::Reconcile { cluster: "mgmt".into(), region: None, force: false }, soon()).await;
+    let report = app.handle(Request::Reconcile { cluster: "mgmt".into(), region: None, force: false, account: None, sender: None }, soon()).await;
     let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
     assert_eq!(kinds, ["cert-manager-ca", "xcp-central", "mpc"], "{report:?}");
     assert!(mgmt.get(Resource::Secrets, "tsb", "xcp-central-cert").is_some() && mgmt.get(Resource::Secrets, "tsb", "mpc-certs").is_some());

@@ -159,7 +159,7 @@ async fn a_cluster_deleted_mid_rotation_has_its_certificate_revoked_by_whichever
 
     let app = w.app(&w.a).await;
     for (cluster, ca) in [("old-one", &w.a), ("new-one", &w.b)] {
-        let request = meshca_lambda::event::Request::Deleted { cluster: cluster.into(), region: REGION.into() };
+        let request = meshca_lambda::event::Request::Deleted { cluster: cluster.into(), region: REGION.into(), account: None };
         let report = app.handle(request, soon()).await;
         let meshca_core::Outcome::Revoked { certificates } = &report.outcome else { panic!("{cluster}: {report:?}") };
         assert_eq!(certificates.len(), 1);

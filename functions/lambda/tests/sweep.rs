@@ -230,7 +230,7 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
                                "time": "2026-11-23T10:00:00Z", "region": REGION, "resources": [],
                                "detail": serde_json::from_str::<Value>(e["Detail"].as_str().unwrap()).unwrap()});
         let request = event::parse(&delivered).unwrap();
-        let Request::Reconcile { cluster, region, force: false } = &request else { panic!("{request:?}") };
+        let Request::Reconcile { cluster, region, force: false, .. } = &request else { panic!("{request:?}") };
         assert_eq!(region.as_deref(), Some(REGION));
         requested.push(cluster.clone());
         let outcome = app.handle(request, soon()).await.outcome;

@@ -26,7 +26,10 @@ impl EventBridgeFanOut {
     }
 
     fn entry(&self, request: &ReconcileRequest) -> PutEventsRequestEntry {
-        let detail = serde_json::json!({"cluster": request.cluster, "region": request.region, "force": request.force});
+        let mut detail = serde_json::json!({"cluster": request.cluster, "region": request.region, "force": request.force});
+        if let Some(account) = &request.account {
+            detail["account"] = account.clone().into();
+        }
         PutEventsRequestEntry::builder()
             .source(SOURCE)
             .detail_type(RECONCILE_REQUESTED)

@@ -107,6 +107,20 @@ impl PcaAuthority {
         &self.ca_arn
     }
 
+    /// IssueCertificate of a CA certificate was denied. The usual cause with a CA in another
+    /// account: its AWS RAM share carries the default permission, which allows end-entity
+    /// templates only; PathLen0 CA certificates need the subordinate-CA managed permission.
+    fn denied_subordinate(&self, message: &str) -> AuthorityError {
+        AuthorityError::Rejected {
+            id: self.ca_arn.clone(),
+            reason: format!(
+                "IssueCertificate: AccessDeniedException: {message}. Issuing a PathLen0 CA certificate needs IAM permission for \
+                 acm-pca:IssueCertificate with this template and, for a CA shared from another account through AWS RAM, a share \
+                 with the managed permission {RAM_SUBORDINATE_PERMISSION} (the default share allows end-entity certificates only)"
+            ),
+        }
+    }
+
     fn backend(&self, operation: &'static str, code: &str, message: &str) -> AuthorityError {
         match code {
             "ResourceNotFoundException" | "InvalidArnException" => {
@@ -180,6 +194,10 @@ enum Stop {
 }
 
 const IN_PROGRESS: &str = "RequestInProgressException";
+
+/// The AWS RAM managed permission that lets an account issue PathLen0 subordinate CA
+/// certificates from a CA shared with it.
+pub const RAM_SUBORDINATE_PERMISSION: &str = "AWSRAMSubordinateCACertificatePathLen0IssuanceCertificateAuthority";
 
 /// `0a1b…` → `0a:1b:…`, the form RevokeCertificate takes.
 fn colon_serial(hex: &str) -> String {
@@ -277,7 +295,12 @@ impl Authority for PcaAuthority {
                 }
             })
             .await
-            .map_err(|stop| self.stopped("IssueCertificate", stop))?;
+            .map_err(|stop| match stop {
+                Stop::Failed { code, message } if code == "AccessDeniedException" && request.template == meshca_core::Template::SubordinateCaPathLen0 => {
+                    self.denied_subordinate(&message)
+                }
+                other => self.stopped("IssueCertificate", other),
+            })?;
         let arn = out.certificate_arn.ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
         Ok(CertificateId(arn))
     }

@@ -195,6 +195,28 @@ impl SecretsEscrow {
 
 #[async_trait::async_trait]
 impl Escrow for SecretsEscrow {
+    /// ListSecrets under `<prefix>/` (secrets scheduled for deletion are not listed): names one
+    /// level down that read as keys; the rotation record and deeper names (a member account's
+    /// records under the same base) are not this escrow's.
+    async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let start = format!("{}/", self.prefix);
+        let filter = Filter::builder().key(FilterNameStringType::Name).values(&start).build();
+        let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message) = error_parts(&e);
+                EscrowError::Backend { operation: "ListSecrets", cluster: format!("{start}*"), detail: format!("{code}: {message}") }
+            })?;
+            let names = page.secret_list().iter().filter_map(|s| s.name()?.strip_prefix(&start));
+            keys.extend(names.filter_map(|rest| rest.parse::<EscrowKey>().ok()));
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
     async fn load(&self, cluster: &EscrowKey) -> Result<Escrowed, EscrowError> {
         let mut escrowed = Escrowed::default();
         // A brand-new secret's first version is AWSCURRENT whatever we asked, so AWSCURRENT

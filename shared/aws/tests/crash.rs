@@ -92,6 +92,9 @@ impl Escrow for CrashingEscrow<'_> {
     async fn load(&self, c: &meshca_core::escrow::EscrowKey) -> Result<Escrowed, EscrowError> {
         self.0.load(c).await
     }
+    async fn keys(&self) -> Result<Vec<meshca_core::escrow::EscrowKey>, EscrowError> {
+        self.0.keys().await
+    }
     async fn claim(&self, p: &Pending) -> Result<Claim, EscrowError> {
         guarded!(self.1, "claim", escrow_crash(self.1), self.0.claim(p).await)
     }

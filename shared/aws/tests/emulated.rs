@@ -366,3 +366,15 @@ async fn tls_identities_are_signed_with_the_end_entity_template() {
         assert_eq!(o.verified.chain.len(), 3, "{kind}: leaf, issuing sub CA, root");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_ca_certificate_names_the_ram_permission_a_shared_ca_needs() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 2);
+    a.emu.control("configure", json!({"faults": [{"operation": "IssueCertificate", "fail": 1, "code": "AccessDeniedException", "status": 400}]}));
+    let pca = a.authority(&h["issuing"]);
+    let (escrow, s) = (a.escrow(), settings());
+    let e = Reconciler { authority: &pca, escrow: &escrow, settings: &s }.ensure_bundle(&cluster("shared-ca"), false).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("AccessDeniedException") && text.contains("AWSRAMSubordinateCACertificatePathLen0IssuanceCertificateAuthority"), "{text}");
+}

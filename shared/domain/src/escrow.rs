@@ -40,6 +40,23 @@ impl EscrowKey {
     }
 }
 
+/// `<cluster>` or `<cluster>.<kind>`, as [`EscrowKey::name`] writes it; anything else (the
+/// rotation record, a foreign secret) is not a key.
+impl std::str::FromStr for EscrowKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (cluster, kind) = match s.split_once('.') {
+            Some((c, k)) => (c, k.parse::<Kind>().map_err(|e| e.to_string())?),
+            None => (s, Kind::IstioCacerts),
+        };
+        let cluster: ClusterName = cluster.parse().map_err(|e: crate::cluster::InvalidClusterName| e.to_string())?;
+        if kind == Kind::IstioCacerts && s.contains('.') {
+            return Err(format!("{s:?}: istio-cacerts is named by its cluster alone"));
+        }
+        Ok(EscrowKey::new(cluster, kind))
+    }
+}
+
 impl std::fmt::Display for EscrowKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name())
@@ -167,6 +184,8 @@ pub trait Escrow: Send + Sync {
     async fn promote(&self, current: &Current) -> Result<(), EscrowError>;
     /// Removes the cluster's records (recoverable where the backend allows it).
     async fn retire(&self, key: &EscrowKey) -> Result<(), EscrowError>;
+    /// Every key with a record here, sorted: the fleet as escrow knows it, with no cluster call.
+    async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError>;
 }
 
 /// Deterministic per (authority, cluster, generation): 36 characters in UUID form, which fits
@@ -253,6 +272,21 @@ mod bundle_json {
     impl zeroize::Zeroize for Parts {
         fn zeroize(&mut self) {
             self.1.zeroize();
+        }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_back_from_their_names_and_nothing_else_is_one() {
+        for key in [EscrowKey::new("c1".parse().unwrap(), Kind::IstioCacerts), EscrowKey::new("c1".parse().unwrap(), Kind::XcpEdge)] {
+            assert_eq!(key.name().parse::<EscrowKey>(), Ok(key));
+        }
+        for bad in ["_rotation", "c1.istio-cacerts", "c1.nope", "C1", "", "a/b"] {
+            assert!(bad.parse::<EscrowKey>().is_err(), "{bad}");
         }
     }
 }

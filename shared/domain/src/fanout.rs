@@ -8,6 +8,9 @@ use async_trait::async_trait;
 pub struct ReconcileRequest {
     pub cluster: String,
     pub region: Option<String>,
+    /// The member account the cluster is in; `None`: meshca's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub force: bool,
 }
 

@@ -37,6 +37,11 @@ pub struct Settings {
     pub renewal: RenewalPolicy,
     /// Which kind of certificate, and where it lands (default: Istio's cacerts).
     pub kind: KindSpec,
+    /// Where the cluster lives when its name alone does not tell it apart for the CA (a member
+    /// account's `<account>/<region>`): part of every generation token, so two clusters of one
+    /// name in two accounts never share a PCA idempotency token. `None` (meshca's own account)
+    /// keeps the tokens records have always had.
+    pub scope: Option<String>,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             profile: Profile { key_algorithm: Some(KeyAlgorithm::EcP256), ..Profile::default() },
             renewal: RenewalPolicy::default(),
             kind: KindSpec::default(),
+            scope: None,
         }
     }
 }
@@ -382,6 +388,14 @@ impl Reconciler<'_> {
         self.settings.kind.escrow_key(cluster)
     }
 
+    /// The generation's token: the key alone at home, the key within its scope elsewhere.
+    fn token(&self, authority_id: &str, key: &EscrowKey, generation: u64) -> GenerationToken {
+        match &self.settings.scope {
+            None => GenerationToken::derive(authority_id, key, generation),
+            Some(scope) => GenerationToken::derive(authority_id, &format!("{scope}/{key}"), generation),
+        }
+    }
+
     /// Judges the escrowed bundle without touching the cluster: the cheap first look of a sweep.
     pub async fn assess(&self, cluster: &ClusterName) -> Result<Verdict, ReconcileError> {
         let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
@@ -478,7 +492,7 @@ impl Reconciler<'_> {
         let generation = current.meta.generation + 1;
         let key = self.key(&current.cluster);
         let meta = BundleMeta { generation, root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()), ..current.meta };
-        let token = GenerationToken::derive(&info.id, &key, generation);
+        let token = self.token(&info.id, &key, generation);
         Some((Current { token, meta, bundle, promoted_at: now, ..current }, verified))
     }
 
@@ -520,7 +534,7 @@ impl Reconciler<'_> {
             cluster: cluster.clone(),
             kind: self.settings.kind.kind,
             generation,
-            token: GenerationToken::derive(&info.id, &self.key(cluster), generation),
+            token: self.token(&info.id, &self.key(cluster), generation),
             authority_id: info.id.clone(),
             key_algorithm: key.algorithm(),
             ca_key: key.to_pkcs8_pem(),

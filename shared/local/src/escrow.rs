@@ -94,6 +94,24 @@ fn to_json<T: serde::Serialize>(v: &T) -> zeroize::Zeroizing<Vec<u8>> {
 
 #[async_trait::async_trait]
 impl Escrow for LocalEscrow {
+    async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError> {
+        let failed = |e: std::io::Error| EscrowError::Backend { operation: "list", cluster: "*".into(), detail: format!("{}: {e}", self.dir.display()) };
+        let entries = match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(failed)?,
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(failed)?;
+            let key = entry.file_name().to_str().and_then(|n| n.parse::<EscrowKey>().ok());
+            if let Some(key) = key.filter(|_| entry.path().join(CURRENT).exists() || entry.path().join(PENDING).exists()) {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn load(&self, cluster: &EscrowKey) -> Result<Escrowed, EscrowError> {
         let dir = self.cluster_dir(cluster);
         let current: Option<Current> = Self::read(&dir.join(CURRENT), cluster)?;

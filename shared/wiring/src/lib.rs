@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
+pub use meshca_aws::MemberRole;
+use meshca_core::{AccountId, Place};
 use meshca_core::pace::IssueBudget;
 use meshca_core::kind::{Landing, Layout};
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
@@ -177,6 +179,8 @@ pub enum WiringError {
     Vault(#[from] meshca_vault::VaultError),
     #[error("{0}")]
     Secret(String),
+    #[error("meshca's own account: {0}")]
+    Identity(String),
     #[error("authority {locator:?}: {reason}")]
     Locator { locator: String, reason: String },
 }
@@ -247,14 +251,34 @@ async fn vault(spec: &VaultSpec, aws: Option<&SdkConfig>) -> Result<VaultPki, Wi
     Ok(VaultPki::new(endpoint, login, &spec.mount, spec.issuer.clone())?)
 }
 
-/// The escrow `spec` names, for clusters of `region`.
+/// The escrow `spec` names, for clusters of `region` in meshca's own account.
 pub fn escrow(spec: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn Escrow>, WiringError> {
+    escrow_at(spec, aws, region, None)
+}
+
+/// The Secrets Manager name prefix of a place's records: `meshca/<region>` (or the configured
+/// prefix) at home, as before accounts existed, so their records keep working without a
+/// re-issue; `meshca/<account>/<region>` (or `<prefix>/<account>/<region>`) for a member.
+pub fn escrow_prefix(prefix: Option<&str>, account: Option<&AccountId>, region: &str) -> String {
+    match (prefix, account) {
+        (Some(p), None) => p.to_string(),
+        (None, None) => SecretsEscrow::default_prefix(region),
+        (p, Some(account)) => format!("{}/{account}/{region}", p.unwrap_or("meshca")),
+    }
+}
+
+/// The escrow of clusters in `region` of `account` (`None`: meshca's own). It is always kept in
+/// meshca's own account (`aws`), in the cluster's region.
+pub fn escrow_at(spec: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>, account: Option<&AccountId>) -> Result<Arc<dyn Escrow>, WiringError> {
     Ok(match spec {
-        EscrowSpec::Local { dir } => Arc::new(LocalEscrow::new(dir.clone())),
+        EscrowSpec::Local { dir } => Arc::new(LocalEscrow::new(match account {
+            Some(a) => dir.join(a.as_str()),
+            None => dir.clone(),
+        })),
         EscrowSpec::SecretsManager { prefix, kms_key_id, recovery_window_days } => {
             let aws = aws.ok_or(WiringError::NoAws("Secrets Manager escrow"))?;
             let region = region.or(aws.region().map(|r| r.as_ref())).ok_or(WiringError::NoAws("Secrets Manager escrow (a region)"))?;
-            let prefix = prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(region));
+            let prefix = escrow_prefix(prefix.as_deref(), account, region);
             let mut escrow = SecretsEscrow::from_config(&in_region(aws, region), prefix)
                 .with_kms_key(kms_key_for(kms_key_id.as_deref(), region));
             if let Some(days) = recovery_window_days {
@@ -353,13 +377,25 @@ pub struct FleetSpec {
     /// The CA of TSB's XCP identities, when it is not `authority`.
     pub xcp_authority: Option<AuthoritySpec>,
     pub escrow: EscrowSpec,
-    /// Regions whose clusters are managed; each gets its own EKS and escrow clients.
+    /// Regions of meshca's own account whose clusters are managed; each gets its own EKS and
+    /// escrow clients.
     pub regions: Vec<String>,
+    /// Member accounts whose clusters are managed too, each through a role assumed there.
+    pub members: Vec<MemberSpec>,
     /// The event bus fan-out requests go to, in the home region.
     pub event_bus: String,
 }
 
-/// One managed region's ports.
+/// A member account: the role meshca assumes there and the regions of its clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub account: AccountId,
+    pub role: MemberRole,
+    pub regions: Vec<String>,
+}
+
+/// One managed place's ports: its clusters (EKS with the place's credentials) and their escrow
+/// (at home, always).
 #[derive(Clone)]
 pub struct RegionPorts {
     pub clusters: Arc<dyn Clusters>,
@@ -372,7 +408,10 @@ pub struct Fleet {
     pub authority: Arc<dyn Authority>,
     /// Signs xcp-central, mpc and xcp-edge when set; else `authority` does.
     pub xcp_authority: Option<Arc<dyn Authority>>,
-    pub regions: BTreeMap<String, RegionPorts>,
+    /// Every managed region of every managed account.
+    pub places: BTreeMap<Place, RegionPorts>,
+    /// meshca's own account, when it has members (an event's `account` is compared with it).
+    pub home_account: Option<AccountId>,
     pub fan_out: Arc<dyn FanOut>,
     /// The fleet's root rotation record (beside the first region's escrow), when it is kept.
     pub rotation: Option<Arc<dyn RotationStore>>,
@@ -386,11 +425,22 @@ impl Fleet {
     /// Builds the ports from `home` (the function's own region and credentials): the authority
     /// in the CA's region, EKS and escrow in each managed region, fan-out at home.
     pub async fn build(spec: &FleetSpec, home: &SdkConfig) -> Result<Self, WiringError> {
-        let mut regions = BTreeMap::new();
+        let mut places = BTreeMap::new();
         for r in &spec.regions {
             let escrow = escrow(&spec.escrow, Some(home), Some(r))?;
-            regions.insert(r.clone(), RegionPorts { clusters: clusters(home, r), escrow });
+            places.insert(Place::home(r), RegionPorts { clusters: clusters(home, r), escrow });
         }
+        for m in &spec.members {
+            let assumed = meshca_aws::member::member_config(home, &m.role).await;
+            for r in &m.regions {
+                let escrow = escrow_at(&spec.escrow, Some(home), Some(r), Some(&m.account))?;
+                places.insert(Place::member(m.account.clone(), r), RegionPorts { clusters: clusters(&assumed, r), escrow });
+            }
+        }
+        let home_account = match spec.members.is_empty() {
+            true => None,
+            false => Some(home_account(home).await?),
+        };
         let xcp_authority = match &spec.xcp_authority {
             Some(s) => Some(authority(s, Some(home)).await?),
             None => None,
@@ -399,7 +449,8 @@ impl Fleet {
         Ok(Fleet {
             authority: authority(&spec.authority, Some(home)).await?,
             xcp_authority,
-            regions,
+            places,
+            home_account,
             fan_out: fan_out(home, &spec.event_bus),
             rotation,
             authority_spec: Some(spec.authority.clone()),
@@ -423,9 +474,24 @@ impl Fleet {
     }
 }
 
+/// meshca's own account, from STS: a member's event must never pass for a home one.
+async fn home_account(home: &SdkConfig) -> Result<AccountId, WiringError> {
+    let id = meshca_aws::member::caller_account(home).await.map_err(WiringError::Identity)?;
+    id.parse().map_err(|e: meshca_core::place::BadAccountId| WiringError::Identity(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_records_keep_their_names_and_members_are_keyed_by_account() {
+        let member: AccountId = "222233334444".parse().unwrap();
+        assert_eq!(escrow_prefix(None, None, "eu-west-1"), "meshca/eu-west-1");
+        assert_eq!(escrow_prefix(Some("mesh/prod"), None, "eu-west-1"), "mesh/prod");
+        assert_eq!(escrow_prefix(None, Some(&member), "eu-west-1"), "meshca/222233334444/eu-west-1");
+        assert_eq!(escrow_prefix(Some("mesh/prod"), Some(&member), "eu-west-1"), "mesh/prod/222233334444/eu-west-1");
+    }
 
     #[test]
     fn a_kms_key_arn_serves_its_own_region_only() {

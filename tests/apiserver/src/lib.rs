@@ -41,6 +41,20 @@ pub struct Settings {
     /// Answer TokenReviews at [`TOKEN_REVIEW_PATH`] (unauthenticated, as a webhook is called), so
     /// a real kube-apiserver authenticates EKS tokens through this server as EKS does.
     pub token_review: bool,
+    /// Identities from the emulated STS: an EKS token signed with an assumed role's key is
+    /// checked with the secret STS holds for it, and admitted only for the role the cluster's
+    /// access entry names.
+    pub sts: Option<StsIdentities>,
+}
+
+/// Where this server asks who signed a token (the emulated AWS), and the IAM role the
+/// cluster's access entry names: EKS admits an assumed-role session of exactly that role.
+#[derive(Clone, Debug)]
+pub struct StsIdentities {
+    /// The emulator's address, `127.0.0.1:<port>`.
+    pub emulator: SocketAddr,
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: String,
 }
 
 impl Settings {
@@ -264,7 +278,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         return respond(200, &token_review(ctx, &body));
     }
     let query = req.uri().query().unwrap_or_default().to_string();
-    let caller = authenticate(ctx, &req);
+    let caller = authenticate(ctx, &req).await;
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
 
@@ -307,14 +321,55 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     respond(status, &value)
 }
 
-fn authenticate<B>(ctx: &Ctx, req: &Request<B>) -> Result<String, String> {
+async fn authenticate<B>(ctx: &Ctx, req: &Request<B>) -> Result<String, String> {
     let header = req.headers().get("authorization").ok_or("no bearer token")?;
     let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or("not a bearer token")?;
     if ctx.settings.static_token.as_deref() == Some(token) {
         return Ok("static".into());
     }
     let expect = Expectation { cluster: ctx.settings.cluster.clone(), keys: ctx.settings.aws_keys.clone() };
-    eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc()).map(|key| format!("eks:{key}"))
+    match &ctx.settings.sts {
+        None => eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc()).map(|key| format!("eks:{key}")),
+        Some(sts) => assumed_role(token, expect, sts).await,
+    }
+}
+
+/// What EKS does with a token from another account: STS says whose key signed it (here: the
+/// emulator, which holds the secret too), the signature is checked, and only a session of the
+/// access entry's role is let in. The caller is named by its session ARN.
+async fn assumed_role(token: &str, mut expect: Expectation, sts: &StsIdentities) -> Result<String, String> {
+    let now = time::OffsetDateTime::now_utc();
+    let key = eks_auth::verify(token, &Expectation { cluster: expect.cluster.clone(), keys: Default::default() }, now)?;
+    let identity = sts_key(sts.emulator, &key).await?;
+    let field = |f: &str| identity[f].as_str().map(str::to_string).ok_or_else(|| format!("STS does not know access key {key}"));
+    expect.keys = std::collections::BTreeMap::from([(key.clone(), field("secret")?)]);
+    eks_auth::verify(token, &expect, now)?;
+    let (role, session) = (field("role_arn")?, field("arn")?);
+    if role != sts.role_arn {
+        return Err(format!("{session} has no access entry in this cluster (it admits {})", sts.role_arn));
+    }
+    Ok(format!("eks:{session}"))
+}
+
+/// The emulator's answer for one access key (`/_meshca/sts/key`), over plain HTTP/1.1.
+async fn sts_key(emulator: SocketAddr, key: &str) -> Result<Value, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({"id": key}).to_string();
+    let request = format!(
+        "POST /_meshca/sts/key HTTP/1.1\r\nHost: {emulator}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let unreachable = |e: std::io::Error| format!("STS unreachable: {e}");
+    let mut stream = tokio::net::TcpStream::connect(emulator).await.map_err(unreachable)?;
+    stream.write_all(request.as_bytes()).await.map_err(unreachable)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.map_err(unreachable)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, json) = answer.split_once("\r\n\r\n").ok_or("STS answered without a body")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("STS does not know access key {key}"));
+    }
+    serde_json::from_str(json).map_err(|e| format!("STS answered {e}"))
 }
 
 fn take_fault(ctx: &Ctx, method: &Method, path: &str) -> Option<Fault> {

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         eks_namespaces: (!args.eks_namespaces.is_empty()).then(|| args.eks_namespaces.into_iter().collect::<BTreeSet<_>>()),
         port: args.port,
         token_review: args.token_review,
+        sts: None,
     };
     let server = ApiServer::start(settings).await?;
     if let Some(image) = &args.istiod_image {

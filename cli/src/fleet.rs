@@ -1,0 +1,150 @@
+//! `meshca fleet`: every cluster escrow knows, across member accounts and regions, read from
+//! escrow alone — no cluster, EKS or CA call — so it is cheap enough to run from anywhere.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use meshca_core::escrow::{EscrowKey, Escrowed};
+use meshca_core::{AccountId, Place};
+use meshca_wiring::EscrowSpec;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::OutputArgs;
+use crate::ports::EscrowArgs;
+
+const AFTER_HELP: &str = "\
+Examples:
+  meshca fleet                                        # the local escrow under .meshca/escrow
+  meshca fleet --escrow secrets-manager --regions eu-west-1,us-east-1 \\
+      --account 222233334444 --account 333344445555    # meshca's account and two members
+  meshca fleet --escrow secrets-manager --region eu-west-1 --json | jq '.[] | select(.days_left < 30)'
+
+STATE is `current` (the bundle in service), `renewing` (a newer generation is being issued) or
+`in-flight` (a first generation not finished yet). ROOT is the first 16 hex digits of the
+SHA-256 of root-cert.pem: clusters that trust each other show the same one.";
+
+/// List every managed cluster from escrow: kind, generation, days left, root fingerprint.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    escrow: EscrowArgs,
+
+    /// Regions whose escrow to read (comma-separated; Secrets Manager escrow). Default: --region,
+    /// else AWS_REGION / the profile's.
+    #[arg(long, value_name = "REGIONS", value_delimiter = ',', help_heading = "Escrow")]
+    regions: Vec<String>,
+
+    /// The AWS region, when --regions is not given.
+    #[arg(long, value_name = "REGION", help_heading = "Escrow")]
+    region: Option<String>,
+
+    /// A member account whose records to read too (repeatable): its records are
+    /// meshca/<account>/<region>/<cluster> in meshca's own account.
+    #[arg(long = "account", value_name = "ACCOUNT_ID", help_heading = "Escrow")]
+    accounts: Vec<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// One escrowed certificate.
+#[derive(Debug, Serialize)]
+struct Row {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
+    region: Option<String>,
+    cluster: String,
+    kind: String,
+    state: &'static str,
+    generation: Option<u64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    not_after: Option<OffsetDateTime>,
+    days_left: Option<i64>,
+    root_sha256: Option<String>,
+    authority: Option<String>,
+}
+
+pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
+    let accounts: Vec<AccountId> = args.accounts.iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--account {e}"))?;
+    let (spec, aws, regions) = escrow_spec(&args).await?;
+    let mut places: Vec<Place> = regions.iter().map(Place::home).collect();
+    places.extend(accounts.iter().flat_map(|a| regions.iter().map(|r| Place::member(a.clone(), r))));
+    let now = OffsetDateTime::now_utc();
+    let mut rows = Vec::new();
+    for place in &places {
+        let escrow = meshca_wiring::escrow_at(&spec, aws.as_ref(), aws.as_ref().map(|_| place.region.as_str()), place.account.member())?;
+        let keys = escrow.keys().await.with_context(|| format!("listing the escrow of {place}"))?;
+        for key in keys {
+            let escrowed = escrow.load(&key).await.with_context(|| format!("reading {key} in {place}"))?;
+            rows.push(row(place, aws.is_some(), &key, &escrowed, now));
+        }
+    }
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The escrow the flags name, the AWS configuration it needs, and the regions to read.
+async fn escrow_spec(args: &FleetArgs) -> Result<(EscrowSpec, Option<meshca_wiring::aws_config::SdkConfig>, Vec<String>)> {
+    let e = &args.escrow;
+    if e.escrow != "secrets-manager" {
+        let dir = e.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
+        return Ok((EscrowSpec::Local { dir }, None, vec![String::new()]));
+    }
+    let aws = meshca_wiring::sdk_config(args.region.clone().or_else(|| args.regions.first().cloned())).await;
+    let regions = match (&args.regions[..], aws.region()) {
+        ([], Some(r)) => vec![r.to_string()],
+        ([], None) => anyhow::bail!("--escrow secrets-manager needs a region: pass --regions or --region, or set AWS_REGION"),
+        (list, _) => list.to_vec(),
+    };
+    let spec = EscrowSpec::SecretsManager { prefix: e.secret_prefix.clone(), kms_key_id: None, recovery_window_days: None };
+    Ok((spec, Some(aws), regions))
+}
+
+fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: OffsetDateTime) -> Row {
+    let current = e.current.as_ref();
+    let state = match (current, &e.pending) {
+        (Some(_), Some(_)) => "renewing",
+        (Some(_), None) => "current",
+        (None, _) => "in-flight",
+    };
+    Row {
+        account: place.account.member().map(|a| a.to_string()),
+        region: regional.then(|| place.region.clone()),
+        cluster: key.cluster.to_string(),
+        kind: key.kind.to_string(),
+        state,
+        generation: current.map(|c| c.meta.generation).or(e.pending.as_ref().map(|p| p.generation)),
+        not_after: current.map(|c| c.meta.not_after),
+        days_left: current.map(|c| (c.meta.not_after - now).whole_days()),
+        root_sha256: current.map(|c| c.meta.root_fingerprint_sha256.chars().filter(|c| c.is_ascii_hexdigit()).take(16).collect()),
+        authority: current.map(|c| c.authority_id.clone()),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    if rows.is_empty() {
+        println!("no escrowed cluster");
+        return;
+    }
+    let dash = || "-".to_string();
+    println!("{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  ROOT", "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT");
+    for r in rows {
+        println!(
+            "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {}",
+            r.account.clone().unwrap_or_else(|| "(home)".into()),
+            r.region.clone().unwrap_or_else(dash),
+            r.cluster,
+            r.kind,
+            r.state,
+            r.generation.map_or_else(dash, |g| g.to_string()),
+            r.days_left.map_or_else(dash, |d| d.to_string()),
+            r.root_sha256.clone().unwrap_or_else(dash),
+        );
+    }
+    println!("{} certificates", rows.len());
+}
