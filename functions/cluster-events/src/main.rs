@@ -26,8 +26,8 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
     };
     let deadline = invocation::deadline_of(e.context.deadline);
     let report = app.handle(request, deadline).await;
-    if let Some(cluster) = &report.cluster {
-        metrics::emit(&metrics::cluster_metrics(cluster, &report.outcome, time::OffsetDateTime::now_utc()));
+    if let Some(doc) = metrics::cluster_metrics(&report, time::OffsetDateTime::now_utc()) {
+        metrics::emit(&doc);
     }
     let body = serde_json::to_value(&report)?;
     tracing::info!(request_id = %e.context.request_id, report = %body, "done");

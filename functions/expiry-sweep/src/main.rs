@@ -30,10 +30,8 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
     tracing::info!(request_id = %e.context.request_id, remaining_ms, "sweep started");
     let report = app.sweep(deadline).await;
     let now = time::OffsetDateTime::now_utc();
-    for c in &report.clusters {
-        if let Some(cluster) = &c.cluster {
-            metrics::emit(&metrics::cluster_metrics(cluster, &c.outcome, now));
-        }
+    for doc in report.clusters.iter().filter_map(|c| metrics::cluster_metrics(c, now)) {
+        metrics::emit(&doc);
     }
     metrics::emit(&metrics::sweep_metrics(&report, now));
     tracing::info!(

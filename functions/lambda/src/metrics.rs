@@ -8,12 +8,17 @@ use meshca_core::Outcome;
 
 pub const NAMESPACE: &str = "meshca";
 
-/// The EMF document for one cluster's outcome: `DaysLeft` when a bundle is in place,
-/// `Renewals` and `Failures` as counts. Dimensions: Cluster.
-pub fn cluster_metrics(cluster: &str, outcome: &Outcome, now: OffsetDateTime) -> Value {
+/// The EMF document for one cluster's outcome (`report`, which names it): `DaysLeft` when a
+/// bundle is in place, `Renewals` and `Failures` as counts. Dimensions: Cluster (as always), and
+/// Account, Region, Cluster (Account `home` for meshca's own), so a fleet over many accounts can
+/// be graphed and alarmed per account.
+pub fn cluster_metrics(report: &crate::Report, now: OffsetDateTime) -> Option<Value> {
+    let (cluster, outcome) = (report.cluster.as_deref()?, &report.outcome);
     let mut metrics = vec![json!({"Name": "Renewals", "Unit": "Count"}), json!({"Name": "Failures", "Unit": "Count"})];
     let mut doc = json!({
         "Cluster": cluster,
+        "Account": report.account.as_deref().unwrap_or("home"),
+        "Region": report.region.as_deref().unwrap_or("-"),
         "Outcome": outcome.label(),
         "Renewals": u8::from(matches!(outcome, Outcome::Renewed { .. })),
         "Failures": u8::from(matches!(outcome, Outcome::Failed { .. })),
@@ -24,9 +29,9 @@ pub fn cluster_metrics(cluster: &str, outcome: &Outcome, now: OffsetDateTime) ->
     }
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Cluster"]], "Metrics": metrics}],
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Cluster"], ["Account", "Region", "Cluster"]], "Metrics": metrics}],
     });
-    doc
+    Some(doc)
 }
 
 /// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
@@ -88,14 +93,20 @@ mod tests {
             not_after: now + time::Duration::days(30),
             renew_at: now + time::Duration::days(20),
         };
-        let d = cluster_metrics("c1", &o, now);
+        let mut report = crate::Report::new(Some("c1"), Some("eu-west-1"), o);
+        let d = cluster_metrics(&report, now).unwrap();
         assert_eq!(d["DaysLeft"], 30.0);
         assert_eq!(d["Renewals"], 1);
         assert_eq!(d["Failures"], 0);
         assert_eq!(d["_aws"]["Timestamp"], 1_800_000_000_000i64);
         let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Renewals", "Failures", "DaysLeft"]);
-        let failed = cluster_metrics("c1", &Outcome::Failed { step: meshca_core::Step::Issue, error: "x".into() }, now);
+        assert_eq!((&d["Account"], &d["Region"]), (&json!("home"), &json!("eu-west-1")));
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Cluster"], ["Account", "Region", "Cluster"]]));
+        report.account = Some("222233334444".into());
+        assert_eq!(cluster_metrics(&report, now).unwrap()["Account"], "222233334444");
+        report.outcome = Outcome::Failed { step: meshca_core::Step::Issue, error: "x".into() };
+        let failed = cluster_metrics(&report, now).unwrap();
         assert_eq!(failed["Failures"], 1);
         assert!(failed.get("DaysLeft").is_none());
     }
