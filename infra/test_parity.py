@@ -9,6 +9,7 @@ import hcl2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = os.path.join(HERE, "terraform", "modules", "meshca")
+MEMBER_MODULE = os.path.join(HERE, "terraform", "modules", "meshca-member")
 
 
 def one(v):
@@ -18,8 +19,8 @@ def one(v):
     return v
 
 
-def load(name):
-    with open(os.path.join(MODULE, name)) as f:
+def load(name, module=MODULE):
+    with open(os.path.join(module, name)) as f:
         return hcl2.load(f)
 
 
@@ -42,14 +43,17 @@ def cdk_role_statements(out="cdk.out"):
 # The module's dynamic statements, by the local their for_each reads: present for one authority only.
 AUTHORITY_LOCALS = {"pca": "${local.pca}", "vault": "${local.vault_secret_id}"}
 # Statements for TSB's XCP identities, off unless xcp_identities: not in the synthesised stacks.
-XCP_LOCALS = {"${local.xcp_ca}", "${local.xcp_own_ca}"}
+XCP_LOCALS = {"${local.xcp_ca}", "${local.xcp_own_ca}", "${local.ca_role}"}
+# The member roles: on with member_accounts, as in the Private CA stack infra/check synthesises.
+MEMBER_LOCAL = "${local.member_assume}"
 
 
 def tf_role_statements(authority="pca"):
     doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
     dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
-    chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) == AUTHORITY_LOCALS[authority]]
-    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS for d in dynamic), "a dynamic statement outside the known switches"
+    switches = {AUTHORITY_LOCALS[authority]} | ({MEMBER_LOCAL} if authority == "pca" else set())
+    chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) in switches]
+    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS | {MEMBER_LOCAL} for d in dynamic), "a dynamic statement outside the known switches"
     return doc["statement"] + chosen
 
 
@@ -132,3 +136,74 @@ def test_a_root_rotation_widens_the_pathlen0_grant_and_both_stacks_alarm_when_it
     assert [a for a in cdk if a.get("MetricName") == "RotationPhaseAgeSeconds"][0]["Threshold"] == 72 * 3600
     variables = {name: body for item in load("variables.tf")["variable"] for name, body in item.items()}
     assert one(variables["rotation_stuck_after_hours"]["default"]) == 72
+
+
+def member_template():
+    with open(os.path.join(HERE, "cdk", "cdk.out.member", "MeshcaMember.template.json")) as f:
+        return json.load(f)
+
+
+def test_member_accounts_assume_their_roles_only_and_only_they_forward_events():
+    pca = {one(s["sid"]): s for s in tf_role_statements()}
+    assume = pca["AssumeTheMemberRolesOnly"]
+    assert actions(assume["actions"]) == ["sts:AssumeRole"] and one(assume["resources"]) == "${statement.value}"
+    main = " ".join(open(os.path.join(MODULE, "main.tf")).read().split())
+    assert 'role_arn = "arn:${local.partition}:iam::${m.account}:role/${m.role_name}"' in main
+    assert "member_assume = length(local.members) > 0 ? [local.member_roles] : []" in main
+    assert '"arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"' in main
+    cdk_policy = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::EventBusPolicy"]
+    assert len(cdk_policy) == 1 and cdk_policy[0]["EventBusName"] == "default"
+    tf_policy = blocks(load("main.tf"), "data", "aws_iam_policy_document")["member_events"]
+    statement = one(tf_policy["statement"])
+    assert one(statement["sid"]) == cdk_policy[0]["StatementId"]
+    assert actions(statement["actions"]) == [cdk_policy[0]["Statement"]["Action"]]
+    env = [r for r in template()["Resources"].values() if r["Type"] == "AWS::Lambda::Function"][0]["Properties"]["Environment"]["Variables"]
+    assert "MESHCA_ACCOUNTS" in env and "MESHCA_ACCOUNTS" in main
+    rules = [r["Properties"]["EventPattern"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]]
+    assert any("account" in p for p in rules), "the CDK rule takes EKS events from listed accounts only"
+    assert "account = concat([local.account], [for m in local.members : m.account])" in main
+
+
+def test_the_member_module_grants_what_the_member_stack_grants():
+    cdk_statements = [s for r in member_template()["Resources"].values() if r["Type"] == "AWS::IAM::Policy" for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    cdk_actions = sorted(a for s in cdk_statements for a in actions(s["Action"]))
+    docs = blocks(load("main.tf", MEMBER_MODULE), "data", "aws_iam_policy_document")
+    tf_actions = sorted(a for name in ["member", "forward"] for s in docs[name]["statement"] for a in actions(s["actions"]))
+    assert tf_actions == cdk_actions == ["eks:DescribeCluster", "eks:ListClusters", "events:PutEvents"]
+    roles = [r["Properties"] for r in member_template()["Resources"].values() if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName")]
+    trust = roles[0]["AssumeRolePolicyDocument"]["Statement"][0]
+    tf_trust = one(docs["trust"]["statement"])
+    assert one(one(tf_trust["principals"])["identifiers"]) == "${var.central_role_arn}"
+    assert trust["Principal"]["AWS"].startswith("arn:aws:iam::") and trust["Action"] == "sts:AssumeRole"
+    assert one(one(one(tf_trust["dynamic"])["condition"]["content"])["variable"]) == "sts:ExternalId"
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": "meshca-222233334444"}}
+    assert roles[0]["MaxSessionDuration"] == 3600
+    main = " ".join(open(os.path.join(MEMBER_MODULE, "main.tf")).read().split())
+    for needle in ['"AWS API Call via CloudTrail"', '"CreateCluster", "DeleteCluster"', "arn = var.central_bus_arn"]:
+        assert needle in main, needle
+    variables = {name: body for item in load("variables.tf", MEMBER_MODULE)["variable"] for name, body in item.items()}
+    for name, body in variables.items():
+        assert one(body.get("description", "")).strip(), f"variable {name} has no description"
+    for name in ["central_role_arn", "central_bus_arn", "role_name", "name"]:
+        assert "validation" in variables[name], name
+
+
+def test_both_stacks_draw_the_fleet_dashboard():
+    dashboards = [r for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    assert len(dashboards) == 1
+    main = open(os.path.join(MODULE, "main.tf")).read()
+    assert 'resource "aws_cloudwatch_dashboard" "fleet"' in main
+    for metric in ["DaysLeft", "Renewals", "Failures", "IssueThrottled", "SoonestDaysLeft", "ClustersFailed"]:
+        assert metric in main and metric in json.dumps(dashboards[0]), metric
+    assert "SEARCH('{meshca,Account,Region,Cluster} MetricName" in main
+
+
+def test_a_ca_in_another_account_is_called_as_the_role_there_and_no_other():
+    doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
+    dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
+    content = [one(d["content"]) for d in dynamic if one(d["for_each"]) == "${local.ca_role}"][0]
+    assert one(content["sid"]) == "AssumeTheCaAccountRoleOnly" and actions(content["actions"]) == ["sts:AssumeRole"]
+    main = open(os.path.join(MODULE, "main.tf")).read()
+    assert "MESHCA_CA_ROLE_ARN" in main and "MESHCA_CA_EXTERNAL_ID" in main
+    cdk = open(os.path.join(HERE, "cdk", "lib", "meshca-stack.ts")).read()
+    assert "sid: 'AssumeTheCaAccountRoleOnly'" in cdk and "MESHCA_CA_ROLE_ARN" in cdk

@@ -30,6 +30,15 @@ pub struct AuthorityArgs {
     #[arg(long, value_name = "REGION", help_heading = "AWS Private CA")]
     pub region: Option<String>,
 
+    /// Call Private CA as this role of the CA's account (a CA in another account that is not
+    /// shared with yours through AWS RAM): assumed with your credentials.
+    #[arg(long, value_name = "ARN", requires = "ca_arn", help_heading = "AWS Private CA")]
+    pub ca_role_arn: Option<String>,
+
+    /// The external id the --ca-role-arn role's trust policy requires, if any.
+    #[arg(long, value_name = "ID", requires = "ca_role_arn", help_heading = "AWS Private CA")]
+    pub ca_external_id: Option<String>,
+
     /// PCA template (default: SubordinateCACertificate_PathLen0/V1 in the CA's partition).
     #[arg(long, value_name = "ARN", help_heading = "AWS Private CA")]
     pub template_arn: Option<String>,
@@ -88,6 +97,7 @@ impl Ports {
                 template_arn: a.template_arn.clone(),
                 signing_algorithm: a.signing_algorithm.clone(),
                 issue_rate: None,
+                assume_role: a.ca_role_arn.clone().map(|role_arn| meshca_wiring::MemberRole { role_arn, external_id: a.ca_external_id.clone() }),
             },
             (None, None) => AuthoritySpec::Local { dir: a.ca_dir.clone().unwrap_or_else(|| state.join("ca")) },
         };

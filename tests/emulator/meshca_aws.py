@@ -472,17 +472,17 @@ def backend(region, account=ACCOUNT):
     return pca_models.acmpca_backends[account][region]
 
 
-def make_ca(region, ca_type, key_algorithm, common_name):
+def make_ca(region, ca_type, key_algorithm, common_name, account=ACCOUNT):
     config = {
         "KeyAlgorithm": key_algorithm,
         "SigningAlgorithm": "SHA256WITHRSA" if key_algorithm.startswith("RSA") else ("SHA384WITHECDSA" if key_algorithm == "EC_secp384r1" else "SHA256WITHECDSA"),
         "Subject": {"CommonName": common_name, "Organization": "meshca test"},
     }
-    return backend(region).create_certificate_authority(config, None, ca_type, None, [])
+    return backend(region, account).create_certificate_authority(config, None, ca_type, None, [])
 
 
-def sign_ca(region, issuer_arn, subject_arn, template, days):
-    b = backend(region)
+def sign_ca(region, issuer_arn, subject_arn, template, days, account=ACCOUNT):
+    b = backend(region, account)
     issuer = b.describe_certificate_authority(issuer_arn)
     subject = b.describe_certificate_authority(subject_arn)
     csr = b.get_certificate_authority_csr(subject_arn)
@@ -504,12 +504,13 @@ def fixture_hierarchy(body):
     key = body.get("key_algorithm", "EC_prime256v1")
     levels = int(body.get("levels", 1))
     root_days = int(body.get("root_days", 3650))
-    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"))
-    sign_ca(region, root, root, "RootCACertificate/V1", root_days)
+    account = body.get("account", ACCOUNT)
+    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"), account)
+    sign_ca(region, root, root, "RootCACertificate/V1", root_days, account)
     arns = [root]
     for level in range(1, levels):
-        sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}")
-        sign_ca(region, arns[-1], sub, f"SubordinateCACertificate_PathLen{levels - level}/V1", root_days // 2)
+        sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}", account)
+        sign_ca(region, arns[-1], sub, f"SubordinateCACertificate_PathLen{levels - level}/V1", root_days // 2, account)
         arns.append(sub)
     return {"root": arns[0], "issuing": arns[-1], "chain": arns}
 

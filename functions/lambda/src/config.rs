@@ -171,7 +171,7 @@ impl Config {
             None => None,
             Some(arn) => {
                 let ca: CaArn = arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_XCP_CA_ARN", problem: e.to_string() })?;
-                Some(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate: Some(issue_rate) })
+                Some(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate: Some(issue_rate), assume_role: ca_role(env)? })
             }
         };
         let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
@@ -338,11 +338,28 @@ fn authority(env: &dyn Fn(&str) -> Option<String>, issue_rate: f64) -> Result<Au
         "pca" => {
             let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
             let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
-            Ok(AuthoritySpec::Pca { ca, template_arn: get(env, "MESHCA_TEMPLATE_ARN"), signing_algorithm: None, issue_rate: Some(issue_rate) })
+            let assume_role = ca_role(env)?;
+            if let Some(role) = &assume_role
+                && role.role_arn.split(':').nth(4) != Some(ca.account())
+            {
+                return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{} is not a role of the CA's account {}", role.role_arn, ca.account()) });
+            }
+            Ok(AuthoritySpec::Pca { ca, template_arn: get(env, "MESHCA_TEMPLATE_ARN"), signing_algorithm: None, issue_rate: Some(issue_rate), assume_role })
         }
         "vault" => Ok(AuthoritySpec::Vault(vault(env)?)),
         other => Err(ConfigError { var: "MESHCA_AUTHORITY", problem: format!("{other:?} is not pca or vault") }),
     }
+}
+
+/// MESHCA_CA_ROLE_ARN (and MESHCA_CA_EXTERNAL_ID): a role in the CA's account that meshca
+/// assumes to call Private CA, for a CA in another account not shared through AWS RAM.
+fn ca_role(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MemberRole>, ConfigError> {
+    let Some(role_arn) = get(env, "MESHCA_CA_ROLE_ARN") else { return Ok(None) };
+    let parts: Vec<&str> = role_arn.split(':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[5].starts_with("role/") {
+        return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{role_arn:?} is not an IAM role ARN") });
+    }
+    Ok(Some(MemberRole { role_arn, external_id: get(env, "MESHCA_CA_EXTERNAL_ID") }))
 }
 
 /// Vault / OpenBao: MESHCA_VAULT_ADDR (required), MESHCA_VAULT_MOUNT (default `pki`),

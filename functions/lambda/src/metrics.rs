@@ -35,18 +35,21 @@ pub fn cluster_metrics(report: &crate::Report, now: OffsetDateTime) -> Option<Va
 }
 
 /// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
-/// metric: one number for the fleet), counts of clusters checked, renewed and failed, and during
+/// metric: one number for the fleet), counts of clusters checked, renewed and failed, of
+/// IssueCertificate attempts PCA throttled (`IssueThrottled`), and during
 /// a root rotation `RotationPhaseAgeSeconds` and `RotationUnconfirmed`.
 pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) -> Value {
     let mut metrics = vec![
         json!({"Name": "ClustersChecked", "Unit": "Count"}),
         json!({"Name": "ClustersRenewed", "Unit": "Count"}),
         json!({"Name": "ClustersFailed", "Unit": "Count"}),
+        json!({"Name": "IssueThrottled", "Unit": "Count"}),
     ];
     let mut doc = json!({
         "ClustersChecked": report.checked,
         "ClustersRenewed": report.renewed,
         "ClustersFailed": report.failed + report.errors.len(),
+        "IssueThrottled": report.issue_throttled,
     });
     if let Some(s) = &report.soonest_expiry {
         doc["SoonestDaysLeft"] = json!(days(s.not_after - now));

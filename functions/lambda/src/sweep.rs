@@ -45,6 +45,8 @@ pub struct SweepReport {
     pub errors: Vec<String>,
     /// Every cluster reconciled inline (or not fanned out), with its outcome.
     pub clusters: Vec<Report>,
+    /// IssueCertificate attempts the CA throttled during this sweep (each cost a budget slot).
+    pub issue_throttled: u64,
     /// Time to list and assess the fleet, and the whole sweep, in milliseconds.
     pub assessed_ms: u64,
     pub took_ms: u64,
@@ -146,6 +148,7 @@ impl<'a> Sweep<'a> {
     /// Sweeps every managed region; `deadline` is when the invocation must have answered.
     pub async fn run(&self, deadline: Instant) -> SweepReport {
         let started = Instant::now();
+        let throttled_before = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled());
         let mut out = SweepReport::default();
         let candidates = self.assess_fleet(&mut out).await;
         out.assessed_ms = started.elapsed().as_millis() as u64;
@@ -163,6 +166,7 @@ impl<'a> Sweep<'a> {
         }
         out.clusters.sort_by(|a, b| (&a.account, &a.region, &a.cluster, a.kind).cmp(&(&b.account, &b.region, &b.cluster, b.kind)));
         out.took_ms = started.elapsed().as_millis() as u64;
+        out.issue_throttled = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled() - throttled_before);
         out
     }
 

@@ -200,3 +200,43 @@ async fn a_sweep_covers_every_account_and_region_and_a_role_that_cannot_be_assum
     let again = app.sweep(soon()).await;
     assert_eq!((again.unchanged, again.errors.len(), org.emu.issued()), (5, 1, issued));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_in_a_security_account_is_reached_through_a_role_there() {
+    const SECURITY: &str = "999988887777";
+    let mut org = Org::new().await;
+    org.cluster(HOME, REGION, "core", None).await;
+    let ca = org.emu.control("fixtures/hierarchy", json!({"account": SECURITY, "levels": 2}))["issuing"].as_str().unwrap().to_string();
+    assert!(ca.contains(&format!(":{SECURITY}:")), "{ca}");
+    let issuer = format!("arn:aws:iam::{SECURITY}:role/meshca-issuer");
+    org.emu.control("iam/role", json!({"arn": issuer, "trusts": HOME, "external_id": "pca"}));
+    let app = |role: Option<&str>| {
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("MESHCA_CA_ARN".to_string(), ca.clone()),
+            ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+            ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+        ]);
+        if let Some(r) = role {
+            env.insert("MESHCA_CA_ROLE_ARN".into(), r.into());
+            env.insert("MESHCA_CA_EXTERNAL_ID".into(), "pca".into());
+        }
+        let sdk = org.emu.sdk_config();
+        async move { App::with_sdk_config(Config::from(&move |k: &str| env.get(k).cloned()).unwrap(), &sdk.await).await.unwrap() }
+    };
+    // Without the role the CA is not in meshca's account: a clear failure, nothing issued.
+    let report = app(None).await.handle(created(HOME, REGION, "core"), soon()).await;
+    let meshca_core::Outcome::Failed { error, .. } = &report.outcome else { panic!("{report:?}") };
+    assert!(error.contains("not found"), "{error}");
+    let report = app(Some(&issuer)).await.handle(created(HOME, REGION, "core"), soon()).await;
+    assert_eq!(report.outcome.label(), "renewed", "{report:?}");
+    let secret = org.server(HOME, REGION, "core").get(Resource::Secrets, "istio-system", "cacerts").unwrap();
+    assert!(secret["metadata"]["annotations"]["meshca.io/certificate-arn"].as_str().unwrap().starts_with(&ca));
+    // A role of another account than the CA's is refused at start, naming the variable.
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), ca.clone()),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_CA_ROLE_ARN".to_string(), format!("arn:aws:iam::{M1}:role/meshca-issuer")),
+    ]);
+    let e = Config::from(&move |k: &str| env.get(k).cloned()).unwrap_err();
+    assert_eq!(e.var, "MESHCA_CA_ROLE_ARN");
+}

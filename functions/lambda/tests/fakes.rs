@@ -130,6 +130,7 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
     let fleet = Fleet {
         authority: Arc::new(ca),
         xcp_authority: None,
+        issue_budget: None,
         places: BTreeMap::from([(
             meshca_core::Place::home(REGION),
             RegionPorts { clusters: clusters.clone(), escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))) },

@@ -43,7 +43,7 @@ impl World {
     }
 
     async fn anchor(&self, ca: &str) -> Anchor {
-        let spec = AuthoritySpec::Pca { ca: ca.parse().unwrap(), template_arn: None, signing_algorithm: None, issue_rate: None };
+        let spec = AuthoritySpec::Pca { ca: ca.parse().unwrap(), template_arn: None, signing_algorithm: None, issue_rate: None, assume_role: None };
         let info = meshca_wiring::authority(&spec, Some(&self.emu.sdk_config().await)).await.unwrap().describe().await.unwrap();
         Anchor { authority_id: info.id, locator: spec.locator(), root_bundle: info.root_bundle }
     }

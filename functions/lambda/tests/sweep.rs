@@ -254,3 +254,20 @@ async fn a_sweep_out_of_time_defers_every_cluster_and_still_reports_the_soonest_
     assert!(matches!(&report.clusters[0].outcome, Outcome::Skipped { reason } if reason.contains("deferred")), "{report:?}");
     assert_eq!(report.soonest_expiry.as_ref().map(|s| s.cluster.as_str()), Some("c1"), "known from escrow");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_certificate_throttles_are_counted_in_the_report_and_its_metric() {
+    let mut fleet = Fleet::new().await;
+    for n in ["t1", "t2", "t3", "t4"] {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    // PCA throttles the first three IssueCertificate calls; the budget retries them in its slots.
+    fleet.emu.control("configure", json!({"faults": [{"operation": "IssueCertificate", "fail": 3, "code": "ThrottlingException", "status": 400}]}));
+    let app = fleet.app(&[]).await;
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.renewed, report.failed, report.issue_throttled), (4, 0, 3), "{report:?}");
+    let metrics = meshca_lambda::metrics::sweep_metrics(&report, time::OffsetDateTime::now_utc());
+    assert_eq!(metrics["IssueThrottled"], 3);
+    // The next sweep starts from its own count.
+    assert_eq!(app.sweep(soon()).await.issue_throttled, 0);
+}

@@ -38,9 +38,27 @@ export interface MeshcaVaultProps {
   readonly awsRole?: string;
 }
 
+/** A member account whose EKS clusters meshca manages through a role it assumes there (deployed
+ * by MeshcaMemberStack or the meshca-member Terraform module). */
+export interface MeshcaMemberAccount {
+  /** The 12-digit account id. */
+  readonly account: string;
+  /** Regions of its clusters; default: the stack's `regions`. */
+  readonly regions?: string[];
+  /** The role meshca assumes there (default meshca-member). */
+  readonly roleName?: string;
+  /** Required by the role's trust policy, when the member set one. */
+  readonly externalId?: string;
+}
+
 export interface MeshcaProps extends cdk.StackProps {
   /** ARN of the AWS Private CA that signs every cluster's intermediate (or give `vault`). */
   readonly caArn?: string;
+  /** A role in the CA's account that the functions assume to call Private CA (a CA in another
+   * account not shared through AWS RAM); MESHCA_CA_ROLE_ARN. */
+  readonly caRoleArn?: string;
+  /** The external id that role's trust policy requires, if any (MESHCA_CA_EXTERNAL_ID). */
+  readonly caExternalId?: string;
   /** Vault / OpenBao PKI as the authority (or give `caArn`). */
   readonly vault?: MeshcaVaultProps;
   /** Issue TSB's XCP identities (EndEntityCertificate/V1) too; default false: the role may use the PathLen0 template only. */
@@ -57,6 +75,12 @@ export interface MeshcaProps extends cdk.StackProps {
   readonly templateArn?: string;
   /** Regions whose EKS clusters are managed; default: the stack's region. */
   readonly regions?: string[];
+  /** Member accounts whose clusters are managed too (MESHCA_ACCOUNTS): the role may assume their
+   * member role and nothing else, and the default bus accepts their forwarded EKS events. */
+  readonly memberAccounts?: MeshcaMemberAccount[];
+  /** Accept forwarded events from every account of this AWS Organizations organisation instead
+   * of the listed member accounts only (the functions still act only for listed accounts). */
+  readonly organizationId?: string;
   /** Opt-in tag on EKS clusters; default meshca.io/enabled=true. */
   readonly tagKey?: string;
   readonly tagValue?: string;
@@ -99,6 +123,8 @@ export function propsFromContext(scope: Construct): MeshcaProps {
   }
   return {
     caArn,
+    caRoleArn: ctx('caRoleArn'),
+    caExternalId: ctx('caExternalId'),
     vault,
     xcpIdentities: xcpIdentities === 'true',
     xcpCaArn: ctx('xcpCaArn'),
@@ -106,6 +132,8 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     rotationStuckAfterHours: num('rotationStuckAfterHours'),
     templateArn: ctx('templateArn'),
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
+    memberAccounts: ctx('memberAccounts')?.split(',').map((a) => a.trim()).filter((a) => a.length > 0).map((account) => ({ account })),
+    organizationId: ctx('organizationId'),
     tagKey: ctx('tagKey'),
     tagValue: ctx('tagValue'),
     validityDays: num('validityDays'),
@@ -175,11 +203,16 @@ export class MeshcaStack extends cdk.Stack {
       this.grantXcp(xcpCa, `arn:${x.partition}:acm-pca:::${END_ENTITY_TEMPLATE}`, xcpCa !== props.caArn);
     }
     if (props.vault?.secretIdArn) this.grantVaultSecretId(props.vault.secretIdArn);
-    this.grantMeshca(regions);
+    if (props.caRoleArn) this.grantCaRole(props.caRoleArn, arn?.account);
+    const members = memberAccountsOf(props, regions, this.partition);
+    this.grantMeshca(regions, members);
+    if (members.length > 0) this.acceptMemberEvents(members, props.organizationId);
 
     const env: Record<string, string> = {
       ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
       ...(props.xcpCaArn ? { MESHCA_XCP_CA_ARN: props.xcpCaArn } : {}),
+      ...(props.caRoleArn ? { MESHCA_CA_ROLE_ARN: props.caRoleArn } : {}),
+      ...(props.caExternalId ? { MESHCA_CA_EXTERNAL_ID: props.caExternalId } : {}),
       ...(props.vault ? vaultEnvironment(props.vault) : {}),
       MESHCA_REGIONS: regions.join(','),
       MESHCA_TAG_KEY: props.tagKey ?? 'meshca.io/enabled',
@@ -187,6 +220,9 @@ export class MeshcaStack extends cdk.Stack {
       MESHCA_VALIDITY_DAYS: String(validityDays),
       MESHCA_KMS_KEY_ID: this.escrowKey.keyArn,
       MESHCA_EVENT_BUS: this.bus.eventBusName,
+      ...(members.length > 0 ? { MESHCA_ACCOUNTS: JSON.stringify(members.map((m) => ({
+        account: m.account, role: m.roleArn, regions: m.regions, ...(m.externalId ? { externalId: m.externalId } : {}),
+      }))) } : {}),
     };
     if (props.renewBeforeDays !== undefined) env.MESHCA_RENEW_BEFORE_DAYS = String(props.renewBeforeDays);
 
@@ -214,6 +250,7 @@ export class MeshcaStack extends cdk.Stack {
           { id: 'CKV_AWS_117', comment: 'Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).' },
           { id: 'CKV_AWS_115', comment: 'Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.' },
           { id: 'CKV_AWS_173', comment: 'The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.' },
+          { id: 'CKV_AWS_45', comment: 'MESHCA_ACCOUNTS lists account ids and role ARNs (an external id guards against a confused deputy; it is not a secret); keys live in Secrets Manager.' },
         ],
       });
       return f;
@@ -232,8 +269,9 @@ export class MeshcaStack extends cdk.Stack {
       new targets.LambdaFunction(f, { deadLetterQueue, retryAttempts: 4, maxEventAge: cdk.Duration.hours(6) });
 
     new events.Rule(this, 'EksCreateDelete', {
-      description: 'CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region',
+      description: 'CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region, and those member accounts forward',
       eventPattern: {
+        ...(members.length > 0 ? { account: [this.account, ...members.map((m) => m.account)] } : {}),
         source: ['aws.eks'],
         detailType: ['AWS API Call via CloudTrail'],
         detail: { eventSource: ['eks.amazonaws.com'], eventName: ['CreateCluster', 'DeleteCluster'] },
@@ -253,6 +291,7 @@ export class MeshcaStack extends cdk.Stack {
     });
 
     this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq], sweepEvery, props.rotationStuckAfterHours ?? 72);
+    this.dashboard();
 
     new cdk.CfnOutput(this, 'RoleArn', {
       value: this.role.roleArn,
@@ -267,6 +306,10 @@ export class MeshcaStack extends cdk.Stack {
       ]),
     });
     new cdk.CfnOutput(this, 'ReconcileBusName', { value: this.bus.eventBusName });
+    new cdk.CfnOutput(this, 'DefaultBusArn', {
+      value: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
+      description: 'Member accounts forward their EKS events here (MeshcaMemberStack centralBusArn)',
+    });
     new cdk.CfnOutput(this, 'EscrowKeyArn', { value: this.escrowKey.keyArn });
 
     for (const q of [eventsDlq, sweepDlq]) {
@@ -310,6 +353,15 @@ export class MeshcaStack extends cdk.Stack {
     }
   }
 
+  /** A CA in another account reached through a role there: that role alone may be assumed for it. */
+  private grantCaRole(roleArn: string, caAccount: string | undefined): void {
+    const r = cdk.Arn.split(roleArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);
+    if (r.service !== 'iam' || r.resource !== 'role') throw new Error(`caRoleArn ${roleArn} is not an IAM role ARN`);
+    if (caAccount === undefined) throw new Error('caRoleArn needs caArn: it is the role Private CA is called as');
+    if (r.account !== caAccount) throw new Error(`caRoleArn ${roleArn} is not a role of the CA's account ${caAccount}`);
+    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'AssumeTheCaAccountRoleOnly', actions: ['sts:AssumeRole'], resources: [roleArn] }));
+  }
+
   /** Vault AppRole: the one secret holding the secret id, read-only. */
   private grantVaultSecretId(secretIdArn: string): void {
     this.role.addToPolicy(new iam.PolicyStatement({
@@ -319,10 +371,24 @@ export class MeshcaStack extends cdk.Stack {
     }));
   }
 
+  /** Forwarded EKS events from the member accounts (or the organisation) onto the default bus,
+   * where the EksCreateDelete rule takes them; nothing else may put events there from outside. */
+  private acceptMemberEvents(members: Member[], organizationId?: string): void {
+    const defaultBus = `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`;
+    new events.CfnEventBusPolicy(this, 'MemberEvents', {
+      eventBusName: 'default',
+      statementId: 'MeshcaMemberAccountsForwardEksEvents',
+      statement: organizationId
+        ? { Effect: 'Allow', Principal: '*', Action: 'events:PutEvents', Resource: defaultBus, Condition: { StringEquals: { 'aws:PrincipalOrgID': organizationId } } }
+        : { Effect: 'Allow', Principal: { AWS: members.map((m) => `arn:${this.partition}:iam::${m.account}:root`) }, Action: 'events:PutEvents', Resource: defaultBus },
+    });
+  }
+
   /** Exactly the calls meshca makes, each on the narrowest resource the service allows. */
-  private grantMeshca(regions: string[]): void {
+  private grantMeshca(regions: string[], members: Member[]): void {
     const { partition, account } = this;
-    const secrets = regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${r}/*`);
+    const memberSecrets = members.flatMap((m) => m.regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${m.account}/${r}/*`));
+    const secrets = [...regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${r}/*`), ...memberSecrets];
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'EscrowUnderTheMeshcaPrefix',
       actions: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
@@ -339,6 +405,13 @@ export class MeshcaStack extends cdk.Stack {
       actions: ['eks:ListClusters'],
       resources: ['*'],
     }));
+    if (members.length > 0) {
+      this.role.addToPolicy(new iam.PolicyStatement({
+        sid: 'AssumeTheMemberRolesOnly',
+        actions: ['sts:AssumeRole'],
+        resources: members.map((m) => m.roleArn),
+      }));
+    }
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'FanOutOnTheMeshcaBusOnly',
       actions: ['events:PutEvents'],
@@ -365,9 +438,44 @@ export class MeshcaStack extends cdk.Stack {
       justified[`Resource::arn:${p}:eks:${r}:${a}:cluster/*`] =
         'Clusters created after deployment must be describable; the opt-in tag, not the policy, selects which ones meshca manages.';
     }
+    for (const m of members) {
+      for (const region of m.regions) {
+        const r = shown(region, 'Region');
+        justified[`Resource::arn:${p}:secretsmanager:${r}:${a}:secret:meshca/${m.account}/${r}/*`] =
+          'One escrow secret per member cluster, created at run time under meshca/<account>/<region>/ in this account.';
+      }
+    }
     for (const [finding, reason] of Object.entries(justified)) {
       cdk.Validations.of(this.role).acknowledge({ id: `AwsSolutions-IAM5[${finding}]`, reason });
     }
+  }
+
+  /** One page for the fleet: days left of every cluster by account and region, renewals,
+   * failures, and IssueCertificate calls PCA throttled. */
+  private dashboard(): void {
+    const hour = cdk.Duration.hours(1);
+    const search = (metric: string, stat: string, label: string) => new cloudwatch.MathExpression({
+      expression: `SEARCH('{meshca,Account,Region,Cluster} MetricName="${metric}"', '${stat}', 3600)`,
+      label,
+      period: hour,
+      usingMetrics: {},
+    });
+    const fleet = (metric: string, stat: string) => new cloudwatch.Metric({ namespace: 'meshca', metricName: metric, statistic: stat, period: hour });
+    new cloudwatch.Dashboard(this, 'Fleet', {
+      dashboardName: `${this.stackName}-fleet`,
+      widgets: [
+        [new cloudwatch.GraphWidget({ title: 'Days left per cluster (account, region, cluster)', left: [search('DaysLeft', 'Minimum', '')], width: 24, height: 8 })],
+        [
+          new cloudwatch.GraphWidget({ title: 'Renewals per cluster', left: [search('Renewals', 'Sum', '')], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'Failures per cluster', left: [search('Failures', 'Sum', '')], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'IssueCertificate calls throttled by PCA', left: [fleet('IssueThrottled', 'Sum')], width: 8 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Sweep: clusters checked, renewed, failed', left: [fleet('ClustersChecked', 'Maximum'), fleet('ClustersRenewed', 'Sum'), fleet('ClustersFailed', 'Sum')], width: 12 }),
+          new cloudwatch.SingleValueWidget({ title: 'Soonest days left in the fleet', metrics: [fleet('SoonestDaysLeft', 'Minimum')], width: 12 }),
+        ],
+      ],
+    });
   }
 
   private alarms(daysLeft: number, dlqs: sqs.Queue[], sweepEvery: cdk.Duration, rotationStuckAfterHours: number): void {
@@ -420,6 +528,30 @@ export class MeshcaStack extends cdk.Stack {
     });
     new cdk.CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Subscribe to be told when meshca needs a human' });
   }
+}
+
+/** A member account, resolved: its role's ARN and its regions. */
+interface Member {
+  readonly account: string;
+  readonly roleArn: string;
+  readonly regions: string[];
+  readonly externalId?: string;
+}
+
+function memberAccountsOf(props: MeshcaProps, regions: string[], partition: string): Member[] {
+  const seen = new Set<string>();
+  if (props.organizationId !== undefined && !/^o-[a-z0-9]{10,32}$/.test(props.organizationId)) {
+    throw new Error(`organizationId ${props.organizationId} is not an AWS Organizations id (o-…)`);
+  }
+  if (props.organizationId && !(props.memberAccounts ?? []).length) throw new Error('organizationId needs memberAccounts: the functions act for listed accounts only');
+  return (props.memberAccounts ?? []).map((m) => {
+    if (!/^\d{12}$/.test(m.account)) throw new Error(`memberAccounts: ${m.account} is not a 12-digit account id`);
+    if (seen.has(m.account)) throw new Error(`memberAccounts: ${m.account} is listed twice`);
+    seen.add(m.account);
+    const roleName = m.roleName ?? 'meshca-member';
+    if (!/^[\w+=,.@-]{1,64}$/.test(roleName)) throw new Error(`memberAccounts: ${roleName} is not an IAM role name`);
+    return { account: m.account, roleArn: `arn:${partition}:iam::${m.account}:role/${roleName}`, regions: m.regions?.length ? m.regions : regions, externalId: m.externalId };
+  });
 }
 
 function checkVault(v: MeshcaVaultProps): void {

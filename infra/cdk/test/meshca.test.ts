@@ -7,6 +7,7 @@ import * as cdk from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { MeshcaStack, MeshcaProps, PATHLEN0_TEMPLATE, propsFromContext } from '../lib/meshca-stack';
+import { MeshcaMemberStack, MeshcaMemberProps } from '../lib/meshca-member-stack';
 
 const CA = 'arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555';
 const TEMPLATE_ARN = `arn:aws:acm-pca:::${PATHLEN0_TEMPLATE}`;
@@ -18,7 +19,7 @@ const ALLOWED = new Set([
   'secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
   'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource',
   'eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents', 'kms:GenerateDataKey', 'kms:Decrypt',
-  'logs:CreateLogStream', 'logs:PutLogEvents',
+  'logs:CreateLogStream', 'logs:PutLogEvents', 'sts:AssumeRole',
 ]);
 /** Actions AWS offers no resource-level permission for: the only ones that may use "*". */
 const UNSCOPABLE = new Set(['eks:ListClusters']);
@@ -45,7 +46,7 @@ function nagFindings(app: cdk.App): string[] {
   return report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`);
 }
 
-type Statement = { Action: string | string[]; Resource: unknown; Condition?: Record<string, Record<string, unknown>> };
+type Statement = { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, Record<string, unknown>> };
 
 function statements(template: Template): Statement[] {
   return Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
@@ -239,4 +240,128 @@ test('bad props are refused with the reason', () => {
   assert.throws(() => propsFromContext(app), /meshca:caArn is required/);
   const bad = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:validityDays': 'a year' } });
   assert.throws(() => propsFromContext(bad), /meshca:validityDays/);
+});
+
+const M1 = '222233334444';
+
+/** A CloudFormation value as it reads once deployed in the aws partition of eu-west-1. */
+function flat(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(flat);
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if ('Fn::Join' in o) {
+      const [sep, parts] = o['Fn::Join'] as [string, unknown[]];
+      return parts.map((p) => String(flat(p))).join(sep);
+    }
+    if (o.Ref === 'AWS::Partition') return 'aws';
+    if (o.Ref === 'AWS::Region') return 'eu-west-1';
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, flat(x)]));
+  }
+  return v;
+}
+const M2 = '333344445555';
+
+test('member accounts: the role assumes their member roles only, escrows under meshca/<account>/<region>, and only they may forward events', () => {
+  const { app, stack } = stackOf({ memberAccounts: [{ account: M1, externalId: 'x-1' }, { account: M2, regions: ['ap-south-1'], roleName: 'platform-meshca' }] });
+  const template = Template.fromStack(stack);
+  const assume = statements(template).filter((s) => actionsOf(s).includes('sts:AssumeRole'));
+  assert.equal(assume.length, 1);
+  assert.deepEqual(actionsOf(assume[0]), ['sts:AssumeRole']);
+  assert.deepEqual(flat(resourcesOf(assume[0])), [`arn:aws:iam::${M1}:role/meshca-member`, `arn:aws:iam::${M2}:role/platform-meshca`]);
+  const escrow = statements(template).find((s) => s.Sid === 'EscrowUnderTheMeshcaPrefix')!;
+  const secrets = JSON.stringify(flat(escrow.Resource));
+  for (const prefix of [`meshca/${M1}/eu-west-1/*`, `meshca/${M1}/us-east-1/*`, `meshca/${M2}/ap-south-1/*`]) assert.ok(secrets.includes(prefix), prefix);
+  assert.ok(!secrets.includes(`meshca/${M2}/eu-west-1`), 'a member\'s records only in its own regions');
+  const busPolicies = Object.values(template.findResources('AWS::Events::EventBusPolicy')).map((r) => flat(r.Properties));
+  assert.deepEqual(busPolicies, [{
+    EventBusName: 'default',
+    StatementId: 'MeshcaMemberAccountsForwardEksEvents',
+    Statement: { Effect: 'Allow', Action: 'events:PutEvents', Principal: { AWS: [`arn:aws:iam::${M1}:root`, `arn:aws:iam::${M2}:root`] },
+      Resource: 'arn:aws:events:eu-west-1:111122223333:event-bus/default' },
+  }]);
+  template.hasResourceProperties('AWS::Events::Rule', { EventPattern: Match.objectLike({ account: ['111122223333', M1, M2], source: ['aws.eks'] }) });
+  const env = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
+  assert.deepEqual(JSON.parse(flat(env.MESHCA_ACCOUNTS) as string), [
+    { account: M1, role: `arn:aws:iam::${M1}:role/meshca-member`, regions: ['eu-west-1', 'us-east-1'], externalId: 'x-1' },
+    { account: M2, role: `arn:aws:iam::${M2}:role/platform-meshca`, regions: ['ap-south-1'] },
+  ]);
+  assert.deepEqual(nagFindings(app), []);
+  // Without members: no AssumeRole, no bus policy, no account filter, no MESHCA_ACCOUNTS.
+  const alone = synth().template;
+  assert.ok(statements(alone).every((s) => !actionsOf(s).includes('sts:AssumeRole')));
+  alone.resourceCountIs('AWS::Events::EventBusPolicy', 0);
+  // An organisation instead of the account list on the bus; the functions still act for listed accounts only.
+  const org = synth({ memberAccounts: [{ account: M1 }], organizationId: 'o-abcdef1234' }).template;
+  org.hasResourceProperties('AWS::Events::EventBusPolicy', { Statement: { Principal: '*', Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-abcdef1234' } } } });
+  assert.throws(() => synth({ memberAccounts: [{ account: '2222' }] }), /not a 12-digit account id/);
+  assert.throws(() => synth({ memberAccounts: [{ account: M1 }, { account: M1 }] }), /listed twice/);
+  assert.throws(() => synth({ organizationId: 'o-abcdef1234' }), /needs memberAccounts/);
+  assert.throws(() => synth({ memberAccounts: [{ account: M1 }], organizationId: 'org' }), /not an AWS Organizations id/);
+  const ctx = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:memberAccounts': `${M1}, ${M2}` } });
+  assert.deepEqual(propsFromContext(ctx).memberAccounts, [{ account: M1 }, { account: M2 }]);
+});
+
+test('a dashboard graphs days left, renewals and failures per account, region and cluster, and throttles', () => {
+  const { template } = synth();
+  const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+  assert.equal(dashboards.length, 1);
+  const body = JSON.parse(flat(dashboards[0].Properties.DashboardBody) as string);
+  const expressions = body.widgets.flatMap((w: { properties: { metrics?: unknown[][] } }) => (w.properties.metrics ?? []).flat())
+    .map((m: unknown) => (m as { expression?: string }).expression).filter((e: string | undefined) => e !== undefined);
+  for (const metric of ['DaysLeft', 'Renewals', 'Failures']) {
+    assert.ok(expressions.some((e: string) => e.startsWith(`SEARCH('{meshca,Account,Region,Cluster} MetricName="${metric}"'`)), `${metric}: ${expressions}`);
+  }
+  const text = JSON.stringify(body);
+  for (const metric of ['IssueThrottled', 'SoonestDaysLeft', 'ClustersFailed']) assert.ok(text.includes(metric), metric);
+});
+
+const CENTRAL_ROLE = 'arn:aws:iam::111122223333:role/Meshca-Role1ABCD';
+const CENTRAL_BUS = 'arn:aws:events:eu-west-1:111122223333:event-bus/default';
+
+function member(extra: Partial<MeshcaMemberProps> = {}): { app: cdk.App; template: Template } {
+  const app = new cdk.App();
+  const stack = new MeshcaMemberStack(app, 'MeshcaMember', {
+    centralRoleArn: CENTRAL_ROLE, centralBusArn: CENTRAL_BUS, env: { account: M1, region: 'eu-west-1' }, ...extra,
+  });
+  return { app, template: Template.fromStack(stack) };
+}
+
+test('member stack: a role only the central function role may assume, for EKS reads only; EKS events forwarded to the central bus', () => {
+  const { app, template } = member({ externalId: 'x-1' });
+  template.hasResourceProperties('AWS::IAM::Role', {
+    RoleName: 'meshca-member',
+    MaxSessionDuration: 3600,
+    AssumeRolePolicyDocument: { Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { AWS: CENTRAL_ROLE }, Condition: { StringEquals: { 'sts:ExternalId': 'x-1' } } }] },
+  });
+  const granted = statements(template).flatMap((s) => actionsOf(s));
+  // The events role may put onto the central bus; the member role reads EKS and nothing else.
+  assert.deepEqual(granted.sort(), ['eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents']);
+  const put = statements(template).find((s) => actionsOf(s).includes('events:PutEvents'))!;
+  assert.deepEqual(resourcesOf(put), [CENTRAL_BUS]);
+  const describe = statements(template).find((s) => actionsOf(s).includes('eks:DescribeCluster'))!;
+  assert.deepEqual(resourcesOf(describe), [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:eks:*:${M1}:cluster/*`]] }]);
+  template.hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: { source: ['aws.eks'], 'detail-type': ['AWS API Call via CloudTrail'], detail: { eventSource: ['eks.amazonaws.com'], eventName: ['CreateCluster', 'DeleteCluster'] } },
+    Targets: [Match.objectLike({ Arn: CENTRAL_BUS })],
+  });
+  assert.deepEqual(nagFindings(app), []);
+  // In the other regions of a StackSet: the rule alone.
+  const ruleOnly = member({ createRole: false }).template;
+  ruleOnly.resourcePropertiesCountIs('AWS::IAM::Role', { RoleName: 'meshca-member' }, 0);
+  ruleOnly.resourceCountIs('AWS::Events::Rule', 1);
+  assert.throws(() => member({ centralRoleArn: 'arn:aws:iam::111122223333:user/x' }), /not an IAM role ARN/);
+  assert.throws(() => member({ centralBusArn: 'arn:aws:sqs:eu-west-1:111122223333:q' }), /not an event bus ARN/);
+});
+
+test('a CA in a security account reached through a role there: that role alone may be assumed for it', () => {
+  const SECURITY_CA = 'arn:aws:acm-pca:eu-west-1:999988887777:certificate-authority/11111111-2222-3333-4444-555555555555';
+  const ROLE = 'arn:aws:iam::999988887777:role/meshca-issuer';
+  const { app, stack } = stackOf({ caArn: SECURITY_CA, caRoleArn: ROLE, caExternalId: 'pca' });
+  const template = Template.fromStack(stack);
+  const assume = statements(template).filter((s) => actionsOf(s).includes('sts:AssumeRole'));
+  assert.deepEqual(assume.map((s) => [s.Sid, resourcesOf(s)]), [['AssumeTheCaAccountRoleOnly', [ROLE]]]);
+  template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ MESHCA_CA_ROLE_ARN: ROLE, MESHCA_CA_EXTERNAL_ID: 'pca' }) } });
+  assert.deepEqual(nagFindings(app), []);
+  assert.throws(() => synth({ caArn: SECURITY_CA, caRoleArn: 'arn:aws:iam::111122223333:role/meshca-issuer' }), /not a role of the CA's account 999988887777/);
+  assert.throws(() => synth({ caArn: SECURITY_CA, caRoleArn: 'arn:aws:iam::999988887777:user/x' }), /not an IAM role ARN/);
 });

@@ -18,6 +18,7 @@ use meshca_core::pem::{self, CERTIFICATE};
 
 use crate::arn::CaArn;
 use crate::error_parts;
+use aws_smithy_types::retry::RetryConfig;
 
 /// The PCA template that gives BasicConstraints critical CA:TRUE pathlen:0 and KeyUsage
 /// critical digitalSignature, keyCertSign, cRLSign, subject and SAN from the CSR.
@@ -285,13 +286,27 @@ impl Authority for PcaAuthority {
                     .template_arn(self.template_for(request.template))
                     .validity(validity.clone())
                     .idempotency_token(request.idempotency_token)
+                    .customize()
+                    // Paced: every attempt waits for a budget slot, so the SDK's own retries
+                    // (which would spend quota unpaced) are off; `retrying` retries in slots.
+                    .config_override(match &self.budget {
+                        Some(_) => aws_sdk_acmpca::config::Builder::default().retry_config(RetryConfig::disabled()),
+                        None => aws_sdk_acmpca::config::Builder::default(),
+                    })
                     .send();
                 let budget = self.budget.clone();
                 async move {
-                    if let Some(b) = budget {
+                    if let Some(b) = &budget {
                         b.acquire().await;
                     }
-                    send.await
+                    let answer = send.await;
+                    // Counted where the fleet's budget can see it: throttles cost slots.
+                    if let (Some(b), Err(e)) = (&budget, &answer)
+                        && is_throttle(&error_parts(e).0)
+                    {
+                        b.note_throttled();
+                    }
+                    answer
                 }
             })
             .await

@@ -17,13 +17,25 @@ use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, 
 pub struct IssueBudget {
     interval: Duration,
     next: Mutex<Option<Instant>>,
+    /// Attempts the CA answered with a throttle, since this budget was made.
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl IssueBudget {
     /// `per_second` must be positive.
     pub fn per_second(per_second: f64) -> Self {
         assert!(per_second > 0.0 && per_second.is_finite(), "issue rate must be positive");
-        IssueBudget { interval: Duration::from_secs_f64(1.0 / per_second), next: Mutex::new(None) }
+        IssueBudget { interval: Duration::from_secs_f64(1.0 / per_second), next: Mutex::new(None), throttled: Default::default() }
+    }
+
+    /// An attempt made in one of this budget's slots was throttled by the CA.
+    pub fn note_throttled(&self) {
+        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Throttled attempts so far (a sweep reports the difference over its run).
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits for this caller's slot.

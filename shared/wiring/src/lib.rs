@@ -45,6 +45,9 @@ pub enum AuthoritySpec {
         signing_algorithm: Option<String>,
         /// IssueCertificate attempts per second, retries included; `None`: unpaced.
         issue_rate: Option<f64>,
+        /// A role in the CA's account to call Private CA as (a CA in another account, reached
+        /// by assuming a role there instead of an AWS RAM share); `None`: the caller's own.
+        assume_role: Option<MemberRole>,
     },
     /// A Vault / OpenBao PKI mount.
     Vault(VaultSpec),
@@ -68,11 +71,12 @@ impl AuthoritySpec {
         let fail = |reason: String| WiringError::Locator { locator: locator.to_string(), reason };
         if locator.starts_with("arn:") {
             let ca = locator.parse::<CaArn>().map_err(|e| fail(e.to_string()))?;
-            let issue_rate = match like {
-                AuthoritySpec::Pca { issue_rate, .. } => *issue_rate,
-                _ => None,
+            // The rotation's other CA is reached as the configured one is: same pace, same role.
+            let (issue_rate, assume_role) = match like {
+                AuthoritySpec::Pca { issue_rate, assume_role, .. } => (*issue_rate, assume_role.clone()),
+                _ => (None, None),
             };
-            return Ok(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate });
+            return Ok(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate, assume_role });
         }
         if let Some(path) = locator.strip_prefix("vault:") {
             let AuthoritySpec::Vault(base) = like else {
@@ -213,13 +217,32 @@ pub fn in_region(home: &SdkConfig, region: &str) -> SdkConfig {
 
 /// The authority `spec` names. `aws` is the SDK configuration of the caller (any region).
 pub async fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dyn Authority>, WiringError> {
+    authority_paced(spec, aws, issue_budget(spec)).await
+}
+
+/// The IssueCertificate budget `spec` asks for (a Private CA with an issue rate).
+pub fn issue_budget(spec: &AuthoritySpec) -> Option<Arc<IssueBudget>> {
+    match spec {
+        AuthoritySpec::Pca { issue_rate: Some(rate), .. } => Some(Arc::new(IssueBudget::per_second(*rate))),
+        _ => None,
+    }
+}
+
+/// The authority `spec` names, its IssueCertificate calls spaced by `budget` (shared by every
+/// Private CA of one deployment: PCA's quota is per account and region, not per CA).
+pub async fn authority_paced(spec: &AuthoritySpec, aws: Option<&SdkConfig>, budget: Option<Arc<IssueBudget>>) -> Result<Arc<dyn Authority>, WiringError> {
     Ok(match spec {
         AuthoritySpec::Local { dir } => Arc::new(LocalCa::open_or_create(dir, &LocalRootSpec::default())?),
-        AuthoritySpec::Pca { ca, template_arn, signing_algorithm, issue_rate } => {
+        AuthoritySpec::Pca { ca, template_arn, signing_algorithm, assume_role, .. } => {
             let aws = aws.ok_or(WiringError::NoAws("AWS Private CA"))?;
+            let assumed = match assume_role {
+                Some(role) => Some(meshca_aws::member::member_config(aws, role).await),
+                None => None,
+            };
+            let aws = assumed.as_ref().unwrap_or(aws);
             let mut pca = PcaAuthority::from_config(aws, ca, template_arn.clone()).with_signing_algorithm(signing_algorithm.clone());
-            if let Some(rate) = issue_rate {
-                pca = pca.with_issue_budget(Arc::new(IssueBudget::per_second(*rate)));
+            if let Some(budget) = budget {
+                pca = pca.with_issue_budget(budget);
             }
             Arc::new(pca)
         }
@@ -408,6 +431,8 @@ pub struct Fleet {
     pub authority: Arc<dyn Authority>,
     /// Signs xcp-central, mpc and xcp-edge when set; else `authority` does.
     pub xcp_authority: Option<Arc<dyn Authority>>,
+    /// The IssueCertificate budget every Private CA of this deployment shares, if paced.
+    pub issue_budget: Option<Arc<IssueBudget>>,
     /// Every managed region of every managed account.
     pub places: BTreeMap<Place, RegionPorts>,
     /// meshca's own account, when it has members (an event's `account` is compared with it).
@@ -441,13 +466,16 @@ impl Fleet {
             true => None,
             false => Some(home_account(home).await?),
         };
+        // One budget for every Private CA of the deployment: the quota is the account's.
+        let issue_budget = issue_budget(&spec.authority).or_else(|| spec.xcp_authority.as_ref().and_then(issue_budget));
         let xcp_authority = match &spec.xcp_authority {
-            Some(s) => Some(authority(s, Some(home)).await?),
+            Some(s) => Some(authority_paced(s, Some(home), issue_budget.clone()).await?),
             None => None,
         };
         let rotation = Some(rotation_store(&spec.escrow, Some(home), spec.regions.first().map(String::as_str))?);
         Ok(Fleet {
-            authority: authority(&spec.authority, Some(home)).await?,
+            authority: authority_paced(&spec.authority, Some(home), issue_budget.clone()).await?,
+            issue_budget,
             xcp_authority,
             places,
             home_account,
@@ -465,7 +493,7 @@ impl Fleet {
         for anchor in [&rotation.from, &rotation.to] {
             let built = match &self.authority_spec {
                 Some(spec) if spec.locator() == anchor.locator => self.authority.clone(),
-                Some(spec) => authority(&AuthoritySpec::from_locator(&anchor.locator, spec)?, self.home.as_ref()).await?,
+                Some(spec) => authority_paced(&AuthoritySpec::from_locator(&anchor.locator, spec)?, self.home.as_ref(), self.issue_budget.clone()).await?,
                 None => continue,
             };
             out.push((anchor.authority_id.clone(), built));

@@ -38,6 +38,8 @@ locals {
   environment = merge(
     local.authority_environment,
     var.xcp_ca_arn == null ? {} : { MESHCA_XCP_CA_ARN = var.xcp_ca_arn },
+    var.ca_role_arn == null ? {} : { MESHCA_CA_ROLE_ARN = var.ca_role_arn },
+    var.ca_external_id == null ? {} : { MESHCA_CA_EXTERNAL_ID = var.ca_external_id },
     {
       MESHCA_REGIONS       = join(",", local.regions)
       MESHCA_TAG_KEY       = var.tag_key
@@ -47,7 +49,23 @@ locals {
       MESHCA_EVENT_BUS     = aws_cloudwatch_event_bus.reconcile.name
     },
     var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
+    local.members_environment,
   )
+  # Member accounts: the role meshca assumes in each, and the regions of its clusters.
+  members = [for m in var.member_accounts : {
+    account     = m.account
+    role_arn    = "arn:${local.partition}:iam::${m.account}:role/${m.role_name}"
+    regions     = m.regions == null ? local.regions : m.regions
+    external_id = m.external_id
+  }]
+  member_roles   = [for m in local.members : m.role_arn]
+  # A CA in another account, called as a role there.
+  ca_role = var.ca_role_arn == null ? [] : [var.ca_role_arn]
+  member_assume  = length(local.members) > 0 ? [local.member_roles] : []
+  member_secrets = flatten([for m in local.members : [for r in m.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"]])
+  members_environment = length(local.members) == 0 ? {} : {
+    MESHCA_ACCOUNTS = jsonencode([for m in local.members : merge({ account = m.account, role = m.role_arn, regions = m.regions }, m.external_id == null ? {} : { externalId = m.external_id })])
+  }
   functions = {
     cluster_events = { name = "cluster-events", zip = var.cluster_events_zip, memory = 256, description = "meshca: a CA for each new opted-in EKS cluster, revocation when deleted" }
     expiry_sweep   = { name = "expiry-sweep", zip = var.expiry_sweep_zip, memory = 512, description = "meshca: renews what is due and repairs drifted cacerts across the fleet" }
@@ -191,7 +209,25 @@ data "aws_iam_policy_document" "meshca" {
     sid = "EscrowUnderTheMeshcaPrefix"
     actions = ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"]
-    resources = [for r in local.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${r}/*"]
+    resources = concat([for r in local.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${r}/*"], local.member_secrets)
+  }
+  # A CA in another account only: the role there, and no other.
+  dynamic "statement" {
+    for_each = local.ca_role
+    content {
+      sid       = "AssumeTheCaAccountRoleOnly"
+      actions   = ["sts:AssumeRole"]
+      resources = [statement.value]
+    }
+  }
+  # Member accounts only: their member roles, and no other role anywhere.
+  dynamic "statement" {
+    for_each = local.member_assume
+    content {
+      sid       = "AssumeTheMemberRolesOnly"
+      actions   = ["sts:AssumeRole"]
+      resources = statement.value
+    }
   }
   statement {
     sid       = "DescribeClusters"
@@ -246,6 +282,7 @@ resource "aws_lambda_function" "fn" {
   # checkov:skip=CKV_AWS_117:Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).
   # checkov:skip=CKV_AWS_115:Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.
   # checkov:skip=CKV_AWS_173:The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.
+  # checkov:skip=CKV_AWS_45:MESHCA_ACCOUNTS lists account ids and role ARNs (an external id guards against a confused deputy; it is not a secret).
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the user owns; the zips are built from this repository by cargo lambda.
   # checkov:skip=CKV_AWS_50:JSON logs and EMF metrics carry cluster, step and outcome; X-Ray would add IAM grants on "*".
   lifecycle {
@@ -260,6 +297,10 @@ resource "aws_lambda_function" "fn" {
     precondition {
       condition     = var.xcp_ca_arn == null || var.xcp_identities
       error_message = "xcp_ca_arn is set but xcp_identities is not true."
+    }
+    precondition {
+      condition     = var.ca_role_arn == null || (var.ca_arn != null && try(split(":", var.ca_role_arn)[4] == split(":", var.ca_arn)[4], false))
+      error_message = "ca_role_arn must be a role of the CA's account (and needs ca_arn)."
     }
   }
   for_each         = local.functions
@@ -335,12 +376,48 @@ resource "aws_sqs_queue_policy" "dlq" {
 
 resource "aws_cloudwatch_event_rule" "eks" {
   name        = "${var.name}-eks-create-delete"
-  description = "CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region"
-  event_pattern = jsonencode({
-    source        = ["aws.eks"]
-    "detail-type" = ["AWS API Call via CloudTrail"]
-    detail        = { eventSource = ["eks.amazonaws.com"], eventName = ["CreateCluster", "DeleteCluster"] }
-  })
+  description = "CloudTrail CreateCluster/DeleteCluster of EKS clusters in this region, and those member accounts forward"
+  event_pattern = jsonencode(merge(
+    length(local.members) == 0 ? {} : { account = concat([local.account], [for m in local.members : m.account]) },
+    {
+      source        = ["aws.eks"]
+      "detail-type" = ["AWS API Call via CloudTrail"]
+      detail        = { eventSource = ["eks.amazonaws.com"], eventName = ["CreateCluster", "DeleteCluster"] }
+    },
+  ))
+}
+
+# Member accounts forward their EKS events onto this account's default bus; no one else may.
+data "aws_iam_policy_document" "member_events" {
+  statement {
+    sid       = "MeshcaMemberAccountsForwardEksEvents"
+    actions   = ["events:PutEvents"]
+    resources = ["arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"]
+    principals {
+      type        = "AWS"
+      identifiers = var.organization_id == null ? [for m in local.members : "arn:${local.partition}:iam::${m.account}:root"] : ["*"]
+    }
+    dynamic "condition" {
+      for_each = var.organization_id == null ? [] : [var.organization_id]
+      content {
+        test     = "StringEquals"
+        variable = "aws:PrincipalOrgID"
+        values   = [condition.value]
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_event_bus_policy" "member_events" {
+  count          = length(local.members) > 0 ? 1 : 0
+  event_bus_name = "default"
+  policy         = data.aws_iam_policy_document.member_events.json
+  lifecycle {
+    precondition {
+      condition     = var.organization_id == null || length(var.member_accounts) > 0
+      error_message = "organization_id needs member_accounts: the functions act for listed accounts only."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "reconcile" {
@@ -468,4 +545,24 @@ resource "aws_cloudwatch_metric_alarm" "sweep_not_running" {
   comparison_operator = "LessThanThreshold"
   treat_missing_data  = "breaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+# --- Dashboard -----------------------------------------------------------------------------------------
+
+locals {
+  per_cluster = { for m in ["DaysLeft", "Renewals", "Failures"] : m => "SEARCH('{meshca,Account,Region,Cluster} MetricName=\"${m}\"', '${m == "DaysLeft" ? "Minimum" : "Sum"}', 3600)" }
+}
+
+resource "aws_cloudwatch_dashboard" "fleet" {
+  dashboard_name = "${var.name}-fleet"
+  dashboard_body = jsonencode({
+    widgets = [
+      { type = "metric", x = 0, y = 0, width = 24, height = 8, properties = { title = "Days left per cluster (account, region, cluster)", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["DaysLeft"], period = 3600 }]] } },
+      { type = "metric", x = 0, y = 8, width = 8, height = 6, properties = { title = "Renewals per cluster", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["Renewals"], period = 3600 }]] } },
+      { type = "metric", x = 8, y = 8, width = 8, height = 6, properties = { title = "Failures per cluster", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["Failures"], period = 3600 }]] } },
+      { type = "metric", x = 16, y = 8, width = 8, height = 6, properties = { title = "IssueCertificate calls throttled by PCA", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "IssueThrottled", { stat = "Sum" }]] } },
+      { type = "metric", x = 0, y = 14, width = 12, height = 6, properties = { title = "Sweep: clusters checked, renewed, failed", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "ClustersChecked", { stat = "Maximum" }], ["meshca", "ClustersRenewed", { stat = "Sum" }], ["meshca", "ClustersFailed", { stat = "Sum" }]] } },
+      { type = "metric", x = 12, y = 14, width = 12, height = 6, properties = { title = "Soonest days left in the fleet", region = local.region, view = "singleValue", period = 3600, metrics = [["meshca", "SoonestDaysLeft", { stat = "Minimum" }]] } },
+    ]
+  })
 }

@@ -32,3 +32,13 @@ output "alarm_topic_arn" {
   description = "Subscribe to be told when meshca needs a human."
   value       = aws_sns_topic.alarms.arn
 }
+
+output "default_bus_arn" {
+  description = "The default event bus member accounts forward their EKS events to (the meshca-member module's central_bus_arn)."
+  value       = "arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the fleet: days left per account, region and cluster, renewals, failures, throttles."
+  value       = aws_cloudwatch_dashboard.fleet.dashboard_name
+}

@@ -100,6 +100,51 @@ variable "regions" {
   }
 }
 
+variable "ca_role_arn" {
+  description = "A role in the CA's account the functions assume to call Private CA (a CA in another account not shared through AWS RAM); null: the functions' own role."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.ca_role_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", var.ca_role_arn))
+    error_message = "ca_role_arn must be an IAM role ARN."
+  }
+}
+
+variable "ca_external_id" {
+  description = "The external id the ca_role_arn role's trust policy requires, if any."
+  type        = string
+  default     = null
+}
+
+variable "member_accounts" {
+  description = "Member accounts whose EKS clusters meshca manages through a role it assumes there (the meshca-member module): account id, its regions (default: regions), the role's name (default meshca-member) and the external id its trust policy requires, if any."
+  type = list(object({
+    account     = string
+    regions     = optional(list(string))
+    role_name   = optional(string, "meshca-member")
+    external_id = optional(string)
+  }))
+  default = []
+  validation {
+    condition     = alltrue([for m in var.member_accounts : can(regex("^[0-9]{12}$", m.account))]) && length(distinct([for m in var.member_accounts : m.account])) == length(var.member_accounts)
+    error_message = "member_accounts: each account is a 12-digit id, listed once."
+  }
+  validation {
+    condition     = alltrue([for m in var.member_accounts : can(regex("^[\\w+=,.@-]{1,64}$", m.role_name))])
+    error_message = "member_accounts: role_name must be an IAM role name."
+  }
+}
+
+variable "organization_id" {
+  description = "Accept forwarded EKS events from every account of this AWS Organizations organisation instead of the member accounts only (the functions still act for listed accounts only)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.organization_id == null || can(regex("^o-[a-z0-9]{10,32}$", var.organization_id))
+    error_message = "organization_id must be an AWS Organizations id (o-...)."
+  }
+}
+
 variable "tag_key" {
   description = "Key of the opt-in tag on EKS clusters."
   type        = string
