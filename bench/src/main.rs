@@ -7,7 +7,8 @@
 //! 3. the manual runbook (openssl, aws acm-pca, kubectl) against the same emulators, per cluster
 //!    and for 50 clusters, beside meshca doing the same;
 //! 4. a sweep of 1,000 due clusters with the emulator enforcing an IssueCertificate quota;
-//! 5. the zipped `bootstrap` of each function.
+//! 5. a sweep over 3 accounts × 2 regions × 50 clusters, members reached through assumed roles;
+//! 6. the zipped `bootstrap` of each function.
 
 use meshca_test_support::aws;
 mod runtime_stub;
@@ -296,6 +297,89 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 5. An organisation: meshca's own account and two members, two regions each, 50 clusters in
+///    every account and region (300), members reached through assumed roles whose EKS tokens
+///    each cluster checks against STS. One sweep renews all, a second finds all healthy.
+async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const HOME: &str = "123456789012";
+    const MEMBERS: [&str; 2] = ["222233334444", "333344445555"];
+    const REGIONS: [&str; 2] = [REGION, "us-east-1"];
+    const PER_PLACE: usize = 50;
+    let (emu, ca) = emulator();
+    let emulator_addr: std::net::SocketAddr = format!("127.0.0.1:{}", emu.port).parse()?;
+    let mut servers = Vec::new();
+    for account in std::iter::once(HOME).chain(MEMBERS) {
+        let role = format!("arn:aws:iam::{account}:role/meshca-member");
+        if account != HOME {
+            emu.control("iam/role", json!({"arn": role, "trusts": HOME}));
+        }
+        for region in REGIONS {
+            for i in 0..PER_PLACE {
+                let name = format!("{}-{i:02}", &region[..2]);
+                let settings = match account {
+                    HOME => Settings::eks_scoped(&name, "testing", "testing"),
+                    _ => Settings {
+                        cluster: name.clone(),
+                        sts: Some(meshca_test_apiserver::StsIdentities { emulator: emulator_addr, role_arn: role.clone() }),
+                        ..Default::default()
+                    },
+                };
+                let server = ApiServer::start(settings).await?;
+                server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+                emu.control("eks/cluster", json!({"account": account, "region": region, "name": name, "endpoint": server.url(),
+                    "ca_pem": server.ca_pem(), "tags": {"meshca.io/enabled": "true"}}));
+                servers.push(server);
+            }
+        }
+    }
+    let members = json!(MEMBERS.iter().map(|m| json!({"account": m, "regions": REGIONS})).collect::<Vec<_>>());
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".into(), ca.clone()),
+        ("MESHCA_REGIONS".into(), REGIONS.join(",")),
+        ("MESHCA_ACCOUNTS".into(), members.to_string()),
+        ("MESHCA_VALIDITY_DAYS".into(), "30".into()),
+        ("MESHCA_ISSUE_RATE".into(), (QUOTA_TPS as f64 * 0.96).to_string()),
+        ("MESHCA_SWEEP_CONCURRENCY".into(), "64".into()),
+    ]);
+    let config = meshca_lambda::Config::from(&move |k: &str| env.get(k).cloned())?;
+    let app = meshca_lambda::App::with_sdk_config(config, &emu.sdk_config().await).await?;
+    emu.control("configure", json!({"issue_tps": QUOTA_TPS}));
+    let n = servers.len();
+    let total_calls = |emu: &AwsEmulator| -> (u64, u64) {
+        let stats = emu.control("stats", json!({}));
+        let calls = stats["calls"].as_object().unwrap();
+        (calls.values().map(|v| v.as_u64().unwrap_or(0)).sum(), calls.iter().filter(|(k, _)| k.contains("AssumeRole")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+    };
+    let sweep = |label: &'static str| {
+        let app = &app;
+        let emu = &emu;
+        async move {
+            let before = total_calls(emu);
+            let t = Instant::now();
+            let report = app.sweep(Instant::now() + Duration::from_secs(900)).await;
+            let took = t.elapsed().as_secs_f64();
+            let after = total_calls(emu);
+            (label, report, took, after.0 - before.0, after.1 - before.1)
+        }
+    };
+    for (label, report, took, calls, assumed) in [sweep("renews all").await, sweep("finds all healthy").await] {
+        if report.failed != 0 || !report.errors.is_empty() || report.checked != n {
+            bail!("sweep of {n} over 3 accounts: {} failed, errors {:?}", report.failed, report.errors);
+        }
+        rows.push(Row(
+            format!("sweep over 3 accounts × 2 regions × {PER_PLACE} clusters ({n}), {label}"),
+            format!("{took:.1} s; {} renewed, {} unchanged", report.renewed, report.unchanged),
+            if report.renewed > 0 { format!("bound {:.0} s at {QUOTA_TPS} TPS", n as f64 / QUOTA_TPS as f64) } else { String::new() },
+        ));
+        rows.push(Row(
+            "  AWS calls per cluster (AssumeRole calls in all) / listing and assessing".into(),
+            format!("{:.1} ({assumed}) / {:.1} s", calls as f64 / n as f64, report.assessed_ms as f64 / 1000.0),
+            "".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn zip_sizes(rows: &mut Vec<Row>) {
     for f in ["cluster-events", "expiry-sweep"] {
         let p = workspace().join(format!("target/lambda/{f}/bootstrap.zip"));
@@ -330,6 +414,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("fleet") {
         fleet(&mut rows).await?;
+    }
+    if want("accounts") {
+        accounts(&mut rows).await?;
     }
     zip_sizes(&mut rows);
 

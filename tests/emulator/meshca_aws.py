@@ -40,6 +40,7 @@ import json
 import sys
 import threading
 import time
+import urllib.parse
 
 import waitress
 
@@ -554,10 +555,18 @@ def aws_error(error_type, message, status):
     return Response(body, status=status, content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": error_type})
 
 
-def operation_of(request):
+def operation_of(request, environ):
+    """The API operation: the JSON protocols' X-Amz-Target, the query protocols' (STS) Action,
+    else method and path (the REST protocols: EKS)."""
     target = request.headers.get("X-Amz-Target", "")
     if target:
         return target.split(".")[-1]
+    if request.method == "POST" and request.content_type.startswith("application/x-www-form-urlencoded"):
+        raw = request.get_data()
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
+        action = urllib.parse.parse_qs(raw.decode(errors="replace")).get("Action")
+        if action:
+            return action[0]
     return f"{request.method} {request.path}"
 
 
@@ -623,7 +632,7 @@ class Emulator:
                 response = Response(json.dumps({"error": repr(e)}), status=500)
             return response(environ, start_response)
 
-        op = operation_of(request)
+        op = operation_of(request, environ)
         with CONTROL.lock:
             CONTROL.calls[op] += 1
         fault = CONTROL.take_fault(op)
@@ -667,7 +676,12 @@ def main():
     install_patches()
     # waitress keeps connections alive, as AWS endpoints do (werkzeug's server closes every
     # connection, so each SDK call would pay a new TCP connection and a new thread).
-    server = waitress.create_server(Emulator(), host=args.host, port=args.port, threads=16, channel_timeout=300, ident="meshca-aws")
+    # A fleet of many accounts and regions keeps hundreds of SDK connections alive, and test API
+    # servers ask sts/key on connections of their own: waitress's default of 100 connections
+    # would stop accepting (until idle ones time out) long before AWS would.
+    server = waitress.create_server(
+        Emulator(), host=args.host, port=args.port, threads=16, channel_timeout=300, connection_limit=2000, backlog=1024, ident="meshca-aws"
+    )
     print(f"READY {server.effective_port}", flush=True)
     if not args.no_stdin_watch:
         # The parent (a test binary) holds our stdin; when it exits, we go too.

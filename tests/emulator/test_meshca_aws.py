@@ -367,6 +367,7 @@ def test_member_accounts_through_assumed_roles(endpoint):
         with pytest.raises(ClientError) as e:
             sts.assume_role(RoleArn=arn, RoleSessionName="meshca", **({"ExternalId": xid} if xid else {}))
         assert e.value.response["Error"]["Code"] == "AccessDenied", arn
+    assert control(endpoint, "stats")["calls"]["AssumeRole"] == 5, "query-protocol calls are counted by their Action"
     known = control(endpoint, "sts/key", {"id": creds["AccessKeyId"]})
     assert known["secret"] == creds["SecretAccessKey"]
     assert known["account"] == member and known["role_arn"] == role
