@@ -122,6 +122,9 @@ impl Candidate<'_> {
     }
 }
 
+/// One managed place and the names of its clusters, as listed.
+type Listed<'a> = (&'a Place, &'a RegionPorts, Vec<String>);
+
 /// One sweep of the fleet by one function instance.
 pub struct Sweep<'a> {
     app: &'a App,
@@ -150,19 +153,12 @@ impl<'a> Sweep<'a> {
         let started = Instant::now();
         let throttled_before = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled());
         let mut out = SweepReport::default();
-        let candidates = self.assess_fleet(&mut out).await;
-        out.assessed_ms = started.elapsed().as_millis() as u64;
-
-        let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
-        for c in &not_ready {
-            if let Err(outcome) = &c.assessed {
-                out.record(c.report(outcome.clone()));
-            }
-        }
-        if out.checked > self.app.config.fanout_threshold {
-            self.fan_out(ready, &mut out).await;
+        let listed = self.list(&mut out).await;
+        let names: usize = listed.iter().map(|(_, _, n)| n.len()).sum();
+        if names > self.app.config.fanout_threshold {
+            self.two_phase(listed, started, deadline, &mut out).await;
         } else {
-            self.reconcile_inline(ready, deadline, &mut out).await;
+            self.stream(listed, started, deadline, &mut out).await;
         }
         out.clusters.sort_by(|a, b| (&a.account, &a.region, &a.cluster, a.kind).cmp(&(&b.account, &b.region, &b.cluster, b.kind)));
         out.took_ms = started.elapsed().as_millis() as u64;
@@ -170,18 +166,123 @@ impl<'a> Sweep<'a> {
         out
     }
 
-    /// Every opted-in cluster with escrow's verdict, most urgent first.
-    async fn assess_fleet(&self, out: &mut SweepReport) -> Vec<Candidate<'_>> {
-        let mut found = Vec::new();
-        // A place that cannot be listed (a member role that cannot be assumed, say) fails alone.
+    /// The cluster names of every managed place. A place that cannot be listed (a member role
+    /// that cannot be assumed, say) fails alone, named in the report.
+    async fn list(&self, out: &mut SweepReport) -> Vec<Listed<'a>> {
+        let mut listed = Vec::new();
         for (place, ports) in &self.app.fleet.places {
-            match self.inventory(place, ports).await {
-                Ok(clusters) => found.extend(clusters.into_iter().map(|cluster| (place, ports, cluster))),
+            match ports.clusters.list().await {
+                Ok(names) => listed.push((place, ports, names)),
                 Err(e) => {
                     warn!(place = %place, error = %e, "cannot list clusters");
                     out.errors.push(format!("{place}: {e}"));
                 }
             }
+        }
+        listed
+    }
+
+    /// A fleet too large for one invocation: every cluster described and judged from escrow,
+    /// most urgent first, then handed on (fan-out) — or, if fewer are opted in than the
+    /// threshold, reconciled here.
+    async fn two_phase(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+        let candidates = self.assess_fleet(listed, out).await;
+        out.assessed_ms = started.elapsed().as_millis() as u64;
+        let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
+        for c in &not_ready {
+            if let Err(outcome) = &c.assessed {
+                out.record(c.report(outcome.clone()));
+            }
+        }
+        if out.checked > self.app.config.fanout_threshold {
+            self.fan_out(ready, out).await;
+        } else {
+            self.reconcile_inline(ready, deadline, out).await;
+        }
+    }
+
+    /// A fleet this invocation can take: each cluster described, judged and reconciled as one
+    /// flow, so the first issuance starts while the rest is still being looked at (the quota,
+    /// not the listing, bounds the sweep). DescribeCluster stays at its own concurrency.
+    async fn stream(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+        let describe_gate = tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY);
+        let assessed_at = std::sync::atomic::AtomicU64::new(0);
+        let names = listed.into_iter().flat_map(|(place, ports, names)| names.into_iter().map(move |n| (place, ports, n)));
+        let per_cluster: Vec<(Option<(Place, ClusterInfo)>, Vec<(Report, Option<OffsetDateTime>)>)> = futures::stream::iter(names)
+            .map(|(place, ports, name)| {
+                let (gate, assessed_at) = (&describe_gate, &assessed_at);
+                async move {
+                    let described = {
+                        let _permit = gate.acquire().await.expect("the gate is never closed");
+                        ports.clusters.describe(&name).await
+                    };
+                    let cluster = match described {
+                        Ok(c) if self.app.config.opt_in.admits(&c.tags) => c,
+                        Ok(_) | Err(ClustersError::NotFound(_)) => return (None, Vec::new()),
+                        Err(e) => {
+                            warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster");
+                            return (None, Vec::new());
+                        }
+                    };
+                    let reports = self.flow(place, ports, &cluster, deadline, started, assessed_at).await;
+                    (Some((place.clone(), cluster)), reports)
+                }
+            })
+            .buffer_unordered(self.app.config.sweep_concurrency)
+            .collect()
+            .await;
+        out.assessed_ms = assessed_at.load(std::sync::atomic::Ordering::Relaxed);
+        for (found, reports) in per_cluster {
+            if let Some(found) = found {
+                out.checked += 1;
+                out.inventory.push(found);
+            }
+            for (r, escrowed_end) in reports {
+                if let (None, Some(end)) = (r.outcome.not_after(), escrowed_end) {
+                    out.saw_expiry(&r, end);
+                }
+                out.record(r);
+            }
+        }
+        out.inventory.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+    }
+
+    /// One opted-in cluster, each kind judged from escrow and reconciled if due or to check its
+    /// secret; the reports with the escrowed end of each kind's bundle.
+    async fn flow(
+        &self,
+        place: &'a Place,
+        ports: &'a RegionPorts,
+        cluster: &ClusterInfo,
+        deadline: Instant,
+        started: Instant,
+        assessed_at: &std::sync::atomic::AtomicU64,
+    ) -> Vec<(Report, Option<OffsetDateTime>)> {
+        let specs = match self.app.config.kinds.for_tags(&cluster.tags) {
+            Ok(kinds) => kinds.into_iter().map(|spec| (spec, None)).collect::<Vec<_>>(),
+            Err(reason) => vec![(KindSpec::default(), Some(Outcome::Skipped { reason }))],
+        };
+        let mut reports = Vec::new();
+        for (spec, stop) in specs {
+            let assessed = match stop {
+                Some(outcome) => Err(outcome),
+                None => self.assess(ports, cluster, &spec).await,
+            };
+            assessed_at.fetch_max(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+            let c = Candidate { place, ports, cluster: cluster.clone(), spec, assessed };
+            reports.push(match &c.assessed {
+                Err(outcome) => (c.report(outcome.clone()), None),
+                Ok(_) => self.reconcile_one(c, deadline).await,
+            });
+        }
+        reports
+    }
+
+    /// Every opted-in cluster with escrow's verdict, most urgent first.
+    async fn assess_fleet(&self, listed: Vec<Listed<'a>>, out: &mut SweepReport) -> Vec<Candidate<'a>> {
+        let mut found = Vec::new();
+        for (place, ports, names) in listed {
+            found.extend(self.describe_all(place, ports, names).await.into_iter().map(|cluster| (place, ports, cluster)));
         }
         out.checked = found.len();
         out.inventory = found.iter().map(|(place, _, cluster)| ((*place).clone(), cluster.clone())).collect();
@@ -207,9 +308,9 @@ impl<'a> Sweep<'a> {
         candidates
     }
 
-    /// Opted-in clusters of one place (ListClusters has no tag filter: each is described).
-    async fn inventory(&self, place: &Place, ports: &RegionPorts) -> Result<Vec<ClusterInfo>, ClustersError> {
-        let names = ports.clusters.list().await?;
+    /// The opted-in clusters among `names` of one place (ListClusters has no tag filter: each
+    /// is described).
+    async fn describe_all(&self, place: &Place, ports: &RegionPorts, names: Vec<String>) -> Vec<ClusterInfo> {
         let described: Vec<_> = futures::stream::iter(names)
             .map(|name| async move { (ports.clusters.describe(&name).await, name) })
             .buffered(DESCRIBE_CONCURRENCY)
@@ -223,7 +324,7 @@ impl<'a> Sweep<'a> {
                 Err(e) => warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster"),
             }
         }
-        Ok(clusters)
+        clusters
     }
 
     /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.
@@ -237,19 +338,23 @@ impl<'a> Sweep<'a> {
         reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })
     }
 
+    /// Reconciles one assessed cluster kind unless the deadline is near; the report, with the
+    /// escrowed end of its bundle.
+    async fn reconcile_one(&self, c: Candidate<'_>, deadline: Instant) -> (Report, Option<OffsetDateTime>) {
+        let escrowed_end = c.assessed.as_ref().ok().and_then(Verdict::not_after);
+        if Instant::now() + MARGIN > deadline {
+            let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
+            return (c.report(Outcome::Skipped { reason }), escrowed_end);
+        }
+        let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
+        let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, (c.place, c.ports), &c.cluster, c.spec.clone(), false).await;
+        (c.report(outcome), escrowed_end)
+    }
+
     /// Reconciles every ready cluster here, as many at once as configured, until the deadline.
     async fn reconcile_inline(&self, ready: Vec<Candidate<'_>>, deadline: Instant, out: &mut SweepReport) {
         let reports: Vec<(Report, Option<OffsetDateTime>)> = futures::stream::iter(ready)
-            .map(|c| async move {
-                let escrowed_end = c.assessed.as_ref().ok().and_then(Verdict::not_after);
-                if Instant::now() + MARGIN > deadline {
-                    let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
-                    return (c.report(Outcome::Skipped { reason }), escrowed_end);
-                }
-                let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-                let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, (c.place, c.ports), &c.cluster, c.spec.clone(), false).await;
-                (c.report(outcome), escrowed_end)
-            })
+            .map(|c| self.reconcile_one(c, deadline))
             .buffer_unordered(self.app.config.sweep_concurrency)
             .collect()
             .await;
