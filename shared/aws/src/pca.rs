@@ -301,10 +301,10 @@ impl Authority for PcaAuthority {
                     }
                     let answer = send.await;
                     // Counted where the fleet's budget can see it: throttles cost slots.
-                    if let (Some(b), Err(e)) = (&budget, &answer)
-                        && is_throttle(&error_parts(e).0)
-                    {
-                        b.note_throttled();
+                    match (&budget, &answer) {
+                        (Some(b), Err(e)) if is_throttle(&error_parts(e).0) => b.note_throttled(),
+                        (Some(b), Ok(_)) => b.note_accepted(),
+                        _ => {}
                     }
                     answer
                 }

@@ -12,25 +12,57 @@ use tokio::time::Instant;
 use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
 
 /// At most `per_second` starts per second, evenly spaced: each caller reserves the next free
-/// slot and sleeps until it. No bursts, so the CA's sliding one-second window never overflows.
+/// slot and sleeps until it. No bursts, so the CA's sliding one-second window never overflows
+/// at the sender; requests still arrive with jitter, so the rate adapts: each throttle takes
+/// 5% off (never below half the configured rate) and each accepted attempt gives a little back,
+/// about one step per 25 accepted calls, up to the configured rate.
 #[derive(Debug)]
 pub struct IssueBudget {
-    interval: Duration,
-    next: Mutex<Option<Instant>>,
+    base: f64,
+    state: Mutex<Pace>,
     /// Attempts the CA answered with a throttle, since this budget was made.
     throttled: std::sync::atomic::AtomicU64,
 }
+
+#[derive(Debug)]
+struct Pace {
+    rate: f64,
+    next: Option<Instant>,
+}
+
+/// How much of the rate one throttle takes, and the floor it never goes below.
+const BACK_OFF: f64 = 0.95;
+const FLOOR: f64 = 0.5;
+/// Share of the configured rate one accepted attempt gives back.
+const RECOVER: f64 = 0.002;
 
 impl IssueBudget {
     /// `per_second` must be positive.
     pub fn per_second(per_second: f64) -> Self {
         assert!(per_second > 0.0 && per_second.is_finite(), "issue rate must be positive");
-        IssueBudget { interval: Duration::from_secs_f64(1.0 / per_second), next: Mutex::new(None), throttled: Default::default() }
+        IssueBudget { base: per_second, state: Mutex::new(Pace { rate: per_second, next: None }), throttled: Default::default() }
     }
 
-    /// An attempt made in one of this budget's slots was throttled by the CA.
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rate slots are handed out at now.
+    pub fn rate(&self) -> f64 {
+        self.pace().rate
+    }
+
+    /// An attempt made in one of this budget's slots was throttled by the CA: slow down.
     pub fn note_throttled(&self) {
         self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut pace = self.pace();
+        pace.rate = (pace.rate * BACK_OFF).max(self.base * FLOOR);
+    }
+
+    /// An attempt was accepted: recover towards the configured rate.
+    pub fn note_accepted(&self) {
+        let mut pace = self.pace();
+        pace.rate = (pace.rate + self.base * RECOVER).min(self.base);
     }
 
     /// Throttled attempts so far (a sweep reports the difference over its run).
@@ -41,10 +73,10 @@ impl IssueBudget {
     /// Waits for this caller's slot.
     pub async fn acquire(&self) {
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pace = self.pace();
             let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + self.interval);
+            let slot = pace.next.map_or(now, |n| n.max(now));
+            pace.next = Some(slot + Duration::from_secs_f64(1.0 / pace.rate));
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -103,6 +135,41 @@ mod tests {
         budget.acquire().await;
         budget.acquire().await;
         assert_eq!(t.elapsed(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn throttles_slow_the_rate_to_a_floor_and_accepted_calls_bring_it_back() {
+        let budget = IssueBudget::per_second(20.0);
+        budget.note_throttled();
+        assert!((budget.rate() - 19.0).abs() < 1e-9, "{}", budget.rate());
+        for _ in 0..100 {
+            budget.note_throttled();
+        }
+        assert_eq!(budget.rate(), 10.0, "never below half");
+        assert_eq!(budget.throttled(), 101);
+        for _ in 0..25 {
+            budget.note_accepted();
+        }
+        assert!((budget.rate() - 11.0).abs() < 1e-9, "25 accepted calls give back 5% of the configured rate: {}", budget.rate());
+        for _ in 0..1000 {
+            budget.note_accepted();
+        }
+        assert_eq!(budget.rate(), 20.0, "never above the configured rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slower_rate_spaces_the_next_slots_wider() {
+        let budget = IssueBudget::per_second(20.0);
+        for _ in 0..10 {
+            budget.note_throttled();
+        }
+        assert!((budget.rate() - 20.0 * 0.95f64.powi(10)).abs() < 1e-9);
+        let start = Instant::now();
+        budget.acquire().await;
+        budget.acquire().await;
+        budget.acquire().await;
+        let gap = Duration::from_secs_f64(1.0 / (20.0 * 0.95f64.powi(10)));
+        assert!(start.elapsed() >= gap * 2 && start.elapsed() < gap * 2 + Duration::from_millis(1), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
