@@ -115,9 +115,87 @@ impl Authority for Described<'_> {
     }
 }
 
+/// An [`Authority`] whose description is kept for `ttl`: a function instance answering many
+/// reconcile requests asks the CA (describe, its certificate and chain) once per `ttl` rather
+/// than once per cluster. A changed root or a disabled CA is seen within `ttl`.
+pub struct DescribedFor {
+    inner: std::sync::Arc<dyn Authority>,
+    ttl: Duration,
+    held: tokio::sync::Mutex<Option<(Instant, AuthorityInfo)>>,
+}
+
+impl DescribedFor {
+    pub fn new(inner: std::sync::Arc<dyn Authority>, ttl: Duration) -> Self {
+        DescribedFor { inner, ttl, held: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl Authority for DescribedFor {
+    async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+        let mut held = self.held.lock().await;
+        if let Some((_, info)) = held.as_ref().filter(|(at, _)| at.elapsed() < self.ttl) {
+            return Ok(info.clone());
+        }
+        let info = self.inner.describe().await?;
+        *held = Some((Instant::now(), info.clone()));
+        Ok(info)
+    }
+
+    async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+        self.inner.issue(request).await
+    }
+
+    async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
+        self.inner.fetch(id).await
+    }
+
+    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+        self.inner.revoke(id, serial, reason).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts describes; everything else is never called here.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Authority for Counting {
+        async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(AuthorityInfo {
+                id: format!("ca-{n}"),
+                key_description: "EC".into(),
+                signing_algorithm: "SHA256WITHECDSA".into(),
+                root_bundle: String::new(),
+                not_after: time::OffsetDateTime::UNIX_EPOCH,
+            })
+        }
+        async fn issue(&self, _: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+            unreachable!()
+        }
+        async fn fetch(&self, _: &CertificateId) -> Result<Issued, AuthorityError> {
+            unreachable!()
+        }
+        async fn revoke(&self, _: &CertificateId, _: &str, _: RevocationReason) -> Result<(), AuthorityError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_description_is_kept_for_its_ttl_then_asked_again() {
+        let inner = std::sync::Arc::new(Counting(Default::default()));
+        let cached = DescribedFor::new(inner.clone(), Duration::from_secs(300));
+        for _ in 0..10 {
+            assert_eq!(cached.describe().await.unwrap().id, "ca-0");
+        }
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        assert_eq!(cached.describe().await.unwrap().id, "ca-1");
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_evenly_spaced_and_never_bunched() {

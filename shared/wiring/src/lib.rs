@@ -14,7 +14,7 @@ use aws_config::SdkConfig;
 use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
 pub use meshca_aws::MemberRole;
 use meshca_core::{AccountId, Place};
-use meshca_core::pace::IssueBudget;
+use meshca_core::pace::{DescribedFor, IssueBudget};
 use meshca_core::kind::{Landing, Layout};
 use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
 use meshca_kube::KubeDelivery;
@@ -393,6 +393,10 @@ pub fn read_bundle(path: &Path) -> Result<(Bundle, Option<BundleMeta>), WiringEr
     Ok((bundle, meshca_kube::secret::meta_from(&annotations)))
 }
 
+/// How long a function instance keeps its CA's description (state, certificate, chain): a
+/// changed root or a disabled CA is seen within this time.
+pub const CA_DESCRIPTION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What a fleet deployment (the Lambda functions) is made of.
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
@@ -469,12 +473,14 @@ impl Fleet {
         // One budget for every Private CA of the deployment: the quota is the account's.
         let issue_budget = issue_budget(&spec.authority).or_else(|| spec.xcp_authority.as_ref().and_then(issue_budget));
         let xcp_authority = match &spec.xcp_authority {
-            Some(s) => Some(authority_paced(s, Some(home), issue_budget.clone()).await?),
+            Some(s) => Some(Arc::new(DescribedFor::new(authority_paced(s, Some(home), issue_budget.clone()).await?, CA_DESCRIPTION_TTL)) as Arc<dyn Authority>),
             None => None,
         };
         let rotation = Some(rotation_store(&spec.escrow, Some(home), spec.regions.first().map(String::as_str))?);
+        let main = authority_paced(&spec.authority, Some(home), issue_budget.clone()).await?;
         Ok(Fleet {
-            authority: authority_paced(&spec.authority, Some(home), issue_budget.clone()).await?,
+            // An instance answers many events: the CA is described once per CA_DESCRIPTION_TTL.
+            authority: Arc::new(DescribedFor::new(main, CA_DESCRIPTION_TTL)),
             issue_budget,
             xcp_authority,
             places,
