@@ -122,6 +122,9 @@ impl Candidate<'_> {
     }
 }
 
+/// A report, with the escrowed end of the bundle it is about.
+type Judged = (Report, Option<OffsetDateTime>);
+
 /// One managed place and the names of its clusters, as listed.
 type Listed<'a> = (&'a Place, &'a RegionPorts, Vec<String>);
 
@@ -208,7 +211,7 @@ impl<'a> Sweep<'a> {
         let describe_gate = tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY);
         let assessed_at = std::sync::atomic::AtomicU64::new(0);
         let names = listed.into_iter().flat_map(|(place, ports, names)| names.into_iter().map(move |n| (place, ports, n)));
-        let per_cluster: Vec<(Option<(Place, ClusterInfo)>, Vec<(Report, Option<OffsetDateTime>)>)> = futures::stream::iter(names)
+        let per_cluster: Vec<(Option<(Place, ClusterInfo)>, Vec<Judged>)> = futures::stream::iter(names)
             .map(|(place, ports, name)| {
                 let (gate, assessed_at) = (&describe_gate, &assessed_at);
                 async move {
