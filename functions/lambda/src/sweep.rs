@@ -122,6 +122,9 @@ impl Candidate<'_> {
     }
 }
 
+/// An opted-in cluster and where it was found.
+type Found = (Place, ClusterInfo);
+
 /// A report, with the escrowed end of the bundle it is about.
 type Judged = (Report, Option<OffsetDateTime>);
 
@@ -211,7 +214,7 @@ impl<'a> Sweep<'a> {
         let describe_gate = tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY);
         let assessed_at = std::sync::atomic::AtomicU64::new(0);
         let names = listed.into_iter().flat_map(|(place, ports, names)| names.into_iter().map(move |n| (place, ports, n)));
-        let per_cluster: Vec<(Option<(Place, ClusterInfo)>, Vec<Judged>)> = futures::stream::iter(names)
+        let per_cluster: Vec<(Option<Found>, Vec<Judged>)> = futures::stream::iter(names)
             .map(|(place, ports, name)| {
                 let (gate, assessed_at) = (&describe_gate, &assessed_at);
                 async move {
