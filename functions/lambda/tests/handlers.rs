@@ -276,3 +276,17 @@ async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
     assert!(report.kinds.values().all(|o| matches!(o, Outcome::Revoked { certificates } if certificates.len() == 1)), "{report:?}");
     assert_eq!(emu.calls("RevokeCertificate") - revokes, 2, "both of c1's certificates revoked");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_reuses_its_connection_to_a_cluster_across_reconciles() {
+    let w = world(&[]).await;
+    let direct = |force: bool| Request::Reconcile { cluster: "c1".into(), region: None, force, account: None, sender: None };
+    assert_eq!(w.app.handle(direct(false), soon()).await.outcome.label(), "renewed");
+    let after_first = w.server.connections();
+    for _ in 0..3 {
+        assert_eq!(w.app.handle(direct(false), soon()).await.outcome.label(), "unchanged");
+    }
+    assert_eq!(w.app.handle(direct(true), soon()).await.outcome.label(), "renewed");
+    assert_eq!(w.server.connections(), after_first, "four more reconciles, no new TLS connection");
+    assert!(after_first >= 1);
+}

@@ -34,11 +34,18 @@ pub enum EksError {
 /// What DescribeCluster says about one cluster: the domain's [`ClusterInfo`], `id` its ARN.
 pub type EksCluster = ClusterInfo;
 
+/// Kubernetes clients kept per instance: a reconcile of several kinds, or a cluster seen again
+/// while the instance lives, reuses its TLS connection and IAM token. Bounded, since each client
+/// may hold an idle connection and Lambda allows 1,024 file descriptors.
+const CLIENTS_KEPT: usize = 128;
+
 /// The EKS clusters of one region.
 pub struct EksClusters {
     client: Client,
     region: String,
     credentials: SharedCredentialsProvider,
+    /// By cluster name, with the endpoint and CA it was made for (a changed one is replaced).
+    clients: std::sync::Mutex<std::collections::HashMap<String, (String, String, meshca_kube::Client)>>,
 }
 
 impl EksClusters {
@@ -48,6 +55,7 @@ impl EksClusters {
             client: Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
             credentials,
+            clients: Default::default(),
         }
     }
 
@@ -122,6 +130,25 @@ impl EksClusters {
     }
 }
 
+impl EksClusters {
+    /// The client kept for `cluster` while its endpoint and CA are the same, else a new one.
+    fn kept_client(&self, cluster: &EksCluster) -> Result<meshca_kube::Client, EksError> {
+        let (endpoint, ca) = (cluster.endpoint.clone().unwrap_or_default(), cluster.ca_data.clone().unwrap_or_default());
+        let mut kept = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((e, c, client)) = kept.get(&cluster.name)
+            && (e, c) == (&endpoint, &ca)
+        {
+            return Ok(client.clone());
+        }
+        let client = self.client(cluster)?;
+        if kept.len() >= CLIENTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(cluster.name.clone(), (endpoint, ca, client.clone()));
+        Ok(client)
+    }
+}
+
 impl From<EksError> for ClustersError {
     fn from(e: EksError) -> Self {
         match e {
@@ -149,7 +176,7 @@ impl Clusters for EksClusters {
     }
 
     fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError> {
-        let client = self.client(cluster)?;
+        let client = self.kept_client(cluster)?;
         Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
     }
 }

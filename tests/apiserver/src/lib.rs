@@ -96,6 +96,8 @@ struct State {
     store: Store,
     faults: Vec<Fault>,
     seen: Vec<Seen>,
+    /// TLS connections completed.
+    connections: usize,
 }
 
 /// A running server. Dropping it stops accepting connections.
@@ -155,6 +157,7 @@ impl ApiServer {
                 let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    ctx.state.lock().unwrap().connections += 1;
                     let service = hyper::service::service_fn(move |req| {
                         let ctx = ctx.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(&ctx, req).await) }
@@ -197,6 +200,11 @@ impl ApiServer {
 
     pub fn clear_faults(&self) {
         self.state.lock().unwrap().faults.clear();
+    }
+
+    /// TLS connections clients completed so far (a client reusing its connection adds none).
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     pub fn seen(&self) -> Vec<Seen> {
