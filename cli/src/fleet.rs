@@ -146,5 +146,5 @@ fn print_table(rows: &[Row]) {
             r.root_sha256.clone().unwrap_or_else(dash),
         );
     }
-    println!("{} certificates", rows.len());
+    println!("{} certificate{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
 }
