@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use meshca_core::{KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity};
 use meshca_core::AccountId;
-use meshca_wiring::{ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec, SecretSource, VaultLogin, VaultSpec};
+use meshca_wiring::{Arn, ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec, SecretSource, VaultLogin, VaultSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -289,8 +289,7 @@ fn members(env: &dyn Fn(&str) -> Option<String>, home_regions: &[String]) -> Res
             return Err(bad(format!("account {account} is listed twice")));
         }
         let role_arn = e.role.unwrap_or_else(|| format!("arn:aws:iam::{account}:role/meshca-member"));
-        let in_account = role_arn.split(':').nth(4) == Some(account.as_str()) && role_arn.split(':').nth(5).is_some_and(|r| r.starts_with("role/"));
-        if !role_arn.starts_with("arn:") || !in_account {
+        if role_account(&role_arn).as_deref() != Some(account.as_str()) {
             return Err(bad(format!("account {account}: role {role_arn:?} is not an IAM role of that account")));
         }
         let regions = e.regions.unwrap_or_else(|| home_regions.to_vec());
@@ -303,6 +302,12 @@ fn members(env: &dyn Fn(&str) -> Option<String>, home_regions: &[String]) -> Res
         out.push(MemberSpec { account, role: MemberRole { role_arn, external_id: e.external_id.filter(|x| !x.is_empty()) }, regions });
     }
     Ok(out)
+}
+
+/// The account of an IAM role ARN; `None` for anything else.
+fn role_account(text: &str) -> Option<String> {
+    let arn: Arn = text.parse().ok()?;
+    (arn.service == "iam" && arn.resource.starts_with("role/")).then_some(arn.account)
 }
 
 fn is_region(r: &str) -> bool {
@@ -340,7 +345,7 @@ fn authority(env: &dyn Fn(&str) -> Option<String>, issue_rate: f64) -> Result<Au
             let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
             let assume_role = ca_role(env)?;
             if let Some(role) = &assume_role
-                && role.role_arn.split(':').nth(4) != Some(ca.account())
+                && role_account(&role.role_arn).as_deref() != Some(ca.account())
             {
                 return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{} is not a role of the CA's account {}", role.role_arn, ca.account()) });
             }
@@ -355,8 +360,7 @@ fn authority(env: &dyn Fn(&str) -> Option<String>, issue_rate: f64) -> Result<Au
 /// assumes to call Private CA, for a CA in another account not shared through AWS RAM.
 fn ca_role(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MemberRole>, ConfigError> {
     let Some(role_arn) = get(env, "MESHCA_CA_ROLE_ARN") else { return Ok(None) };
-    let parts: Vec<&str> = role_arn.split(':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[5].starts_with("role/") {
+    if role_account(&role_arn).is_none() {
         return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{role_arn:?} is not an IAM role ARN") });
     }
     Ok(Some(MemberRole { role_arn, external_id: get(env, "MESHCA_CA_EXTERNAL_ID") }))

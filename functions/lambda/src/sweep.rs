@@ -222,14 +222,7 @@ impl<'a> Sweep<'a> {
                         let _permit = gate.acquire().await.expect("the gate is never closed");
                         ports.clusters.describe(&name).await
                     };
-                    let cluster = match described {
-                        Ok(c) if self.app.config.opt_in.admits(&c.tags) => c,
-                        Ok(_) | Err(ClustersError::NotFound(_)) => return (None, Vec::new()),
-                        Err(e) => {
-                            warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster");
-                            return (None, Vec::new());
-                        }
-                    };
+                    let Some(cluster) = self.opted_in(place, &name, described) else { return (None, Vec::new()) };
                     let reports = self.flow(place, ports, &cluster, deadline, started, assessed_at).await;
                     (Some((place.clone(), cluster)), reports)
                 }
@@ -322,15 +315,20 @@ impl<'a> Sweep<'a> {
             .buffered(DESCRIBE_CONCURRENCY)
             .collect()
             .await;
-        let mut clusters = Vec::new();
-        for (result, name) in described {
-            match result {
-                Ok(c) if self.app.config.opt_in.admits(&c.tags) => clusters.push(c),
-                Ok(_) | Err(ClustersError::NotFound(_)) => {}
-                Err(e) => warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster"),
+        described.into_iter().filter_map(|(result, name)| self.opted_in(place, &name, result)).collect()
+    }
+
+    /// The described cluster if it is opted in; a cluster that could not be described is logged
+    /// (the next sweep looks again), one deleted meanwhile passed over.
+    fn opted_in(&self, place: &Place, name: &str, described: Result<ClusterInfo, ClustersError>) -> Option<ClusterInfo> {
+        match described {
+            Ok(c) if self.app.config.opt_in.admits(&c.tags) => Some(c),
+            Ok(_) | Err(ClustersError::NotFound(_)) => None,
+            Err(e) => {
+                warn!(place = %place, cluster = %name, error = %e, "cannot describe cluster");
+                None
             }
         }
-        clusters
     }
 
     /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.

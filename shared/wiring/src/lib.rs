@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use meshca_aws::{Arn, EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
+use meshca_aws::{EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
 pub use meshca_aws::MemberRole;
 use meshca_core::{AccountId, Place};
 use meshca_core::pace::{DescribedFor, IssueBudget};
@@ -27,7 +27,7 @@ mod files_delivery;
 pub use files_delivery::FilesDelivery;
 
 pub use aws_config;
-pub use meshca_aws::arn::{ArnError, CaArn};
+pub use meshca_aws::arn::{Arn, ArnError, CaArn};
 pub use meshca_aws::events::RECONCILE_REQUESTED;
 pub use meshca_aws::sdk_config;
 
