@@ -82,7 +82,9 @@ def test_issue_certificate_carries_the_template_condition_in_terraform_too():
     assert (one(cond["test"]), one(cond["variable"])) == ("StringEquals", "acm-pca:TemplateArn")
     assert one(cond["values"]) == "${local.template_arn}"
     star = [one(s["sid"]) for s in tf_role_statements() if one(s["resources"]) == "*"]
-    assert star == ["ListClusters"], "only eks:ListClusters, which has no resource type, is granted on *"
+    assert star == ["ListClusters"], "only the listing calls, which have no resource type, are granted on *"
+    listing = [actions(s["actions"]) for s in tf_role_statements() if one(s["sid"]) == "ListClusters"][0]
+    assert listing == ["eks:ListClusters", "secretsmanager:ListSecrets", "tag:GetResources"]
 
 
 def test_the_same_environment_and_event_patterns():
@@ -169,7 +171,7 @@ def test_the_member_module_grants_what_the_member_stack_grants():
     cdk_actions = sorted(a for s in cdk_statements for a in actions(s["Action"]))
     docs = blocks(load("main.tf", MEMBER_MODULE), "data", "aws_iam_policy_document")
     tf_actions = sorted(a for name in ["member", "forward"] for s in docs[name]["statement"] for a in actions(s["actions"]))
-    assert tf_actions == cdk_actions == ["eks:DescribeCluster", "eks:ListClusters", "events:PutEvents"]
+    assert tf_actions == cdk_actions == ["eks:DescribeCluster", "eks:ListClusters", "events:PutEvents", "tag:GetResources"]
     roles = [r["Properties"] for r in member_template()["Resources"].values() if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName")]
     trust = roles[0]["AssumeRolePolicyDocument"]["Statement"][0]
     tf_trust = one(docs["trust"]["statement"])

@@ -550,6 +550,42 @@ def eks_cluster(body):
     return {"arn": c.arn}
 
 
+def caller(request):
+    """(account, region) of a SigV4-signed request, as moto derives them."""
+    from moto.iam.models import get_account_id_from
+
+    auth = request.headers.get("Authorization", "")
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/") if "Credential=" in auth else []
+    access_key = scope[0] if scope else ""
+    region = scope[2] if len(scope) > 2 else "us-east-1"
+    return get_account_id_from(access_key), region
+
+
+def tagging_get_resources(request, body):
+    """GetResources for eks:cluster (moto's Tagging API does not know EKS): the caller's
+    account and region, every TagFilter (key, and one of its values if any) matched, sorted by
+    ARN, ResourcesPerPage 1..100 (default 100), PaginationToken an offset."""
+    from moto.eks.models import eks_backends
+
+    account, region = caller(request)
+    per_page = int(body.get("ResourcesPerPage", 100))
+    if not 1 <= per_page <= 100:
+        return aws_error("InvalidParameterException", "ResourcesPerPage must be between 1 and 100", 400)
+    filters = body.get("TagFilters", [])
+
+    def admitted(tags):
+        return all(f["Key"] in tags and (not f.get("Values") or tags[f["Key"]] in f["Values"]) for f in filters)
+
+    clusters = sorted((c for c in eks_backends[account][region].clusters.values() if c.tags and admitted(c.tags)), key=lambda c: c.arn)
+    start = int(body.get("PaginationToken") or 0)
+    page = clusters[start : start + per_page]
+    out = {
+        "ResourceTagMappingList": [{"ResourceARN": c.arn, "Tags": [{"Key": k, "Value": v} for k, v in c.tags.items()]} for c in page],
+        "PaginationToken": str(start + per_page) if start + per_page < len(clusters) else "",
+    }
+    return Response(json.dumps(out), content_type="application/x-amz-json-1.1")
+
+
 def aws_error(error_type, message, status):
     body = json.dumps({"__type": error_type, "message": message})
     return Response(body, status=status, content_type="application/x-amz-json-1.1", headers={"x-amzn-ErrorType": error_type})
@@ -635,11 +671,24 @@ class Emulator:
         op = operation_of(request, environ)
         with CONTROL.lock:
             CONTROL.calls[op] += 1
+            # EKS is a REST protocol: its two read operations are counted by name too.
+            if request.method == "GET" and request.path == "/clusters":
+                CONTROL.calls["ListClusters"] += 1
+            elif request.method == "GET" and request.path.count("/") == 2 and request.path.startswith("/clusters/"):
+                CONTROL.calls["DescribeCluster"] += 1
         fault = CONTROL.take_fault(op)
         if fault:
             return aws_error(fault["code"], f"injected fault for {op}", fault["status"])(environ, start_response)
         if op == "IssueCertificate" and not CONTROL.admit_issue():
             return aws_error("ThrottlingException", "Rate exceeded", 400)(environ, start_response)
+
+        if op == "GetResources":
+            raw = request.get_data()
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
+            body = json.loads(raw or b"{}")
+            types = body.get("ResourceTypeFilters", [])
+            if types and all(t.startswith("eks") for t in types):
+                return tagging_get_resources(request, body)(environ, start_response)
 
         sent_events = None
         if op == "PutEvents":

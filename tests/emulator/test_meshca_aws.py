@@ -372,3 +372,35 @@ def test_member_accounts_through_assumed_roles(endpoint):
     assert known["secret"] == creds["SecretAccessKey"]
     assert known["account"] == member and known["role_arn"] == role
     assert known["arn"] == f"arn:aws:sts::{member}:assumed-role/meshca-member/meshca"
+
+
+def test_tagging_lists_opted_in_eks_clusters_by_tag_in_pages(endpoint):
+    control(endpoint, "reset")
+    for i in range(7):
+        tags = {"meshca.io/enabled": "true" if i % 2 == 0 else "false", "team": f"t{i}"}
+        control(endpoint, "eks/cluster", {"region": REGION, "name": f"tagged-{i}", "tags": tags})
+    control(endpoint, "eks/cluster", {"region": "us-east-1", "name": "tagged-elsewhere", "tags": {"meshca.io/enabled": "true"}})
+    tagging = boto3.client("resourcegroupstaggingapi", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    seen, token, pages = [], "", 0
+    while True:
+        out = tagging.get_resources(
+            ResourceTypeFilters=["eks:cluster"], TagFilters=[{"Key": "meshca.io/enabled", "Values": ["true"]}], ResourcesPerPage=3, PaginationToken=token
+        )
+        pages += 1
+        seen += [(m["ResourceARN"].split("/")[-1], {t["Key"]: t["Value"] for t in m["Tags"]}) for m in out["ResourceTagMappingList"]]
+        token = out["PaginationToken"]
+        if not token:
+            break
+    names = [n for n, _ in seen if n.startswith("tagged-")]
+    assert names == ["tagged-0", "tagged-2", "tagged-4", "tagged-6"], names  # this region only, the tag's value matched
+    assert pages >= 2
+    assert dict(seen)["tagged-2"]["team"] == "t2"  # every tag of the cluster comes along
+    # EKS's REST reads are counted by operation name as well as by path.
+    eks = boto3.client("eks", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t")
+    eks.list_clusters()
+    eks.describe_cluster(name="tagged-0")
+    calls = control(endpoint, "stats")["calls"]
+    assert (calls["ListClusters"], calls["DescribeCluster"], calls["GET /clusters/tagged-0"]) == (1, 1, 1)
+    with pytest.raises(ClientError) as e:
+        tagging.get_resources(ResourceTypeFilters=["eks:cluster"], ResourcesPerPage=101)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"

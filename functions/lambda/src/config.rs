@@ -58,6 +58,15 @@ pub struct Config {
     pub fanout_threshold: usize,
     /// MESHCA_EVENT_BUS: the bus for those events (default `default`).
     pub event_bus: String,
+    /// MESHCA_VERIFY_EVERY: a healthy cluster's secrets are read back (and repaired if drifted)
+    /// in one sweep out of this many (default 24: daily at the hourly schedule; 1: every sweep;
+    /// 0: never, leaving drift to cluster events and renewals).
+    /// In the others escrow's summary alone keeps it: no DescribeCluster, no record read, no
+    /// call to the cluster. Its turn comes from a hash of its place and name.
+    pub verify_every: u32,
+    /// MESHCA_SWEEP_MINUTES: the sweep's schedule (default 60), which numbers the sweeps so
+    /// every cluster's turn comes once in MESHCA_VERIFY_EVERY of them.
+    pub sweep_period: Duration,
     /// Which kinds of certificate each cluster gets; see [`Kinds`].
     pub kinds: Kinds,
 }
@@ -214,6 +223,14 @@ impl Config {
         if !(1..=512).contains(&sweep_concurrency) {
             return Err(ConfigError { var: "MESHCA_SWEEP_CONCURRENCY", problem: format!("{sweep_concurrency} is outside 1..=512") });
         }
+        let verify_every: u32 = parse(env, "MESHCA_VERIFY_EVERY", 24)?;
+        if verify_every > 10_000 {
+            return Err(ConfigError { var: "MESHCA_VERIFY_EVERY", problem: format!("{verify_every} is over 10000 sweeps (0: never)") });
+        }
+        let sweep_minutes: u64 = parse(env, "MESHCA_SWEEP_MINUTES", 60)?;
+        if !(1..=7 * 24 * 60).contains(&sweep_minutes) {
+            return Err(ConfigError { var: "MESHCA_SWEEP_MINUTES", problem: format!("{sweep_minutes} is outside 1..=10080 minutes") });
+        }
         Ok(Config {
             authority,
             xcp_authority,
@@ -241,6 +258,8 @@ impl Config {
             sweep_concurrency,
             fanout_threshold: parse(env, "MESHCA_FANOUT_THRESHOLD", 1000)?,
             event_bus: get(env, "MESHCA_EVENT_BUS").unwrap_or_else(|| "default".into()),
+            verify_every,
+            sweep_period: Duration::from_secs(sweep_minutes * 60),
             kinds: kinds(env)?,
         })
     }
@@ -425,6 +444,7 @@ mod tests {
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
         assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
+        assert_eq!((c.verify_every, c.sweep_period), (24, Duration::from_secs(3600)));
         assert!(matches!(&c.authority, AuthoritySpec::Pca { ca, issue_rate: Some(r), .. } if ca.region() == "eu-west-1" && *r == 20.0));
     }
 
@@ -449,6 +469,9 @@ mod tests {
         bad(&plus(("MESHCA_RESTART_ISTIOD", "sometimes")), "MESHCA_RESTART_ISTIOD");
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
+        bad(&plus(("MESHCA_VERIFY_EVERY", "10001")), "MESHCA_VERIFY_EVERY");
+        bad(&plus(("MESHCA_VERIFY_EVERY", "daily")), "MESHCA_VERIFY_EVERY");
+        bad(&plus(("MESHCA_SWEEP_MINUTES", "0")), "MESHCA_SWEEP_MINUTES");
         bad(&plus(("MESHCA_ISSUE_RATE", "NaN")), "MESHCA_ISSUE_RATE");
         bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
         bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");

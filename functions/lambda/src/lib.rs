@@ -338,8 +338,9 @@ impl App {
             // Never sweep past the record: the wrong root bundle would split the mesh.
             Err(e) => return sweep::SweepReport { errors: vec![e], ..Default::default() },
         };
-        let mut report = sweep::Sweep::new(self, main.as_ref()).run(deadline).await;
-        if rotation.as_ref().is_some_and(RootRotation::is_active) && !self.config.dry_run {
+        let rotating = rotation.as_ref().is_some_and(RootRotation::is_active);
+        let mut report = sweep::Sweep::new(self, main.as_ref(), rotating).run(deadline).await;
+        if rotating && !self.config.dry_run {
             match self.gate_rotation(&report.inventory).await {
                 Ok(r) => report.rotation = r,
                 Err(e) => report.errors.push(e),

@@ -9,7 +9,10 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use meshca_core::clusters::{ClusterInfo, ClustersError};
+use std::collections::BTreeMap;
+
+use meshca_core::clusters::{ClusterInfo, ClustersError, Tagged};
+use meshca_core::escrow::{EscrowKey, Summary};
 use meshca_core::pace::Described;
 use meshca_core::{ClusterName, Kind, KindSpec, Outcome, Place, ReconcileRequest, Reconciler, Step, Verdict};
 use meshca_wiring::RegionPorts;
@@ -137,13 +140,20 @@ pub struct Sweep<'a> {
     /// The CA, described once for the whole sweep; and the XCP identities' CA if it is another.
     authority: Described<'a>,
     xcp_authority: Option<Described<'a>>,
+    /// Every cluster described and its secrets read back (a running root rotation reads the
+    /// whole fleet back after the sweep): escrow's summaries keep nothing alone.
+    thorough: bool,
+    /// Cluster kinds found with no summary in escrow (records older than summaries): their
+    /// summary is written when the full look keeps them, so the next sweep need not read them.
+    unsummarised: std::sync::Mutex<std::collections::BTreeSet<(Place, EscrowKey)>>,
 }
 
 impl<'a> Sweep<'a> {
-    /// A sweep issuing from `main` (the fleet's CA, as a running root rotation has it).
-    pub fn new(app: &'a App, main: &'a dyn meshca_core::Authority) -> Self {
+    /// A sweep issuing from `main` (the fleet's CA, as a running root rotation has it);
+    /// `thorough` while a rotation runs.
+    pub fn new(app: &'a App, main: &'a dyn meshca_core::Authority, thorough: bool) -> Self {
         let xcp_authority = app.fleet.xcp_authority.as_deref().map(Described::new);
-        Sweep { app, authority: Described::new(main), xcp_authority }
+        Sweep { app, authority: Described::new(main), xcp_authority, thorough, unsummarised: Default::default() }
     }
 
     /// The (described-once) authority that signs `kind`.
@@ -172,12 +182,25 @@ impl<'a> Sweep<'a> {
         out
     }
 
-    /// The cluster names of every managed place. A place that cannot be listed (a member role
-    /// that cannot be assumed, say) fails alone, named in the report.
+    /// The cluster names of every managed place that need a closer look. Where clusters are
+    /// listed by tag, those escrow's summaries keep are reported here, unchanged, with no call
+    /// about them. A place that cannot be listed (a member role that cannot be assumed, say)
+    /// fails alone, named in the report.
     async fn list(&self, out: &mut SweepReport) -> Vec<Listed<'a>> {
         let mut listed = Vec::new();
         for (place, ports) in &self.app.fleet.places {
-            match ports.clusters.list().await {
+            let tagged = match ports.clusters.tagged(&self.app.config.opt_in).await {
+                Ok(tagged) => tagged,
+                Err(e) => {
+                    warn!(place = %place, error = %e, "cannot list clusters by tag; describing each");
+                    None
+                }
+            };
+            let names = match tagged {
+                Some(tagged) => Ok(self.triage(place, ports, tagged, out).await),
+                None => ports.clusters.list().await,
+            };
+            match names {
                 Ok(names) => listed.push((place, ports, names)),
                 Err(e) => {
                     warn!(place = %place, error = %e, "cannot list clusters");
@@ -188,11 +211,70 @@ impl<'a> Sweep<'a> {
         listed
     }
 
+    /// The names among `tagged` that need a closer look; the others, kept by escrow's
+    /// summaries, are recorded as unchanged.
+    async fn triage(&self, place: &Place, ports: &RegionPorts, tagged: Vec<Tagged>, out: &mut SweepReport) -> Vec<String> {
+        let summaries = if self.thorough {
+            BTreeMap::new()
+        } else {
+            ports.escrow.summaries().await.unwrap_or_else(|e| {
+                warn!(place = %place, error = %e, "cannot list escrow summaries; reading each record");
+                BTreeMap::new()
+            })
+        };
+        let now = OffsetDateTime::now_utc();
+        let before = out.checked;
+        let mut look = Vec::new();
+        for cluster in tagged {
+            match self.kept(place, &cluster, &summaries, now).await {
+                Some(reports) => {
+                    out.checked += 1;
+                    reports.into_iter().for_each(|r| out.record(r));
+                }
+                None => look.push(cluster.name),
+            }
+        }
+        info!(place = %place, kept = out.checked - before, look = look.len(), "sweep listed clusters by tag");
+        look
+    }
+
+    /// Whether this sweep reads `name`'s secrets back (see [`is_turn`]); always while thorough.
+    fn verifies(&self, place: &Place, name: &str) -> bool {
+        let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let c = &self.app.config;
+        self.thorough || is_turn(&format!("{place}/{name}"), now, c.sweep_period.as_secs(), c.verify_every)
+    }
+
+    /// Unchanged reports for every kind of `cluster` when escrow's summaries keep each one and
+    /// this sweep is not the cluster's turn to be read back; `None` to look closer.
+    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>, now: OffsetDateTime) -> Option<Vec<Report>> {
+        if self.verifies(place, &cluster.name) {
+            return None;
+        }
+        let name: ClusterName = cluster.name.parse().ok()?;
+        let mut reports = Vec::new();
+        for spec in self.app.config.kinds.for_tags(&cluster.tags).ok()? {
+            let key = EscrowKey::new(name.clone(), spec.kind);
+            let Some(summary) = summaries.get(&key) else {
+                self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).insert((place.clone(), key));
+                return None;
+            };
+            let info = self.authority_for(spec.kind).describe().await.ok()?;
+            let Verdict::Keep { not_after, renew_at } = summary.keeps(&info, &self.app.config.settings.renewal, now)? else { return None };
+            let mut report = Report::at(&cluster.name, place, Outcome::Unchanged { generation: summary.generation, not_after, renew_at });
+            report.kind = (spec.kind != Kind::IstioCacerts).then_some(spec.kind);
+            reports.push(report);
+        }
+        Some(reports)
+    }
+
     /// A fleet too large for one invocation: every cluster described and judged from escrow,
     /// most urgent first, then handed on (fan-out) — or, if fewer are opted in than the
     /// threshold, reconciled here.
     async fn two_phase(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+        let kept = out.checked;
         let candidates = self.assess_fleet(listed, out).await;
+        let described = out.checked - kept;
         out.assessed_ms = started.elapsed().as_millis() as u64;
         let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
         for c in &not_ready {
@@ -200,7 +282,7 @@ impl<'a> Sweep<'a> {
                 out.record(c.report(outcome.clone()));
             }
         }
-        if out.checked > self.app.config.fanout_threshold {
+        if described > self.app.config.fanout_threshold {
             self.fan_out(ready, out).await;
         } else {
             self.reconcile_inline(ready, deadline, out).await;
@@ -265,7 +347,7 @@ impl<'a> Sweep<'a> {
         for (spec, stop) in specs {
             let assessed = match stop {
                 Some(outcome) => Err(outcome),
-                None => self.assess(ports, cluster, &spec).await,
+                None => self.assess(place, ports, cluster, &spec).await,
             };
             assessed_at.fetch_max(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
             let c = Candidate { place, ports, cluster: cluster.clone(), spec, assessed };
@@ -283,8 +365,8 @@ impl<'a> Sweep<'a> {
         for (place, ports, names) in listed {
             found.extend(self.describe_all(place, ports, names).await.into_iter().map(|cluster| (place, ports, cluster)));
         }
-        out.checked = found.len();
-        out.inventory = found.iter().map(|(place, _, cluster)| ((*place).clone(), cluster.clone())).collect();
+        out.checked += found.len();
+        out.inventory.extend(found.iter().map(|(place, _, cluster)| ((*place).clone(), cluster.clone())));
         // One candidate per kind of each cluster (a tag naming an unknown kind: one, skipped).
         let per_kind = found.into_iter().flat_map(|(place, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
             Ok(kinds) => kinds.into_iter().map(|spec| (place, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),
@@ -294,7 +376,7 @@ impl<'a> Sweep<'a> {
             .map(|(place, ports, cluster, spec, stop)| async move {
                 let assessed = match stop {
                     Some(outcome) => Err(outcome),
-                    None => self.assess(ports, &cluster, &spec).await,
+                    None => self.assess(place, ports, &cluster, &spec).await,
                 };
                 Candidate { place, ports, cluster, spec, assessed }
             })
@@ -332,14 +414,20 @@ impl<'a> Sweep<'a> {
     }
 
     /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.
-    async fn assess(&self, ports: &RegionPorts, cluster: &ClusterInfo, spec: &KindSpec) -> Result<Verdict, Outcome> {
+    async fn assess(&self, place: &Place, ports: &RegionPorts, cluster: &ClusterInfo, spec: &KindSpec) -> Result<Verdict, Outcome> {
         if !cluster.is_active() {
             return Err(Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) });
         }
         let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped { reason: format!("{e}") })?;
         let settings = self.app.settings_for(spec.clone());
         let reconciler = Reconciler { authority: self.authority_for(spec.kind), escrow: ports.escrow.as_ref(), settings: &settings };
-        reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })
+        let verdict = reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })?;
+        let key = (place.clone(), EscrowKey::new(name, spec.kind));
+        let unsummarised = !verdict.is_due() && self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        if unsummarised && let Err(e) = ports.escrow.summarise(&key.1).await {
+            warn!(place = %place, cluster = %cluster.name, error = %e, "cannot write the escrow summary; the next sweep reads the record again");
+        }
+        Ok(verdict)
     }
 
     /// Reconciles one assessed cluster kind unless the deadline is near; the report, with the
@@ -398,5 +486,42 @@ impl<'a> Sweep<'a> {
             }
         }
         info!(fanned_out = out.fanned_out, bus = %fan_out.destination(), "sweep handed clusters to cluster-events");
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that is the same in every process and release (std's is seeded).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// Whether the sweep at `now` (unix seconds) is the turn of the cluster named `key` to be read
+/// back: one sweep in `every` on a schedule of `period` seconds (1: each sweep; 0: never — due
+/// clusters and records without a summary are still looked at), chosen by a stable hash.
+pub fn is_turn(key: &str, now: u64, period: u64, every: u32) -> bool {
+    let every = u64::from(every);
+    if every <= 1 {
+        return every == 1;
+    }
+    // Rounded to the nearest tick: a schedule fires a little after its time, never before.
+    let period = period.max(1);
+    let sweep_number = (now + period / 2) / period;
+    fnv1a(key.as_bytes()) % every == sweep_number % every
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cluster_has_exactly_one_turn_in_every_run_of_sweeps() {
+        let (period, every) = (3600, 24);
+        for i in 0..200 {
+            let key = format!("111122223333/eu-west-1/cluster-{i}");
+            // 24 consecutive hourly sweeps, each fired up to 20 minutes late.
+            let turns = (0..24u64).filter(|h| is_turn(&key, 1_800_000_000 + h * period + (h * 50) % 1200, period, every)).count();
+            assert_eq!(turns, 1, "{key}");
+        }
+        assert!(is_turn("any", 1, 3600, 1));
+        assert!(!is_turn("any", 1, 3600, 0));
     }
 }

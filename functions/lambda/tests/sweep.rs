@@ -115,8 +115,9 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
         fleet.cluster(n, "ACTIVE", false).await;
     }
 
+    // Every cluster's turn to be read back (drift is repaired in a cluster's turn).
     let before = fleet.emu.issued();
-    let report = fleet.app(&settings).await.sweep(soon()).await;
+    let report = fleet.app(&[settings[0], settings[1], ("MESHCA_VERIFY_EVERY", "1")]).await.sweep(soon()).await;
     assert_eq!(report.checked, 200, "untagged clusters are not part of the fleet");
     assert_eq!(
         (report.unchanged, report.delivered, report.renewed, report.skipped, report.failed, report.fanned_out),
@@ -247,7 +248,8 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
 async fn a_sweep_out_of_time_defers_every_cluster_and_still_reports_the_soonest_expiry() {
     let mut fleet = Fleet::new().await;
     fleet.cluster("c1", "ACTIVE", true).await;
-    let app = fleet.app(&[]).await;
+    // The cluster's turn to be read back: it needs the time a sweep no longer has.
+    let app = fleet.app(&[("MESHCA_VERIFY_EVERY", "1")]).await;
     assert_eq!(app.sweep(soon()).await.renewed, 1);
     let report = app.sweep(Instant::now() + Duration::from_secs(5)).await;
     assert_eq!((report.checked, report.skipped), (1, 1), "{report:?}");
@@ -270,4 +272,62 @@ async fn issue_certificate_throttles_are_counted_in_the_report_and_its_metric() 
     assert_eq!(metrics["IssueThrottled"], 3);
     // The next sweep starts from its own count.
     assert_eq!(app.sweep(soon()).await.issue_throttled, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steady_sweep_keeps_healthy_clusters_from_escrow_summaries_with_no_call_about_them() {
+    let mut fleet = Fleet::new().await;
+    let names: Vec<String> = (0..12).map(|i| format!("steady-{i:02}")).collect();
+    for n in &names {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    fleet.cluster("outsider", "ACTIVE", false).await;
+    let every = [("MESHCA_VERIFY_EVERY", "1")];
+    let first = fleet.app(&every).await.sweep(soon()).await;
+    assert_eq!((first.checked, first.renewed, first.failed), (12, 12, 0), "{:?}", first.failures);
+
+    // A record kept before summaries existed: steady-00's secret without its summary tags.
+    let sm = aws_sdk_secretsmanager::Client::new(&fleet.emu.sdk_config().await);
+    sm.untag_resource().secret_id(format!("meshca/{REGION}/steady-00")).tag_keys("meshca:not-after").send().await.unwrap();
+    // Drift nobody reported: steady-01's secret deleted.
+    assert!(fleet.servers["steady-01"].delete(Resource::Secrets, "istio-system", "cacerts"));
+
+    let never = fleet.app(&[("MESHCA_VERIFY_EVERY", "0")]).await;
+    let connections = |fleet: &Fleet| -> BTreeMap<String, usize> { fleet.servers.iter().map(|(n, s)| (n.clone(), s.connections())).collect() };
+    let before = connections(&fleet);
+    fleet.emu.control("reset", json!({}));
+    let report = never.sweep(soon()).await;
+    assert_eq!((report.checked, report.unchanged, report.renewed, report.delivered, report.failed), (12, 12, 0, 0, 0), "{report:?}");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // One listing of each kind; steady-00 alone was described, read and given its summary.
+    let calls = |op: &str| fleet.emu.calls(op);
+    assert_eq!((calls("GetResources"), calls("ListSecrets"), calls("ListClusters")), (1, 1, 0));
+    assert_eq!((calls("DescribeCluster"), calls("TagResource")), (1, 1));
+    let after = connections(&fleet);
+    for n in &names[1..] {
+        assert_eq!(after[n], before[n], "{n}: no call to a cluster escrow keeps");
+    }
+    assert!(fleet.secret("steady-01").is_none(), "not this cluster's turn: the drift waits");
+    assert_eq!(report.soonest_expiry.as_ref().map(|e| e.region.as_str()), Some(REGION), "expiry known from the summaries");
+
+    // Next sweep: every record has its summary; nothing is read or described.
+    fleet.emu.control("reset", json!({}));
+    let report = never.sweep(soon()).await;
+    assert_eq!((report.checked, report.unchanged), (12, 12), "{report:?}");
+    assert_eq!((calls("DescribeCluster"), calls("GetSecretValue"), calls("TagResource")), (0, 0, 0));
+
+    // A sweep that is every cluster's turn reads each back and repairs the drift.
+    let report = fleet.app(&every).await.sweep(soon()).await;
+    assert_eq!((report.unchanged, report.delivered, report.failed), (11, 1, 0), "{report:?}");
+    fleet.assert_valid("steady-01");
+
+    // Due by the summaries (380 days before the end of 365-day bundles): described, renewed.
+    fleet.emu.control("reset", json!({}));
+    let due = fleet.app(&[("MESHCA_VERIFY_EVERY", "0"), ("MESHCA_VALIDITY_DAYS", "400"), ("MESHCA_RENEW_BEFORE_DAYS", "380")]).await;
+    let report = due.sweep(soon()).await;
+    assert_eq!((report.renewed, report.failed), (12, 0), "{report:?}");
+    assert_eq!(calls("DescribeCluster"), 12);
+    for n in &names {
+        fleet.assert_valid(n);
+    }
 }

@@ -57,7 +57,7 @@ export class MeshcaMemberStack extends cdk.Stack {
         assumedBy: props.externalId ? principal.withConditions({ StringEquals: { 'sts:ExternalId': props.externalId } }) : principal,
         maxSessionDuration: cdk.Duration.hours(1),
       });
-      this.role.addToPolicy(new iam.PolicyStatement({ sid: 'ListClusters', actions: ['eks:ListClusters'], resources: ['*'] }));
+      this.role.addToPolicy(new iam.PolicyStatement({ sid: 'ListClusters', actions: ['eks:ListClusters', 'tag:GetResources'], resources: ['*'] }));
       this.role.addToPolicy(new iam.PolicyStatement({
         sid: 'DescribeClusters',
         actions: ['eks:DescribeCluster'],
@@ -67,7 +67,7 @@ export class MeshcaMemberStack extends cdk.Stack {
       const account = cdk.Token.isUnresolved(this.account) ? '<AWS::AccountId>' : this.account;
       const partition = cdk.Token.isUnresolved(this.partition) ? '<AWS::Partition>' : this.partition;
       cdk.Validations.of(this.role).acknowledge(
-        { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'eks:ListClusters has no resource type: it cannot be scoped.' },
+        { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'eks:ListClusters and tag:GetResources have no resource type: they cannot be scoped.' },
         { id: `AwsSolutions-IAM5[Resource::arn:${partition}:eks:*:${account}:cluster/*]`,
           reason: 'Clusters created after deployment must be describable; the opt-in tag, not the policy, selects which ones meshca manages.' },
       );

@@ -90,6 +90,11 @@ export interface MeshcaProps extends cdk.StackProps {
   readonly renewBeforeDays?: number;
   /** How often the expiry sweep runs (default every hour); the sweep alarm fires after three missed runs. */
   readonly sweepEvery?: cdk.Duration;
+  /**
+   * How often the sweep reads each healthy cluster's secrets back and repairs drift (default one
+   * day). Between those turns a healthy cluster costs no call: escrow's summary keeps it.
+   */
+  readonly verifyEvery?: cdk.Duration;
   /** Alarm when the soonest-expiring bundle has fewer days left (default 7). */
   readonly alarmDaysLeft?: number;
   /** Retention of the functions' logs (default one year). */
@@ -220,6 +225,9 @@ export class MeshcaStack extends cdk.Stack {
       MESHCA_VALIDITY_DAYS: String(validityDays),
       MESHCA_KMS_KEY_ID: this.escrowKey.keyArn,
       MESHCA_EVENT_BUS: this.bus.eventBusName,
+      MESHCA_SWEEP_MINUTES: String(sweepEvery.toMinutes()),
+      // Healthy clusters' secrets are read back about once per verifyEvery (default a day).
+      MESHCA_VERIFY_EVERY: String(Math.max(1, Math.round((props.verifyEvery ?? cdk.Duration.days(1)).toMinutes() / sweepEvery.toMinutes()))),
       ...(members.length > 0 ? { MESHCA_ACCOUNTS: JSON.stringify(members.map((m) => ({
         account: m.account, role: m.roleArn, regions: m.regions, ...(m.externalId ? { externalId: m.externalId } : {}),
       }))) } : {}),
@@ -400,9 +408,11 @@ export class MeshcaStack extends cdk.Stack {
       actions: ['eks:DescribeCluster'],
       resources: regions.map((r) => `arn:${partition}:eks:${r}:${account}:cluster/*`),
     }));
+    // Listing calls have no resource type. The sweep lists opted-in clusters by tag and reads
+    // escrow summaries 100 secrets a call, describing and reading only what needs a closer look.
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'ListClusters',
-      actions: ['eks:ListClusters'],
+      actions: ['eks:ListClusters', 'tag:GetResources', 'secretsmanager:ListSecrets'],
       resources: ['*'],
     }));
     if (members.length > 0) {
@@ -426,7 +436,7 @@ export class MeshcaStack extends cdk.Stack {
     }));
     // Wildcards only where the service allows nothing narrower.
     const justified: Record<string, string> = {
-      'Resource::*': 'eks:ListClusters has no resource type: it cannot be scoped.',
+      'Resource::*': 'eks:ListClusters, tag:GetResources and secretsmanager:ListSecrets have no resource type: they cannot be scoped.',
     };
     // Findings name resolved values literally and unresolved ones as <AWS::...>.
     const shown = (v: string, name: string) => (cdk.Token.isUnresolved(v) ? `<AWS::${name}>` : v);

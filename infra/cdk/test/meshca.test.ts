@@ -19,10 +19,10 @@ const ALLOWED = new Set([
   'secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
   'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource',
   'eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents', 'kms:GenerateDataKey', 'kms:Decrypt',
-  'logs:CreateLogStream', 'logs:PutLogEvents', 'sts:AssumeRole',
+  'logs:CreateLogStream', 'logs:PutLogEvents', 'sts:AssumeRole', 'tag:GetResources', 'secretsmanager:ListSecrets',
 ]);
 /** Actions AWS offers no resource-level permission for: the only ones that may use "*". */
-const UNSCOPABLE = new Set(['eks:ListClusters']);
+const UNSCOPABLE = new Set(['eks:ListClusters', 'tag:GetResources', 'secretsmanager:ListSecrets']);
 
 function stackOf(extra: Partial<MeshcaProps> = {}): { app: cdk.App; stack: MeshcaStack } {
   const app = new cdk.App({ context: { 'aws:cdk:bundling-stacks': [] } });
@@ -72,7 +72,8 @@ test('no statement allows "*" where a narrower grant exists, and no action is ou
       if (resourcesOf(s).includes('*')) assert.ok(UNSCOPABLE.has(a), `${a} is granted on "*" but can be scoped`);
     }
     const text = JSON.stringify(s.Resource);
-    if (actionsOf(s).some((a) => a.startsWith('secretsmanager:'))) {
+    // ListSecrets alone has no resource type; it reveals names and tags, never a value.
+    if (actionsOf(s).some((a) => a.startsWith('secretsmanager:') && a !== 'secretsmanager:ListSecrets')) {
       assert.match(text, /secret:meshca\/eu-west-1\/\*/);
       assert.match(text, /secret:meshca\/us-east-1\/\*/);
       assert.doesNotMatch(text, /secret:\*/);
@@ -335,7 +336,7 @@ test('member stack: a role only the central function role may assume, for EKS re
   });
   const granted = statements(template).flatMap((s) => actionsOf(s));
   // The events role may put onto the central bus; the member role reads EKS and nothing else.
-  assert.deepEqual(granted.sort(), ['eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents']);
+  assert.deepEqual(granted.sort(), ['eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents', 'tag:GetResources']);
   const put = statements(template).find((s) => actionsOf(s).includes('events:PutEvents'))!;
   assert.deepEqual(resourcesOf(put), [CENTRAL_BUS]);
   const describe = statements(template).find((s) => actionsOf(s).includes('eks:DescribeCluster'))!;

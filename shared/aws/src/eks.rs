@@ -10,7 +10,7 @@ use aws_sdk_eks::Client;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use meshca_core::clusters::{ClusterInfo, Clusters, ClustersError, OptIn};
+use meshca_core::clusters::{ClusterInfo, Clusters, ClustersError, OptIn, Tagged};
 use meshca_core::delivery::{Delivery, DeliveryOptions};
 use meshca_kube::{KubeDelivery, TokenSource};
 
@@ -42,6 +42,8 @@ const CLIENTS_KEPT: usize = 128;
 /// The EKS clusters of one region.
 pub struct EksClusters {
     client: Client,
+    /// The Resource Groups Tagging API: the opted-in clusters with their tags, 100 a call.
+    tagging: aws_sdk_resourcegroupstagging::Client,
     region: String,
     credentials: SharedCredentialsProvider,
     /// By cluster name, with the endpoint and CA it was made for (a changed one is replaced).
@@ -53,6 +55,7 @@ impl EksClusters {
         let credentials = config.credentials_provider().expect("the default chain always provides credentials");
         EksClusters {
             client: Client::new(config),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
             credentials,
             clients: Default::default(),
@@ -96,6 +99,37 @@ impl EksClusters {
             names.extend(page.clusters.unwrap_or_default());
         }
         Ok(names)
+    }
+
+    /// The clusters tagged `opt_in`, with all their tags: GetResources (resource type
+    /// eks:cluster, the tag as filter), 100 a page. The Tagging API lists every state, CREATING
+    /// and DELETING too: a cluster acted on is described first.
+    pub async fn tagged(&self, opt_in: &OptIn) -> Result<Vec<Tagged>, EksError> {
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let filter = TagFilter::builder().key(&opt_in.key).values(&opt_in.value).build();
+        let mut pages = self
+            .tagging
+            .get_resources()
+            .resource_type_filters("eks:cluster")
+            .tag_filters(filter)
+            .resources_per_page(100)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message) = error_parts(&e);
+                EksError::Api { operation: "GetResources", code, message }
+            })?;
+            for mapping in page.resource_tag_mapping_list() {
+                let Some(arn) = mapping.resource_arn() else { continue };
+                let Some((_, name)) = arn.rsplit_once(":cluster/") else { continue };
+                let tags = mapping.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+                out.push(Tagged { name: name.to_string(), id: arn.to_string(), tags });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// Clusters carrying `key=value` (described one by one; ListClusters has no tag filter).
@@ -173,6 +207,10 @@ impl Clusters for EksClusters {
 
     async fn describe(&self, name: &str) -> Result<ClusterInfo, ClustersError> {
         Ok(EksClusters::describe(self, name).await?)
+    }
+
+    async fn tagged(&self, opt_in: &OptIn) -> Result<Option<Vec<Tagged>>, ClustersError> {
+        Ok(Some(EksClusters::tagged(self, opt_in).await?))
     }
 
     fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError> {

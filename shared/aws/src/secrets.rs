@@ -13,7 +13,10 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending};
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::types::SecretListEntry;
+use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending, Summary};
 
 use crate::error_parts;
 
@@ -185,6 +188,42 @@ impl SecretsEscrow {
         Ok(Self::tolerating(sent, "ResourceExistsException", "write", cluster)?.is_some())
     }
 
+    /// ListSecrets under `<prefix>/` (secrets scheduled for deletion are not listed): entries one
+    /// level down whose names read as keys; the rotation record and deeper names (a member
+    /// account's records under the same base) are not this escrow's.
+    async fn listed(&self) -> Result<Vec<(EscrowKey, SecretListEntry)>, EscrowError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let start = format!("{}/", self.prefix);
+        let filter = Filter::builder().key(FilterNameStringType::Name).values(&start).build();
+        let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message) = error_parts(&e);
+                EscrowError::Backend { operation: "ListSecrets", cluster: format!("{start}*"), detail: format!("{code}: {message}") }
+            })?;
+            for entry in page.secret_list.unwrap_or_default() {
+                let key = entry.name().and_then(|n| n.strip_prefix(&start)).and_then(|rest| rest.parse::<EscrowKey>().ok());
+                if let Some(key) = key {
+                    listed.push((key, entry));
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Puts the summary of `current` on its secret as tags (replacing the last generation's).
+    async fn tag_summary(&self, current: &Current) -> Result<(), EscrowError> {
+        let cluster = &current.key();
+        let Some(summary) = Summary::of(current) else { return Ok(()) };
+        let tags: Vec<Tag> = summary_tags(&summary).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let sent = self.client.tag_resource().secret_id(self.secret_name(cluster)).set_tags(Some(tags)).send().await;
+        sent.map(drop).map_err(|e| {
+            let (code, message) = error_parts(&e);
+            Self::backend("tag", cluster, format!("{code}: {message}"))
+        })
+    }
+
     async fn current_generation(&self, cluster: &EscrowKey) -> Result<u64, EscrowError> {
         Ok(match self.read(cluster, Some(CURRENT), None).await? {
             Some((Record::Current(c), _)) => c.meta.generation,
@@ -199,22 +238,24 @@ impl Escrow for SecretsEscrow {
     /// level down that read as keys; the rotation record and deeper names (a member account's
     /// records under the same base) are not this escrow's.
     async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError> {
-        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-        let start = format!("{}/", self.prefix);
-        let filter = Filter::builder().key(FilterNameStringType::Name).values(&start).build();
-        let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                let (code, message) = error_parts(&e);
-                EscrowError::Backend { operation: "ListSecrets", cluster: format!("{start}*"), detail: format!("{code}: {message}") }
-            })?;
-            let names = page.secret_list().iter().filter_map(|s| s.name()?.strip_prefix(&start));
-            keys.extend(names.filter_map(|rest| rest.parse::<EscrowKey>().ok()));
-        }
+        let mut keys: Vec<EscrowKey> = self.listed().await?.into_iter().map(|(key, _)| key).collect();
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// From the same listing (100 secrets a call): the summary tags [`promote`] writes, and
+    /// whether any version is staged AWSPENDING (a generation may be in flight).
+    async fn summaries(&self) -> Result<BTreeMap<EscrowKey, Summary>, EscrowError> {
+        let listed = self.listed().await?;
+        Ok(listed.into_iter().filter_map(|(key, entry)| Some((key, summary_of(&entry)?))).collect())
+    }
+
+    async fn summarise(&self, key: &EscrowKey) -> Result<(), EscrowError> {
+        match self.read(key, Some(CURRENT), None).await? {
+            Some((Record::Current(current), _)) => self.tag_summary(&current).await,
+            _ => Ok(()),
+        }
     }
 
     async fn load(&self, cluster: &EscrowKey) -> Result<Escrowed, EscrowError> {
@@ -270,13 +311,18 @@ impl Escrow for SecretsEscrow {
 
     async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
         let cluster = &current.key();
-        if let Some((Record::Current(existing), _)) = self.read(cluster, Some(CURRENT), None).await?
-            && (existing.token == current.token || existing.meta.generation > current.meta.generation)
-        {
-            return Ok(());
+        if let Some((Record::Current(existing), _)) = self.read(cluster, Some(CURRENT), None).await? {
+            if existing.token == current.token {
+                // A rerun after a crash between the write and the tags.
+                return self.tag_summary(&existing).await;
+            }
+            if existing.meta.generation > current.meta.generation {
+                return Ok(());
+            }
         }
         let record = Record::Current(Box::new(current.clone()));
         self.put(cluster, &current.token.for_step("current"), &record, CURRENT).await?;
+        self.tag_summary(current).await?;
         // Take AWSPENDING off the finished generation so the next load does not see it.
         if let Some((Record::Pending(p), version)) = self.read(cluster, Some(PENDING), None).await?
             && p.generation <= current.meta.generation
@@ -303,6 +349,44 @@ impl Escrow for SecretsEscrow {
             .await;
         Self::tolerating(sent, "ResourceNotFoundException", "retire", cluster).map(drop)
     }
+}
+
+/// The summary's tags. Values are what an operator reads in the console too.
+const GENERATION_TAG: &str = "meshca:generation";
+const NOT_BEFORE_TAG: &str = "meshca:not-before";
+const NOT_AFTER_TAG: &str = "meshca:not-after";
+const ISSUER_TAG: &str = "meshca:issuer";
+const ROOT_TAG: &str = "meshca:root-sha256";
+/// Secrets Manager's limit on a tag value; a longer issuer id leaves the record unsummarised.
+const MAX_TAG_VALUE: usize = 256;
+
+fn summary_tags(s: &Summary) -> Vec<(&'static str, String)> {
+    let time = |t| meshca_core::timestamp::rfc3339(t);
+    let mut tags = vec![
+        (GENERATION_TAG, s.generation.to_string()),
+        (NOT_BEFORE_TAG, time(s.not_before)),
+        (NOT_AFTER_TAG, time(s.not_after)),
+        (ROOT_TAG, s.root_sha256.clone()),
+    ];
+    if s.authority_id.len() <= MAX_TAG_VALUE {
+        tags.push((ISSUER_TAG, s.authority_id.clone()));
+    }
+    tags
+}
+
+/// The summary a listed secret carries, if all its tags are there and read.
+fn summary_of(entry: &SecretListEntry) -> Option<Summary> {
+    let tag = |key: &str| entry.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
+    let time = |key: &str| time::OffsetDateTime::parse(tag(key)?, &time::format_description::well_known::Rfc3339).ok();
+    let pending = entry.secret_versions_to_stages().is_some_and(|v| v.values().any(|stages| stages.iter().any(|s| s == PENDING)));
+    Some(Summary {
+        generation: tag(GENERATION_TAG)?.parse().ok()?,
+        not_before: time(NOT_BEFORE_TAG)?,
+        not_after: time(NOT_AFTER_TAG)?,
+        authority_id: tag(ISSUER_TAG)?.to_string(),
+        root_sha256: tag(ROOT_TAG)?.to_string(),
+        pending,
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,15 @@ impl ClusterInfo {
     }
 }
 
+/// A cluster as a tag inventory lists it: name and tags, nothing of its state or endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub name: String,
+    /// The platform's identifier (an EKS cluster ARN).
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The tag a cluster carries to be managed by meshca (`meshca.io/enabled=true` by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptIn {
@@ -81,6 +90,12 @@ pub trait Clusters: Send + Sync {
     /// Every cluster name, whatever its state.
     async fn list(&self) -> Result<Vec<String>, ClustersError>;
     async fn describe(&self, name: &str) -> Result<ClusterInfo, ClustersError>;
+    /// The clusters carrying `opt_in`, listed by tag in a few calls instead of one description
+    /// each; `None` where the platform has no such listing (then each cluster is described).
+    async fn tagged(&self, opt_in: &OptIn) -> Result<Option<Vec<Tagged>>, ClustersError> {
+        let _ = opt_in;
+        Ok(None)
+    }
     /// A [`Delivery`] into an ACTIVE cluster; nothing is sent to it yet.
     fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError>;
 }

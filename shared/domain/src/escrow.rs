@@ -148,6 +148,52 @@ pub struct Escrowed {
     pub pending: Option<Pending>,
 }
 
+/// What escrow says of a record without reading it: figures the writer left beside the record
+/// (Secrets Manager lists them 100 secrets a call), enough to keep a healthy bundle with no read
+/// of the record and no call to the cluster. Only "keep" is ever decided from a summary; every
+/// other verdict takes the full look, so a stale or missing summary costs a read, never a
+/// wrong renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub generation: u64,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub authority_id: String,
+    /// SHA-256 (hex) of the record's root-cert.pem, as `BundleMeta::root_fingerprint_sha256`.
+    pub root_sha256: String,
+    /// A version of the record is staged pending: a generation may be in flight.
+    pub pending: bool,
+}
+
+impl Summary {
+    /// The summary of a record in service; `None` if its certificate cannot be read (the
+    /// record then has no summary, and is read each time).
+    pub fn of(current: &Current) -> Option<Self> {
+        let parsed = crate::validate::parse(&current.bundle).ok()?;
+        let ca = parsed.ca_cert.first()?;
+        Some(Summary {
+            generation: current.meta.generation,
+            not_before: ca.not_before,
+            not_after: ca.not_after,
+            authority_id: current.authority_id.clone(),
+            root_sha256: current.meta.root_fingerprint_sha256.clone(),
+            pending: false,
+        })
+    }
+
+    /// `Keep` when the summary alone shows a healthy bundle from this authority and root, not
+    /// yet due; `None` when only reading the record can tell.
+    pub fn keeps(&self, authority: &crate::AuthorityInfo, renewal: &crate::RenewalPolicy, now: OffsetDateTime) -> Option<crate::Verdict> {
+        if self.pending || self.authority_id != authority.id || self.not_after <= now {
+            return None;
+        }
+        if self.root_sha256 != crate::cert::sha256_hex(authority.root_bundle.as_bytes()) {
+            return None;
+        }
+        Some(renewal.judge(self.not_before, self.not_after, now)).filter(|v| !v.is_due())
+    }
+}
+
 /// Result of claiming a generation.
 #[derive(Debug)]
 pub enum Claim {
@@ -186,6 +232,17 @@ pub trait Escrow: Send + Sync {
     async fn retire(&self, key: &EscrowKey) -> Result<(), EscrowError>;
     /// Every key with a record here, sorted: the fleet as escrow knows it, with no cluster call.
     async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError>;
+    /// The summary of every record that has one, listed in bulk. A backend that keeps none
+    /// answers with none: each record is then read when it is judged.
+    async fn summaries(&self) -> Result<std::collections::BTreeMap<EscrowKey, Summary>, EscrowError> {
+        Ok(std::collections::BTreeMap::new())
+    }
+    /// Writes the summary of the record in service, for a record kept before summaries were
+    /// (a backend without summaries does nothing).
+    async fn summarise(&self, key: &EscrowKey) -> Result<(), EscrowError> {
+        let _ = key;
+        Ok(())
+    }
 }
 
 /// Deterministic per (authority, cluster, generation): 36 characters in UUID form, which fits
@@ -308,5 +365,47 @@ mod tests {
         let arn = "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x";
         assert_eq!(GenerationToken::derive(arn, &EscrowKey::from(&c), 1), GenerationToken::derive(arn, &c, 1));
         assert_ne!(GenerationToken::derive(arn, &EscrowKey::new(c.clone(), Kind::XcpEdge), 1), GenerationToken::derive(arn, &c, 1));
+    }
+
+    /// A summary that keeps: issued by this authority under this root, a third of its life left.
+    fn healthy() -> (Summary, crate::AuthorityInfo, OffsetDateTime) {
+        use time::macros::datetime;
+        let info = crate::AuthorityInfo {
+            id: "arn:aws:acm-pca:eu-west-1:1:certificate-authority/a".into(),
+            key_description: String::new(),
+            signing_algorithm: String::new(),
+            root_bundle: "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".into(),
+            not_after: datetime!(2030-01-01 0:00 UTC),
+        };
+        let summary = Summary {
+            generation: 3,
+            not_before: datetime!(2026-01-01 0:00 UTC),
+            not_after: datetime!(2027-01-01 0:00 UTC),
+            authority_id: info.id.clone(),
+            root_sha256: crate::cert::sha256_hex(info.root_bundle.as_bytes()),
+            pending: false,
+        };
+        (summary, info, datetime!(2026-03-01 0:00 UTC))
+    }
+
+    #[test]
+    fn a_summary_keeps_only_a_healthy_bundle_of_this_authority_and_root() {
+        let (summary, info, now) = healthy();
+        let renewal = crate::RenewalPolicy::default();
+        let kept = summary.keeps(&info, &renewal, now).expect("healthy");
+        assert_eq!(kept.not_after(), Some(summary.not_after));
+        // Each reason to look closer: the full read decides.
+        let mut s = summary.clone();
+        s.pending = true;
+        assert_eq!(s.keeps(&info, &renewal, now), None, "a generation may be in flight");
+        let mut s = summary.clone();
+        s.authority_id = "arn:aws:acm-pca:eu-west-1:1:certificate-authority/b".into();
+        assert_eq!(s.keeps(&info, &renewal, now), None, "another issuer");
+        let mut s = summary.clone();
+        s.root_sha256 = crate::cert::sha256_hex(b"another root");
+        assert_eq!(s.keeps(&info, &renewal, now), None, "another root");
+        // Due (less than a third of the validity left), and expired.
+        assert_eq!(summary.keeps(&info, &renewal, time::macros::datetime!(2026-10-01 0:00 UTC)), None);
+        assert_eq!(summary.keeps(&info, &renewal, time::macros::datetime!(2027-02-01 0:00 UTC)), None);
     }
 }

@@ -39,10 +39,10 @@ resource "aws_iam_role" "member" {
 }
 
 data "aws_iam_policy_document" "member" {
-  # checkov:skip=CKV_AWS_356:eks:ListClusters has no resource type; it is the only action granted on "*".
+  # checkov:skip=CKV_AWS_356:eks:ListClusters and tag:GetResources have no resource type; they are the only actions granted on "*".
   statement {
     sid       = "ListClusters"
-    actions   = ["eks:ListClusters"]
+    actions   = ["eks:ListClusters", "tag:GetResources"]
     resources = ["*"]
   }
   statement {

@@ -47,6 +47,9 @@ locals {
       MESHCA_VALIDITY_DAYS = tostring(var.validity_days)
       MESHCA_KMS_KEY_ID    = aws_kms_key.meshca.arn
       MESHCA_EVENT_BUS     = aws_cloudwatch_event_bus.reconcile.name
+      MESHCA_SWEEP_MINUTES = tostring(var.sweep_every_minutes)
+      # Healthy clusters' secrets are read back about once per verify_every_hours.
+      MESHCA_VERIFY_EVERY = tostring(max(1, floor(var.verify_every_hours * 60 / var.sweep_every_minutes + 0.5)))
     },
     var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
     local.members_environment,
@@ -150,7 +153,7 @@ resource "aws_iam_role" "meshca" {
 }
 
 data "aws_iam_policy_document" "meshca" {
-  # checkov:skip=CKV_AWS_356:eks:ListClusters has no resource type; it is the only action granted on "*".
+  # checkov:skip=CKV_AWS_356:eks:ListClusters, tag:GetResources and secretsmanager:ListSecrets have no resource type; they are the only actions granted on "*".
   # checkov:skip=CKV_AWS_111:Writes are scoped: secrets under meshca/<region>/, PutEvents on the meshca bus, logs on meshca's log groups.
   # Private CA only: IssueCertificate with the PathLen0 template, on the one CA.
   dynamic "statement" {
@@ -234,9 +237,11 @@ data "aws_iam_policy_document" "meshca" {
     actions   = ["eks:DescribeCluster"]
     resources = [for r in local.regions : "arn:${local.partition}:eks:${r}:${local.account}:cluster/*"]
   }
+  # Listing calls have no resource type. The sweep lists opted-in clusters by tag and reads
+  # escrow summaries 100 secrets a call, describing and reading only what needs a closer look.
   statement {
     sid       = "ListClusters"
-    actions   = ["eks:ListClusters"]
+    actions   = ["eks:ListClusters", "tag:GetResources", "secretsmanager:ListSecrets"]
     resources = ["*"]
   }
   statement {

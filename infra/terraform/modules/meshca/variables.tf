@@ -212,3 +212,13 @@ variable "expiry_sweep_zip" {
   description = "bootstrap.zip of expiry-sweep: cargo lambda build --release --arm64 --output-format zip (target/lambda/expiry-sweep/bootstrap.zip)."
   type        = string
 }
+
+variable "verify_every_hours" {
+  description = "How often the sweep reads each healthy cluster's secrets back and repairs drift. Between those turns a healthy cluster costs no call: escrow's summary keeps it."
+  type        = number
+  default     = 24
+  validation {
+    condition     = var.verify_every_hours >= 1
+    error_message = "verify_every_hours must be at least 1."
+  }
+}
