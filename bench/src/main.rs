@@ -11,7 +11,6 @@
 //! 6. the zipped `bootstrap` of each function.
 
 use meshca_test_support::aws;
-mod runtime_stub;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ use anyhow::{Context, bail};
 use aws::{AwsEmulator, REGION};
 use meshca_test_apiserver::store::Resource;
 use meshca_test_apiserver::{ApiServer, Settings};
-use runtime_stub::RuntimeStub;
+use meshca_test_support::runtime::RuntimeStub;
 use serde_json::json;
 
 const RUNS: usize = 12;

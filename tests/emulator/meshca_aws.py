@@ -84,6 +84,7 @@ class Control:
             self.pending_polls = {}  # cert arn -> polls left
             self.issue_tps = 0  # 0: unlimited
             self.issue_times = collections.deque()
+            self.issue_attempts = []  # wall time of every IssueCertificate attempt, throttled or not
             self.throttled = 0
             self.faults = {}  # operation -> {"fail": n, "of": m, "seen": k, "code":..., "status":...}
             self.bad_certificates = collections.deque()  # kinds for the next issuances
@@ -109,6 +110,7 @@ class Control:
     def admit_issue(self):
         """Sliding one-second window, like the per-account IssueCertificate quota."""
         with self.lock:
+            self.issue_attempts.append(time.time())
             if not self.issue_tps:
                 return True
             now = time.monotonic()
@@ -616,6 +618,9 @@ class Emulator:
         if path == "stats":
             with CONTROL.lock:
                 return {"calls": dict(CONTROL.calls), "throttled": CONTROL.throttled, "issued": CONTROL.issued}
+        if path == "issue/attempts":
+            with CONTROL.lock:
+                return {"times": list(CONTROL.issue_attempts)}
         if path == "events/put":
             with CONTROL.lock:
                 return {"entries": list(CONTROL.put_events)}

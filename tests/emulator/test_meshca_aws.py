@@ -205,6 +205,10 @@ def test_issue_quota_throttles(endpoint, pca):
     time.sleep(1.1)
     issue(raw, ca)
     assert control(endpoint, "stats")["throttled"] >= 1
+    # Every attempt is timed, the throttled ones too.
+    times = control(endpoint, "issue/attempts")["times"]
+    stats = control(endpoint, "stats")
+    assert len(times) == stats["calls"]["IssueCertificate"] >= 7 and times == sorted(times) and times[-1] - times[0] >= 1.1, times
 
 
 def test_injected_faults_fail_n_of_m_with_aws_error_codes(endpoint, pca):

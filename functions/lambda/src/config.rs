@@ -58,6 +58,10 @@ pub struct Config {
     pub fanout_threshold: usize,
     /// MESHCA_EVENT_BUS: the bus for those events (default `default`).
     pub event_bus: String,
+    /// MESHCA_WORK_QUEUE_URL: fan out as messages on this SQS queue instead, for renewal-worker
+    /// (whose MESHCA_WORKER_CONCURRENCY, the queue's MaximumConcurrency, divides
+    /// MESHCA_ISSUE_RATE: each worker takes its share of the deployment's rate).
+    pub work_queue: Option<String>,
     /// MESHCA_VERIFY_EVERY: a healthy cluster's secrets are read back (and repaired if drifted)
     /// in one sweep out of this many (default 24: daily at the hourly schedule; 1: every sweep;
     /// 0: never, leaving drift to cluster events and renewals).
@@ -175,6 +179,12 @@ impl Config {
         if !(issue_rate > 0.0 && issue_rate <= 1000.0) {
             return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
         }
+        // A worker is one of at most N consumers of the work queue: its share of the rate.
+        let workers: u32 = parse(env, "MESHCA_WORKER_CONCURRENCY", 1)?;
+        if !(1..=1000).contains(&workers) {
+            return Err(ConfigError { var: "MESHCA_WORKER_CONCURRENCY", problem: format!("{workers} is outside 1..=1000 (the queue's MaximumConcurrency)") });
+        }
+        let issue_rate = issue_rate / f64::from(workers);
         let authority = authority(env, issue_rate)?;
         let xcp_authority = match get(env, "MESHCA_XCP_CA_ARN") {
             None => None,
@@ -258,6 +268,7 @@ impl Config {
             sweep_concurrency,
             fanout_threshold: parse(env, "MESHCA_FANOUT_THRESHOLD", 1000)?,
             event_bus: get(env, "MESHCA_EVENT_BUS").unwrap_or_else(|| "default".into()),
+            work_queue: get(env, "MESHCA_WORK_QUEUE_URL"),
             verify_every,
             sweep_period: Duration::from_secs(sweep_minutes * 60),
             kinds: kinds(env)?,
@@ -277,6 +288,7 @@ impl Config {
             regions: self.regions.clone(),
             members: self.members.clone(),
             event_bus: self.event_bus.clone(),
+            work_queue: self.work_queue.clone(),
         }
     }
 }
@@ -444,7 +456,11 @@ mod tests {
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
         assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
-        assert_eq!((c.verify_every, c.sweep_period), (24, Duration::from_secs(3600)));
+        assert_eq!((c.verify_every, c.sweep_period, c.work_queue.as_deref()), (24, Duration::from_secs(3600), None));
+        // A worker of four takes a quarter of the rate, in the authority's budget too.
+        let w = with(&[("MESHCA_CA_ARN", ARN), ("AWS_REGION", "eu-west-1"), ("MESHCA_ISSUE_RATE", "24"), ("MESHCA_WORKER_CONCURRENCY", "4")]).unwrap();
+        assert_eq!(w.issue_rate, 6.0);
+        assert!(matches!(&w.authority, AuthoritySpec::Pca { issue_rate: Some(r), .. } if *r == 6.0));
         assert!(matches!(&c.authority, AuthoritySpec::Pca { ca, issue_rate: Some(r), .. } if ca.region() == "eu-west-1" && *r == 20.0));
     }
 
@@ -470,6 +486,7 @@ mod tests {
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
         bad(&plus(("MESHCA_VERIFY_EVERY", "10001")), "MESHCA_VERIFY_EVERY");
+        bad(&plus(("MESHCA_WORKER_CONCURRENCY", "0")), "MESHCA_WORKER_CONCURRENCY");
         bad(&plus(("MESHCA_VERIFY_EVERY", "daily")), "MESHCA_VERIFY_EVERY");
         bad(&plus(("MESHCA_SWEEP_MINUTES", "0")), "MESHCA_SWEEP_MINUTES");
         bad(&plus(("MESHCA_ISSUE_RATE", "NaN")), "MESHCA_ISSUE_RATE");

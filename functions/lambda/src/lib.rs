@@ -8,6 +8,7 @@ pub mod invocation;
 pub mod metrics;
 pub mod rotation;
 pub mod sweep;
+pub mod work;
 
 use std::time::{Duration, Instant};
 

@@ -12,6 +12,7 @@ pub mod eks_token;
 pub mod events;
 pub mod member;
 pub mod pca;
+pub mod queue;
 pub mod rotation;
 pub mod secrets;
 
@@ -20,6 +21,7 @@ pub use eks::EksClusters;
 pub use events::EventBridgeFanOut;
 pub use member::MemberRole;
 pub use pca::PcaAuthority;
+pub use queue::SqsFanOut;
 pub use rotation::SecretsRotationStore;
 pub use secrets::SecretsEscrow;
 

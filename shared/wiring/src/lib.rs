@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use meshca_aws::{EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore};
+use meshca_aws::{EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore, SqsFanOut};
 pub use meshca_aws::MemberRole;
 use meshca_core::{AccountId, Place};
 use meshca_core::pace::{DescribedFor, IssueBudget};
@@ -328,9 +328,13 @@ pub fn clusters(aws: &SdkConfig, region: &str) -> Arc<dyn Clusters> {
     Arc::new(EksClusters::new(&in_region(aws, region)))
 }
 
-/// Reconcile requests as EventBridge events on `bus`.
-pub fn fan_out(aws: &SdkConfig, bus: &str) -> Arc<dyn FanOut> {
-    Arc::new(EventBridgeFanOut::new(aws, bus))
+/// Reconcile requests as SQS messages on the work queue if there is one, else as EventBridge
+/// events on `bus`.
+pub fn fan_out(aws: &SdkConfig, bus: &str, work_queue: Option<&str>) -> Arc<dyn FanOut> {
+    match work_queue {
+        Some(url) => Arc::new(SqsFanOut::new(aws, url)),
+        None => Arc::new(EventBridgeFanOut::new(aws, bus)),
+    }
 }
 
 /// Delivery into the cluster of a kubeconfig context (`None`: the current one) in `path`
@@ -411,6 +415,8 @@ pub struct FleetSpec {
     pub members: Vec<MemberSpec>,
     /// The event bus fan-out requests go to, in the home region.
     pub event_bus: String,
+    /// The work queue fan-out requests go to instead (renewal-worker consumes it).
+    pub work_queue: Option<String>,
 }
 
 /// A member account: the role meshca assumes there and the regions of its clusters.
@@ -485,7 +491,7 @@ impl Fleet {
             xcp_authority,
             places,
             home_account,
-            fan_out: fan_out(home, &spec.event_bus),
+            fan_out: fan_out(home, &spec.event_bus, spec.work_queue.as_deref()),
             rotation,
             authority_spec: Some(spec.authority.clone()),
             home: Some(home.clone()),

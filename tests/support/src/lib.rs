@@ -6,6 +6,8 @@ pub mod aws;
 pub mod kube;
 pub mod openssl;
 pub mod pending;
+pub mod queue;
+pub mod runtime;
 pub mod vault;
 
 pub use aws::{AwsEmulator, REGION};

@@ -29,7 +29,7 @@ pub struct RuntimeStub {
 }
 
 impl RuntimeStub {
-    pub async fn start() -> anyhow::Result<Self> {
+    pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
