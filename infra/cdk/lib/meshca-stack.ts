@@ -95,6 +95,11 @@ export interface MeshcaProps extends cdk.StackProps {
    * day). Between those turns a healthy cluster costs no call: escrow's summary keeps it.
    */
   readonly verifyEvery?: cdk.Duration;
+  /**
+   * The work queue's MaximumConcurrency: at most this many renewal-worker instances issue at
+   * once, each at 1/N of the deployment's issue rate (default 4; 2–1000).
+   */
+  readonly workerConcurrency?: number;
   /** Alarm when the soonest-expiring bundle has fewer days left (default 7). */
   readonly alarmDaysLeft?: number;
   /** Retention of the functions' logs (default one year). */
@@ -152,6 +157,8 @@ export class MeshcaStack extends cdk.Stack {
   readonly role: iam.Role;
   readonly clusterEvents: lambda.Function;
   readonly expirySweep: lambda.Function;
+  readonly renewalWorker: lambda.Function;
+  readonly workQueue: sqs.Queue;
   readonly escrowKey: kms.Key;
   readonly bus: events.EventBus;
 
@@ -189,6 +196,21 @@ export class MeshcaStack extends cdk.Stack {
     }));
     this.bus = new events.EventBus(this, 'ReconcileBus', { description: 'meshca Reconcile Requested events fanned out by the sweep' });
 
+    // Fan-out goes through the work queue: Lambda runs at most workerConcurrency workers on it.
+    const workerConcurrency = props.workerConcurrency ?? 4;
+    if (!Number.isInteger(workerConcurrency) || workerConcurrency < 2 || workerConcurrency > 1000) {
+      throw new Error(`workerConcurrency must be an integer in 2..1000 (SQS MaximumConcurrency), not ${workerConcurrency}`);
+    }
+    const encrypted = { enforceSSL: true, encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: this.escrowKey };
+    const workDlq = new sqs.Queue(this, 'WorkDlq', { ...encrypted, retentionPeriod: cdk.Duration.days(14) });
+    this.workQueue = new sqs.Queue(this, 'WorkQueue', {
+      ...encrypted,
+      // Six times the worker's timeout, as Lambda advises for an SQS event source.
+      visibilityTimeout: cdk.Duration.minutes(90),
+      retentionPeriod: cdk.Duration.days(4),
+      deadLetterQueue: { queue: workDlq, maxReceiveCount: 3 },
+    });
+
     this.role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'meshca functions: issue PathLen0 intermediates from one CA, escrow them, deliver them to opted-in EKS clusters',
@@ -225,6 +247,7 @@ export class MeshcaStack extends cdk.Stack {
       MESHCA_VALIDITY_DAYS: String(validityDays),
       MESHCA_KMS_KEY_ID: this.escrowKey.keyArn,
       MESHCA_EVENT_BUS: this.bus.eventBusName,
+      MESHCA_WORK_QUEUE_URL: this.workQueue.queueUrl,
       MESHCA_SWEEP_MINUTES: String(sweepEvery.toMinutes()),
       // Healthy clusters' secrets are read back about once per verifyEvery (default a day).
       MESHCA_VERIFY_EVERY: String(Math.max(1, Math.round((props.verifyEvery ?? cdk.Duration.days(1)).toMinutes() / sweepEvery.toMinutes()))),
@@ -235,12 +258,13 @@ export class MeshcaStack extends cdk.Stack {
     if (props.renewBeforeDays !== undefined) env.MESHCA_RENEW_BEFORE_DAYS = String(props.renewBeforeDays);
 
     const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
-    const fn = (name: string, description: string, memorySize: number): lambda.Function => {
+    const binaries: Record<string, string> = { ClusterEvents: 'cluster-events', ExpirySweep: 'expiry-sweep', RenewalWorker: 'renewal-worker' };
+    const fn = (name: string, description: string, memorySize: number, own: Record<string, string> = {}): lambda.Function => {
       const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention, encryptionKey: this.escrowKey, removalPolicy: cdk.RemovalPolicy.DESTROY });
       logGroup.grantWrite(this.role);
       const f = new RustFunction(this, name, {
         manifestPath: path.join(workspace, 'Cargo.toml'),
-        binaryName: name === 'ClusterEvents' ? 'cluster-events' : 'expiry-sweep',
+        binaryName: binaries[name],
         description,
         architecture: lambda.Architecture.ARM_64,
         memorySize,
@@ -249,12 +273,12 @@ export class MeshcaStack extends cdk.Stack {
         timeout: cdk.Duration.minutes(15),
         role: this.role,
         logGroup,
-        environment: env,
+        environment: { ...env, ...own },
         bundling: { cargoLambdaFlags: ['--locked'] },
       });
       f.node.defaultChild && (f.node.defaultChild as cdk.CfnResource).addMetadata('checkov', {
         skip: [
-          { id: 'CKV_AWS_116', comment: 'Invoked by EventBridge only; each rule target has its own retry policy and SQS dead-letter queue.' },
+          { id: 'CKV_AWS_116', comment: 'Invoked by EventBridge or the work queue only; each rule target and the queue have their own retries and SQS dead-letter queue.' },
           { id: 'CKV_AWS_117', comment: 'Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).' },
           { id: 'CKV_AWS_115', comment: 'Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.' },
           { id: 'CKV_AWS_173', comment: 'The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.' },
@@ -265,6 +289,17 @@ export class MeshcaStack extends cdk.Stack {
     };
     this.clusterEvents = fn('ClusterEvents', 'meshca: a CA for each new opted-in EKS cluster, revocation when deleted', 256);
     this.expirySweep = fn('ExpirySweep', 'meshca: renews what is due and repairs drifted cacerts across the fleet', 512);
+    this.renewalWorker = fn('RenewalWorker', 'meshca: reconciles the clusters the sweep queued, at its share of the issue rate', 256, {
+      MESHCA_WORKER_CONCURRENCY: String(workerConcurrency),
+    });
+    // The mapping, not a grant helper: the role's queue and key permissions are the statements above.
+    new lambda.EventSourceMapping(this, 'WorkQueueSource', {
+      target: this.renewalWorker,
+      eventSourceArn: this.workQueue.queueArn,
+      batchSize: 10,
+      maxConcurrency: workerConcurrency,
+      reportBatchItemFailures: true,
+    });
 
     // Each trigger retries, then dead-letters what it could not deliver.
     const dlq = (name: string): sqs.Queue =>
@@ -298,7 +333,7 @@ export class MeshcaStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(this.expirySweep, { deadLetterQueue: sweepDlq, retryAttempts: 2 })],
     });
 
-    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq], sweepEvery, props.rotationStuckAfterHours ?? 72);
+    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq, workDlq], sweepEvery, props.rotationStuckAfterHours ?? 72);
     this.dashboard();
 
     new cdk.CfnOutput(this, 'RoleArn', {
@@ -320,10 +355,10 @@ export class MeshcaStack extends cdk.Stack {
     });
     new cdk.CfnOutput(this, 'EscrowKeyArn', { value: this.escrowKey.keyArn });
 
-    for (const q of [eventsDlq, sweepDlq]) {
+    for (const q of [eventsDlq, sweepDlq, workDlq]) {
       cdk.Validations.of(q).acknowledge({
         id: 'AwsSolutions-SQS3',
-        reason: 'These queues are the dead-letter queues of the EventBridge targets; a DLQ of a DLQ would only move the problem.',
+        reason: 'These queues are the dead-letter queues of the EventBridge targets and the work queue; a DLQ of a DLQ would only move the problem.',
       });
     }
   }
@@ -423,6 +458,22 @@ export class MeshcaStack extends cdk.Stack {
       }));
     }
     this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'FanOutOnTheWorkQueueOnly',
+      actions: ['sqs:SendMessage'],
+      resources: [this.workQueue.queueArn],
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'ConsumeTheWorkQueueOnly',
+      actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes'],
+      resources: [this.workQueue.queueArn],
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'WorkQueueKeyThroughSqsOnly',
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: [this.escrowKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `sqs.${this.region}.amazonaws.com` } },
+    }));
+    this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'FanOutOnTheMeshcaBusOnly',
       actions: ['events:PutEvents'],
       resources: [this.bus.eventBusArn],
@@ -494,7 +545,7 @@ export class MeshcaStack extends cdk.Stack {
     const notify = new actions.SnsAction(topic);
     const alarm = (id: string, props: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, props).addAlarmAction(notify);
 
-    for (const [name, f] of [['ClusterEvents', this.clusterEvents], ['ExpirySweep', this.expirySweep]] as const) {
+    for (const [name, f] of [['ClusterEvents', this.clusterEvents], ['ExpirySweep', this.expirySweep], ['RenewalWorker', this.renewalWorker]] as const) {
       alarm(`${name}Errors`, {
         alarmDescription: `meshca ${name} failed invocations (a reconcile that failed, or bad configuration)`,
         metric: f.metricErrors({ period: cdk.Duration.minutes(5), statistic: 'Sum' }),

@@ -20,6 +20,7 @@ const ALLOWED = new Set([
   'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource',
   'eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents', 'kms:GenerateDataKey', 'kms:Decrypt',
   'logs:CreateLogStream', 'logs:PutLogEvents', 'sts:AssumeRole', 'tag:GetResources', 'secretsmanager:ListSecrets',
+  'sqs:SendMessage', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes',
 ]);
 /** Actions AWS offers no resource-level permission for: the only ones that may use "*". */
 const UNSCOPABLE = new Set(['eks:ListClusters', 'tag:GetResources', 'secretsmanager:ListSecrets']);
@@ -81,8 +82,11 @@ test('no statement allows "*" where a narrower grant exists, and no action is ou
     if (actionsOf(s).includes('events:PutEvents')) assert.match(text, /ReconcileBus/, 'PutEvents on the fan-out bus only');
     if (actionsOf(s).some((a) => a.startsWith('kms:'))) {
       assert.match(text, /EscrowKey/, 'KMS on its own key only');
-      assert.deepEqual(s.Condition, { StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com' } });
+      // Through Secrets Manager (escrow) or SQS (the work queue), never directly.
+      const via = String(s.Condition?.StringEquals?.['kms:ViaService']);
+      assert.ok(['secretsmanager.eu-west-1.amazonaws.com', 'sqs.eu-west-1.amazonaws.com'].includes(via), JSON.stringify(s.Condition));
     }
+    if (actionsOf(s).some((a) => a.startsWith('sqs:'))) assert.match(text, /WorkQueue/, 'the work queue only');
   }
   // The role carries no managed policy (AWSLambdaBasicExecutionRole would allow logs on "*").
   template.hasResourceProperties('AWS::IAM::Role', { ManagedPolicyArns: Match.absent() });
@@ -91,7 +95,7 @@ test('no statement allows "*" where a narrower grant exists, and no action is ou
 test('functions: arm64 on provided.al2023, configured from props, logs retained', () => {
   const { template } = synth({ validityDays: 90, renewBeforeDays: 30, tagKey: 'mesh', tagValue: 'istio' });
   const fns = template.findResources('AWS::Lambda::Function');
-  assert.equal(Object.keys(fns).length, 2);
+  assert.equal(Object.keys(fns).length, 3);
   for (const f of Object.values(fns)) {
     assert.deepEqual(f.Properties.Architectures, ['arm64']);
     assert.equal(f.Properties.Runtime, 'provided.al2023');
@@ -105,7 +109,7 @@ test('functions: arm64 on provided.al2023, configured from props, logs retained'
     assert.equal(env.MESHCA_TAG_KEY, 'mesh');
     assert.equal(env.MESHCA_TAG_VALUE, 'istio');
   }
-  template.resourceCountIs('AWS::Logs::LogGroup', 2);
+  template.resourceCountIs('AWS::Logs::LogGroup', 3);
   template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 365, KmsKeyId: Match.anyValue() });
   template.allResourcesProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue() });
   template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
@@ -137,7 +141,9 @@ test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, 
 
 test('alarms: function errors, dead letters, soonest days left, a sweep that stopped running, a stuck root rotation', () => {
   const { template } = synth({ alarmDaysLeft: 10, rotationStuckAfterHours: 48 });
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+  // Errors of 3 functions, 3 dead-letter queues (cluster-events, sweep, work queue), days left,
+  // a sweep that stopped running, a stuck rotation.
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 9);
   template.hasResourceProperties('AWS::CloudWatch::Alarm', {
     Namespace: 'meshca', MetricName: 'RotationPhaseAgeSeconds', Statistic: 'Maximum', Threshold: 48 * 3600,
     ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching',
@@ -227,6 +233,26 @@ test('XCP identities: the end-entity template on their CA only, and nothing of i
   assert.deepEqual(nagFindings(app), []);
   assert.throws(() => synth({ xcpCaArn: XCP_CA }), /xcpIdentities is not true/);
   assert.throws(() => synth({ caArn: undefined, vault: { addr: 'https://v:8200', awsRole: 'r' }, xcpIdentities: true }), /need a Private CA/);
+});
+
+test('fan-out: a work queue with a dead-letter queue, consumed by renewal-worker at a bounded concurrency, each worker at its share', () => {
+  const { template } = synth({ workerConcurrency: 5, sweepEvery: cdk.Duration.hours(6) });
+  template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+    BatchSize: 10,
+    ScalingConfig: { MaximumConcurrency: 5 },
+    FunctionResponseTypes: ['ReportBatchItemFailures'],
+  });
+  template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 5400, RedrivePolicy: { maxReceiveCount: 3, deadLetterTargetArn: Match.anyValue() } });
+  const fns = Object.values(template.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Environment.Variables);
+  const worker = fns.filter((env) => env.MESHCA_WORKER_CONCURRENCY);
+  assert.equal(worker.length, 1);
+  assert.equal(worker[0].MESHCA_WORKER_CONCURRENCY, '5');
+  for (const env of fns) {
+    assert.ok(env.MESHCA_WORK_QUEUE_URL, 'the sweep fans out onto the queue');
+    // A six-hourly sweep reads each healthy cluster back every fourth run: once a day.
+    assert.deepEqual([env.MESHCA_SWEEP_MINUTES, env.MESHCA_VERIFY_EVERY], ['360', '4']);
+  }
+  assert.throws(() => synth({ workerConcurrency: 1 }), /workerConcurrency must be an integer in 2..1000/);
 });
 
 test('bad props are refused with the reason', () => {

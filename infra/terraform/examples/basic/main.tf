@@ -30,6 +30,7 @@ module "meshca" {
   renew_before_days  = 30
   cluster_events_zip = "${path.root}/../../../../target/lambda/cluster-events/bootstrap.zip"
   expiry_sweep_zip   = "${path.root}/../../../../target/lambda/expiry-sweep/bootstrap.zip"
+  renewal_worker_zip = "${path.root}/../../../../target/lambda/renewal-worker/bootstrap.zip"
 }
 
 output "role_arn" {

@@ -40,6 +40,7 @@ module "meshca" {
   member_accounts    = [for id, _ in var.members : { account = id, external_id = "meshca-${id}" }]
   cluster_events_zip = "${path.root}/../../../../target/lambda/cluster-events/bootstrap.zip"
   expiry_sweep_zip   = "${path.root}/../../../../target/lambda/expiry-sweep/bootstrap.zip"
+  renewal_worker_zip = "${path.root}/../../../../target/lambda/renewal-worker/bootstrap.zip"
 }
 
 # Providers cannot be chosen by for_each: one block per account and region.

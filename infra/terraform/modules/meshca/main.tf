@@ -47,6 +47,7 @@ locals {
       MESHCA_VALIDITY_DAYS = tostring(var.validity_days)
       MESHCA_KMS_KEY_ID    = aws_kms_key.meshca.arn
       MESHCA_EVENT_BUS     = aws_cloudwatch_event_bus.reconcile.name
+      MESHCA_WORK_QUEUE_URL = aws_sqs_queue.work.url
       MESHCA_SWEEP_MINUTES = tostring(var.sweep_every_minutes)
       # Healthy clusters' secrets are read back about once per verify_every_hours.
       MESHCA_VERIFY_EVERY = tostring(max(1, floor(var.verify_every_hours * 60 / var.sweep_every_minutes + 0.5)))
@@ -72,6 +73,7 @@ locals {
   functions = {
     cluster_events = { name = "cluster-events", zip = var.cluster_events_zip, memory = 256, description = "meshca: a CA for each new opted-in EKS cluster, revocation when deleted" }
     expiry_sweep   = { name = "expiry-sweep", zip = var.expiry_sweep_zip, memory = 512, description = "meshca: renews what is due and repairs drifted cacerts across the fleet" }
+    renewal_worker = { name = "renewal-worker", zip = var.renewal_worker_zip, memory = 256, description = "meshca: reconciles the clusters the sweep queued, at its share of the issue rate" }
   }
 }
 
@@ -245,6 +247,26 @@ data "aws_iam_policy_document" "meshca" {
     resources = ["*"]
   }
   statement {
+    sid       = "FanOutOnTheWorkQueueOnly"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.work.arn]
+  }
+  statement {
+    sid       = "ConsumeTheWorkQueueOnly"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.work.arn]
+  }
+  statement {
+    sid       = "WorkQueueKeyThroughSqsOnly"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.meshca.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${local.region}.amazonaws.com"]
+    }
+  }
+  statement {
     sid       = "FanOutOnTheMeshcaBusOnly"
     actions   = ["events:PutEvents"]
     resources = [aws_cloudwatch_event_bus.reconcile.arn]
@@ -283,7 +305,7 @@ resource "aws_cloudwatch_log_group" "fn" {
 }
 
 resource "aws_lambda_function" "fn" {
-  # checkov:skip=CKV_AWS_116:Invoked by EventBridge only; each rule target has its own retry policy and SQS dead-letter queue.
+  # checkov:skip=CKV_AWS_116:Invoked by EventBridge or the work queue only; each rule target and the queue have their own retries and SQS dead-letter queue.
   # checkov:skip=CKV_AWS_117:Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).
   # checkov:skip=CKV_AWS_115:Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.
   # checkov:skip=CKV_AWS_173:The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.
@@ -326,7 +348,8 @@ resource "aws_lambda_function" "fn" {
     log_group  = aws_cloudwatch_log_group.fn[each.key].name
   }
   environment {
-    variables = local.environment
+    # A worker is one of at most worker_concurrency: it takes that share of the issue rate.
+    variables = merge(local.environment, each.key == "renewal_worker" ? { MESHCA_WORKER_CONCURRENCY = tostring(var.worker_concurrency) } : {})
   }
   depends_on = [aws_iam_role_policy.meshca]
 }
@@ -338,6 +361,33 @@ resource "aws_sqs_queue" "dlq" {
   name                      = "${var.name}-${each.key}-dlq"
   kms_master_key_id         = aws_kms_key.meshca.arn
   message_retention_seconds = 1209600
+}
+
+# --- Fan-out: the work queue, consumed by renewal-worker at a bounded concurrency ----------------
+
+resource "aws_sqs_queue" "work_dlq" {
+  name                      = "${var.name}-work-dlq"
+  kms_master_key_id         = aws_kms_key.meshca.arn
+  message_retention_seconds = 1209600
+}
+
+resource "aws_sqs_queue" "work" {
+  name              = "${var.name}-work"
+  kms_master_key_id = aws_kms_key.meshca.arn
+  # Six times the worker's timeout, as Lambda advises for an SQS event source.
+  visibility_timeout_seconds = 5400
+  message_retention_seconds  = 345600
+  redrive_policy             = jsonencode({ deadLetterTargetArn = aws_sqs_queue.work_dlq.arn, maxReceiveCount = 3 })
+}
+
+resource "aws_lambda_event_source_mapping" "work" {
+  event_source_arn        = aws_sqs_queue.work.arn
+  function_name           = aws_lambda_function.fn["renewal_worker"].arn
+  batch_size              = 10
+  function_response_types = ["ReportBatchItemFailures"]
+  scaling_config {
+    maximum_concurrency = var.worker_concurrency
+  }
 }
 
 data "aws_iam_policy_document" "dlq" {
@@ -494,7 +544,7 @@ resource "aws_cloudwatch_metric_alarm" "errors" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  for_each            = aws_sqs_queue.dlq
+  for_each            = merge(aws_sqs_queue.dlq, { work = aws_sqs_queue.work_dlq })
   alarm_name          = "${var.name}-${each.key}-dead-letters"
   alarm_description   = "meshca events that could not be delivered to a function after retries"
   namespace           = "AWS/SQS"

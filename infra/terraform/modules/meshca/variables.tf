@@ -208,6 +208,11 @@ variable "cluster_events_zip" {
   type        = string
 }
 
+variable "renewal_worker_zip" {
+  description = "bootstrap.zip of renewal-worker: cargo lambda build --release --arm64 --output-format zip (target/lambda/renewal-worker/bootstrap.zip)."
+  type        = string
+}
+
 variable "expiry_sweep_zip" {
   description = "bootstrap.zip of expiry-sweep: cargo lambda build --release --arm64 --output-format zip (target/lambda/expiry-sweep/bootstrap.zip)."
   type        = string
@@ -220,5 +225,15 @@ variable "verify_every_hours" {
   validation {
     condition     = var.verify_every_hours >= 1
     error_message = "verify_every_hours must be at least 1."
+  }
+}
+
+variable "worker_concurrency" {
+  description = "The work queue's MaximumConcurrency: at most this many renewal-worker instances issue at once, each at 1/N of the issue rate."
+  type        = number
+  default     = 4
+  validation {
+    condition     = var.worker_concurrency >= 2 && var.worker_concurrency <= 1000 && floor(var.worker_concurrency) == var.worker_concurrency
+    error_message = "worker_concurrency must be an integer in 2..1000 (SQS MaximumConcurrency)."
   }
 }
