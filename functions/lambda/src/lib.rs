@@ -140,7 +140,7 @@ impl App {
         }
     }
 
-    fn options(&self, settings: &Settings, cluster: &ClusterName) -> DeliveryOptions {
+    pub(crate) fn options(&self, settings: &Settings, cluster: &ClusterName) -> DeliveryOptions {
         DeliveryOptions {
             adopt: self.config.adopt,
             restart: self.config.restart,

@@ -125,6 +125,14 @@ impl Candidate<'_> {
     }
 }
 
+/// What escrow's summaries say of a listed cluster: every kind kept (with its summary and
+/// unchanged report), kept but in its turn to be read back, or not known to be healthy.
+enum Kept {
+    Yes(Vec<(KindSpec, Summary, Report)>),
+    InItsTurn(Vec<(KindSpec, Summary, Report)>),
+    No,
+}
+
 /// An opted-in cluster and where it was found.
 type Found = (Place, ClusterInfo);
 
@@ -212,7 +220,8 @@ impl<'a> Sweep<'a> {
     }
 
     /// The names among `tagged` that need a closer look; the others, kept by escrow's
-    /// summaries, are recorded as unchanged.
+    /// summaries (and, in their turn, found in the cluster as summarised), are recorded as
+    /// unchanged.
     async fn triage(&self, place: &Place, ports: &RegionPorts, tagged: Vec<Tagged>, out: &mut SweepReport) -> Vec<String> {
         let summaries = if self.thorough {
             BTreeMap::new()
@@ -224,48 +233,80 @@ impl<'a> Sweep<'a> {
         };
         let now = OffsetDateTime::now_utc();
         let before = out.checked;
-        let mut look = Vec::new();
+        let (mut look, mut checks) = (Vec::new(), Vec::new());
         for cluster in tagged {
             match self.kept(place, &cluster, &summaries, now).await {
-                Some(reports) => {
+                Kept::Yes(reports) => {
                     out.checked += 1;
-                    reports.into_iter().for_each(|r| out.record(r));
+                    reports.into_iter().for_each(|(_, _, r)| out.record(r));
                 }
-                None => look.push(cluster.name),
+                Kept::InItsTurn(reports) => checks.push((cluster, reports)),
+                Kept::No => look.push(cluster.name),
+            }
+        }
+        let checked: Vec<_> = futures::stream::iter(checks)
+            .map(|(cluster, kinds)| async move { (self.read_back(place, ports, &cluster.name, &kinds, now).await, cluster, kinds) })
+            .buffer_unordered(DESCRIBE_CONCURRENCY)
+            .collect()
+            .await;
+        for (as_summarised, cluster, kinds) in checked {
+            if as_summarised {
+                out.checked += 1;
+                kinds.into_iter().for_each(|(_, _, r)| out.record(r));
+            } else {
+                look.push(cluster.name);
             }
         }
         info!(place = %place, kept = out.checked - before, look = look.len(), "sweep listed clusters by tag");
         look
     }
 
-    /// Whether this sweep reads `name`'s secrets back (see [`is_turn`]); always while thorough.
+    /// Whether this sweep reads `name`'s secrets back (see [`is_turn`]).
     fn verifies(&self, place: &Place, name: &str) -> bool {
         let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
         let c = &self.app.config;
-        self.thorough || is_turn(&format!("{place}/{name}"), now, c.sweep_period.as_secs(), c.verify_every)
+        is_turn(&format!("{place}/{name}"), now, c.sweep_period.as_secs(), c.verify_every)
     }
 
-    /// Unchanged reports for every kind of `cluster` when escrow's summaries keep each one and
-    /// this sweep is not the cluster's turn to be read back; `None` to look closer.
-    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>, now: OffsetDateTime) -> Option<Vec<Report>> {
-        if self.verifies(place, &cluster.name) {
-            return None;
-        }
-        let name: ClusterName = cluster.name.parse().ok()?;
-        let mut reports = Vec::new();
-        for spec in self.app.config.kinds.for_tags(&cluster.tags).ok()? {
+    /// Whether escrow's summaries keep every kind of `cluster`, with the unchanged reports.
+    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>, now: OffsetDateTime) -> Kept {
+        let (Ok(name), Ok(specs)) = (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) else { return Kept::No };
+        let mut kinds = Vec::new();
+        for spec in specs {
             let key = EscrowKey::new(name.clone(), spec.kind);
             let Some(summary) = summaries.get(&key) else {
-                self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).insert((place.clone(), key));
-                return None;
+                if !self.thorough {
+                    self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).insert((place.clone(), key));
+                }
+                return Kept::No;
             };
-            let info = self.authority_for(spec.kind).describe().await.ok()?;
-            let Verdict::Keep { not_after, renew_at } = summary.keeps(&info, &self.app.config.settings.renewal, now)? else { return None };
+            let Ok(info) = self.authority_for(spec.kind).describe().await else { return Kept::No };
+            let Some(Verdict::Keep { not_after, renew_at }) = summary.keeps(&info, &self.app.config.settings.renewal, now) else { return Kept::No };
             let mut report = Report::at(&cluster.name, place, Outcome::Unchanged { generation: summary.generation, not_after, renew_at });
             report.kind = (spec.kind != Kind::IstioCacerts).then_some(spec.kind);
-            reports.push(report);
+            kinds.push((spec, summary.clone(), report));
         }
-        Some(reports)
+        if self.verifies(place, &cluster.name) { Kept::InItsTurn(kinds) } else { Kept::Yes(kinds) }
+    }
+
+    /// A cluster's turn: one DescribeCluster and one read of each kind's secret, held against
+    /// the summaries — no escrow read. `false` (drifted, unreachable, not active) sends it to
+    /// the full look, which repairs what it can and reports the rest.
+    async fn read_back(&self, place: &Place, ports: &RegionPorts, name: &str, kinds: &[(KindSpec, Summary, Report)], now: OffsetDateTime) -> bool {
+        let described = ports.clusters.describe(name).await;
+        let (Some(info), Ok(cluster)) = (self.opted_in(place, name, described), name.parse::<ClusterName>()) else { return false };
+        if !info.is_active() {
+            return false;
+        }
+        for (spec, summary, _) in kinds {
+            let settings = self.app.settings_for(spec.clone());
+            let Ok(delivery) = ports.clusters.connect(&info, self.app.options(&settings, &cluster)) else { return false };
+            let Ok(observed) = delivery.observe().await else { return false };
+            if !summary.delivered_in(&observed, &settings.profile_for(&cluster), now) {
+                return false;
+            }
+        }
+        true
     }
 
     /// A fleet too large for one invocation: every cluster described and judged from escrow,

@@ -248,9 +248,9 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
 async fn a_sweep_out_of_time_defers_every_cluster_and_still_reports_the_soonest_expiry() {
     let mut fleet = Fleet::new().await;
     fleet.cluster("c1", "ACTIVE", true).await;
-    // The cluster's turn to be read back: it needs the time a sweep no longer has.
-    let app = fleet.app(&[("MESHCA_VERIFY_EVERY", "1")]).await;
-    assert_eq!(app.sweep(soon()).await.renewed, 1);
+    assert_eq!(fleet.app(&[]).await.sweep(soon()).await.renewed, 1);
+    // Due now (380 days before the end of a 365-day bundle): it needs the time a sweep no longer has.
+    let app = fleet.app(&[("MESHCA_VALIDITY_DAYS", "400"), ("MESHCA_RENEW_BEFORE_DAYS", "380")]).await;
     let report = app.sweep(Instant::now() + Duration::from_secs(5)).await;
     assert_eq!((report.checked, report.skipped), (1, 1), "{report:?}");
     assert!(matches!(&report.clusters[0].outcome, Outcome::Skipped { reason } if reason.contains("deferred")), "{report:?}");
@@ -316,10 +316,19 @@ async fn a_steady_sweep_keeps_healthy_clusters_from_escrow_summaries_with_no_cal
     assert_eq!((report.checked, report.unchanged), (12, 12), "{report:?}");
     assert_eq!((calls("DescribeCluster"), calls("GetSecretValue"), calls("TagResource")), (0, 0, 0));
 
-    // A sweep that is every cluster's turn reads each back and repairs the drift.
+    // A sweep that is every cluster's turn reads each back and repairs the drift: a healthy
+    // cluster's turn costs one DescribeCluster and one read of its secret, held against the
+    // summary; only the drifted one takes the full look (described again, its record read).
+    fleet.emu.control("reset", json!({}));
+    let before = connections(&fleet);
     let report = fleet.app(&every).await.sweep(soon()).await;
     assert_eq!((report.unchanged, report.delivered, report.failed), (11, 1, 0), "{report:?}");
     fleet.assert_valid("steady-01");
+    assert_eq!(calls("DescribeCluster"), 13);
+    let reads = calls("GetSecretValue");
+    assert!((1..=6).contains(&reads), "the drifted cluster's record alone is read (assessed, then reconciled): {reads}");
+    let after = connections(&fleet);
+    assert!(names.iter().all(|n| after[n] > before[n]), "every cluster was read back");
 
     // Due by the summaries (380 days before the end of 365-day bundles): described, renewed.
     fleet.emu.control("reset", json!({}));

@@ -357,6 +357,7 @@ const NOT_BEFORE_TAG: &str = "meshca:not-before";
 const NOT_AFTER_TAG: &str = "meshca:not-after";
 const ISSUER_TAG: &str = "meshca:issuer";
 const ROOT_TAG: &str = "meshca:root-sha256";
+const FILES_TAG: &str = "meshca:files-sha256";
 /// Secrets Manager's limit on a tag value; a longer issuer id leaves the record unsummarised.
 const MAX_TAG_VALUE: usize = 256;
 
@@ -367,6 +368,7 @@ fn summary_tags(s: &Summary) -> Vec<(&'static str, String)> {
         (NOT_BEFORE_TAG, time(s.not_before)),
         (NOT_AFTER_TAG, time(s.not_after)),
         (ROOT_TAG, s.root_sha256.clone()),
+        (FILES_TAG, s.files_sha256.clone()),
     ];
     if s.authority_id.len() <= MAX_TAG_VALUE {
         tags.push((ISSUER_TAG, s.authority_id.clone()));
@@ -385,6 +387,7 @@ fn summary_of(entry: &SecretListEntry) -> Option<Summary> {
         not_after: time(NOT_AFTER_TAG)?,
         authority_id: tag(ISSUER_TAG)?.to_string(),
         root_sha256: tag(ROOT_TAG)?.to_string(),
+        files_sha256: tag(FILES_TAG)?.to_string(),
         pending,
     })
 }

@@ -161,6 +161,9 @@ pub struct Summary {
     pub authority_id: String,
     /// SHA-256 (hex) of the record's root-cert.pem, as `BundleMeta::root_fingerprint_sha256`.
     pub root_sha256: String,
+    /// SHA-256 (hex) over the bundle's public files (ca-cert.pem, cert-chain.pem, root-cert.pem):
+    /// what a cluster's secret is checked against without reading the record.
+    pub files_sha256: String,
     /// A version of the record is staged pending: a generation may be in flight.
     pub pending: bool,
 }
@@ -177,8 +180,17 @@ impl Summary {
             not_after: ca.not_after,
             authority_id: current.authority_id.clone(),
             root_sha256: current.meta.root_fingerprint_sha256.clone(),
+            files_sha256: public_files_sha256(&current.bundle),
             pending: false,
         })
+    }
+
+    /// Whether a cluster's secret, as observed, holds this summary's bundle: ours, valid under
+    /// `profile` (so its key is the certificate's), with exactly the summary's public files.
+    /// Anything else takes the full look, which repairs it.
+    pub fn delivered_in(&self, observed: &crate::delivery::Observed, profile: &crate::Profile, now: OffsetDateTime) -> bool {
+        let crate::delivery::Observed::Managed { bundle: Some(bundle), .. } = observed else { return false };
+        public_files_sha256(bundle) == self.files_sha256 && crate::validate::validate(bundle, profile, now).is_ok()
     }
 
     /// `Keep` when the summary alone shows a healthy bundle from this authority and root, not
@@ -192,6 +204,11 @@ impl Summary {
         }
         Some(renewal.judge(self.not_before, self.not_after, now)).filter(|v| !v.is_due())
     }
+}
+
+/// SHA-256 over the public files of a bundle, each normalised PEM, NUL-separated.
+fn public_files_sha256(b: &Bundle) -> String {
+    crate::cert::sha256_hex(format!("{}\0{}\0{}", b.ca_cert, b.cert_chain, b.root_cert).as_bytes())
 }
 
 /// Result of claiming a generation.
@@ -383,6 +400,7 @@ mod tests {
             not_after: datetime!(2027-01-01 0:00 UTC),
             authority_id: info.id.clone(),
             root_sha256: crate::cert::sha256_hex(info.root_bundle.as_bytes()),
+            files_sha256: crate::cert::sha256_hex(b"files"),
             pending: false,
         };
         (summary, info, datetime!(2026-03-01 0:00 UTC))
