@@ -135,7 +135,7 @@ async fn four_workers_behind_the_queue_stay_within_one_account_quota_and_renew_e
     assert_eq!(fleet.emu.calls("SendMessageBatch"), 8, "ten messages per call");
 
     let (drained, busiest, throttled) = fleet.drain(WORKERS, 80).await;
-    assert_eq!(drained.deleted, 80, "{drained:?}");
+    assert!(drained.deleted >= 80, "{drained:?}");
     assert_eq!(drained.failed, 0, "{drained:?}");
     assert!(drained.batches >= WORKERS, "the batches were spread over the workers: {drained:?}");
     assert!(busiest <= QUOTA, "{busiest} IssueCertificate attempts in one second, over the quota of {QUOTA}");
@@ -144,7 +144,7 @@ async fn four_workers_behind_the_queue_stay_within_one_account_quota_and_renew_e
     for name in fleet.servers.keys() {
         fleet.assert_valid(name);
     }
-    assert_eq!(fleet.emu.issued(), 80, "one certificate per cluster");
+    assert_eq!(fleet.emu.issued(), 80, "one certificate per cluster (a message delivered twice finds its cluster renewed)");
 
     // The same four workers, each at the whole rate (as if each were alone): over the quota.
     let requests: Vec<meshca_core::ReconcileRequest> = fleet
@@ -155,7 +155,7 @@ async fn four_workers_behind_the_queue_stay_within_one_account_quota_and_renew_e
     let sqs = meshca_aws::SqsFanOut::new(&fleet.emu.sdk_config().await, &fleet.queue_url);
     assert!(meshca_core::FanOut::send(&sqs, &requests).await.iter().all(Result::is_ok));
     let (drained, busiest, throttled) = fleet.drain(1, 80).await;
-    assert_eq!(drained.deleted, 80, "{drained:?}");
+    assert!(drained.deleted >= 80, "{drained:?}");
     eprintln!("whole rate each: {drained:?}, busiest second {busiest}, {throttled} throttled");
     assert!(busiest > QUOTA && throttled > 0, "unshared rates should exceed the quota: {busiest} in a second, {throttled} throttled");
 }

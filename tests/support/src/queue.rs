@@ -44,7 +44,9 @@ impl QueueMapping {
         QueueMapping { client, queue_url: queue_url.into(), queue_arn }
     }
 
-    /// Feeds `workers` until `expected` messages were deleted or `timeout` passed.
+    /// Feeds `workers` until `expected` messages were deleted and the queue gave nothing more,
+    /// or `timeout` passed. SQS delivers at least once: a message may come twice (and be
+    /// reconciled twice, idempotently), so `deleted` can exceed the messages sent.
     pub async fn drain(&self, workers: Vec<RuntimeStub>, expected: usize, timeout: Duration) -> Drained {
         let (deleted, batches, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let until = Instant::now() + timeout;
@@ -53,10 +55,13 @@ impl QueueMapping {
             let (client, url, arn) = (self.client.clone(), self.queue_url.clone(), self.queue_arn.clone());
             let (deleted, batches, failed) = (deleted.clone(), batches.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
-                while deleted.load(Ordering::SeqCst) < expected && Instant::now() < until {
+                while Instant::now() < until {
                     let received = client.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await;
                     let messages = received.map(|r| r.messages.unwrap_or_default()).unwrap_or_default();
                     if messages.is_empty() {
+                        if deleted.load(Ordering::SeqCst) >= expected {
+                            break;
+                        }
                         continue;
                     }
                     batches.fetch_add(1, Ordering::SeqCst);
