@@ -224,6 +224,12 @@ impl SecretsEscrow {
         })
     }
 
+    /// Removes AWSPENDING from `version`; `false` if it was not on it (or the call failed).
+    async fn unstage_pending(&self, cluster: &EscrowKey, version: &str) -> bool {
+        let sent = self.client.update_secret_version_stage().secret_id(self.secret_name(cluster)).version_stage(PENDING).remove_from_version_id(version).send().await;
+        sent.is_ok()
+    }
+
     async fn current_generation(&self, cluster: &EscrowKey) -> Result<u64, EscrowError> {
         Ok(match self.read(cluster, Some(CURRENT), None).await? {
             Some((Record::Current(c), _)) => c.meta.generation,
@@ -323,18 +329,14 @@ impl Escrow for SecretsEscrow {
         let record = Record::Current(Box::new(current.clone()));
         self.put(cluster, &current.token.for_step("current"), &record, CURRENT).await?;
         self.tag_summary(current).await?;
-        // Take AWSPENDING off the finished generation so the next load does not see it.
-        if let Some((Record::Pending(p), version)) = self.read(cluster, Some(PENDING), None).await?
+        // Take AWSPENDING off the finished generation so the next load (and the summary's
+        // `pending`) does not see it. It is on the version the `issued` step wrote — a version's
+        // id is the token it was written with — so no read is needed; otherwise, look.
+        if !self.unstage_pending(cluster, &current.token.for_step("issued")).await
+            && let Some((Record::Pending(p), version)) = self.read(cluster, Some(PENDING), None).await?
             && p.generation <= current.meta.generation
         {
-            let _ = self
-                .client
-                .update_secret_version_stage()
-                .secret_id(self.secret_name(cluster))
-                .version_stage(PENDING)
-                .remove_from_version_id(version)
-                .send()
-                .await;
+            self.unstage_pending(cluster, &version).await;
         }
         Ok(())
     }
