@@ -271,16 +271,10 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let stats = emu.control("stats", json!({}));
     let mut valid = 0;
     for (name, server) in &servers {
-        let Some(s) = server.get(Resource::Secrets, "istio-system", "cacerts") else { continue };
-        let file = |n: &str| {
-            use base64::Engine;
-            let b = base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap_or_default()).unwrap_or_default();
-            String::from_utf8(b).unwrap_or_default()
-        };
-        let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem"));
-        match bundle.map(|b| meshca_core::validate::validate(&b, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc())) {
-            Ok(Ok(_)) => valid += 1,
-            other => eprintln!("{name}: {other:?}"),
+        match bundle_in(server) {
+            Some(Ok(())) => valid += 1,
+            Some(Err(e)) => eprintln!("{name}: {e}"),
+            None => {}
         }
     }
     let bound = FLEET as f64 / QUOTA_TPS as f64;
@@ -388,20 +382,6 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The most attempts in any one-second window [t, t + 1).
-fn busiest_second(times: &[f64]) -> usize {
-    let mut t = times.to_vec();
-    t.sort_by(f64::total_cmp);
-    let (mut best, mut start) = (0, 0);
-    for end in 0..t.len() {
-        while t[end] - t[start] >= 1.0 {
-            start += 1;
-        }
-        best = best.max(end - start + 1);
-    }
-    best
-}
-
 /// Every AWS call the emulator answered, and those that list (GetResources, ListSecrets).
 fn call_counts(emu: &AwsEmulator) -> (u64, u64) {
     let stats = emu.control("stats", json!({}));
@@ -464,7 +444,7 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let took = t.elapsed().as_secs_f64();
     let times: Vec<f64> = emu.control("issue/attempts", json!({}))["times"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_f64()).collect();
     let throttled = emu.control("stats", json!({}))["throttled"].as_u64().unwrap_or(0);
-    let valid = servers.iter().filter(|s| valid_bundle(s)).count();
+    let valid = servers.iter().filter(|s| matches!(bundle_in(s), Some(Ok(())))).count();
     let bound = n as f64 / QUOTA_TPS as f64;
     rows.push(Row(
         format!("{n} due clusters in 4 regions, fanned out to {WORKERS} worker processes (MaximumConcurrency), one {QUOTA_TPS} TPS quota"),
@@ -473,7 +453,7 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     ));
     rows.push(Row(
         "  busiest one-second window of IssueCertificate attempts / throttled of all".into(),
-        format!("{} / {throttled} of {}", busiest_second(&times), times.len()),
+        format!("{} / {throttled} of {}", meshca_test_support::queue::busiest_second(&times), times.len()),
         format!("≤ {QUOTA_TPS} / -"),
     ));
     rows.push(Row(
@@ -503,16 +483,19 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster's cacerts passes every rule.
-fn valid_bundle(server: &ApiServer) -> bool {
-    let Some(s) = server.get(Resource::Secrets, "istio-system", "cacerts") else { return false };
+/// The cluster's cacerts checked against every rule; `None` when it has none.
+fn bundle_in(server: &ApiServer) -> Option<Result<(), String>> {
+    let s = server.get(Resource::Secrets, "istio-system", "cacerts")?;
     let file = |n: &str| {
         use base64::Engine;
         let b = base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap_or_default()).unwrap_or_default();
         String::from_utf8(b).unwrap_or_default()
     };
     let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem"));
-    matches!(bundle.map(|b| meshca_core::validate::validate(&b, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc())), Ok(Ok(_)))
+    Some(match bundle.map(|b| meshca_core::validate::validate(&b, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc())) {
+        Ok(Ok(_)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
 }
 
 /// Ten thousand test API servers need more descriptors than the default soft limit.

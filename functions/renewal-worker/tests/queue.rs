@@ -12,7 +12,7 @@ use base64::Engine;
 use meshca_test_apiserver::store::Resource;
 use meshca_test_apiserver::{ApiServer, Settings};
 use meshca_test_support::aws::{AwsEmulator, REGION};
-use meshca_test_support::queue::{Drained, QueueMapping};
+use meshca_test_support::queue::{Drained, QueueMapping, busiest_second};
 use meshca_test_support::runtime::RuntimeStub;
 use serde_json::json;
 
@@ -110,21 +110,6 @@ impl Fleet {
         let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
         meshca_core::validate::validate(&bundle, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{cluster}: {e}"));
     }
-}
-
-/// The most attempts in any one-second window [t, t + 1).
-fn busiest_second(times: &[f64]) -> usize {
-    let mut t = times.to_vec();
-    t.sort_by(f64::total_cmp);
-    let mut best = 0;
-    let mut start = 0;
-    for end in 0..t.len() {
-        while t[end] - t[start] >= 1.0 {
-            start += 1;
-        }
-        best = best.max(end - start + 1);
-    }
-    best
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -109,3 +109,18 @@ fn failures(body: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     v["batchItemFailures"].as_array().map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
+
+/// The most attempts in any one-second window [t, t + 1) of `times` (seconds): what a
+/// per-second quota sees.
+pub fn busiest_second(times: &[f64]) -> usize {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let (mut best, mut start) = (0, 0);
+    for end in 0..t.len() {
+        while t[end] - t[start] >= 1.0 {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
