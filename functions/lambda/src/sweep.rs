@@ -133,14 +133,42 @@ enum Kept {
     No,
 }
 
+/// A cluster's name and where it was listed.
+type Named<'a> = (&'a Place, &'a RegionPorts, String);
+
 /// An opted-in cluster and where it was found.
 type Found = (Place, ClusterInfo);
 
 /// A report, with the escrowed end of the bundle it is about.
 type Judged = (Report, Option<OffsetDateTime>);
 
-/// One managed place and the names of its clusters, as listed.
-type Listed<'a> = (&'a Place, &'a RegionPorts, Vec<String>);
+/// One managed place and the names of its clusters that need a look, as listed.
+struct Listed<'a> {
+    place: &'a Place,
+    ports: &'a RegionPorts,
+    names: Vec<Look>,
+    /// Listed by the opt-in tag: every name is opted in (ListClusters names are not known to be
+    /// until described).
+    by_tag: bool,
+}
+
+/// A cluster the sweep has to look at, with the end of its escrowed bundle where a summary
+/// tells it (what orders a fan-out, most urgent first).
+struct Look {
+    name: String,
+    ends: Option<OffsetDateTime>,
+}
+
+impl Look {
+    fn unknown(name: String) -> Self {
+        Look { name, ends: None }
+    }
+
+    /// No bundle known first (a new cluster), then the earliest end.
+    fn urgency(&self) -> (bool, Option<OffsetDateTime>) {
+        (self.ends.is_some(), self.ends)
+    }
+}
 
 /// One sweep of the fleet by one function instance.
 pub struct Sweep<'a> {
@@ -178,11 +206,11 @@ impl<'a> Sweep<'a> {
         let throttled_before = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled());
         let mut out = SweepReport::default();
         let listed = self.list(&mut out).await;
-        let names: usize = listed.iter().map(|(_, _, n)| n.len()).sum();
-        if names > self.app.config.fanout_threshold {
-            self.two_phase(listed, started, deadline, &mut out).await;
-        } else {
-            self.stream(listed, started, deadline, &mut out).await;
+        let names: usize = listed.iter().map(|l| l.names.len()).sum();
+        match (names > self.app.config.fanout_threshold, self.thorough) {
+            (false, _) => self.stream(flatten(listed), started, deadline, &mut out).await,
+            (true, false) => self.hand_on(listed, started, deadline, &mut out).await,
+            (true, true) => self.two_phase(listed, started, deadline, &mut out).await,
         }
         out.clusters.sort_by(|a, b| (&a.account, &a.region, &a.cluster, a.kind).cmp(&(&b.account, &b.region, &b.cluster, b.kind)));
         out.took_ms = started.elapsed().as_millis() as u64;
@@ -205,11 +233,11 @@ impl<'a> Sweep<'a> {
                 }
             };
             let names = match tagged {
-                Some(tagged) => Ok(self.triage(place, ports, tagged, out).await),
-                None => ports.clusters.list().await,
+                Some(tagged) => Ok((self.triage(place, ports, tagged, out).await, true)),
+                None => ports.clusters.list().await.map(|names| (names.into_iter().map(Look::unknown).collect(), false)),
             };
             match names {
-                Ok(names) => listed.push((place, ports, names)),
+                Ok((names, by_tag)) => listed.push(Listed { place, ports, names, by_tag }),
                 Err(e) => {
                     warn!(place = %place, error = %e, "cannot list clusters");
                     out.errors.push(format!("{place}: {e}"));
@@ -222,7 +250,7 @@ impl<'a> Sweep<'a> {
     /// The names among `tagged` that need a closer look; the others, kept by escrow's
     /// summaries (and, in their turn, found in the cluster as summarised), are recorded as
     /// unchanged.
-    async fn triage(&self, place: &Place, ports: &RegionPorts, tagged: Vec<Tagged>, out: &mut SweepReport) -> Vec<String> {
+    async fn triage(&self, place: &Place, ports: &RegionPorts, tagged: Vec<Tagged>, out: &mut SweepReport) -> Vec<Look> {
         let summaries = if self.thorough {
             BTreeMap::new()
         } else {
@@ -241,7 +269,7 @@ impl<'a> Sweep<'a> {
                     reports.into_iter().for_each(|(_, _, r)| out.record(r));
                 }
                 Kept::InItsTurn(reports) => checks.push((cluster, reports)),
-                Kept::No => look.push(cluster.name),
+                Kept::No => look.push(self.look(&cluster, &summaries)),
             }
         }
         let checked: Vec<_> = futures::stream::iter(checks)
@@ -254,11 +282,20 @@ impl<'a> Sweep<'a> {
                 out.checked += 1;
                 kinds.into_iter().for_each(|(_, _, r)| out.record(r));
             } else {
-                look.push(cluster.name);
+                look.push(self.look(&cluster, &summaries));
             }
         }
         info!(place = %place, kept = out.checked - before, look = look.len(), "sweep listed clusters by tag");
         look
+    }
+
+    /// `cluster` to be looked at, with the earliest end its summaries know of.
+    fn look(&self, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>) -> Look {
+        let ends = match (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) {
+            (Ok(name), Ok(specs)) => specs.iter().filter_map(|s| summaries.get(&EscrowKey::new(name.clone(), s.kind)).map(|s| s.not_after)).min(),
+            _ => None,
+        };
+        Look { name: cluster.name.clone(), ends }
     }
 
     /// Whether this sweep reads `name`'s secrets back (see [`is_turn`]).
@@ -309,8 +346,42 @@ impl<'a> Sweep<'a> {
         true
     }
 
-    /// A fleet too large for one invocation: every cluster described and judged from escrow,
-    /// most urgent first, then handed on (fan-out) — or, if fewer are opted in than the
+    /// A fleet too large for one invocation, outside a rotation: the clusters that need a look
+    /// are handed on as listed. The worker that takes each one describes, judges and reconciles
+    /// it, so the sweep spends no call per cluster on it and the first certificate is issued
+    /// while the rest is still being handed on. Only names ListClusters gave (no tag inventory)
+    /// are described here, to know which are opted in and active. If no more than the threshold
+    /// are left, they are reconciled here.
+    async fn hand_on(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+        let mut looks = Vec::new();
+        for Listed { place, ports, names, by_tag } in listed {
+            if by_tag {
+                looks.extend(names.into_iter().map(|n| (place, ports, n)));
+                continue;
+            }
+            for cluster in self.describe_all(place, ports, names.into_iter().map(|n| n.name).collect()).await {
+                match not_active(&cluster) {
+                    None => looks.push((place, ports, Look::unknown(cluster.name))),
+                    Some(skipped) => {
+                        out.checked += 1;
+                        out.record(Report::at(&cluster.name, place, skipped));
+                    }
+                }
+            }
+        }
+        out.assessed_ms = started.elapsed().as_millis() as u64;
+        if looks.len() <= self.app.config.fanout_threshold {
+            let names = looks.into_iter().map(|(place, ports, look)| (place, ports, look.name)).collect();
+            return self.stream(names, started, deadline, out).await;
+        }
+        out.checked += looks.len();
+        looks.sort_by(|a, b| a.2.urgency().cmp(&b.2.urgency()).then_with(|| (a.0, &a.2.name).cmp(&(b.0, &b.2.name))));
+        self.fan_out(looks, out).await;
+    }
+
+    /// A fleet too large for one invocation during a root rotation: every cluster described
+    /// and judged from escrow here (the rotation's gate reads the whole inventory back after the
+    /// sweep), most urgent first, then handed on — or, if fewer are opted in than the
     /// threshold, reconciled here.
     async fn two_phase(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
         let kept = out.checked;
@@ -323,20 +394,25 @@ impl<'a> Sweep<'a> {
                 out.record(c.report(outcome.clone()));
             }
         }
-        if described > self.app.config.fanout_threshold {
-            self.fan_out(ready, out).await;
-        } else {
-            self.reconcile_inline(ready, deadline, out).await;
+        if described <= self.app.config.fanout_threshold {
+            return self.reconcile_inline(ready, deadline, out).await;
         }
+        // One request per cluster: the worker reconciles every kind of it.
+        let mut seen = std::collections::BTreeSet::new();
+        let looks = ready
+            .into_iter()
+            .filter(|c| seen.insert((c.place, c.cluster.name.clone())))
+            .map(|c| (c.place, c.ports, Look { ends: c.assessed.as_ref().ok().and_then(Verdict::not_after), name: c.cluster.name }))
+            .collect();
+        self.fan_out(looks, out).await;
     }
 
     /// A fleet this invocation can take: each cluster described, judged and reconciled as one
     /// flow, so the first issuance starts while the rest is still being looked at (the quota,
     /// not the listing, bounds the sweep). DescribeCluster stays at its own concurrency.
-    async fn stream(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+    async fn stream(&self, names: Vec<Named<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
         let describe_gate = tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY);
         let assessed_at = std::sync::atomic::AtomicU64::new(0);
-        let names = listed.into_iter().flat_map(|(place, ports, names)| names.into_iter().map(move |n| (place, ports, n)));
         let per_cluster: Vec<(Option<Found>, Vec<Judged>)> = futures::stream::iter(names)
             .map(|(place, ports, name)| {
                 let (gate, assessed_at) = (&describe_gate, &assessed_at);
@@ -403,7 +479,8 @@ impl<'a> Sweep<'a> {
     /// Every opted-in cluster with escrow's verdict, most urgent first.
     async fn assess_fleet(&self, listed: Vec<Listed<'a>>, out: &mut SweepReport) -> Vec<Candidate<'a>> {
         let mut found = Vec::new();
-        for (place, ports, names) in listed {
+        for Listed { place, ports, names, .. } in listed {
+            let names = names.into_iter().map(|n| n.name).collect();
             found.extend(self.describe_all(place, ports, names).await.into_iter().map(|cluster| (place, ports, cluster)));
         }
         out.checked += found.len();
@@ -456,8 +533,8 @@ impl<'a> Sweep<'a> {
 
     /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.
     async fn assess(&self, place: &Place, ports: &RegionPorts, cluster: &ClusterInfo, spec: &KindSpec) -> Result<Verdict, Outcome> {
-        if !cluster.is_active() {
-            return Err(Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) });
+        if let Some(skipped) = not_active(cluster) {
+            return Err(skipped);
         }
         let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped { reason: format!("{e}") })?;
         let settings = self.app.settings_for(spec.clone());
@@ -500,34 +577,40 @@ impl<'a> Sweep<'a> {
         }
     }
 
-    /// Hands every ready cluster to cluster-events, most urgent first.
-    async fn fan_out(&self, ready: Vec<Candidate<'_>>, out: &mut SweepReport) {
-        for c in &ready {
-            if let Some(not_after) = c.assessed.as_ref().ok().and_then(Verdict::not_after) {
-                out.saw_expiry(&c.report(Outcome::Skipped { reason: String::new() }), not_after);
-            }
-        }
-        // One request per cluster: cluster-events reconciles every kind of it.
-        let mut seen = std::collections::BTreeSet::new();
-        let ready: Vec<Candidate<'_>> = ready.into_iter().filter(|c| seen.insert((c.place, c.cluster.name.clone()))).collect();
-        let requests: Vec<ReconcileRequest> = ready
+    /// Hands every cluster in `looks` on (the event bus or the work queue), in that order.
+    async fn fan_out(&self, looks: Vec<(&Place, &RegionPorts, Look)>, out: &mut SweepReport) {
+        let requests: Vec<ReconcileRequest> = looks
             .iter()
-            .map(|c| ReconcileRequest {
-                cluster: c.cluster.name.clone(),
-                region: Some(c.place.region.clone()),
-                account: c.place.account.member().map(|a| a.to_string()),
+            .map(|(place, _, look)| ReconcileRequest {
+                cluster: look.name.clone(),
+                region: Some(place.region.clone()),
+                account: place.account.member().map(|a| a.to_string()),
                 force: false,
             })
             .collect();
         let fan_out = &self.app.fleet.fan_out;
-        for (c, sent) in ready.iter().zip(fan_out.send(&requests).await) {
+        for ((place, _, look), sent) in looks.iter().zip(fan_out.send(&requests).await) {
+            let report = |outcome| Report::at(&look.name, place, outcome);
+            if let Some(end) = look.ends {
+                out.saw_expiry(&report(Outcome::Skipped { reason: String::new() }), end);
+            }
             match sent {
                 Ok(()) => out.fanned_out += 1,
-                Err(error) => out.record(c.report(Outcome::Failed { step: Step::FanOut, error })),
+                Err(error) => out.record(report(Outcome::Failed { step: Step::FanOut, error })),
             }
         }
-        info!(fanned_out = out.fanned_out, bus = %fan_out.destination(), "sweep handed clusters to cluster-events");
+        info!(fanned_out = out.fanned_out, to = %fan_out.destination(), "sweep handed clusters on");
     }
+}
+
+/// Every listed name with its place, in listing order.
+fn flatten(listed: Vec<Listed<'_>>) -> Vec<Named<'_>> {
+    listed.into_iter().flat_map(|l| l.names.into_iter().map(move |n| (l.place, l.ports, n.name))).collect()
+}
+
+/// Why a described cluster cannot be reconciled yet, if it cannot.
+fn not_active(cluster: &ClusterInfo) -> Option<Outcome> {
+    (!cluster.is_active()).then(|| Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) })
 }
 
 /// FNV-1a, 64 bits: a hash that is the same in every process and release (std's is seeded).
