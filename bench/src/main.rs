@@ -47,7 +47,16 @@ fn workspace() -> PathBuf {
 
 /// Emulated AWS with a two-level CA hierarchy; returns the issuing CA's ARN.
 fn emulator() -> (AwsEmulator, String) {
-    let emu = AwsEmulator::start();
+    with_hierarchy(AwsEmulator::start())
+}
+
+/// The same, its busiest services each in a process of their own: the fleet rows renew at the
+/// quota, more calls a second than one emulator process answers.
+fn emulator_split() -> (AwsEmulator, String) {
+    with_hierarchy(AwsEmulator::start_split())
+}
+
+fn with_hierarchy(emu: AwsEmulator) -> (AwsEmulator, String) {
     let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
     (emu, ca)
 }
@@ -84,11 +93,8 @@ fn spawn_function(binary: &Path, stub: &RuntimeStub, emu: &AwsEmulator, ca: &str
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(emu.child_env())
         .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("MESHCA_CA_ARN", ca)
         .env("MESHCA_REGIONS", REGION)
         .env("MESHCA_VALIDITY_DAYS", "30")
@@ -253,7 +259,7 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // Paced just under the quota: requests reach PCA with jitter, and at exactly the quota a
     // sliding one-second window overflows now and then. MESHCA_BENCH_ISSUE_RATE overrides.
     let issue_rate: f64 = std::env::var("MESHCA_BENCH_ISSUE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(QUOTA_TPS as f64 * 0.96);
-    let (emu, ca) = emulator();
+    let (emu, ca) = emulator_split();
     let servers = clusters(&emu, "f", FLEET).await?;
     let env: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".into(), ca.clone()),
@@ -402,7 +408,7 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     const WORKERS: usize = 4;
     let n: usize = std::env::var("MESHCA_BENCH_QUEUE_CLUSTERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     raise_fd_limit();
-    let (emu, ca) = emulator();
+    let (emu, ca) = emulator_split();
     let mut servers = Vec::with_capacity(n);
     for i in 0..n {
         let (region, name) = (REGIONS[i % REGIONS.len()], format!("q-{i:05}"));

@@ -28,7 +28,9 @@ struct Fleet {
 
 impl Fleet {
     async fn new(clusters: usize) -> Fleet {
-        let emu = AwsEmulator::start();
+        // As the bench runs it: PCA, Secrets Manager, EKS and SQS each in a process of their own,
+        // which the worker binaries reach through AWS_ENDPOINT_URL_<SERVICE> alone.
+        let emu = AwsEmulator::start_split();
         let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
         let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
         let queue = sqs.create_queue().queue_name("meshca-work").attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "30").send().await.unwrap();
@@ -46,22 +48,25 @@ impl Fleet {
         Fleet { emu, ca, queue_url: queue.queue_url().unwrap().to_string(), servers }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env: Vec<(&'static str, String)> = self.emu.child_env().into_iter().collect();
-        env.extend([
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("MESHCA_CA_ARN", self.ca.clone()),
-            ("MESHCA_REGIONS", REGION.into()),
-            ("MESHCA_VALIDITY_DAYS", "30".into()),
-            ("MESHCA_ISSUE_RATE", "20".into()),
-        ]);
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.emu.child_env();
+        env.extend(
+            [
+                ("AWS_REGION", REGION.to_string()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                ("MESHCA_CA_ARN", self.ca.clone()),
+                ("MESHCA_REGIONS", REGION.into()),
+                ("MESHCA_VALIDITY_DAYS", "30".into()),
+                ("MESHCA_ISSUE_RATE", "20".into()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
         env
     }
 
     /// The sweep (in-process), fanning the fleet out onto the work queue.
     async fn sweep(&self) -> meshca_lambda::sweep::SweepReport {
-        let mut vars: BTreeMap<String, String> = self.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut vars: BTreeMap<String, String> = self.env().into_iter().collect();
         vars.extend([("MESHCA_WORK_QUEUE_URL".into(), self.queue_url.clone()), ("MESHCA_FANOUT_THRESHOLD".into(), "10".into())]);
         let config = meshca_lambda::Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
         let app = meshca_lambda::App::with_sdk_config(config, &self.emu.sdk_config().await).await.unwrap();

@@ -12,9 +12,27 @@ pub const AWS_UNSET: [&str; 2] = ["AWS_PROFILE", "AWS_REGION"];
 
 pub struct AwsEmulator {
     child: Child,
+    /// The process that answers every service no part below takes.
     pub port: u16,
     pub endpoint: String,
+    /// Processes of their own for the busiest services ([`AwsEmulator::start_split`]).
+    parts: Vec<Part>,
 }
+
+/// One more emulator process, answering the calls of `services` (SDK service ids).
+struct Part {
+    child: Child,
+    port: u16,
+    services: &'static [&'static str],
+}
+
+/// The services [`AwsEmulator::start_split`] gives a process of their own, by the SDK's service
+/// id (the name `AWS_ENDPOINT_URL_<ID>` is made of). Tagging goes with EKS: the emulator
+/// answers GetResources for clusters from its EKS state.
+const PARTS: [&[&str]; 4] = [&["ACM PCA"], &["Secrets Manager"], &["EKS", "Resource Groups Tagging API"], &["SQS"]];
+
+/// Control paths about the CA, answered by the process that emulates PCA.
+const PCA_CONTROLS: [&str; 3] = ["issue/attempts", "fixtures/hierarchy", "ca/status"];
 
 /// The workspace root: the nearest ancestor of this crate that holds the emulator.
 pub fn workspace() -> PathBuf {
@@ -49,8 +67,8 @@ pub fn control_port(port: u16, path: &str, body: serde_json::Value) -> serde_jso
     serde_json::from_str(payload).unwrap()
 }
 
-impl AwsEmulator {
-    pub fn start() -> Self {
+/// One emulator process and the port it serves on.
+fn spawn() -> (Child, u16) {
         let mut child = Command::new(python())
             .arg(workspace().join("tests/emulator/meshca_aws.py"))
             .stdin(Stdio::piped())
@@ -61,12 +79,66 @@ impl AwsEmulator {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port: u16 = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("emulator said {line:?}"));
-        AwsEmulator { child, port, endpoint: format!("http://127.0.0.1:{port}") }
+        (child, port)
+}
+
+/// The endpoint of `service` in the SDK's configuration: the part that takes it, or `main`.
+#[derive(Debug)]
+struct Endpoints {
+    main: String,
+    parts: Vec<(&'static str, String)>,
+}
+
+impl aws_types::service_config::LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        let part = self.parts.iter().find(|(service, _)| *service == key.service_id());
+        Some(part.map_or(&self.main, |(_, url)| url).clone())
+    }
+}
+
+impl AwsEmulator {
+    pub fn start() -> Self {
+        let (child, port) = spawn();
+        AwsEmulator { child, port, endpoint: format!("http://127.0.0.1:{port}"), parts: Vec::new() }
     }
 
-    /// POST to the emulator's control API.
+    /// The emulator as five processes: PCA, Secrets Manager, EKS (with tagging) and SQS each in
+    /// their own, the rest in the main one. One Python process answers ~400 calls a second on
+    /// one core; a fleet renewing at the quota needs more than that, so one process would time
+    /// the emulator, not meshca. Clients reach each through `AWS_ENDPOINT_URL_<SERVICE>`
+    /// ([`Self::child_env`], [`Self::sdk_config`]); the control API routes and merges.
+    pub fn start_split() -> Self {
+        let mut emu = Self::start();
+        for services in PARTS {
+            let (child, port) = spawn();
+            emu.parts.push(Part { child, port, services });
+        }
+        emu
+    }
+
+    /// Every process's port, the main one first.
+    fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        std::iter::once(self.port).chain(self.parts.iter().map(|p| p.port))
+    }
+
+    /// The port of the process answering `service`.
+    pub fn port_of(&self, service: &str) -> u16 {
+        self.parts.iter().find(|p| p.services.contains(&service)).map_or(self.port, |p| p.port)
+    }
+
+    /// POST to the emulator's control API: to the process it is about; `reset` and `configure`
+    /// to every process, `stats` summed over them.
     pub fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        control_port(self.port, path, body)
+        match path {
+            "stats" => self.ports().map(|p| control_port(p, path, body.clone())).reduce(merge_stats).unwrap_or_default(),
+            "reset" | "configure" => self.ports().map(|p| control_port(p, path, body.clone())).last().unwrap_or_default(),
+            p if PCA_CONTROLS.contains(&p) => control_port(self.port_of("ACM PCA"), path, body),
+            p if p.starts_with("eks/") => control_port(self.port_of("EKS"), path, body),
+            _ => control_port(self.port, path, body),
+        }
     }
 
     pub fn calls(&self, operation: &str) -> u64 {
@@ -84,28 +156,53 @@ impl AwsEmulator {
 
     /// The environment a child process (the `meshca` binary) needs to use this emulator, and
     /// nothing of the caller's own AWS set-up: set these, unset [`AWS_UNSET`].
-    pub fn child_env(&self) -> [(&'static str, String); 4] {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ]
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL".to_string(), self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ];
+        for (service, url) in self.endpoints().parts {
+            env.push((format!("AWS_ENDPOINT_URL_{}", service.to_uppercase().replace(' ', "_")), url));
+        }
+        env
+    }
+
+    fn endpoints(&self) -> Endpoints {
+        let parts = self.parts.iter().flat_map(|p| p.services.iter().map(|s| (*s, format!("http://127.0.0.1:{}", p.port)))).collect();
+        Endpoints { main: self.endpoint.clone(), parts }
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator"))
-            .load()
-            .await
+            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator"));
+        if self.parts.is_empty() {
+            return loader.endpoint_url(&self.endpoint).load().await;
+        }
+        // An endpoint set on the config would win over the per-service ones.
+        loader.load().await.to_builder().service_config(self.endpoints()).build()
     }
+}
+
+/// Two processes' `stats` as one: calls per operation and the counters added up.
+fn merge_stats(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    for (op, n) in b["calls"].as_object().cloned().unwrap_or_default() {
+        let sum = a["calls"][&op].as_u64().unwrap_or(0) + n.as_u64().unwrap_or(0);
+        a["calls"][&op] = sum.into();
+    }
+    for counter in ["throttled", "issued"] {
+        a[counter] = (a[counter].as_u64().unwrap_or(0) + b[counter].as_u64().unwrap_or(0)).into();
+    }
+    a
 }
 
 impl Drop for AwsEmulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.parts.iter_mut().map(|p| &mut p.child)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
