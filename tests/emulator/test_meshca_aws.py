@@ -408,3 +408,26 @@ def test_tagging_lists_opted_in_eks_clusters_by_tag_in_pages(endpoint):
     with pytest.raises(ClientError) as e:
         tagging.get_resources(ResourceTypeFilters=["eks:cluster"], ResourcesPerPage=101)
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_sqs_messages_are_found_by_any_receipt_handle_they_were_given(endpoint):
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.create_queue(QueueName="deep", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    for i in range(0, 300, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": f"m{i + j}"} for j in range(10)])
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]
+    # Visible again at once (timeout 0): received a second time, under a new handle.
+    again = [m for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"] if m["MessageId"] == first["MessageId"]]
+    assert again and again[0]["ReceiptHandle"] != first["ReceiptHandle"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # the old handle deletes it
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])  # twice is no error
+    with pytest.raises(ClientError) as e:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    assert e.value.response["Error"]["Code"] in ("ReceiptHandleIsInvalid", "AWS.SimpleQueueService.ReceiptHandleIsInvalid")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "600"})
+    seen = set()
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        seen.update(m["Body"] for m in batch)
+    assert len(seen) == 299 and first["Body"] not in seen, "every message but the deleted one"
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "299")
