@@ -41,12 +41,22 @@ pub struct SecretsEscrow {
     kms_key_id: Option<String>,
     tags: Vec<(String, String)>,
     recovery_window_days: i64,
+    /// Secrets this instance has read a record from. A claim on one writes its version at once:
+    /// a renewal's CreateSecret would only be refused (the secret exists), one call of ~14.
+    known: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl SecretsEscrow {
     /// `prefix` is the name prefix, e.g. `meshca/eu-west-1`; the secret is `<prefix>/<cluster>`.
     pub fn new(client: Client, prefix: impl Into<String>) -> Self {
-        SecretsEscrow { client, prefix: prefix.into().trim_end_matches('/').to_string(), kms_key_id: None, tags: Vec::new(), recovery_window_days: 30 }
+        SecretsEscrow {
+            client,
+            prefix: prefix.into().trim_end_matches('/').to_string(),
+            kms_key_id: None,
+            tags: Vec::new(),
+            recovery_window_days: 30,
+            known: Default::default(),
+        }
     }
 
     /// A client in the region of `config`.
@@ -139,6 +149,7 @@ impl SecretsEscrow {
         match Self::tolerating(req.send().await, "ResourceNotFoundException", "read", cluster)? {
             None => Ok(None),
             Some(out) => {
+                self.known(cluster, true);
                 let text = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
                 let record: Record = serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
                     cluster: cluster.to_string(),
@@ -171,6 +182,33 @@ impl SecretsEscrow {
             req = req.kms_key_id(k);
         }
         Self::tolerating(req.send().await, "ResourceExistsException", "create", cluster).map(drop)
+    }
+
+    /// Remembers that `cluster`'s secret exists (`true`) or may not (`false`); the answer before.
+    fn known(&self, cluster: &EscrowKey, exists: bool) -> bool {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let name = self.secret_name(cluster);
+        if exists { !known.insert(name) } else { known.remove(&name) }
+    }
+
+    fn was_known(&self, cluster: &EscrowKey) -> bool {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&self.secret_name(cluster))
+    }
+
+    /// The pending version written, creating the secret first unless this instance has read
+    /// it (and then too if it is gone since).
+    async fn put_pending(&self, pending: &Pending, record: &Record) -> Result<bool, EscrowError> {
+        let cluster = &pending.key();
+        if !self.was_known(cluster) {
+            self.ensure_secret(cluster).await?;
+        }
+        match self.put(cluster, pending.token.as_str(), record, PENDING).await {
+            Err(EscrowError::Backend { detail, .. }) if detail.starts_with("ResourceNotFoundException") && self.known(cluster, false) => {
+                self.ensure_secret(cluster).await?;
+                self.put(cluster, pending.token.as_str(), record, PENDING).await
+            }
+            written => written,
+        }
     }
 
     /// Writes a version; `Ok(false)` when the token already names a version with other data.
@@ -283,9 +321,8 @@ impl Escrow for SecretsEscrow {
 
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
         let cluster = &pending.key();
-        self.ensure_secret(cluster).await?;
         let record = Record::Pending(Box::new(pending.clone()));
-        if !self.put(cluster, pending.token.as_str(), &record, PENDING).await? {
+        if !self.put_pending(pending, &record).await? {
             return match self.read(cluster, None, Some(pending.token.as_str())).await? {
                 Some((Record::Pending(theirs), _)) => Ok(Claim::Lost(theirs)),
                 _ => Err(EscrowError::Conflict {
@@ -342,6 +379,7 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn retire(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
+        self.known(cluster, false);
         let sent = self
             .client
             .delete_secret()

@@ -326,6 +326,27 @@ async fn retire_keeps_the_secret_recoverable() {
 }
 
 #[tokio::test]
+async fn a_renewal_writes_into_the_secret_it_read_and_a_vanished_secret_is_made_again() {
+    let a = aws().await;
+    let h = a.emu.hierarchy("EC_prime256v1", 1);
+    let (authority, escrow, s) = (a.authority(&h["issuing"]), a.escrow(), settings());
+    let c = cluster("renewed");
+    let reconciler = Reconciler { authority: &authority, escrow: &escrow, settings: &s };
+    reconciler.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(a.emu.calls("CreateSecret"), 1);
+    let renewed = reconciler.ensure_bundle(&c, true).await.unwrap();
+    assert_eq!((renewed.meta.generation, a.emu.calls("CreateSecret")), (2, 1), "a renewal makes no CreateSecret");
+
+    // Deleted behind this instance's back: the claim finds it gone and makes it again.
+    a.sm.delete_secret().secret_id("meshca/eu-west-1/renewed").force_delete_without_recovery(true).send().await.unwrap();
+    let p = meshca_test_support::pending::first_pending(&authority, &c, &s).await;
+    assert!(matches!(escrow.claim(&p).await.unwrap(), Claim::Won));
+    assert_eq!(a.emu.calls("CreateSecret"), 2);
+    let loaded = escrow.load(&(&c).into()).await.unwrap();
+    assert_eq!(loaded.pending.map(|p| p.generation), Some(1), "the claim is in the new secret");
+}
+
+#[tokio::test]
 async fn a_csr_pca_rejects_and_revocation() {
     let a = aws().await;
     let h = a.emu.hierarchy("EC_prime256v1", 1);
