@@ -192,9 +192,7 @@ async fn per_invoke(stub: &mut RuntimeStub, pid: u32, event: &str, outcome: &str
 }
 
 fn calls_per(emu: &AwsEmulator, n: usize) -> f64 {
-    let stats = emu.control("stats", json!({}));
-    let total: u64 = stats["calls"].as_object().unwrap().values().map(|v| v.as_u64().unwrap_or(0)).sum();
-    total as f64 / n as f64
+    call_counts(emu).0 as f64 / n as f64
 }
 
 /// 3. The runbook this project replaces, scripted, against the same emulators.
@@ -357,7 +355,7 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let total_calls = |emu: &AwsEmulator| -> (u64, u64) {
         let stats = emu.control("stats", json!({}));
         let calls = stats["calls"].as_object().unwrap();
-        (calls.values().map(|v| v.as_u64().unwrap_or(0)).sum(), calls.iter().filter(|(k, _)| k.contains("AssumeRole")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+        (call_counts(emu).0, calls.iter().filter(|(k, _)| k.contains("AssumeRole")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
     };
     let sweep = |label: &'static str| {
         let app = &app;
@@ -393,7 +391,7 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
 fn call_counts(emu: &AwsEmulator) -> (u64, u64) {
     let stats = emu.control("stats", json!({}));
     let calls = stats["calls"].as_object().cloned().unwrap_or_default();
-    // EKS reads are counted by path and by name: count them once.
+    // EKS reads are counted by path and by name: count them once (by name).
     let total = calls.iter().filter(|(k, _)| !k.starts_with("GET /clusters")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum();
     let listing = ["GetResources", "ListSecrets"].iter().map(|k| calls.get(*k).and_then(|v| v.as_u64()).unwrap_or(0)).sum();
     (total, listing)
