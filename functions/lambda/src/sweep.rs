@@ -637,6 +637,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hand_on_puts_clusters_without_a_bundle_first_then_the_earliest_end() {
+        let day = |d: i64| Some(OffsetDateTime::UNIX_EPOCH + time::Duration::days(d));
+        let mut looks = [
+            Look { name: "late".into(), ends: day(30) },
+            Look::unknown("new".into()),
+            Look { name: "soon".into(), ends: day(2) },
+            Look { name: "expired".into(), ends: day(-1) },
+        ];
+        looks.sort_by_key(Look::urgency);
+        let order: Vec<&str> = looks.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(order, ["new", "expired", "soon", "late"]);
+    }
+
+    #[test]
     fn every_cluster_has_exactly_one_turn_in_every_run_of_sweeps() {
         let (period, every) = (3600, 24);
         for i in 0..200 {
