@@ -133,6 +133,9 @@ enum Kept {
     No,
 }
 
+/// Every record escrow lists, with its summary where it has one.
+type Summaries = BTreeMap<EscrowKey, Option<Summary>>;
+
 /// A cluster's name and where it was listed.
 type Named<'a> = (&'a Place, &'a RegionPorts, String);
 
@@ -290,9 +293,9 @@ impl<'a> Sweep<'a> {
     }
 
     /// `cluster` to be looked at, with the earliest end its summaries know of.
-    fn look(&self, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>) -> Look {
+    fn look(&self, cluster: &Tagged, summaries: &Summaries) -> Look {
         let ends = match (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) {
-            (Ok(name), Ok(specs)) => specs.iter().filter_map(|s| summaries.get(&EscrowKey::new(name.clone(), s.kind)).map(|s| s.not_after)).min(),
+            (Ok(name), Ok(specs)) => specs.iter().filter_map(|s| summaries.get(&EscrowKey::new(name.clone(), s.kind))?.as_ref().map(|s| s.not_after)).min(),
             _ => None,
         };
         Look { name: cluster.name.clone(), ends }
@@ -306,16 +309,19 @@ impl<'a> Sweep<'a> {
     }
 
     /// Whether escrow's summaries keep every kind of `cluster`, with the unchanged reports.
-    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &BTreeMap<EscrowKey, Summary>, now: OffsetDateTime) -> Kept {
+    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &Summaries, now: OffsetDateTime) -> Kept {
         let (Ok(name), Ok(specs)) = (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) else { return Kept::No };
         let mut kinds = Vec::new();
         for spec in specs {
             let key = EscrowKey::new(name.clone(), spec.kind);
-            let Some(summary) = summaries.get(&key) else {
-                if !self.thorough {
+            let summary = match summaries.get(&key) {
+                Some(Some(summary)) => summary,
+                // A record kept before summaries: summarised when the full look keeps it.
+                Some(None) => {
                     self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).insert((place.clone(), key));
+                    return Kept::No;
                 }
-                return Kept::No;
+                None => return Kept::No,
             };
             let Ok(info) = self.authority_for(spec.kind).describe().await else { return Kept::No };
             let Some(Verdict::Keep { not_after, renew_at }) = summary.keeps(&info, &self.app.config.settings.renewal, now) else { return Kept::No };
@@ -377,6 +383,36 @@ impl<'a> Sweep<'a> {
         out.checked += looks.len();
         looks.sort_by(|a, b| a.2.urgency().cmp(&b.2.urgency()).then_with(|| (a.0, &a.2.name).cmp(&(b.0, &b.2.name))));
         self.fan_out(looks, out).await;
+        self.summarise_kept(deadline).await;
+    }
+
+    /// Records older than summaries, just handed on: the worker finds a healthy one unchanged
+    /// and writes no summary, so without one written here the cluster would be handed on at
+    /// every sweep until its next renewal. Each record escrow keeps (not due, same CA and root,
+    /// nothing pending) gets its summary now; a due one gets it when it is promoted. Only kept
+    /// records are tagged, so no worker is promoting the same record meanwhile.
+    async fn summarise_kept(&self, deadline: Instant) {
+        let records = std::mem::take(&mut *self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = OffsetDateTime::now_utc();
+        futures::stream::iter(records)
+            .for_each_concurrent(DESCRIBE_CONCURRENCY, |(place, key)| async move {
+                let Some((_, ports)) = self.app.fleet.places.iter().find(|(p, _)| **p == place) else { return };
+                if Instant::now() + MARGIN > deadline || !self.escrow_keeps(ports, &key, now).await {
+                    return;
+                }
+                if let Err(e) = ports.escrow.summarise(&key).await {
+                    warn!(place = %place, record = %key, error = %e, "cannot write the escrow summary; the next sweep tries again");
+                }
+            })
+            .await;
+    }
+
+    /// Whether escrow alone keeps `key`'s record (what its summary would say).
+    async fn escrow_keeps(&self, ports: &RegionPorts, key: &EscrowKey, now: OffsetDateTime) -> bool {
+        let (Ok(escrowed), Ok(info)) = (ports.escrow.load(key).await, self.authority_for(key.kind).describe().await) else { return false };
+        let Some(mut summary) = escrowed.current.as_ref().and_then(Summary::of) else { return false };
+        summary.pending = escrowed.pending.is_some();
+        matches!(summary.keeps(&info, &self.app.config.settings.renewal, now), Some(Verdict::Keep { .. }))
     }
 
     /// A fleet too large for one invocation during a root rotation: every cluster described

@@ -346,3 +346,31 @@ async fn a_steady_sweep_keeps_healthy_clusters_from_escrow_summaries_with_no_cal
         fleet.assert_valid(n);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn above_the_threshold_records_older_than_summaries_are_summarised_once_then_kept() {
+    let mut fleet = Fleet::new().await;
+    let names: Vec<String> = (0..6).map(|i| format!("old-{i}")).collect();
+    for n in &names {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    let first = fleet.app(&[]).await.sweep(soon()).await;
+    assert_eq!((first.renewed, first.failed), (6, 0), "{:?}", first.failures);
+    // Records kept before summaries existed: every secret without its summary tags.
+    let sm = aws_sdk_secretsmanager::Client::new(&fleet.emu.sdk_config().await);
+    for n in &names {
+        sm.untag_resource().secret_id(format!("meshca/{REGION}/{n}")).tag_keys("meshca:not-after").send().await.unwrap();
+    }
+    let app = fleet.app(&[("MESHCA_FANOUT_THRESHOLD", "3"), ("MESHCA_VERIFY_EVERY", "0")]).await;
+    fleet.emu.control("reset", json!({}));
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.fanned_out, report.failed), (6, 0), "{report:?}");
+    assert_eq!(fleet.emu.calls("TagResource"), 6, "each record escrow keeps is summarised after the hand-on");
+
+    // The next sweep keeps them all by summary: nothing handed on, read or described.
+    fleet.emu.control("reset", json!({}));
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.checked, report.unchanged, report.fanned_out), (6, 6, 0), "{report:?}");
+    let calls = |op: &str| fleet.emu.calls(op);
+    assert_eq!((calls("PutEvents"), calls("GetSecretValue"), calls("DescribeCluster")), (0, 0, 0));
+}

@@ -290,9 +290,9 @@ impl Escrow for SecretsEscrow {
 
     /// From the same listing (100 secrets a call): the summary tags [`promote`] writes, and
     /// whether any version is staged AWSPENDING (a generation may be in flight).
-    async fn summaries(&self) -> Result<BTreeMap<EscrowKey, Summary>, EscrowError> {
+    async fn summaries(&self) -> Result<BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
         let listed = self.listed().await?;
-        Ok(listed.into_iter().filter_map(|(key, entry)| Some((key, summary_of(&entry)?))).collect())
+        Ok(listed.into_iter().map(|(key, entry)| (key, summary_of(&entry))).collect())
     }
 
     async fn summarise(&self, key: &EscrowKey) -> Result<(), EscrowError> {

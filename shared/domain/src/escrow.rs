@@ -249,9 +249,10 @@ pub trait Escrow: Send + Sync {
     async fn retire(&self, key: &EscrowKey) -> Result<(), EscrowError>;
     /// Every key with a record here, sorted: the fleet as escrow knows it, with no cluster call.
     async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError>;
-    /// The summary of every record that has one, listed in bulk. A backend that keeps none
-    /// answers with none: each record is then read when it is judged.
-    async fn summaries(&self) -> Result<std::collections::BTreeMap<EscrowKey, Summary>, EscrowError> {
+    /// Every record listed in bulk, with its summary where it has one (`None`: a record kept
+    /// before summaries were). A backend that lists none answers with none: each record is then
+    /// read when it is judged.
+    async fn summaries(&self) -> Result<std::collections::BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
         Ok(std::collections::BTreeMap::new())
     }
     /// Writes the summary of the record in service, for a record kept before summaries were
