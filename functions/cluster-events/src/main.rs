@@ -9,9 +9,6 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::{App, event, invocation, metrics};
 use serde_json::Value;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 // One event at a time: a single-threaded runtime spares the cross-thread wake-ups of the
 // default one (about 1.5 ms of CPU per reconcile in bench/run). The sweep and the worker keep
 // the multi-threaded runtime: they reconcile many clusters at once, and an RSA key generated
