@@ -149,7 +149,7 @@ impl SecretsEscrow {
         match Self::tolerating(req.send().await, "ResourceNotFoundException", "read", cluster)? {
             None => Ok(None),
             Some(out) => {
-                self.known(cluster, true);
+                self.remember(cluster);
                 let text = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
                 let record: Record = serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
                     cluster: cluster.to_string(),
@@ -184,26 +184,26 @@ impl SecretsEscrow {
         Self::tolerating(req.send().await, "ResourceExistsException", "create", cluster).map(drop)
     }
 
-    /// Remembers that `cluster`'s secret exists (`true`) or may not (`false`); the answer before.
-    fn known(&self, cluster: &EscrowKey, exists: bool) -> bool {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let name = self.secret_name(cluster);
-        if exists { !known.insert(name) } else { known.remove(&name) }
+    /// Notes that `cluster`'s secret exists.
+    fn remember(&self, cluster: &EscrowKey) {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(self.secret_name(cluster));
     }
 
-    fn was_known(&self, cluster: &EscrowKey) -> bool {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&self.secret_name(cluster))
+    /// Drops `cluster`'s secret from those known to exist; whether it was there.
+    fn forget(&self, cluster: &EscrowKey) -> bool {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.secret_name(cluster))
     }
 
     /// The pending version written, creating the secret first unless this instance has read
     /// it (and then too if it is gone since).
     async fn put_pending(&self, pending: &Pending, record: &Record) -> Result<bool, EscrowError> {
         let cluster = &pending.key();
-        if !self.was_known(cluster) {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&self.secret_name(cluster));
+        if !known {
             self.ensure_secret(cluster).await?;
         }
         match self.put(cluster, pending.token.as_str(), record, PENDING).await {
-            Err(EscrowError::Backend { detail, .. }) if detail.starts_with("ResourceNotFoundException") && self.known(cluster, false) => {
+            Err(EscrowError::Backend { detail, .. }) if known && detail.starts_with("ResourceNotFoundException") && self.forget(cluster) => {
                 self.ensure_secret(cluster).await?;
                 self.put(cluster, pending.token.as_str(), record, PENDING).await
             }
@@ -379,7 +379,7 @@ impl Escrow for SecretsEscrow {
     }
 
     async fn retire(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
-        self.known(cluster, false);
+        self.forget(cluster);
         let sent = self
             .client
             .delete_secret()
