@@ -38,11 +38,18 @@ struct Row(String, String, String);
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Emulated AWS with a two-level CA hierarchy; returns the issuing CA's ARN.
@@ -57,12 +64,19 @@ fn emulator_split() -> (AwsEmulator, String) {
 }
 
 fn with_hierarchy(emu: AwsEmulator) -> (AwsEmulator, String) {
-    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (emu, ca)
 }
 
 /// `n` EKS clusters named `<prefix>-NNNN`, each an in-process test API server with istiod.
-async fn clusters(emu: &AwsEmulator, prefix: &str, n: usize) -> anyhow::Result<BTreeMap<String, ApiServer>> {
+async fn clusters(
+    emu: &AwsEmulator,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<BTreeMap<String, ApiServer>> {
     let mut out = BTreeMap::new();
     for i in 0..n {
         let name = format!("{prefix}-{i:04}");
@@ -84,7 +98,13 @@ async fn clusters(emu: &AwsEmulator, prefix: &str, n: usize) -> anyhow::Result<B
 }
 
 /// A function binary started the way Lambda starts it, against `stub`.
-fn spawn_function(binary: &Path, stub: &RuntimeStub, emu: &AwsEmulator, ca: &str, extra: &[(&str, &str)]) -> anyhow::Result<tokio::process::Child> {
+fn spawn_function(
+    binary: &Path,
+    stub: &RuntimeStub,
+    emu: &AwsEmulator,
+    ca: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", stub.addr.to_string())
@@ -106,13 +126,18 @@ fn spawn_function(binary: &Path, stub: &RuntimeStub, emu: &AwsEmulator, ca: &str
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn().with_context(|| format!("start {}", binary.display()))
+    cmd.spawn()
+        .with_context(|| format!("start {}", binary.display()))
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(f64::NAN)
 }
 
@@ -122,7 +147,11 @@ fn cpu_time(pid: u32) -> Duration {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
             }
         }
     }
@@ -143,13 +172,23 @@ async fn cold_start(bin: &Path, event: &str, rows: &mut Vec<Row>) -> anyhow::Res
         if !ok || body.contains("\"outcome\":\"failed\"") {
             bail!("{name} answered {body}");
         }
-        let first = stub.first_request().context("no request reached the stub")?;
+        let first = stub
+            .first_request()
+            .context("no request reached the stub")?;
         starts.push((first - t0).as_secs_f64() * 1000.0);
         rss.push(proc_status_kib(child.id().unwrap(), "VmHWM:") / 1024.0);
         child.kill().await?;
     }
-    rows.push(Row(format!("cold start to first Runtime API request: {name}"), format!("{:.1} ms", median(starts.clone())), "≤ 10 ms".into()));
-    rows.push(Row(format!("peak RSS handling a reconcile: {name}"), format!("{:.1} MiB", median(rss)), "≤ 24 MiB".into()));
+    rows.push(Row(
+        format!("cold start to first Runtime API request: {name}"),
+        format!("{:.1} ms", median(starts.clone())),
+        "≤ 10 ms".into(),
+    ));
+    rows.push(Row(
+        format!("peak RSS handling a reconcile: {name}"),
+        format!("{:.1} MiB", median(rss)),
+        "≤ 24 MiB".into(),
+    ));
     Ok(())
 }
 
@@ -165,21 +204,50 @@ async fn latency(bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     stub.invoke(&event).await; // warm: clients built, first TLS session, CA described
     let (wall, cpu) = per_invoke(&mut stub, pid, &event, "renewed").await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    rows.push(Row("reconcile one cluster (issue + escrow + deliver), wall".into(), format!("{:.1} ms", ms(wall)), "".into()));
-    rows.push(Row("  of which meshca's own CPU (incl. key generation)".into(), format!("{:.2} ms", ms(cpu)), "≤ 5 ms + keygen".into()));
-    rows.push(Row("  of which waiting on emulated AWS and the API server".into(), format!("{:.1} ms", ms(wall.saturating_sub(cpu))), "".into()));
-    rows.push(Row("  AWS calls per reconcile".into(), format!("{:.1}", calls_per(&emu, LATENCY_CLUSTERS + 1)), "".into()));
-    eprintln!("AWS calls of {} reconciles, by operation: {}", LATENCY_CLUSTERS + 1, emu.control("stats", json!({}))["calls"]);
+    rows.push(Row(
+        "reconcile one cluster (issue + escrow + deliver), wall".into(),
+        format!("{:.1} ms", ms(wall)),
+        "".into(),
+    ));
+    rows.push(Row(
+        "  of which meshca's own CPU (incl. key generation)".into(),
+        format!("{:.2} ms", ms(cpu)),
+        "≤ 5 ms + keygen".into(),
+    ));
+    rows.push(Row(
+        "  of which waiting on emulated AWS and the API server".into(),
+        format!("{:.1} ms", ms(wall.saturating_sub(cpu))),
+        "".into(),
+    ));
+    rows.push(Row(
+        "  AWS calls per reconcile".into(),
+        format!("{:.1}", calls_per(&emu, LATENCY_CLUSTERS + 1)),
+        "".into(),
+    ));
+    eprintln!(
+        "AWS calls of {} reconciles, by operation: {}",
+        LATENCY_CLUSTERS + 1,
+        emu.control("stats", json!({}))["calls"]
+    );
 
     // The same cluster, healthy: what a sweep spends on a cluster with nothing to do.
     let event = json!({"cluster": "c-0000", "region": REGION, "force": false}).to_string();
     let (wall, cpu) = per_invoke(&mut stub, pid, &event, "unchanged").await?;
-    rows.push(Row("check one healthy cluster (escrow + cacerts read), wall / own CPU".into(), format!("{:.1} ms / {:.2} ms", ms(wall), ms(cpu)), "".into()));
+    rows.push(Row(
+        "check one healthy cluster (escrow + cacerts read), wall / own CPU".into(),
+        format!("{:.1} ms / {:.2} ms", ms(wall), ms(cpu)),
+        "".into(),
+    ));
     Ok(())
 }
 
 /// Wall and CPU time per invoke over LATENCY_CLUSTERS invokes of `event`, each answered `outcome`.
-async fn per_invoke(stub: &mut RuntimeStub, pid: u32, event: &str, outcome: &str) -> anyhow::Result<(Duration, Duration)> {
+async fn per_invoke(
+    stub: &mut RuntimeStub,
+    pid: u32,
+    event: &str,
+    outcome: &str,
+) -> anyhow::Result<(Duration, Duration)> {
     let (cpu0, t0) = (cpu_time(pid), Instant::now());
     for _ in 0..LATENCY_CLUSTERS {
         let (ok, body) = stub.invoke(event).await;
@@ -213,7 +281,14 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             .arg(&ca)
             .arg(&kubeconfig)
             .arg(dir.join(name))
-            .env("PATH", format!("{}:{}", aws_bin.display(), std::env::var("PATH").unwrap_or_default()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    aws_bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
             .env("AWS_ENDPOINT_URL", &emu.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -221,10 +296,16 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             .output()
             .await?;
         if !out.status.success() {
-            bail!("runbook for {name}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "runbook for {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         per.push(t.elapsed().as_secs_f64());
-        if server.get(Resource::Secrets, "istio-system", "cacerts").is_none() {
+        if server
+            .get(Resource::Secrets, "istio-system", "cacerts")
+            .is_none()
+        {
             bail!("runbook for {name} left no cacerts");
         }
     }
@@ -234,7 +315,13 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // meshca on 50 fresh clusters of its own, through the expiry-sweep binary.
     let _ours = clusters(&emu, "ms", ANCHOR_CLUSTERS).await?;
     let mut stub = RuntimeStub::start().await?;
-    let child = spawn_function(sweep_bin, &stub, &emu, &ca, &[("MESHCA_TAG_KEY", "meshca.io/enabled")])?;
+    let child = spawn_function(
+        sweep_bin,
+        &stub,
+        &emu,
+        &ca,
+        &[("MESHCA_TAG_KEY", "meshca.io/enabled")],
+    )?;
     // Only the "ms-" clusters are new: the runbook ones have no escrow and unmanaged cacerts,
     // which the sweep skips without issuing (checked below).
     let t = Instant::now();
@@ -245,10 +332,26 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     if !ok || report["renewed"] != ANCHOR_CLUSTERS || report["failed"] != 0 {
         bail!("sweep of {ANCHOR_CLUSTERS}: {body}");
     }
-    rows.push(Row("manual runbook, one cluster (median of 50)".into(), format!("{:.2} s", runbook_one), "".into()));
-    rows.push(Row(format!("manual runbook, {ANCHOR_CLUSTERS} clusters one after another"), format!("{:.1} s", runbook_all), "".into()));
-    rows.push(Row(format!("meshca expiry-sweep, {ANCHOR_CLUSTERS} new clusters (plus 50 skipped unmanaged)"), format!("{:.2} s", meshca_all), "".into()));
-    rows.push(Row(format!("ratio runbook / meshca for {ANCHOR_CLUSTERS} clusters"), format!("{:.0}×", runbook_all / meshca_all), "".into()));
+    rows.push(Row(
+        "manual runbook, one cluster (median of 50)".into(),
+        format!("{:.2} s", runbook_one),
+        "".into(),
+    ));
+    rows.push(Row(
+        format!("manual runbook, {ANCHOR_CLUSTERS} clusters one after another"),
+        format!("{:.1} s", runbook_all),
+        "".into(),
+    ));
+    rows.push(Row(
+        format!("meshca expiry-sweep, {ANCHOR_CLUSTERS} new clusters (plus 50 skipped unmanaged)"),
+        format!("{:.2} s", meshca_all),
+        "".into(),
+    ));
+    rows.push(Row(
+        format!("ratio runbook / meshca for {ANCHOR_CLUSTERS} clusters"),
+        format!("{:.0}×", runbook_all / meshca_all),
+        "".into(),
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -257,7 +360,10 @@ async fn anchor(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // Paced just under the quota: requests reach PCA with jitter, and at exactly the quota a
     // sliding one-second window overflows now and then. MESHCA_BENCH_ISSUE_RATE overrides.
-    let issue_rate: f64 = std::env::var("MESHCA_BENCH_ISSUE_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(QUOTA_TPS as f64 * 0.96);
+    let issue_rate: f64 = std::env::var("MESHCA_BENCH_ISSUE_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(QUOTA_TPS as f64 * 0.96);
     let (emu, ca) = emulator_split();
     let servers = clusters(&emu, "f", FLEET).await?;
     let env: HashMap<String, String> = HashMap::from([
@@ -292,13 +398,23 @@ async fn fleet(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let throttled = stats["throttled"].as_u64().unwrap_or(0);
     rows.push(Row(
         "  IssueCertificate attempts throttled (of all attempts)".into(),
-        format!("{throttled} of {attempts} = {:.2} %", 100.0 * throttled as f64 / attempts.max(1) as f64),
+        format!(
+            "{throttled} of {attempts} = {:.2} %",
+            100.0 * throttled as f64 / attempts.max(1) as f64
+        ),
         "< 1 %".into(),
     ));
-    rows.push(Row("  of which listing and assessing the fleet from escrow".into(), format!("{:.1} s", report.assessed_ms as f64 / 1000.0), "".into()));
+    rows.push(Row(
+        "  of which listing and assessing the fleet from escrow".into(),
+        format!("{:.1} s", report.assessed_ms as f64 / 1000.0),
+        "".into(),
+    ));
     rows.push(Row(
         "  renewed / failed / throttled (retried) / valid bundles in clusters".into(),
-        format!("{} / {} / {} / {valid}", report.renewed, report.failed, stats["throttled"]),
+        format!(
+            "{} / {} / {} / {valid}",
+            report.renewed, report.failed, stats["throttled"]
+        ),
         format!("{FLEET} / 0 / - / {FLEET}"),
     ));
     Ok(())
@@ -327,7 +443,10 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                     HOME => Settings::eks_scoped(&name, "testing", "testing"),
                     _ => Settings {
                         cluster: name.clone(),
-                        sts: Some(meshca_test_apiserver::StsIdentities { emulator: emulator_addr, role_arn: role.clone() }),
+                        sts: Some(meshca_test_apiserver::StsIdentities {
+                            emulator: emulator_addr,
+                            role_arn: role.clone(),
+                        }),
                         ..Default::default()
                     },
                 };
@@ -339,13 +458,21 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             }
         }
     }
-    let members = json!(MEMBERS.iter().map(|m| json!({"account": m, "regions": REGIONS})).collect::<Vec<_>>());
+    let members = json!(
+        MEMBERS
+            .iter()
+            .map(|m| json!({"account": m, "regions": REGIONS}))
+            .collect::<Vec<_>>()
+    );
     let env: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".into(), ca.clone()),
         ("MESHCA_REGIONS".into(), REGIONS.join(",")),
         ("MESHCA_ACCOUNTS".into(), members.to_string()),
         ("MESHCA_VALIDITY_DAYS".into(), "30".into()),
-        ("MESHCA_ISSUE_RATE".into(), (QUOTA_TPS as f64 * 0.96).to_string()),
+        (
+            "MESHCA_ISSUE_RATE".into(),
+            (QUOTA_TPS as f64 * 0.96).to_string(),
+        ),
         ("MESHCA_SWEEP_CONCURRENCY".into(), "64".into()),
     ]);
     let config = meshca_lambda::Config::from(&move |k: &str| env.get(k).cloned())?;
@@ -355,7 +482,14 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let total_calls = |emu: &AwsEmulator| -> (u64, u64) {
         let stats = emu.control("stats", json!({}));
         let calls = stats["calls"].as_object().unwrap();
-        (call_counts(emu).0, calls.iter().filter(|(k, _)| k.contains("AssumeRole")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+        (
+            call_counts(emu).0,
+            calls
+                .iter()
+                .filter(|(k, _)| k.contains("AssumeRole"))
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum(),
+        )
     };
     let sweep = |label: &'static str| {
         let app = &app;
@@ -369,18 +503,38 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             (label, report, took, after.0 - before.0, after.1 - before.1)
         }
     };
-    for (label, report, took, calls, assumed) in [sweep("renews all").await, sweep("finds all healthy").await] {
+    for (label, report, took, calls, assumed) in
+        [sweep("renews all").await, sweep("finds all healthy").await]
+    {
         if report.failed != 0 || !report.errors.is_empty() || report.checked != n {
-            bail!("sweep of {n} over 3 accounts: {} failed, errors {:?}", report.failed, report.errors);
+            bail!(
+                "sweep of {n} over 3 accounts: {} failed, errors {:?}",
+                report.failed,
+                report.errors
+            );
         }
         rows.push(Row(
             format!("sweep over 3 accounts × 2 regions × {PER_PLACE} clusters ({n}), {label}"),
-            format!("{took:.1} s; {} renewed, {} unchanged", report.renewed, report.unchanged),
-            if report.renewed > 0 { format!("bound {:.0} s at {QUOTA_TPS} TPS", n as f64 / QUOTA_TPS as f64) } else { String::new() },
+            format!(
+                "{took:.1} s; {} renewed, {} unchanged",
+                report.renewed, report.unchanged
+            ),
+            if report.renewed > 0 {
+                format!(
+                    "bound {:.0} s at {QUOTA_TPS} TPS",
+                    n as f64 / QUOTA_TPS as f64
+                )
+            } else {
+                String::new()
+            },
         ));
         rows.push(Row(
             "  AWS calls per cluster (AssumeRole calls in all) / listing and assessing".into(),
-            format!("{:.1} ({assumed}) / {:.1} s", calls as f64 / n as f64, report.assessed_ms as f64 / 1000.0),
+            format!(
+                "{:.1} ({assumed}) / {:.1} s",
+                calls as f64 / n as f64,
+                report.assessed_ms as f64 / 1000.0
+            ),
             "".into(),
         ));
     }
@@ -392,8 +546,15 @@ fn call_counts(emu: &AwsEmulator) -> (u64, u64) {
     let stats = emu.control("stats", json!({}));
     let calls = stats["calls"].as_object().cloned().unwrap_or_default();
     // EKS reads are counted by path and by name: count them once (by name).
-    let total = calls.iter().filter(|(k, _)| !k.starts_with("GET /clusters")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum();
-    let listing = ["GetResources", "ListSecrets"].iter().map(|k| calls.get(*k).and_then(|v| v.as_u64()).unwrap_or(0)).sum();
+    let total = calls
+        .iter()
+        .filter(|(k, _)| !k.starts_with("GET /clusters"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    let listing = ["GetResources", "ListSecrets"]
+        .iter()
+        .map(|k| calls.get(*k).and_then(|v| v.as_u64()).unwrap_or(0))
+        .sum();
     (total, listing)
 }
 
@@ -405,7 +566,10 @@ fn call_counts(emu: &AwsEmulator) -> (u64, u64) {
 async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     const REGIONS: [&str; 4] = [REGION, "us-east-1", "ap-southeast-2", "eu-central-1"];
     const WORKERS: usize = 4;
-    let n: usize = std::env::var("MESHCA_BENCH_QUEUE_CLUSTERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("MESHCA_BENCH_QUEUE_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     raise_fd_limit();
     let (emu, ca) = emulator_split();
     let mut servers = Vec::with_capacity(n);
@@ -418,7 +582,17 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     let sdk = emu.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs.create_queue().queue_name("meshca-work").attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "900").send().await?.queue_url.unwrap_or_default();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("meshca-work")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "900",
+        )
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
     // Four senders, each evenly paced at a quarter: their requests still reach the CA with
     // independent jitter, which adds up — at 0.96 of the quota a 10,000-cluster run saw a
     // busiest second of 27 attempts (8 throttled). 0.92 leaves room for it.
@@ -432,27 +606,45 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             ("MESHCA_WORK_QUEUE_URL".into(), queue_url.clone()),
         ]);
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Ok(meshca_lambda::Config::from(&move |k: &str| vars.get(k).cloned())?)
+        Ok(meshca_lambda::Config::from(&move |k: &str| {
+            vars.get(k).cloned()
+        })?)
     };
     emu.control("configure", json!({"issue_tps": QUOTA_TPS}));
     let (mut stubs, mut children) = (Vec::new(), Vec::new());
     let (regions, share, rate_s) = (REGIONS.join(","), WORKERS.to_string(), rate.to_string());
     for _ in 0..WORKERS {
         let stub = RuntimeStub::start().await?;
-        let extra = [("MESHCA_REGIONS", regions.as_str()), ("MESHCA_WORKER_CONCURRENCY", share.as_str()), ("MESHCA_ISSUE_RATE", rate_s.as_str())];
+        let extra = [
+            ("MESHCA_REGIONS", regions.as_str()),
+            ("MESHCA_WORKER_CONCURRENCY", share.as_str()),
+            ("MESHCA_ISSUE_RATE", rate_s.as_str()),
+        ];
         children.push(spawn_function(worker_bin, &stub, &emu, &ca, &extra)?);
         stubs.push(stub);
     }
     let mapping = meshca_test_support::queue::QueueMapping::new(&sdk, &queue_url).await;
     let t = Instant::now();
-    let drain = tokio::spawn(async move { mapping.drain(stubs, n, Duration::from_secs(3600)).await });
+    let drain =
+        tokio::spawn(async move { mapping.drain(stubs, n, Duration::from_secs(3600)).await });
     let app = meshca_lambda::App::with_sdk_config(env(&[])?, &sdk).await?;
     let report = app.sweep(Instant::now() + Duration::from_secs(900)).await;
     let drained = drain.await?;
     let took = t.elapsed().as_secs_f64();
-    let times: Vec<f64> = emu.control("issue/attempts", json!({}))["times"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_f64()).collect();
-    let throttled = emu.control("stats", json!({}))["throttled"].as_u64().unwrap_or(0);
-    let valid = servers.iter().filter(|s| matches!(bundle_in(s), Some(Ok(())))).count();
+    let times: Vec<f64> = emu.control("issue/attempts", json!({}))["times"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let throttled = emu.control("stats", json!({}))["throttled"]
+        .as_u64()
+        .unwrap_or(0);
+    let valid = servers
+        .iter()
+        .filter(|s| matches!(bundle_in(s), Some(Ok(()))))
+        .count();
     let bound = n as f64 / QUOTA_TPS as f64;
     rows.push(Row(
         format!("{n} due clusters in 4 regions, fanned out to {WORKERS} worker processes (MaximumConcurrency), one {QUOTA_TPS} TPS quota"),
@@ -461,30 +653,52 @@ async fn queue(worker_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     ));
     rows.push(Row(
         "  busiest one-second window of IssueCertificate attempts / throttled of all".into(),
-        format!("{} / {throttled} of {}", meshca_test_support::queue::busiest_second(&times), times.len()),
+        format!(
+            "{} / {throttled} of {}",
+            meshca_test_support::queue::busiest_second(&times),
+            times.len()
+        ),
         format!("≤ {QUOTA_TPS} / -"),
     ));
     rows.push(Row(
-        "  fanned out / deleted from the queue / failed messages / valid bundles in clusters".into(),
-        format!("{} / {} / {} / {valid}", report.fanned_out, drained.deleted, drained.failed),
+        "  fanned out / deleted from the queue / failed messages / valid bundles in clusters"
+            .into(),
+        format!(
+            "{} / {} / {} / {valid}",
+            report.fanned_out, drained.deleted, drained.failed
+        ),
         format!("{n} / {n} / 0 / {n}"),
     ));
     for children in children.iter_mut() {
         let _ = children.kill().await;
     }
-    for (label, every) in [("read-back turns daily (default)", "24"), ("no read-back turn", "0")] {
+    for (label, every) in [
+        ("read-back turns daily (default)", "24"),
+        ("no read-back turn", "0"),
+    ] {
         emu.control("reset", json!({}));
-        let app = meshca_lambda::App::with_sdk_config(env(&[("MESHCA_VERIFY_EVERY", every)])?, &sdk).await?;
+        let app =
+            meshca_lambda::App::with_sdk_config(env(&[("MESHCA_VERIFY_EVERY", every)])?, &sdk)
+                .await?;
         let t = Instant::now();
         let report = app.sweep(Instant::now() + Duration::from_secs(900)).await;
         let took = t.elapsed().as_secs_f64();
         let (total, listing) = call_counts(&emu);
         if report.failed != 0 || report.checked != n {
-            bail!("steady sweep of {n}: checked {}, {} failed: {:?}", report.checked, report.failed, report.failures.first());
+            bail!(
+                "steady sweep of {n}: checked {}, {} failed: {:?}",
+                report.checked,
+                report.failed,
+                report.failures.first()
+            );
         }
         rows.push(Row(
             format!("steady sweep of the {n} healthy clusters, {label}"),
-            format!("{took:.1} s; {:.3} AWS calls per cluster beyond listing ({:.3} with it)", (total - listing) as f64 / n as f64, total as f64 / n as f64),
+            format!(
+                "{took:.1} s; {:.3} AWS calls per cluster beyond listing ({:.3} with it)",
+                (total - listing) as f64 / n as f64,
+                total as f64 / n as f64
+            ),
             "< 0.05 beyond listing".into(),
         ));
     }
@@ -496,19 +710,37 @@ fn bundle_in(server: &ApiServer) -> Option<Result<(), String>> {
     let s = server.get(Resource::Secrets, "istio-system", "cacerts")?;
     let file = |n: &str| {
         use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap_or_default()).unwrap_or_default();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s["data"][n].as_str().unwrap_or_default())
+            .unwrap_or_default();
         String::from_utf8(b).unwrap_or_default()
     };
-    let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem"));
-    Some(match bundle.map(|b| meshca_core::validate::validate(&b, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc())) {
-        Ok(Ok(_)) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
+    let bundle = meshca_core::Bundle::from_pems(
+        &file("ca-cert.pem"),
+        &file("ca-key.pem"),
+        &file("cert-chain.pem"),
+        &file("root-cert.pem"),
+    );
+    Some(
+        match bundle.map(|b| {
+            meshca_core::validate::validate(
+                &b,
+                &meshca_core::Profile::default(),
+                time::OffsetDateTime::now_utc(),
+            )
+        }) {
+            Ok(Ok(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
 }
 
 /// Ten thousand test API servers need more descriptors than the default soft limit.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
@@ -521,7 +753,9 @@ fn raise_fd_limit() {
 fn zip_sizes(rows: &mut Vec<Row>) {
     for f in ["cluster-events", "expiry-sweep", "renewal-worker"] {
         let p = workspace().join(format!("target/lambda/{f}/bootstrap.zip"));
-        let v = std::fs::metadata(&p).map(|m| format!("{:.2} MiB", m.len() as f64 / 1_048_576.0)).unwrap_or_else(|_| "not built".into());
+        let v = std::fs::metadata(&p)
+            .map(|m| format!("{:.2} MiB", m.len() as f64 / 1_048_576.0))
+            .unwrap_or_else(|_| "not built".into());
         rows.push(Row(format!("zipped bootstrap (arm64): {f}"), v, "".into()));
     }
 }
@@ -529,11 +763,20 @@ fn zip_sizes(rows: &mut Vec<Row>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // MESHCA_BENCH_BINS: another build of the functions (say target/profiling, for perf).
-    let release = std::env::var_os("MESHCA_BENCH_BINS").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release"));
-    let (events_bin, sweep_bin, worker_bin) = (release.join("cluster-events"), release.join("expiry-sweep"), release.join("renewal-worker"));
+    let release = std::env::var_os("MESHCA_BENCH_BINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/release"));
+    let (events_bin, sweep_bin, worker_bin) = (
+        release.join("cluster-events"),
+        release.join("expiry-sweep"),
+        release.join("renewal-worker"),
+    );
     for b in [&events_bin, &sweep_bin, &worker_bin] {
         if !b.exists() {
-            bail!("{} is missing: run bench/run (it builds the release binaries)", b.display());
+            bail!(
+                "{} is missing: run bench/run (it builds the release binaries)",
+                b.display()
+            );
         }
     }
     let only = std::env::args().nth(1).unwrap_or_default();

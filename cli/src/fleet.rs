@@ -32,7 +32,12 @@ pub struct FleetArgs {
 
     /// Regions whose escrow to read (comma-separated; Secrets Manager escrow). Default: --region,
     /// else AWS_REGION / the profile's.
-    #[arg(long, value_name = "REGIONS", value_delimiter = ',', help_heading = "Escrow")]
+    #[arg(
+        long,
+        value_name = "REGIONS",
+        value_delimiter = ',',
+        help_heading = "Escrow"
+    )]
     regions: Vec<String>,
 
     /// The AWS region, when --regions is not given.
@@ -66,17 +71,37 @@ struct Row {
 }
 
 pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
-    let accounts: Vec<AccountId> = args.accounts.iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--account {e}"))?;
+    let accounts: Vec<AccountId> = args
+        .accounts
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--account {e}"))?;
     let (spec, aws, regions) = escrow_spec(&args).await?;
     let mut places: Vec<Place> = regions.iter().map(Place::home).collect();
-    places.extend(accounts.iter().flat_map(|a| regions.iter().map(|r| Place::member(a.clone(), r))));
+    places.extend(
+        accounts
+            .iter()
+            .flat_map(|a| regions.iter().map(|r| Place::member(a.clone(), r))),
+    );
     let now = OffsetDateTime::now_utc();
     let mut rows = Vec::new();
     for place in &places {
-        let escrow = meshca_wiring::escrow_at(&spec, aws.as_ref(), aws.as_ref().map(|_| place.region.as_str()), place.account.member())?;
-        let keys = escrow.keys().await.with_context(|| format!("listing the escrow of {place}"))?;
+        let escrow = meshca_wiring::escrow_at(
+            &spec,
+            aws.as_ref(),
+            aws.as_ref().map(|_| place.region.as_str()),
+            place.account.member(),
+        )?;
+        let keys = escrow
+            .keys()
+            .await
+            .with_context(|| format!("listing the escrow of {place}"))?;
         for key in keys {
-            let escrowed = escrow.load(&key).await.with_context(|| format!("reading {key} in {place}"))?;
+            let escrowed = escrow
+                .load(&key)
+                .await
+                .with_context(|| format!("reading {key} in {place}"))?;
             rows.push(row(place, aws.is_some(), &key, &escrowed, now));
         }
     }
@@ -89,19 +114,39 @@ pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
 }
 
 /// The escrow the flags name, the AWS configuration it needs, and the regions to read.
-async fn escrow_spec(args: &FleetArgs) -> Result<(EscrowSpec, Option<meshca_wiring::aws_config::SdkConfig>, Vec<String>)> {
+async fn escrow_spec(
+    args: &FleetArgs,
+) -> Result<(
+    EscrowSpec,
+    Option<meshca_wiring::aws_config::SdkConfig>,
+    Vec<String>,
+)> {
     let e = &args.escrow;
     if e.escrow != "secrets-manager" {
-        let dir = e.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
+        let dir = e
+            .escrow_dir
+            .clone()
+            .unwrap_or_else(|| crate::default_state_dir().join("escrow"));
         return Ok((EscrowSpec::Local { dir }, None, vec![String::new()]));
     }
-    let aws = meshca_wiring::sdk_config(args.region.clone().or_else(|| args.regions.first().cloned())).await;
+    let aws = meshca_wiring::sdk_config(
+        args.region
+            .clone()
+            .or_else(|| args.regions.first().cloned()),
+    )
+    .await;
     let regions = match (&args.regions[..], aws.region()) {
         ([], Some(r)) => vec![r.to_string()],
-        ([], None) => anyhow::bail!("--escrow secrets-manager needs a region: pass --regions or --region, or set AWS_REGION"),
+        ([], None) => anyhow::bail!(
+            "--escrow secrets-manager needs a region: pass --regions or --region, or set AWS_REGION"
+        ),
         (list, _) => list.to_vec(),
     };
-    let spec = EscrowSpec::SecretsManager { prefix: e.secret_prefix.clone(), kms_key_id: None, recovery_window_days: None };
+    let spec = EscrowSpec::SecretsManager {
+        prefix: e.secret_prefix.clone(),
+        kms_key_id: None,
+        recovery_window_days: None,
+    };
     Ok((spec, Some(aws), regions))
 }
 
@@ -118,10 +163,19 @@ fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: Offset
         cluster: key.cluster.to_string(),
         kind: key.kind.to_string(),
         state,
-        generation: current.map(|c| c.meta.generation).or(e.pending.as_ref().map(|p| p.generation)),
+        generation: current
+            .map(|c| c.meta.generation)
+            .or(e.pending.as_ref().map(|p| p.generation)),
         not_after: current.map(|c| c.meta.not_after),
         days_left: current.map(|c| (c.meta.not_after - now).whole_days()),
-        root_sha256: current.map(|c| c.meta.root_fingerprint_sha256.chars().filter(|c| c.is_ascii_hexdigit()).take(16).collect()),
+        root_sha256: current.map(|c| {
+            c.meta
+                .root_fingerprint_sha256
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit())
+                .take(16)
+                .collect()
+        }),
         authority: current.map(|c| c.authority_id.clone()),
     }
 }
@@ -132,7 +186,10 @@ fn print_table(rows: &[Row]) {
         return;
     }
     let dash = || "-".to_string();
-    println!("{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  ROOT", "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT");
+    println!(
+        "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  ROOT",
+        "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT"
+    );
     for r in rows {
         println!(
             "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {}",
@@ -146,5 +203,9 @@ fn print_table(rows: &[Row]) {
             r.root_sha256.clone().unwrap_or_else(dash),
         );
     }
-    println!("{} certificate{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    println!(
+        "{} certificate{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
 }

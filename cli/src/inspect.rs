@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use meshca_core::{KeyAlgorithm, Kind, KindSpec};
 use meshca_core::delivery::{DeliveryOptions, Observed};
 use meshca_core::validate::{self, Profile};
+use meshca_core::{KeyAlgorithm, Kind, KindSpec};
 use time::{Duration, OffsetDateTime};
 
 use crate::OutputArgs;
@@ -54,7 +54,12 @@ pub struct InspectArgs {
     target: TargetArgs,
 
     /// AWS region of --eks-cluster (default: AWS_REGION / the profile).
-    #[arg(long, value_name = "REGION", requires = "eks_cluster", help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "REGION",
+        requires = "eks_cluster",
+        help_heading = "Cluster"
+    )]
     region: Option<String>,
 
     /// Require this key algorithm (rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384).
@@ -91,13 +96,23 @@ pub struct InspectArgs {
 }
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode> {
-    let key_algorithm = args.key_algorithm.as_deref().map(str::parse::<KeyAlgorithm>).transpose()?;
+    let key_algorithm = args
+        .key_algorithm
+        .as_deref()
+        .map(str::parse::<KeyAlgorithm>)
+        .transpose()?;
     let spec = kind_spec(&args)?;
     let shape = match identity(&spec, &args)? {
         Some(identity) => meshca_core::Shape::Leaf(identity),
-        None => meshca_core::Shape::Ca { path_len: args.path_len },
+        None => meshca_core::Shape::Ca {
+            path_len: args.path_len,
+        },
     };
-    let profile = Profile { shape, key_algorithm, min_remaining: Duration::hours(args.min_remaining_hours.into()) };
+    let profile = Profile {
+        shape,
+        key_algorithm,
+        min_remaining: Duration::hours(args.min_remaining_hours.into()),
+    };
     let (bundle, meta, source) = match &args.path {
         Some(path) => {
             if !path.exists() {
@@ -110,14 +125,28 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
             let target = args.target.describe();
             let delivery = args
                 .target
-                .connect(args.region.clone(), DeliveryOptions { landing: spec.landing(), ..DeliveryOptions::default() })
+                .connect(
+                    args.region.clone(),
+                    DeliveryOptions {
+                        landing: spec.landing(),
+                        ..DeliveryOptions::default()
+                    },
+                )
                 .await
                 .with_context(|| format!("connecting to {target}"))?
                 .context("no cluster named")?;
             let source = format!("{target} {}/{}", spec.namespace, spec.secret);
-            let (bundle, meta, owner) = match delivery.observe().await.with_context(|| format!("reading {source}"))? {
+            let (bundle, meta, owner) = match delivery
+                .observe()
+                .await
+                .with_context(|| format!("reading {source}"))?
+            {
                 Observed::Absent => {
-                    let why = if spec.kind == Kind::IstioCacerts { "there is no cacerts secret; istiod runs on its self-signed CA" } else { "there is no such secret" };
+                    let why = if spec.kind == Kind::IstioCacerts {
+                        "there is no cacerts secret; istiod runs on its self-signed CA"
+                    } else {
+                        "there is no such secret"
+                    };
                     println!("{source}: MISSING: {why}");
                     return Ok(ExitCode::FAILURE);
                 }
@@ -125,7 +154,9 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
                 Observed::Unmanaged { bundle } => (bundle, None, "not managed by meshca"),
             };
             let Some(bundle) = bundle else {
-                println!("{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem (or tls.crt, tls.key, ca.crt), or one is not PEM");
+                println!(
+                    "{source}: INVALID: the secret lacks one of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem (or tls.crt, tls.key, ca.crt), or one is not PEM"
+                );
                 return Ok(ExitCode::FAILURE);
             };
             (bundle, meta, format!("{source} ({owner})"))
@@ -138,7 +169,9 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     if args.output.json {
         let mut doc = match &result {
             Ok(v) => report::verified_json(v, now),
-            Err(_) => validate::parse(&bundle).map(|p| report::parsed_json(&p, now)).unwrap_or_else(|_| serde_json::json!({})),
+            Err(_) => validate::parse(&bundle)
+                .map(|p| report::parsed_json(&p, now))
+                .unwrap_or_else(|_| serde_json::json!({})),
         };
         doc["path"] = path.clone().into();
         doc["valid"] = result.is_ok().into();
@@ -159,17 +192,27 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
             }
         }
         if let Some(m) = meta {
-            println!("  meshca       generation {}, certificate {}", m.generation, m.certificate_id);
+            println!(
+                "  meshca       generation {}, certificate {}",
+                m.generation, m.certificate_id
+            );
         }
     }
-    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The kind to judge by, and where its secret is.
 fn kind_spec(args: &InspectArgs) -> Result<KindSpec> {
     let mut spec = KindSpec::new(args.kind.parse::<Kind>()?);
     if let Some(s) = &args.secret {
-        let (ns, name) = s.split_once('/').filter(|(a, b)| !a.is_empty() && !b.is_empty()).with_context(|| format!("--secret {s:?} is not NAMESPACE/NAME"))?;
+        let (ns, name) = s
+            .split_once('/')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .with_context(|| format!("--secret {s:?} is not NAMESPACE/NAME"))?;
         (spec.namespace, spec.secret) = (ns.into(), name.into());
     }
     spec.tsb_name = args.tsb_name.clone();

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
 
-use meshca_core::{ClusterName, Kind, KeyAlgorithm, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy, Secured, Settings, Validity};
+use meshca_core::{
+    ClusterName, KeyAlgorithm, Kind, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy,
+    Secured, Settings, Validity,
+};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
@@ -44,7 +47,12 @@ Examples:
 )]
 pub struct IssueArgs {
     /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-'); defaults to --eks-cluster.
-    #[arg(long, short = 'c', value_name = "NAME", required_unless_present = "eks_cluster")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "NAME",
+        required_unless_present = "eks_cluster"
+    )]
     cluster: Option<String>,
 
     /// Key algorithm of the intermediate: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384.
@@ -52,7 +60,12 @@ pub struct IssueArgs {
     key_algorithm: String,
 
     /// Lifetime of the intermediate in days (≥ 1). Must end before the issuing CA does.
-    #[arg(long, value_name = "DAYS", default_value_t = 365, conflicts_with = "not_after")]
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 365,
+        conflicts_with = "not_after"
+    )]
     validity_days: u32,
 
     /// Fixed end date instead of --validity-days (RFC 3339, or YYYY-MM-DD meaning 00:00 UTC).
@@ -78,7 +91,12 @@ pub struct IssueArgs {
     /// Kind of certificate (repeatable): istio-cacerts (Istio's intermediate in istio-system/cacerts),
     /// cert-manager-ca (the intermediate for istio-csr's cert-manager CA Issuer), xcp-central and
     /// mpc (TSB's management plane), xcp-edge (a TSB control plane).
-    #[arg(long = "kind", value_name = "KIND", default_value = "istio-cacerts", help_heading = "Kinds")]
+    #[arg(
+        long = "kind",
+        value_name = "KIND",
+        default_value = "istio-cacerts",
+        help_heading = "Kinds"
+    )]
     kinds: Vec<String>,
 
     /// xcp-edge: the cluster's name in TSB, the last part of its SPIFFE ID
@@ -95,7 +113,12 @@ pub struct IssueArgs {
     tsb_namespace: String,
 
     /// cert-manager-ca: the secret istio-csr's CA Issuer reads, as NAMESPACE/NAME.
-    #[arg(long, value_name = "NS/NAME", default_value = "cert-manager/istio-ca", help_heading = "Kinds")]
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "cert-manager/istio-ca",
+        help_heading = "Kinds"
+    )]
     cert_manager_secret: String,
 
     /// Issue a new generation even if the escrowed one is healthy.
@@ -110,7 +133,6 @@ pub struct IssueArgs {
     /// cluster and the escrow).
     #[arg(long)]
     no_files: bool,
-
 
     #[command(flatten)]
     authority: AuthorityArgs,
@@ -130,19 +152,32 @@ pub struct IssueArgs {
 
 pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     // Everything the user typed is checked before anything is created or issued.
-    let name = args.cluster.clone().or_else(|| args.target.eks_cluster.clone()).context("--cluster is required")?;
+    let name = args
+        .cluster
+        .clone()
+        .or_else(|| args.target.eks_cluster.clone())
+        .context("--cluster is required")?;
     let cluster: ClusterName = name.parse()?;
     let base = settings(&args)?;
     let kinds = kinds(&args)?;
     for spec in &kinds {
-        Settings { kind: spec.clone(), ..base.clone() }.subject(&cluster).check()?;
+        Settings {
+            kind: spec.clone(),
+            ..base.clone()
+        }
+        .subject(&cluster)
+        .check()?;
     }
     if args.no_files && !args.target.is_set() {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
     }
 
     let ports = Ports::build(&args.authority, &args.escrow).await?;
-    let (authority, escrow, region) = (ports.in_force().await?, ports.escrow.clone(), ports.region.clone());
+    let (authority, escrow, region) = (
+        ports.in_force().await?,
+        ports.escrow.clone(),
+        ports.region.clone(),
+    );
 
     // Reach the cluster (once per kind, each with its own landing) and check every output
     // directory before issuing, so a wrong context or a cluster that is not ACTIVE costs no
@@ -150,14 +185,20 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     let target = args.target.describe();
     let mut jobs = Vec::new();
     for spec in kinds {
-        let settings = Settings { kind: spec, ..base.clone() };
+        let settings = Settings {
+            kind: spec,
+            ..base.clone()
+        };
         let out = out_dir(&args.out_dir, &cluster, &settings);
         if !args.no_files {
             check_writable(&out)?;
         }
         let delivery = args
             .target
-            .connect(region.clone().or_else(|| args.authority.region.clone()), args.delivery.options_for(&settings, &cluster))
+            .connect(
+                region.clone().or_else(|| args.authority.region.clone()),
+                args.delivery.options_for(&settings, &cluster),
+            )
             .await
             .with_context(|| format!("connecting to {target}"))?;
         jobs.push((settings, out, delivery));
@@ -165,7 +206,11 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
 
     let mut docs = Vec::new();
     for (settings, out, delivery) in &jobs {
-        let reconciler = Reconciler { authority: authority.as_ref(), escrow: escrow.as_ref(), settings };
+        let reconciler = Reconciler {
+            authority: authority.as_ref(),
+            escrow: escrow.as_ref(),
+            settings,
+        };
         let secured = reconciler.ensure_bundle(&cluster, args.force).await?;
         let landing = settings.kind.landing();
         if !args.no_files {
@@ -173,11 +218,22 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
                 .with_context(|| format!("writing the bundle to {}", out.display()))?;
         }
         let delivered = match delivery {
-            Some(d) => Some(d.deliver(&secured.bundle, &secured.meta).await.with_context(|| format!("delivering to {target}"))?),
+            Some(d) => Some(
+                d.deliver(&secured.bundle, &secured.meta)
+                    .await
+                    .with_context(|| format!("delivering to {target}"))?,
+            ),
             None => None,
         };
         let files = (!args.no_files).then_some(out.as_path());
-        let shown = Shown { cluster: &cluster, settings, secured: &secured, files, target: &target, delivered: delivered.as_ref() };
+        let shown = Shown {
+            cluster: &cluster,
+            settings,
+            secured: &secured,
+            files,
+            target: &target,
+            delivered: delivered.as_ref(),
+        };
         if args.output.json {
             docs.push(shown.json());
         } else {
@@ -186,7 +242,11 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     }
     if args.output.json {
         // One kind (the default): the document as it always was; several: an array of them.
-        let doc = if docs.len() == 1 { docs.remove(0) } else { serde_json::Value::Array(docs) };
+        let doc = if docs.len() == 1 {
+            docs.remove(0)
+        } else {
+            serde_json::Value::Array(docs)
+        };
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(ExitCode::SUCCESS)
@@ -203,7 +263,10 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
     if let Validity::EndDate(end) = validity
         && end <= OffsetDateTime::now_utc() + Duration::days(1)
     {
-        bail!("--not-after {} is in the past or less than a day away; an intermediate must live at least one day", rfc3339(end));
+        bail!(
+            "--not-after {} is in the past or less than a day away; an intermediate must live at least one day",
+            rfc3339(end)
+        );
     }
     Ok(Settings {
         key_algorithm,
@@ -211,8 +274,13 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
         organizational_unit: args.organizational_unit.clone(),
         common_name: args.common_name.clone(),
         validity,
-        profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
-        renewal: RenewalPolicy { renew_before: args.renew_before_days.map(|d| Duration::days(d.into())) },
+        profile: Profile {
+            key_algorithm: Some(key_algorithm),
+            ..Profile::default()
+        },
+        renewal: RenewalPolicy {
+            renew_before: args.renew_before_days.map(|d| Duration::days(d.into())),
+        },
         kind: KindSpec::default(),
         scope: None,
     })
@@ -224,7 +292,12 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
         .cert_manager_secret
         .split_once('/')
         .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-        .with_context(|| format!("--cert-manager-secret {:?} is not NAMESPACE/NAME", args.cert_manager_secret))?;
+        .with_context(|| {
+            format!(
+                "--cert-manager-secret {:?} is not NAMESPACE/NAME",
+                args.cert_manager_secret
+            )
+        })?;
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     for a in &args.central_addresses {
         match a.parse::<std::net::IpAddr>() {
@@ -240,8 +313,13 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
         }
         let mut spec = KindSpec::new(kind);
         match kind {
-            Kind::CertManagerCa => (spec.namespace, spec.secret) = (cm_namespace.into(), cm_name.into()),
-            Kind::XcpCentral => (spec.namespace, spec.dns, spec.ips) = (args.tsb_namespace.clone(), dns.clone(), ips.clone()),
+            Kind::CertManagerCa => {
+                (spec.namespace, spec.secret) = (cm_namespace.into(), cm_name.into())
+            }
+            Kind::XcpCentral => {
+                (spec.namespace, spec.dns, spec.ips) =
+                    (args.tsb_namespace.clone(), dns.clone(), ips.clone())
+            }
             Kind::Mpc => spec.namespace = args.tsb_namespace.clone(),
             Kind::XcpEdge => spec.tsb_name = args.tsb_name.clone(),
             Kind::IstioCacerts => {}
@@ -280,28 +358,42 @@ impl Shown<'_> {
         doc["generation"] = self.secured.meta.generation.into();
         doc["certificate_id"] = self.secured.meta.certificate_id.clone().into();
         doc["out_dir"] = self.files.map(|p| p.display().to_string()).into();
-        doc["delivery"] = self.delivered.map(|d| target::delivered_json(self.target, d)).into();
+        doc["delivery"] = self
+            .delivered
+            .map(|d| target::delivered_json(self.target, d))
+            .into();
         doc
     }
 
     fn print(&self) {
         let (action, reason) = describe(self.secured);
         let kind = self.settings.kind.kind;
-        let label = if kind == Kind::IstioCacerts { String::new() } else { format!(" {kind}") };
-        println!("{}{label}: {action} generation {} ({reason})", self.cluster, self.secured.meta.generation);
+        let label = if kind == Kind::IstioCacerts {
+            String::new()
+        } else {
+            format!(" {kind}")
+        };
+        println!(
+            "{}{label}: {action} generation {} ({reason})",
+            self.cluster, self.secured.meta.generation
+        );
         report::print_verified(&self.secured.verified, OffsetDateTime::now_utc());
         let landing = self.settings.kind.landing();
         let manifest = meshca_wiring::manifest_file(&landing);
         if let Some(dir) = self.files {
             let names = match landing.layout {
-                meshca_core::kind::Layout::IstioCacerts => "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem".to_string(),
+                meshca_core::kind::Layout::IstioCacerts => {
+                    "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem".to_string()
+                }
                 meshca_core::kind::Layout::Tls => "tls.crt,tls.key,ca.crt".to_string(),
             };
             println!("  files        {}/{{{names},{manifest}}}", dir.display());
         }
         match (self.delivered, self.files) {
             (Some(d), _) => target::print_delivered(self.target, d, &landing),
-            (None, Some(dir)) => println!("next: kubectl apply -f {}", dir.join(&manifest).display()),
+            (None, Some(dir)) => {
+                println!("next: kubectl apply -f {}", dir.join(&manifest).display())
+            }
             (None, None) => {}
         }
     }
@@ -311,11 +403,25 @@ fn describe(secured: &Secured) -> (&'static str, String) {
     match &secured.obtained {
         Obtained::Escrowed => {
             let remaining = secured.meta.not_after - OffsetDateTime::now_utc();
-            ("reused", format!("escrowed bundle is valid, {} days left, renews after {}", remaining.whole_days(), secured.renew_at.date()))
+            (
+                "reused",
+                format!(
+                    "escrowed bundle is valid, {} days left, renews after {}",
+                    remaining.whole_days(),
+                    secured.renew_at.date()
+                ),
+            )
         }
         Obtained::Issued(reason) => ("issued", reason.to_string()),
-        Obtained::Resumed(reason) => ("resumed", format!("finished a generation an earlier run started; {reason}")),
-        Obtained::Rerooted => ("re-rooted", "the same intermediate under the authority's new root bundle (no certificate issued)".into()),
+        Obtained::Resumed(reason) => (
+            "resumed",
+            format!("finished a generation an earlier run started; {reason}"),
+        ),
+        Obtained::Rerooted => (
+            "re-rooted",
+            "the same intermediate under the authority's new root bundle (no certificate issued)"
+                .into(),
+        ),
     }
 }
 
@@ -324,8 +430,9 @@ fn parse_date(s: &str) -> Result<OffsetDateTime> {
         return Ok(t);
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = Date::parse(s, &format)
-        .with_context(|| format!("--not-after {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor YYYY-MM-DD"))?;
+    let date = Date::parse(s, &format).with_context(|| {
+        format!("--not-after {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor YYYY-MM-DD")
+    })?;
     Ok(date.midnight().assume_utc())
 }
 
@@ -344,7 +451,8 @@ fn check_writable(dir: &Path) -> Result<()> {
     let probe = std::fs::create_dir_all(dir)
         .with_context(|| format!("output directory {} cannot be created", dir.display()))
         .and_then(|()| {
-            tempfile::tempfile_in(dir).with_context(|| format!("output directory {} is not writable", dir.display()))
+            tempfile::tempfile_in(dir)
+                .with_context(|| format!("output directory {} is not writable", dir.display()))
         });
     if let Some(created) = first_missing {
         let _ = std::fs::remove_dir_all(created);

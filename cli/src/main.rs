@@ -57,7 +57,10 @@ struct OutputArgs {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Issue(args) => issue::run(*args).await,

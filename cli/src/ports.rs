@@ -23,7 +23,13 @@ pub struct AuthorityArgs {
     /// Issue from this AWS Private CA instead of the local CA
     /// (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>). Uses the standard AWS
     /// credential chain; AWS_ENDPOINT_URL is honoured.
-    #[arg(long, value_name = "ARN", env = "MESHCA_CA_ARN", conflicts_with = "vault_addr", help_heading = "AWS Private CA")]
+    #[arg(
+        long,
+        value_name = "ARN",
+        env = "MESHCA_CA_ARN",
+        conflicts_with = "vault_addr",
+        help_heading = "AWS Private CA"
+    )]
     pub ca_arn: Option<String>,
 
     /// AWS region (default: the region of --ca-arn, else AWS_REGION / the profile).
@@ -32,11 +38,21 @@ pub struct AuthorityArgs {
 
     /// Call Private CA as this role of the CA's account (a CA in another account that is not
     /// shared with yours through AWS RAM): assumed with your credentials.
-    #[arg(long, value_name = "ARN", requires = "ca_arn", help_heading = "AWS Private CA")]
+    #[arg(
+        long,
+        value_name = "ARN",
+        requires = "ca_arn",
+        help_heading = "AWS Private CA"
+    )]
     pub ca_role_arn: Option<String>,
 
     /// The external id the --ca-role-arn role's trust policy requires, if any.
-    #[arg(long, value_name = "ID", requires = "ca_role_arn", help_heading = "AWS Private CA")]
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "ca_role_arn",
+        help_heading = "AWS Private CA"
+    )]
     pub ca_external_id: Option<String>,
 
     /// PCA template (default: SubordinateCACertificate_PathLen0/V1 in the CA's partition).
@@ -85,10 +101,23 @@ pub struct Ports {
 impl Ports {
     pub async fn build(a: &AuthorityArgs, e: &EscrowArgs) -> Result<Ports> {
         let state = crate::default_state_dir();
-        let ca = a.ca_arn.as_deref().map(str::parse::<CaArn>).transpose().map_err(|err| anyhow::anyhow!("--ca-arn {err}"))?;
-        let wants_aws = ca.is_some() || e.escrow == "secrets-manager" || a.vault.vault_aws_role.is_some();
-        let region = a.region.clone().or_else(|| ca.as_ref().map(|c| c.region().to_string()));
-        let aws = if wants_aws { Some(meshca_wiring::sdk_config(region).await) } else { None };
+        let ca = a
+            .ca_arn
+            .as_deref()
+            .map(str::parse::<CaArn>)
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("--ca-arn {err}"))?;
+        let wants_aws =
+            ca.is_some() || e.escrow == "secrets-manager" || a.vault.vault_aws_role.is_some();
+        let region = a
+            .region
+            .clone()
+            .or_else(|| ca.as_ref().map(|c| c.region().to_string()));
+        let aws = if wants_aws {
+            Some(meshca_wiring::sdk_config(region).await)
+        } else {
+            None
+        };
         let region = aws.as_ref().and_then(|c| c.region()).map(|r| r.to_string());
         let spec = match (a.vault.spec()?, ca) {
             (Some(vault), _) => AuthoritySpec::Vault(vault),
@@ -97,29 +126,56 @@ impl Ports {
                 template_arn: a.template_arn.clone(),
                 signing_algorithm: a.signing_algorithm.clone(),
                 issue_rate: None,
-                assume_role: a.ca_role_arn.clone().map(|role_arn| meshca_wiring::MemberRole { role_arn, external_id: a.ca_external_id.clone() }),
+                assume_role: a
+                    .ca_role_arn
+                    .clone()
+                    .map(|role_arn| meshca_wiring::MemberRole {
+                        role_arn,
+                        external_id: a.ca_external_id.clone(),
+                    }),
             },
-            (None, None) => AuthoritySpec::Local { dir: a.ca_dir.clone().unwrap_or_else(|| state.join("ca")) },
+            (None, None) => AuthoritySpec::Local {
+                dir: a.ca_dir.clone().unwrap_or_else(|| state.join("ca")),
+            },
         };
         let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
         let escrow_spec = match e.escrow.as_str() {
             "secrets-manager" => {
-                region.as_ref().context("--escrow secrets-manager needs a region: pass --region or set AWS_REGION")?;
-                EscrowSpec::SecretsManager { prefix: e.secret_prefix.clone(), kms_key_id: e.kms_key_id.clone(), recovery_window_days: None }
+                region.as_ref().context(
+                    "--escrow secrets-manager needs a region: pass --region or set AWS_REGION",
+                )?;
+                EscrowSpec::SecretsManager {
+                    prefix: e.secret_prefix.clone(),
+                    kms_key_id: e.kms_key_id.clone(),
+                    recovery_window_days: None,
+                }
             }
-            _ => EscrowSpec::Local { dir: e.escrow_dir.clone().unwrap_or_else(|| state.join("escrow")) },
+            _ => EscrowSpec::Local {
+                dir: e.escrow_dir.clone().unwrap_or_else(|| state.join("escrow")),
+            },
         };
         let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
-        Ok(Ports { spec, authority, escrow_spec, escrow, region, aws })
+        Ok(Ports {
+            spec,
+            authority,
+            escrow_spec,
+            escrow,
+            region,
+            aws,
+        })
     }
 
     /// Where the fleet's root rotation record is kept: beside the escrow.
     pub fn rotation_store(&self) -> Result<Arc<dyn RotationStore>> {
-        meshca_wiring::rotation_store(&self.escrow_spec, self.aws.as_ref(), self.region.as_deref()).map_err(Into::into)
+        meshca_wiring::rotation_store(&self.escrow_spec, self.aws.as_ref(), self.region.as_deref())
+            .map_err(Into::into)
     }
 
     /// The configured authority and the other side of `rotation`, by authority id.
-    pub async fn authorities(&self, rotation: &RootRotation) -> Result<Vec<(String, Arc<dyn Authority>)>> {
+    pub async fn authorities(
+        &self,
+        rotation: &RootRotation,
+    ) -> Result<Vec<(String, Arc<dyn Authority>)>> {
         let own = self.authority.describe().await?.id;
         let mut out = vec![(own, self.authority.clone())];
         for anchor in [&rotation.from, &rotation.to] {
@@ -128,9 +184,17 @@ impl Ports {
             }
             let spec = AuthoritySpec::from_locator(&anchor.locator, &self.spec)?;
             let built = meshca_wiring::authority(&spec, self.aws.as_ref()).await?;
-            let id = built.describe().await.with_context(|| format!("the rotation's authority {}", anchor.locator))?.id;
+            let id = built
+                .describe()
+                .await
+                .with_context(|| format!("the rotation's authority {}", anchor.locator))?
+                .id;
             if id != anchor.authority_id {
-                bail!("{} now names {id}, not {} as when the rotation started", anchor.locator, anchor.authority_id);
+                bail!(
+                    "{} now names {id}, not {} as when the rotation started",
+                    anchor.locator,
+                    anchor.authority_id
+                );
             }
             out.push((id, built));
         }
@@ -151,8 +215,15 @@ impl Ports {
         let own = self.authority.describe().await?.id;
         let target = rotation.target();
         if own != target.authority_id && (own == rotation.retiring().authority_id) {
-            let when = rotation.history.last().map(|t| meshca_core::timestamp::rfc3339(t.at)).unwrap_or_default();
-            bail!("this fleet's root was rotated away from {own} ({when}); issue from the new authority: {}", flag_for(&target.locator));
+            let when = rotation
+                .history
+                .last()
+                .map(|t| meshca_core::timestamp::rfc3339(t.at))
+                .unwrap_or_default();
+            bail!(
+                "this fleet's root was rotated away from {own} ({when}); issue from the new authority: {}",
+                flag_for(&target.locator)
+            );
         }
         Ok(self.authority.clone())
     }
@@ -163,9 +234,17 @@ pub fn flag_for(locator: &str) -> String {
     if locator.starts_with("arn:") {
         format!("--ca-arn {locator}")
     } else if let Some(mount) = locator.strip_prefix("vault:") {
-        let (mount, issuer) = mount.split_once('/').map_or((mount, None), |(m, i)| (m, Some(i)));
-        issuer.map_or_else(|| format!("--vault-mount {mount}"), |i| format!("--vault-mount {mount} --vault-issuer {i}"))
+        let (mount, issuer) = mount
+            .split_once('/')
+            .map_or((mount, None), |(m, i)| (m, Some(i)));
+        issuer.map_or_else(
+            || format!("--vault-mount {mount}"),
+            |i| format!("--vault-mount {mount} --vault-issuer {i}"),
+        )
     } else {
-        format!("--ca-dir {}", locator.strip_prefix("local:").unwrap_or(locator))
+        format!(
+            "--ca-dir {}",
+            locator.strip_prefix("local:").unwrap_or(locator)
+        )
     }
 }

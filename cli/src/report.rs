@@ -50,10 +50,23 @@ fn print_cert(c: &Certificate, now: OffsetDateTime) {
     println!("  subject      {}", c.subject);
     println!("  issuer       {}", c.issuer);
     println!("  serial       {}", c.serial);
-    println!("  not after    {} ({} days left)", rfc3339(c.not_after), days_left(c, now));
-    let pathlen = c.path_len.map_or_else(|| "none".to_string(), |p| p.to_string());
-    let key = c.key_algorithm.as_ref().map(ToString::to_string).unwrap_or_else(|e| e.clone());
-    println!("  ca           {} (pathlen {pathlen}), key {key}", if c.is_ca { "yes" } else { "no" });
+    println!(
+        "  not after    {} ({} days left)",
+        rfc3339(c.not_after),
+        days_left(c, now)
+    );
+    let pathlen = c
+        .path_len
+        .map_or_else(|| "none".to_string(), |p| p.to_string());
+    let key = c
+        .key_algorithm
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|e| e.clone());
+    println!(
+        "  ca           {} (pathlen {pathlen}), key {key}",
+        if c.is_ca { "yes" } else { "no" }
+    );
     println!("  sha256       {}", c.fingerprint_openssl());
 }
 
@@ -61,7 +74,12 @@ fn print_chain(chain: &[Certificate], now: OffsetDateTime) {
     println!("  chain");
     for (i, c) in chain.iter().enumerate() {
         let tag = if c.subject == c.issuer { " (root)" } else { "" };
-        println!("    {i}  {}{tag}  [until {}, {} days]", c.subject, c.not_after.date(), days_left(c, now));
+        println!(
+            "    {i}  {}{tag}  [until {}, {} days]",
+            c.subject,
+            c.not_after.date(),
+            days_left(c, now)
+        );
     }
 }
 

@@ -99,7 +99,12 @@ struct AdvanceArgs {
 #[derive(Debug, Args)]
 struct FleetArgs {
     /// A cluster to rotate (repeatable; default: every cluster escrowed here).
-    #[arg(long = "cluster", short = 'c', value_name = "NAME", help_heading = "Fleet")]
+    #[arg(
+        long = "cluster",
+        short = 'c',
+        value_name = "NAME",
+        help_heading = "Fleet"
+    )]
     clusters: Vec<String>,
 
     /// Kubeconfig whose contexts are named after the clusters; without it, each cluster's bundle
@@ -113,7 +118,12 @@ struct FleetArgs {
     eks: bool,
 
     /// Directory of the clusters' files, one folder per cluster (as `meshca issue` writes).
-    #[arg(long, value_name = "DIR", default_value = "out", help_heading = "Fleet")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "out",
+        help_heading = "Fleet"
+    )]
     out_dir: PathBuf,
 
     #[command(flatten)]
@@ -134,15 +144,21 @@ pub async fn run(args: RotateArgs) -> Result<ExitCode> {
         RotateCommand::Start(a) => (&a.fleet, start(a).await?),
         RotateCommand::Status(f) => (f, {
             let s = Session::new(f).await?;
-            s.rollout().status(&Session::members(f, &s.ports).await?).await?
+            s.rollout()
+                .status(&Session::members(f, &s.ports).await?)
+                .await?
         }),
         RotateCommand::Advance(a) => (&a.fleet, {
             let s = Session::new(&a.fleet).await?;
-            s.rollout().advance(&Session::members(&a.fleet, &s.ports).await?, a.force).await?
+            s.rollout()
+                .advance(&Session::members(&a.fleet, &s.ports).await?, a.force)
+                .await?
         }),
         RotateCommand::Abort(f) => (f, {
             let s = Session::new(f).await?;
-            s.rollout().abort(&Session::members(f, &s.ports).await?).await?
+            s.rollout()
+                .abort(&Session::members(f, &s.ports).await?)
+                .await?
         }),
     };
     show(fleet, &report)?;
@@ -152,18 +168,39 @@ pub async fn run(args: RotateArgs) -> Result<ExitCode> {
 async fn start(a: &StartArgs) -> Result<RolloutReport> {
     let ports = Ports::build(&a.fleet.authority, &a.fleet.escrow).await?;
     let to_spec = AuthoritySpec::from_locator(&a.to, &ports.spec)?;
-    let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref()).await.with_context(|| format!("--to {}", a.to))?;
-    let from = anchor(ports.authority.as_ref(), &ports.spec).await.context("the authority in force")?;
-    let to_anchor = anchor(to.as_ref(), &to_spec).await.with_context(|| format!("--to {}", a.to))?;
-    let authorities = vec![(from.authority_id.clone(), ports.authority.clone()), (to_anchor.authority_id.clone(), to)];
-    let ctx = Session { store: ports.rotation_store()?, ports, authorities, settings: Settings::default() };
+    let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref())
+        .await
+        .with_context(|| format!("--to {}", a.to))?;
+    let from = anchor(ports.authority.as_ref(), &ports.spec)
+        .await
+        .context("the authority in force")?;
+    let to_anchor = anchor(to.as_ref(), &to_spec)
+        .await
+        .with_context(|| format!("--to {}", a.to))?;
+    let authorities = vec![
+        (from.authority_id.clone(), ports.authority.clone()),
+        (to_anchor.authority_id.clone(), to),
+    ];
+    let ctx = Session {
+        store: ports.rotation_store()?,
+        ports,
+        authorities,
+        settings: Settings::default(),
+    };
     let members = Session::members(&a.fleet, &ctx.ports).await?;
-    Ok(ctx.rollout().start(from, to_anchor, a.soak, &members).await?)
+    Ok(ctx
+        .rollout()
+        .start(from, to_anchor, a.soak, &members)
+        .await?)
 }
 
 async fn anchor(authority: &dyn meshca_core::Authority, spec: &AuthoritySpec) -> Result<Anchor> {
     let info = authority.describe().await?;
-    Ok(Anchor { authority_id: info.id, locator: spec.locator(), root_bundle: info.root_bundle })
+    Ok(Anchor {
+        authority_id: info.id,
+        locator: spec.locator(),
+        root_bundle: info.root_bundle,
+    })
 }
 
 /// The ports and both authorities of the rotation on record.
@@ -178,13 +215,26 @@ impl Session {
     async fn new(f: &FleetArgs) -> Result<Session> {
         let ports = Ports::build(&f.authority, &f.escrow).await?;
         let store = ports.rotation_store()?;
-        let rotation = store.load().await?.context("no root rotation has been started here (meshca rotate-root start --to …)")?;
+        let rotation = store
+            .load()
+            .await?
+            .context("no root rotation has been started here (meshca rotate-root start --to …)")?;
         let authorities = ports.authorities(&rotation).await?;
-        Ok(Session { ports, store, authorities, settings: Settings::default() })
+        Ok(Session {
+            ports,
+            store,
+            authorities,
+            settings: Settings::default(),
+        })
     }
 
     fn rollout(&self) -> Rollout<'_> {
-        Rollout { store: self.store.as_ref(), escrow: self.ports.escrow.as_ref(), settings: &self.settings, authorities: self.authorities.clone() }
+        Rollout {
+            store: self.store.as_ref(),
+            escrow: self.ports.escrow.as_ref(),
+            settings: &self.settings,
+            authorities: self.authorities.clone(),
+        }
     }
 
     /// The clusters named, or every cluster escrowed here, each with its way in.
@@ -198,13 +248,23 @@ impl Session {
         let names: Vec<ClusterName> = if f.clusters.is_empty() {
             if f.escrow.escrow != "local" {
                 // The fleet in AWS is the sweep's to walk: the record alone is written or read here.
-                eprintln!("no --cluster given: the record alone is handled here; the expiry sweep carries out each phase and opens the gates");
+                eprintln!(
+                    "no --cluster given: the record alone is handled here; the expiry sweep carries out each phase and opens the gates"
+                );
                 return Ok(Vec::new());
             }
-            let dir = f.escrow.escrow_dir.clone().unwrap_or_else(|| crate::default_state_dir().join("escrow"));
-            meshca_wiring::escrowed_clusters(&dir).with_context(|| format!("listing {}", dir.display()))?
+            let dir = f
+                .escrow
+                .escrow_dir
+                .clone()
+                .unwrap_or_else(|| crate::default_state_dir().join("escrow"));
+            meshca_wiring::escrowed_clusters(&dir)
+                .with_context(|| format!("listing {}", dir.display()))?
         } else {
-            f.clusters.iter().map(|c| c.parse()).collect::<Result<_, _>>()?
+            f.clusters
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<_, _>>()?
         };
         if names.is_empty() {
             bail!("no clusters to rotate: nothing is escrowed here yet and no --cluster was given");
@@ -214,11 +274,21 @@ impl Session {
         for cluster in names {
             let options = f.delivery.options_for(&settings, &cluster);
             let delivery: Arc<dyn Delivery> = match (&f.kubeconfig, aws) {
-                (Some(path), _) => meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
+                (Some(path), _) => {
+                    meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
+                        .await
+                        .with_context(|| {
+                            format!("cluster {cluster}: context {cluster} in {}", path.display())
+                        })?
+                }
+                (None, Some(aws)) => meshca_wiring::eks_delivery(aws, cluster.as_str(), options)
                     .await
-                    .with_context(|| format!("cluster {cluster}: context {cluster} in {}", path.display()))?,
-                (None, Some(aws)) => meshca_wiring::eks_delivery(aws, cluster.as_str(), options).await.with_context(|| format!("EKS cluster {cluster}"))?,
-                (None, None) => Arc::new(FilesDelivery::new(f.out_dir.join(cluster.as_str()), settings.kind.landing(), options.profile)),
+                    .with_context(|| format!("EKS cluster {cluster}"))?,
+                (None, None) => Arc::new(FilesDelivery::new(
+                    f.out_dir.join(cluster.as_str()),
+                    settings.kind.landing(),
+                    options.profile,
+                )),
             };
             members.push(Member { cluster, delivery });
         }
@@ -238,23 +308,47 @@ fn show(f: &FleetArgs, report: &RolloutReport) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let fp = |a: &Anchor| a.root_fingerprint()[..16].to_string();
     println!("rotation  {} → {}", r.from.locator, r.to.locator);
-    println!("phase     {} since {} ({} min), soak {}", rollout::phase_label(r), rfc3339(r.phase_started_at), r.phase_age(now).whole_minutes(), human(r.soak()));
+    println!(
+        "phase     {} since {} ({} min), soak {}",
+        rollout::phase_label(r),
+        rfc3339(r.phase_started_at),
+        r.phase_age(now).whole_minutes(),
+        human(r.soak())
+    );
     if r.is_active() {
         let stage = r.stage();
-        let trust = if stage.trust == r.trust_both() { format!("old {} + new {}", fp(&r.from), fp(&r.to)) } else { format!("{} alone", fp(stage.issuer)) };
+        let trust = if stage.trust == r.trust_both() {
+            format!("old {} + new {}", fp(&r.from), fp(&r.to))
+        } else {
+            format!("{} alone", fp(stage.issuer))
+        };
         println!("trust     root-cert.pem = {trust} (root SHA-256 prefixes)");
         println!("issuer    {}", stage.issuer.locator);
     }
     if !report.clusters.is_empty() {
-        println!("{:<24} {:<10} {:<11} DETAIL", "CLUSTER", "CONFIRMED", "THIS RUN");
+        println!(
+            "{:<24} {:<10} {:<11} DETAIL",
+            "CLUSTER", "CONFIRMED", "THIS RUN"
+        );
     }
     for s in &report.clusters {
         let did = s.outcome.as_ref().map_or("-", |o| o.label());
-        let detail = s.blocking.clone().unwrap_or_else(|| restarts(s.outcome.as_ref()));
-        println!("{:<24} {:<10} {:<11} {detail}", s.cluster.as_str(), if s.confirmed { "yes" } else { "no" }, did);
+        let detail = s
+            .blocking
+            .clone()
+            .unwrap_or_else(|| restarts(s.outcome.as_ref()));
+        println!(
+            "{:<24} {:<10} {:<11} {detail}",
+            s.cluster.as_str(),
+            if s.confirmed { "yes" } else { "no" },
+            did
+        );
     }
     match (r.phase, report.blockers.as_slice()) {
-        (Phase::Done, _) => println!("next      nothing: the fleet is under {} alone", r.target().locator),
+        (Phase::Done, _) => println!(
+            "next      nothing: the fleet is under {} alone",
+            r.target().locator
+        ),
         (_, []) => println!("next      meshca rotate-root advance (every gate is met)"),
         (_, blockers) => println!("next      blocked: {}", blockers.join("; ")),
     }
@@ -263,7 +357,10 @@ fn show(f: &FleetArgs, report: &RolloutReport) -> Result<()> {
 
 fn restarts(outcome: Option<&meshca_core::Outcome>) -> String {
     match outcome {
-        Some(meshca_core::Outcome::Delivered { restarted, .. } | meshca_core::Outcome::Renewed { restarted, .. }) if !restarted.is_empty() => {
+        Some(
+            meshca_core::Outcome::Delivered { restarted, .. }
+            | meshca_core::Outcome::Renewed { restarted, .. },
+        ) if !restarted.is_empty() => {
             format!("restarted {}", restarted.join(", "))
         }
         _ => String::new(),
@@ -286,7 +383,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 26h, 90m, 2d or 0"))?;
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 26h, 90m, 2d or 0"))?;
     match unit {
         "s" => Ok(Duration::seconds(n)),
         "m" => Ok(Duration::minutes(n)),
@@ -305,7 +404,11 @@ mod tests {
         assert_eq!(parse_duration("26h"), Ok(Duration::hours(26)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("90m"), Ok(Duration::minutes(90)));
-        assert!(parse_duration("1w").is_err() && parse_duration("h").is_err() && parse_duration("").is_err());
+        assert!(
+            parse_duration("1w").is_err()
+                && parse_duration("h").is_err()
+                && parse_duration("").is_err()
+        );
         assert_eq!(human(meshca_core::rotation::DEFAULT_SOAK), "26h");
     }
 }

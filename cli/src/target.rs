@@ -13,11 +13,21 @@ use meshca_core::validate::Profile;
 #[derive(Debug, Args, Clone, Default)]
 pub struct TargetArgs {
     /// Kubeconfig context of the cluster to deliver to / read from (as in `kubectl --context`).
-    #[arg(long, value_name = "NAME", conflicts_with = "eks_cluster", help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "eks_cluster",
+        help_heading = "Cluster"
+    )]
     pub context: Option<String>,
 
     /// Kubeconfig file for --context (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, value_name = "FILE", requires = "context", help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "context",
+        help_heading = "Cluster"
+    )]
     pub kubeconfig: Option<PathBuf>,
 
     /// EKS cluster to deliver to / read from, in --region: endpoint and CA from DescribeCluster,
@@ -53,9 +63,20 @@ impl TargetArgs {
     }
 
     /// Connects; `None` when no cluster was named.
-    pub async fn connect(&self, region: Option<String>, options: DeliveryOptions) -> Result<Option<Arc<dyn Delivery>>> {
+    pub async fn connect(
+        &self,
+        region: Option<String>,
+        options: DeliveryOptions,
+    ) -> Result<Option<Arc<dyn Delivery>>> {
         if let Some(context) = &self.context {
-            return Ok(Some(meshca_wiring::kubeconfig_delivery(self.kubeconfig.as_deref(), Some(context), options).await?));
+            return Ok(Some(
+                meshca_wiring::kubeconfig_delivery(
+                    self.kubeconfig.as_deref(),
+                    Some(context),
+                    options,
+                )
+                .await?,
+            ));
         }
         if let Some(name) = &self.eks_cluster {
             let config = meshca_wiring::sdk_config(region).await;
@@ -73,22 +94,38 @@ impl DeliveryArgs {
     pub fn options(&self, profile: Profile) -> DeliveryOptions {
         DeliveryOptions {
             adopt: self.adopt,
-            restart: self.restart_istiod.parse::<RestartPolicy>().unwrap_or_default(),
+            restart: self
+                .restart_istiod
+                .parse::<RestartPolicy>()
+                .unwrap_or_default(),
             profile,
             ..DeliveryOptions::default()
         }
     }
 
     /// The options for one kind: its profile for this cluster and where its secret lands.
-    pub fn options_for(&self, settings: &meshca_core::Settings, cluster: &meshca_core::ClusterName) -> DeliveryOptions {
-        DeliveryOptions { landing: settings.kind.landing(), ..self.options(settings.profile_for(cluster)) }
+    pub fn options_for(
+        &self,
+        settings: &meshca_core::Settings,
+        cluster: &meshca_core::ClusterName,
+    ) -> DeliveryOptions {
+        DeliveryOptions {
+            landing: settings.kind.landing(),
+            ..self.options(settings.profile_for(cluster))
+        }
     }
 }
 
 /// One line per fact of a delivery, for people.
 pub fn print_delivered(target: &str, d: &Delivered, landing: &meshca_core::kind::Landing) {
-    let change = serde_json::to_value(d.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    println!("delivered to {target}: {}/{} {change}", landing.namespace, landing.name);
+    let change = serde_json::to_value(d.change)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    println!(
+        "delivered to {target}: {}/{} {change}",
+        landing.namespace, landing.name
+    );
     if landing.layout != meshca_core::kind::Layout::IstioCacerts {
         return;
     }
@@ -96,7 +133,11 @@ pub fn print_delivered(target: &str, d: &Delivered, landing: &meshca_core::kind:
         println!("  istiod       none found in istio-system (it will load cacerts when installed)");
     }
     for (name, decision) in &d.istiod {
-        let verb = if decision.restart { "restarted" } else { "not restarted" };
+        let verb = if decision.restart {
+            "restarted"
+        } else {
+            "not restarted"
+        };
         println!("  istiod       {name} {verb}: {}", decision.reason);
     }
 }

@@ -7,7 +7,9 @@ use predicates::prelude::*;
 
 fn meshca(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("meshca").unwrap();
-    c.current_dir(dir).env_remove("MESHCA_CA_DIR").env_remove("MESHCA_ESCROW_DIR");
+    c.current_dir(dir)
+        .env_remove("MESHCA_CA_DIR")
+        .env_remove("MESHCA_ESCROW_DIR");
     c
 }
 
@@ -23,17 +25,39 @@ fn issue_inspect_reuse_force() {
         .args(["issue", "--cluster", "demo"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("demo: issued generation 1 (no bundle escrowed for this cluster)"))
-        .stdout(predicate::str::contains("kubectl apply -f out/demo/cacerts.yaml"));
+        .stdout(predicate::str::contains(
+            "demo: issued generation 1 (no bundle escrowed for this cluster)",
+        ))
+        .stdout(predicate::str::contains(
+            "kubectl apply -f out/demo/cacerts.yaml",
+        ));
     use std::os::unix::fs::PermissionsExt;
-    for (f, mode) in [("ca-key.pem", 0o600), ("cacerts.yaml", 0o600), ("ca-cert.pem", 0o644), ("cert-chain.pem", 0o644), ("root-cert.pem", 0o644)] {
-        let m = std::fs::metadata(d.join("out/demo").join(f)).unwrap().permissions().mode() & 0o777;
+    for (f, mode) in [
+        ("ca-key.pem", 0o600),
+        ("cacerts.yaml", 0o600),
+        ("ca-cert.pem", 0o644),
+        ("cert-chain.pem", 0o644),
+        ("root-cert.pem", 0o644),
+    ] {
+        let m = std::fs::metadata(d.join("out/demo").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, mode, "{f}");
     }
-    let m = std::fs::metadata(d.join(".meshca/ca/root-key.pem")).unwrap().permissions().mode() & 0o777;
+    let m = std::fs::metadata(d.join(".meshca/ca/root-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(m, 0o600);
 
-    meshca(d).args(["inspect", "out/demo"]).assert().success().stdout(predicate::str::contains("out/demo: valid"));
+    meshca(d)
+        .args(["inspect", "out/demo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("out/demo: valid"));
     meshca(d)
         .args(["inspect", "out/demo/cacerts.yaml"])
         .assert()
@@ -46,16 +70,24 @@ fn issue_inspect_reuse_force() {
         .args(["issue", "--cluster", "demo"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("demo: reused generation 1 (escrowed bundle is valid"));
+        .stdout(predicate::str::contains(
+            "demo: reused generation 1 (escrowed bundle is valid",
+        ));
     assert_eq!(read(d.join("out/demo/ca-cert.pem")), cert1);
 
     meshca(d)
         .args(["issue", "--cluster", "demo", "--force"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("demo: issued generation 2 (renewal forced)"));
+        .stdout(predicate::str::contains(
+            "demo: issued generation 2 (renewal forced)",
+        ));
     assert_ne!(read(d.join("out/demo/ca-cert.pem")), cert1);
-    assert_eq!(read(d.join("out/demo/root-cert.pem")), root1, "root-cert.pem must stay byte-identical");
+    assert_eq!(
+        read(d.join("out/demo/root-cert.pem")),
+        root1,
+        "root-cert.pem must stay byte-identical"
+    );
 }
 
 #[test]
@@ -63,33 +95,65 @@ fn json_output_for_machines() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = meshca(d)
-        .args(["issue", "--cluster", "c1", "--key-algorithm", "rsa-2048", "--validity-days", "30", "-O", "Example Corp", "--json"])
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--key-algorithm",
+            "rsa-2048",
+            "--validity-days",
+            "30",
+            "-O",
+            "Example Corp",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["action"], "issued");
     assert_eq!(v["key_algorithm"], "rsa-2048");
     assert_eq!(v["ca_cert"]["path_len"], 0);
-    assert!(v["ca_cert"]["subject"].as_str().unwrap().contains("O=Example Corp"));
+    assert!(
+        v["ca_cert"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("O=Example Corp")
+    );
     assert!((28..=30).contains(&v["ca_cert"]["days_left"].as_i64().unwrap()));
 
-    let out = meshca(d).args(["inspect", "out/c1", "--json"]).output().unwrap();
+    let out = meshca(d)
+        .args(["inspect", "out/c1", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], true);
     assert_eq!(v["error"], serde_json::Value::Null);
     assert_eq!(v["chain"].as_array().unwrap().len(), 2);
     let secret = String::from_utf8_lossy(&out.stdout);
-    assert!(!secret.contains("PRIVATE KEY"), "inspect must not print key material");
+    assert!(
+        !secret.contains("PRIVATE KEY"),
+        "inspect must not print key material"
+    );
 }
 
 #[test]
 fn inspect_rejects_a_broken_bundle_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    meshca(d).args(["issue", "--cluster", "a"]).assert().success();
-    meshca(d).args(["issue", "--cluster", "b"]).assert().success();
+    meshca(d)
+        .args(["issue", "--cluster", "a"])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["issue", "--cluster", "b"])
+        .assert()
+        .success();
     // b's key in a's bundle.
     std::fs::copy(d.join("out/b/ca-key.pem"), d.join("out/a/ca-key.pem")).unwrap();
     meshca(d)
@@ -97,16 +161,29 @@ fn inspect_rejects_a_broken_bundle_with_the_reason() {
         .assert()
         .failure()
         .code(1)
-        .stdout(predicate::str::contains("INVALID: ca-key.pem does not match ca-cert.pem"));
-    let out = meshca(d).args(["inspect", "out/a", "--json"]).output().unwrap();
+        .stdout(predicate::str::contains(
+            "INVALID: ca-key.pem does not match ca-cert.pem",
+        ));
+    let out = meshca(d)
+        .args(["inspect", "out/a", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
     assert_eq!(v["error"], "ca-key.pem does not match ca-cert.pem");
 
     std::fs::remove_file(d.join("out/b/cert-chain.pem")).unwrap();
-    meshca(d).args(["inspect", "out/b"]).assert().failure().stderr(predicate::str::contains("cert-chain.pem is missing"));
-    meshca(d).args(["inspect", "nowhere"]).assert().failure().stderr(predicate::str::contains("nowhere does not exist"));
+    meshca(d)
+        .args(["inspect", "out/b"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("cert-chain.pem is missing"));
+    meshca(d)
+        .args(["inspect", "nowhere"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nowhere does not exist"));
 }
 
 /// Each bad input: a clear message, a non-zero exit, and no output, escrow record or
@@ -115,22 +192,49 @@ fn inspect_rejects_a_broken_bundle_with_the_reason() {
 fn bad_input_fails_cleanly() {
     let cases: &[(&[&str], &str)] = &[
         (&["--cluster", "Demo_1"], "is not a DNS-1123 label"),
-        (&["--cluster", "demo", "--key-algorithm", "dsa-1024"], "unknown key algorithm \"dsa-1024\""),
-        (&["--cluster", "demo", "--validity-days", "0"], "--validity-days must be at least 1"),
-        (&["--cluster", "demo", "--validity-days", "5000"], "after the issuing CA itself"),
-        (&["--cluster", "demo", "--not-after", "next tuesday"], "neither RFC 3339"),
-        (&["--cluster", "demo", "--not-after", "2001-01-01"], "less than a day away"),
-        (&["--cluster", "demo", "--common-name", &"x".repeat(80)], "at most 64"),
+        (
+            &["--cluster", "demo", "--key-algorithm", "dsa-1024"],
+            "unknown key algorithm \"dsa-1024\"",
+        ),
+        (
+            &["--cluster", "demo", "--validity-days", "0"],
+            "--validity-days must be at least 1",
+        ),
+        (
+            &["--cluster", "demo", "--validity-days", "5000"],
+            "after the issuing CA itself",
+        ),
+        (
+            &["--cluster", "demo", "--not-after", "next tuesday"],
+            "neither RFC 3339",
+        ),
+        (
+            &["--cluster", "demo", "--not-after", "2001-01-01"],
+            "less than a day away",
+        ),
+        (
+            &["--cluster", "demo", "--common-name", &"x".repeat(80)],
+            "at most 64",
+        ),
     ];
     for (args, message) in cases {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let mut cmd = meshca(d);
         cmd.arg("issue").args(*args);
-        cmd.assert().failure().code(1).stderr(predicate::str::contains(*message));
+        cmd.assert()
+            .failure()
+            .code(1)
+            .stderr(predicate::str::contains(*message));
         assert!(!d.join("out").exists(), "{args:?} left output behind");
-        assert!(!d.join(".meshca/escrow").exists(), "{args:?} left an escrow record");
-        assert!(!d.join(".meshca/ca/issued").exists(), "{args:?} issued a certificate");
+        assert!(
+            !d.join(".meshca/escrow").exists(),
+            "{args:?} left an escrow record"
+        );
+        assert!(
+            !d.join(".meshca/ca/issued").exists(),
+            "{args:?} issued a certificate"
+        );
     }
 }
 
@@ -143,7 +247,9 @@ fn unwritable_output_fails_before_issuing() {
         .args(["issue", "--cluster", "demo"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("output directory out/demo cannot be created"));
+        .stderr(predicate::str::contains(
+            "output directory out/demo cannot be created",
+        ));
     assert!(!d.join(".meshca/escrow").exists());
     assert!(!d.join(".meshca/ca/issued").exists());
 }
@@ -152,16 +258,24 @@ fn unwritable_output_fails_before_issuing() {
 fn corrupt_ca_directory_is_refused_not_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    meshca(d).args(["issue", "--cluster", "demo"]).assert().success();
+    meshca(d)
+        .args(["issue", "--cluster", "demo"])
+        .assert()
+        .success();
     let root = read(d.join(".meshca/ca/root-cert.pem"));
     // A well-formed PEM block whose contents are no key at all.
-    let not_a_key = format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n", label = "PRIVATE KEY");
+    let not_a_key = format!(
+        "-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n",
+        label = "PRIVATE KEY"
+    );
     std::fs::write(d.join(".meshca/ca/root-key.pem"), not_a_key).unwrap();
     meshca(d)
         .args(["issue", "--cluster", "other"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("local CA at .meshca/ca is unusable"));
+        .stderr(predicate::str::contains(
+            "local CA at .meshca/ca is unusable",
+        ));
     assert_eq!(read(d.join(".meshca/ca/root-cert.pem")), root);
     assert!(!d.join("out/other").exists());
 
@@ -182,21 +296,35 @@ fn help_teaches() {
         .assert()
         .success()
         .stdout(predicate::str::contains("meshca issue --cluster demo"))
-        .stdout(predicate::str::contains("kubectl apply -f out/demo/cacerts.yaml"));
+        .stdout(predicate::str::contains(
+            "kubectl apply -f out/demo/cacerts.yaml",
+        ));
     meshca(dir.path())
         .args(["issue", "--help"])
         .assert()
         .success()
         .stdout(predicate::str::contains("--key-algorithm"))
-        .stdout(predicate::str::contains("rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384"))
-        .stdout(predicate::str::contains("root-cert.pem stays byte-identical"));
-    meshca(dir.path()).arg("issue").assert().failure().code(2).stderr(predicate::str::contains("--cluster"));
+        .stdout(predicate::str::contains(
+            "rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384",
+        ))
+        .stdout(predicate::str::contains(
+            "root-cert.pem stays byte-identical",
+        ));
+    meshca(dir.path())
+        .arg("issue")
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains("--cluster"));
 }
 
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    meshca(dir.path()).args(["issue", "--cluster", "demo"]).assert().success();
+    meshca(dir.path())
+        .args(["issue", "--cluster", "demo"])
+        .assert()
+        .success();
     // Like `meshca inspect out/demo | true`: the reader is gone before meshca writes.
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("meshca"))
         .args(["inspect", "out/demo"])

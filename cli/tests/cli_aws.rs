@@ -22,7 +22,17 @@ fn issue_from_pca_into_secrets_manager_then_inspect() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     meshca(d, &emu)
-        .args(["issue", "--cluster", "prod-eu-1", "--ca-arn", arn, "--escrow", "secrets-manager", "--validity-days", "30"])
+        .args([
+            "issue",
+            "--cluster",
+            "prod-eu-1",
+            "--ca-arn",
+            arn,
+            "--escrow",
+            "secrets-manager",
+            "--validity-days",
+            "30",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("prod-eu-1: issued generation 1"));
@@ -33,12 +43,28 @@ fn issue_from_pca_into_secrets_manager_then_inspect() {
         .stdout(predicate::str::contains("out/prod-eu-1: valid"))
         .stdout(predicate::str::contains("meshca test issuing CA 1"));
     let manifest = std::fs::read_to_string(d.join("out/prod-eu-1/cacerts.yaml")).unwrap();
-    assert!(manifest.contains(&format!("meshca.io/certificate-arn: {arn}/certificate/")), "{manifest}");
-    assert!(!d.join(".meshca/escrow").exists(), "escrow went to Secrets Manager, not the local directory");
+    assert!(
+        manifest.contains(&format!("meshca.io/certificate-arn: {arn}/certificate/")),
+        "{manifest}"
+    );
+    assert!(
+        !d.join(".meshca/escrow").exists(),
+        "escrow went to Secrets Manager, not the local directory"
+    );
 
     // A second run finds the record in Secrets Manager: no new certificate.
     meshca(d, &emu)
-        .args(["issue", "--cluster", "prod-eu-1", "--ca-arn", arn, "--escrow", "secrets-manager", "--validity-days", "30"])
+        .args([
+            "issue",
+            "--cluster",
+            "prod-eu-1",
+            "--ca-arn",
+            arn,
+            "--escrow",
+            "secrets-manager",
+            "--validity-days",
+            "30",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("reused generation 1"));
@@ -51,14 +77,23 @@ fn pca_errors_are_clear() {
     let h = emu.hierarchy("EC_prime256v1", 1);
     let arn = h["issuing"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    emu.control("ca/status", serde_json::json!({"arn": arn, "status": "DISABLED"}));
+    emu.control(
+        "ca/status",
+        serde_json::json!({"arn": arn, "status": "DISABLED"}),
+    );
     meshca(dir.path(), &emu)
         .args(["issue", "--cluster", "c1", "--ca-arn", arn])
         .assert()
         .failure()
         .stderr(predicate::str::contains("is DISABLED, not ACTIVE"));
     meshca(dir.path(), &emu)
-        .args(["issue", "--cluster", "c1", "--ca-arn", "arn:aws:iam::1:role/x"])
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--ca-arn",
+            "arn:aws:iam::1:role/x",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("not a certificate authority ARN"));

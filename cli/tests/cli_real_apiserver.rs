@@ -22,36 +22,66 @@ fn issue_into_a_real_apiserver_by_context_then_inspect_and_kubectl_it() {
     let d = dir.path();
     std::fs::write(d.join("kubeconfig"), real.kubeconfig("real")).unwrap();
     let ctx = ["--context", "real", "--kubeconfig", "kubeconfig"];
-    meshca(d).args(["inspect"]).args(ctx).assert().code(1).stdout(predicate::str::contains("MISSING"));
+    meshca(d)
+        .args(["inspect"])
+        .args(ctx)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("MISSING"));
     meshca(d)
         .args(["issue", "--cluster", "c1"])
         .args(ctx)
         .assert()
         .success()
-        .stdout(predicate::str::contains("delivered to context real: istio-system/cacerts created"));
+        .stdout(predicate::str::contains(
+            "delivered to context real: istio-system/cacerts created",
+        ));
     meshca(d)
         .args(["inspect"])
         .args(ctx)
         .assert()
         .success()
-        .stdout(predicate::str::contains("context real istio-system/cacerts (managed by meshca): valid"));
+        .stdout(predicate::str::contains(
+            "context real istio-system/cacerts (managed by meshca): valid",
+        ));
     // kubectl re-applies the manifest meshca wrote, validation on: the same secret, unchanged.
-    real.kubectl(&["apply", "-f", d.join("out/c1/cacerts.yaml").to_str().unwrap()], None);
-    meshca(d).args(["issue", "--cluster", "c1"]).args(ctx).assert().success().stdout(predicate::str::contains("cacerts unchanged"));
+    real.kubectl(
+        &[
+            "apply",
+            "-f",
+            d.join("out/c1/cacerts.yaml").to_str().unwrap(),
+        ],
+        None,
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "c1"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cacerts unchanged"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_token() {
     let emu = aws::AwsEmulator::start();
-    let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let settings = Settings {
         cluster: "prod-eu-1".into(),
-        aws_keys: std::collections::BTreeMap::from([("testing".to_string(), "testing".to_string())]),
+        aws_keys: std::collections::BTreeMap::from([(
+            "testing".to_string(),
+            "testing".to_string(),
+        )]),
         token_review: true,
         ..Default::default()
     };
     let authenticator = ApiServer::start(settings).await.unwrap();
-    let real = RealApiServer::with_token_webhook(&format!("{}{TOKEN_REVIEW_PATH}", authenticator.url()), authenticator.ca_pem());
+    let real = RealApiServer::with_token_webhook(
+        &format!("{}{TOKEN_REVIEW_PATH}", authenticator.url()),
+        authenticator.ca_pem(),
+    );
     real.grant_namespace("istio-system", "eks:testing");
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
     let dir = tempfile::tempdir().unwrap();
@@ -60,10 +90,34 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
     for v in aws::AWS_UNSET {
         c.env_remove(v);
     }
-    c.args(["issue", "--eks-cluster", "prod-eu-1", "--ca-arn", &arn, "--escrow", "secrets-manager", "--no-files", "--validity-days", "30"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("delivered to EKS cluster prod-eu-1: istio-system/cacerts created"));
-    let labels = real.kubectl(&["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.metadata.labels}"], None);
+    c.args([
+        "issue",
+        "--eks-cluster",
+        "prod-eu-1",
+        "--ca-arn",
+        &arn,
+        "--escrow",
+        "secrets-manager",
+        "--no-files",
+        "--validity-days",
+        "30",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains(
+        "delivered to EKS cluster prod-eu-1: istio-system/cacerts created",
+    ));
+    let labels = real.kubectl(
+        &[
+            "get",
+            "secret",
+            "cacerts",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+        None,
+    );
     assert!(labels.contains("meshca"), "{labels}");
 }

@@ -11,13 +11,20 @@ use serde_json::Value;
 
 fn meshca(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("meshca").unwrap();
-    c.current_dir(dir).env_remove("MESHCA_CA_DIR").env_remove("MESHCA_ESCROW_DIR").env_remove("KUBECONFIG");
+    c.current_dir(dir)
+        .env_remove("MESHCA_CA_DIR")
+        .env_remove("MESHCA_ESCROW_DIR")
+        .env_remove("KUBECONFIG");
     c
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {
     let out = meshca(dir).args(args).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -27,9 +34,27 @@ fn assert_mutual_trust(d: &Path, clusters: &[&str]) {
         let xd = d.join("out").join(x);
         openssl::sign(&xd, "leaf", "ca-cert.pem", "ca-key.pem", false);
         for y in clusters {
-            let root = d.join("out").join(y).join("root-cert.pem").display().to_string();
-            let (ok, out) = openssl::run(&["verify", "-CAfile", &root, "-untrusted", "cert-chain.pem", "leaf.pem"], &xd);
-            assert!(ok, "a leaf of {x} does not verify under the root of {y}: {out}");
+            let root = d
+                .join("out")
+                .join(y)
+                .join("root-cert.pem")
+                .display()
+                .to_string();
+            let (ok, out) = openssl::run(
+                &[
+                    "verify",
+                    "-CAfile",
+                    &root,
+                    "-untrusted",
+                    "cert-chain.pem",
+                    "leaf.pem",
+                ],
+                &xd,
+            );
+            assert!(
+                ok,
+                "a leaf of {x} does not verify under the root of {y}: {out}"
+            );
         }
     }
 }
@@ -47,16 +72,36 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
     }
     let old_root = std::fs::read_to_string(d.join("out/alpha/root-cert.pem")).unwrap();
 
-    let doc = json(d, &["rotate-root", "start", "--to", "local:.meshca/ca-2027", "--soak", "0"]);
+    let doc = json(
+        d,
+        &[
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-2027",
+            "--soak",
+            "0",
+        ],
+    );
     assert_eq!(phase(&doc), "trust-both");
     assert_eq!(doc["may_advance"], true);
     assert_eq!(doc["clusters"].as_array().unwrap().len(), 3);
     let both = std::fs::read_to_string(d.join("out/beta/root-cert.pem")).unwrap();
-    assert!(both.starts_with(&old_root) && both.len() > old_root.len(), "the old bytes first, then the new root");
+    assert!(
+        both.starts_with(&old_root) && both.len() > old_root.len(),
+        "the old bytes first, then the new root"
+    );
 
     // A cluster created during the rotation joins at the current phase.
-    meshca(d).args(["issue", "--cluster", "delta"]).assert().success().stdout(predicate::str::contains("delta: issued generation 1"));
-    assert_eq!(std::fs::read_to_string(d.join("out/delta/root-cert.pem")).unwrap(), both);
+    meshca(d)
+        .args(["issue", "--cluster", "delta"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("delta: issued generation 1"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/delta/root-cert.pem")).unwrap(),
+        both
+    );
     let fleet = ["alpha", "beta", "gamma", "delta"];
     assert_mutual_trust(d, &fleet);
 
@@ -66,11 +111,20 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
         .success()
         .stdout(predicate::str::contains("phase     trust-both"))
         .stdout(predicate::str::contains("delta                    yes"))
-        .stdout(predicate::str::contains("next      meshca rotate-root advance"));
+        .stdout(predicate::str::contains(
+            "next      meshca rotate-root advance",
+        ));
 
     let doc = json(d, &["rotate-root", "advance"]);
     assert_eq!(phase(&doc), "switch");
-    assert!(doc["clusters"].as_array().unwrap().iter().all(|c| c["outcome"]["outcome"] == "renewed"), "{doc}");
+    assert!(
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"]["outcome"] == "renewed"),
+        "{doc}"
+    );
     assert_mutual_trust(d, &fleet);
     assert_eq!(phase(&json(d, &["rotate-root", "advance"])), "drop-old");
     assert_mutual_trust(d, &fleet);
@@ -82,7 +136,9 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
         .args(["issue", "--cluster", "alpha"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("issue from the new authority: --ca-dir .meshca/ca-2027"));
+        .stderr(predicate::str::contains(
+            "issue from the new authority: --ca-dir .meshca/ca-2027",
+        ));
     meshca(d)
         .args(["issue", "--cluster", "alpha", "--ca-dir", ".meshca/ca-2027"])
         .assert()
@@ -94,26 +150,87 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
 fn refusals_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    meshca(d).args(["rotate-root", "status"]).assert().code(1).stderr(predicate::str::contains("no root rotation has been started here"));
-    meshca(d).args(["rotate-root", "start", "--to", "local:.meshca/ca-new"]).assert().code(1).stderr(predicate::str::contains("no clusters to rotate"));
-    meshca(d).args(["issue", "--cluster", "alpha"]).assert().success();
-    meshca(d).args(["rotate-root", "start", "--to", "local:.meshca/ca"]).assert().code(1).stderr(predicate::str::contains("nothing to rotate"));
+    meshca(d)
+        .args(["rotate-root", "status"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no root rotation has been started here",
+        ));
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "local:.meshca/ca-new"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no clusters to rotate"));
+    meshca(d)
+        .args(["issue", "--cluster", "alpha"])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "local:.meshca/ca"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing to rotate"));
     // Another directory holding the same root: a re-issue, not a rotation.
     std::fs::create_dir_all(d.join("copy")).unwrap();
     for f in ["root-cert.pem", "root-key.pem"] {
         std::fs::copy(d.join(".meshca/ca").join(f), d.join("copy").join(f)).unwrap();
     }
-    meshca(d).args(["rotate-root", "start", "--to", "copy"]).assert().code(1).stderr(predicate::str::contains("a re-issue, not a root rotation"));
-    meshca(d).args(["rotate-root", "start", "--to", "local:.meshca/ca-new", "--soak", "1w"]).assert().code(2).stderr(predicate::str::contains("unit must be"));
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "copy"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("a re-issue, not a root rotation"));
+    meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-new",
+            "--soak",
+            "1w",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unit must be"));
 
-    meshca(d).args(["rotate-root", "start", "--to", "local:.meshca/ca-new"]).assert().success().stdout(predicate::str::contains("soak 26h"));
-    meshca(d).args(["rotate-root", "start", "--to", "local:.meshca/ca-other"]).assert().code(1).stderr(predicate::str::contains("already in phase trust-both"));
-    meshca(d).args(["rotate-root", "advance"]).assert().code(1).stderr(predicate::str::contains("cannot advance from trust-both: soaking until"));
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "local:.meshca/ca-new"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("soak 26h"));
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "local:.meshca/ca-other"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already in phase trust-both"));
+    meshca(d)
+        .args(["rotate-root", "advance"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "cannot advance from trust-both: soaking until",
+        ));
     let doc = json(d, &["rotate-root", "advance", "--force"]);
     assert_eq!(phase(&doc), "switch");
-    assert!(doc["rotation"]["history"][1]["overridden"][0].as_str().unwrap().starts_with("soaking until"), "{doc}");
-    meshca(d).args(["rotate-root", "advance", "--force"]).assert().success();
-    meshca(d).args(["rotate-root", "abort"]).assert().code(1).stderr(predicate::str::contains("abort is allowed only before drop-old"));
+    assert!(
+        doc["rotation"]["history"][1]["overridden"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("soaking until"),
+        "{doc}"
+    );
+    meshca(d)
+        .args(["rotate-root", "advance", "--force"])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["rotate-root", "abort"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "abort is allowed only before drop-old",
+        ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,48 +241,132 @@ async fn a_kubeconfig_fleet_rotates_and_aborts_back_to_the_old_root() {
     let mut kubeconfig = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
     let (mut users, mut contexts) = (String::from("users:\n"), String::from("contexts:\n"));
     for name in ["east", "west"] {
-        let s = ApiServer::start(Settings { cluster: name.into(), static_token: Some("t0ken".into()), ..Default::default() }).await.unwrap();
+        let s = ApiServer::start(Settings {
+            cluster: name.into(),
+            static_token: Some("t0ken".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         s.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
         use base64::Engine;
         let ca = base64::engine::general_purpose::STANDARD.encode(s.ca_pem());
-        kubeconfig += &format!("- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\n", s.url());
+        kubeconfig += &format!(
+            "- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\n",
+            s.url()
+        );
         users += &format!("- name: {name}\n  user:\n    token: t0ken\n");
         contexts += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n");
         servers.push(s);
     }
-    std::fs::write(d.join("fleet.yaml"), format!("{kubeconfig}{users}{contexts}")).unwrap();
+    std::fs::write(
+        d.join("fleet.yaml"),
+        format!("{kubeconfig}{users}{contexts}"),
+    )
+    .unwrap();
     for name in ["east", "west"] {
-        meshca(d).args(["issue", "--cluster", name, "--context", name, "--kubeconfig", "fleet.yaml", "--no-files"]).assert().success();
+        meshca(d)
+            .args([
+                "issue",
+                "--cluster",
+                name,
+                "--context",
+                name,
+                "--kubeconfig",
+                "fleet.yaml",
+                "--no-files",
+            ])
+            .assert()
+            .success();
     }
     let k = ["--kubeconfig", "fleet.yaml"];
-    let doc = json(d, &["rotate-root", "start", "--to", "local:.meshca/ca-b", "--soak", "0", "--kubeconfig", "fleet.yaml"]);
+    let doc = json(
+        d,
+        &[
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-b",
+            "--soak",
+            "0",
+            "--kubeconfig",
+            "fleet.yaml",
+        ],
+    );
     assert_eq!(phase(&doc), "trust-both");
-    let restarted = doc["clusters"][0]["outcome"]["restarted"][0].as_str().unwrap();
-    assert!(restarted.contains("ISTIO_MULTIROOT_MESH is not enabled"), "{restarted}");
-    assert_eq!(phase(&json(d, &["rotate-root", "advance", k[0], k[1]])), "switch");
+    let restarted = doc["clusters"][0]["outcome"]["restarted"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        restarted.contains("ISTIO_MULTIROOT_MESH is not enabled"),
+        "{restarted}"
+    );
+    assert_eq!(
+        phase(&json(d, &["rotate-root", "advance", k[0], k[1]])),
+        "switch"
+    );
     let doc = json(d, &["rotate-root", "abort", k[0], k[1]]);
-    assert_eq!((phase(&doc), doc["rotation"]["aborted"].as_bool()), ("switch", Some(true)));
-    assert!(doc["clusters"].as_array().unwrap().iter().all(|c| c["confirmed"] == true && c["outcome"]["outcome"] == "renewed"), "{doc}");
-    assert_eq!(phase(&json(d, &["rotate-root", "advance", k[0], k[1]])), "drop-old");
+    assert_eq!(
+        (phase(&doc), doc["rotation"]["aborted"].as_bool()),
+        ("switch", Some(true))
+    );
+    assert!(
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["confirmed"] == true && c["outcome"]["outcome"] == "renewed"),
+        "{doc}"
+    );
+    assert_eq!(
+        phase(&json(d, &["rotate-root", "advance", k[0], k[1]])),
+        "drop-old"
+    );
     let old = std::fs::read_to_string(d.join(".meshca/ca/root-cert.pem")).unwrap();
     for s in &servers {
-        let secret = s.get(meshca_test_apiserver::store::Resource::Secrets, "istio-system", "cacerts").unwrap();
+        let secret = s
+            .get(
+                meshca_test_apiserver::store::Resource::Secrets,
+                "istio-system",
+                "cacerts",
+            )
+            .unwrap();
         use base64::Engine;
-        let root = base64::engine::general_purpose::STANDARD.decode(secret["data"]["root-cert.pem"].as_str().unwrap()).unwrap();
-        assert_eq!(String::from_utf8(root).unwrap(), old, "the old root alone again");
+        let root = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["root-cert.pem"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(root).unwrap(),
+            old,
+            "the old root alone again"
+        );
     }
-    meshca(d).args(["rotate-root", "status"]).args(k).assert().success().stdout(predicate::str::contains("done").not()).stdout(predicate::str::contains("aborted"));
+    meshca(d)
+        .args(["rotate-root", "status"])
+        .args(k)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("done").not())
+        .stdout(predicate::str::contains("aborted"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn between_two_private_cas_over_eks_with_the_record_in_secrets_manager() {
     use meshca_test_support::aws::{self, AwsEmulator};
     let emu = AwsEmulator::start();
-    let old = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
-    let new = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let old = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut servers = Vec::new();
     for name in ["prod-eu-1", "prod-eu-2"] {
-        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing")).await.unwrap();
+        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing"))
+            .await
+            .unwrap();
         server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
         emu.control("eks/cluster", serde_json::json!({"region": aws::REGION, "name": name, "endpoint": server.url(), "ca_pem": server.ca_pem()}));
         servers.push(server);
@@ -178,27 +379,82 @@ async fn between_two_private_cas_over_eks_with_the_record_in_secrets_manager() {
         for v in aws::AWS_UNSET {
             c.env_remove(v);
         }
-        c.args(args).args(["--escrow", "secrets-manager", "--region", aws::REGION]);
+        c.args(args)
+            .args(["--escrow", "secrets-manager", "--region", aws::REGION]);
         c
     };
     for name in ["prod-eu-1", "prod-eu-2"] {
-        run(&["issue", "--eks-cluster", name, "--ca-arn", &old, "--no-files"]).assert().success();
+        run(&[
+            "issue",
+            "--eks-cluster",
+            name,
+            "--ca-arn",
+            &old,
+            "--no-files",
+        ])
+        .assert()
+        .success();
     }
-    let fleet = ["--cluster", "prod-eu-1", "--cluster", "prod-eu-2", "--eks", "--ca-arn", &old];
-    let out = run(&["rotate-root", "start", "--to", &new, "--soak", "0", "--json"]).args(fleet).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet = [
+        "--cluster",
+        "prod-eu-1",
+        "--cluster",
+        "prod-eu-2",
+        "--eks",
+        "--ca-arn",
+        &old,
+    ];
+    let out = run(&[
+        "rotate-root",
+        "start",
+        "--to",
+        &new,
+        "--soak",
+        "0",
+        "--json",
+    ])
+    .args(fleet)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((phase(&doc), doc["may_advance"].as_bool()), ("trust-both", Some(true)), "{doc}");
+    assert_eq!(
+        (phase(&doc), doc["may_advance"].as_bool()),
+        ("trust-both", Some(true)),
+        "{doc}"
+    );
     let issued = emu.issued();
-    let out = run(&["rotate-root", "advance", "--json"]).args(fleet).output().unwrap();
+    let out = run(&["rotate-root", "advance", "--json"])
+        .args(fleet)
+        .output()
+        .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(phase(&doc), "switch", "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(emu.issued() - issued, 2, "one intermediate from the new CA per cluster");
+    assert_eq!(
+        phase(&doc),
+        "switch",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        emu.issued() - issued,
+        2,
+        "one intermediate from the new CA per cluster"
+    );
     // Without --cluster only the record is read: the sweep's view of the same secret.
     run(&["rotate-root", "status", "--ca-arn", &old])
         .assert()
         .success()
         .stdout(predicate::str::contains("phase     switch"))
-        .stderr(predicate::str::contains("the expiry sweep carries out each phase"));
-    assert!(servers.iter().all(|s| s.seen().iter().all(|r| r.caller == "eks:testing")));
+        .stderr(predicate::str::contains(
+            "the expiry sweep carries out each phase",
+        ));
+    assert!(
+        servers
+            .iter()
+            .all(|s| s.seen().iter().all(|r| r.caller == "eks:testing"))
+    );
 }

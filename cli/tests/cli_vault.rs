@@ -8,7 +8,10 @@ const POLICY: &str = include_str!("../../shared/vault/meshca-policy.hcl");
 
 fn meshca(dir: &std::path::Path, bao: &Bao) -> Command {
     let mut c = Command::cargo_bin("meshca").unwrap();
-    c.current_dir(dir).env_remove("VAULT_TOKEN").env_remove("VAULT_ADDR").env("VAULT_CACERT", bao.ca_file());
+    c.current_dir(dir)
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env("VAULT_CACERT", bao.ca_file());
     c
 }
 
@@ -21,21 +24,54 @@ fn issue_from_openbao_with_a_token_file_then_reuse_and_rotate() {
     std::fs::write(&token, bao.token_with_policy("meshca", POLICY)).unwrap();
     let issue = |extra: &[&str]| {
         let mut c = meshca(dir.path(), &bao);
-        c.args(["issue", "--cluster", "c1", "--vault-addr", &bao.addr, "--vault-token-file", token.to_str().unwrap()]).args(extra);
+        c.args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--vault-addr",
+            &bao.addr,
+            "--vault-token-file",
+            token.to_str().unwrap(),
+        ])
+        .args(extra);
         c
     };
-    issue(&[]).assert().success().stdout(predicate::str::contains("c1: issued generation 1"));
+    issue(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("c1: issued generation 1"));
     let out = dir.path().join("out/c1");
     let verify = std::process::Command::new("openssl")
-        .args(["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "ca-cert.pem"])
+        .args([
+            "verify",
+            "-CAfile",
+            "root-cert.pem",
+            "-untrusted",
+            "cert-chain.pem",
+            "ca-cert.pem",
+        ])
         .current_dir(&out)
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let root = std::fs::read(out.join("root-cert.pem")).unwrap();
-    issue(&[]).assert().success().stdout(predicate::str::contains("c1: reused generation 1"));
-    issue(&["--force"]).assert().success().stdout(predicate::str::contains("c1: issued generation 2"));
-    assert_eq!(std::fs::read(out.join("root-cert.pem")).unwrap(), root, "root-cert.pem byte for byte the same");
+    issue(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("c1: reused generation 1"));
+    issue(&["--force"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("c1: issued generation 2"));
+    assert_eq!(
+        std::fs::read(out.join("root-cert.pem")).unwrap(),
+        root,
+        "root-cert.pem byte for byte the same"
+    );
     // The token via VAULT_TOKEN works the same; a token Vault refuses is a clear error.
     meshca(dir.path(), &bao)
         .env("VAULT_TOKEN", "hvs.not-a-token")
@@ -56,12 +92,28 @@ fn vault_flags_are_checked_before_anything_is_issued() {
         .failure()
         .stderr(predicate::str::contains("--vault-addr needs a login"));
     meshca(dir.path(), &bao)
-        .args(["issue", "--cluster", "c1", "--vault-addr", "vault:8200", "--vault-token-file", "/dev/null"])
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--vault-addr",
+            "vault:8200",
+            "--vault-token-file",
+            "/dev/null",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("is not an http(s) URL"));
     meshca(dir.path(), &bao)
-        .args(["issue", "--cluster", "c1", "--vault-addr", &bao.addr, "--ca-arn", "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"])
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--vault-addr",
+            &bao.addr,
+            "--ca-arn",
+            "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("cannot be used with"));
@@ -69,7 +121,15 @@ fn vault_flags_are_checked_before_anything_is_issued() {
     let token = dir.path().join("token");
     std::fs::write(&token, &bao.root_token).unwrap();
     meshca(dir.path(), &bao)
-        .args(["issue", "--cluster", "c1", "--vault-addr", &bao.addr, "--vault-token-file", token.to_str().unwrap()])
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--vault-addr",
+            &bao.addr,
+            "--vault-token-file",
+            token.to_str().unwrap(),
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("not found"));

@@ -6,6 +6,7 @@
 //! error so EventBridge retries it and, in the end, dead-letters it.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use meshca_lambda::failure::FunctionError;
 use meshca_lambda::{App, event, invocation, metrics};
 use serde_json::Value;
 
@@ -20,12 +21,12 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
 }
 
-async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, FunctionError> {
     let request = match event::parse(&e.payload) {
         Ok(r) => r,
         Err(err) => {
             tracing::warn!(request_id = %e.context.request_id, error = %err, "rejected");
-            return Err(err.into());
+            return Err(FunctionError::BadEvent(err.to_string()));
         }
     };
     let deadline = invocation::deadline_of(e.context.deadline);
@@ -36,7 +37,10 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
     let body = serde_json::to_value(&report)?;
     tracing::info!(request_id = %e.context.request_id, report = %body, "done");
     match &report.outcome {
-        meshca_core::Outcome::Failed { step, error } => Err(format!("{step}: {error}").into()),
+        meshca_core::Outcome::Failed { step, error } => Err(FunctionError::ReconcileFailed {
+            step: *step,
+            error: error.clone(),
+        }),
         _ => Ok(body),
     }
 }

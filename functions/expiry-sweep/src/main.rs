@@ -8,6 +8,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::event::{self, Request};
+use meshca_lambda::failure::FunctionError;
 use meshca_lambda::{App, invocation, metrics};
 use serde_json::Value;
 
@@ -18,19 +19,25 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
 }
 
-async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, FunctionError> {
     let empty = e.payload.as_object().is_some_and(|o| o.is_empty());
     if !empty && event::parse(&e.payload) != Ok(Request::Sweep) {
         let err = "expiry-sweep takes the schedule event (detail-type \"Scheduled Event\") or {}; send cluster events to cluster-events";
         tracing::warn!(request_id = %e.context.request_id, error = err, "rejected");
-        return Err(err.into());
+        return Err(FunctionError::BadEvent(err.into()));
     }
     let deadline = invocation::deadline_of(e.context.deadline);
-    let remaining_ms = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as u64;
+    let remaining_ms = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .as_millis() as u64;
     tracing::info!(request_id = %e.context.request_id, remaining_ms, "sweep started");
     let report = app.sweep(deadline).await;
     let now = time::OffsetDateTime::now_utc();
-    for doc in report.clusters.iter().filter_map(|c| metrics::cluster_metrics(c, now)) {
+    for doc in report
+        .clusters
+        .iter()
+        .filter_map(|c| metrics::cluster_metrics(c, now))
+    {
         metrics::emit(&doc);
     }
     metrics::emit(&metrics::sweep_metrics(&report, now));
@@ -47,7 +54,7 @@ async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
         "sweep done"
     );
     if !report.errors.is_empty() && report.checked == 0 {
-        return Err(format!("no region could be listed: {}", report.errors.join("; ")).into());
+        return Err(FunctionError::NothingListed(report.errors.join("; ")));
     }
     Ok(serde_json::to_value(&report)?)
 }

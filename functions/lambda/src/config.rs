@@ -6,9 +6,14 @@ use std::time::Duration;
 use meshca_core::delivery::RestartPolicy;
 use std::collections::BTreeMap;
 
-use meshca_core::{KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity};
 use meshca_core::AccountId;
-use meshca_wiring::{Arn, ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec, SecretSource, VaultLogin, VaultSpec};
+use meshca_core::{
+    KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity,
+};
+use meshca_wiring::{
+    Arn, ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec,
+    SecretSource, VaultLogin, VaultSpec,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -135,7 +140,9 @@ impl Kinds {
 fn parse_kinds(text: &str) -> Result<Vec<Kind>, String> {
     let mut out = Vec::new();
     for k in text.split([' ', '+']).filter(|k| !k.is_empty()) {
-        let kind: Kind = k.parse().map_err(|e: meshca_core::kind::UnknownKind| e.to_string())?;
+        let kind: Kind = k
+            .parse()
+            .map_err(|e: meshca_core::kind::UnknownKind| e.to_string())?;
         if !out.contains(&kind) {
             out.push(kind);
         }
@@ -147,16 +154,25 @@ fn parse_kinds(text: &str) -> Result<Vec<Kind>, String> {
 }
 
 fn get(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Option<String> {
-    env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    env(var)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
-fn parse<T: std::str::FromStr>(env: &dyn Fn(&str) -> Option<String>, var: &'static str, default: T) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match get(env, var) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError { var, problem: format!("{v:?}: {e}") }),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
+            var,
+            problem: format!("{v:?}: {e}"),
+        }),
     }
 }
 
@@ -164,7 +180,10 @@ fn flag(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<bool,
     match get(env, var).as_deref() {
         None | Some("false") | Some("0") | Some("no") => Ok(false),
         Some("true") | Some("1") | Some("yes") => Ok(true),
-        Some(other) => Err(ConfigError { var, problem: format!("{other:?} is not true or false") }),
+        Some(other) => Err(ConfigError {
+            var,
+            problem: format!("{other:?} is not true or false"),
+        }),
     }
 }
 
@@ -177,37 +196,66 @@ impl Config {
     pub fn from(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let issue_rate: f64 = parse(env, "MESHCA_ISSUE_RATE", 20.0)?;
         if !(issue_rate > 0.0 && issue_rate <= 1000.0) {
-            return Err(ConfigError { var: "MESHCA_ISSUE_RATE", problem: format!("{issue_rate} is outside (0, 1000] calls per second") });
+            return Err(ConfigError {
+                var: "MESHCA_ISSUE_RATE",
+                problem: format!("{issue_rate} is outside (0, 1000] calls per second"),
+            });
         }
         // A worker is one of at most N consumers of the work queue: its share of the rate.
         let workers: u32 = parse(env, "MESHCA_WORKER_CONCURRENCY", 1)?;
         if !(1..=1000).contains(&workers) {
-            return Err(ConfigError { var: "MESHCA_WORKER_CONCURRENCY", problem: format!("{workers} is outside 1..=1000 (the queue's MaximumConcurrency)") });
+            return Err(ConfigError {
+                var: "MESHCA_WORKER_CONCURRENCY",
+                problem: format!("{workers} is outside 1..=1000 (the queue's MaximumConcurrency)"),
+            });
         }
         let issue_rate = issue_rate / f64::from(workers);
         let authority = authority(env, issue_rate)?;
         let xcp_authority = match get(env, "MESHCA_XCP_CA_ARN") {
             None => None,
             Some(arn) => {
-                let ca: CaArn = arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_XCP_CA_ARN", problem: e.to_string() })?;
-                Some(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate: Some(issue_rate), assume_role: ca_role(env)? })
+                let ca: CaArn = arn.parse().map_err(|e: ArnError| ConfigError {
+                    var: "MESHCA_XCP_CA_ARN",
+                    problem: e.to_string(),
+                })?;
+                Some(AuthoritySpec::Pca {
+                    ca,
+                    template_arn: None,
+                    signing_algorithm: None,
+                    issue_rate: Some(issue_rate),
+                    assume_role: ca_role(env)?,
+                })
             }
         };
-        let regions: Vec<String> = match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
-            Some(list) => list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
-            None => vec![],
-        };
+        let regions: Vec<String> =
+            match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
+                Some(list) => list
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect(),
+                None => vec![],
+            };
         if regions.is_empty() {
-            return Err(ConfigError { var: "MESHCA_REGIONS", problem: "no region: set MESHCA_REGIONS (or AWS_REGION)".into() });
+            return Err(ConfigError {
+                var: "MESHCA_REGIONS",
+                problem: "no region: set MESHCA_REGIONS (or AWS_REGION)".into(),
+            });
         }
         if let Some(bad) = regions.iter().find(|r| !is_region(r)) {
-            return Err(ConfigError { var: "MESHCA_REGIONS", problem: format!("{bad:?} is not a region name") });
+            return Err(ConfigError {
+                var: "MESHCA_REGIONS",
+                problem: format!("{bad:?} is not a region name"),
+            });
         }
         let members = members(env, &regions)?;
         let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
         let validity_days: u32 = parse(env, "MESHCA_VALIDITY_DAYS", 365)?;
         if validity_days == 0 {
-            return Err(ConfigError { var: "MESHCA_VALIDITY_DAYS", problem: "must be at least 1".into() });
+            return Err(ConfigError {
+                var: "MESHCA_VALIDITY_DAYS",
+                problem: "must be at least 1".into(),
+            });
         }
         let renew_before = match get(env, "MESHCA_RENEW_BEFORE_DAYS") {
             None => None,
@@ -216,7 +264,9 @@ impl Config {
                 if d >= validity_days {
                     return Err(ConfigError {
                         var: "MESHCA_RENEW_BEFORE_DAYS",
-                        problem: format!("{d} is not below MESHCA_VALIDITY_DAYS ({validity_days}): every run would renew"),
+                        problem: format!(
+                            "{d} is not below MESHCA_VALIDITY_DAYS ({validity_days}): every run would renew"
+                        ),
                     });
                 }
                 Some(time::Duration::days(d.into()))
@@ -224,22 +274,39 @@ impl Config {
         };
         let recovery_window_days: i64 = parse(env, "MESHCA_RECOVERY_WINDOW_DAYS", 30)?;
         if !(7..=30).contains(&recovery_window_days) {
-            return Err(ConfigError { var: "MESHCA_RECOVERY_WINDOW_DAYS", problem: format!("{recovery_window_days} is outside 7..=30") });
+            return Err(ConfigError {
+                var: "MESHCA_RECOVERY_WINDOW_DAYS",
+                problem: format!("{recovery_window_days} is outside 7..=30"),
+            });
         }
         let restart: RestartPolicy =
-            get(env, "MESHCA_RESTART_ISTIOD").map_or(Ok(RestartPolicy::Auto), |v| v.parse().map_err(|problem| ConfigError { var: "MESHCA_RESTART_ISTIOD", problem }))?;
+            get(env, "MESHCA_RESTART_ISTIOD").map_or(Ok(RestartPolicy::Auto), |v| {
+                v.parse().map_err(|problem| ConfigError {
+                    var: "MESHCA_RESTART_ISTIOD",
+                    problem,
+                })
+            })?;
         let poll_seconds: u64 = parse(env, "MESHCA_ACTIVE_POLL_SECONDS", 15)?;
         let sweep_concurrency: usize = parse(env, "MESHCA_SWEEP_CONCURRENCY", 32)?;
         if !(1..=512).contains(&sweep_concurrency) {
-            return Err(ConfigError { var: "MESHCA_SWEEP_CONCURRENCY", problem: format!("{sweep_concurrency} is outside 1..=512") });
+            return Err(ConfigError {
+                var: "MESHCA_SWEEP_CONCURRENCY",
+                problem: format!("{sweep_concurrency} is outside 1..=512"),
+            });
         }
         let verify_every: u32 = parse(env, "MESHCA_VERIFY_EVERY", 24)?;
         if verify_every > 10_000 {
-            return Err(ConfigError { var: "MESHCA_VERIFY_EVERY", problem: format!("{verify_every} is over 10000 sweeps (0: never)") });
+            return Err(ConfigError {
+                var: "MESHCA_VERIFY_EVERY",
+                problem: format!("{verify_every} is over 10000 sweeps (0: never)"),
+            });
         }
         let sweep_minutes: u64 = parse(env, "MESHCA_SWEEP_MINUTES", 60)?;
         if !(1..=7 * 24 * 60).contains(&sweep_minutes) {
-            return Err(ConfigError { var: "MESHCA_SWEEP_MINUTES", problem: format!("{sweep_minutes} is outside 1..=10080 minutes") });
+            return Err(ConfigError {
+                var: "MESHCA_SWEEP_MINUTES",
+                problem: format!("{sweep_minutes} is outside 1..=10080 minutes"),
+            });
         }
         Ok(Config {
             authority,
@@ -253,7 +320,10 @@ impl Config {
             settings: Settings {
                 key_algorithm,
                 validity: Validity::Days(validity_days),
-                profile: Profile { key_algorithm: Some(key_algorithm), ..Profile::default() },
+                profile: Profile {
+                    key_algorithm: Some(key_algorithm),
+                    ..Profile::default()
+                },
                 renewal: RenewalPolicy { renew_before },
                 ..Settings::default()
             },
@@ -308,29 +378,54 @@ struct MemberEntry {
 /// "externalId": "…", "regions": ["eu-west-1"]}]`; `role` defaults to
 /// `arn:aws:iam::<account>:role/meshca-member`, `regions` to MESHCA_REGIONS. Each account once;
 /// the role must be in its account (a role elsewhere would reach another account's clusters).
-fn members(env: &dyn Fn(&str) -> Option<String>, home_regions: &[String]) -> Result<Vec<MemberSpec>, ConfigError> {
+fn members(
+    env: &dyn Fn(&str) -> Option<String>,
+    home_regions: &[String],
+) -> Result<Vec<MemberSpec>, ConfigError> {
     const VAR: &str = "MESHCA_ACCOUNTS";
     let bad = |problem: String| ConfigError { var: VAR, problem };
-    let Some(text) = get(env, VAR) else { return Ok(vec![]) };
-    let entries: Vec<MemberEntry> = serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON list of {{account, role, externalId, regions}}: {e}")))?;
+    let Some(text) = get(env, VAR) else {
+        return Ok(vec![]);
+    };
+    let entries: Vec<MemberEntry> = serde_json::from_str(&text).map_err(|e| {
+        bad(format!(
+            "not a JSON list of {{account, role, externalId, regions}}: {e}"
+        ))
+    })?;
     let mut out: Vec<MemberSpec> = Vec::new();
     for e in entries {
-        let account: AccountId = e.account.parse().map_err(|e: meshca_core::place::BadAccountId| bad(e.to_string()))?;
+        let account: AccountId = e
+            .account
+            .parse()
+            .map_err(|e: meshca_core::place::BadAccountId| bad(e.to_string()))?;
         if out.iter().any(|m| m.account == account) {
             return Err(bad(format!("account {account} is listed twice")));
         }
-        let role_arn = e.role.unwrap_or_else(|| format!("arn:aws:iam::{account}:role/meshca-member"));
+        let role_arn = e
+            .role
+            .unwrap_or_else(|| format!("arn:aws:iam::{account}:role/meshca-member"));
         if role_account(&role_arn).as_deref() != Some(account.as_str()) {
-            return Err(bad(format!("account {account}: role {role_arn:?} is not an IAM role of that account")));
+            return Err(bad(format!(
+                "account {account}: role {role_arn:?} is not an IAM role of that account"
+            )));
         }
         let regions = e.regions.unwrap_or_else(|| home_regions.to_vec());
         if let Some(r) = regions.iter().find(|r| !is_region(r)) {
-            return Err(bad(format!("account {account}: {r:?} is not a region name")));
+            return Err(bad(format!(
+                "account {account}: {r:?} is not a region name"
+            )));
         }
         if regions.is_empty() {
             return Err(bad(format!("account {account}: no region")));
         }
-        out.push(MemberSpec { account, role: MemberRole { role_arn, external_id: e.external_id.filter(|x| !x.is_empty()) }, regions });
+        out.push(MemberSpec {
+            account,
+            role: MemberRole {
+                role_arn,
+                external_id: e.external_id.filter(|x| !x.is_empty()),
+            },
+            regions,
+        });
     }
     Ok(out)
 }
@@ -342,20 +437,29 @@ fn role_account(text: &str) -> Option<String> {
 }
 
 fn is_region(r: &str) -> bool {
-    !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !r.is_empty()
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
     let default = match get(env, "MESHCA_KINDS") {
-        Some(v) => parse_kinds(&v).map_err(|problem| ConfigError { var: "MESHCA_KINDS", problem })?,
+        Some(v) => parse_kinds(&v).map_err(|problem| ConfigError {
+            var: "MESHCA_KINDS",
+            problem,
+        })?,
         None => vec![Kind::IstioCacerts],
     };
-    let secret = get(env, "MESHCA_CERT_MANAGER_SECRET").unwrap_or_else(|| "cert-manager/istio-ca".into());
+    let secret =
+        get(env, "MESHCA_CERT_MANAGER_SECRET").unwrap_or_else(|| "cert-manager/istio-ca".into());
     let cert_manager_secret = secret
         .split_once('/')
         .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
         .map(|(ns, n)| (ns.to_string(), n.to_string()))
-        .ok_or(ConfigError { var: "MESHCA_CERT_MANAGER_SECRET", problem: format!("{secret:?} is not NAMESPACE/NAME") })?;
+        .ok_or(ConfigError {
+            var: "MESHCA_CERT_MANAGER_SECRET",
+            problem: format!("{secret:?} is not NAMESPACE/NAME"),
+        })?;
     let tag = |var, default: &str| get(env, var).unwrap_or_else(|| default.into());
     Ok(Kinds {
         default,
@@ -363,38 +467,73 @@ fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
         tsb_role_tag: tag("MESHCA_TSB_ROLE_TAG", "meshca.io/tsb-role"),
         tsb_name_tag: tag("MESHCA_TSB_NAME_TAG", "meshca.io/tsb-name"),
         tsb_namespace: tag("MESHCA_TSB_NAMESPACE", "tsb"),
-        central_addresses: get(env, "MESHCA_TSB_CENTRAL_ADDRESSES").map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+        central_addresses: get(env, "MESHCA_TSB_CENTRAL_ADDRESSES")
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
         cert_manager_secret,
     })
 }
 
 /// MESHCA_AUTHORITY: `pca` (default) or `vault`.
-fn authority(env: &dyn Fn(&str) -> Option<String>, issue_rate: f64) -> Result<AuthoritySpec, ConfigError> {
+fn authority(
+    env: &dyn Fn(&str) -> Option<String>,
+    issue_rate: f64,
+) -> Result<AuthoritySpec, ConfigError> {
     match get(env, "MESHCA_AUTHORITY").as_deref().unwrap_or("pca") {
         "pca" => {
-            let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError { var: "MESHCA_CA_ARN", problem: "is required".into() })?;
-            let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError { var: "MESHCA_CA_ARN", problem: e.to_string() })?;
+            let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError {
+                var: "MESHCA_CA_ARN",
+                problem: "is required".into(),
+            })?;
+            let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError {
+                var: "MESHCA_CA_ARN",
+                problem: e.to_string(),
+            })?;
             let assume_role = ca_role(env)?;
             if let Some(role) = &assume_role
                 && role_account(&role.role_arn).as_deref() != Some(ca.account())
             {
-                return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{} is not a role of the CA's account {}", role.role_arn, ca.account()) });
+                return Err(ConfigError {
+                    var: "MESHCA_CA_ROLE_ARN",
+                    problem: format!(
+                        "{} is not a role of the CA's account {}",
+                        role.role_arn,
+                        ca.account()
+                    ),
+                });
             }
-            Ok(AuthoritySpec::Pca { ca, template_arn: get(env, "MESHCA_TEMPLATE_ARN"), signing_algorithm: None, issue_rate: Some(issue_rate), assume_role })
+            Ok(AuthoritySpec::Pca {
+                ca,
+                template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
+                signing_algorithm: None,
+                issue_rate: Some(issue_rate),
+                assume_role,
+            })
         }
         "vault" => Ok(AuthoritySpec::Vault(vault(env)?)),
-        other => Err(ConfigError { var: "MESHCA_AUTHORITY", problem: format!("{other:?} is not pca or vault") }),
+        other => Err(ConfigError {
+            var: "MESHCA_AUTHORITY",
+            problem: format!("{other:?} is not pca or vault"),
+        }),
     }
 }
 
 /// MESHCA_CA_ROLE_ARN (and MESHCA_CA_EXTERNAL_ID): a role in the CA's account that meshca
 /// assumes to call Private CA, for a CA in another account not shared through AWS RAM.
 fn ca_role(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MemberRole>, ConfigError> {
-    let Some(role_arn) = get(env, "MESHCA_CA_ROLE_ARN") else { return Ok(None) };
+    let Some(role_arn) = get(env, "MESHCA_CA_ROLE_ARN") else {
+        return Ok(None);
+    };
     if role_account(&role_arn).is_none() {
-        return Err(ConfigError { var: "MESHCA_CA_ROLE_ARN", problem: format!("{role_arn:?} is not an IAM role ARN") });
+        return Err(ConfigError {
+            var: "MESHCA_CA_ROLE_ARN",
+            problem: format!("{role_arn:?} is not an IAM role ARN"),
+        });
     }
-    Ok(Some(MemberRole { role_arn, external_id: get(env, "MESHCA_CA_EXTERNAL_ID") }))
+    Ok(Some(MemberRole {
+        role_arn,
+        external_id: get(env, "MESHCA_CA_EXTERNAL_ID"),
+    }))
 }
 
 /// Vault / OpenBao: MESHCA_VAULT_ADDR (required), MESHCA_VAULT_MOUNT (default `pki`),
@@ -404,13 +543,25 @@ fn ca_role(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MemberRole>, C
 /// (MESHCA_VAULT_AWS_ROLE, optional MESHCA_VAULT_AWS_STS_REGION and MESHCA_VAULT_AWS_SERVER_ID);
 /// MESHCA_VAULT_AUTH_MOUNT overrides the method's mount (`approle`, `aws`).
 pub fn vault(env: &dyn Fn(&str) -> Option<String>) -> Result<VaultSpec, ConfigError> {
-    let required = |var: &'static str| get(env, var).ok_or(ConfigError { var, problem: "is required with MESHCA_AUTHORITY=vault".into() });
+    let required = |var: &'static str| {
+        get(env, var).ok_or(ConfigError {
+            var,
+            problem: "is required with MESHCA_AUTHORITY=vault".into(),
+        })
+    };
     let addr = required("MESHCA_VAULT_ADDR")?;
     if !addr.starts_with("https://") && !addr.starts_with("http://") {
-        return Err(ConfigError { var: "MESHCA_VAULT_ADDR", problem: format!("{addr:?} is not an http(s) URL") });
+        return Err(ConfigError {
+            var: "MESHCA_VAULT_ADDR",
+            problem: format!("{addr:?} is not an http(s) URL"),
+        });
     }
-    let auth_mount = |default: &str| get(env, "MESHCA_VAULT_AUTH_MOUNT").unwrap_or_else(|| default.into());
-    let login = match get(env, "MESHCA_VAULT_AUTH").as_deref().unwrap_or("approle") {
+    let auth_mount =
+        |default: &str| get(env, "MESHCA_VAULT_AUTH_MOUNT").unwrap_or_else(|| default.into());
+    let login = match get(env, "MESHCA_VAULT_AUTH")
+        .as_deref()
+        .unwrap_or("approle")
+    {
         "approle" => VaultLogin::AppRole {
             mount: auth_mount("approle"),
             role_id: required("MESHCA_VAULT_ROLE_ID")?,
@@ -422,7 +573,12 @@ pub fn vault(env: &dyn Fn(&str) -> Option<String>) -> Result<VaultSpec, ConfigEr
             sts_region: get(env, "MESHCA_VAULT_AWS_STS_REGION"),
             server_id: get(env, "MESHCA_VAULT_AWS_SERVER_ID"),
         },
-        other => return Err(ConfigError { var: "MESHCA_VAULT_AUTH", problem: format!("{other:?} is not approle or aws-iam") }),
+        other => {
+            return Err(ConfigError {
+                var: "MESHCA_VAULT_AUTH",
+                problem: format!("{other:?} is not approle or aws-iam"),
+            });
+        }
     };
     Ok(VaultSpec {
         addr,
@@ -440,7 +596,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from(&move |k: &str| map.get(k).cloned())
     }
 
@@ -455,13 +614,34 @@ mod tests {
         assert_eq!(c.recovery_window_days, 30);
         assert_eq!(c.restart, RestartPolicy::Auto);
         assert!(!c.adopt && !c.dry_run);
-        assert_eq!((c.issue_rate, c.sweep_concurrency, c.fanout_threshold, c.event_bus.as_str()), (20.0, 32, 1000, "default"));
-        assert_eq!((c.verify_every, c.sweep_period, c.work_queue.as_deref()), (24, Duration::from_secs(3600), None));
+        assert_eq!(
+            (
+                c.issue_rate,
+                c.sweep_concurrency,
+                c.fanout_threshold,
+                c.event_bus.as_str()
+            ),
+            (20.0, 32, 1000, "default")
+        );
+        assert_eq!(
+            (c.verify_every, c.sweep_period, c.work_queue.as_deref()),
+            (24, Duration::from_secs(3600), None)
+        );
         // A worker of four takes a quarter of the rate, in the authority's budget too.
-        let w = with(&[("MESHCA_CA_ARN", ARN), ("AWS_REGION", "eu-west-1"), ("MESHCA_ISSUE_RATE", "24"), ("MESHCA_WORKER_CONCURRENCY", "4")]).unwrap();
+        let w = with(&[
+            ("MESHCA_CA_ARN", ARN),
+            ("AWS_REGION", "eu-west-1"),
+            ("MESHCA_ISSUE_RATE", "24"),
+            ("MESHCA_WORKER_CONCURRENCY", "4"),
+        ])
+        .unwrap();
         assert_eq!(w.issue_rate, 6.0);
-        assert!(matches!(&w.authority, AuthoritySpec::Pca { issue_rate: Some(r), .. } if *r == 6.0));
-        assert!(matches!(&c.authority, AuthoritySpec::Pca { ca, issue_rate: Some(r), .. } if ca.region() == "eu-west-1" && *r == 20.0));
+        assert!(
+            matches!(&w.authority, AuthoritySpec::Pca { issue_rate: Some(r), .. } if *r == 6.0)
+        );
+        assert!(
+            matches!(&c.authority, AuthoritySpec::Pca { ca, issue_rate: Some(r), .. } if ca.region() == "eu-west-1" && *r == 20.0)
+        );
     }
 
     #[test]
@@ -469,59 +649,167 @@ mod tests {
         let bad = |pairs: &[(&str, &str)], var: &str| {
             let e = with(pairs).unwrap_err();
             assert_eq!(e.var, var, "{e}");
-            assert!(e.to_string().starts_with(&format!("configuration: {var}:")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("configuration: {var}:")),
+                "{e}"
+            );
         };
         bad(&[], "MESHCA_CA_ARN");
         bad(&[("MESHCA_CA_ARN", "arn:aws:s3:::bucket")], "MESHCA_CA_ARN");
         bad(&[("MESHCA_CA_ARN", ARN)], "MESHCA_REGIONS");
-        bad(&[("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,EU WEST")], "MESHCA_REGIONS");
-        let base = [("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1, us-east-1")];
-        let plus = |extra: (&'static str, &'static str)| -> Vec<(&str, &str)> { base.iter().copied().chain([extra]).collect() };
-        bad(&plus(("MESHCA_KEY_ALGORITHM", "dsa")), "MESHCA_KEY_ALGORITHM");
+        bad(
+            &[
+                ("MESHCA_CA_ARN", ARN),
+                ("MESHCA_REGIONS", "eu-west-1,EU WEST"),
+            ],
+            "MESHCA_REGIONS",
+        );
+        let base = [
+            ("MESHCA_CA_ARN", ARN),
+            ("MESHCA_REGIONS", "eu-west-1, us-east-1"),
+        ];
+        let plus = |extra: (&'static str, &'static str)| -> Vec<(&str, &str)> {
+            base.iter().copied().chain([extra]).collect()
+        };
+        bad(
+            &plus(("MESHCA_KEY_ALGORITHM", "dsa")),
+            "MESHCA_KEY_ALGORITHM",
+        );
         bad(&plus(("MESHCA_VALIDITY_DAYS", "0")), "MESHCA_VALIDITY_DAYS");
-        bad(&plus(("MESHCA_VALIDITY_DAYS", "a year")), "MESHCA_VALIDITY_DAYS");
-        bad(&plus(("MESHCA_RENEW_BEFORE_DAYS", "400")), "MESHCA_RENEW_BEFORE_DAYS");
-        bad(&plus(("MESHCA_RECOVERY_WINDOW_DAYS", "3")), "MESHCA_RECOVERY_WINDOW_DAYS");
-        bad(&plus(("MESHCA_RESTART_ISTIOD", "sometimes")), "MESHCA_RESTART_ISTIOD");
+        bad(
+            &plus(("MESHCA_VALIDITY_DAYS", "a year")),
+            "MESHCA_VALIDITY_DAYS",
+        );
+        bad(
+            &plus(("MESHCA_RENEW_BEFORE_DAYS", "400")),
+            "MESHCA_RENEW_BEFORE_DAYS",
+        );
+        bad(
+            &plus(("MESHCA_RECOVERY_WINDOW_DAYS", "3")),
+            "MESHCA_RECOVERY_WINDOW_DAYS",
+        );
+        bad(
+            &plus(("MESHCA_RESTART_ISTIOD", "sometimes")),
+            "MESHCA_RESTART_ISTIOD",
+        );
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
-        bad(&plus(("MESHCA_VERIFY_EVERY", "10001")), "MESHCA_VERIFY_EVERY");
-        bad(&plus(("MESHCA_WORKER_CONCURRENCY", "0")), "MESHCA_WORKER_CONCURRENCY");
-        bad(&plus(("MESHCA_VERIFY_EVERY", "daily")), "MESHCA_VERIFY_EVERY");
+        bad(
+            &plus(("MESHCA_VERIFY_EVERY", "10001")),
+            "MESHCA_VERIFY_EVERY",
+        );
+        bad(
+            &plus(("MESHCA_WORKER_CONCURRENCY", "0")),
+            "MESHCA_WORKER_CONCURRENCY",
+        );
+        bad(
+            &plus(("MESHCA_VERIFY_EVERY", "daily")),
+            "MESHCA_VERIFY_EVERY",
+        );
         bad(&plus(("MESHCA_SWEEP_MINUTES", "0")), "MESHCA_SWEEP_MINUTES");
         bad(&plus(("MESHCA_ISSUE_RATE", "NaN")), "MESHCA_ISSUE_RATE");
-        bad(&plus(("MESHCA_SWEEP_CONCURRENCY", "0")), "MESHCA_SWEEP_CONCURRENCY");
-        bad(&plus(("MESHCA_FANOUT_THRESHOLD", "-1")), "MESHCA_FANOUT_THRESHOLD");
+        bad(
+            &plus(("MESHCA_SWEEP_CONCURRENCY", "0")),
+            "MESHCA_SWEEP_CONCURRENCY",
+        );
+        bad(
+            &plus(("MESHCA_FANOUT_THRESHOLD", "-1")),
+            "MESHCA_FANOUT_THRESHOLD",
+        );
         assert_eq!(with(&base).unwrap().regions, ["eu-west-1", "us-east-1"]);
-        let vault = [("MESHCA_AUTHORITY", "vault"), ("MESHCA_REGIONS", "eu-west-1")];
-        let with_vault = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> { vault.iter().chain(extra).copied().collect() };
+        let vault = [
+            ("MESHCA_AUTHORITY", "vault"),
+            ("MESHCA_REGIONS", "eu-west-1"),
+        ];
+        let with_vault = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+            vault.iter().chain(extra).copied().collect()
+        };
         bad(&plus(("MESHCA_AUTHORITY", "hsm")), "MESHCA_AUTHORITY");
         bad(&with_vault(&[]), "MESHCA_VAULT_ADDR");
-        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "vault:8200")]), "MESHCA_VAULT_ADDR");
-        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200")]), "MESHCA_VAULT_ROLE_ID");
-        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_ROLE_ID", "r")]), "MESHCA_VAULT_SECRET_ID_ARN");
-        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "ldap")]), "MESHCA_VAULT_AUTH");
-        bad(&with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200"), ("MESHCA_VAULT_AUTH", "aws-iam")]), "MESHCA_VAULT_AWS_ROLE");
+        bad(
+            &with_vault(&[("MESHCA_VAULT_ADDR", "vault:8200")]),
+            "MESHCA_VAULT_ADDR",
+        );
+        bad(
+            &with_vault(&[("MESHCA_VAULT_ADDR", "https://v:8200")]),
+            "MESHCA_VAULT_ROLE_ID",
+        );
+        bad(
+            &with_vault(&[
+                ("MESHCA_VAULT_ADDR", "https://v:8200"),
+                ("MESHCA_VAULT_ROLE_ID", "r"),
+            ]),
+            "MESHCA_VAULT_SECRET_ID_ARN",
+        );
+        bad(
+            &with_vault(&[
+                ("MESHCA_VAULT_ADDR", "https://v:8200"),
+                ("MESHCA_VAULT_AUTH", "ldap"),
+            ]),
+            "MESHCA_VAULT_AUTH",
+        );
+        bad(
+            &with_vault(&[
+                ("MESHCA_VAULT_ADDR", "https://v:8200"),
+                ("MESHCA_VAULT_AUTH", "aws-iam"),
+            ]),
+            "MESHCA_VAULT_AWS_ROLE",
+        );
     }
 
     #[test]
     fn member_accounts_default_their_role_and_regions_and_refuse_what_would_cross_accounts() {
-        let base = [("MESHCA_CA_ARN", ARN), ("MESHCA_REGIONS", "eu-west-1,us-east-1")];
-        let accounts = |json: &'static str| -> Vec<(&str, &str)> { base.iter().copied().chain([("MESHCA_ACCOUNTS", json)]).collect() };
+        let base = [
+            ("MESHCA_CA_ARN", ARN),
+            ("MESHCA_REGIONS", "eu-west-1,us-east-1"),
+        ];
+        let accounts = |json: &'static str| -> Vec<(&str, &str)> {
+            base.iter()
+                .copied()
+                .chain([("MESHCA_ACCOUNTS", json)])
+                .collect()
+        };
         let c = with(&accounts(r#"[{"account": "222233334444"}, {"account": "333344445555", "role": "arn:aws:iam::333344445555:role/x", "externalId": "e", "regions": ["ap-south-1"]}]"#)).unwrap();
         assert_eq!(c.members.len(), 2);
-        assert_eq!(c.members[0].role, MemberRole { role_arn: "arn:aws:iam::222233334444:role/meshca-member".into(), external_id: None });
+        assert_eq!(
+            c.members[0].role,
+            MemberRole {
+                role_arn: "arn:aws:iam::222233334444:role/meshca-member".into(),
+                external_id: None
+            }
+        );
         assert_eq!(c.members[0].regions, ["eu-west-1", "us-east-1"]);
-        assert_eq!((c.members[1].role.external_id.as_deref(), c.members[1].regions.as_slice()), (Some("e"), ["ap-south-1".to_string()].as_slice()));
+        assert_eq!(
+            (
+                c.members[1].role.external_id.as_deref(),
+                c.members[1].regions.as_slice()
+            ),
+            (Some("e"), ["ap-south-1".to_string()].as_slice())
+        );
         assert!(with(&base).unwrap().members.is_empty());
         for (json, says) in [
             ("222233334444", "not a JSON list"),
             (r#"[{"account": "2222"}]"#, "not an AWS account id"),
-            (r#"[{"account": "222233334444"}, {"account": "222233334444"}]"#, "listed twice"),
-            (r#"[{"account": "222233334444", "role": "arn:aws:iam::333344445555:role/x"}]"#, "not an IAM role of that account"),
-            (r#"[{"account": "222233334444", "role": "arn:aws:iam::222233334444:user/x"}]"#, "not an IAM role of that account"),
-            (r#"[{"account": "222233334444", "regions": ["EU"]}]"#, "not a region name"),
-            (r#"[{"account": "222233334444", "region": ["eu-west-1"]}]"#, "unknown field"),
+            (
+                r#"[{"account": "222233334444"}, {"account": "222233334444"}]"#,
+                "listed twice",
+            ),
+            (
+                r#"[{"account": "222233334444", "role": "arn:aws:iam::333344445555:role/x"}]"#,
+                "not an IAM role of that account",
+            ),
+            (
+                r#"[{"account": "222233334444", "role": "arn:aws:iam::222233334444:user/x"}]"#,
+                "not an IAM role of that account",
+            ),
+            (
+                r#"[{"account": "222233334444", "regions": ["EU"]}]"#,
+                "not a region name",
+            ),
+            (
+                r#"[{"account": "222233334444", "region": ["eu-west-1"]}]"#,
+                "unknown field",
+            ),
         ] {
             let e = with(&accounts(json)).unwrap_err();
             assert_eq!(e.var, "MESHCA_ACCOUNTS");
@@ -536,12 +824,19 @@ mod tests {
             ("MESHCA_REGIONS", "eu-west-1"),
             ("MESHCA_VAULT_ADDR", "https://vault.example:8200"),
             ("MESHCA_VAULT_ROLE_ID", "role"),
-            ("MESHCA_VAULT_SECRET_ID_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:meshca/vault-secret-id"),
+            (
+                "MESHCA_VAULT_SECRET_ID_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:meshca/vault-secret-id",
+            ),
         ])
         .unwrap();
-        let AuthoritySpec::Vault(v) = &c.authority else { panic!("{:?}", c.authority) };
+        let AuthoritySpec::Vault(v) = &c.authority else {
+            panic!("{:?}", c.authority)
+        };
         assert_eq!((v.mount.as_str(), v.issuer.as_deref()), ("pki", None));
-        assert!(matches!(&v.login, VaultLogin::AppRole { mount, role_id, secret_id: SecretSource::SecretsManager(arn) }
-            if mount == "approle" && role_id == "role" && arn.ends_with("meshca/vault-secret-id")));
+        assert!(
+            matches!(&v.login, VaultLogin::AppRole { mount, role_id, secret_id: SecretSource::SecretsManager(arn) }
+            if mount == "approle" && role_id == "role" && arn.ends_with("meshca/vault-secret-id"))
+        );
     }
 }

@@ -22,14 +22,32 @@ pub const SCHEDULED: &str = "Scheduled Event";
 pub enum Request {
     /// A cluster was created; `tags` are those of the CreateCluster request; `account` is the
     /// event's, where the call was made (a member's rule forwards it to meshca's bus).
-    Created { cluster: String, region: String, tags: BTreeMap<String, String>, account: Option<String> },
-    Deleted { cluster: String, region: String, account: Option<String> },
+    Created {
+        cluster: String,
+        region: String,
+        tags: BTreeMap<String, String>,
+        account: Option<String>,
+    },
+    Deleted {
+        cluster: String,
+        region: String,
+        account: Option<String>,
+    },
     /// Reconcile one cluster now (a reconcile request event or a direct invoke): `account` is the
     /// cluster's (`None`: meshca's own), `sender` the account the event came from (`None` for a
     /// direct invoke), which must be meshca's own.
-    Reconcile { cluster: String, region: Option<String>, force: bool, account: Option<String>, sender: Option<String> },
+    Reconcile {
+        cluster: String,
+        region: Option<String>,
+        force: bool,
+        account: Option<String>,
+        sender: Option<String>,
+    },
     /// A CloudTrail record of a call that failed: nothing happened, nothing to do.
-    FailedCall { event_name: String, error_code: String },
+    FailedCall {
+        event_name: String,
+        error_code: String,
+    },
     /// The schedule (expiry-sweep).
     Sweep,
 }
@@ -130,7 +148,8 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
     if !event.is_object() {
         return Err(EventError("the payload is not a JSON object".into()));
     }
-    let envelope = Envelope::deserialize(event).map_err(|e| EventError(format!("unreadable envelope: {e}")))?;
+    let envelope = Envelope::deserialize(event)
+        .map_err(|e| EventError(format!("unreadable envelope: {e}")))?;
     let region = text(envelope.region);
     let sender = text(envelope.account);
     match (text(envelope.detail_type).as_deref(), text(envelope.source).as_deref()) {
@@ -149,7 +168,8 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
 }
 
 fn reconcile(d: ReconcileDetail, at: &str, sender: Option<String>) -> Result<Request, EventError> {
-    let cluster = text(d.cluster).ok_or_else(|| EventError(format!("{at}cluster is missing or not a string")))?;
+    let cluster = text(d.cluster)
+        .ok_or_else(|| EventError(format!("{at}cluster is missing or not a string")))?;
     let optional = |field: Field<String>, name: &str| match field {
         None => Ok(None),
         Some(Loose::Is(r)) => Ok(Some(r)),
@@ -162,31 +182,66 @@ fn reconcile(d: ReconcileDetail, at: &str, sender: Option<String>) -> Result<Req
         Some(Loose::Is(b)) => b,
         Some(Loose::Other(_)) => return Err(EventError(format!("{at}force is not a boolean"))),
     };
-    Ok(Request::Reconcile { cluster, region, force, account, sender })
+    Ok(Request::Reconcile {
+        cluster,
+        region,
+        force,
+        account,
+        sender,
+    })
 }
 
-fn cloudtrail(call: ApiCall, envelope_region: Option<String>, account: Option<String>) -> Result<Request, EventError> {
-    let name = text(call.event_name).ok_or_else(|| EventError("detail.eventName is missing".into()))?;
+fn cloudtrail(
+    call: ApiCall,
+    envelope_region: Option<String>,
+    account: Option<String>,
+) -> Result<Request, EventError> {
+    let name =
+        text(call.event_name).ok_or_else(|| EventError("detail.eventName is missing".into()))?;
     if let Some(code) = text(call.error_code) {
-        return Ok(Request::FailedCall { event_name: name, error_code: code });
+        return Ok(Request::FailedCall {
+            event_name: name,
+            error_code: code,
+        });
     }
     let region = text(call.aws_region)
         .or(envelope_region)
         .ok_or_else(|| EventError("neither detail.awsRegion nor region is set".into()))?;
     let request = typed(call.request_parameters).unwrap_or_default();
-    let response = typed(call.response_elements).and_then(|r| typed(r.cluster)).unwrap_or_default();
+    let response = typed(call.response_elements)
+        .and_then(|r| typed(r.cluster))
+        .unwrap_or_default();
     let cluster = text(request.name)
         .or(text(request.cluster_name))
         .or(text(response.name))
         .or_else(|| text(response.arn).and_then(|a| a.rsplit('/').next().map(str::to_string)))
-        .ok_or_else(|| EventError(format!("{name}: no cluster name in requestParameters or responseElements")))?;
+        .ok_or_else(|| {
+            EventError(format!(
+                "{name}: no cluster name in requestParameters or responseElements"
+            ))
+        })?;
     match name.as_str() {
         "CreateCluster" => {
-            let tags = typed(request.tags).unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k, typed(Some(v))?))).collect();
-            Ok(Request::Created { cluster, region, tags, account })
+            let tags = typed(request.tags)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, typed(Some(v))?)))
+                .collect();
+            Ok(Request::Created {
+                cluster,
+                region,
+                tags,
+                account,
+            })
         }
-        "DeleteCluster" => Ok(Request::Deleted { cluster, region, account }),
-        other => Err(EventError(format!("eventName {other}; expected CreateCluster or DeleteCluster"))),
+        "DeleteCluster" => Ok(Request::Deleted {
+            cluster,
+            region,
+            account,
+        }),
+        other => Err(EventError(format!(
+            "eventName {other}; expected CreateCluster or DeleteCluster"
+        ))),
     }
 }
 
@@ -201,40 +256,100 @@ mod tests {
         let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": {
             "eventName": "DeleteCluster", "awsRegion": "eu-west-1",
             "requestParameters": {"name": 7, "clusterName": "c2"}}});
-        assert_eq!(parse(&e), Ok(Request::Deleted { cluster: "c2".into(), region: "eu-west-1".into(), account: None }));
+        assert_eq!(
+            parse(&e),
+            Ok(Request::Deleted {
+                cluster: "c2".into(),
+                region: "eu-west-1".into(),
+                account: None
+            })
+        );
         // The ARN's last segment when nothing else names the cluster; the envelope's region.
         let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "region": "us-east-1", "detail": {
             "eventName": "DeleteCluster", "responseElements": {"cluster": {"arn": "arn:aws:eks:us-east-1:1:cluster/c3"}}}});
-        assert_eq!(parse(&e), Ok(Request::Deleted { cluster: "c3".into(), region: "us-east-1".into(), account: None }));
+        assert_eq!(
+            parse(&e),
+            Ok(Request::Deleted {
+                cluster: "c3".into(),
+                region: "us-east-1".into(),
+                account: None
+            })
+        );
         // Non-string tag values are dropped, string ones kept.
         let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": {
             "eventName": "CreateCluster", "awsRegion": "eu-west-1",
             "requestParameters": {"name": "c1", "tags": {"a": "b", "n": 1}}}});
-        let Ok(Request::Created { tags, .. }) = parse(&e) else { panic!() };
+        let Ok(Request::Created { tags, .. }) = parse(&e) else {
+            panic!()
+        };
         assert_eq!(tags, BTreeMap::from([("a".to_string(), "b".to_string())]));
         // A detail that is not an object, and typed fields of the wrong type.
         let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "detail": "CreateCluster"});
-        assert_eq!(parse(&e), Err(EventError("detail.eventName is missing".into())));
-        assert_eq!(parse(&json!({"cluster": "c1", "region": 5})), Err(EventError("region is not a string".into())));
         assert_eq!(
-            parse(&json!({"detail-type": RECONCILE_REQUESTED, "detail": {"cluster": "c1", "force": null}})),
-            Ok(Request::Reconcile { cluster: "c1".into(), region: None, force: false, account: None, sender: None })
+            parse(&e),
+            Err(EventError("detail.eventName is missing".into()))
         );
-        assert_eq!(parse(&json!({"cluster": null})), Err(EventError("cluster is missing or not a string".into())));
-        assert_eq!(parse(&json!({"cluster": "c1", "account": 222233334444u64})), Err(EventError("account is not a string".into())));
+        assert_eq!(
+            parse(&json!({"cluster": "c1", "region": 5})),
+            Err(EventError("region is not a string".into()))
+        );
+        assert_eq!(
+            parse(
+                &json!({"detail-type": RECONCILE_REQUESTED, "detail": {"cluster": "c1", "force": null}})
+            ),
+            Ok(Request::Reconcile {
+                cluster: "c1".into(),
+                region: None,
+                force: false,
+                account: None,
+                sender: None
+            })
+        );
+        assert_eq!(
+            parse(&json!({"cluster": null})),
+            Err(EventError("cluster is missing or not a string".into()))
+        );
+        assert_eq!(
+            parse(&json!({"cluster": "c1", "account": 222233334444u64})),
+            Err(EventError("account is not a string".into()))
+        );
     }
 
     #[test]
     fn the_account_of_an_event_is_where_it_came_from_and_a_reconcile_names_its_target() {
         let e = json!({"detail-type": CLOUDTRAIL, "source": "aws.eks", "account": "222233334444", "detail": {
             "eventName": "DeleteCluster", "awsRegion": "eu-west-1", "requestParameters": {"name": "c1"}}});
-        assert_eq!(parse(&e), Ok(Request::Deleted { cluster: "c1".into(), region: "eu-west-1".into(), account: Some("222233334444".into()) }));
+        assert_eq!(
+            parse(&e),
+            Ok(Request::Deleted {
+                cluster: "c1".into(),
+                region: "eu-west-1".into(),
+                account: Some("222233334444".into())
+            })
+        );
         let e = json!({"detail-type": RECONCILE_REQUESTED, "source": "meshca", "account": "123456789012",
             "detail": {"cluster": "c1", "region": "eu-west-1", "account": "222233334444"}});
-        assert_eq!(parse(&e), Ok(Request::Reconcile {
-            cluster: "c1".into(), region: Some("eu-west-1".into()), force: false,
-            account: Some("222233334444".into()), sender: Some("123456789012".into()) }));
+        assert_eq!(
+            parse(&e),
+            Ok(Request::Reconcile {
+                cluster: "c1".into(),
+                region: Some("eu-west-1".into()),
+                force: false,
+                account: Some("222233334444".into()),
+                sender: Some("123456789012".into())
+            })
+        );
         let direct = parse(&json!({"cluster": "c1", "account": "222233334444"}));
-        assert!(matches!(direct, Ok(Request::Reconcile { account: Some(_), sender: None, .. })), "{direct:?}");
+        assert!(
+            matches!(
+                direct,
+                Ok(Request::Reconcile {
+                    account: Some(_),
+                    sender: None,
+                    ..
+                })
+            ),
+            "{direct:?}"
+        );
     }
 }

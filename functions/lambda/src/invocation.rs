@@ -9,7 +9,9 @@ pub fn init_logging() {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_current_span(false)
         .without_time()
         .init();
@@ -37,9 +39,15 @@ pub fn deadline_of(deadline_ms: u64) -> Instant {
 }
 
 fn deadline_at(deadline_ms: u64, now: SystemTime) -> Instant {
-    let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     if deadline_ms <= now_ms {
-        tracing::warn!(deadline_ms, "the invocation deadline is already past; assuming Lambda's longest timeout (900 s)");
+        tracing::warn!(
+            deadline_ms,
+            "the invocation deadline is already past; assuming Lambda's longest timeout (900 s)"
+        );
         return Instant::now() + LONGEST;
     }
     Instant::now() + Duration::from_millis(deadline_ms - now_ms)
@@ -55,7 +63,10 @@ mod tests {
         let now_ms = 1_800_000_000_000;
         let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs_f64();
         assert!((left(deadline_at(now_ms + 30_000, now)) - 30.0).abs() < 1.0);
-        assert!((left(deadline_at(600_000, now)) - 900.0).abs() < 1.0, "cargo lambda watch's constant");
+        assert!(
+            (left(deadline_at(600_000, now)) - 900.0).abs() < 1.0,
+            "cargo lambda watch's constant"
+        );
         assert!((left(deadline_at(now_ms, now)) - 900.0).abs() < 1.0);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod event;
+pub mod failure;
 pub mod invocation;
 pub mod metrics;
 pub mod rotation;
@@ -17,7 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshca_core::rotation::RootRotation;
-use meshca_core::{Account, ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Place, Reconciler, Settings, Step};
+use meshca_core::{
+    Account, ClusterName, DeliveryOptions, Kind, KindSpec, Outcome, Place, Reconciler, Settings,
+    Step,
+};
 use meshca_wiring::{Fleet, RegionPorts};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -28,7 +32,10 @@ use event::Request;
 /// A member account's clusters are told apart from same-named ones elsewhere by account and
 /// region in their generation tokens; home clusters keep the tokens they always had.
 fn scope_of(place: &Place) -> Option<String> {
-    place.account.member().map(|a| format!("{a}/{}", place.region))
+    place
+        .account
+        .member()
+        .map(|a| format!("{a}/{}", place.region))
 }
 
 /// Configuration and ports, built once per Lambda instance.
@@ -60,18 +67,38 @@ pub struct Report {
 
 impl Report {
     pub fn new(cluster: Option<&str>, region: Option<&str>, outcome: Outcome) -> Self {
-        Report { cluster: cluster.map(str::to_string), account: None, region: region.map(str::to_string), kind: None, outcome, kinds: BTreeMap::new() }
+        Report {
+            cluster: cluster.map(str::to_string),
+            account: None,
+            region: region.map(str::to_string),
+            kind: None,
+            outcome,
+            kinds: BTreeMap::new(),
+        }
     }
 
     /// A report about one cluster at `place`.
     pub fn at(cluster: &str, place: &Place, outcome: Outcome) -> Self {
-        Report { account: place.account.member().map(|a| a.to_string()), ..Report::new(Some(cluster), Some(&place.region), outcome) }
+        Report {
+            account: place.account.member().map(|a| a.to_string()),
+            ..Report::new(Some(cluster), Some(&place.region), outcome)
+        }
     }
 
     /// One report for a cluster's kinds: the first failure leads, else the first kind.
     fn of_kinds(cluster: &str, place: &Place, outcomes: Vec<(Kind, Outcome)>) -> Self {
-        let lead = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed { .. })).or(outcomes.first()).map(|(_, o)| o.clone());
-        let mut report = Report::at(cluster, place, lead.unwrap_or(Outcome::Skipped { reason: "no kind".into() }));
+        let lead = outcomes
+            .iter()
+            .find(|(_, o)| matches!(o, Outcome::Failed { .. }))
+            .or(outcomes.first())
+            .map(|(_, o)| o.clone());
+        let mut report = Report::at(
+            cluster,
+            place,
+            lead.unwrap_or(Outcome::Skipped {
+                reason: "no kind".into(),
+            }),
+        );
         if !(outcomes.len() == 1 && outcomes[0].0 == Kind::IstioCacerts) {
             report.kinds = outcomes.into_iter().collect();
         }
@@ -87,55 +114,99 @@ impl App {
 
     /// Builds the ports from `home`, the function's own region and credentials (see
     /// [`Fleet::build`]).
-    pub async fn with_sdk_config(config: Config, home: &meshca_wiring::aws_config::SdkConfig) -> anyhow::Result<Self> {
+    pub async fn with_sdk_config(
+        config: Config,
+        home: &meshca_wiring::aws_config::SdkConfig,
+    ) -> anyhow::Result<Self> {
         let fleet = Fleet::build(&config.fleet_spec(), home).await?;
         Ok(Self::with_fleet(config, fleet))
     }
 
     /// Over ports built elsewhere (in-memory fakes in tests).
     pub fn with_fleet(config: Config, fleet: Fleet) -> Self {
-        App { config, fleet, in_force: tokio::sync::Mutex::new(None) }
+        App {
+            config,
+            fleet,
+            in_force: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The managed place of `account` (`None` or meshca's own: home) and `region` (`None`: the
     /// account's first); refused, naming why, when meshca does not manage it.
-    pub(crate) fn place(&self, account: Option<&str>, region: Option<&str>) -> Result<(&Place, &RegionPorts), String> {
+    pub(crate) fn place(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<(&Place, &RegionPorts), String> {
         let account = self.account(account)?;
         let region = match (region, &account) {
             (Some(r), _) => r,
             (None, Account::Home) => &self.config.regions[0],
-            (None, Account::Member(id)) => &self.config.members.iter().find(|m| &m.account == id).expect("a managed member").regions[0],
+            (None, Account::Member(id)) => {
+                &self
+                    .config
+                    .members
+                    .iter()
+                    .find(|m| &m.account == id)
+                    .expect("a managed member")
+                    .regions[0]
+            }
         };
-        let place = Place { account, region: region.to_string() };
-        self.fleet.places.get_key_value(&place).ok_or_else(|| match &place.account {
-            Account::Home => format!("region {region} is not managed (MESHCA_REGIONS = {})", self.config.regions.join(",")),
-            Account::Member(id) => format!("region {region} of account {id} is not managed (MESHCA_ACCOUNTS)"),
-        })
+        let place = Place {
+            account,
+            region: region.to_string(),
+        };
+        self.fleet
+            .places
+            .get_key_value(&place)
+            .ok_or_else(|| match &place.account {
+                Account::Home => format!(
+                    "region {region} is not managed (MESHCA_REGIONS = {})",
+                    self.config.regions.join(",")
+                ),
+                Account::Member(id) => {
+                    format!("region {region} of account {id} is not managed (MESHCA_ACCOUNTS)")
+                }
+            })
     }
 
     /// Whose cluster an event is about. Without members every event is meshca's own account's
     /// (its bus takes no other); with members, an account neither home nor listed is refused.
     fn account(&self, account: Option<&str>) -> Result<Account, String> {
-        let Some(id) = account else { return Ok(Account::Home) };
-        if self.fleet.home_account.as_ref().is_some_and(|h| h.as_str() == id) {
+        let Some(id) = account else {
+            return Ok(Account::Home);
+        };
+        if self
+            .fleet
+            .home_account
+            .as_ref()
+            .is_some_and(|h| h.as_str() == id)
+        {
             return Ok(Account::Home);
         }
-        if let Some(m) = self.config.members.iter().find(|m| m.account.as_str() == id) {
+        if let Some(m) = self
+            .config
+            .members
+            .iter()
+            .find(|m| m.account.as_str() == id)
+        {
             return Ok(Account::Member(m.account.clone()));
         }
         if self.config.members.is_empty() {
             return Ok(Account::Home);
         }
-        Err(format!("account {id} is not managed by meshca (not its own, not in MESHCA_ACCOUNTS): the event is refused"))
+        Err(format!(
+            "account {id} is not managed by meshca (not its own, not in MESHCA_ACCOUNTS): the event is refused"
+        ))
     }
 
     /// A reconcile request must come from meshca's own account (its sweep, an operator): a
     /// member may forward its CloudTrail events but never ask for work in another account.
     fn admits_sender(&self, sender: Option<&str>) -> Result<(), String> {
         match (sender, &self.fleet.home_account) {
-            (Some(s), Some(home)) if s != home.as_str() => {
-                Err(format!("reconcile requests are taken from meshca's own account {home} only; this one came from {s}"))
-            }
+            (Some(s), Some(home)) if s != home.as_str() => Err(format!(
+                "reconcile requests are taken from meshca's own account {home} only; this one came from {s}"
+            )),
             _ => Ok(()),
         }
     }
@@ -154,29 +225,76 @@ impl App {
     pub async fn handle(&self, request: Request, deadline: Instant) -> Report {
         let report = Report::new;
         match request {
-            Request::FailedCall { event_name, error_code } => report(
+            Request::FailedCall {
+                event_name,
+                error_code,
+            } => report(
                 None,
                 None,
-                Outcome::Skipped { reason: format!("{event_name} failed with {error_code}; nothing was created or deleted") },
+                Outcome::Skipped {
+                    reason: format!(
+                        "{event_name} failed with {error_code}; nothing was created or deleted"
+                    ),
+                },
             ),
-            Request::Sweep => report(None, None, Outcome::Skipped { reason: "schedule events go to expiry-sweep".into() }),
-            Request::Created { cluster, region, tags, account } => {
+            Request::Sweep => report(
+                None,
+                None,
+                Outcome::Skipped {
+                    reason: "schedule events go to expiry-sweep".into(),
+                },
+            ),
+            Request::Created {
+                cluster,
+                region,
+                tags,
+                account,
+            } => {
                 if let Err(reason) = self.account(account.as_deref()) {
                     return self.refused(&cluster, &region, account, reason);
                 }
                 if !self.config.opt_in.admits(&tags) {
-                    let reason = format!("not opted in: tag {} absent from CreateCluster", self.config.opt_in);
+                    let reason = format!(
+                        "not opted in: tag {} absent from CreateCluster",
+                        self.config.opt_in
+                    );
                     return report(Some(&cluster), Some(&region), Outcome::Skipped { reason });
                 }
-                self.reconcile_at(&cluster, account.as_deref(), Some(&region), false, Some(deadline)).await
+                self.reconcile_at(
+                    &cluster,
+                    account.as_deref(),
+                    Some(&region),
+                    false,
+                    Some(deadline),
+                )
+                .await
             }
-            Request::Reconcile { cluster, region, force, account, sender } => {
-                if let Err(reason) = self.admits_sender(sender.as_deref()).and(self.account(account.as_deref()).map(|_| ())) {
-                    return self.refused(&cluster, region.as_deref().unwrap_or_default(), sender.or(account), reason);
+            Request::Reconcile {
+                cluster,
+                region,
+                force,
+                account,
+                sender,
+            } => {
+                if let Err(reason) = self
+                    .admits_sender(sender.as_deref())
+                    .and(self.account(account.as_deref()).map(|_| ()))
+                {
+                    return self.refused(
+                        &cluster,
+                        region.as_deref().unwrap_or_default(),
+                        sender.or(account),
+                        reason,
+                    );
                 }
-                self.reconcile_at(&cluster, account.as_deref(), region.as_deref(), force, None).await
+                self.reconcile_at(&cluster, account.as_deref(), region.as_deref(), force, None)
+                    .await
             }
-            Request::Deleted { cluster, region, account } => {
+            Request::Deleted {
+                cluster,
+                region,
+                account,
+            } => {
                 if let Err(reason) = self.account(account.as_deref()) {
                     return self.refused(&cluster, &region, account, reason);
                 }
@@ -187,35 +305,69 @@ impl App {
 
     /// An event about an account meshca does not manage (or may not take orders from): logged
     /// and answered, never acted on.
-    fn refused(&self, cluster: &str, region: &str, account: Option<String>, reason: String) -> Report {
+    fn refused(
+        &self,
+        cluster: &str,
+        region: &str,
+        account: Option<String>,
+        reason: String,
+    ) -> Report {
         warn!(cluster = %cluster, account = account.as_deref().unwrap_or("-"), outcome = "refused", reason = %reason);
-        Report { account, ..Report::new(Some(cluster), Some(region), Outcome::Skipped { reason }) }
+        Report {
+            account,
+            ..Report::new(Some(cluster), Some(region), Outcome::Skipped { reason })
+        }
     }
 
     /// Reconciles one cluster of meshca's own account (see [`App::reconcile_at`]).
-    pub async fn reconcile(&self, cluster: &str, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Report {
-        self.reconcile_at(cluster, None, region, force, wait_until).await
+    pub async fn reconcile(
+        &self,
+        cluster: &str,
+        region: Option<&str>,
+        force: bool,
+        wait_until: Option<Instant>,
+    ) -> Report {
+        self.reconcile_at(cluster, None, region, force, wait_until)
+            .await
     }
 
     /// Reconciles one cluster of `account` (`None`: meshca's own). With `wait_until`, a cluster
     /// that is not ACTIVE yet is polled until then (EKS sends no "cluster ACTIVE" event);
     /// otherwise it is skipped at once.
-    pub async fn reconcile_at(&self, cluster: &str, account: Option<&str>, region: Option<&str>, force: bool, wait_until: Option<Instant>) -> Report {
+    pub async fn reconcile_at(
+        &self,
+        cluster: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        force: bool,
+        wait_until: Option<Instant>,
+    ) -> Report {
         let (place, r) = match self.place(account, region) {
             Ok(p) => p,
-            Err(reason) => return Report { account: account.map(str::to_string), ..Report::new(Some(cluster), region, Outcome::Skipped { reason }) },
+            Err(reason) => {
+                return Report {
+                    account: account.map(str::to_string),
+                    ..Report::new(Some(cluster), region, Outcome::Skipped { reason })
+                };
+            }
         };
         let single = |outcome| Report::at(cluster, place, outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
-            Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
+            Err(e) => {
+                return single(Outcome::Skipped {
+                    reason: format!("{e}"),
+                });
+            }
         };
         let described = match self.await_active(r, cluster, wait_until).await {
             Ok(c) => c,
             Err(outcome) => return single(outcome),
         };
         if wait_until.is_none() && !self.config.opt_in.admits(&described.tags) {
-            return single(Outcome::Skipped { reason: format!("not opted in: tag {} absent", self.config.opt_in) });
+            return single(Outcome::Skipped {
+                reason: format!("not opted in: tag {} absent", self.config.opt_in),
+            });
         }
         let kinds = match self.config.kinds.for_tags(&described.tags) {
             Ok(k) => k,
@@ -223,20 +375,40 @@ impl App {
         };
         let main = match self.main_authority().await {
             Ok((main, _)) => main,
-            Err(error) => return single(Outcome::Failed { step: Step::Observe, error }),
+            Err(error) => {
+                return single(Outcome::Failed {
+                    step: Step::Observe,
+                    error,
+                });
+            }
         };
         let mut outcomes = Vec::new();
         for spec in kinds {
             let kind = spec.kind;
             let authority = self.authority_for(&main, kind);
-            outcomes.push((kind, self.apply(authority.as_ref(), &name, (place, r), &described, spec, force).await));
+            outcomes.push((
+                kind,
+                self.apply(
+                    authority.as_ref(),
+                    &name,
+                    (place, r),
+                    &described,
+                    spec,
+                    force,
+                )
+                .await,
+            ));
         }
         Report::of_kinds(cluster, place, outcomes)
     }
 
     /// The authority that signs `kind`: the XCP CA for TSB's identities when one is configured,
     /// else `main` (the fleet's CA as a running root rotation has it).
-    pub(crate) fn authority_for(&self, main: &Arc<dyn meshca_core::Authority>, kind: Kind) -> Arc<dyn meshca_core::Authority> {
+    pub(crate) fn authority_for(
+        &self,
+        main: &Arc<dyn meshca_core::Authority>,
+        kind: Kind,
+    ) -> Arc<dyn meshca_core::Authority> {
         match (&self.fleet.xcp_authority, kind) {
             (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp.clone(),
             _ => main.clone(),
@@ -245,16 +417,33 @@ impl App {
 
     /// The settings of one kind (at home; see [`scope_of`] for members).
     pub(crate) fn settings_for(&self, spec: KindSpec) -> Settings {
-        Settings { kind: spec, ..self.config.settings.clone() }
+        Settings {
+            kind: spec,
+            ..self.config.settings.clone()
+        }
     }
 
     /// The cluster once it is ACTIVE, polling until `wait_until`; else the outcome that ends here.
-    async fn await_active(&self, r: &RegionPorts, cluster: &str, wait_until: Option<Instant>) -> Result<ClusterInfo, Outcome> {
+    async fn await_active(
+        &self,
+        r: &RegionPorts,
+        cluster: &str,
+        wait_until: Option<Instant>,
+    ) -> Result<ClusterInfo, Outcome> {
         loop {
             let c = match r.clusters.describe(cluster).await {
                 Ok(c) => c,
-                Err(ClustersError::NotFound(_)) => return Err(Outcome::Skipped { reason: "no such EKS cluster".into() }),
-                Err(e) => return Err(Outcome::Failed { step: Step::Observe, error: e.to_string() }),
+                Err(ClustersError::NotFound(_)) => {
+                    return Err(Outcome::Skipped {
+                        reason: "no such EKS cluster".into(),
+                    });
+                }
+                Err(e) => {
+                    return Err(Outcome::Failed {
+                        step: Step::Observe,
+                        error: e.to_string(),
+                    });
+                }
             };
             if c.is_active() {
                 return Ok(c);
@@ -262,8 +451,14 @@ impl App {
             let poll = self.config.active_poll;
             match wait_until {
                 // Keep 10 s in hand for the reconcile itself.
-                Some(deadline) if Instant::now() + poll + Duration::from_secs(10) < deadline => tokio::time::sleep(poll).await,
-                _ => return Err(Outcome::Skipped { reason: format!("not active yet ({}); the sweep will finish it", c.status) }),
+                Some(deadline) if Instant::now() + poll + Duration::from_secs(10) < deadline => {
+                    tokio::time::sleep(poll).await
+                }
+                _ => {
+                    return Err(Outcome::Skipped {
+                        reason: format!("not active yet ({}); the sweep will finish it", c.status),
+                    });
+                }
             }
         }
     }
@@ -278,12 +473,24 @@ impl App {
         spec: KindSpec,
         force: bool,
     ) -> Outcome {
-        let settings = Settings { scope: scope_of(place), ..self.settings_for(spec) };
+        let settings = Settings {
+            scope: scope_of(place),
+            ..self.settings_for(spec)
+        };
         let delivery = match r.clusters.connect(cluster, self.options(&settings, name)) {
             Ok(d) => d,
-            Err(e) => return Outcome::Failed { step: Step::Deliver, error: e.to_string() },
+            Err(e) => {
+                return Outcome::Failed {
+                    step: Step::Deliver,
+                    error: e.to_string(),
+                };
+            }
         };
-        let reconciler = Reconciler { authority, escrow: r.escrow.as_ref(), settings: &settings };
+        let reconciler = Reconciler {
+            authority,
+            escrow: r.escrow.as_ref(),
+            settings: &settings,
+        };
         let outcome = if self.config.dry_run {
             reconciler.plan(name, delivery.as_ref(), force).await
         } else {
@@ -291,7 +498,9 @@ impl App {
         };
         let kind = settings.kind.kind;
         match &outcome {
-            Outcome::Failed { step, error } => warn!(cluster = %name, kind = %kind, step = %step, outcome = "failed", error = %error),
+            Outcome::Failed { step, error } => {
+                warn!(cluster = %name, kind = %kind, step = %step, outcome = "failed", error = %error)
+            }
             other => info!(cluster = %name, kind = %kind, outcome = other.label()),
         }
         outcome
@@ -302,29 +511,50 @@ impl App {
     async fn cleanup(&self, cluster: &str, account: Option<&str>, region: &str) -> Report {
         let (place, r) = match self.place(account, Some(region)) {
             Ok(p) => p,
-            Err(reason) => return self.refused(cluster, region, account.map(str::to_string), reason),
+            Err(reason) => {
+                return self.refused(cluster, region, account.map(str::to_string), reason);
+            }
         };
         let single = |outcome| Report::at(cluster, place, outcome);
         let name: ClusterName = match cluster.parse() {
             Ok(n) => n,
-            Err(e) => return single(Outcome::Skipped { reason: format!("{e}") }),
+            Err(e) => {
+                return single(Outcome::Skipped {
+                    reason: format!("{e}"),
+                });
+            }
         };
         if self.config.dry_run {
-            return single(Outcome::Planned { plan: "revoke the cluster's intermediates and retire its escrow".into() });
+            return single(Outcome::Planned {
+                plan: "revoke the cluster's intermediates and retire its escrow".into(),
+            });
         }
         // Mid-rotation the cluster may hold either side's certificates: the authority in force
         // revokes each with its own issuer.
         let main = match self.main_authority().await {
             Ok((main, _)) => main,
-            Err(error) => return single(Outcome::Failed { step: Step::Observe, error }),
+            Err(error) => {
+                return single(Outcome::Failed {
+                    step: Step::Observe,
+                    error,
+                });
+            }
         };
         let mut outcomes = Vec::new();
         for kind in Kind::ALL {
             let settings = self.settings_for(KindSpec::new(kind));
             let authority = self.authority_for(&main, kind);
-            let outcome = Reconciler { authority: authority.as_ref(), escrow: r.escrow.as_ref(), settings: &settings }.cleanup(&name).await;
+            let outcome = Reconciler {
+                authority: authority.as_ref(),
+                escrow: r.escrow.as_ref(),
+                settings: &settings,
+            }
+            .cleanup(&name)
+            .await;
             // Kinds the cluster never had leave no trace in the report.
-            if kind == Kind::IstioCacerts || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster") {
+            if kind == Kind::IstioCacerts
+                || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster")
+            {
                 outcomes.push((kind, outcome));
             }
         }
@@ -337,10 +567,17 @@ impl App {
         let (main, rotation) = match self.main_authority().await {
             Ok(m) => m,
             // Never sweep past the record: the wrong root bundle would split the mesh.
-            Err(e) => return sweep::SweepReport { errors: vec![e], ..Default::default() },
+            Err(e) => {
+                return sweep::SweepReport {
+                    errors: vec![e],
+                    ..Default::default()
+                };
+            }
         };
         let rotating = rotation.as_ref().is_some_and(RootRotation::is_active);
-        let mut report = sweep::Sweep::new(self, main.as_ref(), rotating).run(deadline).await;
+        let mut report = sweep::Sweep::new(self, main.as_ref(), rotating)
+            .run(deadline)
+            .await;
         if rotating && !self.config.dry_run {
             match self.gate_rotation(&report.inventory).await {
                 Ok(r) => report.rotation = r,

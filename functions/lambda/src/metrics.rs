@@ -14,7 +14,10 @@ pub const NAMESPACE: &str = "meshca";
 /// be graphed and alarmed per account.
 pub fn cluster_metrics(report: &crate::Report, now: OffsetDateTime) -> Option<Value> {
     let (cluster, outcome) = (report.cluster.as_deref()?, &report.outcome);
-    let mut metrics = vec![json!({"Name": "Renewals", "Unit": "Count"}), json!({"Name": "Failures", "Unit": "Count"})];
+    let mut metrics = vec![
+        json!({"Name": "Renewals", "Unit": "Count"}),
+        json!({"Name": "Failures", "Unit": "Count"}),
+    ];
     let mut doc = json!({
         "Cluster": cluster,
         "Account": report.account.as_deref().unwrap_or("home"),
@@ -102,13 +105,30 @@ mod tests {
         assert_eq!(d["Renewals"], 1);
         assert_eq!(d["Failures"], 0);
         assert_eq!(d["_aws"]["Timestamp"], 1_800_000_000_000i64);
-        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["Renewals", "Failures", "DaysLeft"]);
-        assert_eq!((&d["Account"], &d["Region"]), (&json!("home"), &json!("eu-west-1")));
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Cluster"], ["Account", "Region", "Cluster"]]));
+        assert_eq!(
+            (&d["Account"], &d["Region"]),
+            (&json!("home"), &json!("eu-west-1"))
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Cluster"], ["Account", "Region", "Cluster"]])
+        );
         report.account = Some("222233334444".into());
-        assert_eq!(cluster_metrics(&report, now).unwrap()["Account"], "222233334444");
-        report.outcome = Outcome::Failed { step: meshca_core::Step::Issue, error: "x".into() };
+        assert_eq!(
+            cluster_metrics(&report, now).unwrap()["Account"],
+            "222233334444"
+        );
+        report.outcome = Outcome::Failed {
+            step: meshca_core::Step::Issue,
+            error: "x".into(),
+        };
         let failed = cluster_metrics(&report, now).unwrap();
         assert_eq!(failed["Failures"], 1);
         assert!(failed.get("DaysLeft").is_none());
@@ -122,14 +142,29 @@ mod tests {
             renewed: 1,
             failed: 1,
             errors: vec!["us-east-1: throttled".into()],
-            soonest_expiry: Some(crate::sweep::Expiry { cluster: "c2".into(), account: None, region: "eu-west-1".into(), not_after: now + time::Duration::hours(36) }),
+            soonest_expiry: Some(crate::sweep::Expiry {
+                cluster: "c2".into(),
+                account: None,
+                region: "eu-west-1".into(),
+                not_after: now + time::Duration::hours(36),
+            }),
             ..Default::default()
         };
         let d = sweep_metrics(&report, now);
         assert_eq!(d["SoonestDaysLeft"], 1.5);
-        assert_eq!((d["ClustersChecked"].as_u64(), d["ClustersRenewed"].as_u64(), d["ClustersFailed"].as_u64()), (Some(3), Some(1), Some(2)));
+        assert_eq!(
+            (
+                d["ClustersChecked"].as_u64(),
+                d["ClustersRenewed"].as_u64(),
+                d["ClustersFailed"].as_u64()
+            ),
+            (Some(3), Some(1), Some(2))
+        );
         assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
-        assert!(d.get("RotationPhaseAgeSeconds").is_none(), "no rotation, no rotation metric");
+        assert!(
+            d.get("RotationPhaseAgeSeconds").is_none(),
+            "no rotation, no rotation metric"
+        );
     }
 
     #[test]
@@ -143,9 +178,28 @@ mod tests {
             unconfirmed: 2,
             blockers: vec!["c1: unreachable".into()],
         };
-        let d = sweep_metrics(&crate::sweep::SweepReport { rotation: Some(rotation), ..Default::default() }, now);
-        assert_eq!((d["RotationPhaseAgeSeconds"].as_i64(), d["RotationUnconfirmed"].as_u64()), (Some(93_600), Some(2)));
-        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"RotationPhaseAgeSeconds") && names.contains(&"RotationUnconfirmed"));
+        let d = sweep_metrics(
+            &crate::sweep::SweepReport {
+                rotation: Some(rotation),
+                ..Default::default()
+            },
+            now,
+        );
+        assert_eq!(
+            (
+                d["RotationPhaseAgeSeconds"].as_i64(),
+                d["RotationUnconfirmed"].as_u64()
+            ),
+            (Some(93_600), Some(2))
+        );
+        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"RotationPhaseAgeSeconds") && names.contains(&"RotationUnconfirmed")
+        );
     }
 }

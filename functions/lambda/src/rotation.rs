@@ -39,26 +39,42 @@ pub struct RotationReport {
 
 impl App {
     /// The authority that signs the fleet's intermediates now, and the rotation record behind it.
-    pub(crate) async fn main_authority(&self) -> Result<(Arc<dyn Authority>, Option<RootRotation>), String> {
+    pub(crate) async fn main_authority(
+        &self,
+    ) -> Result<(Arc<dyn Authority>, Option<RootRotation>), String> {
         let mut cached = self.in_force.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| c.read_at.elapsed() < RECORD_TTL) {
             return Ok((c.authority.clone(), c.rotation.clone()));
         }
         let rotation = match &self.fleet.rotation {
-            Some(store) => store.load().await.map_err(|e| format!("reading the root rotation record: {e}"))?,
+            Some(store) => store
+                .load()
+                .await
+                .map_err(|e| format!("reading the root rotation record: {e}"))?,
             None => None,
         };
-        let same = cached.as_ref().is_some_and(|c| c.rotation.as_ref().map(|r| r.revision) == rotation.as_ref().map(|r| r.revision));
+        let same = cached.as_ref().is_some_and(|c| {
+            c.rotation.as_ref().map(|r| r.revision) == rotation.as_ref().map(|r| r.revision)
+        });
         let authority = match (same, &rotation) {
             (true, _) => cached.as_ref().expect("same revision").authority.clone(),
             (false, Some(r)) if r.is_active() => {
-                let authorities = self.fleet.rotation_authorities(r).await.map_err(|e| format!("the rotation's authorities: {e}"))?;
-                Arc::new(rollout::in_force(r, &authorities).map_err(|e| e.to_string())?) as Arc<dyn Authority>
+                let authorities = self
+                    .fleet
+                    .rotation_authorities(r)
+                    .await
+                    .map_err(|e| format!("the rotation's authorities: {e}"))?;
+                Arc::new(rollout::in_force(r, &authorities).map_err(|e| e.to_string())?)
+                    as Arc<dyn Authority>
             }
             (false, Some(r)) => self.finished(r)?,
             (false, None) => self.fleet.authority.clone(),
         };
-        *cached = Some(InForce { read_at: Instant::now(), rotation: rotation.clone(), authority: authority.clone() });
+        *cached = Some(InForce {
+            read_at: Instant::now(),
+            rotation: rotation.clone(),
+            authority: authority.clone(),
+        });
         Ok((authority, rotation))
     }
 
@@ -76,19 +92,36 @@ impl App {
     }
 
     /// After a sweep at `rotation`'s phase: read every cluster back, advance if the gates allow.
-    pub(crate) async fn gate_rotation(&self, inventory: &[(meshca_core::Place, meshca_core::clusters::ClusterInfo)]) -> Result<Option<RotationReport>, String> {
-        let Some(store) = &self.fleet.rotation else { return Ok(None) };
+    pub(crate) async fn gate_rotation(
+        &self,
+        inventory: &[(meshca_core::Place, meshca_core::clusters::ClusterInfo)],
+    ) -> Result<Option<RotationReport>, String> {
+        let Some(store) = &self.fleet.rotation else {
+            return Ok(None);
+        };
         let settings = self.settings_for(KindSpec::default());
         let mut members = Vec::new();
         for (place, info) in inventory {
-            let Ok(cluster) = info.name.parse::<ClusterName>() else { continue };
-            let Some(ports) = self.fleet.places.get(place) else { continue };
-            match ports.clusters.connect(info, self.options(&settings, &cluster)) {
+            let Ok(cluster) = info.name.parse::<ClusterName>() else {
+                continue;
+            };
+            let Some(ports) = self.fleet.places.get(place) else {
+                continue;
+            };
+            match ports
+                .clusters
+                .connect(info, self.options(&settings, &cluster))
+            {
                 Ok(delivery) => members.push(Member { cluster, delivery }),
-                Err(e) => members.push(Member { cluster, delivery: Arc::new(Unreachable(e.to_string())) }),
+                Err(e) => members.push(Member {
+                    cluster,
+                    delivery: Arc::new(Unreachable(e.to_string())),
+                }),
             }
         }
-        let report = rollout::gate(store.as_ref(), &members).await.map_err(|e| e.to_string())?;
+        let report = rollout::gate(store.as_ref(), &members)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(report.map(|r| self.rotation_report(r)))
     }
 
@@ -98,7 +131,9 @@ impl App {
         let unconfirmed = r.clusters.iter().filter(|s| !s.confirmed).count();
         match advanced {
             Some(p) => info!(phase = %p, "the sweep advanced the root rotation"),
-            None => warn!(phase = %r.rotation.phase, unconfirmed, blockers = %r.blockers.join("; "), "root rotation waits"),
+            None => {
+                warn!(phase = %r.rotation.phase, unconfirmed, blockers = %r.blockers.join("; "), "root rotation waits")
+            }
         }
         RotationReport {
             phase: r.rotation.phase,
@@ -116,13 +151,28 @@ struct Unreachable(String);
 
 #[async_trait::async_trait]
 impl meshca_core::Delivery for Unreachable {
-    async fn observe(&self) -> Result<meshca_core::delivery::Observed, meshca_core::delivery::DeliveryError> {
-        Err(meshca_core::delivery::DeliveryError::Unreachable { endpoint: "-".into(), detail: self.0.clone() })
+    async fn observe(
+        &self,
+    ) -> Result<meshca_core::delivery::Observed, meshca_core::delivery::DeliveryError> {
+        Err(meshca_core::delivery::DeliveryError::Unreachable {
+            endpoint: "-".into(),
+            detail: self.0.clone(),
+        })
     }
-    async fn deliver(&self, _: &meshca_core::Bundle, _: &meshca_core::BundleMeta) -> Result<meshca_core::delivery::Delivered, meshca_core::delivery::DeliveryError> {
-        Err(meshca_core::delivery::DeliveryError::Unreachable { endpoint: "-".into(), detail: self.0.clone() })
+    async fn deliver(
+        &self,
+        _: &meshca_core::Bundle,
+        _: &meshca_core::BundleMeta,
+    ) -> Result<meshca_core::delivery::Delivered, meshca_core::delivery::DeliveryError> {
+        Err(meshca_core::delivery::DeliveryError::Unreachable {
+            endpoint: "-".into(),
+            detail: self.0.clone(),
+        })
     }
-    fn refuses(&self, _: &meshca_core::delivery::Observed) -> Option<meshca_core::delivery::DeliveryError> {
+    fn refuses(
+        &self,
+        _: &meshca_core::delivery::Observed,
+    ) -> Option<meshca_core::delivery::DeliveryError> {
         None
     }
 }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use meshca_core::clusters::{ClusterInfo, ClustersError, Tagged};
 use meshca_core::escrow::{EscrowKey, Summary};
 use meshca_core::pace::Described;
-use meshca_core::{ClusterName, Kind, KindSpec, Outcome, Place, ReconcileRequest, Reconciler, Step, Verdict};
+use meshca_core::{
+    ClusterName, Kind, KindSpec, Outcome, Place, ReconcileRequest, Reconciler, Step, Verdict,
+};
 use meshca_wiring::RegionPorts;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -91,9 +93,20 @@ impl SweepReport {
     }
 
     fn saw_expiry(&mut self, report: &Report, not_after: OffsetDateTime) {
-        let (Some(cluster), Some(region)) = (&report.cluster, &report.region) else { return };
-        if self.soonest_expiry.as_ref().is_none_or(|s| not_after < s.not_after) {
-            self.soonest_expiry = Some(Expiry { cluster: cluster.clone(), account: report.account.clone(), region: region.clone(), not_after });
+        let (Some(cluster), Some(region)) = (&report.cluster, &report.region) else {
+            return;
+        };
+        if self
+            .soonest_expiry
+            .as_ref()
+            .is_none_or(|s| not_after < s.not_after)
+        {
+            self.soonest_expiry = Some(Expiry {
+                cluster: cluster.clone(),
+                account: report.account.clone(),
+                region: region.clone(),
+                not_after,
+            });
         }
     }
 }
@@ -192,7 +205,13 @@ impl<'a> Sweep<'a> {
     /// `thorough` while a rotation runs.
     pub fn new(app: &'a App, main: &'a dyn meshca_core::Authority, thorough: bool) -> Self {
         let xcp_authority = app.fleet.xcp_authority.as_deref().map(Described::new);
-        Sweep { app, authority: Described::new(main), xcp_authority, thorough, unsummarised: Default::default() }
+        Sweep {
+            app,
+            authority: Described::new(main),
+            xcp_authority,
+            thorough,
+            unsummarised: Default::default(),
+        }
     }
 
     /// The (described-once) authority that signs `kind`.
@@ -206,18 +225,34 @@ impl<'a> Sweep<'a> {
     /// Sweeps every managed region; `deadline` is when the invocation must have answered.
     pub async fn run(&self, deadline: Instant) -> SweepReport {
         let started = Instant::now();
-        let throttled_before = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled());
+        let throttled_before = self
+            .app
+            .fleet
+            .issue_budget
+            .as_ref()
+            .map_or(0, |b| b.throttled());
         let mut out = SweepReport::default();
         let listed = self.list(&mut out).await;
         let names: usize = listed.iter().map(|l| l.names.len()).sum();
         match (names > self.app.config.fanout_threshold, self.thorough) {
-            (false, _) => self.stream(flatten(listed), started, deadline, &mut out).await,
+            (false, _) => {
+                self.stream(flatten(listed), started, deadline, &mut out)
+                    .await
+            }
             (true, false) => self.hand_on(listed, started, deadline, &mut out).await,
             (true, true) => self.two_phase(listed, started, deadline, &mut out).await,
         }
-        out.clusters.sort_by(|a, b| (&a.account, &a.region, &a.cluster, a.kind).cmp(&(&b.account, &b.region, &b.cluster, b.kind)));
+        out.clusters.sort_by(|a, b| {
+            (&a.account, &a.region, &a.cluster, a.kind)
+                .cmp(&(&b.account, &b.region, &b.cluster, b.kind))
+        });
         out.took_ms = started.elapsed().as_millis() as u64;
-        out.issue_throttled = self.app.fleet.issue_budget.as_ref().map_or(0, |b| b.throttled() - throttled_before);
+        out.issue_throttled = self
+            .app
+            .fleet
+            .issue_budget
+            .as_ref()
+            .map_or(0, |b| b.throttled() - throttled_before);
         out
     }
 
@@ -237,10 +272,19 @@ impl<'a> Sweep<'a> {
             };
             let names = match tagged {
                 Some(tagged) => Ok((self.triage(place, ports, tagged, out).await, true)),
-                None => ports.clusters.list().await.map(|names| (names.into_iter().map(Look::unknown).collect(), false)),
+                None => ports
+                    .clusters
+                    .list()
+                    .await
+                    .map(|names| (names.into_iter().map(Look::unknown).collect(), false)),
             };
             match names {
-                Ok((names, by_tag)) => listed.push(Listed { place, ports, names, by_tag }),
+                Ok((names, by_tag)) => listed.push(Listed {
+                    place,
+                    ports,
+                    names,
+                    by_tag,
+                }),
                 Err(e) => {
                     warn!(place = %place, error = %e, "cannot list clusters");
                     out.errors.push(format!("{place}: {e}"));
@@ -253,7 +297,13 @@ impl<'a> Sweep<'a> {
     /// The names among `tagged` that need a closer look; the others, kept by escrow's
     /// summaries (and, in their turn, found in the cluster as summarised), are recorded as
     /// unchanged.
-    async fn triage(&self, place: &Place, ports: &RegionPorts, tagged: Vec<Tagged>, out: &mut SweepReport) -> Vec<Look> {
+    async fn triage(
+        &self,
+        place: &Place,
+        ports: &RegionPorts,
+        tagged: Vec<Tagged>,
+        out: &mut SweepReport,
+    ) -> Vec<Look> {
         let summaries = if self.thorough {
             BTreeMap::new()
         } else {
@@ -276,7 +326,14 @@ impl<'a> Sweep<'a> {
             }
         }
         let checked: Vec<_> = futures::stream::iter(checks)
-            .map(|(cluster, kinds)| async move { (self.read_back(place, ports, &cluster.name, &kinds, now).await, cluster, kinds) })
+            .map(|(cluster, kinds)| async move {
+                (
+                    self.read_back(place, ports, &cluster.name, &kinds, now)
+                        .await,
+                    cluster,
+                    kinds,
+                )
+            })
             .buffer_unordered(DESCRIBE_CONCURRENCY)
             .collect()
             .await;
@@ -294,23 +351,53 @@ impl<'a> Sweep<'a> {
 
     /// `cluster` to be looked at, with the earliest end its summaries know of.
     fn look(&self, cluster: &Tagged, summaries: &Summaries) -> Look {
-        let ends = match (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) {
-            (Ok(name), Ok(specs)) => specs.iter().filter_map(|s| summaries.get(&EscrowKey::new(name.clone(), s.kind))?.as_ref().map(|s| s.not_after)).min(),
+        let ends = match (
+            cluster.name.parse::<ClusterName>(),
+            self.app.config.kinds.for_tags(&cluster.tags),
+        ) {
+            (Ok(name), Ok(specs)) => specs
+                .iter()
+                .filter_map(|s| {
+                    summaries
+                        .get(&EscrowKey::new(name.clone(), s.kind))?
+                        .as_ref()
+                        .map(|s| s.not_after)
+                })
+                .min(),
             _ => None,
         };
-        Look { name: cluster.name.clone(), ends }
+        Look {
+            name: cluster.name.clone(),
+            ends,
+        }
     }
 
     /// Whether this sweep reads `name`'s secrets back (see [`is_turn`]).
     fn verifies(&self, place: &Place, name: &str) -> bool {
         let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
         let c = &self.app.config;
-        is_turn(&format!("{place}/{name}"), now, c.sweep_period.as_secs(), c.verify_every)
+        is_turn(
+            &format!("{place}/{name}"),
+            now,
+            c.sweep_period.as_secs(),
+            c.verify_every,
+        )
     }
 
     /// Whether escrow's summaries keep every kind of `cluster`, with the unchanged reports.
-    async fn kept(&self, place: &Place, cluster: &Tagged, summaries: &Summaries, now: OffsetDateTime) -> Kept {
-        let (Ok(name), Ok(specs)) = (cluster.name.parse::<ClusterName>(), self.app.config.kinds.for_tags(&cluster.tags)) else { return Kept::No };
+    async fn kept(
+        &self,
+        place: &Place,
+        cluster: &Tagged,
+        summaries: &Summaries,
+        now: OffsetDateTime,
+    ) -> Kept {
+        let (Ok(name), Ok(specs)) = (
+            cluster.name.parse::<ClusterName>(),
+            self.app.config.kinds.for_tags(&cluster.tags),
+        ) else {
+            return Kept::No;
+        };
         let mut kinds = Vec::new();
         for spec in specs {
             let key = EscrowKey::new(name.clone(), spec.kind);
@@ -318,33 +405,75 @@ impl<'a> Sweep<'a> {
                 Some(Some(summary)) => summary,
                 // A record kept before summaries: summarised when the full look keeps it.
                 Some(None) => {
-                    self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).insert((place.clone(), key));
+                    self.unsummarised
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((place.clone(), key));
                     return Kept::No;
                 }
                 None => return Kept::No,
             };
-            let Ok(info) = self.authority_for(spec.kind).describe().await else { return Kept::No };
-            let Some(Verdict::Keep { not_after, renew_at }) = summary.keeps(&info, &self.app.config.settings.renewal, now) else { return Kept::No };
-            let mut report = Report::at(&cluster.name, place, Outcome::Unchanged { generation: summary.generation, not_after, renew_at });
+            let Ok(info) = self.authority_for(spec.kind).describe().await else {
+                return Kept::No;
+            };
+            let Some(Verdict::Keep {
+                not_after,
+                renew_at,
+            }) = summary.keeps(&info, &self.app.config.settings.renewal, now)
+            else {
+                return Kept::No;
+            };
+            let mut report = Report::at(
+                &cluster.name,
+                place,
+                Outcome::Unchanged {
+                    generation: summary.generation,
+                    not_after,
+                    renew_at,
+                },
+            );
             report.kind = (spec.kind != Kind::IstioCacerts).then_some(spec.kind);
             kinds.push((spec, summary.clone(), report));
         }
-        if self.verifies(place, &cluster.name) { Kept::InItsTurn(kinds) } else { Kept::Yes(kinds) }
+        if self.verifies(place, &cluster.name) {
+            Kept::InItsTurn(kinds)
+        } else {
+            Kept::Yes(kinds)
+        }
     }
 
     /// A cluster's turn: one DescribeCluster and one read of each kind's secret, held against
     /// the summaries — no escrow read. `false` (drifted, unreachable, not active) sends it to
     /// the full look, which repairs what it can and reports the rest.
-    async fn read_back(&self, place: &Place, ports: &RegionPorts, name: &str, kinds: &[(KindSpec, Summary, Report)], now: OffsetDateTime) -> bool {
+    async fn read_back(
+        &self,
+        place: &Place,
+        ports: &RegionPorts,
+        name: &str,
+        kinds: &[(KindSpec, Summary, Report)],
+        now: OffsetDateTime,
+    ) -> bool {
         let described = ports.clusters.describe(name).await;
-        let (Some(info), Ok(cluster)) = (self.opted_in(place, name, described), name.parse::<ClusterName>()) else { return false };
+        let (Some(info), Ok(cluster)) = (
+            self.opted_in(place, name, described),
+            name.parse::<ClusterName>(),
+        ) else {
+            return false;
+        };
         if !info.is_active() {
             return false;
         }
         for (spec, summary, _) in kinds {
             let settings = self.app.settings_for(spec.clone());
-            let Ok(delivery) = ports.clusters.connect(&info, self.app.options(&settings, &cluster)) else { return false };
-            let Ok(observed) = delivery.observe().await else { return false };
+            let Ok(delivery) = ports
+                .clusters
+                .connect(&info, self.app.options(&settings, &cluster))
+            else {
+                return false;
+            };
+            let Ok(observed) = delivery.observe().await else {
+                return false;
+            };
             if !summary.delivered_in(&observed, &settings.profile_for(&cluster), now) {
                 return false;
             }
@@ -358,14 +487,29 @@ impl<'a> Sweep<'a> {
     /// while the rest is still being handed on. Only names ListClusters gave (no tag inventory)
     /// are described here, to know which are opted in and active. If no more than the threshold
     /// are left, they are reconciled here.
-    async fn hand_on(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+    async fn hand_on(
+        &self,
+        listed: Vec<Listed<'a>>,
+        started: Instant,
+        deadline: Instant,
+        out: &mut SweepReport,
+    ) {
         let mut looks = Vec::new();
-        for Listed { place, ports, names, by_tag } in listed {
+        for Listed {
+            place,
+            ports,
+            names,
+            by_tag,
+        } in listed
+        {
             if by_tag {
                 looks.extend(names.into_iter().map(|n| (place, ports, n)));
                 continue;
             }
-            for cluster in self.describe_all(place, ports, names.into_iter().map(|n| n.name).collect()).await {
+            for cluster in self
+                .describe_all(place, ports, names.into_iter().map(|n| n.name).collect())
+                .await
+            {
                 match not_active(&cluster) {
                     None => looks.push((place, ports, Look::unknown(cluster.name))),
                     Some(skipped) => {
@@ -377,11 +521,18 @@ impl<'a> Sweep<'a> {
         }
         out.assessed_ms = started.elapsed().as_millis() as u64;
         if looks.len() <= self.app.config.fanout_threshold {
-            let names = looks.into_iter().map(|(place, ports, look)| (place, ports, look.name)).collect();
+            let names = looks
+                .into_iter()
+                .map(|(place, ports, look)| (place, ports, look.name))
+                .collect();
             return self.stream(names, started, deadline, out).await;
         }
         out.checked += looks.len();
-        looks.sort_by(|a, b| a.2.urgency().cmp(&b.2.urgency()).then_with(|| (a.0, &a.2.name).cmp(&(b.0, &b.2.name))));
+        looks.sort_by(|a, b| {
+            a.2.urgency()
+                .cmp(&b.2.urgency())
+                .then_with(|| (a.0, &a.2.name).cmp(&(b.0, &b.2.name)))
+        });
         self.fan_out(looks, out).await;
         self.summarise_kept(deadline).await;
     }
@@ -392,7 +543,8 @@ impl<'a> Sweep<'a> {
     /// nothing pending) gets its summary now; a due one gets it when it is promoted. Only kept
     /// records are tagged, so no worker is promoting the same record meanwhile.
     async fn summarise_kept(&self, deadline: Instant) {
-        let records = std::mem::take(&mut *self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()));
+        let records =
+            std::mem::take(&mut *self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()));
         let now = OffsetDateTime::now_utc();
         futures::stream::iter(records)
             .for_each_concurrent(DESCRIBE_CONCURRENCY, |(place, key)| async move {
@@ -408,23 +560,45 @@ impl<'a> Sweep<'a> {
     }
 
     /// Whether escrow alone keeps `key`'s record (what its summary would say).
-    async fn escrow_keeps(&self, ports: &RegionPorts, key: &EscrowKey, now: OffsetDateTime) -> bool {
-        let (Ok(escrowed), Ok(info)) = (ports.escrow.load(key).await, self.authority_for(key.kind).describe().await) else { return false };
-        let Some(mut summary) = escrowed.current.as_ref().and_then(Summary::of) else { return false };
+    async fn escrow_keeps(
+        &self,
+        ports: &RegionPorts,
+        key: &EscrowKey,
+        now: OffsetDateTime,
+    ) -> bool {
+        let (Ok(escrowed), Ok(info)) = (
+            ports.escrow.load(key).await,
+            self.authority_for(key.kind).describe().await,
+        ) else {
+            return false;
+        };
+        let Some(mut summary) = escrowed.current.as_ref().and_then(Summary::of) else {
+            return false;
+        };
         summary.pending = escrowed.pending.is_some();
-        matches!(summary.keeps(&info, &self.app.config.settings.renewal, now), Some(Verdict::Keep { .. }))
+        matches!(
+            summary.keeps(&info, &self.app.config.settings.renewal, now),
+            Some(Verdict::Keep { .. })
+        )
     }
 
     /// A fleet too large for one invocation during a root rotation: every cluster described
     /// and judged from escrow here (the rotation's gate reads the whole inventory back after the
     /// sweep), most urgent first, then handed on — or, if fewer are opted in than the
     /// threshold, reconciled here.
-    async fn two_phase(&self, listed: Vec<Listed<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+    async fn two_phase(
+        &self,
+        listed: Vec<Listed<'a>>,
+        started: Instant,
+        deadline: Instant,
+        out: &mut SweepReport,
+    ) {
         let kept = out.checked;
         let candidates = self.assess_fleet(listed, out).await;
         let described = out.checked - kept;
         out.assessed_ms = started.elapsed().as_millis() as u64;
-        let (ready, not_ready): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.assessed.is_ok());
+        let (ready, not_ready): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|c| c.assessed.is_ok());
         for c in &not_ready {
             if let Err(outcome) = &c.assessed {
                 out.record(c.report(outcome.clone()));
@@ -438,7 +612,16 @@ impl<'a> Sweep<'a> {
         let looks = ready
             .into_iter()
             .filter(|c| seen.insert((c.place, c.cluster.name.clone())))
-            .map(|c| (c.place, c.ports, Look { ends: c.assessed.as_ref().ok().and_then(Verdict::not_after), name: c.cluster.name }))
+            .map(|c| {
+                (
+                    c.place,
+                    c.ports,
+                    Look {
+                        ends: c.assessed.as_ref().ok().and_then(Verdict::not_after),
+                        name: c.cluster.name,
+                    },
+                )
+            })
             .collect();
         self.fan_out(looks, out).await;
     }
@@ -446,7 +629,13 @@ impl<'a> Sweep<'a> {
     /// A fleet this invocation can take: each cluster described, judged and reconciled as one
     /// flow, so the first issuance starts while the rest is still being looked at (the quota,
     /// not the listing, bounds the sweep). DescribeCluster stays at its own concurrency.
-    async fn stream(&self, names: Vec<Named<'a>>, started: Instant, deadline: Instant, out: &mut SweepReport) {
+    async fn stream(
+        &self,
+        names: Vec<Named<'a>>,
+        started: Instant,
+        deadline: Instant,
+        out: &mut SweepReport,
+    ) {
         let describe_gate = tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY);
         let assessed_at = std::sync::atomic::AtomicU64::new(0);
         let per_cluster: Vec<(Option<Found>, Vec<Judged>)> = futures::stream::iter(names)
@@ -457,8 +646,12 @@ impl<'a> Sweep<'a> {
                         let _permit = gate.acquire().await.expect("the gate is never closed");
                         ports.clusters.describe(&name).await
                     };
-                    let Some(cluster) = self.opted_in(place, &name, described) else { return (None, Vec::new()) };
-                    let reports = self.flow(place, ports, &cluster, deadline, started, assessed_at).await;
+                    let Some(cluster) = self.opted_in(place, &name, described) else {
+                        return (None, Vec::new());
+                    };
+                    let reports = self
+                        .flow(place, ports, &cluster, deadline, started, assessed_at)
+                        .await;
                     (Some((place.clone(), cluster)), reports)
                 }
             })
@@ -478,7 +671,8 @@ impl<'a> Sweep<'a> {
                 out.record(r);
             }
         }
-        out.inventory.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+        out.inventory
+            .sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
     }
 
     /// One opted-in cluster, each kind judged from escrow and reconciled if due or to check its
@@ -493,7 +687,10 @@ impl<'a> Sweep<'a> {
         assessed_at: &std::sync::atomic::AtomicU64,
     ) -> Vec<(Report, Option<OffsetDateTime>)> {
         let specs = match self.app.config.kinds.for_tags(&cluster.tags) {
-            Ok(kinds) => kinds.into_iter().map(|spec| (spec, None)).collect::<Vec<_>>(),
+            Ok(kinds) => kinds
+                .into_iter()
+                .map(|spec| (spec, None))
+                .collect::<Vec<_>>(),
             Err(reason) => vec![(KindSpec::default(), Some(Outcome::Skipped { reason }))],
         };
         let mut reports = Vec::new();
@@ -502,8 +699,17 @@ impl<'a> Sweep<'a> {
                 Some(outcome) => Err(outcome),
                 None => self.assess(place, ports, cluster, &spec).await,
             };
-            assessed_at.fetch_max(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-            let c = Candidate { place, ports, cluster: cluster.clone(), spec, assessed };
+            assessed_at.fetch_max(
+                started.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let c = Candidate {
+                place,
+                ports,
+                cluster: cluster.clone(),
+                spec,
+                assessed,
+            };
             reports.push(match &c.assessed {
                 Err(outcome) => (c.report(outcome.clone()), None),
                 Ok(_) => self.reconcile_one(c, deadline).await,
@@ -513,18 +719,48 @@ impl<'a> Sweep<'a> {
     }
 
     /// Every opted-in cluster with escrow's verdict, most urgent first.
-    async fn assess_fleet(&self, listed: Vec<Listed<'a>>, out: &mut SweepReport) -> Vec<Candidate<'a>> {
+    async fn assess_fleet(
+        &self,
+        listed: Vec<Listed<'a>>,
+        out: &mut SweepReport,
+    ) -> Vec<Candidate<'a>> {
         let mut found = Vec::new();
-        for Listed { place, ports, names, .. } in listed {
+        for Listed {
+            place,
+            ports,
+            names,
+            ..
+        } in listed
+        {
             let names = names.into_iter().map(|n| n.name).collect();
-            found.extend(self.describe_all(place, ports, names).await.into_iter().map(|cluster| (place, ports, cluster)));
+            found.extend(
+                self.describe_all(place, ports, names)
+                    .await
+                    .into_iter()
+                    .map(|cluster| (place, ports, cluster)),
+            );
         }
         out.checked += found.len();
-        out.inventory.extend(found.iter().map(|(place, _, cluster)| ((*place).clone(), cluster.clone())));
+        out.inventory.extend(
+            found
+                .iter()
+                .map(|(place, _, cluster)| ((*place).clone(), cluster.clone())),
+        );
         // One candidate per kind of each cluster (a tag naming an unknown kind: one, skipped).
-        let per_kind = found.into_iter().flat_map(|(place, ports, cluster)| match self.app.config.kinds.for_tags(&cluster.tags) {
-            Ok(kinds) => kinds.into_iter().map(|spec| (place, ports, cluster.clone(), spec, None)).collect::<Vec<_>>(),
-            Err(reason) => vec![(place, ports, cluster, KindSpec::default(), Some(Outcome::Skipped { reason }))],
+        let per_kind = found.into_iter().flat_map(|(place, ports, cluster)| {
+            match self.app.config.kinds.for_tags(&cluster.tags) {
+                Ok(kinds) => kinds
+                    .into_iter()
+                    .map(|spec| (place, ports, cluster.clone(), spec, None))
+                    .collect::<Vec<_>>(),
+                Err(reason) => vec![(
+                    place,
+                    ports,
+                    cluster,
+                    KindSpec::default(),
+                    Some(Outcome::Skipped { reason }),
+                )],
+            }
         });
         let mut candidates: Vec<Candidate<'_>> = futures::stream::iter(per_kind)
             .map(|(place, ports, cluster, spec, stop)| async move {
@@ -532,31 +768,60 @@ impl<'a> Sweep<'a> {
                     Some(outcome) => Err(outcome),
                     None => self.assess(place, ports, &cluster, &spec).await,
                 };
-                Candidate { place, ports, cluster, spec, assessed }
+                Candidate {
+                    place,
+                    ports,
+                    cluster,
+                    spec,
+                    assessed,
+                }
             })
             .buffer_unordered(self.app.config.sweep_concurrency)
             .collect()
             .await;
-        candidates.sort_by(|a, b| a.urgency().cmp(&b.urgency()).then_with(|| (&a.cluster.name, a.spec.kind).cmp(&(&b.cluster.name, b.spec.kind))));
-        let due = candidates.iter().filter(|c| matches!(c.assessed, Ok(Verdict::Renew { .. }))).count();
-        info!(checked = out.checked, due, "sweep assessed the fleet from escrow");
+        candidates.sort_by(|a, b| {
+            a.urgency()
+                .cmp(&b.urgency())
+                .then_with(|| (&a.cluster.name, a.spec.kind).cmp(&(&b.cluster.name, b.spec.kind)))
+        });
+        let due = candidates
+            .iter()
+            .filter(|c| matches!(c.assessed, Ok(Verdict::Renew { .. })))
+            .count();
+        info!(
+            checked = out.checked,
+            due, "sweep assessed the fleet from escrow"
+        );
         candidates
     }
 
     /// The opted-in clusters among `names` of one place (ListClusters has no tag filter: each
     /// is described).
-    async fn describe_all(&self, place: &Place, ports: &RegionPorts, names: Vec<String>) -> Vec<ClusterInfo> {
+    async fn describe_all(
+        &self,
+        place: &Place,
+        ports: &RegionPorts,
+        names: Vec<String>,
+    ) -> Vec<ClusterInfo> {
         let described: Vec<_> = futures::stream::iter(names)
             .map(|name| async move { (ports.clusters.describe(&name).await, name) })
             .buffered(DESCRIBE_CONCURRENCY)
             .collect()
             .await;
-        described.into_iter().filter_map(|(result, name)| self.opted_in(place, &name, result)).collect()
+        described
+            .into_iter()
+            .filter_map(|(result, name)| self.opted_in(place, &name, result))
+            .collect()
     }
 
     /// The described cluster if it is opted in; a cluster that could not be described is logged
     /// (the next sweep looks again), one deleted meanwhile passed over.
-    fn opted_in(&self, place: &Place, name: &str, described: Result<ClusterInfo, ClustersError>) -> Option<ClusterInfo> {
+    fn opted_in(
+        &self,
+        place: &Place,
+        name: &str,
+        described: Result<ClusterInfo, ClustersError>,
+    ) -> Option<ClusterInfo> {
         match described {
             Ok(c) if self.app.config.opt_in.admits(&c.tags) => Some(c),
             Ok(_) | Err(ClustersError::NotFound(_)) => None,
@@ -568,16 +833,39 @@ impl<'a> Sweep<'a> {
     }
 
     /// Escrow's verdict on one kind of one cluster, or the outcome that stops it here.
-    async fn assess(&self, place: &Place, ports: &RegionPorts, cluster: &ClusterInfo, spec: &KindSpec) -> Result<Verdict, Outcome> {
+    async fn assess(
+        &self,
+        place: &Place,
+        ports: &RegionPorts,
+        cluster: &ClusterInfo,
+        spec: &KindSpec,
+    ) -> Result<Verdict, Outcome> {
         if let Some(skipped) = not_active(cluster) {
             return Err(skipped);
         }
-        let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped { reason: format!("{e}") })?;
+        let name: ClusterName = cluster.name.parse().map_err(|e| Outcome::Skipped {
+            reason: format!("{e}"),
+        })?;
         let settings = self.app.settings_for(spec.clone());
-        let reconciler = Reconciler { authority: self.authority_for(spec.kind), escrow: ports.escrow.as_ref(), settings: &settings };
-        let verdict = reconciler.assess(&name).await.map_err(|e| Outcome::Failed { step: e.step(), error: e.to_string() })?;
+        let reconciler = Reconciler {
+            authority: self.authority_for(spec.kind),
+            escrow: ports.escrow.as_ref(),
+            settings: &settings,
+        };
+        let verdict = reconciler
+            .assess(&name)
+            .await
+            .map_err(|e| Outcome::Failed {
+                step: e.step(),
+                error: e.to_string(),
+            })?;
         let key = (place.clone(), EscrowKey::new(name, spec.kind));
-        let unsummarised = !verdict.is_due() && self.unsummarised.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let unsummarised = !verdict.is_due()
+            && self
+                .unsummarised
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
         if unsummarised && let Err(e) = ports.escrow.summarise(&key.1).await {
             warn!(place = %place, cluster = %cluster.name, error = %e, "cannot write the escrow summary; the next sweep reads the record again");
         }
@@ -586,19 +874,39 @@ impl<'a> Sweep<'a> {
 
     /// Reconciles one assessed cluster kind unless the deadline is near; the report, with the
     /// escrowed end of its bundle.
-    async fn reconcile_one(&self, c: Candidate<'_>, deadline: Instant) -> (Report, Option<OffsetDateTime>) {
+    async fn reconcile_one(
+        &self,
+        c: Candidate<'_>,
+        deadline: Instant,
+    ) -> (Report, Option<OffsetDateTime>) {
         let escrowed_end = c.assessed.as_ref().ok().and_then(Verdict::not_after);
         if Instant::now() + MARGIN > deadline {
-            let reason = "deferred: the sweep ran out of time; the next sweep continues".to_string();
+            let reason =
+                "deferred: the sweep ran out of time; the next sweep continues".to_string();
             return (c.report(Outcome::Skipped { reason }), escrowed_end);
         }
         let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
-        let outcome = self.app.apply(self.authority_for(c.spec.kind), &name, (c.place, c.ports), &c.cluster, c.spec.clone(), false).await;
+        let outcome = self
+            .app
+            .apply(
+                self.authority_for(c.spec.kind),
+                &name,
+                (c.place, c.ports),
+                &c.cluster,
+                c.spec.clone(),
+                false,
+            )
+            .await;
         (c.report(outcome), escrowed_end)
     }
 
     /// Reconciles every ready cluster here, as many at once as configured, until the deadline.
-    async fn reconcile_inline(&self, ready: Vec<Candidate<'_>>, deadline: Instant, out: &mut SweepReport) {
+    async fn reconcile_inline(
+        &self,
+        ready: Vec<Candidate<'_>>,
+        deadline: Instant,
+        out: &mut SweepReport,
+    ) {
         let reports: Vec<(Report, Option<OffsetDateTime>)> = futures::stream::iter(ready)
             .map(|c| self.reconcile_one(c, deadline))
             .buffer_unordered(self.app.config.sweep_concurrency)
@@ -628,11 +936,19 @@ impl<'a> Sweep<'a> {
         for ((place, _, look), sent) in looks.iter().zip(fan_out.send(&requests).await) {
             let report = |outcome| Report::at(&look.name, place, outcome);
             if let Some(end) = look.ends {
-                out.saw_expiry(&report(Outcome::Skipped { reason: String::new() }), end);
+                out.saw_expiry(
+                    &report(Outcome::Skipped {
+                        reason: String::new(),
+                    }),
+                    end,
+                );
             }
             match sent {
                 Ok(()) => out.fanned_out += 1,
-                Err(error) => out.record(report(Outcome::Failed { step: Step::FanOut, error })),
+                Err(error) => out.record(report(Outcome::Failed {
+                    step: Step::FanOut,
+                    error,
+                })),
             }
         }
         info!(fanned_out = out.fanned_out, to = %fan_out.destination(), "sweep handed clusters on");
@@ -641,17 +957,24 @@ impl<'a> Sweep<'a> {
 
 /// Every listed name with its place, in listing order.
 fn flatten(listed: Vec<Listed<'_>>) -> Vec<Named<'_>> {
-    listed.into_iter().flat_map(|l| l.names.into_iter().map(move |n| (l.place, l.ports, n.name))).collect()
+    listed
+        .into_iter()
+        .flat_map(|l| l.names.into_iter().map(move |n| (l.place, l.ports, n.name)))
+        .collect()
 }
 
 /// Why a described cluster cannot be reconciled yet, if it cannot.
 fn not_active(cluster: &ClusterInfo) -> Option<Outcome> {
-    (!cluster.is_active()).then(|| Outcome::Skipped { reason: format!("not active yet ({})", cluster.status) })
+    (!cluster.is_active()).then(|| Outcome::Skipped {
+        reason: format!("not active yet ({})", cluster.status),
+    })
 }
 
 /// FNV-1a, 64 bits: a hash that is the same in every process and release (std's is seeded).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Whether the sweep at `now` (unix seconds) is the turn of the cluster named `key` to be read
@@ -676,10 +999,19 @@ mod tests {
     fn a_hand_on_puts_clusters_without_a_bundle_first_then_the_earliest_end() {
         let day = |d: i64| Some(OffsetDateTime::UNIX_EPOCH + time::Duration::days(d));
         let mut looks = [
-            Look { name: "late".into(), ends: day(30) },
+            Look {
+                name: "late".into(),
+                ends: day(30),
+            },
             Look::unknown("new".into()),
-            Look { name: "soon".into(), ends: day(2) },
-            Look { name: "expired".into(), ends: day(-1) },
+            Look {
+                name: "soon".into(),
+                ends: day(2),
+            },
+            Look {
+                name: "expired".into(),
+                ends: day(-1),
+            },
         ];
         looks.sort_by_key(Look::urgency);
         let order: Vec<&str> = looks.iter().map(|l| l.name.as_str()).collect();
@@ -692,7 +1024,16 @@ mod tests {
         for i in 0..200 {
             let key = format!("111122223333/eu-west-1/cluster-{i}");
             // 24 consecutive hourly sweeps, each fired up to 20 minutes late.
-            let turns = (0..24u64).filter(|h| is_turn(&key, 1_800_000_000 + h * period + (h * 50) % 1200, period, every)).count();
+            let turns = (0..24u64)
+                .filter(|h| {
+                    is_turn(
+                        &key,
+                        1_800_000_000 + h * period + (h * 50) % 1200,
+                        period,
+                        every,
+                    )
+                })
+                .count();
             assert_eq!(turns, 1, "{key}");
         }
         assert!(is_turn("any", 1, 3600, 1));

@@ -57,12 +57,28 @@ impl App {
             .map(|m| async move {
                 let report = match serde_json::from_str::<ReconcileRequest>(&m.body) {
                     Ok(r) => {
-                        let request = Request::Reconcile { cluster: r.cluster, region: r.region, force: r.force, account: r.account, sender: None };
+                        let request = Request::Reconcile {
+                            cluster: r.cluster,
+                            region: r.region,
+                            force: r.force,
+                            account: r.account,
+                            sender: None,
+                        };
                         self.handle(request, deadline).await
                     }
                     Err(e) => {
                         warn!(message_id = %m.message_id, error = %e, "not a reconcile request");
-                        Report::new(None, None, Outcome::Failed { step: meshca_core::Step::Observe, error: format!("message {} is not a reconcile request: {e}", m.message_id) })
+                        Report::new(
+                            None,
+                            None,
+                            Outcome::Failed {
+                                step: meshca_core::Step::Observe,
+                                error: format!(
+                                    "message {} is not a reconcile request: {e}",
+                                    m.message_id
+                                ),
+                            },
+                        )
                     }
                 };
                 (m.message_id, report)
@@ -73,8 +89,13 @@ impl App {
         let failures = reports
             .iter()
             .filter(|(_, r)| matches!(r.outcome, Outcome::Failed { .. }))
-            .map(|(id, _)| ItemFailure { item_identifier: id.clone() })
+            .map(|(id, _)| ItemFailure {
+                item_identifier: id.clone(),
+            })
             .collect();
-        Worked { response: BatchResponse { failures }, reports }
+        Worked {
+            response: BatchResponse { failures },
+            reports,
+        }
     }
 }

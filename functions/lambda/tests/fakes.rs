@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use meshca_core::clusters::{ClusterInfo, Clusters, ClustersError};
-use meshca_core::delivery::{Change, Delivered, Delivery, DeliveryError, DeliveryOptions, Observed};
+use meshca_core::delivery::{
+    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, Observed,
+};
 use meshca_core::{Bundle, BundleMeta, FanOut, Outcome, ReconcileRequest};
 use meshca_lambda::event::Request;
 use meshca_lambda::{App, Config};
@@ -29,11 +31,18 @@ impl Delivery for FakeDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
         Ok(match self.secret.lock().unwrap().clone() {
             None => Observed::Absent,
-            Some((bundle, meta)) => Observed::Managed { bundle: Some(bundle), meta: Some(meta) },
+            Some((bundle, meta)) => Observed::Managed {
+                bundle: Some(bundle),
+                meta: Some(meta),
+            },
         })
     }
 
-    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        meta: &BundleMeta,
+    ) -> Result<Delivered, DeliveryError> {
         let mut secret = self.secret.lock().unwrap();
         let change = match secret.as_ref() {
             None => Change::Created,
@@ -44,7 +53,12 @@ impl Delivery for FakeDelivery {
             *secret = Some((bundle.clone(), meta.clone()));
             *self.writes.lock().unwrap() += 1;
         }
-        Ok(Delivered { change, fingerprint_sha256: meta.fingerprint_sha256.clone(), istiod: vec![], conflicts: 0 })
+        Ok(Delivered {
+            change,
+            fingerprint_sha256: meta.fingerprint_sha256.clone(),
+            istiod: vec![],
+            conflicts: 0,
+        })
     }
 
     fn refuses(&self, _: &Observed) -> Option<DeliveryError> {
@@ -60,7 +74,11 @@ struct FakeClusters {
 
 impl FakeClusters {
     fn with(mut self, name: &str, status: &str, opted_in: bool) -> Self {
-        let tags = if opted_in { BTreeMap::from([("meshca.io/enabled".into(), "true".into())]) } else { BTreeMap::new() };
+        let tags = if opted_in {
+            BTreeMap::from([("meshca.io/enabled".into(), "true".into())])
+        } else {
+            BTreeMap::new()
+        };
         let info = ClusterInfo {
             name: name.into(),
             id: format!("arn:aws:eks:{REGION}:111122223333:cluster/{name}"),
@@ -75,7 +93,13 @@ impl FakeClusters {
     }
 
     fn secret(&self, name: &str) -> Option<BundleMeta> {
-        self.clusters[name].1.secret.lock().unwrap().as_ref().map(|(_, m)| m.clone())
+        self.clusters[name]
+            .1
+            .secret
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(_, m)| m.clone())
     }
 }
 
@@ -90,10 +114,17 @@ impl Clusters for FakeClusters {
     }
 
     async fn describe(&self, name: &str) -> Result<ClusterInfo, ClustersError> {
-        self.clusters.get(name).map(|(i, _)| i.clone()).ok_or_else(|| ClustersError::NotFound(format!("no cluster {name}").into()))
+        self.clusters
+            .get(name)
+            .map(|(i, _)| i.clone())
+            .ok_or_else(|| ClustersError::NotFound(format!("no cluster {name}").into()))
     }
 
-    fn connect(&self, cluster: &ClusterInfo, _: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError> {
+    fn connect(
+        &self,
+        cluster: &ClusterInfo,
+        _: DeliveryOptions,
+    ) -> Result<Arc<dyn Delivery>, ClustersError> {
         Ok(self.clusters[&cluster.name].1.clone())
     }
 }
@@ -133,7 +164,10 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
         issue_budget: None,
         places: BTreeMap::from([(
             meshca_core::Place::home(REGION),
-            RegionPorts { clusters: clusters.clone(), escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))) },
+            RegionPorts {
+                clusters: clusters.clone(),
+                escrow: Arc::new(LocalEscrow::new(dir.path().join("escrow"))),
+            },
         )]),
         home_account: None,
         fan_out: fan_out.clone(),
@@ -142,13 +176,21 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
         home: None,
     };
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("MESHCA_CA_ARN".into(), format!("arn:aws:acm-pca:{REGION}:111122223333:certificate-authority/unused")),
+        (
+            "MESHCA_CA_ARN".into(),
+            format!("arn:aws:acm-pca:{REGION}:111122223333:certificate-authority/unused"),
+        ),
         ("MESHCA_REGIONS".into(), REGION.into()),
         ("MESHCA_VALIDITY_DAYS".into(), "30".into()),
     ]);
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
-    World { _dir: dir, clusters, fan_out, app: App::with_fleet(config, fleet) }
+    World {
+        _dir: dir,
+        clusters,
+        fan_out,
+        app: App::with_fleet(config, fleet),
+    }
 }
 
 fn soon() -> Instant {
@@ -156,57 +198,128 @@ fn soon() -> Instant {
 }
 
 fn reconcile(cluster: &str) -> Request {
-    Request::Reconcile { cluster: cluster.into(), region: Some(REGION.into()), force: false, account: None, sender: None }
+    Request::Reconcile {
+        cluster: cluster.into(),
+        region: Some(REGION.into()),
+        force: false,
+        account: None,
+        sender: None,
+    }
 }
 
 #[tokio::test]
 async fn a_reconcile_request_issues_delivers_and_says_when_to_look_again() {
     let w = world(FakeClusters::default().with("c1", "ACTIVE", true), &[]);
     let first = w.app.handle(reconcile("c1"), soon()).await.outcome;
-    let Outcome::Renewed { generation: 1, change: Change::Created, not_after, renew_at, .. } = first else { panic!("{first:?}") };
+    let Outcome::Renewed {
+        generation: 1,
+        change: Change::Created,
+        not_after,
+        renew_at,
+        ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
     assert_eq!(w.clusters.secret("c1").map(|m| m.generation), Some(1));
     // 30-day bundle: renewal due at two thirds of its life (a third left).
     let life_left = not_after - renew_at;
-    assert!(life_left > time::Duration::days(9) && life_left < time::Duration::days(11), "{life_left}");
+    assert!(
+        life_left > time::Duration::days(9) && life_left < time::Duration::days(11),
+        "{life_left}"
+    );
     assert_eq!(first.renew_at(), Some(renew_at));
 
     let again = w.app.handle(reconcile("c1"), soon()).await.outcome;
-    assert!(matches!(again, Outcome::Unchanged { generation: 1, renew_at: r, .. } if r == renew_at), "{again:?}");
-    assert_eq!(*w.clusters.clusters["c1"].1.writes.lock().unwrap(), 1, "one write: the second run found it in place");
+    assert!(
+        matches!(again, Outcome::Unchanged { generation: 1, renew_at: r, .. } if r == renew_at),
+        "{again:?}"
+    );
+    assert_eq!(
+        *w.clusters.clusters["c1"].1.writes.lock().unwrap(),
+        1,
+        "one write: the second run found it in place"
+    );
 }
 
 #[tokio::test]
 async fn a_deleted_cluster_is_revoked_and_its_escrow_retired() {
     let w = world(FakeClusters::default().with("c1", "ACTIVE", true), &[]);
     w.app.handle(reconcile("c1"), soon()).await;
-    let deleted = Request::Deleted { cluster: "c1".into(), region: REGION.into(), account: None };
+    let deleted = Request::Deleted {
+        cluster: "c1".into(),
+        region: REGION.into(),
+        account: None,
+    };
     let outcome = w.app.handle(deleted.clone(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates.len() == 1), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Revoked { certificates } if certificates.len() == 1),
+        "{outcome:?}"
+    );
     // Redelivered: the local escrow has moved the record aside, so there is nothing to revoke twice.
     let outcome = w.app.handle(deleted, soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster"), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster"),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_large_fleet_is_fanned_out_through_the_port_and_nothing_is_issued_inline() {
-    let mut clusters = FakeClusters::default().with("creating", "CREATING", true).with("untagged", "ACTIVE", false);
+    let mut clusters = FakeClusters::default()
+        .with("creating", "CREATING", true)
+        .with("untagged", "ACTIVE", false);
     for i in 0..4 {
         clusters = clusters.with(&format!("c{i}"), "ACTIVE", true);
     }
     let w = world(clusters, &[("MESHCA_FANOUT_THRESHOLD", "2")]);
     let report = w.app.sweep(soon()).await;
-    assert_eq!((report.checked, report.fanned_out, report.skipped, report.failed), (5, 4, 1, 0), "{report:?}");
+    assert_eq!(
+        (
+            report.checked,
+            report.fanned_out,
+            report.skipped,
+            report.failed
+        ),
+        (5, 4, 1, 0),
+        "{report:?}"
+    );
     let sent = w.fan_out.sent.lock().unwrap().clone();
     let names: Vec<&str> = sent.iter().map(|r| r.cluster.as_str()).collect();
     assert_eq!(names, ["c0", "c1", "c2", "c3"]);
-    assert!(sent.iter().all(|r| r.region.as_deref() == Some(REGION) && !r.force));
-    assert!(w.clusters.secret("c0").is_none(), "nothing delivered inline");
+    assert!(
+        sent.iter()
+            .all(|r| r.region.as_deref() == Some(REGION) && !r.force)
+    );
+    assert!(
+        w.clusters.secret("c0").is_none(),
+        "nothing delivered inline"
+    );
 
     // Each request, handled as cluster-events would, converges its cluster.
     for r in sent {
-        let outcome = w.app.handle(Request::Reconcile { cluster: r.cluster, region: r.region, force: r.force, account: r.account, sender: None }, soon()).await.outcome;
-        assert!(matches!(outcome, Outcome::Renewed { generation: 1, .. }), "{outcome:?}");
+        let outcome = w
+            .app
+            .handle(
+                Request::Reconcile {
+                    cluster: r.cluster,
+                    region: r.region,
+                    force: r.force,
+                    account: r.account,
+                    sender: None,
+                },
+                soon(),
+            )
+            .await
+            .outcome;
+        assert!(
+            matches!(outcome, Outcome::Renewed { generation: 1, .. }),
+            "{outcome:?}"
+        );
     }
     let unknown = w.app.handle(reconcile("gone"), soon()).await.outcome;
-    assert!(matches!(&unknown, Outcome::Skipped { reason } if reason == "no such EKS cluster"), "{unknown:?}");
+    assert!(
+        matches!(&unknown, Outcome::Skipped { reason } if reason == "no such EKS cluster"),
+        "{unknown:?}"
+    );
 }

@@ -17,7 +17,9 @@ use meshca_test_apiserver::{ApiServer, Settings};
 use serde_json::{Value, json};
 
 fn sample(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -29,11 +31,19 @@ struct World {
 
 async fn world(extra: &[(&str, &str)]) -> World {
     let emu = AwsEmulator::start();
-    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
-    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing"))
+        .await
+        .unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
-    emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
-                                      "tags": {"meshca.io/enabled": "true"}}));
+    emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+                                      "tags": {"meshca.io/enabled": "true"}}),
+    );
     let mut env: HashMap<String, String> = HashMap::from([
         ("MESHCA_CA_ARN".to_string(), ca),
         ("MESHCA_REGIONS".to_string(), REGION.to_string()),
@@ -57,8 +67,12 @@ impl World {
         self.app.handle(request, soon()).await.outcome
     }
     fn generation(&self) -> Option<String> {
-        let s = self.server.get(Resource::Secrets, "istio-system", "cacerts")?;
-        s["metadata"]["annotations"]["meshca.io/generation"].as_str().map(str::to_string)
+        let s = self
+            .server
+            .get(Resource::Secrets, "istio-system", "cacerts")?;
+        s["metadata"]["annotations"]["meshca.io/generation"]
+            .as_str()
+            .map(str::to_string)
     }
 }
 
@@ -70,17 +84,51 @@ fn every_sample_parses_to_what_it_means() {
     let created = Request::Created {
         cluster: "c1".into(),
         region: "eu-west-1".into(),
-        tags: BTreeMap::from([("meshca.io/enabled".into(), "true".into()), ("team".into(), "platform".into())]),
+        tags: BTreeMap::from([
+            ("meshca.io/enabled".into(), "true".into()),
+            ("team".into(), "platform".into()),
+        ]),
         account: Some(HOME.into()),
     };
-    assert_eq!(event::parse(&sample("eks-create-cluster.json")), Ok(created.clone()));
-    assert_eq!(event::parse(&sample("eks-create-cluster-clustername.json")), Ok(created));
-    assert!(matches!(event::parse(&sample("eks-create-cluster-failed.json")), Ok(Request::FailedCall { .. })));
-    assert_eq!(event::parse(&sample("eks-delete-cluster.json")), Ok(Request::Deleted { cluster: "c1".into(), region: "eu-west-1".into(), account: Some(HOME.into()) }));
+    assert_eq!(
+        event::parse(&sample("eks-create-cluster.json")),
+        Ok(created.clone())
+    );
+    assert_eq!(
+        event::parse(&sample("eks-create-cluster-clustername.json")),
+        Ok(created)
+    );
+    assert!(matches!(
+        event::parse(&sample("eks-create-cluster-failed.json")),
+        Ok(Request::FailedCall { .. })
+    ));
+    assert_eq!(
+        event::parse(&sample("eks-delete-cluster.json")),
+        Ok(Request::Deleted {
+            cluster: "c1".into(),
+            region: "eu-west-1".into(),
+            account: Some(HOME.into())
+        })
+    );
     assert_eq!(event::parse(&sample("schedule.json")), Ok(Request::Sweep));
-    let reconcile = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false, account: None, sender: None };
-    let from_home = Request::Reconcile { cluster: "c1".into(), region: Some("eu-west-1".into()), force: false, account: None, sender: Some(HOME.into()) };
-    assert_eq!(event::parse(&sample("reconcile-request.json")), Ok(from_home));
+    let reconcile = Request::Reconcile {
+        cluster: "c1".into(),
+        region: Some("eu-west-1".into()),
+        force: false,
+        account: None,
+        sender: None,
+    };
+    let from_home = Request::Reconcile {
+        cluster: "c1".into(),
+        region: Some("eu-west-1".into()),
+        force: false,
+        account: None,
+        sender: Some(HOME.into()),
+    };
+    assert_eq!(
+        event::parse(&sample("reconcile-request.json")),
+        Ok(from_home)
+    );
     assert_eq!(event::parse(&sample("direct-invoke.json")), Ok(reconcile));
 }
 
@@ -92,48 +140,98 @@ fn malformed_events_are_refused_with_a_reason() {
     };
     refused(json!([1, 2]), "not a JSON object");
     refused(json!({}), "neither an EventBridge event");
-    refused(json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"}), "expected");
-    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": {}}), "not aws.eks");
-    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "UpdateClusterVersion", "awsRegion": "eu-west-1", "requestParameters": {"name": "c1"}}}), "eventName UpdateClusterVersion");
-    refused(json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "CreateCluster", "awsRegion": "eu-west-1"}}), "no cluster name");
-    refused(json!({"detail-type": "meshca Reconcile Requested", "detail": {"cluster": 7}}), "detail.cluster");
-    refused(json!({"cluster": "c1", "force": "yes"}), "force is not a boolean");
+    refused(
+        json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"}),
+        "expected",
+    );
+    refused(
+        json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": {}}),
+        "not aws.eks",
+    );
+    refused(
+        json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "UpdateClusterVersion", "awsRegion": "eu-west-1", "requestParameters": {"name": "c1"}}}),
+        "eventName UpdateClusterVersion",
+    );
+    refused(
+        json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "detail": {"eventName": "CreateCluster", "awsRegion": "eu-west-1"}}),
+        "no cluster name",
+    );
+    refused(
+        json!({"detail-type": "meshca Reconcile Requested", "detail": {"cluster": 7}}),
+        "detail.cluster",
+    );
+    refused(
+        json!({"cluster": "c1", "force": "yes"}),
+        "force is not a boolean",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_reconcile_and_delete_through_the_handler() {
     let w = world(&[]).await;
     let outcome = w.run("eks-create-cluster.json").await;
-    assert!(matches!(&outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Renewed {
+                generation: 1,
+                change: Change::Created,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
     assert_eq!(w.generation().as_deref(), Some("1"));
 
     // The other request shape and a reconcile request: nothing more to do.
     let outcome = w.run("eks-create-cluster-clustername.json").await;
-    assert!(matches!(outcome, Outcome::Unchanged { generation: 1, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Unchanged { generation: 1, .. }),
+        "{outcome:?}"
+    );
     let outcome = w.run("reconcile-request.json").await;
     assert!(matches!(outcome, Outcome::Unchanged { .. }), "{outcome:?}");
     assert_eq!(w.emu.calls("IssueCertificate"), 1);
 
     // A direct invoke with force renews.
-    let forced = event::parse(&json!({"cluster": "c1", "region": "eu-west-1", "force": true})).unwrap();
+    let forced =
+        event::parse(&json!({"cluster": "c1", "region": "eu-west-1", "force": true})).unwrap();
     let outcome = w.app.handle(forced, soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Renewed { generation: 2, change: Change::Rotated, .. }), "{outcome:?}");
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Renewed {
+                generation: 2,
+                change: Change::Rotated,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
     assert_eq!(w.generation().as_deref(), Some("2"));
 
     let outcome = w.run("eks-create-cluster-failed.json").await;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("ResourceInUseException")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("ResourceInUseException")),
+        "{outcome:?}"
+    );
     let outcome = w.run("schedule.json").await;
     assert!(matches!(outcome, Outcome::Skipped { .. }), "{outcome:?}");
 
     let outcome = w.run("eks-delete-cluster.json").await;
     match &outcome {
-        Outcome::Revoked { certificates } => assert_eq!(certificates.len(), 1, "the current intermediate"),
+        Outcome::Revoked { certificates } => {
+            assert_eq!(certificates.len(), 1, "the current intermediate")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
     assert_eq!(w.emu.calls("DeleteSecret"), 1);
     let outcome = w.run("eks-delete-cluster.json").await;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("already")), "a redelivered event is harmless: {outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("already")),
+        "a redelivered event is harmless: {outcome:?}"
+    );
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
 }
 
@@ -141,38 +239,90 @@ async fn create_reconcile_and_delete_through_the_handler() {
 async fn clusters_not_opted_in_or_not_active_are_skipped_with_reasons() {
     let w = world(&[("MESHCA_TAG_KEY", "mesh"), ("MESHCA_TAG_VALUE", "istio")]).await;
     let outcome = w.run("eks-create-cluster.json").await;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not opted in")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not opted in")),
+        "{outcome:?}"
+    );
     let outcome = w.run("direct-invoke.json").await;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("mesh=istio")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("mesh=istio")),
+        "{outcome:?}"
+    );
 
     let w = world(&[]).await;
-    w.emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "status": "CREATING"}));
+    w.emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "status": "CREATING"}),
+    );
     let request = event::parse(&sample("eks-create-cluster.json")).unwrap();
     let started = Instant::now();
-    let outcome = w.app.handle(request, Instant::now() + Duration::from_secs(12)).await.outcome;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("the sweep will finish it")), "{outcome:?}");
-    assert!(started.elapsed() < Duration::from_secs(12), "gave up within the invocation's time");
+    let outcome = w
+        .app
+        .handle(request, Instant::now() + Duration::from_secs(12))
+        .await
+        .outcome;
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("the sweep will finish it")),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "gave up within the invocation's time"
+    );
     assert_eq!(w.emu.calls("IssueCertificate"), 0);
-    let outcome = w.app.handle(event::parse(&json!({"cluster": "nope"})).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("no such EKS cluster")), "{outcome:?}");
-    let outcome = w.app.handle(event::parse(&json!({"cluster": "c1", "region": "ap-south-1"})).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not managed")), "{outcome:?}");
+    let outcome = w
+        .app
+        .handle(event::parse(&json!({"cluster": "nope"})).unwrap(), soon())
+        .await
+        .outcome;
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("no such EKS cluster")),
+        "{outcome:?}"
+    );
+    let outcome = w
+        .app
+        .handle(
+            event::parse(&json!({"cluster": "c1", "region": "ap-south-1"})).unwrap(),
+            soon(),
+        )
+        .await
+        .outcome;
+    assert!(
+        matches!(&outcome, Outcome::Skipped { reason } if reason.contains("not managed")),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_that_becomes_active_while_create_waits_gets_its_ca() {
     let w = world(&[]).await;
-    w.emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "status": "CREATING"}));
+    w.emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "status": "CREATING"}),
+    );
     let flip = {
         let port = w.emu.port;
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            aws::control_port(port, "eks/cluster", json!({"region": REGION, "name": "c1", "status": "ACTIVE"}));
+            aws::control_port(
+                port,
+                "eks/cluster",
+                json!({"region": REGION, "name": "c1", "status": "ACTIVE"}),
+            );
         })
     };
     let outcome = w.run("eks-create-cluster.json").await;
     flip.await.unwrap();
-    assert!(matches!(&outcome, Outcome::Renewed { change: Change::Created, .. }), "{outcome:?}");
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Renewed {
+                change: Change::Created,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
     assert!(w.emu.calls("GET /clusters/c1") >= 2, "polled until ACTIVE");
 }
 
@@ -180,7 +330,10 @@ async fn a_cluster_that_becomes_active_while_create_waits_gets_its_ca() {
 async fn dry_run_decides_and_changes_nothing() {
     let w = world(&[("MESHCA_DRY_RUN", "true")]).await;
     let outcome = w.run("direct-invoke.json").await;
-    assert!(matches!(&outcome, Outcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Planned { plan } if plan.starts_with("renew (no bundle escrowed)")),
+        "{outcome:?}"
+    );
     assert_eq!(w.emu.calls("IssueCertificate"), 0);
     assert!(w.generation().is_none());
 }
@@ -190,17 +343,33 @@ async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_
     use meshca_test_support::vault::Bao;
     let bao = Bao::start();
     bao.two_level_pki();
-    let (role_id, secret_id) = bao.approle(include_str!("../../../shared/vault/meshca-policy.hcl"), "20m");
+    let (role_id, secret_id) = bao.approle(
+        include_str!("../../../shared/vault/meshca-policy.hcl"),
+        "20m",
+    );
 
     // The AppRole secret id lives in Secrets Manager, where the function reads it at start.
     let emu = AwsEmulator::start();
     let sdk = emu.sdk_config().await;
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let arn = sm.create_secret().name("meshca/vault-secret-id").secret_string(&secret_id).send().await.unwrap().arn.unwrap();
-    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
+    let arn = sm
+        .create_secret()
+        .name("meshca/vault-secret-id")
+        .secret_string(&secret_id)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing"))
+        .await
+        .unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
-    emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
-                                      "tags": {"meshca.io/enabled": "true"}}));
+    emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+                                      "tags": {"meshca.io/enabled": "true"}}),
+    );
     let env: HashMap<String, String> = HashMap::from([
         ("MESHCA_AUTHORITY".to_string(), "vault".to_string()),
         ("MESHCA_VAULT_ADDR".to_string(), bao.addr.clone()),
@@ -213,30 +382,75 @@ async fn with_vault_as_the_authority_create_and_delete_issue_and_revoke_through_
     let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
     let app = App::with_sdk_config(config, &sdk).await.unwrap();
 
-    let outcome = app.handle(event::parse(&sample("eks-create-cluster.json")).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{outcome:?}");
-    let secret = server.get(Resource::Secrets, "istio-system", "cacerts").unwrap();
-    let serial = secret["metadata"]["annotations"]["meshca.io/certificate-arn"].as_str().unwrap().to_string();
-    assert!(bao.serials("pki").contains(&serial), "the intermediate in the cluster is the one OpenBao signed ({serial})");
+    let outcome = app
+        .handle(
+            event::parse(&sample("eks-create-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await
+        .outcome;
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Renewed {
+                generation: 1,
+                change: Change::Created,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let secret = server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .unwrap();
+    let serial = secret["metadata"]["annotations"]["meshca.io/certificate-arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        bao.serials("pki").contains(&serial),
+        "the intermediate in the cluster is the one OpenBao signed ({serial})"
+    );
     assert_eq!(emu.calls("IssueCertificate"), 0, "no Private CA involved");
 
-    let outcome = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await.outcome;
-    assert!(matches!(&outcome, Outcome::Revoked { certificates } if certificates == std::slice::from_ref(&serial)), "{outcome:?}");
+    let outcome = app
+        .handle(
+            event::parse(&sample("eks-delete-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await
+        .outcome;
+    assert!(
+        matches!(&outcome, Outcome::Revoked { certificates } if certificates == std::slice::from_ref(&serial)),
+        "{outcome:?}"
+    );
     let revoked = bao.json(&["read", &format!("pki/cert/{serial}")]);
-    assert!(revoked["data"]["revocation_time"].as_i64().unwrap_or(0) > 0, "{revoked}");
+    assert!(
+        revoked["data"]["revocation_time"].as_i64().unwrap_or(0) > 0,
+        "{revoked}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
     let emu = AwsEmulator::start();
-    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A control plane: Istio's cacerts and its XCP edge identity, under its TSB name.
-    let edge = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing")).await.unwrap();
+    let edge = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing"))
+        .await
+        .unwrap();
     edge.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     emu.control("eks/cluster", json!({"region": REGION, "name": "c1", "endpoint": edge.url(), "ca_pem": edge.ca_pem(),
         "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "istio-cacerts xcp-edge", "meshca.io/tsb-name": "prod-east"}}));
     // The management plane: its role tag adds xcp-central and mpc (cluster-wide access: it may create `tsb`).
-    let mgmt_settings = Settings { cluster: "mgmt".into(), aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]), ..Default::default() };
+    let mgmt_settings = Settings {
+        cluster: "mgmt".into(),
+        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
+        ..Default::default()
+    };
     let mgmt = ApiServer::start(mgmt_settings).await.unwrap();
     emu.control("eks/cluster", json!({"region": REGION, "name": "mgmt", "endpoint": mgmt.url(), "ca_pem": mgmt.ca_pem(),
         "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "xcp-central+cert-manager-ca", "meshca.io/tsb-role": "management-plane"}}));
@@ -244,49 +458,135 @@ async fn kinds_come_from_cluster_tags_and_a_deleted_cluster_loses_every_one() {
         ("MESHCA_CA_ARN".to_string(), ca),
         ("MESHCA_REGIONS".to_string(), REGION.to_string()),
         ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
-        ("MESHCA_TSB_CENTRAL_ADDRESSES".to_string(), "central.tsb.example 10.0.0.7".to_string()),
+        (
+            "MESHCA_TSB_CENTRAL_ADDRESSES".to_string(),
+            "central.tsb.example 10.0.0.7".to_string(),
+        ),
     ]);
     let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
-    let app = App::with_sdk_config(config, &emu.sdk_config().await).await.unwrap();
+    let app = App::with_sdk_config(config, &emu.sdk_config().await)
+        .await
+        .unwrap();
 
-    let report = app.handle(event::parse(&sample("eks-create-cluster.json")).unwrap(), soon()).await;
+    let report = app
+        .handle(
+            event::parse(&sample("eks-create-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
     let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
     assert_eq!(kinds, ["istio-cacerts", "xcp-edge"], "{report:?}");
-    assert!(report.kinds.values().all(|o| matches!(o, Outcome::Renewed { generation: 1, change: Change::Created, .. })), "{report:?}");
-    assert!(edge.get(Resource::Secrets, "istio-system", "cacerts").is_some());
-    let edge_secret = edge.get(Resource::Secrets, "istio-system", "xcp-edge-cert").expect("xcp-edge-cert delivered");
+    assert!(
+        report.kinds.values().all(|o| matches!(
+            o,
+            Outcome::Renewed {
+                generation: 1,
+                change: Change::Created,
+                ..
+            }
+        )),
+        "{report:?}"
+    );
+    assert!(
+        edge.get(Resource::Secrets, "istio-system", "cacerts")
+            .is_some()
+    );
+    let edge_secret = edge
+        .get(Resource::Secrets, "istio-system", "xcp-edge-cert")
+        .expect("xcp-edge-cert delivered");
     assert_eq!(edge_secret["type"], "kubernetes.io/tls");
 
-    let report = app.handle(Request::Reconcile { cluster: "mgmt".into(), region: None, force: false, account: None, sender: None }, soon()).await;
+    let report = app
+        .handle(
+            Request::Reconcile {
+                cluster: "mgmt".into(),
+                region: None,
+                force: false,
+                account: None,
+                sender: None,
+            },
+            soon(),
+        )
+        .await;
     let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
-    assert_eq!(kinds, ["cert-manager-ca", "xcp-central", "mpc"], "{report:?}");
-    assert!(mgmt.get(Resource::Secrets, "tsb", "xcp-central-cert").is_some() && mgmt.get(Resource::Secrets, "tsb", "mpc-certs").is_some());
-    assert_eq!(mgmt.get(Resource::Secrets, "cert-manager", "istio-ca").expect("istio-csr's CA delivered")["type"], "kubernetes.io/tls");
+    assert_eq!(
+        kinds,
+        ["cert-manager-ca", "xcp-central", "mpc"],
+        "{report:?}"
+    );
+    assert!(
+        mgmt.get(Resource::Secrets, "tsb", "xcp-central-cert")
+            .is_some()
+            && mgmt.get(Resource::Secrets, "tsb", "mpc-certs").is_some()
+    );
+    assert_eq!(
+        mgmt.get(Resource::Secrets, "cert-manager", "istio-ca")
+            .expect("istio-csr's CA delivered")["type"],
+        "kubernetes.io/tls"
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["kinds"]["xcp-central"]["outcome"], "renewed", "{json}");
 
     // The sweep sees each kind on its own: all healthy now.
     let sweep = app.sweep(soon()).await;
-    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed), (2, 5, 0), "{sweep:?}");
+    assert_eq!(
+        (sweep.checked, sweep.unchanged, sweep.failed),
+        (2, 5, 0),
+        "{sweep:?}"
+    );
 
     let revokes = emu.calls("RevokeCertificate");
-    let report = app.handle(event::parse(&sample("eks-delete-cluster.json")).unwrap(), soon()).await;
+    let report = app
+        .handle(
+            event::parse(&sample("eks-delete-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
     let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
     assert_eq!(kinds, ["istio-cacerts", "xcp-edge"], "{report:?}");
-    assert!(report.kinds.values().all(|o| matches!(o, Outcome::Revoked { certificates } if certificates.len() == 1)), "{report:?}");
-    assert_eq!(emu.calls("RevokeCertificate") - revokes, 2, "both of c1's certificates revoked");
+    assert!(
+        report
+            .kinds
+            .values()
+            .all(|o| matches!(o, Outcome::Revoked { certificates } if certificates.len() == 1)),
+        "{report:?}"
+    );
+    assert_eq!(
+        emu.calls("RevokeCertificate") - revokes,
+        2,
+        "both of c1's certificates revoked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_reuses_its_connection_to_a_cluster_across_reconciles() {
     let w = world(&[]).await;
-    let direct = |force: bool| Request::Reconcile { cluster: "c1".into(), region: None, force, account: None, sender: None };
-    assert_eq!(w.app.handle(direct(false), soon()).await.outcome.label(), "renewed");
+    let direct = |force: bool| Request::Reconcile {
+        cluster: "c1".into(),
+        region: None,
+        force,
+        account: None,
+        sender: None,
+    };
+    assert_eq!(
+        w.app.handle(direct(false), soon()).await.outcome.label(),
+        "renewed"
+    );
     let after_first = w.server.connections();
     for _ in 0..3 {
-        assert_eq!(w.app.handle(direct(false), soon()).await.outcome.label(), "unchanged");
+        assert_eq!(
+            w.app.handle(direct(false), soon()).await.outcome.label(),
+            "unchanged"
+        );
     }
-    assert_eq!(w.app.handle(direct(true), soon()).await.outcome.label(), "renewed");
-    assert_eq!(w.server.connections(), after_first, "four more reconciles, no new TLS connection");
+    assert_eq!(
+        w.app.handle(direct(true), soon()).await.outcome.label(),
+        "renewed"
+    );
+    assert_eq!(
+        w.server.connections(),
+        after_first,
+        "four more reconciles, no new TLS connection"
+    );
     assert!(after_first >= 1);
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use aws::{AwsEmulator, REGION};
 use base64::Engine;
-use meshca_core::{Outcome, Step};
 use meshca_core::delivery::Change;
+use meshca_core::{Outcome, Step};
 use meshca_lambda::event::{self, Request};
 use meshca_lambda::sweep::SweepReport;
 use meshca_lambda::{App, Config};
@@ -27,15 +27,28 @@ struct Fleet {
 impl Fleet {
     async fn new() -> Fleet {
         let emu = AwsEmulator::start();
-        let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
-        Fleet { emu, ca, servers: BTreeMap::new() }
+        let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Fleet {
+            emu,
+            ca,
+            servers: BTreeMap::new(),
+        }
     }
 
     /// An EKS cluster named `name` whose endpoint is a fresh test API server with istiod.
     async fn cluster(&mut self, name: &str, status: &str, tagged: bool) {
-        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing")).await.unwrap();
+        let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing"))
+            .await
+            .unwrap();
         server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
-        let tags = if tagged { json!({TAG.0: TAG.1, "team": "platform"}) } else { json!({"team": "platform"}) };
+        let tags = if tagged {
+            json!({TAG.0: TAG.1, "team": "platform"})
+        } else {
+            json!({"team": "platform"})
+        };
         self.emu.control(
             "eks/cluster",
             json!({"region": REGION, "name": name, "endpoint": server.url(), "ca_pem": server.ca_pem(), "status": status, "tags": tags}),
@@ -51,7 +64,9 @@ impl Fleet {
         ]);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
-        App::with_sdk_config(config, &self.emu.sdk_config().await).await.unwrap()
+        App::with_sdk_config(config, &self.emu.sdk_config().await)
+            .await
+            .unwrap()
     }
 
     fn secret(&self, cluster: &str) -> Option<Value> {
@@ -60,10 +75,30 @@ impl Fleet {
 
     /// The bundle in the cluster's secret passes every rule.
     fn assert_valid(&self, cluster: &str) -> meshca_core::Verified {
-        let s = self.secret(cluster).unwrap_or_else(|| panic!("{cluster}: no cacerts"));
-        let file = |n: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap()).unwrap()).unwrap();
-        let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
-        meshca_core::validate::validate(&bundle, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{cluster}: {e}"))
+        let s = self
+            .secret(cluster)
+            .unwrap_or_else(|| panic!("{cluster}: no cacerts"));
+        let file = |n: &str| {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s["data"][n].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let bundle = meshca_core::Bundle::from_pems(
+            &file("ca-cert.pem"),
+            &file("ca-key.pem"),
+            &file("cert-chain.pem"),
+            &file("root-cert.pem"),
+        )
+        .unwrap();
+        meshca_core::validate::validate(
+            &bundle,
+            &meshca_core::Profile::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap_or_else(|e| panic!("{cluster}: {e}"))
     }
 }
 
@@ -72,7 +107,11 @@ fn soon() -> Instant {
 }
 
 fn outcomes(report: &SweepReport) -> BTreeMap<String, Outcome> {
-    report.clusters.iter().map(|r| (r.cluster.clone().unwrap(), r.outcome.clone())).collect()
+    report
+        .clusters
+        .iter()
+        .map(|r| (r.cluster.clone().unwrap(), r.outcome.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,22 +119,44 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
     let mut fleet = Fleet::new().await;
     let names = |kind: &str, n: usize| (0..n).map(|i| format!("{kind}-{i:03}")).collect::<Vec<_>>();
     let (healthy, drifted, due) = (names("healthy", 40), names("drifted", 30), names("due", 40));
-    let (fresh, unmanaged, creating, untagged) = (names("fresh", 40), names("unmanaged", 30), names("creating", 20), names("untagged", 10));
+    let (fresh, unmanaged, creating, untagged) = (
+        names("fresh", 40),
+        names("unmanaged", 30),
+        names("creating", 20),
+        names("untagged", 10),
+    );
 
     // Healthy and drifted clusters get 30-day bundles from a first sweep with the real settings.
     for n in healthy.iter().chain(&drifted) {
         fleet.cluster(n, "ACTIVE", true).await;
     }
-    let settings = [("MESHCA_VALIDITY_DAYS", "30"), ("MESHCA_RENEW_BEFORE_DAYS", "15")];
+    let settings = [
+        ("MESHCA_VALIDITY_DAYS", "30"),
+        ("MESHCA_RENEW_BEFORE_DAYS", "15"),
+    ];
     let first = fleet.app(&settings).await.sweep(soon()).await;
-    assert_eq!((first.checked, first.renewed, first.failed), (70, 70, 0), "{:?}", first.failures);
+    assert_eq!(
+        (first.checked, first.renewed, first.failed),
+        (70, 70, 0),
+        "{:?}",
+        first.failures
+    );
 
     // Due clusters get 10-day bundles (under 15 days left: due for the real settings).
     for n in &due {
         fleet.cluster(n, "ACTIVE", true).await;
     }
-    let short = fleet.app(&[("MESHCA_VALIDITY_DAYS", "10")]).await.sweep(soon()).await;
-    assert_eq!((short.checked, short.renewed, short.unchanged, short.failed), (110, 40, 70, 0), "{:?}", short.failures);
+    let short = fleet
+        .app(&[("MESHCA_VALIDITY_DAYS", "10")])
+        .await
+        .sweep(soon())
+        .await;
+    assert_eq!(
+        (short.checked, short.renewed, short.unchanged, short.failed),
+        (110, 40, 70, 0),
+        "{:?}",
+        short.failures
+    );
 
     // Drift: someone deleted cacerts from the drifted clusters.
     for n in &drifted {
@@ -106,7 +167,13 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
     }
     for n in &unmanaged {
         fleet.cluster(n, "ACTIVE", true).await;
-        fleet.servers[n].create(Resource::Secrets, "istio-system", json!({"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": "aGFuZC1tYWRl"}})).unwrap();
+        fleet.servers[n]
+            .create(
+                Resource::Secrets,
+                "istio-system",
+                json!({"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": "aGFuZC1tYWRl"}}),
+            )
+            .unwrap();
     }
     for n in &creating {
         fleet.cluster(n, "CREATING", true).await;
@@ -117,25 +184,58 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
 
     // Every cluster's turn to be read back (drift is repaired in a cluster's turn).
     let before = fleet.emu.issued();
-    let report = fleet.app(&[settings[0], settings[1], ("MESHCA_VERIFY_EVERY", "1")]).await.sweep(soon()).await;
-    assert_eq!(report.checked, 200, "untagged clusters are not part of the fleet");
+    let report = fleet
+        .app(&[settings[0], settings[1], ("MESHCA_VERIFY_EVERY", "1")])
+        .await
+        .sweep(soon())
+        .await;
     assert_eq!(
-        (report.unchanged, report.delivered, report.renewed, report.skipped, report.failed, report.fanned_out),
+        report.checked, 200,
+        "untagged clusters are not part of the fleet"
+    );
+    assert_eq!(
+        (
+            report.unchanged,
+            report.delivered,
+            report.renewed,
+            report.skipped,
+            report.failed,
+            report.fanned_out
+        ),
         (40, 30, 80, 50, 0, 0),
         "{:?}",
         report.failures
     );
-    assert_eq!(fleet.emu.issued() - before, 80, "a certificate for each fresh and each due cluster, none else");
+    assert_eq!(
+        fleet.emu.issued() - before,
+        80,
+        "a certificate for each fresh and each due cluster, none else"
+    );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     let got = outcomes(&report);
     assert_eq!(got.len(), 200);
     for n in &healthy {
-        assert!(matches!(got[n], Outcome::Unchanged { generation: 1, .. }), "{n}: {:?}", got[n]);
+        assert!(
+            matches!(got[n], Outcome::Unchanged { generation: 1, .. }),
+            "{n}: {:?}",
+            got[n]
+        );
         fleet.assert_valid(n);
     }
     for n in &drifted {
-        assert!(matches!(got[n], Outcome::Delivered { generation: 1, change: Change::Created, .. }), "{n}: {:?}", got[n]);
+        assert!(
+            matches!(
+                got[n],
+                Outcome::Delivered {
+                    generation: 1,
+                    change: Change::Created,
+                    ..
+                }
+            ),
+            "{n}: {:?}",
+            got[n]
+        );
         fleet.assert_valid(n);
     }
     for n in &due {
@@ -145,19 +245,34 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
             got[n]
         );
         let v = fleet.assert_valid(n);
-        assert!(v.ca_cert.not_after - time::OffsetDateTime::now_utc() > time::Duration::days(29), "{n}: a 30-day bundle now");
+        assert!(
+            v.ca_cert.not_after - time::OffsetDateTime::now_utc() > time::Duration::days(29),
+            "{n}: a 30-day bundle now"
+        );
     }
     for n in &fresh {
-        assert!(matches!(&got[n], Outcome::Renewed { generation: 1, change: Change::Created, reason, .. } if reason.to_string().contains("no bundle")), "{n}: {:?}", got[n]);
+        assert!(
+            matches!(&got[n], Outcome::Renewed { generation: 1, change: Change::Created, reason, .. } if reason.to_string().contains("no bundle")),
+            "{n}: {:?}",
+            got[n]
+        );
         fleet.assert_valid(n);
     }
     for n in &unmanaged {
-        assert!(matches!(&got[n], Outcome::Skipped { reason } if reason.contains("not created by meshca")), "{n}: {:?}", got[n]);
+        assert!(
+            matches!(&got[n], Outcome::Skipped { reason } if reason.contains("not created by meshca")),
+            "{n}: {:?}",
+            got[n]
+        );
         let s = fleet.secret(n).unwrap();
         assert_eq!(s["data"]["ca-cert.pem"], "aGFuZC1tYWRl", "{n}: left alone");
     }
     for n in &creating {
-        assert!(matches!(&got[n], Outcome::Skipped { reason } if reason.contains("CREATING")), "{n}: {:?}", got[n]);
+        assert!(
+            matches!(&got[n], Outcome::Skipped { reason } if reason.contains("CREATING")),
+            "{n}: {:?}",
+            got[n]
+        );
         assert!(fleet.secret(n).is_none());
     }
     for n in &untagged {
@@ -166,13 +281,19 @@ async fn a_sweep_over_200_clusters_in_mixed_states_reports_each_one_right() {
     }
     // The soonest expiry is one of the 30-day bundles issued in the first sweep.
     let soonest = report.soonest_expiry.as_ref().expect("bundles were seen");
-    assert!(healthy.contains(&soonest.cluster) || drifted.contains(&soonest.cluster), "{soonest:?}");
+    assert!(
+        healthy.contains(&soonest.cluster) || drifted.contains(&soonest.cluster),
+        "{soonest:?}"
+    );
 
     // The report is what the function returns: it serialises with every count.
     let body = serde_json::to_value(&report).unwrap();
     assert_eq!(body["renewed"], 80);
     assert_eq!(body["clusters"].as_array().unwrap().len(), 200);
-    assert!(!body.to_string().contains("PRIVATE KEY"), "no key material in the report");
+    assert!(
+        !body.to_string().contains("PRIVATE KEY"),
+        "no key material in the report"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +315,10 @@ async fn a_failing_cluster_is_reported_with_its_step_and_reason_and_the_rest_pro
     assert_eq!(report.failures.len(), 1);
     let f = &report.failures[0];
     assert_eq!(f.cluster.as_deref(), Some("b"));
-    assert!(matches!(&f.outcome, Outcome::Failed { step: meshca_core::reconcile::Step::Deliver, error } if error.contains("403")), "{f:?}");
+    assert!(
+        matches!(&f.outcome, Outcome::Failed { step: meshca_core::reconcile::Step::Deliver, error } if error.contains("403")),
+        "{f:?}"
+    );
     fleet.assert_valid("a");
     fleet.assert_valid("c");
 }
@@ -207,7 +331,12 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
         fleet.cluster(n, "ACTIVE", true).await;
     }
     fleet.cluster("later", "CREATING", true).await;
-    let app = fleet.app(&[("MESHCA_FANOUT_THRESHOLD", "5"), ("MESHCA_EVENT_BUS", "meshca")]).await;
+    let app = fleet
+        .app(&[
+            ("MESHCA_FANOUT_THRESHOLD", "5"),
+            ("MESHCA_EVENT_BUS", "meshca"),
+        ])
+        .await;
     // No such bus yet: every cluster is reported failed with EventBridge's reason. Listed by
     // tag, the clusters are handed on undescribed: the one still being created too.
     let report = app.sweep(soon()).await;
@@ -215,36 +344,96 @@ async fn above_the_threshold_the_sweep_fans_out_reconcile_requests_that_cluster_
     assert!(report.failures.iter().all(|f| matches!(&f.outcome, Outcome::Failed { step: Step::FanOut, error } if error.contains("Event bus meshca does not exist"))));
 
     let events = aws_sdk_eventbridge::Client::new(&fleet.emu.sdk_config().await);
-    events.create_event_bus().name("meshca").send().await.unwrap();
+    events
+        .create_event_bus()
+        .name("meshca")
+        .send()
+        .await
+        .unwrap();
     fleet.emu.control("reset", json!({}));
     let report = app.sweep(soon()).await;
-    assert_eq!((report.checked, report.fanned_out, report.skipped, report.failed), (9, 9, 0, 0), "{report:?}");
-    assert_eq!(fleet.emu.calls("IssueCertificate"), 0, "nothing issued inline");
+    assert_eq!(
+        (
+            report.checked,
+            report.fanned_out,
+            report.skipped,
+            report.failed
+        ),
+        (9, 9, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        fleet.emu.calls("IssueCertificate"),
+        0,
+        "nothing issued inline"
+    );
     assert_eq!(fleet.emu.calls("PutEvents"), 1, "ten entries per call");
-    assert_eq!((fleet.emu.calls("DescribeCluster"), fleet.emu.calls("GetSecretValue")), (0, 0), "handed on as listed");
+    assert_eq!(
+        (
+            fleet.emu.calls("DescribeCluster"),
+            fleet.emu.calls("GetSecretValue")
+        ),
+        (0, 0),
+        "handed on as listed"
+    );
 
-    let entries = fleet.emu.control("events/put", json!({}))["entries"].as_array().unwrap().clone();
+    let entries = fleet.emu.control("events/put", json!({}))["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(entries.len(), 9);
     let mut requested = Vec::new();
     for e in &entries {
-        assert_eq!((e["Source"].as_str(), e["DetailType"].as_str(), e["EventBusName"].as_str()), (Some("meshca"), Some("meshca Reconcile Requested"), Some("meshca")));
+        assert_eq!(
+            (
+                e["Source"].as_str(),
+                e["DetailType"].as_str(),
+                e["EventBusName"].as_str()
+            ),
+            (
+                Some("meshca"),
+                Some("meshca Reconcile Requested"),
+                Some("meshca")
+            )
+        );
         // As EventBridge delivers it to cluster-events.
         let delivered = json!({"version": "0", "id": "x", "source": e["Source"], "detail-type": e["DetailType"], "account": "123456789012",
                                "time": "2026-11-23T10:00:00Z", "region": REGION, "resources": [],
                                "detail": serde_json::from_str::<Value>(e["Detail"].as_str().unwrap()).unwrap()});
         let request = event::parse(&delivered).unwrap();
-        let Request::Reconcile { cluster, region, force: false, .. } = &request else { panic!("{request:?}") };
+        let Request::Reconcile {
+            cluster,
+            region,
+            force: false,
+            ..
+        } = &request
+        else {
+            panic!("{request:?}")
+        };
         assert_eq!(region.as_deref(), Some(REGION));
         requested.push(cluster.clone());
         let creating = cluster == "later";
         let outcome = app.handle(request, soon()).await.outcome;
         match creating {
-            true => assert!(matches!(&outcome, Outcome::Skipped { reason } if reason.starts_with("not active yet")), "{outcome:?}"),
-            false => assert!(matches!(outcome, Outcome::Renewed { generation: 1, .. }), "{outcome:?}"),
+            true => assert!(
+                matches!(&outcome, Outcome::Skipped { reason } if reason.starts_with("not active yet")),
+                "{outcome:?}"
+            ),
+            false => assert!(
+                matches!(outcome, Outcome::Renewed { generation: 1, .. }),
+                "{outcome:?}"
+            ),
         }
     }
     requested.sort();
-    assert_eq!(requested, names.iter().map(String::as_str).chain(["later"]).collect::<Vec<_>>());
+    assert_eq!(
+        requested,
+        names
+            .iter()
+            .map(String::as_str)
+            .chain(["later"])
+            .collect::<Vec<_>>()
+    );
     for n in &names {
         fleet.assert_valid(n);
     }
@@ -256,11 +445,23 @@ async fn a_sweep_out_of_time_defers_every_cluster_and_still_reports_the_soonest_
     fleet.cluster("c1", "ACTIVE", true).await;
     assert_eq!(fleet.app(&[]).await.sweep(soon()).await.renewed, 1);
     // Due now (380 days before the end of a 365-day bundle): it needs the time a sweep no longer has.
-    let app = fleet.app(&[("MESHCA_VALIDITY_DAYS", "400"), ("MESHCA_RENEW_BEFORE_DAYS", "380")]).await;
+    let app = fleet
+        .app(&[
+            ("MESHCA_VALIDITY_DAYS", "400"),
+            ("MESHCA_RENEW_BEFORE_DAYS", "380"),
+        ])
+        .await;
     let report = app.sweep(Instant::now() + Duration::from_secs(5)).await;
     assert_eq!((report.checked, report.skipped), (1, 1), "{report:?}");
-    assert!(matches!(&report.clusters[0].outcome, Outcome::Skipped { reason } if reason.contains("deferred")), "{report:?}");
-    assert_eq!(report.soonest_expiry.as_ref().map(|s| s.cluster.as_str()), Some("c1"), "known from escrow");
+    assert!(
+        matches!(&report.clusters[0].outcome, Outcome::Skipped { reason } if reason.contains("deferred")),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.soonest_expiry.as_ref().map(|s| s.cluster.as_str()),
+        Some("c1"),
+        "known from escrow"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -273,7 +474,11 @@ async fn issue_certificate_throttles_are_counted_in_the_report_and_its_metric() 
     fleet.emu.control("configure", json!({"faults": [{"operation": "IssueCertificate", "fail": 3, "code": "ThrottlingException", "status": 400}]}));
     let app = fleet.app(&[]).await;
     let report = app.sweep(soon()).await;
-    assert_eq!((report.renewed, report.failed, report.issue_throttled), (4, 0, 3), "{report:?}");
+    assert_eq!(
+        (report.renewed, report.failed, report.issue_throttled),
+        (4, 0, 3),
+        "{report:?}"
+    );
     let metrics = meshca_lambda::metrics::sweep_metrics(&report, time::OffsetDateTime::now_utc());
     assert_eq!(metrics["IssueThrottled"], 3);
     // The next sweep starts from its own count.
@@ -290,37 +495,87 @@ async fn a_steady_sweep_keeps_healthy_clusters_from_escrow_summaries_with_no_cal
     fleet.cluster("outsider", "ACTIVE", false).await;
     let every = [("MESHCA_VERIFY_EVERY", "1")];
     let first = fleet.app(&every).await.sweep(soon()).await;
-    assert_eq!((first.checked, first.renewed, first.failed), (12, 12, 0), "{:?}", first.failures);
+    assert_eq!(
+        (first.checked, first.renewed, first.failed),
+        (12, 12, 0),
+        "{:?}",
+        first.failures
+    );
 
     // A record kept before summaries existed: steady-00's secret without its summary tags.
     let sm = aws_sdk_secretsmanager::Client::new(&fleet.emu.sdk_config().await);
-    sm.untag_resource().secret_id(format!("meshca/{REGION}/steady-00")).tag_keys("meshca:not-after").send().await.unwrap();
+    sm.untag_resource()
+        .secret_id(format!("meshca/{REGION}/steady-00"))
+        .tag_keys("meshca:not-after")
+        .send()
+        .await
+        .unwrap();
     // Drift nobody reported: steady-01's secret deleted.
     assert!(fleet.servers["steady-01"].delete(Resource::Secrets, "istio-system", "cacerts"));
 
     let never = fleet.app(&[("MESHCA_VERIFY_EVERY", "0")]).await;
-    let connections = |fleet: &Fleet| -> BTreeMap<String, usize> { fleet.servers.iter().map(|(n, s)| (n.clone(), s.connections())).collect() };
+    let connections = |fleet: &Fleet| -> BTreeMap<String, usize> {
+        fleet
+            .servers
+            .iter()
+            .map(|(n, s)| (n.clone(), s.connections()))
+            .collect()
+    };
     let before = connections(&fleet);
     fleet.emu.control("reset", json!({}));
     let report = never.sweep(soon()).await;
-    assert_eq!((report.checked, report.unchanged, report.renewed, report.delivered, report.failed), (12, 12, 0, 0, 0), "{report:?}");
+    assert_eq!(
+        (
+            report.checked,
+            report.unchanged,
+            report.renewed,
+            report.delivered,
+            report.failed
+        ),
+        (12, 12, 0, 0, 0),
+        "{report:?}"
+    );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     // One listing of each kind; steady-00 alone was described, read and given its summary.
     let calls = |op: &str| fleet.emu.calls(op);
-    assert_eq!((calls("GetResources"), calls("ListSecrets"), calls("ListClusters")), (1, 1, 0));
+    assert_eq!(
+        (
+            calls("GetResources"),
+            calls("ListSecrets"),
+            calls("ListClusters")
+        ),
+        (1, 1, 0)
+    );
     assert_eq!((calls("DescribeCluster"), calls("TagResource")), (1, 1));
     let after = connections(&fleet);
     for n in &names[1..] {
-        assert_eq!(after[n], before[n], "{n}: no call to a cluster escrow keeps");
+        assert_eq!(
+            after[n], before[n],
+            "{n}: no call to a cluster escrow keeps"
+        );
     }
-    assert!(fleet.secret("steady-01").is_none(), "not this cluster's turn: the drift waits");
-    assert_eq!(report.soonest_expiry.as_ref().map(|e| e.region.as_str()), Some(REGION), "expiry known from the summaries");
+    assert!(
+        fleet.secret("steady-01").is_none(),
+        "not this cluster's turn: the drift waits"
+    );
+    assert_eq!(
+        report.soonest_expiry.as_ref().map(|e| e.region.as_str()),
+        Some(REGION),
+        "expiry known from the summaries"
+    );
 
     // Next sweep: every record has its summary; nothing is read or described.
     fleet.emu.control("reset", json!({}));
     let report = never.sweep(soon()).await;
     assert_eq!((report.checked, report.unchanged), (12, 12), "{report:?}");
-    assert_eq!((calls("DescribeCluster"), calls("GetSecretValue"), calls("TagResource")), (0, 0, 0));
+    assert_eq!(
+        (
+            calls("DescribeCluster"),
+            calls("GetSecretValue"),
+            calls("TagResource")
+        ),
+        (0, 0, 0)
+    );
 
     // A sweep that is every cluster's turn reads each back and repairs the drift: a healthy
     // cluster's turn costs one DescribeCluster and one read of its secret, held against the
@@ -328,17 +583,33 @@ async fn a_steady_sweep_keeps_healthy_clusters_from_escrow_summaries_with_no_cal
     fleet.emu.control("reset", json!({}));
     let before = connections(&fleet);
     let report = fleet.app(&every).await.sweep(soon()).await;
-    assert_eq!((report.unchanged, report.delivered, report.failed), (11, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.unchanged, report.delivered, report.failed),
+        (11, 1, 0),
+        "{report:?}"
+    );
     fleet.assert_valid("steady-01");
     assert_eq!(calls("DescribeCluster"), 13);
     let reads = calls("GetSecretValue");
-    assert!((1..=6).contains(&reads), "the drifted cluster's record alone is read (assessed, then reconciled): {reads}");
+    assert!(
+        (1..=6).contains(&reads),
+        "the drifted cluster's record alone is read (assessed, then reconciled): {reads}"
+    );
     let after = connections(&fleet);
-    assert!(names.iter().all(|n| after[n] > before[n]), "every cluster was read back");
+    assert!(
+        names.iter().all(|n| after[n] > before[n]),
+        "every cluster was read back"
+    );
 
     // Due by the summaries (380 days before the end of 365-day bundles): described, renewed.
     fleet.emu.control("reset", json!({}));
-    let due = fleet.app(&[("MESHCA_VERIFY_EVERY", "0"), ("MESHCA_VALIDITY_DAYS", "400"), ("MESHCA_RENEW_BEFORE_DAYS", "380")]).await;
+    let due = fleet
+        .app(&[
+            ("MESHCA_VERIFY_EVERY", "0"),
+            ("MESHCA_VALIDITY_DAYS", "400"),
+            ("MESHCA_RENEW_BEFORE_DAYS", "380"),
+        ])
+        .await;
     let report = due.sweep(soon()).await;
     assert_eq!((report.renewed, report.failed), (12, 0), "{report:?}");
     assert_eq!(calls("DescribeCluster"), 12);
@@ -355,22 +626,52 @@ async fn above_the_threshold_records_older_than_summaries_are_summarised_once_th
         fleet.cluster(n, "ACTIVE", true).await;
     }
     let first = fleet.app(&[]).await.sweep(soon()).await;
-    assert_eq!((first.renewed, first.failed), (6, 0), "{:?}", first.failures);
+    assert_eq!(
+        (first.renewed, first.failed),
+        (6, 0),
+        "{:?}",
+        first.failures
+    );
     // Records kept before summaries existed: every secret without its summary tags.
     let sm = aws_sdk_secretsmanager::Client::new(&fleet.emu.sdk_config().await);
     for n in &names {
-        sm.untag_resource().secret_id(format!("meshca/{REGION}/{n}")).tag_keys("meshca:not-after").send().await.unwrap();
+        sm.untag_resource()
+            .secret_id(format!("meshca/{REGION}/{n}"))
+            .tag_keys("meshca:not-after")
+            .send()
+            .await
+            .unwrap();
     }
-    let app = fleet.app(&[("MESHCA_FANOUT_THRESHOLD", "3"), ("MESHCA_VERIFY_EVERY", "0")]).await;
+    let app = fleet
+        .app(&[
+            ("MESHCA_FANOUT_THRESHOLD", "3"),
+            ("MESHCA_VERIFY_EVERY", "0"),
+        ])
+        .await;
     fleet.emu.control("reset", json!({}));
     let report = app.sweep(soon()).await;
     assert_eq!((report.fanned_out, report.failed), (6, 0), "{report:?}");
-    assert_eq!(fleet.emu.calls("TagResource"), 6, "each record escrow keeps is summarised after the hand-on");
+    assert_eq!(
+        fleet.emu.calls("TagResource"),
+        6,
+        "each record escrow keeps is summarised after the hand-on"
+    );
 
     // The next sweep keeps them all by summary: nothing handed on, read or described.
     fleet.emu.control("reset", json!({}));
     let report = app.sweep(soon()).await;
-    assert_eq!((report.checked, report.unchanged, report.fanned_out), (6, 6, 0), "{report:?}");
+    assert_eq!(
+        (report.checked, report.unchanged, report.fanned_out),
+        (6, 6, 0),
+        "{report:?}"
+    );
     let calls = |op: &str| fleet.emu.calls(op);
-    assert_eq!((calls("PutEvents"), calls("GetSecretValue"), calls("DescribeCluster")), (0, 0, 0));
+    assert_eq!(
+        (
+            calls("PutEvents"),
+            calls("GetSecretValue"),
+            calls("DescribeCluster")
+        ),
+        (0, 0, 0)
+    );
 }

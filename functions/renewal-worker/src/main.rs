@@ -7,6 +7,7 @@
 //! after the queue's maxReceiveCount, rest in its dead-letter queue.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use meshca_lambda::failure::FunctionError;
 use meshca_lambda::work::WorkBatch;
 use meshca_lambda::{App, invocation, metrics};
 use serde_json::Value;
@@ -18,13 +19,15 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| handle(app, e))).await
 }
 
-async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(app: &App, e: LambdaEvent<Value>) -> Result<Value, FunctionError> {
     let batch: WorkBatch = match serde_json::from_value(e.payload) {
         Ok(b) => b,
         Err(err) => {
-            let err = format!("renewal-worker takes SQS batches of reconcile requests (the work queue): {err}");
+            let err = format!(
+                "renewal-worker takes SQS batches of reconcile requests (the work queue): {err}"
+            );
             tracing::warn!(request_id = %e.context.request_id, error = %err, "rejected");
-            return Err(err.into());
+            return Err(FunctionError::BadEvent(err));
         }
     };
     let deadline = invocation::deadline_of(e.context.deadline);

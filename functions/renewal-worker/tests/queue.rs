@@ -31,13 +31,27 @@ impl Fleet {
         // As the bench runs it: PCA, Secrets Manager, EKS and SQS each in a process of their own,
         // which the worker binaries reach through AWS_ENDPOINT_URL_<SERVICE> alone.
         let emu = AwsEmulator::start_split();
-        let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"].as_str().unwrap().to_string();
+        let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let sqs = aws_sdk_sqs::Client::new(&emu.sdk_config().await);
-        let queue = sqs.create_queue().queue_name("meshca-work").attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "30").send().await.unwrap();
+        let queue = sqs
+            .create_queue()
+            .queue_name("meshca-work")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "30",
+            )
+            .send()
+            .await
+            .unwrap();
         let mut servers = BTreeMap::new();
         for i in 0..clusters {
             let name = format!("w-{i:03}");
-            let server = ApiServer::start(Settings::eks_scoped(&name, "testing", "testing")).await.unwrap();
+            let server = ApiServer::start(Settings::eks_scoped(&name, "testing", "testing"))
+                .await
+                .unwrap();
             server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
             emu.control(
                 "eks/cluster",
@@ -45,7 +59,12 @@ impl Fleet {
             );
             servers.insert(name, server);
         }
-        Fleet { emu, ca, queue_url: queue.queue_url().unwrap().to_string(), servers }
+        Fleet {
+            emu,
+            ca,
+            queue_url: queue.queue_url().unwrap().to_string(),
+            servers,
+        }
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -67,10 +86,16 @@ impl Fleet {
     /// The sweep (in-process), fanning the fleet out onto the work queue.
     async fn sweep(&self) -> meshca_lambda::sweep::SweepReport {
         let mut vars: BTreeMap<String, String> = self.env().into_iter().collect();
-        vars.extend([("MESHCA_WORK_QUEUE_URL".into(), self.queue_url.clone()), ("MESHCA_FANOUT_THRESHOLD".into(), "10".into())]);
+        vars.extend([
+            ("MESHCA_WORK_QUEUE_URL".into(), self.queue_url.clone()),
+            ("MESHCA_FANOUT_THRESHOLD".into(), "10".into()),
+        ]);
         let config = meshca_lambda::Config::from(&move |k: &str| vars.get(k).cloned()).unwrap();
-        let app = meshca_lambda::App::with_sdk_config(config, &self.emu.sdk_config().await).await.unwrap();
-        app.sweep(std::time::Instant::now() + Duration::from_secs(600)).await
+        let app = meshca_lambda::App::with_sdk_config(config, &self.emu.sdk_config().await)
+            .await
+            .unwrap();
+        app.sweep(std::time::Instant::now() + Duration::from_secs(600))
+            .await
     }
 
     /// `WORKERS` renewal-worker processes, each told it is one of `share` consumers.
@@ -103,17 +128,46 @@ impl Fleet {
         self.emu.control("configure", json!({"issue_tps": QUOTA}));
         let (stubs, _children) = self.workers(share).await;
         let mapping = QueueMapping::new(&self.emu.sdk_config().await, &self.queue_url).await;
-        let drained = mapping.drain(stubs, expected, Duration::from_secs(240)).await;
-        let times: Vec<f64> = self.emu.control("issue/attempts", json!({}))["times"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
-        let throttled = self.emu.control("stats", json!({}))["throttled"].as_u64().unwrap();
+        let drained = mapping
+            .drain(stubs, expected, Duration::from_secs(240))
+            .await;
+        let times: Vec<f64> = self.emu.control("issue/attempts", json!({}))["times"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        let throttled = self.emu.control("stats", json!({}))["throttled"]
+            .as_u64()
+            .unwrap();
         (drained, busiest_second(&times), throttled)
     }
 
     fn assert_valid(&self, cluster: &str) {
-        let s = self.servers[cluster].get(Resource::Secrets, "istio-system", "cacerts").unwrap_or_else(|| panic!("{cluster}: no cacerts"));
-        let file = |n: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s["data"][n].as_str().unwrap()).unwrap()).unwrap();
-        let bundle = meshca_core::Bundle::from_pems(&file("ca-cert.pem"), &file("ca-key.pem"), &file("cert-chain.pem"), &file("root-cert.pem")).unwrap();
-        meshca_core::validate::validate(&bundle, &meshca_core::Profile::default(), time::OffsetDateTime::now_utc()).unwrap_or_else(|e| panic!("{cluster}: {e}"));
+        let s = self.servers[cluster]
+            .get(Resource::Secrets, "istio-system", "cacerts")
+            .unwrap_or_else(|| panic!("{cluster}: no cacerts"));
+        let file = |n: &str| {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s["data"][n].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let bundle = meshca_core::Bundle::from_pems(
+            &file("ca-cert.pem"),
+            &file("ca-key.pem"),
+            &file("cert-chain.pem"),
+            &file("root-cert.pem"),
+        )
+        .unwrap();
+        meshca_core::validate::validate(
+            &bundle,
+            &meshca_core::Profile::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap_or_else(|e| panic!("{cluster}: {e}"));
     }
 }
 
@@ -121,31 +175,62 @@ impl Fleet {
 async fn four_workers_behind_the_queue_stay_within_one_account_quota_and_renew_every_cluster() {
     let fleet = Fleet::new(80).await;
     let report = fleet.sweep().await;
-    assert_eq!((report.checked, report.fanned_out, report.failed), (80, 80, 0), "{report:?}");
-    assert_eq!(fleet.emu.calls("SendMessageBatch"), 8, "ten messages per call");
+    assert_eq!(
+        (report.checked, report.fanned_out, report.failed),
+        (80, 80, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        fleet.emu.calls("SendMessageBatch"),
+        8,
+        "ten messages per call"
+    );
 
     let (drained, busiest, throttled) = fleet.drain(WORKERS, 80).await;
     assert!(drained.deleted >= 80, "{drained:?}");
     assert_eq!(drained.failed, 0, "{drained:?}");
-    assert!(drained.batches >= WORKERS, "the batches were spread over the workers: {drained:?}");
-    assert!(busiest <= QUOTA, "{busiest} IssueCertificate attempts in one second, over the quota of {QUOTA}");
+    assert!(
+        drained.batches >= WORKERS,
+        "the batches were spread over the workers: {drained:?}"
+    );
+    assert!(
+        busiest <= QUOTA,
+        "{busiest} IssueCertificate attempts in one second, over the quota of {QUOTA}"
+    );
     assert_eq!(throttled, 0);
     eprintln!("shared rate: {drained:?}, busiest second {busiest}, {throttled} throttled");
     for name in fleet.servers.keys() {
         fleet.assert_valid(name);
     }
-    assert_eq!(fleet.emu.issued(), 80, "one certificate per cluster (a message delivered twice finds its cluster renewed)");
+    assert_eq!(
+        fleet.emu.issued(),
+        80,
+        "one certificate per cluster (a message delivered twice finds its cluster renewed)"
+    );
 
     // The same four workers, each at the whole rate (as if each were alone): over the quota.
     let requests: Vec<meshca_core::ReconcileRequest> = fleet
         .servers
         .keys()
-        .map(|c| meshca_core::ReconcileRequest { cluster: c.clone(), region: Some(REGION.into()), account: None, force: true })
+        .map(|c| meshca_core::ReconcileRequest {
+            cluster: c.clone(),
+            region: Some(REGION.into()),
+            account: None,
+            force: true,
+        })
         .collect();
     let sqs = meshca_aws::SqsFanOut::new(&fleet.emu.sdk_config().await, &fleet.queue_url);
-    assert!(meshca_core::FanOut::send(&sqs, &requests).await.iter().all(Result::is_ok));
+    assert!(
+        meshca_core::FanOut::send(&sqs, &requests)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
     let (drained, busiest, throttled) = fleet.drain(1, 80).await;
     assert!(drained.deleted >= 80, "{drained:?}");
     eprintln!("whole rate each: {drained:?}, busiest second {busiest}, {throttled} throttled");
-    assert!(busiest > QUOTA && throttled > 0, "unshared rates should exceed the quota: {busiest} in a second, {throttled} throttled");
+    assert!(
+        busiest > QUOTA && throttled > 0,
+        "unshared rates should exceed the quota: {busiest} in a second, {throttled} throttled"
+    );
 }

@@ -42,7 +42,9 @@ export class MeshcaMemberStack extends cdk.Stack {
   readonly role?: iam.Role;
 
   constructor(scope: Construct, id: string, props: MeshcaMemberProps) {
-    super(scope, id, props);
+    // StackSets deploy this template into accounts CDK never bootstrapped: no BootstrapVersion
+    // parameter or rule (the stack has no assets, so nothing else of the bootstrap is used).
+    super(scope, id, { synthesizer: new cdk.DefaultStackSynthesizer({ generateBootstrapVersionRule: false }), ...props });
     const central = cdk.Arn.split(props.centralRoleArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);
     if (central.service !== 'iam' || central.resource !== 'role') throw new Error(`centralRoleArn ${props.centralRoleArn} is not an IAM role ARN`);
     const bus = cdk.Arn.split(props.centralBusArn, cdk.ArnFormat.SLASH_RESOURCE_NAME);

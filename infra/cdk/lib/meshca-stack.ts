@@ -14,7 +14,31 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
+import * as fs from 'fs';
 import * as path from 'path';
+import settingsList from './settings.json';
+
+/** One setting the functions read (lib/settings.json, the one list CDK, Terraform and the docs
+ * are checked against): its variable, and the name CDK (context `meshca:<cdk>` and prop) and
+ * Terraform give it. */
+export interface Setting {
+  readonly env: string;
+  /** direct: passed through as given; stack: the stack also grants or checks with it;
+   * deployment: set by the stack from what it creates or from the named setting. */
+  readonly mapping: 'direct' | 'stack' | 'deployment';
+  readonly cdk: string | null;
+  readonly terraform: string | null;
+  readonly type?: 'string' | 'number' | 'bool' | 'list';
+  readonly separator?: string;
+  readonly choices?: string[];
+  /** What the functions do when the variable is not set (null: nothing fixed). */
+  readonly default: string | null;
+  readonly example?: string;
+  readonly doc: string;
+}
+export const SETTINGS: readonly Setting[] = settingsList.settings as Setting[];
+/** The settings passed through unchanged: each a prop and a context key of the same name. */
+export const DIRECT_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.mapping === 'direct');
 
 /** The PathLen0 subordinate template: the only one meshca may issue intermediates with. */
 export const PATHLEN0_TEMPLATE = 'template/SubordinateCACertificate_PathLen0/V1';
@@ -36,6 +60,12 @@ export interface MeshcaVaultProps {
   readonly secretIdArn?: string;
   /** AWS IAM login instead: the Vault role the functions' IAM role maps to. */
   readonly awsRole?: string;
+  /** Mount of the login method (default approle or aws). */
+  readonly authMount?: string;
+  /** AWS IAM login: sign for this region's STS endpoint, when Vault's AWS method expects it. */
+  readonly awsStsRegion?: string;
+  /** AWS IAM login: the X-Vault-AWS-IAM-Server-ID value Vault requires, if any. */
+  readonly awsServerId?: string;
 }
 
 /** A member account whose EKS clusters meshca manages through a role it assumes there (deployed
@@ -104,8 +134,110 @@ export interface MeshcaProps extends cdk.StackProps {
   readonly alarmDaysLeft?: number;
   /** Retention of the functions' logs (default one year). */
   readonly logRetention?: logs.RetentionDays;
-  /** Where the functions' artifacts come from; default: built from the workspace by cargo-lambda-cdk. */
+  /** The meshca checkout the functions are built from (its Cargo.toml); default: the checkout
+   * this file is in. Context `meshca:workspace`, for a copy of infra/cdk kept elsewhere. */
   readonly workspaceDir?: string;
+  /** Name prefix of the escrow secrets (default meshca/<region>); the role may write under it only. */
+  readonly secretPrefix?: string;
+  /** Key of each intermediate: ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096. */
+  readonly keyAlgorithm?: string;
+  /** How long a deleted cluster's escrow can be restored, 7-30 days (default 30). */
+  readonly recoveryWindowDays?: number;
+  /** auto (default: when Istio needs it), always or never. */
+  readonly restartIstiod?: string;
+  /** Take over a cacerts meshca did not create (migrating from the manual runbook); default false. */
+  readonly adopt?: boolean;
+  /** Decide and report, change nothing (default false). */
+  readonly dryRun?: boolean;
+  /** How often a new cluster is polled for ACTIVE, seconds (default 15). */
+  readonly activePollSeconds?: number;
+  /** IssueCertificate attempts per second for the deployment, retries included (default 20). */
+  readonly issueRate?: number;
+  /** Clusters a sweep works on at once (default 32). */
+  readonly sweepConcurrency?: number;
+  /** Above this many clusters needing a look, the sweep hands them to the work queue (default 1000). */
+  readonly fanoutThreshold?: number;
+  /** Kinds every opted-in cluster gets unless its kinds tag names them (default istio-cacerts). */
+  readonly kinds?: string[];
+  readonly kindsTag?: string;
+  readonly tsbRoleTag?: string;
+  readonly tsbNameTag?: string;
+  readonly tsbNamespace?: string;
+  /** DNS names or IP addresses xcp-central must carry (JWT mode). */
+  readonly tsbCentralAddresses?: string[];
+  /** Where cert-manager-ca lands, NAMESPACE/NAME (default cert-manager/istio-ca). */
+  readonly certManagerSecret?: string;
+}
+
+/** A direct setting's value from context: `-c` gives text, cdk.json may give typed values. */
+function contextValue(s: Setting, v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  switch (s.type) {
+    case 'list': return v.split(/[\s,]+/).filter((x) => x.length > 0);
+    case 'bool':
+      if (v !== 'true' && v !== 'false') throw new Error(`context meshca:${s.cdk}: ${JSON.stringify(v)} is not true or false`);
+      return v === 'true';
+    case 'number': {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`context meshca:${s.cdk}: ${JSON.stringify(v)} is not a number`);
+      return n;
+    }
+    default: return v;
+  }
+}
+
+/** A direct setting's variable value, checked against its type and choices. */
+function rendered(s: Setting, v: unknown): string {
+  const bad = (why: string) => new Error(`${s.cdk} (${s.env}): ${JSON.stringify(v)} ${why}`);
+  switch (s.type) {
+    case 'list':
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string' && x.length > 0)) throw bad('is not a list of names');
+      return v.join(s.separator ?? ',');
+    case 'bool':
+      if (typeof v !== 'boolean') throw bad('is not true or false');
+      return String(v);
+    case 'number':
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw bad('is not a number of at least 0');
+      return String(v);
+    default:
+      if (typeof v !== 'string' || v.length === 0) throw bad('is not a non-empty string');
+      if (s.choices && !s.choices.includes(v)) throw bad(`is not one of ${s.choices.join(', ')}`);
+      return v;
+  }
+}
+
+/** The functions' variables of the direct settings given in `props`. */
+export function directEnvironment(props: MeshcaProps): Record<string, string> {
+  const given = props as unknown as Record<string, unknown>;
+  const env: Record<string, string> = {};
+  for (const s of DIRECT_SETTINGS) {
+    const v = given[s.cdk!];
+    if (v !== undefined) env[s.env] = rendered(s, v);
+  }
+  return env;
+}
+
+/** `meshca:memberAccounts`: comma-separated ids, or a JSON list of {account, regions, roleName, externalId}. */
+function memberAccountsFromContext(text: string | undefined): MeshcaMemberAccount[] | undefined {
+  if (text === undefined) return undefined;
+  if (!text.trim().startsWith('[')) {
+    return text.split(',').map((a) => a.trim()).filter((a) => a.length > 0).map((account) => ({ account }));
+  }
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`context meshca:memberAccounts: not a JSON list of {account, regions, roleName, externalId}: ${e}`);
+  }
+  const known = new Set(['account', 'regions', 'roleName', 'externalId']);
+  if (!Array.isArray(list)) throw new Error('context meshca:memberAccounts: not a JSON list');
+  return list.map((m) => {
+    const extra = Object.keys(m ?? {}).filter((k) => !known.has(k));
+    if (typeof m?.account !== 'string' || extra.length > 0) {
+      throw new Error(`context meshca:memberAccounts: ${JSON.stringify(m)} needs an account and knows only ${[...known].join(', ')}`);
+    }
+    return m as MeshcaMemberAccount;
+  });
 }
 
 /** Reads the props from CDK context (`-c meshca:caArn=...`), for `cdk synth`/`deploy` from the CLI. */
@@ -125,27 +257,46 @@ export function propsFromContext(scope: Construct): MeshcaProps {
   }
   const vault: MeshcaVaultProps | undefined = vaultAddr
     ? { addr: vaultAddr, mount: ctx('vaultMount'), issuer: ctx('vaultIssuer'), namespace: ctx('vaultNamespace'),
-        roleId: ctx('vaultRoleId'), secretIdArn: ctx('vaultSecretIdArn'), awsRole: ctx('vaultAwsRole') }
+        caCertPem: ctx('vaultCaCertPem'), roleId: ctx('vaultRoleId'), secretIdArn: ctx('vaultSecretIdArn'), awsRole: ctx('vaultAwsRole'),
+        authMount: ctx('vaultAuthMount'), awsStsRegion: ctx('vaultAwsStsRegion'), awsServerId: ctx('vaultAwsServerId') }
     : undefined;
+  const direct: Record<string, unknown> = {};
+  for (const s of DIRECT_SETTINGS) {
+    const v: unknown = scope.node.tryGetContext(`meshca:${s.cdk}`);
+    if (v !== undefined) direct[s.cdk!] = contextValue(s, v);
+  }
+  const minutes = (k: string): cdk.Duration | undefined => {
+    const n = num(k);
+    return n === undefined ? undefined : cdk.Duration.minutes(n);
+  };
   const xcpIdentities = ctx('xcpIdentities');
   if (xcpIdentities !== undefined && xcpIdentities !== 'true' && xcpIdentities !== 'false') {
     throw new Error(`context meshca:xcpIdentities: ${JSON.stringify(xcpIdentities)} is not true or false`);
   }
+  const verifyHours = num('verifyEveryHours');
+  const retentionDays = num('logRetentionDays');
+  if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(retentionDays)) {
+    throw new Error(`context meshca:logRetentionDays: ${retentionDays} is not a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ..., 365, ...)`);
+  }
   return {
+    ...direct,
     caArn,
     caRoleArn: ctx('caRoleArn'),
-    caExternalId: ctx('caExternalId'),
     vault,
+    workspaceDir: ctx('workspace'),
+    sweepEvery: minutes('sweepEveryMinutes'),
+    verifyEvery: verifyHours === undefined ? undefined : cdk.Duration.hours(verifyHours),
+    workerConcurrency: num('workerConcurrency'),
+    logRetention: retentionDays as logs.RetentionDays | undefined,
+    secretPrefix: ctx('secretPrefix'),
     xcpIdentities: xcpIdentities === 'true',
     xcpCaArn: ctx('xcpCaArn'),
     rotationCaArns: ctx('rotationCaArns')?.split(',').map((a) => a.trim()).filter((a) => a.length > 0),
     rotationStuckAfterHours: num('rotationStuckAfterHours'),
     templateArn: ctx('templateArn'),
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
-    memberAccounts: ctx('memberAccounts')?.split(',').map((a) => a.trim()).filter((a) => a.length > 0).map((account) => ({ account })),
+    memberAccounts: memberAccountsFromContext(ctx('memberAccounts')),
     organizationId: ctx('organizationId'),
-    tagKey: ctx('tagKey'),
-    tagValue: ctx('tagValue'),
     validityDays: num('validityDays'),
     renewBeforeDays: num('renewBeforeDays'),
     alarmDaysLeft: num('alarmDaysLeft'),
@@ -179,7 +330,11 @@ export class MeshcaStack extends cdk.Stack {
     const templateArn = arn ? props.templateArn ?? `arn:${arn.partition}:acm-pca:::${PATHLEN0_TEMPLATE}` : undefined;
     const regions = props.regions && props.regions.length > 0 ? props.regions : [this.region];
     const sweepEvery = props.sweepEvery ?? cdk.Duration.hours(1);
-    const workspace = props.workspaceDir ?? path.join(__dirname, '..', '..', '..', '..');
+    const workspace = workspaceOf(props.workspaceDir);
+    const secretPrefix = props.secretPrefix?.replace(/\/+$/, '');
+    if (secretPrefix !== undefined && !/^[A-Za-z0-9_+=.@-]+(\/[A-Za-z0-9_+=.@-]+)*$/.test(secretPrefix)) {
+      throw new Error(`secretPrefix ${JSON.stringify(props.secretPrefix)} is not a Secrets Manager name prefix (letters, digits, / _ + = . @ -)`);
+    }
 
     this.escrowKey = new kms.Key(this, 'EscrowKey', {
       description: 'meshca: encrypts the escrowed cluster CA bundles, the functions\' logs, dead letters and alarm messages',
@@ -232,18 +387,17 @@ export class MeshcaStack extends cdk.Stack {
     if (props.vault?.secretIdArn) this.grantVaultSecretId(props.vault.secretIdArn);
     if (props.caRoleArn) this.grantCaRole(props.caRoleArn, arn?.account);
     const members = memberAccountsOf(props, regions, this.partition);
-    this.grantMeshca(regions, members);
+    this.grantMeshca(regions, members, secretPrefix);
     if (members.length > 0) this.acceptMemberEvents(members, props.organizationId);
 
     const env: Record<string, string> = {
       ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
       ...(props.xcpCaArn ? { MESHCA_XCP_CA_ARN: props.xcpCaArn } : {}),
       ...(props.caRoleArn ? { MESHCA_CA_ROLE_ARN: props.caRoleArn } : {}),
-      ...(props.caExternalId ? { MESHCA_CA_EXTERNAL_ID: props.caExternalId } : {}),
+      ...directEnvironment(props),
       ...(props.vault ? vaultEnvironment(props.vault) : {}),
+      ...(secretPrefix ? { MESHCA_SECRET_PREFIX: secretPrefix } : {}),
       MESHCA_REGIONS: regions.join(','),
-      MESHCA_TAG_KEY: props.tagKey ?? 'meshca.io/enabled',
-      MESHCA_TAG_VALUE: props.tagValue ?? 'true',
       MESHCA_VALIDITY_DAYS: String(validityDays),
       MESHCA_KMS_KEY_ID: this.escrowKey.keyArn,
       MESHCA_EVENT_BUS: this.bus.eventBusName,
@@ -259,8 +413,10 @@ export class MeshcaStack extends cdk.Stack {
 
     const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
     const binaries: Record<string, string> = { ClusterEvents: 'cluster-events', ExpirySweep: 'expiry-sweep', RenewalWorker: 'renewal-worker' };
+    const logGroups: Record<string, logs.LogGroup> = {};
     const fn = (name: string, description: string, memorySize: number, own: Record<string, string> = {}): lambda.Function => {
       const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention, encryptionKey: this.escrowKey, removalPolicy: cdk.RemovalPolicy.DESTROY });
+      logGroups[name] = logGroup;
       logGroup.grantWrite(this.role);
       const f = new RustFunction(this, name, {
         manifestPath: path.join(workspace, 'Cargo.toml'),
@@ -274,7 +430,8 @@ export class MeshcaStack extends cdk.Stack {
         role: this.role,
         logGroup,
         environment: { ...env, ...own },
-        bundling: { cargoLambdaFlags: ['--locked'] },
+        // The workspace builds the CLI by default: name each function's package.
+        bundling: { cargoLambdaFlags: ['--locked', '--package', binaries[name]] },
       });
       f.node.defaultChild && (f.node.defaultChild as cdk.CfnResource).addMetadata('checkov', {
         skip: [
@@ -333,7 +490,9 @@ export class MeshcaStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(this.expirySweep, { deadLetterQueue: sweepDlq, retryAttempts: 2 })],
     });
 
-    this.alarms(props.alarmDaysLeft ?? 7, [eventsDlq, sweepDlq, workDlq], sweepEvery, props.rotationStuckAfterHours ?? 72);
+    const dlqs = { ClusterEvents: eventsDlq, ExpirySweep: sweepDlq, RenewalWorker: workDlq };
+    this.alarms(props.alarmDaysLeft ?? 7, dlqs, sweepEvery, props.rotationStuckAfterHours ?? 72);
+    this.whereToLook(logGroups, dlqs);
     this.dashboard();
 
     new cdk.CfnOutput(this, 'RoleArn', {
@@ -428,10 +587,15 @@ export class MeshcaStack extends cdk.Stack {
   }
 
   /** Exactly the calls meshca makes, each on the narrowest resource the service allows. */
-  private grantMeshca(regions: string[], members: Member[]): void {
+  private grantMeshca(regions: string[], members: Member[], secretPrefix?: string): void {
     const { partition, account } = this;
-    const memberSecrets = members.flatMap((m) => m.regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${m.account}/${r}/*`));
-    const secrets = [...regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${r}/*`), ...memberSecrets];
+    // A custom prefix holds every region's records (members' under <prefix>/<account>/<region>).
+    const prefixes = (region: string) => (secretPrefix ? [secretPrefix] : [`meshca/${region}`]);
+    const memberSecrets = secretPrefix ? [] : members.flatMap((m) => m.regions.map((r) => `arn:${partition}:secretsmanager:${r}:${account}:secret:meshca/${m.account}/${r}/*`));
+    const memberRegions = [...new Set(members.flatMap((m) => m.regions))].filter((r) => !regions.includes(r));
+    const homeSecrets = [...regions, ...(secretPrefix ? memberRegions : [])]
+      .flatMap((r) => prefixes(r).map((p) => `arn:${partition}:secretsmanager:${r}:${account}:secret:${p}/*`));
+    const secrets = [...homeSecrets, ...memberSecrets];
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'EscrowUnderTheMeshcaPrefix',
       actions: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
@@ -492,10 +656,12 @@ export class MeshcaStack extends cdk.Stack {
     // Findings name resolved values literally and unresolved ones as <AWS::...>.
     const shown = (v: string, name: string) => (cdk.Token.isUnresolved(v) ? `<AWS::${name}>` : v);
     const [p, a] = [shown(this.partition, 'Partition'), shown(this.account, 'AccountId')];
-    for (const region of regions) {
+    for (const region of [...regions, ...(secretPrefix ? memberRegions : [])]) {
       const r = shown(region, 'Region');
-      justified[`Resource::arn:${p}:secretsmanager:${r}:${a}:secret:meshca/${r}/*`] =
-        'One escrow secret per cluster, created at run time under meshca/<region>/ (Secrets Manager appends a random suffix to every ARN).';
+      for (const prefix of prefixes(r)) {
+        justified[`Resource::arn:${p}:secretsmanager:${r}:${a}:secret:${prefix}/*`] =
+          'One escrow secret per cluster, created at run time under the escrow prefix (Secrets Manager appends a random suffix to every ARN).';
+      }
       justified[`Resource::arn:${p}:eks:${r}:${a}:cluster/*`] =
         'Clusters created after deployment must be describable; the opt-in tag, not the policy, selects which ones meshca manages.';
     }
@@ -522,7 +688,7 @@ export class MeshcaStack extends cdk.Stack {
       usingMetrics: {},
     });
     const fleet = (metric: string, stat: string) => new cloudwatch.Metric({ namespace: 'meshca', metricName: metric, statistic: stat, period: hour });
-    new cloudwatch.Dashboard(this, 'Fleet', {
+    const board = new cloudwatch.Dashboard(this, 'Fleet', {
       dashboardName: `${this.stackName}-fleet`,
       widgets: [
         [new cloudwatch.GraphWidget({ title: 'Days left per cluster (account, region, cluster)', left: [search('DaysLeft', 'Minimum', '')], width: 24, height: 8 })],
@@ -537,50 +703,62 @@ export class MeshcaStack extends cdk.Stack {
         ],
       ],
     });
+    new cdk.CfnOutput(this, 'DashboardName', { value: board.dashboardName, description: 'CloudWatch dashboard of the fleet' });
   }
 
-  private alarms(daysLeft: number, dlqs: sqs.Queue[], sweepEvery: cdk.Duration, rotationStuckAfterHours: number): void {
+  private alarms(daysLeft: number, dlqs: Record<string, sqs.Queue>, sweepEvery: cdk.Duration, rotationStuckAfterHours: number): void {
     const topic = new sns.Topic(this, 'Alarms', { displayName: 'meshca alarms', masterKey: this.escrowKey, enforceSSL: true });
     this.escrowKey.grantEncryptDecrypt(new iam.ServicePrincipal('cloudwatch.amazonaws.com'));
     const notify = new actions.SnsAction(topic);
-    const alarm = (id: string, props: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, props).addAlarmAction(notify);
-
-    for (const [name, f] of [['ClusterEvents', this.clusterEvents], ['ExpirySweep', this.expirySweep], ['RenewalWorker', this.renewalWorker]] as const) {
-      alarm(`${name}Errors`, {
-        alarmDescription: `meshca ${name} failed invocations (a reconcile that failed, or bad configuration)`,
-        metric: f.metricErrors({ period: cdk.Duration.minutes(5), statistic: 'Sum' }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-    }
-    dlqs.forEach((q, i) => alarm(`DeadLetters${i}`, {
-      alarmDescription: 'meshca events that could not be delivered to a function after retries',
-      metric: q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
+    // Every alarm names its page in docs/alarms/: what it means, where to look, how to redrive.
+    const alarm = (id: string, page: string, props: cloudwatch.AlarmProps) => new cloudwatch.Alarm(this, id, {
+      ...props,
+      alarmDescription: `${props.alarmDescription} Runbook: docs/alarms/${page}.md`,
+    }).addAlarmAction(notify);
+    const atLeastOne = {
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    }));
-    alarm('SoonestDaysLeft', {
-      alarmDescription: `A cluster's Istio intermediate CA has under ${daysLeft} days left (meshca could not renew it)`,
+    };
+
+    for (const [name, f] of this.functions()) {
+      alarm(`${name}Errors`, 'function-errors', {
+        alarmDescription: `meshca ${name} failed invocations (a reconcile that failed, or bad configuration).`,
+        metric: f.metricErrors({ period: cdk.Duration.minutes(5), statistic: 'Sum' }),
+        ...atLeastOne,
+      });
+    }
+    for (const [name, q] of Object.entries(dlqs)) {
+      alarm(`DeadLetters${name}`, 'dead-letters', {
+        alarmDescription: `meshca ${name}: messages that could not be handled after retries wait in its dead-letter queue.`,
+        metric: q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
+        ...atLeastOne,
+      });
+    }
+    alarm('ClustersFailed', 'clusters-failed', {
+      alarmDescription: 'The expiry sweep reported clusters it could not renew, repair or hand on.',
+      metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'ClustersFailed', period: cdk.Duration.minutes(Math.min(sweepEvery.toMinutes(), 24 * 60)), statistic: 'Maximum' }),
+      ...atLeastOne,
+    });
+    alarm('SoonestDaysLeft', 'soonest-days-left', {
+      alarmDescription: `A cluster's Istio intermediate CA has under ${daysLeft} days left (meshca could not renew it).`,
       metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'SoonestDaysLeft', period: cdk.Duration.hours(1), statistic: 'Minimum' }),
       threshold: daysLeft,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    alarm('SweepNotRunning', {
-      alarmDescription: 'The meshca expiry sweep missed three scheduled runs',
+    alarm('SweepNotRunning', 'sweep-not-running', {
+      alarmDescription: 'The meshca expiry sweep missed three scheduled runs.',
       metric: this.expirySweep.metricInvocations({ period: cdk.Duration.minutes(Math.min(3 * sweepEvery.toMinutes(), 24 * 60)), statistic: 'Sum' }),
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
-    alarm('RootRotationStuck', {
-      alarmDescription: `A root rotation has stood in one phase for over ${rotationStuckAfterHours} h: see the sweep's blockers (meshca rotate-root status)`,
+    alarm('RootRotationStuck', 'root-rotation-stuck', {
+      alarmDescription: `A root rotation has stood in one phase for over ${rotationStuckAfterHours} h: see the sweep's blockers (meshca rotate-root status).`,
       metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'RotationPhaseAgeSeconds', period: cdk.Duration.hours(1), statistic: 'Maximum' }),
       threshold: rotationStuckAfterHours * 3600,
       evaluationPeriods: 1,
@@ -588,6 +766,23 @@ export class MeshcaStack extends cdk.Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     new cdk.CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn, description: 'Subscribe to be told when meshca needs a human' });
+  }
+
+  /** The three functions by name. */
+  private functions(): [string, lambda.Function][] {
+    return [['ClusterEvents', this.clusterEvents], ['ExpirySweep', this.expirySweep], ['RenewalWorker', this.renewalWorker]];
+  }
+
+  /** Where to look when something fails: every function, log group and dead-letter queue. */
+  private whereToLook(logGroups: Record<string, logs.LogGroup>, dlqs: Record<string, sqs.Queue>): void {
+    for (const [name, f] of this.functions()) {
+      new cdk.CfnOutput(this, `${name}Function`, { value: f.functionName, description: `The ${name} function` });
+      new cdk.CfnOutput(this, `${name}LogGroup`, { value: logGroups[name].logGroupName, description: `Logs of ${name} (JSON lines: cluster, step, outcome)` });
+    }
+    for (const [name, q] of Object.entries(dlqs)) {
+      new cdk.CfnOutput(this, `${name}DeadLetterQueueUrl`, { value: q.queueUrl, description: `Dead letters of ${name}: docs/alarms/dead-letters.md says how to redrive them` });
+    }
+    new cdk.CfnOutput(this, 'WorkQueueUrl', { value: this.workQueue.queueUrl, description: 'The work queue renewal-worker consumes' });
   }
 }
 
@@ -615,6 +810,16 @@ function memberAccountsOf(props: MeshcaProps, regions: string[], partition: stri
   });
 }
 
+/** The checkout whose Cargo.toml builds the functions: given, or the one this file is in. */
+function workspaceOf(given: string | undefined): string {
+  const dir = path.resolve(given ?? path.join(__dirname, '..', '..', '..', '..'));
+  if (!fs.existsSync(path.join(dir, 'Cargo.toml')) || !fs.existsSync(path.join(dir, 'functions', 'cluster-events'))) {
+    throw new Error(`${dir} is not a meshca checkout (no Cargo.toml with functions/): ` +
+      (given ? 'fix workspaceDir / -c meshca:workspace' : 'this CDK app is outside its checkout; name it with -c meshca:workspace=/path/to/meshca'));
+  }
+  return dir;
+}
+
 function checkVault(v: MeshcaVaultProps): void {
   if (!/^https?:\/\//.test(v.addr)) throw new Error(`vault.addr ${v.addr} is not an http(s) URL`);
   const appRole = v.roleId !== undefined || v.secretIdArn !== undefined;
@@ -634,9 +839,12 @@ function vaultEnvironment(v: MeshcaVaultProps): Record<string, string> {
   if (v.issuer) env.MESHCA_VAULT_ISSUER = v.issuer;
   if (v.namespace) env.MESHCA_VAULT_NAMESPACE = v.namespace;
   if (v.caCertPem) env.MESHCA_VAULT_CACERT = v.caCertPem;
+  if (v.authMount) env.MESHCA_VAULT_AUTH_MOUNT = v.authMount;
   if (v.awsRole) {
     env.MESHCA_VAULT_AUTH = 'aws-iam';
     env.MESHCA_VAULT_AWS_ROLE = v.awsRole;
+    if (v.awsStsRegion) env.MESHCA_VAULT_AWS_STS_REGION = v.awsStsRegion;
+    if (v.awsServerId) env.MESHCA_VAULT_AWS_SERVER_ID = v.awsServerId;
   } else {
     env.MESHCA_VAULT_AUTH = 'approle';
     env.MESHCA_VAULT_ROLE_ID = v.roleId!;

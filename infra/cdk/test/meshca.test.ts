@@ -6,7 +6,10 @@ import * as assert from 'node:assert/strict';
 import * as cdk from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { MeshcaStack, MeshcaProps, PATHLEN0_TEMPLATE, propsFromContext } from '../lib/meshca-stack';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { DIRECT_SETTINGS, MeshcaStack, MeshcaProps, PATHLEN0_TEMPLATE, SETTINGS, propsFromContext } from '../lib/meshca-stack';
 import { MeshcaMemberStack, MeshcaMemberProps } from '../lib/meshca-member-stack';
 
 const CA = 'arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555';
@@ -141,9 +144,12 @@ test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, 
 
 test('alarms: function errors, dead letters, soonest days left, a sweep that stopped running, a stuck root rotation', () => {
   const { template } = synth({ alarmDaysLeft: 10, rotationStuckAfterHours: 48 });
-  // Errors of 3 functions, 3 dead-letter queues (cluster-events, sweep, work queue), days left,
-  // a sweep that stopped running, a stuck rotation.
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 9);
+  // Errors of 3 functions, 3 dead-letter queues (cluster-events, sweep, work queue), clusters
+  // the sweep failed, days left, a sweep that stopped running, a stuck rotation.
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 10);
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    Namespace: 'meshca', MetricName: 'ClustersFailed', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+  });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', {
     Namespace: 'meshca', MetricName: 'RotationPhaseAgeSeconds', Statistic: 'Maximum', Threshold: 48 * 3600,
     ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching',
@@ -391,4 +397,113 @@ test('a CA in a security account reached through a role there: that role alone m
   assert.deepEqual(nagFindings(app), []);
   assert.throws(() => synth({ caArn: SECURITY_CA, caRoleArn: 'arn:aws:iam::111122223333:role/meshca-issuer' }), /not a role of the CA's account 999988887777/);
   assert.throws(() => synth({ caArn: SECURITY_CA, caRoleArn: 'arn:aws:iam::999988887777:user/x' }), /not an IAM role ARN/);
+});
+
+/** The repository root, seen from build/test. */
+const ROOT = path.join(__dirname, '..', '..', '..', '..');
+
+test('every alarm names its runbook page, and the page says what it means, where to look and how to redrive', () => {
+  const { template } = synth();
+  const pages = new Set<string>();
+  for (const a of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) {
+    const m = /Runbook: (docs\/alarms\/[a-z-]+\.md)$/.exec(a.Properties.AlarmDescription);
+    assert.ok(m, `alarm without a runbook: ${a.Properties.AlarmDescription}`);
+    pages.add(m[1]);
+  }
+  for (const page of pages) {
+    const text = fs.readFileSync(path.join(ROOT, page), 'utf8');
+    for (const heading of ['## What it means', '## Where to look', '## What to do']) assert.ok(text.includes(heading), `${page} lacks "${heading}"`);
+  }
+  assert.equal(pages.size, 6);
+});
+
+test('outputs: every function, its log group, every dead-letter queue, the work queue and the dashboard', () => {
+  const { template } = synth();
+  const outputs = Object.keys(template.toJSON().Outputs);
+  for (const name of ['ClusterEvents', 'ExpirySweep', 'RenewalWorker']) {
+    for (const o of [`${name}Function`, `${name}LogGroup`, `${name}DeadLetterQueueUrl`]) assert.ok(outputs.includes(o), `no output ${o}`);
+  }
+  for (const o of ['WorkQueueUrl', 'DashboardName', 'AlarmTopicArn', 'RoleArn', 'GrantClusterAccess']) assert.ok(outputs.includes(o), `no output ${o}`);
+});
+
+test('every direct setting reaches its variable, from a prop and from context alike', () => {
+  const example = (s: (typeof DIRECT_SETTINGS)[number]) => s.example!;
+  const context: Record<string, string> = { 'aws:cdk:bundling-stacks': [] as unknown as string, 'meshca:caArn': CA };
+  for (const s of DIRECT_SETTINGS) context[`meshca:${s.cdk}`] = example(s);
+  const app = new cdk.App({ context });
+  const fromContext = new MeshcaStack(app, 'FromContext', { ...propsFromContext(app), env: { account: '111122223333', region: 'eu-west-1' } });
+  const props: Record<string, unknown> = {};
+  for (const s of DIRECT_SETTINGS) props[s.cdk!] = propsFromContext(app)[s.cdk as keyof MeshcaProps];
+  const fromProps = stackOf(props as Partial<MeshcaProps>).stack;
+  for (const stack of [fromContext, fromProps]) {
+    for (const f of Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))) {
+      const env = f.Properties.Environment.Variables;
+      for (const s of DIRECT_SETTINGS) assert.equal(env[s.env], example(s), `${stack.stackName}: ${s.cdk} does not reach ${s.env}`);
+    }
+  }
+  // Nothing given: the functions' own defaults apply, and the variables stay unset.
+  const env = Object.values(synth().template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
+  for (const s of DIRECT_SETTINGS) assert.equal(env[s.env], undefined, `${s.env} is set though nobody asked`);
+  assert.throws(() => stackOf({ restartIstiod: 'sometimes' }), /restartIstiod \(MESHCA_RESTART_ISTIOD\): "sometimes" is not one of auto, always, never/);
+  assert.throws(() => stackOf({ adopt: 'yes' as unknown as boolean }), /adopt \(MESHCA_ADOPT\): "yes" is not true or false/);
+});
+
+test('every variable a deployment sets is in the settings list, and every setting with a CDK name is reachable', () => {
+  const listed = new Set(SETTINGS.map((s) => s.env));
+  const vault = stackOf({ caArn: undefined, vault: { addr: 'https://v:8200', issuer: 'cluster-cas', namespace: 'platform', awsRole: 'meshca', awsStsRegion: 'eu-west-1', awsServerId: 'vault.example', authMount: 'aws2', caCertPem: 'PEM' } }).stack;
+  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca' }).stack;
+  const seen = new Set<string>();
+  for (const stack of [vault, member]) {
+    for (const f of Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))) {
+      for (const v of Object.keys(f.Properties.Environment.Variables)) {
+        assert.ok(listed.has(v), `${v} is set by the stack but not in lib/settings.json`);
+        seen.add(v);
+      }
+    }
+  }
+  const reachable = SETTINGS.filter((s) => s.mapping !== 'direct' && s.cdk !== null || s.mapping === 'deployment').map((s) => s.env);
+  for (const v of reachable) {
+    if (['MESHCA_VAULT_ROLE_ID', 'MESHCA_VAULT_SECRET_ID_ARN', 'MESHCA_AUTHORITY'].includes(v)) continue; // AppRole: the Vault test above
+    assert.ok(seen.has(v), `${v}: no configuration of the stack sets it`);
+  }
+});
+
+test('a custom escrow prefix is where the role may write, in every region', () => {
+  const { template } = synth({ secretPrefix: 'mesh/prod/', memberAccounts: [{ account: '222233334444', regions: ['ap-south-1'] }] });
+  const escrow = statements(template).find((s) => s.Sid === 'EscrowUnderTheMeshcaPrefix')!;
+  const text = JSON.stringify(escrow.Resource);
+  for (const r of ['eu-west-1', 'us-east-1', 'ap-south-1']) assert.match(text, new RegExp(`secretsmanager:${r}:111122223333:secret:mesh/prod/\\*`));
+  assert.doesNotMatch(text, /secret:meshca\//);
+  const env = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
+  assert.equal(env.MESHCA_SECRET_PREFIX, 'mesh/prod');
+  assert.throws(() => stackOf({ secretPrefix: 'mesh prod' }), /not a Secrets Manager name prefix/);
+});
+
+test('member accounts from context: role name and external id as JSON, ids as a list', () => {
+  const app = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:memberAccounts': '[{"account": "222233334444", "roleName": "mesh-ca", "externalId": "x-1", "regions": ["eu-west-1"]}]' } });
+  assert.deepEqual(propsFromContext(app).memberAccounts, [{ account: '222233334444', roleName: 'mesh-ca', externalId: 'x-1', regions: ['eu-west-1'] }]);
+  const ids = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:memberAccounts': '222233334444, 333344445555' } });
+  assert.deepEqual(propsFromContext(ids).memberAccounts, [{ account: '222233334444' }, { account: '333344445555' }]);
+  const bad = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:memberAccounts': '[{"account": "222233334444", "role": "x"}]' } });
+  assert.throws(() => propsFromContext(bad), /knows only account, regions, roleName, externalId/);
+});
+
+test('the member template deploys through StackSets into an account CDK never bootstrapped', () => {
+  const app = new cdk.App();
+  const stack = new MeshcaMemberStack(app, 'MeshcaMember', {
+    centralRoleArn: 'arn:aws:iam::111122223333:role/Meshca-Role', centralBusArn: 'arn:aws:events:eu-west-1:111122223333:event-bus/default',
+    env: { account: '222233334444', region: 'eu-west-1' },
+  });
+  const json = Template.fromStack(stack).toJSON();
+  assert.equal(json.Parameters?.BootstrapVersion, undefined, 'no BootstrapVersion parameter');
+  assert.equal(json.Rules?.CheckBootstrapVersion, undefined, 'no bootstrap version rule');
+  assert.doesNotMatch(JSON.stringify(json), /cdk-hnb659fds|BootstrapVersion/);
+});
+
+test('a CDK app outside its checkout names the checkout, or says how to', () => {
+  const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'meshca-cdk-'));
+  assert.throws(() => stackOf({ workspaceDir: elsewhere }), /is not a meshca checkout .*fix workspaceDir \/ -c meshca:workspace/);
+  const app = new cdk.App({ context: { 'aws:cdk:bundling-stacks': [], 'meshca:caArn': CA, 'meshca:workspace': ROOT } });
+  assert.equal(propsFromContext(app).workspaceDir, ROOT);
+  new MeshcaStack(app, 'Named', { ...propsFromContext(app), env: { account: '111122223333', region: 'eu-west-1' } });
 });

@@ -23,23 +23,37 @@ pub struct ArnError {
 impl FromStr for Arn {
     type Err = ArnError;
     fn from_str(s: &str) -> Result<Self, ArnError> {
-        let bad = || ArnError { text: s.to_string(), expected: "an ARN (arn:<partition>:<service>:<region>:<account>:<resource>)" };
+        let bad = || ArnError {
+            text: s.to_string(),
+            expected: "an ARN (arn:<partition>:<service>:<region>:<account>:<resource>)",
+        };
         let mut parts = s.splitn(6, ':');
         if parts.next() != Some("arn") {
             return Err(bad());
         }
         let mut next = || parts.next().map(str::to_string).ok_or_else(bad);
-        let (partition, service, region, account, resource) = (next()?, next()?, next()?, next()?, next()?);
+        let (partition, service, region, account, resource) =
+            (next()?, next()?, next()?, next()?, next()?);
         if partition.is_empty() || service.is_empty() || resource.is_empty() {
             return Err(bad());
         }
-        Ok(Arn { partition, service, region, account, resource })
+        Ok(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
     }
 }
 
 impl fmt::Display for Arn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:{}:{}:{}:{}:{}", self.partition, self.service, self.region, self.account, self.resource)
+        write!(
+            f,
+            "arn:{}:{}:{}:{}:{}",
+            self.partition, self.service, self.region, self.account, self.resource
+        )
     }
 }
 
@@ -48,8 +62,7 @@ impl fmt::Display for Arn {
 pub struct CaArn(Arn);
 
 impl CaArn {
-    pub const SHAPE: &'static str =
-        "a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)";
+    pub const SHAPE: &'static str = "a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)";
 
     pub fn partition(&self) -> &str {
         &self.0.partition
@@ -72,9 +85,15 @@ impl CaArn {
 impl FromStr for CaArn {
     type Err = ArnError;
     fn from_str(s: &str) -> Result<Self, ArnError> {
-        let bad = ArnError { text: s.to_string(), expected: Self::SHAPE };
+        let bad = ArnError {
+            text: s.to_string(),
+            expected: Self::SHAPE,
+        };
         let arn: Arn = s.parse().map_err(|_| bad.clone())?;
-        let id = arn.resource.strip_prefix("certificate-authority/").unwrap_or_default();
+        let id = arn
+            .resource
+            .strip_prefix("certificate-authority/")
+            .unwrap_or_default();
         if arn.service != "acm-pca" || id.is_empty() || arn.region.is_empty() {
             return Err(bad);
         }
@@ -94,9 +113,18 @@ mod tests {
 
     #[test]
     fn ca_arns_are_parsed_once_into_their_parts() {
-        let ca: CaArn = "arn:aws-us-gov:acm-pca:us-gov-west-1:111122223333:certificate-authority/abc".parse().unwrap();
-        assert_eq!((ca.partition(), ca.region(), ca.account()), ("aws-us-gov", "us-gov-west-1", "111122223333"));
-        assert_eq!(ca.to_string(), "arn:aws-us-gov:acm-pca:us-gov-west-1:111122223333:certificate-authority/abc");
+        let ca: CaArn =
+            "arn:aws-us-gov:acm-pca:us-gov-west-1:111122223333:certificate-authority/abc"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            (ca.partition(), ca.region(), ca.account()),
+            ("aws-us-gov", "us-gov-west-1", "111122223333")
+        );
+        assert_eq!(
+            ca.to_string(),
+            "arn:aws-us-gov:acm-pca:us-gov-west-1:111122223333:certificate-authority/abc"
+        );
         for bad in [
             "arn:aws:acm:eu-west-1:1:certificate/abc",
             "arn:aws:s3:::bucket",
@@ -105,14 +133,23 @@ mod tests {
             "arn:aws:acm-pca::1:certificate-authority/abc",
         ] {
             let e = bad.parse::<CaArn>().unwrap_err();
-            assert!(e.to_string().contains("is not a certificate authority ARN (arn:<partition>:acm-pca:"), "{bad}: {e}");
+            assert!(
+                e.to_string()
+                    .contains("is not a certificate authority ARN (arn:<partition>:acm-pca:"),
+                "{bad}: {e}"
+            );
         }
     }
 
     #[test]
     fn any_arn_gives_its_region() {
-        let key: Arn = "arn:aws:kms:eu-west-1:111122223333:key/1234".parse().unwrap();
-        assert_eq!((key.service.as_str(), key.region.as_str()), ("kms", "eu-west-1"));
+        let key: Arn = "arn:aws:kms:eu-west-1:111122223333:key/1234"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (key.service.as_str(), key.region.as_str()),
+            ("kms", "eu-west-1")
+        );
         assert!("alias/meshca".parse::<Arn>().is_err());
     }
 }

@@ -26,7 +26,11 @@ pub enum EksError {
     #[error("EKS cluster {name}: {detail}")]
     Incomplete { name: String, detail: String },
     #[error("EKS {operation}: {code}: {message}")]
-    Api { operation: &'static str, code: String, message: String },
+    Api {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
     #[error(transparent)]
     Connect(#[from] meshca_kube::ConnectError),
 }
@@ -47,16 +51,22 @@ pub struct EksClusters {
     region: String,
     credentials: SharedCredentialsProvider,
     /// By cluster name, with the endpoint and CA it was made for (a changed one is replaced).
-    clients: std::sync::Mutex<std::collections::HashMap<String, (String, String, meshca_kube::Client)>>,
+    clients:
+        std::sync::Mutex<std::collections::HashMap<String, (String, String, meshca_kube::Client)>>,
 }
 
 impl EksClusters {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        let credentials = config.credentials_provider().expect("the default chain always provides credentials");
+        let credentials = config
+            .credentials_provider()
+            .expect("the default chain always provides credentials");
         EksClusters {
             client: Client::new(config),
             tagging: aws_sdk_resourcegroupstagging::Client::new(config),
-            region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            region: config
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".into()),
             credentials,
             clients: Default::default(),
         }
@@ -67,34 +77,68 @@ impl EksClusters {
     }
 
     pub async fn describe(&self, name: &str) -> Result<EksCluster, EksError> {
-        let out = self.client.describe_cluster().name(name).send().await.map_err(|e| {
-            let (code, message) = error_parts(&e);
-            if code == "ResourceNotFoundException" {
-                EksError::NotFound(name.to_string())
-            } else {
-                EksError::Api { operation: "DescribeCluster", code, message }
-            }
+        let out = self
+            .client
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                let (code, message) = error_parts(&e);
+                if code == "ResourceNotFoundException" {
+                    EksError::NotFound(name.to_string())
+                } else {
+                    EksError::Api {
+                        operation: "DescribeCluster",
+                        code,
+                        message,
+                    }
+                }
+            })?;
+        let c = out.cluster.ok_or_else(|| EksError::Incomplete {
+            name: name.into(),
+            detail: "DescribeCluster returned no cluster".into(),
         })?;
-        let c = out.cluster.ok_or_else(|| EksError::Incomplete { name: name.into(), detail: "DescribeCluster returned no cluster".into() })?;
         Ok(ClusterInfo {
             name: c.name().unwrap_or(name).to_string(),
             id: c.arn().unwrap_or_default().to_string(),
-            status: c.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
+            status: c
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "UNKNOWN".into()),
             endpoint: c.endpoint().map(str::to_string),
-            ca_data: c.certificate_authority().and_then(|ca| ca.data()).map(str::to_string),
-            tags: c.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
-            authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_string()),
+            ca_data: c
+                .certificate_authority()
+                .and_then(|ca| ca.data())
+                .map(str::to_string),
+            tags: c
+                .tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            authentication_mode: c
+                .access_config()
+                .and_then(|a| a.authentication_mode())
+                .map(|m| m.as_str().to_string()),
         })
     }
 
     /// Every cluster name in the region, following pagination.
     pub async fn list(&self) -> Result<Vec<String>, EksError> {
         let mut names = Vec::new();
-        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_clusters()
+            .max_results(100)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
                 let (code, message) = error_parts(&e);
-                EksError::Api { operation: "ListClusters", code, message }
+                EksError::Api {
+                    operation: "ListClusters",
+                    code,
+                    message,
+                }
             })?;
             names.extend(page.clusters.unwrap_or_default());
         }
@@ -106,7 +150,10 @@ impl EksClusters {
     /// and DELETING too: a cluster acted on is described first.
     pub async fn tagged(&self, opt_in: &OptIn) -> Result<Vec<Tagged>, EksError> {
         use aws_sdk_resourcegroupstagging::types::TagFilter;
-        let filter = TagFilter::builder().key(&opt_in.key).values(&opt_in.value).build();
+        let filter = TagFilter::builder()
+            .key(&opt_in.key)
+            .values(&opt_in.value)
+            .build();
         let mut pages = self
             .tagging
             .get_resources()
@@ -119,13 +166,29 @@ impl EksClusters {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
                 let (code, message) = error_parts(&e);
-                EksError::Api { operation: "GetResources", code, message }
+                EksError::Api {
+                    operation: "GetResources",
+                    code,
+                    message,
+                }
             })?;
             for mapping in page.resource_tag_mapping_list() {
-                let Some(arn) = mapping.resource_arn() else { continue };
-                let Some((_, name)) = arn.rsplit_once(":cluster/") else { continue };
-                let tags = mapping.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-                out.push(Tagged { name: name.to_string(), id: arn.to_string(), tags });
+                let Some(arn) = mapping.resource_arn() else {
+                    continue;
+                };
+                let Some((_, name)) = arn.rsplit_once(":cluster/") else {
+                    continue;
+                };
+                let tags = mapping
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect();
+                out.push(Tagged {
+                    name: name.to_string(),
+                    id: arn.to_string(),
+                    tags,
+                });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -134,7 +197,10 @@ impl EksClusters {
 
     /// Clusters carrying `key=value` (described one by one; ListClusters has no tag filter).
     pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<EksCluster>, EksError> {
-        let opt_in = OptIn { key: key.into(), value: value.into() };
+        let opt_in = OptIn {
+            key: key.into(),
+            value: value.into(),
+        };
         let mut out = Vec::new();
         for name in self.list().await? {
             match self.describe(&name).await {
@@ -149,25 +215,49 @@ impl EksClusters {
     /// A Kubernetes client for an ACTIVE cluster: its endpoint, its CA only, an IAM token.
     pub fn client(&self, cluster: &EksCluster) -> Result<meshca_kube::Client, EksError> {
         if !cluster.is_active() {
-            return Err(EksError::NotActive { name: cluster.name.clone(), status: cluster.status.clone() });
+            return Err(EksError::NotActive {
+                name: cluster.name.clone(),
+                status: cluster.status.clone(),
+            });
         }
-        let incomplete = |detail: &str| EksError::Incomplete { name: cluster.name.clone(), detail: detail.into() };
-        let endpoint = cluster.endpoint.as_deref().ok_or_else(|| incomplete("no endpoint"))?;
-        let ca_data = cluster.ca_data.as_deref().ok_or_else(|| incomplete("no certificate authority"))?;
+        let incomplete = |detail: &str| EksError::Incomplete {
+            name: cluster.name.clone(),
+            detail: detail.into(),
+        };
+        let endpoint = cluster
+            .endpoint
+            .as_deref()
+            .ok_or_else(|| incomplete("no endpoint"))?;
+        let ca_data = cluster
+            .ca_data
+            .as_deref()
+            .ok_or_else(|| incomplete("no certificate authority"))?;
         let ca = base64::engine::general_purpose::STANDARD
             .decode(ca_data.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| incomplete("certificateAuthority.data is not base64 of PEM"))?;
-        let tokens = Arc::new(EksTokens::new(&cluster.name, &self.region, self.credentials.clone()));
-        Ok(meshca_kube::from_endpoint(&cluster.name, endpoint, &ca, tokens)?)
+        let tokens = Arc::new(EksTokens::new(
+            &cluster.name,
+            &self.region,
+            self.credentials.clone(),
+        ));
+        Ok(meshca_kube::from_endpoint(
+            &cluster.name,
+            endpoint,
+            &ca,
+            tokens,
+        )?)
     }
 }
 
 impl EksClusters {
     /// The client kept for `cluster` while its endpoint and CA are the same, else a new one.
     fn kept_client(&self, cluster: &EksCluster) -> Result<meshca_kube::Client, EksError> {
-        let (endpoint, ca) = (cluster.endpoint.clone().unwrap_or_default(), cluster.ca_data.clone().unwrap_or_default());
+        let (endpoint, ca) = (
+            cluster.endpoint.clone().unwrap_or_default(),
+            cluster.ca_data.clone().unwrap_or_default(),
+        );
         let mut kept = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((e, c, client)) = kept.get(&cluster.name)
             && (e, c) == (&endpoint, &ca)
@@ -187,7 +277,9 @@ impl From<EksError> for ClustersError {
     fn from(e: EksError) -> Self {
         match e {
             EksError::NotFound(_) => ClustersError::NotFound(Box::new(e)),
-            EksError::NotActive { .. } | EksError::Incomplete { .. } => ClustersError::NotReady(Box::new(e)),
+            EksError::NotActive { .. } | EksError::Incomplete { .. } => {
+                ClustersError::NotReady(Box::new(e))
+            }
             EksError::Api { .. } | EksError::Connect(_) => ClustersError::Unavailable(Box::new(e)),
         }
     }
@@ -213,9 +305,17 @@ impl Clusters for EksClusters {
         Ok(Some(EksClusters::tagged(self, opt_in).await?))
     }
 
-    fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError> {
+    fn connect(
+        &self,
+        cluster: &ClusterInfo,
+        options: DeliveryOptions,
+    ) -> Result<Arc<dyn Delivery>, ClustersError> {
         let client = self.kept_client(cluster)?;
-        Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
+        Ok(Arc::new(KubeDelivery::new(
+            client,
+            cluster.endpoint.clone().unwrap_or_default(),
+            options,
+        )))
     }
 }
 
@@ -229,7 +329,12 @@ pub struct EksTokens {
 
 impl EksTokens {
     pub fn new(cluster: &str, region: &str, credentials: SharedCredentialsProvider) -> Self {
-        EksTokens { cluster: cluster.into(), region: region.into(), credentials, current: tokio::sync::Mutex::new(None) }
+        EksTokens {
+            cluster: cluster.into(),
+            region: region.into(),
+            credentials,
+            current: tokio::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -247,8 +352,13 @@ impl EksTokens {
         if let Some(t) = current.as_ref().filter(|t| now < t.refresh_at) {
             return Ok(t.token.clone());
         }
-        let creds = self.credentials.provide_credentials().await.map_err(|e| format!("AWS credentials: {e}"))?;
-        let fresh = eks_token::token(&self.cluster, &self.region, &creds, now).map_err(|e| e.to_string())?;
+        let creds = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("AWS credentials: {e}"))?;
+        let fresh = eks_token::token(&self.cluster, &self.region, &creds, now)
+            .map_err(|e| e.to_string())?;
         let token = fresh.token.clone();
         *current = Some(fresh);
         Ok(token)
@@ -263,12 +373,25 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_are_reused_until_a_minute_before_eks_stops_honouring_them() {
-        let creds = SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let creds =
+            SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
         let tokens = EksTokens::new("c1", "eu-west-1", creds);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let first = tokens.bearer_at(t0).await.unwrap();
-        assert_eq!(*tokens.bearer_at(t0 + Duration::from_secs(13 * 60)).await.unwrap(), *first);
-        let later = tokens.bearer_at(t0 + Duration::from_secs(14 * 60)).await.unwrap();
-        assert_ne!(*later, *first, "re-signed at 14 minutes, before the 15-minute limit");
+        assert_eq!(
+            *tokens
+                .bearer_at(t0 + Duration::from_secs(13 * 60))
+                .await
+                .unwrap(),
+            *first
+        );
+        let later = tokens
+            .bearer_at(t0 + Duration::from_secs(14 * 60))
+            .await
+            .unwrap();
+        assert_ne!(
+            *later, *first,
+            "re-signed at 14 minutes, before the 15-minute limit"
+        );
     }
 }

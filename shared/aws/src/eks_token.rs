@@ -8,7 +8,9 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,14 +38,25 @@ pub struct EksToken {
 
 impl std::fmt::Debug for EksToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EksToken").field("refresh_at", &self.refresh_at).finish_non_exhaustive()
+        f.debug_struct("EksToken")
+            .field("refresh_at", &self.refresh_at)
+            .finish_non_exhaustive()
     }
 }
 
 /// Signs a token for `cluster` with `credentials` against STS in `region`.
-pub fn token(cluster: &str, region: &str, credentials: &Credentials, now: SystemTime) -> Result<EksToken, TokenError> {
-    let fail = |detail: String| TokenError { cluster: cluster.to_string(), detail };
-    let url = format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+pub fn token(
+    cluster: &str,
+    region: &str,
+    credentials: &Credentials,
+    now: SystemTime,
+) -> Result<EksToken, TokenError> {
+    let fail = |detail: String| TokenError {
+        cluster: cluster.to_string(),
+        detail,
+    };
+    let url =
+        format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(PRESIGN_EXPIRES);
@@ -60,7 +73,9 @@ pub fn token(cluster: &str, region: &str, credentials: &Credentials, now: System
     let headers = [(CLUSTER_HEADER, cluster)];
     let request = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
         .map_err(|e| fail(e.to_string()))?;
-    let (instructions, _signature) = sign(request, &params).map_err(|e| fail(e.to_string()))?.into_parts();
+    let (instructions, _signature) = sign(request, &params)
+        .map_err(|e| fail(e.to_string()))?
+        .into_parts();
     let mut signed = url;
     for (name, value) in instructions.params() {
         signed.push('&');
@@ -69,7 +84,10 @@ pub fn token(cluster: &str, region: &str, credentials: &Credentials, now: System
         signed.push_str(&percent_encode(value));
     }
     Ok(EksToken {
-        token: zeroize::Zeroizing::new(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(signed.as_bytes()))),
+        token: zeroize::Zeroizing::new(format!(
+            "{TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(signed.as_bytes())
+        )),
         refresh_at: now + TOKEN_LIFETIME - Duration::from_secs(60),
     })
 }
@@ -94,7 +112,10 @@ mod tests {
 
     fn decode(token: &str) -> String {
         let body = token.strip_prefix(TOKEN_PREFIX).expect("prefix");
-        assert!(!body.contains('=') && !body.contains('+') && !body.contains('/'), "base64url without padding");
+        assert!(
+            !body.contains('=') && !body.contains('+') && !body.contains('/'),
+            "base64url without padding"
+        );
         String::from_utf8(URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap()
     }
 
@@ -112,23 +133,47 @@ mod tests {
 
     #[test]
     fn every_part_of_the_token() {
-        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session-token".into()), None, "test");
+        let creds = Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("session-token".into()),
+            None,
+            "test",
+        );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let t = token("prod-eu-1", "eu-west-1", &creds, now).unwrap();
         assert!(t.token.starts_with(TOKEN_PREFIX));
         let url = decode(&t.token);
-        assert!(url.starts_with("https://sts.eu-west-1.amazonaws.com/?"), "{url}");
+        assert!(
+            url.starts_with("https://sts.eu-west-1.amazonaws.com/?"),
+            "{url}"
+        );
         let q = query(&url);
         assert_eq!(q["Action"], "GetCallerIdentity");
         assert_eq!(q["Version"], "2011-06-15");
         assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
         assert_eq!(q["X-Amz-Expires"], "60");
         assert_eq!(q["X-Amz-Date"], "20270115T080000Z");
-        assert!(q["X-Amz-Credential"].starts_with("AKIDEXAMPLE%2F20270115%2Feu-west-1%2Fsts%2Faws4_request"), "{}", q["X-Amz-Credential"]);
+        assert!(
+            q["X-Amz-Credential"]
+                .starts_with("AKIDEXAMPLE%2F20270115%2Feu-west-1%2Fsts%2Faws4_request"),
+            "{}",
+            q["X-Amz-Credential"]
+        );
         assert_eq!(q["X-Amz-SignedHeaders"], "host%3Bx-k8s-aws-id");
         assert_eq!(q["X-Amz-Security-Token"], "session-token");
         assert_eq!(q["X-Amz-Signature"].len(), 64);
-        let allowed = ["Action", "Version", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token"];
+        let allowed = [
+            "Action",
+            "Version",
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Signature",
+            "X-Amz-Security-Token",
+        ];
         assert!(q.keys().all(|k| allowed.contains(&k.as_str())), "{q:?}");
         assert_eq!(t.refresh_at, now + Duration::from_secs(14 * 60));
     }
@@ -137,11 +182,18 @@ mod tests {
     fn the_signature_binds_the_cluster() {
         let creds = Credentials::new("AKID", "secret", None, None, "test");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let a = query(&decode(&token("a", "eu-west-1", &creds, now).unwrap().token));
-        let b = query(&decode(&token("b", "eu-west-1", &creds, now).unwrap().token));
+        let a = query(&decode(
+            &token("a", "eu-west-1", &creds, now).unwrap().token,
+        ));
+        let b = query(&decode(
+            &token("b", "eu-west-1", &creds, now).unwrap().token,
+        ));
         assert_ne!(a["X-Amz-Signature"], b["X-Amz-Signature"]);
         assert!(!a.contains_key("X-Amz-Security-Token"));
         let dbg = format!("{:?}", token("a", "eu-west-1", &creds, now).unwrap());
-        assert!(!dbg.contains(TOKEN_PREFIX), "Debug must not print the token");
+        assert!(
+            !dbg.contains(TOKEN_PREFIX),
+            "Debug must not print the token"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub struct EventBridgeFanOut {
 
 impl EventBridgeFanOut {
     pub fn new(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
-        EventBridgeFanOut { client: Client::new(config), bus: bus.into() }
+        EventBridgeFanOut {
+            client: Client::new(config),
+            bus: bus.into(),
+        }
     }
 
     fn entry(&self, request: &ReconcileRequest) -> PutEventsRequestEntry {
@@ -50,15 +53,30 @@ impl FanOut for EventBridgeFanOut {
         for batch in requests.chunks(PUT_EVENTS_BATCH) {
             let answered = results.len() + batch.len();
             let entries = batch.iter().map(|r| self.entry(r)).collect();
-            match self.client.put_events().set_entries(Some(entries)).send().await {
+            match self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
                 // Results are positional; an entry with an error code was not accepted.
-                Ok(sent) => results.extend(sent.entries().iter().take(batch.len()).map(|e| match e.error_code() {
-                    None => Ok(()),
-                    Some(code) => Err(format!("PutEvents refused the request: {code} {}", e.error_message().unwrap_or_default())),
+                Ok(sent) => results.extend(sent.entries().iter().take(batch.len()).map(|e| {
+                    match e.error_code() {
+                        None => Ok(()),
+                        Some(code) => Err(format!(
+                            "PutEvents refused the request: {code} {}",
+                            e.error_message().unwrap_or_default()
+                        )),
+                    }
                 })),
                 Err(e) => {
                     let (code, message) = error_parts(&e);
-                    results.extend(batch.iter().map(|_| Err(format!("PutEvents failed: {code}: {message}"))));
+                    results.extend(
+                        batch
+                            .iter()
+                            .map(|_| Err(format!("PutEvents failed: {code}: {message}"))),
+                    );
                 }
             }
             // An answer with fewer entries than sent leaves the rest unconfirmed.

@@ -35,7 +35,9 @@ pub async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
 }
 
 /// Code and message of any SDK error, for logs and typed errors (never a payload).
-pub fn error_parts<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> (String, String)
+pub fn error_parts<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> (String, String)
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -44,10 +46,19 @@ where
     match err {
         SdkError::ServiceError(s) => {
             let e = s.err();
-            (e.code().unwrap_or("Unknown").to_string(), e.message().unwrap_or_default().to_string())
+            (
+                e.code().unwrap_or("Unknown").to_string(),
+                e.message().unwrap_or_default().to_string(),
+            )
         }
         SdkError::TimeoutError(_) => ("Timeout".into(), "request timed out".into()),
-        SdkError::DispatchFailure(d) => ("DispatchFailure".into(), format!("{:?}", d.as_connector_error())),
-        other => ("Unknown".into(), aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
+        SdkError::DispatchFailure(d) => (
+            "DispatchFailure".into(),
+            format!("{:?}", d.as_connector_error()),
+        ),
+        other => (
+            "Unknown".into(),
+            aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+        ),
     }
 }

@@ -27,12 +27,16 @@ pub struct MemberRole {
 /// `home` acting as `role`: STS AssumeRole with home's credentials, the result held until
 /// [`REFRESH_BEFORE`] its expiry, so a sweep of many clusters costs one AssumeRole per member.
 pub async fn member_config(home: &SdkConfig, role: &MemberRole) -> SdkConfig {
-    let mut builder = AssumeRoleProvider::builder(&role.role_arn).session_name("meshca").configure(home);
+    let mut builder = AssumeRoleProvider::builder(&role.role_arn)
+        .session_name("meshca")
+        .configure(home);
     if let Some(id) = &role.external_id {
         builder = builder.external_id(id);
     }
     let assumed = HeldCredentials::new(builder.build().await);
-    home.to_builder().credentials_provider(SharedCredentialsProvider::new(assumed)).build()
+    home.to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(assumed))
+        .build()
 }
 
 /// The account of `home`'s own credentials (STS GetCallerIdentity): how an event from meshca's
@@ -43,7 +47,8 @@ pub async fn caller_account(home: &SdkConfig) -> Result<String, String> {
         let (code, message) = error_parts(&e);
         format!("STS GetCallerIdentity: {code}: {message}")
     })?;
-    out.account.ok_or_else(|| "STS GetCallerIdentity named no account".into())
+    out.account
+        .ok_or_else(|| "STS GetCallerIdentity named no account".into())
 }
 
 /// Credentials from `inner`, fetched once and reused until shortly before they expire; callers
@@ -56,13 +61,19 @@ pub struct HeldCredentials<P> {
 
 impl<P: ProvideCredentials> HeldCredentials<P> {
     pub fn new(inner: P) -> Self {
-        HeldCredentials { inner, held: tokio::sync::Mutex::new(None) }
+        HeldCredentials {
+            inner,
+            held: tokio::sync::Mutex::new(None),
+        }
     }
 
     async fn get(&self) -> provider::Result {
         let mut held = self.held.lock().await;
         let fresh_until = SystemTime::now() + REFRESH_BEFORE;
-        if let Some(c) = held.as_ref().filter(|c| c.expiry().is_none_or(|e| e > fresh_until)) {
+        if let Some(c) = held
+            .as_ref()
+            .filter(|c| c.expiry().is_none_or(|e| e > fresh_until))
+        {
             return Ok(c.clone());
         }
         let fetched = self.inner.provide_credentials().await?;
@@ -98,20 +109,38 @@ mod tests {
         {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let expiry = SystemTime::now() + self.lifetime;
-            provider::future::ProvideCredentials::ready(Ok(Credentials::new(format!("ASIA{n}"), "s", Some("t".into()), Some(expiry), "test")))
+            provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("ASIA{n}"),
+                "s",
+                Some("t".into()),
+                Some(expiry),
+                "test",
+            )))
         }
     }
 
     #[tokio::test]
     async fn assumed_credentials_are_reused_until_shortly_before_they_expire() {
-        let hour = HeldCredentials::new(Counting { calls: AtomicUsize::new(0), lifetime: Duration::from_secs(3600) });
+        let hour = HeldCredentials::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(3600),
+        });
         for _ in 0..5 {
-            assert_eq!(hour.provide_credentials().await.unwrap().access_key_id(), "ASIA0");
+            assert_eq!(
+                hour.provide_credentials().await.unwrap().access_key_id(),
+                "ASIA0"
+            );
         }
         assert_eq!(hour.inner.calls.load(Ordering::SeqCst), 1);
         // Credentials closer to their end than REFRESH_BEFORE are fetched again every time.
-        let short = HeldCredentials::new(Counting { calls: AtomicUsize::new(0), lifetime: REFRESH_BEFORE - Duration::from_secs(1) });
+        let short = HeldCredentials::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: REFRESH_BEFORE - Duration::from_secs(1),
+        });
         short.provide_credentials().await.unwrap();
-        assert_eq!(short.provide_credentials().await.unwrap().access_key_id(), "ASIA1");
+        assert_eq!(
+            short.provide_credentials().await.unwrap().access_key_id(),
+            "ASIA1"
+        );
     }
 }

@@ -2,19 +2,22 @@
 
 use aws_sdk_acmpca::Client;
 use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{CertificateAuthorityStatus, KeyAlgorithm as PcaKey, SigningAlgorithm, ValidityPeriodType};
+use aws_sdk_acmpca::types::{
+    CertificateAuthorityStatus, KeyAlgorithm as PcaKey, SigningAlgorithm, ValidityPeriodType,
+};
 use time::OffsetDateTime;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use meshca_core::retry::Backoff;
 use meshca_core::authority::{
-    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity,
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued,
+    RevocationReason, Validity,
 };
 use meshca_core::cert::Certificate;
 use meshca_core::pace::IssueBudget;
 use meshca_core::pem::{self, CERTIFICATE};
+use meshca_core::retry::Backoff;
 
 use crate::arn::CaArn;
 use crate::error_parts;
@@ -41,12 +44,22 @@ pub struct PcaAuthority {
 
 /// Codes PCA (and the SDK) answer when a quota is exceeded.
 fn is_throttle(code: &str) -> bool {
-    matches!(code, "ThrottlingException" | "LimitExceededException" | "TooManyRequestsException" | "Throttling")
+    matches!(
+        code,
+        "ThrottlingException"
+            | "LimitExceededException"
+            | "TooManyRequestsException"
+            | "Throttling"
+    )
 }
 
 impl PcaAuthority {
     /// `template_arn`: `None` takes PathLen0/V1 in the partition of the CA ARN.
-    pub fn new(client: Client, ca_arn: impl Into<String>, template_arn: Option<String>) -> Result<Self, AuthorityError> {
+    pub fn new(
+        client: Client,
+        ca_arn: impl Into<String>,
+        template_arn: Option<String>,
+    ) -> Result<Self, AuthorityError> {
         let ca_arn = ca_arn.into();
         let parsed: CaArn = ca_arn.parse().map_err(|_| AuthorityError::NotFound {
             id: ca_arn.clone(),
@@ -56,15 +69,24 @@ impl PcaAuthority {
     }
 
     /// For an ARN already parsed, with a client in the CA's own region made from `config`.
-    pub fn from_config(config: &aws_config::SdkConfig, ca: &CaArn, template_arn: Option<String>) -> Self {
-        let config = config.to_builder().region(aws_config::Region::new(ca.region().to_string())).build();
+    pub fn from_config(
+        config: &aws_config::SdkConfig,
+        ca: &CaArn,
+        template_arn: Option<String>,
+    ) -> Self {
+        let config = config
+            .to_builder()
+            .region(aws_config::Region::new(ca.region().to_string()))
+            .build();
         Self::for_ca(Client::new(&config), ca, template_arn)
     }
 
     /// For an ARN already parsed.
     pub fn for_ca(client: Client, ca: &CaArn, template_arn: Option<String>) -> Self {
-        let template_arn = template_arn.unwrap_or_else(|| format!("arn:{}:acm-pca:::{PATHLEN0_TEMPLATE}", ca.partition()));
-        let end_entity_template_arn = format!("arn:{}:acm-pca:::{END_ENTITY_TEMPLATE}", ca.partition());
+        let template_arn = template_arn
+            .unwrap_or_else(|| format!("arn:{}:acm-pca:::{PATHLEN0_TEMPLATE}", ca.partition()));
+        let end_entity_template_arn =
+            format!("arn:{}:acm-pca:::{END_ENTITY_TEMPLATE}", ca.partition());
         PcaAuthority {
             client,
             ca_arn: ca.to_string(),
@@ -124,14 +146,25 @@ impl PcaAuthority {
 
     fn backend(&self, operation: &'static str, code: &str, message: &str) -> AuthorityError {
         match code {
-            "ResourceNotFoundException" | "InvalidArnException" => {
-                AuthorityError::NotFound { id: self.ca_arn.clone(), detail: format!("{code}: {message}") }
-            }
-            "InvalidStateException" => AuthorityError::NotActive { id: self.ca_arn.clone(), status: format!("not usable ({message})") },
-            "MalformedCSRException" | "InvalidArgsException" | "ValidationException" | "InvalidRequestException" => {
-                AuthorityError::Rejected { id: self.ca_arn.clone(), reason: format!("{operation}: {code}: {message}") }
-            }
-            _ => AuthorityError::Backend { operation, detail: format!("{code}: {message}") },
+            "ResourceNotFoundException" | "InvalidArnException" => AuthorityError::NotFound {
+                id: self.ca_arn.clone(),
+                detail: format!("{code}: {message}"),
+            },
+            "InvalidStateException" => AuthorityError::NotActive {
+                id: self.ca_arn.clone(),
+                status: format!("not usable ({message})"),
+            },
+            "MalformedCSRException"
+            | "InvalidArgsException"
+            | "ValidationException"
+            | "InvalidRequestException" => AuthorityError::Rejected {
+                id: self.ca_arn.clone(),
+                reason: format!("{operation}: {code}: {message}"),
+            },
+            _ => AuthorityError::Backend {
+                operation,
+                detail: format!("{code}: {message}"),
+            },
         }
     }
 
@@ -156,7 +189,11 @@ impl PcaAuthority {
 
     /// Sends `call` again while it fails with a code `retry` accepts, pausing with jittered
     /// backoff, until the deadline.
-    async fn retrying<T, E, R, Fut>(&self, retry: fn(&str) -> bool, mut call: impl FnMut() -> Fut) -> Result<T, Stop>
+    async fn retrying<T, E, R, Fut>(
+        &self,
+        retry: fn(&str) -> bool,
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, Stop>
     where
         Fut: Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -169,7 +206,11 @@ impl PcaAuthority {
                 Err((code, _)) if retry(&code) => match attempts.next_pause() {
                     Some(pause) => tokio::time::sleep(pause).await,
                     None => {
-                        return Err(Stop::Deadline { code, attempts: attempts.attempts(), waited_ms: attempts.elapsed().as_millis() });
+                        return Err(Stop::Deadline {
+                            code,
+                            attempts: attempts.attempts(),
+                            waited_ms: attempts.elapsed().as_millis(),
+                        });
                     }
                 },
                 Err((code, message)) => return Err(Stop::Failed { code, message }),
@@ -180,7 +221,15 @@ impl PcaAuthority {
     /// The error for a call that stopped, by the general rules.
     fn stopped(&self, operation: &'static str, stop: Stop) -> AuthorityError {
         match stop {
-            Stop::Deadline { attempts, waited_ms, .. } => AuthorityError::Throttled { operation, attempts, waited_ms },
+            Stop::Deadline {
+                attempts,
+                waited_ms,
+                ..
+            } => AuthorityError::Throttled {
+                operation,
+                attempts,
+                waited_ms,
+            },
             Stop::Failed { code, message } => self.backend(operation, &code, &message),
         }
     }
@@ -189,7 +238,11 @@ impl PcaAuthority {
 /// Why a retried call stopped without an answer.
 enum Stop {
     /// It was still failing with a retryable code when the deadline came.
-    Deadline { code: String, attempts: u32, waited_ms: u128 },
+    Deadline {
+        code: String,
+        attempts: u32,
+        waited_ms: u128,
+    },
     /// It failed in a way not worth retrying.
     Failed { code: String, message: String },
 }
@@ -198,12 +251,22 @@ const IN_PROGRESS: &str = "RequestInProgressException";
 
 /// The AWS RAM managed permission that lets an account issue PathLen0 subordinate CA
 /// certificates from a CA shared with it.
-pub const RAM_SUBORDINATE_PERMISSION: &str = "AWSRAMSubordinateCACertificatePathLen0IssuanceCertificateAuthority";
+pub const RAM_SUBORDINATE_PERMISSION: &str =
+    "AWSRAMSubordinateCACertificatePathLen0IssuanceCertificateAuthority";
 
 /// `0a1b…` → `0a:1b:…`, the form RevokeCertificate takes.
 fn colon_serial(hex: &str) -> String {
-    let padded = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex.to_string() };
-    padded.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect::<Vec<_>>().join(":")
+    let padded = if hex.len() % 2 == 1 {
+        format!("0{hex}")
+    } else {
+        hex.to_string()
+    };
+    padded
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[async_trait::async_trait]
@@ -212,15 +275,23 @@ impl Authority for PcaAuthority {
         const DESCRIBE: &str = "DescribeCertificateAuthority";
         let ca = self
             .retrying(is_throttle, || {
-                self.client.describe_certificate_authority().certificate_authority_arn(&self.ca_arn).send()
+                self.client
+                    .describe_certificate_authority()
+                    .certificate_authority_arn(&self.ca_arn)
+                    .send()
             })
             .await
             .map_err(|stop| self.stopped(DESCRIBE, stop))?
             .certificate_authority
             .ok_or_else(|| self.backend(DESCRIBE, "Empty", "no CA in answer"))?;
-        let status = ca.status().map_or("UNKNOWN", CertificateAuthorityStatus::as_str);
+        let status = ca
+            .status()
+            .map_or("UNKNOWN", CertificateAuthorityStatus::as_str);
         if status != CertificateAuthorityStatus::Active.as_str() {
-            return Err(AuthorityError::NotActive { id: self.ca_arn.clone(), status: status.to_string() });
+            return Err(AuthorityError::NotActive {
+                id: self.ca_arn.clone(),
+                status: status.to_string(),
+            });
         }
         let config = ca.certificate_authority_configuration().ok_or_else(|| {
             self.backend(DESCRIBE, "Empty", "no CertificateAuthorityConfiguration")
@@ -231,25 +302,49 @@ impl Authority for PcaAuthority {
 
         let out = self
             .retrying(is_throttle, || {
-                self.client.get_certificate_authority_certificate().certificate_authority_arn(&self.ca_arn).send()
+                self.client
+                    .get_certificate_authority_certificate()
+                    .certificate_authority_arn(&self.ca_arn)
+                    .send()
             })
             .await
             .map_err(|stop| self.stopped("GetCertificateAuthorityCertificate", stop))?;
-        let corrupt = |reason: String| AuthorityError::Backend { operation: "GetCertificateAuthorityCertificate", detail: reason };
-        let ca_pem = out.certificate().ok_or_else(|| corrupt("no Certificate".into()))?;
-        let ca_der = pem::certificates("CA certificate", ca_pem).map_err(|e| corrupt(e.to_string()))?;
-        let ca_cert = Certificate::from_der("CA certificate", ca_der[0].clone()).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |reason: String| AuthorityError::Backend {
+            operation: "GetCertificateAuthorityCertificate",
+            detail: reason,
+        };
+        let ca_pem = out
+            .certificate()
+            .ok_or_else(|| corrupt("no Certificate".into()))?;
+        let ca_der =
+            pem::certificates("CA certificate", ca_pem).map_err(|e| corrupt(e.to_string()))?;
+        let ca_cert = Certificate::from_der("CA certificate", ca_der[0].clone())
+            .map_err(|e| corrupt(e.to_string()))?;
         // The trust anchor: for a root CA its own certificate; for a subordinate, the chain's
         // self-signed top.
         let mut all = vec![ca_cert.clone()];
         if let Some(chain) = out.certificate_chain().filter(|c| !c.trim().is_empty()) {
-            for (i, der) in pem::certificates("CA chain", chain).map_err(|e| corrupt(e.to_string()))?.into_iter().enumerate() {
-                all.push(Certificate::from_der(&format!("CA chain certificate {}", i + 1), der).map_err(|e| corrupt(e.to_string()))?);
+            for (i, der) in pem::certificates("CA chain", chain)
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_iter()
+                .enumerate()
+            {
+                all.push(
+                    Certificate::from_der(&format!("CA chain certificate {}", i + 1), der)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                );
             }
         }
-        let roots: Vec<&Vec<u8>> = all.iter().filter(|c| c.is_self_signed()).map(|c| &c.der).collect();
+        let roots: Vec<&Vec<u8>> = all
+            .iter()
+            .filter(|c| c.is_self_signed())
+            .map(|c| &c.der)
+            .collect();
         if roots.is_empty() {
-            return Err(corrupt(format!("the chain of {} does not reach a self-signed root", self.ca_arn)));
+            return Err(corrupt(format!(
+                "the chain of {} does not reach a self-signed root",
+                self.ca_arn
+            )));
         }
         Ok(AuthorityInfo {
             id: self.ca_arn.clone(),
@@ -267,13 +362,18 @@ impl Authority for PcaAuthority {
             None => self.describe().await?.signing_algorithm,
         };
         let validity = match request.validity {
-            Validity::Days(d) => aws_sdk_acmpca::types::Validity::builder().r#type(ValidityPeriodType::Days).value(d.into()),
+            Validity::Days(d) => aws_sdk_acmpca::types::Validity::builder()
+                .r#type(ValidityPeriodType::Days)
+                .value(d.into()),
             Validity::EndDate(t) => aws_sdk_acmpca::types::Validity::builder()
                 .r#type(ValidityPeriodType::EndDate)
                 .value(end_date_value(t)),
         }
         .build()
-        .map_err(|e| AuthorityError::Rejected { id: self.ca_arn.clone(), reason: e.to_string() })?;
+        .map_err(|e| AuthorityError::Rejected {
+            id: self.ca_arn.clone(),
+            reason: e.to_string(),
+        })?;
 
         let out = self
             .retrying(is_throttle, || {
@@ -290,7 +390,8 @@ impl Authority for PcaAuthority {
                     // Paced: every attempt waits for a budget slot, so the SDK's own retries
                     // (which would spend quota unpaced) are off; `retrying` retries in slots.
                     .config_override(match &self.budget {
-                        Some(_) => aws_sdk_acmpca::config::Builder::default().retry_config(RetryConfig::disabled()),
+                        Some(_) => aws_sdk_acmpca::config::Builder::default()
+                            .retry_config(RetryConfig::disabled()),
                         None => aws_sdk_acmpca::config::Builder::default(),
                     })
                     .send();
@@ -311,46 +412,79 @@ impl Authority for PcaAuthority {
             })
             .await
             .map_err(|stop| match stop {
-                Stop::Failed { code, message } if code == "AccessDeniedException" && request.template == meshca_core::Template::SubordinateCaPathLen0 => {
+                Stop::Failed { code, message }
+                    if code == "AccessDeniedException"
+                        && request.template == meshca_core::Template::SubordinateCaPathLen0 =>
+                {
                     self.denied_subordinate(&message)
                 }
                 other => self.stopped("IssueCertificate", other),
             })?;
-        let arn = out.certificate_arn.ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
+        let arn = out
+            .certificate_arn
+            .ok_or_else(|| self.backend("IssueCertificate", "Empty", "no CertificateArn"))?;
         Ok(CertificateId(arn))
     }
 
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
         let out = self
-            .retrying(|code| code == IN_PROGRESS || is_throttle(code), || {
-                self.client.get_certificate().certificate_authority_arn(&self.ca_arn).certificate_arn(&id.0).send()
-            })
+            .retrying(
+                |code| code == IN_PROGRESS || is_throttle(code),
+                || {
+                    self.client
+                        .get_certificate()
+                        .certificate_authority_arn(&self.ca_arn)
+                        .certificate_arn(&id.0)
+                        .send()
+                },
+            )
             .await
             .map_err(|stop| match stop {
-                Stop::Deadline { code, waited_ms, .. } if code == IN_PROGRESS => AuthorityError::StillInProgress { id: id.clone(), waited_ms },
-                Stop::Failed { code, message } if code == "ResourceNotFoundException" && message.contains(&id.0) => {
+                Stop::Deadline {
+                    code, waited_ms, ..
+                } if code == IN_PROGRESS => AuthorityError::StillInProgress {
+                    id: id.clone(),
+                    waited_ms,
+                },
+                Stop::Failed { code, message }
+                    if code == "ResourceNotFoundException" && message.contains(&id.0) =>
+                {
                     AuthorityError::UnknownCertificate(id.clone())
                 }
                 other => self.stopped("GetCertificate", other),
             })?;
-        let bad = |r: String| AuthorityError::Backend { operation: "GetCertificate", detail: r };
-        let cert = out.certificate().ok_or_else(|| bad("no Certificate".into()))?;
-        let certificate = pem::normalise("issued certificate", cert, CERTIFICATE).map_err(|e| bad(e.to_string()))?;
+        let bad = |r: String| AuthorityError::Backend {
+            operation: "GetCertificate",
+            detail: r,
+        };
+        let cert = out
+            .certificate()
+            .ok_or_else(|| bad("no Certificate".into()))?;
+        let certificate = pem::normalise("issued certificate", cert, CERTIFICATE)
+            .map_err(|e| bad(e.to_string()))?;
         let chain = match out.certificate_chain().filter(|c| !c.trim().is_empty()) {
-            Some(c) => pem::normalise("certificate chain", c, CERTIFICATE).map_err(|e| bad(e.to_string()))?,
+            Some(c) => pem::normalise("certificate chain", c, CERTIFICATE)
+                .map_err(|e| bad(e.to_string()))?,
             None => String::new(),
         };
         Ok(Issued { certificate, chain })
     }
 
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         let _ = id;
         self.retrying(is_throttle, || {
             self.client
                 .revoke_certificate()
                 .certificate_authority_arn(&self.ca_arn)
                 .certificate_serial(colon_serial(serial))
-                .revocation_reason(aws_sdk_acmpca::types::RevocationReason::from(reason.as_pca()))
+                .revocation_reason(aws_sdk_acmpca::types::RevocationReason::from(
+                    reason.as_pca(),
+                ))
                 .send()
         })
         .await
@@ -380,12 +514,32 @@ mod tests {
 
     #[test]
     fn the_template_is_taken_from_the_partition_of_the_ca() {
-        let conf = aws_sdk_acmpca::Config::builder().behavior_version(aws_sdk_acmpca::config::BehaviorVersion::latest()).build();
+        let conf = aws_sdk_acmpca::Config::builder()
+            .behavior_version(aws_sdk_acmpca::config::BehaviorVersion::latest())
+            .build();
         let client = Client::from_conf(conf);
-        let gov = PcaAuthority::new(client.clone(), "arn:aws-us-gov:acm-pca:us-gov-west-1:1:certificate-authority/abc", None).unwrap();
-        assert_eq!(gov.template_arn, "arn:aws-us-gov:acm-pca:::template/SubordinateCACertificate_PathLen0/V1");
-        assert_eq!(gov.template_for(meshca_core::Template::EndEntity), "arn:aws-us-gov:acm-pca:::template/EndEntityCertificate/V1");
-        assert!(PcaAuthority::new(client.clone(), "arn:aws:acm:eu-west-1:1:certificate/abc", None).is_err());
+        let gov = PcaAuthority::new(
+            client.clone(),
+            "arn:aws-us-gov:acm-pca:us-gov-west-1:1:certificate-authority/abc",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            gov.template_arn,
+            "arn:aws-us-gov:acm-pca:::template/SubordinateCACertificate_PathLen0/V1"
+        );
+        assert_eq!(
+            gov.template_for(meshca_core::Template::EndEntity),
+            "arn:aws-us-gov:acm-pca:::template/EndEntityCertificate/V1"
+        );
+        assert!(
+            PcaAuthority::new(
+                client.clone(),
+                "arn:aws:acm:eu-west-1:1:certificate/abc",
+                None
+            )
+            .is_err()
+        );
         assert!(PcaAuthority::new(client, "not-an-arn", None).is_err());
     }
 
@@ -393,6 +547,9 @@ mod tests {
     fn serial_and_end_date_formats() {
         assert_eq!(colon_serial("abc"), "0a:bc");
         assert_eq!(colon_serial("0a1b"), "0a:1b");
-        assert_eq!(end_date_value(time::macros::datetime!(2027-03-04 05:06:07 UTC)), 20270304050607);
+        assert_eq!(
+            end_date_value(time::macros::datetime!(2027-03-04 05:06:07 UTC)),
+            20270304050607
+        );
     }
 }

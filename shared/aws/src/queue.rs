@@ -20,7 +20,10 @@ pub struct SqsFanOut {
 
 impl SqsFanOut {
     pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
-        SqsFanOut { client: Client::new(config), queue_url: queue_url.into() }
+        SqsFanOut {
+            client: Client::new(config),
+            queue_url: queue_url.into(),
+        }
     }
 
     /// One batch: positional answers, from the Successful and Failed lists (by entry id).
@@ -30,10 +33,21 @@ impl SqsFanOut {
             .enumerate()
             .map(|(i, r)| {
                 let body = serde_json::to_string(r).expect("requests serialise");
-                SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build().expect("id and body are set")
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .expect("id and body are set")
             })
             .collect();
-        match self.client.send_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send().await {
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             Ok(sent) => (0..batch.len())
                 .map(|i| {
                     let id = i.to_string();
@@ -41,14 +55,21 @@ impl SqsFanOut {
                         return Ok(());
                     }
                     match sent.failed().iter().find(|f| f.id() == id) {
-                        Some(f) => Err(format!("SendMessageBatch refused the request: {} {}", f.code(), f.message().unwrap_or_default())),
+                        Some(f) => Err(format!(
+                            "SendMessageBatch refused the request: {} {}",
+                            f.code(),
+                            f.message().unwrap_or_default()
+                        )),
                         None => Err("SendMessageBatch gave no result for this entry".into()),
                     }
                 })
                 .collect(),
             Err(e) => {
                 let (code, message) = error_parts(&e);
-                batch.iter().map(|_| Err(format!("SendMessageBatch failed: {code}: {message}"))).collect()
+                batch
+                    .iter()
+                    .map(|_| Err(format!("SendMessageBatch failed: {code}: {message}")))
+                    .collect()
             }
         }
     }

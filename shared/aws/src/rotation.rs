@@ -27,15 +27,26 @@ pub struct SecretsRotationStore {
 
 impl SecretsRotationStore {
     pub fn new(client: Client, name: impl Into<String>, kms_key_id: Option<String>) -> Self {
-        SecretsRotationStore { client, name: name.into(), kms_key_id }
+        SecretsRotationStore {
+            client,
+            name: name.into(),
+            kms_key_id,
+        }
     }
 
-    pub fn from_config(config: &aws_config::SdkConfig, name: impl Into<String>, kms_key_id: Option<String>) -> Self {
+    pub fn from_config(
+        config: &aws_config::SdkConfig,
+        name: impl Into<String>,
+        kms_key_id: Option<String>,
+    ) -> Self {
         Self::new(Client::new(config), name, kms_key_id)
     }
 
     fn backend(operation: &'static str, code: String, message: String) -> RotationStoreError {
-        RotationStoreError::Backend { operation, detail: format!("{code}: {message}") }
+        RotationStoreError::Backend {
+            operation,
+            detail: format!("{code}: {message}"),
+        }
     }
 
     async fn ensure_secret(&self) -> Result<(), RotationStoreError> {
@@ -43,8 +54,15 @@ impl SecretsRotationStore {
             .client
             .create_secret()
             .name(&self.name)
-            .description("meshca: the fleet's root rotation record (public roots and phases; no keys)")
-            .tags(Tag::builder().key("app.kubernetes.io/managed-by").value("meshca").build());
+            .description(
+                "meshca: the fleet's root rotation record (public roots and phases; no keys)",
+            )
+            .tags(
+                Tag::builder()
+                    .key("app.kubernetes.io/managed-by")
+                    .value("meshca")
+                    .build(),
+            );
         if let Some(k) = &self.kms_key_id {
             req = req.kms_key_id(k);
         }
@@ -61,10 +79,20 @@ impl SecretsRotationStore {
 #[async_trait::async_trait]
 impl RotationStore for SecretsRotationStore {
     async fn load(&self) -> Result<Option<RootRotation>, RotationStoreError> {
-        match self.client.get_secret_value().secret_id(&self.name).send().await {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(&self.name)
+            .send()
+            .await
+        {
             Ok(out) => {
-                let text = out.secret_string().ok_or_else(|| RotationStoreError::Corrupt(format!("{} holds no string", self.name)))?;
-                serde_json::from_str(text).map(Some).map_err(|e| RotationStoreError::Corrupt(format!("{}: {e}", self.name)))
+                let text = out.secret_string().ok_or_else(|| {
+                    RotationStoreError::Corrupt(format!("{} holds no string", self.name))
+                })?;
+                serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| RotationStoreError::Corrupt(format!("{}: {e}", self.name)))
             }
             Err(e) => match error_parts(&e) {
                 (code, _) if code == "ResourceNotFoundException" => Ok(None),
@@ -75,13 +103,24 @@ impl RotationStore for SecretsRotationStore {
 
     async fn save(&self, rotation: &RootRotation) -> Result<RootRotation, RotationStoreError> {
         let stored = self.load().await?;
-        let saved = RootRotation { revision: rotation.next_revision(stored.as_ref())?, ..rotation.clone() };
-        let json = serde_json::to_string(&saved).map_err(|e| RotationStoreError::Corrupt(e.to_string()))?;
+        let saved = RootRotation {
+            revision: rotation.next_revision(stored.as_ref())?,
+            ..rotation.clone()
+        };
+        let json = serde_json::to_string(&saved)
+            .map_err(|e| RotationStoreError::Corrupt(e.to_string()))?;
         if stored.is_none() {
             self.ensure_secret().await?;
         }
         let token = GenerationToken::derive("meshca-rotation", &self.name, saved.revision);
-        let sent = self.client.put_secret_value().secret_id(&self.name).client_request_token(token.as_str()).secret_string(json).send().await;
+        let sent = self
+            .client
+            .put_secret_value()
+            .secret_id(&self.name)
+            .client_request_token(token.as_str())
+            .secret_string(json)
+            .send()
+            .await;
         match sent {
             Ok(_) => Ok(saved),
             Err(e) => match error_parts(&e) {

@@ -16,7 +16,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::types::SecretListEntry;
-use meshca_core::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending, Summary};
+use meshca_core::escrow::{
+    Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, Pending, Summary,
+};
 
 use crate::error_parts;
 
@@ -66,12 +68,22 @@ impl SecretsEscrow {
 
     /// The text of any secret (not an escrow record): what a function reads its own credentials
     /// from, such as a Vault AppRole secret id.
-    pub async fn read_string(config: &aws_config::SdkConfig, secret_id: &str) -> Result<zeroize::Zeroizing<String>, String> {
-        let out = Client::new(config).get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
-            let (code, message) = error_parts(&e);
-            format!("reading secret {secret_id}: {code}: {message}")
-        })?;
-        let text = out.secret_string().ok_or_else(|| format!("secret {secret_id} holds no string"))?;
+    pub async fn read_string(
+        config: &aws_config::SdkConfig,
+        secret_id: &str,
+    ) -> Result<zeroize::Zeroizing<String>, String> {
+        let out = Client::new(config)
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                let (code, message) = error_parts(&e);
+                format!("reading secret {secret_id}: {code}: {message}")
+            })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| format!("secret {secret_id} holds no string"))?;
         Ok(zeroize::Zeroizing::new(text.trim().to_string()))
     }
 
@@ -101,7 +113,11 @@ impl SecretsEscrow {
     }
 
     fn backend(operation: &'static str, cluster: &EscrowKey, detail: String) -> EscrowError {
-        EscrowError::Backend { operation, cluster: cluster.to_string(), detail }
+        EscrowError::Backend {
+            operation,
+            cluster: cluster.to_string(),
+            detail,
+        }
     }
 
     /// The answer, or `None` when the call failed with the one code that means "already so"
@@ -121,98 +137,184 @@ impl SecretsEscrow {
             Err(e) => match error_parts(&e) {
                 (code, _) if code == tolerated => Ok(None),
                 // Secrets Manager's answer for a secret scheduled for deletion.
-                (code, message) if code == "InvalidRequestException" && message.contains("deleted") => {
-                    Err(EscrowError::Retired { cluster: cluster.to_string() })
+                (code, message)
+                    if code == "InvalidRequestException" && message.contains("deleted") =>
+                {
+                    Err(EscrowError::Retired {
+                        cluster: cluster.to_string(),
+                    })
                 }
-                (code, message) => Err(Self::backend(operation, cluster, format!("{code}: {message}"))),
+                (code, message) => Err(Self::backend(
+                    operation,
+                    cluster,
+                    format!("{code}: {message}"),
+                )),
             },
         }
     }
 
-    fn encode(cluster: &EscrowKey, record: &Record) -> Result<zeroize::Zeroizing<String>, EscrowError> {
-        let json = zeroize::Zeroizing::new(serde_json::to_string(record).expect("records serialise"));
+    fn encode(
+        cluster: &EscrowKey,
+        record: &Record,
+    ) -> Result<zeroize::Zeroizing<String>, EscrowError> {
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_string(record).expect("records serialise"));
         if json.len() > MAX_SECRET_BYTES {
-            return Err(EscrowError::TooLarge { cluster: cluster.to_string(), size: json.len(), limit: MAX_SECRET_BYTES });
+            return Err(EscrowError::TooLarge {
+                cluster: cluster.to_string(),
+                size: json.len(),
+                limit: MAX_SECRET_BYTES,
+            });
         }
         Ok(json)
     }
 
     /// The record at a stage or version; `None` when the secret or that stage does not exist.
-    async fn read(&self, cluster: &EscrowKey, stage: Option<&str>, version: Option<&str>) -> Result<Option<(Record, String)>, EscrowError> {
-        let mut req = self.client.get_secret_value().secret_id(self.secret_name(cluster));
+    async fn read(
+        &self,
+        cluster: &EscrowKey,
+        stage: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Option<(Record, String)>, EscrowError> {
+        let mut req = self
+            .client
+            .get_secret_value()
+            .secret_id(self.secret_name(cluster));
         if let Some(s) = stage {
             req = req.version_stage(s);
         }
         if let Some(v) = version {
             req = req.version_id(v);
         }
-        match Self::tolerating(req.send().await, "ResourceNotFoundException", "read", cluster)? {
+        match Self::tolerating(
+            req.send().await,
+            "ResourceNotFoundException",
+            "read",
+            cluster,
+        )? {
             None => Ok(None),
             Some(out) => {
                 self.remember(cluster);
-                let text = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
-                let record: Record = serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
-                    cluster: cluster.to_string(),
-                    reason: format!("{} version {}: {e}", self.secret_name(cluster), out.version_id().unwrap_or("?")),
-                })?;
-                Ok(Some((record, out.version_id().unwrap_or_default().to_string())))
+                let text =
+                    zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_string());
+                let record: Record =
+                    serde_json::from_str(&text).map_err(|e| EscrowError::Corrupt {
+                        cluster: cluster.to_string(),
+                        reason: format!(
+                            "{} version {}: {e}",
+                            self.secret_name(cluster),
+                            out.version_id().unwrap_or("?")
+                        ),
+                    })?;
+                Ok(Some((
+                    record,
+                    out.version_id().unwrap_or_default().to_string(),
+                )))
             }
         }
     }
 
     async fn ensure_secret(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
         let mut tags = vec![
-            Tag::builder().key("app.kubernetes.io/managed-by").value("meshca").build(),
-            Tag::builder().key("meshca:cluster").value(cluster.cluster.as_str()).build(),
+            Tag::builder()
+                .key("app.kubernetes.io/managed-by")
+                .value("meshca")
+                .build(),
+            Tag::builder()
+                .key("meshca:cluster")
+                .value(cluster.cluster.as_str())
+                .build(),
         ];
         if cluster.kind != meshca_core::Kind::IstioCacerts {
-            tags.push(Tag::builder().key("meshca:kind").value(cluster.kind.name()).build());
+            tags.push(
+                Tag::builder()
+                    .key("meshca:kind")
+                    .value(cluster.kind.name())
+                    .build(),
+            );
         }
-        tags.extend(self.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()));
+        tags.extend(
+            self.tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build()),
+        );
         let mut req = self
             .client
             .create_secret()
             .name(self.secret_name(cluster))
             .description(match cluster.kind {
-                meshca_core::Kind::IstioCacerts => format!("meshca escrow: Istio intermediate CA of cluster {}", cluster.cluster),
+                meshca_core::Kind::IstioCacerts => format!(
+                    "meshca escrow: Istio intermediate CA of cluster {}",
+                    cluster.cluster
+                ),
                 kind => format!("meshca escrow: {kind} of cluster {}", cluster.cluster),
             })
             .set_tags(Some(tags));
         if let Some(k) = &self.kms_key_id {
             req = req.kms_key_id(k);
         }
-        Self::tolerating(req.send().await, "ResourceExistsException", "create", cluster).map(drop)
+        Self::tolerating(
+            req.send().await,
+            "ResourceExistsException",
+            "create",
+            cluster,
+        )
+        .map(drop)
     }
 
     /// Notes that `cluster`'s secret exists.
     fn remember(&self, cluster: &EscrowKey) {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(self.secret_name(cluster));
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.secret_name(cluster));
     }
 
     /// Drops `cluster`'s secret from those known to exist; whether it was there.
     fn forget(&self, cluster: &EscrowKey) -> bool {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.secret_name(cluster))
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.secret_name(cluster))
     }
 
     /// The pending version written, creating the secret first unless this instance has read
     /// it (and then too if it is gone since).
     async fn put_pending(&self, pending: &Pending, record: &Record) -> Result<bool, EscrowError> {
         let cluster = &pending.key();
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&self.secret_name(cluster));
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.secret_name(cluster));
         if !known {
             self.ensure_secret(cluster).await?;
         }
-        match self.put(cluster, pending.token.as_str(), record, PENDING).await {
-            Err(EscrowError::Backend { detail, .. }) if known && detail.starts_with("ResourceNotFoundException") && self.forget(cluster) => {
+        match self
+            .put(cluster, pending.token.as_str(), record, PENDING)
+            .await
+        {
+            Err(EscrowError::Backend { detail, .. })
+                if known
+                    && detail.starts_with("ResourceNotFoundException")
+                    && self.forget(cluster) =>
+            {
                 self.ensure_secret(cluster).await?;
-                self.put(cluster, pending.token.as_str(), record, PENDING).await
+                self.put(cluster, pending.token.as_str(), record, PENDING)
+                    .await
             }
             written => written,
         }
     }
 
     /// Writes a version; `Ok(false)` when the token already names a version with other data.
-    async fn put(&self, cluster: &EscrowKey, token: &str, record: &Record, stage: &str) -> Result<bool, EscrowError> {
+    async fn put(
+        &self,
+        cluster: &EscrowKey,
+        token: &str,
+        record: &Record,
+        stage: &str,
+    ) -> Result<bool, EscrowError> {
         let json = Self::encode(cluster, record)?;
         let sent = self
             .client
@@ -232,16 +334,32 @@ impl SecretsEscrow {
     async fn listed(&self) -> Result<Vec<(EscrowKey, SecretListEntry)>, EscrowError> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
         let start = format!("{}/", self.prefix);
-        let filter = Filter::builder().key(FilterNameStringType::Name).values(&start).build();
-        let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(&start)
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .max_results(100)
+            .into_paginator()
+            .send();
         let mut listed = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
                 let (code, message) = error_parts(&e);
-                EscrowError::Backend { operation: "ListSecrets", cluster: format!("{start}*"), detail: format!("{code}: {message}") }
+                EscrowError::Backend {
+                    operation: "ListSecrets",
+                    cluster: format!("{start}*"),
+                    detail: format!("{code}: {message}"),
+                }
             })?;
             for entry in page.secret_list.unwrap_or_default() {
-                let key = entry.name().and_then(|n| n.strip_prefix(&start)).and_then(|rest| rest.parse::<EscrowKey>().ok());
+                let key = entry
+                    .name()
+                    .and_then(|n| n.strip_prefix(&start))
+                    .and_then(|rest| rest.parse::<EscrowKey>().ok());
                 if let Some(key) = key {
                     listed.push((key, entry));
                 }
@@ -253,9 +371,20 @@ impl SecretsEscrow {
     /// Puts the summary of `current` on its secret as tags (replacing the last generation's).
     async fn tag_summary(&self, current: &Current) -> Result<(), EscrowError> {
         let cluster = &current.key();
-        let Some(summary) = Summary::of(current) else { return Ok(()) };
-        let tags: Vec<Tag> = summary_tags(&summary).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-        let sent = self.client.tag_resource().secret_id(self.secret_name(cluster)).set_tags(Some(tags)).send().await;
+        let Some(summary) = Summary::of(current) else {
+            return Ok(());
+        };
+        let tags: Vec<Tag> = summary_tags(&summary)
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let sent = self
+            .client
+            .tag_resource()
+            .secret_id(self.secret_name(cluster))
+            .set_tags(Some(tags))
+            .send()
+            .await;
         sent.map(drop).map_err(|e| {
             let (code, message) = error_parts(&e);
             Self::backend("tag", cluster, format!("{code}: {message}"))
@@ -264,7 +393,14 @@ impl SecretsEscrow {
 
     /// Removes AWSPENDING from `version`; `false` if it was not on it (or the call failed).
     async fn unstage_pending(&self, cluster: &EscrowKey, version: &str) -> bool {
-        let sent = self.client.update_secret_version_stage().secret_id(self.secret_name(cluster)).version_stage(PENDING).remove_from_version_id(version).send().await;
+        let sent = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(self.secret_name(cluster))
+            .version_stage(PENDING)
+            .remove_from_version_id(version)
+            .send()
+            .await;
         sent.is_ok()
     }
 
@@ -282,7 +418,12 @@ impl Escrow for SecretsEscrow {
     /// level down that read as keys; the rotation record and deeper names (a member account's
     /// records under the same base) are not this escrow's.
     async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError> {
-        let mut keys: Vec<EscrowKey> = self.listed().await?.into_iter().map(|(key, _)| key).collect();
+        let mut keys: Vec<EscrowKey> = self
+            .listed()
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
         keys.sort();
         keys.dedup();
         Ok(keys)
@@ -292,7 +433,10 @@ impl Escrow for SecretsEscrow {
     /// whether any version is staged AWSPENDING (a generation may be in flight).
     async fn summaries(&self) -> Result<BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
         let listed = self.listed().await?;
-        Ok(listed.into_iter().map(|(key, entry)| (key, summary_of(&entry))).collect())
+        Ok(listed
+            .into_iter()
+            .map(|(key, entry)| (key, summary_of(&entry)))
+            .collect())
     }
 
     async fn summarise(&self, key: &EscrowKey) -> Result<(), EscrowError> {
@@ -323,7 +467,10 @@ impl Escrow for SecretsEscrow {
         let cluster = &pending.key();
         let record = Record::Pending(Box::new(pending.clone()));
         if !self.put_pending(pending, &record).await? {
-            return match self.read(cluster, None, Some(pending.token.as_str())).await? {
+            return match self
+                .read(cluster, None, Some(pending.token.as_str()))
+                .await?
+            {
                 Some((Record::Pending(theirs), _)) => Ok(Claim::Lost(theirs)),
                 _ => Err(EscrowError::Conflict {
                     cluster: cluster.to_string(),
@@ -334,7 +481,11 @@ impl Escrow for SecretsEscrow {
         }
         let done = self.current_generation(cluster).await?;
         if done >= pending.generation {
-            return Err(EscrowError::Conflict { cluster: cluster.to_string(), generation: done, token: "already promoted".into() });
+            return Err(EscrowError::Conflict {
+                cluster: cluster.to_string(),
+                generation: done,
+                token: "already promoted".into(),
+            });
         }
         Ok(Claim::Won)
     }
@@ -342,19 +493,31 @@ impl Escrow for SecretsEscrow {
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
         let cluster = &pending.key();
         let record = Record::Pending(Box::new(pending.clone()));
-        if self.put(cluster, &pending.token.for_step("issued"), &record, PENDING).await? {
+        if self
+            .put(cluster, &pending.token.for_step("issued"), &record, PENDING)
+            .await?
+        {
             return Ok(());
         }
         // Someone recorded this step already: fine if it is the same certificate.
-        match self.read(cluster, None, Some(&pending.token.for_step("issued"))).await? {
+        match self
+            .read(cluster, None, Some(&pending.token.for_step("issued")))
+            .await?
+        {
             Some((Record::Pending(p), _)) if p.certificate_id == pending.certificate_id => Ok(()),
-            _ => Err(EscrowError::Conflict { cluster: cluster.to_string(), generation: pending.generation, token: pending.token.to_string() }),
+            _ => Err(EscrowError::Conflict {
+                cluster: cluster.to_string(),
+                generation: pending.generation,
+                token: pending.token.to_string(),
+            }),
         }
     }
 
     async fn promote(&self, current: &Current) -> Result<(), EscrowError> {
         let cluster = &current.key();
-        if let Some((Record::Current(existing), _)) = self.read(cluster, Some(CURRENT), None).await? {
+        if let Some((Record::Current(existing), _)) =
+            self.read(cluster, Some(CURRENT), None).await?
+        {
             if existing.token == current.token {
                 // A rerun after a crash between the write and the tags.
                 return self.tag_summary(&existing).await;
@@ -364,13 +527,22 @@ impl Escrow for SecretsEscrow {
             }
         }
         let record = Record::Current(Box::new(current.clone()));
-        self.put(cluster, &current.token.for_step("current"), &record, CURRENT).await?;
+        self.put(
+            cluster,
+            &current.token.for_step("current"),
+            &record,
+            CURRENT,
+        )
+        .await?;
         self.tag_summary(current).await?;
         // Take AWSPENDING off the finished generation so the next load (and the summary's
         // `pending`) does not see it. It is on the version the `issued` step wrote — a version's
         // id is the token it was written with — so no read is needed; otherwise, look.
-        if !self.unstage_pending(cluster, &current.token.for_step("issued")).await
-            && let Some((Record::Pending(p), version)) = self.read(cluster, Some(PENDING), None).await?
+        if !self
+            .unstage_pending(cluster, &current.token.for_step("issued"))
+            .await
+            && let Some((Record::Pending(p), version)) =
+                self.read(cluster, Some(PENDING), None).await?
             && p.generation <= current.meta.generation
         {
             self.unstage_pending(cluster, &version).await;
@@ -418,9 +590,19 @@ fn summary_tags(s: &Summary) -> Vec<(&'static str, String)> {
 
 /// The summary a listed secret carries, if all its tags are there and read.
 fn summary_of(entry: &SecretListEntry) -> Option<Summary> {
-    let tag = |key: &str| entry.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
-    let time = |key: &str| time::OffsetDateTime::parse(tag(key)?, &time::format_description::well_known::Rfc3339).ok();
-    let pending = entry.secret_versions_to_stages().is_some_and(|v| v.values().any(|stages| stages.iter().any(|s| s == PENDING)));
+    let tag = |key: &str| {
+        entry
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
+    let time = |key: &str| {
+        time::OffsetDateTime::parse(tag(key)?, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let pending = entry
+        .secret_versions_to_stages()
+        .is_some_and(|v| v.values().any(|stages| stages.iter().any(|s| s == PENDING)));
     Some(Summary {
         generation: tag(GENERATION_TAG)?.parse().ok()?,
         not_before: time(NOT_BEFORE_TAG)?,
@@ -457,8 +639,12 @@ mod tests {
             validity: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
-        let e = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending.clone()))).unwrap_err();
-        assert!(matches!(e, EscrowError::TooLarge { limit: 65_536, .. }), "{e}");
+        let e = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending.clone())))
+            .unwrap_err();
+        assert!(
+            matches!(e, EscrowError::TooLarge { limit: 65_536, .. }),
+            "{e}"
+        );
         pending.csr = "c".repeat(100);
         let json = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending))).unwrap();
         assert!(json.contains("\"state\":\"pending\""));

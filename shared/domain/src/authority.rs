@@ -110,13 +110,20 @@ pub enum AuthorityError {
     #[error("certificate {0} is unknown to the authority")]
     UnknownCertificate(CertificateId),
     #[error("{operation} was throttled for {waited_ms} ms ({attempts} attempts); giving up")]
-    Throttled { operation: &'static str, attempts: u32, waited_ms: u128 },
+    Throttled {
+        operation: &'static str,
+        attempts: u32,
+        waited_ms: u128,
+    },
     #[error("certificate {id} still not ready after {waited_ms} ms")]
     StillInProgress { id: CertificateId, waited_ms: u128 },
     #[error("local CA at {path} is unusable: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("{operation} failed: {detail}")]
-    Backend { operation: &'static str, detail: String },
+    Backend {
+        operation: &'static str,
+        detail: String,
+    },
 }
 
 #[async_trait::async_trait]
@@ -125,5 +132,10 @@ pub trait Authority: Send + Sync {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError>;
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError>;
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError>;
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError>;
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError>;
 }

@@ -49,7 +49,12 @@ pub struct BundleMeta {
 
 impl Bundle {
     /// Builds a bundle from PEM texts of any tidiness; each is normalised here, once.
-    pub fn from_pems(ca_cert: &str, ca_key: &str, cert_chain: &str, root_cert: &str) -> Result<Self, PemError> {
+    pub fn from_pems(
+        ca_cert: &str,
+        ca_key: &str,
+        cert_chain: &str,
+        root_cert: &str,
+    ) -> Result<Self, PemError> {
         Ok(Bundle {
             ca_cert: pemfmt::normalise(CA_CERT, ca_cert, CERTIFICATE)?,
             ca_key: Zeroizing::new(pemfmt::normalise(CA_KEY, ca_key, PRIVATE_KEY)?),
@@ -60,6 +65,11 @@ impl Bundle {
 
     /// (file name, contents) in the order istiod documents them.
     pub fn files(&self) -> [(&'static str, &str); 4] {
-        [(CA_CERT, &self.ca_cert), (CA_KEY, &self.ca_key), (CERT_CHAIN, &self.cert_chain), (ROOT_CERT, &self.root_cert)]
+        [
+            (CA_CERT, &self.ca_cert),
+            (CA_KEY, &self.ca_key),
+            (CERT_CHAIN, &self.cert_chain),
+            (ROOT_CERT, &self.root_cert),
+        ]
     }
 }

@@ -43,7 +43,10 @@ pub struct Certificate {
 
 impl Certificate {
     pub fn from_der(what: &str, der: Vec<u8>) -> Result<Self, CertError> {
-        let err = |reason: String| CertError { what: what.to_string(), reason };
+        let err = |reason: String| CertError {
+            what: what.to_string(),
+            reason,
+        };
         let (rest, x) = X509Certificate::from_der(&der).map_err(|e| err(e.to_string()))?;
         if !rest.is_empty() {
             return Err(err("trailing bytes after the certificate".into()));
@@ -56,7 +59,9 @@ impl Certificate {
         let cert = Certificate {
             subject: x.subject().to_string(),
             issuer: x.issuer().to_string(),
-            serial: hex::encode(x.raw_serial()).trim_start_matches("00").to_string(),
+            serial: hex::encode(x.raw_serial())
+                .trim_start_matches("00")
+                .to_string(),
             not_before: x.validity().not_before.to_datetime(),
             not_after: x.validity().not_after.to_datetime(),
             is_ca: bc.as_ref().is_some_and(|b| b.value.ca),
@@ -82,10 +87,17 @@ impl Certificate {
         let (_, me) = X509Certificate::from_der(&self.der).map_err(|e| e.to_string())?;
         let (_, them) = X509Certificate::from_der(&issuer.der).map_err(|e| e.to_string())?;
         if me.issuer().as_raw() != them.subject().as_raw() {
-            return Err(format!("issuer \"{}\" is not \"{}\"", self.issuer, issuer.subject));
+            return Err(format!(
+                "issuer \"{}\" is not \"{}\"",
+                self.issuer, issuer.subject
+            ));
         }
-        me.verify_signature(Some(them.public_key()))
-            .map_err(|e| format!("signature of \"{}\" does not verify with the key of \"{}\": {e}", self.subject, issuer.subject))
+        me.verify_signature(Some(them.public_key())).map_err(|e| {
+            format!(
+                "signature of \"{}\" does not verify with the key of \"{}\": {e}",
+                self.subject, issuer.subject
+            )
+        })
     }
 
     pub fn is_self_signed(&self) -> bool {
@@ -97,7 +109,11 @@ impl Certificate {
         self.sha256_fingerprint
             .as_bytes()
             .chunks(2)
-            .map(|c| std::str::from_utf8(c).unwrap_or_default().to_ascii_uppercase())
+            .map(|c| {
+                std::str::from_utf8(c)
+                    .unwrap_or_default()
+                    .to_ascii_uppercase()
+            })
             .collect::<Vec<_>>()
             .join(":")
     }
@@ -109,14 +125,20 @@ type Sans = (Vec<String>, Vec<String>, Vec<std::net::IpAddr>);
 fn sans(x: &X509Certificate<'_>) -> Result<Sans, String> {
     use x509_parser::extensions::GeneralName;
     let mut out: Sans = Default::default();
-    let Some(san) = x.subject_alternative_name().map_err(|e| e.to_string())? else { return Ok(out) };
+    let Some(san) = x.subject_alternative_name().map_err(|e| e.to_string())? else {
+        return Ok(out);
+    };
     for name in &san.value.general_names {
         match name {
             GeneralName::URI(u) => out.0.push(u.to_string()),
             GeneralName::DNSName(d) => out.1.push(d.to_string()),
             GeneralName::IPAddress(b) => match b.len() {
-                4 => out.2.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).expect("four bytes"))),
-                16 => out.2.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).expect("sixteen bytes"))),
+                4 => out.2.push(std::net::IpAddr::from(
+                    <[u8; 4]>::try_from(*b).expect("four bytes"),
+                )),
+                16 => out.2.push(std::net::IpAddr::from(
+                    <[u8; 16]>::try_from(*b).expect("sixteen bytes"),
+                )),
                 n => return Err(format!("an IP subjectAltName of {n} bytes")),
             },
             _ => {}

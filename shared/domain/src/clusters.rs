@@ -57,7 +57,10 @@ impl OptIn {
 
 impl Default for OptIn {
     fn default() -> Self {
-        OptIn { key: Self::DEFAULT_KEY.into(), value: "true".into() }
+        OptIn {
+            key: Self::DEFAULT_KEY.into(),
+            value: "true".into(),
+        }
     }
 }
 
@@ -97,7 +100,11 @@ pub trait Clusters: Send + Sync {
         Ok(None)
     }
     /// A [`Delivery`] into an ACTIVE cluster; nothing is sent to it yet.
-    fn connect(&self, cluster: &ClusterInfo, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, ClustersError>;
+    fn connect(
+        &self,
+        cluster: &ClusterInfo,
+        options: DeliveryOptions,
+    ) -> Result<Arc<dyn Delivery>, ClustersError>;
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@ pub enum CsrError {
     #[error("subject {field} is empty")]
     Empty { field: &'static str },
     #[error("subject {field} is {len} characters; X.509 allows at most {max}")]
-    TooLong { field: &'static str, len: usize, max: usize },
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("could not sign the CSR: {0}")]
     Sign(rcgen::Error),
 }
@@ -31,7 +35,11 @@ pub enum CsrError {
 impl Subject {
     /// `<cluster> istio intermediate CA`, the name an operator expects to see in `openssl x509`.
     pub fn for_cluster(cluster: &ClusterName) -> Self {
-        Subject { common_name: format!("{cluster} istio intermediate CA"), organization: None, organizational_unit: None }
+        Subject {
+            common_name: format!("{cluster} istio intermediate CA"),
+            organization: None,
+            organizational_unit: None,
+        }
     }
 
     pub fn with_organization(mut self, o: Option<String>, ou: Option<String>) -> Self {
@@ -55,7 +63,11 @@ impl Subject {
             }
             let len = v.chars().count();
             if len > 64 {
-                return Err(CsrError::TooLong { field, len, max: 64 });
+                return Err(CsrError::TooLong {
+                    field,
+                    len,
+                    max: 64,
+                });
             }
         }
         Ok(())
@@ -81,7 +93,11 @@ pub fn build_csr(key: &PrivateKey, subject: &Subject) -> Result<String, CsrError
 
 /// A PEM CSR that also asks for a TLS identity's names as subjectAltNames (the EndEntity
 /// template takes SANs from the CSR).
-pub fn build_csr_for(key: &PrivateKey, subject: &Subject, identity: Option<&Identity>) -> Result<String, CsrError> {
+pub fn build_csr_for(
+    key: &PrivateKey,
+    subject: &Subject,
+    identity: Option<&Identity>,
+) -> Result<String, CsrError> {
     subject.check()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = subject.distinguished_name();
@@ -89,11 +105,17 @@ pub fn build_csr_for(key: &PrivateKey, subject: &Subject, identity: Option<&Iden
         let uri = rcgen::string::Ia5String::try_from(id.uri.as_str()).map_err(CsrError::Sign)?;
         params.subject_alt_names.push(SanType::URI(uri));
         for d in &id.dns {
-            params.subject_alt_names.push(SanType::DnsName(rcgen::string::Ia5String::try_from(d.as_str()).map_err(CsrError::Sign)?));
+            params.subject_alt_names.push(SanType::DnsName(
+                rcgen::string::Ia5String::try_from(d.as_str()).map_err(CsrError::Sign)?,
+            ));
         }
-        params.subject_alt_names.extend(id.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params
+            .subject_alt_names
+            .extend(id.ips.iter().map(|ip| SanType::IpAddress(*ip)));
     }
-    let csr = params.serialize_request(key.key_pair()).map_err(CsrError::Sign)?;
+    let csr = params
+        .serialize_request(key.key_pair())
+        .map_err(CsrError::Sign)?;
     csr.pem().map_err(CsrError::Sign)
 }
 
@@ -114,7 +136,10 @@ mod tests {
         csr.verify_signature().unwrap();
         let s = csr.certification_request_info.subject.to_string();
         assert!(s.contains("CN=prod-eu-1 istio intermediate CA"), "{s}");
-        assert!(s.contains("O=Example Corp") && s.contains("OU=Platform"), "{s}");
+        assert!(
+            s.contains("O=Example Corp") && s.contains("OU=Platform"),
+            "{s}"
+        );
     }
 
     #[test]

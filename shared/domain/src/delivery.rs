@@ -11,8 +11,8 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::bundle::{Bundle, BundleMeta};
-use crate::retry::Backoff;
 use crate::kind::{KindSpec, Landing};
+use crate::retry::Backoff;
 use crate::validate::{InvalidBundle, Profile};
 
 /// When to restart istiod after `cacerts` changed.
@@ -32,7 +32,9 @@ impl std::str::FromStr for RestartPolicy {
             "auto" => Ok(RestartPolicy::Auto),
             "always" => Ok(RestartPolicy::Always),
             "never" => Ok(RestartPolicy::Never),
-            other => Err(format!("restart policy {other:?} is not one of auto, always, never")),
+            other => Err(format!(
+                "restart policy {other:?} is not one of auto, always, never"
+            )),
         }
     }
 }
@@ -79,10 +81,16 @@ pub struct IstioVersion {
 
 impl IstioVersion {
     /// The first release that hot-reloads a rotated intermediate under an unchanged root.
-    pub const HOT_RELOAD: IstioVersion = IstioVersion { major: 1, minor: 19 };
+    pub const HOT_RELOAD: IstioVersion = IstioVersion {
+        major: 1,
+        minor: 19,
+    };
     /// The first release with `ISTIO_MULTIROOT_MESH`, which reloads a root bundle that contains,
     /// or is contained in, the one before.
-    pub const MULTIROOT: IstioVersion = IstioVersion { major: 1, minor: 20 };
+    pub const MULTIROOT: IstioVersion = IstioVersion {
+        major: 1,
+        minor: 20,
+    };
 
     /// Reads the version from an image reference; `None` for digests and custom tags.
     pub fn from_image(image: &str) -> Option<Self> {
@@ -142,8 +150,14 @@ pub struct RestartDecision {
 
 /// Whether `istiod` must be restarted to serve the bundle just written.
 pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) -> RestartDecision {
-    let yes = |reason: String| RestartDecision { restart: true, reason };
-    let no = |reason: String| RestartDecision { restart: false, reason };
+    let yes = |reason: String| RestartDecision {
+        restart: true,
+        reason,
+    };
+    let no = |reason: String| RestartDecision {
+        restart: false,
+        reason,
+    };
     if change == Change::Unchanged {
         return no("cacerts unchanged".into());
     }
@@ -153,7 +167,10 @@ pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) ->
         RestartPolicy::Auto => {}
     }
     if !istiod.running {
-        return no(format!("{} has no ready replica; it will load cacerts when it starts", istiod.name));
+        return no(format!(
+            "{} has no ready replica; it will load cacerts when it starts",
+            istiod.name
+        ));
     }
     match change {
         Change::Created => yes("cacerts created while istiod runs on its self-signed CA".into()),
@@ -175,23 +192,33 @@ pub fn decide_restart(policy: RestartPolicy, change: Change, istiod: &Istiod) ->
 }
 
 fn version_or_image(istiod: &Istiod) -> String {
-    istiod.version.map_or_else(|| format!("from image {}", istiod.image), |v| v.to_string())
+    istiod
+        .version
+        .map_or_else(|| format!("from image {}", istiod.image), |v| v.to_string())
 }
 
 /// The `cacerts` secret as found in the cluster.
 pub enum Observed {
     Absent,
     /// Labelled as ours; the bundle when it parses, and the annotations' record.
-    Managed { bundle: Option<Bundle>, meta: Option<BundleMeta> },
+    Managed {
+        bundle: Option<Bundle>,
+        meta: Option<BundleMeta>,
+    },
     /// Present but not made by meshca.
-    Unmanaged { bundle: Option<Bundle> },
+    Unmanaged {
+        bundle: Option<Bundle>,
+    },
 }
 
 impl fmt::Debug for Observed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Observed::Absent => f.write_str("Absent"),
-            Observed::Managed { meta, .. } => f.debug_struct("Managed").field("meta", meta).finish_non_exhaustive(),
+            Observed::Managed { meta, .. } => f
+                .debug_struct("Managed")
+                .field("meta", meta)
+                .finish_non_exhaustive(),
             Observed::Unmanaged { .. } => f.write_str("Unmanaged"),
         }
     }
@@ -212,7 +239,11 @@ pub struct Delivered {
 impl Delivered {
     /// The istiod Deployments this delivery restarted, as `name: reason`.
     pub fn restarted(&self) -> Vec<String> {
-        self.istiod.iter().filter(|(_, d)| d.restart).map(|(name, d)| format!("{name}: {}", d.reason)).collect()
+        self.istiod
+            .iter()
+            .filter(|(_, d)| d.restart)
+            .map(|(name, d)| format!("{name}: {}", d.reason))
+            .collect()
     }
 }
 
@@ -232,16 +263,38 @@ pub enum DeliveryError {
         "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt; MESHCA_ADOPT=true for the functions)"
     )]
     Unmanaged { namespace: String, name: String },
-    #[error("{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back")]
-    NewerInCluster { namespace: String, name: String, theirs: u64, ours: u64 },
+    #[error(
+        "{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back"
+    )]
+    NewerInCluster {
+        namespace: String,
+        name: String,
+        theirs: u64,
+        ours: u64,
+    },
     #[error("refusing to deliver an invalid bundle: {0}")]
     Invalid(#[from] InvalidBundle),
-    #[error("gave up after {attempts} conflicting writes to {namespace}/{name} (someone else keeps changing it)")]
-    Conflicts { namespace: String, name: String, attempts: u32 },
+    #[error(
+        "gave up after {attempts} conflicting writes to {namespace}/{name} (someone else keeps changing it)"
+    )]
+    Conflicts {
+        namespace: String,
+        name: String,
+        attempts: u32,
+    },
     #[error("read-back of {namespace}/{name} does not match what was written: {detail}")]
-    ReadBack { namespace: String, name: String, detail: String },
+    ReadBack {
+        namespace: String,
+        name: String,
+        detail: String,
+    },
     #[error("Kubernetes API {code} {reason} on {what}: {message}")]
-    Api { code: u16, reason: String, what: String, message: String },
+    Api {
+        code: u16,
+        reason: String,
+        what: String,
+        message: String,
+    },
 }
 
 /// Where bundles go: one cluster's `cacerts`.
@@ -251,7 +304,8 @@ pub trait Delivery: Send + Sync {
     async fn observe(&self) -> Result<Observed, DeliveryError>;
     /// Writes `bundle` (validated first) unless it is already there, reads it back, and restarts
     /// istiod where the policy says so.
-    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError>;
+    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta)
+    -> Result<Delivered, DeliveryError>;
     /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
     /// so a cluster meshca may not write to costs no certificate.
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
@@ -262,17 +316,45 @@ mod tests {
     use super::*;
 
     fn istiod(image: &str, running: bool) -> Istiod {
-        Istiod { name: "istiod".into(), image: image.into(), version: IstioVersion::from_image(image), running, multiroot: false }
+        Istiod {
+            name: "istiod".into(),
+            image: image.into(),
+            version: IstioVersion::from_image(image),
+            running,
+            multiroot: false,
+        }
     }
 
     #[test]
     fn versions_from_image_tags() {
         let v = |s| IstioVersion::from_image(s);
-        assert_eq!(v("docker.io/istio/pilot:1.24.2"), Some(IstioVersion { major: 1, minor: 24 }));
-        assert_eq!(v("gcr.io/istio-release/pilot:1.18.7-distroless"), Some(IstioVersion { major: 1, minor: 18 }));
-        assert_eq!(v("localhost:5000/istio/pilot:1.20.0"), Some(IstioVersion { major: 1, minor: 20 }));
+        assert_eq!(
+            v("docker.io/istio/pilot:1.24.2"),
+            Some(IstioVersion {
+                major: 1,
+                minor: 24
+            })
+        );
+        assert_eq!(
+            v("gcr.io/istio-release/pilot:1.18.7-distroless"),
+            Some(IstioVersion {
+                major: 1,
+                minor: 18
+            })
+        );
+        assert_eq!(
+            v("localhost:5000/istio/pilot:1.20.0"),
+            Some(IstioVersion {
+                major: 1,
+                minor: 20
+            })
+        );
         assert_eq!(v("istio/pilot@sha256:abcd"), None);
-        assert_eq!(v("localhost:5000/istio/pilot"), None, "a registry port is not a tag");
+        assert_eq!(
+            v("localhost:5000/istio/pilot"),
+            None,
+            "a registry port is not a tag"
+        );
         assert_eq!(v("istio/pilot:latest"), None);
     }
 
@@ -282,12 +364,26 @@ mod tests {
         let new = istiod("istio/pilot:1.24.2", true);
         let old = istiod("istio/pilot:1.18.3", true);
         let unknown = istiod("istio/pilot@sha256:00", true);
-        assert!(decide_restart(auto, Change::Created, &new).restart, "first cacerts while istiod runs");
-        assert!(!decide_restart(auto, Change::Created, &istiod("istio/pilot:1.24.2", false)).restart);
-        assert!(!decide_restart(auto, Change::Rotated, &new).restart, "1.24 hot-reloads under the same root");
-        assert!(decide_restart(auto, Change::Rotated, &old).restart, "1.18 does not hot-reload");
+        assert!(
+            decide_restart(auto, Change::Created, &new).restart,
+            "first cacerts while istiod runs"
+        );
+        assert!(
+            !decide_restart(auto, Change::Created, &istiod("istio/pilot:1.24.2", false)).restart
+        );
+        assert!(
+            !decide_restart(auto, Change::Rotated, &new).restart,
+            "1.24 hot-reloads under the same root"
+        );
+        assert!(
+            decide_restart(auto, Change::Rotated, &old).restart,
+            "1.18 does not hot-reload"
+        );
         assert!(decide_restart(auto, Change::Rotated, &unknown).restart);
-        assert!(decide_restart(auto, Change::RootChanged, &new).restart, "a changed root always restarts");
+        assert!(
+            decide_restart(auto, Change::RootChanged, &new).restart,
+            "a changed root always restarts"
+        );
         assert!(decide_restart(auto, Change::Adopted, &new).restart);
         assert!(!decide_restart(auto, Change::Unchanged, &old).restart);
         assert!(!decide_restart(RestartPolicy::Never, Change::RootChanged, &new).restart);
@@ -300,11 +396,30 @@ mod tests {
     #[test]
     fn a_contained_root_bundle_restarts_only_without_multiroot() {
         let auto = RestartPolicy::Auto;
-        let multi = |image| Istiod { multiroot: true, ..istiod(image, true) };
+        let multi = |image| Istiod {
+            multiroot: true,
+            ..istiod(image, true)
+        };
         assert!(!decide_restart(auto, Change::RootContained, &multi("istio/pilot:1.22.1")).restart);
-        assert!(decide_restart(auto, Change::RootContained, &multi("istio/pilot:1.19.3")).restart, "1.19 has no multi-root mode");
-        assert!(decide_restart(auto, Change::RootContained, &multi("istio/pilot@sha256:00")).restart);
-        assert!(decide_restart(auto, Change::RootContained, &istiod("istio/pilot:1.24.2", true)).restart, "not enabled");
-        assert!(decide_restart(auto, Change::RootChanged, &multi("istio/pilot:1.24.2")).restart, "an unrelated root always restarts");
+        assert!(
+            decide_restart(auto, Change::RootContained, &multi("istio/pilot:1.19.3")).restart,
+            "1.19 has no multi-root mode"
+        );
+        assert!(
+            decide_restart(auto, Change::RootContained, &multi("istio/pilot@sha256:00")).restart
+        );
+        assert!(
+            decide_restart(
+                auto,
+                Change::RootContained,
+                &istiod("istio/pilot:1.24.2", true)
+            )
+            .restart,
+            "not enabled"
+        );
+        assert!(
+            decide_restart(auto, Change::RootChanged, &multi("istio/pilot:1.24.2")).restart,
+            "an unrelated root always restarts"
+        );
     }
 }

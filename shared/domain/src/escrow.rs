@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::authority::{CertificateId, Validity};
-use crate::kind::Kind;
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cluster::ClusterName;
 use crate::key::KeyAlgorithm;
+use crate::kind::Kind;
 
 /// Record format version, stored in every record so later formats can read older ones.
 pub const SCHEMA: u32 = 1;
@@ -49,9 +49,13 @@ impl std::str::FromStr for EscrowKey {
             Some((c, k)) => (c, k.parse::<Kind>().map_err(|e| e.to_string())?),
             None => (s, Kind::IstioCacerts),
         };
-        let cluster: ClusterName = cluster.parse().map_err(|e: crate::cluster::InvalidClusterName| e.to_string())?;
+        let cluster: ClusterName = cluster
+            .parse()
+            .map_err(|e: crate::cluster::InvalidClusterName| e.to_string())?;
         if kind == Kind::IstioCacerts && s.contains('.') {
-            return Err(format!("{s:?}: istio-cacerts is named by its cluster alone"));
+            return Err(format!(
+                "{s:?}: istio-cacerts is named by its cluster alone"
+            ));
         }
         Ok(EscrowKey::new(cluster, kind))
     }
@@ -188,14 +192,31 @@ impl Summary {
     /// Whether a cluster's secret, as observed, holds this summary's bundle: ours, valid under
     /// `profile` (so its key is the certificate's), with exactly the summary's public files.
     /// Anything else takes the full look, which repairs it.
-    pub fn delivered_in(&self, observed: &crate::delivery::Observed, profile: &crate::Profile, now: OffsetDateTime) -> bool {
-        let crate::delivery::Observed::Managed { bundle: Some(bundle), .. } = observed else { return false };
-        public_files_sha256(bundle) == self.files_sha256 && crate::validate::validate(bundle, profile, now).is_ok()
+    pub fn delivered_in(
+        &self,
+        observed: &crate::delivery::Observed,
+        profile: &crate::Profile,
+        now: OffsetDateTime,
+    ) -> bool {
+        let crate::delivery::Observed::Managed {
+            bundle: Some(bundle),
+            ..
+        } = observed
+        else {
+            return false;
+        };
+        public_files_sha256(bundle) == self.files_sha256
+            && crate::validate::validate(bundle, profile, now).is_ok()
     }
 
     /// `Keep` when the summary alone shows a healthy bundle from this authority and root, not
     /// yet due; `None` when only reading the record can tell.
-    pub fn keeps(&self, authority: &crate::AuthorityInfo, renewal: &crate::RenewalPolicy, now: OffsetDateTime) -> Option<crate::Verdict> {
+    pub fn keeps(
+        &self,
+        authority: &crate::AuthorityInfo,
+        renewal: &crate::RenewalPolicy,
+        now: OffsetDateTime,
+    ) -> Option<crate::Verdict> {
         if self.pending || self.authority_id != authority.id || self.not_after <= now {
             return None;
         }
@@ -224,16 +245,30 @@ pub enum Claim {
 pub enum EscrowError {
     #[error("escrow record for {cluster} is unreadable: {reason}")]
     Corrupt { cluster: String, reason: String },
-    #[error("generation {generation} of {cluster} belongs to another run (token {token}); not overwriting it")]
-    Conflict { cluster: String, generation: u64, token: String },
+    #[error(
+        "generation {generation} of {cluster} belongs to another run (token {token}); not overwriting it"
+    )]
+    Conflict {
+        cluster: String,
+        generation: u64,
+        token: String,
+    },
     #[error("escrow record for {cluster} would be {size} bytes, over the {limit}-byte limit")]
-    TooLarge { cluster: String, size: usize, limit: usize },
+    TooLarge {
+        cluster: String,
+        size: usize,
+        limit: usize,
+    },
     #[error(
         "escrow record for {cluster} was retired (its cluster was deleted) and is scheduled for deletion; restore it (aws secretsmanager restore-secret) to reuse the name before the recovery window ends"
     )]
     Retired { cluster: String },
     #[error("escrow {operation} failed for {cluster}: {detail}")]
-    Backend { operation: &'static str, cluster: String, detail: String },
+    Backend {
+        operation: &'static str,
+        cluster: String,
+        detail: String,
+    },
 }
 
 #[async_trait::async_trait]
@@ -252,7 +287,9 @@ pub trait Escrow: Send + Sync {
     /// Every record listed in bulk, with its summary where it has one (`None`: a record kept
     /// before summaries were). A backend that lists none answers with none: each record is then
     /// read when it is judged.
-    async fn summaries(&self) -> Result<std::collections::BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
+    async fn summaries(
+        &self,
+    ) -> Result<std::collections::BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
         Ok(std::collections::BTreeMap::new())
     }
     /// Writes the summary of the record in service, for a record kept before summaries were
@@ -273,7 +310,9 @@ impl GenerationToken {
     /// `key` is a cluster name (istio-cacerts) or an [`EscrowKey`]; both name an istio-cacerts
     /// generation alike, so its tokens are the ones they always were.
     pub fn derive(authority_id: &str, key: &dyn std::fmt::Display, generation: u64) -> Self {
-        GenerationToken(uuid_shaped(&format!("meshca/v1\0{authority_id}\0{key}\0{generation}")))
+        GenerationToken(uuid_shaped(&format!(
+            "meshca/v1\0{authority_id}\0{key}\0{generation}"
+        )))
     }
 
     /// A token of the same shape for a later step of this generation (an escrow write after
@@ -290,7 +329,14 @@ impl GenerationToken {
 /// SHA-256 of `input`, its first 128 bits written as a UUID (8-4-4-4-12 hex digits).
 fn uuid_shaped(input: &str) -> String {
     let h = crate::cert::sha256_hex(input.as_bytes());
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl std::fmt::Display for GenerationToken {
@@ -357,7 +403,10 @@ mod key_tests {
 
     #[test]
     fn keys_read_back_from_their_names_and_nothing_else_is_one() {
-        for key in [EscrowKey::new("c1".parse().unwrap(), Kind::IstioCacerts), EscrowKey::new("c1".parse().unwrap(), Kind::XcpEdge)] {
+        for key in [
+            EscrowKey::new("c1".parse().unwrap(), Kind::IstioCacerts),
+            EscrowKey::new("c1".parse().unwrap(), Kind::XcpEdge),
+        ] {
             assert_eq!(key.name().parse::<EscrowKey>(), Ok(key));
         }
         for bad in ["_rotation", "c1.istio-cacerts", "c1.nope", "C1", "", "a/b"] {
@@ -373,16 +422,29 @@ mod tests {
     #[test]
     fn token_is_deterministic_uuid_shaped_and_distinct() {
         let c: ClusterName = "prod".parse().unwrap();
-        let a = GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1);
-        assert_eq!(a, GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1));
+        let a =
+            GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1);
+        assert_eq!(
+            a,
+            GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 1)
+        );
         assert_eq!(a.as_str().len(), 36);
         assert_eq!(a.as_str().matches('-').count(), 4);
-        assert_ne!(a, GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 2));
+        assert_ne!(
+            a,
+            GenerationToken::derive("arn:aws:acm-pca:eu-west-1:1:certificate-authority/x", &c, 2)
+        );
         assert_ne!(a, GenerationToken::derive("local:/tmp", &c, 1));
         // An istio-cacerts key names the generation the cluster name always named; another kind does not.
         let arn = "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x";
-        assert_eq!(GenerationToken::derive(arn, &EscrowKey::from(&c), 1), GenerationToken::derive(arn, &c, 1));
-        assert_ne!(GenerationToken::derive(arn, &EscrowKey::new(c.clone(), Kind::XcpEdge), 1), GenerationToken::derive(arn, &c, 1));
+        assert_eq!(
+            GenerationToken::derive(arn, &EscrowKey::from(&c), 1),
+            GenerationToken::derive(arn, &c, 1)
+        );
+        assert_ne!(
+            GenerationToken::derive(arn, &EscrowKey::new(c.clone(), Kind::XcpEdge), 1),
+            GenerationToken::derive(arn, &c, 1)
+        );
     }
 
     /// A summary that keeps: issued by this authority under this root, a third of its life left.
@@ -416,7 +478,11 @@ mod tests {
         // Each reason to look closer: the full read decides.
         let mut s = summary.clone();
         s.pending = true;
-        assert_eq!(s.keeps(&info, &renewal, now), None, "a generation may be in flight");
+        assert_eq!(
+            s.keeps(&info, &renewal, now),
+            None,
+            "a generation may be in flight"
+        );
         let mut s = summary.clone();
         s.authority_id = "arn:aws:acm-pca:eu-west-1:1:certificate-authority/b".into();
         assert_eq!(s.keeps(&info, &renewal, now), None, "another issuer");
@@ -424,7 +490,21 @@ mod tests {
         s.root_sha256 = crate::cert::sha256_hex(b"another root");
         assert_eq!(s.keeps(&info, &renewal, now), None, "another root");
         // Due (less than a third of the validity left), and expired.
-        assert_eq!(summary.keeps(&info, &renewal, time::macros::datetime!(2026-10-01 0:00 UTC)), None);
-        assert_eq!(summary.keeps(&info, &renewal, time::macros::datetime!(2027-02-01 0:00 UTC)), None);
+        assert_eq!(
+            summary.keeps(
+                &info,
+                &renewal,
+                time::macros::datetime!(2026-10-01 0:00 UTC)
+            ),
+            None
+        );
+        assert_eq!(
+            summary.keeps(
+                &info,
+                &renewal,
+                time::macros::datetime!(2027-02-01 0:00 UTC)
+            ),
+            None
+        );
     }
 }

@@ -58,7 +58,9 @@ impl fmt::Display for KeyAlgorithm {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown key algorithm {0:?}; expected one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384")]
+#[error(
+    "unknown key algorithm {0:?}; expected one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384"
+)]
 pub struct UnknownKeyAlgorithm(pub String);
 
 impl FromStr for KeyAlgorithm {
@@ -70,8 +72,12 @@ impl FromStr for KeyAlgorithm {
             "rsa-2048" | "rsa2048" => Ok(KeyAlgorithm::Rsa2048),
             "rsa-3072" | "rsa3072" => Ok(KeyAlgorithm::Rsa3072),
             "rsa-4096" | "rsa4096" => Ok(KeyAlgorithm::Rsa4096),
-            "ec-p256" | "ecdsa-p256" | "p256" | "p-256" | "ec-prime256v1" => Ok(KeyAlgorithm::EcP256),
-            "ec-p384" | "ecdsa-p384" | "p384" | "p-384" | "ec-secp384r1" => Ok(KeyAlgorithm::EcP384),
+            "ec-p256" | "ecdsa-p256" | "p256" | "p-256" | "ec-prime256v1" => {
+                Ok(KeyAlgorithm::EcP256)
+            }
+            "ec-p384" | "ecdsa-p384" | "p384" | "p-384" | "ec-secp384r1" => {
+                Ok(KeyAlgorithm::EcP384)
+            }
             _ => Err(UnknownKeyAlgorithm(s.to_string())),
         }
     }
@@ -160,7 +166,9 @@ impl Drop for PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey").field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,8 +181,12 @@ fn classify(pair: &KeyPair) -> Result<KeyAlgorithm, KeyError> {
 }
 
 /// Names the key algorithm of a SubjectPublicKeyInfo, or says what it is when we don't support it.
-pub fn key_algorithm_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<KeyAlgorithm, String> {
-    use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION};
+pub fn key_algorithm_of(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<KeyAlgorithm, String> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    };
     use x509_parser::public_key::PublicKey;
     let alg = &spki.algorithm.algorithm;
     if *alg == OID_PKCS1_RSAENCRYPTION {
@@ -190,7 +202,11 @@ pub fn key_algorithm_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> R
         };
     }
     if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
         return match curve {
             Some(c) if c == OID_EC_P256 => Ok(KeyAlgorithm::EcP256),
             Some(c) if c == OID_NIST_EC_P384 => Ok(KeyAlgorithm::EcP384),
@@ -207,8 +223,14 @@ mod tests {
 
     #[test]
     fn parses_names_users_type() {
-        assert_eq!("ec-p256".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::EcP256);
-        assert_eq!("RSA_4096".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::Rsa4096);
+        assert_eq!(
+            "ec-p256".parse::<KeyAlgorithm>().unwrap(),
+            KeyAlgorithm::EcP256
+        );
+        assert_eq!(
+            "RSA_4096".parse::<KeyAlgorithm>().unwrap(),
+            KeyAlgorithm::Rsa4096
+        );
         let err = "dsa-1024".parse::<KeyAlgorithm>().unwrap_err().to_string();
         assert!(err.contains("dsa-1024") && err.contains("ec-p384"), "{err}");
     }
@@ -218,7 +240,10 @@ mod tests {
         for alg in KeyAlgorithm::ALL {
             let key = PrivateKey::generate(alg).unwrap();
             let pem = key.to_pkcs8_pem();
-            assert!(pem.starts_with(&format!("-----BEGIN {}-----", crate::pem::PRIVATE_KEY)), "{alg}");
+            assert!(
+                pem.starts_with(&format!("-----BEGIN {}-----", crate::pem::PRIVATE_KEY)),
+                "{alg}"
+            );
             let back = PrivateKey::from_pkcs8_pem(&pem).unwrap();
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.public_key_raw(), key.public_key_raw());

@@ -10,7 +10,19 @@ use std::str::FromStr;
 use crate::cluster::ClusterName;
 
 /// The kinds, by their mesh names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Istio's intermediate CA in `istio-system/cacerts` (the four `*.pem` keys).
@@ -27,7 +39,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::IstioCacerts, Kind::CertManagerCa, Kind::XcpCentral, Kind::Mpc, Kind::XcpEdge];
+    pub const ALL: [Kind; 5] = [
+        Kind::IstioCacerts,
+        Kind::CertManagerCa,
+        Kind::XcpCentral,
+        Kind::Mpc,
+        Kind::XcpEdge,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,13 +77,18 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a kind of certificate meshca makes (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge)")]
+#[error(
+    "{0:?} is not a kind of certificate meshca makes (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge)"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for Kind {
     type Err = UnknownKind;
     fn from_str(s: &str) -> Result<Self, UnknownKind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| UnknownKind(s.to_string()))
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownKind(s.to_string()))
     }
 }
 
@@ -135,12 +158,27 @@ impl KindSpec {
             Kind::Mpc => ("tsb", "mpc-certs"),
             Kind::XcpEdge => ("istio-system", "xcp-edge-cert"),
         };
-        KindSpec { kind, namespace: namespace.into(), secret: secret.into(), tsb_name: None, dns: vec![], ips: vec![] }
+        KindSpec {
+            kind,
+            namespace: namespace.into(),
+            secret: secret.into(),
+            tsb_name: None,
+            dns: vec![],
+            ips: vec![],
+        }
     }
 
     pub fn landing(&self) -> Landing {
-        let layout = if self.kind == Kind::IstioCacerts { Layout::IstioCacerts } else { Layout::Tls };
-        Landing { namespace: self.namespace.clone(), name: self.secret.clone(), layout }
+        let layout = if self.kind == Kind::IstioCacerts {
+            Layout::IstioCacerts
+        } else {
+            Layout::Tls
+        };
+        Landing {
+            namespace: self.namespace.clone(),
+            name: self.secret.clone(),
+            layout,
+        }
     }
 
     /// The identity a TLS kind must carry for `cluster`; `None` for the CA kinds.
@@ -152,7 +190,11 @@ impl KindSpec {
             Kind::XcpEdge => self.tsb_name.as_deref().unwrap_or(cluster.as_str()),
         };
         let uri = format!("spiffe://{XCP_TRUST_DOMAIN}/{name}");
-        let (dns, ips) = if self.kind == Kind::XcpCentral { (self.dns.clone(), self.ips.clone()) } else { (vec![], vec![]) };
+        let (dns, ips) = if self.kind == Kind::XcpCentral {
+            (self.dns.clone(), self.ips.clone())
+        } else {
+            (vec![], vec![])
+        };
         Some(Identity { uri, dns, ips })
     }
 
@@ -163,7 +205,10 @@ impl KindSpec {
             Kind::CertManagerCa => format!("{cluster} istio-csr CA"),
             Kind::XcpCentral => "xcp-central".into(),
             Kind::Mpc => "mpc".into(),
-            Kind::XcpEdge => format!("xcp-edge {}", self.tsb_name.as_deref().unwrap_or(cluster.as_str())),
+            Kind::XcpEdge => format!(
+                "xcp-edge {}",
+                self.tsb_name.as_deref().unwrap_or(cluster.as_str())
+            ),
         }
     }
 
@@ -191,15 +236,44 @@ mod tests {
         }
         assert!("xcp".parse::<Kind>().is_err());
         let edge = KindSpec::new(Kind::XcpEdge);
-        assert_eq!(edge.identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/east-1");
-        let named = KindSpec { tsb_name: Some("prod-east".into()), ..edge };
-        assert_eq!(named.identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/prod-east");
-        assert_eq!(KindSpec::new(Kind::XcpCentral).identity(&c).unwrap().uri, "spiffe://xcp.tetrate.io/central");
-        assert_eq!(KindSpec::new(Kind::Mpc).landing(), Landing { namespace: "tsb".into(), name: "mpc-certs".into(), layout: Layout::Tls });
-        assert_eq!(KindSpec::default().escrow_key(&c).name(), "east-1", "istio-cacerts keeps the name records always had");
-        assert_eq!(KindSpec::new(Kind::XcpEdge).escrow_key(&c).name(), "east-1.xcp-edge");
+        assert_eq!(
+            edge.identity(&c).unwrap().uri,
+            "spiffe://xcp.tetrate.io/east-1"
+        );
+        let named = KindSpec {
+            tsb_name: Some("prod-east".into()),
+            ..edge
+        };
+        assert_eq!(
+            named.identity(&c).unwrap().uri,
+            "spiffe://xcp.tetrate.io/prod-east"
+        );
+        assert_eq!(
+            KindSpec::new(Kind::XcpCentral).identity(&c).unwrap().uri,
+            "spiffe://xcp.tetrate.io/central"
+        );
+        assert_eq!(
+            KindSpec::new(Kind::Mpc).landing(),
+            Landing {
+                namespace: "tsb".into(),
+                name: "mpc-certs".into(),
+                layout: Layout::Tls
+            }
+        );
+        assert_eq!(
+            KindSpec::default().escrow_key(&c).name(),
+            "east-1",
+            "istio-cacerts keeps the name records always had"
+        );
+        assert_eq!(
+            KindSpec::new(Kind::XcpEdge).escrow_key(&c).name(),
+            "east-1.xcp-edge"
+        );
         assert!(KindSpec::new(Kind::CertManagerCa).identity(&c).is_none());
         assert_eq!(Kind::Mpc.template(), Template::EndEntity);
-        assert_eq!(Kind::CertManagerCa.template(), Template::SubordinateCaPathLen0);
+        assert_eq!(
+            Kind::CertManagerCa.template(),
+            Template::SubordinateCaPathLen0
+        );
     }
 }

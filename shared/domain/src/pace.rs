@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use crate::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason,
+};
 
 /// At most `per_second` starts per second, evenly spaced: each caller reserves the next free
 /// slot and sleeps until it. No bursts, so the CA's sliding one-second window never overflows
@@ -40,8 +42,18 @@ const RECOVER: f64 = 0.01;
 impl IssueBudget {
     /// `per_second` must be positive.
     pub fn per_second(per_second: f64) -> Self {
-        assert!(per_second > 0.0 && per_second.is_finite(), "issue rate must be positive");
-        IssueBudget { base: per_second, state: Mutex::new(Pace { rate: per_second, next: None }), throttled: Default::default() }
+        assert!(
+            per_second > 0.0 && per_second.is_finite(),
+            "issue rate must be positive"
+        );
+        IssueBudget {
+            base: per_second,
+            state: Mutex::new(Pace {
+                rate: per_second,
+                next: None,
+            }),
+            throttled: Default::default(),
+        }
     }
 
     fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
@@ -55,7 +67,8 @@ impl IssueBudget {
 
     /// An attempt made in one of this budget's slots was throttled by the CA: slow down.
     pub fn note_throttled(&self) {
-        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut pace = self.pace();
         pace.rate = (pace.rate * BACK_OFF).max(self.base * FLOOR);
     }
@@ -93,14 +106,20 @@ pub struct Described<'a> {
 
 impl<'a> Described<'a> {
     pub fn new(inner: &'a dyn Authority) -> Self {
-        Described { inner, described: OnceCell::new() }
+        Described {
+            inner,
+            described: OnceCell::new(),
+        }
     }
 }
 
 #[async_trait]
 impl Authority for Described<'_> {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
-        self.described.get_or_try_init(|| self.inner.describe()).await.cloned()
+        self.described
+            .get_or_try_init(|| self.inner.describe())
+            .await
+            .cloned()
     }
 
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
@@ -111,7 +130,12 @@ impl Authority for Described<'_> {
         self.inner.fetch(id).await
     }
 
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         self.inner.revoke(id, serial, reason).await
     }
 }
@@ -127,7 +151,11 @@ pub struct DescribedFor {
 
 impl DescribedFor {
     pub fn new(inner: std::sync::Arc<dyn Authority>, ttl: Duration) -> Self {
-        DescribedFor { inner, ttl, held: tokio::sync::Mutex::new(None) }
+        DescribedFor {
+            inner,
+            ttl,
+            held: tokio::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -151,7 +179,12 @@ impl Authority for DescribedFor {
         self.inner.fetch(id).await
     }
 
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         self.inner.revoke(id, serial, reason).await
     }
 }
@@ -181,7 +214,12 @@ mod tests {
         async fn fetch(&self, _: &CertificateId) -> Result<Issued, AuthorityError> {
             unreachable!()
         }
-        async fn revoke(&self, _: &CertificateId, _: &str, _: RevocationReason) -> Result<(), AuthorityError> {
+        async fn revoke(
+            &self,
+            _: &CertificateId,
+            _: &str,
+            _: RevocationReason,
+        ) -> Result<(), AuthorityError> {
             unreachable!()
         }
     }
@@ -207,7 +245,12 @@ mod tests {
             budget.acquire().await;
             at.push(start.elapsed());
         }
-        assert_eq!(at, (0..5).map(|i| Duration::from_millis(50 * i)).collect::<Vec<_>>());
+        assert_eq!(
+            at,
+            (0..5)
+                .map(|i| Duration::from_millis(50 * i))
+                .collect::<Vec<_>>()
+        );
         // A caller arriving after a quiet spell starts at once, without a burst of saved slots.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let t = Instant::now();
@@ -229,7 +272,11 @@ mod tests {
         for _ in 0..5 {
             budget.note_accepted();
         }
-        assert!((budget.rate() - 11.0).abs() < 1e-9, "5 accepted calls give back 5% of the configured rate: {}", budget.rate());
+        assert!(
+            (budget.rate() - 11.0).abs() < 1e-9,
+            "5 accepted calls give back 5% of the configured rate: {}",
+            budget.rate()
+        );
         for _ in 0..1000 {
             budget.note_accepted();
         }
@@ -248,7 +295,11 @@ mod tests {
         budget.acquire().await;
         budget.acquire().await;
         let gap = Duration::from_secs_f64(1.0 / (20.0 * 0.98f64.powi(10)));
-        assert!(start.elapsed() >= gap * 2 && start.elapsed() < gap * 2 + Duration::from_millis(1), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= gap * 2 && start.elapsed() < gap * 2 + Duration::from_millis(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -268,6 +319,11 @@ mod tests {
             at.push(t.await.unwrap());
         }
         at.sort();
-        assert_eq!(at, (0..10).map(|i| Duration::from_millis(100 * i)).collect::<Vec<_>>());
+        assert_eq!(
+            at,
+            (0..10)
+                .map(|i| Duration::from_millis(100 * i))
+                .collect::<Vec<_>>()
+        );
     }
 }

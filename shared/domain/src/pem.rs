@@ -13,7 +13,11 @@ pub enum PemError {
     #[error("{what} holds no {label} block")]
     Empty { what: String, label: &'static str },
     #[error("{what} holds a {found} block where a {expected} block belongs")]
-    WrongLabel { what: String, expected: &'static str, found: String },
+    WrongLabel {
+        what: String,
+        expected: &'static str,
+        found: String,
+    },
 }
 
 pub const CERTIFICATE: &str = "CERTIFICATE";
@@ -27,20 +31,32 @@ fn config() -> EncodeConfig {
 pub fn parse_blocks(what: &str, text: &str, label: &'static str) -> Result<Vec<Pem>, PemError> {
     // The pem crate accepts CRLF input; strip CR anyway so odd mixes parse too.
     let cleaned = text.replace('\r', "");
-    let blocks = pem::parse_many(cleaned.as_bytes())
-        .map_err(|source| PemError::Malformed { what: what.to_string(), source })?;
+    let blocks = pem::parse_many(cleaned.as_bytes()).map_err(|source| PemError::Malformed {
+        what: what.to_string(),
+        source,
+    })?;
     if blocks.is_empty() {
-        return Err(PemError::Empty { what: what.to_string(), label });
+        return Err(PemError::Empty {
+            what: what.to_string(),
+            label,
+        });
     }
     if let Some(other) = blocks.iter().find(|b| b.tag() != label) {
-        return Err(PemError::WrongLabel { what: what.to_string(), expected: label, found: other.tag().to_string() });
+        return Err(PemError::WrongLabel {
+            what: what.to_string(),
+            expected: label,
+            found: other.tag().to_string(),
+        });
     }
     Ok(blocks)
 }
 
 /// DER of every certificate in `text`, in order.
 pub fn certificates(what: &str, text: &str) -> Result<Vec<Vec<u8>>, PemError> {
-    Ok(parse_blocks(what, text, CERTIFICATE)?.into_iter().map(Pem::into_contents).collect())
+    Ok(parse_blocks(what, text, CERTIFICATE)?
+        .into_iter()
+        .map(Pem::into_contents)
+        .collect())
 }
 
 /// Encodes DER blocks as one normalised PEM text.
@@ -53,7 +69,10 @@ pub fn encode(label: &str, ders: &[impl AsRef<[u8]>]) -> String {
 /// Re-encodes `text` in the one canonical form; the labels are kept.
 pub fn normalise(what: &str, text: &str, label: &'static str) -> Result<String, PemError> {
     let blocks = parse_blocks(what, text, label)?;
-    Ok(blocks.iter().map(|b| pem::encode_config(b, config())).collect())
+    Ok(blocks
+        .iter()
+        .map(|b| pem::encode_config(b, config()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -86,9 +105,15 @@ mod tests {
 
     #[test]
     fn rejects_empty_and_wrong_label() {
-        assert!(matches!(certificates("x", "hello"), Err(PemError::Empty { .. })));
+        assert!(matches!(
+            certificates("x", "hello"),
+            Err(PemError::Empty { .. })
+        ));
         let key = encode(PRIVATE_KEY, &[[0u8; 3]]);
         let err = certificates("root-cert.pem", &key).unwrap_err().to_string();
-        assert!(err.contains("root-cert.pem holds a PRIVATE KEY block"), "{err}");
+        assert!(
+            err.contains("root-cert.pem holds a PRIVATE KEY block"),
+            "{err}"
+        );
     }
 }

@@ -62,11 +62,17 @@ pub struct Place {
 
 impl Place {
     pub fn home(region: impl Into<String>) -> Self {
-        Place { account: Account::Home, region: region.into() }
+        Place {
+            account: Account::Home,
+            region: region.into(),
+        }
     }
 
     pub fn member(account: AccountId, region: impl Into<String>) -> Self {
-        Place { account: Account::Member(account), region: region.into() }
+        Place {
+            account: Account::Member(account),
+            region: region.into(),
+        }
     }
 }
 
@@ -87,15 +93,31 @@ mod tests {
     #[test]
     fn account_ids_are_twelve_digits() {
         assert!("222233334444".parse::<AccountId>().is_ok());
-        for bad in ["", "2222333344445", "22223333444", "22223333444a", "arn:aws:iam::222233334444:root"] {
-            assert_eq!(bad.parse::<AccountId>(), Err(BadAccountId(bad.into())), "{bad}");
+        for bad in [
+            "",
+            "2222333344445",
+            "22223333444",
+            "22223333444a",
+            "arn:aws:iam::222233334444:root",
+        ] {
+            assert_eq!(
+                bad.parse::<AccountId>(),
+                Err(BadAccountId(bad.into())),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn places_read_as_account_and_region() {
         assert_eq!(Place::home("eu-west-1").to_string(), "eu-west-1");
-        assert_eq!(Place::member("222233334444".parse().unwrap(), "us-east-1").to_string(), "222233334444/us-east-1");
-        assert!(Place::home("z") < Place::member("222233334444".parse().unwrap(), "a"), "home first");
+        assert_eq!(
+            Place::member("222233334444".parse().unwrap(), "us-east-1").to_string(),
+            "222233334444/us-east-1"
+        );
+        assert!(
+            Place::home("z") < Place::member("222233334444".parse().unwrap(), "a"),
+            "home first"
+        );
     }
 }

@@ -11,13 +11,18 @@
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, RevocationReason, Validity};
+use crate::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, RevocationReason,
+    Validity,
+};
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cert::{Certificate, sha256_hex};
 use crate::cluster::ClusterName;
 use crate::csr::{CsrError, Subject, build_csr_for};
 use crate::delivery::{Change, Delivery, DeliveryError, Observed};
-use crate::escrow::{Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, GenerationToken, Pending, SCHEMA};
+use crate::escrow::{
+    Claim, Current, Escrow, EscrowError, EscrowKey, Escrowed, GenerationToken, Pending, SCHEMA,
+};
 use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
 use crate::kind::KindSpec;
 use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
@@ -52,7 +57,10 @@ impl Default for Settings {
             organizational_unit: None,
             common_name: None,
             validity: Validity::Days(365),
-            profile: Profile { key_algorithm: Some(KeyAlgorithm::EcP256), ..Profile::default() },
+            profile: Profile {
+                key_algorithm: Some(KeyAlgorithm::EcP256),
+                ..Profile::default()
+            },
             renewal: RenewalPolicy::default(),
             kind: KindSpec::default(),
             scope: None,
@@ -62,15 +70,25 @@ impl Default for Settings {
 
 impl Settings {
     pub fn subject(&self, cluster: &ClusterName) -> Subject {
-        let common_name = self.common_name.clone().unwrap_or_else(|| self.kind.common_name(cluster));
-        Subject { common_name, organization: None, organizational_unit: None }
-            .with_organization(self.organization.clone(), self.organizational_unit.clone())
+        let common_name = self
+            .common_name
+            .clone()
+            .unwrap_or_else(|| self.kind.common_name(cluster));
+        Subject {
+            common_name,
+            organization: None,
+            organizational_unit: None,
+        }
+        .with_organization(self.organization.clone(), self.organizational_unit.clone())
     }
 
     /// The profile a bundle of `cluster` is judged by: a TLS kind's identity is the cluster's own.
     pub fn profile_for(&self, cluster: &ClusterName) -> Profile {
         match self.kind.identity(cluster) {
-            Some(identity) => Profile { shape: crate::validate::Shape::Leaf(identity), ..self.profile.clone() },
+            Some(identity) => Profile {
+                shape: crate::validate::Shape::Leaf(identity),
+                ..self.profile.clone()
+            },
             None => self.profile.clone(),
         }
     }
@@ -146,12 +164,21 @@ pub enum Outcome {
         renew_at: OffsetDateTime,
     },
     /// The cluster is gone: its intermediates were revoked and its escrow retired.
-    Revoked { certificates: Vec<String> },
+    Revoked {
+        certificates: Vec<String>,
+    },
     /// Nothing was attempted, and why (not opted in, not ACTIVE yet, …).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// Dry run: what a real run would do.
-    Planned { plan: String },
-    Failed { step: Step, error: String },
+    Planned {
+        plan: String,
+    },
+    Failed {
+        step: Step,
+        error: String,
+    },
 }
 
 fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -174,9 +201,9 @@ impl Outcome {
     /// The end of the bundle now in the cluster, when this run put or found one there.
     pub fn not_after(&self) -> Option<OffsetDateTime> {
         match self {
-            Outcome::Unchanged { not_after, .. } | Outcome::Delivered { not_after, .. } | Outcome::Renewed { not_after, .. } => {
-                Some(*not_after)
-            }
+            Outcome::Unchanged { not_after, .. }
+            | Outcome::Delivered { not_after, .. }
+            | Outcome::Renewed { not_after, .. } => Some(*not_after),
             _ => None,
         }
     }
@@ -185,15 +212,18 @@ impl Outcome {
     /// event or sweep can tell (skipped, failed, revoked, planned).
     pub fn renew_at(&self) -> Option<OffsetDateTime> {
         match self {
-            Outcome::Unchanged { renew_at, .. } | Outcome::Delivered { renew_at, .. } | Outcome::Renewed { renew_at, .. } => {
-                Some(*renew_at)
-            }
+            Outcome::Unchanged { renew_at, .. }
+            | Outcome::Delivered { renew_at, .. }
+            | Outcome::Renewed { renew_at, .. } => Some(*renew_at),
             _ => None,
         }
     }
 
     fn failed(step: Step, error: impl std::fmt::Display) -> Self {
-        Outcome::Failed { step, error: error.to_string() }
+        Outcome::Failed {
+            step,
+            error: error.to_string(),
+        }
     }
 }
 
@@ -208,34 +238,54 @@ pub enum ReconcileError {
     #[error("issue: {0}")]
     Csr(#[from] CsrError),
     #[error("issue: requested validity ends {}, after the issuing CA itself ({}); shorten it", rfc3339(*wanted), rfc3339(*ca_end))]
-    OutlivesAuthority { wanted: OffsetDateTime, ca_end: OffsetDateTime },
+    OutlivesAuthority {
+        wanted: OffsetDateTime,
+        ca_end: OffsetDateTime,
+    },
     #[error("issue: validity must be at least one day")]
     ZeroValidity,
-    #[error("escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}")]
-    InvalidIssued { certificate_id: String, source: InvalidBundle },
+    #[error(
+        "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}"
+    )]
+    InvalidIssued {
+        certificate_id: String,
+        source: InvalidBundle,
+    },
     #[error(
         "escrow: the certificate {certificate_id} ends {}, not {} as requested (the authority changed its validity); it was not escrowed",
         rfc3339(*got),
         rfc3339(*wanted)
     )]
-    ValidityNotHonoured { certificate_id: String, wanted: OffsetDateTime, got: OffsetDateTime },
+    ValidityNotHonoured {
+        certificate_id: String,
+        wanted: OffsetDateTime,
+        got: OffsetDateTime,
+    },
 }
 
 impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
-            ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => Step::Escrow,
+            ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => {
+                Step::Escrow
+            }
             _ => Step::Issue,
         }
     }
 
     fn observe_authority(source: AuthorityError) -> Self {
-        ReconcileError::Authority { step: Step::Observe, source }
+        ReconcileError::Authority {
+            step: Step::Observe,
+            source,
+        }
     }
 
     fn observe_escrow(source: EscrowError) -> Self {
-        ReconcileError::Escrow { step: Step::Observe, source }
+        ReconcileError::Escrow {
+            step: Step::Observe,
+            source,
+        }
     }
 }
 
@@ -269,7 +319,10 @@ enum Decision {
     Resume(Box<Pending>, RenewReason),
     /// Same intermediate, new `root-cert.pem`: a rotation's trust step costs no certificate.
     Reroot(Box<Current>, Box<Verified>),
-    Renew { generation: u64, reason: RenewReason },
+    Renew {
+        generation: u64,
+        reason: RenewReason,
+    },
 }
 
 /// One cluster's reconcile, over the ports of this deployment.
@@ -282,12 +335,19 @@ pub struct Reconciler<'a> {
 impl Reconciler<'_> {
     /// Create, renew or redeliver: brings `cluster` to a valid, delivered bundle. Never
     /// panics; always one outcome.
-    pub async fn apply(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> Outcome {
+    pub async fn apply(
+        &self,
+        cluster: &ClusterName,
+        delivery: &dyn Delivery,
+        force: bool,
+    ) -> Outcome {
         // Look at the cluster first: unreachable, forbidden or refusing clusters cost no certificate.
         match delivery.observe().await {
             Ok(observed) => {
                 if let Some(refusal) = delivery.refuses(&observed) {
-                    return Outcome::Skipped { reason: refusal.to_string() };
+                    return Outcome::Skipped {
+                        reason: refusal.to_string(),
+                    };
                 }
             }
             Err(e) => return Outcome::failed(Step::Observe, e),
@@ -302,18 +362,42 @@ impl Reconciler<'_> {
             Err(e @ DeliveryError::ReadBack { .. }) => return Outcome::failed(Step::Verify, e),
             Err(e) => return Outcome::failed(Step::Deliver, e),
         };
-        let (generation, not_after, renew_at) = (secured.meta.generation, secured.meta.not_after, secured.renew_at);
+        let (generation, not_after, renew_at) = (
+            secured.meta.generation,
+            secured.meta.not_after,
+            secured.renew_at,
+        );
         match secured.obtained {
-            Obtained::Escrowed if change == Change::Unchanged => Outcome::Unchanged { generation, not_after, renew_at },
-            Obtained::Escrowed | Obtained::Rerooted => Outcome::Delivered { generation, change, restarted, not_after, renew_at },
-            Obtained::Issued(reason) | Obtained::Resumed(reason) => {
-                Outcome::Renewed { reason, generation, change, restarted, not_after, renew_at }
-            }
+            Obtained::Escrowed if change == Change::Unchanged => Outcome::Unchanged {
+                generation,
+                not_after,
+                renew_at,
+            },
+            Obtained::Escrowed | Obtained::Rerooted => Outcome::Delivered {
+                generation,
+                change,
+                restarted,
+                not_after,
+                renew_at,
+            },
+            Obtained::Issued(reason) | Obtained::Resumed(reason) => Outcome::Renewed {
+                reason,
+                generation,
+                change,
+                restarted,
+                not_after,
+                renew_at,
+            },
         }
     }
 
     /// Dry run of [`Reconciler::apply`]: observes escrow, CA and cluster; writes nothing.
-    pub async fn plan(&self, cluster: &ClusterName, delivery: &dyn Delivery, force: bool) -> Outcome {
+    pub async fn plan(
+        &self,
+        cluster: &ClusterName,
+        delivery: &dyn Delivery,
+        force: bool,
+    ) -> Outcome {
         let escrowed = match self.escrow.load(&self.key(cluster)).await {
             Ok(e) => e,
             Err(e) => return Outcome::failed(Step::Observe, e),
@@ -326,17 +410,32 @@ impl Reconciler<'_> {
             Ok(o) => o,
             Err(e) => return Outcome::failed(Step::Observe, e),
         };
-        let renew = match self.judge(&info, escrowed.current.as_ref(), force, OffsetDateTime::now_utc()).0 {
-            Verdict::Renew { reason: RenewReason::NoBundle, .. } => Some("no bundle escrowed".to_string()),
+        let renew = match self
+            .judge(
+                &info,
+                escrowed.current.as_ref(),
+                force,
+                OffsetDateTime::now_utc(),
+            )
+            .0
+        {
+            Verdict::Renew {
+                reason: RenewReason::NoBundle,
+                ..
+            } => Some("no bundle escrowed".to_string()),
             Verdict::Renew { reason, .. } => Some(reason.to_string()),
             Verdict::Keep { .. } => None,
         };
         let plan = match (renew, &in_cluster, &escrowed.current) {
             (Some(why), _, _) => format!("renew ({why}), then deliver"),
-            (None, Observed::Managed { meta: Some(m), .. }, Some(c)) if m.fingerprint_sha256 == c.meta.fingerprint_sha256 => {
+            (None, Observed::Managed { meta: Some(m), .. }, Some(c))
+                if m.fingerprint_sha256 == c.meta.fingerprint_sha256 =>
+            {
                 "nothing: escrow and cluster hold the same healthy bundle".into()
             }
-            (None, Observed::Unmanaged { .. }, _) => "deliver the escrowed bundle over an unmanaged cacerts (needs adoption)".into(),
+            (None, Observed::Unmanaged { .. }, _) => {
+                "deliver the escrowed bundle over an unmanaged cacerts (needs adoption)".into()
+            }
             (None, _, _) => "deliver the escrowed bundle (cacerts missing or different)".into(),
         };
         Outcome::Planned { plan }
@@ -348,27 +447,43 @@ impl Reconciler<'_> {
         let key = self.key(cluster);
         let escrowed = match self.escrow.load(&key).await {
             Ok(e) => e,
-            Err(EscrowError::Retired { .. }) => return Outcome::Skipped { reason: "already revoked and retired".into() },
+            Err(EscrowError::Retired { .. }) => {
+                return Outcome::Skipped {
+                    reason: "already revoked and retired".into(),
+                };
+            }
             Err(e) => return Outcome::failed(Step::Observe, e),
         };
         let mut revoke: Vec<(CertificateId, String)> = Vec::new();
         if let Some(c) = &escrowed.current {
-            revoke.push((CertificateId(c.meta.certificate_id.clone()), c.meta.serial.clone()));
+            revoke.push((
+                CertificateId(c.meta.certificate_id.clone()),
+                c.meta.serial.clone(),
+            ));
         }
-        if let Some(id) = escrowed.pending.as_ref().and_then(|p| p.certificate_id.clone())
+        if let Some(id) = escrowed
+            .pending
+            .as_ref()
+            .and_then(|p| p.certificate_id.clone())
             && let Some(serial) = self.serial_of(&id).await
         {
             revoke.push((id, serial));
         }
         let mut certificates = Vec::new();
         for (id, serial) in revoke {
-            match self.authority.revoke(&id, &serial, RevocationReason::CessationOfOperation).await {
+            match self
+                .authority
+                .revoke(&id, &serial, RevocationReason::CessationOfOperation)
+                .await
+            {
                 Ok(()) => certificates.push(id.0),
                 Err(e) => return Outcome::failed(Step::Revoke, format!("revoking {id}: {e}")),
             }
         }
         if escrowed.current.is_none() && escrowed.pending.is_none() {
-            return Outcome::Skipped { reason: "nothing escrowed for this cluster".into() };
+            return Outcome::Skipped {
+                reason: "nothing escrowed for this cluster".into(),
+            };
         }
         match self.escrow.retire(&key).await {
             Ok(()) => Outcome::Revoked { certificates },
@@ -379,7 +494,10 @@ impl Reconciler<'_> {
     /// The serial of an issued certificate, as the authority hands it out.
     async fn serial_of(&self, id: &CertificateId) -> Option<String> {
         let issued = self.authority.fetch(id).await.ok()?;
-        let der = crate::pem::certificates("pending certificate", &issued.certificate).ok()?.into_iter().next()?;
+        let der = crate::pem::certificates("pending certificate", &issued.certificate)
+            .ok()?
+            .into_iter()
+            .next()?;
         Certificate::from_der("pending", der).ok().map(|c| c.serial)
     }
 
@@ -392,36 +510,72 @@ impl Reconciler<'_> {
     fn token(&self, authority_id: &str, key: &EscrowKey, generation: u64) -> GenerationToken {
         match &self.settings.scope {
             None => GenerationToken::derive(authority_id, key, generation),
-            Some(scope) => GenerationToken::derive(authority_id, &format!("{scope}/{key}"), generation),
+            Some(scope) => {
+                GenerationToken::derive(authority_id, &format!("{scope}/{key}"), generation)
+            }
         }
     }
 
     /// Judges the escrowed bundle without touching the cluster: the cheap first look of a sweep.
     pub async fn assess(&self, cluster: &ClusterName) -> Result<Verdict, ReconcileError> {
-        let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
-        let escrowed = self.escrow.load(&self.key(cluster)).await.map_err(ReconcileError::observe_escrow)?;
-        Ok(self.judge(&info, escrowed.current.as_ref(), false, OffsetDateTime::now_utc()).0)
+        let info = self
+            .authority
+            .describe()
+            .await
+            .map_err(ReconcileError::observe_authority)?;
+        let escrowed = self
+            .escrow
+            .load(&self.key(cluster))
+            .await
+            .map_err(ReconcileError::observe_escrow)?;
+        Ok(self
+            .judge(
+                &info,
+                escrowed.current.as_ref(),
+                false,
+                OffsetDateTime::now_utc(),
+            )
+            .0)
     }
 
     /// Returns a valid escrowed bundle for `cluster`, issuing one when none is usable.
     ///
     /// A conflict in escrow means a rival run moved the cluster on while we worked; we look
     /// again (a bounded number of times) and adopt what it did.
-    pub async fn ensure_bundle(&self, cluster: &ClusterName, force: bool) -> Result<Secured, ReconcileError> {
+    pub async fn ensure_bundle(
+        &self,
+        cluster: &ClusterName,
+        force: bool,
+    ) -> Result<Secured, ReconcileError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.ensure_once(cluster, force && attempt == 1).await {
-                Err(ReconcileError::Escrow { source: EscrowError::Conflict { .. }, .. }) if attempt < 3 => continue,
+                Err(ReconcileError::Escrow {
+                    source: EscrowError::Conflict { .. },
+                    ..
+                }) if attempt < 3 => continue,
                 other => return other,
             }
         }
     }
 
-    async fn ensure_once(&self, cluster: &ClusterName, force: bool) -> Result<Secured, ReconcileError> {
+    async fn ensure_once(
+        &self,
+        cluster: &ClusterName,
+        force: bool,
+    ) -> Result<Secured, ReconcileError> {
         let now = OffsetDateTime::now_utc();
-        let info = self.authority.describe().await.map_err(ReconcileError::observe_authority)?;
-        let escrowed = self.escrow.load(&self.key(cluster)).await.map_err(ReconcileError::observe_escrow)?;
+        let info = self
+            .authority
+            .describe()
+            .await
+            .map_err(ReconcileError::observe_authority)?;
+        let escrowed = self
+            .escrow
+            .load(&self.key(cluster))
+            .await
+            .map_err(ReconcileError::observe_escrow)?;
 
         match self.decide(&info, escrowed, force, now) {
             Decision::Keep(current, verified, renew_at) => Ok(Secured {
@@ -432,26 +586,54 @@ impl Reconciler<'_> {
                 renew_at,
                 obtained: Obtained::Escrowed,
             }),
-            Decision::Resume(pending, reason) => self.finish(&info, *pending, now, Obtained::Resumed(reason)).await,
+            Decision::Resume(pending, reason) => {
+                self.finish(&info, *pending, now, Obtained::Resumed(reason))
+                    .await
+            }
             Decision::Reroot(current, verified) => {
-                self.escrow.promote(&current).await.map_err(|source| ReconcileError::Escrow { step: Step::Escrow, source })?;
+                self.escrow
+                    .promote(&current)
+                    .await
+                    .map_err(|source| ReconcileError::Escrow {
+                        step: Step::Escrow,
+                        source,
+                    })?;
                 let c = &verified.ca_cert;
-                let renew_at = c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
-                Ok(Secured { cluster: cluster.clone(), bundle: current.bundle, meta: current.meta, verified: *verified, renew_at, obtained: Obtained::Rerooted })
+                let renew_at =
+                    c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
+                Ok(Secured {
+                    cluster: cluster.clone(),
+                    bundle: current.bundle,
+                    meta: current.meta,
+                    verified: *verified,
+                    renew_at,
+                    obtained: Obtained::Rerooted,
+                })
             }
             Decision::Renew { generation, reason } => {
                 let pending = self.begin(&info, cluster, generation, now)?;
                 let (pending, obtained) = match self.escrow.claim(&pending).await {
                     Ok(Claim::Won) => (pending, Obtained::Issued(reason)),
                     Ok(Claim::Lost(theirs)) => (*theirs, Obtained::Resumed(reason)),
-                    Err(source) => return Err(ReconcileError::Escrow { step: Step::Issue, source }),
+                    Err(source) => {
+                        return Err(ReconcileError::Escrow {
+                            step: Step::Issue,
+                            source,
+                        });
+                    }
                 };
                 self.finish(&info, pending, now, obtained).await
             }
         }
     }
 
-    fn decide(&self, info: &AuthorityInfo, escrowed: Escrowed, force: bool, now: OffsetDateTime) -> Decision {
+    fn decide(
+        &self,
+        info: &AuthorityInfo,
+        escrowed: Escrowed,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Decision {
         let current_generation = escrowed.current.as_ref().map_or(0, |c| c.meta.generation);
         let reason = match self.judge(info, escrowed.current.as_ref(), force, now) {
             (Verdict::Keep { renew_at, .. }, Some(verified)) => {
@@ -463,50 +645,113 @@ impl Reconciler<'_> {
         };
         if reason == RenewReason::RootChanged
             && escrowed.pending.is_none()
-            && let Some((current, verified)) = escrowed.current.and_then(|c| self.rerooted(info, c, now))
+            && let Some((current, verified)) =
+                escrowed.current.and_then(|c| self.rerooted(info, c, now))
         {
             return Decision::Reroot(Box::new(current), Box::new(verified));
         }
         match escrowed.pending {
             // Finish what an earlier run started, if it was started the way we would start it.
-            Some(p) if p.authority_id == info.id && p.key_algorithm == self.settings.key_algorithm => {
+            Some(p)
+                if p.authority_id == info.id && p.key_algorithm == self.settings.key_algorithm =>
+            {
                 Decision::Resume(Box::new(p), reason)
             }
-            Some(p) => Decision::Renew { generation: p.generation + 1, reason },
-            None => Decision::Renew { generation: current_generation + 1, reason },
+            Some(p) => Decision::Renew {
+                generation: p.generation + 1,
+                reason,
+            },
+            None => Decision::Renew {
+                generation: current_generation + 1,
+                reason,
+            },
         }
     }
 
     /// The escrowed intermediate under the authority's new root bundle, as the next generation,
     /// when it is still healthy there (it verifies, and is not due).
-    fn rerooted(&self, info: &AuthorityInfo, current: Current, now: OffsetDateTime) -> Option<(Current, Verified)> {
+    fn rerooted(
+        &self,
+        info: &AuthorityInfo,
+        current: Current,
+        now: OffsetDateTime,
+    ) -> Option<(Current, Verified)> {
         if current.authority_id != info.id {
             return None;
         }
-        let bundle = Bundle { root_cert: info.root_bundle.clone(), ..current.bundle };
+        let bundle = Bundle {
+            root_cert: info.root_bundle.clone(),
+            ..current.bundle
+        };
         let verified = validate(&bundle, &self.settings.profile_for(&current.cluster), now).ok()?;
         let c = &verified.ca_cert;
-        if !matches!(self.settings.renewal.judge(c.not_before, c.not_after, now), Verdict::Keep { .. }) {
+        if !matches!(
+            self.settings.renewal.judge(c.not_before, c.not_after, now),
+            Verdict::Keep { .. }
+        ) {
             return None;
         }
         let generation = current.meta.generation + 1;
         let key = self.key(&current.cluster);
-        let meta = BundleMeta { generation, root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()), ..current.meta };
+        let meta = BundleMeta {
+            generation,
+            root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()),
+            ..current.meta
+        };
         let token = self.token(&info.id, &key, generation);
-        Some((Current { token, meta, bundle, promoted_at: now, ..current }, verified))
+        Some((
+            Current {
+                token,
+                meta,
+                bundle,
+                promoted_at: now,
+                ..current
+            },
+            verified,
+        ))
     }
 
     /// Whether the escrowed bundle can stay in service or must be renewed, and why; the
     /// verified bundle comes with every `Keep`.
-    fn judge(&self, info: &AuthorityInfo, current: Option<&Current>, force: bool, now: OffsetDateTime) -> (Verdict, Option<Verified>) {
+    fn judge(
+        &self,
+        info: &AuthorityInfo,
+        current: Option<&Current>,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> (Verdict, Option<Verified>) {
         let Some(current) = current else {
-            return (Verdict::Renew { reason: RenewReason::NoBundle, not_after: None }, None);
+            return (
+                Verdict::Renew {
+                    reason: RenewReason::NoBundle,
+                    not_after: None,
+                },
+                None,
+            );
         };
-        let renew = |reason| (Verdict::Renew { reason, not_after: Some(current.meta.not_after) }, None);
-        match validate(&current.bundle, &self.settings.profile_for(&current.cluster), now) {
-            Err(e) => renew(RenewReason::Invalid { detail: e.to_string() }),
-            Ok(_) if current.bundle.root_cert != info.root_bundle => renew(RenewReason::RootChanged),
-            Ok(_) if current.authority_id != info.id => renew(RenewReason::IssuerChanged { from: current.authority_id.clone() }),
+        let renew = |reason| {
+            (
+                Verdict::Renew {
+                    reason,
+                    not_after: Some(current.meta.not_after),
+                },
+                None,
+            )
+        };
+        match validate(
+            &current.bundle,
+            &self.settings.profile_for(&current.cluster),
+            now,
+        ) {
+            Err(e) => renew(RenewReason::Invalid {
+                detail: e.to_string(),
+            }),
+            Ok(_) if current.bundle.root_cert != info.root_bundle => {
+                renew(RenewReason::RootChanged)
+            }
+            Ok(_) if current.authority_id != info.id => renew(RenewReason::IssuerChanged {
+                from: current.authority_id.clone(),
+            }),
             Ok(_) if force => renew(RenewReason::Forced),
             Ok(verified) => {
                 let c = &verified.ca_cert;
@@ -519,16 +764,29 @@ impl Reconciler<'_> {
     }
 
     /// Key, CSR and the pending record for a new generation. Nothing is written yet.
-    fn begin(&self, info: &AuthorityInfo, cluster: &ClusterName, generation: u64, now: OffsetDateTime) -> Result<Pending, ReconcileError> {
+    fn begin(
+        &self,
+        info: &AuthorityInfo,
+        cluster: &ClusterName,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> Result<Pending, ReconcileError> {
         let wanted = self.settings.validity.not_after(now);
         if wanted <= now + Duration::days(1) - Duration::minutes(1) {
             return Err(ReconcileError::ZeroValidity);
         }
         if wanted > info.not_after {
-            return Err(ReconcileError::OutlivesAuthority { wanted, ca_end: info.not_after });
+            return Err(ReconcileError::OutlivesAuthority {
+                wanted,
+                ca_end: info.not_after,
+            });
         }
         let key = PrivateKey::generate(self.settings.key_algorithm)?;
-        let csr = build_csr_for(&key, &self.settings.subject(cluster), self.settings.kind.identity(cluster).as_ref())?;
+        let csr = build_csr_for(
+            &key,
+            &self.settings.subject(cluster),
+            self.settings.kind.identity(cluster).as_ref(),
+        )?;
         Ok(Pending {
             schema: SCHEMA,
             cluster: cluster.clone(),
@@ -546,15 +804,39 @@ impl Reconciler<'_> {
     }
 
     /// Issue (unless the pending record already names a certificate), fetch, validate, promote.
-    async fn finish(&self, info: &AuthorityInfo, pending: Pending, now: OffsetDateTime, obtained: Obtained) -> Result<Secured, ReconcileError> {
-        let certificate_id = self.issue(&pending, matches!(obtained, Obtained::Resumed(_))).await?;
-        let issued = self.authority.fetch(&certificate_id).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
+    async fn finish(
+        &self,
+        info: &AuthorityInfo,
+        pending: Pending,
+        now: OffsetDateTime,
+        obtained: Obtained,
+    ) -> Result<Secured, ReconcileError> {
+        let certificate_id = self
+            .issue(&pending, matches!(obtained, Obtained::Resumed(_)))
+            .await?;
+        let issued = self
+            .authority
+            .fetch(&certificate_id)
+            .await
+            .map_err(|source| ReconcileError::Authority {
+                step: Step::Issue,
+                source,
+            })?;
 
-        let invalid = |source| ReconcileError::InvalidIssued { certificate_id: certificate_id.to_string(), source };
+        let invalid = |source| ReconcileError::InvalidIssued {
+            certificate_id: certificate_id.to_string(),
+            source,
+        };
         let chain = format!("{}{}", issued.certificate, issued.chain);
-        let bundle = Bundle::from_pems(&issued.certificate, &pending.ca_key, &chain, &info.root_bundle)
-            .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
-        let verified = validate(&bundle, &self.settings.profile_for(&pending.cluster), now).map_err(invalid)?;
+        let bundle = Bundle::from_pems(
+            &issued.certificate,
+            &pending.ca_key,
+            &chain,
+            &info.root_bundle,
+        )
+        .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
+        let verified = validate(&bundle, &self.settings.profile_for(&pending.cluster), now)
+            .map_err(invalid)?;
         let c = &verified.ca_cert;
         self.check_validity(&pending, &certificate_id, now, c.not_after)?;
         let meta = BundleMeta {
@@ -576,8 +858,21 @@ impl Reconciler<'_> {
             bundle: bundle.clone(),
             promoted_at: now,
         };
-        self.escrow.promote(&current).await.map_err(|source| ReconcileError::Escrow { step: Step::Escrow, source })?;
-        Ok(Secured { cluster: pending.cluster, bundle, meta, verified, renew_at, obtained })
+        self.escrow
+            .promote(&current)
+            .await
+            .map_err(|source| ReconcileError::Escrow {
+                step: Step::Escrow,
+                source,
+            })?;
+        Ok(Secured {
+            cluster: pending.cluster,
+            bundle,
+            meta,
+            verified,
+            renew_at,
+            obtained,
+        })
     }
 
     /// The validity a generation asks for: its own, or today's settings for an older record.
@@ -588,28 +883,67 @@ impl Reconciler<'_> {
     /// The authority gave the validity asked for: the end lies where the request put it when the
     /// generation began or now (a resumed one may have been issued in between), give or take a
     /// day. An authority that caps or ignores the request (Vault does, silently) is caught here.
-    fn check_validity(&self, pending: &Pending, id: &CertificateId, now: OffsetDateTime, got: OffsetDateTime) -> Result<(), ReconcileError> {
+    fn check_validity(
+        &self,
+        pending: &Pending,
+        id: &CertificateId,
+        now: OffsetDateTime,
+        got: OffsetDateTime,
+    ) -> Result<(), ReconcileError> {
         let slack = Duration::days(1);
         let asked = self.asked(pending);
-        let (earliest, latest) = (asked.not_after(pending.created_at.min(now)), asked.not_after(now));
+        let (earliest, latest) = (
+            asked.not_after(pending.created_at.min(now)),
+            asked.not_after(now),
+        );
         if got < earliest - slack || got > latest + slack {
-            return Err(ReconcileError::ValidityNotHonoured { certificate_id: id.to_string(), wanted: latest, got });
+            return Err(ReconcileError::ValidityNotHonoured {
+                certificate_id: id.to_string(),
+                wanted: latest,
+                got,
+            });
         }
         Ok(())
     }
 
     /// The certificate of a pending generation: issued now, unless an earlier run already
     /// recorded it. The id is recorded in escrow before anything else happens.
-    async fn issue(&self, pending: &Pending, resumed: bool) -> Result<CertificateId, ReconcileError> {
+    async fn issue(
+        &self,
+        pending: &Pending,
+        resumed: bool,
+    ) -> Result<CertificateId, ReconcileError> {
         if let Some(id) = &pending.certificate_id {
             return Ok(id.clone());
         }
         let validity = self.asked(pending);
         let template = self.settings.kind.kind.template();
-        let request = IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), template, resumed };
-        let id = self.authority.issue(&request).await.map_err(|source| ReconcileError::Authority { step: Step::Issue, source })?;
-        let recorded = Pending { certificate_id: Some(id.clone()), ..pending.clone() };
-        self.escrow.record_issued(&recorded).await.map_err(|source| ReconcileError::Escrow { step: Step::Issue, source })?;
+        let request = IssueRequest {
+            csr_pem: &pending.csr,
+            validity,
+            idempotency_token: pending.token.as_str(),
+            template,
+            resumed,
+        };
+        let id =
+            self.authority
+                .issue(&request)
+                .await
+                .map_err(|source| ReconcileError::Authority {
+                    step: Step::Issue,
+                    source,
+                })?;
+        let recorded = Pending {
+            certificate_id: Some(id.clone()),
+            ..pending.clone()
+        };
+        self.escrow
+            .record_issued(&recorded)
+            .await
+            .map_err(|source| ReconcileError::Escrow {
+                step: Step::Issue,
+                source,
+            })?;
         Ok(id)
     }
 }

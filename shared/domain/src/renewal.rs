@@ -32,7 +32,10 @@ pub enum RenewReason {
     /// Another authority issued the escrowed intermediate (a root rotation switched issuers).
     IssuerChanged { from: String },
     /// Less life left than the renew-before threshold.
-    Due { remaining_hours: i64, renew_before_hours: i64 },
+    Due {
+        remaining_hours: i64,
+        renew_before_hours: i64,
+    },
     /// The operator asked for it.
     Forced,
 }
@@ -43,8 +46,14 @@ impl fmt::Display for RenewReason {
             RenewReason::NoBundle => f.write_str("no bundle escrowed for this cluster"),
             RenewReason::Invalid { detail } => write!(f, "escrowed bundle is invalid: {detail}"),
             RenewReason::RootChanged => f.write_str("the authority's root changed"),
-            RenewReason::IssuerChanged { from } => write!(f, "the intermediate was issued by {from}, not by the authority in force"),
-            RenewReason::Due { remaining_hours, renew_before_hours } => write!(
+            RenewReason::IssuerChanged { from } => write!(
+                f,
+                "the intermediate was issued by {from}, not by the authority in force"
+            ),
+            RenewReason::Due {
+                remaining_hours,
+                renew_before_hours,
+            } => write!(
                 f,
                 "{} left, renewal is due {} before expiry",
                 human_hours(*remaining_hours),
@@ -59,9 +68,15 @@ impl fmt::Display for RenewReason {
 /// certificate, the reconciler's for a cluster's escrow, and the sweep's first look.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Keep { not_after: OffsetDateTime, renew_at: OffsetDateTime },
+    Keep {
+        not_after: OffsetDateTime,
+        renew_at: OffsetDateTime,
+    },
     /// `not_after`: the end of the bundle in service, if there is one.
-    Renew { reason: RenewReason, not_after: Option<OffsetDateTime> },
+    Renew {
+        reason: RenewReason,
+        not_after: Option<OffsetDateTime>,
+    },
 }
 
 impl Verdict {
@@ -87,20 +102,38 @@ impl RenewalPolicy {
         })
     }
 
-    pub fn judge(&self, not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime) -> Verdict {
+    pub fn judge(
+        &self,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Verdict {
         let threshold = self.threshold(not_before, not_after);
         let remaining = not_after - now;
         if remaining < threshold {
-            let reason = RenewReason::Due { remaining_hours: remaining.whole_hours(), renew_before_hours: threshold.whole_hours() };
-            Verdict::Renew { reason, not_after: Some(not_after) }
+            let reason = RenewReason::Due {
+                remaining_hours: remaining.whole_hours(),
+                renew_before_hours: threshold.whole_hours(),
+            };
+            Verdict::Renew {
+                reason,
+                not_after: Some(not_after),
+            }
         } else {
-            Verdict::Keep { not_after, renew_at: not_after - threshold }
+            Verdict::Keep {
+                not_after,
+                renew_at: not_after - threshold,
+            }
         }
     }
 }
 
 pub(crate) fn human_hours(h: i64) -> String {
-    if h.abs() >= 48 { format!("{} days", h / 24) } else { format!("{h} h") }
+    if h.abs() >= 48 {
+        format!("{} days", h / 24)
+    } else {
+        format!("{h} h")
+    }
 }
 
 #[cfg(test)]
@@ -115,8 +148,17 @@ mod tests {
         let p = RenewalPolicy::default();
         let end = T0 + Duration::days(300);
         assert_eq!(p.threshold(T0, end), Duration::days(100));
-        assert!(matches!(p.judge(T0, end, T0 + Duration::days(199)), Verdict::Keep { .. }));
-        assert!(matches!(p.judge(T0, end, T0 + Duration::days(201)), Verdict::Renew { reason: RenewReason::Due { .. }, .. }));
+        assert!(matches!(
+            p.judge(T0, end, T0 + Duration::days(199)),
+            Verdict::Keep { .. }
+        ));
+        assert!(matches!(
+            p.judge(T0, end, T0 + Duration::days(201)),
+            Verdict::Renew {
+                reason: RenewReason::Due { .. },
+                ..
+            }
+        ));
         if let Verdict::Keep { renew_at, .. } = p.judge(T0, end, T0) {
             assert_eq!(renew_at, T0 + Duration::days(200));
         }
@@ -128,18 +170,31 @@ mod tests {
         // 3-day certificate: a third is 24 h, the floor lifts it to 48 h.
         let end = T0 + Duration::days(3);
         assert_eq!(p.threshold(T0, end), Duration::hours(48));
-        assert!(matches!(p.judge(T0, end, T0 + Duration::hours(25)), Verdict::Renew { .. }));
+        assert!(matches!(
+            p.judge(T0, end, T0 + Duration::hours(25)),
+            Verdict::Renew { .. }
+        ));
         // 7-day short-lived PCA certificate: a third is 56 h.
         assert_eq!(p.threshold(T0, T0 + SHORT_LIVED_MAX), Duration::hours(56));
     }
 
     #[test]
     fn explicit_threshold_wins() {
-        let p = RenewalPolicy { renew_before: Some(Duration::days(10)) };
+        let p = RenewalPolicy {
+            renew_before: Some(Duration::days(10)),
+        };
         let end = T0 + Duration::days(365);
-        assert!(matches!(p.judge(T0, end, end - Duration::days(11)), Verdict::Keep { .. }));
+        assert!(matches!(
+            p.judge(T0, end, end - Duration::days(11)),
+            Verdict::Keep { .. }
+        ));
         let v = p.judge(T0, end, end - Duration::days(9));
-        let Verdict::Renew { reason, .. } = v else { panic!("{v:?}") };
-        assert_eq!(reason.to_string(), "9 days left, renewal is due 10 days before expiry");
+        let Verdict::Renew { reason, .. } = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            reason.to_string(),
+            "9 days left, renewal is due 10 days before expiry"
+        );
     }
 }

@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), deadline: Duration::from_secs(60) }
+        Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            deadline: Duration::from_secs(60),
+        }
     }
 }
 
@@ -26,7 +30,11 @@ pub struct Attempts {
 
 impl Backoff {
     pub fn start(self) -> Attempts {
-        Attempts { policy: self, started: Instant::now(), attempt: 0 }
+        Attempts {
+            policy: self,
+            started: Instant::now(),
+            attempt: 0,
+        }
     }
 }
 
@@ -34,9 +42,14 @@ impl Attempts {
     /// The pause before the next try, or `None` once the deadline would be passed.
     pub fn next_pause(&mut self) -> Option<Duration> {
         self.attempt += 1;
-        let exp = self.policy.first.saturating_mul(1u32 << self.attempt.min(16));
+        let exp = self
+            .policy
+            .first
+            .saturating_mul(1u32 << self.attempt.min(16));
         let cap = exp.min(self.policy.max);
-        let pause = cap.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10));
+        let pause = cap
+            .mul_f64(rand::random::<f64>())
+            .max(Duration::from_millis(10));
         (self.started.elapsed() + pause <= self.policy.deadline).then_some(pause)
     }
 
@@ -55,14 +68,24 @@ mod tests {
 
     #[test]
     fn pauses_are_bounded_and_stop_at_the_deadline() {
-        let policy = Backoff { first: Duration::from_millis(10), max: Duration::from_millis(40), deadline: Duration::from_millis(0) };
+        let policy = Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            deadline: Duration::from_millis(0),
+        };
         let mut a = policy.start();
         assert_eq!(a.next_pause(), None, "a zero deadline allows no retry");
-        let policy = Backoff { deadline: Duration::from_secs(3600), ..policy };
+        let policy = Backoff {
+            deadline: Duration::from_secs(3600),
+            ..policy
+        };
         let mut a = policy.start();
         for _ in 0..50 {
             let p = a.next_pause().unwrap();
-            assert!(p <= Duration::from_millis(40) && p >= Duration::from_millis(10), "{p:?}");
+            assert!(
+                p <= Duration::from_millis(40) && p >= Duration::from_millis(10),
+                "{p:?}"
+            );
         }
     }
 }

@@ -15,7 +15,9 @@ use crate::cluster::ClusterName;
 use crate::delivery::{Delivery, Observed};
 use crate::escrow::Escrow;
 use crate::reconcile::{Outcome, Reconciler, Settings};
-use crate::rotation::{Anchor, Anchored, Phase, RootRotation, RotationError, RotationStore, RotationStoreError};
+use crate::rotation::{
+    Anchor, Anchored, Phase, RootRotation, RotationError, RotationStore, RotationStoreError,
+};
 
 /// A managed cluster and the way into it.
 #[derive(Clone)]
@@ -54,8 +56,14 @@ pub enum RolloutError {
     Store(#[from] RotationStoreError),
     #[error("no rotation has been started")]
     NoRotation,
-    #[error("the rotation's {role} authority {id} is not configured here (it is reached as {locator})")]
-    AuthorityMissing { role: &'static str, id: String, locator: String },
+    #[error(
+        "the rotation's {role} authority {id} is not configured here (it is reached as {locator})"
+    )]
+    AuthorityMissing {
+        role: &'static str,
+        id: String,
+        locator: String,
+    },
 }
 
 /// The ports a rollout works through.
@@ -69,9 +77,19 @@ pub struct Rollout<'a> {
 
 impl Rollout<'_> {
     /// Starts a rotation from `from` to `to` and brings every member to trust-both.
-    pub async fn start(&self, from: Anchor, to: Anchor, soak: Duration, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+    pub async fn start(
+        &self,
+        from: Anchor,
+        to: Anchor,
+        soak: Duration,
+        members: &[Member],
+    ) -> Result<RolloutReport, RolloutError> {
         if let Some(existing) = self.store.load().await?.filter(RootRotation::is_active) {
-            return Err(RotationError::InProgress { to: existing.to.authority_id, phase: existing.phase }.into());
+            return Err(RotationError::InProgress {
+                to: existing.to.authority_id,
+                phase: existing.phase,
+            }
+            .into());
         }
         let now = OffsetDateTime::now_utc();
         let rotation = RootRotation::start(from, to, soak, now)?;
@@ -91,7 +109,11 @@ impl Rollout<'_> {
 
     /// Finishes the current phase (reconciling what is not there yet), then moves on if the
     /// gates allow (or `force` overrides them) and carries the fleet into the next phase.
-    pub async fn advance(&self, members: &[Member], force: bool) -> Result<RolloutReport, RolloutError> {
+    pub async fn advance(
+        &self,
+        members: &[Member],
+        force: bool,
+    ) -> Result<RolloutReport, RolloutError> {
         let rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
         let report = self.converge(rotation, members).await?;
         let mut rotation = report.rotation;
@@ -110,13 +132,23 @@ impl Rollout<'_> {
 
     /// Brings every member to the phase, reads each back, and records the fleet's confirmation
     /// the first time all are confirmed.
-    pub async fn converge(&self, rotation: RootRotation, members: &[Member]) -> Result<RolloutReport, RolloutError> {
+    pub async fn converge(
+        &self,
+        rotation: RootRotation,
+        members: &[Member],
+    ) -> Result<RolloutReport, RolloutError> {
         let mut clusters = Vec::new();
         if rotation.is_active() {
             let anchored = in_force(&rotation, &self.authorities)?;
-            let reconciler = Reconciler { authority: &anchored, escrow: self.escrow, settings: self.settings };
+            let reconciler = Reconciler {
+                authority: &anchored,
+                escrow: self.escrow,
+                settings: self.settings,
+            };
             for m in members {
-                let outcome = reconciler.apply(&m.cluster, m.delivery.as_ref(), false).await;
+                let outcome = reconciler
+                    .apply(&m.cluster, m.delivery.as_ref(), false)
+                    .await;
                 clusters.push(standing(&rotation, m, Some(outcome)).await);
             }
         }
@@ -125,19 +157,36 @@ impl Rollout<'_> {
 }
 
 fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
-    let unconfirmed: Vec<(String, String)> = clusters.iter().filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b))).collect();
-    let blockers = if rotation.is_active() { rotation.blockers(&unconfirmed, OffsetDateTime::now_utc()) } else { Vec::new() };
-    RolloutReport { rotation, clusters, blockers }
+    let unconfirmed: Vec<(String, String)> = clusters
+        .iter()
+        .filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b)))
+        .collect();
+    let blockers = if rotation.is_active() {
+        rotation.blockers(&unconfirmed, OffsetDateTime::now_utc())
+    } else {
+        Vec::new()
+    };
+    RolloutReport {
+        rotation,
+        clusters,
+        blockers,
+    }
 }
 
 /// Records the fleet's confirmation the first time every cluster is confirmed in the phase.
-async fn record_confirmation(store: &dyn RotationStore, mut rotation: RootRotation, clusters: Vec<Standing>) -> Result<RolloutReport, RolloutError> {
+async fn record_confirmation(
+    store: &dyn RotationStore,
+    mut rotation: RootRotation,
+    clusters: Vec<Standing>,
+) -> Result<RolloutReport, RolloutError> {
     // No cluster seen confirms nothing: an empty fleet view never opens a gate.
     let confirmed = !clusters.is_empty() && clusters.iter().all(|s| s.confirmed);
     if rotation.is_active() && confirmed && rotation.note_confirmed(OffsetDateTime::now_utc()) {
         rotation = match store.save(&rotation).await {
             // A rival run recorded it (or moved on) first: report what it wrote.
-            Err(RotationStoreError::Conflict) => store.load().await?.ok_or(RolloutError::NoRotation)?,
+            Err(RotationStoreError::Conflict) => {
+                store.load().await?.ok_or(RolloutError::NoRotation)?
+            }
             other => other?,
         };
     }
@@ -147,7 +196,10 @@ async fn record_confirmation(store: &dyn RotationStore, mut rotation: RootRotati
 /// The sweep's step after it reconciled the fleet at the phase: reads every member back,
 /// records the fleet's confirmation, and moves to the next phase when every gate is met
 /// (never by force). Writes no cluster; the next sweep carries out the new phase.
-pub async fn gate(store: &dyn RotationStore, members: &[Member]) -> Result<Option<RolloutReport>, RolloutError> {
+pub async fn gate(
+    store: &dyn RotationStore,
+    members: &[Member],
+) -> Result<Option<RolloutReport>, RolloutError> {
     let Some(rotation) = store.load().await?.filter(RootRotation::is_active) else {
         return Ok(None);
     };
@@ -165,12 +217,20 @@ pub async fn gate(store: &dyn RotationStore, members: &[Member]) -> Result<Optio
         Err(RotationStoreError::Conflict) => store.load().await?.ok_or(RolloutError::NoRotation)?,
         other => other?,
     };
-    Ok(Some(RolloutReport { rotation, clusters: report.clusters, blockers: Vec::new() }))
+    Ok(Some(RolloutReport {
+        rotation,
+        clusters: report.clusters,
+        blockers: Vec::new(),
+    }))
 }
 
 /// Reads `member`'s secret back and judges it against the phase. An unreachable cluster,
 /// a failed reconcile or a foreign secret is unconfirmed, never skipped.
-pub async fn standing(rotation: &RootRotation, member: &Member, outcome: Option<Outcome>) -> Standing {
+pub async fn standing(
+    rotation: &RootRotation,
+    member: &Member,
+    outcome: Option<Outcome>,
+) -> Standing {
     let failed = match &outcome {
         Some(Outcome::Failed { step, error }) => Some(format!("{step} failed: {error}")),
         Some(Outcome::Skipped { reason }) => Some(format!("skipped: {reason}")),
@@ -178,30 +238,60 @@ pub async fn standing(rotation: &RootRotation, member: &Member, outcome: Option<
     };
     let verdict = match member.delivery.observe().await {
         Err(e) => Err(format!("cannot read its secret: {e}")),
-        Ok(Observed::Managed { bundle: Some(b), .. }) => rotation.confirms(&b),
-        Ok(Observed::Managed { bundle: None, .. }) => Err("its secret holds no readable bundle".into()),
+        Ok(Observed::Managed {
+            bundle: Some(b), ..
+        }) => rotation.confirms(&b),
+        Ok(Observed::Managed { bundle: None, .. }) => {
+            Err("its secret holds no readable bundle".into())
+        }
         Ok(Observed::Absent) => Err("it has no meshca secret yet".into()),
         Ok(Observed::Unmanaged { .. }) => Err("its secret is not managed by meshca".into()),
     };
     let blocking = failed.or(verdict.err());
-    Standing { cluster: member.cluster.clone(), outcome, confirmed: blocking.is_none(), blocking }
+    Standing {
+        cluster: member.cluster.clone(),
+        outcome,
+        confirmed: blocking.is_none(),
+        blocking,
+    }
 }
 
 /// The authority every reconcile uses while `rotation` has its say: the phase's issuer with the
 /// phase's trust bundle, or, once it is done, its target alone. A reconcile outside the rollout
 /// (a new cluster, a renewal) so joins the fleet where the rollout stands.
-pub fn in_force(rotation: &RootRotation, authorities: &[(String, Arc<dyn Authority>)]) -> Result<Anchored, RolloutError> {
+pub fn in_force(
+    rotation: &RootRotation,
+    authorities: &[(String, Arc<dyn Authority>)],
+) -> Result<Anchored, RolloutError> {
     let stage = rotation.stage();
-    let role = if stage.issuer == rotation.target() { "target" } else { "retiring" };
-    let issuer = authorities.iter().find(|(id, _)| *id == stage.issuer.authority_id).map(|(_, a)| a.clone()).ok_or_else(|| {
-        RolloutError::AuthorityMissing { role, id: stage.issuer.authority_id.clone(), locator: stage.issuer.locator.clone() }
-    })?;
-    Ok(Anchored { issuer, trust: stage.trust, sides: authorities.to_vec() })
+    let role = if stage.issuer == rotation.target() {
+        "target"
+    } else {
+        "retiring"
+    };
+    let issuer = authorities
+        .iter()
+        .find(|(id, _)| *id == stage.issuer.authority_id)
+        .map(|(_, a)| a.clone())
+        .ok_or_else(|| RolloutError::AuthorityMissing {
+            role,
+            id: stage.issuer.authority_id.clone(),
+            locator: stage.issuer.locator.clone(),
+        })?;
+    Ok(Anchored {
+        issuer,
+        trust: stage.trust,
+        sides: authorities.to_vec(),
+    })
 }
 
 /// The phase as people read it, saying when the rotation was turned round.
 pub fn phase_label(rotation: &RootRotation) -> String {
-    let dir = if rotation.aborted { " (aborted: back to the old root)" } else { "" };
+    let dir = if rotation.aborted {
+        " (aborted: back to the old root)"
+    } else {
+        ""
+    };
     match rotation.phase {
         Phase::Done => format!("done{dir}"),
         p => format!("{p}{dir}"),

@@ -22,7 +22,9 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use crate::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason,
+};
 use crate::bundle::Bundle;
 use crate::cert::sha256_hex;
 use crate::timestamp::rfc3339;
@@ -34,7 +36,9 @@ pub const SCHEMA: u32 = 1;
 pub const DEFAULT_SOAK: Duration = Duration::hours(26);
 
 /// Where a rotation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     TrustBoth,
@@ -121,7 +125,11 @@ pub enum RotationError {
     #[error(
         "the new authority {to} anchors to the same root as {from} (root fingerprint {fingerprint}); that is a re-issue, not a root rotation: point meshca at it and run `meshca issue --force`"
     )]
-    SameRoot { from: String, to: String, fingerprint: String },
+    SameRoot {
+        from: String,
+        to: String,
+        fingerprint: String,
+    },
     #[error("a rotation to {to} is already in phase {phase}; finish or abort it first")]
     InProgress { to: String, phase: Phase },
     #[error("the rotation is in phase {0}; abort is allowed only before drop-old starts")]
@@ -136,15 +144,29 @@ pub enum RotationError {
 
 impl RootRotation {
     /// A new rotation from `from` to `to`, in phase trust-both.
-    pub fn start(from: Anchor, to: Anchor, soak: Duration, now: OffsetDateTime) -> Result<Self, RotationError> {
+    pub fn start(
+        from: Anchor,
+        to: Anchor,
+        soak: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Self, RotationError> {
         if from.authority_id == to.authority_id {
             return Err(RotationError::SameAuthority(from.authority_id));
         }
         if from.root_bundle == to.root_bundle {
             let fingerprint = from.root_fingerprint();
-            return Err(RotationError::SameRoot { from: from.authority_id, to: to.authority_id, fingerprint });
+            return Err(RotationError::SameRoot {
+                from: from.authority_id,
+                to: to.authority_id,
+                fingerprint,
+            });
         }
-        let history = vec![Transition { phase: Phase::TrustBoth, aborted: false, at: now, overridden: Vec::new() }];
+        let history = vec![Transition {
+            phase: Phase::TrustBoth,
+            aborted: false,
+            at: now,
+            overridden: Vec::new(),
+        }];
         Ok(RootRotation {
             schema: SCHEMA,
             from,
@@ -182,9 +204,18 @@ impl RootRotation {
     /// Issuer and trust bundle of the current phase.
     pub fn stage(&self) -> Stage<'_> {
         match self.phase {
-            Phase::TrustBoth => Stage { issuer: self.retiring(), trust: self.trust_both() },
-            Phase::Switch => Stage { issuer: self.target(), trust: self.trust_both() },
-            Phase::DropOld | Phase::Done => Stage { issuer: self.target(), trust: self.target().root_bundle.clone() },
+            Phase::TrustBoth => Stage {
+                issuer: self.retiring(),
+                trust: self.trust_both(),
+            },
+            Phase::Switch => Stage {
+                issuer: self.target(),
+                trust: self.trust_both(),
+            },
+            Phase::DropOld | Phase::Done => Stage {
+                issuer: self.target(),
+                trust: self.target().root_bundle.clone(),
+            },
         }
     }
 
@@ -196,12 +227,20 @@ impl RootRotation {
     pub fn confirms(&self, bundle: &Bundle) -> Result<(), String> {
         let stage = self.stage();
         if bundle.root_cert != stage.trust {
-            return Err(format!("root-cert.pem is not yet the {} trust bundle (root fingerprint {})", self.phase, sha256_hex(bundle.root_cert.as_bytes())));
+            return Err(format!(
+                "root-cert.pem is not yet the {} trust bundle (root fingerprint {})",
+                self.phase,
+                sha256_hex(bundle.root_cert.as_bytes())
+            ));
         }
         let issued_under = chain_root(bundle).ok_or("cert-chain.pem holds no certificate")?;
-        let issuer_roots = crate::pem::certificates("issuer root", &stage.issuer.root_bundle).map_err(|e| e.to_string())?;
+        let issuer_roots = crate::pem::certificates("issuer root", &stage.issuer.root_bundle)
+            .map_err(|e| e.to_string())?;
         if !issuer_roots.contains(&issued_under) {
-            return Err(format!("the intermediate is not yet from {}", stage.issuer.authority_id));
+            return Err(format!(
+                "the intermediate is not yet from {}",
+                stage.issuer.authority_id
+            ));
         }
         Ok(())
     }
@@ -209,7 +248,10 @@ impl RootRotation {
     /// Why the rotation may not leave its phase now; empty when it may. `unconfirmed` names
     /// each cluster not confirmed (unreachable ones included) with the reason.
     pub fn blockers(&self, unconfirmed: &[(String, String)], now: OffsetDateTime) -> Vec<String> {
-        let mut out: Vec<String> = unconfirmed.iter().map(|(c, why)| format!("{c}: {why}")).collect();
+        let mut out: Vec<String> = unconfirmed
+            .iter()
+            .map(|(c, why)| format!("{c}: {why}"))
+            .collect();
         if !unconfirmed.is_empty() {
             return out;
         }
@@ -236,12 +278,20 @@ impl RootRotation {
     }
 
     /// Moves to the next phase if nothing blocks, or if `force` and every blocker is overridden.
-    pub fn advance(&mut self, blockers: Vec<String>, force: bool, now: OffsetDateTime) -> Result<Phase, RotationError> {
+    pub fn advance(
+        &mut self,
+        blockers: Vec<String>,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<Phase, RotationError> {
         if self.phase == Phase::Done {
             return Err(RotationError::Finished);
         }
         if !blockers.is_empty() && !force {
-            return Err(RotationError::Gated { phase: self.phase, blockers });
+            return Err(RotationError::Gated {
+                phase: self.phase,
+                blockers,
+            });
         }
         let next = match self.phase {
             Phase::TrustBoth => Phase::Switch,
@@ -271,7 +321,12 @@ impl RootRotation {
         self.phase = phase;
         self.phase_started_at = now;
         self.confirmed_at = None;
-        self.history.push(Transition { phase, aborted: self.aborted, at: now, overridden });
+        self.history.push(Transition {
+            phase,
+            aborted: self.aborted,
+            at: now,
+            overridden,
+        });
     }
 
     /// How long the rotation has been in its phase: what the stuck-rotation alarm watches.
@@ -291,7 +346,9 @@ fn human(d: Duration) -> String {
 
 /// The last certificate of `cert-chain.pem`: the root the intermediate was issued under.
 fn chain_root(bundle: &Bundle) -> Option<Vec<u8>> {
-    crate::pem::certificates("cert-chain.pem", &bundle.cert_chain).ok()?.pop()
+    crate::pem::certificates("cert-chain.pem", &bundle.cert_chain)
+        .ok()?
+        .pop()
 }
 
 impl RootRotation {
@@ -324,7 +381,10 @@ pub enum RotationStoreError {
     #[error("the rotation record is unreadable: {0}")]
     Corrupt(String),
     #[error("rotation record {operation} failed: {detail}")]
-    Backend { operation: &'static str, detail: String },
+    Backend {
+        operation: &'static str,
+        detail: String,
+    },
 }
 
 /// An issuer seen through a rotation phase: it signs as itself, but the bundles it hands out
@@ -341,9 +401,19 @@ impl Anchored {
     /// Who may know certificate `id`: sides whose id prefixes it (PCA's certificate ARNs, the
     /// local CA's ids), then the issuer, then the other sides (a Vault id is a bare serial).
     fn owners(&self, id: &CertificateId) -> Vec<&dyn Authority> {
-        let mut out: Vec<&dyn Authority> = self.sides.iter().filter(|(side, _)| id.0.starts_with(side.as_str())).map(|(_, a)| a.as_ref()).collect();
+        let mut out: Vec<&dyn Authority> = self
+            .sides
+            .iter()
+            .filter(|(side, _)| id.0.starts_with(side.as_str()))
+            .map(|(_, a)| a.as_ref())
+            .collect();
         out.push(self.issuer.as_ref());
-        out.extend(self.sides.iter().filter(|(side, _)| !id.0.starts_with(side.as_str())).map(|(_, a)| a.as_ref()));
+        out.extend(
+            self.sides
+                .iter()
+                .filter(|(side, _)| !id.0.starts_with(side.as_str()))
+                .map(|(_, a)| a.as_ref()),
+        );
         out
     }
 }
@@ -374,7 +444,12 @@ impl Authority for Anchored {
         }
         Err(last.unwrap_or_else(|| AuthorityError::UnknownCertificate(id.clone())))
     }
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         let mut last = None;
         for a in self.owners(id) {
             match a.revoke(id, serial, reason).await {
@@ -396,31 +471,77 @@ mod tests {
     use super::*;
 
     fn anchor(id: &str, root: &str) -> Anchor {
-        Anchor { authority_id: id.into(), locator: id.into(), root_bundle: root.into() }
+        Anchor {
+            authority_id: id.into(),
+            locator: id.into(),
+            root_bundle: root.into(),
+        }
     }
 
     fn rotation() -> RootRotation {
-        RootRotation::start(anchor("a", "A\n"), anchor("b", "B\n"), Duration::hours(26), OffsetDateTime::UNIX_EPOCH).unwrap()
+        RootRotation::start(
+            anchor("a", "A\n"),
+            anchor("b", "B\n"),
+            Duration::hours(26),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap()
     }
 
     #[test]
     fn phases_give_issuer_and_trust_in_order() {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         let mut r = rotation();
-        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\nB\n"));
+        assert_eq!(
+            (
+                r.stage().issuer.authority_id.as_str(),
+                r.stage().trust.as_str()
+            ),
+            ("a", "A\nB\n")
+        );
         r.note_confirmed(t0);
-        assert!(matches!(r.advance(r.blockers(&[], t0 + Duration::hours(25)), false, t0), Err(RotationError::Gated { .. })), "soak");
+        assert!(
+            matches!(
+                r.advance(r.blockers(&[], t0 + Duration::hours(25)), false, t0),
+                Err(RotationError::Gated { .. })
+            ),
+            "soak"
+        );
         let blockers = r.blockers(&[], t0 + Duration::hours(26));
         assert_eq!(r.advance(blockers, false, t0).unwrap(), Phase::Switch);
-        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("b", "A\nB\n"));
-        assert!(!r.blockers(&[], t0).is_empty(), "a new phase starts unconfirmed");
+        assert_eq!(
+            (
+                r.stage().issuer.authority_id.as_str(),
+                r.stage().trust.as_str()
+            ),
+            ("b", "A\nB\n")
+        );
+        assert!(
+            !r.blockers(&[], t0).is_empty(),
+            "a new phase starts unconfirmed"
+        );
         r.advance(vec!["forced".into()], true, t0).unwrap();
-        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("b", "B\n"));
-        assert_eq!(r.history.last().unwrap().overridden, vec!["forced".to_string()]);
-        assert_eq!(r.abort(t0), Err(RotationError::TooLateToAbort(Phase::DropOld)));
+        assert_eq!(
+            (
+                r.stage().issuer.authority_id.as_str(),
+                r.stage().trust.as_str()
+            ),
+            ("b", "B\n")
+        );
+        assert_eq!(
+            r.history.last().unwrap().overridden,
+            vec!["forced".to_string()]
+        );
+        assert_eq!(
+            r.abort(t0),
+            Err(RotationError::TooLateToAbort(Phase::DropOld))
+        );
         r.advance(Vec::new(), false, t0).unwrap();
         assert_eq!(r.phase, Phase::Done);
-        assert_eq!(r.advance(Vec::new(), false, t0), Err(RotationError::Finished));
+        assert_eq!(
+            r.advance(Vec::new(), false, t0),
+            Err(RotationError::Finished)
+        );
     }
 
     #[test]
@@ -435,20 +556,48 @@ mod tests {
     #[test]
     fn abort_turns_round_to_a_under_both_then_a_alone() {
         let mut r = rotation();
-        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH).unwrap();
+        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH)
+            .unwrap();
         r.abort(OffsetDateTime::UNIX_EPOCH).unwrap();
-        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\nB\n"));
-        assert_eq!(r.abort(OffsetDateTime::UNIX_EPOCH), Err(RotationError::AlreadyAborted));
-        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH).unwrap();
-        assert_eq!((r.stage().issuer.authority_id.as_str(), r.stage().trust.as_str()), ("a", "A\n"));
-        assert!(contained("A\nB\n", "A\n") && contained("A\n", "A\nB\n") && !contained("A\nB\n", "B\nA\n"));
+        assert_eq!(
+            (
+                r.stage().issuer.authority_id.as_str(),
+                r.stage().trust.as_str()
+            ),
+            ("a", "A\nB\n")
+        );
+        assert_eq!(
+            r.abort(OffsetDateTime::UNIX_EPOCH),
+            Err(RotationError::AlreadyAborted)
+        );
+        r.advance(Vec::new(), false, OffsetDateTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(
+            (
+                r.stage().issuer.authority_id.as_str(),
+                r.stage().trust.as_str()
+            ),
+            ("a", "A\n")
+        );
+        assert!(
+            contained("A\nB\n", "A\n")
+                && contained("A\n", "A\nB\n")
+                && !contained("A\nB\n", "B\nA\n")
+        );
     }
 
     #[test]
     fn same_authority_or_same_root_is_no_rotation() {
         let t = OffsetDateTime::UNIX_EPOCH;
-        assert!(matches!(RootRotation::start(anchor("a", "A\n"), anchor("a", "B\n"), DEFAULT_SOAK, t), Err(RotationError::SameAuthority(_))));
-        let e = RootRotation::start(anchor("a", "A\n"), anchor("b", "A\n"), DEFAULT_SOAK, t).unwrap_err();
-        assert!(e.to_string().contains("re-issue, not a root rotation"), "{e}");
+        assert!(matches!(
+            RootRotation::start(anchor("a", "A\n"), anchor("a", "B\n"), DEFAULT_SOAK, t),
+            Err(RotationError::SameAuthority(_))
+        ));
+        let e = RootRotation::start(anchor("a", "A\n"), anchor("b", "A\n"), DEFAULT_SOAK, t)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("re-issue, not a root rotation"),
+            "{e}"
+        );
     }
 }

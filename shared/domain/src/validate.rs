@@ -25,7 +25,11 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        Profile { shape: Shape::Ca { path_len: 0 }, key_algorithm: None, min_remaining: Duration::hours(24) }
+        Profile {
+            shape: Shape::Ca { path_len: 0 },
+            key_algorithm: None,
+            min_remaining: Duration::hours(24),
+        }
     }
 }
 
@@ -42,7 +46,10 @@ pub enum Shape {
 impl Profile {
     /// A CA with this path length, any key type.
     pub fn ca(path_len: u32) -> Self {
-        Profile { shape: Shape::Ca { path_len }, ..Profile::default() }
+        Profile {
+            shape: Shape::Ca { path_len },
+            ..Profile::default()
+        }
     }
 }
 
@@ -64,7 +71,9 @@ pub enum InvalidBundle {
     NoKeyCertSign,
     #[error("the certificate is a CA (BasicConstraints CA:TRUE) where a TLS identity is wanted")]
     NotALeaf,
-    #[error("the certificate lacks ExtendedKeyUsage {0}; a mesh identity needs serverAuth and clientAuth")]
+    #[error(
+        "the certificate lacks ExtendedKeyUsage {0}; a mesh identity needs serverAuth and clientAuth"
+    )]
     MissingEku(&'static str),
     #[error("the certificate lacks KeyUsage digitalSignature")]
     NoDigitalSignature,
@@ -80,22 +89,40 @@ pub enum InvalidBundle {
     ChainHead,
     #[error("cert-chain.pem does not verify to root-cert.pem: {0}")]
     ChainBroken(String),
-    #[error("cert-chain.pem stops short of the root: it ends at \"{last}\", which root-cert.pem does not contain; append the issuers up to and including the root")]
+    #[error(
+        "cert-chain.pem stops short of the root: it ends at \"{last}\", which root-cert.pem does not contain; append the issuers up to and including the root"
+    )]
     ChainStopsShort { last: String },
     #[error("root-cert.pem: \"{0}\" is not a CA certificate")]
     RootNotCa(String),
     #[error("{file}: \"{subject}\" expired at {}", rfc3339(*not_after))]
-    Expired { file: &'static str, subject: String, not_after: OffsetDateTime },
+    Expired {
+        file: &'static str,
+        subject: String,
+        not_after: OffsetDateTime,
+    },
     #[error("{file}: \"{subject}\" is not valid before {}", rfc3339(*not_before))]
-    NotYetValid { file: &'static str, subject: String, not_before: OffsetDateTime },
+    NotYetValid {
+        file: &'static str,
+        subject: String,
+        not_before: OffsetDateTime,
+    },
     #[error(
         "certificate outlives its issuer: \"{subject}\" ends {}, after \"{issuer}\" which ends {}",
         rfc3339(*not_after),
         rfc3339(*issuer_not_after)
     )]
-    OutlivesIssuer { subject: String, not_after: OffsetDateTime, issuer: String, issuer_not_after: OffsetDateTime },
+    OutlivesIssuer {
+        subject: String,
+        not_after: OffsetDateTime,
+        issuer: String,
+        issuer_not_after: OffsetDateTime,
+    },
     #[error("ca-cert.pem has {} h of life left, below the minimum of {} h", remaining.whole_hours(), minimum.whole_hours())]
-    TooLittleLife { remaining: Duration, minimum: Duration },
+    TooLittleLife {
+        remaining: Duration,
+        minimum: Duration,
+    },
 }
 
 /// A bundle that passed every rule, with the parsed certificates for reporting.
@@ -123,7 +150,10 @@ pub fn parse(bundle: &Bundle) -> Result<Parsed, InvalidBundle> {
         pem::certificates(file, text)?
             .into_iter()
             .enumerate()
-            .map(|(i, der)| Certificate::from_der(&format!("{file} certificate {}", i + 1), der).map_err(Into::into))
+            .map(|(i, der)| {
+                Certificate::from_der(&format!("{file} certificate {}", i + 1), der)
+                    .map_err(Into::into)
+            })
             .collect()
     };
     Ok(Parsed {
@@ -141,8 +171,13 @@ fn check_shape(c: &Certificate, shape: &Shape) -> Result<(), InvalidBundle> {
                 return Err(InvalidBundle::NotCa);
             }
             if c.path_len != Some(*path_len) {
-                let found = c.path_len.map_or_else(|| "unlimited (none set)".to_string(), |p| p.to_string());
-                return Err(InvalidBundle::PathLen { found, wanted: *path_len });
+                let found = c
+                    .path_len
+                    .map_or_else(|| "unlimited (none set)".to_string(), |p| p.to_string());
+                return Err(InvalidBundle::PathLen {
+                    found,
+                    wanted: *path_len,
+                });
             }
             if !c.key_cert_sign {
                 return Err(InvalidBundle::NoKeyCertSign);
@@ -161,7 +196,10 @@ fn check_shape(c: &Certificate, shape: &Shape) -> Result<(), InvalidBundle> {
                 }
             }
             if !c.uri_sans.contains(&identity.uri) {
-                return Err(InvalidBundle::WrongIdentity { found: c.uri_sans.clone(), wanted: identity.uri.clone() });
+                return Err(InvalidBundle::WrongIdentity {
+                    found: c.uri_sans.clone(),
+                    wanted: identity.uri.clone(),
+                });
             }
             if let Some(d) = identity.dns.iter().find(|d| !c.dns_sans.contains(d)) {
                 return Err(InvalidBundle::MissingSan(format!("DNS:{d}")));
@@ -175,15 +213,26 @@ fn check_shape(c: &Certificate, shape: &Shape) -> Result<(), InvalidBundle> {
 }
 
 /// Checks every rule; the first broken one is returned.
-pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Result<Verified, InvalidBundle> {
-    let Parsed { ca_cert, chain, roots } = parse(bundle)?;
-    let [ca_cert]: [Certificate; 1] = ca_cert.try_into().map_err(|v: Vec<_>| InvalidBundle::CaCertCount(v.len()))?;
+pub fn validate(
+    bundle: &Bundle,
+    profile: &Profile,
+    now: OffsetDateTime,
+) -> Result<Verified, InvalidBundle> {
+    let Parsed {
+        ca_cert,
+        chain,
+        roots,
+    } = parse(bundle)?;
+    let [ca_cert]: [Certificate; 1] = ca_cert
+        .try_into()
+        .map_err(|v: Vec<_>| InvalidBundle::CaCertCount(v.len()))?;
 
     // The certificate itself, by what it must be.
     check_shape(&ca_cert, &profile.shape)?;
 
     // The key: readable, ours, and of the configured type.
-    let key = PrivateKey::from_pkcs8_pem(&bundle.ca_key).map_err(|e| InvalidBundle::KeyUnreadable(e.to_string()))?;
+    let key = PrivateKey::from_pkcs8_pem(&bundle.ca_key)
+        .map_err(|e| InvalidBundle::KeyUnreadable(e.to_string()))?;
     if key.public_key_raw() != ca_cert.public_key_raw.as_slice() {
         return Err(InvalidBundle::KeyMismatch);
     }
@@ -191,7 +240,10 @@ pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Resu
     if let Some(wanted) = profile.key_algorithm
         && wanted != key_algorithm
     {
-        return Err(InvalidBundle::WrongKeyType { found: key_algorithm.to_string(), wanted });
+        return Err(InvalidBundle::WrongKeyType {
+            found: key_algorithm.to_string(),
+            wanted,
+        });
     }
     drop(key);
 
@@ -203,12 +255,16 @@ pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Resu
         return Err(InvalidBundle::RootNotCa(r.subject.clone()));
     }
     for pair in chain.windows(2) {
-        pair[0].signed_by(&pair[1]).map_err(InvalidBundle::ChainBroken)?;
+        pair[0]
+            .signed_by(&pair[1])
+            .map_err(InvalidBundle::ChainBroken)?;
     }
     let last = chain.last().expect("chain starts with ca-cert.pem");
     if !roots.iter().any(|r| r.der == last.der) {
         return Err(match roots.iter().find(|r| last.signed_by(r).is_ok()) {
-            Some(_) => InvalidBundle::ChainStopsShort { last: last.subject.clone() },
+            Some(_) => InvalidBundle::ChainStopsShort {
+                last: last.subject.clone(),
+            },
             None if last.is_self_signed() => InvalidBundle::ChainBroken(format!(
                 "it ends at root \"{}\", which is not in root-cert.pem",
                 last.subject
@@ -224,10 +280,18 @@ pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Resu
     for (file, certs) in [(CERT_CHAIN, &chain), (ROOT_CERT, &roots)] {
         for c in certs.iter() {
             if c.not_after <= now {
-                return Err(InvalidBundle::Expired { file, subject: c.subject.clone(), not_after: c.not_after });
+                return Err(InvalidBundle::Expired {
+                    file,
+                    subject: c.subject.clone(),
+                    not_after: c.not_after,
+                });
             }
             if c.not_before > now {
-                return Err(InvalidBundle::NotYetValid { file, subject: c.subject.clone(), not_before: c.not_before });
+                return Err(InvalidBundle::NotYetValid {
+                    file,
+                    subject: c.subject.clone(),
+                    not_before: c.not_before,
+                });
             }
         }
     }
@@ -243,8 +307,17 @@ pub fn validate(bundle: &Bundle, profile: &Profile, now: OffsetDateTime) -> Resu
     }
     let remaining = ca_cert.not_after - now;
     if remaining < profile.min_remaining {
-        return Err(InvalidBundle::TooLittleLife { remaining, minimum: profile.min_remaining });
+        return Err(InvalidBundle::TooLittleLife {
+            remaining,
+            minimum: profile.min_remaining,
+        });
     }
 
-    Ok(Verified { ca_cert, chain, roots, key_algorithm, remaining })
+    Ok(Verified {
+        ca_cert,
+        chain,
+        roots,
+        key_algorithm,
+        remaining,
+    })
 }

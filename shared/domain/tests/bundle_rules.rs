@@ -2,9 +2,9 @@
 
 mod pki;
 
-use pki::{Spec, bundle, good, root, signed};
 use meshca_core::validate::{InvalidBundle, Profile, validate};
 use meshca_core::{Bundle, KeyAlgorithm};
+use pki::{Spec, bundle, good, root, signed};
 use time::{Duration, OffsetDateTime};
 
 fn check(b: &Bundle) -> Result<meshca_core::Verified, InvalidBundle> {
@@ -27,7 +27,13 @@ fn a_good_bundle_passes() {
 #[test]
 fn a_two_level_hierarchy_passes() {
     let root = root(Spec::ca("root", 3650));
-    let sub = signed(&root, Spec { path_len: Some(1), ..Spec::ca("issuing sub CA", 1000) });
+    let sub = signed(
+        &root,
+        Spec {
+            path_len: Some(1),
+            ..Spec::ca("issuing sub CA", 1000)
+        },
+    );
     let int = signed(&sub, Spec::intermediate("c1", 365));
     let v = check(&bundle(&int, &[&sub, &root], &[&root])).unwrap();
     assert_eq!(v.chain.len(), 3);
@@ -47,7 +53,14 @@ fn wrong_key() {
 #[test]
 fn not_a_ca() {
     let (root, _) = good();
-    let leaf = signed(&root, Spec { is_ca: false, path_len: None, ..Spec::intermediate("leaf", 30) });
+    let leaf = signed(
+        &root,
+        Spec {
+            is_ca: false,
+            path_len: None,
+            ..Spec::intermediate("leaf", 30)
+        },
+    );
     let e = err(&bundle(&leaf, &[&root], &[&root]));
     assert!(matches!(e, InvalidBundle::NotCa), "{e}");
     assert!(e.to_string().contains("ca-cert.pem is not a CA"));
@@ -56,7 +69,13 @@ fn not_a_ca() {
 #[test]
 fn pathlen_one() {
     let (root, _) = good();
-    let int = signed(&root, Spec { path_len: Some(1), ..Spec::intermediate("c1", 365) });
+    let int = signed(
+        &root,
+        Spec {
+            path_len: Some(1),
+            ..Spec::intermediate("c1", 365)
+        },
+    );
     let e = err(&bundle(&int, &[&root], &[&root]));
     assert_eq!(e.to_string(), "pathlen 1, profile wants 0");
 }
@@ -72,24 +91,55 @@ fn pathlen_unlimited() {
 #[test]
 fn pathlen_follows_the_profile() {
     let (root, _) = good();
-    let int = signed(&root, Spec { path_len: Some(1), ..Spec::intermediate("c1", 365) });
+    let int = signed(
+        &root,
+        Spec {
+            path_len: Some(1),
+            ..Spec::intermediate("c1", 365)
+        },
+    );
     let profile = Profile::ca(1);
-    validate(&bundle(&int, &[&root], &[&root]), &profile, OffsetDateTime::now_utc()).unwrap();
+    validate(
+        &bundle(&int, &[&root], &[&root]),
+        &profile,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
 }
 
 #[test]
 fn no_key_cert_sign() {
     let (root, _) = good();
-    let int = signed(&root, Spec { key_cert_sign: false, ..Spec::intermediate("c1", 365) });
-    assert!(matches!(err(&bundle(&int, &[&root], &[&root])), InvalidBundle::NoKeyCertSign));
+    let int = signed(
+        &root,
+        Spec {
+            key_cert_sign: false,
+            ..Spec::intermediate("c1", 365)
+        },
+    );
+    assert!(matches!(
+        err(&bundle(&int, &[&root], &[&root])),
+        InvalidBundle::NoKeyCertSign
+    ));
 }
 
 #[test]
 fn wrong_key_type() {
     let (root, int) = good();
-    let profile = Profile { key_algorithm: Some(KeyAlgorithm::Rsa2048), ..Profile::default() };
-    let e = validate(&bundle(&int, &[&root], &[&root]), &profile, OffsetDateTime::now_utc()).unwrap_err();
-    assert_eq!(e.to_string(), "ca-key.pem is ec-p256, profile wants rsa-2048");
+    let profile = Profile {
+        key_algorithm: Some(KeyAlgorithm::Rsa2048),
+        ..Profile::default()
+    };
+    let e = validate(
+        &bundle(&int, &[&root], &[&root]),
+        &profile,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ca-key.pem is ec-p256, profile wants rsa-2048"
+    );
 }
 
 #[test]
@@ -98,7 +148,11 @@ fn expired() {
     let now = OffsetDateTime::now_utc();
     let int = signed(
         &root,
-        Spec { not_before: now - Duration::days(30), not_after: now - Duration::days(1), ..Spec::intermediate("c1", 0) },
+        Spec {
+            not_before: now - Duration::days(30),
+            not_after: now - Duration::days(1),
+            ..Spec::intermediate("c1", 0)
+        },
     );
     let e = err(&bundle(&int, &[&root], &[&root]));
     assert!(matches!(e, InvalidBundle::Expired { .. }), "{e}");
@@ -109,15 +163,30 @@ fn expired() {
 fn not_yet_valid() {
     let root = root(Spec::ca("root", 3650));
     let now = OffsetDateTime::now_utc();
-    let int = signed(&root, Spec { not_before: now + Duration::days(2), ..Spec::intermediate("c1", 30) });
-    assert!(matches!(err(&bundle(&int, &[&root], &[&root])), InvalidBundle::NotYetValid { .. }));
+    let int = signed(
+        &root,
+        Spec {
+            not_before: now + Duration::days(2),
+            ..Spec::intermediate("c1", 30)
+        },
+    );
+    assert!(matches!(
+        err(&bundle(&int, &[&root], &[&root])),
+        InvalidBundle::NotYetValid { .. }
+    ));
 }
 
 #[test]
 fn too_little_life_left() {
     let (root, _) = good();
     let now = OffsetDateTime::now_utc();
-    let int = signed(&root, Spec { not_after: now + Duration::hours(10), ..Spec::intermediate("c1", 0) });
+    let int = signed(
+        &root,
+        Spec {
+            not_after: now + Duration::hours(10),
+            ..Spec::intermediate("c1", 0)
+        },
+    );
     let e = err(&bundle(&int, &[&root], &[&root]));
     assert!(matches!(e, InvalidBundle::TooLittleLife { .. }), "{e}");
     assert!(e.to_string().contains("below the minimum of 24 h"), "{e}");
@@ -129,7 +198,11 @@ fn chain_to_another_root() {
     let root_b = root(Spec::ca("other root", 3650));
     let int = signed(&root_b, Spec::intermediate("c1", 365));
     let e = err(&bundle(&int, &[&root_b], &[&root_a]));
-    assert!(e.to_string().starts_with("cert-chain.pem does not verify to root-cert.pem"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cert-chain.pem does not verify to root-cert.pem"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -148,7 +221,10 @@ fn intermediate_outliving_its_root() {
     let int = signed(&root, Spec::intermediate("c1", 365));
     let e = err(&bundle(&int, &[&root], &[&root]));
     assert!(matches!(e, InvalidBundle::OutlivesIssuer { .. }), "{e}");
-    assert!(e.to_string().starts_with("certificate outlives its issuer"), "{e}");
+    assert!(
+        e.to_string().starts_with("certificate outlives its issuer"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -158,10 +234,20 @@ fn chain_stops_short_of_the_root() {
     assert!(matches!(e, InvalidBundle::ChainStopsShort { .. }), "{e}");
 
     let root = pki::root(Spec::ca("root", 3650));
-    let sub = signed(&root, Spec { path_len: Some(1), ..Spec::ca("sub", 1000) });
+    let sub = signed(
+        &root,
+        Spec {
+            path_len: Some(1),
+            ..Spec::ca("sub", 1000)
+        },
+    );
     let int = signed(&sub, Spec::intermediate("c1", 365));
     let e = err(&bundle(&int, &[&sub], &[&root]));
-    assert!(e.to_string().starts_with("cert-chain.pem stops short of the root"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cert-chain.pem stops short of the root"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -178,15 +264,38 @@ fn two_certificates_in_ca_cert() {
     let (root, int) = good();
     let mut b = bundle(&int, &[&root], &[&root]);
     b.ca_cert = b.cert_chain.clone();
-    assert_eq!(err(&b).to_string(), "ca-cert.pem holds 2 certificates; it must hold exactly one");
+    assert_eq!(
+        err(&b).to_string(),
+        "ca-cert.pem holds 2 certificates; it must hold exactly one"
+    );
 }
 
 #[test]
 fn garbage_in_a_file() {
     let (root, int) = good();
     let good = bundle(&int, &[&root], &[&root]);
-    let e = Bundle::from_pems(&good.ca_cert, &good.ca_key, "not pem at all", &good.root_cert).unwrap_err();
-    assert!(e.to_string().contains("cert-chain.pem holds no CERTIFICATE block"), "{e}");
-    let e = Bundle::from_pems(&good.ca_cert, &good.ca_cert, &good.cert_chain, &good.root_cert).unwrap_err();
-    assert!(e.to_string().contains("ca-key.pem holds a CERTIFICATE block"), "{e}");
+    let e = Bundle::from_pems(
+        &good.ca_cert,
+        &good.ca_key,
+        "not pem at all",
+        &good.root_cert,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cert-chain.pem holds no CERTIFICATE block"),
+        "{e}"
+    );
+    let e = Bundle::from_pems(
+        &good.ca_cert,
+        &good.ca_cert,
+        &good.cert_chain,
+        &good.root_cert,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ca-key.pem holds a CERTIFICATE block"),
+        "{e}"
+    );
 }

@@ -37,13 +37,29 @@ fn a_summary_vouches_only_for_a_secret_holding_exactly_its_bundle() {
     let escrowed = bundle(&int, &[&root], &[&root]);
     let summary = Summary::of(&current(escrowed.clone())).expect("a readable bundle has a summary");
     let (profile, now) = (Profile::default(), OffsetDateTime::now_utc());
-    let managed = |b: meshca_core::Bundle| Observed::Managed { bundle: Some(b), meta: None };
+    let managed = |b: meshca_core::Bundle| Observed::Managed {
+        bundle: Some(b),
+        meta: None,
+    };
     assert!(summary.delivered_in(&managed(escrowed.clone()), &profile, now));
 
     // Absent, not ours, unreadable: look closer.
     assert!(!summary.delivered_in(&Observed::Absent, &profile, now));
-    assert!(!summary.delivered_in(&Observed::Unmanaged { bundle: Some(escrowed.clone()) }, &profile, now));
-    assert!(!summary.delivered_in(&Observed::Managed { bundle: None, meta: None }, &profile, now));
+    assert!(!summary.delivered_in(
+        &Observed::Unmanaged {
+            bundle: Some(escrowed.clone())
+        },
+        &profile,
+        now
+    ));
+    assert!(!summary.delivered_in(
+        &Observed::Managed {
+            bundle: None,
+            meta: None
+        },
+        &profile,
+        now
+    ));
     // Another intermediate (an older generation, another cluster's).
     let other = signed(&root, Spec::intermediate("c1", 365));
     assert!(!summary.delivered_in(&managed(bundle(&other, &[&root], &[&root])), &profile, now));

@@ -33,30 +33,57 @@ pub trait TokenSource: Send + Sync + 'static {
 
 /// A client for a kubeconfig context (`None`: the current context) from `path`, or from
 /// `$KUBECONFIG` / `~/.kube/config` when no path is given.
-pub async fn from_context(path: Option<&std::path::Path>, context: Option<&str>) -> Result<(Client, String), ConnectError> {
+pub async fn from_context(
+    path: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<(Client, String), ConnectError> {
     let name = context.unwrap_or("(current)").to_string();
-    let fail = |detail: String| ConnectError::Kubeconfig { context: name.clone(), detail };
-    let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let fail = |detail: String| ConnectError::Kubeconfig {
+        context: name.clone(),
+        detail,
+    };
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
     let mut config = match path {
         Some(p) => {
             let file = kube::config::Kubeconfig::read_from(p).map_err(|e| fail(chain(&e)))?;
-            Config::from_custom_kubeconfig(file, &options).await.map_err(|e| fail(chain(&e)))?
+            Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| fail(chain(&e)))?
         }
-        None => Config::from_kubeconfig(&options).await.map_err(|e| fail(chain(&e)))?,
+        None => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| fail(chain(&e)))?,
     };
     tune(&mut config);
     let endpoint = config.cluster_url.to_string();
-    Ok((Client::try_from(config).map_err(|e| fail(chain(&e)))?, endpoint))
+    Ok((
+        Client::try_from(config).map_err(|e| fail(chain(&e)))?,
+        endpoint,
+    ))
 }
 
 /// A client for `endpoint` that trusts only `ca_pem` and authenticates with `tokens`.
-pub fn from_endpoint(cluster: &str, endpoint: &str, ca_pem: &str, tokens: Arc<dyn TokenSource>) -> Result<Client, ConnectError> {
-    let fail = |detail: String| ConnectError::Endpoint { cluster: cluster.to_string(), detail };
-    let uri: http::Uri = endpoint.parse().map_err(|e| fail(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+pub fn from_endpoint(
+    cluster: &str,
+    endpoint: &str,
+    ca_pem: &str,
+    tokens: Arc<dyn TokenSource>,
+) -> Result<Client, ConnectError> {
+    let fail = |detail: String| ConnectError::Endpoint {
+        cluster: cluster.to_string(),
+        detail,
+    };
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e| fail(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
     if uri.scheme_str() != Some("https") {
         return Err(fail(format!("endpoint {endpoint} is not https")));
     }
-    let roots = meshca_core::pem::certificates("cluster certificate authority", ca_pem).map_err(|e| fail(e.to_string()))?;
+    let roots = meshca_core::pem::certificates("cluster certificate authority", ca_pem)
+        .map_err(|e| fail(e.to_string()))?;
     let mut config = Config::new(uri);
     config.root_cert = Some(roots);
     tune(&mut config);
@@ -84,7 +111,10 @@ where
 {
     type Service = Bearer<S>;
     fn layer(&self, inner: S) -> Bearer<S> {
-        Bearer { inner: Buffer::new(inner, 64), tokens: self.0.clone() }
+        Bearer {
+            inner: Buffer::new(inner, 64),
+            tokens: self.0.clone(),
+        }
     }
 }
 
@@ -120,4 +150,3 @@ where
         })
     }
 }
-

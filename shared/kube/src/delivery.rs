@@ -14,7 +14,8 @@ use kube::{Api, Client};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::cert::sha256_hex;
 use meshca_core::delivery::{
-    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed, RestartDecision, decide_restart,
+    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed,
+    RestartDecision, decide_restart,
 };
 use meshca_core::timestamp::rfc3339;
 use meshca_core::{rotation, validate};
@@ -41,7 +42,11 @@ pub struct KubeDelivery {
 
 impl KubeDelivery {
     pub fn new(client: Client, endpoint: impl Into<String>, options: DeliveryOptions) -> Self {
-        KubeDelivery { client, endpoint: endpoint.into(), options }
+        KubeDelivery {
+            client,
+            endpoint: endpoint.into(),
+            options,
+        }
     }
 
     fn landing(&self) -> &Landing {
@@ -53,7 +58,12 @@ impl KubeDelivery {
     }
 
     /// What replacing `current` with this bundle would be — or why it must not be replaced.
-    fn change_from(&self, current: &Secret, bundle: &Bundle, meta: &BundleMeta) -> Result<Change, DeliveryError> {
+    fn change_from(
+        &self,
+        current: &Secret,
+        bundle: &Bundle,
+        meta: &BundleMeta,
+    ) -> Result<Change, DeliveryError> {
         let ours = is_ours(current);
         if !ours && !self.options.adopt {
             return Err(self.unmanaged());
@@ -62,25 +72,44 @@ impl KubeDelivery {
             && let Some(theirs) = meta_of(current)
             && theirs.generation > meta.generation
         {
-            let (namespace, name) = (self.landing().namespace.clone(), self.landing().name.clone());
-            return Err(DeliveryError::NewerInCluster { namespace, name, theirs: theirs.generation, ours: meta.generation });
+            let (namespace, name) = (
+                self.landing().namespace.clone(),
+                self.landing().name.clone(),
+            );
+            return Err(DeliveryError::NewerInCluster {
+                namespace,
+                name,
+                theirs: theirs.generation,
+                ours: meta.generation,
+            });
         }
         if holds(current, bundle, meta, self.layout()) {
             return Ok(Change::Unchanged);
         }
         let old_root = effective_root(current, self.layout());
-        let contained = old_root.and_then(|r| std::str::from_utf8(r).ok()).is_some_and(|r| rotation::contained(r, &bundle.root_cert));
-        Ok(match (ours, old_root == Some(bundle.root_cert.as_bytes()), contained) {
-            (false, _, _) => Change::Adopted,
-            (true, true, _) => Change::Rotated,
-            (true, false, true) => Change::RootContained,
-            (true, false, false) => Change::RootChanged,
-        })
+        let contained = old_root
+            .and_then(|r| std::str::from_utf8(r).ok())
+            .is_some_and(|r| rotation::contained(r, &bundle.root_cert));
+        Ok(
+            match (
+                ours,
+                old_root == Some(bundle.root_cert.as_bytes()),
+                contained,
+            ) {
+                (false, _, _) => Change::Adopted,
+                (true, true, _) => Change::Rotated,
+                (true, false, true) => Change::RootContained,
+                (true, false, false) => Change::RootChanged,
+            },
+        )
     }
 
     /// Restarts each istiod that needs it after `change`. Only cacerts is istiod's; the other
     /// kinds' consumers pick their secrets up themselves.
-    async fn restart_where_needed(&self, change: Change) -> Result<Vec<(String, RestartDecision)>, DeliveryError> {
+    async fn restart_where_needed(
+        &self,
+        change: Change,
+    ) -> Result<Vec<(String, RestartDecision)>, DeliveryError> {
         if self.layout() != Layout::IstioCacerts {
             return Ok(Vec::new());
         }
@@ -96,7 +125,10 @@ impl KubeDelivery {
     }
 
     fn unmanaged(&self) -> DeliveryError {
-        DeliveryError::Unmanaged { namespace: self.landing().namespace.clone(), name: self.landing().name.clone() }
+        DeliveryError::Unmanaged {
+            namespace: self.landing().namespace.clone(),
+            name: self.landing().name.clone(),
+        }
     }
 
     fn secrets(&self) -> Api<Secret> {
@@ -132,9 +164,17 @@ impl KubeDelivery {
             kube::Error::Api(s) => match s.code {
                 401 => DeliveryError::Unauthorized(s.message.clone()),
                 403 => DeliveryError::Forbidden(format!("{what}: {}", s.message)),
-                code => DeliveryError::Api { code, reason: s.reason.clone(), what: what.to_string(), message: s.message.clone() },
+                code => DeliveryError::Api {
+                    code,
+                    reason: s.reason.clone(),
+                    what: what.to_string(),
+                    message: s.message.clone(),
+                },
             },
-            other => DeliveryError::Unreachable { endpoint: self.endpoint.clone(), detail: chain(&other) },
+            other => DeliveryError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: chain(&other),
+            },
         }
     }
 
@@ -149,35 +189,61 @@ impl KubeDelivery {
             Err(e) => return Err(self.map(e, "get namespace")),
         }
         let ns = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some(self.landing().namespace.clone()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some(self.landing().namespace.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         match namespaces.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 403 => Err(DeliveryError::NamespaceMissing(self.landing().namespace.clone())),
+            Err(kube::Error::Api(s)) if s.code == 403 => Err(DeliveryError::NamespaceMissing(
+                self.landing().namespace.clone(),
+            )),
             Err(e) => Err(self.map(e, "create namespace")),
         }
     }
 
     async fn istiods(&self) -> Result<Vec<Istiod>, DeliveryError> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.landing().namespace);
+        let deployments: Api<Deployment> =
+            Api::namespaced(self.client.clone(), &self.landing().namespace);
         let lp = ListParams::default().labels(ISTIOD_SELECTOR);
-        let list = self.call("list istiod deployments", || deployments.list(&lp)).await?;
+        let list = self
+            .call("list istiod deployments", || deployments.list(&lp))
+            .await?;
         Ok(list
             .items
             .into_iter()
             .map(|d| {
-                let containers = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.clone()).unwrap_or_default();
-                let container = containers.iter().find(|c| c.name == "discovery").or(containers.first());
+                let containers = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .map(|p| p.containers.clone())
+                    .unwrap_or_default();
+                let container = containers
+                    .iter()
+                    .find(|c| c.name == "discovery")
+                    .or(containers.first());
                 let image = container.and_then(|c| c.image.clone()).unwrap_or_default();
                 Istiod {
                     name: d.metadata.name.clone().unwrap_or_default(),
                     version: IstioVersion::from_image(&image),
                     image,
-                    running: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) > 0,
+                    running: d
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0)
+                        > 0,
                     multiroot: container.and_then(|c| c.env.as_ref()).is_some_and(|env| {
-                        env.iter().any(|e| e.name == MULTIROOT_ENV && e.value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true")))
+                        env.iter().any(|e| {
+                            e.name == MULTIROOT_ENV
+                                && e.value
+                                    .as_deref()
+                                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                        })
                     }),
                 }
             })
@@ -185,50 +251,76 @@ impl KubeDelivery {
     }
 
     async fn restart(&self, name: &str) -> Result<(), DeliveryError> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.landing().namespace);
+        let deployments: Api<Deployment> =
+            Api::namespaced(self.client.clone(), &self.landing().namespace);
         let now = rfc3339(OffsetDateTime::now_utc());
         let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
         let what = format!("restart deployment {name}");
         let (params, patch) = (PatchParams::default(), Patch::Strategic(&patch));
-        self.call(&what, || deployments.patch(name, &params, &patch)).await?;
+        self.call(&what, || deployments.patch(name, &params, &patch))
+            .await?;
         Ok(())
     }
 
     /// Reads the secret back and checks it holds exactly the bundle; returns the fingerprint.
     async fn read_back(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<String, DeliveryError> {
-        let fail = |detail: String| DeliveryError::ReadBack { namespace: self.landing().namespace.clone(), name: self.landing().name.clone(), detail };
+        let fail = |detail: String| DeliveryError::ReadBack {
+            namespace: self.landing().namespace.clone(),
+            name: self.landing().name.clone(),
+            detail,
+        };
         let secrets = self.secrets();
-        let back = self.call("read back cacerts", || secrets.get_opt(&self.landing().name)).await?.ok_or_else(|| fail("the secret is gone".into()))?;
+        let back = self
+            .call("read back cacerts", || {
+                secrets.get_opt(&self.landing().name)
+            })
+            .await?
+            .ok_or_else(|| fail("the secret is gone".into()))?;
         if let Some(name) = differing_file(&back, bundle, self.layout()) {
             return Err(fail(format!("{name} differs")));
         }
-        let der = meshca_core::pem::certificates(bundle::CA_CERT, &bundle.ca_cert).map_err(|e| fail(e.to_string()))?;
+        let der = meshca_core::pem::certificates(bundle::CA_CERT, &bundle.ca_cert)
+            .map_err(|e| fail(e.to_string()))?;
         let fingerprint = der.first().map(|d| sha256_hex(d)).unwrap_or_default();
         if fingerprint != meta.fingerprint_sha256 {
-            return Err(fail(format!("ca-cert.pem fingerprint {fingerprint} is not the recorded {}", meta.fingerprint_sha256)));
+            return Err(fail(format!(
+                "ca-cert.pem fingerprint {fingerprint} is not the recorded {}",
+                meta.fingerprint_sha256
+            )));
         }
         Ok(fingerprint)
     }
 }
 
-
 #[async_trait]
 impl Delivery for KubeDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
         let secrets = self.secrets();
-        let found = self.call("get cacerts", || secrets.get_opt(&self.landing().name)).await?;
+        let found = self
+            .call("get cacerts", || secrets.get_opt(&self.landing().name))
+            .await?;
         Ok(match found {
             None => Observed::Absent,
-            Some(s) if is_ours(&s) => Observed::Managed { bundle: bundle_of(&s, self.layout()), meta: meta_of(&s) },
-            Some(s) => Observed::Unmanaged { bundle: bundle_of(&s, self.layout()) },
+            Some(s) if is_ours(&s) => Observed::Managed {
+                bundle: bundle_of(&s, self.layout()),
+                meta: meta_of(&s),
+            },
+            Some(s) => Observed::Unmanaged {
+                bundle: bundle_of(&s, self.layout()),
+            },
         })
     }
 
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError> {
-        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt).then(|| self.unmanaged())
+        matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt)
+            .then(|| self.unmanaged())
     }
 
-    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        meta: &BundleMeta,
+    ) -> Result<Delivered, DeliveryError> {
         validate::validate(bundle, &self.options.profile, OffsetDateTime::now_utc())?;
         let secrets = self.secrets();
         let mut conflicts = 0;
@@ -241,7 +333,9 @@ impl Delivery for KubeDelivery {
                     attempts: conflicts,
                 });
             }
-            let current = self.call("get cacerts", || secrets.get_opt(&self.landing().name)).await?;
+            let current = self
+                .call("get cacerts", || secrets.get_opt(&self.landing().name))
+                .await?;
             let Some(current) = current else {
                 if !namespace_checked {
                     self.ensure_namespace().await?;
@@ -249,11 +343,16 @@ impl Delivery for KubeDelivery {
                 }
                 let new = render(None, bundle, meta, self.landing());
                 let pp = PostParams::default();
-                match self.call("create cacerts", || secrets.create(&pp, &new)).await {
+                match self
+                    .call("create cacerts", || secrets.create(&pp, &new))
+                    .await
+                {
                     Ok(_) => break Change::Created,
                     Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
                     Err(DeliveryError::Api { code: 404, .. }) => {
-                        return Err(DeliveryError::NamespaceMissing(self.landing().namespace.clone()));
+                        return Err(DeliveryError::NamespaceMissing(
+                            self.landing().namespace.clone(),
+                        ));
                     }
                     Err(e) => return Err(e),
                 }
@@ -265,7 +364,12 @@ impl Delivery for KubeDelivery {
             }
             let new = render(Some(current), bundle, meta, self.landing());
             let pp = PostParams::default();
-            match self.call("replace cacerts", || secrets.replace(&self.landing().name, &pp, &new)).await {
+            match self
+                .call("replace cacerts", || {
+                    secrets.replace(&self.landing().name, &pp, &new)
+                })
+                .await
+            {
                 Ok(_) => break change,
                 Err(DeliveryError::Api { code: 409, .. }) => conflicts += 1,
                 Err(e) => return Err(e),
@@ -273,7 +377,11 @@ impl Delivery for KubeDelivery {
         };
         let fingerprint_sha256 = self.read_back(bundle, meta).await?;
         let istiod = self.restart_where_needed(change).await?;
-        Ok(Delivered { change, fingerprint_sha256, istiod, conflicts })
+        Ok(Delivered {
+            change,
+            fingerprint_sha256,
+            istiod,
+            conflicts,
+        })
     }
 }
-

@@ -28,7 +28,10 @@ pub enum ManifestError {
     #[error("{0} is missing")]
     Missing(String),
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pem(#[from] PemError),
     #[error("{path} is not a Secret manifest: {reason}")]
@@ -44,7 +47,10 @@ pub fn annotations(meta: &BundleMeta) -> BTreeMap<String, String> {
     put("not-after", rfc3339(meta.not_after));
     put("certificate-arn", meta.certificate_id.clone());
     put("fingerprint-sha256", meta.fingerprint_sha256.clone());
-    put("root-fingerprint-sha256", meta.root_fingerprint_sha256.clone());
+    put(
+        "root-fingerprint-sha256",
+        meta.root_fingerprint_sha256.clone(),
+    );
     a
 }
 
@@ -62,7 +68,13 @@ pub fn meta_from(a: &BTreeMap<String, String>) -> Option<BundleMeta> {
 }
 
 pub(crate) fn is_ours(secret: &Secret) -> bool {
-    secret.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE)
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE)
 }
 
 /// The meshca record in a secret's annotations.
@@ -83,30 +95,55 @@ pub fn data_of(bundle: &Bundle, layout: Layout) -> Vec<(&'static str, Zeroizing<
     let z = |s: &str| Zeroizing::new(s.to_string());
     match layout {
         Layout::IstioCacerts => bundle.files().iter().map(|(n, t)| (*n, z(t))).collect(),
-        Layout::Tls => vec![(TLS_CRT, Zeroizing::new(chain_without_roots(bundle))), (TLS_KEY, z(&bundle.ca_key)), (CA_CRT, z(&bundle.root_cert))],
+        Layout::Tls => vec![
+            (TLS_CRT, Zeroizing::new(chain_without_roots(bundle))),
+            (TLS_KEY, z(&bundle.ca_key)),
+            (CA_CRT, z(&bundle.root_cert)),
+        ],
     }
 }
 
 fn chain_without_roots(bundle: &Bundle) -> String {
-    let roots = meshca_core::pem::certificates(bundle::ROOT_CERT, &bundle.root_cert).unwrap_or_default();
-    let chain = meshca_core::pem::certificates(bundle::CERT_CHAIN, &bundle.cert_chain).unwrap_or_default();
-    meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &chain.into_iter().filter(|c| !roots.contains(c)).collect::<Vec<_>>())
+    let roots =
+        meshca_core::pem::certificates(bundle::ROOT_CERT, &bundle.root_cert).unwrap_or_default();
+    let chain =
+        meshca_core::pem::certificates(bundle::CERT_CHAIN, &bundle.cert_chain).unwrap_or_default();
+    meshca_core::pem::encode(
+        meshca_core::pem::CERTIFICATE,
+        &chain
+            .into_iter()
+            .filter(|c| !roots.contains(c))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The bundle in force, read the way its consumer reads it: for `cacerts`, istiod takes
 /// `tls.crt`/`tls.key`/`ca.crt` whenever `tls.crt` is there, else the four `*.pem` keys.
 pub(crate) fn bundle_of(secret: &Secret, layout: Layout) -> Option<Bundle> {
     let data = secret.data.as_ref()?;
-    let text = |k: &str| data.get(k).and_then(|b| std::str::from_utf8(&b.0).ok()).map(|s| Zeroizing::new(s.to_string()));
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(|b| std::str::from_utf8(&b.0).ok())
+            .map(|s| Zeroizing::new(s.to_string()))
+    };
     if layout == Layout::Tls || data.contains_key(TLS_CRT) {
         return from_tls_keys(&text(TLS_CRT)?, &text(TLS_KEY)?, &text(CA_CRT)?).ok();
     }
-    Bundle::from_pems(&text(bundle::CA_CERT)?, &text(bundle::CA_KEY)?, &text(bundle::CERT_CHAIN)?, &text(bundle::ROOT_CERT)?).ok()
+    Bundle::from_pems(
+        &text(bundle::CA_CERT)?,
+        &text(bundle::CA_KEY)?,
+        &text(bundle::CERT_CHAIN)?,
+        &text(bundle::ROOT_CERT)?,
+    )
+    .ok()
 }
 
 /// A bundle from `tls.crt` (the certificate first, then its issuers), `tls.key` and `ca.crt`.
 pub fn from_tls_keys(chain: &str, key: &str, root: &str) -> Result<Bundle, PemError> {
-    let first = meshca_core::pem::certificates(TLS_CRT, chain)?.into_iter().next().expect("certificates() returns at least one");
+    let first = meshca_core::pem::certificates(TLS_CRT, chain)?
+        .into_iter()
+        .next()
+        .expect("certificates() returns at least one");
     let cert = meshca_core::pem::encode(meshca_core::pem::CERTIFICATE, &[first]);
     Bundle::from_pems(&cert, key, &format!("{chain}{root}"), root)
 }
@@ -114,13 +151,24 @@ pub fn from_tls_keys(chain: &str, key: &str, root: &str) -> Result<Bundle, PemEr
 /// The secret to write at `landing`: `current` (other labels, annotations and data keys kept)
 /// with our label, annotations and the bundle's keys — and, in `cacerts`, without `tls.*` keys
 /// that would make istiod use another bundle than ours.
-pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Secret {
+pub fn render(
+    current: Option<Secret>,
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    landing: &Landing,
+) -> Secret {
     let mut s = current.unwrap_or_default();
     s.metadata.name = Some(landing.name.clone());
     s.metadata.namespace = Some(landing.namespace.clone());
     s.metadata.managed_fields = None;
-    s.metadata.labels.get_or_insert_default().insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-    s.metadata.annotations.get_or_insert_default().extend(annotations(meta));
+    s.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    s.metadata
+        .annotations
+        .get_or_insert_default()
+        .extend(annotations(meta));
     if s.type_.is_none() {
         s.type_ = Some(match landing.layout {
             Layout::IstioCacerts => "Opaque".into(),
@@ -143,31 +191,49 @@ pub fn render(current: Option<Secret>, bundle: &Bundle, meta: &BundleMeta, landi
 /// The Secret manifest `kubectl apply -f` takes: [`render`] of a new secret, as YAML. It holds
 /// the key, hence `Zeroizing`.
 pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroizing<String> {
-    Zeroizing::new(serde_yaml_ng::to_string(&render(None, bundle, meta, landing)).expect("a Secret of strings serialises"))
+    Zeroizing::new(
+        serde_yaml_ng::to_string(&render(None, bundle, meta, landing))
+            .expect("a Secret of strings serialises"),
+    )
 }
 
 /// The first of the bundle's keys that the secret does not hold byte for byte — or, in
 /// `cacerts`, a `tls.*` key that overrides them for istiod.
-pub(crate) fn differing_file(secret: &Secret, bundle: &Bundle, layout: Layout) -> Option<&'static str> {
+pub(crate) fn differing_file(
+    secret: &Secret,
+    bundle: &Bundle,
+    layout: Layout,
+) -> Option<&'static str> {
     let data = secret.data.as_ref();
     if layout == Layout::IstioCacerts
-        && let Some(k) = TLS_KEYS.iter().find(|k| data.is_some_and(|d| d.contains_key(**k)))
+        && let Some(k) = TLS_KEYS
+            .iter()
+            .find(|k| data.is_some_and(|d| d.contains_key(**k)))
     {
         return Some(k);
     }
-    data_of(bundle, layout).into_iter().find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes())).map(|(n, _)| n)
+    data_of(bundle, layout)
+        .into_iter()
+        .find(|(n, t)| data.and_then(|d| d.get(*n)).map(|b| b.0.as_slice()) != Some(t.as_bytes()))
+        .map(|(n, _)| n)
 }
 
 /// Whether the secret is ours and already holds exactly this bundle and record.
 pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta, layout: Layout) -> bool {
     let ann = secret.metadata.annotations.clone().unwrap_or_default();
-    is_ours(secret) && differing_file(secret, bundle, layout).is_none() && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
+    is_ours(secret)
+        && differing_file(secret, bundle, layout).is_none()
+        && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
 }
 
 /// The root bundle's bytes as the consumer reads them (istiod: `ca.crt` when `tls.crt` is there).
 pub(crate) fn effective_root(secret: &Secret, layout: Layout) -> Option<&[u8]> {
     let data = secret.data.as_ref()?;
-    let key = if layout == Layout::Tls || data.contains_key(TLS_CRT) { CA_CRT } else { bundle::ROOT_CERT };
+    let key = if layout == Layout::Tls || data.contains_key(TLS_CRT) {
+        CA_CRT
+    } else {
+        bundle::ROOT_CERT
+    };
     data.get(key).map(|b| b.0.as_slice())
 }
 
@@ -175,31 +241,57 @@ pub(crate) fn effective_root(secret: &Secret, layout: Layout) -> Option<&[u8]> {
 /// `meshca issue` or printed by `kubectl get secret cacerts -o yaml`: the bundle and the
 /// annotations. Lenient where kubectl's output varies (whitespace in base64, no apiVersion).
 pub fn read_manifest(path: &Path) -> Result<(Bundle, BTreeMap<String, String>), ManifestError> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?,
-    );
-    let bad = |reason: String| ManifestError::NotASecret { path: path.display().to_string(), reason };
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+                path: path.display().to_string(),
+                source,
+            })?,
+        );
+    let bad = |reason: String| ManifestError::NotASecret {
+        path: path.display().to_string(),
+        reason,
+    };
     let doc: SecretDoc = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
     if doc.kind.as_deref() != Some("Secret") {
-        return Err(bad(format!("kind is {:?}, not Secret", doc.kind.unwrap_or_default())));
+        return Err(bad(format!(
+            "kind is {:?}, not Secret",
+            doc.kind.unwrap_or_default()
+        )));
     }
     let mut files: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     for (k, v) in doc.data.unwrap_or_default() {
-        let bytes = Zeroizing::new(B64.decode(v.trim()).map_err(|e| bad(format!("data.{k} is not base64: {e}")))?);
-        let s = String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("data.{k} is not UTF-8 text")))?;
+        let bytes = Zeroizing::new(
+            B64.decode(v.trim())
+                .map_err(|e| bad(format!("data.{k} is not base64: {e}")))?,
+        );
+        let s = String::from_utf8(bytes.to_vec())
+            .map_err(|_| bad(format!("data.{k} is not UTF-8 text")))?;
         files.insert(k, Zeroizing::new(s));
     }
     for (k, v) in doc.string_data.unwrap_or_default() {
         files.insert(k, Zeroizing::new(v));
     }
-    let get = |name: &str| files.get(name).ok_or_else(|| ManifestError::Missing(format!("{name} (in {})", path.display())));
+    let get = |name: &str| {
+        files
+            .get(name)
+            .ok_or_else(|| ManifestError::Missing(format!("{name} (in {})", path.display())))
+    };
     // Read as istiod reads cacerts, and as a kubernetes.io/tls secret is read: tls.* first.
     let bundle = if files.contains_key(TLS_CRT) {
         from_tls_keys(get(TLS_CRT)?, get(TLS_KEY)?, get(CA_CRT)?)?
     } else {
-        Bundle::from_pems(get(bundle::CA_CERT)?, get(bundle::CA_KEY)?, get(bundle::CERT_CHAIN)?, get(bundle::ROOT_CERT)?)?
+        Bundle::from_pems(
+            get(bundle::CA_CERT)?,
+            get(bundle::CA_KEY)?,
+            get(bundle::CERT_CHAIN)?,
+            get(bundle::ROOT_CERT)?,
+        )?
     };
-    Ok((bundle, doc.metadata.map(|m| m.annotations).unwrap_or_default()))
+    Ok((
+        bundle,
+        doc.metadata.map(|m| m.annotations).unwrap_or_default(),
+    ))
 }
 
 /// The parts of a manifest [`read_manifest`] reads; anything else is ignored.

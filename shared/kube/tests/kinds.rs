@@ -14,8 +14,8 @@ use meshca_core::{ClusterName, Reconciler, Secured, Settings};
 use meshca_kube::{KubeDelivery, TokenSource};
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec};
 use meshca_test_apiserver::store::Resource;
-use meshca_test_support::openssl::{run as openssl, sign};
 use meshca_test_apiserver::{ApiServer, Settings as ServerSettings};
+use meshca_test_support::openssl::{run as openssl, sign};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -31,7 +31,11 @@ impl TokenSource for Static {
 }
 
 async fn server() -> ApiServer {
-    let s = ServerSettings { cluster: "c1".into(), static_token: Some(TOKEN.into()), ..Default::default() };
+    let s = ServerSettings {
+        cluster: "c1".into(),
+        static_token: Some(TOKEN.into()),
+        ..Default::default()
+    };
     let server = ApiServer::start(s).await.unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     server
@@ -42,31 +46,60 @@ async fn issued(dir: &Path, spec: &KindSpec) -> (Settings, Secured) {
     let started = std::time::Instant::now();
     let ca = LocalCa::open_or_create(&dir.join("ca"), &LocalRootSpec::default()).unwrap();
     let escrow = LocalEscrow::new(dir.join("escrow"));
-    let settings = Settings { kind: spec.clone(), ..Settings::default() };
+    let settings = Settings {
+        kind: spec.clone(),
+        ..Settings::default()
+    };
     let c: ClusterName = "c1".parse().unwrap();
-    let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &settings }.ensure_bundle(&c, false).await.unwrap();
-    eprintln!("{}: issued and escrowed in {} ms", spec.kind, started.elapsed().as_millis());
+    let secured = Reconciler {
+        authority: &ca,
+        escrow: &escrow,
+        settings: &settings,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
+    eprintln!(
+        "{}: issued and escrowed in {} ms",
+        spec.kind,
+        started.elapsed().as_millis()
+    );
     (settings, secured)
 }
 
 fn delivery(server: &ApiServer, settings: &Settings, adopt: bool) -> KubeDelivery {
     let c: ClusterName = "c1".parse().unwrap();
-    let client = meshca_kube::from_endpoint("c1", &server.url(), server.ca_pem(), Arc::new(Static)).unwrap();
-    let options = DeliveryOptions { landing: settings.kind.landing(), profile: settings.profile_for(&c), adopt, ..DeliveryOptions::default() };
+    let client =
+        meshca_kube::from_endpoint("c1", &server.url(), server.ca_pem(), Arc::new(Static)).unwrap();
+    let options = DeliveryOptions {
+        landing: settings.kind.landing(),
+        profile: settings.profile_for(&c),
+        adopt,
+        ..DeliveryOptions::default()
+    };
     KubeDelivery::new(client, server.url(), options)
 }
 
 fn data(server: &ApiServer, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
-    let s = server.get(Resource::Secrets, ns, name).unwrap_or_else(|| panic!("{ns}/{name} exists"));
+    let s = server
+        .get(Resource::Secrets, ns, name)
+        .unwrap_or_else(|| panic!("{ns}/{name} exists"));
     let b64 = base64::engine::general_purpose::STANDARD;
-    s["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), b64.decode(v.as_str().unwrap()).unwrap())).collect()
+    s["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), b64.decode(v.as_str().unwrap()).unwrap()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_lands_in_its_secret_and_reads_back_as_delivered() {
     let server = server().await;
     for ns in ["tsb", "cert-manager"] {
-        server.create(Resource::Namespaces, "", json!({"metadata": {"name": ns}})).unwrap();
+        server
+            .create(Resource::Namespaces, "", json!({"metadata": {"name": ns}}))
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     for kind in Kind::ALL {
@@ -79,7 +112,9 @@ async fn every_kind_lands_in_its_secret_and_reads_back_as_delivered() {
         assert_eq!(out.change, Change::Created, "{kind}");
         let landing = spec.landing();
         let got = data(&server, &landing.namespace, &landing.name);
-        let secret = server.get(Resource::Secrets, &landing.namespace, &landing.name).unwrap();
+        let secret = server
+            .get(Resource::Secrets, &landing.namespace, &landing.name)
+            .unwrap();
         if kind == Kind::IstioCacerts {
             assert_eq!(secret["type"], "Opaque");
             assert_eq!(got["ca-cert.pem"], secured.bundle.ca_cert.as_bytes());
@@ -87,44 +122,107 @@ async fn every_kind_lands_in_its_secret_and_reads_back_as_delivered() {
         } else {
             assert_eq!(secret["type"], "kubernetes.io/tls", "{kind}");
             let tls_crt = String::from_utf8(got["tls.crt"].clone()).unwrap();
-            assert!(tls_crt.starts_with(&secured.bundle.ca_cert), "{kind}: tls.crt starts with the certificate");
-            assert!(!tls_crt.contains(&secured.bundle.root_cert), "{kind}: tls.crt holds no root");
+            assert!(
+                tls_crt.starts_with(&secured.bundle.ca_cert),
+                "{kind}: tls.crt starts with the certificate"
+            );
+            assert!(
+                !tls_crt.contains(&secured.bundle.root_cert),
+                "{kind}: tls.crt holds no root"
+            );
             assert_eq!(got["ca.crt"], secured.bundle.root_cert.as_bytes(), "{kind}");
             assert_eq!(got["tls.key"], secured.bundle.ca_key.as_bytes(), "{kind}");
-            assert!(out.istiod.is_empty(), "{kind}: istiod is not touched for other secrets");
+            assert!(
+                out.istiod.is_empty(),
+                "{kind}: istiod is not touched for other secrets"
+            );
         }
         match d.observe().await.unwrap() {
-            Observed::Managed { bundle: Some(b), meta: Some(m) } => assert_eq!((b, m), (secured.bundle.clone(), secured.meta.clone()), "{kind}"),
+            Observed::Managed {
+                bundle: Some(b),
+                meta: Some(m),
+            } => assert_eq!(
+                (b, m),
+                (secured.bundle.clone(), secured.meta.clone()),
+                "{kind}"
+            ),
             other => panic!("{kind}: {other:?}"),
         }
-        assert_eq!(d.deliver(&secured.bundle, &secured.meta).await.unwrap().change, Change::Unchanged, "{kind}");
+        assert_eq!(
+            d.deliver(&secured.bundle, &secured.meta)
+                .await
+                .unwrap()
+                .change,
+            Change::Unchanged,
+            "{kind}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn istio_csr_s_ca_issuer_signs_workloads_that_verify_and_no_ca_below_it() {
     let server = server().await;
-    server.create(Resource::Namespaces, "", json!({"metadata": {"name": "cert-manager"}})).unwrap();
+    server
+        .create(
+            Resource::Namespaces,
+            "",
+            json!({"metadata": {"name": "cert-manager"}}),
+        )
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spec = KindSpec::new(Kind::CertManagerCa);
     let (settings, secured) = issued(dir.path(), &spec).await;
-    delivery(&server, &settings, false).deliver(&secured.bundle, &secured.meta).await.unwrap();
+    delivery(&server, &settings, false)
+        .deliver(&secured.bundle, &secured.meta)
+        .await
+        .unwrap();
     // What cert-manager's CA issuer reads: the secret as delivered, nothing else.
     let got = data(&server, "cert-manager", "istio-ca");
     let work = dir.path().join("issuer");
     std::fs::create_dir_all(&work).unwrap();
-    for (file, key) in [("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")] {
+    for (file, key) in [
+        ("tls.crt", "tls.crt"),
+        ("tls.key", "tls.key"),
+        ("ca.crt", "ca.crt"),
+    ] {
         std::fs::write(work.join(file), &got[key]).unwrap();
     }
     sign(&work, "workload", "tls.crt", "tls.key", false);
-    let (ok, text) = openssl(&["verify", "-CAfile", "ca.crt", "-untrusted", "tls.crt", "workload.pem"], &work);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "ca.crt",
+            "-untrusted",
+            "tls.crt",
+            "workload.pem",
+        ],
+        &work,
+    );
     assert!(ok, "{text}");
     sign(&work, "sub-ca", "tls.crt", "tls.key", true);
     sign(&work, "deep", "sub-ca.pem", "sub-ca.key", false);
-    let chain = format!("{}{}", std::fs::read_to_string(work.join("sub-ca.pem")).unwrap(), String::from_utf8(got["tls.crt"].clone()).unwrap());
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(work.join("sub-ca.pem")).unwrap(),
+        String::from_utf8(got["tls.crt"].clone()).unwrap()
+    );
     std::fs::write(work.join("chain.pem"), chain).unwrap();
-    let (ok, text) = openssl(&["verify", "-CAfile", "ca.crt", "-untrusted", "chain.pem", "deep.pem"], &work);
-    assert!(!ok && text.contains("path length"), "a CA below the istio-csr intermediate must not be usable: {text}");
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "ca.crt",
+            "-untrusted",
+            "chain.pem",
+            "deep.pem",
+        ],
+        &work,
+    );
+    assert!(
+        !ok && text.contains("path length"),
+        "a CA below the istio-csr intermediate must not be usable: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,21 +235,35 @@ async fn an_adopted_cacerts_with_stale_tls_keys_ends_with_meshca_s_bundle_in_for
     let theirs = json!({"metadata": {"name": "cacerts"}, "type": "Opaque", "data": {
         "tls.crt": b64(&stale.bundle.cert_chain), "tls.key": b64(&stale.bundle.ca_key), "ca.crt": b64(&stale.bundle.root_cert),
         "extra.txt": b64("keep")}});
-    server.create(Resource::Secrets, "istio-system", theirs).unwrap();
+    server
+        .create(Resource::Secrets, "istio-system", theirs)
+        .unwrap();
 
     let (settings, ours) = issued(&dir.path().join("new"), &KindSpec::default()).await;
     let d = delivery(&server, &settings, false);
     match d.observe().await.unwrap() {
-        Observed::Unmanaged { bundle: Some(b) } => assert_eq!(b.ca_cert, stale.bundle.ca_cert, "istiod's reading: the tls.* bundle"),
+        Observed::Unmanaged { bundle: Some(b) } => assert_eq!(
+            b.ca_cert, stale.bundle.ca_cert,
+            "istiod's reading: the tls.* bundle"
+        ),
         other => panic!("{other:?}"),
     }
-    let out = delivery(&server, &settings, true).deliver(&ours.bundle, &ours.meta).await.unwrap();
+    let out = delivery(&server, &settings, true)
+        .deliver(&ours.bundle, &ours.meta)
+        .await
+        .unwrap();
     assert_eq!(out.change, Change::Adopted);
     let got = data(&server, "istio-system", "cacerts");
-    assert!(!got.contains_key("tls.crt") && !got.contains_key("tls.key") && !got.contains_key("ca.crt"), "{:?}", got.keys());
+    assert!(
+        !got.contains_key("tls.crt") && !got.contains_key("tls.key") && !got.contains_key("ca.crt"),
+        "{:?}",
+        got.keys()
+    );
     assert_eq!(got["extra.txt"], b"keep");
     match d.observe().await.unwrap() {
-        Observed::Managed { bundle: Some(b), .. } => assert_eq!(b, ours.bundle, "the bundle in force is meshca's"),
+        Observed::Managed {
+            bundle: Some(b), ..
+        } => assert_eq!(b, ours.bundle, "the bundle in force is meshca's"),
         other => panic!("{other:?}"),
     }
 }

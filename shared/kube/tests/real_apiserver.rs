@@ -31,21 +31,42 @@ impl TokenSource for Token {
 }
 
 fn client(server: &RealApiServer) -> kube::Client {
-    meshca_kube::from_endpoint("real", &server.url, &server.ca_pem, Arc::new(Token(server.token.clone()))).unwrap()
+    meshca_kube::from_endpoint(
+        "real",
+        &server.url,
+        &server.ca_pem,
+        Arc::new(Token(server.token.clone())),
+    )
+    .unwrap()
 }
 
 fn delivery(server: &RealApiServer, settings: &Settings, adopt: bool) -> KubeDelivery {
     let c: ClusterName = "c1".parse().unwrap();
-    let options = DeliveryOptions { landing: settings.kind.landing(), profile: settings.profile_for(&c), adopt, ..DeliveryOptions::default() };
+    let options = DeliveryOptions {
+        landing: settings.kind.landing(),
+        profile: settings.profile_for(&c),
+        adopt,
+        ..DeliveryOptions::default()
+    };
     KubeDelivery::new(client(server), &server.url, options)
 }
 
 async fn issue(dir: &Path, spec: KindSpec, force: bool) -> (Settings, Secured) {
     let ca = LocalCa::open_or_create(&dir.join("ca"), &LocalRootSpec::default()).unwrap();
     let escrow = LocalEscrow::new(dir.join("escrow"));
-    let settings = Settings { kind: spec, ..Settings::default() };
+    let settings = Settings {
+        kind: spec,
+        ..Settings::default()
+    };
     let c: ClusterName = "c1".parse().unwrap();
-    let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &settings }.ensure_bundle(&c, force).await.unwrap();
+    let secured = Reconciler {
+        authority: &ca,
+        escrow: &escrow,
+        settings: &settings,
+    }
+    .ensure_bundle(&c, force)
+    .await
+    .unwrap();
     (settings, secured)
 }
 
@@ -60,15 +81,26 @@ async fn istiod(server: &RealApiServer, image: &str) {
                               "spec": {"containers": [{"name": "discovery", "image": image}]}}}
     }))
     .unwrap();
-    deployments.create(&PostParams::default(), &d).await.unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
     let status = json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
-    deployments.patch_status("istiod", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    deployments
+        .patch_status("istiod", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 async fn restarted_at(server: &RealApiServer) -> Option<String> {
     let deployments: Api<Deployment> = Api::namespaced(client(server), "istio-system");
     let d = deployments.get("istiod").await.unwrap();
-    d.spec?.template.metadata?.annotations?.get(RESTARTED_AT).cloned()
+    d.spec?
+        .template
+        .metadata?
+        .annotations?
+        .get(RESTARTED_AT)
+        .cloned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,7 +114,10 @@ async fn cacerts_is_created_rotated_and_restarts_istiod_on_a_real_apiserver() {
     let out = d.deliver(&g1.bundle, &g1.meta).await.unwrap();
     assert_eq!(out.change, Change::Created);
     assert!(out.istiod.is_empty());
-    assert_eq!(d.deliver(&g1.bundle, &g1.meta).await.unwrap().change, Change::Unchanged);
+    assert_eq!(
+        d.deliver(&g1.bundle, &g1.meta).await.unwrap().change,
+        Change::Unchanged
+    );
 
     // Istio 1.18 does not hot-reload: a rotation restarts it through a strategic-merge patch.
     istiod(&server, "docker.io/istio/pilot:1.18.7").await;
@@ -90,14 +125,30 @@ async fn cacerts_is_created_rotated_and_restarts_istiod_on_a_real_apiserver() {
     let out = d.deliver(&g2.bundle, &g2.meta).await.unwrap();
     assert_eq!(out.change, Change::Rotated);
     assert!(out.istiod[0].1.restart, "{:?}", out.istiod);
-    assert!(restarted_at(&server).await.is_some(), "the pod template carries kubectl's restartedAt");
+    assert!(
+        restarted_at(&server).await.is_some(),
+        "the pod template carries kubectl's restartedAt"
+    );
     match d.observe().await.unwrap() {
-        Observed::Managed { bundle: Some(b), meta: Some(m) } => assert_eq!((b, m), (g2.bundle.clone(), g2.meta.clone())),
+        Observed::Managed {
+            bundle: Some(b),
+            meta: Some(m),
+        } => assert_eq!((b, m), (g2.bundle.clone(), g2.meta.clone())),
         other => panic!("{other:?}"),
     }
     // Going back to generation 1 is refused.
     let err = d.deliver(&g1.bundle, &g1.meta).await.unwrap_err();
-    assert!(matches!(err, DeliveryError::NewerInCluster { theirs: 2, ours: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DeliveryError::NewerInCluster {
+                theirs: 2,
+                ours: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,14 +158,29 @@ async fn a_foreign_cacerts_is_refused_then_adopted_keeping_its_other_keys() {
     let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
     let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
     kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client(&server))
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "istio-system"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "istio-system"}})).unwrap(),
+        )
         .await
         .unwrap();
-    let theirs: Secret = serde_json::from_value(json!({"metadata": {"name": "cacerts"}, "stringData": {"extra.txt": "keep"}})).unwrap();
-    secrets.create(&PostParams::default(), &theirs).await.unwrap();
-    let err = delivery(&server, &settings, false).deliver(&g1.bundle, &g1.meta).await.unwrap_err();
+    let theirs: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "cacerts"}, "stringData": {"extra.txt": "keep"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let err = delivery(&server, &settings, false)
+        .deliver(&g1.bundle, &g1.meta)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeliveryError::Unmanaged { .. }), "{err}");
-    let out = delivery(&server, &settings, true).deliver(&g1.bundle, &g1.meta).await.unwrap();
+    let out = delivery(&server, &settings, true)
+        .deliver(&g1.bundle, &g1.meta)
+        .await
+        .unwrap();
     assert_eq!(out.change, Change::Adopted);
     let s = secrets.get("cacerts").await.unwrap();
     assert_eq!(s.data.as_ref().unwrap()["extra.txt"].0, b"keep");
@@ -126,11 +192,17 @@ async fn tls_kinds_pass_the_real_apiserver_s_kubernetes_io_tls_validation() {
     let dir = tempfile::tempdir().unwrap();
     let (settings, edge) = issue(dir.path(), KindSpec::new(Kind::XcpEdge), false).await;
     let d = delivery(&server, &settings, false);
-    assert_eq!(d.deliver(&edge.bundle, &edge.meta).await.unwrap().change, Change::Created);
+    assert_eq!(
+        d.deliver(&edge.bundle, &edge.meta).await.unwrap().change,
+        Change::Created
+    );
     let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
     let s = secrets.get("xcp-edge-cert").await.unwrap();
     assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
-    assert_eq!(d.deliver(&edge.bundle, &edge.meta).await.unwrap().change, Change::Unchanged);
+    assert_eq!(
+        d.deliver(&edge.bundle, &edge.meta).await.unwrap().change,
+        Change::Unchanged
+    );
 }
 
 fn kubectl() -> String {
@@ -145,21 +217,49 @@ async fn kubectl_applies_the_manifest_meshca_writes_with_validation_on() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig("real")).unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(kubectl()).arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     run(&["create", "namespace", "istio-system"]);
     let manifest = dir.path().join("cacerts.yaml");
-    std::fs::write(&manifest, meshca_kube::secret::manifest(&g1.bundle, &g1.meta, &settings.kind.landing()).as_str()).unwrap();
+    std::fs::write(
+        &manifest,
+        meshca_kube::secret::manifest(&g1.bundle, &g1.meta, &settings.kind.landing()).as_str(),
+    )
+    .unwrap();
     run(&["apply", "-f", manifest.to_str().unwrap()]);
     let d = delivery(&server, &settings, false);
     match d.observe().await.unwrap() {
-        Observed::Managed { bundle: Some(b), meta: Some(m) } => assert_eq!((b, m), (g1.bundle.clone(), g1.meta.clone())),
+        Observed::Managed {
+            bundle: Some(b),
+            meta: Some(m),
+        } => assert_eq!((b, m), (g1.bundle.clone(), g1.meta.clone())),
         other => panic!("{other:?}"),
     }
-    assert_eq!(d.deliver(&g1.bundle, &g1.meta).await.unwrap().change, Change::Unchanged, "what kubectl applied is meshca's own");
-    let listed = run(&["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.metadata.labels}"]);
+    assert_eq!(
+        d.deliver(&g1.bundle, &g1.meta).await.unwrap().change,
+        Change::Unchanged,
+        "what kubectl applied is meshca's own"
+    );
+    let listed = run(&[
+        "get",
+        "secret",
+        "cacerts",
+        "-n",
+        "istio-system",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
     assert!(listed.contains("meshca"), "{listed}");
 }
 
@@ -170,21 +270,45 @@ async fn racing_generations_end_with_the_newer_and_bad_credentials_or_ca_are_cle
     let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
     let (_, g2) = issue(dir.path(), KindSpec::default(), true).await;
     // Two writers at once on a real server's resourceVersion rules: generation 2 stays.
-    let (a, b) = (delivery(&server, &settings, false), delivery(&server, &settings, false));
-    let (r1, r2) = tokio::join!(a.deliver(&g1.bundle, &g1.meta), b.deliver(&g2.bundle, &g2.meta));
+    let (a, b) = (
+        delivery(&server, &settings, false),
+        delivery(&server, &settings, false),
+    );
+    let (r1, r2) = tokio::join!(
+        a.deliver(&g1.bundle, &g1.meta),
+        b.deliver(&g2.bundle, &g2.meta)
+    );
     assert!(r2.is_ok(), "{r2:?}");
-    assert!(r1.is_ok() || matches!(r1, Err(DeliveryError::NewerInCluster { .. })), "{r1:?}");
+    assert!(
+        r1.is_ok() || matches!(r1, Err(DeliveryError::NewerInCluster { .. })),
+        "{r1:?}"
+    );
     match a.observe().await.unwrap() {
         Observed::Managed { meta: Some(m), .. } => assert_eq!(m.generation, 2),
         other => panic!("{other:?}"),
     }
     // A token the server does not know: 401 with its message.
-    let stranger = meshca_kube::from_endpoint("real", &server.url, &server.ca_pem, Arc::new(Token("not-a-token".into()))).unwrap();
-    let err = KubeDelivery::new(stranger, &server.url, DeliveryOptions::default()).observe().await.unwrap_err();
+    let stranger = meshca_kube::from_endpoint(
+        "real",
+        &server.url,
+        &server.ca_pem,
+        Arc::new(Token("not-a-token".into())),
+    )
+    .unwrap();
+    let err = KubeDelivery::new(stranger, &server.url, DeliveryOptions::default())
+        .observe()
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeliveryError::Unauthorized(_)), "{err}");
     // A CA that did not sign the server's certificate: no connection, the endpoint named.
     let other = RealApiServer::start();
-    let wrong_ca = meshca_kube::from_endpoint("real", &server.url, &other.ca_pem, Arc::new(Token(server.token.clone()))).unwrap();
+    let wrong_ca = meshca_kube::from_endpoint(
+        "real",
+        &server.url,
+        &other.ca_pem,
+        Arc::new(Token(server.token.clone())),
+    )
+    .unwrap();
     let quick = DeliveryOptions {
         backoff: meshca_core::retry::Backoff {
             first: std::time::Duration::from_millis(5),
@@ -193,6 +317,12 @@ async fn racing_generations_end_with_the_newer_and_bad_credentials_or_ca_are_cle
         },
         ..DeliveryOptions::default()
     };
-    let err = KubeDelivery::new(wrong_ca, &server.url, quick).observe().await.unwrap_err();
-    assert!(matches!(err, DeliveryError::Unreachable { .. }) && err.to_string().contains(&server.url), "{err}");
+    let err = KubeDelivery::new(wrong_ca, &server.url, quick)
+        .observe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::Unreachable { .. }) && err.to_string().contains(&server.url),
+        "{err}"
+    );
 }

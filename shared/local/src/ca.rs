@@ -10,8 +10,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -61,7 +61,10 @@ pub struct LocalCa {
 
 impl std::fmt::Debug for LocalCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCa").field("dir", &self.dir).field("root", &self.root.subject).finish_non_exhaustive()
+        f.debug_struct("LocalCa")
+            .field("dir", &self.dir)
+            .field("root", &self.root.subject)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +73,10 @@ impl LocalCa {
     /// A directory with only some of the files, or files that do not parse or do not belong
     /// together, is refused rather than overwritten: it may be someone's root.
     pub fn open_or_create(dir: &Path, spec: &LocalRootSpec) -> Result<Self, AuthorityError> {
-        let corrupt = |reason: String| AuthorityError::Corrupt { path: dir.display().to_string(), reason };
+        let corrupt = |reason: String| AuthorityError::Corrupt {
+            path: dir.display().to_string(),
+            reason,
+        };
         match fs::metadata(dir) {
             Ok(m) if !m.is_dir() => return Err(corrupt("it is not a directory".into())),
             Ok(_) => {}
@@ -90,51 +96,90 @@ impl LocalCa {
     }
 
     pub fn open(dir: &Path) -> Result<Self, AuthorityError> {
-        let corrupt = |reason: String| AuthorityError::Corrupt { path: dir.display().to_string(), reason };
-        let read = |name: &str| fs::read_to_string(dir.join(name)).map_err(|e| corrupt(format!("cannot read {name}: {e}")));
+        let corrupt = |reason: String| AuthorityError::Corrupt {
+            path: dir.display().to_string(),
+            reason,
+        };
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .map_err(|e| corrupt(format!("cannot read {name}: {e}")))
+        };
         let cert_text = read(ROOT_CERT)?;
         let key_text = zeroize::Zeroizing::new(read(ROOT_KEY)?);
         let ders = pem::certificates(ROOT_CERT, &cert_text).map_err(|e| corrupt(e.to_string()))?;
-        let [der]: [Vec<u8>; 1] = ders.try_into().map_err(|v: Vec<_>| corrupt(format!("{ROOT_CERT} holds {} certificates, not one", v.len())))?;
+        let [der]: [Vec<u8>; 1] = ders.try_into().map_err(|v: Vec<_>| {
+            corrupt(format!(
+                "{ROOT_CERT} holds {} certificates, not one",
+                v.len()
+            ))
+        })?;
         let root = Certificate::from_der(ROOT_CERT, der).map_err(|e| corrupt(e.to_string()))?;
-        let key = PrivateKey::from_pkcs8_pem(&key_text).map_err(|e| corrupt(format!("{ROOT_KEY}: {e}")))?;
+        let key = PrivateKey::from_pkcs8_pem(&key_text)
+            .map_err(|e| corrupt(format!("{ROOT_KEY}: {e}")))?;
         if key.public_key_raw() != root.public_key_raw {
             return Err(corrupt(format!("{ROOT_KEY} does not match {ROOT_CERT}")));
         }
         if !root.is_ca || !root.key_cert_sign {
-            return Err(corrupt(format!("{ROOT_CERT} is not a CA certificate that may sign")));
+            return Err(corrupt(format!(
+                "{ROOT_CERT} is not a CA certificate that may sign"
+            )));
         }
         let root_pem = pem::encode(CERTIFICATE, &[&root.der]);
-        Ok(LocalCa { dir: dir.to_path_buf(), root, root_pem, key })
+        Ok(LocalCa {
+            dir: dir.to_path_buf(),
+            root,
+            root_pem,
+            key,
+        })
     }
 
     fn create(dir: &Path, spec: &LocalRootSpec) -> Result<(), AuthorityError> {
-        let fail = |reason: String| AuthorityError::Corrupt { path: dir.display().to_string(), reason };
+        let fail = |reason: String| AuthorityError::Corrupt {
+            path: dir.display().to_string(),
+            reason,
+        };
         let key = PrivateKey::generate(spec.key_algorithm).map_err(|e| fail(e.to_string()))?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::OrganizationName, spec.organization.as_str());
-        params.distinguished_name.push(DnType::CommonName, spec.common_name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, spec.organization.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spec.common_name.as_str());
         // RootCACertificate/V1: CA without a path length, may sign certificates and CRLs.
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+        ];
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + spec.validity;
         params.serial_number = Some(random_serial());
-        let cert = params.self_signed(key.key_pair()).map_err(|e| fail(e.to_string()))?;
+        let cert = params
+            .self_signed(key.key_pair())
+            .map_err(|e| fail(e.to_string()))?;
         let cert_pem = pem::encode(CERTIFICATE, &[cert.der().as_ref()]);
         let key_pem = key.to_pkcs8_pem();
         // Both files land together or not at all; a rival run that got there first wins and we
         // open its root instead.
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         let staging = tempfile::Builder::new()
             .prefix(".meshca-ca-")
             .tempdir_in(parent)
             .map_err(|e| fail(format!("cannot create it: {e}")))?;
-        write_all_or_nothing(staging.path(), &[(ROOT_CERT, &cert_pem, false), (ROOT_KEY, &key_pem, true)])
-            .map_err(|e| fail(e.to_string()))?;
+        write_all_or_nothing(
+            staging.path(),
+            &[(ROOT_CERT, &cert_pem, false), (ROOT_KEY, &key_pem, true)],
+        )
+        .map_err(|e| fail(e.to_string()))?;
         set_mode(staging.path(), 0o700);
         let staged = staging.keep();
         match fs::rename(&staged, dir) {
@@ -164,22 +209,38 @@ impl LocalCa {
     }
 
     fn rejected(&self, reason: String) -> AuthorityError {
-        AuthorityError::Rejected { id: self.id(), reason }
+        AuthorityError::Rejected {
+            id: self.id(),
+            reason,
+        }
     }
 
     fn io(&self, operation: &'static str) -> impl Fn(std::io::Error) -> AuthorityError + '_ {
-        move |e| AuthorityError::Backend { operation, detail: format!("{}: {e}", self.dir.display()) }
+        move |e| AuthorityError::Backend {
+            operation,
+            detail: format!("{}: {e}", self.dir.display()),
+        }
     }
 
-    fn sign(&self, request: &IssueRequest<'_>, now: OffsetDateTime) -> Result<(String, Vec<u8>), AuthorityError> {
-        let csr = CertificateSigningRequestParams::from_pem(request.csr_pem)
-            .map_err(|e| self.rejected(format!("the CSR does not parse or its signature does not verify: {e}")))?;
+    fn sign(
+        &self,
+        request: &IssueRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(String, Vec<u8>), AuthorityError> {
+        let csr = CertificateSigningRequestParams::from_pem(request.csr_pem).map_err(|e| {
+            self.rejected(format!(
+                "the CSR does not parse or its signature does not verify: {e}"
+            ))
+        })?;
         if csr.params.distinguished_name.iter().next().is_none() {
             return Err(self.rejected("the CSR has an empty subject".into()));
         }
         let not_after = request.validity.not_after(now);
         if not_after <= now {
-            return Err(self.rejected(format!("validity {} ends before it starts", request.validity)));
+            return Err(self.rejected(format!(
+                "validity {} ends before it starts",
+                request.validity
+            )));
         }
         if not_after > self.root.not_after {
             return Err(self.rejected(format!(
@@ -197,13 +258,23 @@ impl LocalCa {
         match request.template {
             Template::SubordinateCaPathLen0 => {
                 params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+                params.key_usages = vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                ];
                 params.extended_key_usages = Vec::new();
             }
             Template::EndEntity => {
                 params.is_ca = IsCa::ExplicitNoCa;
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+                params.key_usages = vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::KeyEncipherment,
+                ];
+                params.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ];
             }
         }
         params.use_authority_key_identifier_extension = true;
@@ -211,11 +282,15 @@ impl LocalCa {
         params.not_after = not_after;
         let serial = random_serial();
         params.serial_number = Some(serial.clone());
-        let issuer = Issuer::from_ca_cert_der(&self.root.der.clone().into(), self.key.key_pair())
-            .map_err(|e| self.rejected(format!("root certificate unusable as issuer: {e}")))?;
-        let cert = CertificateSigningRequestParams { params, public_key: csr.public_key }
-            .signed_by(&issuer)
-            .map_err(|e| self.rejected(e.to_string()))?;
+        let issuer =
+            Issuer::from_ca_cert_der(&self.root.der.clone().into(), self.key.key_pair())
+                .map_err(|e| self.rejected(format!("root certificate unusable as issuer: {e}")))?;
+        let cert = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        }
+        .signed_by(&issuer)
+        .map_err(|e| self.rejected(e.to_string()))?;
         Ok((hex::encode(serial.to_bytes()), cert.der().to_vec()))
     }
 }
@@ -259,19 +334,33 @@ impl Authority for LocalCa {
     /// two runs race — the certificate is on disk before the token is claimed (create-if-absent
     /// by link(2)), and the run that loses the claim withdraws its own.
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
-        let backend = |e: FilesError| AuthorityError::Backend { operation: "issue", detail: e.to_string() };
+        let backend = |e: FilesError| AuthorityError::Backend {
+            operation: "issue",
+            detail: e.to_string(),
+        };
         let issued = self.dir.join(ISSUED);
         let tokens = issued.join(TOKENS);
         fs::create_dir_all(&tokens).map_err(self.io("issue"))?;
         let token_path = tokens.join(token_file(request.idempotency_token));
-        let known = |p: &Path| fs::read_to_string(p).ok().map(|s| CertificateId(format!("{}/{}", self.id(), s.trim())));
+        let known = |p: &Path| {
+            fs::read_to_string(p)
+                .ok()
+                .map(|s| CertificateId(format!("{}/{}", self.id(), s.trim())))
+        };
         if let Some(id) = known(&token_path) {
             return Ok(id);
         }
         let (serial, der) = self.sign(request, OffsetDateTime::now_utc())?;
         let cert_path = issued.join(format!("{serial}.pem"));
-        write_all_or_nothing(&issued, &[(&format!("{serial}.pem"), &pem::encode(CERTIFICATE, &[&der]), false)])
-            .map_err(backend)?;
+        write_all_or_nothing(
+            &issued,
+            &[(
+                &format!("{serial}.pem"),
+                &pem::encode(CERTIFICATE, &[&der]),
+                false,
+            )],
+        )
+        .map_err(backend)?;
         let staged = tempfile::NamedTempFile::new_in(&tokens).map_err(self.io("issue"))?;
         fs::write(staged.path(), &serial).map_err(self.io("issue"))?;
         match fs::hard_link(staged.path(), &token_path) {
@@ -285,28 +374,46 @@ impl Authority for LocalCa {
     }
 
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
-        let serial = id
-            .0
-            .strip_prefix(&format!("{}/", self.id()))
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| AuthorityError::UnknownCertificate(id.clone()))?;
+        let serial =
+            id.0.strip_prefix(&format!("{}/", self.id()))
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| AuthorityError::UnknownCertificate(id.clone()))?;
         let text = match fs::read_to_string(self.dir.join(ISSUED).join(format!("{serial}.pem"))) {
             Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(AuthorityError::UnknownCertificate(id.clone())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(AuthorityError::UnknownCertificate(id.clone()));
+            }
             Err(e) => return Err(self.io("fetch")(e)),
         };
-        let certificate = pem::normalise("issued certificate", &text, CERTIFICATE)
-            .map_err(|e| AuthorityError::Corrupt { path: self.dir.display().to_string(), reason: e.to_string() })?;
-        Ok(Issued { certificate, chain: self.root_pem.clone() })
+        let certificate =
+            pem::normalise("issued certificate", &text, CERTIFICATE).map_err(|e| {
+                AuthorityError::Corrupt {
+                    path: self.dir.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Issued {
+            certificate,
+            chain: self.root_pem.clone(),
+        })
     }
 
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         self.fetch(id).await?;
         if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.rejected(format!("serial {serial:?} is not hexadecimal")));
         }
         let dir = self.dir.join(REVOKED);
-        write_all_or_nothing(&dir, &[(serial, reason.as_pca(), false)])
-            .map_err(|e| AuthorityError::Backend { operation: "revoke", detail: e.to_string() })
+        write_all_or_nothing(&dir, &[(serial, reason.as_pca(), false)]).map_err(|e| {
+            AuthorityError::Backend {
+                operation: "revoke",
+                detail: e.to_string(),
+            }
+        })
     }
 }

@@ -40,7 +40,10 @@ impl LocalEscrow {
         for entry in entries {
             let entry = entry?;
             if entry.file_type()?.is_dir()
-                && let Some(cluster) = entry.file_name().to_str().and_then(|n| n.parse::<ClusterName>().ok())
+                && let Some(cluster) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<ClusterName>().ok())
             {
                 out.push(cluster);
             }
@@ -53,8 +56,15 @@ impl LocalEscrow {
         self.dir.join(cluster.name())
     }
 
-    fn backend<'c>(operation: &'static str, cluster: &'c EscrowKey) -> impl Fn(std::io::Error) -> EscrowError + 'c {
-        move |e| EscrowError::Backend { operation, cluster: cluster.to_string(), detail: e.to_string() }
+    fn backend<'c>(
+        operation: &'static str,
+        cluster: &'c EscrowKey,
+    ) -> impl Fn(std::io::Error) -> EscrowError + 'c {
+        move |e| EscrowError::Backend {
+            operation,
+            cluster: cluster.to_string(),
+            detail: e.to_string(),
+        }
     }
 
     fn ensure_dir(&self, cluster: &EscrowKey) -> Result<PathBuf, EscrowError> {
@@ -75,16 +85,21 @@ impl LocalEscrow {
         Ok(tmp)
     }
 
-    fn read<T: serde::de::DeserializeOwned>(path: &Path, cluster: &EscrowKey) -> Result<Option<T>, EscrowError> {
+    fn read<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        cluster: &EscrowKey,
+    ) -> Result<Option<T>, EscrowError> {
         let text = match fs::read(path) {
             Ok(t) => zeroize::Zeroizing::new(t),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Self::backend("read", cluster)(e)),
         };
-        serde_json::from_slice(&text).map(Some).map_err(|e| EscrowError::Corrupt {
-            cluster: cluster.to_string(),
-            reason: format!("{}: {e}", path.display()),
-        })
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| EscrowError::Corrupt {
+                cluster: cluster.to_string(),
+                reason: format!("{}: {e}", path.display()),
+            })
     }
 }
 
@@ -95,7 +110,11 @@ fn to_json<T: serde::Serialize>(v: &T) -> zeroize::Zeroizing<Vec<u8>> {
 #[async_trait::async_trait]
 impl Escrow for LocalEscrow {
     async fn keys(&self) -> Result<Vec<EscrowKey>, EscrowError> {
-        let failed = |e: std::io::Error| EscrowError::Backend { operation: "list", cluster: "*".into(), detail: format!("{}: {e}", self.dir.display()) };
+        let failed = |e: std::io::Error| EscrowError::Backend {
+            operation: "list",
+            cluster: "*".into(),
+            detail: format!("{}: {e}", self.dir.display()),
+        };
         let entries = match fs::read_dir(&self.dir) {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             other => other.map_err(failed)?,
@@ -103,8 +122,13 @@ impl Escrow for LocalEscrow {
         let mut keys = Vec::new();
         for entry in entries {
             let entry = entry.map_err(failed)?;
-            let key = entry.file_name().to_str().and_then(|n| n.parse::<EscrowKey>().ok());
-            if let Some(key) = key.filter(|_| entry.path().join(CURRENT).exists() || entry.path().join(PENDING).exists()) {
+            let key = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<EscrowKey>().ok());
+            if let Some(key) = key.filter(|_| {
+                entry.path().join(CURRENT).exists() || entry.path().join(PENDING).exists()
+            }) {
                 keys.push(key);
             }
         }
@@ -117,7 +141,10 @@ impl Escrow for LocalEscrow {
         let current: Option<Current> = Self::read(&dir.join(CURRENT), cluster)?;
         let pending: Option<Pending> = Self::read(&dir.join(PENDING), cluster)?;
         let done = current.as_ref().map_or(0, |c| c.meta.generation);
-        Ok(Escrowed { pending: pending.filter(|p| p.generation > done), current })
+        Ok(Escrowed {
+            pending: pending.filter(|p| p.generation > done),
+            current,
+        })
     }
 
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError> {
@@ -130,7 +157,8 @@ impl Escrow for LocalEscrow {
                 Ok(()) => {
                     // A rival may have promoted this generation (and cleared its pending record)
                     // between our load and our link: then ours is not wanted.
-                    let done = Self::read::<Current>(&dir.join(CURRENT), cluster)?.map_or(0, |c| c.meta.generation);
+                    let done = Self::read::<Current>(&dir.join(CURRENT), cluster)?
+                        .map_or(0, |c| c.meta.generation);
                     if done >= pending.generation {
                         let _ = fs::remove_file(&target);
                         return Err(EscrowError::Conflict {
@@ -144,11 +172,21 @@ impl Escrow for LocalEscrow {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Self::backend("claim", cluster)(e)),
             }
-            let Some(existing) = Self::read::<Pending>(&target, cluster)? else { continue };
+            let Some(existing) = Self::read::<Pending>(&target, cluster)? else {
+                continue;
+            };
             if existing.token == pending.token {
-                return Ok(if existing == *pending { Claim::Won } else { Claim::Lost(Box::new(existing)) });
+                return Ok(if existing == *pending {
+                    Claim::Won
+                } else {
+                    Claim::Lost(Box::new(existing))
+                });
             }
-            let done = self.load(cluster).await?.current.map_or(0, |c| c.meta.generation);
+            let done = self
+                .load(cluster)
+                .await?
+                .current
+                .map_or(0, |c| c.meta.generation);
             if existing.generation <= done {
                 // Left over from a generation already promoted: clear it and try again.
                 let _ = fs::remove_file(&target);
@@ -160,7 +198,11 @@ impl Escrow for LocalEscrow {
                 token: existing.token.to_string(),
             });
         }
-        Err(EscrowError::Backend { operation: "claim", cluster: cluster.to_string(), detail: "pending.json keeps changing".into() })
+        Err(EscrowError::Backend {
+            operation: "claim",
+            cluster: cluster.to_string(),
+            detail: "pending.json keeps changing".into(),
+        })
     }
 
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
@@ -168,7 +210,9 @@ impl Escrow for LocalEscrow {
         let dir = self.ensure_dir(cluster)?;
         match Self::read::<Pending>(&dir.join(PENDING), cluster)? {
             Some(existing) if existing.token == pending.token => {}
-            None if Self::read::<Current>(&dir.join(CURRENT), cluster)?.is_some_and(|c| c.token == pending.token) => {
+            None if Self::read::<Current>(&dir.join(CURRENT), cluster)?
+                .is_some_and(|c| c.token == pending.token) =>
+            {
                 // A rival run already finished this generation; nothing left to record.
                 return Ok(());
             }
@@ -180,8 +224,10 @@ impl Escrow for LocalEscrow {
                 });
             }
         }
-        let tmp = Self::staged(&dir, &to_json(pending)).map_err(Self::backend("record", cluster))?;
-        tmp.persist(dir.join(PENDING)).map_err(|e| Self::backend("record", cluster)(e.error))?;
+        let tmp =
+            Self::staged(&dir, &to_json(pending)).map_err(Self::backend("record", cluster))?;
+        tmp.persist(dir.join(PENDING))
+            .map_err(|e| Self::backend("record", cluster)(e.error))?;
         Ok(())
     }
 
@@ -192,12 +238,15 @@ impl Escrow for LocalEscrow {
             && existing.meta.generation >= current.meta.generation
         {
             // Same generation promoted by a rival run, or a newer one: keep what is there.
-            if existing.token == current.token || existing.meta.generation > current.meta.generation {
+            if existing.token == current.token || existing.meta.generation > current.meta.generation
+            {
                 return Ok(());
             }
         }
-        let tmp = Self::staged(&dir, &to_json(current)).map_err(Self::backend("promote", cluster))?;
-        tmp.persist(dir.join(CURRENT)).map_err(|e| Self::backend("promote", cluster)(e.error))?;
+        let tmp =
+            Self::staged(&dir, &to_json(current)).map_err(Self::backend("promote", cluster))?;
+        tmp.persist(dir.join(CURRENT))
+            .map_err(|e| Self::backend("promote", cluster)(e.error))?;
         if let Some(p) = Self::read::<Pending>(&dir.join(PENDING), cluster)?
             && p.generation <= current.meta.generation
         {
@@ -214,6 +263,7 @@ impl Escrow for LocalEscrow {
         let graveyard = self.dir.join(RETIRED);
         fs::create_dir_all(&graveyard).map_err(Self::backend("retire", cluster))?;
         let stamp = OffsetDateTime::now_utc().unix_timestamp();
-        fs::rename(&dir, graveyard.join(format!("{cluster}-{stamp}"))).map_err(Self::backend("retire", cluster))
+        fs::rename(&dir, graveyard.join(format!("{cluster}-{stamp}")))
+            .map_err(Self::backend("retire", cluster))
     }
 }

@@ -17,9 +17,15 @@ pub enum FilesError {
     #[error("{0} is missing")]
     Missing(String),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pem(#[from] PemError),
 }
@@ -30,18 +36,33 @@ pub fn read_dir(dir: &Path) -> Result<Bundle, FilesError> {
         let path = dir.join(name);
         match fs::read_to_string(&path) {
             Ok(s) => Ok(Zeroizing::new(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FilesError::Missing(name.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(FilesError::Missing(name.to_string()))
+            }
             Err(source) => Err(FilesError::Read { path, source }),
         }
     };
-    let (c, k, ch, r) = (read(CA_CERT)?, read(CA_KEY)?, read(CERT_CHAIN)?, read(ROOT_CERT)?);
+    let (c, k, ch, r) = (
+        read(CA_CERT)?,
+        read(CA_KEY)?,
+        read(CERT_CHAIN)?,
+        read(ROOT_CERT)?,
+    );
     Ok(Bundle::from_pems(&c, &k, &ch, &r)?)
 }
 
 /// Writes the four files, and `manifest` if given (as `cacerts.yaml`, which holds the key), into
 /// `dir`, all or nothing (see [`write_all_or_nothing`]).
-pub fn write_dir(dir: &Path, bundle: &Bundle, manifest: Option<&Zeroizing<String>>) -> Result<(), FilesError> {
-    let mut entries: Vec<(&str, &str, bool)> = bundle.files().iter().map(|(n, t)| (*n, *t, *n == CA_KEY)).collect();
+pub fn write_dir(
+    dir: &Path,
+    bundle: &Bundle,
+    manifest: Option<&Zeroizing<String>>,
+) -> Result<(), FilesError> {
+    let mut entries: Vec<(&str, &str, bool)> = bundle
+        .files()
+        .iter()
+        .map(|(n, t)| (*n, *t, *n == CA_KEY))
+        .collect();
     if let Some(manifest) = manifest {
         entries.push((MANIFEST, manifest, true));
     }
@@ -65,13 +86,17 @@ pub fn write_all_or_nothing(dir: &Path, entries: &[(&str, &str, bool)]) -> Resul
             .permissions(mode(*secret))
             .tempfile_in(dir)
             .map_err(werr(dir))?;
-        tmp.write_all(contents.as_bytes()).map_err(werr(tmp.path()))?;
+        tmp.write_all(contents.as_bytes())
+            .map_err(werr(tmp.path()))?;
         tmp.as_file().sync_all().map_err(werr(tmp.path()))?;
         staged.push((tmp, dir.join(name)));
     }
     // Every temp file is on disk; from here on only renames, which do not half-write.
     for (tmp, target) in staged {
-        tmp.persist(&target).map_err(|e| FilesError::Write { path: target.clone(), source: e.error })?;
+        tmp.persist(&target).map_err(|e| FilesError::Write {
+            path: target.clone(),
+            source: e.error,
+        })?;
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();

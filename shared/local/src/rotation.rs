@@ -25,7 +25,9 @@ impl LocalRotationStore {
 
     fn read(path: &Path) -> Result<Option<RootRotation>, RotationStoreError> {
         match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RotationStoreError::Corrupt(format!("{}: {e}", path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| RotationStoreError::Corrupt(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(backend("read", e)),
         }
@@ -33,7 +35,10 @@ impl LocalRotationStore {
 }
 
 fn backend(operation: &'static str, e: impl std::fmt::Display) -> RotationStoreError {
-    RotationStoreError::Backend { operation, detail: e.to_string() }
+    RotationStoreError::Backend {
+        operation,
+        detail: e.to_string(),
+    }
 }
 
 #[async_trait::async_trait]
@@ -44,14 +49,23 @@ impl RotationStore for LocalRotationStore {
 
     async fn save(&self, rotation: &RootRotation) -> Result<RootRotation, RotationStoreError> {
         fs::create_dir_all(&self.dir).map_err(|e| backend("save", e))?;
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join(LOCK)).map_err(|e| backend("lock", e))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK))
+            .map_err(|e| backend("lock", e))?;
         lock.lock().map_err(|e| backend("lock", e))?;
         let stored = Self::read(&self.path())?;
-        let saved = RootRotation { revision: rotation.next_revision(stored.as_ref())?, ..rotation.clone() };
+        let saved = RootRotation {
+            revision: rotation.next_revision(stored.as_ref())?,
+            ..rotation.clone()
+        };
         let json = serde_json::to_vec_pretty(&saved).map_err(|e| backend("save", e))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| backend("save", e))?;
         std::io::Write::write_all(&mut tmp, &json).map_err(|e| backend("save", e))?;
-        tmp.persist(self.path()).map_err(|e| backend("save", e.error))?;
+        tmp.persist(self.path())
+            .map_err(|e| backend("save", e.error))?;
         Ok(saved)
     }
 }
@@ -63,7 +77,11 @@ mod tests {
     use time::{Duration, OffsetDateTime};
 
     fn anchor(id: &str) -> Anchor {
-        Anchor { authority_id: id.into(), locator: id.into(), root_bundle: format!("{id}\n") }
+        Anchor {
+            authority_id: id.into(),
+            locator: id.into(),
+            root_bundle: format!("{id}\n"),
+        }
     }
 
     #[tokio::test]
@@ -71,14 +89,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalRotationStore::new(dir.path());
         assert!(store.load().await.unwrap().is_none());
-        let r = RootRotation::start(anchor("a"), anchor("b"), Duration::ZERO, OffsetDateTime::now_utc()).unwrap();
+        let r = RootRotation::start(
+            anchor("a"),
+            anchor("b"),
+            Duration::ZERO,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         let saved = store.save(&r).await.unwrap();
         assert_eq!(saved.revision, 1);
-        assert!(matches!(store.save(&r).await, Err(RotationStoreError::Conflict)), "a second start while one is active");
+        assert!(
+            matches!(store.save(&r).await, Err(RotationStoreError::Conflict)),
+            "a second start while one is active"
+        );
         let mut moved = saved.clone();
-        moved.advance(Vec::new(), false, OffsetDateTime::now_utc()).unwrap();
+        moved
+            .advance(Vec::new(), false, OffsetDateTime::now_utc())
+            .unwrap();
         assert_eq!(store.save(&moved).await.unwrap().revision, 2);
-        assert!(matches!(store.save(&saved).await, Err(RotationStoreError::Conflict)), "written over revision 1, now 2");
+        assert!(
+            matches!(store.save(&saved).await, Err(RotationStoreError::Conflict)),
+            "written over revision 1, now 2"
+        );
         assert_eq!(store.load().await.unwrap().unwrap().phase, moved.phase);
     }
 }

@@ -20,15 +20,30 @@ const CENTRAL_ADDRESS: &str = "central.tsb.example";
 async fn identity(ca_dir: &Path, state: &Path, cluster: &str, spec: KindSpec) -> Secured {
     let ca = LocalCa::open_or_create(ca_dir, &LocalRootSpec::default()).unwrap();
     let escrow = LocalEscrow::new(state.join(format!("escrow-{}", spec.kind)));
-    let settings = Settings { kind: spec, ..Settings::default() };
+    let settings = Settings {
+        kind: spec,
+        ..Settings::default()
+    };
     let c: ClusterName = cluster.parse().unwrap();
-    Reconciler { authority: &ca, escrow: &escrow, settings: &settings }.ensure_bundle(&c, false).await.unwrap()
+    Reconciler {
+        authority: &ca,
+        escrow: &escrow,
+        settings: &settings,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap()
 }
 
 /// `tls.crt`: the certificate and its issuers, the self-signed root left out.
 fn tls_crt(b: &Bundle) -> Vec<CertificateDer<'static>> {
     let roots: Vec<Vec<u8>> = meshca_core::pem::certificates("root", &b.root_cert).unwrap();
-    meshca_core::pem::certificates("chain", &b.cert_chain).unwrap().into_iter().filter(|d| !roots.contains(d)).map(CertificateDer::from).collect()
+    meshca_core::pem::certificates("chain", &b.cert_chain)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !roots.contains(d))
+        .map(CertificateDer::from)
+        .collect()
 }
 
 fn key(b: &Bundle) -> PrivateKeyDer<'static> {
@@ -48,7 +63,9 @@ fn trust(b: &Bundle) -> Arc<RootCertStore> {
 /// success, the URI SANs each side saw of the other.
 fn handshake(central: &Bundle, edge: &Bundle) -> Result<(Vec<String>, Vec<String>), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(trust(central), provider.clone()).build().unwrap();
+    let verifier = WebPkiClientVerifier::builder_with_provider(trust(central), provider.clone())
+        .build()
+        .unwrap();
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -72,7 +89,11 @@ fn handshake(central: &Bundle, edge: &Bundle) -> Result<(Vec<String>, Vec<String
         tls.write_all(b"!").map_err(|e| e.to_string())?;
         Ok(peer_uris(tls.conn.peer_certificates()))
     });
-    let conn = rustls::ClientConnection::new(Arc::new(client), ServerName::try_from(CENTRAL_ADDRESS).unwrap()).unwrap();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(client),
+        ServerName::try_from(CENTRAL_ADDRESS).unwrap(),
+    )
+    .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
     let client_side = (|| -> Result<Vec<String>, String> {
         tls.write_all(b"?").map_err(|e| e.to_string())?;
@@ -86,28 +107,64 @@ fn handshake(central: &Bundle, edge: &Bundle) -> Result<(Vec<String>, Vec<String
 }
 
 fn peer_uris(certs: Option<&[CertificateDer<'_>]>) -> Vec<String> {
-    let leaf = certs.and_then(|c| c.first()).expect("the peer sent a certificate");
-    meshca_core::cert::Certificate::from_der("peer", leaf.to_vec()).unwrap().uri_sans
+    let leaf = certs
+        .and_then(|c| c.first())
+        .expect("the peer sent a certificate");
+    meshca_core::cert::Certificate::from_der("peer", leaf.to_vec())
+        .unwrap()
+        .uri_sans
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn central_and_edge_complete_an_mtls_handshake_trusting_only_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca");
-    let central = KindSpec { dns: vec![CENTRAL_ADDRESS.into()], ..KindSpec::new(Kind::XcpCentral) };
+    let central = KindSpec {
+        dns: vec![CENTRAL_ADDRESS.into()],
+        ..KindSpec::new(Kind::XcpCentral)
+    };
     let central = identity(&ca, dir.path(), "mgmt", central).await;
     let edge = identity(&ca, dir.path(), "east-1", KindSpec::new(Kind::XcpEdge)).await;
-    assert_eq!(edge.verified.ca_cert.uri_sans, ["spiffe://xcp.tetrate.io/east-1"]);
-    assert!(!edge.verified.ca_cert.is_ca && edge.verified.ca_cert.server_auth && edge.verified.ca_cert.client_auth);
+    assert_eq!(
+        edge.verified.ca_cert.uri_sans,
+        ["spiffe://xcp.tetrate.io/east-1"]
+    );
+    assert!(
+        !edge.verified.ca_cert.is_ca
+            && edge.verified.ca_cert.server_auth
+            && edge.verified.ca_cert.client_auth
+    );
 
-    let (server_saw, client_saw) = handshake(&central.bundle, &edge.bundle).expect("mTLS between central and edge");
-    assert_eq!(server_saw, ["spiffe://xcp.tetrate.io/east-1"], "central authenticated the edge by its SPIFFE ID");
-    assert_eq!(client_saw, ["spiffe://xcp.tetrate.io/central"], "the edge authenticated central");
+    let (server_saw, client_saw) =
+        handshake(&central.bundle, &edge.bundle).expect("mTLS between central and edge");
+    assert_eq!(
+        server_saw,
+        ["spiffe://xcp.tetrate.io/east-1"],
+        "central authenticated the edge by its SPIFFE ID"
+    );
+    assert_eq!(
+        client_saw,
+        ["spiffe://xcp.tetrate.io/central"],
+        "the edge authenticated central"
+    );
 
     // An edge identity from another root: central refuses it.
-    let stranger = identity(&dir.path().join("other-ca"), dir.path(), "east-2", KindSpec::new(Kind::XcpEdge)).await;
-    let mixed = Bundle { root_cert: central.bundle.root_cert.clone(), ..stranger.bundle.clone() };
-    let err = handshake(&central.bundle, &mixed).expect_err("an edge from another root must be refused");
+    let stranger = identity(
+        &dir.path().join("other-ca"),
+        dir.path(),
+        "east-2",
+        KindSpec::new(Kind::XcpEdge),
+    )
+    .await;
+    let mixed = Bundle {
+        root_cert: central.bundle.root_cert.clone(),
+        ..stranger.bundle.clone()
+    };
+    let err =
+        handshake(&central.bundle, &mixed).expect_err("an edge from another root must be refused");
     // Both local roots carry the same name, so the verifier finds the name and the signature fails.
-    assert!(err.contains("invalid peer certificate"), "refused for its certificate: {err}");
+    assert!(
+        err.contains("invalid peer certificate"),
+        "refused for its certificate: {err}"
+    );
 }

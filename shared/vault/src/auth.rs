@@ -24,17 +24,31 @@ pub enum Login {
     /// A token as given (`VAULT_TOKEN`, a token file).
     Token(Zeroizing<String>),
     /// `auth/<mount>/login` with a role id and secret id.
-    AppRole { mount: String, role_id: String, secret_id: Zeroizing<String> },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: Zeroizing<String>,
+    },
     /// `auth/<mount>/login` with a signed STS GetCallerIdentity for `role`.
-    AwsIam { mount: String, role: String, sts: StsTarget, server_id: Option<String>, credentials: SharedCredentialsProvider },
+    AwsIam {
+        mount: String,
+        role: String,
+        sts: StsTarget,
+        server_id: Option<String>,
+        credentials: SharedCredentialsProvider,
+    },
 }
 
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Login::Token(_) => f.write_str("Token(<redacted>)"),
-            Login::AppRole { mount, role_id, .. } => write!(f, "AppRole {{ mount: {mount}, role_id: {role_id} }}"),
-            Login::AwsIam { mount, role, .. } => write!(f, "AwsIam {{ mount: {mount}, role: {role} }}"),
+            Login::AppRole { mount, role_id, .. } => {
+                write!(f, "AppRole {{ mount: {mount}, role_id: {role_id} }}")
+            }
+            Login::AwsIam { mount, role, .. } => {
+                write!(f, "AwsIam {{ mount: {mount}, role: {role} }}")
+            }
         }
     }
 }
@@ -74,7 +88,11 @@ pub struct Session {
 
 impl Session {
     pub fn new(http: VaultHttp, login: Login) -> Self {
-        Session { http, login, held: tokio::sync::Mutex::new(None) }
+        Session {
+            http,
+            login,
+            held: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// A token valid now: the one held, renewed or re-obtained when two thirds of its life are gone.
@@ -87,7 +105,10 @@ impl Session {
         }
         let fresh = match (held.take(), &self.login) {
             (Some(h), Login::Token(_)) if h.renewable => self.renew(h.token).await?,
-            (Some(h), Login::Token(_)) => Held { refresh_at: None, ..h },
+            (Some(h), Login::Token(_)) => Held {
+                refresh_at: None,
+                ..h
+            },
             (None, Login::Token(t)) => self.look_up(t.clone()).await?,
             (_, login) => self.log_in(login).await?,
         };
@@ -104,35 +125,71 @@ impl Session {
     }
 
     async fn look_up(&self, token: Zeroizing<String>) -> Result<Held, VaultError> {
-        let data = self.http.call(Method::GET, "auth/token/lookup-self", None, Some(&token)).await?;
+        let data = self
+            .http
+            .call(Method::GET, "auth/token/lookup-self", None, Some(&token))
+            .await?;
         let ttl = data["data"]["ttl"].as_u64().unwrap_or(0);
         let renewable = data["data"]["renewable"].as_bool().unwrap_or(false);
-        Ok(Held { token, refresh_at: refresh_after(ttl), renewable })
+        Ok(Held {
+            token,
+            refresh_at: refresh_after(ttl),
+            renewable,
+        })
     }
 
     async fn renew(&self, token: Zeroizing<String>) -> Result<Held, VaultError> {
-        let data = self.http.call(Method::POST, "auth/token/renew-self", Some(&json!({})), Some(&token)).await?;
+        let data = self
+            .http
+            .call(
+                Method::POST,
+                "auth/token/renew-self",
+                Some(&json!({})),
+                Some(&token),
+            )
+            .await?;
         Ok(held_from(&data, token))
     }
 
     async fn log_in(&self, login: &Login) -> Result<Held, VaultError> {
         let (mount, body) = match login {
             Login::Token(_) => unreachable!("tokens are looked up, not logged in"),
-            Login::AppRole { mount, role_id, secret_id } => (mount, json!({"role_id": role_id, "secret_id": secret_id.as_str()})),
-            Login::AwsIam { mount, role, sts, server_id, credentials } => {
-                let creds = credentials
-                    .provide_credentials()
-                    .await
-                    .map_err(|e| VaultError::Config(format!("AWS credentials for the Vault IAM login: {e}")))?;
-                (mount, iam_login_body(role, sts, server_id.as_deref(), &creds, SystemTime::now())?)
+            Login::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => (
+                mount,
+                json!({"role_id": role_id, "secret_id": secret_id.as_str()}),
+            ),
+            Login::AwsIam {
+                mount,
+                role,
+                sts,
+                server_id,
+                credentials,
+            } => {
+                let creds = credentials.provide_credentials().await.map_err(|e| {
+                    VaultError::Config(format!("AWS credentials for the Vault IAM login: {e}"))
+                })?;
+                (
+                    mount,
+                    iam_login_body(role, sts, server_id.as_deref(), &creds, SystemTime::now())?,
+                )
             }
         };
         let path = format!("auth/{}/login", mount.trim_matches('/'));
-        let data = self.http.call(Method::POST, &path, Some(&body), None).await?;
+        let data = self
+            .http
+            .call(Method::POST, &path, Some(&body), None)
+            .await?;
         let token = data["auth"]["client_token"]
             .as_str()
             .map(|t| Zeroizing::new(t.to_string()))
-            .ok_or_else(|| VaultError::Unexpected { path: path.clone(), detail: "no auth.client_token".into() })?;
+            .ok_or_else(|| VaultError::Unexpected {
+                path: path.clone(),
+                detail: "no auth.client_token".into(),
+            })?;
         Ok(held_from(&data, token))
     }
 }
@@ -140,7 +197,11 @@ impl Session {
 fn held_from(data: &Value, token: Zeroizing<String>) -> Held {
     let lease = data["auth"]["lease_duration"].as_u64().unwrap_or(0);
     let renewable = data["auth"]["renewable"].as_bool().unwrap_or(false);
-    Held { token, refresh_at: refresh_after(lease), renewable }
+    Held {
+        token,
+        refresh_at: refresh_after(lease),
+        renewable,
+    }
 }
 
 /// Two thirds into a lease of `seconds`; `None` for a token that does not expire.
@@ -150,12 +211,24 @@ fn refresh_after(seconds: u64) -> Option<Instant> {
 
 /// The body of `POST auth/<mount>/login` for the AWS IAM method: a GetCallerIdentity request
 /// signed with `credentials` at `now`, its parts base64-encoded as Vault wants them.
-pub fn iam_login_body(role: &str, sts: &StsTarget, server_id: Option<&str>, credentials: &Credentials, now: SystemTime) -> Result<Value, VaultError> {
+pub fn iam_login_body(
+    role: &str,
+    sts: &StsTarget,
+    server_id: Option<&str>,
+    credentials: &Credentials,
+    now: SystemTime,
+) -> Result<Value, VaultError> {
     let (url, region) = sts.url_and_region();
     let body = "Action=GetCallerIdentity&Version=2011-06-15";
-    let host = url.trim_start_matches("https://").trim_end_matches('/').to_string();
+    let host = url
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
     let mut headers: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/x-www-form-urlencoded; charset=utf-8".into()),
+        (
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded; charset=utf-8".into(),
+        ),
         ("Host".into(), host),
     ];
     if let Some(id) = server_id {
@@ -171,13 +244,21 @@ pub fn iam_login_body(role: &str, sts: &StsTarget, server_id: Option<&str>, cred
         .build()
         .map_err(|e| VaultError::Config(format!("signing the IAM login: {e}")))?
         .into();
-    let signable = SignableRequest::new("POST", &url, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), SignableBody::Bytes(body.as_bytes()))
-        .map_err(|e| VaultError::Config(format!("signing the IAM login: {e}")))?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| VaultError::Config(format!("signing the IAM login: {e}")))?.into_parts();
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .map_err(|e| VaultError::Config(format!("signing the IAM login: {e}")))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| VaultError::Config(format!("signing the IAM login: {e}")))?
+        .into_parts();
     for (name, value) in instructions.headers() {
         headers.push((name.to_string(), value.to_string()));
     }
-    let header_map: BTreeMap<String, Vec<String>> = headers.into_iter().map(|(k, v)| (k, vec![v])).collect();
+    let header_map: BTreeMap<String, Vec<String>> =
+        headers.into_iter().map(|(k, v)| (k, vec![v])).collect();
     Ok(json!({
         "role": role,
         "iam_http_request_method": "POST",

@@ -12,10 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use meshca_core::error_chain as chain;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
-use meshca_core::error_chain as chain;
 use zeroize::Zeroizing;
 
 /// Where Vault is and how to reach it.
@@ -32,7 +32,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(addr: impl Into<String>) -> Self {
-        Endpoint { addr: addr.into().trim_end_matches('/').to_string(), ca_pem: None, namespace: None, timeout: Duration::from_secs(30) }
+        Endpoint {
+            addr: addr.into().trim_end_matches('/').to_string(),
+            ca_pem: None,
+            namespace: None,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -47,9 +52,17 @@ pub enum VaultError {
     #[error("Vault has nothing at {path} (404): {message}")]
     NotFound { path: String, message: String },
     #[error("Vault rejected {path} ({status}): {message}")]
-    Rejected { path: String, status: u16, message: String },
+    Rejected {
+        path: String,
+        status: u16,
+        message: String,
+    },
     #[error("Vault answered {path} with {status}: {message}")]
-    Server { path: String, status: u16, message: String },
+    Server {
+        path: String,
+        status: u16,
+        message: String,
+    },
     #[error("Vault's answer to {path} is not what meshca expects: {detail}")]
     Unexpected { path: String, detail: String },
     #[error("Vault client: {0}")]
@@ -73,11 +86,17 @@ impl VaultHttp {
             Some(pem) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                    let der = der.map_err(|e| VaultError::Config(format!("the Vault CA bundle is not PEM: {e}")))?;
-                    roots.add(der).map_err(|e| VaultError::Config(format!("the Vault CA bundle: {e}")))?;
+                    let der = der.map_err(|e| {
+                        VaultError::Config(format!("the Vault CA bundle is not PEM: {e}"))
+                    })?;
+                    roots
+                        .add(der)
+                        .map_err(|e| VaultError::Config(format!("the Vault CA bundle: {e}")))?;
                 }
                 if roots.is_empty() {
-                    return Err(VaultError::Config("the Vault CA bundle holds no certificate".into()));
+                    return Err(VaultError::Config(
+                        "the Vault CA bundle holds no certificate".into(),
+                    ));
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
@@ -87,7 +106,11 @@ impl VaultHttp {
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
         };
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let http = HyperClient::builder(TokioExecutor::new()).build(https);
         Ok(VaultHttp { endpoint, http })
     }
@@ -98,14 +121,24 @@ impl VaultHttp {
 
     /// Sends `method /v1/<path>` with `body` (JSON) and `token`; the response's JSON, `Null` for
     /// an empty body (204).
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, token: Option<&Zeroizing<String>>) -> Result<Value, VaultError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&Zeroizing<String>>,
+    ) -> Result<Value, VaultError> {
         let uri = format!("{}/v1/{}", self.endpoint.addr, path.trim_start_matches('/'));
-        let mut request = Request::builder().method(method).uri(&uri).header("accept", "application/json");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("accept", "application/json");
         if let Some(ns) = &self.endpoint.namespace {
             request = request.header("X-Vault-Namespace", ns);
         }
         if let Some(token) = token {
-            let mut value = HeaderValue::from_str(token).map_err(|_| VaultError::Config("the Vault token is not a header value".into()))?;
+            let mut value = HeaderValue::from_str(token)
+                .map_err(|_| VaultError::Config("the Vault token is not a header value".into()))?;
             value.set_sensitive(true);
             request = request.header("X-Vault-Token", value);
         }
@@ -113,15 +146,34 @@ impl VaultHttp {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let request = request.body(Full::new(payload)).map_err(|e| VaultError::Config(e.to_string()))?;
-        let unreachable = |detail: String| VaultError::Unreachable { addr: self.endpoint.addr.clone(), detail };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|e| VaultError::Config(e.to_string()))?;
+        let unreachable = |detail: String| VaultError::Unreachable {
+            addr: self.endpoint.addr.clone(),
+            detail,
+        };
         let response = tokio::time::timeout(self.endpoint.timeout, self.http.request(request))
             .await
-            .map_err(|_| unreachable(format!("no answer within {} s", self.endpoint.timeout.as_secs())))?
+            .map_err(|_| {
+                unreachable(format!(
+                    "no answer within {} s",
+                    self.endpoint.timeout.as_secs()
+                ))
+            })?
             .map_err(|e| unreachable(chain(&e)))?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
-        let json: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let json: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         if status.is_success() {
             return Ok(json);
         }
@@ -133,16 +185,36 @@ impl VaultHttp {
 fn error_of(path: &str, status: StatusCode, json: &Value) -> VaultError {
     let message = json["errors"]
         .as_array()
-        .map(|e| e.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .map(|e| {
+            e.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_string());
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("no message")
+                .to_string()
+        });
     let path = path.to_string();
     match status.as_u16() {
-        503 if message.contains("sealed") || message == "Service Unavailable" => VaultError::Sealed { path },
+        503 if message.contains("sealed") || message == "Service Unavailable" => {
+            VaultError::Sealed { path }
+        }
         403 => VaultError::Forbidden { path, message },
         404 => VaultError::NotFound { path, message },
-        code @ 400..=499 => VaultError::Rejected { path, status: code, message },
-        code => VaultError::Server { path, status: code, message },
+        code @ 400..=499 => VaultError::Rejected {
+            path,
+            status: code,
+            message,
+        },
+        code => VaultError::Server {
+            path,
+            status: code,
+            message,
+        },
     }
 }
 
@@ -153,12 +225,31 @@ mod tests {
 
     #[test]
     fn vault_errors_keep_vault_s_words() {
-        let e = error_of("pki/root/sign-intermediate", StatusCode::FORBIDDEN, &json!({"errors": ["permission denied"]}));
-        assert_eq!(e.to_string(), "Vault refused pki/root/sign-intermediate (403): permission denied");
-        let e = error_of("sys/health", StatusCode::SERVICE_UNAVAILABLE, &json!({"errors": ["Vault is sealed"]}));
+        let e = error_of(
+            "pki/root/sign-intermediate",
+            StatusCode::FORBIDDEN,
+            &json!({"errors": ["permission denied"]}),
+        );
+        assert_eq!(
+            e.to_string(),
+            "Vault refused pki/root/sign-intermediate (403): permission denied"
+        );
+        let e = error_of(
+            "sys/health",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"errors": ["Vault is sealed"]}),
+        );
         assert!(matches!(e, VaultError::Sealed { .. }), "{e}");
-        let e = error_of("nope/issuer/default", StatusCode::NOT_FOUND, &json!({"errors": ["no handler for route"]}));
-        assert!(matches!(e, VaultError::NotFound { .. }) && e.to_string().contains("no handler for route"), "{e}");
+        let e = error_of(
+            "nope/issuer/default",
+            StatusCode::NOT_FOUND,
+            &json!({"errors": ["no handler for route"]}),
+        );
+        assert!(
+            matches!(e, VaultError::NotFound { .. })
+                && e.to_string().contains("no handler for route"),
+            "{e}"
+        );
         let e = error_of("x", StatusCode::BAD_REQUEST, &json!({"errors": ["a", "b"]}));
         assert_eq!(e.to_string(), "Vault rejected x (400): a; b");
     }

@@ -13,7 +13,10 @@ pub mod client;
 
 use async_trait::async_trait;
 use http::Method;
-use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason, Validity};
+use meshca_core::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued,
+    RevocationReason, Validity,
+};
 use meshca_core::cert::Certificate;
 use meshca_core::pem::{self, CERTIFICATE};
 use meshca_core::timestamp::rfc3339;
@@ -34,10 +37,21 @@ pub struct VaultPki {
 }
 
 impl VaultPki {
-    pub fn new(endpoint: Endpoint, login: Login, mount: impl Into<String>, issuer: Option<String>) -> Result<Self, VaultError> {
+    pub fn new(
+        endpoint: Endpoint,
+        login: Login,
+        mount: impl Into<String>,
+        issuer: Option<String>,
+    ) -> Result<Self, VaultError> {
         let http = VaultHttp::new(endpoint)?;
         let session = Session::new(http.clone(), login);
-        Ok(VaultPki { http, session, mount: mount.into().trim_matches('/').to_string(), issuer, path_len: 0 })
+        Ok(VaultPki {
+            http,
+            session,
+            mount: mount.into().trim_matches('/').to_string(),
+            issuer,
+            path_len: 0,
+        })
     }
 
     /// The path length Vault is asked to set (default 0).
@@ -48,12 +62,20 @@ impl VaultPki {
 
     /// `vault:<addr>/<mount>[/issuer/<ref>]`: names this CA in generation tokens and reports.
     pub fn id(&self) -> String {
-        let issuer = self.issuer.as_deref().map(|i| format!("/issuer/{i}")).unwrap_or_default();
+        let issuer = self
+            .issuer
+            .as_deref()
+            .map(|i| format!("/issuer/{i}"))
+            .unwrap_or_default();
         format!("vault:{}/{}{issuer}", self.http.addr(), self.mount)
     }
 
     fn issuer_path(&self) -> String {
-        format!("{}/issuer/{}", self.mount, self.issuer.as_deref().unwrap_or("default"))
+        format!(
+            "{}/issuer/{}",
+            self.mount,
+            self.issuer.as_deref().unwrap_or("default")
+        )
     }
 
     fn sign_path(&self) -> String {
@@ -64,9 +86,18 @@ impl VaultPki {
     }
 
     /// One call with the session's token; a 403 on a login token logs in again once.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, VaultError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, VaultError> {
         let token = self.session.token().await?;
-        match self.http.call(method.clone(), path, body, Some(&token)).await {
+        match self
+            .http
+            .call(method.clone(), path, body, Some(&token))
+            .await
+        {
             Err(VaultError::Forbidden { .. }) => {
                 self.session.forget().await;
                 let token = self.session.token().await?;
@@ -81,22 +112,42 @@ impl VaultPki {
         match e {
             VaultError::Forbidden { message, path } => AuthorityError::Rejected {
                 id,
-                reason: format!("{operation}: {path}: {message} (the token lacks meshca's Vault policy; see the README)"),
+                reason: format!(
+                    "{operation}: {path}: {message} (the token lacks meshca's Vault policy; see the README)"
+                ),
             },
-            VaultError::NotFound { message, path } => AuthorityError::NotFound { id, detail: format!("{path}: {message}") },
-            VaultError::Rejected { message, path, status } => {
-                AuthorityError::Rejected { id, reason: format!("{operation}: {path} ({status}): {message}") }
-            }
-            other => AuthorityError::Backend { operation, detail: other.to_string() },
+            VaultError::NotFound { message, path } => AuthorityError::NotFound {
+                id,
+                detail: format!("{path}: {message}"),
+            },
+            VaultError::Rejected {
+                message,
+                path,
+                status,
+            } => AuthorityError::Rejected {
+                id,
+                reason: format!("{operation}: {path} ({status}): {message}"),
+            },
+            other => AuthorityError::Backend {
+                operation,
+                detail: other.to_string(),
+            },
         }
     }
 
     /// The issuer's certificate and its chain up to the root, as Vault holds them.
     async fn issuer(&self) -> Result<(Certificate, Vec<Certificate>), AuthorityError> {
-        let data = self.call(Method::GET, &self.issuer_path(), None).await.map_err(|e| self.error("describe", e))?;
-        let corrupt = |reason: String| AuthorityError::Corrupt { path: self.issuer_path(), reason };
+        let data = self
+            .call(Method::GET, &self.issuer_path(), None)
+            .await
+            .map_err(|e| self.error("describe", e))?;
+        let corrupt = |reason: String| AuthorityError::Corrupt {
+            path: self.issuer_path(),
+            reason,
+        };
         let text = |v: &Value| v.as_str().map(str::to_string);
-        let certificate = text(&data["data"]["certificate"]).ok_or_else(|| corrupt("no certificate".into()))?;
+        let certificate =
+            text(&data["data"]["certificate"]).ok_or_else(|| corrupt("no certificate".into()))?;
         let chain_pem: String = match data["data"]["ca_chain"].as_array() {
             Some(list) if !list.is_empty() => list.iter().filter_map(text).collect(),
             _ => certificate.clone(),
@@ -108,18 +159,30 @@ impl VaultPki {
                 .map(|der| Certificate::from_der(what, der).map_err(|e| corrupt(e.to_string())))
                 .collect()
         };
-        let issuer = parse("issuer certificate", &certificate)?.into_iter().next().ok_or_else(|| corrupt("empty certificate".into()))?;
+        let issuer = parse("issuer certificate", &certificate)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| corrupt("empty certificate".into()))?;
         let chain = parse("issuer chain", &chain_pem)?;
         if data["data"]["revoked"].as_bool() == Some(true) {
-            return Err(AuthorityError::NotActive { id: self.id(), status: "revoked".into() });
+            return Err(AuthorityError::NotActive {
+                id: self.id(),
+                status: "revoked".into(),
+            });
         }
         if let Some(usage) = data["data"]["usage"].as_str()
             && !usage.split(',').any(|u| u == "issuing-certificates")
         {
-            return Err(AuthorityError::NotActive { id: self.id(), status: format!("usage {usage} (no issuing-certificates)") });
+            return Err(AuthorityError::NotActive {
+                id: self.id(),
+                status: format!("usage {usage} (no issuing-certificates)"),
+            });
         }
         if !issuer.is_ca {
-            return Err(AuthorityError::Rejected { id: self.id(), reason: format!("issuer \"{}\" is not a CA", issuer.subject) });
+            return Err(AuthorityError::Rejected {
+                id: self.id(),
+                reason: format!("issuer \"{}\" is not a CA", issuer.subject),
+            });
         }
         Ok((issuer, chain))
     }
@@ -127,12 +190,24 @@ impl VaultPki {
     /// The serial of a certificate in the mount whose key is `public_key` (raw subjectPublicKey).
     async fn find_by_key(&self, public_key: &[u8]) -> Result<Option<String>, AuthorityError> {
         let path = format!("{}/certs", self.mount);
-        let listed = match self.call(Method::from_bytes(b"LIST").expect("LIST is a method"), &path, None).await {
+        let listed = match self
+            .call(
+                Method::from_bytes(b"LIST").expect("LIST is a method"),
+                &path,
+                None,
+            )
+            .await
+        {
             Ok(v) => v,
             Err(VaultError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.error("issue", e)),
         };
-        for serial in listed["data"]["keys"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for serial in listed["data"]["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if let Some(cert) = self.certificate(serial).await?
                 && cert.public_key_raw == public_key
             {
@@ -143,13 +218,18 @@ impl VaultPki {
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<Certificate>, AuthorityError> {
-        let data = match self.call(Method::GET, &format!("{}/cert/{serial}", self.mount), None).await {
+        let data = match self
+            .call(Method::GET, &format!("{}/cert/{serial}", self.mount), None)
+            .await
+        {
             Ok(v) => v,
             Err(VaultError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.error("fetch", e)),
         };
         let text = data["data"]["certificate"].as_str().unwrap_or_default();
-        let der = pem::certificates("certificate", text).ok().and_then(|d| d.into_iter().next());
+        let der = pem::certificates("certificate", text)
+            .ok()
+            .and_then(|d| d.into_iter().next());
         Ok(der.and_then(|d| Certificate::from_der(serial, d).ok()))
     }
 }
@@ -157,10 +237,16 @@ impl VaultPki {
 /// The common name and raw public key of a PEM CSR.
 fn csr_facts(csr_pem: &str) -> Result<(String, Vec<u8>), String> {
     let block = ::pem::parse(csr_pem).map_err(|e| format!("the CSR is not PEM: {e}"))?;
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
-        .map_err(|e| format!("the CSR does not parse: {e}"))?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
+            .map_err(|e| format!("the CSR does not parse: {e}"))?;
     let info = &csr.certification_request_info;
-    let cn = info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string);
+    let cn = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string);
     let cn = cn.ok_or("the CSR has no common name, which Vault requires")?;
     Ok((cn, info.subject_pki.subject_public_key.data.to_vec()))
 }
@@ -179,12 +265,19 @@ impl Authority for VaultPki {
                 ),
             });
         }
-        let key = issuer.key_algorithm.clone().map(|k| k.to_string()).unwrap_or_else(|e| e);
+        let key = issuer
+            .key_algorithm
+            .clone()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|e| e);
         Ok(AuthorityInfo {
             id: self.id(),
             signing_algorithm: format!("chosen by Vault for the issuer's {key} key"),
             key_description: key,
-            root_bundle: pem::encode(CERTIFICATE, &roots.iter().map(|r| &r.der).collect::<Vec<_>>()),
+            root_bundle: pem::encode(
+                CERTIFICATE,
+                &roots.iter().map(|r| &r.der).collect::<Vec<_>>(),
+            ),
             not_after: issuer.not_after,
         })
     }
@@ -192,9 +285,16 @@ impl Authority for VaultPki {
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
         if request.template != meshca_core::Template::SubordinateCaPathLen0 {
             let reason = "Vault signs cluster intermediates (sign-intermediate) only; TLS identities need a PKI role, which meshca does not use yet".into();
-            return Err(AuthorityError::Rejected { id: self.id(), reason });
+            return Err(AuthorityError::Rejected {
+                id: self.id(),
+                reason,
+            });
         }
-        let (common_name, public_key) = csr_facts(request.csr_pem).map_err(|reason| AuthorityError::Rejected { id: self.id(), reason })?;
+        let (common_name, public_key) =
+            csr_facts(request.csr_pem).map_err(|reason| AuthorityError::Rejected {
+                id: self.id(),
+                reason,
+            })?;
         if request.resumed
             && let Some(serial) = self.find_by_key(&public_key).await?
         {
@@ -212,25 +312,52 @@ impl Authority for VaultPki {
             Validity::EndDate(t) => body["not_after"] = json!(rfc3339(t)),
         }
         let path = self.sign_path();
-        let data = self.call(Method::POST, &path, Some(&body)).await.map_err(|e| self.error("issue", e))?;
-        let serial = data["data"]["serial_number"].as_str().filter(|s| !s.is_empty());
-        let serial = serial.ok_or_else(|| self.error("issue", VaultError::Unexpected { path, detail: "no serial_number".into() }))?;
+        let data = self
+            .call(Method::POST, &path, Some(&body))
+            .await
+            .map_err(|e| self.error("issue", e))?;
+        let serial = data["data"]["serial_number"]
+            .as_str()
+            .filter(|s| !s.is_empty());
+        let serial = serial.ok_or_else(|| {
+            self.error(
+                "issue",
+                VaultError::Unexpected {
+                    path,
+                    detail: "no serial_number".into(),
+                },
+            )
+        })?;
         Ok(CertificateId(serial.to_string()))
     }
 
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
-        let cert = self.certificate(&id.0).await?.ok_or_else(|| AuthorityError::UnknownCertificate(id.clone()))?;
+        let cert = self
+            .certificate(&id.0)
+            .await?
+            .ok_or_else(|| AuthorityError::UnknownCertificate(id.clone()))?;
         let (_, chain) = self.issuer().await?;
         Ok(Issued {
             certificate: pem::encode(CERTIFICATE, &[&cert.der]),
-            chain: pem::encode(CERTIFICATE, &chain.iter().map(|c| &c.der).collect::<Vec<_>>()),
+            chain: pem::encode(
+                CERTIFICATE,
+                &chain.iter().map(|c| &c.der).collect::<Vec<_>>(),
+            ),
         })
     }
 
-    async fn revoke(&self, id: &CertificateId, _serial: &str, _reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        _serial: &str,
+        _reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         // Vault records no reason; the serial Vault gave is the certificate's id.
         let path = format!("{}/revoke", self.mount);
-        match self.call(Method::POST, &path, Some(&json!({"serial_number": id.0}))).await {
+        match self
+            .call(Method::POST, &path, Some(&json!({"serial_number": id.0})))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(VaultError::NotFound { .. }) => Err(AuthorityError::UnknownCertificate(id.clone())),
             Err(e) => Err(self.error("revoke", e)),
@@ -246,7 +373,9 @@ mod tests {
     fn a_csr_gives_its_common_name_and_key() {
         let key = meshca_core::PrivateKey::generate(meshca_core::KeyAlgorithm::EcP256).unwrap();
         let cluster: meshca_core::ClusterName = "c1".parse().unwrap();
-        let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&cluster)).unwrap();
+        let csr =
+            meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&cluster))
+                .unwrap();
         let (cn, public_key) = csr_facts(&csr).unwrap();
         assert_eq!(cn, "c1 istio intermediate CA");
         assert_eq!(public_key, key.public_key_raw());

@@ -12,7 +12,12 @@ use meshca_vault::StsTarget;
 use meshca_vault::auth::iam_login_body;
 
 /// botocore's SigV4 headers for the same request at 2026-11-25T03:04:05Z, as JSON.
-fn botocore(url: &str, region: &str, server_id: Option<&str>, session_token: Option<&str>) -> serde_json::Value {
+fn botocore(
+    url: &str,
+    region: &str,
+    server_id: Option<&str>,
+    session_token: Option<&str>,
+) -> serde_json::Value {
     let script = r#"
 import datetime, json, sys
 import botocore.auth as ba
@@ -29,42 +34,97 @@ ba.SigV4Auth(Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKE
 print(json.dumps(dict(req.headers.items())))
 "#;
     let out = Command::new(meshca_test_support::aws::python())
-        .args(["-c", script, url, region, server_id.unwrap_or(""), session_token.unwrap_or("")])
+        .args([
+            "-c",
+            script,
+            url,
+            region,
+            server_id.unwrap_or(""),
+            session_token.unwrap_or(""),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn ours(sts: &StsTarget, server_id: Option<&str>, session_token: Option<&str>) -> (serde_json::Value, serde_json::Value) {
-    let creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", session_token.map(str::to_string), None, "test");
+fn ours(
+    sts: &StsTarget,
+    server_id: Option<&str>,
+    session_token: Option<&str>,
+) -> (serde_json::Value, serde_json::Value) {
+    let creds = Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        session_token.map(str::to_string),
+        None,
+        "test",
+    );
     let at = UNIX_EPOCH + Duration::from_secs(1_795_575_845); // 2026-11-25T03:04:05Z
     let body = iam_login_body("meshca", sts, server_id, &creds, at).unwrap();
-    let headers: serde_json::Value = serde_json::from_slice(&B64.decode(body["iam_request_headers"].as_str().unwrap()).unwrap()).unwrap();
+    let headers: serde_json::Value = serde_json::from_slice(
+        &B64.decode(body["iam_request_headers"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     (body, headers)
 }
 
 #[test]
 fn the_signed_get_caller_identity_matches_botocore_byte_for_byte() {
     for (sts, url, region, server_id, token) in [
-        (StsTarget::Global, "https://sts.amazonaws.com/", "us-east-1", Some("vault.example.com"), None),
-        (StsTarget::Regional("eu-west-1".into()), "https://sts.eu-west-1.amazonaws.com/", "eu-west-1", None, Some("FwoGZXIvYXdzEXAMPLE")),
+        (
+            StsTarget::Global,
+            "https://sts.amazonaws.com/",
+            "us-east-1",
+            Some("vault.example.com"),
+            None,
+        ),
+        (
+            StsTarget::Regional("eu-west-1".into()),
+            "https://sts.eu-west-1.amazonaws.com/",
+            "eu-west-1",
+            None,
+            Some("FwoGZXIvYXdzEXAMPLE"),
+        ),
     ] {
         let (body, headers) = ours(&sts, server_id, token);
         let theirs = botocore(url, region, server_id, token);
         for name in ["Authorization", "X-Amz-Date", "Content-Type"] {
             let lower = name.to_ascii_lowercase();
-            let mine = headers.as_object().unwrap().iter().find(|(k, _)| k.to_ascii_lowercase() == lower).map(|(_, v)| v[0].clone());
+            let mine = headers
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.to_ascii_lowercase() == lower)
+                .map(|(_, v)| v[0].clone());
             assert_eq!(mine.as_ref(), Some(&theirs[name]), "{name} for {url}");
         }
         if let Some(t) = token {
-            let mine = headers.as_object().unwrap().iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token")).map(|(_, v)| v[0].clone());
+            let mine = headers
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+                .map(|(_, v)| v[0].clone());
             assert_eq!(mine, Some(serde_json::json!(t)));
             assert_eq!(theirs["X-Amz-Security-Token"], t);
         }
         assert_eq!(body["iam_http_request_method"], "POST");
-        assert_eq!(B64.decode(body["iam_request_url"].as_str().unwrap()).unwrap(), url.as_bytes());
-        assert_eq!(B64.decode(body["iam_request_body"].as_str().unwrap()).unwrap(), b"Action=GetCallerIdentity&Version=2011-06-15");
+        assert_eq!(
+            B64.decode(body["iam_request_url"].as_str().unwrap())
+                .unwrap(),
+            url.as_bytes()
+        );
+        assert_eq!(
+            B64.decode(body["iam_request_body"].as_str().unwrap())
+                .unwrap(),
+            b"Action=GetCallerIdentity&Version=2011-06-15"
+        );
         assert_eq!(body["role"], "meshca");
     }
 }
@@ -72,7 +132,11 @@ fn the_signed_get_caller_identity_matches_botocore_byte_for_byte() {
 /// The README shows the policy the suite tests with, verbatim.
 #[test]
 fn the_readme_shows_the_policy_the_tests_use() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let policy = include_str!("../meshca-policy.hcl");
-    assert!(readme.contains(&format!("```hcl\n{policy}```")), "README's Vault policy differs from shared/vault/meshca-policy.hcl");
+    assert!(
+        readme.contains(&format!("```hcl\n{policy}```")),
+        "README's Vault policy differs from shared/vault/meshca-policy.hcl"
+    );
 }

@@ -5,7 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use meshca_core::authority::{Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason};
+use meshca_core::authority::{
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason,
+};
 use meshca_core::{ClusterName, Obtained, Outcome, ReconcileError, Reconciler, Settings, Validity};
 use meshca_local::LocalEscrow;
 use meshca_test_support::openssl::{run as openssl, sign};
@@ -16,17 +18,29 @@ use zeroize::Zeroizing;
 const POLICY: &str = include_str!("../meshca-policy.hcl");
 
 fn endpoint(bao: &Bao) -> Endpoint {
-    Endpoint { ca_pem: Some(bao.ca_pem.clone()), ..Endpoint::new(&bao.addr) }
+    Endpoint {
+        ca_pem: Some(bao.ca_pem.clone()),
+        ..Endpoint::new(&bao.addr)
+    }
 }
 
 /// The authority as a platform team would run it: mount `pki`, a token with only meshca's policy.
 fn vault(bao: &Bao) -> VaultPki {
     let token = bao.token_with_policy("meshca", POLICY);
-    VaultPki::new(endpoint(bao), Login::Token(Zeroizing::new(token)), "pki", None).unwrap()
+    VaultPki::new(
+        endpoint(bao),
+        Login::Token(Zeroizing::new(token)),
+        "pki",
+        None,
+    )
+    .unwrap()
 }
 
 fn settings() -> Settings {
-    Settings { validity: Validity::Days(30), ..Settings::default() }
+    Settings {
+        validity: Validity::Days(30),
+        ..Settings::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,29 +51,76 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
     let dir = tempfile::tempdir().unwrap();
     let escrow = LocalEscrow::new(dir.path().join("escrow"));
     let s = settings();
-    let r = Reconciler { authority: &authority, escrow: &escrow, settings: &s };
+    let r = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    };
     let c: ClusterName = "c1".parse().unwrap();
 
     let started = std::time::Instant::now();
     let first = r.ensure_bundle(&c, false).await.unwrap();
-    eprintln!("issue through OpenBao: {} ms", started.elapsed().as_millis());
-    assert_eq!(first.obtained, Obtained::Issued(meshca_core::RenewReason::NoBundle));
-    assert_eq!(first.verified.chain.len(), 3, "intermediate, Vault's intermediate, the root");
+    eprintln!(
+        "issue through OpenBao: {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(
+        first.obtained,
+        Obtained::Issued(meshca_core::RenewReason::NoBundle)
+    );
+    assert_eq!(
+        first.verified.chain.len(),
+        3,
+        "intermediate, Vault's intermediate, the root"
+    );
     assert_eq!(first.verified.ca_cert.path_len, Some(0));
-    assert!(first.verified.roots.iter().all(|r| r.subject.contains("meshca test root")));
+    assert!(
+        first
+            .verified
+            .roots
+            .iter()
+            .all(|r| r.subject.contains("meshca test root"))
+    );
 
     // openssl: a workload leaf signed with the new CA verifies to the root; a CA below it does not.
     let out = dir.path().join("out");
     meshca_local::files::write_dir(&out, &first.bundle, None).unwrap();
     sign(&out, "workload", "ca-cert.pem", "ca-key.pem", false);
-    let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "cert-chain.pem", "workload.pem"], &out);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "root-cert.pem",
+            "-untrusted",
+            "cert-chain.pem",
+            "workload.pem",
+        ],
+        &out,
+    );
     assert!(ok, "{text}");
     sign(&out, "sub-ca", "ca-cert.pem", "ca-key.pem", true);
     sign(&out, "deep", "sub-ca.pem", "sub-ca.key", false);
-    let chain = format!("{}{}", std::fs::read_to_string(out.join("sub-ca.pem")).unwrap(), first.bundle.cert_chain);
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(out.join("sub-ca.pem")).unwrap(),
+        first.bundle.cert_chain
+    );
     std::fs::write(out.join("chain+sub.pem"), chain).unwrap();
-    let (ok, text) = openssl(&["verify", "-CAfile", "root-cert.pem", "-untrusted", "chain+sub.pem", "deep.pem"], &out);
-    assert!(!ok && text.contains("path length"), "a CA below a pathlen:0 intermediate must not be usable: {text}");
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "root-cert.pem",
+            "-untrusted",
+            "chain+sub.pem",
+            "deep.pem",
+        ],
+        &out,
+    );
+    assert!(
+        !ok && text.contains("path length"),
+        "a CA below a pathlen:0 intermediate must not be usable: {text}"
+    );
 
     // Rerun: the escrowed bundle is reused; nothing new in Vault.
     let before = bao.serials("pki").len();
@@ -71,17 +132,30 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
     let rotated = r.ensure_bundle(&c, true).await.unwrap();
     assert_eq!(rotated.meta.generation, 2);
     assert_ne!(rotated.bundle.ca_cert, first.bundle.ca_cert);
-    assert_eq!(rotated.bundle.root_cert.as_bytes(), first.bundle.root_cert.as_bytes());
+    assert_eq!(
+        rotated.bundle.root_cert.as_bytes(),
+        first.bundle.root_cert.as_bytes()
+    );
 
     // Cleanup revokes; the serial is in the mount's CRL.
     let outcome = r.cleanup(&c).await;
-    let Outcome::Revoked { certificates } = &outcome else { panic!("{outcome:?}") };
-    assert_eq!(certificates, std::slice::from_ref(&rotated.meta.certificate_id));
+    let Outcome::Revoked { certificates } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        certificates,
+        std::slice::from_ref(&rotated.meta.certificate_id)
+    );
     let crl = bao.cli(&["read", "-field=certificate", "pki/cert/crl"]);
     std::fs::write(dir.path().join("crl.pem"), crl).unwrap();
     let (ok, text) = openssl(&["crl", "-in", "crl.pem", "-noout", "-text"], dir.path());
     assert!(ok, "{text}");
-    assert!(text.to_uppercase().contains(&rotated.meta.serial.to_uppercase()), "serial {} not in the CRL:\n{text}", rotated.meta.serial);
+    assert!(
+        text.to_uppercase()
+            .contains(&rotated.meta.serial.to_uppercase()),
+        "serial {} not in the CRL:\n{text}",
+        rotated.meta.serial
+    );
 }
 
 /// Forwards to Vault, then fails as if the process died after Vault signed.
@@ -98,14 +172,22 @@ impl Authority for CrashAfterSign<'_> {
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
         let id = self.inner.issue(request).await?;
         if self.armed.swap(false, Ordering::SeqCst) {
-            return Err(AuthorityError::Backend { operation: "issue", detail: format!("crashed after Vault signed {id}") });
+            return Err(AuthorityError::Backend {
+                operation: "issue",
+                detail: format!("crashed after Vault signed {id}"),
+            });
         }
         Ok(id)
     }
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError> {
         self.inner.fetch(id).await
     }
-    async fn revoke(&self, id: &CertificateId, serial: &str, reason: RevocationReason) -> Result<(), AuthorityError> {
+    async fn revoke(
+        &self,
+        id: &CertificateId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<(), AuthorityError> {
         self.inner.revoke(id, serial, reason).await
     }
 }
@@ -121,14 +203,42 @@ async fn a_run_stopped_after_vault_signed_is_resumed_with_that_certificate() {
     let c: ClusterName = "c1".parse().unwrap();
     let before = bao.serials("pki").len();
 
-    let crashing = CrashAfterSign { inner: &authority, armed: AtomicBool::new(true) };
-    let err = Reconciler { authority: &crashing, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
-    assert!(err.to_string().contains("crashed after Vault signed"), "{err}");
+    let crashing = CrashAfterSign {
+        inner: &authority,
+        armed: AtomicBool::new(true),
+    };
+    let err = Reconciler {
+        authority: &crashing,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("crashed after Vault signed"),
+        "{err}"
+    );
     assert_eq!(bao.serials("pki").len(), before + 1, "Vault signed once");
 
-    let resumed = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(matches!(resumed.obtained, Obtained::Resumed(_)), "{:?}", resumed.obtained);
-    assert_eq!(bao.serials("pki").len(), before + 1, "the rerun adopted the certificate Vault had signed: one per generation");
+    let resumed = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
+    assert!(
+        matches!(resumed.obtained, Obtained::Resumed(_)),
+        "{:?}",
+        resumed.obtained
+    );
+    assert_eq!(
+        bao.serials("pki").len(),
+        before + 1,
+        "the rerun adopted the certificate Vault had signed: one per generation"
+    );
     assert!(bao.serials("pki").contains(&resumed.meta.certificate_id));
 }
 
@@ -137,23 +247,65 @@ async fn approle_login_issues_and_a_token_without_the_policy_is_a_clear_error() 
     let bao = Bao::start();
     bao.two_level_pki();
     let (role_id, secret_id) = bao.approle(POLICY, "20m");
-    let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
+    let login = Login::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: Zeroizing::new(secret_id),
+    };
     let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let escrow = LocalEscrow::new(dir.path().join("escrow"));
     let s = settings();
     let c: ClusterName = "c1".parse().unwrap();
-    let secured = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    let secured = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
     assert_eq!(secured.meta.generation, 1);
 
     // A token with only the default policy: refused, with Vault's words, nothing escrowed.
-    let weak = VaultPki::new(endpoint(&bao), Login::Token(Zeroizing::new(bao.token_without_policy())), "pki", None).unwrap();
+    let weak = VaultPki::new(
+        endpoint(&bao),
+        Login::Token(Zeroizing::new(bao.token_without_policy())),
+        "pki",
+        None,
+    )
+    .unwrap();
     let escrow = LocalEscrow::new(dir.path().join("escrow-weak"));
-    let err = Reconciler { authority: &weak, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    let err = Reconciler {
+        authority: &weak,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, ReconcileError::Authority { source: AuthorityError::Rejected { .. }, .. }), "{text}");
-    assert!(text.contains("permission denied") && text.contains("policy"), "{text}");
-    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
+    assert!(
+        matches!(
+            err,
+            ReconcileError::Authority {
+                source: AuthorityError::Rejected { .. },
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("permission denied") && text.contains("policy"),
+        "{text}"
+    );
+    assert!(
+        meshca_core::Escrow::load(&escrow, &(&c).into())
+            .await
+            .unwrap()
+            .current
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,19 +317,35 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     let c: ClusterName = "c1".parse().unwrap();
     let s = settings();
 
-    let nowhere = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "no-such-mount", None).unwrap();
+    let nowhere = VaultPki::new(
+        endpoint(&bao),
+        Login::Token(root.clone()),
+        "no-such-mount",
+        None,
+    )
+    .unwrap();
     let err = nowhere.describe().await.unwrap_err();
     assert!(matches!(err, AuthorityError::NotFound { .. }), "{err}");
 
     // A request Vault refuses (a CSR whose signature does not verify), with Vault's message.
     let authority = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap();
     let key = meshca_core::PrivateKey::generate(meshca_core::KeyAlgorithm::EcP256).unwrap();
-    let csr = meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&c)).unwrap();
-    let mut der = meshca_core::pem::parse_blocks("csr", &csr, "CERTIFICATE REQUEST").unwrap().remove(0).into_contents();
+    let csr =
+        meshca_core::csr::build_csr(&key, &meshca_core::csr::Subject::for_cluster(&c)).unwrap();
+    let mut der = meshca_core::pem::parse_blocks("csr", &csr, "CERTIFICATE REQUEST")
+        .unwrap()
+        .remove(0)
+        .into_contents();
     let last = der.len() - 1;
     der[last] ^= 0x01;
     let forged = meshca_core::pem::encode("CERTIFICATE REQUEST", &[der]);
-    let request = IssueRequest { csr_pem: &forged, validity: Validity::Days(30), idempotency_token: "unused", template: meshca_core::Template::SubordinateCaPathLen0, resumed: false };
+    let request = IssueRequest {
+        csr_pem: &forged,
+        validity: Validity::Days(30),
+        idempotency_token: "unused",
+        template: meshca_core::Template::SubordinateCaPathLen0,
+        resumed: false,
+    };
     let err = authority.issue(&request).await.unwrap_err();
     assert!(matches!(err, AuthorityError::Rejected { .. }), "{err}");
     assert!(err.to_string().contains("sign-intermediate (400)"), "{err}");
@@ -185,18 +353,52 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     // Vault caps a validity beyond the mount's max TTL without a word: caught, nothing escrowed.
     bao.cli(&["secrets", "tune", "-max-lease-ttl=240h", "pki"]);
     let escrow = LocalEscrow::new(dir.path().join("escrow-capped"));
-    let err = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
-    assert!(matches!(err, ReconcileError::ValidityNotHonoured { .. }), "{err}");
-    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
+    let err = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ReconcileError::ValidityNotHonoured { .. }),
+        "{err}"
+    );
+    assert!(
+        meshca_core::Escrow::load(&escrow, &(&c).into())
+            .await
+            .unwrap()
+            .current
+            .is_none()
+    );
     bao.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
 
     // Vault signs pathlen 1 where the profile wants 0: validated, refused, nothing escrowed.
-    let loose = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap().with_path_len(1);
+    let loose = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None)
+        .unwrap()
+        .with_path_len(1);
     let escrow = LocalEscrow::new(dir.path().join("escrow"));
-    let err = Reconciler { authority: &loose, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap_err();
+    let err = Reconciler {
+        authority: &loose,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap_err();
     assert!(matches!(err, ReconcileError::InvalidIssued { .. }), "{err}");
-    assert!(err.to_string().contains("pathlen 1, profile wants 0"), "{err}");
-    assert!(meshca_core::Escrow::load(&escrow, &(&c).into()).await.unwrap().current.is_none());
+    assert!(
+        err.to_string().contains("pathlen 1, profile wants 0"),
+        "{err}"
+    );
+    assert!(
+        meshca_core::Escrow::load(&escrow, &(&c).into())
+            .await
+            .unwrap()
+            .current
+            .is_none()
+    );
 
     // Sealed: 503, said as such.
     bao.cli(&["operator", "seal"]);
@@ -204,7 +406,16 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     assert!(err.to_string().contains("Vault is sealed"), "{err}");
 
     // And TLS trusts only the CA given: another CA means no connection at all.
-    let stranger = VaultPki::new(Endpoint { ca_pem: Some(stranger_ca()), ..Endpoint::new(&bao.addr) }, Login::Token(root), "pki", None).unwrap();
+    let stranger = VaultPki::new(
+        Endpoint {
+            ca_pem: Some(stranger_ca()),
+            ..Endpoint::new(&bao.addr)
+        },
+        Login::Token(root),
+        "pki",
+        None,
+    )
+    .unwrap();
     let err = stranger.describe().await.unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
 }
@@ -213,7 +424,23 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
 fn stranger_ca() -> String {
     let dir = tempfile::tempdir().unwrap();
     let (ok, out) = openssl(
-        &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "k.pem", "-subj", "/CN=stranger", "-days", "1", "-out", "ca.pem"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-subj",
+            "/CN=stranger",
+            "-days",
+            "1",
+            "-out",
+            "ca.pem",
+        ],
         dir.path(),
     );
     assert!(ok, "{out}");
@@ -227,22 +454,45 @@ async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call
     bao.policy("meshca", POLICY);
 
     // A renewable token living 3 s: renewed after 2 s at the next call, so it outlives 3 s.
-    let token = bao.json(&["token", "create", "-policy=meshca", "-no-default-policy", "-ttl=3s", "-renewable=true"]);
+    let token = bao.json(&[
+        "token",
+        "create",
+        "-policy=meshca",
+        "-no-default-policy",
+        "-ttl=3s",
+        "-renewable=true",
+    ]);
     let token = token["auth"]["client_token"].as_str().unwrap().to_string();
-    let authority = VaultPki::new(endpoint(&bao), Login::Token(Zeroizing::new(token)), "pki", None).unwrap();
+    let authority = VaultPki::new(
+        endpoint(&bao),
+        Login::Token(Zeroizing::new(token)),
+        "pki",
+        None,
+    )
+    .unwrap();
     for _ in 0..3 {
         authority.describe().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     }
-    authority.describe().await.expect("6.6 s after a 3 s token was created, it still works: it was renewed");
+    authority
+        .describe()
+        .await
+        .expect("6.6 s after a 3 s token was created, it still works: it was renewed");
 
     // AppRole tokens living 3 s: the next call after two thirds logs in again.
     let (role_id, secret_id) = bao.approle(POLICY, "3s");
-    let login = Login::AppRole { mount: "approle".into(), role_id, secret_id: Zeroizing::new(secret_id) };
+    let login = Login::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: Zeroizing::new(secret_id),
+    };
     let authority = VaultPki::new(endpoint(&bao), login, "pki", None).unwrap();
     authority.describe().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    authority.describe().await.expect("the first token expired; a new login took its place");
+    authority
+        .describe()
+        .await
+        .expect("the first token expired; a new login took its place");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -250,8 +500,20 @@ async fn a_mount_in_a_namespace_is_reached_with_the_namespace_header() {
     let bao = Bao::start();
     bao.cli(&["namespace", "create", "team-a"]);
     bao.cli_in("team-a", &["secrets", "enable", "pki"]);
-    bao.cli_in("team-a", &["secrets", "tune", "-max-lease-ttl=87600h", "pki"]);
-    bao.cli_in("team-a", &["write", "pki/root/generate/internal", "common_name=team-a root", "ttl=87600h", "key_type=ec"]);
+    bao.cli_in(
+        "team-a",
+        &["secrets", "tune", "-max-lease-ttl=87600h", "pki"],
+    );
+    bao.cli_in(
+        "team-a",
+        &[
+            "write",
+            "pki/root/generate/internal",
+            "common_name=team-a root",
+            "ttl=87600h",
+            "key_type=ec",
+        ],
+    );
     let root = Zeroizing::new(bao.root_token.clone());
     let dir = tempfile::tempdir().unwrap();
     let escrow = LocalEscrow::new(dir.path().join("escrow"));
@@ -260,9 +522,26 @@ async fn a_mount_in_a_namespace_is_reached_with_the_namespace_header() {
 
     // Without the namespace there is no such mount; with it, an intermediate under team-a's root.
     let outside = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap();
-    assert!(matches!(outside.describe().await.unwrap_err(), AuthorityError::NotFound { .. }));
-    let inside = Endpoint { namespace: Some("team-a".into()), ..endpoint(&bao) };
+    assert!(matches!(
+        outside.describe().await.unwrap_err(),
+        AuthorityError::NotFound { .. }
+    ));
+    let inside = Endpoint {
+        namespace: Some("team-a".into()),
+        ..endpoint(&bao)
+    };
     let authority = VaultPki::new(inside, Login::Token(root), "pki", None).unwrap();
-    let secured = Reconciler { authority: &authority, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
-    assert!(secured.verified.roots[0].subject.contains("team-a root"), "{}", secured.verified.roots[0].subject);
+    let secured = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
+    assert!(
+        secured.verified.roots[0].subject.contains("team-a root"),
+        "{}",
+        secured.verified.roots[0].subject
+    );
 }

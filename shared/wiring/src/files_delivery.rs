@@ -21,11 +21,18 @@ pub struct FilesDelivery {
 
 impl FilesDelivery {
     pub fn new(dir: impl Into<PathBuf>, landing: Landing, profile: Profile) -> Self {
-        FilesDelivery { dir: dir.into(), landing, profile }
+        FilesDelivery {
+            dir: dir.into(),
+            landing,
+            profile,
+        }
     }
 
     fn failed(&self, detail: impl std::fmt::Display) -> DeliveryError {
-        DeliveryError::Unreachable { endpoint: self.dir.display().to_string(), detail: detail.to_string() }
+        DeliveryError::Unreachable {
+            endpoint: self.dir.display().to_string(),
+            detail: detail.to_string(),
+        }
     }
 }
 
@@ -37,25 +44,50 @@ impl Delivery for FilesDelivery {
         }
         let (bundle, _) = crate::read_bundle(&self.dir).map_err(|e| self.failed(e))?;
         let manifest = self.dir.join(crate::manifest_file(&self.landing));
-        let meta = crate::read_bundle(&manifest).ok().and_then(|(_, meta)| meta);
-        Ok(Observed::Managed { bundle: Some(bundle), meta })
+        let meta = crate::read_bundle(&manifest)
+            .ok()
+            .and_then(|(_, meta)| meta);
+        Ok(Observed::Managed {
+            bundle: Some(bundle),
+            meta,
+        })
     }
 
-    async fn deliver(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<Delivered, DeliveryError> {
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        meta: &BundleMeta,
+    ) -> Result<Delivered, DeliveryError> {
         validate::validate(bundle, &self.profile, OffsetDateTime::now_utc())?;
         let change = match self.observe().await? {
-            Observed::Managed { bundle: Some(old), meta: Some(m) } if old == *bundle && m == *meta => Change::Unchanged,
-            Observed::Managed { bundle: Some(old), .. } if old.root_cert == bundle.root_cert => Change::Rotated,
-            Observed::Managed { bundle: Some(old), .. } if meshca_core::rotation::contained(&old.root_cert, &bundle.root_cert) => Change::RootContained,
+            Observed::Managed {
+                bundle: Some(old),
+                meta: Some(m),
+            } if old == *bundle && m == *meta => Change::Unchanged,
+            Observed::Managed {
+                bundle: Some(old), ..
+            } if old.root_cert == bundle.root_cert => Change::Rotated,
+            Observed::Managed {
+                bundle: Some(old), ..
+            } if meshca_core::rotation::contained(&old.root_cert, &bundle.root_cert) => {
+                Change::RootContained
+            }
             Observed::Managed { .. } | Observed::Unmanaged { .. } => Change::RootChanged,
             Observed::Absent => Change::Created,
         };
         if change != Change::Unchanged {
-            crate::write_files(&self.dir, bundle, meta, &self.landing).map_err(|e| self.failed(e))?;
+            crate::write_files(&self.dir, bundle, meta, &self.landing)
+                .map_err(|e| self.failed(e))?;
         }
-        let der = meshca_core::pem::certificates("ca-cert.pem", &bundle.ca_cert).map_err(|e| self.failed(e))?;
+        let der = meshca_core::pem::certificates("ca-cert.pem", &bundle.ca_cert)
+            .map_err(|e| self.failed(e))?;
         let fingerprint_sha256 = der.first().map(|d| sha256_hex(d)).unwrap_or_default();
-        Ok(Delivered { change, fingerprint_sha256, istiod: Vec::new(), conflicts: 0 })
+        Ok(Delivered {
+            change,
+            fingerprint_sha256,
+            istiod: Vec::new(),
+            conflicts: 0,
+        })
     }
 
     fn refuses(&self, _: &Observed) -> Option<DeliveryError> {

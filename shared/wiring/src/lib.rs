@@ -11,15 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use meshca_aws::{EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore, SqsFanOut};
 pub use meshca_aws::MemberRole;
-use meshca_core::{AccountId, Place};
-use meshca_core::pace::{DescribedFor, IssueBudget};
+use meshca_aws::{
+    EksClusters, EventBridgeFanOut, PcaAuthority, SecretsEscrow, SecretsRotationStore, SqsFanOut,
+};
 use meshca_core::kind::{Landing, Layout};
-use meshca_core::{Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut};
+use meshca_core::pace::{DescribedFor, IssueBudget};
+use meshca_core::rotation::{RootRotation, RotationStore};
+use meshca_core::{AccountId, Place};
+use meshca_core::{
+    Authority, Bundle, BundleMeta, Clusters, Delivery, DeliveryOptions, Escrow, FanOut,
+};
 use meshca_kube::KubeDelivery;
 use meshca_local::{LocalCa, LocalEscrow, LocalRootSpec, LocalRotationStore};
-use meshca_core::rotation::{RootRotation, RotationStore};
 use meshca_vault::{Endpoint, Login, StsTarget, VaultPki};
 use zeroize::Zeroizing;
 
@@ -61,22 +65,42 @@ impl AuthoritySpec {
         match self {
             AuthoritySpec::Local { dir } => format!("local:{}", dir.display()),
             AuthoritySpec::Pca { ca, .. } => ca.to_string(),
-            AuthoritySpec::Vault(v) => format!("vault:{}{}", v.mount, v.issuer.as_deref().map(|i| format!("/{i}")).unwrap_or_default()),
+            AuthoritySpec::Vault(v) => format!(
+                "vault:{}{}",
+                v.mount,
+                v.issuer
+                    .as_deref()
+                    .map(|i| format!("/{i}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 
     /// The authority `locator` names, configured like `like` where the locator says nothing: a
     /// PCA keeps `like`'s issue rate, a Vault mount `like`'s address and login.
     pub fn from_locator(locator: &str, like: &AuthoritySpec) -> Result<AuthoritySpec, WiringError> {
-        let fail = |reason: String| WiringError::Locator { locator: locator.to_string(), reason };
+        let fail = |reason: String| WiringError::Locator {
+            locator: locator.to_string(),
+            reason,
+        };
         if locator.starts_with("arn:") {
             let ca = locator.parse::<CaArn>().map_err(|e| fail(e.to_string()))?;
             // The rotation's other CA is reached as the configured one is: same pace, same role.
             let (issue_rate, assume_role) = match like {
-                AuthoritySpec::Pca { issue_rate, assume_role, .. } => (*issue_rate, assume_role.clone()),
+                AuthoritySpec::Pca {
+                    issue_rate,
+                    assume_role,
+                    ..
+                } => (*issue_rate, assume_role.clone()),
                 _ => (None, None),
             };
-            return Ok(AuthoritySpec::Pca { ca, template_arn: None, signing_algorithm: None, issue_rate, assume_role });
+            return Ok(AuthoritySpec::Pca {
+                ca,
+                template_arn: None,
+                signing_algorithm: None,
+                issue_rate,
+                assume_role,
+            });
         }
         if let Some(path) = locator.strip_prefix("vault:") {
             let AuthoritySpec::Vault(base) = like else {
@@ -89,13 +113,21 @@ impl AuthoritySpec {
             if mount.is_empty() {
                 return Err(fail("no mount after vault:".into()));
             }
-            return Ok(AuthoritySpec::Vault(VaultSpec { mount, issuer, ..base.clone() }));
+            return Ok(AuthoritySpec::Vault(VaultSpec {
+                mount,
+                issuer,
+                ..base.clone()
+            }));
         }
         let dir = locator.strip_prefix("local:").unwrap_or(locator);
         if dir.is_empty() {
-            return Err(fail("expected local:<dir>, a CA ARN, or vault:<mount>[/<issuer>]".into()));
+            return Err(fail(
+                "expected local:<dir>, a CA ARN, or vault:<mount>[/<issuer>]".into(),
+            ));
         }
-        Ok(AuthoritySpec::Local { dir: PathBuf::from(dir) })
+        Ok(AuthoritySpec::Local {
+            dir: PathBuf::from(dir),
+        })
     }
 }
 
@@ -118,17 +150,35 @@ pub struct VaultSpec {
 #[derive(Clone)]
 pub enum VaultLogin {
     Token(Zeroizing<String>),
-    AppRole { mount: String, role_id: String, secret_id: SecretSource },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: SecretSource,
+    },
     /// The AWS IAM method, signed with the caller's AWS credentials.
-    AwsIam { mount: String, role: String, sts_region: Option<String>, server_id: Option<String> },
+    AwsIam {
+        mount: String,
+        role: String,
+        sts_region: Option<String>,
+        server_id: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for VaultLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VaultLogin::Token(_) => f.write_str("Token(<redacted>)"),
-            VaultLogin::AppRole { mount, role_id, secret_id } => write!(f, "AppRole {{ mount: {mount}, role_id: {role_id}, secret_id: {secret_id:?} }}"),
-            VaultLogin::AwsIam { mount, role, .. } => write!(f, "AwsIam {{ mount: {mount}, role: {role} }}"),
+            VaultLogin::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => write!(
+                f,
+                "AppRole {{ mount: {mount}, role_id: {role_id}, secret_id: {secret_id:?} }}"
+            ),
+            VaultLogin::AwsIam { mount, role, .. } => {
+                write!(f, "AwsIam {{ mount: {mount}, role: {role} }}")
+            }
         }
     }
 }
@@ -192,15 +242,29 @@ pub enum WiringError {
 /// Where the fleet's root rotation record is kept, beside `escrow`: `rotation.json` in a local
 /// escrow directory, or the secret `<prefix>/_rotation` (default `meshca/<region>/_rotation`)
 /// in `region`, the fleet's first region.
-pub fn rotation_store(escrow: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn RotationStore>, WiringError> {
+pub fn rotation_store(
+    escrow: &EscrowSpec,
+    aws: Option<&SdkConfig>,
+    region: Option<&str>,
+) -> Result<Arc<dyn RotationStore>, WiringError> {
     Ok(match escrow {
         EscrowSpec::Local { dir } => Arc::new(LocalRotationStore::new(dir)),
-        EscrowSpec::SecretsManager { prefix, kms_key_id, .. } => {
+        EscrowSpec::SecretsManager {
+            prefix, kms_key_id, ..
+        } => {
             let aws = aws.ok_or(WiringError::NoAws("the Secrets Manager rotation record"))?;
-            let region = region.or(aws.region().map(|r| r.as_ref())).ok_or(WiringError::NoAws("the rotation record (a region)"))?;
-            let prefix = prefix.clone().unwrap_or_else(|| SecretsEscrow::default_prefix(region));
+            let region = region
+                .or(aws.region().map(|r| r.as_ref()))
+                .ok_or(WiringError::NoAws("the rotation record (a region)"))?;
+            let prefix = prefix
+                .clone()
+                .unwrap_or_else(|| SecretsEscrow::default_prefix(region));
             let name = meshca_aws::rotation::record_name(&prefix);
-            Arc::new(SecretsRotationStore::from_config(&in_region(aws, region), name, kms_key_for(kms_key_id.as_deref(), region)))
+            Arc::new(SecretsRotationStore::from_config(
+                &in_region(aws, region),
+                name,
+                kms_key_for(kms_key_id.as_deref(), region),
+            ))
         }
     })
 }
@@ -212,35 +276,56 @@ pub fn escrowed_clusters(dir: &Path) -> std::io::Result<Vec<meshca_core::Cluster
 
 /// `home` with its region set to `region`.
 pub fn in_region(home: &SdkConfig, region: &str) -> SdkConfig {
-    home.to_builder().region(aws_config::Region::new(region.to_string())).build()
+    home.to_builder()
+        .region(aws_config::Region::new(region.to_string()))
+        .build()
 }
 
 /// The authority `spec` names. `aws` is the SDK configuration of the caller (any region).
-pub async fn authority(spec: &AuthoritySpec, aws: Option<&SdkConfig>) -> Result<Arc<dyn Authority>, WiringError> {
+pub async fn authority(
+    spec: &AuthoritySpec,
+    aws: Option<&SdkConfig>,
+) -> Result<Arc<dyn Authority>, WiringError> {
     authority_paced(spec, aws, issue_budget(spec)).await
 }
 
 /// The IssueCertificate budget `spec` asks for (a Private CA with an issue rate).
 pub fn issue_budget(spec: &AuthoritySpec) -> Option<Arc<IssueBudget>> {
     match spec {
-        AuthoritySpec::Pca { issue_rate: Some(rate), .. } => Some(Arc::new(IssueBudget::per_second(*rate))),
+        AuthoritySpec::Pca {
+            issue_rate: Some(rate),
+            ..
+        } => Some(Arc::new(IssueBudget::per_second(*rate))),
         _ => None,
     }
 }
 
 /// The authority `spec` names, its IssueCertificate calls spaced by `budget` (shared by every
 /// Private CA of one deployment: PCA's quota is per account and region, not per CA).
-pub async fn authority_paced(spec: &AuthoritySpec, aws: Option<&SdkConfig>, budget: Option<Arc<IssueBudget>>) -> Result<Arc<dyn Authority>, WiringError> {
+pub async fn authority_paced(
+    spec: &AuthoritySpec,
+    aws: Option<&SdkConfig>,
+    budget: Option<Arc<IssueBudget>>,
+) -> Result<Arc<dyn Authority>, WiringError> {
     Ok(match spec {
-        AuthoritySpec::Local { dir } => Arc::new(LocalCa::open_or_create(dir, &LocalRootSpec::default())?),
-        AuthoritySpec::Pca { ca, template_arn, signing_algorithm, assume_role, .. } => {
+        AuthoritySpec::Local { dir } => {
+            Arc::new(LocalCa::open_or_create(dir, &LocalRootSpec::default())?)
+        }
+        AuthoritySpec::Pca {
+            ca,
+            template_arn,
+            signing_algorithm,
+            assume_role,
+            ..
+        } => {
             let aws = aws.ok_or(WiringError::NoAws("AWS Private CA"))?;
             let assumed = match assume_role {
                 Some(role) => Some(meshca_aws::member::member_config(aws, role).await),
                 None => None,
             };
             let aws = assumed.as_ref().unwrap_or(aws);
-            let mut pca = PcaAuthority::from_config(aws, ca, template_arn.clone()).with_signing_algorithm(signing_algorithm.clone());
+            let mut pca = PcaAuthority::from_config(aws, ca, template_arn.clone())
+                .with_signing_algorithm(signing_algorithm.clone());
             if let Some(budget) = budget {
                 pca = pca.with_issue_budget(budget);
             }
@@ -251,31 +336,71 @@ pub async fn authority_paced(spec: &AuthoritySpec, aws: Option<&SdkConfig>, budg
 }
 
 async fn vault(spec: &VaultSpec, aws: Option<&SdkConfig>) -> Result<VaultPki, WiringError> {
-    let endpoint = Endpoint { ca_pem: spec.ca_pem.clone(), namespace: spec.namespace.clone(), ..Endpoint::new(&spec.addr) };
+    let endpoint = Endpoint {
+        ca_pem: spec.ca_pem.clone(),
+        namespace: spec.namespace.clone(),
+        ..Endpoint::new(&spec.addr)
+    };
     let login = match &spec.login {
         VaultLogin::Token(t) => Login::Token(t.clone()),
-        VaultLogin::AppRole { mount, role_id, secret_id } => {
+        VaultLogin::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        } => {
             let secret_id = match secret_id {
                 SecretSource::Value(v) => v.clone(),
                 SecretSource::SecretsManager(id) => {
-                    let aws = aws.ok_or(WiringError::NoAws("a Vault AppRole secret id in Secrets Manager"))?;
-                    SecretsEscrow::read_string(aws, id).await.map_err(WiringError::Secret)?
+                    let aws = aws.ok_or(WiringError::NoAws(
+                        "a Vault AppRole secret id in Secrets Manager",
+                    ))?;
+                    SecretsEscrow::read_string(aws, id)
+                        .await
+                        .map_err(WiringError::Secret)?
                 }
             };
-            Login::AppRole { mount: mount.clone(), role_id: role_id.clone(), secret_id }
+            Login::AppRole {
+                mount: mount.clone(),
+                role_id: role_id.clone(),
+                secret_id,
+            }
         }
-        VaultLogin::AwsIam { mount, role, sts_region, server_id } => {
+        VaultLogin::AwsIam {
+            mount,
+            role,
+            sts_region,
+            server_id,
+        } => {
             let aws = aws.ok_or(WiringError::NoAws("the Vault AWS IAM login"))?;
-            let credentials = aws.credentials_provider().ok_or(WiringError::NoAws("the Vault AWS IAM login (credentials)"))?;
-            let sts = sts_region.clone().map_or(StsTarget::Global, StsTarget::Regional);
-            Login::AwsIam { mount: mount.clone(), role: role.clone(), sts, server_id: server_id.clone(), credentials }
+            let credentials = aws
+                .credentials_provider()
+                .ok_or(WiringError::NoAws("the Vault AWS IAM login (credentials)"))?;
+            let sts = sts_region
+                .clone()
+                .map_or(StsTarget::Global, StsTarget::Regional);
+            Login::AwsIam {
+                mount: mount.clone(),
+                role: role.clone(),
+                sts,
+                server_id: server_id.clone(),
+                credentials,
+            }
         }
     };
-    Ok(VaultPki::new(endpoint, login, &spec.mount, spec.issuer.clone())?)
+    Ok(VaultPki::new(
+        endpoint,
+        login,
+        &spec.mount,
+        spec.issuer.clone(),
+    )?)
 }
 
 /// The escrow `spec` names, for clusters of `region` in meshca's own account.
-pub fn escrow(spec: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>) -> Result<Arc<dyn Escrow>, WiringError> {
+pub fn escrow(
+    spec: &EscrowSpec,
+    aws: Option<&SdkConfig>,
+    region: Option<&str>,
+) -> Result<Arc<dyn Escrow>, WiringError> {
     escrow_at(spec, aws, region, None)
 }
 
@@ -292,15 +417,26 @@ pub fn escrow_prefix(prefix: Option<&str>, account: Option<&AccountId>, region: 
 
 /// The escrow of clusters in `region` of `account` (`None`: meshca's own). It is always kept in
 /// meshca's own account (`aws`), in the cluster's region.
-pub fn escrow_at(spec: &EscrowSpec, aws: Option<&SdkConfig>, region: Option<&str>, account: Option<&AccountId>) -> Result<Arc<dyn Escrow>, WiringError> {
+pub fn escrow_at(
+    spec: &EscrowSpec,
+    aws: Option<&SdkConfig>,
+    region: Option<&str>,
+    account: Option<&AccountId>,
+) -> Result<Arc<dyn Escrow>, WiringError> {
     Ok(match spec {
         EscrowSpec::Local { dir } => Arc::new(LocalEscrow::new(match account {
             Some(a) => dir.join(a.as_str()),
             None => dir.clone(),
         })),
-        EscrowSpec::SecretsManager { prefix, kms_key_id, recovery_window_days } => {
+        EscrowSpec::SecretsManager {
+            prefix,
+            kms_key_id,
+            recovery_window_days,
+        } => {
             let aws = aws.ok_or(WiringError::NoAws("Secrets Manager escrow"))?;
-            let region = region.or(aws.region().map(|r| r.as_ref())).ok_or(WiringError::NoAws("Secrets Manager escrow (a region)"))?;
+            let region = region
+                .or(aws.region().map(|r| r.as_ref()))
+                .ok_or(WiringError::NoAws("Secrets Manager escrow (a region)"))?;
             let prefix = escrow_prefix(prefix.as_deref(), account, region);
             let mut escrow = SecretsEscrow::from_config(&in_region(aws, region), prefix)
                 .with_kms_key(kms_key_for(kms_key_id.as_deref(), region));
@@ -339,31 +475,55 @@ pub fn fan_out(aws: &SdkConfig, bus: &str, work_queue: Option<&str>) -> Arc<dyn 
 
 /// Delivery into the cluster of a kubeconfig context (`None`: the current one) in `path`
 /// (`None`: `$KUBECONFIG`, then `~/.kube/config`).
-pub async fn kubeconfig_delivery(path: Option<&Path>, context: Option<&str>, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, WiringError> {
+pub async fn kubeconfig_delivery(
+    path: Option<&Path>,
+    context: Option<&str>,
+    options: DeliveryOptions,
+) -> Result<Arc<dyn Delivery>, WiringError> {
     let (client, endpoint) = meshca_kube::from_context(path, context).await?;
     Ok(Arc::new(KubeDelivery::new(client, endpoint, options)))
 }
 
 /// Delivery into the EKS cluster `name`, found by DescribeCluster in the region of `aws`.
-pub async fn eks_delivery(aws: &SdkConfig, name: &str, options: DeliveryOptions) -> Result<Arc<dyn Delivery>, WiringError> {
+pub async fn eks_delivery(
+    aws: &SdkConfig,
+    name: &str,
+    options: DeliveryOptions,
+) -> Result<Arc<dyn Delivery>, WiringError> {
     let eks = EksClusters::new(aws);
     let cluster = eks.describe(name).await?;
     let client = eks.client(&cluster)?;
-    Ok(Arc::new(KubeDelivery::new(client, cluster.endpoint.clone().unwrap_or_default(), options)))
+    Ok(Arc::new(KubeDelivery::new(
+        client,
+        cluster.endpoint.clone().unwrap_or_default(),
+        options,
+    )))
 }
 
 /// Writes the bundle as files into `dir`: the four PEM files and the manifest of the Secret at
 /// `landing`.
 /// In the TLS layout the files are the secret's own keys (`tls.crt`, `tls.key`, `ca.crt`) and the
 /// manifest is `<secret name>.yaml`.
-pub fn write_files(dir: &Path, bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Result<(), WiringError> {
+pub fn write_files(
+    dir: &Path,
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    landing: &Landing,
+) -> Result<(), WiringError> {
     let manifest = meshca_kube::secret::manifest(bundle, meta, landing);
     if landing.layout == Layout::IstioCacerts {
-        return Ok(meshca_local::files::write_dir(dir, bundle, Some(&manifest))?);
+        return Ok(meshca_local::files::write_dir(
+            dir,
+            bundle,
+            Some(&manifest),
+        )?);
     }
     let data = meshca_kube::secret::data_of(bundle, landing.layout);
     let manifest_name = manifest_file(landing);
-    let mut entries: Vec<(&str, &str, bool)> = data.iter().map(|(n, t)| (*n, t.as_str(), *n == meshca_kube::secret::TLS_KEY)).collect();
+    let mut entries: Vec<(&str, &str, bool)> = data
+        .iter()
+        .map(|(n, t)| (*n, t.as_str(), *n == meshca_kube::secret::TLS_KEY))
+        .collect();
     entries.push((&manifest_name, &manifest, true));
     Ok(meshca_local::files::write_all_or_nothing(dir, &entries)?)
 }
@@ -384,10 +544,14 @@ pub fn read_bundle(path: &Path) -> Result<(Bundle, Option<BundleMeta>), WiringEr
         let read = |name: &str| {
             std::fs::read_to_string(path.join(name))
                 .map(zeroize::Zeroizing::new)
-                .map_err(|source| meshca_local::files::FilesError::Read { path: path.join(name), source })
+                .map_err(|source| meshca_local::files::FilesError::Read {
+                    path: path.join(name),
+                    source,
+                })
         };
         let (chain, key, root) = (read(TLS_CRT)?, read(TLS_KEY)?, read(CA_CRT)?);
-        let bundle = meshca_kube::secret::from_tls_keys(&chain, &key, &root).map_err(meshca_local::files::FilesError::Pem)?;
+        let bundle = meshca_kube::secret::from_tls_keys(&chain, &key, &root)
+            .map_err(meshca_local::files::FilesError::Pem)?;
         return Ok((bundle, None));
     }
     if path.is_dir() {
@@ -463,13 +627,25 @@ impl Fleet {
         let mut places = BTreeMap::new();
         for r in &spec.regions {
             let escrow = escrow(&spec.escrow, Some(home), Some(r))?;
-            places.insert(Place::home(r), RegionPorts { clusters: clusters(home, r), escrow });
+            places.insert(
+                Place::home(r),
+                RegionPorts {
+                    clusters: clusters(home, r),
+                    escrow,
+                },
+            );
         }
         for m in &spec.members {
             let assumed = meshca_aws::member::member_config(home, &m.role).await;
             for r in &m.regions {
                 let escrow = escrow_at(&spec.escrow, Some(home), Some(r), Some(&m.account))?;
-                places.insert(Place::member(m.account.clone(), r), RegionPorts { clusters: clusters(&assumed, r), escrow });
+                places.insert(
+                    Place::member(m.account.clone(), r),
+                    RegionPorts {
+                        clusters: clusters(&assumed, r),
+                        escrow,
+                    },
+                );
             }
         }
         let home_account = match spec.members.is_empty() {
@@ -477,12 +653,20 @@ impl Fleet {
             false => Some(home_account(home).await?),
         };
         // One budget for every Private CA of the deployment: the quota is the account's.
-        let issue_budget = issue_budget(&spec.authority).or_else(|| spec.xcp_authority.as_ref().and_then(issue_budget));
+        let issue_budget = issue_budget(&spec.authority)
+            .or_else(|| spec.xcp_authority.as_ref().and_then(issue_budget));
         let xcp_authority = match &spec.xcp_authority {
-            Some(s) => Some(Arc::new(DescribedFor::new(authority_paced(s, Some(home), issue_budget.clone()).await?, CA_DESCRIPTION_TTL)) as Arc<dyn Authority>),
+            Some(s) => Some(Arc::new(DescribedFor::new(
+                authority_paced(s, Some(home), issue_budget.clone()).await?,
+                CA_DESCRIPTION_TTL,
+            )) as Arc<dyn Authority>),
             None => None,
         };
-        let rotation = Some(rotation_store(&spec.escrow, Some(home), spec.regions.first().map(String::as_str))?);
+        let rotation = Some(rotation_store(
+            &spec.escrow,
+            Some(home),
+            spec.regions.first().map(String::as_str),
+        )?);
         let main = authority_paced(&spec.authority, Some(home), issue_budget.clone()).await?;
         Ok(Fleet {
             // An instance answers many events: the CA is described once per CA_DESCRIPTION_TTL.
@@ -500,12 +684,22 @@ impl Fleet {
 
     /// Both sides of `rotation`, by authority id: the configured authority where a side's
     /// locator names it, else one built from the locator (configured like the authority in force).
-    pub async fn rotation_authorities(&self, rotation: &RootRotation) -> Result<Vec<(String, Arc<dyn Authority>)>, WiringError> {
+    pub async fn rotation_authorities(
+        &self,
+        rotation: &RootRotation,
+    ) -> Result<Vec<(String, Arc<dyn Authority>)>, WiringError> {
         let mut out = Vec::new();
         for anchor in [&rotation.from, &rotation.to] {
             let built = match &self.authority_spec {
                 Some(spec) if spec.locator() == anchor.locator => self.authority.clone(),
-                Some(spec) => authority_paced(&AuthoritySpec::from_locator(&anchor.locator, spec)?, self.home.as_ref(), self.issue_budget.clone()).await?,
+                Some(spec) => {
+                    authority_paced(
+                        &AuthoritySpec::from_locator(&anchor.locator, spec)?,
+                        self.home.as_ref(),
+                        self.issue_budget.clone(),
+                    )
+                    .await?
+                }
                 None => continue,
             };
             out.push((anchor.authority_id.clone(), built));
@@ -516,8 +710,11 @@ impl Fleet {
 
 /// meshca's own account, from STS: a member's event must never pass for a home one.
 async fn home_account(home: &SdkConfig) -> Result<AccountId, WiringError> {
-    let id = meshca_aws::member::caller_account(home).await.map_err(WiringError::Identity)?;
-    id.parse().map_err(|e: meshca_core::place::BadAccountId| WiringError::Identity(e.to_string()))
+    let id = meshca_aws::member::caller_account(home)
+        .await
+        .map_err(WiringError::Identity)?;
+    id.parse()
+        .map_err(|e: meshca_core::place::BadAccountId| WiringError::Identity(e.to_string()))
 }
 
 #[cfg(test)]
@@ -528,9 +725,18 @@ mod tests {
     fn home_records_keep_their_names_and_members_are_keyed_by_account() {
         let member: AccountId = "222233334444".parse().unwrap();
         assert_eq!(escrow_prefix(None, None, "eu-west-1"), "meshca/eu-west-1");
-        assert_eq!(escrow_prefix(Some("mesh/prod"), None, "eu-west-1"), "mesh/prod");
-        assert_eq!(escrow_prefix(None, Some(&member), "eu-west-1"), "meshca/222233334444/eu-west-1");
-        assert_eq!(escrow_prefix(Some("mesh/prod"), Some(&member), "eu-west-1"), "mesh/prod/222233334444/eu-west-1");
+        assert_eq!(
+            escrow_prefix(Some("mesh/prod"), None, "eu-west-1"),
+            "mesh/prod"
+        );
+        assert_eq!(
+            escrow_prefix(None, Some(&member), "eu-west-1"),
+            "meshca/222233334444/eu-west-1"
+        );
+        assert_eq!(
+            escrow_prefix(Some("mesh/prod"), Some(&member), "eu-west-1"),
+            "mesh/prod/222233334444/eu-west-1"
+        );
     }
 
     #[test]
@@ -538,7 +744,10 @@ mod tests {
         let key = "arn:aws:kms:eu-west-1:111122223333:key/1234";
         assert_eq!(kms_key_for(Some(key), "eu-west-1").as_deref(), Some(key));
         assert_eq!(kms_key_for(Some(key), "us-east-1"), None);
-        assert_eq!(kms_key_for(Some("alias/meshca"), "us-east-1").as_deref(), Some("alias/meshca"));
+        assert_eq!(
+            kms_key_for(Some("alias/meshca"), "us-east-1").as_deref(),
+            Some("alias/meshca")
+        );
         assert_eq!(kms_key_for(None, "us-east-1"), None);
     }
 }

@@ -12,7 +12,14 @@ async fn issued(dir: &Path) -> (Bundle, BundleMeta) {
     let escrow = LocalEscrow::new(dir.join("escrow"));
     let s = Settings::default();
     let c: ClusterName = "c1".parse().unwrap();
-    let secured = Reconciler { authority: &ca, escrow: &escrow, settings: &s }.ensure_bundle(&c, false).await.unwrap();
+    let secured = Reconciler {
+        authority: &ca,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
     (secured.bundle, secured.meta)
 }
 
@@ -21,11 +28,23 @@ async fn missing_file() {
     let state = tempfile::tempdir().unwrap();
     let (b, meta) = issued(state.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    meshca_wiring::write_files(dir.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
+    meshca_wiring::write_files(
+        dir.path(),
+        &b,
+        &meta,
+        &meshca_core::KindSpec::default().landing(),
+    )
+    .unwrap();
     assert_eq!(meshca_wiring::read_bundle(dir.path()).unwrap().0, b);
     for file in meshca_core::bundle::FILES {
         let d = tempfile::tempdir().unwrap();
-        meshca_wiring::write_files(d.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
+        meshca_wiring::write_files(
+            d.path(),
+            &b,
+            &meta,
+            &meshca_core::KindSpec::default().landing(),
+        )
+        .unwrap();
         std::fs::remove_file(d.path().join(file)).unwrap();
         let e = meshca_wiring::read_bundle(d.path()).unwrap_err();
         assert_eq!(e.to_string(), format!("{file} is missing"));
@@ -37,13 +56,27 @@ async fn manifest_round_trips_and_keeps_annotations() {
     let state = tempfile::tempdir().unwrap();
     let (b, meta) = issued(state.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    meshca_wiring::write_files(dir.path(), &b, &meta, &meshca_core::KindSpec::default().landing()).unwrap();
+    meshca_wiring::write_files(
+        dir.path(),
+        &b,
+        &meta,
+        &meshca_core::KindSpec::default().landing(),
+    )
+    .unwrap();
     let (back, read_meta) = meshca_wiring::read_bundle(&dir.path().join("cacerts.yaml")).unwrap();
     assert_eq!(back, b);
     assert_eq!(read_meta, Some(meta));
     use std::os::unix::fs::PermissionsExt;
-    for (file, mode) in [("ca-key.pem", 0o600), ("cacerts.yaml", 0o600), ("ca-cert.pem", 0o644)] {
-        let m = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+    for (file, mode) in [
+        ("ca-key.pem", 0o600),
+        ("cacerts.yaml", 0o600),
+        ("ca-cert.pem", 0o644),
+    ] {
+        let m = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, mode, "{file}");
     }
 }

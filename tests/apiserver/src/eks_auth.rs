@@ -40,21 +40,33 @@ pub struct Expectation {
 
 /// Returns the access key id the token was signed with, or why it is refused.
 pub fn verify(token: &str, expect: &Expectation, now: OffsetDateTime) -> Result<String, String> {
-    let body = token.strip_prefix(PREFIX).ok_or("token does not start with k8s-aws-v1.")?;
+    let body = token
+        .strip_prefix(PREFIX)
+        .ok_or("token does not start with k8s-aws-v1.")?;
     if body.contains('=') {
         return Err("token is padded base64; EKS tokens are base64url without padding".into());
     }
-    let url = URL_SAFE_NO_PAD.decode(body).map_err(|e| format!("token is not base64url: {e}"))?;
+    let url = URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|e| format!("token is not base64url: {e}"))?;
     let url = String::from_utf8(url).map_err(|_| "token does not decode to text")?;
-    let rest = url.strip_prefix("https://").ok_or("presigned URL is not https")?;
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or("presigned URL is not https")?;
     let (host, rest) = rest.split_once('/').ok_or("presigned URL has no path")?;
-    if !(host == "sts.amazonaws.com" || (host.starts_with("sts.") && host.ends_with(".amazonaws.com"))) {
+    if !(host == "sts.amazonaws.com"
+        || (host.starts_with("sts.") && host.ends_with(".amazonaws.com")))
+    {
         return Err(format!("presigned URL host {host} is not STS"));
     }
-    let query = rest.strip_prefix('?').ok_or("presigned URL path is not /")?;
+    let query = rest
+        .strip_prefix('?')
+        .ok_or("presigned URL path is not /")?;
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("malformed query parameter {pair:?}"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("malformed query parameter {pair:?}"))?;
         let k = percent_decode(k)?;
         if !ALLOWED.contains(&k.to_ascii_lowercase().as_str()) {
             return Err(format!("query parameter {k} is not allowed"));
@@ -63,7 +75,12 @@ pub fn verify(token: &str, expect: &Expectation, now: OffsetDateTime) -> Result<
             return Err(format!("query parameter {k} appears twice"));
         }
     }
-    let get = |k: &str| params.get(k).map(String::as_str).ok_or_else(|| format!("{k} missing"));
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(String::as_str)
+            .ok_or_else(|| format!("{k} missing"))
+    };
     if get("Action")? != "GetCallerIdentity" {
         return Err("Action is not GetCallerIdentity".into());
     }
@@ -81,22 +98,31 @@ pub fn verify(token: &str, expect: &Expectation, now: OffsetDateTime) -> Result<
     if !names.contains(&"host") {
         return Err("host is not a signed header".into());
     }
-    let expires: i64 = get("X-Amz-Expires")?.parse().map_err(|_| "X-Amz-Expires is not a number")?;
+    let expires: i64 = get("X-Amz-Expires")?
+        .parse()
+        .map_err(|_| "X-Amz-Expires is not a number")?;
     if !(1..=900).contains(&expires) {
         return Err(format!("X-Amz-Expires {expires} is outside 1..=900"));
     }
     let date = get("X-Amz-Date")?;
-    let signed_at = PrimitiveDateTime::parse(date, format_description!("[year][month][day]T[hour][minute][second]Z"))
-        .map_err(|_| format!("X-Amz-Date {date} is malformed"))?
-        .assume_utc();
+    let signed_at = PrimitiveDateTime::parse(
+        date,
+        format_description!("[year][month][day]T[hour][minute][second]Z"),
+    )
+    .map_err(|_| format!("X-Amz-Date {date} is malformed"))?
+    .assume_utc();
     if now > signed_at + LIFETIME {
-        return Err(format!("token expired: signed at {date}, EKS honours it for 15 minutes"));
+        return Err(format!(
+            "token expired: signed at {date}, EKS honours it for 15 minutes"
+        ));
     }
     if signed_at > now + SKEW {
         return Err(format!("token signed in the future ({date})"));
     }
     let credential = get("X-Amz-Credential")?;
-    let (key_id, scope) = credential.split_once('/').ok_or("X-Amz-Credential has no scope")?;
+    let (key_id, scope) = credential
+        .split_once('/')
+        .ok_or("X-Amz-Credential has no scope")?;
     let scope_parts: Vec<&str> = scope.split('/').collect();
     if scope_parts.len() != 4 || scope_parts[2] != "sts" || scope_parts[3] != "aws4_request" {
         return Err(format!("credential scope {scope} is not an STS scope"));
@@ -104,10 +130,25 @@ pub fn verify(token: &str, expect: &Expectation, now: OffsetDateTime) -> Result<
     if expect.keys.is_empty() {
         return Ok(key_id.to_string());
     }
-    let secret = expect.keys.get(key_id).ok_or_else(|| format!("unknown access key {key_id}"))?;
-    let expected = signature(host, &params, &names, &expect.cluster, secret, date, scope, &scope_parts);
+    let secret = expect
+        .keys
+        .get(key_id)
+        .ok_or_else(|| format!("unknown access key {key_id}"))?;
+    let expected = signature(
+        host,
+        &params,
+        &names,
+        &expect.cluster,
+        secret,
+        date,
+        scope,
+        &scope_parts,
+    );
     if expected != get("X-Amz-Signature")? {
-        return Err(format!("signature does not match (token not signed for cluster {})", expect.cluster));
+        return Err(format!(
+            "signature does not match (token not signed for cluster {})",
+            expect.cluster
+        ));
     }
     Ok(key_id.to_string())
 }
@@ -139,12 +180,18 @@ fn signature(
         headers.push_str(&format!("{name}:{value}\n"));
     }
     let empty = hex::encode(digest::digest(&digest::SHA256, b""));
-    let canonical = format!("GET\n/\n{}\n{headers}\n{}\n{empty}", query.join("&"), signed.join(";"));
+    let canonical = format!(
+        "GET\n/\n{}\n{headers}\n{}\n{empty}",
+        query.join("&"),
+        signed.join(";")
+    );
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
         hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
     );
-    let mac = |key: &[u8], data: &str| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes());
+    let mac = |key: &[u8], data: &str| {
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
+    };
     let k = mac(format!("AWS4{secret}").as_bytes(), scope_parts[0]);
     let k = mac(k.as_ref(), scope_parts[1]);
     let k = mac(k.as_ref(), scope_parts[2]);
@@ -192,11 +239,17 @@ mod tests {
     fn token_for(cluster: &str, secret: &str) -> String {
         let creds = Credentials::new("AKIDTEST", secret, Some("session".into()), None, "test");
         let at = SystemTime::UNIX_EPOCH + StdDuration::from_secs(NOW);
-        meshca_aws::eks_token::token(cluster, "eu-west-1", &creds, at).unwrap().token.to_string()
+        meshca_aws::eks_token::token(cluster, "eu-west-1", &creds, at)
+            .unwrap()
+            .token
+            .to_string()
     }
 
     fn expect() -> Expectation {
-        Expectation { cluster: "c1".into(), keys: BTreeMap::from([("AKIDTEST".into(), "s3cret".into())]) }
+        Expectation {
+            cluster: "c1".into(),
+            keys: BTreeMap::from([("AKIDTEST".into(), "s3cret".into())]),
+        }
     }
 
     fn at(secs_after: i64) -> OffsetDateTime {
@@ -205,14 +258,25 @@ mod tests {
 
     /// Re-encodes a token after `edit` changed its URL.
     fn edited(token: &str, edit: impl Fn(String) -> String) -> String {
-        let url = String::from_utf8(URL_SAFE_NO_PAD.decode(token.strip_prefix(PREFIX).unwrap()).unwrap()).unwrap();
+        let url = String::from_utf8(
+            URL_SAFE_NO_PAD
+                .decode(token.strip_prefix(PREFIX).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(edit(url)))
     }
 
     #[test]
     fn a_token_signed_by_meshca_for_this_cluster_passes() {
-        assert_eq!(verify(&token_for("c1", "s3cret"), &expect(), at(10)), Ok("AKIDTEST".into()));
-        assert!(verify(&token_for("c1", "s3cret"), &expect(), at(14 * 60)).is_ok(), "still good at 14 minutes");
+        assert_eq!(
+            verify(&token_for("c1", "s3cret"), &expect(), at(10)),
+            Ok("AKIDTEST".into())
+        );
+        assert!(
+            verify(&token_for("c1", "s3cret"), &expect(), at(14 * 60)).is_ok(),
+            "still good at 14 minutes"
+        );
     }
 
     #[test]
@@ -226,13 +290,38 @@ mod tests {
         refused(&token_for("c1", "other"), "signature does not match");
         refused(&good.replacen(PREFIX, "k8s-aws-v2.", 1), "does not start");
         refused(&format!("{good}=="), "padded");
-        refused(&edited(&good, |u| u.replace("https://", "http://")), "not https");
-        refused(&edited(&good, |u| u.replace("sts.eu-west-1.amazonaws.com", "evil.example.com")), "not STS");
-        refused(&edited(&good, |u| format!("{u}&X-Amz-Foo=1")), "not allowed");
-        refused(&edited(&good, |u| u.replace("GetCallerIdentity", "AssumeRole")), "Action");
-        refused(&edited(&good, |u| u.replace("x-k8s-aws-id", "x-other")), "x-k8s-aws-id is not a signed header");
-        refused(&edited(&good, |u| u.replace("X-Amz-Expires=60", "X-Amz-Expires=3600")), "outside");
-        refused(&edited(&good, |u| u.replace("AKIDTEST", "AKIDOTHER")), "unknown access key");
+        refused(
+            &edited(&good, |u| u.replace("https://", "http://")),
+            "not https",
+        );
+        refused(
+            &edited(&good, |u| {
+                u.replace("sts.eu-west-1.amazonaws.com", "evil.example.com")
+            }),
+            "not STS",
+        );
+        refused(
+            &edited(&good, |u| format!("{u}&X-Amz-Foo=1")),
+            "not allowed",
+        );
+        refused(
+            &edited(&good, |u| u.replace("GetCallerIdentity", "AssumeRole")),
+            "Action",
+        );
+        refused(
+            &edited(&good, |u| u.replace("x-k8s-aws-id", "x-other")),
+            "x-k8s-aws-id is not a signed header",
+        );
+        refused(
+            &edited(&good, |u| {
+                u.replace("X-Amz-Expires=60", "X-Amz-Expires=3600")
+            }),
+            "outside",
+        );
+        refused(
+            &edited(&good, |u| u.replace("AKIDTEST", "AKIDOTHER")),
+            "unknown access key",
+        );
         let e = verify(&good, &expect(), at(16 * 60)).unwrap_err();
         assert!(e.contains("expired"), "{e}");
         let e = verify(&good, &expect(), at(-10 * 60)).unwrap_err();
@@ -241,7 +330,10 @@ mod tests {
 
     #[test]
     fn without_keys_only_the_structure_is_checked() {
-        let open = Expectation { cluster: "c1".into(), keys: BTreeMap::new() };
+        let open = Expectation {
+            cluster: "c1".into(),
+            keys: BTreeMap::new(),
+        };
         assert!(verify(&token_for("c2", "anything"), &open, at(10)).is_ok());
     }
 }

@@ -125,14 +125,21 @@ impl ApiServer {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "meshca test apiserver CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "meshca test apiserver CA");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let ca = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate()?;
-        let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-        leaf.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+        let mut leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
         leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let leaf_cert = leaf.signed_by(&leaf_key, &ca)?;
 
@@ -150,13 +157,21 @@ impl ApiServer {
         let listener = TcpListener::bind(("127.0.0.1", settings.port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let ctx = Arc::new(Ctx { settings, state: state.clone(), addr });
+        let ctx = Arc::new(Ctx {
+            settings,
+            state: state.clone(),
+            addr,
+        });
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     ctx.state.lock().unwrap().connections += 1;
                     let service = hyper::service::service_fn(move |req| {
                         let ctx = ctx.clone();
@@ -168,7 +183,12 @@ impl ApiServer {
                 });
             }
         });
-        Ok(ApiServer { addr, ca_pem: ca_cert.pem(), state, task })
+        Ok(ApiServer {
+            addr,
+            ca_pem: ca_cert.pem(),
+            state,
+            task,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -218,7 +238,12 @@ impl ApiServer {
 
     /// Deletes an object directly; whether it was there.
     pub fn delete(&self, kind: Resource, ns: &str, name: &str) -> bool {
-        self.state.lock().unwrap().store.delete(kind, ns, name).is_ok()
+        self.state
+            .lock()
+            .unwrap()
+            .store
+            .delete(kind, ns, name)
+            .is_ok()
     }
 
     pub fn get(&self, kind: Resource, ns: &str, name: &str) -> Option<Value> {
@@ -228,9 +253,15 @@ impl ApiServer {
     /// A namespace and an istiod Deployment running `image` (as `istioctl install` leaves them).
     pub fn seed_istio(&self, image: Option<&str>) {
         let mut st = self.state.lock().unwrap();
-        let _ = st.store.create(Resource::Namespaces, "", json!({"metadata": {"name": "istio-system"}}));
+        let _ = st.store.create(
+            Resource::Namespaces,
+            "",
+            json!({"metadata": {"name": "istio-system"}}),
+        );
         if let Some(image) = image {
-            let _ = st.store.create(Resource::Deployments, "istio-system", istiod(image));
+            let _ = st
+                .store
+                .create(Resource::Deployments, "istio-system", istiod(image));
         }
     }
 }
@@ -268,12 +299,22 @@ pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews
 fn token_review(ctx: &Ctx, body: &[u8]) -> Value {
     let review: Value = serde_json::from_slice(body).unwrap_or_default();
     let token = review["spec"]["token"].as_str().unwrap_or_default();
-    let expect = Expectation { cluster: ctx.settings.cluster.clone(), keys: ctx.settings.aws_keys.clone() };
+    let expect = Expectation {
+        cluster: ctx.settings.cluster.clone(),
+        keys: ctx.settings.aws_keys.clone(),
+    };
     let status = match eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc()) {
-        Ok(key) => serde_json::json!({"authenticated": true, "user": {"username": format!("eks:{key}"), "groups": ["system:authenticated"]}}),
+        Ok(key) => {
+            serde_json::json!({"authenticated": true, "user": {"username": format!("eks:{key}"), "groups": ["system:authenticated"]}})
+        }
         Err(why) => serde_json::json!({"authenticated": false, "error": why}),
     };
-    let seen = Seen { method: Method::POST, path: TOKEN_REVIEW_PATH.into(), status: 200, caller: format!("token-review: {}", status["user"]["username"]) };
+    let seen = Seen {
+        method: Method::POST,
+        path: TOKEN_REVIEW_PATH.into(),
+        status: 200,
+        caller: format!("token-review: {}", status["user"]["username"]),
+    };
     ctx.state.lock().unwrap().seen.push(seen);
     serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status})
 }
@@ -282,13 +323,28 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     if method == Method::POST && path == TOKEN_REVIEW_PATH && ctx.settings.token_review {
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return respond(200, &token_review(ctx, &body));
     }
     let query = req.uri().query().unwrap_or_default().to_string();
     let caller = authenticate(ctx, &req).await;
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
 
     let (status, value) = match caller {
         Err(ref why) => {
@@ -310,7 +366,11 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                         503 => "ServiceUnavailable",
                         _ => "InternalError",
                     };
-                    let fail = Failure::new(f.status, reason, format!("injected fault {} on {path}", f.status));
+                    let fail = Failure::new(
+                        f.status,
+                        reason,
+                        format!("injected fault {} on {path}", f.status),
+                    );
                     (f.status, fail.body())
                 }
                 None => match route(ctx, who, &method, &path, &query, &content_type, &body) {
@@ -330,14 +390,25 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 async fn authenticate<B>(ctx: &Ctx, req: &Request<B>) -> Result<String, String> {
-    let header = req.headers().get("authorization").ok_or("no bearer token")?;
-    let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or("not a bearer token")?;
+    let header = req
+        .headers()
+        .get("authorization")
+        .ok_or("no bearer token")?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or("not a bearer token")?;
     if ctx.settings.static_token.as_deref() == Some(token) {
         return Ok("static".into());
     }
-    let expect = Expectation { cluster: ctx.settings.cluster.clone(), keys: ctx.settings.aws_keys.clone() };
+    let expect = Expectation {
+        cluster: ctx.settings.cluster.clone(),
+        keys: ctx.settings.aws_keys.clone(),
+    };
     match &ctx.settings.sts {
-        None => eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc()).map(|key| format!("eks:{key}")),
+        None => eks_auth::verify(token, &expect, time::OffsetDateTime::now_utc())
+            .map(|key| format!("eks:{key}")),
         Some(sts) => assumed_role(token, expect, sts).await,
     }
 }
@@ -345,16 +416,35 @@ async fn authenticate<B>(ctx: &Ctx, req: &Request<B>) -> Result<String, String> 
 /// What EKS does with a token from another account: STS says whose key signed it (here: the
 /// emulator, which holds the secret too), the signature is checked, and only a session of the
 /// access entry's role is let in. The caller is named by its session ARN.
-async fn assumed_role(token: &str, mut expect: Expectation, sts: &StsIdentities) -> Result<String, String> {
+async fn assumed_role(
+    token: &str,
+    mut expect: Expectation,
+    sts: &StsIdentities,
+) -> Result<String, String> {
     let now = time::OffsetDateTime::now_utc();
-    let key = eks_auth::verify(token, &Expectation { cluster: expect.cluster.clone(), keys: Default::default() }, now)?;
+    let key = eks_auth::verify(
+        token,
+        &Expectation {
+            cluster: expect.cluster.clone(),
+            keys: Default::default(),
+        },
+        now,
+    )?;
     let identity = sts_key(sts.emulator, &key).await?;
-    let field = |f: &str| identity[f].as_str().map(str::to_string).ok_or_else(|| format!("STS does not know access key {key}"));
+    let field = |f: &str| {
+        identity[f]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("STS does not know access key {key}"))
+    };
     expect.keys = std::collections::BTreeMap::from([(key.clone(), field("secret")?)]);
     eks_auth::verify(token, &expect, now)?;
     let (role, session) = (field("role_arn")?, field("arn")?);
     if role != sts.role_arn {
-        return Err(format!("{session} has no access entry in this cluster (it admits {})", sts.role_arn));
+        return Err(format!(
+            "{session} has no access entry in this cluster (it admits {})",
+            sts.role_arn
+        ));
     }
     Ok(format!("eks:{session}"))
 }
@@ -368,12 +458,19 @@ async fn sts_key(emulator: SocketAddr, key: &str) -> Result<Value, String> {
         body.len()
     );
     let unreachable = |e: std::io::Error| format!("STS unreachable: {e}");
-    let mut stream = tokio::net::TcpStream::connect(emulator).await.map_err(unreachable)?;
-    stream.write_all(request.as_bytes()).await.map_err(unreachable)?;
+    let mut stream = tokio::net::TcpStream::connect(emulator)
+        .await
+        .map_err(unreachable)?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(unreachable)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.map_err(unreachable)?;
     let answer = String::from_utf8_lossy(&answer);
-    let (head, json) = answer.split_once("\r\n\r\n").ok_or("STS answered without a body")?;
+    let (head, json) = answer
+        .split_once("\r\n\r\n")
+        .ok_or("STS answered without a body")?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("STS does not know access key {key}"));
     }
@@ -383,7 +480,9 @@ async fn sts_key(emulator: SocketAddr, key: &str) -> Result<Value, String> {
 fn take_fault(ctx: &Ctx, method: &Method, path: &str) -> Option<Fault> {
     let mut st = ctx.state.lock().unwrap();
     let i = st.faults.iter().position(|f| {
-        f.times > 0 && f.method.as_ref().is_none_or(|m| m == method) && path.contains(&f.path_contains)
+        f.times > 0
+            && f.method.as_ref().is_none_or(|m| m == method)
+            && path.contains(&f.path_contains)
     })?;
     st.faults[i].times -= 1;
     let f = st.faults[i].clone();
@@ -401,7 +500,9 @@ fn discovery(path: &str, addr: SocketAddr) -> Option<Value> {
         })
     };
     Some(match path {
-        "/version" => json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-meshca-test", "platform": "linux/amd64"}),
+        "/version" => {
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-meshca-test", "platform": "linux/amd64"})
+        }
         "/api" => json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr.to_string()}],
@@ -426,7 +527,10 @@ fn discovery(path: &str, addr: SocketAddr) -> Option<Value> {
 
 /// Splits an API path into (resource, namespace, name).
 fn parse_path(path: &str) -> Option<(Resource, Option<String>, Option<String>)> {
-    let rest = path.strip_prefix("/api/v1/").map(|r| (r, false)).or_else(|| path.strip_prefix("/apis/apps/v1/").map(|r| (r, true)))?;
+    let rest = path
+        .strip_prefix("/api/v1/")
+        .map(|r| (r, false))
+        .or_else(|| path.strip_prefix("/apis/apps/v1/").map(|r| (r, true)))?;
     let (rest, apps) = rest;
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     let kind = |s: &str| match (s, apps) {
@@ -440,7 +544,9 @@ fn parse_path(path: &str) -> Option<(Resource, Option<String>, Option<String>)> 
         ["namespaces", name] if !apps => Some((Resource::Namespaces, None, Some(name.to_string()))),
         [plural] => Some((kind(plural)?, None, None)),
         ["namespaces", ns, plural] => Some((kind(plural)?, Some(ns.to_string()), None)),
-        ["namespaces", ns, plural, name] => Some((kind(plural)?, Some(ns.to_string()), Some(name.to_string()))),
+        ["namespaces", ns, plural, name] => {
+            Some((kind(plural)?, Some(ns.to_string()), Some(name.to_string())))
+        }
         _ => None,
     }
 }
@@ -455,7 +561,9 @@ fn query_param(query: &str, key: &str) -> Option<String> {
             let mut i = 0;
             while i < b.len() {
                 if b[i] == b'%'
-                    && let Some(n) = v.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+                    && let Some(n) = v
+                        .get(i + 1..i + 3)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
                 {
                     out.push(n);
                     i += 3;
@@ -483,8 +591,13 @@ fn route(
     {
         return Ok((200, v));
     }
-    let (kind, ns, name) =
-        parse_path(path).ok_or_else(|| Failure::new(404, "NotFound", "the server could not find the requested resource"))?;
+    let (kind, ns, name) = parse_path(path).ok_or_else(|| {
+        Failure::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    })?;
     if let (Some(allowed), true) = (&ctx.settings.eks_namespaces, caller.starts_with("eks:")) {
         let verb = match *method {
             Method::GET if name.is_none() => "list",
@@ -504,29 +617,53 @@ fn route(
                 Some(n) => format!("in the namespace \"{n}\""),
                 None => "at the cluster scope".into(),
             };
-            let group = if kind == Resource::Deployments { "\"apps\"" } else { "\"\"" };
+            let group = if kind == Resource::Deployments {
+                "\"apps\""
+            } else {
+                "\"\""
+            };
             return Err(Failure::new(
                 403,
                 "Forbidden",
-                format!("{} is forbidden: User \"{caller}\" cannot {verb} resource \"{}\" in API group {group} {at}", kind.plural(), kind.plural()),
+                format!(
+                    "{} is forbidden: User \"{caller}\" cannot {verb} resource \"{}\" in API group {group} {at}",
+                    kind.plural(),
+                    kind.plural()
+                ),
             ));
         }
     }
     let ns_str = ns.clone().unwrap_or_default();
     if kind.namespaced() && ns.is_none() && method != Method::GET {
-        return Err(Failure::new(405, "MethodNotAllowed", "namespaced resources are written under /namespaces/{ns}/"));
+        return Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            "namespaced resources are written under /namespaces/{ns}/",
+        ));
     }
     let parse_body = || -> Result<Value, Failure> {
         let ct = content_type.split(';').next().unwrap_or_default().trim();
         if method != Method::PATCH && !ct.is_empty() && ct != "application/json" {
-            return Err(Failure::new(415, "UnsupportedMediaType", format!("the body of the request was in an unsupported format: {ct}")));
+            return Err(Failure::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unsupported format: {ct}"),
+            ));
         }
-        serde_json::from_slice(body).map_err(|e| Failure::new(400, "BadRequest", format!("body is not JSON: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| Failure::new(400, "BadRequest", format!("body is not JSON: {e}")))
     };
     let mut st = ctx.state.lock().unwrap();
     let store = &mut st.store;
     match (method.clone(), name) {
-        (Method::GET, None) => Ok((200, store.list(kind, ns.as_deref(), query_param(query, "labelSelector").as_deref())?)),
+        (Method::GET, None) => Ok((
+            200,
+            store.list(
+                kind,
+                ns.as_deref(),
+                query_param(query, "labelSelector").as_deref(),
+            )?,
+        )),
         (Method::GET, Some(n)) => Ok((200, store.get(kind, &ns_str, &n)?)),
         (Method::POST, None) => {
             let obj = parse_body()?;
@@ -538,12 +675,22 @@ fn route(
         (Method::PUT, Some(n)) => Ok((200, store.replace(kind, &ns_str, &n, parse_body()?)?)),
         (Method::PATCH, Some(n)) => {
             let ct = content_type.split(';').next().unwrap_or_default().trim();
-            if ct != "application/merge-patch+json" && ct != "application/strategic-merge-patch+json" {
-                return Err(Failure::new(415, "UnsupportedMediaType", format!("the body of the request was in an unsupported format: {ct}")));
+            if ct != "application/merge-patch+json"
+                && ct != "application/strategic-merge-patch+json"
+            {
+                return Err(Failure::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the body of the request was in an unsupported format: {ct}"),
+                ));
             }
             Ok((200, store.patch(kind, &ns_str, &n, &parse_body()?)?))
         }
         (Method::DELETE, Some(n)) => Ok((200, store.delete(kind, &ns_str, &n)?)),
-        _ => Err(Failure::new(405, "MethodNotAllowed", format!("{method} is not supported on {path}"))),
+        _ => Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {path}"),
+        )),
     }
 }

@@ -10,7 +10,9 @@ use clap::Parser;
 use meshca_test_apiserver::{ApiServer, Settings};
 
 #[derive(Parser)]
-#[command(about = "HTTPS Kubernetes API server for meshca tests (namespaces, secrets, deployments)")]
+#[command(
+    about = "HTTPS Kubernetes API server for meshca tests (namespaces, secrets, deployments)"
+)]
 struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
@@ -44,7 +46,9 @@ struct Args {
 }
 
 fn parse_key(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| "expected ACCESS_KEY_ID=SECRET".into())
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| "expected ACCESS_KEY_ID=SECRET".into())
 }
 
 #[tokio::main]
@@ -54,7 +58,8 @@ async fn main() -> anyhow::Result<()> {
         cluster: args.cluster.clone(),
         static_token: Some(args.token.clone()),
         aws_keys: args.aws_keys.into_iter().collect::<BTreeMap<_, _>>(),
-        eks_namespaces: (!args.eks_namespaces.is_empty()).then(|| args.eks_namespaces.into_iter().collect::<BTreeSet<_>>()),
+        eks_namespaces: (!args.eks_namespaces.is_empty())
+            .then(|| args.eks_namespaces.into_iter().collect::<BTreeSet<_>>()),
         port: args.port,
         token_review: args.token_review,
         sts: None,

@@ -54,7 +54,13 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Failure { code, reason, message: message.into(), kind: None, name: None }
+        Failure {
+            code,
+            reason,
+            message: message.into(),
+            kind: None,
+            name: None,
+        }
     }
     fn about(mut self, r: Resource, name: &str) -> Self {
         self.kind = Some(r.plural().into());
@@ -62,10 +68,20 @@ impl Failure {
         self
     }
     pub fn not_found(r: Resource, name: &str) -> Self {
-        Failure::new(404, "NotFound", format!("{} \"{name}\" not found", r.plural())).about(r, name)
+        Failure::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", r.plural()),
+        )
+        .about(r, name)
     }
     fn invalid(r: Resource, name: &str, why: impl Into<String>) -> Self {
-        Failure::new(422, "Invalid", format!("{} \"{name}\" is invalid: {}", r.kind(), why.into())).about(r, name)
+        Failure::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {}", r.kind(), why.into()),
+        )
+        .about(r, name)
     }
     fn conflict(r: Resource, name: &str) -> Self {
         Failure::new(
@@ -104,7 +120,9 @@ pub struct Store {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
 }
@@ -119,28 +137,50 @@ fn now_rfc3339() -> String {
 
 impl Store {
     pub fn namespace_exists(&self, ns: &str) -> bool {
-        self.objects.contains_key(&(Resource::Namespaces, String::new(), ns.to_string()))
+        self.objects
+            .contains_key(&(Resource::Namespaces, String::new(), ns.to_string()))
     }
 
     pub fn get(&self, r: Resource, ns: &str, name: &str) -> Result<Value, Failure> {
-        self.objects.get(&(r, ns.to_string(), name.to_string())).cloned().ok_or_else(|| Failure::not_found(r, name))
+        self.objects
+            .get(&(r, ns.to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| Failure::not_found(r, name))
     }
 
     /// Objects of `r` in `ns` (all namespaces when `None`) matching `k=v[,k=v]` labels.
-    pub fn list(&self, r: Resource, ns: Option<&str>, selector: Option<&str>) -> Result<Value, Failure> {
+    pub fn list(
+        &self,
+        r: Resource,
+        ns: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Value, Failure> {
         let wanted: Vec<(&str, &str)> = match selector.filter(|s| !s.is_empty()) {
             None => vec![],
             Some(s) => s
                 .split(',')
-                .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim_end_matches('='), v)))
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim_end_matches('='), v))
+                })
                 .collect::<Option<_>>()
-                .ok_or_else(|| Failure::new(400, "BadRequest", format!("unsupported label selector {s:?}")))?,
+                .ok_or_else(|| {
+                    Failure::new(
+                        400,
+                        "BadRequest",
+                        format!("unsupported label selector {s:?}"),
+                    )
+                })?,
         };
         let items: Vec<Value> = self
             .objects
             .iter()
             .filter(|((kind, ons, _), _)| *kind == r && ns.is_none_or(|n| n == ons))
-            .filter(|(_, v)| wanted.iter().all(|(k, want)| v["metadata"]["labels"][*k].as_str() == Some(*want)))
+            .filter(|(_, v)| {
+                wanted
+                    .iter()
+                    .all(|(k, want)| v["metadata"]["labels"][*k].as_str() == Some(*want))
+            })
             .map(|(_, v)| v.clone())
             .collect();
         Ok(json!({
@@ -151,22 +191,38 @@ impl Store {
     }
 
     pub fn create(&mut self, r: Resource, ns: &str, mut obj: Value) -> Result<Value, Failure> {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if !valid_name(&name) {
-            return Err(Failure::invalid(r, &name, "metadata.name: Invalid value: a lowercase RFC 1123 subdomain is required"));
+            return Err(Failure::invalid(
+                r,
+                &name,
+                "metadata.name: Invalid value: a lowercase RFC 1123 subdomain is required",
+            ));
         }
         if r.namespaced() && !self.namespace_exists(ns) {
             return Err(Failure::not_found(Resource::Namespaces, ns));
         }
         let key = (r, ns.to_string(), name.clone());
         if self.objects.contains_key(&key) {
-            return Err(Failure::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", r.plural())).about(r, &name));
+            return Err(Failure::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", r.plural()),
+            )
+            .about(r, &name));
         }
         if let Some(meta_ns) = obj["metadata"]["namespace"].as_str()
             && r.namespaced()
             && meta_ns != ns
         {
-            return Err(Failure::new(400, "BadRequest", "the namespace of the object does not match the namespace on the request"));
+            return Err(Failure::new(
+                400,
+                "BadRequest",
+                "the namespace of the object does not match the namespace on the request",
+            ));
         }
         self.normalise(r, &name, &mut obj, None)?;
         self.uid += 1;
@@ -182,14 +238,30 @@ impl Store {
     }
 
     /// PUT: the whole object; its resourceVersion, when given, must be the current one.
-    pub fn replace(&mut self, r: Resource, ns: &str, name: &str, mut obj: Value) -> Result<Value, Failure> {
+    pub fn replace(
+        &mut self,
+        r: Resource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Value, Failure> {
         let key = (r, ns.to_string(), name.to_string());
-        let current = self.objects.get(&key).cloned().ok_or_else(|| Failure::not_found(r, name))?;
+        let current = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Failure::not_found(r, name))?;
         if obj["metadata"]["name"].as_str() != Some(name) {
-            return Err(Failure::new(400, "BadRequest", "the name of the object does not match the name on the URL"));
+            return Err(Failure::new(
+                400,
+                "BadRequest",
+                "the name of the object does not match the name on the URL",
+            ));
         }
         match obj["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if Some(rv) != current["metadata"]["resourceVersion"].as_str() => return Err(Failure::conflict(r, name)),
+            Some(rv) if Some(rv) != current["metadata"]["resourceVersion"].as_str() => {
+                return Err(Failure::conflict(r, name));
+            }
             _ => {}
         }
         self.normalise(r, name, &mut obj, Some(&current))?;
@@ -205,7 +277,13 @@ impl Store {
     }
 
     /// PATCH (merge or strategic merge; for the maps and scalars meshca patches they agree).
-    pub fn patch(&mut self, r: Resource, ns: &str, name: &str, patch: &Value) -> Result<Value, Failure> {
+    pub fn patch(
+        &mut self,
+        r: Resource,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, Failure> {
         let current = self.get(r, ns, name)?;
         if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
             && Some(rv) != current["metadata"]["resourceVersion"].as_str()
@@ -220,18 +298,34 @@ impl Store {
 
     pub fn delete(&mut self, r: Resource, ns: &str, name: &str) -> Result<Value, Failure> {
         let key = (r, ns.to_string(), name.to_string());
-        self.objects.remove(&key).ok_or_else(|| Failure::not_found(r, name))
+        self.objects
+            .remove(&key)
+            .ok_or_else(|| Failure::not_found(r, name))
     }
 
     /// Fills in what the API server fills in and refuses what it refuses.
-    fn normalise(&self, r: Resource, name: &str, obj: &mut Value, current: Option<&Value>) -> Result<(), Failure> {
+    fn normalise(
+        &self,
+        r: Resource,
+        name: &str,
+        obj: &mut Value,
+        current: Option<&Value>,
+    ) -> Result<(), Failure> {
         if !obj.is_object() || !obj["metadata"].is_object() {
-            return Err(Failure::new(400, "BadRequest", "body is not an object with metadata"));
+            return Err(Failure::new(
+                400,
+                "BadRequest",
+                "body is not an object with metadata",
+            ));
         }
         if let Some(kind) = obj["kind"].as_str()
             && kind != r.kind()
         {
-            return Err(Failure::new(400, "BadRequest", format!("kind {kind} sent to the {} endpoint", r.plural())));
+            return Err(Failure::new(
+                400,
+                "BadRequest",
+                format!("kind {kind} sent to the {} endpoint", r.plural()),
+            ));
         }
         obj["kind"] = json!(r.kind());
         obj["apiVersion"] = json!(r.api_version());
@@ -240,10 +334,21 @@ impl Store {
             for (k, v) in &data {
                 let ok = v.as_str().is_some_and(|s| B64.decode(s).is_ok());
                 if !ok {
-                    return Err(Failure::invalid(r, name, format!("data[{k}]: Invalid value: not base64")));
+                    return Err(Failure::invalid(
+                        r,
+                        name,
+                        format!("data[{k}]: Invalid value: not base64"),
+                    ));
                 }
-                if !k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-                    return Err(Failure::invalid(r, name, format!("data[{k}]: Invalid value: a valid config key is required")));
+                if !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                {
+                    return Err(Failure::invalid(
+                        r,
+                        name,
+                        format!("data[{k}]: Invalid value: a valid config key is required"),
+                    ));
                 }
             }
             if let Some(sd) = obj["stringData"].as_object().cloned() {
@@ -251,9 +356,16 @@ impl Store {
                     data.insert(k, json!(B64.encode(v.as_str().unwrap_or_default())));
                 }
             }
-            let total: usize = data.values().map(|v| v.as_str().map_or(0, |s| s.len() * 3 / 4)).sum();
+            let total: usize = data
+                .values()
+                .map(|v| v.as_str().map_or(0, |s| s.len() * 3 / 4))
+                .sum();
             if total > 1024 * 1024 {
-                return Err(Failure::invalid(r, name, "data: Too long: must have at most 1048576 bytes"));
+                return Err(Failure::invalid(
+                    r,
+                    name,
+                    "data: Too long: must have at most 1048576 bytes",
+                ));
             }
             if let Some(o) = obj.as_object_mut() {
                 o.remove("stringData");
@@ -265,7 +377,11 @@ impl Store {
             if let Some(cur) = current
                 && cur["type"] != obj["type"]
             {
-                return Err(Failure::invalid(r, name, "type: Invalid value: field is immutable"));
+                return Err(Failure::invalid(
+                    r,
+                    name,
+                    "type: Invalid value: field is immutable",
+                ));
             }
         }
         Ok(())

@@ -29,7 +29,12 @@ struct Part {
 /// The services [`AwsEmulator::start_split`] gives a process of their own, by the SDK's service
 /// id (the name `AWS_ENDPOINT_URL_<ID>` is made of). Tagging goes with EKS: the emulator
 /// answers GetResources for clusters from its EKS state.
-const PARTS: [&[&str]; 4] = [&["ACM PCA"], &["Secrets Manager"], &["EKS", "Resource Groups Tagging API"], &["SQS"]];
+const PARTS: [&[&str]; 4] = [
+    &["ACM PCA"],
+    &["Secrets Manager"],
+    &["EKS", "Resource Groups Tagging API"],
+    &["SQS"],
+];
 
 /// Control paths about the CA, answered by the process that emulates PCA.
 const PCA_CONTROLS: [&str; 3] = ["issue/attempts", "fixtures/hierarchy", "ca/status"];
@@ -37,7 +42,10 @@ const PCA_CONTROLS: [&str; 3] = ["issue/attempts", "fixtures/hierarchy", "ca/sta
 /// The workspace root: the nearest ancestor of this crate that holds the emulator.
 pub fn workspace() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors().find(|d| d.join("tests/emulator/meshca_aws.py").exists()).expect("inside the meshca workspace").to_path_buf()
+    here.ancestors()
+        .find(|d| d.join("tests/emulator/meshca_aws.py").exists())
+        .expect("inside the meshca workspace")
+        .to_path_buf()
 }
 
 /// The venv tests/run creates; MESHCA_TEST_PYTHON overrides it.
@@ -46,7 +54,11 @@ pub fn python() -> PathBuf {
         return p.into();
     }
     let p = workspace().join("tests/.venv/bin/python");
-    assert!(p.exists(), "{} is missing: run tests/run, which creates the emulator's venv", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/run, which creates the emulator's venv",
+        p.display()
+    );
     p
 }
 
@@ -63,23 +75,31 @@ pub fn control_port(port: u16, path: &str, body: serde_json::Value) -> serde_jso
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}\n{payload}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}\n{payload}"
+    );
     serde_json::from_str(payload).unwrap()
 }
 
 /// One emulator process and the port it serves on.
 fn spawn() -> (Child, u16) {
-        let mut child = Command::new(python())
-            .arg(workspace().join("tests/emulator/meshca_aws.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the AWS emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port: u16 = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("emulator said {line:?}"));
-        (child, port)
+    let mut child = Command::new(python())
+        .arg(workspace().join("tests/emulator/meshca_aws.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the AWS emulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .strip_prefix("READY ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("emulator said {line:?}"));
+    (child, port)
 }
 
 /// The endpoint of `service` in the SDK's configuration: the part that takes it, or `main`.
@@ -94,7 +114,10 @@ impl aws_types::service_config::LoadServiceConfig for Endpoints {
         if key.env() != "AWS_ENDPOINT_URL" {
             return None;
         }
-        let part = self.parts.iter().find(|(service, _)| *service == key.service_id());
+        let part = self
+            .parts
+            .iter()
+            .find(|(service, _)| *service == key.service_id());
         Some(part.map_or(&self.main, |(_, url)| url).clone())
     }
 }
@@ -102,7 +125,12 @@ impl aws_types::service_config::LoadServiceConfig for Endpoints {
 impl AwsEmulator {
     pub fn start() -> Self {
         let (child, port) = spawn();
-        AwsEmulator { child, port, endpoint: format!("http://127.0.0.1:{port}"), parts: Vec::new() }
+        AwsEmulator {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            parts: Vec::new(),
+        }
     }
 
     /// The emulator as five processes: PCA, Secrets Manager, EKS (with tagging) and SQS each in
@@ -114,7 +142,11 @@ impl AwsEmulator {
         let mut emu = Self::start();
         for services in PARTS {
             let (child, port) = spawn();
-            emu.parts.push(Part { child, port, services });
+            emu.parts.push(Part {
+                child,
+                port,
+                services,
+            });
         }
         emu
     }
@@ -126,15 +158,26 @@ impl AwsEmulator {
 
     /// The port of the process answering `service`.
     pub fn port_of(&self, service: &str) -> u16 {
-        self.parts.iter().find(|p| p.services.contains(&service)).map_or(self.port, |p| p.port)
+        self.parts
+            .iter()
+            .find(|p| p.services.contains(&service))
+            .map_or(self.port, |p| p.port)
     }
 
     /// POST to the emulator's control API: to the process it is about; `reset` and `configure`
     /// to every process, `stats` summed over them.
     pub fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         match path {
-            "stats" => self.ports().map(|p| control_port(p, path, body.clone())).reduce(merge_stats).unwrap_or_default(),
-            "reset" | "configure" => self.ports().map(|p| control_port(p, path, body.clone())).last().unwrap_or_default(),
+            "stats" => self
+                .ports()
+                .map(|p| control_port(p, path, body.clone()))
+                .reduce(merge_stats)
+                .unwrap_or_default(),
+            "reset" | "configure" => self
+                .ports()
+                .map(|p| control_port(p, path, body.clone()))
+                .last()
+                .unwrap_or_default(),
             p if PCA_CONTROLS.contains(&p) => control_port(self.port_of("ACM PCA"), path, body),
             p if p.starts_with("eks/") => control_port(self.port_of("EKS"), path, body),
             _ => control_port(self.port, path, body),
@@ -142,16 +185,23 @@ impl AwsEmulator {
     }
 
     pub fn calls(&self, operation: &str) -> u64 {
-        self.control("stats", serde_json::json!({}))["calls"][operation].as_u64().unwrap_or(0)
+        self.control("stats", serde_json::json!({}))["calls"][operation]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// Distinct certificates the emulated PCA signed (an idempotent replay is not one).
     pub fn issued(&self) -> u64 {
-        self.control("stats", serde_json::json!({}))["issued"].as_u64().unwrap_or(0)
+        self.control("stats", serde_json::json!({}))["issued"]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn hierarchy(&self, key_algorithm: &str, levels: u32) -> serde_json::Value {
-        self.control("fixtures/hierarchy", serde_json::json!({"key_algorithm": key_algorithm, "levels": levels}))
+        self.control(
+            "fixtures/hierarchy",
+            serde_json::json!({"key_algorithm": key_algorithm, "levels": levels}),
+        )
     }
 
     /// The environment a child process (the `meshca` binary) needs to use this emulator, and
@@ -164,25 +214,49 @@ impl AwsEmulator {
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ];
         for (service, url) in self.endpoints().parts {
-            env.push((format!("AWS_ENDPOINT_URL_{}", service.to_uppercase().replace(' ', "_")), url));
+            env.push((
+                format!(
+                    "AWS_ENDPOINT_URL_{}",
+                    service.to_uppercase().replace(' ', "_")
+                ),
+                url,
+            ));
         }
         env
     }
 
     fn endpoints(&self) -> Endpoints {
-        let parts = self.parts.iter().flat_map(|p| p.services.iter().map(|s| (*s, format!("http://127.0.0.1:{}", p.port)))).collect();
-        Endpoints { main: self.endpoint.clone(), parts }
+        let parts = self
+            .parts
+            .iter()
+            .flat_map(|p| {
+                p.services
+                    .iter()
+                    .map(|s| (*s, format!("http://127.0.0.1:{}", p.port)))
+            })
+            .collect();
+        Endpoints {
+            main: self.endpoint.clone(),
+            parts,
+        }
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "emulator"));
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "emulator",
+            ));
         if self.parts.is_empty() {
             return loader.endpoint_url(&self.endpoint).load().await;
         }
         // An endpoint set on the config would win over the per-service ones.
-        loader.load().await.to_builder().service_config(self.endpoints()).build()
+        loader
+            .load()
+            .await
+            .to_builder()
+            .service_config(self.endpoints())
+            .build()
     }
 }
 
@@ -200,7 +274,9 @@ fn merge_stats(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Va
 
 impl Drop for AwsEmulator {
     fn drop(&mut self) {
-        for child in std::iter::once(&mut self.child).chain(self.parts.iter_mut().map(|p| &mut p.child)) {
+        for child in
+            std::iter::once(&mut self.child).chain(self.parts.iter_mut().map(|p| &mut p.child))
+        {
             let _ = child.kill();
             let _ = child.wait();
         }

