@@ -3,6 +3,7 @@ the functions alike; its variables are documented and validated. Reads the modul
 (checkov's own parser) and the template `cdk synth` wrote to infra/cdk/cdk.out."""
 
 import json
+import re
 import os
 
 import hcl2
@@ -209,3 +210,70 @@ def test_a_ca_in_another_account_is_called_as_the_role_there_and_no_other():
     assert "MESHCA_CA_ROLE_ARN" in main and "MESHCA_CA_EXTERNAL_ID" in main
     cdk = open(os.path.join(HERE, "cdk", "lib", "meshca-stack.ts")).read()
     assert "sid: 'AssumeTheCaAccountRoleOnly'" in cdk and "MESHCA_CA_ROLE_ARN" in cdk
+
+
+SETTINGS = json.load(open(os.path.join(HERE, "cdk", "lib", "settings.json")))["settings"]
+
+
+def variables():
+    return {name: body for item in load("variables.tf")["variable"] for name, body in item.items()}
+
+
+def test_every_setting_with_a_name_is_a_terraform_variable_of_that_name():
+    declared = variables()
+    for s in SETTINGS:
+        tf = s["terraform"]
+        if tf is None:
+            continue
+        top, _, attribute = tf.partition(".")
+        assert top in declared, f"{s['env']}: no Terraform variable {top}"
+        if attribute:
+            assert re.search(rf"\b{attribute}'?\s*[=:]", str(one(declared[top]["type"]))), f"{s['env']}: variable {top} has no attribute {attribute}"
+
+
+def test_direct_settings_pass_through_unchanged_with_the_functions_defaults():
+    declared = variables()
+    main = blocks_of_locals()
+    direct = one(main["direct_settings"])
+    for s in [s for s in SETTINGS if s["mapping"] == "direct"]:
+        value = str(direct.get(s["env"]))
+        assert f"var.{s['terraform']}" in value, f"{s['env']} is not set from var.{s['terraform']} in direct_settings: {value}"
+        default = one(declared[s["terraform"]].get("default"))
+        assert default is None or str(default).lower() == s["default"], f"{s['terraform']}: default {default!r}, the functions' is {s['default']!r}"
+        if default is None and s["default"] is not None:
+            assert s["default"] in one(declared[s["terraform"]]["description"]), f"{s['terraform']}: the description does not say the default {s['default']}"
+    assert len(direct) == len([s for s in SETTINGS if s["mapping"] == "direct"]), "direct_settings sets exactly the direct settings"
+
+
+def test_the_module_sets_only_listed_variables():
+    listed = {s["env"] for s in SETTINGS}
+    text = open(os.path.join(MODULE, "main.tf")).read()
+    for var in set(re.findall(r"\b(MESHCA_[A-Z_]+)\s*=", text)):
+        assert var in listed, f"{var} is set by the Terraform module but not in infra/cdk/lib/settings.json"
+
+
+def blocks_of_locals():
+    merged = {}
+    for item in load("main.tf").get("locals", []):
+        merged.update(item)
+    return merged
+
+
+def test_a_custom_escrow_prefix_is_what_the_role_may_write_under():
+    locals_ = blocks_of_locals()
+    assert "secret:${local.secret_prefix}/*" in str(locals_["escrow_secrets"])
+    escrow = [s for s in tf_role_statements() if one(s["sid"]) == "EscrowUnderTheMeshcaPrefix"][0]
+    assert one(escrow["resources"]) == "${local.escrow_secrets}"
+
+
+def test_every_alarm_names_its_runbook_page_and_the_outputs_say_where_to_look():
+    alarms = blocks(load("main.tf"), "resource", "aws_cloudwatch_metric_alarm")
+    pages = set()
+    for name, body in alarms.items():
+        m = re.search(r"Runbook: (docs/alarms/[a-z-]+\.md)$", one(body["alarm_description"]))
+        assert m, f"alarm {name} names no runbook"
+        assert os.path.isfile(os.path.join(os.path.dirname(HERE), m.group(1))), m.group(1)
+        pages.add(m.group(1))
+    assert "clusters_failed" in alarms and len(pages) == 6
+    outputs = {name for item in load("outputs.tf")["output"] for name in item}
+    assert {"cluster_events_function", "expiry_sweep_function", "renewal_worker_function", "log_groups", "dead_letter_queues", "work_queue_url", "dashboard_name"} <= outputs

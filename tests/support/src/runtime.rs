@@ -57,6 +57,32 @@ impl RuntimeStub {
         })
     }
 
+    /// Starts the function binary `exe` against a new stub, with only `env` (and Lambda's own
+    /// variables) in its environment; the process ends when the returned child is dropped.
+    pub async fn spawn(
+        exe: &str,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<(Self, tokio::process::Child)> {
+        let stub = Self::start().await?;
+        let name = std::path::Path::new(exe)
+            .file_name()
+            .map_or("function".into(), |n| n.to_string_lossy().to_string());
+        let child = tokio::process::Command::new(exe)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", stub.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok((stub, child))
+    }
+
     pub fn first_request(&self) -> Option<Instant> {
         self.state.lock().unwrap().first_request
     }

@@ -1,6 +1,6 @@
 # meshca for the clusters of two regions, deployed in eu-west-1.
 #
-#   cargo lambda build --release --arm64 --output-format zip     (from the repository root)
+#   cargo lambda build --release --arm64 --output-format zip -p cluster-events -p expiry-sweep -p renewal-worker   (from the repository root)
 #   terraform init && terraform apply -var ca_arn=arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/...
 
 terraform {

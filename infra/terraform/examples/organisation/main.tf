@@ -2,7 +2,7 @@
 # two regions. One provider per account and region; the member module once per account and region
 # (create_role only in the first region: IAM is global).
 #
-#   cargo lambda build --release --arm64 --output-format zip     (from the repository root)
+#   cargo lambda build --release --arm64 --output-format zip -p cluster-events -p expiry-sweep -p renewal-worker   (from the repository root)
 #   terraform init && terraform apply -var ca_arn=arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/...
 
 terraform {

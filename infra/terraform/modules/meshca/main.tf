@@ -16,11 +16,11 @@ locals {
   # The configured CA and those a root rotation moves to or still retires: one PathLen0-only grant.
   pca_arns = var.ca_arn == null ? [] : concat([var.ca_arn], var.rotation_ca_arns)
   # TSB's XCP identities: the end-entity template, on their CA (xcp_ca_arn, else ca_arn).
-  xcp_ca_arn         = coalesce(var.xcp_ca_arn, var.ca_arn, "none")
-  xcp_ca             = var.xcp_identities ? [local.xcp_ca_arn] : []
-  xcp_own_ca         = var.xcp_identities && var.xcp_ca_arn != null && var.xcp_ca_arn != var.ca_arn ? [var.xcp_ca_arn] : []
+  xcp_ca_arn          = coalesce(var.xcp_ca_arn, var.ca_arn, "none")
+  xcp_ca              = var.xcp_identities ? [local.xcp_ca_arn] : []
+  xcp_own_ca          = var.xcp_identities && var.xcp_ca_arn != null && var.xcp_ca_arn != var.ca_arn ? [var.xcp_ca_arn] : []
   end_entity_template = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"
-  vault_secret_id = try(var.vault.secret_id_arn, null) == null ? [] : [var.vault.secret_id_arn]
+  vault_secret_id     = try(var.vault.secret_id_arn, null) == null ? [] : [var.vault.secret_id_arn]
   authority_environment = var.ca_arn != null ? {
     MESHCA_CA_ARN       = var.ca_arn
     MESHCA_TEMPLATE_ARN = local.template_arn
@@ -29,32 +29,64 @@ locals {
     var.vault.issuer == null ? {} : { MESHCA_VAULT_ISSUER = var.vault.issuer },
     var.vault.namespace == null ? {} : { MESHCA_VAULT_NAMESPACE = var.vault.namespace },
     var.vault.ca_cert_pem == null ? {} : { MESHCA_VAULT_CACERT = var.vault.ca_cert_pem },
+    var.vault.auth_mount == null ? {} : { MESHCA_VAULT_AUTH_MOUNT = var.vault.auth_mount },
+    var.vault.aws_sts_region == null ? {} : { MESHCA_VAULT_AWS_STS_REGION = var.vault.aws_sts_region },
+    var.vault.aws_server_id == null ? {} : { MESHCA_VAULT_AWS_SERVER_ID = var.vault.aws_server_id },
     var.vault.aws_role != null ? { MESHCA_VAULT_AUTH = "aws-iam", MESHCA_VAULT_AWS_ROLE = var.vault.aws_role } : {
-      MESHCA_VAULT_AUTH          = "approle"
-      MESHCA_VAULT_ROLE_ID       = var.vault.role_id
-      MESHCA_VAULT_SECRET_ID_ARN = var.vault.secret_id_arn
+      MESHCA_VAULT_AUTH                              = "approle"
+      MESHCA_VAULT_ROLE_ID                           = var.vault.role_id
+      MESHCA_VAULT_SECRET_ID_ARN                     = var.vault.secret_id_arn
     },
   )
   environment = merge(
     local.authority_environment,
     var.xcp_ca_arn == null ? {} : { MESHCA_XCP_CA_ARN = var.xcp_ca_arn },
     var.ca_role_arn == null ? {} : { MESHCA_CA_ROLE_ARN = var.ca_role_arn },
-    var.ca_external_id == null ? {} : { MESHCA_CA_EXTERNAL_ID = var.ca_external_id },
+    var.secret_prefix == null ? {} : { MESHCA_SECRET_PREFIX = local.secret_prefix },
+    { for k, v in local.direct_settings : k => v if v != null },
     {
-      MESHCA_REGIONS       = join(",", local.regions)
-      MESHCA_TAG_KEY       = var.tag_key
-      MESHCA_TAG_VALUE     = var.tag_value
-      MESHCA_VALIDITY_DAYS = tostring(var.validity_days)
-      MESHCA_KMS_KEY_ID    = aws_kms_key.meshca.arn
-      MESHCA_EVENT_BUS     = aws_cloudwatch_event_bus.reconcile.name
+      MESHCA_REGIONS        = join(",", local.regions)
+      MESHCA_VALIDITY_DAYS  = tostring(var.validity_days)
+      MESHCA_KMS_KEY_ID     = aws_kms_key.meshca.arn
+      MESHCA_EVENT_BUS      = aws_cloudwatch_event_bus.reconcile.name
       MESHCA_WORK_QUEUE_URL = aws_sqs_queue.work.url
-      MESHCA_SWEEP_MINUTES = tostring(var.sweep_every_minutes)
+      MESHCA_SWEEP_MINUTES  = tostring(var.sweep_every_minutes)
       # Healthy clusters' secrets are read back about once per verify_every_hours.
       MESHCA_VERIFY_EVERY = tostring(max(1, floor(var.verify_every_hours * 60 / var.sweep_every_minutes + 0.5)))
     },
     var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
     local.members_environment,
   )
+  # The settings passed through as given (infra/cdk/lib/settings.json, mapping "direct"); null
+  # leaves the variable unset and the functions' own default applies.
+  direct_settings = {
+    MESHCA_CA_EXTERNAL_ID        = var.ca_external_id
+    MESHCA_TAG_KEY               = var.tag_key
+    MESHCA_TAG_VALUE             = var.tag_value
+    MESHCA_KEY_ALGORITHM         = var.key_algorithm
+    MESHCA_RECOVERY_WINDOW_DAYS  = var.recovery_window_days == null ? null : tostring(var.recovery_window_days)
+    MESHCA_RESTART_ISTIOD        = var.restart_istiod
+    MESHCA_ADOPT                 = var.adopt == null ? null : tostring(var.adopt)
+    MESHCA_DRY_RUN               = var.dry_run == null ? null : tostring(var.dry_run)
+    MESHCA_ACTIVE_POLL_SECONDS   = var.active_poll_seconds == null ? null : tostring(var.active_poll_seconds)
+    MESHCA_ISSUE_RATE            = var.issue_rate == null ? null : tostring(var.issue_rate)
+    MESHCA_SWEEP_CONCURRENCY     = var.sweep_concurrency == null ? null : tostring(var.sweep_concurrency)
+    MESHCA_FANOUT_THRESHOLD      = var.fanout_threshold == null ? null : tostring(var.fanout_threshold)
+    MESHCA_KINDS                 = var.kinds == null ? null : join(" ", var.kinds)
+    MESHCA_KINDS_TAG             = var.kinds_tag
+    MESHCA_TSB_ROLE_TAG          = var.tsb_role_tag
+    MESHCA_TSB_NAME_TAG          = var.tsb_name_tag
+    MESHCA_TSB_NAMESPACE         = var.tsb_namespace
+    MESHCA_TSB_CENTRAL_ADDRESSES = var.tsb_central_addresses == null ? null : join(" ", var.tsb_central_addresses)
+    MESHCA_CERT_MANAGER_SECRET   = var.cert_manager_secret
+  }
+  # Escrow secrets: under secret_prefix in every region of ours and our members', else under
+  # meshca/<region>/ (members: meshca/<account>/<region>/).
+  secret_prefix  = var.secret_prefix == null ? null : trimsuffix(var.secret_prefix, "/")
+  escrow_regions = distinct(concat(local.regions, flatten([for m in local.members : m.regions])))
+  escrow_secrets = local.secret_prefix == null ? concat(
+    [for r in local.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${r}/*"], local.member_secrets,
+  ) : [for r in local.escrow_regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:${local.secret_prefix}/*"]
   # Member accounts: the role meshca assumes in each, and the regions of its clusters.
   members = [for m in var.member_accounts : {
     account     = m.account
@@ -62,9 +94,9 @@ locals {
     regions     = m.regions == null ? local.regions : m.regions
     external_id = m.external_id
   }]
-  member_roles   = [for m in local.members : m.role_arn]
+  member_roles = [for m in local.members : m.role_arn]
   # A CA in another account, called as a role there.
-  ca_role = var.ca_role_arn == null ? [] : [var.ca_role_arn]
+  ca_role        = var.ca_role_arn == null ? [] : [var.ca_role_arn]
   member_assume  = length(local.members) > 0 ? [local.member_roles] : []
   member_secrets = flatten([for m in local.members : [for r in m.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"]])
   members_environment = length(local.members) == 0 ? {} : {
@@ -214,7 +246,7 @@ data "aws_iam_policy_document" "meshca" {
     sid = "EscrowUnderTheMeshcaPrefix"
     actions = ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DeleteSecret", "secretsmanager:TagResource"]
-    resources = concat([for r in local.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${r}/*"], local.member_secrets)
+    resources = local.escrow_secrets
   }
   # A CA in another account only: the role there, and no other.
   dynamic "statement" {
@@ -530,7 +562,7 @@ resource "aws_sns_topic" "alarms" {
 resource "aws_cloudwatch_metric_alarm" "errors" {
   for_each            = local.functions
   alarm_name          = "${var.name}-${each.value.name}-errors"
-  alarm_description   = "meshca ${each.value.name} failed invocations (a reconcile that failed, or bad configuration)"
+  alarm_description   = "meshca ${each.value.name} failed invocations (a reconcile that failed, or bad configuration). Runbook: docs/alarms/function-errors.md"
   namespace           = "AWS/Lambda"
   metric_name         = "Errors"
   dimensions          = { FunctionName = aws_lambda_function.fn[each.key].function_name }
@@ -546,7 +578,7 @@ resource "aws_cloudwatch_metric_alarm" "errors" {
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   for_each            = merge(aws_sqs_queue.dlq, { work = aws_sqs_queue.work_dlq })
   alarm_name          = "${var.name}-${each.key}-dead-letters"
-  alarm_description   = "meshca events that could not be delivered to a function after retries"
+  alarm_description   = "meshca ${each.key}: messages that could not be handled after retries wait in its dead-letter queue. Runbook: docs/alarms/dead-letters.md"
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = each.value.name }
@@ -559,9 +591,23 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
+resource "aws_cloudwatch_metric_alarm" "clusters_failed" {
+  alarm_name          = "${var.name}-clusters-failed"
+  alarm_description   = "The expiry sweep reported clusters it could not renew, repair or hand on. Runbook: docs/alarms/clusters-failed.md"
+  namespace           = "meshca"
+  metric_name         = "ClustersFailed"
+  statistic           = "Maximum"
+  period              = min(var.sweep_every_minutes, 1440) * 60
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "soonest_days_left" {
   alarm_name          = "${var.name}-soonest-days-left"
-  alarm_description   = "A cluster's Istio intermediate CA has under ${var.alarm_days_left} days left (meshca could not renew it)"
+  alarm_description   = "A cluster's Istio intermediate CA has under ${var.alarm_days_left} days left (meshca could not renew it). Runbook: docs/alarms/soonest-days-left.md"
   namespace           = "meshca"
   metric_name         = "SoonestDaysLeft"
   statistic           = "Minimum"
@@ -575,7 +621,7 @@ resource "aws_cloudwatch_metric_alarm" "soonest_days_left" {
 
 resource "aws_cloudwatch_metric_alarm" "root_rotation_stuck" {
   alarm_name          = "${var.name}-root-rotation-stuck"
-  alarm_description   = "A root rotation has stood in one phase for over ${var.rotation_stuck_after_hours} h: see the sweep's blockers (meshca rotate-root status)"
+  alarm_description   = "A root rotation has stood in one phase for over ${var.rotation_stuck_after_hours} h: see the sweep's blockers (meshca rotate-root status). Runbook: docs/alarms/root-rotation-stuck.md"
   namespace           = "meshca"
   metric_name         = "RotationPhaseAgeSeconds"
   statistic           = "Maximum"
@@ -589,7 +635,7 @@ resource "aws_cloudwatch_metric_alarm" "root_rotation_stuck" {
 
 resource "aws_cloudwatch_metric_alarm" "sweep_not_running" {
   alarm_name          = "${var.name}-sweep-not-running"
-  alarm_description   = "The meshca expiry sweep missed three scheduled runs"
+  alarm_description   = "The meshca expiry sweep missed three scheduled runs. Runbook: docs/alarms/sweep-not-running.md"
   namespace           = "AWS/Lambda"
   metric_name         = "Invocations"
   dimensions          = { FunctionName = aws_lambda_function.fn["expiry_sweep"].function_name }

@@ -42,3 +42,23 @@ output "dashboard_name" {
   description = "CloudWatch dashboard of the fleet: days left per account, region and cluster, renewals, failures, throttles."
   value       = aws_cloudwatch_dashboard.fleet.dashboard_name
 }
+
+output "renewal_worker_function" {
+  description = "Name of the renewal-worker function."
+  value       = aws_lambda_function.fn["renewal_worker"].function_name
+}
+
+output "log_groups" {
+  description = "Each function's log group (JSON lines: cluster, step, outcome), by function."
+  value       = { for k, v in local.functions : v.name => aws_cloudwatch_log_group.fn[k].name }
+}
+
+output "dead_letter_queues" {
+  description = "URL of each dead-letter queue: cluster-events and sweep (EventBridge targets), work (renewal-worker). docs/alarms/dead-letters.md says how to redrive them."
+  value       = merge({ for k, q in aws_sqs_queue.dlq : k => q.url }, { work = aws_sqs_queue.work_dlq.url })
+}
+
+output "work_queue_url" {
+  description = "The work queue renewal-worker consumes."
+  value       = aws_sqs_queue.work.url
+}

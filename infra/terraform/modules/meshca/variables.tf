@@ -55,16 +55,19 @@ variable "rotation_stuck_after_hours" {
 }
 
 variable "vault" {
-  description = "Vault / OpenBao PKI as the authority instead of ca_arn: addr, mount (default pki), optional issuer, namespace, ca_cert_pem, and either role_id + secret_id_arn (AppRole; the secret id in Secrets Manager) or aws_role (AWS IAM login). The functions then get no Private CA permission."
+  description = "Vault / OpenBao PKI as the authority instead of ca_arn: addr, mount (default pki), optional issuer, namespace, ca_cert_pem, auth_mount, and either role_id + secret_id_arn (AppRole; the secret id in Secrets Manager) or aws_role (AWS IAM login, optional aws_sts_region and aws_server_id). The functions then get no Private CA permission."
   type = object({
-    addr          = string
-    mount         = optional(string, "pki")
-    issuer        = optional(string)
-    namespace     = optional(string)
-    ca_cert_pem   = optional(string)
-    role_id       = optional(string)
-    secret_id_arn = optional(string)
-    aws_role      = optional(string)
+    addr           = string
+    mount          = optional(string, "pki")
+    issuer         = optional(string)
+    namespace      = optional(string)
+    ca_cert_pem    = optional(string)
+    role_id        = optional(string)
+    secret_id_arn  = optional(string)
+    aws_role       = optional(string)
+    auth_mount     = optional(string)
+    aws_sts_region = optional(string)
+    aws_server_id  = optional(string)
   })
   default = null
   validation {
@@ -146,13 +149,13 @@ variable "organization_id" {
 }
 
 variable "tag_key" {
-  description = "Key of the opt-in tag on EKS clusters."
+  description = "Key of the opt-in tag on EKS clusters. Sets MESHCA_TAG_KEY."
   type        = string
   default     = "meshca.io/enabled"
 }
 
 variable "tag_value" {
-  description = "Value of the opt-in tag on EKS clusters."
+  description = "Value of the opt-in tag on EKS clusters. Sets MESHCA_TAG_VALUE."
   type        = string
   default     = "true"
 }
@@ -204,17 +207,17 @@ variable "log_retention_days" {
 }
 
 variable "cluster_events_zip" {
-  description = "bootstrap.zip of cluster-events: cargo lambda build --release --arm64 --output-format zip (target/lambda/cluster-events/bootstrap.zip)."
+  description = "bootstrap.zip of cluster-events, target/lambda/cluster-events/bootstrap.zip after: cargo lambda build --release --arm64 --output-format zip -p cluster-events -p expiry-sweep -p renewal-worker (from the repository root)."
   type        = string
 }
 
 variable "renewal_worker_zip" {
-  description = "bootstrap.zip of renewal-worker: cargo lambda build --release --arm64 --output-format zip (target/lambda/renewal-worker/bootstrap.zip)."
+  description = "bootstrap.zip of renewal-worker, target/lambda/renewal-worker/bootstrap.zip after: cargo lambda build --release --arm64 --output-format zip -p cluster-events -p expiry-sweep -p renewal-worker (from the repository root)."
   type        = string
 }
 
 variable "expiry_sweep_zip" {
-  description = "bootstrap.zip of expiry-sweep: cargo lambda build --release --arm64 --output-format zip (target/lambda/expiry-sweep/bootstrap.zip)."
+  description = "bootstrap.zip of expiry-sweep, target/lambda/expiry-sweep/bootstrap.zip after: cargo lambda build --release --arm64 --output-format zip -p cluster-events -p expiry-sweep -p renewal-worker (from the repository root)."
   type        = string
 }
 
@@ -235,5 +238,147 @@ variable "worker_concurrency" {
   validation {
     condition     = var.worker_concurrency >= 2 && var.worker_concurrency <= 1000 && floor(var.worker_concurrency) == var.worker_concurrency
     error_message = "worker_concurrency must be an integer in 2..1000 (SQS MaximumConcurrency)."
+  }
+}
+
+variable "key_algorithm" {
+  description = "Key of each intermediate. Default (null): ec-p256. Sets MESHCA_KEY_ALGORITHM."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.key_algorithm == null || contains(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"], coalesce(var.key_algorithm, "-"))
+    error_message = "key_algorithm must be one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096."
+  }
+}
+
+variable "recovery_window_days" {
+  description = "How long a deleted cluster's escrow can be restored (7-30 days). Default (null): 30. Sets MESHCA_RECOVERY_WINDOW_DAYS."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.recovery_window_days == null || try(var.recovery_window_days >= 0, false)
+    error_message = "recovery_window_days must be a number of at least 0."
+  }
+}
+
+variable "restart_istiod" {
+  description = "Restart istiod when Istio needs it (auto), always or never. Default (null): auto. Sets MESHCA_RESTART_ISTIOD."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.restart_istiod == null || contains(["auto", "always", "never"], coalesce(var.restart_istiod, "-"))
+    error_message = "restart_istiod must be one of auto, always, never."
+  }
+}
+
+variable "adopt" {
+  description = "Take over a cacerts meshca did not create (clusters migrating from the manual runbook); otherwise such clusters are skipped with the reason. Default (null): false. Sets MESHCA_ADOPT."
+  type        = bool
+  default     = null
+}
+
+variable "dry_run" {
+  description = "Decide and report, change nothing. Default (null): false. Sets MESHCA_DRY_RUN."
+  type        = bool
+  default     = null
+}
+
+variable "active_poll_seconds" {
+  description = "How often a new cluster is polled for ACTIVE. Default (null): 15. Sets MESHCA_ACTIVE_POLL_SECONDS."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.active_poll_seconds == null || try(var.active_poll_seconds >= 0, false)
+    error_message = "active_poll_seconds must be a number of at least 0."
+  }
+}
+
+variable "issue_rate" {
+  description = "IssueCertificate attempts per second for the deployment, retries included (Private CA's default quota is 25); each renewal-worker takes its share. Default (null): 20. Sets MESHCA_ISSUE_RATE."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.issue_rate == null || try(var.issue_rate >= 0, false)
+    error_message = "issue_rate must be a number of at least 0."
+  }
+}
+
+variable "sweep_concurrency" {
+  description = "Clusters a sweep works on at once (1-512). Default (null): 32. Sets MESHCA_SWEEP_CONCURRENCY."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.sweep_concurrency == null || try(var.sweep_concurrency >= 0, false)
+    error_message = "sweep_concurrency must be a number of at least 0."
+  }
+}
+
+variable "fanout_threshold" {
+  description = "Above this many clusters needing a look, the sweep hands them to renewal-worker through the work queue. Default (null): 1000. Sets MESHCA_FANOUT_THRESHOLD."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.fanout_threshold == null || try(var.fanout_threshold >= 0, false)
+    error_message = "fanout_threshold must be a number of at least 0."
+  }
+}
+
+variable "kinds" {
+  description = "Kinds every opted-in cluster gets, unless its kinds tag names them. Default (null): istio-cacerts. Sets MESHCA_KINDS."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.kinds == null || try(length(var.kinds) > 0, false)
+    error_message = "kinds must name at least one item (or be null)."
+  }
+}
+
+variable "kinds_tag" {
+  description = "Cluster tag naming its kinds, separated by spaces or + (tag values allow no comma). Default (null): meshca.io/kinds. Sets MESHCA_KINDS_TAG."
+  type        = string
+  default     = null
+}
+
+variable "tsb_role_tag" {
+  description = "A cluster tag value management-plane adds xcp-central and mpc. Default (null): meshca.io/tsb-role. Sets MESHCA_TSB_ROLE_TAG."
+  type        = string
+  default     = null
+}
+
+variable "tsb_name_tag" {
+  description = "Cluster tag holding the cluster's name in TSB (xcp-edge's SPIFFE id; default the cluster name). Default (null): meshca.io/tsb-name. Sets MESHCA_TSB_NAME_TAG."
+  type        = string
+  default     = null
+}
+
+variable "tsb_namespace" {
+  description = "Namespace of xcp-central-cert and mpc-certs. Default (null): tsb. Sets MESHCA_TSB_NAMESPACE."
+  type        = string
+  default     = null
+}
+
+variable "tsb_central_addresses" {
+  description = "DNS names or IP addresses xcp-central must carry (JWT mode). Default (null): unset. Sets MESHCA_TSB_CENTRAL_ADDRESSES."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.tsb_central_addresses == null || try(length(var.tsb_central_addresses) > 0, false)
+    error_message = "tsb_central_addresses must name at least one item (or be null)."
+  }
+}
+
+variable "cert_manager_secret" {
+  description = "Where cert-manager-ca lands, NAMESPACE/NAME. Default (null): cert-manager/istio-ca. Sets MESHCA_CERT_MANAGER_SECRET."
+  type        = string
+  default     = null
+}
+
+variable "secret_prefix" {
+  description = "Name prefix of the escrow secrets; null means meshca/<region> (members meshca/<account>/<region>). The role may write under the prefix only. Sets MESHCA_SECRET_PREFIX."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.secret_prefix == null || can(regex("^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*/?$", var.secret_prefix))
+    error_message = "secret_prefix must be a Secrets Manager name prefix (letters, digits, / _ + = . @ -)."
   }
 }
