@@ -277,3 +277,19 @@ def test_every_alarm_names_its_runbook_page_and_the_outputs_say_where_to_look():
     assert "clusters_failed" in alarms and len(pages) == 6
     outputs = {name for item in load("outputs.tf")["output"] for name in item}
     assert {"cluster_events_function", "expiry_sweep_function", "renewal_worker_function", "log_groups", "dead_letter_queues", "work_queue_url", "dashboard_name"} <= outputs
+
+
+def test_the_configuration_reference_is_the_settings_list_and_names_only_real_context_keys():
+    import settings_doc
+
+    doc = open(settings_doc.DOC).read()
+    assert settings_doc.section(doc) == settings_doc.table(), "docs/configuration.md is out of date: python3 infra/settings_doc.py --write"
+    cdk_code = open(os.path.join(HERE, "cdk", "lib", "meshca-stack.ts")).read() + open(os.path.join(HERE, "cdk", "lib", "meshca-member-stack.ts")).read()
+    cdk_code += open(os.path.join(HERE, "cdk", "bin", "meshca.ts")).read()
+    deployment_only = doc[doc.index("## Deployment-only settings"):]
+    keys = re.findall(r"^\| `([a-zA-Z]+)` \|", deployment_only, re.M) + re.findall(r"`(vault[A-Z][A-Za-z]+|central[A-Z][A-Za-z]+|memberRoleName|externalId|createRole)`", deployment_only)
+    assert len(keys) > 20
+    for key in keys:
+        assert re.search(rf"(ctx|num|minutes|tryGetContext)\(['`](meshca:)?{key}['`]\)", cdk_code), f"docs/configuration.md names context key {key}, which the CDK app does not read"
+    readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
+    assert "docs/configuration.md" in readme

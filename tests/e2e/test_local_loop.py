@@ -13,7 +13,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     out = tmp_path / "loop"
-    events = ["events/eks-create-cluster.json", "events/reconcile-request.json", "events/schedule.json"]
+    # Every sample in events/, each to the function its shape belongs to; the delete last.
+    events = [
+        "events/eks-create-cluster.json",
+        "events/reconcile-request.json",
+        "events/schedule.json",
+        "events/eks-create-cluster-clustername.json",
+        "events/eks-create-cluster-failed.json",
+        "events/direct-invoke.json",
+        "events/sqs-work-batch.json",
+        "events/eks-delete-cluster.json",
+    ]
+    listed = sorted(os.path.basename(e) for e in events)
+    assert listed == sorted(f for f in os.listdir(os.path.join(ROOT, "events")) if f.endswith(".json")), "a sample event the loop does not send"
     run = subprocess.run(
         [os.path.join(ROOT, "scripts/local-loop"), *events],
         cwd=ROOT,
@@ -32,6 +44,16 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     sweep = json.loads((out / "response-3.json").read_text())
     assert (sweep["checked"], sweep["unchanged"], sweep["renewed"], sweep["failed"]) == (1, 1, 0, 0), sweep
     assert sweep["soonest_expiry"]["not_after"] == created["not_after"]
+    by_clustername = json.loads((out / "response-4.json").read_text())
+    assert (by_clustername["outcome"], by_clustername["cluster"]) == ("unchanged", "c1"), by_clustername
+    refused = json.loads((out / "response-5.json").read_text())
+    assert refused["outcome"] == "skipped", refused
+    direct = json.loads((out / "response-6.json").read_text())
+    assert (direct["outcome"], direct["cluster"]) == ("unchanged", "c1"), direct
+    batch = json.loads((out / "response-7.json").read_text())
+    assert batch == {"batchItemFailures": []}, batch
+    deleted = json.loads((out / "response-8.json").read_text())
+    assert (deleted["outcome"], deleted["cluster"]) == ("revoked", "c1"), deleted
 
     # What kubectl read from the cluster: meshca's secret, four files, the chain verifies.
     secret = json.loads((out / "cacerts.json").read_text())
@@ -50,8 +72,31 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     assert "CA:TRUE, pathlen:0" in text
 
     # The functions' logs: JSON lines with the cluster and outcome, and no key material.
-    logs = (out / "watch-cluster-events.log").read_text() + (out / "watch-expiry-sweep.log").read_text()
+    logs = "".join((out / f"watch-{fn}.log").read_text() for fn in ["cluster-events", "expiry-sweep", "renewal-worker"])
     assert "PRIVATE KEY" not in logs
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert any(r.get("cluster") == "c1" and r.get("outcome") == "renewed" for r in records), logs[-2000:]
     assert any(r.get("message") == "sweep done" and r.get("checked") == 1 for r in records), logs[-2000:]
+
+
+def test_every_sample_event_is_described():
+    readme = open(os.path.join(ROOT, "events", "README.md")).read()
+    for f in os.listdir(os.path.join(ROOT, "events")):
+        if f.endswith(".json"):
+            assert f"| `{f}` |" in readme, f"events/README.md does not describe {f}"
+
+
+def test_a_function_error_is_said_plainly_with_meshcas_error_type(tmp_path):
+    bad = tmp_path / "bad-event.json"
+    bad.write_text(json.dumps({"detail-type": "Something Else", "source": "aws.s3", "detail": {}}))
+    run = subprocess.run(
+        [os.path.join(ROOT, "scripts/local-loop"), str(bad)],
+        cwd=ROOT,
+        env=dict(os.environ, MESHCA_LOOP_OUT=str(tmp_path / "loop")),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    said = [line for line in run.stderr.splitlines() if line.startswith("local-loop: cluster-events answered")]
+    assert said and "meshca.BadEvent" in said[0] and '"Something Else"' in said[0], run.stderr[-3000:]
