@@ -3,6 +3,7 @@
 //! pending-generation helpers.
 
 pub mod aws;
+pub mod envoy;
 pub mod kube;
 pub mod openssl;
 pub mod pending;

