@@ -1,0 +1,531 @@
+//! The data plane as the judge: what `meshca` writes, used the way Istio's sidecars use it, in a
+//! real Envoy (tests/support/src/envoy.rs). Workloads of clusters under one root complete mTLS
+//! both ways; a workload under another root is refused both ways, for that reason.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use meshca_test_support::envoy::{self, Handshake, LeafKey, Mesh, Workload};
+
+fn meshca(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("meshca").unwrap();
+    c.current_dir(dir)
+        .env_remove("MESHCA_CA_DIR")
+        .env_remove("MESHCA_ESCROW_DIR")
+        .env_remove("KUBECONFIG");
+    c
+}
+
+fn issue(dir: &Path, args: &[&str]) {
+    let out = meshca(dir).arg("issue").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "meshca issue {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn completed(h: &Handshake, what: &str, mesh: &Mesh) {
+    assert!(
+        h.completed(),
+        "{what}: {h:?} (configs in {})",
+        mesh.dir().display()
+    );
+}
+
+fn refused_unknown_ca(h: &Handshake, what: &str) {
+    assert!(
+        h.is_unknown_ca(),
+        "{what} must be refused as an unknown CA: {h:?}"
+    );
+}
+
+#[tokio::test]
+async fn local_ca_clusters_of_one_root_trust_each_other_and_refuse_another_root() {
+    let d = tempfile::tempdir().unwrap();
+    issue(d.path(), &["--cluster", "a"]);
+    issue(d.path(), &["--cluster", "b", "--key-algorithm", "rsa-2048"]);
+    issue(
+        d.path(),
+        &[
+            "--cluster",
+            "x",
+            "--ca-dir",
+            "other-root",
+            "--escrow-dir",
+            "other-escrow",
+        ],
+    );
+    let out = d.path().join("out");
+    let workloads: Vec<Workload> = vec![
+        envoy::istio_workload(&out.join("a"), "a", LeafKey::Rsa2048),
+        envoy::istio_workload(&out.join("b"), "b", LeafKey::EcP256),
+        envoy::istio_workload(&out.join("x"), "x", LeafKey::Rsa2048),
+    ];
+    let mesh = Mesh::start(&workloads).await;
+    let (ab, ba) = mesh.both_ways("a", "b").await;
+    completed(&ab, "a → b (one root)", &mesh);
+    completed(&ba, "b → a (one root)", &mesh);
+    let (ax, xa) = mesh.both_ways("a", "x").await;
+    refused_unknown_ca(&ax, "a → x (another root)");
+    refused_unknown_ca(&xa, "x → a (another root)");
+}
+
+#[tokio::test]
+async fn a_spiffe_id_other_than_the_expected_one_is_refused_for_that_reason() {
+    let d = tempfile::tempdir().unwrap();
+    issue(d.path(), &["--cluster", "a"]);
+    let out = d.path().join("out/a");
+    let a = envoy::istio_workload(&out, "a", LeafKey::EcP256);
+    // Signed for ns/impostor, but its clients expect a's id.
+    let mut impostor = envoy::istio_workload(&out, "impostor", LeafKey::EcP256);
+    impostor.spiffe = a.spiffe.replace("/ns/a/", "/ns/b/");
+    let mesh = Mesh::start(&[a, impostor]).await;
+    completed(
+        &mesh.call("impostor", "a").await,
+        "impostor → a (a checks the CA, not the id)",
+        &mesh,
+    );
+    let h = mesh.call("a", "impostor").await;
+    assert!(
+        h.is_san_mismatch(),
+        "a → impostor must be refused on its SPIFFE id: {h:?}"
+    );
+}
+
+mod pca {
+    use super::*;
+    use meshca_test_support::aws::{self, AwsEmulator};
+
+    fn issue_pca(dir: &Path, emu: &AwsEmulator, cluster: &str, arn: &str, extra: &[&str]) {
+        let mut c = Command::cargo_bin("meshca").unwrap();
+        c.current_dir(dir)
+            .envs(emu.child_env())
+            .env_remove("MESHCA_CA_DIR")
+            .env_remove("MESHCA_ESCROW_DIR");
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
+        let out = c
+            .args([
+                "issue",
+                "--cluster",
+                cluster,
+                "--ca-arn",
+                arn,
+                "--escrow",
+                "secrets-manager",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "meshca issue {cluster}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A two-level Private CA hierarchy (root → issuing CA → cluster intermediates: chains of 3),
+    /// EC and RSA; a cluster of another hierarchy is refused both ways.
+    #[tokio::test]
+    async fn pca_clusters_of_one_hierarchy_trust_each_other_and_refuse_another() {
+        let emu = AwsEmulator::start();
+        let ec = emu.hierarchy("EC_prime256v1", 2);
+        let rsa = emu.hierarchy("RSA_2048", 2);
+        let d = tempfile::tempdir().unwrap();
+        let arn = |h: &serde_json::Value| h["issuing"].as_str().unwrap().to_string();
+        issue_pca(d.path(), &emu, "p1", &arn(&ec), &[]);
+        issue_pca(
+            d.path(),
+            &emu,
+            "p2",
+            &arn(&ec),
+            &["--key-algorithm", "rsa-2048"],
+        );
+        issue_pca(
+            d.path(),
+            &emu,
+            "r1",
+            &arn(&rsa),
+            &["--key-algorithm", "rsa-2048"],
+        );
+        issue_pca(d.path(), &emu, "r2", &arn(&rsa), &[]);
+        let out = d.path().join("out");
+        let chain_len = std::fs::read_to_string(out.join("p1/cert-chain.pem"))
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count();
+        assert_eq!(chain_len, 3, "intermediate, issuing CA, root");
+        let w = |c: &str, k| envoy::istio_workload(&out.join(c), c, k);
+        let mesh = Mesh::start(&[
+            w("p1", LeafKey::Rsa2048),
+            w("p2", LeafKey::EcP256),
+            w("r1", LeafKey::Rsa2048),
+            w("r2", LeafKey::EcP256),
+        ])
+        .await;
+        for (a, b) in [("p1", "p2"), ("r1", "r2")] {
+            let (ab, ba) = mesh.both_ways(a, b).await;
+            completed(&ab, &format!("{a} → {b}"), &mesh);
+            completed(&ba, &format!("{b} → {a}"), &mesh);
+        }
+        let (x, y) = mesh.both_ways("p1", "r1").await;
+        refused_unknown_ca(&x, "p1 → r1 (another hierarchy)");
+        refused_unknown_ca(&y, "r1 → p1 (another hierarchy)");
+    }
+}
+
+mod openbao {
+    use super::*;
+    use meshca_test_support::vault::Bao;
+
+    const POLICY: &str = include_str!("../../shared/vault/meshca-policy.hcl");
+
+    /// OpenBao with an intermediate mount under a root mount: clusters it signs trust each other;
+    /// a local-CA cluster is another root, refused both ways.
+    #[tokio::test]
+    async fn openbao_clusters_trust_each_other_and_refuse_another_root() {
+        let bao = Bao::start();
+        bao.two_level_pki();
+        let d = tempfile::tempdir().unwrap();
+        let token = d.path().join("token");
+        std::fs::write(&token, bao.token_with_policy("meshca", POLICY)).unwrap();
+        for (cluster, key) in [("v1", "ec-p256"), ("v2", "rsa-2048")] {
+            let out = Command::cargo_bin("meshca")
+                .unwrap()
+                .current_dir(d.path())
+                .env_remove("VAULT_TOKEN")
+                .env("VAULT_CACERT", bao.ca_file())
+                .args([
+                    "issue",
+                    "--cluster",
+                    cluster,
+                    "--key-algorithm",
+                    key,
+                    "--vault-addr",
+                    &bao.addr,
+                ])
+                .args(["--vault-token-file", token.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cluster}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        issue(d.path(), &["--cluster", "l1"]);
+        let out = d.path().join("out");
+        let w = |c: &str, k| envoy::istio_workload(&out.join(c), c, k);
+        let mesh = Mesh::start(&[
+            w("v1", LeafKey::Rsa2048),
+            w("v2", LeafKey::EcP256),
+            w("l1", LeafKey::Rsa2048),
+        ])
+        .await;
+        let (ab, ba) = mesh.both_ways("v1", "v2").await;
+        completed(&ab, "v1 → v2", &mesh);
+        completed(&ba, "v2 → v1", &mesh);
+        let (x, y) = mesh.both_ways("v1", "l1").await;
+        refused_unknown_ca(&x, "v1 → l1 (another root)");
+        refused_unknown_ca(&y, "l1 → v1 (another root)");
+    }
+}
+
+/// A `kubernetes.io/tls` kind's files: `tls.crt` (certificate, then its issuers), `tls.key`,
+/// `ca.crt` (the root).
+struct Tls {
+    crt: String,
+    key: String,
+    ca: String,
+}
+
+fn tls_files(dir: &Path) -> Tls {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}/{f}: {e}", dir.display()))
+    };
+    Tls {
+        crt: read("tls.crt"),
+        key: read("tls.key"),
+        ca: read("ca.crt"),
+    }
+}
+
+/// TSB: xcp-central (a server with its SPIFFE id and its DNS name) accepts the xcp-edge of a
+/// control plane under the same root and refuses one from another root; mpc likewise.
+#[tokio::test]
+async fn tsb_central_and_mpc_accept_edges_of_their_root_and_refuse_another() {
+    let d = tempfile::tempdir().unwrap();
+    issue(
+        d.path(),
+        &[
+            "--cluster",
+            "mgmt",
+            "--kind",
+            "xcp-central",
+            "--kind",
+            "mpc",
+            "--central-address",
+            "central.tsb.example",
+        ],
+    );
+    issue(
+        d.path(),
+        &[
+            "--cluster",
+            "east",
+            "--kind",
+            "xcp-edge",
+            "--tsb-name",
+            "prod-east",
+        ],
+    );
+    issue(
+        d.path(),
+        &[
+            "--cluster",
+            "rogue",
+            "--kind",
+            "xcp-edge",
+            "--tsb-name",
+            "prod-east",
+            "--ca-dir",
+            "other-root",
+            "--escrow-dir",
+            "other-escrow",
+        ],
+    );
+    let out = d.path().join("out");
+    let identity = |cluster: &str, kind: &str, name: &str, spiffe: &str| {
+        let t = tls_files(&out.join(cluster).join(kind));
+        Workload {
+            name: name.into(),
+            spiffe: spiffe.into(),
+            chain_pem: t.crt,
+            key_pem: t.key,
+            trust_pem: t.ca,
+            crl_pem: None,
+        }
+    };
+    let central = identity(
+        "mgmt",
+        "xcp-central",
+        "central",
+        "spiffe://xcp.tetrate.io/central",
+    );
+    let mpc = identity("mgmt", "mpc", "mpc", "spiffe://xcp.tetrate.io/mpc");
+    let edge = identity(
+        "east",
+        "xcp-edge",
+        "edge",
+        "spiffe://xcp.tetrate.io/prod-east",
+    );
+    let rogue = identity(
+        "rogue",
+        "xcp-edge",
+        "rogue",
+        "spiffe://xcp.tetrate.io/prod-east",
+    );
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(std::fs::File::open(out.join("mgmt/xcp-central/tls.crt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("DNS:central.tsb.example"),
+        "xcp-central carries its address"
+    );
+    let mesh = Mesh::start(&[central, mpc, edge, rogue]).await;
+    for server in ["central", "mpc"] {
+        completed(
+            &mesh.call("edge", server).await,
+            &format!("edge → {server}"),
+            &mesh,
+        );
+        let h = mesh.call("rogue", server).await;
+        refused_unknown_ca(&h, &format!("an edge of another root → {server}"));
+    }
+    completed(
+        &mesh.call("central", "edge").await,
+        "central → edge (the edge's SPIFFE id checked)",
+        &mesh,
+    );
+}
+
+/// istio-csr: a workload leaf signed with the cert-manager CA secret's key, presented with
+/// `tls.crt`'s chain, is accepted by a workload of another cluster trusting its `ca.crt`.
+#[tokio::test]
+async fn istio_csr_leaves_of_two_clusters_trust_each_other_and_refuse_another_root() {
+    let d = tempfile::tempdir().unwrap();
+    for c in ["c1", "c2"] {
+        issue(d.path(), &["--cluster", c, "--kind", "cert-manager-ca"]);
+    }
+    issue(
+        d.path(),
+        &[
+            "--cluster",
+            "c3",
+            "--kind",
+            "cert-manager-ca",
+            "--ca-dir",
+            "other-root",
+            "--escrow-dir",
+            "other-escrow",
+        ],
+    );
+    let out = d.path().join("out");
+    let leaf = |c: &str| {
+        let t = tls_files(&out.join(c).join("cert-manager-ca"));
+        let ca_cert = t
+            .crt
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap()
+            .to_string();
+        envoy::sign_workload(
+            c,
+            &format!("spiffe://cluster.local/ns/{c}/sa/{c}"),
+            &ca_cert,
+            &t.key,
+            &t.crt,
+            &t.ca,
+            LeafKey::Rsa2048,
+        )
+    };
+    let mesh = Mesh::start(&[leaf("c1"), leaf("c2"), leaf("c3")]).await;
+    let (ab, ba) = mesh.both_ways("c1", "c2").await;
+    completed(&ab, "c1 → c2", &mesh);
+    completed(&ba, "c2 → c1", &mesh);
+    let (x, y) = mesh.both_ways("c1", "c3").await;
+    refused_unknown_ca(&x, "c1 → c3 (another root)");
+    refused_unknown_ca(&y, "c3 → c1 (another root)");
+}
+
+/// Issues a fleet of files (alpha, beta), then runs `steps`, keeping each cluster's files
+/// before the first step and after each, and judges every pair of the two clusters at any two
+/// of those phases in a real Envoy. `phases` says, for each, which root issued the intermediate
+/// and which roots `root-cert.pem` holds (DESIGN.md's table): a pair completes mTLS both ways
+/// exactly when each trusts the other's issuer — always for neighbouring phases (a fleet moves
+/// one cluster at a time), never for some two apart (why the gates exist).
+async fn judge_rotation(steps: &[&[&str]], phases: &[(char, &str)]) {
+    assert_eq!(phases.len(), steps.len() + 1);
+    let d = tempfile::tempdir().unwrap();
+    let clusters = ["alpha", "beta"];
+    for c in clusters {
+        issue(d.path(), &["--cluster", c]);
+    }
+    let mut workloads = Vec::new();
+    for i in 0..=steps.len() {
+        if i > 0 {
+            let out = meshca(d.path()).args(steps[i - 1]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{:?}: {}",
+                steps[i - 1],
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for c in clusters {
+            let snap = d.path().join(format!("snap/{i}/{c}"));
+            std::fs::create_dir_all(&snap).unwrap();
+            for f in [
+                "ca-cert.pem",
+                "ca-key.pem",
+                "cert-chain.pem",
+                "root-cert.pem",
+            ] {
+                std::fs::copy(d.path().join("out").join(c).join(f), snap.join(f)).unwrap();
+            }
+            let roots = std::fs::read_to_string(snap.join("root-cert.pem"))
+                .unwrap()
+                .matches("BEGIN CERTIFICATE")
+                .count();
+            assert_eq!(
+                roots,
+                phases[i].1.len(),
+                "{c} after step {i}: root-cert.pem holds {roots} roots"
+            );
+            workloads.push(envoy::istio_workload(
+                &snap,
+                &format!("{c}{i}"),
+                LeafKey::Rsa2048,
+            ));
+        }
+    }
+    let mesh = Mesh::start(&workloads).await;
+    let phase = |i: usize| {
+        if i == 0 {
+            "before".to_string()
+        } else {
+            steps[i - 1].join(" ")
+        }
+    };
+    let (mut trusted, mut refused) = (0, 0);
+    for i in 0..=steps.len() {
+        for j in 0..=steps.len() {
+            let ((issuer_i, trust_i), (issuer_j, trust_j)) = (phases[i], phases[j]);
+            let expect = trust_i.contains(issuer_j) && trust_j.contains(issuer_i);
+            assert!(
+                expect || i.abs_diff(j) > 1,
+                "the phase table lets neighbours {i}, {j} distrust each other"
+            );
+            let (ab, ba) = mesh
+                .both_ways(&format!("alpha{i}"), &format!("beta{j}"))
+                .await;
+            let what = format!("alpha ({}) and beta ({})", phase(i), phase(j));
+            if expect {
+                trusted += 1;
+                completed(&ab, &format!("{what}: alpha → beta"), &mesh);
+                completed(&ba, &format!("{what}: beta → alpha"), &mesh);
+            } else {
+                refused += 1;
+                assert!(
+                    ab.is_unknown_ca() && ba.is_unknown_ca(),
+                    "{what} must refuse each other as unknown CAs: {ab:?} / {ba:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        trusted > 0 && refused > 0,
+        "{trusted} pairs trusted, {refused} refused"
+    );
+}
+
+const START: &[&str] = &[
+    "rotate-root",
+    "start",
+    "--to",
+    "local:.meshca/ca-2027",
+    "--soak",
+    "0",
+];
+const ADVANCE: &[&str] = &["rotate-root", "advance"];
+
+/// before → trust-both → switch → drop-old → done.
+#[tokio::test]
+async fn every_rotation_phase_keeps_neighbours_in_trust_and_two_phases_apart_do_not() {
+    judge_rotation(
+        &[START, ADVANCE, ADVANCE, ADVANCE],
+        &[('A', "A"), ('A', "AB"), ('B', "AB"), ('B', "B"), ('B', "B")],
+    )
+    .await;
+}
+
+/// before → trust-both → switch → abort (the old root issues again) → the old root alone.
+#[tokio::test]
+async fn an_aborted_rotation_keeps_neighbours_in_trust_on_the_way_back() {
+    judge_rotation(
+        &[START, ADVANCE, &["rotate-root", "abort"], ADVANCE],
+        &[
+            ('A', "A"),
+            ('A', "AB"),
+            ('B', "AB"),
+            ('A', "AB"),
+            ('A', "A"),
+        ],
+    )
+    .await;
+}
