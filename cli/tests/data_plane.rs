@@ -410,16 +410,37 @@ async fn istio_csr_leaves_of_two_clusters_trust_each_other_and_refuse_another_ro
 /// exactly when each trusts the other's issuer — always for neighbouring phases (a fleet moves
 /// one cluster at a time), never for some two apart (why the gates exist).
 async fn judge_rotation(steps: &[&[&str]], phases: &[(char, &str)]) {
-    assert_eq!(phases.len(), steps.len() + 1);
     let d = tempfile::tempdir().unwrap();
-    let clusters = ["alpha", "beta"];
-    for c in clusters {
+    for c in ["alpha", "beta"] {
         issue(d.path(), &["--cluster", c]);
     }
+    let files = |snap: &Path, c: &str| {
+        for f in [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "cert-chain.pem",
+            "root-cert.pem",
+        ] {
+            std::fs::copy(d.path().join("out").join(c).join(f), snap.join(f)).unwrap();
+        }
+    };
+    judge_phases(d.path(), steps, &[], phases, files).await;
+}
+
+/// Runs `steps` (each with `extra` arguments) in `d` on the fleet alpha, beta; after each (and
+/// before the first) `snapshot` copies a cluster's four files into the directory it is given.
+async fn judge_phases(
+    d: &Path,
+    steps: &[&[&str]],
+    extra: &[&str],
+    phases: &[(char, &str)],
+    snapshot: impl Fn(&Path, &str),
+) {
+    assert_eq!(phases.len(), steps.len() + 1);
     let mut workloads = Vec::new();
     for i in 0..=steps.len() {
         if i > 0 {
-            let out = meshca(d.path()).args(steps[i - 1]).output().unwrap();
+            let out = meshca(d).args(steps[i - 1]).args(extra).output().unwrap();
             assert!(
                 out.status.success(),
                 "{:?}: {}",
@@ -427,17 +448,10 @@ async fn judge_rotation(steps: &[&[&str]], phases: &[(char, &str)]) {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        for c in clusters {
-            let snap = d.path().join(format!("snap/{i}/{c}"));
+        for c in ["alpha", "beta"] {
+            let snap = d.join(format!("snap/{i}/{c}"));
             std::fs::create_dir_all(&snap).unwrap();
-            for f in [
-                "ca-cert.pem",
-                "ca-key.pem",
-                "cert-chain.pem",
-                "root-cert.pem",
-            ] {
-                std::fs::copy(d.path().join("out").join(c).join(f), snap.join(f)).unwrap();
-            }
+            snapshot(&snap, c);
             let roots = std::fs::read_to_string(snap.join("root-cert.pem"))
                 .unwrap()
                 .matches("BEGIN CERTIFICATE")
@@ -526,6 +540,91 @@ async fn an_aborted_rotation_keeps_neighbours_in_trust_on_the_way_back() {
             ('A', "AB"),
             ('A', "A"),
         ],
+    )
+    .await;
+}
+
+/// The same phases delivered into two real kube-apiservers (`cacerts` read back with kubectl
+/// after each step), through a kubeconfig fleet.
+#[tokio::test]
+async fn rotation_phases_delivered_to_real_apiservers_keep_neighbours_in_trust() {
+    use meshca_test_support::kube::RealApiServer;
+    let servers = [RealApiServer::start(), RealApiServer::start()];
+    let d = tempfile::tempdir().unwrap();
+    let mut kubeconfig = String::new();
+    for (s, name) in servers.iter().zip(["alpha", "beta"]) {
+        s.kubectl(&["create", "namespace", "istio-system"], None);
+        s.seed_istiod("docker.io/istio/pilot:1.24.2");
+        let one = d.path().join(format!("{name}.yaml"));
+        std::fs::write(&one, s.kubeconfig(name)).unwrap();
+        kubeconfig += &format!("{}:", one.display());
+    }
+    // One kubeconfig with both contexts, merged by kubectl.
+    let merged = std::process::Command::new("kubectl")
+        .args(["config", "view", "--flatten"])
+        .env("KUBECONFIG", kubeconfig.trim_end_matches(':'))
+        .output()
+        .unwrap();
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    std::fs::write(d.path().join("fleet.yaml"), &merged.stdout).unwrap();
+    let k = ["--kubeconfig", "fleet.yaml"];
+    for c in ["alpha", "beta"] {
+        let out = meshca(d.path())
+            .args(["issue", "--cluster", c, "--context", c, "--no-files"])
+            .args(k)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{c}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let live = |snap: &Path, c: &str| {
+        let s = &servers[usize::from(c == "beta")];
+        let secret: serde_json::Value = serde_json::from_str(&s.kubectl(
+            &[
+                "-n",
+                "istio-system",
+                "get",
+                "secret",
+                "cacerts",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap();
+        use base64::Engine;
+        for f in [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "cert-chain.pem",
+            "root-cert.pem",
+        ] {
+            let b64 = secret["data"][f]
+                .as_str()
+                .unwrap_or_else(|| panic!("{c}: cacerts has no {f}"));
+            std::fs::write(
+                snap.join(f),
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+    };
+    let steps: &[&[&str]] = &[START, ADVANCE, ADVANCE, ADVANCE];
+    judge_phases(
+        d.path(),
+        steps,
+        &k,
+        &[('A', "A"), ('A', "AB"), ('B', "AB"), ('B', "B"), ('B', "B")],
+        live,
     )
     .await;
 }
