@@ -46,7 +46,7 @@ Examples:
   VAULT_TOKEN=… meshca issue --cluster c1 --vault-addr https://vault:8200 --vault-mount pki"
 )]
 pub struct IssueArgs {
-    /// Cluster name (a DNS-1123 label: lower-case letters, digits, '-'); defaults to --eks-cluster.
+    /// Cluster name as EKS spells it (letters, digits, '-' and '_', at most 100); defaults to --eks-cluster.
     #[arg(
         long,
         short = 'c',

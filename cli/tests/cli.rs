@@ -191,7 +191,7 @@ fn inspect_rejects_a_broken_bundle_with_the_reason() {
 #[test]
 fn bad_input_fails_cleanly() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--cluster", "Demo_1"], "is not a DNS-1123 label"),
+        (&["--cluster", "Demo.1"], "is not an EKS cluster name"),
         (
             &["--cluster", "demo", "--key-algorithm", "dsa-1024"],
             "unknown key algorithm \"dsa-1024\"",

@@ -30,18 +30,24 @@ struct World {
 }
 
 async fn world(extra: &[(&str, &str)]) -> World {
+    world_named("c1", extra).await
+}
+
+/// The emulated AWS with a two-level CA, and EKS cluster `name` (opted in, istiod 1.24) whose API
+/// server is a test server checking the EKS token for that name.
+async fn world_named(name: &str, extra: &[(&str, &str)]) -> World {
     let emu = AwsEmulator::start();
     let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
         .as_str()
         .unwrap()
         .to_string();
-    let server = ApiServer::start(Settings::eks_scoped("c1", "testing", "testing"))
+    let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing"))
         .await
         .unwrap();
     server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
     emu.control(
         "eks/cluster",
-        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+        json!({"region": REGION, "name": name, "endpoint": server.url(), "ca_pem": server.ca_pem(),
                                       "tags": {"meshca.io/enabled": "true"}}),
     );
     let mut env: HashMap<String, String> = HashMap::from([
@@ -232,6 +238,33 @@ async fn create_reconcile_and_delete_through_the_handler() {
         matches!(&outcome, Outcome::Skipped { reason } if reason.contains("already")),
         "a redelivered event is harmless: {outcome:?}"
     );
+    assert_eq!(w.emu.calls("RevokeCertificate"), 1);
+}
+
+/// EKS allows upper case and `_` (and 100 characters): such a cluster is created, swept and
+/// deleted like any other, under its own name; its CN is derived to fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_eks_name_with_capitals_and_underscores_is_served_end_to_end() {
+    let name = "Prod_EU_1";
+    let w = world_named(name, &[]).await;
+    let renamed = |file: &str| {
+        let text = serde_json::to_string(&sample(file)).unwrap().replace("\"c1\"", &format!("\"{name}\""));
+        event::parse(&serde_json::from_str(&text).unwrap()).unwrap()
+    };
+    let created = w.app.handle(renamed("eks-create-cluster.json"), soon()).await;
+    assert_eq!(created.cluster.as_deref(), Some(name));
+    assert!(matches!(created.outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{created:?}");
+    let secret = w.server.get(Resource::Secrets, "istio-system", "cacerts").expect("cacerts delivered");
+    assert_eq!(secret["metadata"]["annotations"]["meshca.io/generation"], "1");
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD.decode(secret["data"]["ca-cert.pem"].as_str().unwrap()).unwrap();
+    let der = meshca_core::pem::certificates("ca-cert.pem", std::str::from_utf8(&pem).unwrap()).unwrap().remove(0);
+    let cert = meshca_core::cert::Certificate::from_der("ca-cert.pem", der).unwrap();
+    assert!(cert.subject.contains("Prod_EU_1 istio intermediate CA"), "{}", cert.subject);
+    let sweep = w.app.sweep(soon()).await;
+    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed, sweep.skipped), (1, 1, 0, 0), "{sweep:?}");
+    let deleted = w.app.handle(renamed("eks-delete-cluster.json"), soon()).await;
+    assert!(matches!(deleted.outcome, Outcome::Revoked { .. }), "{deleted:?}");
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
 }
 

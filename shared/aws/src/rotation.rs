@@ -13,7 +13,7 @@ use meshca_core::rotation::{RootRotation, RotationStore, RotationStoreError};
 use crate::error_parts;
 
 /// The record's name beside the escrow secrets `<prefix>/<cluster>`: no cluster can be called
-/// `_rotation` (an underscore is not allowed in a DNS-1123 label), so the names never meet, and
+/// `_rotation` (no EKS cluster name starts with an underscore), so the names never meet, and
 /// the escrow's IAM grant on `<prefix>/*` covers it.
 pub fn record_name(prefix: &str) -> String {
     format!("{}/_rotation", prefix.trim_end_matches('/'))

@@ -3,8 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A cluster name that is also a DNS-1123 label: it names the escrow record, the output
-/// directory and the CN, so it must be safe as a path segment and in a subject.
+/// A cluster's name as EKS spells it: 1 to 100 letters, digits, `-` and `_`, starting with a
+/// letter or digit (`Prod_EU_1` as well as `prod-eu-1`). Every such name is a safe path segment
+/// and Secrets Manager name part as it is, so the escrow record and the output directory keep
+/// it; it never starts with `_`, so names meshca gives its own records (`_rotation`) never meet
+/// a cluster's. Where a name must be shorter or plainer (a certificate's CN) a form is derived
+/// from it that keeps distinct names distinct ([`ClusterName::abbreviated`]).
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -13,16 +17,30 @@ pub struct ClusterName(String);
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cluster name {name:?} is not a DNS-1123 label: {why} (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+    "cluster name {name:?} is not an EKS cluster name: {why} (letters, digits, '-' and '_', starting with a letter or digit, at most 100 characters)"
 )]
 pub struct InvalidClusterName {
     pub name: String,
     pub why: &'static str,
 }
 
+/// EKS's limit on a cluster name.
+pub const MAX_LEN: usize = 100;
+
 impl ClusterName {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name itself when it has at most `max` characters; else its first characters, `-`
+    /// and 8 hex digits of its SHA-256, `max` in all: names that share a long prefix stay apart.
+    pub fn abbreviated(&self, max: usize) -> String {
+        if self.0.len() <= max {
+            return self.0.clone();
+        }
+        let digest = crate::cert::sha256_hex(self.0.as_bytes());
+        let keep = max.saturating_sub(9);
+        format!("{}-{}", self.0[..keep].trim_end_matches(['-', '_']), &digest[..8])
     }
 }
 
@@ -38,17 +56,14 @@ impl FromStr for ClusterName {
         if s.is_empty() {
             return bad("it is empty");
         }
-        if s.len() > 63 {
-            return bad("it is longer than 63 characters");
+        if s.len() > MAX_LEN {
+            return bad("it is longer than 100 characters");
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return bad("it contains a character other than a-z, 0-9 or '-'");
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return bad("it contains a character other than a letter, a digit, '-' or '_'");
         }
-        if s.starts_with('-') || s.ends_with('-') {
-            return bad("it starts or ends with '-'");
+        if !s.as_bytes()[0].is_ascii_alphanumeric() {
+            return bad("it does not start with a letter or digit");
         }
         Ok(ClusterName(s.to_string()))
     }
@@ -78,22 +93,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_labels_and_rejects_the_rest() {
-        for ok in ["demo", "prod-eu-west-1", "a", "0abc", &"a".repeat(63)] {
+    fn accepts_every_eks_name_and_rejects_the_rest() {
+        for ok in ["demo", "prod-eu-west-1", "a", "0abc", "Prod_EU_1", "a-", "A_", &"a".repeat(100)] {
             assert!(ok.parse::<ClusterName>().is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Demo",
-            "-a",
-            "a-",
-            "a_b",
-            "a.b",
-            "../x",
-            &"a".repeat(64),
-            "a b",
-        ] {
-            assert!(bad.parse::<ClusterName>().is_err(), "{bad}");
+        for bad in ["", "-a", "_rotation", "a.b", "../x", &"a".repeat(101), "a b", "a/b", "é"] {
+            let e = bad.parse::<ClusterName>().unwrap_err().to_string();
+            assert!(e.contains("is not an EKS cluster name"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn an_abbreviation_fits_and_keeps_long_names_apart() {
+        let short: ClusterName = "Prod_EU_1".parse().unwrap();
+        assert_eq!(short.abbreviated(40), "Prod_EU_1");
+        let (a, b): (ClusterName, ClusterName) = (format!("{}a", "x".repeat(99)).parse().unwrap(), format!("{}b", "x".repeat(99)).parse().unwrap());
+        let (x, y) = (a.abbreviated(40), b.abbreviated(40));
+        assert!(x.len() <= 40 && y.len() <= 40, "{x} {y}");
+        assert_ne!(x, y);
+        assert!(x.starts_with("xxxxxxxx"), "{x}");
     }
 }

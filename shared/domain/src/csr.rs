@@ -10,6 +10,10 @@ use crate::cluster::ClusterName;
 use crate::key::PrivateKey;
 use crate::kind::Identity;
 
+/// How much of a cluster's name a default CN holds: X.509 allows 64 characters, and the kind's
+/// words (" istio intermediate CA") take the rest; a longer name is abbreviated, distinctly.
+pub const CN_NAME_ROOM: usize = 40;
+
 /// The subject of an intermediate. Empty O/OU are left out rather than encoded empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
@@ -36,7 +40,7 @@ impl Subject {
     /// `<cluster> istio intermediate CA`, the name an operator expects to see in `openssl x509`.
     pub fn for_cluster(cluster: &ClusterName) -> Self {
         Subject {
-            common_name: format!("{cluster} istio intermediate CA"),
+            common_name: format!("{} istio intermediate CA", cluster.abbreviated(CN_NAME_ROOM)),
             organization: None,
             organizational_unit: None,
         }

@@ -406,10 +406,12 @@ mod key_tests {
         for key in [
             EscrowKey::new("c1".parse().unwrap(), Kind::IstioCacerts),
             EscrowKey::new("c1".parse().unwrap(), Kind::XcpEdge),
+            EscrowKey::new("Prod_EU_1".parse().unwrap(), Kind::IstioCacerts),
+            EscrowKey::new("Prod_EU_1".parse().unwrap(), Kind::CertManagerCa),
         ] {
             assert_eq!(key.name().parse::<EscrowKey>(), Ok(key));
         }
-        for bad in ["_rotation", "c1.istio-cacerts", "c1.nope", "C1", "", "a/b"] {
+        for bad in ["_rotation", "c1.istio-cacerts", "c1.nope", "-c1", "", "a/b", "c1.xcp-edge.x"] {
             assert!(bad.parse::<EscrowKey>().is_err(), "{bad}");
         }
     }

@@ -201,14 +201,14 @@ impl KindSpec {
     /// The default common name of the CSR.
     pub fn common_name(&self, cluster: &ClusterName) -> String {
         match self.kind {
-            Kind::IstioCacerts => format!("{cluster} istio intermediate CA"),
-            Kind::CertManagerCa => format!("{cluster} istio-csr CA"),
+            Kind::IstioCacerts => format!("{} istio intermediate CA", cluster.abbreviated(crate::csr::CN_NAME_ROOM)),
+            Kind::CertManagerCa => format!("{} istio-csr CA", cluster.abbreviated(crate::csr::CN_NAME_ROOM)),
             Kind::XcpCentral => "xcp-central".into(),
             Kind::Mpc => "mpc".into(),
-            Kind::XcpEdge => format!(
-                "xcp-edge {}",
-                self.tsb_name.as_deref().unwrap_or(cluster.as_str())
-            ),
+            Kind::XcpEdge => match &self.tsb_name {
+                Some(name) => format!("xcp-edge {name}"),
+                None => format!("xcp-edge {}", cluster.abbreviated(55)),
+            },
         }
     }
 
