@@ -201,6 +201,13 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
             )
             .await
             .with_context(|| format!("connecting to {target}"))?;
+        if let Some(d) = &delivery {
+            let observed = d.observe().await.with_context(|| format!("reading {target}"))?;
+            let key = settings.kind.escrow_key(&cluster);
+            if let Some(refusal) = d.refuses(&observed).or_else(|| observed.owned_by_another(&key)) {
+                return Err(anyhow::Error::new(refusal).context(format!("{target}: nothing issued")));
+            }
+        }
         jobs.push((settings, out, delivery));
     }
 

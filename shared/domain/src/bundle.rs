@@ -45,6 +45,11 @@ pub struct BundleMeta {
     pub certificate_id: String,
     pub fingerprint_sha256: String,
     pub root_fingerprint_sha256: String,
+    /// Whose bundle this is: the cluster and kind it was issued for. A secret that says so is
+    /// never overwritten with another cluster's bundle. Absent in records and secrets written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::escrow::EscrowKey>,
 }
 
 impl Bundle {

@@ -211,6 +211,20 @@ pub enum Observed {
     },
 }
 
+impl Observed {
+    /// A secret meshca wrote for another cluster or kind than `ours`: overwriting it would hand
+    /// that cluster's trust to this one (a wrong kubeconfig context, say). Secrets written
+    /// before owners were recorded name none.
+    pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
+        match self {
+            Observed::Managed { meta: Some(BundleMeta { owner: Some(theirs), .. }), .. } if theirs != ours => {
+                Some(DeliveryError::OtherOwner { theirs: theirs.clone(), ours: ours.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for Observed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -271,6 +285,13 @@ pub enum DeliveryError {
         name: String,
         theirs: u64,
         ours: u64,
+    },
+    #[error(
+        "the secret belongs to {theirs} (its meshca.io/cluster and meshca.io/kind say so); refusing to overwrite it with the bundle of {ours}: is this the right cluster (--context, --eks-cluster)?"
+    )]
+    OtherOwner {
+        theirs: crate::escrow::EscrowKey,
+        ours: crate::escrow::EscrowKey,
     },
     #[error("refusing to deliver an invalid bundle: {0}")]
     Invalid(#[from] InvalidBundle),

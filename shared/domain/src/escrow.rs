@@ -18,8 +18,9 @@ use crate::kind::Kind;
 /// Record format version, stored in every record so later formats can read older ones.
 pub const SCHEMA: u32 = 1;
 
-/// Whose records: one kind of certificate of one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Whose records: one kind of certificate of one cluster. Serialised as its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct EscrowKey {
     pub cluster: ClusterName,
     pub kind: Kind,
@@ -58,6 +59,19 @@ impl std::str::FromStr for EscrowKey {
             ));
         }
         Ok(EscrowKey::new(cluster, kind))
+    }
+}
+
+impl TryFrom<String> for EscrowKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<EscrowKey> for String {
+    fn from(k: EscrowKey) -> String {
+        k.name()
     }
 }
 

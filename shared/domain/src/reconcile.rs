@@ -349,6 +349,9 @@ impl Reconciler<'_> {
                         reason: refusal.to_string(),
                     };
                 }
+                if let Some(other) = observed.owned_by_another(&self.key(cluster)) {
+                    return Outcome::failed(Step::Deliver, other);
+                }
             }
             Err(e) => return Outcome::failed(Step::Observe, e),
         }
@@ -696,6 +699,7 @@ impl Reconciler<'_> {
         let meta = BundleMeta {
             generation,
             root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()),
+            owner: Some(key.clone()),
             ..current.meta
         };
         let token = self.token(&info.id, &key, generation);
@@ -846,6 +850,7 @@ impl Reconciler<'_> {
             certificate_id: certificate_id.to_string(),
             fingerprint_sha256: c.sha256_fingerprint.clone(),
             root_fingerprint_sha256: sha256_hex(bundle.root_cert.as_bytes()),
+            owner: Some(pending.key()),
         };
         let renew_at = c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
         let current = Current {

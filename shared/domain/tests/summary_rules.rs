@@ -3,6 +3,7 @@
 
 mod pki;
 
+use meshca_core::escrow::EscrowKey;
 use meshca_core::delivery::Observed;
 use meshca_core::escrow::{Current, GenerationToken, SCHEMA, Summary};
 use meshca_core::validate::Profile;
@@ -25,6 +26,7 @@ fn current(b: meshca_core::Bundle) -> Current {
             certificate_id: "ca/1".into(),
             fingerprint_sha256: String::new(),
             root_fingerprint_sha256: meshca_core::cert::sha256_hex(b.root_cert.as_bytes()),
+            owner: Some(EscrowKey::from(&cluster)),
         },
         bundle: b,
         promoted_at: OffsetDateTime::now_utc(),

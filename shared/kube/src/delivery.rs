@@ -40,6 +40,14 @@ pub struct KubeDelivery {
     options: DeliveryOptions,
 }
 
+/// `Some(OtherOwner)` when the secret's record names another cluster or kind than `meta`.
+fn other_owner(theirs: &BundleMeta, meta: &BundleMeta) -> Option<DeliveryError> {
+    match (&theirs.owner, &meta.owner) {
+        (Some(t), Some(o)) if t != o => Some(DeliveryError::OtherOwner { theirs: t.clone(), ours: o.clone() }),
+        _ => None,
+    }
+}
+
 impl KubeDelivery {
     pub fn new(client: Client, endpoint: impl Into<String>, options: DeliveryOptions) -> Self {
         KubeDelivery {
@@ -68,8 +76,12 @@ impl KubeDelivery {
         if !ours && !self.options.adopt {
             return Err(self.unmanaged());
         }
-        if ours
-            && let Some(theirs) = meta_of(current)
+        let theirs = if ours { meta_of(current) } else { None };
+        if let Some(DeliveryError::OtherOwner { theirs, ours }) = theirs.as_ref().and_then(|t| other_owner(t, meta)) {
+            return Err(DeliveryError::OtherOwner { theirs, ours });
+        }
+        // Generations are compared within one cluster and kind only (legacy secrets name none).
+        if let Some(theirs) = theirs
             && theirs.generation > meta.generation
         {
             let (namespace, name) = (

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use meshca_core::bundle::{self, Bundle, BundleMeta};
+use meshca_core::escrow::EscrowKey;
 use meshca_core::kind::{Landing, Layout};
 use meshca_core::pem::PemError;
 use meshca_core::timestamp::rfc3339;
@@ -51,8 +52,16 @@ pub fn annotations(meta: &BundleMeta) -> BTreeMap<String, String> {
         "root-fingerprint-sha256",
         meta.root_fingerprint_sha256.clone(),
     );
+    if let Some(owner) = &meta.owner {
+        put(CLUSTER, owner.cluster.to_string());
+        put(KIND, owner.kind.to_string());
+    }
     a
 }
+
+/// The annotations that say whose a secret is (`meshca.io/cluster`, `meshca.io/kind`).
+pub const CLUSTER: &str = "cluster";
+pub const KIND: &str = "kind";
 
 /// Reads annotations back; `None` when any is missing or unparseable (not written by us).
 pub fn meta_from(a: &BTreeMap<String, String>) -> Option<BundleMeta> {
@@ -64,7 +73,13 @@ pub fn meta_from(a: &BTreeMap<String, String>) -> Option<BundleMeta> {
         certificate_id: get("certificate-arn")?,
         fingerprint_sha256: get("fingerprint-sha256")?,
         root_fingerprint_sha256: get("root-fingerprint-sha256")?,
+        owner: owner_from(get(CLUSTER), get(KIND)),
     })
+}
+
+/// Whose a secret says it is; `None` for secrets written before owners were recorded.
+fn owner_from(cluster: Option<String>, kind: Option<String>) -> Option<EscrowKey> {
+    Some(EscrowKey::new(cluster?.parse().ok()?, kind?.parse().ok()?))
 }
 
 pub(crate) fn is_ours(secret: &Secret) -> bool {
@@ -218,12 +233,15 @@ pub(crate) fn differing_file(
         .map(|(n, _)| n)
 }
 
-/// Whether the secret is ours and already holds exactly this bundle and record.
+/// Whether the secret is ours and already holds exactly this bundle and record. The owner
+/// annotations are not asked for: a secret written before they were recorded is not rewritten
+/// (nor istiod restarted) for them alone; its next write adds them.
 pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta, layout: Layout) -> bool {
     let ann = secret.metadata.annotations.clone().unwrap_or_default();
+    let record = BundleMeta { owner: None, ..meta.clone() };
     is_ours(secret)
         && differing_file(secret, bundle, layout).is_none()
-        && annotations(meta).iter().all(|(k, v)| ann.get(k) == Some(v))
+        && annotations(&record).iter().all(|(k, v)| ann.get(k) == Some(v))
 }
 
 /// The root bundle's bytes as the consumer reads them (istiod: `ca.crt` when `tls.crt` is there).
