@@ -108,18 +108,15 @@ pub struct IssueArgs {
     #[arg(long = "central-address", value_name = "ADDR", help_heading = "Kinds")]
     central_addresses: Vec<String>,
 
-    /// Namespace of TSB's management-plane secrets (xcp-central-cert, mpc-certs).
-    #[arg(long, value_name = "NS", default_value = "tsb", help_heading = "Kinds")]
-    tsb_namespace: String,
+    /// xcp-central, mpc: namespace of TSB's management-plane secrets (xcp-central-cert,
+    /// mpc-certs) [default: tsb].
+    #[arg(long, value_name = "NS", help_heading = "Kinds")]
+    tsb_namespace: Option<String>,
 
-    /// cert-manager-ca: the secret istio-csr's CA Issuer reads, as NAMESPACE/NAME.
-    #[arg(
-        long,
-        value_name = "NS/NAME",
-        default_value = "cert-manager/istio-ca",
-        help_heading = "Kinds"
-    )]
-    cert_manager_secret: String,
+    /// cert-manager-ca: the secret istio-csr's CA Issuer reads, as NAMESPACE/NAME
+    /// [default: cert-manager/istio-ca].
+    #[arg(long, value_name = "NS/NAME", help_heading = "Kinds")]
+    cert_manager_secret: Option<String>,
 
     /// Issue a new generation even if the escrowed one is healthy.
     #[arg(long)]
@@ -202,10 +199,18 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("connecting to {target}"))?;
         if let Some(d) = &delivery {
-            let observed = d.observe().await.with_context(|| format!("reading {target}"))?;
+            let observed = d
+                .observe()
+                .await
+                .with_context(|| format!("reading {target}"))?;
             let key = settings.kind.escrow_key(&cluster);
-            if let Some(refusal) = d.refuses(&observed).or_else(|| observed.owned_by_another(&key)) {
-                return Err(anyhow::Error::new(refusal).context(format!("{target}: nothing issued")));
+            if let Some(refusal) = d
+                .refuses(&observed)
+                .or_else(|| observed.owned_by_another(&key))
+            {
+                return Err(
+                    anyhow::Error::new(refusal).context(format!("{target}: nothing issued"))
+                );
             }
         }
         jobs.push((settings, out, delivery));
@@ -275,6 +280,16 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
             rfc3339(end)
         );
     }
+    let renewal = RenewalPolicy {
+        renew_before: args.renew_before_days.map(|d| Duration::days(d.into())),
+    };
+    let lifetime = match validity {
+        Validity::Days(d) => Duration::days(d.into()),
+        Validity::EndDate(end) => end - OffsetDateTime::now_utc(),
+    };
+    if let Err(why) = renewal.check(lifetime, Profile::default().min_remaining) {
+        bail!("--validity-days / --not-after and --renew-before-days do not work together: {why}");
+    }
     Ok(Settings {
         key_algorithm,
         organization: args.organization.clone(),
@@ -285,9 +300,7 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
             key_algorithm: Some(key_algorithm),
             ..Profile::default()
         },
-        renewal: RenewalPolicy {
-            renew_before: args.renew_before_days.map(|d| Duration::days(d.into())),
-        },
+        renewal,
         kind: KindSpec::default(),
         scope: None,
     })
@@ -295,8 +308,11 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
 
 /// The kinds asked for, each with its names from the flags; each at most once.
 fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
-    let (cm_namespace, cm_name) = args
+    let cert_manager_secret = args
         .cert_manager_secret
+        .clone()
+        .unwrap_or_else(|| "cert-manager/istio-ca".into());
+    let (cm_namespace, cm_name) = cert_manager_secret
         .split_once('/')
         .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
         .with_context(|| {
@@ -307,11 +323,43 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
         })?;
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     for a in &args.central_addresses {
-        match a.parse::<std::net::IpAddr>() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => dns.push(a.clone()),
+        match meshca_core::kind::parse_address(a)
+            .map_err(|e| anyhow::anyhow!("--central-address {e}"))?
+        {
+            meshca_core::kind::SanAddress::Ip(ip) => ips.push(ip),
+            meshca_core::kind::SanAddress::Dns(name) => dns.push(name),
         }
     }
+    if let Some(name) = &args.tsb_name {
+        meshca_core::kind::check_tsb_name(name).map_err(|e| anyhow::anyhow!("--tsb-name: {e}"))?;
+    }
+    let asked = |k: Kind| args.kinds.iter().any(|x| x.parse::<Kind>().ok() == Some(k));
+    let without_kind = [
+        (
+            !args.central_addresses.is_empty() && !asked(Kind::XcpCentral),
+            "--central-address",
+            "--kind xcp-central",
+        ),
+        (
+            args.tsb_name.is_some() && !asked(Kind::XcpEdge),
+            "--tsb-name",
+            "--kind xcp-edge",
+        ),
+        (
+            args.tsb_namespace.is_some() && !asked(Kind::XcpCentral) && !asked(Kind::Mpc),
+            "--tsb-namespace",
+            "--kind xcp-central or --kind mpc",
+        ),
+        (
+            args.cert_manager_secret.is_some() && !asked(Kind::CertManagerCa),
+            "--cert-manager-secret",
+            "--kind cert-manager-ca",
+        ),
+    ];
+    if let Some((_, flag, kind)) = without_kind.iter().find(|(given, ..)| *given) {
+        bail!("{flag} is for {kind}, which is not asked for: it would be ignored");
+    }
+    let tsb_namespace = args.tsb_namespace.clone().unwrap_or_else(|| "tsb".into());
     let mut out: Vec<KindSpec> = Vec::new();
     for k in &args.kinds {
         let kind: Kind = k.parse()?;
@@ -325,9 +373,9 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
             }
             Kind::XcpCentral => {
                 (spec.namespace, spec.dns, spec.ips) =
-                    (args.tsb_namespace.clone(), dns.clone(), ips.clone())
+                    (tsb_namespace.clone(), dns.clone(), ips.clone())
             }
-            Kind::Mpc => spec.namespace = args.tsb_namespace.clone(),
+            Kind::Mpc => spec.namespace = tsb_namespace.clone(),
             Kind::XcpEdge => spec.tsb_name = args.tsb_name.clone(),
             Kind::IstioCacerts => {}
         }

@@ -216,6 +216,71 @@ fn bad_input_fails_cleanly() {
             &["--cluster", "demo", "--common-name", &"x".repeat(80)],
             "at most 64",
         ),
+        // Settings that can never work are refused before any key exists.
+        (
+            &["--cluster", "demo", "--validity-days", "1"],
+            "would be refused at once",
+        ),
+        (
+            &["--cluster", "demo", "--validity-days", "2"],
+            "renewed on every run",
+        ),
+        (
+            &[
+                "--cluster",
+                "demo",
+                "--validity-days",
+                "30",
+                "--renew-before-days",
+                "30",
+            ],
+            "renewed on every run",
+        ),
+        (
+            &[
+                "--cluster",
+                "mgmt",
+                "--kind",
+                "xcp-central",
+                "--central-address",
+                "https://central.example:8443/",
+            ],
+            "(the host alone: central.example)",
+        ),
+        (
+            &[
+                "--cluster",
+                "mgmt",
+                "--kind",
+                "xcp-central",
+                "--central-address",
+                "",
+            ],
+            "it is empty",
+        ),
+        (
+            &[
+                "--cluster",
+                "east",
+                "--kind",
+                "xcp-edge",
+                "--tsb-name",
+                "Bad Name/../x",
+            ],
+            "not one SPIFFE path segment",
+        ),
+        (
+            &["--cluster", "east", "--tsb-name", "prod-east"],
+            "--tsb-name is for --kind xcp-edge",
+        ),
+        (
+            &["--cluster", "mgmt", "--central-address", "central.example"],
+            "--central-address is for --kind xcp-central",
+        ),
+        (
+            &["--cluster", "c1", "--cert-manager-secret", "a/b"],
+            "--cert-manager-secret is for --kind cert-manager-ca",
+        ),
     ];
     for (args, message) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -337,4 +402,27 @@ fn a_closed_pipe_ends_output_quietly() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The longest name EKS allows issues with a CN that fits (the CN is abbreviated, distinctly),
+/// as does a name with capitals and underscores.
+#[test]
+fn every_eks_cluster_name_issues() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let long = format!("Prod_{}", "x".repeat(95));
+    for name in ["Prod_EU_1", long.as_str()] {
+        meshca(d)
+            .args(["issue", "--cluster", name])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!(
+                "{name}: issued generation 1"
+            )));
+        let (ok, out) = meshca_test_support::openssl::run(
+            &["x509", "-noout", "-subject", "-in", "ca-cert.pem"],
+            &d.join("out").join(name),
+        );
+        assert!(ok && out.contains("istio intermediate CA"), "{out}");
+    }
 }

@@ -131,13 +131,36 @@ fn a_secret_says_whose_it_is_and_another_cluster_never_overwrites_it() {
     let d = dir.path();
     std::fs::write(d.join("kubeconfig"), real.kubeconfig("real")).unwrap();
     let ctx = ["--context", "real", "--kubeconfig", "kubeconfig"];
-    meshca(d).args(["issue", "--cluster", "c1"]).args(ctx).assert().success();
+    meshca(d)
+        .args(["issue", "--cluster", "c1"])
+        .args(ctx)
+        .assert()
+        .success();
     let secret = || -> serde_json::Value {
-        serde_json::from_str(&real.kubectl(&["-n", "istio-system", "get", "secret", "cacerts", "-o", "json"], None)).unwrap()
+        serde_json::from_str(&real.kubectl(
+            &[
+                "-n",
+                "istio-system",
+                "get",
+                "secret",
+                "cacerts",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap()
     };
     let before = secret();
     let ann = &before["metadata"]["annotations"];
-    assert_eq!((ann["meshca.io/cluster"].as_str(), ann["meshca.io/kind"].as_str()), (Some("c1"), Some("istio-cacerts")), "{ann}");
+    assert_eq!(
+        (
+            ann["meshca.io/cluster"].as_str(),
+            ann["meshca.io/kind"].as_str()
+        ),
+        (Some("c1"), Some("istio-cacerts")),
+        "{ann}"
+    );
     meshca(d)
         .args(["issue", "--cluster", "other"])
         .args(ctx)
@@ -145,10 +168,16 @@ fn a_secret_says_whose_it_is_and_another_cluster_never_overwrites_it() {
         .failure()
         .stderr(predicate::str::contains("belongs to c1"))
         .stderr(predicate::str::contains("with the bundle of other"));
-    assert!(!d.join("out/other").exists() && !d.join(".meshca/escrow/other").exists(), "refused before anything was issued for other");
+    assert!(
+        !d.join("out/other").exists() && !d.join(".meshca/escrow/other").exists(),
+        "refused before anything was issued for other"
+    );
     let after = secret();
     assert_eq!(after["data"], before["data"], "c1's cacerts untouched");
-    assert_eq!(after["metadata"]["annotations"], before["metadata"]["annotations"]);
+    assert_eq!(
+        after["metadata"]["annotations"],
+        before["metadata"]["annotations"]
+    );
     meshca(d)
         .args(["issue", "--cluster", "c1", "--force"])
         .args(ctx)

@@ -7,6 +7,7 @@ use meshca_core::delivery::RestartPolicy;
 use std::collections::BTreeMap;
 
 use meshca_core::AccountId;
+use meshca_core::kind::SanAddress;
 use meshca_core::{
     KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity,
 };
@@ -94,7 +95,7 @@ pub struct Kinds {
     pub tsb_role_tag: String,
     pub tsb_name_tag: String,
     pub tsb_namespace: String,
-    pub central_addresses: Vec<String>,
+    pub central_addresses: Vec<SanAddress>,
     pub cert_manager_secret: (String, String),
 }
 
@@ -106,6 +107,10 @@ impl Kinds {
             Some(v) => parse_kinds(v).map_err(|e| format!("tag {}: {e}", self.kinds_tag))?,
             None => self.default.clone(),
         };
+        if let Some(name) = tags.get(&self.tsb_name_tag) {
+            meshca_core::kind::check_tsb_name(name)
+                .map_err(|e| format!("tag {}: {e}", self.tsb_name_tag))?;
+        }
         if tags.get(&self.tsb_role_tag).map(String::as_str) == Some("management-plane") {
             for k in [Kind::XcpCentral, Kind::Mpc] {
                 if !kinds.contains(&k) {
@@ -126,9 +131,9 @@ impl Kinds {
         }
         if kind == Kind::XcpCentral {
             for a in &self.central_addresses {
-                match a.parse::<std::net::IpAddr>() {
-                    Ok(ip) => spec.ips.push(ip),
-                    Err(_) => spec.dns.push(a.clone()),
+                match a {
+                    SanAddress::Ip(ip) => spec.ips.push(*ip),
+                    SanAddress::Dns(name) => spec.dns.push(name.clone()),
                 }
             }
         }
@@ -272,6 +277,21 @@ impl Config {
                 Some(time::Duration::days(d.into()))
             }
         };
+        let renewal = RenewalPolicy { renew_before };
+        if let Err(why) = renewal.check(
+            time::Duration::days(validity_days.into()),
+            Profile::default().min_remaining,
+        ) {
+            let var = if renew_before.is_some() {
+                "MESHCA_RENEW_BEFORE_DAYS"
+            } else {
+                "MESHCA_VALIDITY_DAYS"
+            };
+            return Err(ConfigError {
+                var,
+                problem: why.to_string(),
+            });
+        }
         let recovery_window_days: i64 = parse(env, "MESHCA_RECOVERY_WINDOW_DAYS", 30)?;
         if !(7..=30).contains(&recovery_window_days) {
             return Err(ConfigError {
@@ -324,7 +344,7 @@ impl Config {
                     key_algorithm: Some(key_algorithm),
                     ..Profile::default()
                 },
-                renewal: RenewalPolicy { renew_before },
+                renewal,
                 ..Settings::default()
             },
             secret_prefix: get(env, "MESHCA_SECRET_PREFIX"),
@@ -468,7 +488,16 @@ fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
         tsb_name_tag: tag("MESHCA_TSB_NAME_TAG", "meshca.io/tsb-name"),
         tsb_namespace: tag("MESHCA_TSB_NAMESPACE", "tsb"),
         central_addresses: get(env, "MESHCA_TSB_CENTRAL_ADDRESSES")
-            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .map(|v| {
+                v.split_whitespace()
+                    .map(meshca_core::kind::parse_address)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|problem| ConfigError {
+                var: "MESHCA_TSB_CENTRAL_ADDRESSES",
+                problem,
+            })?
             .unwrap_or_default(),
         cert_manager_secret,
     })
@@ -676,6 +705,15 @@ mod tests {
             "MESHCA_KEY_ALGORITHM",
         );
         bad(&plus(("MESHCA_VALIDITY_DAYS", "0")), "MESHCA_VALIDITY_DAYS");
+        bad(&plus(("MESHCA_VALIDITY_DAYS", "1")), "MESHCA_VALIDITY_DAYS");
+        bad(&plus(("MESHCA_VALIDITY_DAYS", "2")), "MESHCA_VALIDITY_DAYS");
+        bad(
+            &plus((
+                "MESHCA_TSB_CENTRAL_ADDRESSES",
+                "https://central.example:8443/",
+            )),
+            "MESHCA_TSB_CENTRAL_ADDRESSES",
+        );
         bad(
             &plus(("MESHCA_VALIDITY_DAYS", "a year")),
             "MESHCA_VALIDITY_DAYS",

@@ -248,23 +248,62 @@ async fn an_eks_name_with_capitals_and_underscores_is_served_end_to_end() {
     let name = "Prod_EU_1";
     let w = world_named(name, &[]).await;
     let renamed = |file: &str| {
-        let text = serde_json::to_string(&sample(file)).unwrap().replace("\"c1\"", &format!("\"{name}\""));
+        let text = serde_json::to_string(&sample(file))
+            .unwrap()
+            .replace("\"c1\"", &format!("\"{name}\""));
         event::parse(&serde_json::from_str(&text).unwrap()).unwrap()
     };
-    let created = w.app.handle(renamed("eks-create-cluster.json"), soon()).await;
+    let created = w
+        .app
+        .handle(renamed("eks-create-cluster.json"), soon())
+        .await;
     assert_eq!(created.cluster.as_deref(), Some(name));
-    assert!(matches!(created.outcome, Outcome::Renewed { generation: 1, change: Change::Created, .. }), "{created:?}");
-    let secret = w.server.get(Resource::Secrets, "istio-system", "cacerts").expect("cacerts delivered");
-    assert_eq!(secret["metadata"]["annotations"]["meshca.io/generation"], "1");
+    assert!(
+        matches!(
+            created.outcome,
+            Outcome::Renewed {
+                generation: 1,
+                change: Change::Created,
+                ..
+            }
+        ),
+        "{created:?}"
+    );
+    let secret = w
+        .server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .expect("cacerts delivered");
+    assert_eq!(
+        secret["metadata"]["annotations"]["meshca.io/generation"],
+        "1"
+    );
     use base64::Engine;
-    let pem = base64::engine::general_purpose::STANDARD.decode(secret["data"]["ca-cert.pem"].as_str().unwrap()).unwrap();
-    let der = meshca_core::pem::certificates("ca-cert.pem", std::str::from_utf8(&pem).unwrap()).unwrap().remove(0);
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["ca-cert.pem"].as_str().unwrap())
+        .unwrap();
+    let der = meshca_core::pem::certificates("ca-cert.pem", std::str::from_utf8(&pem).unwrap())
+        .unwrap()
+        .remove(0);
     let cert = meshca_core::cert::Certificate::from_der("ca-cert.pem", der).unwrap();
-    assert!(cert.subject.contains("Prod_EU_1 istio intermediate CA"), "{}", cert.subject);
+    assert!(
+        cert.subject.contains("Prod_EU_1 istio intermediate CA"),
+        "{}",
+        cert.subject
+    );
     let sweep = w.app.sweep(soon()).await;
-    assert_eq!((sweep.checked, sweep.unchanged, sweep.failed, sweep.skipped), (1, 1, 0, 0), "{sweep:?}");
-    let deleted = w.app.handle(renamed("eks-delete-cluster.json"), soon()).await;
-    assert!(matches!(deleted.outcome, Outcome::Revoked { .. }), "{deleted:?}");
+    assert_eq!(
+        (sweep.checked, sweep.unchanged, sweep.failed, sweep.skipped),
+        (1, 1, 0, 0),
+        "{sweep:?}"
+    );
+    let deleted = w
+        .app
+        .handle(renamed("eks-delete-cluster.json"), soon())
+        .await;
+    assert!(
+        matches!(deleted.outcome, Outcome::Revoked { .. }),
+        "{deleted:?}"
+    );
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
 }
 

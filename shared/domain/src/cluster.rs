@@ -40,7 +40,11 @@ impl ClusterName {
         }
         let digest = crate::cert::sha256_hex(self.0.as_bytes());
         let keep = max.saturating_sub(9);
-        format!("{}-{}", self.0[..keep].trim_end_matches(['-', '_']), &digest[..8])
+        format!(
+            "{}-{}",
+            self.0[..keep].trim_end_matches(['-', '_']),
+            &digest[..8]
+        )
     }
 }
 
@@ -59,7 +63,10 @@ impl FromStr for ClusterName {
         if s.len() > MAX_LEN {
             return bad("it is longer than 100 characters");
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return bad("it contains a character other than a letter, a digit, '-' or '_'");
         }
         if !s.as_bytes()[0].is_ascii_alphanumeric() {
@@ -94,10 +101,29 @@ mod tests {
 
     #[test]
     fn accepts_every_eks_name_and_rejects_the_rest() {
-        for ok in ["demo", "prod-eu-west-1", "a", "0abc", "Prod_EU_1", "a-", "A_", &"a".repeat(100)] {
+        for ok in [
+            "demo",
+            "prod-eu-west-1",
+            "a",
+            "0abc",
+            "Prod_EU_1",
+            "a-",
+            "A_",
+            &"a".repeat(100),
+        ] {
             assert!(ok.parse::<ClusterName>().is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "_rotation", "a.b", "../x", &"a".repeat(101), "a b", "a/b", "é"] {
+        for bad in [
+            "",
+            "-a",
+            "_rotation",
+            "a.b",
+            "../x",
+            &"a".repeat(101),
+            "a b",
+            "a/b",
+            "é",
+        ] {
             let e = bad.parse::<ClusterName>().unwrap_err().to_string();
             assert!(e.contains("is not an EKS cluster name"), "{bad}: {e}");
         }
@@ -107,7 +133,10 @@ mod tests {
     fn an_abbreviation_fits_and_keeps_long_names_apart() {
         let short: ClusterName = "Prod_EU_1".parse().unwrap();
         assert_eq!(short.abbreviated(40), "Prod_EU_1");
-        let (a, b): (ClusterName, ClusterName) = (format!("{}a", "x".repeat(99)).parse().unwrap(), format!("{}b", "x".repeat(99)).parse().unwrap());
+        let (a, b): (ClusterName, ClusterName) = (
+            format!("{}a", "x".repeat(99)).parse().unwrap(),
+            format!("{}b", "x".repeat(99)).parse().unwrap(),
+        );
         let (x, y) = (a.abbreviated(40), b.abbreviated(40));
         assert!(x.len() <= 40 && y.len() <= 40, "{x} {y}");
         assert_ne!(x, y);

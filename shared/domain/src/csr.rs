@@ -40,7 +40,10 @@ impl Subject {
     /// `<cluster> istio intermediate CA`, the name an operator expects to see in `openssl x509`.
     pub fn for_cluster(cluster: &ClusterName) -> Self {
         Subject {
-            common_name: format!("{} istio intermediate CA", cluster.abbreviated(CN_NAME_ROOM)),
+            common_name: format!(
+                "{} istio intermediate CA",
+                cluster.abbreviated(CN_NAME_ROOM)
+            ),
             organization: None,
             organizational_unit: None,
         }

@@ -217,9 +217,17 @@ impl Observed {
     /// before owners were recorded name none.
     pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
         match self {
-            Observed::Managed { meta: Some(BundleMeta { owner: Some(theirs), .. }), .. } if theirs != ours => {
-                Some(DeliveryError::OtherOwner { theirs: theirs.clone(), ours: ours.clone() })
-            }
+            Observed::Managed {
+                meta:
+                    Some(BundleMeta {
+                        owner: Some(theirs),
+                        ..
+                    }),
+                ..
+            } if theirs != ours => Some(DeliveryError::OtherOwner {
+                theirs: theirs.clone(),
+                ours: ours.clone(),
+            }),
             _ => None,
         }
     }

@@ -19,7 +19,9 @@ use crate::kind::Kind;
 pub const SCHEMA: u32 = 1;
 
 /// Whose records: one kind of certificate of one cluster. Serialised as its name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct EscrowKey {
     pub cluster: ClusterName,
@@ -425,7 +427,15 @@ mod key_tests {
         ] {
             assert_eq!(key.name().parse::<EscrowKey>(), Ok(key));
         }
-        for bad in ["_rotation", "c1.istio-cacerts", "c1.nope", "-c1", "", "a/b", "c1.xcp-edge.x"] {
+        for bad in [
+            "_rotation",
+            "c1.istio-cacerts",
+            "c1.nope",
+            "-c1",
+            "",
+            "a/b",
+            "c1.xcp-edge.x",
+        ] {
             assert!(bad.parse::<EscrowKey>().is_err(), "{bad}");
         }
     }

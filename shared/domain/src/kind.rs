@@ -201,8 +201,14 @@ impl KindSpec {
     /// The default common name of the CSR.
     pub fn common_name(&self, cluster: &ClusterName) -> String {
         match self.kind {
-            Kind::IstioCacerts => format!("{} istio intermediate CA", cluster.abbreviated(crate::csr::CN_NAME_ROOM)),
-            Kind::CertManagerCa => format!("{} istio-csr CA", cluster.abbreviated(crate::csr::CN_NAME_ROOM)),
+            Kind::IstioCacerts => format!(
+                "{} istio intermediate CA",
+                cluster.abbreviated(crate::csr::CN_NAME_ROOM)
+            ),
+            Kind::CertManagerCa => format!(
+                "{} istio-csr CA",
+                cluster.abbreviated(crate::csr::CN_NAME_ROOM)
+            ),
             Kind::XcpCentral => "xcp-central".into(),
             Kind::Mpc => "mpc".into(),
             Kind::XcpEdge => match &self.tsb_name {
@@ -275,5 +281,127 @@ mod tests {
             Kind::CertManagerCa.template(),
             Template::SubordinateCaPathLen0
         );
+    }
+}
+
+/// An address xcp-central must carry: an IP address, or a DNS name by RFC 1123 (labels of
+/// letters, digits and `-`, at most 63 each, 253 in all). A URL, a port or a path is refused
+/// with the host it should have been.
+pub fn parse_address(text: &str) -> Result<SanAddress, String> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SanAddress::Ip(ip));
+    }
+    let host = text.split("://").last().unwrap_or(text);
+    let host = host.split(['/', ':']).next().unwrap_or(host);
+    let bad = |why: &str| {
+        let hint = if !host.is_empty() && host != text {
+            format!(" (the host alone: {host})")
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "{text:?} is not an IP address or a DNS name: {why}{hint}"
+        ))
+    };
+    if text.is_empty() {
+        return bad("it is empty");
+    }
+    if host != text {
+        return bad("give the host only, without scheme, port or path");
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.len() > 253 {
+        return bad("it is longer than 253 characters");
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return bad(&format!(
+                "label {label:?} is not letters, digits and inner '-' (1 to 63 characters)"
+            ));
+        }
+    }
+    Ok(SanAddress::Dns(name.to_ascii_lowercase()))
+}
+
+/// A DNS or IP subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanAddress {
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+/// A cluster's name in TSB: the last segment of `spiffe://xcp.tetrate.io/<name>`, so one SPIFFE
+/// path segment — letters, digits, `.`, `-` and `_`, not `.` or `..` — of at most 200 characters.
+pub fn check_tsb_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "TSB name {name:?} is not one SPIFFE path segment (letters, digits, '.', '-', '_'; not '.' or '..')"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_hosts_or_ips_and_a_url_says_which_host_was_meant() {
+        assert_eq!(
+            parse_address("central.tsb.example"),
+            Ok(SanAddress::Dns("central.tsb.example".into()))
+        );
+        assert_eq!(
+            parse_address("Central.TSB.example."),
+            Ok(SanAddress::Dns("central.tsb.example".into()))
+        );
+        assert_eq!(
+            parse_address("10.0.0.7"),
+            Ok(SanAddress::Ip("10.0.0.7".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_address("::1"),
+            Ok(SanAddress::Ip("::1".parse().unwrap()))
+        );
+        let e = parse_address("https://central.example:8443/").unwrap_err();
+        assert!(
+            e.contains("host only") && e.contains("(the host alone: central.example)"),
+            "{e}"
+        );
+        for bad in [
+            "",
+            "a..b",
+            "-a.example",
+            "a_b.example",
+            "a b",
+            &format!("{}.example", "a".repeat(64)),
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tsb_names_are_one_spiffe_segment() {
+        for ok in ["prod-east", "Prod_EU.1"] {
+            assert_eq!(check_tsb_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".", "..", "Bad Name/../x", "a/b", "a%2f"] {
+            assert!(check_tsb_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -93,7 +93,42 @@ impl Verdict {
     }
 }
 
+/// Why a validity and renewal policy cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnworkablePolicy {
+    #[error("a certificate valid for {} would be refused at once: a bundle must have more than {} of life left", human_hours(.validity.whole_hours()), human_hours(.minimum.whole_hours()))]
+    TooShort {
+        validity: Duration,
+        minimum: Duration,
+    },
+    #[error("a certificate valid for {} with renewal due {} before expiry would be renewed on every run: give a longer validity or renew later", human_hours(.validity.whole_hours()), human_hours(.renew_before.whole_hours()))]
+    AlwaysDue {
+        validity: Duration,
+        renew_before: Duration,
+    },
+}
+
 impl RenewalPolicy {
+    /// Whether certificates valid for `validity` can be issued and then kept under this policy,
+    /// given the shortest life a bundle may have (`minimum`): checked before any key exists.
+    pub fn check(&self, validity: Duration, minimum: Duration) -> Result<(), UnworkablePolicy> {
+        // An hour of slack for the time between asking and checking.
+        if validity <= minimum + Duration::hours(1) {
+            return Err(UnworkablePolicy::TooShort { validity, minimum });
+        }
+        let renew_before = self.threshold(
+            OffsetDateTime::UNIX_EPOCH,
+            OffsetDateTime::UNIX_EPOCH + validity,
+        );
+        if renew_before >= validity - Duration::hours(1) {
+            return Err(UnworkablePolicy::AlwaysDue {
+                validity,
+                renew_before,
+            });
+        }
+        Ok(())
+    }
+
     /// The threshold for a certificate valid from `not_before` to `not_after`.
     pub fn threshold(&self, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Duration {
         self.renew_before.unwrap_or_else(|| {
@@ -139,6 +174,39 @@ pub(crate) fn human_hours(h: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unworkable_policies_are_named_before_anything_is_issued() {
+        let day = Duration::days(1);
+        let default = RenewalPolicy::default();
+        assert!(matches!(
+            default.check(day, day),
+            Err(UnworkablePolicy::TooShort { .. })
+        ));
+        let e = default.check(2 * day, day).unwrap_err();
+        assert!(
+            matches!(e, UnworkablePolicy::AlwaysDue { .. })
+                && e.to_string().contains("renewed on every run"),
+            "{e}"
+        );
+        assert_eq!(default.check(3 * day, day), Ok(()));
+        let late = RenewalPolicy {
+            renew_before: Some(day),
+        };
+        assert_eq!(
+            late.check(2 * day, day),
+            Ok(()),
+            "renewing a day before a two-day certificate ends works"
+        );
+        let early = RenewalPolicy {
+            renew_before: Some(30 * day),
+        };
+        assert!(matches!(
+            early.check(30 * day, day),
+            Err(UnworkablePolicy::AlwaysDue { .. })
+        ));
+        assert_eq!(early.check(365 * day, day), Ok(()));
+    }
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);

@@ -3,8 +3,8 @@
 
 mod pki;
 
-use meshca_core::escrow::EscrowKey;
 use meshca_core::delivery::Observed;
+use meshca_core::escrow::EscrowKey;
 use meshca_core::escrow::{Current, GenerationToken, SCHEMA, Summary};
 use meshca_core::validate::Profile;
 use meshca_core::{BundleMeta, ClusterName, Kind};

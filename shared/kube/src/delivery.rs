@@ -43,7 +43,10 @@ pub struct KubeDelivery {
 /// `Some(OtherOwner)` when the secret's record names another cluster or kind than `meta`.
 fn other_owner(theirs: &BundleMeta, meta: &BundleMeta) -> Option<DeliveryError> {
     match (&theirs.owner, &meta.owner) {
-        (Some(t), Some(o)) if t != o => Some(DeliveryError::OtherOwner { theirs: t.clone(), ours: o.clone() }),
+        (Some(t), Some(o)) if t != o => Some(DeliveryError::OtherOwner {
+            theirs: t.clone(),
+            ours: o.clone(),
+        }),
         _ => None,
     }
 }
@@ -77,7 +80,9 @@ impl KubeDelivery {
             return Err(self.unmanaged());
         }
         let theirs = if ours { meta_of(current) } else { None };
-        if let Some(DeliveryError::OtherOwner { theirs, ours }) = theirs.as_ref().and_then(|t| other_owner(t, meta)) {
+        if let Some(DeliveryError::OtherOwner { theirs, ours }) =
+            theirs.as_ref().and_then(|t| other_owner(t, meta))
+        {
             return Err(DeliveryError::OtherOwner { theirs, ours });
         }
         // Generations are compared within one cluster and kind only (legacy secrets name none).

@@ -238,10 +238,15 @@ pub(crate) fn differing_file(
 /// (nor istiod restarted) for them alone; its next write adds them.
 pub(crate) fn holds(secret: &Secret, bundle: &Bundle, meta: &BundleMeta, layout: Layout) -> bool {
     let ann = secret.metadata.annotations.clone().unwrap_or_default();
-    let record = BundleMeta { owner: None, ..meta.clone() };
+    let record = BundleMeta {
+        owner: None,
+        ..meta.clone()
+    };
     is_ours(secret)
         && differing_file(secret, bundle, layout).is_none()
-        && annotations(&record).iter().all(|(k, v)| ann.get(k) == Some(v))
+        && annotations(&record)
+            .iter()
+            .all(|(k, v)| ann.get(k) == Some(v))
 }
 
 /// The root bundle's bytes as the consumer reads them (istiod: `ca.crt` when `tls.crt` is there).
