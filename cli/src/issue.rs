@@ -118,9 +118,14 @@ pub struct IssueArgs {
     #[arg(long, value_name = "NS/NAME", help_heading = "Kinds")]
     cert_manager_secret: Option<String>,
 
-    /// Issue a new generation even if the escrowed one is healthy.
+    /// Issue a new generation even if the escrowed one is healthy (same root).
     #[arg(long)]
     force: bool,
+
+    /// Lab only: let the cluster move to an authority whose root it does not share, which cuts
+    /// it off from every cluster of its old root. A fleet changes roots with `meshca rotate-root`.
+    #[arg(long)]
+    new_root: bool,
 
     /// Directory the bundle is written under, one folder per cluster.
     #[arg(long, value_name = "DIR", default_value = "out")]
@@ -301,6 +306,7 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
             ..Profile::default()
         },
         renewal,
+        new_root: args.new_root,
         kind: KindSpec::default(),
         scope: None,
     })

@@ -426,3 +426,41 @@ fn every_eks_cluster_name_issues() {
         assert!(ok && out.contains("istio intermediate CA"), "{out}");
     }
 }
+
+/// A forgotten --ca-dir would move a cluster to another root (a new default root) and cut it off
+/// from its mesh: refused, naming the recorded authority and the ways to change it on purpose;
+/// the recorded authority goes on working, and --new-root is the lab's escape hatch.
+#[test]
+fn a_forgotten_ca_dir_never_moves_a_cluster_to_another_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--ca-dir", "caA"])
+        .assert()
+        .success();
+    let before = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("shares no root with it"))
+        .stderr(predicate::str::contains("caA"))
+        .stderr(predicate::str::contains("meshca rotate-root start"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap(),
+        before,
+        "x's bundle untouched"
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--ca-dir", "caA"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: reused generation 1"));
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--new-root"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "x: issued generation 2 (the authority's root changed)",
+        ));
+}

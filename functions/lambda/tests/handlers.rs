@@ -241,6 +241,75 @@ async fn create_reconcile_and_delete_through_the_handler() {
     assert_eq!(w.emu.calls("RevokeCertificate"), 1);
 }
 
+/// A configured CA whose root differs from the fleet's, outside a rotation (a changed
+/// MESHCA_CA_ARN): every cluster is left as it is and reported failed, with the reason, in the
+/// sweep's report and its ClustersFailed metric (which the alarm watches); nothing is issued.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_of_another_root_outside_a_rotation_changes_no_cluster_and_is_reported() {
+    let w = world(&[]).await;
+    assert!(matches!(
+        w.run("eks-create-cluster.json").await,
+        Outcome::Renewed { generation: 1, .. }
+    ));
+    let before = w
+        .server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .unwrap();
+    let other = w.emu.hierarchy("EC_prime256v1", 1)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), other),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+        ("MESHCA_VERIFY_EVERY".to_string(), "1".to_string()),
+    ]);
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let moved = App::with_sdk_config(config, &w.emu.sdk_config().await)
+        .await
+        .unwrap();
+    let issued = w.emu.calls("IssueCertificate");
+    let sweep = moved.sweep(soon()).await;
+    assert_eq!(
+        (sweep.checked, sweep.failed, sweep.renewed),
+        (1, 1, 0),
+        "{sweep:?}"
+    );
+    let failure = serde_json::to_string(&sweep.failures[0]).unwrap();
+    assert!(
+        failure.contains("shares no root") && failure.contains("\"step\":\"decide\""),
+        "{failure}"
+    );
+    let metrics = meshca_lambda::metrics::sweep_metrics(&sweep, time::OffsetDateTime::now_utc());
+    assert_eq!(metrics["ClustersFailed"], 1, "{metrics}");
+    assert_eq!(
+        w.emu.calls("IssueCertificate"),
+        issued,
+        "nothing issued from the other root"
+    );
+    let after = w
+        .server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .unwrap();
+    assert_eq!(
+        after["data"], before["data"],
+        "the cluster keeps its bundle"
+    );
+    // And the event path says the same.
+    let outcome = moved
+        .handle(
+            event::parse(&json!({"cluster": "c1", "region": REGION, "force": true})).unwrap(),
+            soon(),
+        )
+        .await
+        .outcome;
+    assert!(
+        matches!(&outcome, Outcome::Failed { error, .. } if error.contains("shares no root")),
+        "{outcome:?}"
+    );
+}
+
 /// EKS allows upper case and `_` (and 100 characters): such a cluster is created, swept and
 /// deleted like any other, under its own name; its CN is derived to fit.
 #[tokio::test(flavor = "multi_thread")]

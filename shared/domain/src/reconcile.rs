@@ -47,6 +47,11 @@ pub struct Settings {
     /// name in two accounts never share a PCA idempotency token. `None` (meshca's own account)
     /// keeps the tokens records have always had.
     pub scope: Option<String>,
+    /// Let a cluster move to an authority whose roots share none with its escrowed bundle's.
+    /// Off: that move cuts the cluster off from its mesh, so it is refused (a forgotten
+    /// `--ca-dir`, a changed CA in the functions' configuration); root changes belong to a
+    /// rotation, whose bundles always overlap. On only for a lab (`meshca issue --new-root`).
+    pub new_root: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +69,7 @@ impl Default for Settings {
             renewal: RenewalPolicy::default(),
             kind: KindSpec::default(),
             scope: None,
+            new_root: false,
         }
     }
 }
@@ -245,6 +251,16 @@ pub enum ReconcileError {
     #[error("issue: validity must be at least one day")]
     ZeroValidity,
     #[error(
+        "decide: {key} was issued by {recorded} (roots {recorded_roots}); the authority in force here, {in_force} (roots {in_force_roots}), shares no root with it, and moving {key} there would cut it off from its mesh. Issue from the recorded authority (the same --ca-dir, --ca-arn or --vault-addr), move the whole fleet with `meshca rotate-root start --to …`, or, for a lab only, pass --new-root"
+    )]
+    ForeignRoot {
+        key: EscrowKey,
+        recorded: String,
+        recorded_roots: String,
+        in_force: String,
+        in_force_roots: String,
+    },
+    #[error(
         "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}"
     )]
     InvalidIssued {
@@ -267,6 +283,7 @@ impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
+            ReconcileError::ForeignRoot { .. } => Step::Decide,
             ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => {
                 Step::Escrow
             }
@@ -330,6 +347,29 @@ pub struct Reconciler<'a> {
     pub authority: &'a dyn Authority,
     pub escrow: &'a dyn Escrow,
     pub settings: &'a Settings,
+}
+
+/// Refuses the move of `current` to `info`'s authority when the two root bundles have no
+/// certificate in common (a rotation's bundles always overlap: A, A+B, B).
+fn foreign_root(current: &Current, info: &AuthorityInfo) -> Result<(), ReconcileError> {
+    let roots = |pem: &str| crate::pem::certificates("root-cert.pem", pem).unwrap_or_default();
+    let (theirs, ours) = (roots(&current.bundle.root_cert), roots(&info.root_bundle));
+    if theirs.is_empty() || ours.is_empty() || theirs.iter().any(|r| ours.contains(r)) {
+        return Ok(());
+    }
+    let short = |ders: &[Vec<u8>]| {
+        ders.iter()
+            .map(|d| sha256_hex(d)[..16].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ReconcileError::ForeignRoot {
+        key: current.key(),
+        recorded: current.authority_id.clone(),
+        recorded_roots: short(&theirs),
+        in_force: info.id.clone(),
+        in_force_roots: short(&ours),
+    })
 }
 
 impl Reconciler<'_> {
@@ -580,6 +620,11 @@ impl Reconciler<'_> {
             .await
             .map_err(ReconcileError::observe_escrow)?;
 
+        if let Some(current) = &escrowed.current
+            && !self.settings.new_root
+        {
+            foreign_root(current, &info)?;
+        }
         match self.decide(&info, escrowed, force, now) {
             Decision::Keep(current, verified, renew_at) => Ok(Secured {
                 cluster: cluster.clone(),

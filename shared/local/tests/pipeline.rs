@@ -224,12 +224,14 @@ async fn changing_the_key_algorithm_renews_with_the_reason() {
     assert_eq!(o.verified.key_algorithm, KeyAlgorithm::EcP384);
 }
 
+/// An authority whose root the cluster does not share is refused (it would cut the cluster off
+/// from its mesh) and changes nothing; with `new_root` (a lab) it renews under the new root.
 #[tokio::test]
-async fn a_new_root_renews_every_cluster() {
+async fn a_foreign_root_is_refused_unless_a_new_root_is_asked_for() {
     let w = world();
     let c = cluster("reroot");
     let s = settings(KeyAlgorithm::EcP256);
-    Reconciler {
+    let first = Reconciler {
         authority: &w.ca,
         escrow: &w.escrow,
         settings: &s,
@@ -239,10 +241,39 @@ async fn a_new_root_renews_every_cluster() {
     .unwrap();
     let other =
         LocalCa::open_or_create(&w.dir.path().join("ca2"), &LocalRootSpec::default()).unwrap();
-    let o = Reconciler {
+    let refused = Reconciler {
         authority: &other,
         escrow: &w.escrow,
         settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, ReconcileError::ForeignRoot { .. }),
+        "{refused}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("shares no root")
+            && text.contains("meshca rotate-root")
+            && text.contains("--new-root"),
+        "{text}"
+    );
+    let kept = w.escrow.load(&(&c).into()).await.unwrap().current.unwrap();
+    assert_eq!(
+        (kept.meta.generation, kept.meta.serial.as_str()),
+        (1, first.meta.serial.as_str()),
+        "nothing changed"
+    );
+    let lab = Settings {
+        new_root: true,
+        ..s.clone()
+    };
+    let o = Reconciler {
+        authority: &other,
+        escrow: &w.escrow,
+        settings: &lab,
     }
     .ensure_bundle(&c, false)
     .await
