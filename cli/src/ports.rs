@@ -96,6 +96,8 @@ pub struct Ports {
     /// The AWS region in use, if AWS is.
     pub region: Option<String>,
     pub aws: Option<SdkConfig>,
+    /// Whether the authority was named (--ca-dir, --ca-arn, --vault-addr) rather than defaulted.
+    pub named: bool,
 }
 
 impl Ports {
@@ -155,6 +157,9 @@ impl Ports {
             },
         };
         let escrow = meshca_wiring::escrow(&escrow_spec, aws.as_ref(), region.as_deref())?;
+        let named = a.ca_dir.is_some()
+            || a.ca_arn.is_some()
+            || !matches!(spec, AuthoritySpec::Local { .. });
         Ok(Ports {
             spec,
             authority,
@@ -162,6 +167,7 @@ impl Ports {
             escrow,
             region,
             aws,
+            named,
         })
     }
 
@@ -212,20 +218,40 @@ impl Ports {
             let authorities = self.authorities(&rotation).await?;
             return Ok(Arc::new(rollout::in_force(&rotation, &authorities)?));
         }
+        self.after_rotation(&rotation).await
+    }
+
+    /// After a finished rotation the fleet's authority is the rotation's target: a defaulted
+    /// authority that is the retired one gives way to it (said on stderr); the retired one named
+    /// on purpose is refused.
+    pub async fn after_rotation(&self, rotation: &RootRotation) -> Result<Arc<dyn Authority>> {
         let own = self.authority.describe().await?.id;
         let target = rotation.target();
-        if own != target.authority_id && (own == rotation.retiring().authority_id) {
-            let when = rotation
-                .history
-                .last()
-                .map(|t| meshca_core::timestamp::rfc3339(t.at))
-                .unwrap_or_default();
+        if own == target.authority_id || own != rotation.retiring().authority_id {
+            return Ok(self.authority.clone());
+        }
+        let when = rotation
+            .history
+            .last()
+            .map(|t| meshca_core::timestamp::rfc3339(t.at))
+            .unwrap_or_default();
+        if self.named {
             bail!(
                 "this fleet's root was rotated away from {own} ({when}); issue from the new authority: {}",
                 flag_for(&target.locator)
             );
         }
-        Ok(self.authority.clone())
+        eprintln!(
+            "meshca: using {} ({}), the fleet's authority since its root rotation of {when}",
+            target.locator,
+            flag_for(&target.locator)
+        );
+        let authorities = self.authorities(rotation).await?;
+        let (_, to) = authorities
+            .into_iter()
+            .find(|(id, _)| *id == target.authority_id)
+            .context("the rotation's target")?;
+        Ok(to)
     }
 }
 

@@ -171,14 +171,30 @@ async fn start(a: &StartArgs) -> Result<RolloutReport> {
     let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref())
         .await
         .with_context(|| format!("--to {}", a.to))?;
-    let from = anchor(ports.authority.as_ref(), &ports.spec)
+    // After a finished rotation the fleet stands on its target: start from there.
+    let (from_authority, from_spec) = match ports.rotation_store()?.load().await? {
+        Some(done) if !done.is_active() => {
+            let a = ports
+                .after_rotation(&done)
+                .await
+                .context("the authority to rotate from")?;
+            let spec = if Arc::ptr_eq(&a, &ports.authority) {
+                ports.spec.clone()
+            } else {
+                AuthoritySpec::from_locator(&done.target().locator, &ports.spec)?
+            };
+            (a, spec)
+        }
+        _ => (ports.authority.clone(), ports.spec.clone()),
+    };
+    let from = anchor(from_authority.as_ref(), &from_spec)
         .await
         .context("the authority in force")?;
     let to_anchor = anchor(to.as_ref(), &to_spec)
         .await
         .with_context(|| format!("--to {}", a.to))?;
     let authorities = vec![
-        (from.authority_id.clone(), ports.authority.clone()),
+        (from.authority_id.clone(), from_authority),
         (to_anchor.authority_id.clone(), to),
     ];
     let ctx = Session {

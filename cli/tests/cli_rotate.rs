@@ -132,8 +132,15 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
     assert!(both.ends_with(&new_root) && !new_root.contains(&old_root));
     assert_eq!(phase(&json(d, &["rotate-root", "advance"])), "done");
 
+    // After the rotation the fleet's authority is its target: by default, and for the next one.
     meshca(d)
         .args(["issue", "--cluster", "alpha"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("alpha: reused generation"))
+        .stderr(predicate::str::contains("using local:.meshca/ca-2027"));
+    meshca(d)
+        .args(["issue", "--cluster", "alpha", "--ca-dir", ".meshca/ca"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -144,6 +151,38 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
         .assert()
         .success()
         .stdout(predicate::str::contains("alpha: reused generation"));
+    // Starting from the retired authority, named on purpose, is refused.
+    meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--ca-dir",
+            ".meshca/ca",
+            "--to",
+            "local:.meshca/ca-2028",
+            "--soak",
+            "0",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("rotated away from"));
+    let doc = json(
+        d,
+        &[
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-2028",
+            "--soak",
+            "0",
+        ],
+    );
+    assert_eq!(phase(&doc), "trust-both");
+    let next = std::fs::read_to_string(d.join("out/alpha/root-cert.pem")).unwrap();
+    assert!(
+        next.starts_with(&new_root) && next.len() > new_root.len() && !next.contains(&old_root),
+        "the second rotation starts from the first one's target, never from the retired root"
+    );
 }
 
 #[test]
