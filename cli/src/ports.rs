@@ -140,7 +140,19 @@ impl Ports {
                 dir: a.ca_dir.clone().unwrap_or_else(|| state.join("ca")),
             },
         };
+        let new_root = match &spec {
+            AuthoritySpec::Local { dir } if !dir.join("root-cert.pem").exists() => {
+                Some(dir.clone())
+            }
+            _ => None,
+        };
         let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
+        if let Some(dir) = new_root {
+            eprintln!(
+                "meshca: created a new local root CA in {} (root-key.pem is its private key: keep it as you would any CA key)",
+                dir.display()
+            );
+        }
         let escrow_spec = match e.escrow.as_str() {
             "secrets-manager" => {
                 region.as_ref().context(

@@ -81,6 +81,11 @@ struct StartArgs {
     #[arg(long, value_name = "DURATION", default_value = "26h", value_parser = parse_duration)]
     soak: Duration,
 
+    /// With --to local:<dir>: create a new root CA there if the directory holds none. Without
+    /// it, --to must name a CA that exists (a mistyped path never becomes a new root).
+    #[arg(long)]
+    create: bool,
+
     #[command(flatten)]
     fleet: FleetArgs,
 }
@@ -168,6 +173,19 @@ pub async fn run(args: RotateArgs) -> Result<ExitCode> {
 async fn start(a: &StartArgs) -> Result<RolloutReport> {
     let ports = Ports::build(&a.fleet.authority, &a.fleet.escrow).await?;
     let to_spec = AuthoritySpec::from_locator(&a.to, &ports.spec)?;
+    let created = match &to_spec {
+        AuthoritySpec::Local { dir } if !dir.join("root-cert.pem").exists() => {
+            if !a.create {
+                bail!(
+                    "--to {}: {} holds no CA (no root-cert.pem); check the path, or give --create to make a new root there",
+                    a.to,
+                    dir.display()
+                );
+            }
+            Some(dir.clone())
+        }
+        _ => None,
+    };
     let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref())
         .await
         .with_context(|| format!("--to {}", a.to))?;
@@ -193,6 +211,12 @@ async fn start(a: &StartArgs) -> Result<RolloutReport> {
     let to_anchor = anchor(to.as_ref(), &to_spec)
         .await
         .with_context(|| format!("--to {}", a.to))?;
+    if let Some(dir) = created {
+        eprintln!(
+            "meshca: created a new root CA in {} (root-key.pem is its private key: keep it as you would any CA key)",
+            dir.display()
+        );
+    }
     let authorities = vec![
         (from.authority_id.clone(), from_authority),
         (to_anchor.authority_id.clone(), to),

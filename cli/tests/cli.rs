@@ -464,3 +464,22 @@ fn a_forgotten_ca_dir_never_moves_a_cluster_to_another_root() {
             "x: issued generation 2 (the authority's root changed)",
         ));
 }
+
+/// A root is created only by a command that says so: the first issue on a new machine, once.
+#[test]
+fn the_first_issue_says_it_created_a_root_and_later_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "a"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "created a new local root CA in .meshca/ca",
+        ));
+    meshca(d)
+        .args(["issue", "--cluster", "b"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("created a new").not());
+}

@@ -79,6 +79,7 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
             "start",
             "--to",
             "local:.meshca/ca-2027",
+            "--create",
             "--soak",
             "0",
         ],
@@ -160,6 +161,7 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
             ".meshca/ca",
             "--to",
             "local:.meshca/ca-2028",
+            "--create",
             "--soak",
             "0",
         ])
@@ -173,6 +175,7 @@ fn a_fleet_of_files_rotates_and_a_new_cluster_joins_mid_way() {
             "start",
             "--to",
             "local:.meshca/ca-2028",
+            "--create",
             "--soak",
             "0",
         ],
@@ -197,10 +200,19 @@ fn refusals_say_why() {
             "no root rotation has been started here",
         ));
     meshca(d)
-        .args(["rotate-root", "start", "--to", "local:.meshca/ca-new"])
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-new",
+            "--create",
+        ])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("no clusters to rotate"));
+        .stderr(predicate::str::contains("no clusters to rotate"))
+        .stderr(predicate::str::contains(
+            "created a new root CA in .meshca/ca-new",
+        ));
     meshca(d)
         .args(["issue", "--cluster", "alpha"])
         .assert()
@@ -210,6 +222,22 @@ fn refusals_say_why() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("nothing to rotate"));
+    // A mistyped --to never becomes a new root.
+    for (to, says) in [
+        ("s3://bucket/ca", "not an authority"),
+        ("local:no/such/dir", "holds no CA"),
+        ("no-such-dir", "holds no CA"),
+    ] {
+        meshca(d)
+            .args(["rotate-root", "start", "--to", to])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(
+        !d.join("no").exists() && !d.join("no-such-dir").exists() && !d.join("s3:").exists(),
+        "nothing created"
+    );
     // Another directory holding the same root: a re-issue, not a rotation.
     std::fs::create_dir_all(d.join("copy")).unwrap();
     for f in ["root-cert.pem", "root-key.pem"] {
@@ -234,12 +262,25 @@ fn refusals_say_why() {
         .stderr(predicate::str::contains("unit must be"));
 
     meshca(d)
-        .args(["rotate-root", "start", "--to", "local:.meshca/ca-new"])
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-new",
+            "--create",
+        ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("soak 26h"));
+        .stdout(predicate::str::contains("soak 26h"))
+        .stderr(predicate::str::contains("created a new root CA").not());
     meshca(d)
-        .args(["rotate-root", "start", "--to", "local:.meshca/ca-other"])
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-other",
+            "--create",
+        ])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("already in phase trust-both"));
@@ -326,6 +367,7 @@ async fn a_kubeconfig_fleet_rotates_and_aborts_back_to_the_old_root() {
             "start",
             "--to",
             "local:.meshca/ca-b",
+            "--create",
             "--soak",
             "0",
             "--kubeconfig",

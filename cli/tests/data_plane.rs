@@ -513,6 +513,7 @@ const START: &[&str] = &[
     "start",
     "--to",
     "local:.meshca/ca-2027",
+    "--create",
     "--soak",
     "0",
 ];

@@ -120,6 +120,11 @@ impl AuthoritySpec {
             }));
         }
         let dir = locator.strip_prefix("local:").unwrap_or(locator);
+        if dir.contains("://") {
+            return Err(fail(
+                "not an authority: expected local:<dir> (or a directory), a CA ARN, or vault:<mount>[/<issuer>]".into(),
+            ));
+        }
         if dir.is_empty() {
             return Err(fail(
                 "expected local:<dir>, a CA ARN, or vault:<mount>[/<issuer>]".into(),
