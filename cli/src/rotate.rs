@@ -310,28 +310,52 @@ impl Session {
             bail!("no clusters to rotate: nothing is escrowed here yet and no --cluster was given");
         }
         let settings = Settings::default();
-        let mut members = Vec::new();
-        for cluster in names {
-            let options = f.delivery.options_for(&settings, &cluster);
-            let delivery: Arc<dyn Delivery> = match (&f.kubeconfig, aws) {
-                (Some(path), _) => {
-                    meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
-                        .await
-                        .with_context(|| {
-                            format!("cluster {cluster}: context {cluster} in {}", path.display())
-                        })?
-                }
-                (None, Some(aws)) => meshca_wiring::eks_delivery(aws, cluster.as_str(), options)
-                    .await
-                    .with_context(|| format!("EKS cluster {cluster}"))?,
-                (None, None) => Arc::new(FilesDelivery::new(
-                    f.out_dir.join(cluster.as_str()),
-                    settings.kind.landing(),
-                    options.profile,
-                )),
-            };
-            members.push(Member { cluster, delivery });
+        if names.len() > 1 && (f.kubeconfig.is_some() || aws.is_some()) {
+            eprintln!(
+                "meshca: reaching {} clusters, {} at a time",
+                names.len(),
+                rollout::CONCURRENCY
+            );
         }
+        // One way in per cluster, found concurrently; a cluster with none is a row of the report
+        // (unconfirmed, with the reason), never the end of the command.
+        let (settings, landing) = (&settings, settings.kind.landing());
+        let way = |cluster: ClusterName| {
+            let options = f.delivery.options_for(settings, &cluster);
+            let landing = landing.clone();
+            async move {
+                let found: Result<Arc<dyn Delivery>> = match (&f.kubeconfig, aws) {
+                    (Some(path), _) => meshca_wiring::kubeconfig_delivery(
+                        Some(path),
+                        Some(cluster.as_str()),
+                        options,
+                    )
+                    .await
+                    .with_context(|| format!("context {cluster} in {}", path.display())),
+                    (None, Some(aws)) => {
+                        meshca_wiring::eks_delivery(aws, cluster.as_str(), options)
+                            .await
+                            .with_context(|| format!("EKS cluster {cluster}"))
+                    }
+                    (None, None) => Ok(Arc::new(FilesDelivery::new(
+                        f.out_dir.join(cluster.as_str()),
+                        landing,
+                        options.profile,
+                    ))),
+                };
+                let delivery = found.unwrap_or_else(|e| {
+                    eprintln!("meshca: {cluster}: {e:#}");
+                    Arc::new(meshca_core::delivery::NoWay(format!("{e:#}")))
+                });
+                Member { cluster, delivery }
+            }
+        };
+        use futures::StreamExt;
+        let members: Vec<Member> = futures::stream::iter(names)
+            .map(way)
+            .buffered(rollout::CONCURRENCY)
+            .collect()
+            .await;
         Ok(members)
     }
 }

@@ -539,3 +539,125 @@ async fn between_two_private_cas_over_eks_with_the_record_in_secrets_manager() {
             .all(|s| s.seen().iter().all(|r| r.caller == "eks:testing"))
     );
 }
+
+/// A cluster that accepts and never answers, and one without a kubeconfig context: each is a row
+/// of the report (unconfirmed, with the reason), contacted beside the others, which are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_cluster_is_a_row_and_the_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Accepts connections and never says a word.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hung.incoming().flatten().take(64) {
+            held.push(s);
+        }
+    });
+    let mut servers = Vec::new();
+    let mut kubeconfig = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    let (mut users, mut contexts) = (String::from("users:\n"), String::from("contexts:\n"));
+    use base64::Engine;
+    for name in ["east", "west", "hung"] {
+        let s = ApiServer::start(Settings {
+            cluster: name.into(),
+            static_token: Some("t0ken".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        s.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+        let ca = base64::engine::general_purpose::STANDARD.encode(s.ca_pem());
+        let url = if name == "hung" {
+            format!("https://127.0.0.1:{hung_port}")
+        } else {
+            s.url().to_string()
+        };
+        kubeconfig += &format!(
+            "- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n"
+        );
+        users += &format!("- name: {name}\n  user:\n    token: t0ken\n");
+        contexts += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n");
+        servers.push(s);
+    }
+    std::fs::write(
+        d.join("fleet.yaml"),
+        format!("{kubeconfig}{users}{contexts}"),
+    )
+    .unwrap();
+    for name in ["east", "west"] {
+        meshca(d)
+            .args([
+                "issue",
+                "--cluster",
+                name,
+                "--context",
+                name,
+                "--kubeconfig",
+                "fleet.yaml",
+                "--no-files",
+            ])
+            .assert()
+            .success();
+    }
+    let out = meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-b",
+            "--create",
+            "--soak",
+            "0",
+            "--kubeconfig",
+            "fleet.yaml",
+            "--json",
+        ])
+        .args([
+            "--cluster",
+            "east",
+            "--cluster",
+            "hung",
+            "--cluster",
+            "missing",
+            "--cluster",
+            "west",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reaching 4 clusters"), "{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |name: &str| {
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cluster"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {doc}"))
+    };
+    for served in ["east", "west"] {
+        assert_eq!(row(served)["confirmed"], true, "{}", row(served));
+    }
+    let (hung_row, missing_row) = (row("hung"), row("missing"));
+    assert_eq!(hung_row["confirmed"], false);
+    assert!(
+        hung_row["blocking"].as_str().unwrap().contains("failed"),
+        "{hung_row}"
+    );
+    assert_eq!(missing_row["confirmed"], false);
+    assert!(
+        missing_row["blocking"]
+            .as_str()
+            .unwrap()
+            .contains("no way to the cluster: context missing"),
+        "{missing_row}"
+    );
+    assert_eq!(
+        doc["may_advance"], false,
+        "an unconfirmed cluster blocks the next phase"
+    );
+}

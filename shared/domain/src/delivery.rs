@@ -301,6 +301,9 @@ pub enum DeliveryError {
         theirs: crate::escrow::EscrowKey,
         ours: crate::escrow::EscrowKey,
     },
+    /// No way to the cluster at all (no kubeconfig context, no such EKS cluster).
+    #[error("no way to the cluster: {0}")]
+    NoWay(String),
     #[error("refusing to deliver an invalid bundle: {0}")]
     Invalid(#[from] InvalidBundle),
     #[error(
@@ -338,6 +341,23 @@ pub trait Delivery: Send + Sync {
     /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
     /// so a cluster meshca may not write to costs no certificate.
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
+}
+
+/// A cluster that could not be reached: every call says why. Stands in for its delivery so one
+/// unreachable cluster is a row of a fleet's report, not the end of the command.
+pub struct NoWay(pub String);
+
+#[async_trait]
+impl Delivery for NoWay {
+    async fn observe(&self) -> Result<Observed, DeliveryError> {
+        Err(DeliveryError::NoWay(self.0.clone()))
+    }
+    async fn deliver(&self, _: &Bundle, _: &BundleMeta) -> Result<Delivered, DeliveryError> {
+        Err(DeliveryError::NoWay(self.0.clone()))
+    }
+    fn refuses(&self, _: &Observed) -> Option<DeliveryError> {
+        None
+    }
 }
 
 #[cfg(test)]

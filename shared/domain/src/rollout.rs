@@ -100,10 +100,7 @@ impl Rollout<'_> {
     /// Reads every member and judges it against the phase; writes nothing.
     pub async fn status(&self, members: &[Member]) -> Result<RolloutReport, RolloutError> {
         let rotation = self.store.load().await?.ok_or(RolloutError::NoRotation)?;
-        let mut clusters = Vec::new();
-        for m in members {
-            clusters.push(standing(&rotation, m, None).await);
-        }
+        let clusters = each_member(members, |m| Box::pin(standing(&rotation, m, None))).await;
         Ok(report(rotation, clusters))
     }
 
@@ -145,15 +142,38 @@ impl Rollout<'_> {
                 escrow: self.escrow,
                 settings: self.settings,
             };
-            for m in members {
-                let outcome = reconciler
-                    .apply(&m.cluster, m.delivery.as_ref(), false)
-                    .await;
-                clusters.push(standing(&rotation, m, Some(outcome)).await);
-            }
+            let (rotation, reconciler) = (&rotation, &reconciler);
+            clusters = each_member(members, |m| {
+                Box::pin(async move {
+                    let outcome = reconciler
+                        .apply(&m.cluster, m.delivery.as_ref(), false)
+                        .await;
+                    standing(rotation, m, Some(outcome)).await
+                })
+            })
+            .await;
         }
         record_confirmation(self.store, rotation, clusters).await
     }
+}
+
+/// How many clusters a rollout talks to at once: an unreachable one costs its own timeout,
+/// not the fleet's.
+pub const CONCURRENCY: usize = 16;
+
+/// `f` for every member, up to [`CONCURRENCY`] at once, results in the members' order. (Boxed
+/// futures: a rollout runs inside spawned tasks, which need them `Send` for every lifetime.)
+async fn each_member<'m, F>(members: &'m [Member], f: F) -> Vec<Standing>
+where
+    F: Fn(&'m Member) -> futures::future::BoxFuture<'m, Standing>,
+{
+    use futures::StreamExt;
+    // The futures made first, so no closure is part of the stream's type.
+    let futures: Vec<_> = members.iter().map(f).collect();
+    futures::stream::iter(futures)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await
 }
 
 fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
@@ -203,10 +223,7 @@ pub async fn gate(
     let Some(rotation) = store.load().await?.filter(RootRotation::is_active) else {
         return Ok(None);
     };
-    let mut clusters = Vec::new();
-    for m in members {
-        clusters.push(standing(&rotation, m, None).await);
-    }
+    let clusters = each_member(members, |m| Box::pin(standing(&rotation, m, None))).await;
     let report = record_confirmation(store, rotation, clusters).await?;
     if !report.blockers.is_empty() {
         return Ok(Some(report));
@@ -236,6 +253,19 @@ pub async fn standing(
         Some(Outcome::Skipped { reason }) => Some(format!("skipped: {reason}")),
         _ => None,
     };
+    // A cluster that could not even be read for the reconcile is not read again.
+    if let Some(Outcome::Failed {
+        step: crate::Step::Observe,
+        ..
+    }) = &outcome
+    {
+        return Standing {
+            cluster: member.cluster.clone(),
+            outcome,
+            confirmed: false,
+            blocking: failed,
+        };
+    }
     let verdict = match member.delivery.observe().await {
         Err(e) => Err(format!("cannot read its secret: {e}")),
         Ok(Observed::Managed {

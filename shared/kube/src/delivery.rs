@@ -51,6 +51,9 @@ fn other_owner(theirs: &BundleMeta, meta: &BundleMeta) -> Option<DeliveryError> 
     }
 }
 
+/// The longest one call to a cluster may take, retries included.
+pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl KubeDelivery {
     pub fn new(client: Client, endpoint: impl Into<String>, options: DeliveryOptions) -> Self {
         KubeDelivery {
@@ -153,7 +156,27 @@ impl KubeDelivery {
     }
 
     /// Runs `call`, retrying throttling, server errors and transport failures until the deadline.
-    async fn call<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, DeliveryError>
+    /// `call` with retries of transient errors, bounded as a whole by [`CALL_DEADLINE`]: a
+    /// cluster that accepts and never answers costs that once, not every retry's timeout.
+    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, DeliveryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        match tokio::time::timeout(CALL_DEADLINE, self.call_with_retries(what, call)).await {
+            Ok(done) => done,
+            Err(_) => Err(DeliveryError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: format!("{what}: no answer within {} s", CALL_DEADLINE.as_secs()),
+            }),
+        }
+    }
+
+    async fn call_with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        mut call: F,
+    ) -> Result<T, DeliveryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
