@@ -250,16 +250,8 @@ pub enum ReconcileError {
     },
     #[error("issue: validity must be at least one day")]
     ZeroValidity,
-    #[error(
-        "decide: {key} was issued by {recorded} (roots {recorded_roots}); the authority in force here, {in_force} (roots {in_force_roots}), shares no root with it, and moving {key} there would cut it off from its mesh. Issue from the recorded authority (the same --ca-dir, --ca-arn or --vault-addr), move the whole fleet with `meshca rotate-root start --to …`, or, for a lab only, pass --new-root"
-    )]
-    ForeignRoot {
-        key: EscrowKey,
-        recorded: String,
-        recorded_roots: String,
-        in_force: String,
-        in_force_roots: String,
-    },
+    #[error("{0}")]
+    ForeignRoot(Box<RootMismatch>),
     #[error(
         "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}"
     )]
@@ -279,11 +271,24 @@ pub enum ReconcileError {
     },
 }
 
+/// A cluster's escrowed bundle and the authority in force share no root.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "decide: {key} was issued by {recorded} (roots {recorded_roots}); the authority in force here, {in_force} (roots {in_force_roots}), shares no root with it, and moving {key} there would cut it off from its mesh. Issue from the recorded authority (the same --ca-dir, --ca-arn or --vault-addr), move the whole fleet with `meshca rotate-root start --to …`, or, for a lab only, pass --new-root"
+)]
+pub struct RootMismatch {
+    pub key: EscrowKey,
+    pub recorded: String,
+    pub recorded_roots: String,
+    pub in_force: String,
+    pub in_force_roots: String,
+}
+
 impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
-            ReconcileError::ForeignRoot { .. } => Step::Decide,
+            ReconcileError::ForeignRoot(_) => Step::Decide,
             ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => {
                 Step::Escrow
             }
@@ -363,13 +368,13 @@ fn foreign_root(current: &Current, info: &AuthorityInfo) -> Result<(), Reconcile
             .collect::<Vec<_>>()
             .join(", ")
     };
-    Err(ReconcileError::ForeignRoot {
+    Err(ReconcileError::ForeignRoot(Box::new(RootMismatch {
         key: current.key(),
         recorded: current.authority_id.clone(),
         recorded_roots: short(&theirs),
         in_force: info.id.clone(),
         in_force_roots: short(&ours),
-    })
+    })))
 }
 
 impl Reconciler<'_> {

@@ -250,7 +250,7 @@ async fn a_foreign_root_is_refused_unless_a_new_root_is_asked_for() {
     .await
     .unwrap_err();
     assert!(
-        matches!(refused, ReconcileError::ForeignRoot { .. }),
+        matches!(refused, ReconcileError::ForeignRoot(_)),
         "{refused}"
     );
     let text = refused.to_string();
