@@ -317,33 +317,7 @@ fn refusals_say_why() {
 async fn a_kubeconfig_fleet_rotates_and_aborts_back_to_the_old_root() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut servers = Vec::new();
-    let mut kubeconfig = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
-    let (mut users, mut contexts) = (String::from("users:\n"), String::from("contexts:\n"));
-    for name in ["east", "west"] {
-        let s = ApiServer::start(Settings {
-            cluster: name.into(),
-            static_token: Some("t0ken".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        s.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.encode(s.ca_pem());
-        kubeconfig += &format!(
-            "- name: {name}\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\n",
-            s.url()
-        );
-        users += &format!("- name: {name}\n  user:\n    token: t0ken\n");
-        contexts += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n");
-        servers.push(s);
-    }
-    std::fs::write(
-        d.join("fleet.yaml"),
-        format!("{kubeconfig}{users}{contexts}"),
-    )
-    .unwrap();
+    let servers = kubeconfig_fleet(d, &["east", "west"], &[]).await;
     for name in ["east", "west"] {
         meshca(d)
             .args([
@@ -555,37 +529,8 @@ async fn an_unreachable_cluster_is_a_row_and_the_others_are_served() {
             held.push(s);
         }
     });
-    let mut servers = Vec::new();
-    let mut kubeconfig = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
-    let (mut users, mut contexts) = (String::from("users:\n"), String::from("contexts:\n"));
-    use base64::Engine;
-    for name in ["east", "west", "hung"] {
-        let s = ApiServer::start(Settings {
-            cluster: name.into(),
-            static_token: Some("t0ken".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        s.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
-        let ca = base64::engine::general_purpose::STANDARD.encode(s.ca_pem());
-        let url = if name == "hung" {
-            format!("https://127.0.0.1:{hung_port}")
-        } else {
-            s.url().to_string()
-        };
-        kubeconfig += &format!(
-            "- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n"
-        );
-        users += &format!("- name: {name}\n  user:\n    token: t0ken\n");
-        contexts += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n");
-        servers.push(s);
-    }
-    std::fs::write(
-        d.join("fleet.yaml"),
-        format!("{kubeconfig}{users}{contexts}"),
-    )
-    .unwrap();
+    let hung_url = format!("https://127.0.0.1:{hung_port}");
+    let _servers = kubeconfig_fleet(d, &["east", "west", "hung"], &[("hung", &hung_url)]).await;
     for name in ["east", "west"] {
         meshca(d)
             .args([
@@ -660,4 +605,39 @@ async fn an_unreachable_cluster_is_a_row_and_the_others_are_served() {
         doc["may_advance"], false,
         "an unconfirmed cluster blocks the next phase"
     );
+}
+
+/// Test API servers (istiod 1.24 seeded) for `names`, and `fleet.yaml` in `d` with a context of
+/// each name; `elsewhere` points a context at another URL (the server's CA still trusted).
+async fn kubeconfig_fleet(d: &Path, names: &[&str], elsewhere: &[(&str, &str)]) -> Vec<ApiServer> {
+    use base64::Engine;
+    let mut servers = Vec::new();
+    let mut kubeconfig = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    let (mut users, mut contexts) = (String::from("users:\n"), String::from("contexts:\n"));
+    for &name in names {
+        let settings = Settings {
+            cluster: name.into(),
+            static_token: Some("t0ken".into()),
+            ..Default::default()
+        };
+        let s = ApiServer::start(settings).await.unwrap();
+        s.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+        let ca = base64::engine::general_purpose::STANDARD.encode(s.ca_pem());
+        let url = elsewhere
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(|| s.url().to_string(), |(_, u)| u.to_string());
+        kubeconfig += &format!(
+            "- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n"
+        );
+        users += &format!("- name: {name}\n  user:\n    token: t0ken\n");
+        contexts += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n");
+        servers.push(s);
+    }
+    std::fs::write(
+        d.join("fleet.yaml"),
+        format!("{kubeconfig}{users}{contexts}"),
+    )
+    .unwrap();
+    servers
 }
