@@ -318,21 +318,7 @@ async fn a_kubeconfig_fleet_rotates_and_aborts_back_to_the_old_root() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let servers = kubeconfig_fleet(d, &["east", "west"], &[]).await;
-    for name in ["east", "west"] {
-        meshca(d)
-            .args([
-                "issue",
-                "--cluster",
-                name,
-                "--context",
-                name,
-                "--kubeconfig",
-                "fleet.yaml",
-                "--no-files",
-            ])
-            .assert()
-            .success();
-    }
+    issue_by_context(d, &["east", "west"]);
     let k = ["--kubeconfig", "fleet.yaml"];
     let doc = json(
         d,
@@ -531,21 +517,7 @@ async fn an_unreachable_cluster_is_a_row_and_the_others_are_served() {
     });
     let hung_url = format!("https://127.0.0.1:{hung_port}");
     let _servers = kubeconfig_fleet(d, &["east", "west", "hung"], &[("hung", &hung_url)]).await;
-    for name in ["east", "west"] {
-        meshca(d)
-            .args([
-                "issue",
-                "--cluster",
-                name,
-                "--context",
-                name,
-                "--kubeconfig",
-                "fleet.yaml",
-                "--no-files",
-            ])
-            .assert()
-            .success();
-    }
+    issue_by_context(d, &["east", "west"]);
     let out = meshca(d)
         .args([
             "rotate-root",
@@ -640,4 +612,23 @@ async fn kubeconfig_fleet(d: &Path, names: &[&str], elsewhere: &[(&str, &str)]) 
     )
     .unwrap();
     servers
+}
+
+/// `meshca issue` for each of `names` into the context of its name in `fleet.yaml`, no files.
+fn issue_by_context(d: &Path, names: &[&str]) {
+    for name in names {
+        meshca(d)
+            .args([
+                "issue",
+                "--cluster",
+                name,
+                "--context",
+                name,
+                "--kubeconfig",
+                "fleet.yaml",
+                "--no-files",
+            ])
+            .assert()
+            .success();
+    }
 }

@@ -211,23 +211,26 @@ pub enum Observed {
     },
 }
 
+impl BundleMeta {
+    /// The refusal when this record (a secret's) names another cluster or kind than `ours`:
+    /// overwriting it would hand that cluster's trust to this one (a wrong kubeconfig context,
+    /// say). Records written before owners were kept name none.
+    pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
+        let theirs = self.owner.as_ref().filter(|theirs| *theirs != ours)?;
+        Some(DeliveryError::OtherOwner {
+            theirs: theirs.clone(),
+            ours: ours.clone(),
+        })
+    }
+}
+
 impl Observed {
-    /// A secret meshca wrote for another cluster or kind than `ours`: overwriting it would hand
-    /// that cluster's trust to this one (a wrong kubeconfig context, say). Secrets written
-    /// before owners were recorded name none.
+    /// [`BundleMeta::owned_by_another`] of the secret found, if meshca wrote it.
     pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
         match self {
             Observed::Managed {
-                meta:
-                    Some(BundleMeta {
-                        owner: Some(theirs),
-                        ..
-                    }),
-                ..
-            } if theirs != ours => Some(DeliveryError::OtherOwner {
-                theirs: theirs.clone(),
-                ours: ours.clone(),
-            }),
+                meta: Some(meta), ..
+            } => meta.owned_by_another(ours),
             _ => None,
         }
     }

@@ -40,17 +40,6 @@ pub struct KubeDelivery {
     options: DeliveryOptions,
 }
 
-/// `Some(OtherOwner)` when the secret's record names another cluster or kind than `meta`.
-fn other_owner(theirs: &BundleMeta, meta: &BundleMeta) -> Option<DeliveryError> {
-    match (&theirs.owner, &meta.owner) {
-        (Some(t), Some(o)) if t != o => Some(DeliveryError::OtherOwner {
-            theirs: t.clone(),
-            ours: o.clone(),
-        }),
-        _ => None,
-    }
-}
-
 /// The longest one call to a cluster may take, retries included.
 pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -83,10 +72,10 @@ impl KubeDelivery {
             return Err(self.unmanaged());
         }
         let theirs = if ours { meta_of(current) } else { None };
-        if let Some(DeliveryError::OtherOwner { theirs, ours }) =
-            theirs.as_ref().and_then(|t| other_owner(t, meta))
+        if let (Some(t), Some(o)) = (&theirs, &meta.owner)
+            && let Some(refusal) = t.owned_by_another(o)
         {
-            return Err(DeliveryError::OtherOwner { theirs, ours });
+            return Err(refusal);
         }
         // Generations are compared within one cluster and kind only (legacy secrets name none).
         if let Some(theirs) = theirs
