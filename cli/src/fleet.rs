@@ -21,7 +21,9 @@ Examples:
 
 STATE is `current` (the bundle in service), `renewing` (a newer generation is being issued) or
 `in-flight` (a first generation not finished yet). ROOT is the first 16 hex digits of the
-SHA-256 of root-cert.pem: clusters that trust each other show the same one.";
+SHA-256 of root-cert.pem: clusters that trust each other show the same one. TERMS are what the
+bundle was issued with (key algorithm, validity, renewal): reruns, renewals and rotations keep
+them; --json adds the subject, names and the history of every change.";
 
 /// List every managed cluster from escrow: kind, generation, days left, root fingerprint.
 #[derive(Debug, Args)]
@@ -68,6 +70,12 @@ struct Row {
     days_left: Option<i64>,
     root_sha256: Option<String>,
     authority: Option<String>,
+    /// The terms the bundle in service was issued with (absent in records older than them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    terms: Option<meshca_core::Terms>,
+    /// Every change of terms, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    history: Vec<meshca_core::TermsChange>,
 }
 
 pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
@@ -177,6 +185,8 @@ fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: Offset
                 .collect()
         }),
         authority: current.map(|c| c.authority_id.clone()),
+        terms: current.and_then(|c| c.terms.clone()),
+        history: current.map(|c| c.history.clone()).unwrap_or_default(),
     }
 }
 
@@ -187,12 +197,12 @@ fn print_table(rows: &[Row]) {
     }
     let dash = || "-".to_string();
     println!(
-        "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  ROOT",
-        "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT"
+        "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  TERMS",
+        "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT", "ROOT"
     );
     for r in rows {
         println!(
-            "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {}",
+            "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  {}",
             r.account.clone().unwrap_or_else(|| "(home)".into()),
             r.region.clone().unwrap_or_else(dash),
             r.cluster,
@@ -201,6 +211,7 @@ fn print_table(rows: &[Row]) {
             r.generation.map_or_else(dash, |g| g.to_string()),
             r.days_left.map_or_else(dash, |d| d.to_string()),
             r.root_sha256.clone().unwrap_or_else(dash),
+            r.terms.as_ref().map_or_else(dash, |t| t.summary()),
         );
     }
     println!(

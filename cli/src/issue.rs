@@ -7,9 +7,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
 
+use meshca_core::reconcile::Standing;
+use meshca_core::terms::Asked;
 use meshca_core::{
     ClusterName, KeyAlgorithm, Kind, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy,
-    Secured, Settings, Validity,
+    Secured, Settings, Terms, Validity,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
@@ -31,7 +33,11 @@ is missing, invalid, signed under another root, due (less than a third of its va
 never less than 48 h), or when --force is given. The output says which happened and why.
 
 Files written to <OUT_DIR>/<CLUSTER>/: ca-cert.pem, ca-key.pem (0600), cert-chain.pem,
-root-cert.pem, cacerts.yaml (0600: it holds the key). All are written or none is.",
+root-cert.pem, cacerts.yaml (0600: it holds the key). All are written or none is.
+
+What a cluster was issued with (key algorithm, validity, renew-before, subject, names) is
+recorded in its escrow record: a flag left out means \"as recorded\", and a flag that differs
+from the record is refused unless --force is given (the change is kept in the record's history).",
     after_help = "\
 Examples:
   meshca issue --cluster demo
@@ -55,18 +61,15 @@ pub struct IssueArgs {
     )]
     cluster: Option<String>,
 
-    /// Key algorithm of the intermediate: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384.
-    #[arg(long, value_name = "ALG", default_value = "ec-p256")]
-    key_algorithm: String,
+    /// Key algorithm of the intermediate: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384
+    /// [default: as recorded for the cluster, else ec-p256].
+    #[arg(long, value_name = "ALG")]
+    key_algorithm: Option<String>,
 
-    /// Lifetime of the intermediate in days (≥ 1). Must end before the issuing CA does.
-    #[arg(
-        long,
-        value_name = "DAYS",
-        default_value_t = 365,
-        conflicts_with = "not_after"
-    )]
-    validity_days: u32,
+    /// Lifetime of the intermediate in days (≥ 3). Must end before the issuing CA does
+    /// [default: as recorded for the cluster, else 365].
+    #[arg(long, value_name = "DAYS", conflicts_with = "not_after")]
+    validity_days: Option<u32>,
 
     /// Fixed end date instead of --validity-days (RFC 3339, or YYYY-MM-DD meaning 00:00 UTC).
     #[arg(long, value_name = "DATE")]
@@ -118,9 +121,15 @@ pub struct IssueArgs {
     #[arg(long, value_name = "NS/NAME", help_heading = "Kinds")]
     cert_manager_secret: Option<String>,
 
-    /// Issue a new generation even if the escrowed one is healthy (same root).
+    /// Issue a new generation even if the escrowed one is healthy (same root); with a flag that
+    /// differs from the cluster's record, issue it with the new value.
     #[arg(long)]
     force: bool,
+
+    /// Say what would be created, issued, written and delivered, and do none of it (no root is
+    /// created, no key generated, no file written, no cluster contacted).
+    #[arg(long)]
+    dry_run: bool,
 
     /// Lab only: let the cluster move to an authority whose root it does not share, which cuts
     /// it off from every cluster of its old root. A fleet changes roots with `meshca rotate-root`.
@@ -160,18 +169,17 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
         .or_else(|| args.target.eks_cluster.clone())
         .context("--cluster is required")?;
     let cluster: ClusterName = name.parse()?;
-    let base = settings(&args)?;
-    let kinds = kinds(&args)?;
-    for spec in &kinds {
-        Settings {
-            kind: spec.clone(),
-            ..base.clone()
-        }
-        .subject(&cluster)
-        .check()?;
+    let base = asked(&args)?;
+    let kinds = kinds(&args, &base)?;
+    for (kind, asked) in &kinds {
+        let terms = asked.over(None, &defaults(*kind));
+        check(&terms, &cluster, *kind)?;
     }
     if args.no_files && !args.target.is_set() {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
+    }
+    if args.dry_run {
+        return dry_run(&args, &cluster, kinds).await;
     }
 
     let ports = Ports::build(&args.authority, &args.escrow).await?;
@@ -186,11 +194,8 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     // certificate.
     let target = args.target.describe();
     let mut jobs = Vec::new();
-    for spec in kinds {
-        let settings = Settings {
-            kind: spec,
-            ..base.clone()
-        };
+    for (kind, asked) in kinds {
+        let settings = settle(escrow.as_ref(), &cluster, kind, &asked, &args).await?;
         let out = out_dir(&args.out_dir, &cluster, &settings);
         if !args.no_files {
             check_writable(&out)?;
@@ -269,15 +274,19 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The settings every kind shares, from the flags.
-fn settings(args: &IssueArgs) -> Result<Settings> {
-    let key_algorithm: KeyAlgorithm = args.key_algorithm.parse()?;
-    let validity = match &args.not_after {
-        Some(date) => Validity::EndDate(parse_date(date)?),
-        None if args.validity_days == 0 => bail!("--validity-days must be at least 1"),
-        None => Validity::Days(args.validity_days),
+/// The terms every kind shares, as the flags ask for them (`None`: not given).
+fn asked(args: &IssueArgs) -> Result<Asked> {
+    let key_algorithm = args
+        .key_algorithm
+        .as_deref()
+        .map(str::parse::<KeyAlgorithm>)
+        .transpose()?;
+    let validity = match (&args.not_after, args.validity_days) {
+        (Some(date), _) => Some(Validity::EndDate(parse_date(date)?)),
+        (None, Some(0)) => bail!("--validity-days must be at least 1"),
+        (None, days) => days.map(Validity::Days),
     };
-    if let Validity::EndDate(end) = validity
+    if let Some(Validity::EndDate(end)) = validity
         && end <= OffsetDateTime::now_utc() + Duration::days(1)
     {
         bail!(
@@ -285,48 +294,183 @@ fn settings(args: &IssueArgs) -> Result<Settings> {
             rfc3339(end)
         );
     }
-    let renewal = RenewalPolicy {
-        renew_before: args.renew_before_days.map(|d| Duration::days(d.into())),
+    Ok(Asked {
+        key_algorithm,
+        validity,
+        renew_before_days: args.renew_before_days.map(i64::from),
+        common_name: args.common_name.clone(),
+        organization: args.organization.clone(),
+        organizational_unit: args.organizational_unit.clone(),
+        ..Asked::default()
+    })
+}
+
+/// What a run would do, from the authority and escrow as they are; nothing is created.
+async fn dry_run(
+    args: &IssueArgs,
+    cluster: &ClusterName,
+    kinds: Vec<(Kind, Asked)>,
+) -> Result<ExitCode> {
+    let missing_root = args.authority.missing_local_root();
+    let ports = match &missing_root {
+        Some(dir) => {
+            println!("would create a new local root CA in {}", dir.display());
+            None
+        }
+        None => Some(Ports::build(&args.authority, &args.escrow).await?),
     };
-    let lifetime = match validity {
+    let authority = match &ports {
+        Some(p) => Some(p.in_force().await?),
+        None => None,
+    };
+    for (kind, asked) in kinds {
+        let settings = match &ports {
+            Some(p) => settle(p.escrow.as_ref(), cluster, kind, &asked, args).await?,
+            None => asked.over(None, &defaults(kind)).apply(&Settings {
+                kind: KindSpec::new(kind),
+                ..Settings::default()
+            }),
+        };
+        let label = match kind {
+            Kind::IstioCacerts => cluster.to_string(),
+            other => format!("{cluster} {other}"),
+        };
+        let verdict = match (&ports, &authority) {
+            (Some(p), Some(a)) => {
+                let reconciler = Reconciler {
+                    authority: a.as_ref(),
+                    escrow: p.escrow.as_ref(),
+                    settings: &settings,
+                };
+                let generation = p
+                    .escrow
+                    .load(&settings.kind.escrow_key(cluster))
+                    .await?
+                    .current
+                    .map_or(0, |c| c.meta.generation);
+                Some((reconciler.assess(cluster).await?, generation))
+            }
+            _ => None,
+        };
+        let terms = Terms::of(&settings).summary();
+        match verdict {
+            Some((meshca_core::Verdict::Keep { renew_at, .. }, g)) if !args.force => println!(
+                "{label}: would reuse generation {g} (escrowed bundle is valid, renews after {})",
+                renew_at.date()
+            ),
+            Some((meshca_core::Verdict::Renew { reason, .. }, g)) => {
+                println!(
+                    "{label}: would issue generation {} ({reason}) with {terms}",
+                    g + 1
+                )
+            }
+            Some((_, g)) => println!(
+                "{label}: would issue generation {} (renewal forced) with {terms}",
+                g + 1
+            ),
+            None => println!(
+                "{label}: would issue generation 1 (no bundle escrowed for this cluster) with {terms}"
+            ),
+        }
+        if !args.no_files {
+            println!(
+                "  would write  {}/",
+                out_dir(&args.out_dir, cluster, &settings).display()
+            );
+        }
+        if args.target.is_set() {
+            let landing = settings.kind.landing();
+            println!(
+                "  would deliver to {}: {}/{}",
+                args.target.describe(),
+                landing.namespace,
+                landing.name
+            );
+        }
+    }
+    eprintln!("meshca: dry run: nothing was created, issued, written or delivered");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The terms of a kind no record speaks for.
+fn defaults(kind: Kind) -> Terms {
+    Terms::of(&Settings {
+        kind: KindSpec::new(kind),
+        ..Settings::default()
+    })
+}
+
+/// Terms that can work: validity and renew-before agree, the subject fits a certificate.
+fn check(terms: &Terms, cluster: &ClusterName, kind: Kind) -> Result<()> {
+    let lifetime = match terms.validity {
         Validity::Days(d) => Duration::days(d.into()),
         Validity::EndDate(end) => end - OffsetDateTime::now_utc(),
+    };
+    let renewal = RenewalPolicy {
+        renew_before: terms.renew_before_days.map(Duration::days),
     };
     if let Err(why) = renewal.check(lifetime, Profile::default().min_remaining) {
         bail!("--validity-days / --not-after and --renew-before-days do not work together: {why}");
     }
-    Ok(Settings {
-        key_algorithm,
-        organization: args.organization.clone(),
-        organizational_unit: args.organizational_unit.clone(),
-        common_name: args.common_name.clone(),
-        validity,
-        profile: Profile {
-            key_algorithm: Some(key_algorithm),
-            ..Profile::default()
-        },
-        renewal,
+    terms
+        .apply(&Settings {
+            kind: KindSpec::new(kind),
+            ..Settings::default()
+        })
+        .subject(cluster)
+        .check()?;
+    Ok(())
+}
+
+/// The settings one kind of `cluster` is issued with: what the flags ask, else what its record
+/// holds, else the defaults. A flag that differs from the record is refused without --force:
+/// nothing changes a cluster's terms by accident.
+async fn settle(
+    escrow: &dyn meshca_core::Escrow,
+    cluster: &ClusterName,
+    kind: Kind,
+    asked: &Asked,
+    args: &IssueArgs,
+) -> Result<Settings> {
+    let key = KindSpec::new(kind).escrow_key(cluster);
+    let recorded = escrow
+        .load(&key)
+        .await
+        .with_context(|| format!("reading {key}'s record"))?
+        .current
+        .and_then(|c| c.terms);
+    if let Some(terms) = &recorded {
+        let differ = asked.disagreements(terms);
+        if !differ.is_empty() && !args.force {
+            bail!(
+                "{key} is recorded with {}; the flags differ: {}. Nothing was issued: leave the flags out to keep what is recorded, or add --force to issue a new generation with them (the change is kept in the record's history)",
+                terms.summary(),
+                differ.join("; ")
+            );
+        }
+    }
+    let terms = asked.over(recorded.as_ref(), &defaults(kind));
+    check(&terms, cluster, kind)?;
+    Ok(terms.apply(&Settings {
+        kind: KindSpec::new(kind),
         new_root: args.new_root,
-        kind: KindSpec::default(),
-        scope: None,
-    })
+        standing: Standing::Configured,
+        ..Settings::default()
+    }))
 }
 
 /// The kinds asked for, each with its names from the flags; each at most once.
-fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
+fn kinds(args: &IssueArgs, base: &Asked) -> Result<Vec<(Kind, Asked)>> {
     let cert_manager_secret = args
         .cert_manager_secret
-        .clone()
-        .unwrap_or_else(|| "cert-manager/istio-ca".into());
-    let (cm_namespace, cm_name) = cert_manager_secret
-        .split_once('/')
-        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-        .with_context(|| {
-            format!(
-                "--cert-manager-secret {:?} is not NAMESPACE/NAME",
-                args.cert_manager_secret
-            )
-        })?;
+        .as_deref()
+        .map(|given| {
+            given
+                .split_once('/')
+                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                .with_context(|| format!("--cert-manager-secret {given:?} is not NAMESPACE/NAME"))
+        })
+        .transpose()?;
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     for a in &args.central_addresses {
         match meshca_core::kind::parse_address(a)
@@ -339,25 +483,25 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
     if let Some(name) = &args.tsb_name {
         meshca_core::kind::check_tsb_name(name).map_err(|e| anyhow::anyhow!("--tsb-name: {e}"))?;
     }
-    let asked = |k: Kind| args.kinds.iter().any(|x| x.parse::<Kind>().ok() == Some(k));
+    let wanted = |k: Kind| args.kinds.iter().any(|x| x.parse::<Kind>().ok() == Some(k));
     let without_kind = [
         (
-            !args.central_addresses.is_empty() && !asked(Kind::XcpCentral),
+            !args.central_addresses.is_empty() && !wanted(Kind::XcpCentral),
             "--central-address",
             "--kind xcp-central",
         ),
         (
-            args.tsb_name.is_some() && !asked(Kind::XcpEdge),
+            args.tsb_name.is_some() && !wanted(Kind::XcpEdge),
             "--tsb-name",
             "--kind xcp-edge",
         ),
         (
-            args.tsb_namespace.is_some() && !asked(Kind::XcpCentral) && !asked(Kind::Mpc),
+            args.tsb_namespace.is_some() && !wanted(Kind::XcpCentral) && !wanted(Kind::Mpc),
             "--tsb-namespace",
             "--kind xcp-central or --kind mpc",
         ),
         (
-            args.cert_manager_secret.is_some() && !asked(Kind::CertManagerCa),
+            args.cert_manager_secret.is_some() && !wanted(Kind::CertManagerCa),
             "--cert-manager-secret",
             "--kind cert-manager-ca",
         ),
@@ -365,27 +509,28 @@ fn kinds(args: &IssueArgs) -> Result<Vec<KindSpec>> {
     if let Some((_, flag, kind)) = without_kind.iter().find(|(given, ..)| *given) {
         bail!("{flag} is for {kind}, which is not asked for: it would be ignored");
     }
-    let tsb_namespace = args.tsb_namespace.clone().unwrap_or_else(|| "tsb".into());
-    let mut out: Vec<KindSpec> = Vec::new();
+    let mut out: Vec<(Kind, Asked)> = Vec::new();
     for k in &args.kinds {
         let kind: Kind = k.parse()?;
-        if out.iter().any(|s| s.kind == kind) {
+        if out.iter().any(|(seen, _)| *seen == kind) {
             bail!("--kind {kind} is given twice");
         }
-        let mut spec = KindSpec::new(kind);
+        let mut asked = base.clone();
         match kind {
             Kind::CertManagerCa => {
-                (spec.namespace, spec.secret) = (cm_namespace.into(), cm_name.into())
+                if let Some((ns, name)) = cert_manager_secret {
+                    (asked.namespace, asked.secret) = (Some(ns.into()), Some(name.into()));
+                }
             }
             Kind::XcpCentral => {
-                (spec.namespace, spec.dns, spec.ips) =
-                    (tsb_namespace.clone(), dns.clone(), ips.clone())
+                (asked.namespace, asked.dns, asked.ips) =
+                    (args.tsb_namespace.clone(), dns.clone(), ips.clone())
             }
-            Kind::Mpc => spec.namespace = tsb_namespace.clone(),
-            Kind::XcpEdge => spec.tsb_name = args.tsb_name.clone(),
+            Kind::Mpc => asked.namespace = args.tsb_namespace.clone(),
+            Kind::XcpEdge => asked.tsb_name = args.tsb_name.clone(),
             Kind::IstioCacerts => {}
         }
-        out.push(spec);
+        out.push((kind, asked));
     }
     Ok(out)
 }

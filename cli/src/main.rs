@@ -10,6 +10,7 @@ mod inspect;
 mod issue;
 mod ports;
 mod report;
+mod retire;
 mod rotate;
 mod target;
 mod vault;
@@ -44,6 +45,7 @@ enum Command {
     Inspect(Box<inspect::InspectArgs>),
     RotateRoot(Box<rotate::RotateArgs>),
     Fleet(Box<fleet::FleetArgs>),
+    Retire(Box<retire::RetireArgs>),
 }
 
 /// Output format shared by the commands.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::run(*args).await,
             Command::RotateRoot(args) => rotate::run(*args).await,
             Command::Fleet(args) => fleet::run(*args).await,
+            Command::Retire(args) => retire::run(*args).await,
         }
     });
     match result {

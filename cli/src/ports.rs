@@ -87,6 +87,21 @@ pub struct EscrowArgs {
     pub kms_key_id: Option<String>,
 }
 
+impl AuthorityArgs {
+    /// The local CA's directory when the flags name the local CA and it has no root yet (the
+    /// first issue would create one there).
+    pub fn missing_local_root(&self) -> Option<PathBuf> {
+        if self.ca_arn.is_some() || self.vault.vault_addr.is_some() {
+            return None;
+        }
+        let dir = self
+            .ca_dir
+            .clone()
+            .unwrap_or_else(|| crate::default_state_dir().join("ca"));
+        (!dir.join("root-cert.pem").exists()).then_some(dir)
+    }
+}
+
 /// What the flags name, built (AWS configuration loaded only when one needs it).
 pub struct Ports {
     pub spec: AuthoritySpec,

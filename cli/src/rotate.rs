@@ -86,6 +86,10 @@ struct StartArgs {
     #[arg(long)]
     create: bool,
 
+    /// Say what starting would create and change, and do none of it.
+    #[arg(long)]
+    dry_run: bool,
+
     #[command(flatten)]
     fleet: FleetArgs,
 }
@@ -96,6 +100,10 @@ struct AdvanceArgs {
     /// record keeps what was overridden.
     #[arg(long)]
     force: bool,
+
+    /// Show where the fleet stands and what advancing would do, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 
     #[command(flatten)]
     fleet: FleetArgs,
@@ -145,6 +153,11 @@ struct FleetArgs {
 }
 
 pub async fn run(args: RotateArgs) -> Result<ExitCode> {
+    match &args.command {
+        RotateCommand::Start(a) if a.dry_run => return plan_start(a).await,
+        RotateCommand::Advance(a) if a.dry_run => return plan_advance(a).await,
+        _ => {}
+    }
     let (fleet, report) = match &args.command {
         RotateCommand::Start(a) => (&a.fleet, start(a).await?),
         RotateCommand::Status(f) => (f, {
@@ -167,6 +180,94 @@ pub async fn run(args: RotateArgs) -> Result<ExitCode> {
         }),
     };
     show(fleet, &report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `start` would do: the authority it would create, each cluster's change; nothing done.
+async fn plan_start(a: &StartArgs) -> Result<ExitCode> {
+    if let Some(dir) = a.fleet.authority.missing_local_root() {
+        bail!(
+            "{} holds no root CA: there is nothing to rotate from",
+            dir.display()
+        );
+    }
+    let ports = Ports::build(&a.fleet.authority, &a.fleet.escrow).await?;
+    if let Some(r) = ports.rotation_store()?.load().await?
+        && r.is_active()
+    {
+        bail!(
+            "a root rotation is already under way (phase {}): see meshca rotate-root status",
+            rollout::phase_label(&r)
+        );
+    }
+    let to_spec = AuthoritySpec::from_locator(&a.to, &ports.spec)?;
+    match &to_spec {
+        AuthoritySpec::Local { dir } if !dir.join("root-cert.pem").exists() => {
+            if !a.create {
+                bail!(
+                    "--to {}: {} holds no CA (no root-cert.pem); check the path, or give --create to make a new root there",
+                    a.to,
+                    dir.display()
+                );
+            }
+            println!("would create a new root CA in {}", dir.display());
+        }
+        _ => {
+            meshca_wiring::authority(&to_spec, ports.aws.as_ref())
+                .await?
+                .describe()
+                .await
+                .with_context(|| format!("--to {}", a.to))?;
+        }
+    }
+    let from = ports.in_force().await?.describe().await?.id;
+    let members = Session::members(&a.fleet, &ports).await?;
+    println!(
+        "would start a root rotation from {from} to {}: phase trust-both",
+        a.to
+    );
+    for m in &members {
+        println!(
+            "  {}: root-cert.pem would become the old root followed by the new one; its intermediate stays (no certificate issued)",
+            m.cluster
+        );
+    }
+    println!(
+        "then, once every cluster confirmed it and the soak ({}) has passed: meshca rotate-root advance",
+        human(a.soak)
+    );
+    eprintln!("meshca: dry run: nothing was created, issued, written or delivered");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the rotation stands (as `status` shows it) and what `advance` would do next.
+async fn plan_advance(a: &AdvanceArgs) -> Result<ExitCode> {
+    let s = Session::new(&a.fleet).await?;
+    let members = Session::members(&a.fleet, &s.ports).await?;
+    let report = s.rollout().status(&members).await?;
+    show(&a.fleet, &report)?;
+    let r = &report.rotation;
+    let next = match r.phase {
+        Phase::TrustBoth => {
+            "switch: every cluster would get a new intermediate from the new authority"
+        }
+        Phase::Switch if r.aborted => "drop-old: root-cert.pem would become the old root alone",
+        Phase::Switch => "drop-old: root-cert.pem would become the new root alone",
+        Phase::DropOld => "done: the rotation would be finished",
+        Phase::Done => bail!("the rotation is done: there is nothing to advance"),
+    };
+    if report.blockers.is_empty() || a.force {
+        println!(
+            "would finish {} and move to {next}",
+            rollout::phase_label(r)
+        );
+    } else {
+        println!(
+            "would not advance (without --force): {}",
+            report.blockers.join("; ")
+        );
+    }
+    eprintln!("meshca: dry run: nothing was issued, written or delivered");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -111,7 +111,7 @@ impl DeliveryArgs {
     ) -> DeliveryOptions {
         DeliveryOptions {
             landing: settings.kind.landing(),
-            ..self.options(settings.profile_for(cluster))
+            ..self.options(settings.delivery_profile(cluster))
         }
     }
 }

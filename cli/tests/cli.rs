@@ -483,3 +483,238 @@ fn the_first_issue_says_it_created_a_root_and_later_ones_do_not() {
         .success()
         .stderr(predicate::str::contains("created a new").not());
 }
+
+/// A cluster whose escrow record was deleted issues again under its name: the local CA's
+/// idempotency token of generation 1 is bound to its CSR, so the new key gets a new certificate
+/// (it once handed back the old one: "ca-key.pem does not match ca-cert.pem").
+#[test]
+fn a_deleted_escrow_record_does_not_block_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "v"])
+        .assert()
+        .success();
+    let first = std::fs::read_to_string(d.join("out/v/ca-cert.pem")).unwrap();
+    std::fs::remove_dir_all(d.join(".meshca/escrow/v")).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "v"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("v: issued generation 1"));
+    assert_ne!(
+        std::fs::read_to_string(d.join("out/v/ca-cert.pem")).unwrap(),
+        first
+    );
+    meshca(d).args(["inspect", "out/v"]).assert().success();
+}
+
+/// Finding 3 of the guard rails: a rerun keeps the cluster's recorded terms. A flag left out
+/// means "as recorded" (a healthy RSA bundle is reused, not called invalid); a flag that differs
+/// is refused, naming the record and --force; with --force the change is issued and kept in the
+/// record's history, which `meshca fleet` shows.
+#[test]
+fn reruns_keep_the_recorded_terms_and_a_change_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "x",
+            "--key-algorithm",
+            "rsa-2048",
+            "--validity-days",
+            "90",
+            "--common-name",
+            "x intermediate",
+        ])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: reused generation 1"));
+    for (flag, value, named) in [
+        ("--validity-days", "365", "validity: 90 days → 365 days"),
+        (
+            "--common-name",
+            "other",
+            "common name: x intermediate → other",
+        ),
+        (
+            "--key-algorithm",
+            "ec-p256",
+            "key algorithm: rsa-2048 → ec-p256",
+        ),
+    ] {
+        meshca(d)
+            .args(["issue", "--cluster", "x", flag, value])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "x is recorded with rsa-2048, 90 days",
+            ))
+            .stderr(predicate::str::contains(named))
+            .stderr(predicate::str::contains("--force"));
+    }
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "x",
+            "--validity-days",
+            "120",
+            "--force",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: issued generation 2"));
+    // The new validity is the record now; the key algorithm stays as recorded.
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--validity-days", "120"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: reused generation 2"));
+    let out = meshca(d).args(["fleet", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["terms"]["key_algorithm"], "rsa-2048", "{row}");
+    assert_eq!(row["terms"]["validity"]["days"], 120, "{row}");
+    assert_eq!(row["terms"]["common_name"], "x intermediate", "{row}");
+    assert_eq!(row["history"][0]["generation"], 2, "{row}");
+    assert_eq!(
+        row["history"][0]["changes"][0], "validity: 90 days → 120 days",
+        "{row}"
+    );
+    meshca(d)
+        .args(["fleet"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rsa-2048, 120 days"));
+}
+
+/// `meshca retire` decommissions a cluster by hand: without --yes it only says what it would do;
+/// with it each kind's certificate is revoked at the authority and its record retired, the
+/// fleet no longer lists it, and the name can be issued again, with a fresh certificate.
+#[test]
+fn retire_revokes_every_kind_and_frees_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "old",
+            "--kind",
+            "istio-cacerts",
+            "--kind",
+            "xcp-edge",
+        ])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["issue", "--cluster", "kept"])
+        .assert()
+        .success();
+    let revoked_dir = d.join(".meshca/ca/revoked");
+    meshca(d)
+        .args(["retire", "--cluster", "old"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("would revoke old: generation 1"))
+        .stdout(predicate::str::contains("would revoke old.xcp-edge"))
+        .stderr(predicate::str::contains("add --yes"));
+    assert!(!revoked_dir.exists(), "nothing revoked without --yes");
+    meshca(d)
+        .args(["retire", "--cluster", "old", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("old: revoked local:"))
+        .stdout(predicate::str::contains("old.xcp-edge: revoked local:"));
+    assert_eq!(std::fs::read_dir(&revoked_dir).unwrap().count(), 2);
+    let out = meshca(d).args(["fleet", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clusters: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cluster"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters, ["kept"]);
+    meshca(d)
+        .args(["retire", "--cluster", "old", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing is escrowed for old"));
+    let before = std::fs::read_to_string(d.join("out/old/ca-cert.pem")).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "old"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("old: issued generation 1"));
+    assert_ne!(
+        std::fs::read_to_string(d.join("out/old/ca-cert.pem")).unwrap(),
+        before
+    );
+}
+
+/// `issue --dry-run` says what would be created, issued and written, and does none of it: no
+/// root, no escrow record, no file; on a cluster with a record it says reuse or renew, and a
+/// flag that differs from the record is refused as in a real run.
+#[test]
+fn a_dry_run_says_what_would_happen_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would create a new local root CA in .meshca/ca",
+        ))
+        .stdout(predicate::str::contains(
+            "x: would issue generation 1 (no bundle escrowed for this cluster) with ec-p256, 365 days",
+        ))
+        .stdout(predicate::str::contains("would write  out/x/"))
+        .stderr(predicate::str::contains("nothing was created"));
+    assert!(!d.join(".meshca").exists(), "no root, no escrow");
+    assert!(!d.join("out").exists(), "no files");
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success();
+    let before = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: would reuse generation 1"));
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--dry-run", "--force"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "x: would issue generation 2 (renewal forced)",
+        ));
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "x",
+            "--dry-run",
+            "--validity-days",
+            "90",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("validity: 365 days → 90 days"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap(),
+        before
+    );
+    let out = meshca(d).args(["fleet", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["generation"], 1);
+}

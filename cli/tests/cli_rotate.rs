@@ -632,3 +632,144 @@ fn issue_by_context(d: &Path, names: &[&str]) {
             .success();
     }
 }
+
+/// Finding 3 of the guard rails: a rotation keeps each cluster's recorded terms. A fleet issued
+/// with RSA-2048 for 90 days keeps its intermediates through trust-both (re-rooted, not
+/// re-issued) and is re-issued in switch with RSA-2048 and 90 days, not the defaults.
+#[test]
+fn a_rotation_keeps_the_fleets_recorded_key_algorithm_and_validity() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for c in ["rsa-a", "rsa-b"] {
+        meshca(d)
+            .args([
+                "issue",
+                "--cluster",
+                c,
+                "--key-algorithm",
+                "rsa-2048",
+                "--validity-days",
+                "90",
+            ])
+            .assert()
+            .success();
+    }
+    let first = std::fs::read_to_string(d.join("out/rsa-a/ca-cert.pem")).unwrap();
+    let doc = json(
+        d,
+        &[
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-next",
+            "--create",
+            "--soak",
+            "0",
+        ],
+    );
+    assert_eq!(phase(&doc), "trust-both");
+    assert!(
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"]["outcome"] == "delivered"),
+        "trust-both re-roots, it does not re-issue: {doc}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/rsa-a/ca-cert.pem")).unwrap(),
+        first
+    );
+    let doc = json(d, &["rotate-root", "advance"]);
+    assert_eq!(phase(&doc), "switch");
+    let fleet = json(d, &["fleet"]);
+    for row in fleet.as_array().unwrap() {
+        assert_eq!(row["generation"], 3, "{row}");
+        assert_eq!(row["terms"]["key_algorithm"], "rsa-2048", "{row}");
+        assert_eq!(row["terms"]["validity"]["days"], 90, "{row}");
+        assert!(row.get("history").is_none(), "nothing changed: {row}");
+    }
+    let (ok, shown) = openssl::run(
+        &["x509", "-in", "out/rsa-b/ca-cert.pem", "-noout", "-text"],
+        d,
+    );
+    assert!(ok && shown.contains("Public-Key: (2048 bit)"), "{shown}");
+}
+
+/// `rotate-root start --dry-run` and `advance --dry-run` say what they would create and change,
+/// and change nothing: no new root, no rotation record, no file touched.
+#[test]
+fn rotation_dry_runs_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for c in ["a", "b"] {
+        meshca(d).args(["issue", "--cluster", c]).assert().success();
+    }
+    let root = std::fs::read_to_string(d.join("out/a/root-cert.pem")).unwrap();
+    meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-next",
+            "--create",
+            "--soak",
+            "0",
+            "--dry-run",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would create a new root CA in .meshca/ca-next",
+        ))
+        .stdout(predicate::str::contains(
+            "a: root-cert.pem would become the old root followed by the new one",
+        ))
+        .stdout(predicate::str::contains("b: root-cert.pem would become"));
+    assert!(!d.join(".meshca/ca-next").exists(), "no root created");
+    meshca(d)
+        .args(["rotate-root", "status"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no root rotation has been started",
+        ));
+    // A mistyped target is refused in a dry run as in a real one.
+    meshca(d)
+        .args(["rotate-root", "start", "--to", "local:nowhere", "--dry-run"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("holds no CA"));
+    meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-next",
+            "--create",
+            "--soak",
+            "0",
+        ])
+        .assert()
+        .success();
+    let both = std::fs::read_to_string(d.join("out/a/root-cert.pem")).unwrap();
+    assert!(both.starts_with(&root) && both.len() > root.len());
+    let cert = std::fs::read_to_string(d.join("out/b/ca-cert.pem")).unwrap();
+    meshca(d)
+        .args(["rotate-root", "advance", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would finish trust-both and move to switch",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/b/ca-cert.pem")).unwrap(),
+        cert,
+        "no new intermediate"
+    );
+    meshca(d)
+        .args(["rotate-root", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("phase     trust-both"));
+}

@@ -345,6 +345,9 @@ impl Config {
                     ..Profile::default()
                 },
                 renewal,
+                // The configuration is the fleet's statement of terms: a change applies at
+                // each cluster's next renewal, and is reported and kept in its record.
+                standing: meshca_core::reconcile::Standing::Configured,
                 ..Settings::default()
             },
             secret_prefix: get(env, "MESHCA_SECRET_PREFIX"),

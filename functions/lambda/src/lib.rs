@@ -215,7 +215,7 @@ impl App {
         DeliveryOptions {
             adopt: self.config.adopt,
             restart: self.config.restart,
-            profile: settings.profile_for(cluster),
+            profile: settings.delivery_profile(cluster),
             landing: settings.kind.landing(),
             ..DeliveryOptions::default()
         }

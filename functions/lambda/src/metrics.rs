@@ -95,6 +95,7 @@ mod tests {
             reason: meshca_core::RenewReason::Forced,
             generation: 2,
             change: Change::Rotated,
+            changed: Vec::new(),
             restarted: Vec::new(),
             not_after: now + time::Duration::days(30),
             renew_at: now + time::Duration::days(20),

@@ -474,7 +474,7 @@ impl<'a> Sweep<'a> {
             let Ok(observed) = delivery.observe().await else {
                 return false;
             };
-            if !summary.delivered_in(&observed, &settings.profile_for(&cluster), now) {
+            if !summary.delivered_in(&observed, &settings.delivery_profile(&cluster), now) {
                 return false;
             }
         }

@@ -25,6 +25,8 @@ fn sample(name: &str) -> Value {
 
 struct World {
     emu: AwsEmulator,
+    /// The issuing CA's ARN.
+    ca: String,
     server: ApiServer,
     app: App,
 }
@@ -51,7 +53,7 @@ async fn world_named(name: &str, extra: &[(&str, &str)]) -> World {
                                       "tags": {"meshca.io/enabled": "true"}}),
     );
     let mut env: HashMap<String, String> = HashMap::from([
-        ("MESHCA_CA_ARN".to_string(), ca),
+        ("MESHCA_CA_ARN".to_string(), ca.clone()),
         ("MESHCA_REGIONS".to_string(), REGION.to_string()),
         ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
         ("MESHCA_ACTIVE_POLL_SECONDS".to_string(), "1".to_string()),
@@ -60,7 +62,12 @@ async fn world_named(name: &str, extra: &[(&str, &str)]) -> World {
     let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
     let sdk = emu.sdk_config().await;
     let app = App::with_sdk_config(config, &sdk).await.unwrap();
-    World { emu, server, app }
+    World {
+        emu,
+        ca,
+        server,
+        app,
+    }
 }
 
 fn soon() -> Instant {
@@ -308,6 +315,115 @@ async fn a_ca_of_another_root_outside_a_rotation_changes_no_cluster_and_is_repor
         matches!(&outcome, Outcome::Failed { error, .. } if error.contains("shares no root")),
         "{outcome:?}"
     );
+}
+
+/// Finding 8 of the guard rails: a record restored after its cluster was deleted (meshca's own
+/// advice for re-creating a name within the recovery window) never puts the revoked
+/// intermediate back in force: the re-created cluster gets a fresh generation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_record_never_puts_a_revoked_intermediate_back() {
+    let w = world(&[]).await;
+    assert!(matches!(
+        w.run("eks-create-cluster.json").await,
+        Outcome::Renewed { generation: 1, .. }
+    ));
+    let revoked = w
+        .server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .unwrap()["data"]["ca-cert.pem"]
+        .clone();
+    assert!(matches!(
+        w.run("eks-delete-cluster.json").await,
+        Outcome::Revoked { .. }
+    ));
+    // Re-created within the recovery window: refused, saying how to reuse the name.
+    let outcome = w.run("eks-create-cluster.json").await;
+    assert!(
+        matches!(&outcome, Outcome::Failed { error, .. }
+            if error.contains("aws secretsmanager restore-secret --secret-id meshca/eu-west-1/c1")),
+        "{outcome:?}"
+    );
+    let sm = aws_sdk_secretsmanager::Client::new(&w.emu.sdk_config().await);
+    sm.restore_secret()
+        .secret_id("meshca/eu-west-1/c1")
+        .send()
+        .await
+        .unwrap();
+    let outcome = w.run("eks-create-cluster.json").await;
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Renewed {
+                generation: 2,
+                reason: meshca_core::RenewReason::Revoked,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let now_in_force = w
+        .server
+        .get(Resource::Secrets, "istio-system", "cacerts")
+        .unwrap()["data"]["ca-cert.pem"]
+        .clone();
+    assert_ne!(now_in_force, revoked);
+    // The sweep agrees: the restored record is healthy now, nothing more is issued.
+    let issued = w.emu.calls("IssueCertificate");
+    let sweep = w.app.sweep(soon()).await;
+    assert_eq!((sweep.failed, sweep.renewed), (0, 0), "{sweep:?}");
+    assert_eq!(w.emu.calls("IssueCertificate"), issued);
+}
+
+/// A key algorithm or validity changed in the functions' configuration applies at each
+/// cluster's next renewal, not at once (a healthy bundle is kept), and the renewal reports the
+/// change, which the record keeps in its history.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_configuration_applies_at_the_next_renewal_and_is_reported() {
+    let w = world(&[]).await;
+    assert!(matches!(
+        w.run("eks-create-cluster.json").await,
+        Outcome::Renewed { generation: 1, .. }
+    ));
+    let ca = w.ca.clone();
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), ca),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "60".to_string()),
+        ("MESHCA_KEY_ALGORITHM".to_string(), "rsa-2048".to_string()),
+        ("MESHCA_VERIFY_EVERY".to_string(), "1".to_string()),
+    ]);
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let changed = App::with_sdk_config(config, &w.emu.sdk_config().await)
+        .await
+        .unwrap();
+    let issued = w.emu.calls("IssueCertificate");
+    let sweep = changed.sweep(soon()).await;
+    assert_eq!(
+        (sweep.checked, sweep.failed, sweep.renewed),
+        (1, 0, 0),
+        "{sweep:?}"
+    );
+    assert_eq!(w.emu.calls("IssueCertificate"), issued, "kept until due");
+    let outcome = changed
+        .handle(
+            event::parse(&json!({"cluster": "c1", "region": REGION, "force": true})).unwrap(),
+            soon(),
+        )
+        .await
+        .outcome;
+    let Outcome::Renewed { changed, .. } = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        changed,
+        &vec![
+            "key algorithm: ec-p256 → rsa-2048".to_string(),
+            "validity: 30 days → 60 days".to_string()
+        ]
+    );
+    let reported = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(reported["changed"][0], "key algorithm: ec-p256 → rsa-2048");
+    assert_eq!(w.generation().as_deref(), Some("2"));
 }
 
 /// EKS allows upper case and `_` (and 100 characters): such a cluster is created, swept and

@@ -123,6 +123,7 @@ impl SecretsEscrow {
     /// The answer, or `None` when the call failed with the one code that means "already so"
     /// (the secret exists, the version exists, nothing to delete); any other failure is an error.
     fn tolerating<T, E, R>(
+        &self,
         result: Result<T, SdkError<E, R>>,
         tolerated: &str,
         operation: &'static str,
@@ -142,6 +143,7 @@ impl SecretsEscrow {
                 {
                     Err(EscrowError::Retired {
                         cluster: cluster.to_string(),
+                        secret: self.secret_name(cluster),
                     })
                 }
                 (code, message) => Err(Self::backend(
@@ -186,7 +188,7 @@ impl SecretsEscrow {
         if let Some(v) = version {
             req = req.version_id(v);
         }
-        match Self::tolerating(
+        match self.tolerating(
             req.send().await,
             "ResourceNotFoundException",
             "read",
@@ -253,7 +255,7 @@ impl SecretsEscrow {
         if let Some(k) = &self.kms_key_id {
             req = req.kms_key_id(k);
         }
-        Self::tolerating(
+        self.tolerating(
             req.send().await,
             "ResourceExistsException",
             "create",
@@ -325,7 +327,9 @@ impl SecretsEscrow {
             .version_stages(stage)
             .send()
             .await;
-        Ok(Self::tolerating(sent, "ResourceExistsException", "write", cluster)?.is_some())
+        Ok(self
+            .tolerating(sent, "ResourceExistsException", "write", cluster)?
+            .is_some())
     }
 
     /// ListSecrets under `<prefix>/` (secrets scheduled for deletion are not listed): entries one
@@ -493,18 +497,21 @@ impl Escrow for SecretsEscrow {
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError> {
         let cluster = &pending.key();
         let record = Record::Pending(Box::new(pending.clone()));
-        if self
-            .put(cluster, &pending.token.for_step("issued"), &record, PENDING)
-            .await?
-        {
+        let step = pending.token.for_step(match pending.refused {
+            None => "issued",
+            Some(_) => "refused",
+        });
+        if self.put(cluster, &step, &record, PENDING).await? {
             return Ok(());
         }
         // Someone recorded this step already: fine if it is the same certificate.
-        match self
-            .read(cluster, None, Some(&pending.token.for_step("issued")))
-            .await?
-        {
-            Some((Record::Pending(p), _)) if p.certificate_id == pending.certificate_id => Ok(()),
+        match self.read(cluster, None, Some(&step)).await? {
+            Some((Record::Pending(p), _))
+                if p.certificate_id == pending.certificate_id
+                    && p.refused.is_some() == pending.refused.is_some() =>
+            {
+                Ok(())
+            }
             _ => Err(EscrowError::Conflict {
                 cluster: cluster.to_string(),
                 generation: pending.generation,
@@ -550,6 +557,31 @@ impl Escrow for SecretsEscrow {
         Ok(())
     }
 
+    /// A new version in service; the summary's files tag is removed, so the record is read
+    /// (and judged revoked) rather than kept from its summary if it is ever restored.
+    async fn mark_revoked(&self, current: &Current) -> Result<(), EscrowError> {
+        let cluster = &current.key();
+        let record = Record::Current(Box::new(current.clone()));
+        self.put(
+            cluster,
+            &current.token.for_step("revoked"),
+            &record,
+            CURRENT,
+        )
+        .await?;
+        let sent = self
+            .client
+            .untag_resource()
+            .secret_id(self.secret_name(cluster))
+            .tag_keys(FILES_TAG)
+            .send()
+            .await;
+        sent.map(drop).map_err(|e| {
+            let (code, message) = error_parts(&e);
+            Self::backend("untag", cluster, format!("{code}: {message}"))
+        })
+    }
+
     async fn retire(&self, cluster: &EscrowKey) -> Result<(), EscrowError> {
         self.forget(cluster);
         let sent = self
@@ -559,7 +591,8 @@ impl Escrow for SecretsEscrow {
             .recovery_window_in_days(self.recovery_window_days)
             .send()
             .await;
-        Self::tolerating(sent, "ResourceNotFoundException", "retire", cluster).map(drop)
+        self.tolerating(sent, "ResourceNotFoundException", "retire", cluster)
+            .map(drop)
     }
 }
 
@@ -637,6 +670,7 @@ mod tests {
             csr: "c".repeat(70_000),
             certificate_id: None,
             validity: None,
+            refused: None,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         };
         let e = SecretsEscrow::encode(&cluster, &Record::Pending(Box::new(pending.clone())))

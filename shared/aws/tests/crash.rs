@@ -141,6 +141,9 @@ impl Escrow for CrashingEscrow<'_> {
             self.0.promote(c).await
         )
     }
+    async fn mark_revoked(&self, c: &meshca_core::escrow::Current) -> Result<(), EscrowError> {
+        self.0.mark_revoked(c).await
+    }
     async fn retire(&self, c: &meshca_core::escrow::EscrowKey) -> Result<(), EscrowError> {
         self.0.retire(c).await
     }

@@ -514,7 +514,24 @@ async fn bad_certificates_from_pca_are_never_escrowed() {
             escrow.load(&(&c).into()).await.unwrap().current.is_none(),
             "{kind} was escrowed as current"
         );
+        // Nothing half-done is left: the certificate is revoked, its generation closed.
+        assert!(e.to_string().contains("it was revoked"), "{kind}: {e}");
+        let pending = escrow.load(&(&c).into()).await.unwrap().pending.unwrap();
+        assert!(pending.refused.is_some(), "{kind}: the refusal is recorded");
     }
+    assert_eq!(a.emu.calls("RevokeCertificate"), 3);
+    // Once the CA behaves, the name is not stuck on its refused generation: a fresh one is issued.
+    a.emu.control("configure", json!({"bad_certificates": []}));
+    let c = cluster("bad-pathlen1");
+    let r = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    };
+    let secured = r.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(secured.meta.generation, 2);
+    assert!(matches!(secured.obtained, meshca_core::Obtained::Issued(_)));
+    assert!(escrow.load(&(&c).into()).await.unwrap().pending.is_none());
 }
 
 #[tokio::test]

@@ -117,6 +117,11 @@ pub struct Pending {
     /// written before it was kept (they resume with the current settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validity: Option<Validity>,
+    /// Why meshca refused the certificate this generation was issued (it was revoked where the
+    /// authority allows): the generation is over, and the next run starts a fresh one with a
+    /// new key and token instead of resuming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 impl Pending {
@@ -139,6 +144,7 @@ impl std::fmt::Debug for Pending {
             .field("generation", &self.generation)
             .field("token", &self.token)
             .field("certificate_id", &self.certificate_id)
+            .field("refused", &self.refused)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +163,26 @@ pub struct Current {
     pub bundle: Bundle,
     #[serde(with = "time::serde::rfc3339")]
     pub promoted_at: OffsetDateTime,
+    /// The settings the bundle was issued with: what a rerun, renewal or rotation keeps unless
+    /// changed on purpose. Absent in records written before they were kept (such a record is
+    /// judged by its certificate alone, and records its terms at its next renewal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<crate::terms::Terms>,
+    /// Every change of terms, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::terms::TermsChange>,
+    /// The bundle's certificate was revoked (its cluster was deleted or retired): a record
+    /// restored afterwards never puts it back in force, its next run issues a new generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revoked>,
+}
+
+/// When and why a record's certificate was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Revoked {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub reason: String,
 }
 
 /// What escrow holds for one cluster.
@@ -276,9 +302,9 @@ pub enum EscrowError {
         limit: usize,
     },
     #[error(
-        "escrow record for {cluster} was retired (its cluster was deleted) and is scheduled for deletion; restore it (aws secretsmanager restore-secret) to reuse the name before the recovery window ends"
+        "escrow record for {cluster} was retired (its cluster was deleted or retired) and is scheduled for deletion; to reuse the name before the recovery window ends, restore it (aws secretsmanager restore-secret --secret-id {secret}): the next run then issues a fresh generation (the revoked certificate is never put back)"
     )]
-    Retired { cluster: String },
+    Retired { cluster: String, secret: String },
     #[error("escrow {operation} failed for {cluster}: {detail}")]
     Backend {
         operation: &'static str,
@@ -292,10 +318,14 @@ pub trait Escrow: Send + Sync {
     async fn load(&self, key: &EscrowKey) -> Result<Escrowed, EscrowError>;
     /// Writes `pending` only if no pending record with its token exists (conditional write).
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError>;
-    /// Adds the certificate id to the pending record that carries the same token.
+    /// Adds the certificate id (or the refusal of its certificate) to the pending record that
+    /// carries the same token.
     async fn record_issued(&self, pending: &Pending) -> Result<(), EscrowError>;
     /// Makes `current` the record in service and clears the pending record of its generation.
     async fn promote(&self, current: &Current) -> Result<(), EscrowError>;
+    /// Rewrites the record in service as `current`, whose certificate was revoked
+    /// ([`Current::revoked`]), so that a record restored later is known to hold a revoked one.
+    async fn mark_revoked(&self, current: &Current) -> Result<(), EscrowError>;
     /// Removes the cluster's records (recoverable where the backend allows it).
     async fn retire(&self, key: &EscrowKey) -> Result<(), EscrowError>;
     /// Every key with a record here, sorted: the fleet as escrow knows it, with no cluster call.

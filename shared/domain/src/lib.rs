@@ -26,6 +26,7 @@ pub mod renewal;
 pub mod retry;
 pub mod rollout;
 pub mod rotation;
+pub mod terms;
 pub mod timestamp;
 pub mod validate;
 
@@ -41,6 +42,7 @@ pub use kind::{Identity, Kind, KindSpec, Template};
 pub use place::{Account, AccountId, Place};
 pub use reconcile::{Obtained, Outcome, ReconcileError, Reconciler, Secured, Settings, Step};
 pub use renewal::{RenewReason, RenewalPolicy, Verdict};
+pub use terms::{Terms, TermsChange};
 pub use validate::{InvalidBundle, Profile, Shape, Verified};
 
 /// An error and its sources on one line, each cause once: how adapters report a failure whose

@@ -26,6 +26,7 @@ use crate::escrow::{
 use crate::key::{KeyAlgorithm, KeyError, PrivateKey};
 use crate::kind::KindSpec;
 use crate::renewal::{RenewReason, RenewalPolicy, Verdict};
+use crate::terms::{Terms, TermsChange};
 use crate::timestamp::rfc3339;
 use crate::validate::{InvalidBundle, Profile, Verified, validate};
 
@@ -52,6 +53,21 @@ pub struct Settings {
     /// `--ca-dir`, a changed CA in the functions' configuration); root changes belong to a
     /// rotation, whose bundles always overlap. On only for a lab (`meshca issue --new-root`).
     pub new_root: bool,
+    /// Whose terms a new generation of a cluster with recorded terms is issued with.
+    pub standing: Standing,
+}
+
+/// Whose terms a cluster's next generation is issued with, once it has a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Standing {
+    /// The cluster's own recorded terms; these settings only for a cluster without a record.
+    /// Rotation phases and reruns: nothing they do changes a cluster's key or validity.
+    #[default]
+    Recorded,
+    /// These settings, at the cluster's next renewal (a healthy bundle is not re-issued for
+    /// them): the functions' configuration, and the CLI once it settled its flags against the
+    /// record. Each change is kept in the record's history and reported.
+    Configured,
 }
 
 impl Default for Settings {
@@ -70,6 +86,7 @@ impl Default for Settings {
             kind: KindSpec::default(),
             scope: None,
             new_root: false,
+            standing: Standing::Recorded,
         }
     }
 }
@@ -86,6 +103,16 @@ impl Settings {
             organizational_unit: None,
         }
         .with_organization(self.organization.clone(), self.organizational_unit.clone())
+    }
+
+    /// What a bundle of `cluster` must satisfy to be written into it: its shape and identity.
+    /// Its key algorithm is the record's (the reconciler judged it by the cluster's terms), so a
+    /// cluster keeps its recorded key through a changed configuration until its next renewal.
+    pub fn delivery_profile(&self, cluster: &ClusterName) -> Profile {
+        Profile {
+            key_algorithm: None,
+            ..self.profile_for(cluster)
+        }
     }
 
     /// The profile a bundle of `cluster` is judged by: a TLS kind's identity is the cluster's own.
@@ -162,6 +189,9 @@ pub enum Outcome {
         reason: RenewReason,
         generation: u64,
         change: Change,
+        /// The terms this generation changed (a new key algorithm or validity configured).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restarted: Vec<String>,
         #[serde(with = "time::serde::rfc3339")]
@@ -253,14 +283,15 @@ pub enum ReconcileError {
     #[error("{0}")]
     ForeignRoot(Box<RootMismatch>),
     #[error(
-        "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}"
+        "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}; {disposal}"
     )]
     InvalidIssued {
         certificate_id: String,
         source: InvalidBundle,
+        disposal: Box<Disposal>,
     },
     #[error(
-        "escrow: the certificate {certificate_id} ends {}, not {} as requested (the authority changed its validity); it was not escrowed",
+        "escrow: the certificate {certificate_id} ends {}, not {} as requested (the authority changed its validity); it was not escrowed; {disposal}",
         rfc3339(*got),
         rfc3339(*wanted)
     )]
@@ -268,7 +299,37 @@ pub enum ReconcileError {
         certificate_id: String,
         wanted: OffsetDateTime,
         got: OffsetDateTime,
+        disposal: Box<Disposal>,
     },
+}
+
+/// What became of a certificate meshca refused after it was issued: it is revoked where the
+/// authority allows, and its generation is closed, so the name is never stuck on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Disposal {
+    /// The authority's answer when the revocation failed; `None`: revoked.
+    pub revoke_failed: Option<String>,
+    /// The escrow's answer when the refusal could not be recorded; `None`: recorded.
+    pub record_failed: Option<String>,
+}
+
+impl std::fmt::Display for Disposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.revoke_failed {
+            None => f.write_str("it was revoked")?,
+            Some(e) => write!(
+                f,
+                "revoking it failed ({e}): revoke it at the authority by hand"
+            )?,
+        }
+        match &self.record_failed {
+            None => f.write_str(", and the next run starts a fresh generation"),
+            Some(e) => write!(
+                f,
+                ", but recording the refusal failed ({e}): the next run retries it"
+            ),
+        }
+    }
 }
 
 /// A cluster's escrowed bundle and the authority in force share no root.
@@ -333,6 +394,70 @@ pub struct Secured {
     pub verified: Verified,
     pub renew_at: OffsetDateTime,
     pub obtained: Obtained,
+    /// The terms this generation changed, `what: old → new` (empty: as recorded).
+    pub changed: Vec<String>,
+}
+
+/// Why an issued certificate is not taken into service.
+enum Refusal {
+    Invalid(InvalidBundle),
+    Validity {
+        wanted: OffsetDateTime,
+        got: OffsetDateTime,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Invalid(e) => write!(f, "fails validation: {e}"),
+            Refusal::Validity { wanted, got } => write!(
+                f,
+                "ends {}, not {} as requested",
+                rfc3339(*got),
+                rfc3339(*wanted)
+            ),
+        }
+    }
+}
+
+/// A record's terms and their history, before this run.
+struct Recorded {
+    terms: Option<Terms>,
+    history: Vec<TermsChange>,
+}
+
+impl Recorded {
+    fn of(escrowed: &Escrowed) -> Self {
+        let current = escrowed.current.as_ref();
+        Recorded {
+            terms: current.and_then(|c| c.terms.clone()),
+            history: current.map(|c| c.history.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The changes from the recorded terms to `terms`, and the history with them added.
+    fn after(
+        &self,
+        terms: &Terms,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> (Vec<String>, Vec<TermsChange>) {
+        let changed = self
+            .terms
+            .as_ref()
+            .map(|t| terms.changes_from(t))
+            .unwrap_or_default();
+        let mut history = self.history.clone();
+        if !changed.is_empty() {
+            history.push(TermsChange {
+                at: now,
+                generation,
+                changes: changed.clone(),
+            });
+        }
+        (changed, history)
+    }
 }
 
 /// What decide concluded, before anything is written.
@@ -432,6 +557,7 @@ impl Reconciler<'_> {
                 reason,
                 generation,
                 change,
+                changed: secured.changed,
                 restarted,
                 not_after,
                 renew_at,
@@ -503,15 +629,17 @@ impl Reconciler<'_> {
             Err(e) => return Outcome::failed(Step::Observe, e),
         };
         let mut revoke: Vec<(CertificateId, String)> = Vec::new();
-        if let Some(c) = &escrowed.current {
+        if let Some(c) = escrowed.current.as_ref().filter(|c| c.revoked.is_none()) {
             revoke.push((
                 CertificateId(c.meta.certificate_id.clone()),
                 c.meta.serial.clone(),
             ));
         }
+        // A refused generation's certificate was revoked when it was refused.
         if let Some(id) = escrowed
             .pending
             .as_ref()
+            .filter(|p| p.refused.is_none())
             .and_then(|p| p.certificate_id.clone())
             && let Some(serial) = self.serial_of(&id).await
         {
@@ -532,6 +660,18 @@ impl Reconciler<'_> {
             return Outcome::Skipped {
                 reason: "nothing escrowed for this cluster".into(),
             };
+        }
+        if let Some(current) = escrowed.current.filter(|c| c.revoked.is_none()) {
+            let marked = Current {
+                revoked: Some(crate::escrow::Revoked {
+                    at: OffsetDateTime::now_utc(),
+                    reason: RevocationReason::CessationOfOperation.as_pca().into(),
+                }),
+                ..current
+            };
+            if let Err(e) = self.escrow.mark_revoked(&marked).await {
+                return Outcome::failed(Step::Escrow, e);
+            }
         }
         match self.escrow.retire(&key).await {
             Ok(()) => Outcome::Revoked { certificates },
@@ -630,7 +770,31 @@ impl Reconciler<'_> {
         {
             foreign_root(current, &info)?;
         }
-        match self.decide(&info, escrowed, force, now) {
+        let recorded = Recorded::of(&escrowed);
+        let own;
+        let settings = match (self.settings.standing, &recorded.terms) {
+            (Standing::Recorded, Some(terms)) => {
+                own = terms.apply(self.settings);
+                &own
+            }
+            _ => self.settings,
+        };
+        Reconciler { settings, ..*self }
+            .act(cluster, &info, escrowed, &recorded, force, now)
+            .await
+    }
+
+    /// Carries out what [`Reconciler::decide`] concludes, under this reconciler's settings.
+    async fn act(
+        &self,
+        cluster: &ClusterName,
+        info: &AuthorityInfo,
+        escrowed: Escrowed,
+        recorded: &Recorded,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<Secured, ReconcileError> {
+        match self.decide(info, escrowed, force, now) {
             Decision::Keep(current, verified, renew_at) => Ok(Secured {
                 cluster: cluster.clone(),
                 bundle: current.bundle,
@@ -638,9 +802,10 @@ impl Reconciler<'_> {
                 verified: *verified,
                 renew_at,
                 obtained: Obtained::Escrowed,
+                changed: Vec::new(),
             }),
             Decision::Resume(pending, reason) => {
-                self.finish(&info, *pending, now, Obtained::Resumed(reason))
+                self.finish(info, *pending, now, Obtained::Resumed(reason), recorded)
                     .await
             }
             Decision::Reroot(current, verified) => {
@@ -661,10 +826,11 @@ impl Reconciler<'_> {
                     verified: *verified,
                     renew_at,
                     obtained: Obtained::Rerooted,
+                    changed: Vec::new(),
                 })
             }
             Decision::Renew { generation, reason } => {
-                let pending = self.begin(&info, cluster, generation, now)?;
+                let pending = self.begin(info, cluster, generation, now)?;
                 let (pending, obtained) = match self.escrow.claim(&pending).await {
                     Ok(Claim::Won) => (pending, Obtained::Issued(reason)),
                     Ok(Claim::Lost(theirs)) => (*theirs, Obtained::Resumed(reason)),
@@ -675,7 +841,7 @@ impl Reconciler<'_> {
                         });
                     }
                 };
-                self.finish(&info, pending, now, obtained).await
+                self.finish(info, pending, now, obtained, recorded).await
             }
         }
     }
@@ -706,7 +872,9 @@ impl Reconciler<'_> {
         match escrowed.pending {
             // Finish what an earlier run started, if it was started the way we would start it.
             Some(p)
-                if p.authority_id == info.id && p.key_algorithm == self.settings.key_algorithm =>
+                if p.refused.is_none()
+                    && p.authority_id == info.id
+                    && p.key_algorithm == self.settings.key_algorithm =>
             {
                 Decision::Resume(Box::new(p), reason)
             }
@@ -732,11 +900,12 @@ impl Reconciler<'_> {
         if current.authority_id != info.id {
             return None;
         }
+        let profile = self.judged_by(&current);
         let bundle = Bundle {
             root_cert: info.root_bundle.clone(),
             ..current.bundle
         };
-        let verified = validate(&bundle, &self.settings.profile_for(&current.cluster), now).ok()?;
+        let verified = validate(&bundle, &profile, now).ok()?;
         let c = &verified.ca_cert;
         if !matches!(
             self.settings.renewal.judge(c.not_before, c.not_after, now),
@@ -763,6 +932,16 @@ impl Reconciler<'_> {
             },
             verified,
         ))
+    }
+
+    /// The profile a bundle in service is judged by: its key is the one its terms record (a
+    /// key algorithm configured since applies at the next renewal, not at once); a record
+    /// without terms accepts any supported key.
+    fn judged_by(&self, current: &Current) -> Profile {
+        Profile {
+            key_algorithm: current.terms.as_ref().map(|t| t.key_algorithm),
+            ..self.settings.profile_for(&current.cluster)
+        }
     }
 
     /// Whether the escrowed bundle can stay in service or must be renewed, and why; the
@@ -792,11 +971,10 @@ impl Reconciler<'_> {
                 None,
             )
         };
-        match validate(
-            &current.bundle,
-            &self.settings.profile_for(&current.cluster),
-            now,
-        ) {
+        if current.revoked.is_some() {
+            return renew(RenewReason::Revoked);
+        }
+        match validate(&current.bundle, &self.judged_by(current), now) {
             Err(e) => renew(RenewReason::Invalid {
                 detail: e.to_string(),
             }),
@@ -854,6 +1032,7 @@ impl Reconciler<'_> {
             certificate_id: None,
             created_at: now,
             validity: Some(self.settings.validity),
+            refused: None,
         })
     }
 
@@ -864,6 +1043,7 @@ impl Reconciler<'_> {
         pending: Pending,
         now: OffsetDateTime,
         obtained: Obtained,
+        recorded: &Recorded,
     ) -> Result<Secured, ReconcileError> {
         let certificate_id = self
             .issue(&pending, matches!(obtained, Obtained::Resumed(_)))
@@ -877,22 +1057,13 @@ impl Reconciler<'_> {
                 source,
             })?;
 
-        let invalid = |source| ReconcileError::InvalidIssued {
-            certificate_id: certificate_id.to_string(),
-            source,
+        let (bundle, verified) = match self.accept(&pending, &issued, info, now) {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                return Err(self.refuse(pending, certificate_id, &issued, refusal).await);
+            }
         };
-        let chain = format!("{}{}", issued.certificate, issued.chain);
-        let bundle = Bundle::from_pems(
-            &issued.certificate,
-            &pending.ca_key,
-            &chain,
-            &info.root_bundle,
-        )
-        .map_err(|e| invalid(InvalidBundle::Pem(e)))?;
-        let verified = validate(&bundle, &self.settings.profile_for(&pending.cluster), now)
-            .map_err(invalid)?;
         let c = &verified.ca_cert;
-        self.check_validity(&pending, &certificate_id, now, c.not_after)?;
         let meta = BundleMeta {
             generation: pending.generation,
             serial: c.serial.clone(),
@@ -903,6 +1074,12 @@ impl Reconciler<'_> {
             owner: Some(pending.key()),
         };
         let renew_at = c.not_after - self.settings.renewal.threshold(c.not_before, c.not_after);
+        let terms = Terms {
+            key_algorithm: pending.key_algorithm,
+            validity: self.asked(&pending),
+            ..Terms::of(self.settings)
+        };
+        let (changed, history) = recorded.after(&terms, pending.generation, now);
         let current = Current {
             schema: SCHEMA,
             cluster: pending.cluster.clone(),
@@ -912,6 +1089,9 @@ impl Reconciler<'_> {
             meta: meta.clone(),
             bundle: bundle.clone(),
             promoted_at: now,
+            terms: Some(terms),
+            history,
+            revoked: None,
         };
         self.escrow
             .promote(&current)
@@ -927,6 +1107,7 @@ impl Reconciler<'_> {
             verified,
             renew_at,
             obtained,
+            changed,
         })
     }
 
@@ -935,16 +1116,38 @@ impl Reconciler<'_> {
         pending.validity.unwrap_or(self.settings.validity)
     }
 
+    /// The issued certificate as a bundle, if it is what this generation asked for: valid under
+    /// the profile, and with the validity asked for.
+    fn accept(
+        &self,
+        pending: &Pending,
+        issued: &crate::authority::Issued,
+        info: &AuthorityInfo,
+        now: OffsetDateTime,
+    ) -> Result<(Bundle, Verified), Refusal> {
+        let chain = format!("{}{}", issued.certificate, issued.chain);
+        let bundle = Bundle::from_pems(
+            &issued.certificate,
+            &pending.ca_key,
+            &chain,
+            &info.root_bundle,
+        )
+        .map_err(|e| Refusal::Invalid(InvalidBundle::Pem(e)))?;
+        let verified = validate(&bundle, &self.settings.profile_for(&pending.cluster), now)
+            .map_err(Refusal::Invalid)?;
+        self.check_validity(pending, now, verified.ca_cert.not_after)?;
+        Ok((bundle, verified))
+    }
+
     /// The authority gave the validity asked for: the end lies where the request put it when the
     /// generation began or now (a resumed one may have been issued in between), give or take a
     /// day. An authority that caps or ignores the request (Vault does, silently) is caught here.
     fn check_validity(
         &self,
         pending: &Pending,
-        id: &CertificateId,
         now: OffsetDateTime,
         got: OffsetDateTime,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<(), Refusal> {
         let slack = Duration::days(1);
         let asked = self.asked(pending);
         let (earliest, latest) = (
@@ -952,13 +1155,66 @@ impl Reconciler<'_> {
             asked.not_after(now),
         );
         if got < earliest - slack || got > latest + slack {
-            return Err(ReconcileError::ValidityNotHonoured {
-                certificate_id: id.to_string(),
+            return Err(Refusal::Validity {
                 wanted: latest,
                 got,
             });
         }
         Ok(())
+    }
+
+    /// A certificate refused after issuance: revoked at the authority (it must not stay valid
+    /// unescrowed), and its generation closed in escrow, so the next run issues a fresh one
+    /// instead of resuming this one for ever.
+    async fn refuse(
+        &self,
+        pending: Pending,
+        certificate_id: CertificateId,
+        issued: &crate::authority::Issued,
+        refusal: Refusal,
+    ) -> ReconcileError {
+        let serial = crate::pem::certificates("issued certificate", &issued.certificate)
+            .ok()
+            .and_then(|ders| ders.into_iter().next())
+            .and_then(|der| Certificate::from_der("issued", der).ok())
+            .map(|c| c.serial);
+        let revoke_failed = match serial {
+            None => Some("its serial cannot be read".to_string()),
+            Some(serial) => self
+                .authority
+                .revoke(&certificate_id, &serial, RevocationReason::Superseded)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+        };
+        let closed = Pending {
+            certificate_id: Some(certificate_id.clone()),
+            refused: Some(refusal.to_string()),
+            ..pending
+        };
+        let disposal = Box::new(Disposal {
+            revoke_failed,
+            record_failed: self
+                .escrow
+                .record_issued(&closed)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+        });
+        let certificate_id = certificate_id.to_string();
+        match refusal {
+            Refusal::Invalid(source) => ReconcileError::InvalidIssued {
+                certificate_id,
+                source,
+                disposal,
+            },
+            Refusal::Validity { wanted, got } => ReconcileError::ValidityNotHonoured {
+                certificate_id,
+                wanted,
+                got,
+                disposal,
+            },
+        }
     }
 
     /// The certificate of a pending generation: issued now, unless an earlier run already

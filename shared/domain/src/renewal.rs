@@ -38,12 +38,18 @@ pub enum RenewReason {
     },
     /// The operator asked for it.
     Forced,
+    /// The escrowed certificate was revoked (its cluster deleted or retired, the record
+    /// restored since): it is never put back in force.
+    Revoked,
 }
 
 impl fmt::Display for RenewReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RenewReason::NoBundle => f.write_str("no bundle escrowed for this cluster"),
+            RenewReason::Revoked => f.write_str(
+                "the escrowed certificate was revoked (the record was restored after its cluster was retired)",
+            ),
             RenewReason::Invalid { detail } => write!(f, "escrowed bundle is invalid: {detail}"),
             RenewReason::RootChanged => f.write_str("the authority's root changed"),
             RenewReason::IssuerChanged { from } => write!(

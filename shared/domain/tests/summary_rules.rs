@@ -30,6 +30,9 @@ fn current(b: meshca_core::Bundle) -> Current {
         },
         bundle: b,
         promoted_at: OffsetDateTime::now_utc(),
+        terms: None,
+        history: Vec::new(),
+        revoked: None,
     }
 }
 

@@ -330,7 +330,7 @@ impl Authority for LocalCa {
         })
     }
 
-    /// Idempotent like PCA: the same token returns the certificate it first produced, even when
+    /// Idempotent like PCA: the same token and CSR return the certificate first produced, even when
     /// two runs race — the certificate is on disk before the token is claimed (create-if-absent
     /// by link(2)), and the run that loses the claim withdraws its own.
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
@@ -341,7 +341,12 @@ impl Authority for LocalCa {
         let issued = self.dir.join(ISSUED);
         let tokens = issued.join(TOKENS);
         fs::create_dir_all(&tokens).map_err(self.io("issue"))?;
-        let token_path = tokens.join(token_file(request.idempotency_token));
+        // A token is bound to its CSR: the same token with another key (a generation whose
+        // pending record was lost or closed) is another request, never the old certificate.
+        let token_path = tokens.join(token_file(&format!(
+            "{}\0{}",
+            request.idempotency_token, request.csr_pem
+        )));
         let known = |p: &Path| {
             fs::read_to_string(p)
                 .ok()

@@ -187,8 +187,9 @@ impl Escrow for LocalEscrow {
                 .await?
                 .current
                 .map_or(0, |c| c.meta.generation);
-            if existing.generation <= done {
-                // Left over from a generation already promoted: clear it and try again.
+            if existing.generation <= done || existing.refused.is_some() {
+                // Left over from a generation already promoted, or closed when its certificate
+                // was refused: clear it and try again.
                 let _ = fs::remove_file(&target);
                 continue;
             }
@@ -252,6 +253,16 @@ impl Escrow for LocalEscrow {
         {
             let _ = fs::remove_file(dir.join(PENDING));
         }
+        Ok(())
+    }
+
+    async fn mark_revoked(&self, current: &Current) -> Result<(), EscrowError> {
+        let cluster = &current.key();
+        let dir = self.ensure_dir(cluster)?;
+        let tmp = Self::staged(&dir, &to_json(current))
+            .map_err(Self::backend("mark revoked", cluster))?;
+        tmp.persist(dir.join(CURRENT))
+            .map_err(|e| Self::backend("mark revoked", cluster)(e.error))?;
         Ok(())
     }
 

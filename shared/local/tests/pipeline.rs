@@ -195,8 +195,11 @@ async fn rerun_reuses_force_renews_and_root_stays_byte_identical() {
     assert_eq!(issued_count(w.ca.dir()), 2);
 }
 
+/// A configured key algorithm applies at the cluster's next renewal (a healthy bundle is kept),
+/// which reports the change; under the cluster's recorded terms (a rotation, a rerun) another
+/// configured algorithm changes nothing.
 #[tokio::test]
-async fn changing_the_key_algorithm_renews_with_the_reason() {
+async fn changing_the_key_algorithm_applies_at_the_next_renewal_and_is_reported() {
     let w = world();
     let c = cluster("switch");
     let s1 = settings(KeyAlgorithm::EcP256);
@@ -208,20 +211,37 @@ async fn changing_the_key_algorithm_renews_with_the_reason() {
     .ensure_bundle(&c, false)
     .await
     .unwrap();
-    let s2 = settings(KeyAlgorithm::EcP384);
-    let o = Reconciler {
+    let s2 = Settings {
+        standing: meshca_core::reconcile::Standing::Configured,
+        ..settings(KeyAlgorithm::EcP384)
+    };
+    let r2 = Reconciler {
         authority: &w.ca,
         escrow: &w.escrow,
         settings: &s2,
+    };
+    let kept = r2.ensure_bundle(&c, false).await.unwrap();
+    assert_eq!(kept.obtained, Obtained::Escrowed, "kept until its renewal");
+    assert_eq!(kept.verified.key_algorithm, KeyAlgorithm::EcP256);
+    let o = r2.ensure_bundle(&c, true).await.unwrap();
+    assert_eq!(o.obtained, Obtained::Issued(RenewReason::Forced));
+    assert_eq!(o.changed, vec!["key algorithm: ec-p256 → ec-p384"]);
+    assert_eq!(o.verified.key_algorithm, KeyAlgorithm::EcP384);
+    let s3 = settings(KeyAlgorithm::Rsa2048);
+    let o = Reconciler {
+        authority: &w.ca,
+        escrow: &w.escrow,
+        settings: &s3,
     }
-    .ensure_bundle(&c, false)
+    .ensure_bundle(&c, true)
     .await
     .unwrap();
-    let Obtained::Issued(RenewReason::Invalid { detail }) = &o.obtained else {
-        panic!("{:?}", o.obtained)
-    };
-    assert_eq!(detail, "ca-key.pem is ec-p256, profile wants ec-p384");
-    assert_eq!(o.verified.key_algorithm, KeyAlgorithm::EcP384);
+    assert_eq!(
+        o.verified.key_algorithm,
+        KeyAlgorithm::EcP384,
+        "as recorded"
+    );
+    assert!(o.changed.is_empty());
 }
 
 /// An authority whose root the cluster does not share is refused (it would cut the cluster off
@@ -396,6 +416,7 @@ async fn escrow_claims_are_conditional() {
         certificate_id: None,
         created_at: OffsetDateTime::UNIX_EPOCH,
         validity: None,
+        refused: None,
     };
     let ours = mk(1, "ours");
     assert!(matches!(w.escrow.claim(&ours).await.unwrap(), Claim::Won));
@@ -628,7 +649,8 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
     )
     .unwrap();
     assert!(record.get("kind").is_none(), "{record}");
-    // Exactly the fields a current record had before kinds existed, so either version reads it.
+    // The fields a current record had before kinds existed, so either version reads it, and
+    // the terms it was issued with (a reader that predates them ignores them).
     let keys: std::collections::BTreeSet<&str> = record
         .as_object()
         .unwrap()
@@ -643,6 +665,7 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
         "meta",
         "bundle",
         "promoted_at",
+        "terms",
     ]
     .into_iter()
     .collect();

@@ -365,14 +365,37 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
         matches!(err, ReconcileError::ValidityNotHonoured { .. }),
         "{err}"
     );
-    assert!(
-        meshca_core::Escrow::load(&escrow, &(&c).into())
-            .await
-            .unwrap()
-            .current
-            .is_none()
+    let capped = meshca_core::Escrow::load(&escrow, &(&c).into())
+        .await
+        .unwrap();
+    assert!(capped.current.is_none());
+    // Refused, revoked at Vault, and its generation closed: raising the TTL as the error advises
+    // then works, with a fresh generation rather than the capped certificate again.
+    assert!(err.to_string().contains("it was revoked"), "{err}");
+    let refused = capped.pending.unwrap();
+    assert!(refused.refused.is_some());
+    let serial = refused.certificate_id.unwrap().0;
+    let shown = bao.cli(&[
+        "read",
+        "-field=revocation_time",
+        &format!("pki/cert/{serial}"),
+    ]);
+    assert_ne!(
+        shown.trim(),
+        "0",
+        "the capped certificate is revoked at Vault"
     );
     bao.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
+    let again = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    }
+    .ensure_bundle(&c, false)
+    .await
+    .unwrap();
+    assert_eq!(again.meta.generation, 2);
+    assert_ne!(again.meta.certificate_id, serial);
 
     // Vault signs pathlen 1 where the profile wants 0: validated, refused, nothing escrowed.
     let loose = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None)

@@ -23,6 +23,7 @@ pub async fn first_pending(
         certificate_id: None,
         created_at: OffsetDateTime::now_utc(),
         validity: Some(settings.validity),
+        refused: None,
     }
 }
 
