@@ -70,9 +70,15 @@ pub struct InspectArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     path_len: u32,
 
-    /// Judge by this kind's rules (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge);
-    /// with --context/--eks-cluster, read that kind's secret.
-    #[arg(long, value_name = "KIND", default_value = "istio-cacerts")]
+    /// Judge by this kind's rules; with --context/--eks-cluster, read that kind's secret.
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "istio-cacerts",
+        long_help = crate::issue::kinds_help(
+            "Judge by this kind's rules; with --context/--eks-cluster, read that kind's secret:"
+        )
+    )]
     kind: String,
 
     /// xcp-edge: the SPIFFE name it must carry (spiffe://xcp.tetrate.io/<NAME>).
@@ -90,6 +96,16 @@ pub struct InspectArgs {
     /// Refuse a bundle with less life left than this.
     #[arg(long, value_name = "HOURS", default_value_t = 24)]
     min_remaining_hours: u32,
+
+    /// The local escrow whose record of the bundle's owner (a manifest's or secret's
+    /// meshca.io/cluster) to show beside it: the terms it was issued with.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "MESHCA_ESCROW_DIR",
+        default_value = ".meshca/escrow"
+    )]
+    escrow_dir: PathBuf,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -165,6 +181,7 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
     let path = &source;
     let now = OffsetDateTime::now_utc();
     let result = validate::validate(&bundle, &profile, now);
+    let recorded = recorded_terms(&args.escrow_dir, meta.as_ref()).await;
 
     if args.output.json {
         let mut doc = match &result {
@@ -177,6 +194,7 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         doc["valid"] = result.is_ok().into();
         doc["error"] = result.as_ref().err().map(ToString::to_string).into();
         doc["meshca"] = serde_json::to_value(&meta)?;
+        doc["recorded_terms"] = serde_json::to_value(&recorded)?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         match &result {
@@ -197,12 +215,37 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
                 m.generation, m.certificate_id
             );
         }
+        if let Some(t) = &recorded {
+            println!("  recorded     {}", t.summary());
+        }
     }
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The terms the bundle's owner is recorded with in the local escrow, if it names its owner and
+/// the escrow holds its record.
+async fn recorded_terms(
+    escrow_dir: &std::path::Path,
+    meta: Option<&meshca_core::BundleMeta>,
+) -> Option<meshca_core::Terms> {
+    let owner = meta?.owner.as_ref()?;
+    if !escrow_dir.exists() {
+        return None;
+    }
+    let spec = meshca_wiring::EscrowSpec::Local {
+        dir: escrow_dir.to_path_buf(),
+    };
+    meshca_wiring::escrow(&spec, None, None)
+        .ok()?
+        .load(owner)
+        .await
+        .ok()?
+        .current?
+        .terms
 }
 
 /// The kind to judge by, and where its secret is.
@@ -227,8 +270,15 @@ fn kind_spec(args: &InspectArgs) -> Result<KindSpec> {
 
 /// The identity a TLS kind must carry; xcp-edge needs its name.
 fn identity(spec: &KindSpec, args: &InspectArgs) -> Result<Option<meshca_core::Identity>> {
-    if spec.kind == Kind::XcpEdge && args.tsb_name.is_none() {
-        bail!("--kind xcp-edge needs --tsb-name: the SPIFFE name the identity must carry");
+    let by_tsb_name = matches!(
+        spec.kind.profile().identity,
+        Some(meshca_core::kind::IdentityRule::TsbName { .. })
+    );
+    if by_tsb_name && args.tsb_name.is_none() {
+        bail!(
+            "--kind {} needs --tsb-name: the SPIFFE name the identity must carry",
+            spec.kind
+        );
     }
     // The cluster name only matters for xcp-edge, whose --tsb-name was required above.
     let placeholder: meshca_core::ClusterName = "cluster".parse().expect("a valid name");

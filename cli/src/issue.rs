@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
 
+use meshca_core::kind::{CATALOGUE, Input};
 use meshca_core::reconcile::Standing;
 use meshca_core::terms::Asked;
 use meshca_core::{
@@ -91,14 +92,13 @@ pub struct IssueArgs {
     #[arg(long, value_name = "OU")]
     organizational_unit: Option<String>,
 
-    /// Kind of certificate (repeatable): istio-cacerts (Istio's intermediate in istio-system/cacerts),
-    /// cert-manager-ca (the intermediate for istio-csr's cert-manager CA Issuer), xcp-central and
-    /// mpc (TSB's management plane), xcp-edge (a TSB control plane).
+    /// Kind of certificate (repeatable); the kinds are listed below.
     #[arg(
         long = "kind",
         value_name = "KIND",
         default_value = "istio-cacerts",
-        help_heading = "Kinds"
+        help_heading = "Kinds",
+        long_help = kinds_help("Kind of certificate (repeatable):")
     )]
     kinds: Vec<String>,
 
@@ -177,6 +177,17 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     }
     if args.no_files && !args.target.is_set() {
         bail!("--no-files needs --context or --eks-cluster: otherwise the bundle would go nowhere");
+    }
+    if let Some(dir) = args.authority.missing_local_root() {
+        let root = args.authority.new_root_key()?;
+        for (kind, _) in &kinds {
+            if let Some(want) = kind.profile().parent_key.filter(|w| *w != root) {
+                bail!(
+                    "{kind} must be signed by an {want} CA, and the local root this would create in {} is {root}: add --root-key-algorithm {want}. Nothing was created",
+                    dir.display()
+                );
+            }
+        }
     }
     if args.dry_run {
         return dry_run(&args, &cluster, kinds).await;
@@ -274,6 +285,15 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A flag's help followed by every kind of the catalogue, a line each.
+pub fn kinds_help(first: &str) -> String {
+    let mut text = first.to_string();
+    for p in &CATALOGUE {
+        text.push_str(&format!("\n  {:<16} {}", p.name, p.about));
+    }
+    text
+}
+
 /// The terms every kind shares, as the flags ask for them (`None`: not given).
 fn asked(args: &IssueArgs) -> Result<Asked> {
     let key_algorithm = args
@@ -314,7 +334,11 @@ async fn dry_run(
     let missing_root = args.authority.missing_local_root();
     let ports = match &missing_root {
         Some(dir) => {
-            println!("would create a new local root CA in {}", dir.display());
+            println!(
+                "would create a new local root CA in {} ({} key)",
+                dir.display(),
+                args.authority.new_root_key()?
+            );
             None
         }
         None => Some(Ports::build(&args.authority, &args.escrow).await?),
@@ -412,6 +436,14 @@ fn check(terms: &Terms, cluster: &ClusterName, kind: Kind) -> Result<()> {
     if let Err(why) = renewal.check(lifetime, Profile::default().min_remaining) {
         bail!("--validity-days / --not-after and --renew-before-days do not work together: {why}");
     }
+    if let Some(pin) = kind.profile().key_pin
+        && terms.key_algorithm != pin
+    {
+        bail!(
+            "--key-algorithm {}: {kind} is {pin} only (its mesh accepts no other key)",
+            terms.key_algorithm
+        );
+    }
     terms
         .apply(&Settings {
             kind: KindSpec::new(kind),
@@ -483,31 +515,37 @@ fn kinds(args: &IssueArgs, base: &Asked) -> Result<Vec<(Kind, Asked)>> {
     if let Some(name) = &args.tsb_name {
         meshca_core::kind::check_tsb_name(name).map_err(|e| anyhow::anyhow!("--tsb-name: {e}"))?;
     }
-    let wanted = |k: Kind| args.kinds.iter().any(|x| x.parse::<Kind>().ok() == Some(k));
-    let without_kind = [
+    let wanted: Vec<Kind> = args.kinds.iter().filter_map(|x| x.parse().ok()).collect();
+    let given = [
         (
-            !args.central_addresses.is_empty() && !wanted(Kind::XcpCentral),
+            Input::Addresses,
+            !dns.is_empty() || !ips.is_empty(),
             "--central-address",
-            "--kind xcp-central",
         ),
+        (Input::TsbName, args.tsb_name.is_some(), "--tsb-name"),
         (
-            args.tsb_name.is_some() && !wanted(Kind::XcpEdge),
-            "--tsb-name",
-            "--kind xcp-edge",
-        ),
-        (
-            args.tsb_namespace.is_some() && !wanted(Kind::XcpCentral) && !wanted(Kind::Mpc),
+            Input::TsbNamespace,
+            args.tsb_namespace.is_some(),
             "--tsb-namespace",
-            "--kind xcp-central or --kind mpc",
         ),
         (
-            args.cert_manager_secret.is_some() && !wanted(Kind::CertManagerCa),
+            Input::SecretName,
+            cert_manager_secret.is_some(),
             "--cert-manager-secret",
-            "--kind cert-manager-ca",
         ),
     ];
-    if let Some((_, flag, kind)) = without_kind.iter().find(|(given, ..)| *given) {
-        bail!("{flag} is for {kind}, which is not asked for: it would be ignored");
+    for (input, _, flag) in given.iter().filter(|(_, given, _)| *given) {
+        if !wanted.iter().any(|k| k.profile().takes(*input)) {
+            let takers: Vec<String> = CATALOGUE
+                .iter()
+                .filter(|p| p.takes(*input))
+                .map(|p| format!("--kind {}", p.name))
+                .collect();
+            bail!(
+                "{flag} is for {}, which is not asked for: it would be ignored",
+                takers.join(" or ")
+            );
+        }
     }
     let mut out: Vec<(Kind, Asked)> = Vec::new();
     for k in &args.kinds {
@@ -515,20 +553,21 @@ fn kinds(args: &IssueArgs, base: &Asked) -> Result<Vec<(Kind, Asked)>> {
         if out.iter().any(|(seen, _)| *seen == kind) {
             bail!("--kind {kind} is given twice");
         }
+        let takes = |input| kind.profile().takes(input);
         let mut asked = base.clone();
-        match kind {
-            Kind::CertManagerCa => {
-                if let Some((ns, name)) = cert_manager_secret {
-                    (asked.namespace, asked.secret) = (Some(ns.into()), Some(name.into()));
-                }
-            }
-            Kind::XcpCentral => {
-                (asked.namespace, asked.dns, asked.ips) =
-                    (args.tsb_namespace.clone(), dns.clone(), ips.clone())
-            }
-            Kind::Mpc => asked.namespace = args.tsb_namespace.clone(),
-            Kind::XcpEdge => asked.tsb_name = args.tsb_name.clone(),
-            Kind::IstioCacerts => {}
+        if takes(Input::SecretName)
+            && let Some((ns, name)) = cert_manager_secret
+        {
+            (asked.namespace, asked.secret) = (Some(ns.into()), Some(name.into()));
+        }
+        if takes(Input::TsbNamespace) {
+            asked.namespace.clone_from(&args.tsb_namespace);
+        }
+        if takes(Input::Addresses) {
+            (asked.dns, asked.ips) = (dns.clone(), ips.clone());
+        }
+        if takes(Input::TsbName) {
+            asked.tsb_name.clone_from(&args.tsb_name);
         }
         out.push((kind, asked));
     }
@@ -591,7 +630,10 @@ impl Shown<'_> {
                 meshca_core::kind::Layout::IstioCacerts => {
                     "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem".to_string()
                 }
-                meshca_core::kind::Layout::Tls => "tls.crt,tls.key,ca.crt".to_string(),
+                meshca_core::kind::Layout::Tls => match &landing.anchors {
+                    Some(a) => format!("tls.crt,tls.key,ca.crt,{}", a.key),
+                    None => "tls.crt,tls.key,ca.crt".to_string(),
+                },
             };
             println!("  files        {}/{{{names},{manifest}}}", dir.display());
         }

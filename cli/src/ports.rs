@@ -20,6 +20,12 @@ pub struct AuthorityArgs {
     #[arg(long, value_name = "DIR", env = "MESHCA_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
 
+    /// Key algorithm of a local root this command creates (ec-p384 by default; ec-p256 for a
+    /// fleet with linkerd-issuer, whose issuer Linkerd wants signed by a P-256 CA). A CA that
+    /// exists keeps its key.
+    #[arg(long, value_name = "ALG")]
+    pub root_key_algorithm: Option<String>,
+
     /// Issue from this AWS Private CA instead of the local CA
     /// (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>). Uses the standard AWS
     /// credential chain; AWS_ENDPOINT_URL is honoured.
@@ -88,6 +94,22 @@ pub struct EscrowArgs {
 }
 
 impl AuthorityArgs {
+    /// The key algorithm asked for a local root this command creates, if any.
+    pub fn root_key(&self) -> Result<Option<meshca_core::KeyAlgorithm>> {
+        self.root_key_algorithm
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--root-key-algorithm {e}"))
+    }
+
+    /// The key the local root this command would create gets.
+    pub fn new_root_key(&self) -> Result<meshca_core::KeyAlgorithm> {
+        Ok(self
+            .root_key()?
+            .unwrap_or(meshca_core::KeyAlgorithm::EcP384))
+    }
+
     /// The local CA's directory when the flags name the local CA and it has no root yet (the
     /// first issue would create one there).
     pub fn missing_local_root(&self) -> Option<PathBuf> {
@@ -161,6 +183,9 @@ impl Ports {
             }
             _ => None,
         };
+        if let (Some(dir), Some(alg)) = (&new_root, a.root_key()?) {
+            meshca_wiring::create_local_root(dir, alg)?;
+        }
         let authority = meshca_wiring::authority(&spec, aws.as_ref()).await?;
         if let Some(dir) = new_root {
             eprintln!(

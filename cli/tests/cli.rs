@@ -593,6 +593,14 @@ fn reruns_keep_the_recorded_terms_and_a_change_needs_force() {
         .assert()
         .success()
         .stdout(predicate::str::contains("rsa-2048, 120 days"));
+    // `inspect` of the manifest (it names its owner) shows the record's terms beside it.
+    meshca(d)
+        .args(["inspect", "out/x/cacerts.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "recorded     rsa-2048, 120 days, renews with a third left",
+        ));
 }
 
 /// `meshca retire` decommissions a cluster by hand: without --yes it only says what it would do;

@@ -185,3 +185,135 @@ fn a_secret_says_whose_it_is_and_another_cluster_never_overwrites_it() {
         .success()
         .stdout(predicate::str::contains("c1: issued generation 2"));
 }
+
+/// Linkerd's issuer lands in a real kube-apiserver as Linkerd reads it: the `kubernetes.io/tls`
+/// secret linkerd/linkerd-identity-issuer and the ConfigMap linkerd-identity-trust-roots whose
+/// `ca-bundle.crt` is the root bundle, both saying whose they are. A trust-roots ConfigMap that
+/// meshca did not write (Linkerd's own install) is refused, not overwritten.
+#[test]
+fn linkerd_issuer_and_its_anchors_land_in_a_real_apiserver() {
+    let real = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("kubeconfig"), real.kubeconfig("real")).unwrap();
+    let ctx = ["--context", "real", "--kubeconfig", "kubeconfig"];
+    let linkerd = [
+        "--kind",
+        "linkerd-issuer",
+        "--root-key-algorithm",
+        "ec-p256",
+    ];
+    meshca(d)
+        .args(["issue", "--cluster", "l1"])
+        .args(linkerd)
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "delivered to context real: linkerd/linkerd-identity-issuer created",
+        ));
+    let secret: serde_json::Value = serde_json::from_str(&real.kubectl(
+        &[
+            "get",
+            "secret",
+            "-n",
+            "linkerd",
+            "linkerd-identity-issuer",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["annotations"]["meshca.io/cluster"], "l1");
+    let roots: serde_json::Value = serde_json::from_str(&real.kubectl(
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let anchors = roots["data"]["ca-bundle.crt"].as_str().unwrap();
+    assert_eq!(
+        anchors,
+        std::fs::read_to_string(d.join("out/l1/linkerd-issuer/ca-bundle.crt")).unwrap()
+    );
+    assert_eq!(roots["metadata"]["annotations"]["meshca.io/cluster"], "l1");
+    assert_eq!(
+        roots["metadata"]["annotations"]["meshca.io/kind"],
+        "linkerd-issuer"
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "l1", "--kind", "linkerd-issuer"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "linkerd-identity-issuer unchanged",
+        ));
+    // Another cluster's issuer into this cluster: refused before anything is issued.
+    meshca(d)
+        .args(["issue", "--cluster", "l2", "--kind", "linkerd-issuer"])
+        .args(ctx)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("l1"));
+    // Linkerd's own trust roots (not meshca's) are not overwritten.
+    real.kubectl(
+        &[
+            "delete",
+            "secret",
+            "-n",
+            "linkerd",
+            "linkerd-identity-issuer",
+        ],
+        None,
+    );
+    real.kubectl(
+        &[
+            "delete",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+        ],
+        None,
+    );
+    real.kubectl(
+        &[
+            "create",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+            "--from-literal=ca-bundle.crt=theirs",
+        ],
+        None,
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "l1", "--kind", "linkerd-issuer"])
+        .args(ctx)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("linkerd-identity-trust-roots"));
+    let kept = real.kubectl(
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+            "-o",
+            "jsonpath={.data.ca-bundle\\.crt}",
+        ],
+        None,
+    );
+    assert_eq!(kept.trim(), "theirs");
+}

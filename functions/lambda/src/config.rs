@@ -7,7 +7,7 @@ use meshca_core::delivery::RestartPolicy;
 use std::collections::BTreeMap;
 
 use meshca_core::AccountId;
-use meshca_core::kind::SanAddress;
+use meshca_core::kind::{Input, SanAddress};
 use meshca_core::{
     KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity,
 };
@@ -123,13 +123,17 @@ impl Kinds {
 
     fn spec(&self, kind: Kind, tags: &BTreeMap<String, String>) -> KindSpec {
         let mut spec = KindSpec::new(kind);
-        match kind {
-            Kind::CertManagerCa => (spec.namespace, spec.secret) = self.cert_manager_secret.clone(),
-            Kind::XcpCentral | Kind::Mpc => spec.namespace = self.tsb_namespace.clone(),
-            Kind::XcpEdge => spec.tsb_name = tags.get(&self.tsb_name_tag).cloned(),
-            Kind::IstioCacerts => {}
+        let takes = |input| kind.profile().takes(input);
+        if takes(Input::SecretName) {
+            (spec.namespace, spec.secret) = self.cert_manager_secret.clone();
         }
-        if kind == Kind::XcpCentral {
+        if takes(Input::TsbNamespace) {
+            spec.namespace = self.tsb_namespace.clone();
+        }
+        if takes(Input::TsbName) {
+            spec.tsb_name = tags.get(&self.tsb_name_tag).cloned();
+        }
+        if takes(Input::Addresses) {
             for a in &self.central_addresses {
                 match a {
                     SanAddress::Ip(ip) => spec.ips.push(*ip),

@@ -409,8 +409,8 @@ impl App {
         main: &Arc<dyn meshca_core::Authority>,
         kind: Kind,
     ) -> Arc<dyn meshca_core::Authority> {
-        match (&self.fleet.xcp_authority, kind) {
-            (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp.clone(),
+        match &self.fleet.xcp_authority {
+            Some(xcp) if kind.profile().signer == meshca_core::kind::XCP_SIGNER => xcp.clone(),
             _ => main.clone(),
         }
     }

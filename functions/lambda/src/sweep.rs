@@ -216,8 +216,8 @@ impl<'a> Sweep<'a> {
 
     /// The (described-once) authority that signs `kind`.
     fn authority_for(&self, kind: Kind) -> &dyn meshca_core::Authority {
-        match (&self.xcp_authority, kind) {
-            (Some(xcp), Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge) => xcp,
+        match &self.xcp_authority {
+            Some(xcp) if kind.profile().signer == meshca_core::kind::XCP_SIGNER => xcp,
             _ => &self.authority,
         }
     }

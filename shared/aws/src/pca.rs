@@ -349,6 +349,7 @@ impl Authority for PcaAuthority {
         Ok(AuthorityInfo {
             id: self.ca_arn.clone(),
             key_description: key.as_str().to_string(),
+            key_algorithm: ca_cert.key_algorithm.clone().ok(),
             signing_algorithm,
             root_bundle: pem::encode(CERTIFICATE, &roots),
             not_after: ca_cert.not_after,

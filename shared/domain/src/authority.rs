@@ -12,6 +12,9 @@ pub struct AuthorityInfo {
     pub id: String,
     /// The issuing CA's own key type, shown to operators.
     pub key_description: String,
+    /// The issuing CA's key, when meshca can read it from the CA's certificate: a kind whose
+    /// mesh checks the signature algorithm (Linkerd) is refused before issuance on another.
+    pub key_algorithm: Option<crate::key::KeyAlgorithm>,
     /// The signature algorithm issuance will use.
     pub signing_algorithm: String,
     /// Normalised PEM of the trust anchor(s) — `root-cert.pem` verbatim.

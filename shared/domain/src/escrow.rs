@@ -509,6 +509,7 @@ mod tests {
         let info = crate::AuthorityInfo {
             id: "arn:aws:acm-pca:eu-west-1:1:certificate-authority/a".into(),
             key_description: String::new(),
+            key_algorithm: None,
             signing_algorithm: String::new(),
             root_bundle: "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".into(),
             not_after: datetime!(2030-01-01 0:00 UTC),

@@ -36,33 +36,37 @@ pub enum Kind {
     Mpc,
     /// Each TSB control plane: `spiffe://xcp.tetrate.io/<cluster-name-in-tsb>`.
     XcpEdge,
+    /// Linkerd's identity issuer (an EC P-256 CA) and its trust anchors.
+    LinkerdIssuer,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::IstioCacerts,
-        Kind::CertManagerCa,
-        Kind::XcpCentral,
-        Kind::Mpc,
-        Kind::XcpEdge,
-    ];
+    /// Every kind, in catalogue order.
+    pub const ALL: [Kind; CATALOGUE.len()] = {
+        let mut all = [Kind::IstioCacerts; CATALOGUE.len()];
+        let mut i = 0;
+        while i < CATALOGUE.len() {
+            all[i] = CATALOGUE[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    /// This kind's row of the catalogue.
+    pub fn profile(self) -> &'static KindProfile {
+        CATALOGUE
+            .iter()
+            .find(|p| p.kind == self)
+            .expect("every kind has a row in the catalogue (a unit test checks it)")
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::IstioCacerts => "istio-cacerts",
-            Kind::CertManagerCa => "cert-manager-ca",
-            Kind::XcpCentral => "xcp-central",
-            Kind::Mpc => "mpc",
-            Kind::XcpEdge => "xcp-edge",
-        }
+        self.profile().name
     }
 
     /// Which template signs it.
     pub fn template(self) -> Template {
-        match self {
-            Kind::IstioCacerts | Kind::CertManagerCa => Template::SubordinateCaPathLen0,
-            Kind::XcpCentral | Kind::Mpc | Kind::XcpEdge => Template::EndEntity,
-        }
+        self.profile().template
     }
 
     pub fn is_ca(self) -> bool {
@@ -77,18 +81,222 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{0:?} is not a kind of certificate meshca makes (istio-cacerts, cert-manager-ca, xcp-central, mpc, xcp-edge)"
-)]
+#[error("{0:?} is not a kind of certificate meshca makes ({names})", names = names())]
 pub struct UnknownKind(pub String);
+
+/// The kinds' names, comma-separated, in catalogue order.
+pub fn names() -> String {
+    CATALOGUE
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl FromStr for Kind {
     type Err = UnknownKind;
     fn from_str(s: &str) -> Result<Self, UnknownKind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
+        CATALOGUE
+            .iter()
+            .find(|p| p.name == s)
+            .map(|p| p.kind)
             .ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
+
+/// One kind as data: what it is, how it is named, where it lands and who signs it. Everything
+/// that lists kinds (the CLI, the functions' configuration, reports, infra grants) reads this.
+#[derive(Debug)]
+pub struct KindProfile {
+    pub kind: Kind,
+    /// The mesh's name for it, as flags, tags and escrow records spell it.
+    pub name: &'static str,
+    /// One line for help texts and the docs' table.
+    pub about: &'static str,
+    pub template: Template,
+    /// The SPIFFE identity a TLS kind carries; `None` for a CA.
+    pub identity: Option<IdentityRule>,
+    pub common_name: CommonNameRule,
+    /// The default landing: namespace, secret name and its layout.
+    pub namespace: &'static str,
+    pub secret: &'static str,
+    pub layout: Layout,
+    /// A ConfigMap of the trust anchors written beside the secret (the root bundle).
+    pub anchors: Option<AnchorMap>,
+    /// The only key algorithm the mesh accepts for it, whatever is configured.
+    pub key_pin: Option<crate::key::KeyAlgorithm>,
+    /// The key algorithm its issuing CA must have (the mesh checks the signature algorithm).
+    pub parent_key: Option<crate::key::KeyAlgorithm>,
+    /// The signer that issues it, by name in the deployment's registry of signers.
+    pub signer: &'static str,
+    /// The per-installation names it takes besides the cluster.
+    pub inputs: &'static [Input],
+}
+
+/// The signer every kind uses unless its row names another.
+pub const MAIN_SIGNER: &str = "main";
+/// TSB's XCP identities may come from a CA of their own (`MESHCA_XCP_CA_ARN`).
+pub const XCP_SIGNER: &str = "xcp";
+
+/// How a TLS kind's SPIFFE identity is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRule {
+    /// `spiffe://<domain>/<path>`, the same in every cluster.
+    Fixed {
+        domain: &'static str,
+        path: &'static str,
+    },
+    /// `spiffe://<domain>/<the cluster's name in TSB>` (default: the cluster name).
+    TsbName { domain: &'static str },
+}
+
+/// The CSR's default common name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommonNameRule {
+    /// `<cluster> <suffix>`, the cluster name shortened to fit.
+    ClusterThen(&'static str),
+    /// The same in every cluster.
+    Fixed(&'static str),
+    /// `<prefix> <TSB name>` (default: the cluster name, shortened).
+    TsbNameAfter(&'static str),
+}
+
+/// A ConfigMap that carries the trust anchors under one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorMap {
+    pub name: &'static str,
+    pub key: &'static str,
+}
+
+/// A per-installation name a kind takes (a flag of `meshca issue`, a tag or setting of the
+/// functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Its cluster's name in TSB (`--tsb-name`).
+    TsbName,
+    /// DNS/IP SANs the peers dial (`--central-address`).
+    Addresses,
+    /// The namespace of TSB's management plane (`--tsb-namespace`).
+    TsbNamespace,
+    /// The whole landing as NAMESPACE/NAME (`--cert-manager-secret`).
+    SecretName,
+}
+
+/// The catalogue: one row per kind.
+pub static CATALOGUE: [KindProfile; 6] = [
+    KindProfile {
+        kind: Kind::IstioCacerts,
+        name: "istio-cacerts",
+        about: "Istio's intermediate CA in istio-system/cacerts",
+        template: Template::SubordinateCaPathLen0,
+        identity: None,
+        common_name: CommonNameRule::ClusterThen("istio intermediate CA"),
+        namespace: "istio-system",
+        secret: "cacerts",
+        layout: Layout::IstioCacerts,
+        anchors: None,
+        key_pin: None,
+        parent_key: None,
+        signer: MAIN_SIGNER,
+        inputs: &[],
+    },
+    KindProfile {
+        kind: Kind::CertManagerCa,
+        name: "cert-manager-ca",
+        about: "the intermediate for istio-csr's cert-manager CA Issuer",
+        template: Template::SubordinateCaPathLen0,
+        identity: None,
+        common_name: CommonNameRule::ClusterThen("istio-csr CA"),
+        namespace: "cert-manager",
+        secret: "istio-ca",
+        layout: Layout::Tls,
+        anchors: None,
+        key_pin: None,
+        parent_key: None,
+        signer: MAIN_SIGNER,
+        inputs: &[Input::SecretName],
+    },
+    KindProfile {
+        kind: Kind::XcpCentral,
+        name: "xcp-central",
+        about: "TSB's management plane: spiffe://xcp.tetrate.io/central",
+        template: Template::EndEntity,
+        identity: Some(IdentityRule::Fixed {
+            domain: XCP_TRUST_DOMAIN,
+            path: "central",
+        }),
+        common_name: CommonNameRule::Fixed("xcp-central"),
+        namespace: "tsb",
+        secret: "xcp-central-cert",
+        layout: Layout::Tls,
+        anchors: None,
+        key_pin: None,
+        parent_key: None,
+        signer: XCP_SIGNER,
+        inputs: &[Input::TsbNamespace, Input::Addresses],
+    },
+    KindProfile {
+        kind: Kind::Mpc,
+        name: "mpc",
+        about: "TSB's management plane: spiffe://xcp.tetrate.io/mpc",
+        template: Template::EndEntity,
+        identity: Some(IdentityRule::Fixed {
+            domain: XCP_TRUST_DOMAIN,
+            path: "mpc",
+        }),
+        common_name: CommonNameRule::Fixed("mpc"),
+        namespace: "tsb",
+        secret: "mpc-certs",
+        layout: Layout::Tls,
+        anchors: None,
+        key_pin: None,
+        parent_key: None,
+        signer: XCP_SIGNER,
+        inputs: &[Input::TsbNamespace],
+    },
+    KindProfile {
+        kind: Kind::XcpEdge,
+        name: "xcp-edge",
+        about: "a TSB control plane: spiffe://xcp.tetrate.io/<its TSB name>",
+        template: Template::EndEntity,
+        identity: Some(IdentityRule::TsbName {
+            domain: XCP_TRUST_DOMAIN,
+        }),
+        common_name: CommonNameRule::TsbNameAfter("xcp-edge"),
+        namespace: "istio-system",
+        secret: "xcp-edge-cert",
+        layout: Layout::Tls,
+        anchors: None,
+        key_pin: None,
+        parent_key: None,
+        signer: XCP_SIGNER,
+        inputs: &[Input::TsbName],
+    },
+    KindProfile {
+        kind: Kind::LinkerdIssuer,
+        name: "linkerd-issuer",
+        about: "Linkerd's identity issuer (EC P-256 CA) and its trust anchors, in linkerd",
+        template: Template::SubordinateCaPathLen0,
+        identity: None,
+        common_name: CommonNameRule::Fixed("identity.linkerd.cluster.local"),
+        namespace: "linkerd",
+        secret: "linkerd-identity-issuer",
+        layout: Layout::Tls,
+        anchors: Some(AnchorMap {
+            name: "linkerd-identity-trust-roots",
+            key: "ca-bundle.crt",
+        }),
+        key_pin: Some(crate::key::KeyAlgorithm::EcP256),
+        parent_key: Some(crate::key::KeyAlgorithm::EcP256),
+        signer: MAIN_SIGNER,
+        inputs: &[],
+    },
+];
+
+impl KindProfile {
+    /// Whether the kind takes `input`.
+    pub fn takes(&self, input: Input) -> bool {
+        self.inputs.contains(&input)
     }
 }
 
@@ -121,6 +329,8 @@ pub struct Landing {
     pub namespace: String,
     pub name: String,
     pub layout: Layout,
+    /// The ConfigMap of trust anchors beside the secret, in its namespace, if the kind has one.
+    pub anchors: Option<AnchorMap>,
 }
 
 /// The data keys of a kind's secret.
@@ -151,17 +361,11 @@ impl KindSpec {
     /// The kind with its default landing: `istio-system/cacerts`, `cert-manager/istio-ca`,
     /// `tsb/xcp-central-cert`, `tsb/mpc-certs`, `istio-system/xcp-edge-cert`.
     pub fn new(kind: Kind) -> Self {
-        let (namespace, secret) = match kind {
-            Kind::IstioCacerts => ("istio-system", "cacerts"),
-            Kind::CertManagerCa => ("cert-manager", "istio-ca"),
-            Kind::XcpCentral => ("tsb", "xcp-central-cert"),
-            Kind::Mpc => ("tsb", "mpc-certs"),
-            Kind::XcpEdge => ("istio-system", "xcp-edge-cert"),
-        };
+        let p = kind.profile();
         KindSpec {
             kind,
-            namespace: namespace.into(),
-            secret: secret.into(),
+            namespace: p.namespace.into(),
+            secret: p.secret.into(),
             tsb_name: None,
             dns: vec![],
             ips: vec![],
@@ -169,28 +373,26 @@ impl KindSpec {
     }
 
     pub fn landing(&self) -> Landing {
-        let layout = if self.kind == Kind::IstioCacerts {
-            Layout::IstioCacerts
-        } else {
-            Layout::Tls
-        };
+        let p = self.kind.profile();
         Landing {
             namespace: self.namespace.clone(),
             name: self.secret.clone(),
-            layout,
+            layout: p.layout,
+            anchors: p.anchors,
         }
     }
 
     /// The identity a TLS kind must carry for `cluster`; `None` for the CA kinds.
     pub fn identity(&self, cluster: &ClusterName) -> Option<Identity> {
-        let name = match self.kind {
-            Kind::IstioCacerts | Kind::CertManagerCa => return None,
-            Kind::XcpCentral => "central",
-            Kind::Mpc => "mpc",
-            Kind::XcpEdge => self.tsb_name.as_deref().unwrap_or(cluster.as_str()),
+        let p = self.kind.profile();
+        let uri = match p.identity? {
+            IdentityRule::Fixed { domain, path } => format!("spiffe://{domain}/{path}"),
+            IdentityRule::TsbName { domain } => format!(
+                "spiffe://{domain}/{}",
+                self.tsb_name.as_deref().unwrap_or(cluster.as_str())
+            ),
         };
-        let uri = format!("spiffe://{XCP_TRUST_DOMAIN}/{name}");
-        let (dns, ips) = if self.kind == Kind::XcpCentral {
+        let (dns, ips) = if p.takes(Input::Addresses) {
             (self.dns.clone(), self.ips.clone())
         } else {
             (vec![], vec![])
@@ -200,20 +402,14 @@ impl KindSpec {
 
     /// The default common name of the CSR.
     pub fn common_name(&self, cluster: &ClusterName) -> String {
-        match self.kind {
-            Kind::IstioCacerts => format!(
-                "{} istio intermediate CA",
-                cluster.abbreviated(crate::csr::CN_NAME_ROOM)
-            ),
-            Kind::CertManagerCa => format!(
-                "{} istio-csr CA",
-                cluster.abbreviated(crate::csr::CN_NAME_ROOM)
-            ),
-            Kind::XcpCentral => "xcp-central".into(),
-            Kind::Mpc => "mpc".into(),
-            Kind::XcpEdge => match &self.tsb_name {
-                Some(name) => format!("xcp-edge {name}"),
-                None => format!("xcp-edge {}", cluster.abbreviated(55)),
+        match self.kind.profile().common_name {
+            CommonNameRule::ClusterThen(suffix) => {
+                format!("{} {suffix}", cluster.abbreviated(crate::csr::CN_NAME_ROOM))
+            }
+            CommonNameRule::Fixed(cn) => cn.into(),
+            CommonNameRule::TsbNameAfter(prefix) => match &self.tsb_name {
+                Some(name) => format!("{prefix} {name}"),
+                None => format!("{prefix} {}", cluster.abbreviated(55)),
             },
         }
     }
@@ -233,6 +429,22 @@ impl Default for KindSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_exactly_one_row_named_once() {
+        for (i, p) in CATALOGUE.iter().enumerate() {
+            assert_eq!(p.kind.profile().name, p.name);
+            assert_eq!(Kind::ALL[i], p.kind);
+            assert_eq!(
+                CATALOGUE.iter().filter(|q| q.name == p.name).count(),
+                1,
+                "{}",
+                p.name
+            );
+            assert_eq!(p.identity.is_some(), p.template == Template::EndEntity);
+        }
+        assert!(UnknownKind("x".into()).to_string().contains(&names()));
+    }
 
     #[test]
     fn kinds_by_their_mesh_names_with_their_defaults() {
@@ -263,7 +475,8 @@ mod tests {
             Landing {
                 namespace: "tsb".into(),
                 name: "mpc-certs".into(),
-                layout: Layout::Tls
+                layout: Layout::Tls,
+                anchors: None,
             }
         );
         assert_eq!(

@@ -203,6 +203,7 @@ mod tests {
             Ok(AuthorityInfo {
                 id: format!("ca-{n}"),
                 key_description: "EC".into(),
+                key_algorithm: None,
                 signing_algorithm: "SHA256WITHECDSA".into(),
                 root_bundle: String::new(),
                 not_after: time::OffsetDateTime::UNIX_EPOCH,

@@ -115,15 +115,26 @@ impl Settings {
         }
     }
 
-    /// The profile a bundle of `cluster` is judged by: a TLS kind's identity is the cluster's own.
+    /// The profile a bundle of `cluster` is judged by: a TLS kind's identity is the cluster's own,
+    /// and a kind whose mesh pins the key algorithm has that one.
     pub fn profile_for(&self, cluster: &ClusterName) -> Profile {
-        match self.kind.identity(cluster) {
-            Some(identity) => Profile {
-                shape: crate::validate::Shape::Leaf(identity),
-                ..self.profile.clone()
-            },
-            None => self.profile.clone(),
+        let mut profile = self.profile.clone();
+        if let Some(identity) = self.kind.identity(cluster) {
+            profile.shape = crate::validate::Shape::Leaf(identity);
         }
+        if let Some(pin) = self.kind.kind.profile().key_pin {
+            profile.key_algorithm = Some(pin);
+        }
+        profile
+    }
+
+    /// The key algorithm a new generation gets: the kind's pin, else the configured one.
+    pub fn key_algorithm_for_kind(&self) -> KeyAlgorithm {
+        self.kind
+            .kind
+            .profile()
+            .key_pin
+            .unwrap_or(self.key_algorithm)
     }
 }
 
@@ -282,6 +293,8 @@ pub enum ReconcileError {
     ZeroValidity,
     #[error("{0}")]
     ForeignRoot(Box<RootMismatch>),
+    #[error("{0}")]
+    ParentKey(Box<ParentKey>),
     #[error(
         "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}; {disposal}"
     )]
@@ -332,6 +345,18 @@ impl std::fmt::Display for Disposal {
     }
 }
 
+/// A kind whose mesh checks its issuer's signature algorithm, asked of a CA with another key.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "decide: {kind} must be signed by an {want} CA (its mesh accepts no other signature algorithm), and {authority} has a {have} key; nothing was issued. Issue {kind} from an {want} CA"
+)]
+pub struct ParentKey {
+    pub kind: &'static str,
+    pub want: KeyAlgorithm,
+    pub authority: String,
+    pub have: String,
+}
+
 /// A cluster's escrowed bundle and the authority in force share no root.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -349,7 +374,7 @@ impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
-            ReconcileError::ForeignRoot(_) => Step::Decide,
+            ReconcileError::ForeignRoot(_) | ReconcileError::ParentKey(_) => Step::Decide,
             ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => {
                 Step::Escrow
             }
@@ -874,7 +899,7 @@ impl Reconciler<'_> {
             Some(p)
                 if p.refused.is_none()
                     && p.authority_id == info.id
-                    && p.key_algorithm == self.settings.key_algorithm =>
+                    && p.key_algorithm == self.settings.key_algorithm_for_kind() =>
             {
                 Decision::Resume(Box::new(p), reason)
             }
@@ -1013,7 +1038,18 @@ impl Reconciler<'_> {
                 ca_end: info.not_after,
             });
         }
-        let key = PrivateKey::generate(self.settings.key_algorithm)?;
+        let kind = self.settings.kind.kind.profile();
+        if let Some(want) = kind.parent_key
+            && info.key_algorithm != Some(want)
+        {
+            return Err(ReconcileError::ParentKey(Box::new(ParentKey {
+                kind: kind.name,
+                want,
+                authority: info.id.clone(),
+                have: info.key_description.clone(),
+            })));
+        }
+        let key = PrivateKey::generate(self.settings.key_algorithm_for_kind())?;
         let csr = build_csr_for(
             &key,
             &self.settings.subject(cluster),

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
@@ -24,7 +24,10 @@ use time::OffsetDateTime;
 use meshca_core::error_chain as chain;
 use meshca_core::kind::{Landing, Layout};
 
-use crate::secret::{bundle_of, differing_file, effective_root, holds, is_ours, meta_of, render};
+use crate::secret::{
+    bundle_of, differing_file, effective_root, holds, is_ours, meta_from, meta_of, render,
+    render_anchors,
+};
 
 /// The pod-template annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -291,6 +294,59 @@ impl KubeDelivery {
         Ok(())
     }
 
+    /// Writes the kind's trust-anchor ConfigMap (Linkerd's `linkerd-identity-trust-roots`) when
+    /// it has one: created, or replaced when its anchors differ. One meshca did not write is
+    /// refused unless adoption is on, and one of another cluster's is refused always.
+    async fn deliver_anchors(
+        &self,
+        bundle: &Bundle,
+        meta: &BundleMeta,
+    ) -> Result<(), DeliveryError> {
+        let Some(anchors) = self.landing().anchors else {
+            return Ok(());
+        };
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.landing().namespace);
+        let current = self
+            .call("get trust anchors", || maps.get_opt(anchors.name))
+            .await?;
+        let pp = PostParams::default();
+        let Some(current) = current else {
+            self.ensure_namespace().await?;
+            let new = render_anchors(None, bundle, meta, self.landing()).expect("anchors");
+            self.call("create trust anchors", || maps.create(&pp, &new))
+                .await?;
+            return Ok(());
+        };
+        let ours = current
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::secret::MANAGED_BY_LABEL))
+            .is_some_and(|v| v == crate::secret::MANAGED_BY_VALUE);
+        if !ours && !self.options.adopt {
+            return Err(DeliveryError::Unmanaged {
+                namespace: self.landing().namespace.clone(),
+                name: anchors.name.into(),
+            });
+        }
+        let theirs = current.metadata.annotations.as_ref().and_then(meta_from);
+        if let (Some(t), Some(o)) = (&theirs, &meta.owner)
+            && let Some(refusal) = t.owned_by_another(o)
+        {
+            return Err(refusal);
+        }
+        let held = current.data.as_ref().and_then(|d| d.get(anchors.key));
+        if ours && held == Some(&bundle.root_cert) {
+            return Ok(());
+        }
+        let new = render_anchors(Some(current), bundle, meta, self.landing()).expect("anchors");
+        self.call("replace trust anchors", || {
+            maps.replace(anchors.name, &pp, &new)
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Reads the secret back and checks it holds exactly the bundle; returns the fingerprint.
     async fn read_back(&self, bundle: &Bundle, meta: &BundleMeta) -> Result<String, DeliveryError> {
         let fail = |detail: String| DeliveryError::ReadBack {
@@ -305,6 +361,19 @@ impl KubeDelivery {
             })
             .await?
             .ok_or_else(|| fail("the secret is gone".into()))?;
+        // A rival wrote a newer generation of the same cluster between our write and this read:
+        // the cluster moved on, which is no failure to verify ours.
+        if let Some(theirs) = meta_of(&back)
+            && theirs.owner == meta.owner
+            && theirs.generation > meta.generation
+        {
+            return Err(DeliveryError::NewerInCluster {
+                namespace: self.landing().namespace.clone(),
+                name: self.landing().name.clone(),
+                theirs: theirs.generation,
+                ours: meta.generation,
+            });
+        }
         if let Some(name) = differing_file(&back, bundle, self.layout()) {
             return Err(fail(format!("{name} differs")));
         }
@@ -351,6 +420,8 @@ impl Delivery for KubeDelivery {
         meta: &BundleMeta,
     ) -> Result<Delivered, DeliveryError> {
         validate::validate(bundle, &self.options.profile, OffsetDateTime::now_utc())?;
+        // Trust before issuer: the anchors hold the new roots before a certificate under them.
+        self.deliver_anchors(bundle, meta).await?;
         let secrets = self.secrets();
         let mut conflicts = 0;
         let mut namespace_checked = false;

@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::escrow::EscrowKey;
 use meshca_core::kind::{Landing, Layout};
@@ -203,13 +203,46 @@ pub fn render(
     s
 }
 
-/// The Secret manifest `kubectl apply -f` takes: [`render`] of a new secret, as YAML. It holds
-/// the key, hence `Zeroizing`.
+/// The ConfigMap of trust anchors a kind lands beside its secret (Linkerd's
+/// `linkerd-identity-trust-roots`): the root bundle under the kind's key, labelled and annotated
+/// as ours like the secret. `None` for a kind without one.
+pub fn render_anchors(
+    current: Option<ConfigMap>,
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    landing: &Landing,
+) -> Option<ConfigMap> {
+    let anchors = landing.anchors?;
+    let mut c = current.unwrap_or_default();
+    c.metadata.name = Some(anchors.name.into());
+    c.metadata.namespace = Some(landing.namespace.clone());
+    c.metadata.managed_fields = None;
+    c.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    c.metadata
+        .annotations
+        .get_or_insert_default()
+        .extend(annotations(meta));
+    c.data
+        .get_or_insert_default()
+        .insert(anchors.key.into(), bundle.root_cert.clone());
+    Some(c)
+}
+
+/// The manifest `kubectl apply -f` takes: [`render`] of a new secret as YAML, followed by the
+/// kind's anchors ConfigMap if it has one. It holds the key, hence `Zeroizing`.
 pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroizing<String> {
-    Zeroizing::new(
-        serde_yaml_ng::to_string(&render(None, bundle, meta, landing))
-            .expect("a Secret of strings serialises"),
-    )
+    let mut text = serde_yaml_ng::to_string(&render(None, bundle, meta, landing))
+        .expect("a Secret of strings serialises");
+    if let Some(anchors) = render_anchors(None, bundle, meta, landing) {
+        text.push_str("---\n");
+        text.push_str(
+            &serde_yaml_ng::to_string(&anchors).expect("a ConfigMap of strings serialises"),
+        );
+    }
+    Zeroizing::new(text)
 }
 
 /// The first of the bundle's keys that the secret does not hold byte for byte — or, in

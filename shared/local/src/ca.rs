@@ -319,6 +319,7 @@ impl Authority for LocalCa {
         Ok(AuthorityInfo {
             id: self.id(),
             key_description: self.key.algorithm().to_string(),
+            key_algorithm: Some(self.key.algorithm()),
             signing_algorithm: match self.key.algorithm() {
                 KeyAlgorithm::EcP256 => "SHA256WITHECDSA",
                 KeyAlgorithm::EcP384 => "SHA384WITHECDSA",

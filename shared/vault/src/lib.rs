@@ -274,6 +274,7 @@ impl Authority for VaultPki {
             id: self.id(),
             signing_algorithm: format!("chosen by Vault for the issuer's {key} key"),
             key_description: key,
+            key_algorithm: issuer.key_algorithm.clone().ok(),
             root_bundle: pem::encode(
                 CERTIFICATE,
                 &roots.iter().map(|r| &r.der).collect::<Vec<_>>(),

@@ -305,6 +305,21 @@ pub fn issue_budget(spec: &AuthoritySpec) -> Option<Arc<IssueBudget>> {
     }
 }
 
+/// Creates a local CA in `dir` whose root has a `key_algorithm` key (the default root is EC
+/// P-384; a mesh that pins its issuer's parent, like Linkerd, needs EC P-256). An existing CA is
+/// opened, not replaced.
+pub fn create_local_root(
+    dir: &Path,
+    key_algorithm: meshca_core::KeyAlgorithm,
+) -> Result<(), WiringError> {
+    let spec = LocalRootSpec {
+        key_algorithm,
+        ..LocalRootSpec::default()
+    };
+    LocalCa::open_or_create(dir, &spec)?;
+    Ok(())
+}
+
 /// The authority `spec` names, its IssueCertificate calls spaced by `budget` (shared by every
 /// Private CA of one deployment: PCA's quota is per account and region, not per CA).
 pub async fn authority_paced(
@@ -529,6 +544,9 @@ pub fn write_files(
         .iter()
         .map(|(n, t)| (*n, t.as_str(), *n == meshca_kube::secret::TLS_KEY))
         .collect();
+    if let Some(anchors) = &landing.anchors {
+        entries.push((anchors.key, &bundle.root_cert, false));
+    }
     entries.push((&manifest_name, &manifest, true));
     Ok(meshca_local::files::write_all_or_nothing(dir, &entries)?)
 }
