@@ -293,3 +293,13 @@ def test_the_configuration_reference_is_the_settings_list_and_names_only_real_co
         assert re.search(rf"(ctx|num|minutes|tryGetContext)\(['`](meshca:)?{key}['`]\)", cdk_code), f"docs/configuration.md names context key {key}, which the CDK app does not read"
     readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
     assert "docs/configuration.md" in readme
+
+
+def test_cluster_access_is_meshca_access_for_the_configured_kinds():
+    """The access the module tells users to grant is what `meshca access` prints for its kinds
+    (a Role per namespace), never an edit policy on the namespace."""
+    outputs = load("outputs.tf")["output"]
+    text = one(next(o["grant_cluster_access"]["value"] for o in outputs if "grant_cluster_access" in o))
+    assert "--kubernetes-groups meshca" in text and "meshca access" in text, text
+    assert 'coalesce(var.kinds, ["istio-cacerts"])' in text, text
+    assert "AmazonEKSEditPolicy" not in text, text

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod access;
 mod fleet;
 mod inspect;
 mod issue;
@@ -46,6 +47,7 @@ enum Command {
     RotateRoot(Box<rotate::RotateArgs>),
     Fleet(Box<fleet::FleetArgs>),
     Retire(Box<retire::RetireArgs>),
+    Access(Box<access::AccessArgs>),
 }
 
 /// Output format shared by the commands.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::RotateRoot(args) => rotate::run(*args).await,
             Command::Fleet(args) => fleet::run(*args).await,
             Command::Retire(args) => retire::run(*args).await,
+            Command::Access(args) => access::run(*args),
         }
     });
     match result {

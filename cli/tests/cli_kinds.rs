@@ -266,3 +266,35 @@ async fn inspect_reads_cacerts_the_way_istiod_does() {
         .stdout(predicate::str::contains("other istio-csr CA"))
         .stdout(predicate::str::contains("c9 istio intermediate CA").not());
 }
+
+/// The README's table of kinds is the catalogue's: every row a kind of the catalogue, every kind
+/// a row, each with its default landing.
+#[test]
+fn the_readmes_kinds_table_is_the_catalogue() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| kind | what | template | secret (default) |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let named: Vec<&str> = rows
+        .iter()
+        .map(|r| r.split('`').nth(1).unwrap_or_default())
+        .collect();
+    let catalogue: Vec<&str> = meshca_core::kind::CATALOGUE
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(named, catalogue);
+    for (row, p) in rows.iter().zip(&meshca_core::kind::CATALOGUE) {
+        assert!(
+            row.contains(&format!("`{}/{}`", p.namespace, p.secret)),
+            "{row}"
+        );
+        if let Some(a) = p.anchors {
+            assert!(row.contains(a.name) && row.contains(a.key), "{row}");
+        }
+    }
+}

@@ -317,3 +317,102 @@ fn linkerd_issuer_and_its_anchors_land_in_a_real_apiserver() {
     );
     assert_eq!(kept.trim(), "theirs");
 }
+
+/// The RBAC `meshca access` prints is enough, and no more: meshca's EKS identity, bound by it for
+/// istio-cacerts and linkerd-issuer, delivers both (istiod restarted, the anchors ConfigMap
+/// written), and is forbidden a kind it was not granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
+    let emu = aws::AwsEmulator::start();
+    let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let settings = Settings {
+        cluster: "prod-eu-1".into(),
+        aws_keys: std::collections::BTreeMap::from([(
+            "testing".to_string(),
+            "testing".to_string(),
+        )]),
+        token_review: true,
+        ..Default::default()
+    };
+    let authenticator = ApiServer::start(settings).await.unwrap();
+    let real = RealApiServer::with_token_webhook(
+        &format!("{}{TOKEN_REVIEW_PATH}", authenticator.url()),
+        authenticator.ca_pem(),
+    );
+    for ns in ["istio-system", "linkerd", "cert-manager"] {
+        real.kubectl(&["create", "namespace", ns], None);
+    }
+    real.seed_istiod("docker.io/istio/pilot:1.24.2");
+    let dir = tempfile::tempdir().unwrap();
+    let rbac = meshca(dir.path())
+        .args([
+            "access",
+            "--kind",
+            "istio-cacerts",
+            "--kind",
+            "linkerd-issuer",
+            "--user",
+            "eks:testing",
+        ])
+        .output()
+        .unwrap();
+    assert!(rbac.status.success());
+    let rbac = String::from_utf8(rbac.stdout).unwrap();
+    assert!(!rbac.contains("cert-manager"), "{rbac}");
+    real.kubectl(&["apply", "-f", "-"], Some(&rbac));
+    emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
+    let run = |kinds: &[&str]| {
+        let mut c = meshca(dir.path());
+        c.envs(emu.child_env());
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
+        c.args([
+            "issue",
+            "--eks-cluster",
+            "prod-eu-1",
+            "--ca-arn",
+            &arn,
+            "--escrow",
+            "secrets-manager",
+            "--no-files",
+            "--validity-days",
+            "30",
+        ]);
+        for k in kinds {
+            c.args(["--kind", k]);
+        }
+        c
+    };
+    run(&["istio-cacerts", "linkerd-issuer"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("istio-system/cacerts created"))
+        .stdout(predicate::str::contains(
+            "linkerd/linkerd-identity-issuer created",
+        ))
+        .stdout(predicate::str::contains("istiod restarted"));
+    let anchors = real.kubectl(
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(
+        anchors.contains("linkerd-identity-trust-roots"),
+        "{anchors}"
+    );
+    run(&["cert-manager-ca"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("forbidden"));
+}

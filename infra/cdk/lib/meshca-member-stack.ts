@@ -55,7 +55,7 @@ export class MeshcaMemberStack extends cdk.Stack {
       const principal = new iam.ArnPrincipal(props.centralRoleArn);
       this.role = new iam.Role(this, 'Role', {
         roleName,
-        description: 'meshca (central account): list and describe EKS clusters; each cluster grants this role access to istio-system',
+        description: 'meshca (central account): list and describe EKS clusters; each cluster grants this role the RBAC of meshca access',
         assumedBy: props.externalId ? principal.withConditions({ StringEquals: { 'sts:ExternalId': props.externalId } }) : principal,
         maxSessionDuration: cdk.Duration.hours(1),
       });
@@ -75,7 +75,7 @@ export class MeshcaMemberStack extends cdk.Stack {
       );
       new cdk.CfnOutput(this, 'MemberRoleArn', {
         value: this.role.roleArn,
-        description: 'Give each cluster an access entry for this role (AmazonEKSEditPolicy scoped to istio-system)',
+        description: 'Give each cluster an access entry for this role (--kubernetes-groups meshca) and the RBAC `meshca access --kind ...` prints for its kinds',
       });
     }
 

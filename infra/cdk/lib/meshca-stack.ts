@@ -497,14 +497,15 @@ export class MeshcaStack extends cdk.Stack {
 
     new cdk.CfnOutput(this, 'RoleArn', {
       value: this.role.roleArn,
-      description: 'Grant this role access to each cluster: an EKS access entry with AmazonEKSEditPolicy scoped to namespace istio-system',
+      description: 'Grant this role access to each cluster: an EKS access entry mapping it to the Kubernetes group meshca, and the RBAC `meshca access` prints for the kinds',
     });
+    // `meshca access` derives each kind's namespace, secrets and ConfigMaps from the catalogue.
+    const kindFlags = (props.kinds ?? ['istio-cacerts']).map((k) => ` --kind ${k}`).join('');
     new cdk.CfnOutput(this, 'GrantClusterAccess', {
-      description: 'Run per cluster (authentication mode API or API_AND_CONFIG_MAP; istio-system must exist for a namespace-scoped entry)',
+      description: 'Run per cluster (authentication mode API or API_AND_CONFIG_MAP; the namespaces of the kinds must exist): exactly what meshca writes, nothing else',
       value: cdk.Fn.join('', [
         'aws eks create-access-entry --cluster-name CLUSTER --principal-arn ', this.role.roleArn,
-        ' && aws eks associate-access-policy --cluster-name CLUSTER --principal-arn ', this.role.roleArn,
-        ' --policy-arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=istio-system',
+        ` --kubernetes-groups meshca && meshca access${kindFlags} | kubectl --context CLUSTER apply -f -`,
       ]),
     });
     new cdk.CfnOutput(this, 'ReconcileBusName', { value: this.bus.eventBusName });

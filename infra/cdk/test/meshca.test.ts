@@ -507,3 +507,15 @@ test('a CDK app outside its checkout names the checkout, or says how to', () => 
   assert.equal(propsFromContext(app).workspaceDir, ROOT);
   new MeshcaStack(app, 'Named', { ...propsFromContext(app), env: { account: '111122223333', region: 'eu-west-1' } });
 });
+
+test('cluster access is the RBAC meshca access prints for the configured kinds, not an edit policy', () => {
+  const grant = (extra: Partial<MeshcaProps>) =>
+    JSON.stringify(synth(extra).template.toJSON().Outputs.GrantClusterAccess.Value);
+  const plain = grant({});
+  assert.ok(plain.includes('--kubernetes-groups meshca && meshca access --kind istio-cacerts |'), plain);
+  assert.ok(!plain.includes('AmazonEKSEditPolicy'), plain);
+  const kinds = grant({ kinds: ['istio-cacerts', 'cert-manager-ca', 'xcp-central', 'linkerd-issuer'] });
+  for (const k of ['istio-cacerts', 'cert-manager-ca', 'xcp-central', 'linkerd-issuer']) {
+    assert.ok(kinds.includes(`--kind ${k}`), kinds);
+  }
+});

@@ -44,7 +44,17 @@ async fn server() -> ApiServer {
 /// Issues `spec` for cluster c1 from a local CA in `dir`.
 async fn issued(dir: &Path, spec: &KindSpec) -> (Settings, Secured) {
     let started = std::time::Instant::now();
-    let ca = LocalCa::open_or_create(&dir.join("ca"), &LocalRootSpec::default()).unwrap();
+    // A kind whose mesh pins its issuer's key (Linkerd) gets a root of that key.
+    let root = LocalRootSpec {
+        key_algorithm: spec
+            .kind
+            .profile()
+            .parent_key
+            .unwrap_or(LocalRootSpec::default().key_algorithm),
+        ..LocalRootSpec::default()
+    };
+    let ca =
+        LocalCa::open_or_create(&dir.join(format!("ca-{}", root.key_algorithm)), &root).unwrap();
     let escrow = LocalEscrow::new(dir.join("escrow"));
     let settings = Settings {
         kind: spec.clone(),

@@ -536,6 +536,7 @@ fn parse_path(path: &str) -> Option<(Resource, Option<String>, Option<String>)> 
     let kind = |s: &str| match (s, apps) {
         ("namespaces", false) => Some(Resource::Namespaces),
         ("secrets", false) => Some(Resource::Secrets),
+        ("configmaps", false) => Some(Resource::ConfigMaps),
         ("deployments", true) => Some(Resource::Deployments),
         _ => None,
     };

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 pub enum Resource {
     Namespaces,
     Secrets,
+    ConfigMaps,
     Deployments,
 }
 
@@ -21,6 +22,7 @@ impl Resource {
         match self {
             Resource::Namespaces => "namespaces",
             Resource::Secrets => "secrets",
+            Resource::ConfigMaps => "configmaps",
             Resource::Deployments => "deployments",
         }
     }
@@ -28,6 +30,7 @@ impl Resource {
         match self {
             Resource::Namespaces => "Namespace",
             Resource::Secrets => "Secret",
+            Resource::ConfigMaps => "ConfigMap",
             Resource::Deployments => "Deployment",
         }
     }

@@ -33,7 +33,7 @@ data "aws_iam_policy_document" "trust" {
 resource "aws_iam_role" "member" {
   count                = var.create_role ? 1 : 0
   name                 = var.role_name
-  description          = "meshca (central account): list and describe EKS clusters; each cluster grants this role access to istio-system"
+  description          = "meshca (central account): list and describe EKS clusters; each cluster grants this role the RBAC of meshca access"
   assume_role_policy   = data.aws_iam_policy_document.trust.json
   max_session_duration = 3600
 }

@@ -1,11 +1,11 @@
 output "role_arn" {
-  description = "The role both functions run as: grant it access to each cluster (an EKS access entry with AmazonEKSEditPolicy scoped to namespace istio-system)."
+  description = "The role both functions run as: grant it access to each cluster (an EKS access entry mapping it to the Kubernetes group meshca, and the RBAC meshca access prints for the kinds)."
   value       = aws_iam_role.meshca.arn
 }
 
 output "grant_cluster_access" {
-  description = "Run per cluster (authentication mode API or API_AND_CONFIG_MAP; istio-system must exist for a namespace-scoped entry)."
-  value       = "aws eks create-access-entry --cluster-name CLUSTER --principal-arn ${aws_iam_role.meshca.arn} && aws eks associate-access-policy --cluster-name CLUSTER --principal-arn ${aws_iam_role.meshca.arn} --policy-arn arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy --access-scope type=namespace,namespaces=istio-system"
+  description = "Run per cluster (authentication mode API or API_AND_CONFIG_MAP; the namespaces of the kinds must exist): exactly what meshca writes, derived by meshca access from the kinds."
+  value       = "aws eks create-access-entry --cluster-name CLUSTER --principal-arn ${aws_iam_role.meshca.arn} --kubernetes-groups meshca && meshca access${join("", [for k in coalesce(var.kinds, ["istio-cacerts"]) : " --kind ${k}"])} | kubectl --context CLUSTER apply -f -"
 }
 
 output "cluster_events_function" {
