@@ -1,20 +1,18 @@
 //! Configuration from environment variables, checked at start-up: a bad value stops the
 //! function before it takes any event, with a message naming the variable.
 
+mod accounts;
+mod kinds;
+mod signer;
+
 use std::time::Duration;
 
 use meshca_core::delivery::RestartPolicy;
-use std::collections::BTreeMap;
+use meshca_core::{KeyAlgorithm, OptIn, Profile, RenewalPolicy, Settings, Validity};
+use meshca_wiring::{AuthoritySpec, EscrowSpec, FleetSpec, MemberSpec};
 
-use meshca_core::AccountId;
-use meshca_core::kind::{Input, SanAddress};
-use meshca_core::{
-    KeyAlgorithm, Kind, KindSpec, OptIn, Profile, RenewalPolicy, Settings, Validity,
-};
-use meshca_wiring::{
-    Arn, ArnError, AuthoritySpec, CaArn, EscrowSpec, FleetSpec, MemberRole, MemberSpec,
-    SecretSource, VaultLogin, VaultSpec,
-};
+pub use kinds::Kinds;
+pub use signer::vault;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -81,87 +79,6 @@ pub struct Config {
     pub kinds: Kinds,
 }
 
-/// Which kinds each opted-in cluster gets: MESHCA_KINDS (default `istio-cacerts`) unless the
-/// cluster's MESHCA_KINDS_TAG (default `meshca.io/kinds`) names them; a MESHCA_TSB_ROLE_TAG
-/// (default `meshca.io/tsb-role`) of `management-plane` adds xcp-central and mpc; the
-/// MESHCA_TSB_NAME_TAG (default `meshca.io/tsb-name`) is the cluster's name in TSB (xcp-edge).
-/// Kinds in a tag are separated by spaces or `+` (AWS tag values allow no comma).
-/// MESHCA_TSB_NAMESPACE (default `tsb`), MESHCA_TSB_CENTRAL_ADDRESSES (space-separated DNS names
-/// or IPs for xcp-central), MESHCA_CERT_MANAGER_SECRET (default `cert-manager/istio-ca`).
-#[derive(Debug, Clone)]
-pub struct Kinds {
-    pub default: Vec<Kind>,
-    pub kinds_tag: String,
-    pub tsb_role_tag: String,
-    pub tsb_name_tag: String,
-    pub tsb_namespace: String,
-    pub central_addresses: Vec<SanAddress>,
-    pub cert_manager_secret: (String, String),
-}
-
-impl Kinds {
-    /// The kinds a cluster with `tags` gets, each with its names; an unknown kind in the tag is an
-    /// error naming it (the cluster is then skipped with that reason).
-    pub fn for_tags(&self, tags: &BTreeMap<String, String>) -> Result<Vec<KindSpec>, String> {
-        let mut kinds = match tags.get(&self.kinds_tag) {
-            Some(v) => parse_kinds(v).map_err(|e| format!("tag {}: {e}", self.kinds_tag))?,
-            None => self.default.clone(),
-        };
-        if let Some(name) = tags.get(&self.tsb_name_tag) {
-            meshca_core::kind::check_tsb_name(name)
-                .map_err(|e| format!("tag {}: {e}", self.tsb_name_tag))?;
-        }
-        if tags.get(&self.tsb_role_tag).map(String::as_str) == Some("management-plane") {
-            for k in [Kind::XcpCentral, Kind::Mpc] {
-                if !kinds.contains(&k) {
-                    kinds.push(k);
-                }
-            }
-        }
-        Ok(kinds.into_iter().map(|k| self.spec(k, tags)).collect())
-    }
-
-    fn spec(&self, kind: Kind, tags: &BTreeMap<String, String>) -> KindSpec {
-        let mut spec = KindSpec::new(kind);
-        let takes = |input| kind.profile().takes(input);
-        if takes(Input::SecretName) {
-            (spec.namespace, spec.secret) = self.cert_manager_secret.clone();
-        }
-        if takes(Input::TsbNamespace) {
-            spec.namespace = self.tsb_namespace.clone();
-        }
-        if takes(Input::TsbName) {
-            spec.tsb_name = tags.get(&self.tsb_name_tag).cloned();
-        }
-        if takes(Input::Addresses) {
-            for a in &self.central_addresses {
-                match a {
-                    SanAddress::Ip(ip) => spec.ips.push(*ip),
-                    SanAddress::Dns(name) => spec.dns.push(name.clone()),
-                }
-            }
-        }
-        spec
-    }
-}
-
-/// `istio-cacerts xcp-edge` or `istio-cacerts+xcp-edge`, each kind once.
-fn parse_kinds(text: &str) -> Result<Vec<Kind>, String> {
-    let mut out = Vec::new();
-    for k in text.split([' ', '+']).filter(|k| !k.is_empty()) {
-        let kind: Kind = k
-            .parse()
-            .map_err(|e: meshca_core::kind::UnknownKind| e.to_string())?;
-        if !out.contains(&kind) {
-            out.push(kind);
-        }
-    }
-    if out.is_empty() {
-        return Err("names no kind".into());
-    }
-    Ok(out)
-}
-
 fn get(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Option<String> {
     env(var)
         .map(|v| v.trim().to_string())
@@ -219,23 +136,8 @@ impl Config {
             });
         }
         let issue_rate = issue_rate / f64::from(workers);
-        let authority = authority(env, issue_rate)?;
-        let xcp_authority = match get(env, "MESHCA_XCP_CA_ARN") {
-            None => None,
-            Some(arn) => {
-                let ca: CaArn = arn.parse().map_err(|e: ArnError| ConfigError {
-                    var: "MESHCA_XCP_CA_ARN",
-                    problem: e.to_string(),
-                })?;
-                Some(AuthoritySpec::Pca {
-                    ca,
-                    template_arn: None,
-                    signing_algorithm: None,
-                    issue_rate: Some(issue_rate),
-                    assume_role: ca_role(env)?,
-                })
-            }
-        };
+        let authority = signer::authority(env, issue_rate)?;
+        let xcp_authority = signer::xcp_authority(env, issue_rate)?;
         let regions: Vec<String> =
             match get(env, "MESHCA_REGIONS").or_else(|| get(env, "AWS_REGION")) {
                 Some(list) => list
@@ -251,13 +153,13 @@ impl Config {
                 problem: "no region: set MESHCA_REGIONS (or AWS_REGION)".into(),
             });
         }
-        if let Some(bad) = regions.iter().find(|r| !is_region(r)) {
+        if let Some(bad) = regions.iter().find(|r| !accounts::is_region(r)) {
             return Err(ConfigError {
                 var: "MESHCA_REGIONS",
                 problem: format!("{bad:?} is not a region name"),
             });
         }
-        let members = members(env, &regions)?;
+        let members = accounts::members(env, &regions)?;
         let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
         let validity_days: u32 = parse(env, "MESHCA_VALIDITY_DAYS", 365)?;
         if validity_days == 0 {
@@ -368,7 +270,7 @@ impl Config {
             work_queue: get(env, "MESHCA_WORK_QUEUE_URL"),
             verify_every,
             sweep_period: Duration::from_secs(sweep_minutes * 60),
-            kinds: kinds(env)?,
+            kinds: kinds::kinds(env)?,
         })
     }
 
@@ -390,245 +292,10 @@ impl Config {
     }
 }
 
-/// One entry of MESHCA_ACCOUNTS.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct MemberEntry {
-    account: String,
-    role: Option<String>,
-    external_id: Option<String>,
-    regions: Option<Vec<String>>,
-}
-
-/// MESHCA_ACCOUNTS: a JSON list of member accounts,
-/// `[{"account": "222233334444", "role": "arn:aws:iam::222233334444:role/meshca-member",
-/// "externalId": "…", "regions": ["eu-west-1"]}]`; `role` defaults to
-/// `arn:aws:iam::<account>:role/meshca-member`, `regions` to MESHCA_REGIONS. Each account once;
-/// the role must be in its account (a role elsewhere would reach another account's clusters).
-fn members(
-    env: &dyn Fn(&str) -> Option<String>,
-    home_regions: &[String],
-) -> Result<Vec<MemberSpec>, ConfigError> {
-    const VAR: &str = "MESHCA_ACCOUNTS";
-    let bad = |problem: String| ConfigError { var: VAR, problem };
-    let Some(text) = get(env, VAR) else {
-        return Ok(vec![]);
-    };
-    let entries: Vec<MemberEntry> = serde_json::from_str(&text).map_err(|e| {
-        bad(format!(
-            "not a JSON list of {{account, role, externalId, regions}}: {e}"
-        ))
-    })?;
-    let mut out: Vec<MemberSpec> = Vec::new();
-    for e in entries {
-        let account: AccountId = e
-            .account
-            .parse()
-            .map_err(|e: meshca_core::place::BadAccountId| bad(e.to_string()))?;
-        if out.iter().any(|m| m.account == account) {
-            return Err(bad(format!("account {account} is listed twice")));
-        }
-        let role_arn = e
-            .role
-            .unwrap_or_else(|| format!("arn:aws:iam::{account}:role/meshca-member"));
-        if role_account(&role_arn).as_deref() != Some(account.as_str()) {
-            return Err(bad(format!(
-                "account {account}: role {role_arn:?} is not an IAM role of that account"
-            )));
-        }
-        let regions = e.regions.unwrap_or_else(|| home_regions.to_vec());
-        if let Some(r) = regions.iter().find(|r| !is_region(r)) {
-            return Err(bad(format!(
-                "account {account}: {r:?} is not a region name"
-            )));
-        }
-        if regions.is_empty() {
-            return Err(bad(format!("account {account}: no region")));
-        }
-        out.push(MemberSpec {
-            account,
-            role: MemberRole {
-                role_arn,
-                external_id: e.external_id.filter(|x| !x.is_empty()),
-            },
-            regions,
-        });
-    }
-    Ok(out)
-}
-
-/// The account of an IAM role ARN; `None` for anything else.
-fn role_account(text: &str) -> Option<String> {
-    let arn: Arn = text.parse().ok()?;
-    (arn.service == "iam" && arn.resource.starts_with("role/")).then_some(arn.account)
-}
-
-fn is_region(r: &str) -> bool {
-    !r.is_empty()
-        && r.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, ConfigError> {
-    let default = match get(env, "MESHCA_KINDS") {
-        Some(v) => parse_kinds(&v).map_err(|problem| ConfigError {
-            var: "MESHCA_KINDS",
-            problem,
-        })?,
-        None => vec![Kind::IstioCacerts],
-    };
-    let secret =
-        get(env, "MESHCA_CERT_MANAGER_SECRET").unwrap_or_else(|| "cert-manager/istio-ca".into());
-    let cert_manager_secret = secret
-        .split_once('/')
-        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-        .map(|(ns, n)| (ns.to_string(), n.to_string()))
-        .ok_or(ConfigError {
-            var: "MESHCA_CERT_MANAGER_SECRET",
-            problem: format!("{secret:?} is not NAMESPACE/NAME"),
-        })?;
-    let tag = |var, default: &str| get(env, var).unwrap_or_else(|| default.into());
-    Ok(Kinds {
-        default,
-        kinds_tag: tag("MESHCA_KINDS_TAG", "meshca.io/kinds"),
-        tsb_role_tag: tag("MESHCA_TSB_ROLE_TAG", "meshca.io/tsb-role"),
-        tsb_name_tag: tag("MESHCA_TSB_NAME_TAG", "meshca.io/tsb-name"),
-        tsb_namespace: tag("MESHCA_TSB_NAMESPACE", "tsb"),
-        central_addresses: get(env, "MESHCA_TSB_CENTRAL_ADDRESSES")
-            .map(|v| {
-                v.split_whitespace()
-                    .map(meshca_core::kind::parse_address)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()
-            .map_err(|problem| ConfigError {
-                var: "MESHCA_TSB_CENTRAL_ADDRESSES",
-                problem,
-            })?
-            .unwrap_or_default(),
-        cert_manager_secret,
-    })
-}
-
-/// MESHCA_AUTHORITY: `pca` (default) or `vault`.
-fn authority(
-    env: &dyn Fn(&str) -> Option<String>,
-    issue_rate: f64,
-) -> Result<AuthoritySpec, ConfigError> {
-    match get(env, "MESHCA_AUTHORITY").as_deref().unwrap_or("pca") {
-        "pca" => {
-            let ca_arn = get(env, "MESHCA_CA_ARN").ok_or(ConfigError {
-                var: "MESHCA_CA_ARN",
-                problem: "is required".into(),
-            })?;
-            let ca: CaArn = ca_arn.parse().map_err(|e: ArnError| ConfigError {
-                var: "MESHCA_CA_ARN",
-                problem: e.to_string(),
-            })?;
-            let assume_role = ca_role(env)?;
-            if let Some(role) = &assume_role
-                && role_account(&role.role_arn).as_deref() != Some(ca.account())
-            {
-                return Err(ConfigError {
-                    var: "MESHCA_CA_ROLE_ARN",
-                    problem: format!(
-                        "{} is not a role of the CA's account {}",
-                        role.role_arn,
-                        ca.account()
-                    ),
-                });
-            }
-            Ok(AuthoritySpec::Pca {
-                ca,
-                template_arn: get(env, "MESHCA_TEMPLATE_ARN"),
-                signing_algorithm: None,
-                issue_rate: Some(issue_rate),
-                assume_role,
-            })
-        }
-        "vault" => Ok(AuthoritySpec::Vault(vault(env)?)),
-        other => Err(ConfigError {
-            var: "MESHCA_AUTHORITY",
-            problem: format!("{other:?} is not pca or vault"),
-        }),
-    }
-}
-
-/// MESHCA_CA_ROLE_ARN (and MESHCA_CA_EXTERNAL_ID): a role in the CA's account that meshca
-/// assumes to call Private CA, for a CA in another account not shared through AWS RAM.
-fn ca_role(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MemberRole>, ConfigError> {
-    let Some(role_arn) = get(env, "MESHCA_CA_ROLE_ARN") else {
-        return Ok(None);
-    };
-    if role_account(&role_arn).is_none() {
-        return Err(ConfigError {
-            var: "MESHCA_CA_ROLE_ARN",
-            problem: format!("{role_arn:?} is not an IAM role ARN"),
-        });
-    }
-    Ok(Some(MemberRole {
-        role_arn,
-        external_id: get(env, "MESHCA_CA_EXTERNAL_ID"),
-    }))
-}
-
-/// Vault / OpenBao: MESHCA_VAULT_ADDR (required), MESHCA_VAULT_MOUNT (default `pki`),
-/// MESHCA_VAULT_ISSUER, MESHCA_VAULT_NAMESPACE, MESHCA_VAULT_CACERT (PEM of the CA Vault's TLS
-/// certificate chains to), and the login MESHCA_VAULT_AUTH: `approle` (MESHCA_VAULT_ROLE_ID and
-/// MESHCA_VAULT_SECRET_ID_ARN, the Secrets Manager secret holding the secret id) or `aws-iam`
-/// (MESHCA_VAULT_AWS_ROLE, optional MESHCA_VAULT_AWS_STS_REGION and MESHCA_VAULT_AWS_SERVER_ID);
-/// MESHCA_VAULT_AUTH_MOUNT overrides the method's mount (`approle`, `aws`).
-pub fn vault(env: &dyn Fn(&str) -> Option<String>) -> Result<VaultSpec, ConfigError> {
-    let required = |var: &'static str| {
-        get(env, var).ok_or(ConfigError {
-            var,
-            problem: "is required with MESHCA_AUTHORITY=vault".into(),
-        })
-    };
-    let addr = required("MESHCA_VAULT_ADDR")?;
-    if !addr.starts_with("https://") && !addr.starts_with("http://") {
-        return Err(ConfigError {
-            var: "MESHCA_VAULT_ADDR",
-            problem: format!("{addr:?} is not an http(s) URL"),
-        });
-    }
-    let auth_mount =
-        |default: &str| get(env, "MESHCA_VAULT_AUTH_MOUNT").unwrap_or_else(|| default.into());
-    let login = match get(env, "MESHCA_VAULT_AUTH")
-        .as_deref()
-        .unwrap_or("approle")
-    {
-        "approle" => VaultLogin::AppRole {
-            mount: auth_mount("approle"),
-            role_id: required("MESHCA_VAULT_ROLE_ID")?,
-            secret_id: SecretSource::SecretsManager(required("MESHCA_VAULT_SECRET_ID_ARN")?),
-        },
-        "aws-iam" => VaultLogin::AwsIam {
-            mount: auth_mount("aws"),
-            role: required("MESHCA_VAULT_AWS_ROLE")?,
-            sts_region: get(env, "MESHCA_VAULT_AWS_STS_REGION"),
-            server_id: get(env, "MESHCA_VAULT_AWS_SERVER_ID"),
-        },
-        other => {
-            return Err(ConfigError {
-                var: "MESHCA_VAULT_AUTH",
-                problem: format!("{other:?} is not approle or aws-iam"),
-            });
-        }
-    };
-    Ok(VaultSpec {
-        addr,
-        ca_pem: get(env, "MESHCA_VAULT_CACERT"),
-        namespace: get(env, "MESHCA_VAULT_NAMESPACE"),
-        mount: get(env, "MESHCA_VAULT_MOUNT").unwrap_or_else(|| "pki".into()),
-        issuer: get(env, "MESHCA_VAULT_ISSUER"),
-        login,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshca_wiring::{MemberRole, SecretSource, VaultLogin};
     use std::collections::HashMap;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
