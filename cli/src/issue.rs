@@ -575,7 +575,7 @@ fn kinds(args: &IssueArgs, base: &Asked) -> Result<Vec<(Kind, Asked)>> {
 }
 
 /// `<out>/<cluster>` for istio-cacerts (as always), `<out>/<cluster>/<kind>` for the others.
-fn out_dir(root: &Path, cluster: &ClusterName, settings: &Settings) -> PathBuf {
+pub fn out_dir(root: &Path, cluster: &ClusterName, settings: &Settings) -> PathBuf {
     match settings.kind.kind {
         Kind::IstioCacerts => root.join(cluster.as_str()),
         other => root.join(cluster.as_str()).join(other.name()),

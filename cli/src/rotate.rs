@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use meshca_core::escrow::EscrowKey;
 use meshca_core::rollout::{self, Member, Rollout, RolloutReport};
 use meshca_core::rotation::{Anchor, Phase, RotationStore};
 use meshca_core::timestamp::rfc3339;
-use meshca_core::{ClusterName, Delivery, Settings};
+use meshca_core::{ClusterName, Delivery, KindSpec, Settings};
 use meshca_wiring::{AuthoritySpec, FilesDelivery};
 use time::{Duration, OffsetDateTime};
 
@@ -287,6 +288,9 @@ async fn start(a: &StartArgs) -> Result<RolloutReport> {
         }
         _ => None,
     };
+    if let (Some(dir), Some(alg)) = (&created, a.fleet.authority.root_key()?) {
+        meshca_wiring::create_local_root(dir, alg)?;
+    }
     let to = meshca_wiring::authority(&to_spec, ports.aws.as_ref())
         .await
         .with_context(|| format!("--to {}", a.to))?;
@@ -378,7 +382,8 @@ impl Session {
         }
     }
 
-    /// The clusters named, or every cluster escrowed here, each with its way in.
+    /// Every kind of the clusters named, or of every cluster escrowed here, each with its way
+    /// in: a rotation moves each kind a cluster has, not its Istio intermediate alone.
     async fn members(f: &FleetArgs, ports: &Ports) -> Result<Vec<Member>> {
         let eks_config = match (f.eks, &ports.aws) {
             (true, Some(aws)) => Some(aws.clone()),
@@ -386,78 +391,111 @@ impl Session {
             (false, _) => None,
         };
         let aws = eks_config.as_ref();
-        let names: Vec<ClusterName> = if f.clusters.is_empty() {
-            if f.escrow.escrow != "local" {
-                // The fleet in AWS is the sweep's to walk: the record alone is written or read here.
-                eprintln!(
-                    "no --cluster given: the record alone is handled here; the expiry sweep carries out each phase and opens the gates"
-                );
-                return Ok(Vec::new());
-            }
-            let dir = f
-                .escrow
-                .escrow_dir
-                .clone()
-                .unwrap_or_else(|| crate::default_state_dir().join("escrow"));
-            meshca_wiring::escrowed_clusters(&dir)
-                .with_context(|| format!("listing {}", dir.display()))?
-        } else {
-            f.clusters
-                .iter()
-                .map(|c| c.parse())
-                .collect::<Result<_, _>>()?
-        };
-        if names.is_empty() {
+        if f.clusters.is_empty() && f.escrow.escrow != "local" {
+            // The fleet in AWS is the sweep's to walk: the record alone is written or read here.
+            eprintln!(
+                "no --cluster given: the record alone is handled here; the expiry sweep carries out each phase and opens the gates"
+            );
+            return Ok(Vec::new());
+        }
+        let keys = Self::keys(f, ports).await?;
+        if keys.is_empty() {
             bail!("no clusters to rotate: nothing is escrowed here yet and no --cluster was given");
         }
-        let settings = Settings::default();
-        if names.len() > 1 && (f.kubeconfig.is_some() || aws.is_some()) {
+        let clusters: std::collections::BTreeSet<&ClusterName> =
+            keys.iter().map(|k| &k.cluster).collect();
+        if clusters.len() > 1 && (f.kubeconfig.is_some() || aws.is_some()) {
             eprintln!(
                 "meshca: reaching {} clusters, {} at a time",
-                names.len(),
+                clusters.len(),
                 rollout::CONCURRENCY
             );
         }
-        // One way in per cluster, found concurrently; a cluster with none is a row of the report
+        // One way in per member, found concurrently; a member with none is a row of the report
         // (unconfirmed, with the reason), never the end of the command.
-        let (settings, landing) = (&settings, settings.kind.landing());
-        let way = |cluster: ClusterName| {
-            let options = f.delivery.options_for(settings, &cluster);
-            let landing = landing.clone();
-            async move {
-                let found: Result<Arc<dyn Delivery>> = match (&f.kubeconfig, aws) {
-                    (Some(path), _) => meshca_wiring::kubeconfig_delivery(
-                        Some(path),
-                        Some(cluster.as_str()),
-                        options,
-                    )
+        let way = |key: EscrowKey| async move {
+            let kind = Self::recorded_kind(ports, &key).await;
+            let cluster = key.cluster.clone();
+            let settings = Settings {
+                kind: kind.clone(),
+                ..Settings::default()
+            };
+            let options = f.delivery.options_for(&settings, &cluster);
+            let found: Result<Arc<dyn Delivery>> = match (&f.kubeconfig, aws) {
+                (Some(path), _) => {
+                    meshca_wiring::kubeconfig_delivery(Some(path), Some(cluster.as_str()), options)
+                        .await
+                        .with_context(|| format!("context {cluster} in {}", path.display()))
+                }
+                (None, Some(aws)) => meshca_wiring::eks_delivery(aws, cluster.as_str(), options)
                     .await
-                    .with_context(|| format!("context {cluster} in {}", path.display())),
-                    (None, Some(aws)) => {
-                        meshca_wiring::eks_delivery(aws, cluster.as_str(), options)
-                            .await
-                            .with_context(|| format!("EKS cluster {cluster}"))
-                    }
-                    (None, None) => Ok(Arc::new(FilesDelivery::new(
-                        f.out_dir.join(cluster.as_str()),
-                        landing,
-                        options.profile,
-                    ))),
-                };
-                let delivery = found.unwrap_or_else(|e| {
-                    eprintln!("meshca: {cluster}: {e:#}");
-                    Arc::new(meshca_core::delivery::NoWay(format!("{e:#}")))
-                });
-                Member { cluster, delivery }
+                    .with_context(|| format!("EKS cluster {cluster}")),
+                (None, None) => Ok(Arc::new(FilesDelivery::new(
+                    crate::issue::out_dir(&f.out_dir, &cluster, &settings),
+                    kind.landing(),
+                    options.profile,
+                ))),
+            };
+            let delivery = found.unwrap_or_else(|e| {
+                eprintln!("meshca: {key}: {e:#}");
+                Arc::new(meshca_core::delivery::NoWay(format!("{e:#}")))
+            });
+            Member {
+                cluster,
+                kind,
+                delivery,
             }
         };
         use futures::StreamExt;
-        let members: Vec<Member> = futures::stream::iter(names)
+        let members: Vec<Member> = futures::stream::iter(keys)
             .map(way)
             .buffered(rollout::CONCURRENCY)
             .collect()
             .await;
         Ok(members)
+    }
+
+    /// The records to rotate: every kind escrowed for the clusters named (istio-cacerts for a
+    /// cluster with none yet), or every record here.
+    async fn keys(f: &FleetArgs, ports: &Ports) -> Result<Vec<EscrowKey>> {
+        let escrowed = ports.escrow.keys().await.context("listing escrow")?;
+        if f.clusters.is_empty() {
+            return Ok(escrowed);
+        }
+        let mut keys = Vec::new();
+        for name in &f.clusters {
+            let cluster: ClusterName = name.parse()?;
+            let mine: Vec<EscrowKey> = escrowed
+                .iter()
+                .filter(|k| k.cluster == cluster)
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                keys.push(EscrowKey::from(&cluster));
+            } else {
+                keys.extend(mine);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The kind of `key` with the names its record was issued with (a cert-manager secret or
+    /// TSB namespace of its own), or the kind's defaults.
+    async fn recorded_kind(ports: &Ports, key: &EscrowKey) -> KindSpec {
+        let defaults = Settings {
+            kind: KindSpec::new(key.kind),
+            ..Settings::default()
+        };
+        match ports
+            .escrow
+            .load(key)
+            .await
+            .ok()
+            .and_then(|e| e.current?.terms)
+        {
+            Some(terms) => terms.apply(&defaults).kind,
+            None => defaults.kind,
+        }
     }
 }
 
@@ -504,9 +542,23 @@ fn show(f: &FleetArgs, report: &RolloutReport) -> Result<()> {
             .unwrap_or_else(|| restarts(s.outcome.as_ref()));
         println!(
             "{:<24} {:<10} {:<11} {detail}",
-            s.cluster.as_str(),
+            s.label(),
             if s.confirmed { "yes" } else { "no" },
             did
+        );
+    }
+    // Proxies that read the trust anchors only when they start (Linkerd's, at injection) hold
+    // the old ones until restarted: before the issuer moves, they must hold both.
+    let anchored: Vec<String> = report
+        .clusters
+        .iter()
+        .filter(|s| s.kind.profile().anchors.is_some())
+        .map(|s| s.cluster.to_string())
+        .collect();
+    if r.phase == Phase::TrustBoth && !anchored.is_empty() {
+        println!(
+            "restart   the meshed workloads of {} (their proxies read the trust anchors when they start) before advancing",
+            anchored.join(", ")
         );
     }
     match (r.phase, report.blockers.as_slice()) {

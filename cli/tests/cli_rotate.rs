@@ -773,3 +773,93 @@ fn rotation_dry_runs_change_nothing() {
         .success()
         .stdout(predicate::str::contains("phase     trust-both"));
 }
+
+/// A rotation moves every kind a cluster has, not its Istio intermediate alone: TSB's xcp-edge
+/// and Linkerd's issuer get the old and new roots in trust-both (Linkerd's anchors ConfigMap
+/// too, with a note to restart meshed workloads), and a new certificate in switch.
+#[test]
+fn a_rotation_moves_every_kind_of_every_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p256 = ["--root-key-algorithm", "ec-p256"];
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--kind",
+            "istio-cacerts",
+            "--kind",
+            "xcp-edge",
+        ])
+        .args(["--kind", "linkerd-issuer"])
+        .args(p256)
+        .assert()
+        .success();
+    let old_root = std::fs::read_to_string(d.join("out/c1/root-cert.pem")).unwrap();
+    let out = meshca(d)
+        .args([
+            "rotate-root",
+            "start",
+            "--to",
+            "local:.meshca/ca-next",
+            "--create",
+            "--soak",
+            "0",
+        ])
+        .args(p256)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in ["c1 ", "c1.xcp-edge ", "c1.linkerd-issuer "] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    assert!(
+        text.contains("restart   the meshed workloads of c1"),
+        "{text}"
+    );
+    for anchors in [
+        "out/c1/root-cert.pem",
+        "out/c1/xcp-edge/ca.crt",
+        "out/c1/linkerd-issuer/ca.crt",
+        "out/c1/linkerd-issuer/ca-bundle.crt",
+    ] {
+        let both = std::fs::read_to_string(d.join(anchors)).unwrap();
+        assert!(
+            both.starts_with(&old_root) && both.len() > old_root.len(),
+            "{anchors} holds the old root, then the new one"
+        );
+    }
+    let issuer = std::fs::read_to_string(d.join("out/c1/linkerd-issuer/tls.crt")).unwrap();
+    let doc = json(d, &["rotate-root", "advance"]);
+    assert_eq!(phase(&doc), "switch");
+    let kinds: Vec<&str> = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap_or("istio-cacerts"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["istio-cacerts", "xcp-edge", "linkerd-issuer"],
+        "{doc}"
+    );
+    assert!(
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"]["outcome"] == "renewed"),
+        "{doc}"
+    );
+    assert_ne!(
+        std::fs::read_to_string(d.join("out/c1/linkerd-issuer/tls.crt")).unwrap(),
+        issuer,
+        "a new issuer under the new root"
+    );
+}

@@ -99,7 +99,6 @@ impl App {
         let Some(store) = &self.fleet.rotation else {
             return Ok(None);
         };
-        let settings = self.settings_for(KindSpec::default());
         let mut members = Vec::new();
         for (place, info) in inventory {
             let Ok(cluster) = info.name.parse::<ClusterName>() else {
@@ -108,15 +107,26 @@ impl App {
             let Some(ports) = self.fleet.places.get(place) else {
                 continue;
             };
-            match ports
-                .clusters
-                .connect(info, self.options(&settings, &cluster))
-            {
-                Ok(delivery) => members.push(Member { cluster, delivery }),
-                Err(e) => members.push(Member {
-                    cluster,
-                    delivery: Arc::new(Unreachable(e.to_string())),
-                }),
+            // Every kind the cluster has is gated: its trust and issuer move with the fleet.
+            let kinds = self
+                .config
+                .kinds
+                .for_tags(&info.tags)
+                .unwrap_or_else(|_| vec![KindSpec::default()]);
+            for kind in kinds {
+                let settings = self.settings_for(kind.clone());
+                let delivery: Arc<dyn meshca_core::Delivery> = match ports
+                    .clusters
+                    .connect(info, self.options(&settings, &cluster))
+                {
+                    Ok(delivery) => delivery,
+                    Err(e) => Arc::new(Unreachable(e.to_string())),
+                };
+                members.push(Member {
+                    cluster: cluster.clone(),
+                    kind,
+                    delivery,
+                });
             }
         }
         let report = rollout::gate(store.as_ref(), &members)

@@ -19,17 +19,22 @@ use crate::rotation::{
     Anchor, Anchored, Phase, RootRotation, RotationError, RotationStore, RotationStoreError,
 };
 
-/// A managed cluster and the way into it.
+/// One kind of certificate of a managed cluster, and the way to its secret. A rotation moves
+/// every kind a cluster has (its trust and its issuer), so each is a member of its own.
 #[derive(Clone)]
 pub struct Member {
     pub cluster: ClusterName,
+    pub kind: crate::KindSpec,
     pub delivery: Arc<dyn Delivery>,
 }
 
-/// One cluster's standing in the current phase.
+/// One member's standing in the current phase.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Standing {
     pub cluster: ClusterName,
+    /// Absent for istio-cacerts, as in every report before kinds were members.
+    #[serde(skip_serializing_if = "is_istio")]
+    pub kind: crate::Kind,
     /// What this run did to it (absent for `status`, which only reads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
@@ -37,6 +42,13 @@ pub struct Standing {
     /// Why it is not confirmed: what blocks the next phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocking: Option<String>,
+}
+
+impl Standing {
+    /// The member as people read it: `<cluster>`, or `<cluster>.<kind>` for other kinds.
+    pub fn label(&self) -> String {
+        crate::escrow::EscrowKey::new(self.cluster.clone(), self.kind).name()
+    }
 }
 
 /// The rotation and the fleet after a command.
@@ -137,17 +149,21 @@ impl Rollout<'_> {
         let mut clusters = Vec::new();
         if rotation.is_active() {
             let anchored = in_force(&rotation, &self.authorities)?;
-            let reconciler = Reconciler {
-                authority: &anchored,
-                escrow: self.escrow,
-                settings: self.settings,
-            };
-            let (rotation, reconciler) = (&rotation, &reconciler);
+            let (rotation, anchored) = (&rotation, &anchored);
             clusters = each_member(members, |m| {
+                // Each kind with its own landing and rules, under the fleet's other settings.
+                let settings = Settings {
+                    kind: m.kind.clone(),
+                    ..self.settings.clone()
+                };
                 Box::pin(async move {
-                    let outcome = reconciler
-                        .apply(&m.cluster, m.delivery.as_ref(), false)
-                        .await;
+                    let outcome = Reconciler {
+                        authority: anchored,
+                        escrow: self.escrow,
+                        settings: &settings,
+                    }
+                    .apply(&m.cluster, m.delivery.as_ref(), false)
+                    .await;
                     standing(rotation, m, Some(outcome)).await
                 })
             })
@@ -179,7 +195,7 @@ where
 fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
     let unconfirmed: Vec<(String, String)> = clusters
         .iter()
-        .filter_map(|s| s.blocking.clone().map(|b| (s.cluster.to_string(), b)))
+        .filter_map(|s| s.blocking.clone().map(|b| (s.label(), b)))
         .collect();
     let blockers = if rotation.is_active() {
         rotation.blockers(&unconfirmed, OffsetDateTime::now_utc())
@@ -261,6 +277,7 @@ pub async fn standing(
     {
         return Standing {
             cluster: member.cluster.clone(),
+            kind: member.kind.kind,
             outcome,
             confirmed: false,
             blocking: failed,
@@ -280,10 +297,15 @@ pub async fn standing(
     let blocking = failed.or(verdict.err());
     Standing {
         cluster: member.cluster.clone(),
+        kind: member.kind.kind,
         outcome,
         confirmed: blocking.is_none(),
         blocking,
     }
+}
+
+fn is_istio(kind: &crate::Kind) -> bool {
+    *kind == crate::Kind::IstioCacerts
 }
 
 /// The authority every reconcile uses while `rotation` has its say: the phase's issuer with the

@@ -233,10 +233,14 @@ impl RootRotation {
                 sha256_hex(bundle.root_cert.as_bytes())
             ));
         }
-        let issued_under = chain_root(bundle).ok_or("cert-chain.pem holds no certificate")?;
+        let top = chain_top(bundle).ok_or("cert-chain.pem holds no certificate")?;
         let issuer_roots = crate::pem::certificates("issuer root", &stage.issuer.root_bundle)
             .map_err(|e| e.to_string())?;
-        if !issuer_roots.contains(&issued_under) {
+        let under_issuer = issuer_roots.into_iter().any(|der| {
+            crate::cert::Certificate::from_der("issuer root", der)
+                .is_ok_and(|root| top.signed_by(&root).is_ok())
+        });
+        if !under_issuer {
             return Err(format!(
                 "the intermediate is not yet from {}",
                 stage.issuer.authority_id
@@ -345,10 +349,16 @@ fn human(d: Duration) -> String {
 }
 
 /// The last certificate of `cert-chain.pem`: the root the intermediate was issued under.
-fn chain_root(bundle: &Bundle) -> Option<Vec<u8>> {
+/// The topmost certificate of the chain below its root(s): the one a root signed. Found by
+/// signature, not by position, since a `kubernetes.io/tls` secret's chain ends with every
+/// trusted root (old and new during a rotation), not with its own issuer's.
+fn chain_top(bundle: &Bundle) -> Option<crate::cert::Certificate> {
     crate::pem::certificates("cert-chain.pem", &bundle.cert_chain)
         .ok()?
-        .pop()
+        .into_iter()
+        .filter_map(|der| crate::cert::Certificate::from_der("cert-chain.pem", der).ok())
+        .filter(|c| !c.is_self_signed())
+        .last()
 }
 
 impl RootRotation {

@@ -308,13 +308,25 @@ pub fn read_manifest(path: &Path) -> Result<(Bundle, BTreeMap<String, String>), 
         path: path.display().to_string(),
         reason,
     };
-    let doc: SecretDoc = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if doc.kind.as_deref() != Some("Secret") {
-        return Err(bad(format!(
-            "kind is {:?}, not Secret",
-            doc.kind.unwrap_or_default()
-        )));
+    // The Secret, or the first Secret of a manifest of several documents (a kind with a
+    // trust-anchor ConfigMap writes both).
+    let mut first_kind = None;
+    let mut found = None;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = <SecretDoc as serde::Deserialize>::deserialize(document)
+            .map_err(|e| bad(e.to_string()))?;
+        if doc.kind.as_deref() == Some("Secret") {
+            found = Some(doc);
+            break;
+        }
+        first_kind.get_or_insert(doc.kind.clone().unwrap_or_default());
     }
+    let doc = found.ok_or_else(|| {
+        bad(format!(
+            "kind is {:?}, not Secret",
+            first_kind.unwrap_or_default()
+        ))
+    })?;
     let mut files: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     for (k, v) in doc.data.unwrap_or_default() {
         let bytes = Zeroizing::new(

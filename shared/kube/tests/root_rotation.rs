@@ -127,6 +127,7 @@ impl Fleet {
                     None => kube,
                 };
                 Member {
+                    kind: meshca_core::KindSpec::default(),
                     cluster: name(i),
                     delivery,
                 }

@@ -39,7 +39,11 @@ impl FilesDelivery {
 #[async_trait]
 impl Delivery for FilesDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
-        if !self.dir.join(ROOT_CERT).exists() {
+        let marker = match self.landing.layout {
+            meshca_core::kind::Layout::IstioCacerts => ROOT_CERT,
+            meshca_core::kind::Layout::Tls => meshca_kube::secret::TLS_CRT,
+        };
+        if !self.dir.join(marker).exists() {
             return Ok(Observed::Absent);
         }
         let (bundle, _) = crate::read_bundle(&self.dir).map_err(|e| self.failed(e))?;

@@ -66,6 +66,7 @@ async fn two_openbao_mounts_rotate_a_fleet_of_files() {
     let members: Vec<Member> = names
         .iter()
         .map(|n| Member {
+            kind: meshca_core::KindSpec::default(),
             cluster: n.parse::<ClusterName>().unwrap(),
             delivery: Arc::new(FilesDelivery::new(
                 dir.path().join("out").join(n),
