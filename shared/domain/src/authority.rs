@@ -120,8 +120,9 @@ pub enum AuthorityError {
     },
     #[error("certificate {id} still not ready after {waited_ms} ms")]
     StillInProgress { id: CertificateId, waited_ms: u128 },
-    #[error("local CA at {path} is unusable: {reason}")]
-    Corrupt { path: String, reason: String },
+    /// `authority` says which one and where: `local CA at DIR`, `Vault issuer PATH`.
+    #[error("{authority} is unusable: {reason}")]
+    Corrupt { authority: String, reason: String },
     #[error("{operation} failed: {detail}")]
     Backend {
         operation: &'static str,

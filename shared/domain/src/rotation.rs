@@ -357,8 +357,7 @@ fn chain_top(bundle: &Bundle) -> Option<crate::cert::Certificate> {
         .ok()?
         .into_iter()
         .filter_map(|der| crate::cert::Certificate::from_der("cert-chain.pem", der).ok())
-        .filter(|c| !c.is_self_signed())
-        .last()
+        .rfind(|c| !c.is_self_signed())
 }
 
 impl RootRotation {

@@ -74,7 +74,7 @@ impl LocalCa {
     /// together, is refused rather than overwritten: it may be someone's root.
     pub fn open_or_create(dir: &Path, spec: &LocalRootSpec) -> Result<Self, AuthorityError> {
         let corrupt = |reason: String| AuthorityError::Corrupt {
-            path: dir.display().to_string(),
+            authority: format!("local CA at {}", dir.display()),
             reason,
         };
         match fs::metadata(dir) {
@@ -97,7 +97,7 @@ impl LocalCa {
 
     pub fn open(dir: &Path) -> Result<Self, AuthorityError> {
         let corrupt = |reason: String| AuthorityError::Corrupt {
-            path: dir.display().to_string(),
+            authority: format!("local CA at {}", dir.display()),
             reason,
         };
         let read = |name: &str| {
@@ -135,7 +135,7 @@ impl LocalCa {
 
     fn create(dir: &Path, spec: &LocalRootSpec) -> Result<(), AuthorityError> {
         let fail = |reason: String| AuthorityError::Corrupt {
-            path: dir.display().to_string(),
+            authority: format!("local CA at {}", dir.display()),
             reason,
         };
         let key = PrivateKey::generate(spec.key_algorithm).map_err(|e| fail(e.to_string()))?;
@@ -394,7 +394,7 @@ impl Authority for LocalCa {
         let certificate =
             pem::normalise("issued certificate", &text, CERTIFICATE).map_err(|e| {
                 AuthorityError::Corrupt {
-                    path: self.dir.display().to_string(),
+                    authority: format!("local CA at {}", self.dir.display()),
                     reason: e.to_string(),
                 }
             })?;

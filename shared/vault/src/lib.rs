@@ -142,7 +142,7 @@ impl VaultPki {
             .await
             .map_err(|e| self.error("describe", e))?;
         let corrupt = |reason: String| AuthorityError::Corrupt {
-            path: self.issuer_path(),
+            authority: format!("Vault issuer {}", self.issuer_path()),
             reason,
         };
         let text = |v: &Value| v.as_str().map(str::to_string);
@@ -258,7 +258,7 @@ impl Authority for VaultPki {
         let roots: Vec<&Certificate> = chain.iter().filter(|c| c.is_self_signed()).collect();
         if roots.is_empty() {
             return Err(AuthorityError::Corrupt {
-                path: self.issuer_path(),
+                authority: format!("Vault issuer {}", self.issuer_path()),
                 reason: format!(
                     "the chain of \"{}\" does not reach a self-signed root; import the issuer with its whole chain (pem_bundle, root included)",
                     issuer.subject

@@ -327,6 +327,40 @@ async fn unknown_mounts_rejected_requests_bad_certificates_and_a_sealed_vault_ar
     let err = nowhere.describe().await.unwrap_err();
     assert!(matches!(err, AuthorityError::NotFound { .. }), "{err}");
 
+    // An issuer imported without its root: the error names the Vault issuer, not a local CA.
+    let intermediate = bao.cli(&["read", "-field=certificate", "pki/issuer/default"]);
+    let pem = dir.path().join("intermediate.pem");
+    std::fs::write(&pem, intermediate.trim()).unwrap();
+    bao.cli(&["secrets", "enable", "-path=pki-orphan", "pki"]);
+    let imported = bao.json(&[
+        "write",
+        "pki-orphan/issuers/import/cert",
+        &format!("pem_bundle=@{}", pem.display()),
+    ]);
+    let id = imported["data"]["imported_issuers"][0].as_str().unwrap();
+    bao.cli(&[
+        "write",
+        "pki-orphan/config/issuers",
+        &format!("default={id}"),
+    ]);
+    let orphan = VaultPki::new(
+        endpoint(&bao),
+        Login::Token(root.clone()),
+        "pki-orphan",
+        None,
+    )
+    .unwrap();
+    let err = orphan.describe().await.unwrap_err();
+    assert!(matches!(err, AuthorityError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("Vault issuer pki-orphan/issuer/")
+            && err
+                .to_string()
+                .contains("does not reach a self-signed root"),
+        "{err}"
+    );
+
     // A request Vault refuses (a CSR whose signature does not verify), with Vault's message.
     let authority = VaultPki::new(endpoint(&bao), Login::Token(root.clone()), "pki", None).unwrap();
     let key = meshca_core::PrivateKey::generate(meshca_core::KeyAlgorithm::EcP256).unwrap();
