@@ -552,9 +552,7 @@ impl App {
             .cleanup(&name)
             .await;
             // Kinds the cluster never had leave no trace in the report.
-            if kind == Kind::IstioCacerts
-                || !matches!(&outcome, Outcome::Skipped { reason } if reason == "nothing escrowed for this cluster")
-            {
+            if kind == Kind::IstioCacerts || !outcome.found_nothing() {
                 outcomes.push((kind, outcome));
             }
         }

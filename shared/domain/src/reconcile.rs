@@ -232,7 +232,15 @@ fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::
     s.collect_str(v)
 }
 
+/// Why a cleanup skipped a cluster: escrow holds nothing of this kind for it.
+pub const NOTHING_ESCROWED: &str = "nothing escrowed for this cluster";
+
 impl Outcome {
+    /// A cleanup that found nothing of this kind to revoke: no trace of the kind was there.
+    pub fn found_nothing(&self) -> bool {
+        matches!(self, Outcome::Skipped { reason } if reason == NOTHING_ESCROWED)
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Unchanged { .. } => "unchanged",
@@ -683,7 +691,7 @@ impl Reconciler<'_> {
         }
         if escrowed.current.is_none() && escrowed.pending.is_none() {
             return Outcome::Skipped {
-                reason: "nothing escrowed for this cluster".into(),
+                reason: NOTHING_ESCROWED.into(),
             };
         }
         if let Some(current) = escrowed.current.filter(|c| c.revoked.is_none()) {
