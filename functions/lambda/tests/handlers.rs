@@ -847,3 +847,81 @@ async fn an_instance_reuses_its_connection_to_a_cluster_across_reconciles() {
     );
     assert!(after_first >= 1);
 }
+
+/// The Linkerd row through the functions: a cluster whose kinds tag names linkerd-issuer gets
+/// the issuer secret and the trust-anchor ConfigMap from a P-256 Private CA, and DeleteCluster
+/// revokes the issuer like every kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linkerd_issuer_named_by_a_tag_lands_with_its_anchors_and_is_revoked_on_delete() {
+    use base64::Engine;
+    let emu = AwsEmulator::start();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = ApiServer::start(Settings {
+        cluster: "c1".into(),
+        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "linkerd-issuer"}}),
+    );
+    let env: HashMap<String, String> = HashMap::from([
+        ("MESHCA_CA_ARN".to_string(), ca),
+        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
+        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
+    ]);
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    let app = App::with_sdk_config(config, &emu.sdk_config().await)
+        .await
+        .unwrap();
+    let report = app
+        .handle(
+            event::parse(&sample("eks-create-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
+    let kinds: Vec<String> = report.kinds.keys().map(ToString::to_string).collect();
+    assert_eq!(kinds, ["linkerd-issuer"], "{report:?}");
+    let secret = server
+        .get(Resource::Secrets, "linkerd", "linkerd-identity-issuer")
+        .expect("the issuer secret delivered");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca_crt = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["ca.crt"].as_str().unwrap())
+        .unwrap();
+    let anchors = server
+        .get(
+            Resource::ConfigMaps,
+            "linkerd",
+            "linkerd-identity-trust-roots",
+        )
+        .expect("the anchors delivered");
+    assert_eq!(
+        anchors["data"]["ca-bundle.crt"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        &ca_crt[..]
+    );
+    assert_eq!(
+        anchors["metadata"]["annotations"]["meshca.io/kind"],
+        "linkerd-issuer"
+    );
+    let report = app
+        .handle(
+            event::parse(&sample("eks-delete-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
+    assert!(
+        matches!(report.kinds.get(&meshca_core::Kind::LinkerdIssuer), Some(Outcome::Revoked { certificates }) if certificates.len() == 1),
+        "{report:?}"
+    );
+    assert_eq!(emu.calls("RevokeCertificate"), 1);
+}
