@@ -61,8 +61,10 @@ fn issue_into_a_real_apiserver_by_context_then_inspect_and_kubectl_it() {
         .stdout(predicate::str::contains("cacerts unchanged"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_token() {
+/// An emulated AWS with a P-256 Private CA (its ARN), and a real kube-apiserver that
+/// authenticates IAM tokens for EKS cluster `prod-eu-1` through the test server's TokenReview
+/// webhook (kept alive by the caller); RBAC is the caller's to grant.
+async fn eks_behind_the_iam_webhook() -> (aws::AwsEmulator, String, ApiServer, RealApiServer) {
     let emu = aws::AwsEmulator::start();
     let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"]
         .as_str()
@@ -82,6 +84,12 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
         &format!("{}{TOKEN_REVIEW_PATH}", authenticator.url()),
         authenticator.ca_pem(),
     );
+    (emu, arn, authenticator, real)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_token() {
+    let (emu, arn, _authenticator, real) = eks_behind_the_iam_webhook().await;
     real.grant_namespace("istio-system", "eks:testing");
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
     let dir = tempfile::tempdir().unwrap();
@@ -323,25 +331,7 @@ fn linkerd_issuer_and_its_anchors_land_in_a_real_apiserver() {
 /// written), and is forbidden a kind it was not granted.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
-    let emu = aws::AwsEmulator::start();
-    let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let settings = Settings {
-        cluster: "prod-eu-1".into(),
-        aws_keys: std::collections::BTreeMap::from([(
-            "testing".to_string(),
-            "testing".to_string(),
-        )]),
-        token_review: true,
-        ..Default::default()
-    };
-    let authenticator = ApiServer::start(settings).await.unwrap();
-    let real = RealApiServer::with_token_webhook(
-        &format!("{}{TOKEN_REVIEW_PATH}", authenticator.url()),
-        authenticator.ca_pem(),
-    );
+    let (emu, arn, _authenticator, real) = eks_behind_the_iam_webhook().await;
     for ns in ["istio-system", "linkerd", "cert-manager"] {
         real.kubectl(&["create", "namespace", ns], None);
     }
