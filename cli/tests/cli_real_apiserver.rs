@@ -87,13 +87,10 @@ async fn eks_behind_the_iam_webhook() -> (aws::AwsEmulator, String, ApiServer, R
     (emu, arn, authenticator, real)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_token() {
-    let (emu, arn, _authenticator, real) = eks_behind_the_iam_webhook().await;
-    real.grant_namespace("istio-system", "eks:testing");
-    emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = meshca(dir.path());
+/// `meshca issue` into EKS cluster `prod-eu-1` from the Private CA `arn`, escrow in Secrets
+/// Manager, no files, with the emulator's credentials and endpoints only.
+fn eks_issue(dir: &std::path::Path, emu: &aws::AwsEmulator, arn: &str) -> Command {
+    let mut c = meshca(dir);
     c.envs(emu.child_env());
     for v in aws::AWS_UNSET {
         c.env_remove(v);
@@ -103,18 +100,28 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
         "--eks-cluster",
         "prod-eu-1",
         "--ca-arn",
-        &arn,
+        arn,
         "--escrow",
         "secrets-manager",
         "--no-files",
         "--validity-days",
         "30",
-    ])
-    .assert()
-    .success()
-    .stdout(predicate::str::contains(
-        "delivered to EKS cluster prod-eu-1: istio-system/cacerts created",
-    ));
+    ]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_token() {
+    let (emu, arn, _authenticator, real) = eks_behind_the_iam_webhook().await;
+    real.grant_namespace("istio-system", "eks:testing");
+    emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
+    let dir = tempfile::tempdir().unwrap();
+    eks_issue(dir.path(), &emu, &arn)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "delivered to EKS cluster prod-eu-1: istio-system/cacerts created",
+        ));
     let labels = real.kubectl(
         &[
             "get",
@@ -355,23 +362,7 @@ async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
     real.kubectl(&["apply", "-f", "-"], Some(&rbac));
     emu.control("eks/cluster", json!({"region": aws::REGION, "name": "prod-eu-1", "endpoint": real.url, "ca_pem": real.ca_pem}));
     let run = |kinds: &[&str]| {
-        let mut c = meshca(dir.path());
-        c.envs(emu.child_env());
-        for v in aws::AWS_UNSET {
-            c.env_remove(v);
-        }
-        c.args([
-            "issue",
-            "--eks-cluster",
-            "prod-eu-1",
-            "--ca-arn",
-            &arn,
-            "--escrow",
-            "secrets-manager",
-            "--no-files",
-            "--validity-days",
-            "30",
-        ]);
+        let mut c = eks_issue(dir.path(), &emu, &arn);
         for k in kinds {
             c.args(["--kind", k]);
         }

@@ -70,6 +70,18 @@ async fn world_named(name: &str, extra: &[(&str, &str)]) -> World {
     }
 }
 
+/// An app configured by exactly `pairs`, on the emulated AWS.
+async fn app_with(emu: &AwsEmulator, pairs: &[(&str, &str)]) -> App {
+    let env: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
+    App::with_sdk_config(config, &emu.sdk_config().await)
+        .await
+        .unwrap()
+}
+
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(60)
 }
@@ -266,16 +278,16 @@ async fn a_ca_of_another_root_outside_a_rotation_changes_no_cluster_and_is_repor
         .as_str()
         .unwrap()
         .to_string();
-    let env: HashMap<String, String> = HashMap::from([
-        ("MESHCA_CA_ARN".to_string(), other),
-        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
-        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
-        ("MESHCA_VERIFY_EVERY".to_string(), "1".to_string()),
-    ]);
-    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
-    let moved = App::with_sdk_config(config, &w.emu.sdk_config().await)
-        .await
-        .unwrap();
+    let moved = app_with(
+        &w.emu,
+        &[
+            ("MESHCA_CA_ARN", &other),
+            ("MESHCA_REGIONS", REGION),
+            ("MESHCA_VALIDITY_DAYS", "30"),
+            ("MESHCA_VERIFY_EVERY", "1"),
+        ],
+    )
+    .await;
     let issued = w.emu.calls("IssueCertificate");
     let sweep = moved.sweep(soon()).await;
     assert_eq!(
@@ -384,18 +396,17 @@ async fn a_changed_configuration_applies_at_the_next_renewal_and_is_reported() {
         w.run("eks-create-cluster.json").await,
         Outcome::Renewed { generation: 1, .. }
     ));
-    let ca = w.ca.clone();
-    let env: HashMap<String, String> = HashMap::from([
-        ("MESHCA_CA_ARN".to_string(), ca),
-        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
-        ("MESHCA_VALIDITY_DAYS".to_string(), "60".to_string()),
-        ("MESHCA_KEY_ALGORITHM".to_string(), "rsa-2048".to_string()),
-        ("MESHCA_VERIFY_EVERY".to_string(), "1".to_string()),
-    ]);
-    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
-    let changed = App::with_sdk_config(config, &w.emu.sdk_config().await)
-        .await
-        .unwrap();
+    let changed = app_with(
+        &w.emu,
+        &[
+            ("MESHCA_CA_ARN", &w.ca),
+            ("MESHCA_REGIONS", REGION),
+            ("MESHCA_VALIDITY_DAYS", "60"),
+            ("MESHCA_KEY_ALGORITHM", "rsa-2048"),
+            ("MESHCA_VERIFY_EVERY", "1"),
+        ],
+    )
+    .await;
     let issued = w.emu.calls("IssueCertificate");
     let sweep = changed.sweep(soon()).await;
     assert_eq!(
@@ -871,15 +882,15 @@ async fn a_linkerd_issuer_named_by_a_tag_lands_with_its_anchors_and_is_revoked_o
         json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
         "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "linkerd-issuer"}}),
     );
-    let env: HashMap<String, String> = HashMap::from([
-        ("MESHCA_CA_ARN".to_string(), ca),
-        ("MESHCA_REGIONS".to_string(), REGION.to_string()),
-        ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
-    ]);
-    let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
-    let app = App::with_sdk_config(config, &emu.sdk_config().await)
-        .await
-        .unwrap();
+    let app = app_with(
+        &emu,
+        &[
+            ("MESHCA_CA_ARN", &ca),
+            ("MESHCA_REGIONS", REGION),
+            ("MESHCA_VALIDITY_DAYS", "30"),
+        ],
+    )
+    .await;
     let report = app
         .handle(
             event::parse(&sample("eks-create-cluster.json")).unwrap(),
