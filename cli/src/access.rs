@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use meshca_core::kind::{Input, Layout};
 use meshca_core::{Kind, KindSpec};
@@ -102,10 +102,7 @@ fn landing(kind: Kind, args: &AccessArgs) -> Result<KindSpec> {
     if takes(Input::SecretName)
         && let Some(s) = &args.cert_manager_secret
     {
-        let (ns, name) = s
-            .split_once('/')
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-            .with_context(|| format!("--cert-manager-secret {s:?} is not NAMESPACE/NAME"))?;
+        let (ns, name) = crate::target::namespace_name("--cert-manager-secret", s)?;
         (spec.namespace, spec.secret) = (ns.into(), name.into());
     }
     if spec.namespace.is_empty() {

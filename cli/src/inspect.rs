@@ -252,10 +252,7 @@ async fn recorded_terms(
 fn kind_spec(args: &InspectArgs) -> Result<KindSpec> {
     let mut spec = KindSpec::new(args.kind.parse::<Kind>()?);
     if let Some(s) = &args.secret {
-        let (ns, name) = s
-            .split_once('/')
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-            .with_context(|| format!("--secret {s:?} is not NAMESPACE/NAME"))?;
+        let (ns, name) = crate::target::namespace_name("--secret", s)?;
         (spec.namespace, spec.secret) = (ns.into(), name.into());
     }
     spec.tsb_name = args.tsb_name.clone();

@@ -496,12 +496,7 @@ fn kinds(args: &IssueArgs, base: &Asked) -> Result<Vec<(Kind, Asked)>> {
     let cert_manager_secret = args
         .cert_manager_secret
         .as_deref()
-        .map(|given| {
-            given
-                .split_once('/')
-                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-                .with_context(|| format!("--cert-manager-secret {given:?} is not NAMESPACE/NAME"))
-        })
+        .map(|given| crate::target::namespace_name("--cert-manager-secret", given))
         .transpose()?;
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     for a in &args.central_addresses {

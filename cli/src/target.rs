@@ -116,6 +116,13 @@ impl DeliveryArgs {
     }
 }
 
+/// A secret named `NAMESPACE/NAME` on the command line (`flag` says which), both parts given.
+pub fn namespace_name<'a>(flag: &str, text: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    text.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{flag} {text:?} is not NAMESPACE/NAME"))
+}
+
 /// One line per fact of a delivery, for people.
 pub fn print_delivered(target: &str, d: &Delivered, landing: &meshca_core::kind::Landing) {
     let change = serde_json::to_value(d.change)

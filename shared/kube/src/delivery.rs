@@ -317,12 +317,7 @@ impl KubeDelivery {
                 .await?;
             return Ok(());
         };
-        let ours = current
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(crate::secret::MANAGED_BY_LABEL))
-            .is_some_and(|v| v == crate::secret::MANAGED_BY_VALUE);
+        let ours = crate::secret::is_ours_meta(&current.metadata);
         if !ours && !self.options.adopt {
             return Err(DeliveryError::Unmanaged {
                 namespace: self.landing().namespace.clone(),

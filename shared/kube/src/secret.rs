@@ -83,8 +83,12 @@ fn owner_from(cluster: Option<String>, kind: Option<String>) -> Option<EscrowKey
 }
 
 pub(crate) fn is_ours(secret: &Secret) -> bool {
-    secret
-        .metadata
+    is_ours_meta(&secret.metadata)
+}
+
+/// Whether an object (a secret, an anchors ConfigMap) carries meshca's managed-by label.
+pub(crate) fn is_ours_meta(metadata: &kube::api::ObjectMeta) -> bool {
+    metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_BY_LABEL))
