@@ -14,7 +14,7 @@ pub const CERT_CHAIN: &str = "cert-chain.pem";
 pub const ROOT_CERT: &str = "root-cert.pem";
 pub const FILES: [&str; 4] = [CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT];
 
-/// A cacerts bundle, every PEM normalised. Not yet validated: see [`crate::validate`].
+/// A cacerts bundle, every PEM normalised. Not yet validated: `validate::validate` judges it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {
     pub ca_cert: String,
@@ -49,7 +49,7 @@ pub struct BundleMeta {
     /// never overwritten with another cluster's bundle. Absent in records and secrets written
     /// before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<crate::escrow::EscrowKey>,
+    pub owner: Option<crate::kind::EscrowKey>,
 }
 
 impl Bundle {

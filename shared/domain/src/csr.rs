@@ -8,11 +8,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
 
 use crate::cluster::ClusterName;
 use crate::key::PrivateKey;
-use crate::kind::Identity;
-
-/// How much of a cluster's name a default CN holds: X.509 allows 64 characters, and the kind's
-/// words (" istio intermediate CA") take the rest; a longer name is abbreviated, distinctly.
-pub const CN_NAME_ROOM: usize = 40;
+use crate::kind::{CN_NAME_ROOM, Identity};
 
 /// The subject of an intermediate. Empty O/OU are left out rather than encoded empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -215,7 +215,7 @@ impl BundleMeta {
     /// The refusal when this record (a secret's) names another cluster or kind than `ours`:
     /// overwriting it would hand that cluster's trust to this one (a wrong kubeconfig context,
     /// say). Records written before owners were kept name none.
-    pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
+    pub fn owned_by_another(&self, ours: &crate::kind::EscrowKey) -> Option<DeliveryError> {
         let theirs = self.owner.as_ref().filter(|theirs| *theirs != ours)?;
         Some(DeliveryError::OtherOwner {
             theirs: theirs.clone(),
@@ -226,7 +226,7 @@ impl BundleMeta {
 
 impl Observed {
     /// [`BundleMeta::owned_by_another`] of the secret found, if meshca wrote it.
-    pub fn owned_by_another(&self, ours: &crate::escrow::EscrowKey) -> Option<DeliveryError> {
+    pub fn owned_by_another(&self, ours: &crate::kind::EscrowKey) -> Option<DeliveryError> {
         match self {
             Observed::Managed {
                 meta: Some(meta), ..
@@ -301,8 +301,8 @@ pub enum DeliveryError {
         "the secret belongs to {theirs} (its meshca.io/cluster and meshca.io/kind say so); refusing to overwrite it with the bundle of {ours}: is this the right cluster (--context, --eks-cluster)?"
     )]
     OtherOwner {
-        theirs: crate::escrow::EscrowKey,
-        ours: crate::escrow::EscrowKey,
+        theirs: crate::kind::EscrowKey,
+        ours: crate::kind::EscrowKey,
     },
     /// No way to the cluster at all (no kubeconfig context, no such EKS cluster).
     #[error("no way to the cluster: {0}")]
@@ -360,6 +360,30 @@ impl Delivery for NoWay {
     }
     fn refuses(&self, _: &Observed) -> Option<DeliveryError> {
         None
+    }
+}
+
+/// Whether a delivered secret holds a summarised record is a question about the secret: it is
+/// answered here, so the escrow port does not depend on delivery's vocabulary.
+impl crate::escrow::Summary {
+    /// Whether a cluster's secret, as observed, holds this summary's bundle: ours, valid under
+    /// `profile` (so its key is the certificate's), with exactly the summary's public files.
+    /// Anything else takes the full look, which repairs it.
+    pub fn delivered_in(
+        &self,
+        observed: &Observed,
+        profile: &crate::Profile,
+        now: time::OffsetDateTime,
+    ) -> bool {
+        let Observed::Managed {
+            bundle: Some(bundle),
+            ..
+        } = observed
+        else {
+            return false;
+        };
+        crate::escrow::public_files_sha256(bundle) == self.files_sha256
+            && crate::validate::validate(bundle, profile, now).is_ok()
     }
 }
 

@@ -13,82 +13,11 @@ use crate::authority::{CertificateId, Validity};
 use crate::bundle::{Bundle, BundleMeta};
 use crate::cluster::ClusterName;
 use crate::key::KeyAlgorithm;
+pub use crate::kind::EscrowKey;
 use crate::kind::Kind;
 
 /// Record format version, stored in every record so later formats can read older ones.
 pub const SCHEMA: u32 = 1;
-
-/// Whose records: one kind of certificate of one cluster. Serialised as its name.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct EscrowKey {
-    pub cluster: ClusterName,
-    pub kind: Kind,
-}
-
-impl EscrowKey {
-    pub fn new(cluster: ClusterName, kind: Kind) -> Self {
-        EscrowKey { cluster, kind }
-    }
-
-    /// The cluster name for istio-cacerts, as every record before kinds existed;
-    /// `<cluster>.<kind>` for the others — unambiguous, since a cluster name holds no dot.
-    pub fn name(&self) -> String {
-        match self.kind {
-            Kind::IstioCacerts => self.cluster.to_string(),
-            other => format!("{}.{other}", self.cluster),
-        }
-    }
-}
-
-/// `<cluster>` or `<cluster>.<kind>`, as [`EscrowKey::name`] writes it; anything else (the
-/// rotation record, a foreign secret) is not a key.
-impl std::str::FromStr for EscrowKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (cluster, kind) = match s.split_once('.') {
-            Some((c, k)) => (c, k.parse::<Kind>().map_err(|e| e.to_string())?),
-            None => (s, Kind::IstioCacerts),
-        };
-        let cluster: ClusterName = cluster
-            .parse()
-            .map_err(|e: crate::cluster::InvalidClusterName| e.to_string())?;
-        if kind == Kind::IstioCacerts && s.contains('.') {
-            return Err(format!(
-                "{s:?}: istio-cacerts is named by its cluster alone"
-            ));
-        }
-        Ok(EscrowKey::new(cluster, kind))
-    }
-}
-
-impl TryFrom<String> for EscrowKey {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<EscrowKey> for String {
-    fn from(k: EscrowKey) -> String {
-        k.name()
-    }
-}
-
-impl std::fmt::Display for EscrowKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-impl From<&ClusterName> for EscrowKey {
-    /// A cluster's Istio intermediate (`istio-cacerts`).
-    fn from(cluster: &ClusterName) -> Self {
-        EscrowKey::new(cluster.clone(), Kind::IstioCacerts)
-    }
-}
 
 fn is_istio(kind: &Kind) -> bool {
     *kind == Kind::IstioCacerts
@@ -231,26 +160,6 @@ impl Summary {
         })
     }
 
-    /// Whether a cluster's secret, as observed, holds this summary's bundle: ours, valid under
-    /// `profile` (so its key is the certificate's), with exactly the summary's public files.
-    /// Anything else takes the full look, which repairs it.
-    pub fn delivered_in(
-        &self,
-        observed: &crate::delivery::Observed,
-        profile: &crate::Profile,
-        now: OffsetDateTime,
-    ) -> bool {
-        let crate::delivery::Observed::Managed {
-            bundle: Some(bundle),
-            ..
-        } = observed
-        else {
-            return false;
-        };
-        public_files_sha256(bundle) == self.files_sha256
-            && crate::validate::validate(bundle, profile, now).is_ok()
-    }
-
     /// `Keep` when the summary alone shows a healthy bundle from this authority and root, not
     /// yet due; `None` when only reading the record can tell.
     pub fn keeps(
@@ -270,7 +179,7 @@ impl Summary {
 }
 
 /// SHA-256 over the public files of a bundle, each normalised PEM, NUL-separated.
-fn public_files_sha256(b: &Bundle) -> String {
+pub(crate) fn public_files_sha256(b: &Bundle) -> String {
     crate::cert::sha256_hex(format!("{}\0{}\0{}", b.ca_cert, b.cert_chain, b.root_cert).as_bytes())
 }
 

@@ -9,6 +9,10 @@ use std::str::FromStr;
 
 use crate::cluster::ClusterName;
 
+/// How much of a cluster's name a default CN holds: X.509 allows 64 characters, and the kind's
+/// words (" istio intermediate CA") take the rest; a longer name is abbreviated, distinctly.
+pub const CN_NAME_ROOM: usize = 40;
+
 /// The kinds, by their mesh names.
 #[derive(
     Debug,
@@ -404,7 +408,7 @@ impl KindSpec {
     pub fn common_name(&self, cluster: &ClusterName) -> String {
         match self.kind.profile().common_name {
             CommonNameRule::ClusterThen(suffix) => {
-                format!("{} {suffix}", cluster.abbreviated(crate::csr::CN_NAME_ROOM))
+                format!("{} {suffix}", cluster.abbreviated(CN_NAME_ROOM))
             }
             CommonNameRule::Fixed(cn) => cn.into(),
             CommonNameRule::TsbNameAfter(prefix) => match &self.tsb_name {
@@ -415,8 +419,80 @@ impl KindSpec {
     }
 
     /// What escrow and generation tokens key this kind of `cluster` by.
-    pub fn escrow_key(&self, cluster: &ClusterName) -> crate::escrow::EscrowKey {
-        crate::escrow::EscrowKey::new(cluster.clone(), self.kind)
+    pub fn escrow_key(&self, cluster: &ClusterName) -> EscrowKey {
+        EscrowKey::new(cluster.clone(), self.kind)
+    }
+}
+
+/// Whose records: one kind of certificate of one cluster. Serialised as its name.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct EscrowKey {
+    pub cluster: ClusterName,
+    pub kind: Kind,
+}
+
+impl EscrowKey {
+    pub fn new(cluster: ClusterName, kind: Kind) -> Self {
+        EscrowKey { cluster, kind }
+    }
+
+    /// The cluster name for istio-cacerts, as every record before kinds existed;
+    /// `<cluster>.<kind>` for the others — unambiguous, since a cluster name holds no dot.
+    pub fn name(&self) -> String {
+        match self.kind {
+            Kind::IstioCacerts => self.cluster.to_string(),
+            other => format!("{}.{other}", self.cluster),
+        }
+    }
+}
+
+/// `<cluster>` or `<cluster>.<kind>`, as [`EscrowKey::name`] writes it; anything else (the
+/// rotation record, a foreign secret) is not a key.
+impl std::str::FromStr for EscrowKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (cluster, kind) = match s.split_once('.') {
+            Some((c, k)) => (c, k.parse::<Kind>().map_err(|e| e.to_string())?),
+            None => (s, Kind::IstioCacerts),
+        };
+        let cluster: ClusterName = cluster
+            .parse()
+            .map_err(|e: crate::cluster::InvalidClusterName| e.to_string())?;
+        if kind == Kind::IstioCacerts && s.contains('.') {
+            return Err(format!(
+                "{s:?}: istio-cacerts is named by its cluster alone"
+            ));
+        }
+        Ok(EscrowKey::new(cluster, kind))
+    }
+}
+
+impl TryFrom<String> for EscrowKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<EscrowKey> for String {
+    fn from(k: EscrowKey) -> String {
+        k.name()
+    }
+}
+
+impl std::fmt::Display for EscrowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl From<&ClusterName> for EscrowKey {
+    /// A cluster's Istio intermediate (`istio-cacerts`).
+    fn from(cluster: &ClusterName) -> Self {
+        EscrowKey::new(cluster.clone(), Kind::IstioCacerts)
     }
 }
 

@@ -26,6 +26,7 @@ pub mod renewal;
 pub mod retry;
 pub mod rollout;
 pub mod rotation;
+pub mod settings;
 pub mod terms;
 pub mod timestamp;
 pub mod validate;

@@ -47,7 +47,7 @@ pub struct Standing {
 impl Standing {
     /// The member as people read it: `<cluster>`, or `<cluster>.<kind>` for other kinds.
     pub fn label(&self) -> String {
-        crate::escrow::EscrowKey::new(self.cluster.clone(), self.kind).name()
+        crate::kind::EscrowKey::new(self.cluster.clone(), self.kind).name()
     }
 }
 

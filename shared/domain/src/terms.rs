@@ -11,8 +11,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::authority::Validity;
 use crate::key::KeyAlgorithm;
-use crate::reconcile::Settings;
 use crate::renewal::RenewalPolicy;
+use crate::settings::Settings;
 use crate::timestamp::rfc3339;
 
 /// What a certificate was issued with, beyond the authority (recorded in the bundle's record).
