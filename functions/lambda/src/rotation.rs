@@ -94,13 +94,17 @@ impl App {
     /// After a sweep at `rotation`'s phase: read every cluster back, advance if the gates allow.
     pub(crate) async fn gate_rotation(
         &self,
-        inventory: &[(meshca_core::Place, meshca_core::clusters::ClusterInfo)],
+        inventory: &[crate::sweep::Found],
     ) -> Result<Option<RotationReport>, String> {
         let Some(store) = &self.fleet.rotation else {
             return Ok(None);
         };
         let mut members = Vec::new();
-        for (place, info) in inventory {
+        for crate::sweep::Found {
+            place,
+            cluster: info,
+        } in inventory
+        {
             let Ok(cluster) = info.name.parse::<ClusterName>() else {
                 continue;
             };

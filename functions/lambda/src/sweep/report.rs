@@ -1,0 +1,118 @@
+//! What a sweep reports: counts by outcome, failures, the soonest expiry, the inventory a
+//! rotation's gate reads back.
+
+use meshca_core::clusters::ClusterInfo;
+use meshca_core::{Outcome, Place};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::Report;
+
+/// What one sweep did, returned and logged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    /// Opted-in clusters found.
+    pub checked: usize,
+    pub unchanged: usize,
+    pub delivered: usize,
+    pub renewed: usize,
+    pub skipped: usize,
+    pub planned: usize,
+    pub failed: usize,
+    /// Clusters handed to cluster-events as `meshca Reconcile Requested` events.
+    pub fanned_out: usize,
+    /// The bundle that expires first, of those seen.
+    pub soonest_expiry: Option<Expiry>,
+    /// Failed clusters with step and reason.
+    pub failures: Vec<Report>,
+    /// Regions that could not be listed.
+    pub errors: Vec<String>,
+    /// Every cluster reconciled inline (or not fanned out), with its outcome.
+    pub clusters: Vec<Report>,
+    /// IssueCertificate attempts the CA throttled during this sweep (each cost a budget slot).
+    pub issue_throttled: u64,
+    /// Time to list and assess the fleet, and the whole sweep, in milliseconds.
+    pub assessed_ms: u64,
+    pub took_ms: u64,
+    /// A running root rotation: its phase, and whether this sweep advanced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::RotationReport>,
+    /// Every opted-in cluster found, by place (what a rotation's gate reads back).
+    #[serde(skip)]
+    pub inventory: Vec<Found>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expiry {
+    pub cluster: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub region: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+impl SweepReport {
+    pub(super) fn record(&mut self, report: Report) {
+        match &report.outcome {
+            Outcome::Unchanged { .. } => self.unchanged += 1,
+            Outcome::Delivered { .. } => self.delivered += 1,
+            Outcome::Renewed { .. } => self.renewed += 1,
+            Outcome::Skipped { .. } | Outcome::Revoked { .. } => self.skipped += 1,
+            Outcome::Planned { .. } => self.planned += 1,
+            Outcome::Failed { .. } => {
+                self.failed += 1;
+                self.failures.push(report.clone());
+            }
+        }
+        if let Some(not_after) = report.outcome.not_after() {
+            self.saw_expiry(&report, not_after);
+        }
+        self.clusters.push(report);
+    }
+
+    /// A judged report: a cluster left as it was (deferred, failed) still counts with the
+    /// bundle it has.
+    pub(super) fn record_judged(&mut self, judged: Judged) {
+        let Judged {
+            report,
+            escrowed_end,
+        } = judged;
+        if let (None, Some(end)) = (report.outcome.not_after(), escrowed_end) {
+            self.saw_expiry(&report, end);
+        }
+        self.record(report);
+    }
+
+    pub(super) fn saw_expiry(&mut self, report: &Report, not_after: OffsetDateTime) {
+        let (Some(cluster), Some(region)) = (&report.cluster, &report.region) else {
+            return;
+        };
+        if self
+            .soonest_expiry
+            .as_ref()
+            .is_none_or(|s| not_after < s.not_after)
+        {
+            self.soonest_expiry = Some(Expiry {
+                cluster: cluster.clone(),
+                account: report.account.clone(),
+                region: region.clone(),
+                not_after,
+            });
+        }
+    }
+}
+
+/// A report, with the escrowed end of the bundle it is about (what the soonest expiry counts
+/// when the outcome itself carries no end: deferred, failed).
+pub(super) struct Judged {
+    pub(super) report: Report,
+    pub(super) escrowed_end: Option<OffsetDateTime>,
+}
+
+/// An opted-in cluster and where it was found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub place: Place,
+    pub cluster: ClusterInfo,
+}
