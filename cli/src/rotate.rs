@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use meshca_core::escrow::EscrowKey;
+use meshca_core::kind::Layout;
 use meshca_core::rollout::{self, Member, Rollout, RolloutReport};
 use meshca_core::rotation::{Anchor, Phase, RotationStore};
 use meshca_core::timestamp::rfc3339;
@@ -228,9 +229,17 @@ async fn plan_start(a: &StartArgs) -> Result<ExitCode> {
         a.to
     );
     for m in &members {
+        let profile = m.kind.kind.profile();
+        let trust = match profile.layout {
+            Layout::IstioCacerts => "root-cert.pem".to_string(),
+            Layout::Tls => match profile.anchors {
+                Some(a) => format!("ca.crt and the {} ConfigMap", a.name),
+                None => "ca.crt".to_string(),
+            },
+        };
         println!(
-            "  {}: root-cert.pem would become the old root followed by the new one; its intermediate stays (no certificate issued)",
-            m.cluster
+            "  {}: {trust} would become the old root followed by the new one; its certificate stays (none issued)",
+            m.kind.escrow_key(&m.cluster)
         );
     }
     println!(

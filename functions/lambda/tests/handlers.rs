@@ -859,6 +859,100 @@ async fn an_instance_reuses_its_connection_to_a_cluster_across_reconciles() {
     assert!(after_first >= 1);
 }
 
+/// The catalogue through the functions: a cluster whose kinds tag names every row gets each
+/// row's secret at its landing, and DeleteCluster revokes every one — a row the functions'
+/// config, delivery or cleanup leaves out fails here, named.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_catalogue_row_named_by_a_tag_lands_and_is_revoked_on_delete() {
+    use meshca_core::kind::CATALOGUE;
+    let emu = AwsEmulator::start();
+    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = ApiServer::start(Settings {
+        cluster: "c1".into(),
+        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let every: Vec<&str> = CATALOGUE.iter().map(|p| p.name).collect();
+    emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
+        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": every.join(" "), "meshca.io/tsb-name": "c1-in-tsb"}}),
+    );
+    let app = app_with(
+        &emu,
+        &[
+            ("MESHCA_CA_ARN", &ca),
+            ("MESHCA_REGIONS", REGION),
+            ("MESHCA_VALIDITY_DAYS", "30"),
+            ("MESHCA_TSB_CENTRAL_ADDRESSES", "central.tsb.example"),
+        ],
+    )
+    .await;
+    let report = app
+        .handle(
+            event::parse(&sample("eks-create-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
+    let tags = BTreeMap::from([
+        ("meshca.io/kinds".to_string(), every.join(" ")),
+        ("meshca.io/tsb-name".to_string(), "c1-in-tsb".to_string()),
+    ]);
+    let specs = app.config.kinds.for_tags(&tags).unwrap();
+    for p in &CATALOGUE {
+        assert!(
+            matches!(
+                report.kinds.get(&p.kind),
+                Some(Outcome::Renewed { generation: 1, .. })
+            ),
+            "{}: {report:?}",
+            p.name
+        );
+        let landing = specs
+            .iter()
+            .find(|s| s.kind == p.kind)
+            .expect("every row configured")
+            .landing();
+        assert!(
+            server
+                .get(Resource::Secrets, &landing.namespace, &landing.name)
+                .is_some(),
+            "{}: no secret at {}/{}",
+            p.name,
+            landing.namespace,
+            landing.name
+        );
+        if let Some(anchors) = landing.anchors {
+            assert!(
+                server
+                    .get(Resource::ConfigMaps, &landing.namespace, anchors.name)
+                    .is_some(),
+                "{}: no anchors",
+                p.name
+            );
+        }
+    }
+    let report = app
+        .handle(
+            event::parse(&sample("eks-delete-cluster.json")).unwrap(),
+            soon(),
+        )
+        .await;
+    for p in &CATALOGUE {
+        assert!(
+            matches!(report.kinds.get(&p.kind), Some(Outcome::Revoked { certificates }) if certificates.len() == 1),
+            "{}: {report:?}",
+            p.name
+        );
+    }
+    assert_eq!(emu.calls("RevokeCertificate") as usize, CATALOGUE.len());
+}
+
 /// The Linkerd row through the functions: a cluster whose kinds tag names linkerd-issuer gets
 /// the issuer secret and the trust-anchor ConfigMap from a P-256 Private CA, and DeleteCluster
 /// revokes the issuer like every kind.

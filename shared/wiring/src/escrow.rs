@@ -8,8 +8,8 @@ use aws_config::SdkConfig;
 use meshca_aws::arn::Arn;
 use meshca_aws::{SecretsEscrow, SecretsRotationStore};
 use meshca_core::AccountId;
-use meshca_core::rotation::RotationStore;
 use meshca_core::Escrow;
+use meshca_core::rotation::RotationStore;
 use meshca_local::{LocalEscrow, LocalRotationStore};
 
 use crate::{WiringError, in_region};
