@@ -302,4 +302,7 @@ def test_cluster_access_is_meshca_access_for_the_configured_kinds():
     text = one(next(o["grant_cluster_access"]["value"] for o in outputs if "grant_cluster_access" in o))
     assert "--kubernetes-groups meshca" in text and "meshca access" in text, text
     assert 'coalesce(var.kinds, ["istio-cacerts"])' in text, text
+    # Moved landings are granted where the functions deliver them.
+    assert '" --tsb-namespace ${var.tsb_namespace}"' in text, text
+    assert '" --cert-manager-secret ${var.cert_manager_secret}"' in text, text
     assert "AmazonEKSEditPolicy" not in text, text

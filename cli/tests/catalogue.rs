@@ -157,3 +157,58 @@ fn every_catalogue_row_is_issued_inspected_listed_rotated_and_retired() {
         .count();
     assert_eq!(revoked, CATALOGUE.len(), "one revocation per row");
 }
+
+/// The access command the CDK and Terraform outputs print (their tests check they print it
+/// with these flags) grants exactly the namespaces the kinds land in, moved landings included:
+/// TSB's management plane in its namespace, cert-manager's secret where it was put, Linkerd's.
+#[test]
+fn the_deploy_outputs_access_command_grants_exactly_the_kinds_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--kind", "istio-cacerts"], &["istio-system"]),
+        (
+            &[
+                "--kind",
+                "xcp-central",
+                "--kind",
+                "mpc",
+                "--kind",
+                "cert-manager-ca",
+                "--kind",
+                "linkerd-issuer",
+            ],
+            &["cert-manager", "linkerd", "tsb"],
+        ),
+        (
+            &[
+                "--kind",
+                "mpc",
+                "--kind",
+                "cert-manager-ca",
+                "--kind",
+                "linkerd-issuer",
+                "--tsb-namespace",
+                "tetrate",
+                "--cert-manager-secret",
+                "istio-csr/ca",
+            ],
+            &["istio-csr", "linkerd", "tetrate"],
+        ),
+    ];
+    for (flags, namespaces) in cases {
+        let rbac = stdout(meshca(dir.path()).arg("access").args(flags));
+        let mut granted: Vec<&str> = Vec::new();
+        for doc in rbac.split("\n---") {
+            if doc.contains("kind: Role\n") {
+                let (_, rest) = doc
+                    .split_once("namespace: ")
+                    .expect("a Role names its namespace");
+                let ns = &rest[..rest.find([',', '}', '\n']).unwrap_or(rest.len())];
+                granted.push(ns.trim().trim_matches('"'));
+            }
+        }
+        granted.sort();
+        assert_eq!(granted, namespaces, "{flags:?}:\n{rbac}");
+        assert!(!rbac.contains("ClusterRole"), "{rbac}");
+    }
+}

@@ -500,7 +500,10 @@ export class MeshcaStack extends cdk.Stack {
       description: 'Grant this role access to each cluster: an EKS access entry mapping it to the Kubernetes group meshca, and the RBAC `meshca access` prints for the kinds',
     });
     // `meshca access` derives each kind's namespace, secrets and ConfigMaps from the catalogue.
-    const kindFlags = (props.kinds ?? ['istio-cacerts']).map((k) => ` --kind ${k}`).join('');
+    // Where the kinds land is the functions' setting as much as the catalogue's: pass it on.
+    const kindFlags = (props.kinds ?? ['istio-cacerts']).map((k) => ` --kind ${k}`).join('')
+      + (props.tsbNamespace ? ` --tsb-namespace ${props.tsbNamespace}` : '')
+      + (props.certManagerSecret ? ` --cert-manager-secret ${props.certManagerSecret}` : '');
     new cdk.CfnOutput(this, 'GrantClusterAccess', {
       description: 'Run per cluster (authentication mode API or API_AND_CONFIG_MAP; the namespaces of the kinds must exist): exactly what meshca writes, nothing else',
       value: cdk.Fn.join('', [

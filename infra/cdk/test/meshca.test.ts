@@ -518,4 +518,8 @@ test('cluster access is the RBAC meshca access prints for the configured kinds, 
   for (const k of ['istio-cacerts', 'cert-manager-ca', 'xcp-central', 'linkerd-issuer']) {
     assert.ok(kinds.includes(`--kind ${k}`), kinds);
   }
+  assert.ok(!kinds.includes('--tsb-namespace') && !kinds.includes('--cert-manager-secret'), kinds);
+  // Moved landings are granted where they moved to, not at the catalogue's defaults.
+  const moved = grant({ kinds: ['mpc', 'cert-manager-ca', 'linkerd-issuer'], tsbNamespace: 'tetrate', certManagerSecret: 'istio-csr/ca' });
+  assert.ok(moved.includes('--kind mpc --kind cert-manager-ca --kind linkerd-issuer --tsb-namespace tetrate --cert-manager-secret istio-csr/ca |'), moved);
 });

@@ -5,7 +5,7 @@ output "role_arn" {
 
 output "grant_cluster_access" {
   description = "Run per cluster (authentication mode API or API_AND_CONFIG_MAP; the namespaces of the kinds must exist): exactly what meshca writes, derived by meshca access from the kinds."
-  value       = "aws eks create-access-entry --cluster-name CLUSTER --principal-arn ${aws_iam_role.meshca.arn} --kubernetes-groups meshca && meshca access${join("", [for k in coalesce(var.kinds, ["istio-cacerts"]) : " --kind ${k}"])} | kubectl --context CLUSTER apply -f -"
+  value       = "aws eks create-access-entry --cluster-name CLUSTER --principal-arn ${aws_iam_role.meshca.arn} --kubernetes-groups meshca && meshca access${join("", [for k in coalesce(var.kinds, ["istio-cacerts"]) : " --kind ${k}"])}${var.tsb_namespace == null ? "" : " --tsb-namespace ${var.tsb_namespace}"}${var.cert_manager_secret == null ? "" : " --cert-manager-secret ${var.cert_manager_secret}"} | kubectl --context CLUSTER apply -f -"
 }
 
 output "cluster_events_function" {
