@@ -12,6 +12,7 @@ mod issue;
 mod ports;
 mod report;
 mod retire;
+mod revoke;
 mod rotate;
 mod target;
 mod vault;
@@ -47,6 +48,7 @@ enum Command {
     RotateRoot(Box<rotate::RotateArgs>),
     Fleet(Box<fleet::FleetArgs>),
     Retire(Box<retire::RetireArgs>),
+    Revoke(Box<revoke::RevokeArgs>),
     Access(Box<access::AccessArgs>),
 }
 
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::RotateRoot(args) => rotate::run(*args).await,
             Command::Fleet(args) => fleet::run(*args).await,
             Command::Retire(args) => retire::run(*args).await,
+            Command::Revoke(args) => revoke::run(*args).await,
             Command::Access(args) => access::run(*args),
         }
     });

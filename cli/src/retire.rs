@@ -105,7 +105,7 @@ pub async fn run(args: RetireArgs) -> Result<ExitCode> {
 }
 
 /// The records of `cluster` to retire: the kinds asked for, else every kind escrowed.
-async fn escrowed_keys(
+pub(crate) async fn escrowed_keys(
     ports: &Ports,
     cluster: &ClusterName,
     asked: &[Kind],

@@ -490,7 +490,11 @@ impl Authority for PcaAuthority {
         })
         .await
         .map(drop)
-        .map_err(|stop| self.stopped("RevokeCertificate", stop))
+        .or_else(|stop| match stop {
+            // Revoked before (a run that stopped after the call): the revocation stands.
+            Stop::Failed { code, .. } if code == "RequestAlreadyProcessedException" => Ok(()),
+            stop => Err(self.stopped("RevokeCertificate", stop)),
+        })
     }
 }
 

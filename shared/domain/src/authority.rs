@@ -82,23 +82,92 @@ pub struct Issued {
     pub chain: String,
 }
 
-/// RFC 5280 reasons PCA's RevokeCertificate accepts that fit a cluster intermediate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// RFC 5280 reasons PCA's RevokeCertificate accepts that fit a cluster intermediate, by the
+/// names `meshca revoke --reason` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RevocationReason {
     Unspecified,
     KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
     Superseded,
     CessationOfOperation,
 }
 
 impl RevocationReason {
+    /// The reasons a person may give, in the order `--help` lists them.
+    pub const GIVEN: [RevocationReason; 5] = [
+        RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::AffiliationChanged,
+    ];
+
     pub fn as_pca(self) -> &'static str {
         match self {
             RevocationReason::Unspecified => "UNSPECIFIED",
             RevocationReason::KeyCompromise => "KEY_COMPROMISE",
+            RevocationReason::CaCompromise => "CERTIFICATE_AUTHORITY_COMPROMISE",
+            RevocationReason::AffiliationChanged => "AFFILIATION_CHANGED",
             RevocationReason::Superseded => "SUPERSEDED",
             RevocationReason::CessationOfOperation => "CESSATION_OF_OPERATION",
         }
+    }
+
+    /// The name people give and read: `key-compromise`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "key-compromise",
+            RevocationReason::CaCompromise => "ca-compromise",
+            RevocationReason::AffiliationChanged => "affiliation-changed",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessation-of-operation",
+        }
+    }
+
+    /// The RFC 5280 CRLReason code a CRL entry carries.
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::CaCompromise => 2,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+        }
+    }
+
+    /// The reason PCA's name stands for (what the local CA records on disk).
+    pub fn from_pca(name: &str) -> Option<Self> {
+        [RevocationReason::Unspecified]
+            .into_iter()
+            .chain(Self::GIVEN)
+            .find(|r| r.as_pca() == name)
+    }
+}
+
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RevocationReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::GIVEN
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::GIVEN.iter().map(|r| r.name()).collect();
+                format!(
+                    "{s:?} is not a revocation reason; one of: {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 

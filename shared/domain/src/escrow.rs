@@ -111,7 +111,16 @@ pub struct Current {
 pub struct Revoked {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// PCA's name of the reason (`KEY_COMPROMISE`, …).
     pub reason: String,
+    /// Held by `meshca revoke`: no run re-issues or re-delivers this cluster until someone lifts
+    /// it on purpose. A record revoked as its cluster was deleted is not held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// The hold is recorded, the authority's revocation not yet confirmed (a run stopped between
+    /// the two): the next `meshca revoke` finishes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authority_pending: bool,
 }
 
 /// What escrow holds for one cluster.

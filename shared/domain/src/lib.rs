@@ -24,6 +24,7 @@ pub mod place;
 pub mod reconcile;
 pub mod renewal;
 pub mod retry;
+pub mod revocation;
 pub mod rollout;
 pub mod rotation;
 pub mod settings;

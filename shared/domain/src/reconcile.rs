@@ -194,6 +194,20 @@ pub enum ReconcileError {
     ZeroValidity,
     #[error("{0}")]
     ForeignRoot(Box<RootMismatch>),
+    #[error(
+        "{key} was revoked ({reason}) at {}: held, nothing is issued or delivered for it until `meshca revoke --cluster {} --lift`",
+        rfc3339(*at),
+        key.cluster
+    )]
+    Held {
+        key: EscrowKey,
+        reason: String,
+        at: OffsetDateTime,
+    },
+    #[error("{key}: nothing is escrowed for it, so meshca issued it nothing it can revoke")]
+    NothingToRevoke { key: EscrowKey },
+    #[error("{key} is not held by a revocation: there is nothing to lift")]
+    NotHeld { key: EscrowKey },
     #[error("{0}")]
     ParentKey(Box<ParentKey>),
     #[error(
@@ -275,7 +289,11 @@ impl ReconcileError {
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
-            ReconcileError::ForeignRoot(_) | ReconcileError::ParentKey(_) => Step::Decide,
+            ReconcileError::ForeignRoot(_)
+            | ReconcileError::ParentKey(_)
+            | ReconcileError::Held { .. }
+            | ReconcileError::NotHeld { .. } => Step::Decide,
+            ReconcileError::NothingToRevoke { .. } => Step::Revoke,
             ReconcileError::InvalidIssued { .. } | ReconcileError::ValidityNotHonoured { .. } => {
                 Step::Escrow
             }
@@ -453,6 +471,12 @@ impl Reconciler<'_> {
         }
         let secured = match self.ensure_bundle(cluster, force).await {
             Ok(s) => s,
+            // A held cluster is where its owner put it: reported, not a failure to alarm on.
+            Err(e @ ReconcileError::Held { .. }) => {
+                return Outcome::Skipped {
+                    reason: e.to_string(),
+                };
+            }
             Err(e) => return Outcome::failed(e.step(), e),
         };
         // deliver reads the secret back and compares it with the bundle: that is the verify step.
@@ -592,6 +616,8 @@ impl Reconciler<'_> {
                 revoked: Some(crate::escrow::Revoked {
                     at: OffsetDateTime::now_utc(),
                     reason: RevocationReason::CessationOfOperation.as_pca().into(),
+                    held: false,
+                    authority_pending: false,
                 }),
                 ..current
             };
@@ -606,7 +632,7 @@ impl Reconciler<'_> {
     }
 
     /// The serial of an issued certificate, as the authority hands it out.
-    async fn serial_of(&self, id: &CertificateId) -> Option<String> {
+    pub(crate) async fn serial_of(&self, id: &CertificateId) -> Option<String> {
         let issued = self.authority.fetch(id).await.ok()?;
         let der = crate::pem::certificates("pending certificate", &issued.certificate)
             .ok()?
@@ -616,7 +642,7 @@ impl Reconciler<'_> {
     }
 
     /// The escrow records of this kind of `cluster`.
-    fn key(&self, cluster: &ClusterName) -> EscrowKey {
+    pub(crate) fn key(&self, cluster: &ClusterName) -> EscrowKey {
         self.settings.kind.escrow_key(cluster)
     }
 
@@ -691,6 +717,16 @@ impl Reconciler<'_> {
             .await
             .map_err(ReconcileError::observe_escrow)?;
 
+        if let Some(revoked) = escrowed.current.as_ref().and_then(|c| c.revoked.as_ref())
+            && revoked.held
+        {
+            return Err(ReconcileError::Held {
+                key: self.key(cluster),
+                reason: crate::authority::RevocationReason::from_pca(&revoked.reason)
+                    .map_or_else(|| revoked.reason.clone(), |r| r.name().to_string()),
+                at: revoked.at,
+            });
+        }
         if let Some(current) = &escrowed.current
             && !self.settings.new_root
         {

@@ -48,7 +48,7 @@ impl fmt::Display for RenewReason {
         match self {
             RenewReason::NoBundle => f.write_str("no bundle escrowed for this cluster"),
             RenewReason::Revoked => f.write_str(
-                "the escrowed certificate was revoked (the record was restored after its cluster was retired)",
+                "the escrowed certificate was revoked (a lifted `meshca revoke`, or a record restored after its cluster was retired)",
             ),
             RenewReason::Invalid { detail } => write!(f, "escrowed bundle is invalid: {detail}"),
             RenewReason::RootChanged => f.write_str("the authority's root changed"),

@@ -1,0 +1,214 @@
+//! `meshca revoke`: a compromised cluster's certificates revoked at their authority and its
+//! records held, so nothing issues or delivers it again until someone lifts the hold.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use meshca_core::authority::RevocationReason;
+use meshca_core::escrow::EscrowKey;
+use meshca_core::revocation::Revocation;
+use meshca_core::{ClusterName, Kind, KindSpec, Reconciler, Settings};
+use time::OffsetDateTime;
+
+use crate::OutputArgs;
+use crate::ports::{AuthorityArgs, EscrowArgs, Ports};
+use crate::retire::escrowed_keys;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Revoke a compromised cluster's certificates and hold it until the hold is lifted",
+    long_about = "\
+Revoke a compromised cluster's certificates and hold it until the hold is lifted.
+
+Each certificate of the cluster in escrow (every kind, or the --kind given) is revoked at the
+authority that issued it, with --reason, and its record is held: no `meshca issue`, sweep,
+CreateCluster event or rotation issues or delivers that cluster again. Revoking a held cluster
+again changes nothing. A revocation cannot be undone at the authority (a Private CA never takes
+one back); `--lift` only ends the hold, and the cluster's next issue gets a new key and
+generation.
+
+Revoking at the authority is half the response: the other clusters' proxies refuse the
+revoked intermediate only once their cacerts carry a CRL that lists it (Istio 1.27+).
+A compromise of the root itself needs a root rotation (meshca rotate-root), not this.
+
+Asks for confirmation on a terminal; elsewhere --yes is required. --dry-run says what would be
+revoked and does nothing. Exit codes: 0 done (or nothing to change), 1 refused or failed.",
+    after_help = "\
+Examples:
+  meshca revoke --cluster prod-eu-1 --reason key-compromise --dry-run
+  meshca revoke --cluster prod-eu-1 --reason key-compromise --yes
+  meshca revoke --cluster prod-eu-1 --lift --yes     # then: meshca issue --cluster prod-eu-1"
+)]
+pub struct RevokeArgs {
+    /// The cluster, as it was issued.
+    #[arg(long, short = 'c', value_name = "NAME")]
+    cluster: String,
+
+    /// Why: key-compromise, ca-compromise, superseded, cessation-of-operation or
+    /// affiliation-changed (recorded at the authority and in the record).
+    #[arg(long, value_name = "REASON", required_unless_present = "lift")]
+    reason: Option<String>,
+
+    /// Revoke only this kind (repeatable) [default: every kind escrowed for the cluster].
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<String>,
+
+    /// End the hold of an earlier revocation (the certificates stay revoked); the next issue
+    /// gives the cluster a new key and generation.
+    #[arg(long, conflicts_with = "reason")]
+    lift: bool,
+
+    /// Say what would be revoked; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Do it without asking (required where no terminal can answer).
+    #[arg(long)]
+    yes: bool,
+
+    #[command(flatten)]
+    authority: AuthorityArgs,
+
+    #[command(flatten)]
+    escrow: EscrowArgs,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
+    let cluster: ClusterName = args.cluster.parse()?;
+    let reason = args
+        .reason
+        .as_deref()
+        .map(str::parse::<RevocationReason>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--reason {e}"))?;
+    let asked = args
+        .kinds
+        .iter()
+        .map(|k| k.parse::<Kind>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let ports = Ports::build(&args.authority, &args.escrow).await?;
+    let keys = escrowed_keys(&ports, &cluster, &asked).await?;
+    let what = match reason {
+        Some(r) => format!("revoke ({r}) and hold"),
+        None => "lift the hold on".into(),
+    };
+    if args.dry_run {
+        plan(&ports, &keys, &what).await?;
+        eprintln!("meshca: dry run: nothing was revoked or changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirmed(&cluster, &what)? {
+        bail!("nothing done: not confirmed (give --yes where no terminal can answer)");
+    }
+    let authority = ports.in_force().await?;
+    let now = OffsetDateTime::now_utc();
+    let mut rows = Vec::new();
+    for key in &keys {
+        let settings = Settings {
+            kind: KindSpec::new(key.kind),
+            ..Settings::default()
+        };
+        let reconciler = Reconciler {
+            authority: authority.as_ref(),
+            escrow: ports.escrow.as_ref(),
+            settings: &settings,
+        };
+        rows.push(match reason {
+            Some(r) => reconciler.revoke(&cluster, r, now).await.map(Done::Revoked),
+            None => reconciler.lift(&cluster).await.map(Done::Lifted),
+        });
+    }
+    print(&keys, &rows, args.output.json)?;
+    Ok(if rows.iter().all(Result::is_ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// What one kind of the cluster went through.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "done")]
+enum Done {
+    Revoked(Revocation),
+    Lifted(u64),
+}
+
+async fn plan(ports: &Ports, keys: &[EscrowKey], what: &str) -> Result<()> {
+    for key in keys {
+        let current = ports.escrow.load(key).await?.current;
+        let held = current
+            .as_ref()
+            .and_then(|c| c.revoked.as_ref())
+            .is_some_and(|r| r.held);
+        match current {
+            Some(c) => println!(
+                "would {what} {key}: generation {} (certificate {}, serial {}){}",
+                c.meta.generation,
+                c.meta.certificate_id,
+                c.meta.serial,
+                if held { "; it is held already" } else { "" }
+            ),
+            None => println!("would {what} {key}: nothing in service (a generation in flight)"),
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal for the cluster's name; `false` where no terminal can answer.
+fn confirmed(cluster: &ClusterName, what: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!(
+        "meshca: {what} every certificate of {cluster}? It cannot be undone. Type the cluster's name to go on: "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == cluster.as_str())
+}
+
+fn print(
+    keys: &[EscrowKey],
+    rows: &[Result<Done, meshca_core::ReconcileError>],
+    json: bool,
+) -> Result<()> {
+    if json {
+        let doc: Vec<serde_json::Value> = keys
+            .iter()
+            .zip(rows)
+            .map(|(key, row)| match row {
+                Ok(done) => serde_json::json!({"record": key, "outcome": done}),
+                Err(e) => serde_json::json!({"record": key, "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    for (key, row) in keys.iter().zip(rows) {
+        match row {
+            Ok(Done::Revoked(r)) if r.already => {
+                println!(
+                    "{key}: revoked and held already (generation {}); nothing changed",
+                    r.generation
+                )
+            }
+            Ok(Done::Revoked(r)) => println!(
+                "{key}: revoked {} at the authority; generation {} held",
+                r.serials.join(", "),
+                r.generation
+            ),
+            Ok(Done::Lifted(generation)) => println!(
+                "{key}: hold lifted (generation {generation} stays revoked); the next issue gives it a new key and generation"
+            ),
+            Err(e) => println!("{key}: {e}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! `meshca revoke` on the embedded CA, as a user runs it: what a dry run says, what is refused,
+//! the hold that keeps a revoked cluster from being issued again, a second revocation that
+//! changes nothing, a run stopped between the hold and the authority, and the lift.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn meshca(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::cargo_bin("meshca").unwrap();
+    cmd.current_dir(dir)
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn revoked(dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir.join(".meshca/ca/revoked")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .map(|e| {
+            let path = e.unwrap().path();
+            let reason = std::fs::read_to_string(&path).unwrap();
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                reason,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_revoked_cluster_is_held_until_lifted_and_its_neighbours_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for c in ["x", "y"] {
+        meshca(d).args(["issue", "--cluster", c]).assert().success();
+    }
+    let serial = |c: &str| {
+        let out = meshca(d).args(["fleet", "--json"]).output().unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cluster"] == c)
+            .cloned();
+        row.map(|r| r["generation"].as_u64().unwrap())
+    };
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--dry-run",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would revoke (key-compromise) and hold x: generation 1",
+        ));
+    meshca(d)
+        .args(["revoke", "--cluster", "x", "--reason", "stolen", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "one of: key-compromise, ca-compromise",
+        ));
+    meshca(d)
+        .args(["revoke", "--cluster", "x", "--reason", "key-compromise"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("give --yes"));
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "nobody",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing is escrowed for nobody"));
+    assert!(
+        revoked(d).is_empty(),
+        "nothing revoked by a dry run or a refusal"
+    );
+
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "at the authority; generation 1 held",
+        ));
+    let first = revoked(d);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, "KEY_COMPROMISE");
+    // Held: a rerun of issue (as a sweep or an event would) issues and writes nothing.
+    let before = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--force"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "held, nothing is issued or delivered for it",
+        ))
+        .stderr(predicate::str::contains("meshca revoke --cluster x --lift"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap(),
+        before
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "y"])
+        .assert()
+        .success();
+    // Again: nothing changes, nothing is revoked twice.
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing changed"));
+    assert_eq!(revoked(d), first);
+
+    meshca(d)
+        .args(["revoke", "--cluster", "x", "--lift", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "hold lifted (generation 1 stays revoked)",
+        ));
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: issued generation 2"));
+    assert_ne!(
+        std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap(),
+        before
+    );
+    assert_eq!(serial("x"), Some(2));
+    meshca(d)
+        .args(["revoke", "--cluster", "x", "--lift", "--yes"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("not held by a revocation"));
+}
+
+/// A run stopped after the hold was written and before the authority revoked (here: the local
+/// CA cannot write its revocation) leaves the cluster held; the next revoke finishes the job.
+#[test]
+fn a_revocation_the_authority_did_not_take_is_held_and_finished_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success();
+    let blocked = d.join(".meshca/ca/revoked");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "ca-compromise",
+            "--yes",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("revoke"));
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("held"));
+    std::fs::remove_file(&blocked).unwrap();
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "ca-compromise",
+            "--yes",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "at the authority; generation 1 held",
+        ));
+    let done = revoked(d);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1, "CERTIFICATE_AUTHORITY_COMPROMISE");
+}

@@ -1,0 +1,165 @@
+//! Compromise response for one cluster: its certificates revoked at the authority that issued
+//! them, and its record *held*, so no sweep, event or rerun issues or delivers it again until a
+//! person lifts the hold on purpose.
+//!
+//! The hold is written before the authority is called, so a run stopped in between leaves the
+//! cluster held (never re-issued) with the authority's part marked pending; the next `revoke`
+//! finishes it. Revoking a held cluster again calls nothing.
+
+use time::OffsetDateTime;
+
+use crate::Step;
+use crate::authority::{CertificateId, RevocationReason};
+use crate::cluster::ClusterName;
+use crate::escrow::{Current, Escrowed, Revoked};
+use crate::kind::EscrowKey;
+use crate::reconcile::{ReconcileError, Reconciler};
+
+/// What one revocation did to one kind of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Revocation {
+    pub key: EscrowKey,
+    /// Serials (hex) revoked at the authority by this run.
+    pub serials: Vec<String>,
+    /// The generation held.
+    pub generation: u64,
+    /// It was held and revoked already: this run changed nothing.
+    pub already: bool,
+}
+
+impl Reconciler<'_> {
+    /// Revokes the certificate in service of this kind of `cluster` (and a newer one issued but
+    /// not yet in service) for `reason`, and holds the record.
+    pub async fn revoke(
+        &self,
+        cluster: &ClusterName,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> Result<Revocation, ReconcileError> {
+        let key = self.key(cluster);
+        let escrowed = self.load_for_revocation(&key).await?;
+        let Some(current) = escrowed.current.clone() else {
+            return Err(ReconcileError::NothingToRevoke { key });
+        };
+        let generation = current.meta.generation;
+        if let Some(r) = &current.revoked
+            && r.held
+            && !r.authority_pending
+        {
+            let serials = Vec::new();
+            return Ok(Revocation {
+                key,
+                serials,
+                generation,
+                already: true,
+            });
+        }
+        // Revoked when its cluster was deleted, or held by a run that stopped: its certificate is
+        // revoked (or being revoked) already; the authority answers a repeat as done.
+        let held = Current {
+            revoked: Some(Revoked {
+                at: current.revoked.as_ref().map_or(now, |r| r.at),
+                reason: reason.as_pca().into(),
+                held: true,
+                authority_pending: true,
+            }),
+            ..current.clone()
+        };
+        self.mark(&held).await?;
+        let serials = self.revoke_at_authority(&escrowed, reason).await?;
+        let done = Current {
+            revoked: held.revoked.clone().map(|r| Revoked {
+                authority_pending: false,
+                ..r
+            }),
+            ..held
+        };
+        self.mark(&done).await?;
+        Ok(Revocation {
+            key,
+            serials,
+            generation,
+            already: false,
+        })
+    }
+
+    /// Lifts the hold on this kind of `cluster`: its certificate stays revoked (no authority
+    /// takes a revocation back), and the next run issues it a new key and generation.
+    pub async fn lift(&self, cluster: &ClusterName) -> Result<u64, ReconcileError> {
+        let key = self.key(cluster);
+        let escrowed = self.load_for_revocation(&key).await?;
+        let Some(current) = escrowed
+            .current
+            .filter(|c| c.revoked.as_ref().is_some_and(|r| r.held))
+        else {
+            return Err(ReconcileError::NotHeld { key });
+        };
+        let generation = current.meta.generation;
+        let lifted = Current {
+            revoked: current
+                .revoked
+                .clone()
+                .map(|r| Revoked { held: false, ..r }),
+            ..current
+        };
+        self.mark(&lifted).await?;
+        Ok(generation)
+    }
+
+    async fn load_for_revocation(&self, key: &EscrowKey) -> Result<Escrowed, ReconcileError> {
+        self.escrow
+            .load(key)
+            .await
+            .map_err(|source| ReconcileError::Escrow {
+                step: Step::Observe,
+                source,
+            })
+    }
+
+    async fn mark(&self, current: &Current) -> Result<(), ReconcileError> {
+        self.escrow
+            .mark_revoked(current)
+            .await
+            .map_err(|source| ReconcileError::Escrow {
+                step: Step::Escrow,
+                source,
+            })
+    }
+
+    /// Revokes the record's certificate and a pending generation's, if the authority issued
+    /// one that was not refused (a refused one was revoked when it was refused).
+    async fn revoke_at_authority(
+        &self,
+        escrowed: &Escrowed,
+        reason: RevocationReason,
+    ) -> Result<Vec<String>, ReconcileError> {
+        let mut revoke: Vec<(CertificateId, String)> = Vec::new();
+        if let Some(c) = &escrowed.current {
+            revoke.push((
+                CertificateId(c.meta.certificate_id.clone()),
+                c.meta.serial.clone(),
+            ));
+        }
+        if let Some(id) = escrowed
+            .pending
+            .as_ref()
+            .filter(|p| p.refused.is_none())
+            .and_then(|p| p.certificate_id.clone())
+            && let Some(serial) = self.serial_of(&id).await
+        {
+            revoke.push((id, serial));
+        }
+        let mut serials = Vec::new();
+        for (id, serial) in revoke {
+            self.authority
+                .revoke(&id, &serial, reason)
+                .await
+                .map_err(|source| ReconcileError::Authority {
+                    step: Step::Revoke,
+                    source,
+                })?;
+            serials.push(serial);
+        }
+        Ok(serials)
+    }
+}
