@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod access;
+mod crl;
 mod fleet;
 mod inspect;
 mod issue;
@@ -50,6 +51,7 @@ enum Command {
     Retire(Box<retire::RetireArgs>),
     Revoke(Box<revoke::RevokeArgs>),
     Access(Box<access::AccessArgs>),
+    Crl(Box<crl::CrlArgs>),
 }
 
 /// Output format shared by the commands.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Retire(args) => retire::run(*args).await,
             Command::Revoke(args) => revoke::run(*args).await,
             Command::Access(args) => access::run(*args),
+            Command::Crl(args) => crl::run(*args).await,
         }
     });
     match result {

@@ -34,7 +34,9 @@ revoked intermediate only once their cacerts carry a CRL that lists it (Istio 1.
 A compromise of the root itself needs a root rotation (meshca rotate-root), not this.
 
 Asks for confirmation on a terminal; elsewhere --yes is required. --dry-run says what would be
-revoked and does nothing. Exit codes: 0 done (or nothing to change), 1 refused or failed.",
+revoked and does nothing. In CRL mode (meshca crl) the fleet's CRLs, now listing the revoked
+intermediate, are written into every other cluster's cacerts at once. Exit codes: 0 done (or
+nothing to change), 1 refused or failed.",
     after_help = "\
 Examples:
   meshca revoke --cluster prod-eu-1 --reason key-compromise --dry-run
@@ -67,6 +69,15 @@ pub struct RevokeArgs {
     /// Do it without asking (required where no terminal can answer).
     #[arg(long)]
     yes: bool,
+
+    /// Turn the fleet's CRL mode on now (one-way; see `meshca crl`) if it is off, so the
+    /// revocation reaches every other cluster's cacerts.
+    #[arg(long)]
+    enable_crl: bool,
+
+    /// Directory the bundles were written under, one folder per cluster.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    out_dir: std::path::PathBuf,
 
     #[command(flatten)]
     authority: AuthorityArgs,
@@ -124,11 +135,29 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
         });
     }
     print(&keys, &rows, args.output.json)?;
+    if reason.is_some() && rows.iter().any(Result::is_ok) {
+        enforce(&ports, &args).await?;
+    }
     Ok(if rows.iter().all(Result::is_ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Hands the revocation to the data plane: the fleet's CRLs into every other cluster, in CRL
+/// mode; otherwise says that nothing enforces it yet.
+async fn enforce(ports: &Ports, args: &RevokeArgs) -> Result<()> {
+    if args.enable_crl {
+        crate::crl::enable(ports)?;
+    }
+    if crate::crl::enabled(ports) {
+        return crate::crl::publish(ports, &args.out_dir).await;
+    }
+    eprintln!(
+        "meshca: revoked at the authority, but nothing enforces it yet: CRL mode is off, so no other cluster's proxies know. Turn it on with `meshca crl enable` (or --enable-crl here)"
+    );
+    Ok(())
 }
 
 /// What one kind of the cluster went through.

@@ -128,18 +128,6 @@ impl RevocationReason {
         }
     }
 
-    /// The RFC 5280 CRLReason code a CRL entry carries.
-    pub fn code(self) -> u8 {
-        match self {
-            RevocationReason::Unspecified => 0,
-            RevocationReason::KeyCompromise => 1,
-            RevocationReason::CaCompromise => 2,
-            RevocationReason::AffiliationChanged => 3,
-            RevocationReason::Superseded => 4,
-            RevocationReason::CessationOfOperation => 5,
-        }
-    }
-
     /// The reason PCA's name stands for (what the local CA records on disk).
     pub fn from_pca(name: &str) -> Option<Self> {
         [RevocationReason::Unspecified]
@@ -211,4 +199,10 @@ pub trait Authority: Send + Sync {
         serial: &str,
         reason: RevocationReason,
     ) -> Result<(), AuthorityError>;
+
+    /// The authority's current CRL (PEM) listing what it revoked, for the fleet's `ca-crl.pem`;
+    /// `None` where this adapter reads none yet.
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        Ok(None)
+    }
 }

@@ -12,6 +12,8 @@ pub const CA_CERT: &str = "ca-cert.pem";
 pub const CA_KEY: &str = "ca-key.pem";
 pub const CERT_CHAIN: &str = "cert-chain.pem";
 pub const ROOT_CERT: &str = "root-cert.pem";
+/// The fleet's CRLs, in CRL mode (istiod 1.27+ reads it from the istio layout only).
+pub const CA_CRL: &str = "ca-crl.pem";
 pub const FILES: [&str; 4] = [CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT];
 
 /// A cacerts bundle, every PEM normalised. Not yet validated: `validate::validate` judges it.

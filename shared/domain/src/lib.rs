@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod cert;
 pub mod cluster;
 pub mod clusters;
+pub mod crl;
 pub mod csr;
 pub mod delivery;
 pub mod escrow;

@@ -138,6 +138,10 @@ impl Authority for Described<'_> {
     ) -> Result<(), AuthorityError> {
         self.inner.revoke(id, serial, reason).await
     }
+
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        self.inner.crl().await
+    }
 }
 
 /// An [`Authority`] whose description is kept for `ttl`: a function instance answering many
@@ -186,6 +190,10 @@ impl Authority for DescribedFor {
         reason: RevocationReason,
     ) -> Result<(), AuthorityError> {
         self.inner.revoke(id, serial, reason).await
+    }
+
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        self.inner.crl().await
     }
 }
 

@@ -468,6 +468,11 @@ impl Authority for Anchored {
         }
         Err(last.unwrap_or_else(|| AuthorityError::UnknownCertificate(id.clone())))
     }
+
+    /// The rotation's issuer's CRL: what it revoked is what the fleet must refuse.
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        self.issuer.crl().await
+    }
 }
 
 /// Whether replacing root bundle `old` by `new` is one istiod's multi-root mode accepts.

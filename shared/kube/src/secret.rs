@@ -249,6 +249,22 @@ pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroiz
     Zeroizing::new(text)
 }
 
+/// The `cacerts` manifest with the fleet's CRLs under `ca-crl.pem` (istio layout only: istiod
+/// reads no CRL from the TLS layout).
+pub fn manifest_with_crl(
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    landing: &Landing,
+    crl_pem: &str,
+) -> Zeroizing<String> {
+    let mut secret = render(None, bundle, meta, landing);
+    secret.data.get_or_insert_default().insert(
+        meshca_core::bundle::CA_CRL.into(),
+        ByteString(crl_pem.as_bytes().to_vec()),
+    );
+    Zeroizing::new(serde_yaml_ng::to_string(&secret).expect("a Secret of strings serialises"))
+}
+
 /// The first of the bundle's keys that the secret does not hold byte for byte — or, in
 /// `cacerts`, a `tls.*` key that overrides them for istiod.
 pub(crate) fn differing_file(

@@ -32,6 +32,10 @@ const ISSUED: &str = "issued";
 const TOKENS: &str = "tokens";
 const REVOKED: &str = "revoked";
 
+/// How long a CRL of the local root stays valid: every publication re-signs it, and the fleet
+/// view shows the time left.
+pub const CRL_LIFETIME: Duration = Duration::days(30);
+
 /// Settings for a root created on first use.
 #[derive(Debug, Clone)]
 pub struct LocalRootSpec {
@@ -421,5 +425,42 @@ impl Authority for LocalCa {
                 detail: e.to_string(),
             }
         })
+    }
+
+    /// The root's CRL, signed now with the root key, listing every revocation on record (each
+    /// dated by its file); valid for [`CRL_LIFETIME`], so whoever publishes it re-signs it well
+    /// within that.
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        let backend = |detail: String| AuthorityError::Backend {
+            operation: "crl",
+            detail,
+        };
+        let mut entries = Vec::new();
+        let listing = match fs::read_dir(self.dir.join(REVOKED)) {
+            Ok(l) => l
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend(e.to_string()))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(backend(e.to_string())),
+        };
+        for entry in listing {
+            let serial = entry.file_name().to_string_lossy().into_owned();
+            let reason = fs::read_to_string(entry.path()).map_err(|e| backend(e.to_string()))?;
+            let at = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or_else(|_| OffsetDateTime::now_utc(), OffsetDateTime::from);
+            entries.push(meshca_core::crl::Entry {
+                serial,
+                at,
+                reason: RevocationReason::from_pca(reason.trim())
+                    .unwrap_or(RevocationReason::Unspecified),
+            });
+        }
+        entries.sort_by(|a, b| a.serial.cmp(&b.serial));
+        let now = OffsetDateTime::now_utc();
+        meshca_core::crl::sign(&self.root_pem, &self.key, &entries, now, now + CRL_LIFETIME)
+            .map(Some)
+            .map_err(|e| backend(e.to_string()))
     }
 }

@@ -102,3 +102,30 @@ pub fn read_bundle(path: &Path) -> Result<(Bundle, Option<BundleMeta>), WiringEr
     let (bundle, annotations) = meshca_kube::secret::read_manifest(path)?;
     Ok((bundle, meshca_kube::secret::meta_from(&annotations)))
 }
+
+/// Writes a cluster's CRLs beside its istio files: `ca-crl.pem`, and the `cacerts.yaml` that
+/// carries it (written together, or neither).
+pub fn write_crl_files(
+    dir: &Path,
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    crl_pem: &str,
+) -> Result<(), WiringError> {
+    let landing = meshca_core::KindSpec::default().landing();
+    let manifest = meshca_kube::secret::manifest_with_crl(bundle, meta, &landing, crl_pem);
+    Ok(meshca_local::files::write_all_or_nothing(
+        dir,
+        &[
+            (meshca_core::bundle::CA_CRL, crl_pem, false),
+            (meshca_local::files::MANIFEST, &manifest, true),
+        ],
+    )?)
+}
+
+/// Writes one plain file `name` into `dir` (a note people read beside the bundle).
+pub fn write_note(dir: &Path, name: &str, text: &str) -> Result<(), WiringError> {
+    Ok(meshca_local::files::write_all_or_nothing(
+        dir,
+        &[(name, text, false)],
+    )?)
+}

@@ -24,7 +24,10 @@ pub use authority::{
     AuthoritySpec, SecretSource, VaultLogin, VaultSpec, authority, authority_paced,
     create_local_root, issue_budget,
 };
-pub use delivery::{eks_delivery, kubeconfig_delivery, manifest_file, read_bundle, write_files};
+pub use delivery::{
+    eks_delivery, kubeconfig_delivery, manifest_file, read_bundle, write_crl_files, write_files,
+    write_note,
+};
 pub use escrow::{
     EscrowSpec, escrow, escrow_at, escrow_prefix, escrowed_clusters, kms_key_for, rotation_store,
 };

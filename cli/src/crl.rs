@@ -1,0 +1,213 @@
+//! `meshca crl`: revocation-ready fleets on files. Once CRL mode is on, every cluster's
+//! `cacerts` carries `ca-crl.pem`: the authority's CRL (what it revoked) and each cluster
+//! intermediate's own empty CRL, so the data plane (Istio 1.27+) refuses what is revoked and
+//! admits the rest.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use meshca_core::crl;
+use meshca_core::escrow::{Current, EscrowKey};
+use meshca_core::kind::Layout;
+use meshca_wiring::EscrowSpec;
+use time::OffsetDateTime;
+
+use crate::ports::{AuthorityArgs, EscrowArgs, Ports};
+
+/// The file in the escrow directory that turns CRL mode on.
+const MODE_FILE: &str = "crl-mode.json";
+/// Each intermediate's own CRL, signed once per generation, kept beside the records.
+const OWN_CRLS: &str = "crl";
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Turn CRL mode on and publish the fleet's CRLs into every cluster's cacerts",
+    long_about = "\
+Turn CRL mode on and publish the fleet's CRLs into every cluster's cacerts.
+
+In CRL mode every istio-cacerts cluster gets ca-crl.pem (in out/<cluster>/ and in its
+cacerts.yaml): the authority's CRL, listing what it revoked, and each cluster intermediate's
+own CRL. Istio 1.27+ hands it to every proxy, and a proxy with a CRL refuses a chain in which
+any CA has no CRL, or a lapsed one: so every CRL is delivered everywhere, and re-published
+before it lapses (the local root's CRL is valid 30 days; `meshca crl publish` re-signs it).
+
+Turn it on before you need it: `meshca revoke` then reaches every other cluster at once.
+It is one-way: istiod keeps a CRL it has seen even if ca-crl.pem is emptied. Kinds in the
+kubernetes.io/tls layout (TSB, cert-manager, Linkerd) are not protected: their readers take no
+CRL from meshca.",
+    after_help = "\
+Examples:
+  meshca crl enable            # record CRL mode, write every cluster's ca-crl.pem
+  meshca crl publish           # re-sign the authority's CRL and write it everywhere again"
+)]
+pub struct CrlArgs {
+    #[command(subcommand)]
+    command: CrlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCommand {
+    /// Record CRL mode for the fleet (one-way) and publish.
+    Enable(PublishArgs),
+    /// Publish again: re-sign the authority's CRL and write every cluster's ca-crl.pem.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Directory the bundles were written under, one folder per cluster.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    out_dir: PathBuf,
+
+    #[command(flatten)]
+    authority: AuthorityArgs,
+
+    #[command(flatten)]
+    escrow: EscrowArgs,
+}
+
+pub async fn run(args: CrlArgs) -> Result<ExitCode> {
+    let (enable, a) = match args.command {
+        CrlCommand::Enable(a) => (true, a),
+        CrlCommand::Publish(a) => (false, a),
+    };
+    let ports = Ports::build(&a.authority, &a.escrow).await?;
+    if enable {
+        self::enable(&ports)?;
+    } else if !enabled(&ports) {
+        bail!(
+            "CRL mode is off for the fleet in {}: turn it on with `meshca crl enable`",
+            escrow_dir(&ports)?.display()
+        );
+    }
+    publish(&ports, &a.out_dir).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The local escrow directory; CRL mode on Secrets Manager escrow is not built yet.
+fn escrow_dir(ports: &Ports) -> Result<PathBuf> {
+    match &ports.escrow_spec {
+        EscrowSpec::Local { dir } => Ok(dir.clone()),
+        EscrowSpec::SecretsManager { .. } => {
+            bail!("CRL mode is available with the local escrow (files) only, so far")
+        }
+    }
+}
+
+/// Records CRL mode for the fleet these ports keep, if it is not on yet.
+pub fn enable(ports: &Ports) -> Result<()> {
+    let dir = escrow_dir(ports)?;
+    if dir.join(MODE_FILE).exists() {
+        return Ok(());
+    }
+    let at = meshca_core::timestamp::rfc3339(OffsetDateTime::now_utc());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(MODE_FILE),
+        format!("{{\"enabled_at\": \"{at}\"}}\n"),
+    )?;
+    println!(
+        "CRL mode is on for the fleet in {} (one-way: istiod keeps a CRL it has seen)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Whether CRL mode is on for the fleet these ports keep.
+pub fn enabled(ports: &Ports) -> bool {
+    escrow_dir(ports).is_ok_and(|d| d.join(MODE_FILE).exists())
+}
+
+/// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files;
+/// reports the kinds it cannot protect.
+pub async fn publish(ports: &Ports, out_root: &Path) -> Result<()> {
+    let dir = escrow_dir(ports)?;
+    let authority_crl = ports.in_force().await?.crl().await?.context(
+        "the authority publishes no CRL meshca can read, so CRL mode cannot protect this fleet",
+    )?;
+    let mut records: Vec<Current> = Vec::new();
+    for key in ports.escrow.keys().await.context("listing escrow")? {
+        if key.kind.profile().layout != Layout::IstioCacerts {
+            println!(
+                "{key}: not protected: the kubernetes.io/tls layout carries no CRL (its reader ignores one)"
+            );
+            continue;
+        }
+        if let Some(current) = ports.escrow.load(&key).await?.current {
+            records.push(current);
+        }
+    }
+    let mut bundle = authority_crl;
+    for current in &records {
+        bundle.push_str(&own_crl(&dir, current)?);
+    }
+    let revoked: usize = crl::parse(&bundle)?.iter().map(|l| l.serials.len()).sum();
+    let now = OffsetDateTime::now_utc();
+    for current in &records {
+        let key = current.key();
+        let out = out_root.join(key.cluster.as_str());
+        if current.revoked.as_ref().is_some_and(|r| r.held) {
+            write_revoked_note(&out, &key)?;
+            continue;
+        }
+        // istiod's rule: a cacerts whose CRLs lack its own intermediate's is never written.
+        crl::signed_by_own(&bundle, &current.bundle.ca_cert, now)?;
+        write_cluster(&out, current, &bundle)?;
+        println!(
+            "{key}: ca-crl.pem written ({} CRLs, {revoked} revoked certificates listed, {} bytes)",
+            records.len() + 1,
+            bundle.len()
+        );
+    }
+    Ok(())
+}
+
+/// The intermediate's own empty CRL for its generation: signed once, valid until the
+/// intermediate itself expires, kept under `<escrow>/crl/`.
+fn own_crl(dir: &Path, current: &Current) -> Result<String> {
+    let path =
+        dir.join(OWN_CRLS)
+            .join(format!("{}.{}.pem", current.key(), current.meta.generation));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text);
+    }
+    let key = meshca_core::PrivateKey::from_pkcs8_pem(&current.bundle.ca_key)?;
+    let ca = meshca_core::cert::Certificate::from_der(
+        "ca-cert.pem",
+        meshca_core::pem::certificates("ca-cert.pem", &current.bundle.ca_cert)?
+            .into_iter()
+            .next()
+            .context("ca-cert.pem holds no certificate")?,
+    )?;
+    let text = crl::sign(
+        &current.bundle.ca_cert,
+        &key,
+        &[],
+        ca.not_before,
+        ca.not_after,
+    )?;
+    std::fs::create_dir_all(path.parent().expect("a parent"))?;
+    std::fs::write(&path, &text)?;
+    Ok(text)
+}
+
+fn write_cluster(out: &Path, current: &Current, bundle: &str) -> Result<()> {
+    Ok(meshca_wiring::write_crl_files(
+        out,
+        &current.bundle,
+        &current.meta,
+        bundle,
+    )?)
+}
+
+fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<()> {
+    let note = format!(
+        "{key} is revoked and held by meshca: do not deploy these files. Lift with `meshca revoke --cluster {} --lift`.\n",
+        key.cluster
+    );
+    meshca_wiring::write_note(out, "REVOKED", &note)?;
+    println!("{key}: revoked and held; {}/REVOKED says so", out.display());
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Compromise response judged by a real data plane (Envoy, tests/support/src/envoy.rs): three
+//! clusters of one root in CRL mode, each workload checking peers against its own cluster's
+//! `ca-crl.pem` as an Istio 1.27+ sidecar does. Before `meshca revoke --cluster x` every pair
+//! completes mTLS; after it, y and z refuse x's workloads both ways *because x is revoked*, and
+//! y ↔ z go on.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use meshca_test_support::envoy::{self, Handshake, LeafKey, Mesh, Workload};
+
+fn meshca(dir: &Path, args: &[&str]) -> String {
+    let out = Command::cargo_bin("meshca")
+        .unwrap()
+        .current_dir(dir)
+        .env_remove("MESHCA_CA_DIR")
+        .env_remove("MESHCA_ESCROW_DIR")
+        .env_remove("KUBECONFIG")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meshca {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The workload of cluster `c`, checking peers against the CRLs in its cluster's files.
+fn workload(out: &Path, c: &str) -> Workload {
+    let mut w = envoy::istio_workload(&out.join(c), c, LeafKey::Rsa2048);
+    w.crl_pem = Some(std::fs::read_to_string(out.join(c).join("ca-crl.pem")).unwrap());
+    w
+}
+
+fn completed(h: &Handshake, what: &str, mesh: &Mesh) {
+    assert!(
+        h.completed(),
+        "{what}: {h:?} (configs in {})",
+        mesh.dir().display()
+    );
+}
+
+fn refused_as_revoked(h: &Handshake, what: &str, mesh: &Mesh) {
+    assert!(
+        h.is_revoked(),
+        "{what} must be refused because x is revoked: {h:?} (configs in {})",
+        mesh.dir().display()
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    for c in ["x", "y", "z"] {
+        meshca(d.path(), &["issue", "--cluster", c]);
+    }
+    meshca(d.path(), &["crl", "enable"]);
+    let before = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+    for (a, b) in [("x", "y"), ("y", "z"), ("x", "z")] {
+        let (ab, ba) = before.both_ways(a, b).await;
+        completed(&ab, &format!("{a} → {b} before"), &before);
+        completed(&ba, &format!("{b} → {a} before"), &before);
+    }
+
+    let said = meshca(
+        d.path(),
+        &[
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ],
+    );
+    assert!(said.contains("y: ca-crl.pem written"), "{said}");
+    assert!(
+        out.join("x/REVOKED").exists(),
+        "x's files say it is revoked"
+    );
+    // The delivered bundle as openssl reads it: x's intermediate revoked, z's not.
+    let verify = |c: &str| {
+        std::process::Command::new("openssl")
+            .args(["verify", "-crl_check_all", "-CRLfile"])
+            .arg(out.join("y/ca-crl.pem"))
+            .arg("-CAfile")
+            .arg(out.join("y/root-cert.pem"))
+            .arg(out.join(c).join("ca-cert.pem"))
+            .output()
+            .expect("openssl runs")
+    };
+    let x = verify("x");
+    assert!(!x.status.success());
+    let said = String::from_utf8_lossy(&x.stderr);
+    assert!(said.contains("certificate revoked"), "{said}");
+    assert!(verify("z").status.success());
+
+    // x keeps its stolen key and files; y and z hold the new CRLs.
+    let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+    for other in ["y", "z"] {
+        let (to_x, from_x) = after.both_ways(other, "x").await;
+        refused_as_revoked(&to_x, &format!("{other} → x"), &after);
+        refused_as_revoked(&from_x, &format!("x → {other}"), &after);
+    }
+    let (yz, zy) = after.both_ways("y", "z").await;
+    completed(&yz, "y → z after", &after);
+    completed(&zy, "z → y after", &after);
+}

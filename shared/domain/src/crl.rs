@@ -1,0 +1,158 @@
+//! Certificate revocation lists as the data plane reads them.
+//!
+//! Envoy (BoringSSL), given a CRL file, checks every certificate of a presented chain and
+//! refuses the chain when a CA in it has no CRL there, or when a CRL is past its nextUpdate.
+//! So a fleet's `ca-crl.pem` holds one CRL per CA in any chain: the authority's (which lists
+//! revoked cluster intermediates) and each cluster intermediate's own, empty, signed by meshca
+//! with the intermediate's key and valid until the intermediate itself expires, so it never
+//! needs signing again. istiod (1.27+) ignores a whole `cacerts` update whose `ca-crl.pem` holds
+//! no valid CRL signed by that cluster's own intermediate: [`signed_by_own`] is that rule.
+
+use rcgen::{
+    CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber,
+};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::authority::RevocationReason;
+use crate::key::PrivateKey;
+
+/// The PEM label of a CRL.
+pub const X509_CRL: &str = "X509 CRL";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrlError {
+    #[error("signing a CRL for {issuer}: {reason}")]
+    Sign { issuer: String, reason: String },
+    #[error("ca-crl.pem: {0}")]
+    Parse(String),
+    #[error("ca-crl.pem holds no valid CRL signed by {0} (istiod would discard the whole update)")]
+    NoOwnCrl(String),
+}
+
+/// One revoked certificate, as a CRL entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Hex, as PCA and `openssl x509 -serial` print it.
+    pub serial: String,
+    pub at: OffsetDateTime,
+    pub reason: RevocationReason,
+}
+
+/// A CRL signed by the CA `issuer_pem` with `key`, listing `entries`, valid from `this_update`
+/// to `next_update`; its number orders it after every earlier one of the same issuer.
+pub fn sign(
+    issuer_pem: &str,
+    key: &PrivateKey,
+    entries: &[Entry],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<String, CrlError> {
+    let err = |reason: String| CrlError::Sign {
+        issuer: issuer_pem
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take(16)
+            .collect(),
+        reason,
+    };
+    let issuer =
+        Issuer::from_ca_cert_pem(issuer_pem, key.key_pair()).map_err(|e| err(e.to_string()))?;
+    let revoked_certs = entries
+        .iter()
+        .map(|e| {
+            let serial =
+                hex::decode(&e.serial).map_err(|x| err(format!("serial {}: {x}", e.serial)))?;
+            Ok(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: e.at,
+                reason_code: Some(reason_code(e.reason)),
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, CrlError>>()?;
+    let number = this_update.unix_timestamp().max(0) as u64;
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer).map_err(|e| err(e.to_string()))?;
+    crl.pem().map_err(|e| err(e.to_string()))
+}
+
+fn reason_code(reason: RevocationReason) -> rcgen::RevocationReason {
+    match reason {
+        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+    }
+}
+
+/// What one CRL of a bundle says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub issuer: String,
+    pub next_update: Option<OffsetDateTime>,
+    /// Revoked serials, hex.
+    pub serials: Vec<String>,
+}
+
+/// Every CRL in a `ca-crl.pem` text, in order.
+pub fn parse(text: &str) -> Result<Vec<Listed>, CrlError> {
+    ders(text)?
+        .iter()
+        .map(|der| {
+            let (_, crl) = CertificateRevocationList::from_der(der)
+                .map_err(|e| CrlError::Parse(e.to_string()))?;
+            Ok(Listed {
+                issuer: crl.issuer().to_string(),
+                next_update: crl.next_update().map(|t| t.to_datetime()),
+                serials: crl
+                    .iter_revoked_certificates()
+                    .map(|r| {
+                        hex::encode(r.raw_serial())
+                            .trim_start_matches("00")
+                            .to_string()
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn ders(text: &str) -> Result<Vec<Vec<u8>>, CrlError> {
+    Ok(crate::pem::parse_blocks("ca-crl.pem", text, X509_CRL)
+        .map_err(|e| CrlError::Parse(e.to_string()))?
+        .into_iter()
+        .map(pem::Pem::into_contents)
+        .collect())
+}
+
+/// istiod's rule: `text` holds a CRL issued by `ca_cert_pem`'s subject whose signature verifies
+/// with its key and that has not lapsed at `now`.
+pub fn signed_by_own(text: &str, ca_cert_pem: &str, now: OffsetDateTime) -> Result<(), CrlError> {
+    let ca_der = crate::pem::certificates("ca-cert.pem", ca_cert_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| CrlError::Parse("ca-cert.pem holds no certificate".into()))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| CrlError::Parse(e.to_string()))?;
+    let own = ders(text)?.iter().any(|der| {
+        CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
+            crl.issuer().as_raw() == ca.subject().as_raw()
+                && crl.verify_signature(ca.public_key()).is_ok()
+                && crl.next_update().is_none_or(|t| t.to_datetime() > now)
+        })
+    });
+    own.then_some(())
+        .ok_or_else(|| CrlError::NoOwnCrl(ca.subject().to_string()))
+}
