@@ -82,7 +82,9 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
             escrow_dir(&ports)?.display()
         );
     }
-    publish(&ports, &a.out_dir).await?;
+    for line in publish(&ports, &a.out_dir).await? {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,9 +122,10 @@ pub fn enabled(ports: &Ports) -> bool {
     escrow_dir(ports).is_ok_and(|d| d.join(MODE_FILE).exists())
 }
 
-/// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files;
-/// reports the kinds it cannot protect.
-pub async fn publish(ports: &Ports, out_root: &Path) -> Result<()> {
+/// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files; a line
+/// per record for people, the kinds it cannot protect included.
+pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
+    let mut said = Vec::new();
     let dir = escrow_dir(ports)?;
     let authority_crl = ports.in_force().await?.crl().await?.context(
         "the authority publishes no CRL meshca can read, so CRL mode cannot protect this fleet",
@@ -139,29 +142,54 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<()> {
             records.push(current);
         }
     }
-    let mut bundle = authority_crl;
     for current in &records {
-        bundle.push_str(&own_crl(&dir, current)?);
+        own_crl(&dir, current)?;
     }
-    let revoked: usize = crl::parse(&bundle)?.iter().map(|l| l.serials.len()).sum();
+    let mut bundle = authority_crl;
+    bundle.push_str(&live_own_crls(&dir, OffsetDateTime::now_utc())?);
+    let listed = crl::parse(&bundle)?;
+    let (crls, revoked) = (
+        listed.len(),
+        listed.iter().map(|l| l.serials.len()).sum::<usize>(),
+    );
     let now = OffsetDateTime::now_utc();
     for current in &records {
         let key = current.key();
         let out = out_root.join(key.cluster.as_str());
         if current.revoked.as_ref().is_some_and(|r| r.held) {
-            write_revoked_note(&out, &key)?;
+            said.push(write_revoked_note(&out, &key)?);
             continue;
         }
         // istiod's rule: a cacerts whose CRLs lack its own intermediate's is never written.
         crl::signed_by_own(&bundle, &current.bundle.ca_cert, now)?;
         write_cluster(&out, current, &bundle)?;
-        println!(
-            "{key}: ca-crl.pem written ({} CRLs, {revoked} revoked certificates listed, {} bytes)",
-            records.len() + 1,
+        said.push(format!(
+            "{key}: ca-crl.pem written ({crls} CRLs, {revoked} revoked certificates listed, {} bytes)",
             bundle.len()
-        );
+        ));
     }
-    Ok(())
+    Ok(said)
+}
+
+/// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed
+/// cluster's earlier generation signs workloads until their certificates rotate, and a data plane
+/// refuses a chain whose CA has no CRL, so each generation's CRL stays until it expires.
+fn live_own_crls(dir: &Path, now: OffsetDateTime) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(OWN_CRLS))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    let mut out = String::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)?;
+        let live = crl::parse(&text)?
+            .iter()
+            .all(|l| l.next_update.is_none_or(|t| t > now));
+        if live {
+            out.push_str(&text);
+        }
+    }
+    Ok(out)
 }
 
 /// The intermediate's own empty CRL for its generation: signed once, valid until the
@@ -202,12 +230,14 @@ fn write_cluster(out: &Path, current: &Current, bundle: &str) -> Result<()> {
     )?)
 }
 
-fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<()> {
+fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<String> {
     let note = format!(
         "{key} is revoked and held by meshca: do not deploy these files. Lift with `meshca revoke --cluster {} --lift`.\n",
         key.cluster
     );
     meshca_wiring::write_note(out, "REVOKED", &note)?;
-    println!("{key}: revoked and held; {}/REVOKED says so", out.display());
-    Ok(())
+    Ok(format!(
+        "{key}: revoked and held; {}/REVOKED says so",
+        out.display()
+    ))
 }

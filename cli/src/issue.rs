@@ -273,6 +273,20 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
             shown.print();
         }
     }
+    // In CRL mode a new generation's own CRL reaches every cluster's files, and a new
+    // cluster gets the fleet's CRLs with its first bundle.
+    if !args.no_files && crate::crl::enabled(&ports) {
+        let said = crate::crl::publish(&ports, &args.out_dir)
+            .await
+            .context("publishing the fleet's CRLs (CRL mode is on)")?;
+        for line in said {
+            if args.output.json {
+                eprintln!("meshca: {line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
     if args.output.json {
         // One kind (the default): the document as it always was; several: an array of them.
         let doc = if docs.len() == 1 {

@@ -152,7 +152,10 @@ async fn enforce(ports: &Ports, args: &RevokeArgs) -> Result<()> {
         crate::crl::enable(ports)?;
     }
     if crate::crl::enabled(ports) {
-        return crate::crl::publish(ports, &args.out_dir).await;
+        for line in crate::crl::publish(ports, &args.out_dir).await? {
+            println!("{line}");
+        }
+        return Ok(());
     }
     eprintln!(
         "meshca: revoked at the authority, but nothing enforces it yet: CRL mode is off, so no other cluster's proxies know. Turn it on with `meshca crl enable` (or --enable-crl here)"

@@ -109,4 +109,43 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     let (yz, zy) = after.both_ways("y", "z").await;
     completed(&yz, "y → z after", &after);
     completed(&zy, "z → y after", &after);
+
+    // A cluster that joins later gets the fleet's CRLs with its first bundle; a renewal of y
+    // puts its new generation's CRL beside the old one's, so y's workloads of both generations
+    // (the old ones until their leaves rotate) stay admitted by z.
+    let y1 = workload(&out, "y");
+    let mut y1 = Workload {
+        name: "y1".into(),
+        ..y1
+    };
+    y1.crl_pem = None;
+    meshca(d.path(), &["issue", "--cluster", "w"]);
+    let said = meshca(d.path(), &["issue", "--cluster", "y", "--force"]);
+    assert!(said.contains("y: issued generation 2"), "{said}");
+    let y1 = Workload {
+        crl_pem: Some(std::fs::read_to_string(out.join("y/ca-crl.pem")).unwrap()),
+        ..y1
+    };
+    // x's files are no longer kept up to date (held): its proxies check nothing here, so any
+    // refusal below is the other side's.
+    let attacker = Workload {
+        crl_pem: None,
+        ..workload(&out, "x")
+    };
+    let renewed = Mesh::start(&[
+        attacker,
+        workload(&out, "y"),
+        workload(&out, "z"),
+        workload(&out, "w"),
+        y1,
+    ])
+    .await;
+    for (a, b) in [("w", "y"), ("w", "z"), ("z", "y"), ("z", "y1"), ("y", "y1")] {
+        let (ab, ba) = renewed.both_ways(a, b).await;
+        completed(&ab, &format!("{a} → {b} after y's renewal"), &renewed);
+        completed(&ba, &format!("{b} → {a} after y's renewal"), &renewed);
+    }
+    let (wx, xw) = renewed.both_ways("w", "x").await;
+    refused_as_revoked(&wx, "w → x", &renewed);
+    refused_as_revoked(&xw, "x → w", &renewed);
 }
