@@ -147,6 +147,8 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
     }
     let mut bundle = authority_crl;
     bundle.push_str(&live_own_crls(&dir, OffsetDateTime::now_utc())?);
+    let said_size = fits(bundle.len(), crls_of(&bundle))?;
+    said.extend(said_size);
     let listed = crl::parse(&bundle)?;
     let (crls, revoked) = (
         listed.len(),
@@ -240,4 +242,54 @@ fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<String> {
         "{key}: revoked and held; {}/REVOKED says so",
         out.display()
     ))
+}
+
+fn crls_of(bundle: &str) -> usize {
+    bundle.matches("-----BEGIN X509 CRL-----").count()
+}
+
+/// A Secret (and the `istio-ca-crl` ConfigMap istiod copies into every namespace) holds at most
+/// 1 MiB, the CRLs base64-encoded in the Secret; client-side `kubectl apply` also keeps a copy
+/// of the whole object in an annotation capped at 256 KiB. Refuse the first, warn of the second,
+/// with the fleet size each allows at this bundle's size per CRL.
+fn fits(bytes: usize, crls: usize) -> Result<Option<String>> {
+    const OBJECT_LIMIT: usize = 1024 * 1024;
+    const ANNOTATION_LIMIT: usize = 256 * 1024;
+    // The Secret's data is base64 (4/3), and the cacerts files come beside it (~4 KiB).
+    let in_secret = bytes * 4 / 3 + 4096;
+    let per_crl = bytes / crls.max(1);
+    let clusters_at = |limit: usize| (limit - 4096) * 3 / 4 / per_crl.max(1);
+    if in_secret > OBJECT_LIMIT {
+        bail!(
+            "the fleet's CRLs ({bytes} bytes, {crls} CRLs) no longer fit in a cacerts Secret (1 MiB): about {} clusters fit at {per_crl} bytes a CRL; split the fleet across roots",
+            clusters_at(OBJECT_LIMIT)
+        );
+    }
+    Ok((in_secret * 2 > ANNOTATION_LIMIT).then(|| {
+        format!(
+            "note: the fleet's CRLs are {bytes} bytes; from about {} clusters a client-side `kubectl apply` of cacerts.yaml overflows its 256 KiB annotation: use `kubectl apply --server-side`",
+            clusters_at(ANNOTATION_LIMIT)
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+
+    #[test]
+    fn the_bundle_size_is_checked_against_what_kubernetes_holds() {
+        // 20 clusters of EC P-256 intermediates, as measured: 7.6 KB, nothing to say.
+        assert_eq!(fits(7611, 21).unwrap(), None);
+        // 400 of them: past half the annotation, a warning naming server-side apply.
+        let warned = fits(357 * 400, 401).unwrap().expect("a warning");
+        assert!(warned.contains("--server-side"), "{warned}");
+        assert!(warned.contains("from about 543 clusters"), "{warned}");
+        // 3,000: no longer fits a Secret at all.
+        let refused = fits(357 * 3000, 3001).unwrap_err().to_string();
+        assert!(
+            refused.contains("no longer fit in a cacerts Secret"),
+            "{refused}"
+        );
+    }
 }

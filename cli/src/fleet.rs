@@ -76,6 +76,9 @@ struct Row {
     /// Every change of terms, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     history: Vec<meshca_core::TermsChange>,
+    /// When and why its certificate was revoked, and whether the record is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<meshca_core::escrow::Revoked>,
 }
 
 pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
@@ -160,10 +163,13 @@ async fn escrow_spec(
 
 fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: OffsetDateTime) -> Row {
     let current = e.current.as_ref();
-    let state = match (current, &e.pending) {
-        (Some(_), Some(_)) => "renewing",
-        (Some(_), None) => "current",
-        (None, _) => "in-flight",
+    let revoked = current.and_then(|c| c.revoked.as_ref());
+    let state = match (current, &e.pending, revoked) {
+        (Some(_), _, Some(r)) if r.held => "held",
+        (Some(_), _, Some(_)) => "revoked",
+        (Some(_), Some(_), None) => "renewing",
+        (Some(_), None, None) => "current",
+        (None, _, _) => "in-flight",
     };
     Row {
         account: place.account.member().map(|a| a.to_string()),
@@ -187,6 +193,7 @@ fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: Offset
         authority: current.map(|c| c.authority_id.clone()),
         terms: current.and_then(|c| c.terms.clone()),
         history: current.map(|c| c.history.clone()).unwrap_or_default(),
+        revoked: revoked.cloned(),
     }
 }
 

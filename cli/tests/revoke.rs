@@ -106,6 +106,21 @@ fn a_revoked_cluster_is_held_until_lifted_and_its_neighbours_go_on() {
         .stdout(predicate::str::contains(
             "at the authority; generation 1 held",
         ));
+    let fleet = meshca(d).args(["fleet", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&fleet.stdout).unwrap();
+    let x = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster"] == "x")
+        .unwrap();
+    assert_eq!(x["state"], "held", "{x}");
+    assert_eq!(x["revoked"]["reason"], "KEY_COMPROMISE", "{x}");
+    meshca(d)
+        .args(["fleet"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(" held "));
     let first = revoked(d);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].1, "KEY_COMPROMISE");
