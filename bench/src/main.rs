@@ -742,6 +742,10 @@ fn raise_fd_limit() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    #[allow(
+        unsafe_code,
+        reason = "getrlimit/setrlimit have no safe wrapper in std"
+    )]
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max;

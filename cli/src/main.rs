@@ -1,4 +1,7 @@
 //! The `meshca` command: the same pipeline the Lambda functions run, from a laptop or a CI job.
+// The doc comments of the arguments are `--help`'s text, where `<NAME>` is the usual way to
+// write a placeholder and a URL is an example, not a link: rustdoc would read them as HTML.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
 /// do, instead of panicking in `println!` on a broken pipe. Rust ignores SIGPIPE by default.
 fn restore_sigpipe() {
     // SAFETY: resets one signal to its default disposition before any thread is started.
+    #[allow(unsafe_code, reason = "libc::signal has no safe wrapper in std")]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

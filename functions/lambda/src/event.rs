@@ -4,7 +4,7 @@
 //!
 //! The structs are our own rather than `aws_lambda_events`' (whose EventBridge envelope requires
 //! `source` and a timestamp, and has no CloudTrail detail for EKS): every field is optional
-//! and [`Loose`], so a field of the wrong type is reported by name instead of failing the whole
+//! and `Loose`, so a field of the wrong type is reported by name instead of failing the whole
 //! document, and the shapes CloudTrail really sends (`name` or `clusterName`, a name only in
 //! `responseElements`, a failed call's `errorCode`) are all read.
 

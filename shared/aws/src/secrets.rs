@@ -433,7 +433,7 @@ impl Escrow for SecretsEscrow {
         Ok(keys)
     }
 
-    /// From the same listing (100 secrets a call): the summary tags [`promote`] writes, and
+    /// From the same listing (100 secrets a call): the summary tags `promote` writes, and
     /// whether any version is staged AWSPENDING (a generation may be in flight).
     async fn summaries(&self) -> Result<BTreeMap<EscrowKey, Option<Summary>>, EscrowError> {
         let listed = self.listed().await?;

@@ -87,7 +87,7 @@ pub struct Seen {
     pub method: Method,
     pub path: String,
     pub status: u16,
-    /// Who: "static", "eks:<access key id>" or "anonymous".
+    /// Who: "static", "eks:&lt;access key id&gt;" or "anonymous".
     pub caller: String,
 }
 

@@ -32,13 +32,13 @@ pub struct Config {
     pub xcp_authority: Option<AuthoritySpec>,
     /// MESHCA_REGIONS: comma-separated regions whose clusters are managed; default AWS_REGION.
     pub regions: Vec<String>,
-    /// MESHCA_ACCOUNTS: member accounts whose clusters are managed too; see [`members`].
+    /// MESHCA_ACCOUNTS: member accounts whose clusters are managed too; see `accounts::members`.
     pub members: Vec<MemberSpec>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
     pub opt_in: OptIn,
     /// MESHCA_KEY_ALGORITHM, MESHCA_VALIDITY_DAYS, MESHCA_RENEW_BEFORE_DAYS.
     pub settings: Settings,
-    /// MESHCA_SECRET_PREFIX: default meshca/<region>.
+    /// MESHCA_SECRET_PREFIX: default `meshca/<region>`.
     pub secret_prefix: Option<String>,
     /// MESHCA_KMS_KEY_ID: key for the escrow secrets.
     pub kms_key_id: Option<String>,
