@@ -87,7 +87,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("meshca: error: {e:#}");
+            // Each cause once: an error that names its cause and also keeps it as its source
+            // would otherwise print it twice.
+            eprintln!("meshca: error: {}", meshca_core::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -39,17 +39,17 @@ pub use fleet::{
 pub enum WiringError {
     #[error("{0} needs AWS configuration, and none was loaded")]
     NoAws(&'static str),
-    #[error("{0}")]
+    #[error(transparent)]
     Authority(#[from] meshca_core::AuthorityError),
-    #[error("kubeconfig: {0}")]
+    #[error(transparent)]
     Connect(#[from] meshca_kube::ConnectError),
-    #[error("{0}")]
+    #[error(transparent)]
     Eks(#[from] meshca_aws::eks::EksError),
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] meshca_kube::secret::ManifestError),
-    #[error("{0}")]
+    #[error(transparent)]
     Files(#[from] meshca_local::files::FilesError),
-    #[error("{0}")]
+    #[error(transparent)]
     Vault(#[from] meshca_vault::VaultError),
     #[error("{0}")]
     Secret(String),
