@@ -1,5 +1,6 @@
 # The Vault policy meshca needs on the PKI mount "pki" (change the mount to yours): describe the
-# issuer, sign cluster intermediates, find a certificate a crashed run signed, revoke. Nothing else.
+# issuer, sign cluster intermediates, find a certificate a crashed run signed, revoke, and read
+# the issuer's CRL (CRL mode). Nothing else.
 path "pki/issuer/+" {
   capabilities = ["read"]
 }
@@ -17,6 +18,9 @@ path "pki/cert/+" {
 }
 path "pki/revoke" {
   capabilities = ["update"]
+}
+path "pki/issuer/+/crl" {
+  capabilities = ["read"]
 }
 # Its own token: how long it lives, and renewing it.
 path "auth/token/lookup-self" {

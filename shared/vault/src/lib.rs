@@ -364,6 +364,26 @@ impl Authority for VaultPki {
             Err(e) => Err(self.error("revoke", e)),
         }
     }
+
+    /// The issuer's CRL as Vault publishes it now (a revocation rebuilds it, unless the mount's
+    /// `config/crl` defers rebuilds: then it lists the revocation after the next rebuild).
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        let path = format!("{}/crl", self.issuer_path());
+        let data = self
+            .call(Method::GET, &path, None)
+            .await
+            .map_err(|e| self.error("crl", e))?;
+        match data["data"]["crl"].as_str() {
+            Some(pem) if pem.contains("-----BEGIN X509 CRL-----") => Ok(Some(pem.to_string())),
+            _ => Err(self.error(
+                "crl",
+                VaultError::Unexpected {
+                    path,
+                    detail: "no CRL in the answer".into(),
+                },
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,14 +129,17 @@ fn the_signed_get_caller_identity_matches_botocore_byte_for_byte() {
     }
 }
 
-/// The README shows the policy the suite tests with, verbatim.
+/// The authorities page (docs/authorities.md) shows the policy the suite tests with, verbatim.
 #[test]
-fn the_readme_shows_the_policy_the_tests_use() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+fn the_docs_show_the_policy_the_tests_use() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/authorities.md"
+    ))
+    .unwrap();
     let policy = include_str!("../meshca-policy.hcl");
     assert!(
         readme.contains(&format!("```hcl\n{policy}```")),
-        "README's Vault policy differs from shared/vault/meshca-policy.hcl"
+        "docs/authorities.md's Vault policy differs from shared/vault/meshca-policy.hcl"
     );
 }

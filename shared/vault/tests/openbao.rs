@@ -156,6 +156,21 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
         "serial {} not in the CRL:\n{text}",
         rotated.meta.serial
     );
+    // The same CRL through the authority port, with meshca's policy: what CRL mode publishes.
+    let published = authority
+        .crl()
+        .await
+        .unwrap()
+        .expect("Vault publishes a CRL");
+    let listed = meshca_core::crl::parse(&published).unwrap();
+    let serial = rotated.meta.serial.trim_start_matches('0').to_lowercase();
+    assert!(
+        listed.iter().any(|l| l
+            .serials
+            .iter()
+            .any(|s| s.trim_start_matches('0') == serial)),
+        "{listed:?}"
+    );
 }
 
 /// Forwards to Vault, then fails as if the process died after Vault signed.
