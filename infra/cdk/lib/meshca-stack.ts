@@ -436,7 +436,7 @@ export class MeshcaStack extends cdk.Stack {
       f.node.defaultChild && (f.node.defaultChild as cdk.CfnResource).addMetadata('checkov', {
         skip: [
           { id: 'CKV_AWS_116', comment: 'Invoked by EventBridge or the work queue only; each rule target and the queue have their own retries and SQS dead-letter queue.' },
-          { id: 'CKV_AWS_117', comment: 'Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (README).' },
+          { id: 'CKV_AWS_117', comment: 'Reaches public EKS API endpoints and AWS APIs; no VPC resource is accessed. Private-endpoint clusters need a VPC configuration (docs/deploy.md).' },
           { id: 'CKV_AWS_115', comment: 'Reserved concurrency would fail deployment in accounts with a low concurrency quota; the sweep bounds its own concurrency and IssueCertificate rate.' },
           { id: 'CKV_AWS_173', comment: 'The environment holds only ARNs and settings, no secret; the key material lives in Secrets Manager under the CMK.' },
           { id: 'CKV_AWS_45', comment: 'MESHCA_ACCOUNTS lists account ids and role ARNs (an external id guards against a confused deputy; it is not a secret); keys live in Secrets Manager.' },
@@ -837,7 +837,7 @@ function checkVault(v: MeshcaVaultProps): void {
   }
 }
 
-/** The functions' MESHCA_VAULT_* variables (README, "Issuing from Vault / OpenBao"). */
+/** The functions' MESHCA_VAULT_* variables (docs/authorities.md, "Issuing from Vault / OpenBao"). */
 function vaultEnvironment(v: MeshcaVaultProps): Record<string, string> {
   const env: Record<string, string> = { MESHCA_AUTHORITY: 'vault', MESHCA_VAULT_ADDR: v.addr, MESHCA_VAULT_MOUNT: v.mount ?? 'pki' };
   if (v.issuer) env.MESHCA_VAULT_ISSUER = v.issuer;
