@@ -859,12 +859,9 @@ async fn an_instance_reuses_its_connection_to_a_cluster_across_reconciles() {
     assert!(after_first >= 1);
 }
 
-/// The catalogue through the functions: a cluster whose kinds tag names every row gets each
-/// row's secret at its landing, and DeleteCluster revokes every one — a row the functions'
-/// config, delivery or cleanup leaves out fails here, named.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_catalogue_row_named_by_a_tag_lands_and_is_revoked_on_delete() {
-    use meshca_core::kind::CATALOGUE;
+/// An emulated two-level EC P-256 Private CA (the issuing CA's ARN) and EKS cluster `c1` with
+/// `tags`, reaching a real API server with cluster-wide access.
+async fn p256_cluster(tags: Value) -> (AwsEmulator, String, ApiServer) {
     let emu = AwsEmulator::start();
     let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
         .as_str()
@@ -877,12 +874,25 @@ async fn every_catalogue_row_named_by_a_tag_lands_and_is_revoked_on_delete() {
     })
     .await
     .unwrap();
-    let every: Vec<&str> = CATALOGUE.iter().map(|p| p.name).collect();
     emu.control(
         "eks/cluster",
         json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
-        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": every.join(" "), "meshca.io/tsb-name": "c1-in-tsb"}}),
+        "tags": tags}),
     );
+    (emu, ca, server)
+}
+
+/// The catalogue through the functions: a cluster whose kinds tag names every row gets each
+/// row's secret at its landing, and DeleteCluster revokes every one — a row the functions'
+/// config, delivery or cleanup leaves out fails here, named.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_catalogue_row_named_by_a_tag_lands_and_is_revoked_on_delete() {
+    use meshca_core::kind::CATALOGUE;
+    let every: Vec<&str> = CATALOGUE.iter().map(|p| p.name).collect();
+    let (emu, ca, server) = p256_cluster(
+        json!({"meshca.io/enabled": "true", "meshca.io/kinds": every.join(" "), "meshca.io/tsb-name": "c1-in-tsb"}),
+    )
+    .await;
     let app = app_with(
         &emu,
         &[
@@ -959,23 +969,9 @@ async fn every_catalogue_row_named_by_a_tag_lands_and_is_revoked_on_delete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_linkerd_issuer_named_by_a_tag_lands_with_its_anchors_and_is_revoked_on_delete() {
     use base64::Engine;
-    let emu = AwsEmulator::start();
-    let ca = emu.hierarchy("EC_prime256v1", 2)["issuing"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let server = ApiServer::start(Settings {
-        cluster: "c1".into(),
-        aws_keys: BTreeMap::from([("testing".to_string(), "testing".to_string())]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    emu.control(
-        "eks/cluster",
-        json!({"region": REGION, "name": "c1", "endpoint": server.url(), "ca_pem": server.ca_pem(),
-        "tags": {"meshca.io/enabled": "true", "meshca.io/kinds": "linkerd-issuer"}}),
-    );
+    let (emu, ca, server) =
+        p256_cluster(json!({"meshca.io/enabled": "true", "meshca.io/kinds": "linkerd-issuer"}))
+            .await;
     let app = app_with(
         &emu,
         &[

@@ -578,23 +578,13 @@ impl Reconciler<'_> {
             }
             Err(e) => return Outcome::failed(Step::Observe, e),
         };
-        let mut revoke: Vec<(CertificateId, String)> = Vec::new();
-        if let Some(c) = escrowed.current.as_ref().filter(|c| c.revoked.is_none()) {
-            revoke.push((
-                CertificateId(c.meta.certificate_id.clone()),
-                c.meta.serial.clone(),
-            ));
-        }
-        // A refused generation's certificate was revoked when it was refused.
-        if let Some(id) = escrowed
-            .pending
+        // A record revoked already (held, or a cleanup that stopped before retiring) is not
+        // revoked twice.
+        let unrevoked = escrowed
+            .current
             .as_ref()
-            .filter(|p| p.refused.is_none())
-            .and_then(|p| p.certificate_id.clone())
-            && let Some(serial) = self.serial_of(&id).await
-        {
-            revoke.push((id, serial));
-        }
+            .is_none_or(|c| c.revoked.is_none());
+        let revoke = self.issued_to(&escrowed, unrevoked).await;
         let mut certificates = Vec::new();
         for (id, serial) in revoke {
             match self

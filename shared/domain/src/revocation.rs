@@ -126,16 +126,17 @@ impl Reconciler<'_> {
             })
     }
 
-    /// Revokes the record's certificate and a pending generation's, if the authority issued
-    /// one that was not refused (a refused one was revoked when it was refused).
-    async fn revoke_at_authority(
+    /// What the authority issued for this record and has not revoked on our word: the
+    /// certificate in service (if `current_too`) and a pending generation's, if it was issued
+    /// and not refused (a refused one was revoked when it was refused).
+    pub(crate) async fn issued_to(
         &self,
         escrowed: &Escrowed,
-        reason: RevocationReason,
-    ) -> Result<Vec<String>, ReconcileError> {
-        let mut revoke: Vec<(CertificateId, String)> = Vec::new();
-        if let Some(c) = &escrowed.current {
-            revoke.push((
+        current_too: bool,
+    ) -> Vec<(CertificateId, String)> {
+        let mut issued = Vec::new();
+        if let Some(c) = escrowed.current.as_ref().filter(|_| current_too) {
+            issued.push((
                 CertificateId(c.meta.certificate_id.clone()),
                 c.meta.serial.clone(),
             ));
@@ -147,10 +148,19 @@ impl Reconciler<'_> {
             .and_then(|p| p.certificate_id.clone())
             && let Some(serial) = self.serial_of(&id).await
         {
-            revoke.push((id, serial));
+            issued.push((id, serial));
         }
+        issued
+    }
+
+    /// Revokes what the authority issued for the record, for `reason`; the serials revoked.
+    async fn revoke_at_authority(
+        &self,
+        escrowed: &Escrowed,
+        reason: RevocationReason,
+    ) -> Result<Vec<String>, ReconcileError> {
         let mut serials = Vec::new();
-        for (id, serial) in revoke {
+        for (id, serial) in self.issued_to(escrowed, true).await {
             self.authority
                 .revoke(&id, &serial, reason)
                 .await
