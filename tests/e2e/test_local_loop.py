@@ -22,6 +22,7 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
         "events/eks-create-cluster-failed.json",
         "events/direct-invoke.json",
         "events/sqs-work-batch.json",
+        "events/revoke-request.json",
         "events/eks-delete-cluster.json",
     ]
     listed = sorted(os.path.basename(e) for e in events)
@@ -52,8 +53,12 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     assert (direct["outcome"], direct["cluster"]) == ("unchanged", "c1"), direct
     batch = json.loads((out / "response-7.json").read_text())
     assert batch == {"batchItemFailures": []}, batch
-    deleted = json.loads((out / "response-8.json").read_text())
-    assert (deleted["outcome"], deleted["cluster"]) == ("revoked", "c1"), deleted
+    revoked = json.loads((out / "response-8.json").read_text())
+    assert (revoked["outcome"], revoked["cluster"]) == ("revoked", "c1"), revoked
+    assert len(revoked["certificates"]) == 1, revoked
+    # Held, then deleted: its certificate is not revoked a second time, its escrow is retired.
+    deleted = json.loads((out / "response-9.json").read_text())
+    assert (deleted["outcome"], deleted["cluster"], deleted["certificates"]) == ("revoked", "c1", []), deleted
 
     # What kubectl read from the cluster: meshca's secret, four files, the chain verifies.
     secret = json.loads((out / "cacerts.json").read_text())

@@ -16,6 +16,8 @@ use serde_json::Value;
 pub use meshca_wiring::RECONCILE_REQUESTED;
 pub const CLOUDTRAIL: &str = "AWS API Call via CloudTrail";
 pub const SCHEDULED: &str = "Scheduled Event";
+/// A compromise response asked of the functions: revoke one cluster and hold it.
+pub const REVOKE_REQUESTED: &str = "meshca Revoke Requested";
 
 /// What an event asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,15 @@ pub enum Request {
     },
     /// The schedule (expiry-sweep).
     Sweep,
+    /// Revoke every certificate of one cluster and hold it (`account`: the cluster's, `None`
+    /// meshca's own; `sender`: where the event came from, which must be meshca's own account).
+    Revoke {
+        cluster: String,
+        region: Option<String>,
+        account: Option<String>,
+        reason: meshca_core::authority::RevocationReason,
+        sender: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +119,15 @@ struct ReconcileDetail {
     force: Field<bool>,
 }
 
+/// A revoke request's detail.
+#[derive(Debug, Default, Deserialize)]
+struct RevokeDetail {
+    cluster: Field<String>,
+    region: Field<String>,
+    account: Field<String>,
+    reason: Field<String>,
+}
+
 /// The CloudTrail record of an EKS API call.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,15 +176,39 @@ pub fn parse(event: &Value) -> Result<Request, EventError> {
         (Some(CLOUDTRAIL), Some("aws.eks")) => cloudtrail(detail(envelope.detail), region, sender),
         (Some(CLOUDTRAIL), other) => Err(EventError(format!("CloudTrail event from {}, not aws.eks", other.unwrap_or("no source")))),
         (Some(RECONCILE_REQUESTED), _) => reconcile(detail(envelope.detail), "detail.", sender),
+        (Some(REVOKE_REQUESTED), _) => revoke(detail(envelope.detail), sender),
         (Some(SCHEDULED), _) => Ok(Request::Sweep),
         (Some(other), _) => Err(EventError(format!(
-            "detail-type {other:?}; expected {CLOUDTRAIL:?} (aws.eks), {RECONCILE_REQUESTED:?} or {SCHEDULED:?}"
+            "detail-type {other:?}; expected {CLOUDTRAIL:?} (aws.eks), {RECONCILE_REQUESTED:?}, {REVOKE_REQUESTED:?} or {SCHEDULED:?}"
         ))),
         (None, _) if envelope.has_cluster => reconcile(ReconcileDetail::deserialize(event).unwrap_or_default(), "", None),
         (None, _) => Err(EventError(
             "neither an EventBridge event (no detail-type) nor a direct invoke ({\"cluster\": …, \"region\": …, \"force\": false})".into(),
         )),
     }
+}
+
+fn revoke(d: RevokeDetail, sender: Option<String>) -> Result<Request, EventError> {
+    let field = |f: Field<String>, name: &str| match f {
+        None => Ok(None),
+        Some(Loose::Is(v)) if !v.is_empty() => Ok(Some(v)),
+        Some(_) => Err(EventError(format!(
+            "detail.{name} is not a non-empty string"
+        ))),
+    };
+    let cluster = field(d.cluster, "cluster")?
+        .ok_or_else(|| EventError("detail.cluster is missing".into()))?;
+    let reason = field(d.reason, "reason")?
+        .ok_or_else(|| EventError("detail.reason is missing (key-compromise, …)".into()))?
+        .parse()
+        .map_err(|e: String| EventError(format!("detail.reason {e}")))?;
+    Ok(Request::Revoke {
+        cluster,
+        region: field(d.region, "region")?,
+        account: field(d.account, "account")?,
+        reason,
+        sender,
+    })
 }
 
 fn reconcile(d: ReconcileDetail, at: &str, sender: Option<String>) -> Result<Request, EventError> {
@@ -312,6 +356,38 @@ mod tests {
         assert_eq!(
             parse(&json!({"cluster": "c1", "account": 222233334444u64})),
             Err(EventError("account is not a string".into()))
+        );
+    }
+
+    #[test]
+    fn a_revoke_request_names_its_cluster_and_one_of_the_reasons() {
+        let e = json!({"detail-type": REVOKE_REQUESTED, "source": "security", "account": "123456789012",
+            "detail": {"cluster": "c1", "region": "eu-west-1", "reason": "key-compromise"}});
+        assert_eq!(
+            parse(&e),
+            Ok(Request::Revoke {
+                cluster: "c1".into(),
+                region: Some("eu-west-1".into()),
+                account: None,
+                reason: meshca_core::authority::RevocationReason::KeyCompromise,
+                sender: Some("123456789012".into()),
+            })
+        );
+        let refused = |detail: Value| {
+            parse(&json!({"detail-type": REVOKE_REQUESTED, "detail": detail}))
+                .unwrap_err()
+                .0
+        };
+        assert!(refused(json!({"cluster": "c1"})).contains("detail.reason is missing"));
+        let why = refused(json!({"cluster": "c1", "reason": "stolen"}));
+        assert!(
+            why.contains("one of: key-compromise, ca-compromise"),
+            "{why}"
+        );
+        assert!(refused(json!({"reason": "superseded"})).contains("detail.cluster is missing"));
+        assert!(
+            refused(json!({"cluster": 7, "reason": "superseded"}))
+                .contains("detail.cluster is not")
         );
     }
 

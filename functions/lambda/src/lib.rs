@@ -7,6 +7,7 @@ pub mod event;
 pub mod failure;
 pub mod invocation;
 pub mod metrics;
+mod revocation;
 pub mod rotation;
 pub mod sweep;
 pub mod work;
@@ -200,12 +201,12 @@ impl App {
         ))
     }
 
-    /// A reconcile request must come from meshca's own account (its sweep, an operator): a
-    /// member may forward its CloudTrail events but never ask for work in another account.
-    fn admits_sender(&self, sender: Option<&str>) -> Result<(), String> {
+    /// A reconcile or revoke request (`what`) must come from meshca's own account (its sweep,
+    /// an operator): a member may forward its CloudTrail events but never ask for work.
+    fn admits_sender(&self, sender: Option<&str>, what: &str) -> Result<(), String> {
         match (sender, &self.fleet.home_account) {
             (Some(s), Some(home)) if s != home.as_str() => Err(format!(
-                "reconcile requests are taken from meshca's own account {home} only; this one came from {s}"
+                "{what} are taken from meshca's own account {home} only; this one came from {s}"
             )),
             _ => Ok(()),
         }
@@ -277,7 +278,7 @@ impl App {
                 sender,
             } => {
                 if let Err(reason) = self
-                    .admits_sender(sender.as_deref())
+                    .admits_sender(sender.as_deref(), "reconcile requests")
                     .and(self.account(account.as_deref()).map(|_| ()))
                 {
                     return self.refused(
@@ -288,6 +289,28 @@ impl App {
                     );
                 }
                 self.reconcile_at(&cluster, account.as_deref(), region.as_deref(), force, None)
+                    .await
+            }
+            Request::Revoke {
+                cluster,
+                region,
+                account,
+                reason,
+                sender,
+            } => {
+                // Only meshca's own account revokes: a member can never cut off a cluster.
+                if let Err(why) = self
+                    .admits_sender(sender.as_deref(), "revoke requests")
+                    .and(self.account(account.as_deref()).map(|_| ()))
+                {
+                    return self.refused(
+                        &cluster,
+                        region.as_deref().unwrap_or_default(),
+                        sender.or(account),
+                        why,
+                    );
+                }
+                self.revoke(&cluster, account.as_deref(), region.as_deref(), reason)
                     .await
             }
             Request::Deleted {

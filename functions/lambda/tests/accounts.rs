@@ -228,6 +228,47 @@ async fn events_from_accounts_not_listed_and_reconcile_requests_from_members_are
             .label(),
         "renewed"
     );
+
+    // A member can never revoke, not even its own cluster; meshca's own account can, and the
+    // cluster is then held: a reconcile request issues nothing for it.
+    let revoke = |sender: &str| {
+        json!({"detail-type": "meshca Revoke Requested", "source": "security", "account": sender,
+            "detail": {"cluster": "payments", "region": REGION, "account": M1, "reason": "key-compromise"}})
+    };
+    let report = app.handle(event::parse(&revoke(M1)).unwrap(), soon()).await;
+    let meshca_core::Outcome::Skipped { reason } = &report.outcome else {
+        panic!("{report:?}")
+    };
+    assert!(
+        reason.contains("revoke requests are taken from meshca's own account 123456789012 only"),
+        "{reason}"
+    );
+    assert_eq!(org.emu.calls("RevokeCertificate"), 0);
+    let report = app
+        .handle(event::parse(&revoke(HOME)).unwrap(), soon())
+        .await;
+    assert!(
+        matches!(&report.outcome, meshca_core::Outcome::Revoked { certificates } if certificates.len() == 1),
+        "{report:?}"
+    );
+    assert_eq!(org.emu.calls("RevokeCertificate"), 1);
+    let issued = org.emu.issued();
+    let held = app.handle(event::parse(&ours).unwrap(), soon()).await;
+    let meshca_core::Outcome::Skipped { reason } = &held.outcome else {
+        panic!("{held:?}")
+    };
+    assert!(reason.contains("held"), "{reason}");
+    assert_eq!(
+        org.emu.issued(),
+        issued,
+        "nothing issued for a held cluster"
+    );
+    // Again: nothing changes, nothing is revoked twice.
+    let again = app
+        .handle(event::parse(&revoke(HOME)).unwrap(), soon())
+        .await;
+    assert_eq!(again.outcome.label(), "skipped", "{again:?}");
+    assert_eq!(org.emu.calls("RevokeCertificate"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

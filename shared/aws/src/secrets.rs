@@ -562,13 +562,20 @@ impl Escrow for SecretsEscrow {
     async fn mark_revoked(&self, current: &Current) -> Result<(), EscrowError> {
         let cluster = &current.key();
         let record = Record::Current(Box::new(current.clone()));
-        self.put(
-            cluster,
-            &current.token.for_step("revoked"),
-            &record,
-            CURRENT,
-        )
-        .await?;
+        // One version per state the revocation passes through (held, confirmed, lifted): the
+        // same token for two of them would make Secrets Manager keep the first and drop the rest.
+        let step = match &current.revoked {
+            Some(r) if r.held || r.authority_pending => format!(
+                "revoked/{}/{}/{}/{}",
+                r.at.unix_timestamp(),
+                r.reason,
+                r.held,
+                r.authority_pending
+            ),
+            _ => "revoked".to_string(),
+        };
+        self.put(cluster, &current.token.for_step(&step), &record, CURRENT)
+            .await?;
         let sent = self
             .client
             .untag_resource()

@@ -21,6 +21,8 @@ pub struct Revocation {
     pub key: EscrowKey,
     /// Serials (hex) revoked at the authority by this run.
     pub serials: Vec<String>,
+    /// The same certificates by the authority's id (a Private CA's certificate ARN, …).
+    pub certificates: Vec<String>,
     /// The generation held.
     pub generation: u64,
     /// It was held and revoked already: this run changed nothing.
@@ -46,10 +48,10 @@ impl Reconciler<'_> {
             && r.held
             && !r.authority_pending
         {
-            let serials = Vec::new();
             return Ok(Revocation {
                 key,
-                serials,
+                serials: Vec::new(),
+                certificates: Vec::new(),
                 generation,
                 already: true,
             });
@@ -66,7 +68,7 @@ impl Reconciler<'_> {
             ..current.clone()
         };
         self.mark(&held).await?;
-        let serials = self.revoke_at_authority(&escrowed, reason).await?;
+        let (certificates, serials) = self.revoke_at_authority(&escrowed, reason).await?;
         let done = Current {
             revoked: held.revoked.clone().map(|r| Revoked {
                 authority_pending: false,
@@ -78,6 +80,7 @@ impl Reconciler<'_> {
         Ok(Revocation {
             key,
             serials,
+            certificates,
             generation,
             already: false,
         })
@@ -153,13 +156,14 @@ impl Reconciler<'_> {
         issued
     }
 
-    /// Revokes what the authority issued for the record, for `reason`; the serials revoked.
+    /// Revokes what the authority issued for the record, for `reason`; the certificates
+    /// revoked, by id and by serial.
     async fn revoke_at_authority(
         &self,
         escrowed: &Escrowed,
         reason: RevocationReason,
-    ) -> Result<Vec<String>, ReconcileError> {
-        let mut serials = Vec::new();
+    ) -> Result<(Vec<String>, Vec<String>), ReconcileError> {
+        let (mut ids, mut serials) = (Vec::new(), Vec::new());
         for (id, serial) in self.issued_to(escrowed, true).await {
             self.authority
                 .revoke(&id, &serial, reason)
@@ -168,8 +172,9 @@ impl Reconciler<'_> {
                     step: Step::Revoke,
                     source,
                 })?;
+            ids.push(id.0);
             serials.push(serial);
         }
-        Ok(serials)
+        Ok((ids, serials))
     }
 }
