@@ -133,9 +133,9 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
     let mut records: Vec<Current> = Vec::new();
     for key in ports.escrow.keys().await.context("listing escrow")? {
         if key.kind.profile().layout != Layout::IstioCacerts {
-            println!(
+            said.push(format!(
                 "{key}: not protected: the kubernetes.io/tls layout carries no CRL (its reader ignores one)"
-            );
+            ));
             continue;
         }
         if let Some(current) = ports.escrow.load(&key).await?.current {
@@ -177,7 +177,13 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
 /// cluster's earlier generation signs workloads until their certificates rotate, and a data plane
 /// refuses a chain whose CA has no CRL, so each generation's CRL stays until it expires.
 fn live_own_crls(dir: &Path, now: OffsetDateTime) -> Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(OWN_CRLS))?
+    let listing = match std::fs::read_dir(dir.join(OWN_CRLS)) {
+        Ok(listing) => listing,
+        // No cluster issued yet: the authority's CRL alone.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut files: Vec<PathBuf> = listing
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     files.sort();

@@ -229,3 +229,41 @@ fn a_revocation_the_authority_did_not_take_is_held_and_finished_by_the_next_run(
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].1, "CERTIFICATE_AUTHORITY_COMPROMISE");
 }
+
+/// CRL mode can be turned on before the first cluster; afterwards each issue publishes the
+/// fleet's CRLs, names the kinds they cannot protect, and leaves `--json` output one document.
+#[test]
+fn crl_mode_starts_on_an_empty_fleet_and_names_what_it_cannot_protect() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["crl", "enable"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("CRL mode is on"));
+    let out = meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "c1",
+            "--kind",
+            "istio-cacerts",
+            "--kind",
+            "xcp-edge",
+        ])
+        .args(["--tsb-name", "c1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc.as_array().map(Vec::len), Some(2), "{doc}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("c1.xcp-edge: not protected"), "{said}");
+    assert!(said.contains("c1: ca-crl.pem written"), "{said}");
+    assert!(d.join("out/c1/ca-crl.pem").exists());
+    assert!(!d.join("out/c1/xcp-edge/ca-crl.pem").exists());
+}
