@@ -532,54 +532,27 @@ impl App {
     /// A deleted cluster: every kind it held is revoked and retired (its tags are gone with it,
     /// so every kind is looked for in escrow).
     async fn cleanup(&self, cluster: &str, account: Option<&str>, region: &str) -> Report {
-        let (place, r) = match self.place(account, Some(region)) {
-            Ok(p) => p,
-            Err(reason) => {
-                return self.refused(cluster, region, account.map(str::to_string), reason);
-            }
-        };
-        let single = |outcome| Report::at(cluster, place, outcome);
-        let name: ClusterName = match cluster.parse() {
-            Ok(n) => n,
-            Err(e) => {
-                return single(Outcome::Skipped {
-                    reason: format!("{e}"),
-                });
-            }
-        };
-        if self.config.dry_run {
-            return single(Outcome::Planned {
-                plan: "revoke the cluster's intermediates and retire its escrow".into(),
-            });
-        }
-        // Mid-rotation the cluster may hold either side's certificates: the authority in force
-        // revokes each with its own issuer.
-        let main = match self.main_authority().await {
-            Ok((main, _)) => main,
-            Err(error) => {
-                return single(Outcome::Failed {
-                    step: Step::Observe,
-                    error,
-                });
-            }
+        let plan = || "revoke the cluster's intermediates and retire its escrow".to_string();
+        let at = match self.at_place(cluster, account, Some(region), plan).await {
+            Ok(at) => at,
+            Err(report) => return report,
         };
         let mut outcomes = Vec::new();
         for kind in Kind::ALL {
-            let settings = self.settings_for(KindSpec::new(kind));
-            let authority = self.authority_for(&main, kind);
+            let (settings, authority) = self.kind_at(&at, kind);
             let outcome = Reconciler {
                 authority: authority.as_ref(),
-                escrow: r.escrow.as_ref(),
+                escrow: at.ports.escrow.as_ref(),
                 settings: &settings,
             }
-            .cleanup(&name)
+            .cleanup(&at.name)
             .await;
             // Kinds the cluster never had leave no trace in the report.
             if kind == Kind::IstioCacerts || !outcome.found_nothing() {
                 outcomes.push((kind, outcome));
             }
         }
-        Report::of_kinds(cluster, place, outcomes)
+        Report::of_kinds(cluster, at.place, outcomes)
     }
 
     /// Sweeps every managed region (see [`sweep::Sweep`]) at the phase of a running root

@@ -2,14 +2,80 @@
 //! and its records held, as `meshca revoke` does by hand. Taken from meshca's own account only:
 //! a member account can never revoke, not even its own clusters.
 
+use std::sync::Arc;
+
 use meshca_core::authority::RevocationReason;
-use meshca_core::{ClusterName, Kind, KindSpec, Outcome, ReconcileError, Reconciler, Step};
+use meshca_core::{
+    Authority, ClusterName, Kind, KindSpec, Outcome, Place, ReconcileError, Reconciler, Settings,
+    Step,
+};
+use meshca_wiring::RegionPorts;
 use time::OffsetDateTime;
 use tracing::warn;
 
 use crate::{App, Report};
 
+/// One cluster at its place, with the authority in force: what DeleteCluster and a revoke
+/// request both need before they go through the cluster's kinds.
+pub(crate) struct AtPlace<'a> {
+    pub place: &'a Place,
+    pub ports: &'a RegionPorts,
+    pub name: ClusterName,
+    /// Mid-rotation the cluster may hold either side's certificates: the authority in force
+    /// revokes each with its own issuer.
+    main: Arc<dyn Authority>,
+}
+
 impl App {
+    /// `cluster` at its place, or the report that ends the request there: a place meshca does
+    /// not manage, a name that is no cluster name, a dry run (`plan` says what it would do), an
+    /// authority that cannot be read.
+    pub(crate) async fn at_place(
+        &self,
+        cluster: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        plan: impl FnOnce() -> String,
+    ) -> Result<AtPlace<'_>, Report> {
+        let (place, ports) = self.place(account, region).map_err(|why| {
+            self.refused(
+                cluster,
+                region.unwrap_or_default(),
+                account.map(str::to_string),
+                why,
+            )
+        })?;
+        let single = |outcome| Report::at(cluster, place, outcome);
+        let name: ClusterName = cluster.parse().map_err(|e| {
+            single(Outcome::Skipped {
+                reason: format!("{e}"),
+            })
+        })?;
+        if self.config.dry_run {
+            return Err(single(Outcome::Planned { plan: plan() }));
+        }
+        let (main, _) = self.main_authority().await.map_err(|error| {
+            single(Outcome::Failed {
+                step: Step::Observe,
+                error,
+            })
+        })?;
+        Ok(AtPlace {
+            place,
+            ports,
+            name,
+            main,
+        })
+    }
+
+    /// The settings and the signing authority of one kind of a cluster at its place.
+    pub(crate) fn kind_at(&self, at: &AtPlace<'_>, kind: Kind) -> (Settings, Arc<dyn Authority>) {
+        (
+            self.settings_for(KindSpec::new(kind)),
+            self.authority_for(&at.main, kind),
+        )
+    }
+
     /// Revokes and holds every kind escrowed for `cluster` at its place.
     pub(crate) async fn revoke(
         &self,
@@ -18,50 +84,21 @@ impl App {
         region: Option<&str>,
         reason: RevocationReason,
     ) -> Report {
-        let (place, r) = match self.place(account, region) {
-            Ok(p) => p,
-            Err(why) => {
-                return self.refused(
-                    cluster,
-                    region.unwrap_or_default(),
-                    account.map(str::to_string),
-                    why,
-                );
-            }
-        };
-        let single = |outcome| Report::at(cluster, place, outcome);
-        let name: ClusterName = match cluster.parse() {
-            Ok(n) => n,
-            Err(e) => {
-                return single(Outcome::Skipped {
-                    reason: format!("{e}"),
-                });
-            }
-        };
-        if self.config.dry_run {
-            let plan = format!("revoke ({reason}) every certificate of the cluster and hold it");
-            return single(Outcome::Planned { plan });
-        }
-        let main = match self.main_authority().await {
-            Ok((main, _)) => main,
-            Err(error) => {
-                return single(Outcome::Failed {
-                    step: Step::Observe,
-                    error,
-                });
-            }
+        let plan = || format!("revoke ({reason}) every certificate of the cluster and hold it");
+        let at = match self.at_place(cluster, account, region, plan).await {
+            Ok(at) => at,
+            Err(report) => return report,
         };
         let now = OffsetDateTime::now_utc();
         let mut outcomes = Vec::new();
         for kind in Kind::ALL {
-            let settings = self.settings_for(KindSpec::new(kind));
-            let authority = self.authority_for(&main, kind);
+            let (settings, authority) = self.kind_at(&at, kind);
             let reconciler = Reconciler {
                 authority: authority.as_ref(),
-                escrow: r.escrow.as_ref(),
+                escrow: at.ports.escrow.as_ref(),
                 settings: &settings,
             };
-            let outcome = match reconciler.revoke(&name, reason, now).await {
+            let outcome = match reconciler.revoke(&at.name, reason, now).await {
                 Ok(done) if done.already => Outcome::Skipped {
                     reason: format!("revoked and held already (generation {})", done.generation),
                 },
@@ -71,7 +108,7 @@ impl App {
                 // Kinds the cluster never had leave no trace in the report.
                 Err(ReconcileError::NothingToRevoke { .. }) => continue,
                 Err(e) => {
-                    warn!(cluster = %name, kind = %kind, step = %e.step(), outcome = "failed", error = %e);
+                    warn!(cluster = %at.name, kind = %kind, step = %e.step(), outcome = "failed", error = %e);
                     Outcome::Failed {
                         step: e.step(),
                         error: e.to_string(),
@@ -81,10 +118,11 @@ impl App {
             outcomes.push((kind, outcome));
         }
         if outcomes.is_empty() {
+            let name = &at.name;
             let reason =
                 format!("nothing is escrowed for {name} here: meshca issued it nothing to revoke");
-            return single(Outcome::Skipped { reason });
+            return Report::at(cluster, at.place, Outcome::Skipped { reason });
         }
-        Report::of_kinds(cluster, place, outcomes)
+        Report::of_kinds(cluster, at.place, outcomes)
     }
 }
