@@ -191,14 +191,24 @@ def test_the_member_module_grants_what_the_member_stack_grants():
         assert "validation" in variables[name], name
 
 
-def test_both_stacks_draw_the_fleet_dashboard():
+def test_both_stacks_draw_the_fleet_dashboard_with_per_cluster_rows_from_the_logs():
     dashboards = [r for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     assert len(dashboards) == 1
+    cdk_body = json.dumps(dashboards[0])
     main = open(os.path.join(MODULE, "main.tf")).read()
     assert 'resource "aws_cloudwatch_dashboard" "fleet"' in main
-    for metric in ["DaysLeft", "Renewals", "Failures", "IssueThrottled", "SoonestDaysLeft", "ClustersFailed"]:
-        assert metric in main and metric in json.dumps(dashboards[0]), metric
-    assert "SEARCH('{meshca,Account,Region,Cluster} MetricName" in main
+    for metric in ["Renewals", "Failures", "IssueThrottled", "SoonestDaysLeft", "ClustersFailed"]:
+        assert metric in main and metric in cdk_body, metric
+    # The same Logs Insights queries, line for line, over the functions' log groups.
+    locals_block = main[main.index("per_cluster_query = join("):main.index('resource "aws_cloudwatch_dashboard"')]
+    lines = re.findall(r'^\s+"((?:filter|stats|sort|limit) [^"]*)",$', locals_block, re.M)
+    assert len(lines) == 8, lines
+    for line in lines:
+        assert json.dumps(line)[1:-1] in cdk_body, line
+    assert main.count('type = "log"') == 2 and cdk_body.count('\\"type\\":\\"log\\"') == 2
+    # No billed series per cluster: nothing graphs or alarms on a Cluster dimension.
+    for text in (main, cdk_body):
+        assert "SEARCH(" not in text and "Cluster}" not in text
 
 
 def test_a_ca_in_another_account_is_called_as_the_role_there_and_no_other():
@@ -306,3 +316,18 @@ def test_cluster_access_is_meshca_access_for_the_configured_kinds():
     assert '" --tsb-namespace ${var.tsb_namespace}"' in text, text
     assert '" --cert-manager-secret ${var.cert_manager_secret}"' in text, text
     assert "AmazonEKSEditPolicy" not in text, text
+
+
+def test_the_cost_rows_count_what_the_stacks_create():
+    """bench/run prices a deployment from bench/prices.json: its alarms, keys and the sweep's memory
+    are what both stacks create."""
+    prices = json.load(open(os.path.join(os.path.dirname(HERE), "bench", "prices.json")))["deployment"]
+    resources = template()["Resources"].values()
+    of = lambda t: [r for r in resources if r["Type"] == t]
+    assert len(of("AWS::CloudWatch::Alarm")) == prices["alarms"]
+    assert len(of("AWS::KMS::Key")) == prices["kms_keys"]
+    sweep = [f for f in of("AWS::Lambda::Function") if "renews what is due" in f["Properties"]["Description"]]
+    assert [f["Properties"]["MemorySize"] for f in sweep] == [prices["sweep_memory_mb"]]
+    main = open(os.path.join(MODULE, "main.tf")).read()
+    assert re.search(r'expiry_sweep += \{[^}]*memory = %d,' % prices["sweep_memory_mb"], main)
+    assert main.count('resource "aws_kms_key"') == prices["kms_keys"]

@@ -10,7 +10,11 @@
 //! 5. a sweep over 3 accounts × 2 regions × 50 clusters, members reached through assumed roles;
 //! 6. 10,000 clusters in 4 regions fanned out through the work queue to 4 renewal-worker
 //!    processes under one account quota, then steady-state sweeps of the same fleet;
-//! 7. the zipped `bootstrap` of each function.
+//! 7. what a month costs per cluster with three kinds, from what a renewal and a steady sweep
+//!    used, at list prices (bench/prices.json), beside the per-workload path;
+//! 8. the zipped `bootstrap` of each function.
+
+mod monthly;
 
 use meshca_test_support::aws;
 
@@ -105,6 +109,19 @@ fn spawn_function(
     ca: &str,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<tokio::process::Child> {
+    function_command(binary, stub, emu, ca, extra)
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))
+}
+
+/// The command `spawn_function` runs, its output discarded (the cost row keeps it).
+fn function_command(
+    binary: &Path,
+    stub: &RuntimeStub,
+    emu: &AwsEmulator,
+    ca: &str,
+    extra: &[(&str, &str)],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", stub.addr.to_string())
@@ -126,8 +143,7 @@ fn spawn_function(
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn()
-        .with_context(|| format!("start {}", binary.display()))
+    cmd
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> f64 {
@@ -805,6 +821,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("queue") {
         queue(&worker_bin, &mut rows).await?;
+    }
+    if want("cost") {
+        monthly::cost(&sweep_bin, &mut rows).await?;
     }
     zip_sizes(&mut rows);
 

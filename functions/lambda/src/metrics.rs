@@ -8,16 +8,18 @@ use meshca_core::Outcome;
 
 pub const NAMESPACE: &str = "meshca";
 
-/// The EMF document for one cluster's outcome (`report`, which names it): `DaysLeft` when a
-/// bundle is in place, `Renewals` and `Failures` as counts. Dimensions: Cluster (as always), and
-/// Account, Region, Cluster (Account `home` for meshca's own), so a fleet over many accounts can
-/// be graphed and alarmed per account.
+/// Where the metrics of the per-cluster documents are aggregated: the whole fleet, no dimension.
+/// Each distinct dimension value is a billed metric ($0.30 a month), so a per-cluster dimension
+/// would make telemetry the largest line of the bill (docs/cost.md); per-cluster detail lives in
+/// the document's fields instead, which Logs Insights queries (the dashboards do).
+pub const DIMENSIONS: [[&str; 0]; 1] = [[]];
+
+/// One line per reconciled cluster (`report` names it): its fields `Cluster`, `Account` (`home`
+/// for meshca's own), `Region`, `Outcome` and `DaysLeft` when a bundle is in place are the
+/// per-cluster record Logs Insights reads; its metrics `Renewals` and `Failures` count into the
+/// fleet's totals, without dimensions.
 pub fn cluster_metrics(report: &crate::Report, now: OffsetDateTime) -> Option<Value> {
     let (cluster, outcome) = (report.cluster.as_deref()?, &report.outcome);
-    let mut metrics = vec![
-        json!({"Name": "Renewals", "Unit": "Count"}),
-        json!({"Name": "Failures", "Unit": "Count"}),
-    ];
     let mut doc = json!({
         "Cluster": cluster,
         "Account": report.account.as_deref().unwrap_or("home"),
@@ -28,13 +30,46 @@ pub fn cluster_metrics(report: &crate::Report, now: OffsetDateTime) -> Option<Va
     });
     if let Some(not_after) = outcome.not_after() {
         doc["DaysLeft"] = json!(days(not_after - now));
-        metrics.push(json!({"Name": "DaysLeft", "Unit": "None"}));
     }
+    let metrics = [
+        json!({"Name": "Renewals", "Unit": "Count"}),
+        json!({"Name": "Failures", "Unit": "Count"}),
+    ];
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Cluster"], ["Account", "Region", "Cluster"]], "Metrics": metrics}],
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": DIMENSIONS, "Metrics": metrics}],
     });
     Some(doc)
+}
+
+/// The billed metric series an EMF document feeds: (namespace, metric name, the dimension
+/// values), one per metric and dimension set. The bench counts them per cluster and a test holds
+/// the count flat as the fleet grows.
+pub fn series(doc: &Value) -> Vec<String> {
+    let Some(directives) = doc["_aws"]["CloudWatchMetrics"].as_array() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in directives {
+        let namespace = d["Namespace"].as_str().unwrap_or_default();
+        let (sets, metrics) = (array(&d["Dimensions"]), array(&d["Metrics"]));
+        for set in sets {
+            let values: Vec<String> = array(set)
+                .iter()
+                .filter_map(|k| k.as_str())
+                .map(|k| format!("{k}={}", doc[k]))
+                .collect();
+            for m in metrics {
+                let name = m["Name"].as_str().unwrap_or_default();
+                out.push(format!("{namespace}/{name}{{{}}}", values.join(",")));
+            }
+        }
+    }
+    out
+}
+
+fn array(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
@@ -69,7 +104,7 @@ pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) ->
     }
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [[]], "Metrics": metrics}],
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": DIMENSIONS, "Metrics": metrics}],
     });
     doc
 }
@@ -112,15 +147,16 @@ mod tests {
             .iter()
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["Renewals", "Failures", "DaysLeft"]);
+        assert_eq!(
+            names,
+            ["Renewals", "Failures"],
+            "DaysLeft is a field, not a metric"
+        );
         assert_eq!(
             (&d["Account"], &d["Region"]),
             (&json!("home"), &json!("eu-west-1"))
         );
-        assert_eq!(
-            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["Cluster"], ["Account", "Region", "Cluster"]])
-        );
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         report.account = Some("222233334444".into());
         assert_eq!(
             cluster_metrics(&report, now).unwrap()["Account"],
@@ -201,6 +237,64 @@ mod tests {
             .collect();
         assert!(
             names.contains(&"RotationPhaseAgeSeconds") && names.contains(&"RotationUnconfirmed")
+        );
+    }
+
+    /// Every outcome of a fleet over accounts and regions, plus the sweep's own document: the
+    /// billed series they feed do not grow with the fleet. A per-cluster dimension fails it.
+    #[test]
+    fn the_billed_series_stay_flat_as_the_fleet_grows() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let later = now + time::Duration::days(30);
+        let outcomes = [
+            Outcome::Unchanged {
+                generation: 1,
+                not_after: later,
+                renew_at: later,
+            },
+            Outcome::Failed {
+                step: meshca_core::Step::Issue,
+                error: "x".into(),
+            },
+        ];
+        let fleet_series = |n: usize| {
+            let mut all = std::collections::BTreeSet::new();
+            for i in 0..n {
+                let region = ["eu-west-1", "us-east-1"][i % 2];
+                let mut r = crate::Report::new(
+                    Some(&format!("c{i}")),
+                    Some(region),
+                    outcomes[i % 2].clone(),
+                );
+                r.account = (i % 3 != 0).then(|| format!("{:012}", i % 3));
+                all.extend(series(&cluster_metrics(&r, now).unwrap()));
+            }
+            all.extend(series(&sweep_metrics(&Default::default(), now)));
+            all
+        };
+        let (one, thousand) = (fleet_series(2), fleet_series(1000));
+        assert_eq!(one, thousand, "series added by clusters");
+        assert!(thousand.len() <= 8, "{thousand:?}");
+    }
+
+    /// The counter itself: a document with a per-cluster dimension feeds one series per cluster.
+    #[test]
+    fn a_per_cluster_dimension_is_counted_once_per_cluster() {
+        let doc = |c: &str| {
+            json!({"Cluster": c, "Renewals": 1, "_aws": {"CloudWatchMetrics": [
+            {"Namespace": "meshca", "Dimensions": [["Cluster"], []], "Metrics": [{"Name": "Renewals"}]}]}})
+        };
+        let mut all: Vec<String> = series(&doc("a"));
+        all.extend(series(&doc("b")));
+        all.sort();
+        all.dedup();
+        assert_eq!(
+            all,
+            [
+                "meshca/Renewals{Cluster=\"a\"}",
+                "meshca/Renewals{Cluster=\"b\"}",
+                "meshca/Renewals{}"
+            ]
         );
     }
 }

@@ -21,6 +21,22 @@ import settingsList from './settings.json';
 /** One setting the functions read (lib/settings.json, the one list CDK, Terraform and the docs
  * are checked against): its variable, and the name CDK (context `meshca:<cdk>` and prop) and
  * Terraform give it. */
+
+/** The per-cluster lines the functions log (functions/lambda/src/metrics.rs), one row per
+ * cluster; the Terraform module's dashboard runs the same queries. */
+export const PER_CLUSTER_QUERY = [
+  'filter ispresent(Cluster) and ispresent(Outcome)',
+  'stats min(DaysLeft) as days_left, latest(Outcome) as outcome, sum(Renewals) as renewals, sum(Failures) as failures by Account, Region, Cluster',
+  'sort days_left asc',
+  'limit 100',
+];
+export const FAILURES_QUERY = [
+  'filter Failures > 0',
+  'stats count(*) as failures, latest(Outcome) as outcome by Account, Region, Cluster',
+  'sort failures desc',
+  'limit 100',
+];
+
 export interface Setting {
   readonly env: string;
   /** direct: passed through as given; stack: the stack also grants or checks with it;
@@ -493,7 +509,7 @@ export class MeshcaStack extends cdk.Stack {
     const dlqs = { ClusterEvents: eventsDlq, ExpirySweep: sweepDlq, RenewalWorker: workDlq };
     this.alarms(props.alarmDaysLeft ?? 7, dlqs, sweepEvery, props.rotationStuckAfterHours ?? 72);
     this.whereToLook(logGroups, dlqs);
-    this.dashboard();
+    this.dashboard(logGroups);
 
     new cdk.CfnOutput(this, 'RoleArn', {
       value: this.role.roleArn,
@@ -681,25 +697,24 @@ export class MeshcaStack extends cdk.Stack {
     }
   }
 
-  /** One page for the fleet: days left of every cluster by account and region, renewals,
-   * failures, and IssueCertificate calls PCA throttled. */
-  private dashboard(): void {
+  /** One page for the fleet. Per-cluster detail (days left, outcome, renewals, failures by
+   * account, region and cluster) comes from the functions' log lines through Logs Insights: as
+   * metrics it would be a billed series per cluster (docs/cost.md). The graphs are fleet totals. */
+  private dashboard(logGroups: Record<string, logs.LogGroup>): void {
     const hour = cdk.Duration.hours(1);
-    const search = (metric: string, stat: string, label: string) => new cloudwatch.MathExpression({
-      expression: `SEARCH('{meshca,Account,Region,Cluster} MetricName="${metric}"', '${stat}', 3600)`,
-      label,
-      period: hour,
-      usingMetrics: {},
-    });
     const fleet = (metric: string, stat: string) => new cloudwatch.Metric({ namespace: 'meshca', metricName: metric, statistic: stat, period: hour });
+    const logGroupNames = Object.values(logGroups).map((g) => g.logGroupName);
+    const perCluster = (title: string, queryLines: string[]) => new cloudwatch.LogQueryWidget({
+      title, logGroupNames, queryLines, view: cloudwatch.LogQueryVisualizationType.TABLE, width: 24, height: 8,
+    });
     const board = new cloudwatch.Dashboard(this, 'Fleet', {
       dashboardName: `${this.stackName}-fleet`,
       widgets: [
-        [new cloudwatch.GraphWidget({ title: 'Days left per cluster (account, region, cluster)', left: [search('DaysLeft', 'Minimum', '')], width: 24, height: 8 })],
+        [perCluster('Days left per cluster, soonest first (account, region, cluster)', PER_CLUSTER_QUERY)],
+        [perCluster('Failed reconciles per cluster', FAILURES_QUERY)],
         [
-          new cloudwatch.GraphWidget({ title: 'Renewals per cluster', left: [search('Renewals', 'Sum', '')], width: 8 }),
-          new cloudwatch.GraphWidget({ title: 'Failures per cluster', left: [search('Failures', 'Sum', '')], width: 8 }),
-          new cloudwatch.GraphWidget({ title: 'IssueCertificate calls throttled by PCA', left: [fleet('IssueThrottled', 'Sum')], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'Renewals and failures in the fleet', left: [fleet('Renewals', 'Sum'), fleet('Failures', 'Sum')], width: 12 }),
+          new cloudwatch.GraphWidget({ title: 'IssueCertificate calls throttled by PCA', left: [fleet('IssueThrottled', 'Sum')], width: 12 }),
         ],
         [
           new cloudwatch.GraphWidget({ title: 'Sweep: clusters checked, renewed, failed', left: [fleet('ClustersChecked', 'Maximum'), fleet('ClustersRenewed', 'Sum'), fleet('ClustersFailed', 'Sum')], width: 12 }),

@@ -9,7 +9,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { DIRECT_SETTINGS, MeshcaStack, MeshcaProps, PATHLEN0_TEMPLATE, SETTINGS, propsFromContext } from '../lib/meshca-stack';
+import { DIRECT_SETTINGS, MeshcaStack, MeshcaProps, FAILURES_QUERY, PATHLEN0_TEMPLATE, PER_CLUSTER_QUERY, SETTINGS, propsFromContext } from '../lib/meshca-stack';
 import { MeshcaMemberStack, MeshcaMemberProps } from '../lib/meshca-member-stack';
 
 const CA = 'arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555';
@@ -334,18 +334,23 @@ test('member accounts: the role assumes their member roles only, escrows under m
   assert.deepEqual(propsFromContext(ctx).memberAccounts, [{ account: M1 }, { account: M2 }]);
 });
 
-test('a dashboard graphs days left, renewals and failures per account, region and cluster, and throttles', () => {
+test('a dashboard shows each cluster from the logs (Logs Insights) and graphs only fleet totals', () => {
   const { template } = synth();
   const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
   assert.equal(dashboards.length, 1);
   const body = JSON.parse(flat(dashboards[0].Properties.DashboardBody) as string);
-  const expressions = body.widgets.flatMap((w: { properties: { metrics?: unknown[][] } }) => (w.properties.metrics ?? []).flat())
-    .map((m: unknown) => (m as { expression?: string }).expression).filter((e: string | undefined) => e !== undefined);
-  for (const metric of ['DaysLeft', 'Renewals', 'Failures']) {
-    assert.ok(expressions.some((e: string) => e.startsWith(`SEARCH('{meshca,Account,Region,Cluster} MetricName="${metric}"'`)), `${metric}: ${expressions}`);
+  const logs = body.widgets.filter((w: { type: string }) => w.type === 'log');
+  assert.equal(logs.length, 2);
+  const groups = Object.keys(template.findResources('AWS::Logs::LogGroup')).length;
+  for (const w of logs) {
+    assert.equal((w.properties.query.match(/SOURCE '/g) ?? []).length, groups, w.properties.query);
+  }
+  for (const line of [...PER_CLUSTER_QUERY, ...FAILURES_QUERY]) {
+    assert.ok(logs.some((w: { properties: { query: string } }) => w.properties.query.includes(line)), line);
   }
   const text = JSON.stringify(body);
-  for (const metric of ['IssueThrottled', 'SoonestDaysLeft', 'ClustersFailed']) assert.ok(text.includes(metric), metric);
+  assert.ok(!text.includes('SEARCH(') && !text.includes('"Cluster"'), 'a per-cluster metric is a billed series per cluster');
+  for (const metric of ['Renewals', 'Failures', 'IssueThrottled', 'SoonestDaysLeft', 'ClustersFailed']) assert.ok(text.includes(metric), metric);
 });
 
 const CENTRAL_ROLE = 'arn:aws:iam::111122223333:role/Meshca-Role1ABCD';

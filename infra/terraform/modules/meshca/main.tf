@@ -650,20 +650,34 @@ resource "aws_cloudwatch_metric_alarm" "sweep_not_running" {
 
 # --- Dashboard -----------------------------------------------------------------------------------------
 
+# Per-cluster detail comes from the functions' log lines through Logs Insights: as metrics it
+# would be a billed series per cluster (docs/cost.md). The same queries as the CDK stack's.
 locals {
-  per_cluster = { for m in ["DaysLeft", "Renewals", "Failures"] : m => "SEARCH('{meshca,Account,Region,Cluster} MetricName=\"${m}\"', '${m == "DaysLeft" ? "Minimum" : "Sum"}', 3600)" }
+  log_sources = join(" | ", [for k, _ in local.functions : "SOURCE '${aws_cloudwatch_log_group.fn[k].name}'"])
+  per_cluster_query = join(" | ", [
+    "filter ispresent(Cluster) and ispresent(Outcome)",
+    "stats min(DaysLeft) as days_left, latest(Outcome) as outcome, sum(Renewals) as renewals, sum(Failures) as failures by Account, Region, Cluster",
+    "sort days_left asc",
+    "limit 100",
+  ])
+  failures_query = join(" | ", [
+    "filter Failures > 0",
+    "stats count(*) as failures, latest(Outcome) as outcome by Account, Region, Cluster",
+    "sort failures desc",
+    "limit 100",
+  ])
 }
 
 resource "aws_cloudwatch_dashboard" "fleet" {
   dashboard_name = "${var.name}-fleet"
   dashboard_body = jsonencode({
     widgets = [
-      { type = "metric", x = 0, y = 0, width = 24, height = 8, properties = { title = "Days left per cluster (account, region, cluster)", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["DaysLeft"], period = 3600 }]] } },
-      { type = "metric", x = 0, y = 8, width = 8, height = 6, properties = { title = "Renewals per cluster", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["Renewals"], period = 3600 }]] } },
-      { type = "metric", x = 8, y = 8, width = 8, height = 6, properties = { title = "Failures per cluster", region = local.region, view = "timeSeries", period = 3600, metrics = [[{ expression = local.per_cluster["Failures"], period = 3600 }]] } },
-      { type = "metric", x = 16, y = 8, width = 8, height = 6, properties = { title = "IssueCertificate calls throttled by PCA", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "IssueThrottled", { stat = "Sum" }]] } },
-      { type = "metric", x = 0, y = 14, width = 12, height = 6, properties = { title = "Sweep: clusters checked, renewed, failed", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "ClustersChecked", { stat = "Maximum" }], ["meshca", "ClustersRenewed", { stat = "Sum" }], ["meshca", "ClustersFailed", { stat = "Sum" }]] } },
-      { type = "metric", x = 12, y = 14, width = 12, height = 6, properties = { title = "Soonest days left in the fleet", region = local.region, view = "singleValue", period = 3600, metrics = [["meshca", "SoonestDaysLeft", { stat = "Minimum" }]] } },
+      { type = "log", x = 0, y = 0, width = 24, height = 8, properties = { title = "Days left per cluster, soonest first (account, region, cluster)", region = local.region, view = "table", query = "${local.log_sources} | ${local.per_cluster_query}" } },
+      { type = "log", x = 0, y = 8, width = 24, height = 8, properties = { title = "Failed reconciles per cluster", region = local.region, view = "table", query = "${local.log_sources} | ${local.failures_query}" } },
+      { type = "metric", x = 0, y = 16, width = 12, height = 6, properties = { title = "Renewals and failures in the fleet", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "Renewals", { stat = "Sum" }], ["meshca", "Failures", { stat = "Sum" }]] } },
+      { type = "metric", x = 12, y = 16, width = 12, height = 6, properties = { title = "IssueCertificate calls throttled by PCA", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "IssueThrottled", { stat = "Sum" }]] } },
+      { type = "metric", x = 0, y = 22, width = 12, height = 6, properties = { title = "Sweep: clusters checked, renewed, failed", region = local.region, view = "timeSeries", period = 3600, metrics = [["meshca", "ClustersChecked", { stat = "Maximum" }], ["meshca", "ClustersRenewed", { stat = "Sum" }], ["meshca", "ClustersFailed", { stat = "Sum" }]] } },
+      { type = "metric", x = 12, y = 22, width = 12, height = 6, properties = { title = "Soonest days left in the fleet", region = local.region, view = "singleValue", period = 3600, metrics = [["meshca", "SoonestDaysLeft", { stat = "Minimum" }]] } },
     ]
   })
 }
