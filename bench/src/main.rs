@@ -254,6 +254,50 @@ async fn latency(bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         format!("{:.1} ms / {:.2} ms", ms(wall), ms(cpu)),
         "".into(),
     ));
+    drop(child);
+    allocators(bin, rows).await
+}
+
+/// Forced reconciles through cluster-events as deployed (system allocator) and built with
+/// mimalloc (bench/run builds both), both running, in alternating rounds so that whatever
+/// else the machine does weighs on both alike: medians of ALLOCATOR_ROUNDS rounds each.
+async fn allocators(bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const ALLOCATOR_ROUNDS: usize = 9;
+    let alt = bin.with_file_name("cluster-events-mimalloc");
+    if !alt.exists() {
+        return Ok(());
+    }
+    let (emu, ca) = emulator();
+    let _servers = clusters(&emu, "c", 1).await?;
+    let event = json!({"cluster": "c-0000", "region": REGION, "force": true}).to_string();
+    let mut runs = Vec::new();
+    for b in [bin, alt.as_path()] {
+        let mut stub = RuntimeStub::start().await?;
+        let child = spawn_function(b, &stub, &emu, &ca, &[])?;
+        stub.invoke(&event).await;
+        runs.push((stub, child, Vec::new()));
+    }
+    for _ in 0..ALLOCATOR_ROUNDS {
+        for (stub, child, cpus) in runs.iter_mut() {
+            let (_, cpu) = per_invoke(stub, child.id().unwrap(), &event, "renewed").await?;
+            cpus.push(cpu.as_secs_f64() * 1000.0);
+        }
+    }
+    let [(_, sys_child, sys), (_, alt_child, alt)] = &mut runs[..] else {
+        unreachable!("two runs")
+    };
+    let rss = |c: &tokio::process::Child| proc_status_kib(c.id().unwrap_or(0), "VmHWM:") / 1024.0;
+    let (sys_ms, alt_ms) = (median(sys.clone()), median(alt.clone()));
+    rows.push(Row(
+        format!("  own CPU / peak RSS, system allocator (deployed) beside mimalloc, medians of {ALLOCATOR_ROUNDS} alternating rounds"),
+        format!(
+            "{sys_ms:.2} ms / {:.1} MiB beside {alt_ms:.2} ms / {:.1} MiB ({:+.1} % CPU)",
+            rss(sys_child),
+            rss(alt_child),
+            (alt_ms / sys_ms - 1.0) * 100.0
+        ),
+        "".into(),
+    ));
     Ok(())
 }
 

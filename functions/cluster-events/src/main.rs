@@ -5,6 +5,11 @@
 //! one JSON line and one EMF line, and returns the report. A failed reconcile is returned as an
 //! error so EventBridge retries it and, in the end, dead-letters it.
 
+// Only with the `mimalloc` feature, which bench/run measures beside the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::failure::FunctionError;
 use meshca_lambda::{App, event, invocation, metrics};
