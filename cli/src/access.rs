@@ -24,7 +24,9 @@ a user (--user). The namespaces must exist (Istio's, Linkerd's or TSB's install 
 Examples:
   meshca access | kubectl apply -f -          # istio-cacerts: istio-system
   meshca access --kind istio-cacerts --kind linkerd-issuer | kubectl apply -f -
-  aws eks create-access-entry --cluster-name CLUSTER --principal-arn ROLE_ARN --kubernetes-groups meshca"
+  aws eks create-access-entry --cluster-name CLUSTER --principal-arn ROLE_ARN --kubernetes-groups meshca
+
+Exit status: 0 printed; 1 an unknown kind; 2 a usage error."
 )]
 pub struct AccessArgs {
     /// A kind delivered into the cluster (repeatable).

@@ -40,7 +40,10 @@ CRL from meshca.",
     after_help = "\
 Examples:
   meshca crl enable            # record CRL mode, write every cluster's ca-crl.pem
-  meshca crl publish           # re-sign the authority's CRL and write it everywhere again"
+  meshca crl publish           # re-sign the authority's CRL and write it everywhere again
+
+Exit status: 0 published; 1 an error (a CRL that would not fit, an authority that publishes none);
+2 a usage error."
 )]
 pub struct CrlArgs {
     #[command(subcommand)]
@@ -50,8 +53,20 @@ pub struct CrlArgs {
 #[derive(Debug, Subcommand)]
 enum CrlCommand {
     /// Record CRL mode for the fleet (one-way) and publish.
+    #[command(after_help = "\
+Examples:
+  meshca crl enable
+  meshca crl enable --out-dir fleet-out
+
+Exit status: 0 recorded and published; 1 an error; 2 a usage error.")]
     Enable(PublishArgs),
     /// Publish again: re-sign the authority's CRL and write every cluster's ca-crl.pem.
+    #[command(after_help = "\
+Examples:
+  meshca crl publish
+  meshca crl publish --out-dir fleet-out
+
+Exit status: 0 published; 1 an error; 2 a usage error.")]
     Publish(PublishArgs),
 }
 

@@ -23,7 +23,9 @@ STATE is `current` (the bundle in service), `renewing` (a newer generation is be
 `in-flight` (a first generation not finished yet). ROOT is the first 16 hex digits of the
 SHA-256 of root-cert.pem: clusters that trust each other show the same one. TERMS are what the
 bundle was issued with (key algorithm, validity, renewal): reruns, renewals and rotations keep
-them; --json adds the subject, names and the history of every change.";
+them; --json adds the subject, names and the history of every change.
+
+Exit status: 0 listed (an empty escrow too); 1 the escrow could not be read; 2 a usage error.";
 
 /// List every managed cluster from escrow: kind, generation, days left, root fingerprint.
 #[derive(Debug, Args)]

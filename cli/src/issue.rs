@@ -50,7 +50,10 @@ Examples:
   meshca issue --cluster c1 --context kind-c1   # issue, then deliver istio-system/cacerts
   meshca issue --eks-cluster prod-eu-1 --region eu-west-1 --no-files \\
       --ca-arn ARN --escrow secrets-manager
-  VAULT_TOKEN=… meshca issue --cluster c1 --vault-addr https://vault:8200 --vault-mount pki"
+  VAULT_TOKEN=… meshca issue --cluster c1 --vault-addr https://vault:8200 --vault-mount pki
+
+Exit status: 0 issued, reused or delivered; 1 an error (printed once, with the fix where there is
+one); 2 a usage error."
 )]
 pub struct IssueArgs {
     /// Cluster name as EKS spells it (letters, digits, '-' and '_', at most 100); defaults to --eks-cluster.

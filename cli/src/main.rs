@@ -36,7 +36,11 @@ created on first use. Nothing needs an AWS account.
 Quick start:
   meshca issue --cluster demo          # writes out/demo/
   meshca inspect out/demo              # checks it against the bundle rules
-  kubectl apply -f out/demo/cacerts.yaml";
+  kubectl apply -f out/demo/cacerts.yaml
+
+Each command's --help has examples, the environment variables it reads and its exit status:
+0 success, 1 failure (the error printed once, on stderr), 2 a usage error. Every command and
+flag: docs/cli.md.";
 
 #[derive(Debug, Parser)]
 #[command(name = "meshca", version, about = ABOUT, long_about = LONG_ABOUT)]

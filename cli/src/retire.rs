@@ -30,7 +30,10 @@ Examples:
   meshca retire --cluster old-eu-1                 # what would be revoked
   meshca retire --cluster old-eu-1 --yes
   meshca retire --cluster old-eu-1 --kind xcp-edge --yes
-  meshca retire --cluster old-eu-1 --escrow secrets-manager --ca-arn ARN --yes"
+  meshca retire --cluster old-eu-1 --escrow secrets-manager --ca-arn ARN --yes
+
+Exit status: 0 revoked and retired; 1 without --yes (what would be done is shown), or any kind
+that failed (the others are still done); 2 a usage error."
 )]
 pub struct RetireArgs {
     /// The cluster, as it was issued.

@@ -35,13 +35,15 @@ A compromise of the root itself needs a root rotation (meshca rotate-root), not 
 
 Asks for confirmation on a terminal; elsewhere --yes is required. --dry-run says what would be
 revoked and does nothing. In CRL mode (meshca crl) the fleet's CRLs, now listing the revoked
-intermediate, are written into every other cluster's cacerts at once. Exit codes: 0 done (or
-nothing to change), 1 refused or failed.",
+intermediate, are written into every other cluster's cacerts at once.",
     after_help = "\
 Examples:
   meshca revoke --cluster prod-eu-1 --reason key-compromise --dry-run
   meshca revoke --cluster prod-eu-1 --reason key-compromise --yes
-  meshca revoke --cluster prod-eu-1 --lift --yes     # then: meshca issue --cluster prod-eu-1"
+  meshca revoke --cluster prod-eu-1 --lift --yes     # then: meshca issue --cluster prod-eu-1
+
+Exit status: 0 done, or nothing to change; 1 refused (no --yes off a terminal) or failed; 2 a
+usage error."
 )]
 pub struct RevokeArgs {
     /// The cluster, as it was issued.

@@ -52,7 +52,10 @@ Examples:
   meshca rotate-root advance                 # after the soak (default 26 h)
   meshca rotate-root start --to arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/NEW \\
       --ca-arn arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/OLD --kubeconfig fleet.yaml
-  meshca rotate-root abort"
+  meshca rotate-root abort
+
+Exit status: 0 done as asked (or, with --dry-run, shown); 1 an error, including a phase that may
+not advance yet (what blocks it is named); 2 a usage error."
 )]
 pub struct RotateArgs {
     #[command(subcommand)]
@@ -62,12 +65,39 @@ pub struct RotateArgs {
 #[derive(Debug, Subcommand)]
 enum RotateCommand {
     /// Start a rotation to a new authority and carry out phase 1 (trust both roots).
+    #[command(after_help = "\
+Examples:
+  meshca rotate-root start --to local:.meshca/ca-2026 --create --dry-run
+  meshca rotate-root start --to local:.meshca/ca-2026 --create --soak 0
+
+Exit status: 0 started (or shown, with --dry-run); 1 an error, such as a rotation already under
+way; 2 a usage error.")]
     Start(StartArgs),
     /// Each cluster's standing in the current phase, and what blocks the next one. Reads only.
+    #[command(after_help = "\
+Examples:
+  meshca rotate-root status
+  meshca rotate-root status --json | jq .blockers
+
+Exit status: 0 shown; 1 an error (no rotation under way); 2 a usage error.")]
     Status(FleetArgs),
     /// Finish the current phase, then move to the next if every cluster confirmed it and the soak passed.
+    #[command(after_help = "\
+Examples:
+  meshca rotate-root advance --dry-run
+  meshca rotate-root advance
+  meshca rotate-root advance --force      # past the soak or an unconfirmed cluster, recorded
+
+Exit status: 0 advanced (or shown, with --dry-run); 1 an error, including a phase that may not
+advance yet (what blocks it is named); 2 a usage error.")]
     Advance(AdvanceArgs),
     /// Turn the rotation round, back to the old root alone (before drop-old only).
+    #[command(after_help = "\
+Examples:
+  meshca rotate-root abort
+
+Exit status: 0 turned round; 1 an error (from drop-old on there is no old root to go back to);
+2 a usage error.")]
     Abort(FleetArgs),
 }
 

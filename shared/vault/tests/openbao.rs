@@ -551,7 +551,10 @@ async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call
         .await
         .expect("6.6 s after a 3 s token was created, it still works: it was renewed");
 
-    // AppRole tokens living 3 s: the next call after two thirds logs in again.
+    // AppRole tokens living 3 s: the next call after two thirds logs in again. A 403 on the
+    // expired token would be rescued by the log-in-again-once fallback, so the audit device
+    // (OpenBao's own record) must show two logins and no refusal at all.
+    bao.audit();
     let (role_id, secret_id) = bao.approle(POLICY, "3s");
     let login = Login::AppRole {
         mount: "approle".into(),
@@ -565,6 +568,14 @@ async fn short_lived_tokens_are_renewed_and_logins_repeated_before_the_next_call
         .describe()
         .await
         .expect("the first token expired; a new login took its place");
+    let audited = bao.audited();
+    let refused: Vec<_> = audited.iter().filter(|(_, e)| e.is_some()).collect();
+    assert!(refused.is_empty(), "refused on the way: {refused:?}");
+    let logins = audited
+        .iter()
+        .filter(|(p, _)| p == "auth/approle/login")
+        .count();
+    assert_eq!(logins, 2, "{audited:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -256,6 +256,35 @@ impl Bao {
     pub fn ca_file(&self) -> &Path {
         &self.ca_file
     }
+
+    /// Turns on OpenBao's file audit device: from now on every request and response is a JSON
+    /// line that [`Bao::audited`] reads, so a test can see what the server saw (a 403 a client
+    /// recovered from included).
+    pub fn audit(&self) {
+        let file = self._dir.path().join("audit.log");
+        self.cli(&[
+            "audit",
+            "enable",
+            "file",
+            &format!("file_path={}", file.display()),
+        ]);
+    }
+
+    /// The audit device's responses so far: (request path, error message if any).
+    pub fn audited(&self) -> Vec<(String, Option<String>)> {
+        let text = std::fs::read_to_string(self._dir.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == "response")
+            .map(|e| {
+                let path = e["request"]["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                (path, e["error"].as_str().map(String::from))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Bao {
