@@ -51,8 +51,17 @@ impl Bao {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port_pair();
         let root_token = format!("root-{}", std::process::id());
+        // OpenBao takes audit devices from its configuration only (not the API): one file device,
+        // so a test can read what the server saw (`audited`).
+        let config = dir.path().join("audit.hcl");
+        let audit = format!(
+            "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            dir.path().join("audit.log").display()
+        );
+        std::fs::write(&config, audit).unwrap();
         let child = Command::new(bao_binary())
             .args(["server", "-dev", "-dev-tls", "-dev-no-store-token"])
+            .arg(format!("-config={}", config.display()))
             .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
             .arg(format!("-dev-root-token-id={root_token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
@@ -257,20 +266,8 @@ impl Bao {
         &self.ca_file
     }
 
-    /// Turns on OpenBao's file audit device: from now on every request and response is a JSON
-    /// line that [`Bao::audited`] reads, so a test can see what the server saw (a 403 a client
-    /// recovered from included).
-    pub fn audit(&self) {
-        let file = self._dir.path().join("audit.log");
-        self.cli(&[
-            "audit",
-            "enable",
-            "file",
-            &format!("file_path={}", file.display()),
-        ]);
-    }
-
-    /// The audit device's responses so far: (request path, error message if any).
+    /// Every response the server's audit device recorded so far, in order: (request path, its
+    /// error message if it failed). A client that recovered from a refusal still shows it here.
     pub fn audited(&self) -> Vec<(String, Option<String>)> {
         let text = std::fs::read_to_string(self._dir.path().join("audit.log")).unwrap_or_default();
         text.lines()
