@@ -87,6 +87,18 @@ pub enum InvalidBundle {
     WrongKeyType { found: String, wanted: KeyAlgorithm },
     #[error("cert-chain.pem does not start with ca-cert.pem")]
     ChainHead,
+    #[error(
+        "cert-chain.pem: \"{0}\" signs the certificate below it but is not a CA (BasicConstraints CA:TRUE missing)"
+    )]
+    IssuerNotCa(String),
+    #[error(
+        "cert-chain.pem: \"{issuer}\" allows {path_len} CA certificate(s) below it (pathlen {path_len}) but has {below}; a data plane refuses this chain: its issuer must be a CA with a larger path length"
+    )]
+    IssuerPathLen {
+        issuer: String,
+        path_len: u32,
+        below: usize,
+    },
     #[error("cert-chain.pem does not verify to root-cert.pem: {0}")]
     ChainBroken(String),
     #[error(
@@ -161,6 +173,32 @@ pub fn parse(bundle: &Bundle) -> Result<Parsed, InvalidBundle> {
         chain: load(CERT_CHAIN, &bundle.cert_chain)?,
         roots: load(ROOT_CERT, &bundle.root_cert)?,
     })
+}
+
+/// Each issuer in the chain is a CA whose path length admits the CA certificates below it
+/// (RFC 5280, 4.2.1.9: the end entity and self-issued certificates are not counted). A data
+/// plane validating the path refuses the chain otherwise, so a subordinate made from a PathLen0
+/// template cannot stand above a cluster's intermediate, however well the signatures check.
+fn issuers_admit(chain: &[Certificate]) -> Result<(), InvalidBundle> {
+    for (at, issuer) in chain.iter().enumerate().skip(1) {
+        if !issuer.is_ca {
+            return Err(InvalidBundle::IssuerNotCa(issuer.subject.clone()));
+        }
+        let below = chain[..at]
+            .iter()
+            .filter(|c| c.is_ca && !c.is_self_signed())
+            .count();
+        if let Some(path_len) = issuer.path_len
+            && (path_len as usize) < below
+        {
+            return Err(InvalidBundle::IssuerPathLen {
+                issuer: issuer.subject.clone(),
+                path_len,
+                below,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A CA of the path length asked for, or a TLS identity with both EKUs and its names.
@@ -259,6 +297,7 @@ pub fn validate(
             .signed_by(&pair[1])
             .map_err(InvalidBundle::ChainBroken)?;
     }
+    issuers_admit(&chain)?;
     let last = chain.last().expect("chain starts with ca-cert.pem");
     if !roots.iter().any(|r| r.der == last.der) {
         return Err(match roots.iter().find(|r| last.signed_by(r).is_ok()) {

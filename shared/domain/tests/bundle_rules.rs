@@ -299,3 +299,45 @@ fn garbage_in_a_file() {
         "{e}"
     );
 }
+
+#[test]
+fn an_issuer_whose_path_length_leaves_no_room_for_the_intermediate() {
+    let root = root(Spec::ca("root", 3650));
+    let sub = signed(
+        &root,
+        Spec {
+            path_len: Some(0),
+            ..Spec::ca("PathLen0 issuing CA", 1000)
+        },
+    );
+    let int = signed(&sub, Spec::intermediate("c1", 365));
+    let e = err(&bundle(&int, &[&sub, &root], &[&root]));
+    assert!(
+        matches!(
+            e,
+            InvalidBundle::IssuerPathLen {
+                path_len: 0,
+                below: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("PathLen0 issuing CA"), "{e}");
+}
+
+#[test]
+fn an_issuer_that_is_not_a_ca() {
+    let root = root(Spec::ca("root", 3650));
+    let sub = signed(
+        &root,
+        Spec {
+            is_ca: false,
+            path_len: None,
+            ..Spec::ca("not a CA", 1000)
+        },
+    );
+    let int = signed(&sub, Spec::intermediate("c1", 365));
+    let e = err(&bundle(&int, &[&sub, &root], &[&root]));
+    assert!(matches!(e, InvalidBundle::IssuerNotCa(_)), "{e}");
+}
