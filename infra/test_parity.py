@@ -157,7 +157,7 @@ def test_member_accounts_assume_their_roles_only_and_only_they_forward_events():
     cdk_policy = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::EventBusPolicy"]
     assert len(cdk_policy) == 1 and cdk_policy[0]["EventBusName"] == "default"
     tf_policy = blocks(load("main.tf"), "data", "aws_iam_policy_document")["member_events"]
-    statement = one(tf_policy["statement"])
+    statement = bus_statements(tf_policy)["MeshcaMemberAccountsForwardEksEvents"]
     assert one(statement["sid"]) == cdk_policy[0]["StatementId"]
     assert actions(statement["actions"]) == [cdk_policy[0]["Statement"]["Action"]]
     env = [r for r in template()["Resources"].values() if r["Type"] == "AWS::Lambda::Function"][0]["Properties"]["Environment"]["Variables"]
@@ -165,6 +165,26 @@ def test_member_accounts_assume_their_roles_only_and_only_they_forward_events():
     rules = [r["Properties"]["EventPattern"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]]
     assert any("account" in p for p in rules), "the CDK rule takes EKS events from listed accounts only"
     assert "account = concat([local.account], [for m in local.members : m.account])" in main
+
+
+def bus_statements(doc):
+    """The default bus's policy statements, each a dynamic block (present when its setting is)."""
+    return {one(c["sid"]): c for d in doc["dynamic"] for c in d["statement"]["content"]}
+
+
+def test_revoke_requests_are_routed_and_the_security_account_may_send_only_them():
+    main = open(os.path.join(MODULE, "main.tf")).read()
+    rules = blocks(load("main.tf"), "resource", "aws_cloudwatch_event_rule")
+    assert "revoke" in rules and "'meshca Revoke Requested'" in one(rules["revoke"]["event_pattern"])
+    assert 'revoke    = { rule = aws_cloudwatch_event_rule.revoke, bus = "default", fn = "cluster_events"' in main
+    cdk_rules = [r["Properties"]["EventPattern"] for r in template()["Resources"].values() if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]]
+    assert [p["account"] for p in cdk_rules if p.get("detail-type") == ["meshca Revoke Requested"]] == [["111122223333"]]
+    security = bus_statements(blocks(load("main.tf"), "data", "aws_iam_policy_document")["member_events"])["MeshcaSecurityAccountRevokes"]
+    conditions = {one(c["variable"]): one(c["values"]) for c in security["condition"]}
+    assert conditions == {"events:source": "meshca", "events:detail-type": "meshca Revoke Requested"}
+    variables = {name: body for item in load("variables.tf")["variable"] for name, body in item.items()}
+    assert "validation" in variables["security_account"]
+    assert "MESHCA_SECURITY_ACCOUNT = var.security_account" in main
 
 
 def test_the_member_module_grants_what_the_member_stack_grants():

@@ -212,6 +212,17 @@ impl App {
         }
     }
 
+    /// A revoke request's sender: meshca's own account, or the configured security account.
+    fn admits_revoker(&self, sender: Option<&str>) -> Result<(), String> {
+        match (sender, &self.config.security_account) {
+            (Some(s), Some(security)) if s == security.as_str() => Ok(()),
+            (sender, Some(security)) => self
+                .admits_sender(sender, "revoke requests")
+                .map_err(|why| format!("{why} (or the security account {security})")),
+            (sender, None) => self.admits_sender(sender, "revoke requests"),
+        }
+    }
+
     pub(crate) fn options(&self, settings: &Settings, cluster: &ClusterName) -> DeliveryOptions {
         DeliveryOptions {
             adopt: self.config.adopt,
@@ -298,9 +309,10 @@ impl App {
                 reason,
                 sender,
             } => {
-                // Only meshca's own account revokes: a member can never cut off a cluster.
+                // Only meshca's own account, or the security account, revokes: a member can never
+                // cut off a cluster.
                 if let Err(why) = self
-                    .admits_sender(sender.as_deref(), "revoke requests")
+                    .admits_revoker(sender.as_deref())
                     .and(self.account(account.as_deref()).map(|_| ()))
                 {
                     return self.refused(

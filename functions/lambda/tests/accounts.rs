@@ -18,6 +18,8 @@ const M1: &str = "222233334444";
 const M2: &str = "333344445555";
 /// Listed, but its role cannot be assumed (never created in the member).
 const BROKEN: &str = "444455556666";
+/// The security team's account: it may revoke, nothing else.
+const SECURITY: &str = "777788889999";
 const REGION_2: &str = "us-east-1";
 
 fn role(account: &str) -> String {
@@ -85,6 +87,7 @@ impl Org {
             ("MESHCA_CA_ARN".to_string(), ca),
             ("MESHCA_REGIONS".to_string(), format!("{REGION},{REGION_2}")),
             ("MESHCA_ACCOUNTS".to_string(), accounts.to_string()),
+            ("MESHCA_SECURITY_ACCOUNT".to_string(), SECURITY.to_string()),
             ("MESHCA_VALIDITY_DAYS".to_string(), "30".to_string()),
         ]);
         let config = Config::from(&move |k: &str| env.get(k).cloned()).unwrap();
@@ -268,6 +271,59 @@ async fn events_from_accounts_not_listed_and_reconcile_requests_from_members_are
         .handle(event::parse(&revoke(HOME)).unwrap(), soon())
         .await;
     assert_eq!(again.outcome.label(), "skipped", "{again:?}");
+    assert_eq!(org.emu.calls("RevokeCertificate"), 1);
+}
+
+/// The security account (MESHCA_SECURITY_ACCOUNT) revokes as meshca's own does, and may do
+/// nothing else; a member still cannot revoke, and is told who may.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_security_account_may_revoke_and_ask_for_nothing_else() {
+    let mut org = Org::new().await;
+    org.cluster(M2, REGION, "ledger", None).await;
+    let app = org.app().await;
+    let created = app.handle(created(M2, REGION, "ledger"), soon()).await;
+    assert_eq!(created.outcome.label(), "renewed", "{created:?}");
+    let request = |kind: &str, sender: &str| {
+        json!({"detail-type": kind, "source": "meshca", "account": sender,
+            "detail": {"cluster": "ledger", "region": REGION, "account": M2, "reason": "key-compromise", "force": true}})
+    };
+    let asked = app
+        .handle(
+            event::parse(&request("meshca Reconcile Requested", SECURITY)).unwrap(),
+            soon(),
+        )
+        .await;
+    let meshca_core::Outcome::Skipped { reason } = &asked.outcome else {
+        panic!("{asked:?}")
+    };
+    assert!(
+        reason.contains("from meshca's own account 123456789012 only"),
+        "{reason}"
+    );
+    let by_member = app
+        .handle(
+            event::parse(&request("meshca Revoke Requested", M1)).unwrap(),
+            soon(),
+        )
+        .await;
+    let meshca_core::Outcome::Skipped { reason } = &by_member.outcome else {
+        panic!("{by_member:?}")
+    };
+    assert!(
+        reason.contains("(or the security account 777788889999)"),
+        "{reason}"
+    );
+    assert_eq!(org.emu.calls("RevokeCertificate"), 0);
+    let revoked = app
+        .handle(
+            event::parse(&request("meshca Revoke Requested", SECURITY)).unwrap(),
+            soon(),
+        )
+        .await;
+    assert!(
+        matches!(&revoked.outcome, meshca_core::Outcome::Revoked { certificates } if certificates.len() == 1),
+        "{revoked:?}"
+    );
     assert_eq!(org.emu.calls("RevokeCertificate"), 1);
 }
 

@@ -30,6 +30,7 @@ fn configurations() -> Vec<BTreeMap<&'static str, &'static str>> {
             "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/xcp",
         ),
         ("MESHCA_CA_ROLE_ARN", "arn:aws:iam::111122223333:role/ca"),
+        ("MESHCA_SECURITY_ACCOUNT", "777788889999"),
     ]);
     let vault = |auth: &'static str| {
         BTreeMap::from([

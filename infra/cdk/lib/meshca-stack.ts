@@ -127,6 +127,10 @@ export interface MeshcaProps extends cdk.StackProps {
   /** Accept forwarded events from every account of this AWS Organizations organisation instead
    * of the listed member accounts only (the functions still act only for listed accounts). */
   readonly organizationId?: string;
+  /** An account whose `meshca Revoke Requested` events are honoured besides this one's (a
+   * security team's, MESHCA_SECURITY_ACCOUNT): the default bus accepts exactly those events from
+   * it. Never a member account: a member can never revoke. */
+  readonly securityAccount?: string;
   /** Opt-in tag on EKS clusters; default meshca.io/enabled=true. */
   readonly tagKey?: string;
   readonly tagValue?: string;
@@ -313,6 +317,7 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     regions: ctx('regions')?.split(',').map((r) => r.trim()).filter((r) => r.length > 0),
     memberAccounts: memberAccountsFromContext(ctx('memberAccounts')),
     organizationId: ctx('organizationId'),
+    securityAccount: ctx('securityAccount'),
     validityDays: num('validityDays'),
     renewBeforeDays: num('renewBeforeDays'),
     alarmDaysLeft: num('alarmDaysLeft'),
@@ -405,6 +410,8 @@ export class MeshcaStack extends cdk.Stack {
     const members = memberAccountsOf(props, regions, this.partition);
     this.grantMeshca(regions, members, secretPrefix);
     if (members.length > 0) this.acceptMemberEvents(members, props.organizationId);
+    const security = props.securityAccount;
+    if (security !== undefined) this.acceptRevokeRequests(security, members);
 
     const env: Record<string, string> = {
       ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
@@ -421,6 +428,7 @@ export class MeshcaStack extends cdk.Stack {
       MESHCA_SWEEP_MINUTES: String(sweepEvery.toMinutes()),
       // Healthy clusters' secrets are read back about once per verifyEvery (default a day).
       MESHCA_VERIFY_EVERY: String(Math.max(1, Math.round((props.verifyEvery ?? cdk.Duration.days(1)).toMinutes() / sweepEvery.toMinutes()))),
+      ...(security ? { MESHCA_SECURITY_ACCOUNT: security } : {}),
       ...(members.length > 0 ? { MESHCA_ACCOUNTS: JSON.stringify(members.map((m) => ({
         account: m.account, role: m.roleArn, regions: m.regions, ...(m.externalId ? { externalId: m.externalId } : {}),
       }))) } : {}),
@@ -498,6 +506,13 @@ export class MeshcaStack extends cdk.Stack {
       eventBus: this.bus,
       description: 'meshca Reconcile Requested: one cluster each, fanned out by the sweep',
       eventPattern: { source: ['meshca'], detailType: ['meshca Reconcile Requested'] },
+      targets: [target(this.clusterEvents, eventsDlq)],
+    });
+    // A compromised cluster revoked from AWS (docs/compromise.md): meshca's own account, or the
+    // security account, puts `meshca Revoke Requested` on the default bus.
+    new events.Rule(this, 'RevokeRequests', {
+      description: 'meshca Revoke Requested: revoke and hold one cluster, from this account or the security account',
+      eventPattern: { account: [this.account, ...(security ? [security] : [])], source: ['meshca'], detailType: ['meshca Revoke Requested'] },
       targets: [target(this.clusterEvents, eventsDlq)],
     });
     new events.Rule(this, 'Sweep', {
@@ -603,6 +618,23 @@ export class MeshcaStack extends cdk.Stack {
       statement: organizationId
         ? { Effect: 'Allow', Principal: '*', Action: 'events:PutEvents', Resource: defaultBus, Condition: { StringEquals: { 'aws:PrincipalOrgID': organizationId } } }
         : { Effect: 'Allow', Principal: { AWS: members.map((m) => `arn:${this.partition}:iam::${m.account}:root`) }, Action: 'events:PutEvents', Resource: defaultBus },
+    });
+  }
+
+  /** The security account may put `meshca Revoke Requested` events, and nothing else, on the
+   * default bus. */
+  private acceptRevokeRequests(security: string, members: Member[]): void {
+    if (!/^\d{12}$/.test(security)) throw new Error(`securityAccount: ${security} is not a 12-digit account id`);
+    if (security === this.account) throw new Error(`securityAccount: ${security} is this stack's own account, which may revoke anyway`);
+    if (members.some((m) => m.account === security)) throw new Error(`securityAccount: ${security} is a member account, and a member can never revoke`);
+    const defaultBus = `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`;
+    new events.CfnEventBusPolicy(this, 'SecurityAccountRevokes', {
+      eventBusName: 'default',
+      statementId: 'MeshcaSecurityAccountRevokes',
+      statement: {
+        Effect: 'Allow', Principal: { AWS: `arn:${this.partition}:iam::${security}:root` }, Action: 'events:PutEvents', Resource: defaultBus,
+        Condition: { StringEquals: { 'events:source': 'meshca', 'events:detail-type': 'meshca Revoke Requested' } },
+      },
     });
   }
 

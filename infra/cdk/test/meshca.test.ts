@@ -118,7 +118,7 @@ test('functions: arm64 on provided.al2023, configured from props, logs retained'
   template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
 });
 
-test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, an hourly sweep; each retried into a DLQ', () => {
+test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, revoke requests, an hourly sweep; each retried into a DLQ', () => {
   const { template } = synth();
   template.hasResourceProperties('AWS::Events::Rule', {
     EventPattern: {
@@ -131,9 +131,10 @@ test('triggers: CloudTrail create/delete, reconcile requests on the meshca bus, 
     EventBusName: Match.anyValue(),
     EventPattern: { source: ['meshca'], 'detail-type': ['meshca Reconcile Requested'] },
   });
+  template.hasResourceProperties('AWS::Events::Rule', { EventPattern: { source: ['meshca'], 'detail-type': ['meshca Revoke Requested'] } });
   template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)' });
   const rules = Object.values(template.findResources('AWS::Events::Rule'));
-  assert.equal(rules.length, 3);
+  assert.equal(rules.length, 4);
   for (const r of rules) {
     for (const t of r.Properties.Targets) {
       assert.ok(t.DeadLetterConfig?.Arn, 'every target dead-letters');
@@ -456,7 +457,7 @@ test('every direct setting reaches its variable, from a prop and from context al
 test('every variable a deployment sets is in the settings list, and every setting with a CDK name is reachable', () => {
   const listed = new Set(SETTINGS.map((s) => s.env));
   const vault = stackOf({ caArn: undefined, vault: { addr: 'https://v:8200', issuer: 'cluster-cas', namespace: 'platform', awsRole: 'meshca', awsStsRegion: 'eu-west-1', awsServerId: 'vault.example', authMount: 'aws2', caCertPem: 'PEM' } }).stack;
-  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca' }).stack;
+  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca', securityAccount: '444455556666' }).stack;
   const seen = new Set<string>();
   for (const stack of [vault, member]) {
     for (const f of Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))) {
@@ -527,4 +528,32 @@ test('cluster access is the RBAC meshca access prints for the configured kinds, 
   // Moved landings are granted where they moved to, not at the catalogue's defaults.
   const moved = grant({ kinds: ['mpc', 'cert-manager-ca', 'linkerd-issuer'], tsbNamespace: 'tetrate', certManagerSecret: 'istio-csr/ca' });
   assert.ok(moved.includes('--kind mpc --kind cert-manager-ca --kind linkerd-issuer --tsb-namespace tetrate --cert-manager-secret istio-csr/ca |'), moved);
+});
+
+test('revoke requests reach cluster-events from this account, and from the security account only when one is named', () => {
+  const rules = (t: Template) => Object.values(t.findResources('AWS::Events::Rule'))
+    .filter((r) => JSON.stringify(r.Properties.EventPattern ?? {}).includes('meshca Revoke Requested'));
+  const plain = synth().template;
+  assert.equal(rules(plain).length, 1);
+  assert.deepEqual(rules(plain)[0].Properties.EventPattern.account, ['111122223333']);
+  assert.equal(Object.keys(plain.findResources('AWS::Events::EventBusPolicy')).length, 0);
+
+  const SEC = '444455556666';
+  const { template } = synth({ securityAccount: SEC, memberAccounts: [{ account: M1 }] });
+  const [rule] = rules(template);
+  assert.deepEqual(rule.Properties.EventPattern.account, ['111122223333', SEC]);
+  assert.ok(JSON.stringify(rule.Properties.Targets).includes('ClusterEvents'), 'the rule targets cluster-events');
+  const policies = Object.values(template.findResources('AWS::Events::EventBusPolicy')).map((p) => p.Properties);
+  const revokes = policies.find((p) => p.StatementId === 'MeshcaSecurityAccountRevokes');
+  assert.ok(revokes, JSON.stringify(policies));
+  assert.deepEqual(revokes.Statement.Condition, { StringEquals: { 'events:source': 'meshca', 'events:detail-type': 'meshca Revoke Requested' } });
+  assert.ok(JSON.stringify(revokes.Statement.Principal).includes(`iam::${SEC}:root`));
+  for (const f of Object.values(template.findResources('AWS::Lambda::Function'))) {
+    assert.equal(f.Properties.Environment.Variables.MESHCA_SECURITY_ACCOUNT, SEC);
+  }
+  assert.throws(() => synth({ securityAccount: M1, memberAccounts: [{ account: M1 }] }), /member account, and a member can never revoke/);
+  assert.throws(() => synth({ securityAccount: '111122223333' }), /own account/);
+  assert.throws(() => synth({ securityAccount: 'sec' }), /not a 12-digit account id/);
+  const ctx = new cdk.App({ context: { 'meshca:caArn': CA, 'meshca:securityAccount': SEC } });
+  assert.equal(propsFromContext(ctx).securityAccount, SEC);
 });

@@ -83,3 +83,30 @@ pub(super) fn is_region(r: &str) -> bool {
         && r.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
+
+/// MESHCA_SECURITY_ACCOUNT: an account id that is not one of the members.
+pub(super) fn security(
+    env: &dyn Fn(&str) -> Option<String>,
+    members: &[MemberSpec],
+) -> Result<Option<AccountId>, ConfigError> {
+    const VAR: &str = "MESHCA_SECURITY_ACCOUNT";
+    let Some(text) = get(env, VAR) else {
+        return Ok(None);
+    };
+    let id: AccountId = text
+        .trim()
+        .parse()
+        .map_err(|e: meshca_core::place::BadAccountId| ConfigError {
+            var: VAR,
+            problem: e.to_string(),
+        })?;
+    if members.iter().any(|m| m.account == id) {
+        return Err(ConfigError {
+            var: VAR,
+            problem: format!(
+                "{id} is a member account in MESHCA_ACCOUNTS, and a member can never revoke"
+            ),
+        });
+    }
+    Ok(Some(id))
+}

@@ -34,6 +34,9 @@ pub struct Config {
     pub regions: Vec<String>,
     /// MESHCA_ACCOUNTS: member accounts whose clusters are managed too; see `accounts::members`.
     pub members: Vec<MemberSpec>,
+    /// MESHCA_SECURITY_ACCOUNT: an account whose revoke requests are honoured besides meshca's
+    /// own (a security team's). Never a member: a member can never revoke.
+    pub security_account: Option<meshca_core::AccountId>,
     /// MESHCA_TAG_KEY / MESHCA_TAG_VALUE: the opt-in tag (default meshca.io/enabled=true).
     pub opt_in: OptIn,
     /// MESHCA_KEY_ALGORITHM, MESHCA_VALIDITY_DAYS, MESHCA_RENEW_BEFORE_DAYS.
@@ -160,6 +163,7 @@ impl Config {
             });
         }
         let members = accounts::members(env, &regions)?;
+        let security_account = accounts::security(env, &members)?;
         let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
         let validity_days: u32 = parse(env, "MESHCA_VALIDITY_DAYS", 365)?;
         if validity_days == 0 {
@@ -239,6 +243,7 @@ impl Config {
             xcp_authority,
             regions,
             members,
+            security_account,
             opt_in: OptIn {
                 key: get(env, "MESHCA_TAG_KEY").unwrap_or_else(|| OptIn::DEFAULT_KEY.into()),
                 value: get(env, "MESHCA_TAG_VALUE").unwrap_or_else(|| "true".into()),
@@ -467,6 +472,34 @@ mod tests {
             ]),
             "MESHCA_VAULT_AWS_ROLE",
         );
+    }
+
+    #[test]
+    fn a_security_account_is_an_account_id_and_never_a_member() {
+        let base = [
+            ("MESHCA_CA_ARN", ARN),
+            ("MESHCA_REGIONS", "eu-west-1"),
+            ("MESHCA_ACCOUNTS", r#"[{"account": "222233334444"}]"#),
+        ];
+        let with_security = |id: &'static str| {
+            let vars: Vec<(&str, &str)> = base
+                .iter()
+                .copied()
+                .chain([("MESHCA_SECURITY_ACCOUNT", id)])
+                .collect();
+            with(&vars)
+        };
+        let c = with_security("777788889999").unwrap();
+        assert_eq!(c.security_account.unwrap().as_str(), "777788889999");
+        assert!(with(&base).unwrap().security_account.is_none());
+        for (id, problem) in [
+            ("security", "is not an AWS account id"),
+            ("222233334444", "a member can never revoke"),
+        ] {
+            let e = with_security(id).unwrap_err();
+            assert_eq!(e.var, "MESHCA_SECURITY_ACCOUNT");
+            assert!(e.problem.contains(problem), "{id}: {}", e.problem);
+        }
     }
 
     #[test]

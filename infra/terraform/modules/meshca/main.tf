@@ -56,6 +56,7 @@ locals {
     },
     var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
     local.members_environment,
+    local.security_environment,
   )
   # The settings passed through as given (infra/cdk/lib/settings.json, mapping "direct"); null
   # leaves the variable unset and the functions' own default applies.
@@ -96,9 +97,10 @@ locals {
   }]
   member_roles = [for m in local.members : m.role_arn]
   # A CA in another account, called as a role there.
-  ca_role        = var.ca_role_arn == null ? [] : [var.ca_role_arn]
-  member_assume  = length(local.members) > 0 ? [local.member_roles] : []
-  member_secrets = flatten([for m in local.members : [for r in m.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"]])
+  ca_role              = var.ca_role_arn == null ? [] : [var.ca_role_arn]
+  member_assume        = length(local.members) > 0 ? [local.member_roles] : []
+  member_secrets       = flatten([for m in local.members : [for r in m.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"]])
+  security_environment = var.security_account == null ? {} : { MESHCA_SECURITY_ACCOUNT = var.security_account }
   members_environment = length(local.members) == 0 ? {} : {
     MESHCA_ACCOUNTS = jsonencode([for m in local.members : merge({ account = m.account, role = m.role_arn, regions = m.regions }, m.external_id == null ? {} : { externalId = m.external_id })])
   }
@@ -474,35 +476,70 @@ resource "aws_cloudwatch_event_rule" "eks" {
   ))
 }
 
-# Member accounts forward their EKS events onto this account's default bus; no one else may.
+# Member accounts forward their EKS events onto this account's default bus, and the security
+# account may put `meshca Revoke Requested` there; no one else may. A bus has one policy: both
+# statements are in it.
 data "aws_iam_policy_document" "member_events" {
-  statement {
-    sid       = "MeshcaMemberAccountsForwardEksEvents"
-    actions   = ["events:PutEvents"]
-    resources = ["arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"]
-    principals {
-      type        = "AWS"
-      identifiers = var.organization_id == null ? [for m in local.members : "arn:${local.partition}:iam::${m.account}:root"] : ["*"]
+  dynamic "statement" {
+    for_each = length(local.members) > 0 ? [1] : []
+    content {
+      sid       = "MeshcaMemberAccountsForwardEksEvents"
+      actions   = ["events:PutEvents"]
+      resources = ["arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"]
+      principals {
+        type        = "AWS"
+        identifiers = var.organization_id == null ? [for m in local.members : "arn:${local.partition}:iam::${m.account}:root"] : ["*"]
+      }
+      dynamic "condition" {
+        for_each = var.organization_id == null ? [] : [var.organization_id]
+        content {
+          test     = "StringEquals"
+          variable = "aws:PrincipalOrgID"
+          values   = [condition.value]
+        }
+      }
     }
-    dynamic "condition" {
-      for_each = var.organization_id == null ? [] : [var.organization_id]
-      content {
+  }
+  dynamic "statement" {
+    for_each = var.security_account == null ? [] : [var.security_account]
+    content {
+      sid       = "MeshcaSecurityAccountRevokes"
+      actions   = ["events:PutEvents"]
+      resources = ["arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"]
+      principals {
+        type        = "AWS"
+        identifiers = ["arn:${local.partition}:iam::${statement.value}:root"]
+      }
+      condition {
         test     = "StringEquals"
-        variable = "aws:PrincipalOrgID"
-        values   = [condition.value]
+        variable = "events:source"
+        values   = ["meshca"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "events:detail-type"
+        values   = ["meshca Revoke Requested"]
       }
     }
   }
 }
 
 resource "aws_cloudwatch_event_bus_policy" "member_events" {
-  count          = length(local.members) > 0 ? 1 : 0
+  count          = length(local.members) > 0 || var.security_account != null ? 1 : 0
   event_bus_name = "default"
   policy         = data.aws_iam_policy_document.member_events.json
   lifecycle {
     precondition {
       condition     = var.organization_id == null || length(var.member_accounts) > 0
       error_message = "organization_id needs member_accounts: the functions act for listed accounts only."
+    }
+    precondition {
+      condition     = var.security_account == null || !contains([for m in local.members : m.account], var.security_account)
+      error_message = "security_account is a member account, and a member can never revoke."
+    }
+    precondition {
+      condition     = var.security_account != local.account
+      error_message = "security_account is this deployment's own account, which may revoke anyway."
     }
   }
 }
@@ -512,6 +549,18 @@ resource "aws_cloudwatch_event_rule" "reconcile" {
   description    = "meshca Reconcile Requested: one cluster each, fanned out by the sweep"
   event_bus_name = aws_cloudwatch_event_bus.reconcile.name
   event_pattern  = jsonencode({ source = ["meshca"], "detail-type" = ["meshca Reconcile Requested"] })
+}
+
+# A compromised cluster revoked from AWS (docs/compromise.md): this account, or the security
+# account, puts `meshca Revoke Requested` on the default bus.
+resource "aws_cloudwatch_event_rule" "revoke" {
+  name        = "${var.name}-revoke-requests"
+  description = "meshca Revoke Requested: revoke and hold one cluster, from this account or the security account"
+  event_pattern = jsonencode({
+    account       = concat([local.account], var.security_account == null ? [] : [var.security_account])
+    source        = ["meshca"]
+    "detail-type" = ["meshca Revoke Requested"]
+  })
 }
 
 resource "aws_cloudwatch_event_rule" "sweep" {
@@ -524,6 +573,7 @@ locals {
   triggers = {
     eks       = { rule = aws_cloudwatch_event_rule.eks, bus = "default", fn = "cluster_events", dlq = "cluster-events", retries = 4 }
     reconcile = { rule = aws_cloudwatch_event_rule.reconcile, bus = aws_cloudwatch_event_bus.reconcile.name, fn = "cluster_events", dlq = "cluster-events", retries = 4 }
+    revoke    = { rule = aws_cloudwatch_event_rule.revoke, bus = "default", fn = "cluster_events", dlq = "cluster-events", retries = 4 }
     sweep     = { rule = aws_cloudwatch_event_rule.sweep, bus = "default", fn = "expiry_sweep", dlq = "sweep", retries = 2 }
   }
 }

@@ -138,6 +138,16 @@ variable "member_accounts" {
   }
 }
 
+variable "security_account" {
+  description = "An account whose `meshca Revoke Requested` events are honoured besides this one's (a security team's); the default bus accepts exactly those events from it. Never a member account."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.security_account == null || can(regex("^[0-9]{12}$", var.security_account))
+    error_message = "security_account must be a 12-digit AWS account id."
+  }
+}
+
 variable "organization_id" {
   description = "Accept forwarded EKS events from every account of this AWS Organizations organisation instead of the member accounts only (the functions still act for listed accounts only)."
   type        = string
