@@ -278,6 +278,7 @@ fn identity(spec: &KindSpec, args: &InspectArgs) -> Result<Option<meshca_core::I
         );
     }
     // The cluster name only matters for xcp-edge, whose --tsb-name was required above.
+    #[allow(clippy::expect_used, reason = "a constant valid cluster name")]
     let placeholder: meshca_core::ClusterName = "cluster".parse().expect("a valid name");
     Ok(spec.identity(&placeholder))
 }

@@ -2,6 +2,9 @@
 // The doc comments of the arguments are `--help`'s text, where `<NAME>` is the usual way to
 // write a placeholder and a URL is an example, not a link: rustdoc would read them as HTML.
 #![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,10 +75,16 @@ struct OutputArgs {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meshca: error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Issue(args) => issue::run(*args).await,

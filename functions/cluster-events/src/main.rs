@@ -4,6 +4,9 @@
 //! Clients are built once per instance; the handler parses, delegates to `meshca_lambda`, logs
 //! one JSON line and one EMF line, and returns the report. A failed reconcile is returned as an
 //! error so EventBridge retries it and, in the end, dead-letters it.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 // Only with the `mimalloc` feature, which bench/run measures beside the system allocator.
 #[cfg(feature = "mimalloc")]

@@ -5,6 +5,9 @@
 //! the fleet. Failed clusters do not fail the invocation (a retry would redo the whole fleet):
 //! they are in the report and in the `ClustersFailed` metric the alarm watches. When no
 //! region can be listed at all, the invocation fails.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::event::{self, Request};

@@ -1,6 +1,9 @@
 //! What meshca's Lambda functions share. `main` of each function builds an [`App`] once — its
 //! ports come from `meshca-wiring` — and hands every event to a thin handler here; all of it
 //! runs without Lambda in the tests, over the emulators or over in-memory fakes.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
 pub mod event;
@@ -143,15 +146,13 @@ impl App {
         let region = match (region, &account) {
             (Some(r), _) => r,
             (None, Account::Home) => &self.config.regions[0],
-            (None, Account::Member(id)) => {
-                &self
-                    .config
-                    .members
-                    .iter()
-                    .find(|m| &m.account == id)
-                    .expect("a managed member")
-                    .regions[0]
-            }
+            (None, Account::Member(id)) => self
+                .config
+                .members
+                .iter()
+                .find(|m| &m.account == id)
+                .and_then(|m| m.regions.first())
+                .ok_or_else(|| format!("account {id} is not managed"))?,
         };
         let place = Place {
             account,

@@ -56,9 +56,9 @@ impl App {
         let same = cached.as_ref().is_some_and(|c| {
             c.rotation.as_ref().map(|r| r.revision) == rotation.as_ref().map(|r| r.revision)
         });
-        let authority = match (same, &rotation) {
-            (true, _) => cached.as_ref().expect("same revision").authority.clone(),
-            (false, Some(r)) if r.is_active() => {
+        let authority = match (cached.as_ref().filter(|_| same), &rotation) {
+            (Some(c), _) => c.authority.clone(),
+            (None, Some(r)) if r.is_active() => {
                 let authorities = self
                     .fleet
                     .rotation_authorities(r)
@@ -67,8 +67,8 @@ impl App {
                 Arc::new(rollout::in_force(r, &authorities).map_err(|e| e.to_string())?)
                     as Arc<dyn Authority>
             }
-            (false, Some(r)) => self.finished(r)?,
-            (false, None) => self.fleet.authority.clone(),
+            (None, Some(r)) => self.finished(r)?,
+            (None, None) => self.fleet.authority.clone(),
         };
         *cached = Some(InForce {
             read_at: Instant::now(),

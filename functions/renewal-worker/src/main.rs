@@ -5,6 +5,9 @@
 //!
 //! Answers with the partial-batch response: the messages whose reconcile failed come back and,
 //! after the queue's maxReceiveCount, rest in its dead-letter queue.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshca_lambda::failure::FunctionError;

@@ -56,6 +56,10 @@ pub struct EksClusters {
 }
 
 impl EksClusters {
+    #[allow(
+        clippy::expect_used,
+        reason = "aws_config's loader always sets a credentials provider; only a hand-built config lacks one"
+    )]
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         let credentials = config
             .credentials_provider()

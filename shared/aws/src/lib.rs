@@ -5,6 +5,9 @@
 //! Clients come from the standard credential chain; `AWS_ENDPOINT_URL` (or a per-service
 //! `AWS_ENDPOINT_URL_<SERVICE>`) is honoured by the SDK's config loader, which is how the tests
 //! point them at the emulator.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod arn;
 pub mod eks;

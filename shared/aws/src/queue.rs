@@ -27,6 +27,10 @@ impl SqsFanOut {
     }
 
     /// One batch: positional answers, from the Successful and Failed lists (by entry id).
+    #[allow(
+        clippy::expect_used,
+        reason = "a request of strings serialises, and the entry's id and body are set"
+    )]
     async fn send_batch(&self, batch: &[ReconcileRequest]) -> Vec<Result<(), String>> {
         let entries: Vec<SendMessageBatchRequestEntry> = batch
             .iter()

@@ -155,6 +155,10 @@ impl SecretsEscrow {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "records of strings and numbers always serialise"
+    )]
     fn encode(
         cluster: &EscrowKey,
         record: &Record,

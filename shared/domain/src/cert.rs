@@ -132,15 +132,14 @@ fn sans(x: &X509Certificate<'_>) -> Result<Sans, String> {
         match name {
             GeneralName::URI(u) => out.0.push(u.to_string()),
             GeneralName::DNSName(d) => out.1.push(d.to_string()),
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => out.2.push(std::net::IpAddr::from(
-                    <[u8; 4]>::try_from(*b).expect("four bytes"),
-                )),
-                16 => out.2.push(std::net::IpAddr::from(
-                    <[u8; 16]>::try_from(*b).expect("sixteen bytes"),
-                )),
-                n => return Err(format!("an IP subjectAltName of {n} bytes")),
-            },
+            GeneralName::IPAddress(b) => {
+                let ip = match (<[u8; 4]>::try_from(*b), <[u8; 16]>::try_from(*b)) {
+                    (Ok(v4), _) => std::net::IpAddr::from(v4),
+                    (_, Ok(v6)) => std::net::IpAddr::from(v6),
+                    _ => return Err(format!("an IP subjectAltName of {} bytes", b.len())),
+                };
+                out.2.push(ip);
+            }
             _ => {}
         }
     }

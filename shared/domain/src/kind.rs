@@ -57,6 +57,10 @@ impl Kind {
     };
 
     /// This kind's row of the catalogue.
+    #[allow(
+        clippy::expect_used,
+        reason = "every kind has a row: a unit test walks the enum against the catalogue"
+    )]
     pub fn profile(self) -> &'static KindProfile {
         CATALOGUE
             .iter()

@@ -6,6 +6,9 @@
 //! [`Reconciler`] that drives one cluster through them. It knows no AWS, Kubernetes, HTTP or
 //! Lambda type: its dependency tree holds none of those crates, and a test checks that it stays
 //! so. Adapters live in their own crates (`meshca-aws`, `meshca-kube`, `meshca-local`).
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod authority;
 pub mod bundle;

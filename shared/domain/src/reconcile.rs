@@ -801,18 +801,23 @@ impl Reconciler<'_> {
     fn decide(
         &self,
         info: &AuthorityInfo,
-        escrowed: Escrowed,
+        mut escrowed: Escrowed,
         force: bool,
         now: OffsetDateTime,
     ) -> Decision {
         let current_generation = escrowed.current.as_ref().map_or(0, |c| c.meta.generation);
-        let reason = match self.judge(info, escrowed.current.as_ref(), force, now) {
-            (Verdict::Keep { renew_at, .. }, Some(verified)) => {
-                let current = escrowed.current.expect("kept only when there is one");
+        let judged = self.judge(info, escrowed.current.as_ref(), force, now);
+        let reason = match (judged, escrowed.current) {
+            ((Verdict::Keep { renew_at, .. }, Some(verified)), Some(current)) => {
                 return Decision::Keep(Box::new(current), Box::new(verified), renew_at);
             }
-            (Verdict::Keep { .. }, None) => unreachable!("judge keeps only a verified bundle"),
-            (Verdict::Renew { reason, .. }, _) => reason,
+            ((Verdict::Keep { .. }, _), _) => {
+                unreachable!("judge keeps only a verified bundle it was given")
+            }
+            ((Verdict::Renew { reason, .. }, _), current) => {
+                escrowed.current = current;
+                reason
+            }
         };
         if reason == RenewReason::RootChanged
             && escrowed.pending.is_none()

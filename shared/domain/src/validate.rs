@@ -298,7 +298,9 @@ pub fn validate(
             .map_err(InvalidBundle::ChainBroken)?;
     }
     issuers_admit(&chain)?;
-    let last = chain.last().expect("chain starts with ca-cert.pem");
+    let Some(last) = chain.last() else {
+        return Err(InvalidBundle::ChainHead);
+    };
     if !roots.iter().any(|r| r.der == last.der) {
         return Err(match roots.iter().find(|r| last.signed_by(r).is_ok()) {
             Some(_) => InvalidBundle::ChainStopsShort {

@@ -25,8 +25,8 @@ use meshca_core::error_chain as chain;
 use meshca_core::kind::{Landing, Layout};
 
 use crate::secret::{
-    bundle_of, differing_file, effective_root, holds, is_ours, meta_from, meta_of, render,
-    render_anchors,
+    anchors_map, bundle_of, differing_file, effective_root, holds, is_ours, meta_from, meta_of,
+    render,
 };
 
 /// The pod-template annotation `kubectl rollout restart` sets.
@@ -312,7 +312,7 @@ impl KubeDelivery {
         let pp = PostParams::default();
         let Some(current) = current else {
             self.ensure_namespace().await?;
-            let new = render_anchors(None, bundle, meta, self.landing()).expect("anchors");
+            let new = anchors_map(None, bundle, meta, self.landing(), anchors);
             self.call("create trust anchors", || maps.create(&pp, &new))
                 .await?;
             return Ok(());
@@ -334,7 +334,7 @@ impl KubeDelivery {
         if ours && held == Some(&bundle.root_cert) {
             return Ok(());
         }
-        let new = render_anchors(Some(current), bundle, meta, self.landing()).expect("anchors");
+        let new = anchors_map(Some(current), bundle, meta, self.landing(), anchors);
         self.call("replace trust anchors", || {
             maps.replace(anchors.name, &pp, &new)
         })

@@ -11,7 +11,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::escrow::EscrowKey;
-use meshca_core::kind::{Landing, Layout};
+use meshca_core::kind::{AnchorMap, Landing, Layout};
 use meshca_core::pem::PemError;
 use meshca_core::timestamp::rfc3339;
 use time::OffsetDateTime;
@@ -158,6 +158,10 @@ pub(crate) fn bundle_of(secret: &Secret, layout: Layout) -> Option<Bundle> {
 }
 
 /// A bundle from `tls.crt` (the certificate first, then its issuers), `tls.key` and `ca.crt`.
+#[allow(
+    clippy::expect_used,
+    reason = "pem::certificates refuses a text holding no certificate"
+)]
 pub fn from_tls_keys(chain: &str, key: &str, root: &str) -> Result<Bundle, PemError> {
     let first = meshca_core::pem::certificates(TLS_CRT, chain)?
         .into_iter()
@@ -217,6 +221,17 @@ pub fn render_anchors(
     landing: &Landing,
 ) -> Option<ConfigMap> {
     let anchors = landing.anchors?;
+    Some(anchors_map(current, bundle, meta, landing, anchors))
+}
+
+/// [`render_anchors`] for a landing known to have `anchors`.
+pub fn anchors_map(
+    current: Option<ConfigMap>,
+    bundle: &Bundle,
+    meta: &BundleMeta,
+    landing: &Landing,
+    anchors: AnchorMap,
+) -> ConfigMap {
     let mut c = current.unwrap_or_default();
     c.metadata.name = Some(anchors.name.into());
     c.metadata.namespace = Some(landing.namespace.clone());
@@ -232,11 +247,15 @@ pub fn render_anchors(
     c.data
         .get_or_insert_default()
         .insert(anchors.key.into(), bundle.root_cert.clone());
-    Some(c)
+    c
 }
 
 /// The manifest `kubectl apply -f` takes: [`render`] of a new secret as YAML, followed by the
 /// kind's anchors ConfigMap if it has one. It holds the key, hence `Zeroizing`.
+#[allow(
+    clippy::expect_used,
+    reason = "a Secret and a ConfigMap of strings always serialise"
+)]
 pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroizing<String> {
     let mut text = serde_yaml_ng::to_string(&render(None, bundle, meta, landing))
         .expect("a Secret of strings serialises");
@@ -251,6 +270,7 @@ pub fn manifest(bundle: &Bundle, meta: &BundleMeta, landing: &Landing) -> Zeroiz
 
 /// The `cacerts` manifest with the fleet's CRLs under `ca-crl.pem` (istio layout only: istiod
 /// reads no CRL from the TLS layout).
+#[allow(clippy::expect_used, reason = "a Secret of strings always serialises")]
 pub fn manifest_with_crl(
     bundle: &Bundle,
     meta: &BundleMeta,

@@ -161,7 +161,7 @@ impl LocalCa {
         ];
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + spec.validity;
-        params.serial_number = Some(random_serial());
+        params.serial_number = Some(random_serial().map_err(fail)?);
         let cert = params
             .self_signed(key.key_pair())
             .map_err(|e| fail(e.to_string()))?;
@@ -284,7 +284,7 @@ impl LocalCa {
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::minutes(5);
         params.not_after = not_after;
-        let serial = random_serial();
+        let serial = random_serial().map_err(|e| self.rejected(e))?;
         params.serial_number = Some(serial.clone());
         let issuer =
             Issuer::from_ca_cert_der(&self.root.der.clone().into(), self.key.key_pair())
@@ -299,12 +299,13 @@ impl LocalCa {
     }
 }
 
-fn random_serial() -> SerialNumber {
+fn random_serial() -> Result<SerialNumber, String> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| "the system's random number generator failed".to_string())?;
     // A positive INTEGER that never needs a leading zero byte, and never zero.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 fn set_mode(path: &Path, mode: u32) {

@@ -103,6 +103,10 @@ impl LocalEscrow {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "records of strings and numbers always serialise"
+)]
 fn to_json<T: serde::Serialize>(v: &T) -> zeroize::Zeroizing<Vec<u8>> {
     zeroize::Zeroizing::new(serde_json::to_vec_pretty(v).expect("records serialise"))
 }

@@ -2,6 +2,9 @@
 //! ([`LocalCa`], an [`meshca_core::Authority`]), escrow in a directory ([`LocalEscrow`]), and
 //! bundles written to and read from files ([`files`]), and a root rotation's record
 //! ([`LocalRotationStore`]).
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ca;
 pub mod escrow;

@@ -211,6 +211,10 @@ fn refresh_after(seconds: u64) -> Option<Instant> {
 
 /// The body of `POST auth/<mount>/login` for the AWS IAM method: a GetCallerIdentity request
 /// signed with `credentials` at `now`, its parts base64-encoded as Vault wants them.
+#[allow(
+    clippy::expect_used,
+    reason = "a map of header strings always serialises"
+)]
 pub fn iam_login_body(
     role: &str,
     sts: &StsTarget,

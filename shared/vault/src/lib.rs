@@ -7,6 +7,9 @@
 //! certificates for one with the CSR's public key, and adopts it instead of signing again.
 //! Path length and validity are not taken on trust: the reconciler validates what comes back,
 //! as it does for PCA.
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
 pub mod client;
@@ -188,6 +191,7 @@ impl VaultPki {
     }
 
     /// The serial of a certificate in the mount whose key is `public_key` (raw subjectPublicKey).
+    #[allow(clippy::expect_used, reason = "LIST is a valid method token")]
     async fn find_by_key(&self, public_key: &[u8]) -> Result<Option<String>, AuthorityError> {
         let path = format!("{}/certs", self.mount);
         let listed = match self

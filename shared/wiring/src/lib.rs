@@ -5,6 +5,9 @@
 //! get the domain's ports back as `Arc<dyn …>`, so handlers hold no adapter type and can be
 //! driven by in-memory fakes in tests as well as by the emulators. A new authority is an
 //! adapter crate plus one arm in [`authority`].
+// Code that can fail at run time says so with an error; an `expect` is allowed where it
+// cannot fail, with the reason. Tests unwrap freely.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub use meshca_aws::MemberRole;
 

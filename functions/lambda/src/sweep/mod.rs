@@ -148,7 +148,8 @@ impl<'a> Sweep<'a> {
                 let (gate, assessed_at) = (&describe_gate, &assessed_at);
                 async move {
                     let described = {
-                        let _permit = gate.acquire().await.expect("the gate is never closed");
+                        // A semaphore errs only once closed, and this one never is.
+                        let _permit = gate.acquire().await.ok();
                         ports.clusters.describe(&look.name).await
                     };
                     let Some(cluster) = self.opted_in(place, &look.name, described) else {
@@ -280,7 +281,16 @@ impl<'a> Sweep<'a> {
                 escrowed_end,
             };
         }
-        let name: ClusterName = c.cluster.name.parse().expect("assessed names parse");
+        let name: ClusterName = match c.cluster.name.parse() {
+            Ok(name) => name,
+            Err(e) => {
+                let reason = format!("not a cluster name meshca holds: {e}");
+                return Judged {
+                    report: c.report(Outcome::Skipped { reason }),
+                    escrowed_end,
+                };
+            }
+        };
         let outcome = self
             .app
             .apply(
