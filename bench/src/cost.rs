@@ -103,6 +103,23 @@ impl Prices {
         }
         usd
     }
+
+    /// The general-purpose CA's flat fee, per cluster: shown apart, as the issue asks.
+    pub fn ca_fee(&self, clusters: f64) -> f64 {
+        self.pca.general_purpose_ca_per_month / clusters
+    }
+
+    /// The per-workload path (istio-csr + aws-privateca-issuer in every cluster), certificates
+    /// only, per cluster per month: on a general-purpose CA and on a short-lived CA (whose
+    /// flat fee is included: it is that path's own CA).
+    pub fn per_workload(&self, clusters: f64) -> (f64, f64) {
+        let a = &self.per_workload_anchor;
+        let per_cluster = a.workloads_per_cluster * 30.0 * 24.0 / a.certificate_hours;
+        let general = self.certificates(per_cluster * clusters) / clusters;
+        let short = per_cluster * self.pca.short_lived_certificate_each
+            + self.pca.short_lived_ca_per_month / clusters;
+        (general, short)
+    }
 }
 
 /// What one cluster (every kind it has) used, measured by the benchmark.
@@ -218,25 +235,6 @@ pub fn bill(p: &Prices, m: &Measured, clusters: f64, month: Month) -> Vec<Line> 
 
 pub fn total(lines: &[Line]) -> f64 {
     lines.iter().map(|l| l.usd).sum()
-}
-
-impl Prices {
-    /// The general-purpose CA's flat fee, per cluster: shown apart, as the issue asks.
-    pub fn ca_fee(&self, clusters: f64) -> f64 {
-        self.pca.general_purpose_ca_per_month / clusters
-    }
-
-    /// The per-workload path (istio-csr + aws-privateca-issuer in every cluster), certificates
-    /// only, per cluster per month: on a general-purpose CA and on a short-lived CA (whose
-    /// flat fee is included: it is that path's own CA).
-    pub fn per_workload(&self, clusters: f64) -> (f64, f64) {
-        let a = &self.per_workload_anchor;
-        let per_cluster = a.workloads_per_cluster * 30.0 * 24.0 / a.certificate_hours;
-        let general = self.certificates(per_cluster * clusters) / clusters;
-        let short = per_cluster * self.pca.short_lived_certificate_each
-            + self.pca.short_lived_ca_per_month / clusters;
-        (general, short)
-    }
 }
 
 #[cfg(test)]

@@ -603,19 +603,26 @@ async fn accounts(rows: &mut Vec<Row>) -> anyhow::Result<()> {
 
 /// Every AWS call the emulator answered, and those that list (GetResources, ListSecrets).
 fn call_counts(emu: &AwsEmulator) -> (u64, u64) {
-    let stats = emu.control("stats", json!({}));
-    let calls = stats["calls"].as_object().cloned().unwrap_or_default();
-    // EKS reads are counted by path and by name: count them once (by name).
-    let total = calls
-        .iter()
-        .filter(|(k, _)| !k.starts_with("GET /clusters"))
-        .map(|(_, v)| v.as_u64().unwrap_or(0))
-        .sum();
+    let calls = calls_by_operation(emu);
+    let total = calls.values().sum();
     let listing = ["GetResources", "ListSecrets"]
         .iter()
-        .map(|k| calls.get(*k).and_then(|v| v.as_u64()).unwrap_or(0))
+        .map(|k| calls.get(*k).copied().unwrap_or(0))
         .sum();
     (total, listing)
+}
+
+/// The emulator's AWS calls since its last reset, by operation. EKS reads are counted by path
+/// and by name: each is kept once (by name).
+fn calls_by_operation(emu: &AwsEmulator) -> BTreeMap<String, u64> {
+    let stats = emu.control("stats", json!({}));
+    stats["calls"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with("GET /clusters"))
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .collect()
 }
 
 /// 6. A fleet of QUEUE_CLUSTERS (10,000) in 4 regions, all due: the sweep fans it out onto the

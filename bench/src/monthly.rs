@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use crate::aws::AwsEmulator;
-use crate::{Row, clusters, emulator, function_command, workspace};
+use crate::{Row, calls_by_operation, clusters, emulator, function_command, workspace};
 
 const COST_CLUSTERS: usize = 100;
 const KINDS: &str = "istio-cacerts cert-manager-ca xcp-edge";
@@ -73,7 +73,7 @@ pub async fn cost(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .flat_map(|&n| months.iter().map(move |&mo| (n, mo)))
         .map(|(n, mo)| cost::bill(&prices, &m, n, mo))
         .collect();
-    table(rows, &prices, &m, &bills, (validity, sweep_minutes));
+    table(rows, &prices, &m, &bills, months[1]);
     Ok(())
 }
 
@@ -118,13 +118,9 @@ async fn sweep(
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // the last lines through the pipe
     let text = String::from_utf8_lossy(&log.lock().unwrap()[from..]).to_string();
-    let stats = emu.control("stats", json!({}));
-    let calls = stats["calls"]
-        .as_object()
+    let calls = calls_by_operation(emu)
         .into_iter()
-        .flatten()
-        .filter(|(k, _)| !k.starts_with("GET /clusters")) // EKS reads counted twice
-        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+        .map(|(k, n)| (k, n as f64))
         .collect();
     Ok(Sweep {
         wall,
@@ -187,13 +183,7 @@ fn default_of(env: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("settings.json: no numeric default for {env}"))
 }
 
-fn table(
-    rows: &mut Vec<Row>,
-    p: &Prices,
-    m: &Measured,
-    bills: &[Vec<Line>],
-    (validity, minutes): (f64, f64),
-) {
+fn table(rows: &mut Vec<Row>, p: &Prices, m: &Measured, bills: &[Vec<Line>], average: Month) {
     let usd = |v: f64| format!("${v:.4}");
     let four = |f: &dyn Fn(&[Line]) -> f64| {
         let v: Vec<String> = bills.iter().map(|b| usd(f(b))).collect();
@@ -220,16 +210,12 @@ fn table(
         secrets: 1.0,
         ..m.clone()
     };
-    let month = Month {
-        renewals: 30.0 / (validity * 2.0 / 3.0),
-        sweeps: 30.0 * 24.0 * 60.0 / minutes,
-    };
     rows.push(Row(
         "  total if a cluster's kinds shared one secret (1,000 / 10,000, average month)".into(),
         format!(
             "{} / {}",
-            usd(cost::total(&cost::bill(p, &shared, 1000.0, month))),
-            usd(cost::total(&cost::bill(p, &shared, 10_000.0, month)))
+            usd(cost::total(&cost::bill(p, &shared, 1000.0, average))),
+            usd(cost::total(&cost::bill(p, &shared, 10_000.0, average)))
         ),
         String::new(),
     ));

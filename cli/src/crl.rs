@@ -158,18 +158,17 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
         }
     }
     for current in &records {
-        own_crl(&dir, current)?;
+        ensure_own_crl(&dir, current)?;
     }
+    let now = OffsetDateTime::now_utc();
     let mut bundle = authority_crl;
-    bundle.push_str(&live_own_crls(&dir, OffsetDateTime::now_utc())?);
-    let said_size = fits(bundle.len(), crls_of(&bundle))?;
-    said.extend(said_size);
+    bundle.push_str(&live_own_crls(&dir, now)?);
     let listed = crl::parse(&bundle)?;
     let (crls, revoked) = (
         listed.len(),
         listed.iter().map(|l| l.serials.len()).sum::<usize>(),
     );
-    let now = OffsetDateTime::now_utc();
+    said.extend(fits(bundle.len(), crls)?);
     for current in &records {
         let key = current.key();
         let out = out_root.join(key.cluster.as_str());
@@ -216,13 +215,13 @@ fn live_own_crls(dir: &Path, now: OffsetDateTime) -> Result<String> {
 }
 
 /// The intermediate's own empty CRL for its generation: signed once, valid until the
-/// intermediate itself expires, kept under `<escrow>/crl/`.
-fn own_crl(dir: &Path, current: &Current) -> Result<String> {
+/// intermediate itself expires, kept under `<escrow>/crl/` (where [`live_own_crls`] reads it).
+fn ensure_own_crl(dir: &Path, current: &Current) -> Result<()> {
     let path =
         dir.join(OWN_CRLS)
             .join(format!("{}.{}.pem", current.key(), current.meta.generation));
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(text);
+    if path.exists() {
+        return Ok(());
     }
     let key = meshca_core::PrivateKey::from_pkcs8_pem(&current.bundle.ca_key)?;
     let ca = meshca_core::cert::Certificate::from_der(
@@ -243,7 +242,7 @@ fn own_crl(dir: &Path, current: &Current) -> Result<String> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&path, &text)?;
-    Ok(text)
+    Ok(())
 }
 
 fn write_cluster(out: &Path, current: &Current, bundle: &str) -> Result<()> {
@@ -265,10 +264,6 @@ fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<String> {
         "{key}: revoked and held; {}/REVOKED says so",
         out.display()
     ))
-}
-
-fn crls_of(bundle: &str) -> usize {
-    bundle.matches("-----BEGIN X509 CRL-----").count()
 }
 
 /// A Secret (and the `istio-ca-crl` ConfigMap istiod copies into every namespace) holds at most

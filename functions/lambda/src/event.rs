@@ -53,7 +53,8 @@ pub enum Request {
     /// The schedule (expiry-sweep).
     Sweep,
     /// Revoke every certificate of one cluster and hold it (`account`: the cluster's, `None`
-    /// meshca's own; `sender`: where the event came from, which must be meshca's own account).
+    /// meshca's own; `sender`: where the event came from, meshca's own account or the security
+    /// account).
     Revoke {
         cluster: String,
         region: Option<String>,

@@ -1,6 +1,7 @@
 //! A `meshca Revoke Requested` event: every certificate of one cluster revoked at its authority
-//! and its records held, as `meshca revoke` does by hand. Taken from meshca's own account only:
-//! a member account can never revoke, not even its own clusters.
+//! and its records held, as `meshca revoke` does by hand. Taken from meshca's own account or the
+//! security account only (`App::handle` checks the sender): a member account can never revoke,
+//! not even its own clusters.
 
 use std::sync::Arc;
 
