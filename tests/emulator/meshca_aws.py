@@ -15,7 +15,8 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
   * A CSR with an empty subject is refused (MalformedCSRException).
   * Control API under /_meshca/ for tests: RequestInProgressException for the first N
     GetCertificate calls of each new certificate, an IssueCertificate TPS quota answering
-    ThrottlingException, injected faults (fail N of the next M calls of an operation),
+    ThrottlingException, injected faults (fail N of the next M calls of an operation, or of any operation after
+    skipping K: a crash at the K+1st call),
     injected bad certificates, per-operation call counts, fixtures (root PCA, two-level
     hierarchy), reset, and EKS clusters whose endpoint, CA, status, tags and authentication
     mode point at the test Kubernetes API server (`eks/cluster`), the count of distinct
@@ -101,10 +102,20 @@ class Control:
             self.roles = {}  # role arn -> {"trusts": account id, "external_id": str or None}
 
     def take_fault(self, operation):
+        """The fault this call meets: one set for its operation, or for every operation ("*");
+        each counts the calls it sees and fails those after `skip`, `fail` of them."""
         with self.lock:
-            f = self.faults.get(operation)
-            if not f:
-                return None
+            for name in (operation, "*"):
+                f = self.faults.get(name)
+                if not f:
+                    continue
+                f["seen"] += 1
+                if f["seen"] > f["of"]:
+                    del self.faults[name]
+                    continue
+                if f["skip"] < f["seen"] <= f["skip"] + f["fail"]:
+                    return f
+            return None
             f["seen"] += 1
             if f["seen"] > f["of"]:
                 del self.faults[operation]
@@ -712,9 +723,11 @@ class Emulator:
                     CONTROL.issue_tps = int(body["issue_tps"])
                     CONTROL.issue_times.clear()
                 for f in body.get("faults", []):
+                    skip = int(f.get("skip", 0))
                     CONTROL.faults[f["operation"]] = {
                         "fail": int(f["fail"]),
-                        "of": int(f.get("of", f["fail"])),
+                        "skip": skip,
+                        "of": int(f.get("of", skip + int(f["fail"]))),
                         "seen": 0,
                         "code": f.get("code", "ServiceUnavailableException"),
                         "status": int(f.get("status", 503)),

@@ -223,6 +223,17 @@ def test_injected_faults_fail_n_of_m_with_aws_error_codes(endpoint, pca):
         except ClientError as e:
             results.append(e.response["Error"]["Code"])
     assert results == ["InternalServiceError", "InternalServiceError", "ok", "ok"]
+    # Any operation ("*"), after skipping two calls: the third call fails, whatever it is.
+    control(endpoint, "configure", {"faults": [{"operation": "*", "skip": 2, "fail": 1, "code": "InternalServiceError", "status": 500}]})
+    results = []
+    for call in [lambda: sm.create_secret(Name="t0", SecretString="x"), lambda: sm.list_secrets(),
+                 lambda: sm.get_secret_value(SecretId="t0"), lambda: sm.get_secret_value(SecretId="t0")]:
+        try:
+            call()
+            results.append("ok")
+        except ClientError as e:
+            results.append(e.response["Error"]["Code"])
+    assert results == ["ok", "ok", "InternalServiceError", "ok"]
 
 
 def test_injected_bad_certificates(endpoint, pca):

@@ -651,7 +651,8 @@ export class MeshcaStack extends cdk.Stack {
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'EscrowUnderTheMeshcaPrefix',
       actions: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
-        'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource'],
+        'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource',
+        'secretsmanager:UntagResource', 'secretsmanager:DescribeSecret'],
       resources: secrets,
     }));
     this.role.addToPolicy(new iam.PolicyStatement({

@@ -21,6 +21,7 @@ const ALLOWED = new Set([
   'acm-pca:GetCertificateAuthorityCertificate', 'acm-pca:RevokeCertificate',
   'secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue',
   'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:DeleteSecret', 'secretsmanager:TagResource',
+  'secretsmanager:UntagResource', 'secretsmanager:DescribeSecret',
   'eks:DescribeCluster', 'eks:ListClusters', 'events:PutEvents', 'kms:GenerateDataKey', 'kms:Decrypt',
   'logs:CreateLogStream', 'logs:PutLogEvents', 'sts:AssumeRole', 'tag:GetResources', 'secretsmanager:ListSecrets',
   'sqs:SendMessage', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes',
