@@ -73,7 +73,7 @@ pub async fn cost(sweep_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .flat_map(|&n| months.iter().map(move |&mo| (n, mo)))
         .map(|(n, mo)| cost::bill(&prices, &m, n, mo))
         .collect();
-    table(rows, &prices, &m, &bills, months[1]);
+    table(rows, &prices, &m, &bills);
     Ok(())
 }
 
@@ -183,7 +183,7 @@ fn default_of(env: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("settings.json: no numeric default for {env}"))
 }
 
-fn table(rows: &mut Vec<Row>, p: &Prices, m: &Measured, bills: &[Vec<Line>], average: Month) {
+fn table(rows: &mut Vec<Row>, p: &Prices, m: &Measured, bills: &[Vec<Line>]) {
     let usd = |v: f64| format!("${v:.4}");
     let four = |f: &dyn Fn(&[Line]) -> f64| {
         let v: Vec<String> = bills.iter().map(|b| usd(f(b))).collect();
@@ -206,18 +206,10 @@ fn table(rows: &mut Vec<Row>, p: &Prices, m: &Measured, bills: &[Vec<Line>], ave
         four(&|b: &[Line]| cost::total(b)),
         "≤ $1.00 (1,000, average month)".into(),
     ));
-    let shared = Measured {
-        secrets: 1.0,
-        ..m.clone()
-    };
     rows.push(Row(
-        "  total if a cluster's kinds shared one secret (1,000 / 10,000, average month)".into(),
-        format!(
-            "{} / {}",
-            usd(cost::total(&cost::bill(p, &shared, 1000.0, average))),
-            usd(cost::total(&cost::bill(p, &shared, 10_000.0, average)))
-        ),
-        String::new(),
+        "  escrow secrets per cluster (measured: secrets created / clusters)".into(),
+        format!("{:.2}", m.secrets),
+        "1: every kind in one".into(),
     ));
     rows.push(Row(
         format!(

@@ -675,3 +675,89 @@ async fn above_the_threshold_records_older_than_summaries_are_summarised_once_th
         (0, 0, 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kind_kept_in_a_secret_of_its_own_is_moved_into_its_clusters_secret_by_a_steady_sweep() {
+    let mut fleet = Fleet::new().await;
+    let names: Vec<String> = (0..3).map(|i| format!("kinds-{i}")).collect();
+    for n in &names {
+        fleet.cluster(n, "ACTIVE", true).await;
+    }
+    let kinds = ("MESHCA_KINDS", "istio-cacerts+xcp-edge");
+    let first = fleet.app(&[kinds]).await.sweep(soon()).await;
+    assert_eq!(
+        (first.renewed, first.failed),
+        (6, 0),
+        "{:?}",
+        first.failures
+    );
+    let sm = aws_sdk_secretsmanager::Client::new(&fleet.emu.sdk_config().await);
+    let secrets = |sm: aws_sdk_secretsmanager::Client| async move {
+        let listed = sm.list_secrets().send().await.unwrap();
+        let mut names: Vec<String> = listed
+            .secret_list()
+            .iter()
+            .filter_map(|s| s.name().map(String::from))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        secrets(sm.clone()).await.len(),
+        3,
+        "one secret a cluster, two kinds in each"
+    );
+
+    // kinds-0's xcp-edge as an earlier meshca kept it: a secret of its own.
+    let shared = format!("meshca/{REGION}/kinds-0");
+    let current = sm
+        .get_secret_value()
+        .secret_id(&shared)
+        .version_stage("xcp-edge-current")
+        .send()
+        .await
+        .unwrap();
+    let version = current.version_id().unwrap().to_string();
+    sm.create_secret()
+        .name(format!("{shared}.xcp-edge"))
+        .client_request_token(&version)
+        .secret_string(current.secret_string().unwrap())
+        .send()
+        .await
+        .unwrap();
+    sm.update_secret_version_stage()
+        .secret_id(&shared)
+        .version_stage("xcp-edge-current")
+        .remove_from_version_id(&version)
+        .send()
+        .await
+        .unwrap();
+
+    // A steady sweep keeps every bundle, and moves the record in on the way.
+    let app = fleet.app(&[kinds, ("MESHCA_VERIFY_EVERY", "0")]).await;
+    fleet.emu.control("reset", json!({}));
+    let report = app.sweep(soon()).await;
+    assert_eq!(
+        (report.unchanged, report.renewed, report.failed),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    let calls = |op: &str| fleet.emu.calls(op);
+    assert_eq!((calls("IssueCertificate"), calls("CreateSecret")), (0, 0));
+    assert_eq!(
+        calls("DeleteSecret"),
+        1,
+        "the old secret is scheduled for deletion"
+    );
+    assert_eq!(
+        secrets(sm.clone()).await.len(),
+        3,
+        "a deleted secret is not listed"
+    );
+
+    // The next sweep keeps all six from their summaries: nothing read.
+    fleet.emu.control("reset", json!({}));
+    let report = app.sweep(soon()).await;
+    assert_eq!((report.unchanged, report.failed), (6, 0), "{report:?}");
+    assert_eq!((calls("GetSecretValue"), calls("DescribeCluster")), (0, 0));
+}

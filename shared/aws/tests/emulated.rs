@@ -735,7 +735,6 @@ async fn tls_identities_are_signed_with_the_end_entity_template() {
     let h = a.emu.hierarchy("EC_prime256v1", 2);
     let authority = a.authority(&h["issuing"]);
     for kind in [Kind::XcpEdge, Kind::Mpc] {
-        // Escrow is not yet keyed by kind (issue 14): one cluster per kind here.
         let c = cluster(&format!("tsb-{kind}"));
         let s = Settings {
             kind: KindSpec::new(kind),

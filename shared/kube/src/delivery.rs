@@ -150,6 +150,12 @@ impl KubeDelivery {
     /// Runs `call`, retrying throttling, server errors and transport failures until the deadline.
     /// `call` with retries of transient errors, bounded as a whole by [`CALL_DEADLINE`]: a
     /// cluster that accepts and never answers costs that once, not every retry's timeout.
+    /// What a call on the landing secret is, as errors name it: `get secret cert-manager/istio-ca`.
+    fn secret_call(&self, verb: &str) -> String {
+        let landing = self.landing();
+        format!("{verb} secret {}/{}", landing.namespace, landing.name)
+    }
+
     async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, DeliveryError>
     where
         F: FnMut() -> Fut,
@@ -351,7 +357,7 @@ impl KubeDelivery {
         };
         let secrets = self.secrets();
         let back = self
-            .call("read back cacerts", || {
+            .call(&self.secret_call("read back"), || {
                 secrets.get_opt(&self.landing().name)
             })
             .await?
@@ -390,7 +396,9 @@ impl Delivery for KubeDelivery {
     async fn observe(&self) -> Result<Observed, DeliveryError> {
         let secrets = self.secrets();
         let found = self
-            .call("get cacerts", || secrets.get_opt(&self.landing().name))
+            .call(&self.secret_call("get"), || {
+                secrets.get_opt(&self.landing().name)
+            })
             .await?;
         Ok(match found {
             None => Observed::Absent,
@@ -429,7 +437,9 @@ impl Delivery for KubeDelivery {
                 });
             }
             let current = self
-                .call("get cacerts", || secrets.get_opt(&self.landing().name))
+                .call(&self.secret_call("get"), || {
+                    secrets.get_opt(&self.landing().name)
+                })
                 .await?;
             let Some(current) = current else {
                 if !namespace_checked {
@@ -439,7 +449,7 @@ impl Delivery for KubeDelivery {
                 let new = render(None, bundle, meta, self.landing());
                 let pp = PostParams::default();
                 match self
-                    .call("create cacerts", || secrets.create(&pp, &new))
+                    .call(&self.secret_call("create"), || secrets.create(&pp, &new))
                     .await
                 {
                     Ok(_) => break Change::Created,
@@ -460,7 +470,7 @@ impl Delivery for KubeDelivery {
             let new = render(Some(current), bundle, meta, self.landing());
             let pp = PostParams::default();
             match self
-                .call("replace cacerts", || {
+                .call(&self.secret_call("replace"), || {
                     secrets.replace(&self.landing().name, &pp, &new)
                 })
                 .await

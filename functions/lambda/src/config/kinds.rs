@@ -74,6 +74,13 @@ impl Kinds {
 
 /// `istio-cacerts xcp-edge` or `istio-cacerts+xcp-edge`, each kind once.
 fn parse_kinds(text: &str) -> Result<Vec<Kind>, String> {
+    if text.contains(',') {
+        // The same list is read from a cluster tag, whose value cannot hold a comma.
+        return Err(format!(
+            "{text:?}: separate kinds with spaces or '+' (as in \"{}\"), not commas",
+            text.replace(',', "+").replace(' ', "")
+        ));
+    }
     let mut out = Vec::new();
     for k in text.split([' ', '+']).filter(|k| !k.is_empty()) {
         let kind: Kind = k
@@ -128,4 +135,29 @@ pub(super) fn kinds(env: &dyn Fn(&str) -> Option<String>) -> Result<Kinds, Confi
             .unwrap_or_default(),
         cert_manager_secret,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_separated_by_spaces_or_plus_and_a_comma_is_told_how() {
+        let both = vec![Kind::IstioCacerts, Kind::CertManagerCa];
+        assert_eq!(
+            parse_kinds("istio-cacerts cert-manager-ca"),
+            Ok(both.clone())
+        );
+        assert_eq!(
+            parse_kinds("istio-cacerts+cert-manager-ca+istio-cacerts"),
+            Ok(both)
+        );
+        let e = parse_kinds("istio-cacerts, cert-manager-ca").unwrap_err();
+        assert!(e.contains("\"istio-cacerts+cert-manager-ca\""), "{e}");
+        assert!(
+            parse_kinds("istio").unwrap_err().contains("istio-cacerts"),
+            "lists the kinds"
+        );
+        assert_eq!(parse_kinds(" + "), Err("names no kind".into()));
+    }
 }

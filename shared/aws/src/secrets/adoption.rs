@@ -42,7 +42,9 @@ impl SecretsEscrow {
             records.extend(self.read_from(&old, key, Some(stage), None).await?);
         }
         if !records.is_empty() {
-            self.ensure_secret(key).await?;
+            if !self.is_known(key) {
+                self.ensure_secret(key).await?;
+            }
             let mut newest = match self.read(key, Some(&labels.current), None).await? {
                 Some((Record::Current(c), _)) => Some(c),
                 _ => None,
@@ -72,7 +74,9 @@ impl SecretsEscrow {
         self.delete(&old, key).await
     }
 
-    /// Writes `record` into the cluster's secret as the version `version` it had apart.
+    /// Writes `record` into the cluster's secret as the version `version` it had apart, under
+    /// `label`. A version of that id already there with the same record (a copy made before)
+    /// is left as it is by Secrets Manager, label and all: the label is then moved to it.
     async fn copy(
         &self,
         key: &EscrowKey,
@@ -80,14 +84,54 @@ impl SecretsEscrow {
         record: &Record,
         label: &str,
     ) -> Result<(), EscrowError> {
-        if self.put(key, version, record, label).await? {
+        let json = Self::encode(key, record)?;
+        let sent = self
+            .client
+            .put_secret_value()
+            .secret_id(self.secret_name(key))
+            .client_request_token(version)
+            .secret_string(json.as_str())
+            .version_stages(label)
+            .send()
+            .await;
+        let Some(out) = self.tolerating(sent, "ResourceExistsException", "write", key)? else {
+            return Err(EscrowError::Conflict {
+                cluster: key.to_string(),
+                generation: 0,
+                token: format!("{version} (moving {} in)", self.secret_name_apart(key)),
+            });
+        };
+        if out.version_stages().iter().any(|s| s == label) {
             return Ok(());
         }
-        Err(EscrowError::Conflict {
-            cluster: key.to_string(),
-            generation: 0,
-            token: format!("{version} (moving {} in)", self.secret_name_apart(key)),
-        })
+        self.move_label(key, label, version).await
+    }
+
+    /// Moves `label` to `version`, from whichever version holds it.
+    async fn move_label(
+        &self,
+        key: &EscrowKey,
+        label: &str,
+        version: &str,
+    ) -> Result<(), EscrowError> {
+        let name = self.secret_name(key);
+        let described = self.client.describe_secret().secret_id(&name).send().await;
+        let described = described.map_err(|e| Self::failed("write", key, &e))?;
+        let holder = described.version_ids_to_stages().and_then(|v| {
+            v.iter()
+                .find(|(_, stages)| stages.iter().any(|s| s == label))
+                .map(|(id, _)| id.clone())
+        });
+        let sent = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(&name)
+            .version_stage(label)
+            .move_to_version_id(version)
+            .set_remove_from_version_id(holder)
+            .send()
+            .await;
+        sent.map(drop).map_err(|e| Self::failed("write", key, &e))
     }
 
     /// Schedules the secret `name` for deletion; gone or already scheduled is done.

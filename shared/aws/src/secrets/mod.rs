@@ -386,6 +386,7 @@ impl SecretsEscrow {
                 .and_then(|rest| rest.parse::<EscrowKey>().ok());
             match key {
                 Some(key) if key.kind == Kind::IstioCacerts => {
+                    self.remember(&self.secret_name(&key));
                     listed.extend(held_in(&key.cluster, &entry));
                 }
                 Some(key) => {
