@@ -351,3 +351,95 @@ def test_the_cost_rows_count_what_the_stacks_create():
     main = open(os.path.join(MODULE, "main.tf")).read()
     assert re.search(r'expiry_sweep += \{[^}]*memory = %d,' % prices["sweep_memory_mb"], main)
     assert main.count('resource "aws_kms_key"') == prices["kms_keys"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The role grants every AWS call the functions' code makes. The CDK test's list of allowed
+# actions says "the functions call exactly these"; this reads the calls from the code itself.
+
+# SDK crate -> (botocore service model, IAM prefix)
+SDK_SERVICES = {
+    "aws_sdk_acmpca": ("acm-pca", "acm-pca"),
+    "aws_sdk_eks": ("eks", "eks"),
+    "aws_sdk_eventbridge": ("events", "events"),
+    "aws_sdk_resourcegroupstagging": ("resourcegroupstaggingapi", "tag"),
+    "aws_sdk_secretsmanager": ("secretsmanager", "secretsmanager"),
+    "aws_sdk_sqs": ("sqs", "sqs"),
+    "aws_sdk_sts": ("sts", "sts"),
+}
+# The crates the functions are built from that call AWS (the CLI's own code is not deployed).
+FUNCTION_SOURCES = [os.path.join(HERE, "..", "shared", "aws", "src"), os.path.join(HERE, "..", "functions")]
+# Batch calls SQS authorises with the single call's action.
+AUTHORISED_AS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+# Calls no role is granted, with the reason.
+UNGRANTED = {
+    # Asking who the caller is (the functions learn their own account so) needs no permission:
+    # AWS answers any principal, even one whose policies deny it.
+    "sts:GetCallerIdentity",
+}
+
+
+def snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def operations(model):
+    import botocore.loaders
+
+    return botocore.loaders.Loader().load_service_model(model, "service-2")["operations"].keys()
+
+
+def calls_in_code():
+    """(IAM action, file) for each SDK operation called as `.op()` in a file that uses its crate."""
+    by_crate = {crate: {snake(op): f"{prefix}:{op}" for op in operations(model)} for crate, (model, prefix) in SDK_SERVICES.items()}
+    found = {}
+    for root in FUNCTION_SOURCES:
+        for dirpath, _, files in os.walk(root):
+            if "/tests" in dirpath or "/target" in dirpath:
+                continue
+            for name in files:
+                if not name.endswith(".rs"):
+                    continue
+                path = os.path.join(dirpath, name)
+                text = re.split(r"#\[cfg\(test\)\]", open(path).read())[0]
+                for crate in {c for c in SDK_SERVICES if c in text}:
+                    for op, action in by_crate[crate].items():
+                        if re.search(rf"\.{op}\(\)", text):
+                            found.setdefault(AUTHORISED_AS.get(action, action), set()).add(os.path.relpath(path, os.path.join(HERE, "..")))
+    return found
+
+
+def granted(statements):
+    actions = set()
+    for s in statements:
+        a = one(s.get("Action", s.get("actions")))
+        actions |= set(a if isinstance(a, list) else [a])
+    return actions
+
+
+def test_the_role_grants_every_aws_call_the_functions_make():
+    calls = calls_in_code()
+    assert {"secretsmanager:PutSecretValue", "acm-pca:IssueCertificate", "eks:DescribeCluster"} <= calls.keys(), calls
+    # Each deployment grants every call but those of the authority it does not use.
+    deployments = [
+        ("CDK, Private CA", granted(cdk_role_statements("cdk.out")), ()),
+        ("CDK, Vault", granted(cdk_role_statements("cdk.out.vault")), ("acm-pca:",)),
+        ("Terraform, Private CA", granted(tf_role_statements("pca")), ()),
+        ("Terraform, Vault", granted(tf_role_statements("vault")), ("acm-pca:",)),
+    ]
+    for name, grants, unused in deployments:
+        needed = {a: f for a, f in calls.items() if a not in UNGRANTED and not any(a.startswith(p) for p in unused)}
+        missing = {a: sorted(files) for a, files in needed.items() if a not in grants}
+        assert not missing, f"{name} grants none of these calls the functions make: {missing}"
+
+
+def test_the_call_finder_sees_a_call_the_role_lacks(tmp_path, monkeypatch):
+    src = tmp_path / "x.rs"
+    src.write_text("use aws_sdk_secretsmanager::Client;\nfn f(c: &Client) { c.rotate_secret().send(); }\n#[cfg(test)]\nmod t { fn g(c: &aws_sdk_sqs::Client) { c.purge_queue(); } }\n")
+    monkeypatch.setattr(__import__(__name__), "FUNCTION_SOURCES", [str(tmp_path)])
+    calls = calls_in_code()
+    assert calls == {"secretsmanager:RotateSecret": {os.path.relpath(str(src), os.path.join(HERE, ".."))}}
