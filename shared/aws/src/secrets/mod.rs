@@ -72,6 +72,9 @@ pub struct SecretsEscrow {
     /// Keys found in a secret of their own (the layout before kinds shared one): moved into the
     /// cluster's secret before their next write.
     apart: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<EscrowKey>>>,
+    /// This instance has listed the escrow: a kind kept apart would have been seen there, so a
+    /// load need not look for one (a sweep's reconciles save a read per kind).
+    listed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SecretsEscrow {
@@ -86,6 +89,7 @@ impl SecretsEscrow {
             recovery_window_days: 30,
             known: Default::default(),
             apart: Default::default(),
+            listed: Default::default(),
         }
     }
 
@@ -396,6 +400,8 @@ impl SecretsEscrow {
                 None => {}
             }
         }
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(listed)
     }
 
@@ -505,10 +511,18 @@ impl SecretsEscrow {
 impl SecretsEscrow {
     /// What a kind kept in a secret of its own holds (noting it, to be moved in). Every secret
     /// with a version has an AWSCURRENT one: without it there is nothing apart, and the pending
-    /// label is not read.
+    /// label is not read. After a listing that showed none for this key, nothing is read.
     async fn load_apart(&self, key: &EscrowKey) -> Result<Escrowed, EscrowError> {
         let name = self.secret_name_apart(key);
         let mut escrowed = Escrowed::default();
+        let seen_apart = self
+            .apart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key);
+        if self.listed.load(std::sync::atomic::Ordering::Relaxed) && !seen_apart {
+            return Ok(escrowed);
+        }
         match self
             .read_from(&name, key, Some(layout::CURRENT), None)
             .await?
