@@ -89,14 +89,16 @@ impl Aws {
         names
     }
 
+    async fn describe(
+        &self,
+        name: &str,
+    ) -> aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput {
+        let d = self.sm.describe_secret().secret_id(name).send().await;
+        d.unwrap()
+    }
+
     async fn labels(&self, name: &str) -> Vec<String> {
-        let d = self
-            .sm
-            .describe_secret()
-            .secret_id(name)
-            .send()
-            .await
-            .unwrap();
+        let d = self.describe(name).await;
         let mut labels: Vec<String> = d
             .version_ids_to_stages()
             .unwrap()
@@ -109,14 +111,7 @@ impl Aws {
     }
 
     async fn scheduled_for_deletion(&self, name: &str) -> bool {
-        let d = self
-            .sm
-            .describe_secret()
-            .secret_id(name)
-            .send()
-            .await
-            .unwrap();
-        d.deleted_date().is_some()
+        self.describe(name).await.deleted_date().is_some()
     }
 }
 

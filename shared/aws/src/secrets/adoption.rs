@@ -84,24 +84,14 @@ impl SecretsEscrow {
         record: &Record,
         label: &str,
     ) -> Result<(), EscrowError> {
-        let json = Self::encode(key, record)?;
-        let sent = self
-            .client
-            .put_secret_value()
-            .secret_id(self.secret_name(key))
-            .client_request_token(version)
-            .secret_string(json.as_str())
-            .version_stages(label)
-            .send()
-            .await;
-        let Some(out) = self.tolerating(sent, "ResourceExistsException", "write", key)? else {
+        let Some(labels) = self.put_labelled(key, version, record, label).await? else {
             return Err(EscrowError::Conflict {
                 cluster: key.to_string(),
                 generation: 0,
                 token: format!("{version} (moving {} in)", self.secret_name_apart(key)),
             });
         };
-        if out.version_stages().iter().any(|s| s == label) {
+        if labels.iter().any(|s| s == label) {
             return Ok(());
         }
         self.move_label(key, label, version).await

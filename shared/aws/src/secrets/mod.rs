@@ -361,6 +361,21 @@ impl SecretsEscrow {
         record: &Record,
         stage: &str,
     ) -> Result<bool, EscrowError> {
+        Ok(self
+            .put_labelled(key, token, record, stage)
+            .await?
+            .is_some())
+    }
+
+    /// Writes a version; the labels it carries after the call (a version written before with
+    /// the same record is left as it was), or `None` when the token names one with other data.
+    async fn put_labelled(
+        &self,
+        key: &EscrowKey,
+        token: &str,
+        record: &Record,
+        stage: &str,
+    ) -> Result<Option<Vec<String>>, EscrowError> {
         let json = Self::encode(key, record)?;
         let sent = self
             .client
@@ -371,9 +386,8 @@ impl SecretsEscrow {
             .version_stages(stage)
             .send()
             .await;
-        Ok(self
-            .tolerating(sent, "ResourceExistsException", "write", key)?
-            .is_some())
+        let written = self.tolerating(sent, "ResourceExistsException", "write", key)?;
+        Ok(written.map(|out| out.version_stages().to_vec()))
     }
 
     /// ListSecrets under `<prefix>/` (secrets scheduled for deletion are not listed), read as
