@@ -6,17 +6,25 @@ use std::str::FromStr;
 /// `arn:<partition>:<service>:<region>:<account>:<resource>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Arn {
+    /// `aws`, `aws-cn` or `aws-us-gov`: what every other ARN in the same policy must name.
     pub partition: String,
+    /// The service namespace, as IAM actions prefix it (`acm-pca`, `secretsmanager`).
     pub service: String,
+    /// Empty for global resources (IAM roles).
     pub region: String,
+    /// The owning account's twelve digits; empty for AWS-managed resources (templates).
     pub account: String,
+    /// Everything after the fifth colon, `/` and `:` included.
     pub resource: String,
 }
 
+/// A text that does not have the ARN shape asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not {expected}")]
 pub struct ArnError {
+    /// What was given.
     pub text: String,
+    /// The shape wanted, for the message.
     pub expected: &'static str,
 }
 
@@ -62,8 +70,10 @@ impl fmt::Display for Arn {
 pub struct CaArn(Arn);
 
 impl CaArn {
+    /// What a CA ARN looks like, for error messages and `--help`.
     pub const SHAPE: &'static str = "a certificate authority ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)";
 
+    /// The partition the CA lives in: its templates' ARNs must name the same one.
     pub fn partition(&self) -> &str {
         &self.0.partition
     }
@@ -73,10 +83,12 @@ impl CaArn {
         &self.0.region
     }
 
+    /// The account that owns the CA: another than meshca's means a CA shared through RAM.
     pub fn account(&self) -> &str {
         &self.0.account
     }
 
+    /// The ARN in general form.
     pub fn as_arn(&self) -> &Arn {
         &self.0
     }

@@ -17,20 +17,39 @@ use meshca_kube::{KubeDelivery, TokenSource};
 use crate::eks_token::{self, EksToken};
 use crate::error_parts;
 
+/// Why a cluster could not be found, described or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum EksError {
+    /// DescribeCluster knows no cluster of this name in the region.
     #[error("EKS cluster {0} not found")]
     NotFound(String),
+    /// The cluster exists but is creating, updating or failed.
     #[error("EKS cluster {name} is {status}, not ACTIVE; it cannot take a CA yet")]
-    NotActive { name: String, status: String },
+    NotActive {
+        /// The cluster.
+        name: String,
+        /// Its status as EKS reports it (`CREATING`, `FAILED`, …).
+        status: String,
+    },
+    /// DescribeCluster answered without an endpoint or CA.
     #[error("EKS cluster {name}: {detail}")]
-    Incomplete { name: String, detail: String },
+    Incomplete {
+        /// The cluster.
+        name: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// An EKS or tagging call failed: the operation, and AWS's code and message.
     #[error("EKS {operation}: {code}: {message}")]
     Api {
+        /// The call (`DescribeCluster`, `ListClusters`, `GetResources`).
         operation: &'static str,
+        /// AWS's error code.
         code: String,
+        /// AWS's message.
         message: String,
     },
+    /// The cluster's API server could not be set up to be reached.
     #[error(transparent)]
     Connect(#[from] meshca_kube::ConnectError),
 }
@@ -60,6 +79,7 @@ impl EksClusters {
         clippy::expect_used,
         reason = "aws_config's loader always sets a credentials provider; only a hand-built config lacks one"
     )]
+    /// Clients in the region of `config`, signing EKS tokens with its credentials.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         let credentials = config
             .credentials_provider()
@@ -76,10 +96,12 @@ impl EksClusters {
         }
     }
 
+    /// The region these clients call.
     pub fn region(&self) -> &str {
         &self.region
     }
 
+    /// DescribeCluster: endpoint, CA, status and tags of one cluster, refused unless ACTIVE.
     pub async fn describe(&self, name: &str) -> Result<EksCluster, EksError> {
         let out = self
             .client
@@ -332,6 +354,7 @@ pub struct EksTokens {
 }
 
 impl EksTokens {
+    /// Tokens for `cluster` in `region`, signed with `credentials`.
     pub fn new(cluster: &str, region: &str, credentials: SharedCredentialsProvider) -> Self {
         EksTokens {
             cluster: cluster.into(),

@@ -15,24 +15,31 @@ use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// What an EKS bearer token starts with: a version, then the presigned URL in base64url.
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
+/// The signed header that binds a token to one cluster.
 pub const CLUSTER_HEADER: &str = "x-k8s-aws-id";
 /// How long EKS honours a token after it was signed.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// X-Amz-Expires of the presigned URL, as aws-iam-authenticator sets it.
 pub const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 
+/// A token could not be signed (no credentials, or the signer refused them).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign the EKS token for {cluster}: {detail}")]
 pub struct TokenError {
+    /// The cluster the token was for.
     pub cluster: String,
+    /// Why it could not be signed.
     pub detail: String,
 }
 
 /// A token and when it should be replaced (a minute before EKS stops accepting it).
 #[derive(Clone)]
 pub struct EksToken {
+    /// The bearer token, wiped when dropped.
     pub token: zeroize::Zeroizing<String>,
+    /// When to sign the next one.
     pub refresh_at: SystemTime,
 }
 

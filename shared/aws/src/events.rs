@@ -15,12 +15,14 @@ pub const SOURCE: &str = "meshca";
 /// PutEvents takes at most ten entries.
 const PUT_EVENTS_BATCH: usize = 10;
 
+/// [`FanOut`] over EventBridge: each request a `meshca Reconcile Requested` event on the bus, which the cluster-events rule delivers.
 pub struct EventBridgeFanOut {
     client: Client,
     bus: String,
 }
 
 impl EventBridgeFanOut {
+    /// Puts events on `bus` (a name or ARN) with the client of `config`.
     pub fn new(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
         EventBridgeFanOut {
             client: Client::new(config),

@@ -60,6 +60,7 @@ pub struct HeldCredentials<P> {
 }
 
 impl<P: ProvideCredentials> HeldCredentials<P> {
+    /// Holds what `inner` provides until shortly before it expires.
     pub fn new(inner: P) -> Self {
         HeldCredentials {
             inner,

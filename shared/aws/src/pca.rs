@@ -30,6 +30,7 @@ pub const PATHLEN0_TEMPLATE: &str = "template/SubordinateCACertificate_PathLen0/
 /// serverAuth+clientAuth, subject and SANs from the CSR.
 pub const END_ENTITY_TEMPLATE: &str = "template/EndEntityCertificate/V1";
 
+/// AWS Private CA as the [`Authority`]: one CA, PathLen0 intermediates by default, retried and paced to the IssueCertificate quota.
 #[derive(Debug, Clone)]
 pub struct PcaAuthority {
     client: Client,
@@ -113,6 +114,7 @@ impl PcaAuthority {
         self
     }
 
+    /// How long and how often to wait out throttling and `RequestInProgressException`.
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -126,6 +128,7 @@ impl PcaAuthority {
         }
     }
 
+    /// The CA's ARN as configured.
     pub fn ca_arn(&self) -> &str {
         &self.ca_arn
     }

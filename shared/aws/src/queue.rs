@@ -13,12 +13,14 @@ use crate::error_parts;
 /// SendMessageBatch takes at most ten entries.
 const SEND_BATCH: usize = 10;
 
+/// [`FanOut`] over SQS: each request a message on the work queue the renewal worker drains.
 pub struct SqsFanOut {
     client: Client,
     queue_url: String,
 }
 
 impl SqsFanOut {
+    /// Sends to `queue_url` with the client of `config`.
     pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
         SqsFanOut {
             client: Client::new(config),

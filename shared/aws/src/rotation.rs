@@ -19,6 +19,7 @@ pub fn record_name(prefix: &str) -> String {
     format!("{}/_rotation", prefix.trim_end_matches('/'))
 }
 
+/// The fleet's root-rotation record as one Secrets Manager secret, `<prefix>/_rotation`: read and written with version-stage compare-and-swap like escrow records.
 pub struct SecretsRotationStore {
     client: Client,
     name: String,
@@ -26,6 +27,7 @@ pub struct SecretsRotationStore {
 }
 
 impl SecretsRotationStore {
+    /// The record in the secret `name`, encrypted with `kms_key_id` when given.
     pub fn new(client: Client, name: impl Into<String>, kms_key_id: Option<String>) -> Self {
         SecretsRotationStore {
             client,
@@ -34,6 +36,7 @@ impl SecretsRotationStore {
         }
     }
 
+    /// The same with a client in the region of `config`.
     pub fn from_config(
         config: &aws_config::SdkConfig,
         name: impl Into<String>,

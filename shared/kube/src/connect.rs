@@ -17,17 +17,31 @@ use meshca_core::error_chain as chain;
 
 use crate::secret::SECRET_NAMESPACE;
 
+/// A cluster's API server could not be set up to be reached (nothing was sent to it yet).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The kubeconfig, or the context in it, is missing or unusable.
     #[error("kubeconfig context {context:?}: {detail}")]
-    Kubeconfig { context: String, detail: String },
+    Kubeconfig {
+        /// The context asked for (`""`: the current one).
+        context: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An endpoint and CA (from EKS) that do not make a client.
     #[error("cluster {cluster}: {detail}")]
-    Endpoint { cluster: String, detail: String },
+    Endpoint {
+        /// The cluster.
+        cluster: String,
+        /// What was wrong: the URL, or the CA's PEM.
+        detail: String,
+    },
 }
 
 /// A source of bearer tokens that may change over time (EKS tokens live 15 minutes).
 #[async_trait]
 pub trait TokenSource: Send + Sync + 'static {
+    /// The token to send now; an error says why none can be had.
     async fn bearer(&self) -> Result<Zeroizing<String>, String>;
 }
 

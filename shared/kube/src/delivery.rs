@@ -47,6 +47,7 @@ pub struct KubeDelivery {
 pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl KubeDelivery {
+    /// Delivers through `client` to the cluster at `endpoint` (named in errors).
     pub fn new(client: Client, endpoint: impl Into<String>, options: DeliveryOptions) -> Self {
         KubeDelivery {
             client,

@@ -18,25 +18,42 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
+/// The secret istiod reads its plugged-in CA from.
 pub const SECRET_NAME: &str = "cacerts";
+/// Where istiod looks for it.
 pub const SECRET_NAMESPACE: &str = "istio-system";
+/// The label that marks a secret as meshca's: one without it is adopted only when asked.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label's value.
 pub const MANAGED_BY_VALUE: &str = "meshca";
+/// Every annotation meshca writes starts so.
 pub const ANNOTATION_PREFIX: &str = "meshca.io/";
 
+/// A Secret manifest on disk (`cacerts.yaml`) that cannot be read as a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// A key the bundle needs is not in the manifest.
     #[error("{0} is missing")]
     Missing(String),
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// A key holds no usable PEM.
     #[error(transparent)]
     Pem(#[from] PemError),
+    /// The file is not a Kubernetes Secret.
     #[error("{path} is not a Secret manifest: {reason}")]
-    NotASecret { path: String, reason: String },
+    NotASecret {
+        /// The file.
+        path: String,
+        /// What it is instead, or what failed to parse.
+        reason: String,
+    },
 }
 
 /// What the annotations record about the bundle in the secret.
@@ -61,6 +78,7 @@ pub fn annotations(meta: &BundleMeta) -> BTreeMap<String, String> {
 
 /// The annotations that say whose a secret is (`meshca.io/cluster`, `meshca.io/kind`).
 pub const CLUSTER: &str = "cluster";
+/// The kind's annotation (absent: istio-cacerts).
 pub const KIND: &str = "kind";
 
 /// Reads annotations back; `None` when any is missing or unparseable (not written by us).
@@ -104,7 +122,9 @@ pub(crate) fn meta_of(secret: &Secret) -> Option<BundleMeta> {
 /// The `kubernetes.io/tls` keys, which istiod (1.15+) also reads from `cacerts` — and then
 /// prefers over the `*.pem` keys.
 pub const TLS_CRT: &str = "tls.crt";
+/// The `kubernetes.io/tls` private key.
 pub const TLS_KEY: &str = "tls.key";
+/// The `kubernetes.io/tls` CA bundle (cert-manager's convention).
 pub const CA_CRT: &str = "ca.crt";
 const TLS_KEYS: [&str; 3] = [TLS_CRT, TLS_KEY, CA_CRT];
 

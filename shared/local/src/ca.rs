@@ -39,9 +39,13 @@ pub const CRL_LIFETIME: Duration = Duration::days(30);
 /// Settings for a root created on first use.
 #[derive(Debug, Clone)]
 pub struct LocalRootSpec {
+    /// The root's key (default EC P-384).
     pub key_algorithm: KeyAlgorithm,
+    /// The root's common name.
     pub common_name: String,
+    /// The root's organization.
     pub organization: String,
+    /// How long the root is valid (default ten years).
     pub validity: Duration,
 }
 
@@ -56,6 +60,8 @@ impl Default for LocalRootSpec {
     }
 }
 
+/// The embedded CA as an [`Authority`]: a root key and certificate in a
+/// directory, every issued certificate recorded under `issued/`, and CRLs signed with the root.
 pub struct LocalCa {
     dir: PathBuf,
     root: Certificate,
@@ -99,6 +105,7 @@ impl LocalCa {
         }
     }
 
+    /// The CA in `dir`, which must hold its root already; a missing or broken one is an error.
     pub fn open(dir: &Path) -> Result<Self, AuthorityError> {
         let corrupt = |reason: String| AuthorityError::Corrupt {
             authority: format!("local CA at {}", dir.display()),
@@ -199,10 +206,12 @@ impl LocalCa {
         }
     }
 
+    /// The root certificate.
     pub fn root(&self) -> &Certificate {
         &self.root
     }
 
+    /// The directory the CA lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -19,12 +19,15 @@ const CURRENT: &str = "current.json";
 const PENDING: &str = "pending.json";
 const RETIRED: &str = ".retired";
 
+/// Escrow as files: `<dir>/<key>/current.json` and `pending.json`, each written whole (a
+/// temporary file, synced, then renamed) and readable by its owner only.
 #[derive(Debug, Clone)]
 pub struct LocalEscrow {
     dir: PathBuf,
 }
 
 impl LocalEscrow {
+    /// Records under `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LocalEscrow { dir: dir.into() }
     }

@@ -12,20 +12,29 @@ use zeroize::Zeroizing;
 /// The manifest's file name beside the four PEM files.
 pub const MANIFEST: &str = "cacerts.yaml";
 
+/// A bundle directory that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
+    /// One of the four PEM files is not there.
     #[error("{0} is missing")]
     Missing(String),
+    /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file holds no usable PEM.
     #[error(transparent)]
     Pem(#[from] PemError),
 }

@@ -9,6 +9,7 @@ use meshca_core::rotation::{RootRotation, RotationStore, RotationStoreError};
 const RECORD: &str = "rotation.json";
 const LOCK: &str = "rotation.lock";
 
+/// The fleet's root-rotation record as a file beside the escrow, changed under a lock file.
 pub struct LocalRotationStore {
     dir: PathBuf,
 }
@@ -19,6 +20,7 @@ impl LocalRotationStore {
         LocalRotationStore { dir: dir.into() }
     }
 
+    /// Where the record is kept.
     pub fn path(&self) -> PathBuf {
         self.dir.join(RECORD)
     }

@@ -25,16 +25,24 @@ pub enum Login {
     Token(Zeroizing<String>),
     /// `auth/<mount>/login` with a role id and secret id.
     AppRole {
+        /// The AppRole auth mount (`approle`).
         mount: String,
+        /// The role's id: not a secret.
         role_id: String,
+        /// The secret id, wiped when dropped.
         secret_id: Zeroizing<String>,
     },
     /// `auth/<mount>/login` with a signed STS GetCallerIdentity for `role`.
     AwsIam {
+        /// The AWS auth mount (`aws`).
         mount: String,
+        /// The Vault role bound to the function's IAM role.
         role: String,
+        /// Which STS endpoint the signed request names (Vault calls it to check the signature).
         sts: StsTarget,
+        /// The `X-Vault-AWS-IAM-Server-ID` header the mount requires, if it requires one.
         server_id: Option<String>,
+        /// The credentials that sign the request.
         credentials: SharedCredentialsProvider,
     },
 }
@@ -87,6 +95,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session that logs in with `login` when it first needs a token.
     pub fn new(http: VaultHttp, login: Login) -> Self {
         Session {
             http,

@@ -27,10 +27,12 @@ pub struct Endpoint {
     pub ca_pem: Option<String>,
     /// Vault Enterprise / OpenBao namespace (`VAULT_NAMESPACE`).
     pub namespace: Option<String>,
+    /// How long one request may take.
     pub timeout: Duration,
 }
 
 impl Endpoint {
+    /// Vault at `addr`, trusting the system's roots, no namespace, the default timeout.
     pub fn new(addr: impl Into<String>) -> Self {
         Endpoint {
             addr: addr.into().trim_end_matches('/').to_string(),
@@ -41,30 +43,68 @@ impl Endpoint {
     }
 }
 
+/// A Vault call that failed, by what an operator does about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
+    /// No HTTP answer: DNS, TCP, TLS or a timeout.
     #[error("Vault at {addr} is unreachable: {detail}")]
-    Unreachable { addr: String, detail: String },
+    Unreachable {
+        /// Vault's address.
+        addr: String,
+        /// What failed.
+        detail: String,
+    },
+    /// 503: Vault is sealed.
     #[error("Vault is sealed (503 on {path}); unseal it first")]
-    Sealed { path: String },
+    Sealed {
+        /// The path asked for.
+        path: String,
+    },
+    /// 403: the token's policy does not allow the path (after one fresh login).
     #[error("Vault refused {path} (403): {message}")]
-    Forbidden { path: String, message: String },
+    Forbidden {
+        /// The path asked for.
+        path: String,
+        /// Vault's errors.
+        message: String,
+    },
+    /// 404: no mount, role or issuer at the path.
     #[error("Vault has nothing at {path} (404): {message}")]
-    NotFound { path: String, message: String },
+    NotFound {
+        /// The path asked for.
+        path: String,
+        /// Vault's errors.
+        message: String,
+    },
+    /// Another 4xx: the request itself was refused (a CSR or a parameter).
     #[error("Vault rejected {path} ({status}): {message}")]
     Rejected {
+        /// The path asked for.
         path: String,
+        /// The HTTP status.
         status: u16,
+        /// Vault's errors.
         message: String,
     },
+    /// A 5xx other than sealed: worth retrying later.
     #[error("Vault answered {path} with {status}: {message}")]
     Server {
+        /// The path asked for.
         path: String,
+        /// The HTTP status.
         status: u16,
+        /// Vault's errors.
         message: String,
     },
+    /// A 2xx whose body is not the JSON expected.
     #[error("Vault's answer to {path} is not what meshca expects: {detail}")]
-    Unexpected { path: String, detail: String },
+    Unexpected {
+        /// The path asked for.
+        path: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The client could not be built (the CA bundle, TLS settings).
     #[error("Vault client: {0}")]
     Config(String),
 }
@@ -77,6 +117,7 @@ pub struct VaultHttp {
 }
 
 impl VaultHttp {
+    /// A client for `endpoint`, trusting its CA bundle (or the system's roots) over aws-lc-rs.
     pub fn new(endpoint: Endpoint) -> Result<Self, VaultError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -115,6 +156,7 @@ impl VaultHttp {
         Ok(VaultHttp { endpoint, http })
     }
 
+    /// Vault's address, for messages.
     pub fn addr(&self) -> &str {
         &self.endpoint.addr
     }

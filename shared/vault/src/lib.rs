@@ -9,6 +9,7 @@
 //! as it does for PCA.
 // Code that can fail at run time says so with an error; an `expect` is allowed where it
 // cannot fail, with the reason. Tests unwrap freely.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
@@ -40,6 +41,8 @@ pub struct VaultPki {
 }
 
 impl VaultPki {
+    /// The PKI mount `mount` at `endpoint`, signing with `issuer` (default: the mount's
+    /// default issuer), logged in with `login`.
     pub fn new(
         endpoint: Endpoint,
         login: Login,

@@ -19,9 +19,13 @@ use crate::WiringError;
 #[derive(Debug, Clone)]
 pub enum AuthoritySpec {
     /// The embedded local CA kept in `dir`, created on first use.
-    Local { dir: PathBuf },
+    Local {
+        /// Where the root and the issued certificates are kept.
+        dir: PathBuf,
+    },
     /// AWS Private CA, called in the CA's own region.
     Pca {
+        /// The CA.
         ca: CaArn,
         /// `None`: SubordinateCACertificate_PathLen0/V1 in the CA's partition.
         template_arn: Option<String>,
@@ -123,28 +127,39 @@ pub struct VaultSpec {
     pub addr: String,
     /// PEM of the CA bundle Vault's TLS certificate chains to; `None`: the system's roots.
     pub ca_pem: Option<String>,
+    /// The Vault Enterprise namespace (`X-Vault-Namespace`); `None`: the root namespace.
     pub namespace: Option<String>,
     /// The PKI mount, e.g. `pki`.
     pub mount: String,
     /// An issuer in the mount; `None`: its default issuer.
     pub issuer: Option<String>,
+    /// How to log in.
     pub login: VaultLogin,
 }
 
 /// How to log in to Vault.
 #[derive(Clone)]
 pub enum VaultLogin {
+    /// A token as is (`VAULT_TOKEN`, `--vault-token-file`), renewed while Vault allows it.
     Token(Zeroizing<String>),
+    /// AppRole: a role id and a secret id.
     AppRole {
+        /// The auth mount (`approle`).
         mount: String,
+        /// The role's id: not a secret.
         role_id: String,
+        /// Where the secret id comes from.
         secret_id: SecretSource,
     },
     /// The AWS IAM method, signed with the caller's AWS credentials.
     AwsIam {
+        /// The auth mount (`aws`).
         mount: String,
+        /// The Vault role bound to the caller's IAM role.
         role: String,
+        /// The region of the STS endpoint to sign for; `None`: the global endpoint.
         sts_region: Option<String>,
+        /// The `X-Vault-AWS-IAM-Server-ID` header the mount requires, if any.
         server_id: Option<String>,
     },
 }
@@ -171,7 +186,9 @@ impl std::fmt::Debug for VaultLogin {
 /// A secret given as is, or read from Secrets Manager when the authority is built.
 #[derive(Clone)]
 pub enum SecretSource {
+    /// The secret itself, wiped when dropped.
     Value(Zeroizing<String>),
+    /// The id or ARN of the Secrets Manager secret that holds it.
     SecretsManager(String),
 }
 

@@ -18,7 +18,10 @@ use crate::{WiringError, in_region};
 #[derive(Debug, Clone)]
 pub enum EscrowSpec {
     /// A directory on this machine.
-    Local { dir: PathBuf },
+    Local {
+        /// The escrow directory (the CLI's default: `escrow/` in its state directory).
+        dir: PathBuf,
+    },
     /// One Secrets Manager secret per cluster, `<prefix>/<cluster>`, in the cluster's region.
     SecretsManager {
         /// `None`: `meshca/<region>`.

@@ -20,6 +20,7 @@ pub struct FilesDelivery {
 }
 
 impl FilesDelivery {
+    /// Writes into `dir` what `landing` would hold in a cluster, judged by `profile`.
     pub fn new(dir: impl Into<PathBuf>, landing: Landing, profile: Profile) -> Self {
         FilesDelivery {
             dir: dir.into(),

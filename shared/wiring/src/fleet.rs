@@ -44,9 +44,11 @@ pub const CA_DESCRIPTION_TTL: std::time::Duration = std::time::Duration::from_se
 /// What a fleet deployment (the Lambda functions) is made of.
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
+    /// Who signs the clusters' CAs.
     pub authority: AuthoritySpec,
     /// The CA of TSB's XCP identities, when it is not `authority`.
     pub xcp_authority: Option<AuthoritySpec>,
+    /// Where bundles are escrowed.
     pub escrow: EscrowSpec,
     /// Regions of meshca's own account whose clusters are managed; each gets its own EKS and
     /// escrow clients.
@@ -62,8 +64,11 @@ pub struct FleetSpec {
 /// A member account: the role meshca assumes there and the regions of its clusters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSpec {
+    /// The member account.
     pub account: AccountId,
+    /// The role meshca assumes there.
     pub role: MemberRole,
+    /// The regions of its clusters.
     pub regions: Vec<String>,
 }
 
@@ -71,13 +76,16 @@ pub struct MemberSpec {
 /// (at home, always).
 #[derive(Clone)]
 pub struct RegionPorts {
+    /// The place's clusters.
     pub clusters: Arc<dyn Clusters>,
+    /// Their escrow records.
     pub escrow: Arc<dyn Escrow>,
 }
 
 /// Every port a fleet deployment uses, built once per Lambda instance.
 #[derive(Clone)]
 pub struct Fleet {
+    /// Signs every kind but TSB's XCP identities when `xcp_authority` is set.
     pub authority: Arc<dyn Authority>,
     /// Signs xcp-central, mpc and xcp-edge when set; else `authority` does.
     pub xcp_authority: Option<Arc<dyn Authority>>,
@@ -87,12 +95,14 @@ pub struct Fleet {
     pub places: BTreeMap<Place, RegionPorts>,
     /// meshca's own account, when it has members (an event's `account` is compared with it).
     pub home_account: Option<AccountId>,
+    /// Where reconcile requests for other clusters go (the bus or the work queue).
     pub fan_out: Arc<dyn FanOut>,
     /// The fleet's root rotation record (beside the first region's escrow), when it is kept.
     pub rotation: Option<Arc<dyn RotationStore>>,
     /// What `authority` was built from, and the AWS configuration to build the other side of a
     /// rotation with: see [`Fleet::rotation_authorities`].
     pub authority_spec: Option<AuthoritySpec>,
+    /// The function's own AWS configuration, when it has one.
     pub home: Option<SdkConfig>,
 }
 

@@ -6,11 +6,11 @@
 //! as its ClientRequestToken under the kind's pending label; the same token with other data is
 //! refused by Secrets Manager (ResourceExistsException), which is exactly "another run owns this
 //! generation". Recording the certificate ARN and promoting write new versions with tokens
-//! derived from the generation token, and move the kind's labels ([`layout`]).
+//! derived from the generation token, and move the kind's labels (`layout.rs`).
 //!
 //! Kinds other than istio-cacerts once had a secret each (`<prefix>/<cluster>.<kind>`); such a
 //! record is read where it is and moved into the cluster's secret before its next write
-//! ([`adoption`]).
+//! (`adoption.rs`).
 
 mod adoption;
 mod layout;
@@ -59,6 +59,7 @@ impl Record {
     }
 }
 
+/// Secrets Manager as the [`Escrow`]: one secret per cluster under a prefix (see the module).
 #[derive(Debug, Clone)]
 pub struct SecretsEscrow {
     client: Client,
@@ -124,11 +125,13 @@ impl SecretsEscrow {
         format!("meshca/{region}")
     }
 
+    /// Encrypts new secrets with this KMS key (default: the account's `aws/secretsmanager` key).
     pub fn with_kms_key(mut self, key_id: Option<String>) -> Self {
         self.kms_key_id = key_id;
         self
     }
 
+    /// Tags every new secret carries beside meshca's own (a deployment's cost-allocation tags).
     pub fn with_tags(mut self, tags: Vec<(String, String)>) -> Self {
         self.tags = tags;
         self
