@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use meshca_wiring::RECONCILE_REQUESTED;
+/// The detail-type of the CloudTrail events CreateCluster and DeleteCluster arrive as.
 pub const CLOUDTRAIL: &str = "AWS API Call via CloudTrail";
+/// The detail-type of the schedule's events.
 pub const SCHEDULED: &str = "Scheduled Event";
 /// A compromise response asked of the functions: revoke one cluster and hold it.
 pub const REVOKE_REQUESTED: &str = "meshca Revoke Requested";
@@ -25,29 +27,44 @@ pub enum Request {
     /// A cluster was created; `tags` are those of the CreateCluster request; `account` is the
     /// event's, where the call was made (a member's rule forwards it to meshca's bus).
     Created {
+        /// The new cluster.
         cluster: String,
+        /// Its region.
         region: String,
+        /// The tags of the CreateCluster request.
         tags: BTreeMap<String, String>,
+        /// The account the call was made in.
         account: Option<String>,
     },
+    /// A cluster was deleted: revoke what it was issued and retire its escrow.
     Deleted {
+        /// The deleted cluster.
         cluster: String,
+        /// Its region.
         region: String,
+        /// The account the call was made in.
         account: Option<String>,
     },
     /// Reconcile one cluster now (a reconcile request event or a direct invoke): `account` is the
     /// cluster's (`None`: meshca's own), `sender` the account the event came from (`None` for a
     /// direct invoke), which must be meshca's own.
     Reconcile {
+        /// The cluster.
         cluster: String,
+        /// Its region (`None`: the function's own).
         region: Option<String>,
+        /// Renew even if the bundle is not due.
         force: bool,
+        /// The cluster's account.
         account: Option<String>,
+        /// The account the event came from.
         sender: Option<String>,
     },
     /// A CloudTrail record of a call that failed: nothing happened, nothing to do.
     FailedCall {
+        /// The call (`CreateCluster`, `DeleteCluster`).
         event_name: String,
+        /// Why it failed.
         error_code: String,
     },
     /// The schedule (expiry-sweep).
@@ -56,14 +73,20 @@ pub enum Request {
     /// meshca's own; `sender`: where the event came from, meshca's own account or the security
     /// account).
     Revoke {
+        /// The cluster.
         cluster: String,
+        /// Its region (`None`: the function's own).
         region: Option<String>,
+        /// The cluster's account.
         account: Option<String>,
+        /// Why, as the authorities record it.
         reason: meshca_core::authority::RevocationReason,
+        /// The account the event came from.
         sender: Option<String>,
     },
 }
 
+/// An event this function does not take, or takes only well-formed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("unsupported event: {0}")]
 pub struct EventError(pub String);

@@ -6,6 +6,7 @@
 use lambda_runtime::Diagnostic;
 use meshca_core::Step;
 
+/// Why an invocation failed, by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
     /// The event is not one this function takes (or is malformed): retrying will not help.
@@ -13,7 +14,12 @@ pub enum FunctionError {
     BadEvent(String),
     /// A cluster's reconcile failed at `step`: EventBridge retries, then dead-letters it.
     #[error("{step}: {error}")]
-    ReconcileFailed { step: Step, error: String },
+    ReconcileFailed {
+        /// Where the pipeline stopped.
+        step: Step,
+        /// Why.
+        error: String,
+    },
     /// The sweep could list no region at all.
     #[error("no region could be listed: {0}")]
     NothingListed(String),

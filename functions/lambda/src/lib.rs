@@ -3,6 +3,7 @@
 //! runs without Lambda in the tests, over the emulators or over in-memory fakes.
 // Code that can fail at run time says so with an error; an `expect` is allowed where it
 // cannot fail, with the reason. Tests unwrap freely.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
@@ -44,6 +45,7 @@ fn scope_of(place: &Place) -> Option<String> {
 
 /// Configuration and ports, built once per Lambda instance.
 pub struct App {
+    /// What the environment said.
     pub config: Config,
     pub(crate) fleet: Fleet,
     /// The root rotation record as last read (see [`rotation::RECORD_TTL`]).
@@ -53,10 +55,12 @@ pub struct App {
 /// The result of one event, as returned to the caller and logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The cluster, when the event was about one.
     pub cluster: Option<String>,
     /// The member account of the cluster; absent for meshca's own account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The cluster's region.
     pub region: Option<String>,
     /// The kind this report is about, when it is one other than istio-cacerts (sweep lines).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +74,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `outcome` for a cluster of meshca's own account.
     pub fn new(cluster: Option<&str>, region: Option<&str>, outcome: Outcome) -> Self {
         Report {
             cluster: cluster.map(str::to_string),

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use meshca_core::Outcome;
 
+/// The CloudWatch namespace of every metric the functions emit.
 pub const NAMESPACE: &str = "meshca";
 
 /// Where the metrics of the per-cluster documents are aggregated: the whole fleet, no dimension.

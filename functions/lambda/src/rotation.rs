@@ -27,13 +27,18 @@ pub(crate) struct InForce {
 /// What the sweep did about the rotation.
 #[derive(Debug, Clone, Serialize)]
 pub struct RotationReport {
+    /// The phase the rotation is in.
     pub phase: Phase,
+    /// The rotation was aborted and is going back.
     pub aborted: bool,
     /// The phase it moved to, when this sweep advanced it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advanced_to: Option<Phase>,
+    /// How long it has been in this phase.
     pub phase_age_seconds: i64,
+    /// Clusters that have not confirmed the phase yet.
     pub unconfirmed: usize,
+    /// What keeps it from advancing, one line each.
     pub blockers: Vec<String>,
 }
 

@@ -18,26 +18,33 @@ use crate::{App, Report};
 /// The SQS event Lambda sends (the fields meshca reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkBatch {
+    /// The messages of the batch.
     #[serde(rename = "Records")]
     pub records: Vec<WorkMessage>,
 }
 
+/// One message of the work queue: a reconcile request as JSON.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkMessage {
+    /// SQS's id for it, named in the answer when it failed.
     #[serde(rename = "messageId")]
     pub message_id: String,
+    /// The request.
     pub body: String,
 }
 
 /// The partial-batch answer (the mapping has `ReportBatchItemFailures`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct BatchResponse {
+    /// The messages to deliver again.
     #[serde(rename = "batchItemFailures")]
     pub failures: Vec<ItemFailure>,
 }
 
+/// One message that failed: SQS makes it visible again, and dead-letters it in the end.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ItemFailure {
+    /// The message's id.
     #[serde(rename = "itemIdentifier")]
     pub item_identifier: String,
 }
@@ -45,7 +52,9 @@ pub struct ItemFailure {
 /// What a batch came to: the answer for Lambda, and each message's report.
 #[derive(Debug, Clone)]
 pub struct Worked {
+    /// What Lambda is told.
     pub response: BatchResponse,
+    /// Each message's id and report.
     pub reports: Vec<(String, Report)>,
 }
 

@@ -17,12 +17,19 @@ use super::{ConfigError, get};
 /// or IPs for xcp-central), MESHCA_CERT_MANAGER_SECRET (default `cert-manager/istio-ca`).
 #[derive(Debug, Clone)]
 pub struct Kinds {
+    /// MESHCA_KINDS: the kinds of a cluster whose tags name none.
     pub default: Vec<Kind>,
+    /// The tag that names a cluster's kinds.
     pub kinds_tag: String,
+    /// The tag that names a TSB cluster's role (management or control plane).
     pub tsb_role_tag: String,
+    /// The tag that holds a cluster's name in TSB.
     pub tsb_name_tag: String,
+    /// Where TSB's management-plane secrets land.
     pub tsb_namespace: String,
+    /// The addresses xcp-central's certificate names.
     pub central_addresses: Vec<SanAddress>,
+    /// cert-manager-ca's landing: namespace and name.
     pub cert_manager_secret: (String, String),
 }
 

@@ -14,10 +14,13 @@ use meshca_wiring::{AuthoritySpec, EscrowSpec, FleetSpec, MemberSpec};
 pub use kinds::Kinds;
 pub use signer::vault;
 
+/// A setting the functions cannot start with: the variable, and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
 pub struct ConfigError {
+    /// The environment variable.
     pub var: &'static str,
+    /// What is wrong with its value, and what would be right.
     pub problem: String,
 }
 
@@ -117,6 +120,7 @@ fn flag(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<bool,
 }
 
 impl Config {
+    /// The configuration in this process's environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from(&|k: &str| std::env::var(k).ok())
     }

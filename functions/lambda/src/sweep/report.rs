@@ -13,11 +13,17 @@ use crate::Report;
 pub struct SweepReport {
     /// Opted-in clusters found.
     pub checked: usize,
+    /// Clusters whose bundle was kept as it was.
     pub unchanged: usize,
+    /// Clusters given their escrowed bundle again (the secret was missing or different).
     pub delivered: usize,
+    /// Clusters issued a new generation.
     pub renewed: usize,
+    /// Clusters left alone, with a reason (unmanaged cacerts, held after a revocation).
     pub skipped: usize,
+    /// Clusters only planned for (a dry run).
     pub planned: usize,
+    /// Clusters whose reconcile failed.
     pub failed: usize,
     /// Clusters handed to cluster-events as `meshca Reconcile Requested` events.
     pub fanned_out: usize,
@@ -33,6 +39,7 @@ pub struct SweepReport {
     pub issue_throttled: u64,
     /// Time to list and assess the fleet, and the whole sweep, in milliseconds.
     pub assessed_ms: u64,
+    /// The whole sweep, in milliseconds.
     pub took_ms: u64,
     /// A running root rotation: its phase, and whether this sweep advanced it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,12 +49,17 @@ pub struct SweepReport {
     pub inventory: Vec<Found>,
 }
 
+/// The bundle that expires first: what the SoonestDaysLeft alarm watches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Expiry {
+    /// Its cluster.
     pub cluster: String,
+    /// The cluster's member account (`None`: meshca's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The cluster's region.
     pub region: String,
+    /// When the bundle's CA certificate expires.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
 }
@@ -113,6 +125,8 @@ pub(super) struct Judged {
 /// An opted-in cluster and where it was found.
 #[derive(Debug, Clone)]
 pub struct Found {
+    /// The account and region it was found in.
     pub place: Place,
+    /// What EKS says of it.
     pub cluster: ClusterInfo,
 }
