@@ -27,11 +27,14 @@ pub struct AuthorityInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Validity {
+    /// This many days from issuance.
     Days(u32),
+    /// Until this instant.
     EndDate(#[serde(with = "time::serde::rfc3339")] OffsetDateTime),
 }
 
 impl Validity {
+    /// The end a certificate issued at `now` gets.
     pub fn not_after(self, now: OffsetDateTime) -> OffsetDateTime {
         match self {
             Validity::Days(d) => now + Duration::days(d.into()),
@@ -52,7 +55,9 @@ impl fmt::Display for Validity {
 /// One request to sign a cluster's CSR.
 #[derive(Debug, Clone)]
 pub struct IssueRequest<'a> {
+    /// The cluster's CSR, PEM.
     pub csr_pem: &'a str,
+    /// How long the certificate is asked to live.
     pub validity: Validity,
     /// Derived from the generation: the same request retried names the same certificate.
     pub idempotency_token: &'a str,
@@ -78,7 +83,9 @@ impl fmt::Display for CertificateId {
 /// A signed intermediate and the chain above it (issuing CA first, root last), normalised PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
+    /// The signed certificate, PEM.
     pub certificate: String,
+    /// The CAs above it, issuing CA first, root last.
     pub chain: String,
 }
 
@@ -87,11 +94,17 @@ pub struct Issued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationReason {
+    /// No reason given (an authority's default).
     Unspecified,
+    /// The certificate's key is, or may be, in someone else's hands.
     KeyCompromise,
+    /// A CA above it is compromised.
     CaCompromise,
+    /// The cluster moved to another owner or organisation.
     AffiliationChanged,
+    /// A newer generation replaces it.
     Superseded,
+    /// The cluster is gone (its deletion).
     CessationOfOperation,
 }
 
@@ -105,6 +118,7 @@ impl RevocationReason {
         RevocationReason::AffiliationChanged,
     ];
 
+    /// PCA's name of the reason (`KEY_COMPROMISE`, …), which escrow records keep too.
     pub fn as_pca(self) -> &'static str {
         match self {
             RevocationReason::Unspecified => "UNSPECIFIED",
@@ -159,40 +173,83 @@ impl std::str::FromStr for RevocationReason {
     }
 }
 
+/// Why the authority did not issue, fetch or revoke, by what can be done about it.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
+    /// The CA exists but cannot issue now.
     #[error("certificate authority {id} is {status}, not ACTIVE; it cannot issue")]
-    NotActive { id: String, status: String },
+    NotActive {
+        /// The CA.
+        id: String,
+        /// Its state (`DISABLED`, `EXPIRED`, …).
+        status: String,
+    },
+    /// No such CA (or no permission to see it).
     #[error("certificate authority {id} not found: {detail}")]
-    NotFound { id: String, detail: String },
+    NotFound {
+        /// The CA.
+        id: String,
+        /// What the authority said.
+        detail: String,
+    },
+    /// The CA refused this request (the CSR, the template, the validity): retrying will not help.
     #[error("certificate authority {id} refused the request: {reason}")]
-    Rejected { id: String, reason: String },
+    Rejected {
+        /// The CA.
+        id: String,
+        /// What the authority said.
+        reason: String,
+    },
+    /// A certificate id the authority does not know (an escrow record from another CA).
     #[error("certificate {0} is unknown to the authority")]
     UnknownCertificate(CertificateId),
+    /// The quota was hit on every attempt up to the deadline.
     #[error("{operation} was throttled for {waited_ms} ms ({attempts} attempts); giving up")]
     Throttled {
+        /// The call.
         operation: &'static str,
+        /// How many times it was tried.
         attempts: u32,
+        /// How long was waited in all.
         waited_ms: u128,
     },
+    /// The certificate was not ready by the deadline; the next run fetches it.
     #[error("certificate {id} still not ready after {waited_ms} ms")]
-    StillInProgress { id: CertificateId, waited_ms: u128 },
+    StillInProgress {
+        /// The certificate.
+        id: CertificateId,
+        /// How long was waited.
+        waited_ms: u128,
+    },
     /// `authority` says which one and where: `local CA at DIR`, `Vault issuer PATH`.
     #[error("{authority} is unusable: {reason}")]
-    Corrupt { authority: String, reason: String },
+    Corrupt {
+        /// Which one, and where.
+        authority: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Any other failure of the backend: the next run tries again.
     #[error("{operation} failed: {detail}")]
     Backend {
+        /// The call.
         operation: &'static str,
+        /// What failed, as the backend said it.
         detail: String,
     },
 }
 
+/// The signing port: AWS Private CA, Vault / OpenBao and the local CA behind one interface.
+/// Issuance is two steps (issue, then fetch) because PCA's is, and a run may stop between them.
 #[async_trait::async_trait]
 pub trait Authority: Send + Sync {
     /// The CA's state and root bundle; refuses a CA that cannot issue.
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError>;
+    /// Asks for a certificate; the same idempotency token names the same certificate.
     async fn issue(&self, request: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError>;
+    /// The certificate and its chain, waiting out "not ready yet" up to a deadline.
     async fn fetch(&self, id: &CertificateId) -> Result<Issued, AuthorityError>;
+    /// Revokes a certificate this authority issued (`serial`: hex, for those that key by it).
     async fn revoke(
         &self,
         id: &CertificateId,

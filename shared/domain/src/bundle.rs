@@ -8,20 +8,29 @@ use zeroize::Zeroizing;
 
 use crate::pem::{self as pemfmt, CERTIFICATE, PRIVATE_KEY, PemError};
 
+/// The intermediate's certificate, as istiod names the file.
 pub const CA_CERT: &str = "ca-cert.pem";
+/// The intermediate's private key.
 pub const CA_KEY: &str = "ca-key.pem";
+/// The intermediate and every CA above it, root last.
 pub const CERT_CHAIN: &str = "cert-chain.pem";
+/// The roots the mesh trusts (two during a root rotation).
 pub const ROOT_CERT: &str = "root-cert.pem";
 /// The fleet's CRLs, in CRL mode (istiod 1.27+ reads it from the istio layout only).
 pub const CA_CRL: &str = "ca-crl.pem";
+/// The four files, in the order istiod documents them.
 pub const FILES: [&str; 4] = [CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT];
 
 /// A cacerts bundle, every PEM normalised. Not yet validated: `validate::validate` judges it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {
+    /// The intermediate's certificate, normalised PEM.
     pub ca_cert: String,
+    /// Its PKCS#8 key, wiped when dropped.
     pub ca_key: Zeroizing<String>,
+    /// The intermediate and every CA above it.
     pub cert_chain: String,
+    /// The roots to trust.
     pub root_cert: String,
 }
 
@@ -40,12 +49,18 @@ impl std::fmt::Debug for Bundle {
 /// annotations beside it in a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BundleMeta {
+    /// Which generation of the cluster's CA this is: 1, 2, … one per issuance.
     pub generation: u64,
+    /// The certificate's serial, hex.
     pub serial: String,
+    /// When the certificate expires.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The authority's id for it (a PCA certificate ARN; Vault's and the local CA's own forms).
     pub certificate_id: String,
+    /// SHA-256 of the certificate's DER, hex: what a delivered secret is checked against.
     pub fingerprint_sha256: String,
+    /// SHA-256 of `root-cert.pem`, hex: which roots the bundle trusts.
     pub root_fingerprint_sha256: String,
     /// Whose bundle this is: the cluster and kind it was issued for. A secret that says so is
     /// never overwritten with another cluster's bundle. Absent in records and secrets written

@@ -5,43 +5,61 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::key::{KeyAlgorithm, key_algorithm_of};
 
+/// Bytes that do not parse as the certificate they should be.
 #[derive(Debug, thiserror::Error)]
 #[error("{what} is not a valid X.509 certificate: {reason}")]
 pub struct CertError {
+    /// Which certificate (`ca-cert.pem`, `the CA's root`).
     pub what: String,
+    /// What the parser said.
     pub reason: String,
 }
 
 /// Owned view of one certificate. The DER is kept so signatures can be checked later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
+    /// The certificate as it was given.
     pub der: Vec<u8>,
+    /// The subject, as text (`CN=…, O=…`).
     pub subject: String,
+    /// The issuer, as text.
     pub issuer: String,
     /// Colon-free lowercase hex, as PCA and `openssl x509 -serial` print it.
     pub serial: String,
+    /// Not valid before this instant.
     pub not_before: OffsetDateTime,
+    /// Not valid after this instant.
     pub not_after: OffsetDateTime,
+    /// Basic constraints say CA.
     pub is_ca: bool,
+    /// Basic constraints' path length, if any.
     pub path_len: Option<u32>,
+    /// Key usage allows signing certificates.
     pub key_cert_sign: bool,
+    /// It has an extended key usage extension at all.
     pub has_eku: bool,
     /// ExtendedKeyUsage serverAuth / clientAuth (TLS identities need both).
     pub server_auth: bool,
+    /// Extended key usage allows TLS clients.
     pub client_auth: bool,
     /// KeyUsage digitalSignature.
     pub digital_signature: bool,
     /// SubjectAltName entries by type.
     pub uri_sans: Vec<String>,
+    /// DNS names among the subject alternative names.
     pub dns_sans: Vec<String>,
+    /// IP addresses among the subject alternative names.
     pub ip_sans: Vec<std::net::IpAddr>,
+    /// The public key's algorithm, or why it is not one meshca knows.
     pub key_algorithm: Result<KeyAlgorithm, String>,
     /// subjectPublicKey bit string contents.
     pub public_key_raw: Vec<u8>,
+    /// SHA-256 of the DER, hex.
     pub sha256_fingerprint: String,
 }
 
 impl Certificate {
+    /// Parses `der`; `what` names it in errors.
     pub fn from_der(what: &str, der: Vec<u8>) -> Result<Self, CertError> {
         let err = |reason: String| CertError {
             what: what.to_string(),
@@ -100,6 +118,7 @@ impl Certificate {
         })
     }
 
+    /// Issued by itself: its subject is its issuer and its own key verifies its signature.
     pub fn is_self_signed(&self) -> bool {
         self.subject == self.issuer && self.signed_by(self).is_ok()
     }
@@ -146,6 +165,7 @@ fn sans(x: &X509Certificate<'_>) -> Result<Sans, String> {
     Ok(out)
 }
 
+/// SHA-256 of `data`, lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }

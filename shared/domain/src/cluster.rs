@@ -19,8 +19,11 @@ pub struct ClusterName(String);
 #[error(
     "cluster name {name:?} is not an EKS cluster name: {why} (letters, digits, '-' and '_', starting with a letter or digit, at most 100 characters)"
 )]
+/// A name that cannot be a cluster's (EKS's rules).
 pub struct InvalidClusterName {
+    /// The name given.
     pub name: String,
+    /// Which rule it breaks.
     pub why: &'static str,
 }
 
@@ -28,6 +31,7 @@ pub struct InvalidClusterName {
 pub const MAX_LEN: usize = 100;
 
 impl ClusterName {
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -21,12 +21,21 @@ use crate::key::PrivateKey;
 /// The PEM label of a CRL.
 pub const X509_CRL: &str = "X509 CRL";
 
+/// A CRL that could not be signed or read, or a `ca-crl.pem` istiod would refuse.
 #[derive(Debug, thiserror::Error)]
 pub enum CrlError {
+    /// The CRL could not be signed.
     #[error("signing a CRL for {issuer}: {reason}")]
-    Sign { issuer: String, reason: String },
+    Sign {
+        /// The CA that signs it.
+        issuer: String,
+        /// What failed.
+        reason: String,
+    },
+    /// `ca-crl.pem` holds something that is not a CRL in PEM.
     #[error("ca-crl.pem: {0}")]
     Parse(String),
+    /// No CRL in `ca-crl.pem` is signed by the cluster's own intermediate.
     #[error("ca-crl.pem holds no valid CRL signed by {0} (istiod would discard the whole update)")]
     NoOwnCrl(String),
 }
@@ -36,7 +45,9 @@ pub enum CrlError {
 pub struct Entry {
     /// Hex, as PCA and `openssl x509 -serial` print it.
     pub serial: String,
+    /// When it was revoked.
     pub at: OffsetDateTime,
+    /// Why.
     pub reason: RevocationReason,
 }
 
@@ -101,7 +112,9 @@ fn reason_code(reason: RevocationReason) -> rcgen::RevocationReason {
 /// What one CRL of a bundle says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    /// The CA that signed it, as text.
     pub issuer: String,
+    /// When it lapses; `None`: never.
     pub next_update: Option<OffsetDateTime>,
     /// Revoked serials, hex.
     pub serials: Vec<String>,

@@ -13,21 +13,34 @@ use crate::kind::{CN_NAME_ROOM, Identity};
 /// The subject of an intermediate. Empty O/OU are left out rather than encoded empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
+    /// The common name.
     pub common_name: String,
+    /// The organization (O), if any.
     pub organization: Option<String>,
+    /// The organizational unit (OU), if any.
     pub organizational_unit: Option<String>,
 }
 
+/// A subject that cannot go into a CSR, or a CSR that could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum CsrError {
+    /// A field of the subject is empty.
     #[error("subject {field} is empty")]
-    Empty { field: &'static str },
+    Empty {
+        /// Which (`CN`, `O`, `OU`).
+        field: &'static str,
+    },
+    /// A field of the subject is longer than X.509 allows.
     #[error("subject {field} is {len} characters; X.509 allows at most {max}")]
     TooLong {
+        /// Which (`CN`, `O`, `OU`).
         field: &'static str,
+        /// How long it is.
         len: usize,
+        /// The longest it may be.
         max: usize,
     },
+    /// The key could not sign the CSR.
     #[error("could not sign the CSR: {0}")]
     Sign(rcgen::Error),
 }
@@ -45,6 +58,7 @@ impl Subject {
         }
     }
 
+    /// The same subject with this O and OU (`None`: without).
     pub fn with_organization(mut self, o: Option<String>, ou: Option<String>) -> Self {
         self.organization = o.filter(|s| !s.trim().is_empty());
         self.organizational_unit = ou.filter(|s| !s.trim().is_empty());

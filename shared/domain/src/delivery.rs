@@ -21,7 +21,9 @@ pub enum RestartPolicy {
     /// Only where Istio needs it (see [`decide_restart`]).
     #[default]
     Auto,
+    /// After every change.
     Always,
+    /// Never: whoever runs istiod restarts it.
     Never,
 }
 
@@ -44,6 +46,7 @@ impl std::str::FromStr for RestartPolicy {
 pub struct DeliveryOptions {
     /// Take over a `cacerts` meshca did not create.
     pub adopt: bool,
+    /// When to restart istiod after `cacerts` changed.
     pub restart: RestartPolicy,
     /// How many 409s to re-read and retry before giving up.
     pub conflict_retries: u32,
@@ -75,7 +78,9 @@ impl Default for DeliveryOptions {
 /// An Istio release, from the istiod image tag (`pilot:1.24.2`, `pilot:1.24.2-distroless`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IstioVersion {
+    /// The major version (1).
     pub major: u32,
+    /// The minor version: what decides whether istiod reloads `cacerts` on its own.
     pub minor: u32,
 }
 
@@ -113,8 +118,11 @@ impl fmt::Display for IstioVersion {
 /// An istiod Deployment as found in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Istiod {
+    /// The Deployment's name.
     pub name: String,
+    /// Its discovery container's image.
     pub image: String,
+    /// The Istio release the image's tag names, when it names one.
     pub version: Option<IstioVersion>,
     /// Ready replicas > 0: it has already loaded a CA.
     pub running: bool,
@@ -144,7 +152,9 @@ pub enum Change {
 /// Why istiod was or was not restarted.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RestartDecision {
+    /// Whether it was (or would be) restarted.
     pub restart: bool,
+    /// Why.
     pub reason: String,
 }
 
@@ -199,14 +209,18 @@ fn version_or_image(istiod: &Istiod) -> String {
 
 /// The `cacerts` secret as found in the cluster.
 pub enum Observed {
+    /// No such secret.
     Absent,
     /// Labelled as ours; the bundle when it parses, and the annotations' record.
     Managed {
+        /// What its keys hold, when they parse.
         bundle: Option<Bundle>,
+        /// What its annotations record.
         meta: Option<BundleMeta>,
     },
     /// Present but not made by meshca.
     Unmanaged {
+        /// What its keys hold, when they parse.
         bundle: Option<Bundle>,
     },
 }
@@ -252,6 +266,7 @@ impl fmt::Debug for Observed {
 /// The result of one delivery.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivered {
+    /// Created, replaced or left as it was.
     pub change: Change,
     /// Fingerprint of `ca-cert.pem` as read back from the cluster.
     pub fingerprint_sha256: String,
@@ -272,62 +287,100 @@ impl Delivered {
     }
 }
 
+/// Why a cluster's secret could not be read or written, by what an operator does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    /// No answer from the API server (after retries).
     #[error("cannot reach the cluster API at {endpoint}: {detail}")]
-    Unreachable { endpoint: String, detail: String },
+    Unreachable {
+        /// The API server.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+    /// 401: the credentials were refused.
     #[error("the cluster refused our credentials (401): {0}")]
     Unauthorized(String),
+    /// 403: RBAC or the access entry does not allow the call.
     #[error("forbidden (403): {0}")]
     Forbidden(String),
     #[error(
         "namespace {0} does not exist and meshca may not create it (an access entry scoped to a namespace cannot); create it first: kubectl create namespace {0}"
     )]
+    /// The landing namespace does not exist and may not be created.
     NamespaceMissing(String),
     #[error(
         "{namespace}/{name} exists and was not created by meshca (no label app.kubernetes.io/managed-by=meshca); refusing to overwrite it; to take it over, enable adoption (meshca issue --adopt; MESHCA_ADOPT=true for the functions)"
     )]
-    Unmanaged { namespace: String, name: String },
+    /// The secret exists and is not meshca's; adoption was not asked for.
+    Unmanaged {
+        /// The namespace.
+        namespace: String,
+        /// The secret.
+        name: String,
+    },
     #[error(
         "{namespace}/{name} holds generation {theirs}, newer than the generation {ours} being delivered; not going back"
     )]
+    /// The cluster holds a newer generation than the one being delivered.
     NewerInCluster {
+        /// The namespace.
         namespace: String,
+        /// The secret.
         name: String,
+        /// The generation in the cluster.
         theirs: u64,
+        /// The generation being delivered.
         ours: u64,
     },
     #[error(
         "the secret belongs to {theirs} (its meshca.io/cluster and meshca.io/kind say so); refusing to overwrite it with the bundle of {ours}: is this the right cluster (--context, --eks-cluster)?"
     )]
+    /// The secret says it belongs to another cluster or kind.
     OtherOwner {
+        /// Whose the secret says it is.
         theirs: crate::kind::EscrowKey,
+        /// Whose bundle was being delivered.
         ours: crate::kind::EscrowKey,
     },
     /// No way to the cluster at all (no kubeconfig context, no such EKS cluster).
     #[error("no way to the cluster: {0}")]
     NoWay(String),
+    /// The bundle fails the rules it is judged by: nothing was written.
     #[error("refusing to deliver an invalid bundle: {0}")]
     Invalid(#[from] InvalidBundle),
     #[error(
         "gave up after {attempts} conflicting writes to {namespace}/{name} (someone else keeps changing it)"
     )]
+    /// Every write met a conflicting one (409).
     Conflicts {
+        /// The namespace.
         namespace: String,
+        /// The secret.
         name: String,
+        /// How many writes were tried.
         attempts: u32,
     },
+    /// The secret read back is not what was written.
     #[error("read-back of {namespace}/{name} does not match what was written: {detail}")]
     ReadBack {
+        /// The namespace.
         namespace: String,
+        /// The secret.
         name: String,
+        /// What differs.
         detail: String,
     },
+    /// Any other answer of the API server.
     #[error("Kubernetes API {code} {reason} on {what}: {message}")]
     Api {
+        /// The HTTP status.
         code: u16,
+        /// Kubernetes' reason (`Invalid`, `AlreadyExists`, …).
         reason: String,
+        /// The call.
         what: String,
+        /// Kubernetes' message.
         message: String,
     },
 }

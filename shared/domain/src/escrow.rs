@@ -26,19 +26,29 @@ fn is_istio(kind: &Kind) -> bool {
 /// A generation being issued.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
+    /// The record format ([`SCHEMA`]).
     pub schema: u32,
+    /// The cluster.
     pub cluster: ClusterName,
     /// Absent (istio-cacerts) in every record written before kinds existed, and still so.
     #[serde(default, skip_serializing_if = "is_istio")]
     pub kind: Kind,
+    /// The generation being issued.
     pub generation: u64,
+    /// Its token: the claim's version id and the authority's idempotency token.
     pub token: GenerationToken,
+    /// The authority asked.
     pub authority_id: String,
+    /// The key's algorithm.
     pub key_algorithm: KeyAlgorithm,
+    /// The new key, kept so a resumed run uses the same one.
     #[serde(with = "secret_string")]
     pub ca_key: Zeroizing<String>,
+    /// The CSR sent, PEM.
     pub csr: String,
+    /// The authority's id for the certificate, once it was asked for.
     pub certificate_id: Option<CertificateId>,
+    /// When the generation began.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// The validity this generation asks the authority for, fixed when it begins: a resumed
@@ -54,12 +64,14 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The record's key.
     pub fn key(&self) -> EscrowKey {
         EscrowKey::new(self.cluster.clone(), self.kind)
     }
 }
 
 impl Current {
+    /// The record's key.
     pub fn key(&self) -> EscrowKey {
         EscrowKey::new(self.cluster.clone(), self.kind)
     }
@@ -81,15 +93,23 @@ impl std::fmt::Debug for Pending {
 /// The bundle in service for a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Current {
+    /// The record format ([`SCHEMA`]).
     pub schema: u32,
+    /// The cluster.
     pub cluster: ClusterName,
+    /// The kind (absent in istio-cacerts' records).
     #[serde(default, skip_serializing_if = "is_istio")]
     pub kind: Kind,
+    /// The token of the generation promoted.
     pub token: GenerationToken,
+    /// The authority that issued it.
     pub authority_id: String,
+    /// What the bundle's certificate is.
     pub meta: BundleMeta,
+    /// The four files.
     #[serde(with = "bundle_json")]
     pub bundle: Bundle,
+    /// When it was put in service.
     #[serde(with = "time::serde::rfc3339")]
     pub promoted_at: OffsetDateTime,
     /// The settings the bundle was issued with: what a rerun, renewal or rotation keeps unless
@@ -109,6 +129,7 @@ pub struct Current {
 /// When and why a record's certificate was revoked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Revoked {
+    /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// PCA's name of the reason (`KEY_COMPROMISE`, …).
@@ -126,6 +147,7 @@ pub struct Revoked {
 /// What escrow holds for one cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Escrowed {
+    /// The bundle in service, if any.
     pub current: Option<Current>,
     /// Only a pending record newer than `current`; a leftover from a finished generation is
     /// not reported.
@@ -139,9 +161,13 @@ pub struct Escrowed {
 /// wrong renewal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// The generation in service.
     pub generation: u64,
+    /// Its certificate's start.
     pub not_before: OffsetDateTime,
+    /// Its certificate's end.
     pub not_after: OffsetDateTime,
+    /// The authority that issued it.
     pub authority_id: String,
     /// SHA-256 (hex) of the record's root-cert.pem, as `BundleMeta::root_fingerprint_sha256`.
     pub root_sha256: String,
@@ -201,38 +227,65 @@ pub enum Claim {
     Lost(Box<Pending>),
 }
 
+/// Why escrow could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum EscrowError {
+    /// A record that does not parse.
     #[error("escrow record for {cluster} is unreadable: {reason}")]
-    Corrupt { cluster: String, reason: String },
+    Corrupt {
+        /// The key.
+        cluster: String,
+        /// Where and what.
+        reason: String,
+    },
     #[error(
         "generation {generation} of {cluster} belongs to another run (token {token}); not overwriting it"
     )]
+    /// Another run holds this generation, or moved the cluster on.
     Conflict {
+        /// The key.
         cluster: String,
+        /// The generation.
         generation: u64,
+        /// The other run's token.
         token: String,
     },
+    /// A record over the backend's limit.
     #[error("escrow record for {cluster} would be {size} bytes, over the {limit}-byte limit")]
     TooLarge {
+        /// The key.
         cluster: String,
+        /// Its size.
         size: usize,
+        /// The limit.
         limit: usize,
     },
     #[error(
         "escrow record for {cluster} was retired (its cluster was deleted or retired) and is scheduled for deletion; to reuse the name before the recovery window ends, restore it (aws secretsmanager restore-secret --secret-id {secret}): the next run then issues a fresh generation (the revoked certificate is never put back)"
     )]
-    Retired { cluster: String, secret: String },
+    /// The record was retired and is scheduled for deletion.
+    Retired {
+        /// The key.
+        cluster: String,
+        /// The secret to restore.
+        secret: String,
+    },
+    /// Any other failure of the backend: the next run tries again.
     #[error("escrow {operation} failed for {cluster}: {detail}")]
     Backend {
+        /// The call.
         operation: &'static str,
+        /// The key.
         cluster: String,
+        /// What failed, as the backend said it.
         detail: String,
     },
 }
 
+/// Where bundles are kept between runs, and issuances in flight recorded: Secrets Manager or files.
 #[async_trait::async_trait]
 pub trait Escrow: Send + Sync {
+    /// The record in service and a newer pending one, if any.
     async fn load(&self, key: &EscrowKey) -> Result<Escrowed, EscrowError>;
     /// Writes `pending` only if no pending record with its token exists (conditional write).
     async fn claim(&self, pending: &Pending) -> Result<Claim, EscrowError>;
@@ -285,6 +338,7 @@ impl GenerationToken {
         uuid_shaped(&format!("{}/{step}", self.0))
     }
 
+    /// The token as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -13,14 +13,20 @@ use zeroize::{Zeroize, Zeroizing};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum KeyAlgorithm {
+    /// RSA, 2048 bits.
     Rsa2048,
+    /// RSA, 3072 bits.
     Rsa3072,
+    /// RSA, 4096 bits.
     Rsa4096,
+    /// EC on P-256 (Linkerd's only choice).
     EcP256,
+    /// EC on P-384.
     EcP384,
 }
 
 impl KeyAlgorithm {
+    /// Every algorithm, as `--help` lists them.
     pub const ALL: [KeyAlgorithm; 5] = [
         KeyAlgorithm::Rsa2048,
         KeyAlgorithm::Rsa3072,
@@ -29,6 +35,7 @@ impl KeyAlgorithm {
         KeyAlgorithm::EcP384,
     ];
 
+    /// The name flags and records use (`ec-p256`, `rsa-4096`).
     pub fn as_str(self) -> &'static str {
         match self {
             KeyAlgorithm::Rsa2048 => "rsa-2048",
@@ -61,6 +68,7 @@ impl fmt::Display for KeyAlgorithm {
 #[error(
     "unknown key algorithm {0:?}; expected one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384"
 )]
+/// A key algorithm name meshca does not know.
 pub struct UnknownKeyAlgorithm(pub String);
 
 impl FromStr for KeyAlgorithm {
@@ -96,12 +104,16 @@ impl TryFrom<String> for KeyAlgorithm {
     }
 }
 
+/// A key that could not be generated or read.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// Generation failed.
     #[error("key generation failed for {0}: {1}")]
     Generate(KeyAlgorithm, rcgen::Error),
+    /// The PEM is not a PKCS#8 private key.
     #[error("not a PKCS#8 private key in PEM form (a \"PRIVATE KEY\" block): {0}")]
     Parse(rcgen::Error),
+    /// A key of a type or size meshca does not use.
     #[error("unsupported private key: {0}")]
     Unsupported(String),
 }
@@ -113,6 +125,7 @@ pub struct PrivateKey {
 }
 
 impl PrivateKey {
+    /// A new key of `algorithm`, from aws-lc-rs's generator.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
         let sig = algorithm.signature_algorithm();
         let pair = match algorithm {
@@ -132,6 +145,7 @@ impl PrivateKey {
         Ok(PrivateKey { pair, algorithm })
     }
 
+    /// Which algorithm the key is.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
     }

@@ -68,6 +68,7 @@ impl Kind {
             .expect("every kind has a row in the catalogue (a unit test checks it)")
     }
 
+    /// The kind's name, as flags, tags and escrow records spell it.
     pub fn name(self) -> &'static str {
         self.profile().name
     }
@@ -77,6 +78,7 @@ impl Kind {
         self.profile().template
     }
 
+    /// Whether the kind is a CA (an intermediate) rather than a TLS identity.
     pub fn is_ca(self) -> bool {
         self.template() == Template::SubordinateCaPathLen0
     }
@@ -88,6 +90,7 @@ impl fmt::Display for Kind {
     }
 }
 
+/// A name that is no kind in the catalogue.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not a kind of certificate meshca makes ({names})", names = names())]
 pub struct UnknownKind(pub String);
@@ -116,18 +119,23 @@ impl FromStr for Kind {
 /// that lists kinds (the CLI, the functions' configuration, reports, infra grants) reads this.
 #[derive(Debug)]
 pub struct KindProfile {
+    /// The kind this row describes.
     pub kind: Kind,
     /// The mesh's name for it, as flags, tags and escrow records spell it.
     pub name: &'static str,
     /// One line for help texts and the docs' table.
     pub about: &'static str,
+    /// What the authority signs it with: a PathLen0 CA or an end-entity certificate.
     pub template: Template,
     /// The SPIFFE identity a TLS kind carries; `None` for a CA.
     pub identity: Option<IdentityRule>,
+    /// Its common name.
     pub common_name: CommonNameRule,
     /// The default landing: namespace, secret name and its layout.
     pub namespace: &'static str,
+    /// The default secret's name.
     pub secret: &'static str,
+    /// Which keys the secret holds.
     pub layout: Layout,
     /// A ConfigMap of the trust anchors written beside the secret (the root bundle).
     pub anchors: Option<AnchorMap>,
@@ -151,11 +159,16 @@ pub const XCP_SIGNER: &str = "xcp";
 pub enum IdentityRule {
     /// `spiffe://<domain>/<path>`, the same in every cluster.
     Fixed {
+        /// The SPIFFE trust domain.
         domain: &'static str,
+        /// The path after it.
         path: &'static str,
     },
     /// `spiffe://<domain>/<the cluster's name in TSB>` (default: the cluster name).
-    TsbName { domain: &'static str },
+    TsbName {
+        /// The SPIFFE trust domain.
+        domain: &'static str,
+    },
 }
 
 /// The CSR's default common name.
@@ -172,7 +185,9 @@ pub enum CommonNameRule {
 /// A ConfigMap that carries the trust anchors under one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnchorMap {
+    /// The ConfigMap's name, in the secret's namespace.
     pub name: &'static str,
+    /// The key the roots are under.
     pub key: &'static str,
 }
 
@@ -326,16 +341,22 @@ pub const XCP_TRUST_DOMAIN: &str = "xcp.tetrate.io";
 /// A TLS identity's names: the SPIFFE URI it must carry, and any DNS/IP names besides.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
+    /// The SPIFFE URI SAN.
     pub uri: String,
+    /// DNS SANs.
     pub dns: Vec<String>,
+    /// IP SANs.
     pub ips: Vec<IpAddr>,
 }
 
 /// Where a kind's secret lands and in which layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Landing {
+    /// The secret's namespace.
     pub namespace: String,
+    /// The secret's name.
     pub name: String,
+    /// Which keys it holds.
     pub layout: Layout,
     /// The ConfigMap of trust anchors beside the secret, in its namespace, if the kind has one.
     pub anchors: Option<AnchorMap>,
@@ -354,14 +375,17 @@ pub enum Layout {
 /// One kind as a deployment configures it: the names that vary per installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindSpec {
+    /// Which kind.
     pub kind: Kind,
     /// Namespace and name of the secret (defaults per kind, configurable).
     pub namespace: String,
+    /// The secret's name.
     pub secret: String,
     /// xcp-edge: the cluster's name in TSB (default: the cluster name).
     pub tsb_name: Option<String>,
     /// xcp-central (JWT mode): the address control planes dial, as DNS names and IPs.
     pub dns: Vec<String>,
+    /// xcp-central (JWT mode): IP addresses among them.
     pub ips: Vec<IpAddr>,
 }
 
@@ -380,6 +404,7 @@ impl KindSpec {
         }
     }
 
+    /// Where this kind's secret lands, and in which layout.
     pub fn landing(&self) -> Landing {
         let p = self.kind.profile();
         Landing {
@@ -434,11 +459,14 @@ impl KindSpec {
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct EscrowKey {
+    /// The cluster.
     pub cluster: ClusterName,
+    /// The kind.
     pub kind: Kind,
 }
 
 impl EscrowKey {
+    /// The key of `kind` of `cluster`.
     pub fn new(cluster: ClusterName, kind: Kind) -> Self {
         EscrowKey { cluster, kind }
     }
@@ -626,7 +654,9 @@ pub fn parse_address(text: &str) -> Result<SanAddress, String> {
 /// A DNS or IP subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SanAddress {
+    /// A DNS name.
     Dns(String),
+    /// An IP address.
     Ip(std::net::IpAddr),
 }
 

@@ -105,6 +105,7 @@ pub struct Described<'a> {
 }
 
 impl<'a> Described<'a> {
+    /// Wraps `inner`; the first `describe` is asked of it, later ones answered from memory.
     pub fn new(inner: &'a dyn Authority) -> Self {
         Described {
             inner,
@@ -154,6 +155,7 @@ pub struct DescribedFor {
 }
 
 impl DescribedFor {
+    /// Wraps `inner`, asking it again once `ttl` has passed.
     pub fn new(inner: std::sync::Arc<dyn Authority>, ttl: Duration) -> Self {
         DescribedFor {
             inner,

@@ -6,21 +6,40 @@
 
 use pem::{EncodeConfig, LineEnding, Pem};
 
+/// Text that is not the PEM it should be.
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
+    /// Not PEM at all.
     #[error("{what} is not valid PEM: {source}")]
-    Malformed { what: String, source: pem::PemError },
+    Malformed {
+        /// Which file or field.
+        what: String,
+        /// What the parser said.
+        source: pem::PemError,
+    },
+    /// PEM without the block wanted.
     #[error("{what} holds no {label} block")]
-    Empty { what: String, label: &'static str },
+    Empty {
+        /// Which file or field.
+        what: String,
+        /// The block wanted.
+        label: &'static str,
+    },
+    /// A block of another kind where one kind belongs (a key where a certificate should be).
     #[error("{what} holds a {found} block where a {expected} block belongs")]
     WrongLabel {
+        /// Which file or field.
         what: String,
+        /// The block wanted.
         expected: &'static str,
+        /// The block found.
         found: String,
     },
 }
 
+/// The PEM label of a certificate.
 pub const CERTIFICATE: &str = "CERTIFICATE";
+/// The PEM label of a PKCS#8 private key.
 pub const PRIVATE_KEY: &str = "PRIVATE KEY";
 
 fn config() -> EncodeConfig {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountId(String);
 
+/// Text that is not a twelve-digit account id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an AWS account id (12 digits)")]
 pub struct BadAccountId(pub String);
@@ -25,6 +26,7 @@ impl FromStr for AccountId {
 }
 
 impl AccountId {
+    /// The twelve digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -39,7 +41,9 @@ impl fmt::Display for AccountId {
 /// Whose clusters: the account meshca runs in, or a member reached through a role there.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Account {
+    /// meshca's own account.
     Home,
+    /// A member account, reached through a role assumed there.
     Member(AccountId),
 }
 
@@ -56,11 +60,14 @@ impl Account {
 /// An account and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Place {
+    /// Whose account.
     pub account: Account,
+    /// Which region.
     pub region: String,
 }
 
 impl Place {
+    /// A region of meshca's own account.
     pub fn home(region: impl Into<String>) -> Self {
         Place {
             account: Account::Home,
@@ -68,6 +75,7 @@ impl Place {
         }
     }
 
+    /// A region of a member account.
     pub fn member(account: AccountId, region: impl Into<String>) -> Self {
         Place {
             account: Account::Member(account),

@@ -35,11 +35,17 @@ pub use crate::settings::{Settings, Standing};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
+    /// Looking at the cluster, the authority or escrow.
     Observe,
+    /// Judging what to do.
     Decide,
+    /// Asking the authority for a certificate.
     Issue,
+    /// Writing escrow.
     Escrow,
+    /// Writing the cluster's secret.
     Deliver,
+    /// Reading it back.
     Verify,
     /// Revoking a deleted cluster's certificates.
     Revoke,
@@ -68,55 +74,74 @@ impl std::fmt::Display for Step {
 pub enum Outcome {
     /// Escrow and cluster already held a healthy bundle.
     Unchanged {
+        /// The generation in service.
         generation: u64,
+        /// When it expires.
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+        /// When it becomes due.
         #[serde(with = "time::serde::rfc3339")]
         renew_at: OffsetDateTime,
     },
     /// The escrowed intermediate was (re)written into the cluster: the secret was missing or
     /// drifted, or a root rotation gave the same intermediate a new `root-cert.pem`.
     Delivered {
+        /// The generation delivered.
         generation: u64,
+        /// What happened to the secret.
         change: Change,
         /// istiod Deployments restarted, each with the reason.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restarted: Vec<String>,
+        /// When it expires.
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+        /// When it becomes due.
         #[serde(with = "time::serde::rfc3339")]
         renew_at: OffsetDateTime,
     },
     /// A new generation was issued (or a pending one finished) and delivered.
     Renewed {
+        /// Why it was renewed.
         #[serde(serialize_with = "display")]
         reason: RenewReason,
+        /// The new generation.
         generation: u64,
+        /// What happened to the secret.
         change: Change,
         /// The terms this generation changed (a new key algorithm or validity configured).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changed: Vec<String>,
+        /// istiod Deployments restarted, each with the reason.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restarted: Vec<String>,
+        /// When it expires.
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+        /// When it becomes due.
         #[serde(with = "time::serde::rfc3339")]
         renew_at: OffsetDateTime,
     },
     /// The cluster is gone: its intermediates were revoked and its escrow retired.
     Revoked {
+        /// The certificates revoked, by the authority's ids.
         certificates: Vec<String>,
     },
     /// Nothing was attempted, and why (not opted in, not ACTIVE yet, …).
     Skipped {
+        /// Why.
         reason: String,
     },
     /// Dry run: what a real run would do.
     Planned {
+        /// What it would do.
         plan: String,
     },
+    /// The reconcile stopped at `step`; the next run starts over.
     Failed {
+        /// Where it stopped.
         step: Step,
+        /// Why.
         error: String,
     },
 }
@@ -134,6 +159,7 @@ impl Outcome {
         matches!(self, Outcome::Skipped { reason } if reason == NOTHING_ESCROWED)
     }
 
+    /// The outcome's name in reports and metrics (`renewed`, `failed`, …).
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Unchanged { .. } => "unchanged",
@@ -175,23 +201,43 @@ impl Outcome {
     }
 }
 
+/// Why a reconcile stopped, with the step it stopped at.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// The authority failed.
     #[error("{step}: {source}")]
-    Authority { step: Step, source: AuthorityError },
+    Authority {
+        /// Where.
+        step: Step,
+        /// What the authority said.
+        source: AuthorityError,
+    },
+    /// Escrow failed.
     #[error("{step}: {source}")]
-    Escrow { step: Step, source: EscrowError },
+    Escrow {
+        /// Where.
+        step: Step,
+        /// What escrow said.
+        source: EscrowError,
+    },
+    /// The new key could not be generated.
     #[error("issue: {0}")]
     Key(#[from] KeyError),
+    /// The CSR could not be built.
     #[error("issue: {0}")]
     Csr(#[from] CsrError),
+    /// The validity asked for ends after the issuing CA does.
     #[error("issue: requested validity ends {}, after the issuing CA itself ({}); shorten it", rfc3339(*wanted), rfc3339(*ca_end))]
     OutlivesAuthority {
+        /// The end asked for.
         wanted: OffsetDateTime,
+        /// The CA's own end.
         ca_end: OffsetDateTime,
     },
+    /// A validity of zero days.
     #[error("issue: validity must be at least one day")]
     ZeroValidity,
+    /// The authority in force shares no root with the cluster's record.
     #[error("{0}")]
     ForeignRoot(Box<RootMismatch>),
     #[error(
@@ -199,23 +245,40 @@ pub enum ReconcileError {
         rfc3339(*at),
         key.cluster
     )]
+    /// The cluster is held by a revocation.
     Held {
+        /// The cluster and kind.
         key: EscrowKey,
+        /// The revocation's reason.
         reason: String,
+        /// When it was revoked.
         at: OffsetDateTime,
     },
+    /// A revocation of a cluster meshca issued nothing.
     #[error("{key}: nothing is escrowed for it, so meshca issued it nothing it can revoke")]
-    NothingToRevoke { key: EscrowKey },
+    NothingToRevoke {
+        /// The cluster and kind.
+        key: EscrowKey,
+    },
+    /// A lift of a cluster that is not held.
     #[error("{key} is not held by a revocation: there is nothing to lift")]
-    NotHeld { key: EscrowKey },
+    NotHeld {
+        /// The cluster and kind.
+        key: EscrowKey,
+    },
+    /// The kind's mesh needs a CA key of another algorithm than the authority's.
     #[error("{0}")]
     ParentKey(Box<ParentKey>),
     #[error(
         "escrow: the certificate {certificate_id} fails validation and was not escrowed: {source}; {disposal}"
     )]
+    /// The authority issued a certificate that breaks a rule; it was never escrowed.
     InvalidIssued {
+        /// The authority's id for it.
         certificate_id: String,
+        /// The rule it breaks.
         source: InvalidBundle,
+        /// What was done with it (revoked where the authority allows).
         disposal: Box<Disposal>,
     },
     #[error(
@@ -223,10 +286,15 @@ pub enum ReconcileError {
         rfc3339(*got),
         rfc3339(*wanted)
     )]
+    /// The authority changed the validity asked for; the certificate was never escrowed.
     ValidityNotHonoured {
+        /// The authority's id for it.
         certificate_id: String,
+        /// The end asked for.
         wanted: OffsetDateTime,
+        /// The end it has.
         got: OffsetDateTime,
+        /// What was done with it.
         disposal: Box<Disposal>,
     },
 }
@@ -266,9 +334,13 @@ impl std::fmt::Display for Disposal {
     "decide: {kind} must be signed by an {want} CA (its mesh accepts no other signature algorithm), and {authority} has a {have} key; nothing was issued. Issue {kind} from an {want} CA"
 )]
 pub struct ParentKey {
+    /// The kind.
     pub kind: &'static str,
+    /// The key algorithm its mesh needs of the CA.
     pub want: KeyAlgorithm,
+    /// The authority.
     pub authority: String,
+    /// The key it has.
     pub have: String,
 }
 
@@ -278,14 +350,20 @@ pub struct ParentKey {
     "decide: {key} was issued by {recorded} (roots {recorded_roots}); the authority in force here, {in_force} (roots {in_force_roots}), shares no root with it, and moving {key} there would cut it off from its mesh. Issue from the recorded authority (the same --ca-dir, --ca-arn or --vault-addr), move the whole fleet with `meshca rotate-root start --to …`, or, for a lab only, pass --new-root"
 )]
 pub struct RootMismatch {
+    /// The cluster and kind.
     pub key: EscrowKey,
+    /// The authority that issued its bundle.
     pub recorded: String,
+    /// That bundle's roots, shortened.
     pub recorded_roots: String,
+    /// The authority configured here.
     pub in_force: String,
+    /// Its roots, shortened.
     pub in_force_roots: String,
 }
 
 impl ReconcileError {
+    /// The step the failure happened in, for reports.
     pub fn step(&self) -> Step {
         match self {
             ReconcileError::Authority { step, .. } | ReconcileError::Escrow { step, .. } => *step,
@@ -332,11 +410,17 @@ pub enum Obtained {
 /// A valid bundle, escrowed.
 #[derive(Debug)]
 pub struct Secured {
+    /// The cluster.
     pub cluster: ClusterName,
+    /// The four files.
     pub bundle: Bundle,
+    /// What escrow records about them.
     pub meta: BundleMeta,
+    /// The certificates, parsed and judged.
     pub verified: Verified,
+    /// When it becomes due.
     pub renew_at: OffsetDateTime,
+    /// Where it came from: escrow, a new issuance or a resumed one.
     pub obtained: Obtained,
     /// The terms this generation changed, `what: old → new` (empty: as recorded).
     pub changed: Vec<String>,
@@ -418,8 +502,11 @@ enum Decision {
 
 /// One cluster's reconcile, over the ports of this deployment.
 pub struct Reconciler<'a> {
+    /// Who signs.
     pub authority: &'a dyn Authority,
+    /// Where bundles are kept.
     pub escrow: &'a dyn Escrow,
+    /// What a new generation is issued with.
     pub settings: &'a Settings,
 }
 

@@ -12,6 +12,7 @@ pub const MIN_RENEW_BEFORE: Duration = Duration::hours(48);
 /// AWS Private CA's short-lived certificate mode caps validity at seven days.
 pub const SHORT_LIVED_MAX: Duration = Duration::days(7);
 
+/// When a bundle is due for renewal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RenewalPolicy {
     /// Renew when less than this is left. `None`: a third of the certificate's validity, but
@@ -26,14 +27,22 @@ pub enum RenewReason {
     /// Nothing escrowed for this cluster yet.
     NoBundle,
     /// The escrowed bundle fails validation.
-    Invalid { detail: String },
+    Invalid {
+        /// What failed.
+        detail: String,
+    },
     /// The authority's root bundle differs from the escrowed `root-cert.pem`.
     RootChanged,
     /// Another authority issued the escrowed intermediate (a root rotation switched issuers).
-    IssuerChanged { from: String },
+    IssuerChanged {
+        /// The issuer recorded with it.
+        from: String,
+    },
     /// Less life left than the renew-before threshold.
     Due {
+        /// Hours of life left.
         remaining_hours: i64,
+        /// The threshold, in hours.
         renew_before_hours: i64,
     },
     /// The operator asked for it.
@@ -74,13 +83,18 @@ impl fmt::Display for RenewReason {
 /// certificate, the reconciler's for a cluster's escrow, and the sweep's first look.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// The bundle in service stays.
     Keep {
+        /// When it expires.
         not_after: OffsetDateTime,
+        /// When it becomes due.
         renew_at: OffsetDateTime,
     },
     /// `not_after`: the end of the bundle in service, if there is one.
     Renew {
+        /// Why.
         reason: RenewReason,
+        /// The end of the bundle in service, if there is one.
         not_after: Option<OffsetDateTime>,
     },
 }
@@ -94,6 +108,7 @@ impl Verdict {
         }
     }
 
+    /// Whether a new generation is wanted.
     pub fn is_due(&self) -> bool {
         matches!(self, Verdict::Renew { .. })
     }
@@ -102,14 +117,20 @@ impl Verdict {
 /// Why a validity and renewal policy cannot work together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnworkablePolicy {
+    /// Certificates this short would be refused as soon as they are issued.
     #[error("a certificate valid for {} would be refused at once: a bundle must have more than {} of life left", human_hours(.validity.whole_hours()), human_hours(.minimum.whole_hours()))]
     TooShort {
+        /// The validity asked for.
         validity: Duration,
+        /// The least life a bundle must have.
         minimum: Duration,
     },
+    /// Certificates this short would be due again the moment they are issued.
     #[error("a certificate valid for {} with renewal due {} before expiry would be renewed on every run: give a longer validity or renew later", human_hours(.validity.whole_hours()), human_hours(.renew_before.whole_hours()))]
     AlwaysDue {
+        /// The validity asked for.
         validity: Duration,
+        /// How long before expiry renewal is due.
         renew_before: Duration,
     },
 }
@@ -143,6 +164,7 @@ impl RenewalPolicy {
         })
     }
 
+    /// The verdict on a certificate valid from `not_before` to `not_after`, at `now`.
     pub fn judge(
         &self,
         not_before: OffsetDateTime,

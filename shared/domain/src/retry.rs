@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+/// Jittered exponential backoff up to a deadline: how adapters wait out throttling.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The first wait.
     pub first: Duration,
+    /// The longest single wait.
     pub max: Duration,
     /// Total time allowed for one operation including its retries.
     pub deadline: Duration,
@@ -29,6 +32,7 @@ pub struct Attempts {
 }
 
 impl Backoff {
+    /// The attempts of one operation, starting now.
     pub fn start(self) -> Attempts {
         Attempts {
             policy: self,
@@ -53,10 +57,12 @@ impl Attempts {
         (self.started.elapsed() + pause <= self.policy.deadline).then_some(pause)
     }
 
+    /// How many attempts were made.
     pub fn attempts(&self) -> u32 {
         self.attempt
     }
 
+    /// How long since the first.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }

@@ -18,6 +18,7 @@ use crate::reconcile::{ReconcileError, Reconciler};
 /// What one revocation did to one kind of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Revocation {
+    /// The cluster and kind.
     pub key: EscrowKey,
     /// Serials (hex) revoked at the authority by this run.
     pub serials: Vec<String>,

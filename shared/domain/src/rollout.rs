@@ -23,14 +23,18 @@ use crate::rotation::{
 /// every kind a cluster has (its trust and its issuer), so each is a member of its own.
 #[derive(Clone)]
 pub struct Member {
+    /// The cluster.
     pub cluster: ClusterName,
+    /// The kind of it that takes part.
     pub kind: crate::KindSpec,
+    /// How its secret is written and read back.
     pub delivery: Arc<dyn Delivery>,
 }
 
 /// One member's standing in the current phase.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Standing {
+    /// The cluster.
     pub cluster: ClusterName,
     /// Absent for istio-cacerts, as in every report before kinds were members.
     #[serde(skip_serializing_if = "is_istio")]
@@ -38,6 +42,7 @@ pub struct Standing {
     /// What this run did to it (absent for `status`, which only reads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// It holds what the phase wants, read back from the cluster.
     pub confirmed: bool,
     /// Why it is not confirmed: what blocks the next phase.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,34 +59,47 @@ impl Standing {
 /// The rotation and the fleet after a command.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RolloutReport {
+    /// The rotation after this run.
     pub rotation: RootRotation,
+    /// Every member's standing.
     pub clusters: Vec<Standing>,
     /// Why the rotation may not advance now (empty: it may).
     pub blockers: Vec<String>,
 }
 
+/// Why a rotation step could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
+    /// The step is not allowed in this phase.
     #[error(transparent)]
     Rotation(#[from] RotationError),
+    /// The rotation record could not be read or written.
     #[error(transparent)]
     Store(#[from] RotationStoreError),
+    /// `status`, `advance` or `abort` without a rotation started.
     #[error("no rotation has been started")]
     NoRotation,
     #[error(
         "the rotation's {role} authority {id} is not configured here (it is reached as {locator})"
     )]
+    /// An authority the record names is not among those configured here.
     AuthorityMissing {
+        /// `old` or `new`.
         role: &'static str,
+        /// Its id.
         id: String,
+        /// How to configure it.
         locator: String,
     },
 }
 
 /// The ports a rollout works through.
 pub struct Rollout<'a> {
+    /// Where the rotation record is kept.
     pub store: &'a dyn RotationStore,
+    /// The members' escrow records.
     pub escrow: &'a dyn Escrow,
+    /// The settings members are issued with.
     pub settings: &'a Settings,
     /// Both sides of the rotation, by [`crate::AuthorityInfo::id`].
     pub authorities: Vec<(String, Arc<dyn Authority>)>,

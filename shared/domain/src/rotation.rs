@@ -41,8 +41,11 @@ pub const DEFAULT_SOAK: Duration = Duration::hours(26);
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Every cluster trusts both roots; the old authority still issues.
     TrustBoth,
+    /// The new authority issues; both roots are still trusted.
     Switch,
+    /// The old root is no longer trusted.
     DropOld,
     /// Finished: the fleet is under the target's root alone.
     Done,
@@ -72,6 +75,7 @@ pub struct Anchor {
 }
 
 impl Anchor {
+    /// SHA-256 of the root bundle, hex.
     pub fn root_fingerprint(&self) -> String {
         sha256_hex(self.root_bundle.as_bytes())
     }
@@ -80,8 +84,11 @@ impl Anchor {
 /// A phase change, kept in the record for `status` and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Transition {
+    /// The phase entered.
     pub phase: Phase,
+    /// Whether the rotation was turned round by then.
     pub aborted: bool,
+    /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Gates an operator overrode with `--force`, in their words.
@@ -92,13 +99,19 @@ pub struct Transition {
 /// The fleet's rotation record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RootRotation {
+    /// The record format.
     pub schema: u32,
+    /// The authority and root the fleet leaves.
     pub from: Anchor,
+    /// The authority and root the fleet moves to.
     pub to: Anchor,
+    /// Where the rotation stands.
     pub phase: Phase,
     /// Turned round by `abort`: A is the target again.
     pub aborted: bool,
+    /// How long every cluster must hold a phase before the next may begin.
     pub soak_seconds: i64,
+    /// When the current phase began.
     #[serde(with = "time::serde::rfc3339")]
     pub phase_started_at: OffsetDateTime,
     /// When every cluster was first seen confirmed in this phase; the soak counts from here.
@@ -106,6 +119,7 @@ pub struct RootRotation {
     pub confirmed_at: Option<OffsetDateTime>,
     /// Compare-and-swap counter: a write succeeds only over the revision it read.
     pub revision: u64,
+    /// Every phase entered, oldest first.
     pub history: Vec<Transition>,
 }
 
@@ -118,28 +132,49 @@ pub struct Stage<'a> {
     pub trust: String,
 }
 
+/// Why a rotation cannot start, advance or abort now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RotationError {
+    /// The new authority is the one in service.
     #[error("the new authority is the current one ({0}); nothing to rotate")]
     SameAuthority(String),
     #[error(
         "the new authority {to} anchors to the same root as {from} (root fingerprint {fingerprint}); that is a re-issue, not a root rotation: point meshca at it and run `meshca issue --force`"
     )]
+    /// The new authority signs under the same root: nothing would change.
     SameRoot {
+        /// The authority in service.
         from: String,
+        /// The one asked for.
         to: String,
+        /// The root both share.
         fingerprint: String,
     },
+    /// A rotation is already running.
     #[error("a rotation to {to} is already in phase {phase}; finish or abort it first")]
-    InProgress { to: String, phase: Phase },
+    InProgress {
+        /// Its target.
+        to: String,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// Once the old root is dropped, going back would cut clusters off.
     #[error("the rotation is in phase {0}; abort is allowed only before drop-old starts")]
     TooLateToAbort(Phase),
+    /// Abort was already asked for.
     #[error("the rotation is already aborted; advance it to finish the way back")]
     AlreadyAborted,
+    /// Nothing left to advance.
     #[error("the rotation is done; nothing to advance")]
     Finished,
+    /// The current phase does not hold everywhere yet, or has not soaked long enough.
     #[error("cannot advance from {phase}: {}", .blockers.join("; "))]
-    Gated { phase: Phase, blockers: Vec<String> },
+    Gated {
+        /// The phase.
+        phase: Phase,
+        /// What keeps it, one line each.
+        blockers: Vec<String>,
+    },
 }
 
 impl RootRotation {
@@ -197,6 +232,7 @@ impl RootRotation {
         format!("{}{}", self.from.root_bundle, self.to.root_bundle)
     }
 
+    /// A rotation is under way (not done).
     pub fn is_active(&self) -> bool {
         self.phase != Phase::Done
     }
@@ -219,6 +255,7 @@ impl RootRotation {
         }
     }
 
+    /// How long each phase must soak.
     pub fn soak(&self) -> Duration {
         Duration::seconds(self.soak_seconds)
     }
@@ -377,21 +414,28 @@ impl RootRotation {
 /// Where the fleet's rotation record is kept.
 #[async_trait::async_trait]
 pub trait RotationStore: Send + Sync {
+    /// The record, if one was ever written.
     async fn load(&self) -> Result<Option<RootRotation>, RotationStoreError>;
     /// Writes `rotation` with its revision raised by one, only if the stored record still has
     /// `rotation.revision` (or, for revision 0, there is none or only a finished one).
     async fn save(&self, rotation: &RootRotation) -> Result<RootRotation, RotationStoreError>;
 }
 
+/// Why the rotation record could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationStoreError {
+    /// Another run wrote it since it was read.
     #[error("the rotation record changed since it was read (another run moved it); read it again")]
     Conflict,
+    /// It does not parse.
     #[error("the rotation record is unreadable: {0}")]
     Corrupt(String),
+    /// Any other failure of the backend.
     #[error("rotation record {operation} failed: {detail}")]
     Backend {
+        /// The call.
         operation: &'static str,
+        /// What failed.
         detail: String,
     },
 }
@@ -399,7 +443,9 @@ pub enum RotationStoreError {
 /// An issuer seen through a rotation phase: it signs as itself, but the bundles it hands out
 /// carry the phase's trust bundle as `root-cert.pem`.
 pub struct Anchored {
+    /// The authority that signs.
     pub issuer: std::sync::Arc<dyn Authority>,
+    /// The roots its bundles carry in this phase.
     pub trust: String,
     /// Every side of the rotation, by authority id: a certificate either side issued is fetched
     /// and revoked by its own issuer (a cluster deleted mid-rotation may hold either's).

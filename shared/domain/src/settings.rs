@@ -13,13 +13,19 @@ use crate::validate::Profile;
 /// How intermediates are made for this deployment.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The algorithm of a new intermediate's key.
     pub key_algorithm: KeyAlgorithm,
+    /// The subject's O (`None`: none).
     pub organization: Option<String>,
+    /// The subject's OU (`None`: none).
     pub organizational_unit: Option<String>,
     /// `None`: `<cluster> istio intermediate CA`.
     pub common_name: Option<String>,
+    /// How long a new certificate lives.
     pub validity: Validity,
+    /// The rules a bundle is judged by (istiod's, or a kind's).
     pub profile: Profile,
+    /// When a bundle is due for renewal.
     pub renewal: RenewalPolicy,
     /// Which kind of certificate, and where it lands (default: Istio's cacerts).
     pub kind: KindSpec,
@@ -72,6 +78,7 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The subject a new CSR for `cluster` carries: the kind's common name unless one is set.
     pub fn subject(&self, cluster: &ClusterName) -> Subject {
         let common_name = self
             .common_name

@@ -18,7 +18,9 @@ use crate::timestamp::rfc3339;
 /// What a certificate was issued with, beyond the authority (recorded in the bundle's record).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Terms {
+    /// The key's algorithm.
     pub key_algorithm: KeyAlgorithm,
+    /// The certificate's validity.
     pub validity: Validity,
     /// Renew when fewer days are left; `None`: a third of the validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,17 +28,23 @@ pub struct Terms {
     /// `None`: the kind's own common name for the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
+    /// The subject's O.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
+    /// The subject's OU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizational_unit: Option<String>,
     /// Where the secret lands.
     pub namespace: String,
+    /// The secret's name.
     pub secret: String,
+    /// xcp-edge: the cluster's name in TSB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsb_name: Option<String>,
+    /// xcp-central: DNS SANs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<String>,
+    /// xcp-central: IP SANs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
 }
@@ -44,6 +52,7 @@ pub struct Terms {
 /// One change of a cluster's terms, as its record's history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TermsChange {
+    /// When the change was made.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// The generation issued with the new terms.
@@ -56,16 +65,27 @@ pub struct TermsChange {
 /// recorded" for a cluster with a record and the default for one without.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Asked {
+    /// `--key-algorithm`.
     pub key_algorithm: Option<KeyAlgorithm>,
+    /// `--validity-days` or `--not-after`.
     pub validity: Option<Validity>,
+    /// `--renew-before-days`.
     pub renew_before_days: Option<i64>,
+    /// `--common-name`.
     pub common_name: Option<String>,
+    /// `--organization`.
     pub organization: Option<String>,
+    /// `--organizational-unit`.
     pub organizational_unit: Option<String>,
+    /// `--namespace`.
     pub namespace: Option<String>,
+    /// `--secret`.
     pub secret: Option<String>,
+    /// `--tsb-name`.
     pub tsb_name: Option<String>,
+    /// `--central-address` given as DNS names.
     pub dns: Vec<String>,
+    /// `--central-address` given as IPs.
     pub ips: Vec<IpAddr>,
 }
 

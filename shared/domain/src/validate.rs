@@ -38,7 +38,10 @@ impl Default for Profile {
 pub enum Shape {
     /// A CA: BasicConstraints CA:TRUE with this pathLenConstraint (PathLen0 template → 0) and
     /// keyCertSign.
-    Ca { path_len: u32 },
+    Ca {
+        /// The pathLenConstraint required.
+        path_len: u32,
+    },
     /// A TLS identity: CA:FALSE, digitalSignature, EKU serverAuth and clientAuth, and these names.
     Leaf(Identity),
 }
@@ -53,70 +56,120 @@ impl Profile {
     }
 }
 
+/// A rule of DESIGN.md a bundle breaks, by file: what istiod or a data plane would refuse.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidBundle {
+    /// A file is not PEM of the right kind.
     #[error(transparent)]
     Pem(#[from] PemError),
+    /// A certificate does not parse.
     #[error(transparent)]
     Cert(#[from] CertError),
+    /// `ca-cert.pem` must hold exactly one certificate.
     #[error("ca-cert.pem holds {0} certificates; it must hold exactly one")]
     CaCertCount(usize),
+    /// `ca-key.pem` is not a usable key.
     #[error("ca-key.pem is not a usable private key: {0}")]
     KeyUnreadable(String),
+    /// The intermediate is not a CA.
     #[error("ca-cert.pem is not a CA (BasicConstraints CA:TRUE missing)")]
     NotCa,
+    /// The intermediate's path length is not the kind's.
     #[error("pathlen {found}, profile wants {wanted}")]
-    PathLen { found: String, wanted: u32 },
+    PathLen {
+        /// The pathLenConstraint found (or `none`).
+        found: String,
+        /// The one the kind requires.
+        wanted: u32,
+    },
+    /// The intermediate may not sign certificates.
     #[error("ca-cert.pem lacks keyCertSign in KeyUsage, so it cannot sign workload certificates")]
     NoKeyCertSign,
+    /// A CA where a TLS identity belongs.
     #[error("the certificate is a CA (BasicConstraints CA:TRUE) where a TLS identity is wanted")]
     NotALeaf,
     #[error(
         "the certificate lacks ExtendedKeyUsage {0}; a mesh identity needs serverAuth and clientAuth"
     )]
+    /// A TLS identity without serverAuth or clientAuth.
     MissingEku(&'static str),
+    /// A TLS identity without digitalSignature.
     #[error("the certificate lacks KeyUsage digitalSignature")]
     NoDigitalSignature,
+    /// A TLS identity with the wrong SPIFFE identity.
     #[error("the certificate's URI SANs {found:?} do not include {wanted}")]
-    WrongIdentity { found: Vec<String>, wanted: String },
+    WrongIdentity {
+        /// The URI SANs found.
+        found: Vec<String>,
+        /// The identity the kind requires.
+        wanted: String,
+    },
+    /// A TLS identity without a DNS or IP name it must carry.
     #[error("the certificate's SANs lack {0}")]
     MissingSan(String),
+    /// The key is not the certificate's.
     #[error("ca-key.pem does not match ca-cert.pem")]
     KeyMismatch,
+    /// The key is not of the algorithm the kind or settings require.
     #[error("ca-key.pem is {found}, profile wants {wanted}")]
-    WrongKeyType { found: String, wanted: KeyAlgorithm },
+    WrongKeyType {
+        /// The key's algorithm.
+        found: String,
+        /// The algorithm required.
+        wanted: KeyAlgorithm,
+    },
+    /// `cert-chain.pem` does not begin with the intermediate.
     #[error("cert-chain.pem does not start with ca-cert.pem")]
     ChainHead,
     #[error(
         "cert-chain.pem: \"{0}\" signs the certificate below it but is not a CA (BasicConstraints CA:TRUE missing)"
     )]
+    /// A certificate in the chain signs another but is not a CA.
     IssuerNotCa(String),
     #[error(
         "cert-chain.pem: \"{issuer}\" allows {path_len} CA certificate(s) below it (pathlen {path_len}) but has {below}; a data plane refuses this chain: its issuer must be a CA with a larger path length"
     )]
+    /// A CA in the chain has more CAs below it than its path length allows.
     IssuerPathLen {
+        /// The CA, by subject.
         issuer: String,
+        /// Its pathLenConstraint.
         path_len: u32,
+        /// How many CAs it has below it.
         below: usize,
     },
+    /// A signature in the chain does not verify up to a root.
     #[error("cert-chain.pem does not verify to root-cert.pem: {0}")]
     ChainBroken(String),
     #[error(
         "cert-chain.pem stops short of the root: it ends at \"{last}\", which root-cert.pem does not contain; append the issuers up to and including the root"
     )]
-    ChainStopsShort { last: String },
+    /// The chain ends below a root in `root-cert.pem`.
+    ChainStopsShort {
+        /// The subject the chain ends at.
+        last: String,
+    },
+    /// A certificate in `root-cert.pem` is not a CA.
     #[error("root-cert.pem: \"{0}\" is not a CA certificate")]
     RootNotCa(String),
+    /// A certificate has expired.
     #[error("{file}: \"{subject}\" expired at {}", rfc3339(*not_after))]
     Expired {
+        /// Which file.
         file: &'static str,
+        /// The certificate, by subject.
         subject: String,
+        /// When it expired.
         not_after: OffsetDateTime,
     },
+    /// A certificate is not valid yet.
     #[error("{file}: \"{subject}\" is not valid before {}", rfc3339(*not_before))]
     NotYetValid {
+        /// Which file.
         file: &'static str,
+        /// The certificate, by subject.
         subject: String,
+        /// When it becomes valid.
         not_before: OffsetDateTime,
     },
     #[error(
@@ -124,15 +177,23 @@ pub enum InvalidBundle {
         rfc3339(*not_after),
         rfc3339(*issuer_not_after)
     )]
+    /// A certificate ends after its issuer does.
     OutlivesIssuer {
+        /// The certificate, by subject.
         subject: String,
+        /// When it ends.
         not_after: OffsetDateTime,
+        /// Its issuer, by subject.
         issuer: String,
+        /// When the issuer ends.
         issuer_not_after: OffsetDateTime,
     },
+    /// The intermediate has too little life left to be worth delivering.
     #[error("ca-cert.pem has {} h of life left, below the minimum of {} h", remaining.whole_hours(), minimum.whole_hours())]
     TooLittleLife {
+        /// What is left.
         remaining: Duration,
+        /// The least the rules allow.
         minimum: Duration,
     },
 }
@@ -140,11 +201,15 @@ pub enum InvalidBundle {
 /// A bundle that passed every rule, with the parsed certificates for reporting.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The intermediate (or TLS identity).
     pub ca_cert: Certificate,
     /// cert-chain.pem, intermediate first, root last.
     pub chain: Vec<Certificate>,
+    /// `root-cert.pem`'s certificates.
     pub roots: Vec<Certificate>,
+    /// The key's algorithm.
     pub key_algorithm: KeyAlgorithm,
+    /// The intermediate's life left.
     pub remaining: Duration,
 }
 
@@ -152,11 +217,15 @@ pub struct Verified {
 /// bundle that fails validation.
 #[derive(Debug, Clone)]
 pub struct Parsed {
+    /// `ca-cert.pem`'s certificates (one, in a valid bundle).
     pub ca_cert: Vec<Certificate>,
+    /// `cert-chain.pem`'s certificates.
     pub chain: Vec<Certificate>,
+    /// `root-cert.pem`'s certificates.
     pub roots: Vec<Certificate>,
 }
 
+/// The bundle's certificates, parsed but not judged.
 pub fn parse(bundle: &Bundle) -> Result<Parsed, InvalidBundle> {
     let load = |file: &'static str, text: &str| -> Result<Vec<Certificate>, InvalidBundle> {
         pem::certificates(file, text)?
