@@ -12,77 +12,117 @@ use serde::Deserialize;
 /// a deployment creates (alarms, keys), which infra/test_parity.py checks against the stacks.
 #[derive(Debug, Deserialize)]
 pub struct Prices {
+    /// The day the prices were checked.
     pub checked: String,
+    /// Where they were read (the pricing pages).
     pub source: String,
+    /// AWS Private CA.
     pub pca: Pca,
+    /// Secrets Manager.
     pub secrets_manager: SecretsManager,
+    /// KMS.
     pub kms: Kms,
+    /// Lambda.
     pub lambda: Lambda,
+    /// CloudWatch.
     pub cloudwatch: CloudWatch,
+    /// EventBridge.
     pub eventbridge: EventBridge,
+    /// What a deployment creates, checked against the templates.
     pub deployment: Deployment,
+    /// The per-workload path meshca is compared with.
     pub per_workload_anchor: Anchor,
 }
 
+/// AWS Private CA's prices.
 #[derive(Debug, Deserialize)]
 pub struct Pca {
+    /// A general-purpose CA's monthly fee.
     pub general_purpose_ca_per_month: f64,
     /// Per certificate, by how many the account has issued that month.
     pub certificate_tiers: Vec<Tier>,
+    /// A short-lived-certificate CA's monthly fee.
     pub short_lived_ca_per_month: f64,
+    /// Each certificate of a short-lived CA.
     pub short_lived_certificate_each: f64,
 }
 
+/// One tier of the general-purpose CA's certificate price.
 #[derive(Debug, Deserialize)]
 pub struct Tier {
+    /// The month's count this tier ends at (`None`: no end).
     pub up_to: Option<u64>,
+    /// Each certificate in it.
     pub each: f64,
 }
 
+/// Secrets Manager's prices.
 #[derive(Debug, Deserialize)]
 pub struct SecretsManager {
+    /// Each secret a month.
     pub secret_per_month: f64,
+    /// Each 10,000 API calls.
     pub per_10k_calls: f64,
 }
 
+/// KMS's prices.
 #[derive(Debug, Deserialize)]
 pub struct Kms {
+    /// Each customer-managed key a month.
     pub key_per_month: f64,
+    /// Each 10,000 requests.
     pub per_10k_requests: f64,
 }
 
+/// Lambda's prices (arm64).
 #[derive(Debug, Deserialize)]
 pub struct Lambda {
+    /// Each million invocations.
     pub per_million_requests: f64,
+    /// Each GB-second.
     pub per_gb_second: f64,
 }
 
+/// CloudWatch's prices.
 #[derive(Debug, Deserialize)]
 pub struct CloudWatch {
+    /// Each metric series a month.
     pub metric_series_per_month: f64,
+    /// Each standard alarm a month.
     pub alarm_per_month: f64,
+    /// Each GB of logs ingested.
     pub logs_ingestion_per_gb: f64,
 }
 
+/// EventBridge's prices.
 #[derive(Debug, Deserialize)]
 pub struct EventBridge {
+    /// Each million custom events put.
     pub custom_events_per_million: f64,
 }
 
+/// What one deployment creates.
 #[derive(Debug, Deserialize)]
 pub struct Deployment {
+    /// CloudWatch alarms.
     pub alarms: u32,
+    /// KMS keys.
     pub kms_keys: u32,
+    /// The sweep function's memory.
     pub sweep_memory_mb: u32,
 }
 
+/// The per-workload path: istio-csr asking PCA for every workload certificate.
 #[derive(Debug, Deserialize)]
 pub struct Anchor {
+    /// Workloads in a cluster.
     pub workloads_per_cluster: f64,
+    /// How long each workload certificate lives.
     pub certificate_hours: f64,
 }
 
 impl Prices {
+    /// The prices in the JSON file at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Prices> {
         let text = std::fs::read_to_string(path)?;
         Ok(serde_json::from_str(&text)?)
@@ -127,17 +167,23 @@ impl Prices {
 pub struct Measured {
     /// One renewal of the cluster, every kind: AWS calls by operation.
     pub renewal_calls: BTreeMap<String, f64>,
+    /// Certificates issued per cluster in a renewal.
     pub renewal_certificates: f64,
+    /// Lambda GB-seconds per cluster in a renewal.
     pub renewal_gb_seconds: f64,
+    /// Log bytes per cluster in a renewal.
     pub renewal_log_bytes: f64,
     /// Its share of one steady sweep (nothing due): AWS calls by operation, listing included.
     pub sweep_calls: BTreeMap<String, f64>,
+    /// Lambda GB-seconds per cluster in a steady sweep.
     pub sweep_gb_seconds: f64,
+    /// Log bytes per cluster in a steady sweep.
     pub sweep_log_bytes: f64,
     /// Escrow secrets it holds.
     pub secrets: f64,
     /// Billed metric series that grow with the fleet, per cluster; and those that do not.
     pub series_per_cluster: f64,
+    /// Billed metric series of the whole fleet.
     pub series_fleet: f64,
 }
 
@@ -145,7 +191,9 @@ pub struct Measured {
 /// lifetime's share in an average one) and `sweeps` (720 at the hourly default).
 #[derive(Debug, Clone, Copy)]
 pub struct Month {
+    /// Renewals of each kind per cluster this month.
     pub renewals: f64,
+    /// Sweeps this month.
     pub sweeps: f64,
 }
 
@@ -168,7 +216,9 @@ const KMS_CALLS: [&str; 4] = ["Decrypt", "Encrypt", "GenerateDataKey", "Describe
 /// One line of the bill: what, and dollars per cluster per month.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
+    /// The line's name.
     pub what: &'static str,
+    /// Its dollars per cluster.
     pub usd: f64,
 }
 
@@ -233,6 +283,7 @@ pub fn bill(p: &Prices, m: &Measured, clusters: f64, month: Month) -> Vec<Line> 
     ]
 }
 
+/// The sum of the lines.
 pub fn total(lines: &[Line]) -> f64 {
     lines.iter().map(|l| l.usd).sum()
 }

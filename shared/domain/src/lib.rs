@@ -8,7 +8,6 @@
 //! so. Adapters live in their own crates (`meshca-aws`, `meshca-kube`, `meshca-local`).
 // Code that can fail at run time says so with an error; an `expect` is allowed where it
 // cannot fail, with the reason. Tests unwrap freely.
-#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod authority;

@@ -7,7 +7,6 @@
 //! adapter crate plus one arm in [`authority`].
 // Code that can fail at run time says so with an error; an `expect` is allowed where it
 // cannot fail, with the reason. Tests unwrap freely.
-#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub use meshca_aws::MemberRole;

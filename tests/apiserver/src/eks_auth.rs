@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime, macros::format_description};
 
+/// What an EKS bearer token starts with.
 pub const PREFIX: &str = "k8s-aws-v1.";
 const ALLOWED: [&str; 9] = [
     "action",

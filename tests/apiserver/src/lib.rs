@@ -7,6 +7,7 @@
 //! cluster), can limit a caller to some namespaces (an EKS access entry scoped to
 //! `istio-system`), and injects faults (errors, conflicts, slow answers) on request.
 
+
 pub mod eks_auth;
 pub mod store;
 
@@ -74,18 +75,26 @@ impl Settings {
 /// `status` 0 only delays and then serves the request normally.
 #[derive(Clone, Debug)]
 pub struct Fault {
+    /// Only requests of this method (`None`: any).
     pub method: Option<Method>,
+    /// Only requests whose path contains this.
     pub path_contains: String,
+    /// The status to answer with (0: none, only the delay).
     pub status: u16,
+    /// How many requests it applies to.
     pub times: u32,
+    /// How long to wait before answering.
     pub delay: Duration,
 }
 
 /// One request as the server saw it, for tests to assert on.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The method.
     pub method: Method,
+    /// The path and query.
     pub path: String,
+    /// The status answered.
     pub status: u16,
     /// Who: "static", "eks:&lt;access key id&gt;" or "anonymous".
     pub caller: String,
@@ -191,10 +200,12 @@ impl ApiServer {
         })
     }
 
+    /// The server's base URL.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
 
+    /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -214,10 +225,12 @@ impl ApiServer {
         )
     }
 
+    /// Adds a fault for the next matching requests.
     pub fn inject(&self, fault: Fault) {
         self.state.lock().unwrap().faults.push(fault);
     }
 
+    /// Drops every fault not yet used up.
     pub fn clear_faults(&self) {
         self.state.lock().unwrap().faults.clear();
     }
@@ -227,6 +240,7 @@ impl ApiServer {
         self.state.lock().unwrap().connections
     }
 
+    /// Every request so far, oldest first.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -246,6 +260,7 @@ impl ApiServer {
             .is_ok()
     }
 
+    /// An object in the store, as JSON.
     pub fn get(&self, kind: Resource, ns: &str, name: &str) -> Option<Value> {
         self.state.lock().unwrap().store.get(kind, ns, name).ok()
     }

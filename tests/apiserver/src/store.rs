@@ -11,13 +11,18 @@ use serde_json::{Map, Value, json};
 /// The resources served: plural name, kind, API group version, namespaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resource {
+    /// `v1` Namespaces (cluster-scoped).
     Namespaces,
+    /// `v1` Secrets.
     Secrets,
+    /// `v1` ConfigMaps.
     ConfigMaps,
+    /// `apps/v1` Deployments.
     Deployments,
 }
 
 impl Resource {
+    /// The resource's plural, as URLs spell it.
     pub fn plural(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
@@ -26,6 +31,7 @@ impl Resource {
             Resource::Deployments => "deployments",
         }
     }
+    /// The object's `kind`.
     pub fn kind(self) -> &'static str {
         match self {
             Resource::Namespaces => "Namespace",
@@ -34,12 +40,14 @@ impl Resource {
             Resource::Deployments => "Deployment",
         }
     }
+    /// The object's `apiVersion`.
     pub fn api_version(self) -> &'static str {
         match self {
             Resource::Deployments => "apps/v1",
             _ => "v1",
         }
     }
+    /// Whether it lives in a namespace.
     pub fn namespaced(self) -> bool {
         self != Resource::Namespaces
     }
@@ -48,14 +56,20 @@ impl Resource {
 /// A Kubernetes `Status` failure: HTTP code, reason, message, and the object it is about.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The HTTP status.
     pub code: u16,
+    /// Kubernetes' reason (`NotFound`, `Conflict`, …).
     pub reason: &'static str,
+    /// The message.
     pub message: String,
+    /// The resource's kind, in `details`.
     pub kind: Option<String>,
+    /// The object's name, in `details`.
     pub name: Option<String>,
 }
 
 impl Failure {
+    /// A failure with no details.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Failure {
             code,
@@ -70,6 +84,7 @@ impl Failure {
         self.name = Some(name.into());
         self
     }
+    /// 404 for the object `name` of `r`.
     pub fn not_found(r: Resource, name: &str) -> Self {
         Failure::new(
             404,
@@ -98,6 +113,7 @@ impl Failure {
         .about(r, name)
     }
 
+    /// The `Status` object the API server answers with.
     pub fn body(&self) -> Value {
         let mut v = json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -139,11 +155,13 @@ fn now_rfc3339() -> String {
 }
 
 impl Store {
+    /// Whether the namespace `ns` exists.
     pub fn namespace_exists(&self, ns: &str) -> bool {
         self.objects
             .contains_key(&(Resource::Namespaces, String::new(), ns.to_string()))
     }
 
+    /// The object, or 404.
     pub fn get(&self, r: Resource, ns: &str, name: &str) -> Result<Value, Failure> {
         self.objects
             .get(&(r, ns.to_string(), name.to_string()))
@@ -193,6 +211,7 @@ impl Store {
         }))
     }
 
+    /// Creates the object (409 if it exists, 404 without its namespace).
     pub fn create(&mut self, r: Resource, ns: &str, mut obj: Value) -> Result<Value, Failure> {
         let name = obj["metadata"]["name"]
             .as_str()
@@ -299,6 +318,7 @@ impl Store {
         self.replace(r, ns, name, merged)
     }
 
+    /// Deletes the object, or 404.
     pub fn delete(&mut self, r: Resource, ns: &str, name: &str) -> Result<Value, Failure> {
         let key = (r, ns.to_string(), name.to_string());
         self.objects

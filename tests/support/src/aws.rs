@@ -5,15 +5,18 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+/// The region every emulated client uses.
 pub const REGION: &str = "eu-west-1";
 
 /// What [`AwsEmulator::child_env`] leaves unset in a child: the caller's profile and region.
 pub const AWS_UNSET: [&str; 2] = ["AWS_PROFILE", "AWS_REGION"];
 
+/// The emulated AWS (moto's server with meshca's additions), one process per test, killed on drop.
 pub struct AwsEmulator {
     child: Child,
     /// The process that answers every service no part below takes.
     pub port: u16,
+    /// Its URL, for `AWS_ENDPOINT_URL`.
     pub endpoint: String,
     /// Processes of their own for the busiest services ([`AwsEmulator::start_split`]).
     parts: Vec<Part>,
@@ -123,6 +126,7 @@ impl aws_types::service_config::LoadServiceConfig for Endpoints {
 }
 
 impl AwsEmulator {
+    /// Starts one emulator process for every service.
     pub fn start() -> Self {
         let (child, port) = spawn();
         AwsEmulator {
@@ -184,6 +188,7 @@ impl AwsEmulator {
         }
     }
 
+    /// How many calls of `operation` it answered since the last reset.
     pub fn calls(&self, operation: &str) -> u64 {
         self.control("stats", serde_json::json!({}))["calls"][operation]
             .as_u64()
@@ -197,6 +202,7 @@ impl AwsEmulator {
             .unwrap_or(0)
     }
 
+    /// A PCA hierarchy `levels` deep with keys of `key_algorithm`: the CAs' ARNs.
     pub fn hierarchy(&self, key_algorithm: &str, levels: u32) -> serde_json::Value {
         self.control(
             "fixtures/hierarchy",
@@ -241,6 +247,7 @@ impl AwsEmulator {
         }
     }
 
+    /// An SDK configuration pointed at the emulator, with test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))

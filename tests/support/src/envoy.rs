@@ -42,11 +42,13 @@ pub fn binary() -> PathBuf {
 /// One workload's TLS identity and trust, as its sidecar holds them.
 #[derive(Clone, Debug)]
 pub struct Workload {
+    /// A name for messages.
     pub name: String,
     /// The SPIFFE id in its certificate (and the one its clients expect).
     pub spiffe: String,
     /// The leaf followed by the issuers it presents.
     pub chain_pem: String,
+    /// The leaf's key, PEM.
     pub key_pem: String,
     /// What it trusts: the cluster's root-cert.pem.
     pub trust_pem: String,
@@ -57,7 +59,9 @@ pub struct Workload {
 /// The key istio-agent asks for (RSA 2048 by default), or EC P-256.
 #[derive(Clone, Copy, Debug)]
 pub enum LeafKey {
+    /// RSA, 2048 bits.
     Rsa2048,
+    /// EC on P-256.
     EcP256,
 }
 
@@ -152,6 +156,7 @@ pub enum Handshake {
 }
 
 impl Handshake {
+    /// Whether the TLS handshake completed.
     pub fn completed(&self) -> bool {
         matches!(self, Handshake::Completed)
     }

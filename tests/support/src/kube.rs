@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::aws::workspace;
 
+/// A real kube-apiserver and its etcd, built by the test command, killed on drop.
 pub struct RealApiServer {
     etcd: Child,
     apiserver: Child,
     _dir: tempfile::TempDir,
+    /// The API server's URL.
     pub url: String,
     /// PEM of the CA that signed the server's certificate.
     pub ca_pem: String,
@@ -65,6 +67,7 @@ fn serving_pki() -> (String, String, String) {
 }
 
 impl RealApiServer {
+    /// Starts etcd and the API server and waits until they answer.
     pub fn start() -> Self {
         Self::start_with(None)
     }

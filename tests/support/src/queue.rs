@@ -18,12 +18,15 @@ use crate::runtime::RuntimeStub;
 /// What a drained queue took.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Drained {
+    /// Messages deleted (done).
     pub deleted: usize,
+    /// Batches handed to the worker.
     pub batches: usize,
     /// Messages a worker answered as failed (each received again later).
     pub failed: usize,
 }
 
+/// What Lambda's SQS event source mapping does, for tests: receives batches and hands them to a worker.
 pub struct QueueMapping {
     client: Client,
     queue_url: String,
@@ -31,6 +34,7 @@ pub struct QueueMapping {
 }
 
 impl QueueMapping {
+    /// A mapping of the queue at `queue_url`.
     pub async fn new(config: &aws_config::SdkConfig, queue_url: &str) -> Self {
         let client = Client::new(config);
         let attrs = client

@@ -21,7 +21,9 @@ struct State {
     next_id: u64,
 }
 
+/// The Lambda Runtime API, served in the test: a function binary polls it for events.
 pub struct RuntimeStub {
+    /// Where it listens (`AWS_LAMBDA_RUNTIME_API`).
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     ready: Arc<Notify>,
@@ -29,6 +31,7 @@ pub struct RuntimeStub {
 }
 
 impl RuntimeStub {
+    /// Listens on a free local port.
     pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -83,6 +86,7 @@ impl RuntimeStub {
         Ok((stub, child))
     }
 
+    /// When the function first asked for an event: its cold start's end.
     pub fn first_request(&self) -> Option<Instant> {
         self.state.lock().unwrap().first_request
     }

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use crate::aws::workspace;
 
+/// An OpenBao dev server over TLS, killed on drop.
 pub struct Bao {
     child: Child,
     _dir: tempfile::TempDir,
+    /// Its address.
     pub addr: String,
+    /// Its root token.
     pub root_token: String,
     /// The dev server's own CA (its listener certificate is signed by it).
     pub ca_pem: String,
@@ -47,6 +50,7 @@ fn free_port_pair() -> u16 {
 }
 
 impl Bao {
+    /// Starts one and waits until it answers.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port_pair();
@@ -262,6 +266,7 @@ impl Bao {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// The CA file its listener's certificate chains to.
     pub fn ca_file(&self) -> &Path {
         &self.ca_file
     }
