@@ -133,7 +133,10 @@ fn a_parent_or_key_linkerd_would_refuse_is_refused_before_issuing() {
         .stderr(predicate::str::contains(
             "linkerd-issuer must be signed by an ec-p256 CA",
         ))
-        .stderr(predicate::str::contains("has a rsa-2048 key"));
+        .stderr(
+            predicate::str::contains("the key of local:")
+                .and(predicate::str::contains("is rsa-2048")),
+        );
     assert_eq!(issued(), before, "no certificate issued");
     meshca(d)
         .args([

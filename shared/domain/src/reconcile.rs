@@ -331,7 +331,7 @@ impl std::fmt::Display for Disposal {
 /// A kind whose mesh checks its issuer's signature algorithm, asked of a CA with another key.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "decide: {kind} must be signed by an {want} CA (its mesh accepts no other signature algorithm), and {authority} has a {have} key; nothing was issued. Issue {kind} from an {want} CA"
+    "decide: {kind} must be signed by an {want} CA (its mesh accepts no other signature algorithm), and the key of {authority} is {have}; nothing was issued. Issue {kind} from an {want} CA (on files: a root of its own, --ca-dir DIR --root-key-algorithm {want})"
 )]
 pub struct ParentKey {
     /// The kind.

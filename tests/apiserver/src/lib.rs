@@ -7,7 +7,6 @@
 //! cluster), can limit a caller to some namespaces (an EKS access entry scoped to
 //! `istio-system`), and injects faults (errors, conflicts, slow answers) on request.
 
-
 pub mod eks_auth;
 pub mod store;
 

@@ -2,7 +2,6 @@
 //! EKS and EventBridge additions) and a real OpenBao dev server as child processes, and
 //! pending-generation helpers.
 
-
 pub mod aws;
 pub mod envoy;
 pub mod kube;
