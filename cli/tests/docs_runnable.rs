@@ -4,6 +4,8 @@
 //! block is marked by a comment on the line before its fence: `<!-- runnable -->`, or
 //! `<!-- runnable after: COMMAND -->` when the page assumes something done before it (the
 //! command runs first, unseen by the reader). A page's blocks run in order in one directory.
+//! Blocks marked `<!-- runnable in checkout -->` run from the repository's root, in
+//! tests/e2e/test_local_loop.py.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,10 @@ fn marked(text: &str) -> Vec<Block> {
         else {
             continue;
         };
+        // Run from the checkout's root by tests/e2e (the local loop), not here.
+        if mark.trim() == "in checkout" {
+            continue;
+        }
         let after = mark
             .trim()
             .strip_prefix("after:")
@@ -139,7 +145,8 @@ fn every_runnable_block_runs_as_written() {
 #[test]
 fn marks_are_read_with_their_precondition() {
     let page = "x\n<!-- runnable after: meshca issue --cluster a -->\n```sh\nmeshca fleet\n```\n\
-                <!-- runnable -->\n```sh\nmeshca --help\nmeshca fleet --json\n```\n";
+                <!-- runnable -->\n```sh\nmeshca --help\nmeshca fleet --json\n```\n\
+                <!-- runnable in checkout -->\n```sh\nscripts/local-loop\n```\n";
     let blocks = marked(page);
     assert_eq!(blocks.len(), 2);
     assert_eq!(blocks[0].after.as_deref(), Some("meshca issue --cluster a"));

@@ -84,6 +84,36 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     assert any(r.get("message") == "sweep done" and r.get("checked") == 1 for r in records), logs[-2000:]
 
 
+def blocks_run_in_the_checkout():
+    """The README's and docs' command blocks marked `<!-- runnable in checkout -->`: they run
+    from the repository's root (cli/tests/docs_runnable.rs runs the other marked blocks)."""
+    pages = [os.path.join(ROOT, "README.md")] + sorted(
+        os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")
+    )
+    found = []
+    for page in pages:
+        lines = open(page).read().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != "<!-- runnable in checkout -->":
+                continue
+            assert lines[i + 1].strip() == "```sh", f"{page}:{i + 1}: the mark is not followed by a ```sh fence"
+            body = []
+            for text in lines[i + 2:]:
+                if text.strip() == "```":
+                    break
+                body.append(text)
+            found.append((os.path.relpath(page, ROOT), i + 3, "\n".join(body)))
+    return found
+
+
+def test_the_documented_loop_runs_as_written():
+    blocks = blocks_run_in_the_checkout()
+    assert any("scripts/local-loop" in text for _, _, text in blocks), blocks
+    for page, line, text in blocks:
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=ROOT, capture_output=True, text=True, timeout=1500)
+        assert run.returncode == 0, f"{page}:{line}: the block failed as written:\n{text}\n" + run.stdout[-2000:] + run.stderr[-3000:]
+
+
 def test_every_sample_event_is_described():
     readme = open(os.path.join(ROOT, "events", "README.md")).read()
     for f in os.listdir(os.path.join(ROOT, "events")):
