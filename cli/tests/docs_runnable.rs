@@ -101,9 +101,11 @@ fn every_runnable_block_runs_as_written() {
     let count: usize = pages.values().map(Vec::len).sum();
     assert!(count >= 4, "runnable blocks found: {count}");
     let meshca = assert_cmd::cargo::cargo_bin("meshca");
+    // The tools the pages name (`bao`, `cargo lambda`) as tests/setup installs them.
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         meshca.parent().unwrap().display(),
+        root().join("tests/.venv/bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     for (page, blocks) in pages {
