@@ -247,7 +247,7 @@ data "aws_iam_policy_document" "meshca" {
   statement {
     sid = "EscrowUnderTheMeshcaPrefix"
     actions = ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-    "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DeleteSecret", "secretsmanager:TagResource",
+      "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DeleteSecret", "secretsmanager:TagResource",
     "secretsmanager:UntagResource", "secretsmanager:DescribeSecret"]
     resources = local.escrow_secrets
   }
