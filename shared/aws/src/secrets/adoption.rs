@@ -166,20 +166,8 @@ impl SecretsEscrow {
         if !others {
             return self.delete(&name, key).await;
         }
-        let (tag, snapshot) = layout::retired(key.kind, &versions);
-        let sent = self
-            .client
-            .tag_resource()
-            .secret_id(&name)
-            .tags(
-                aws_sdk_secretsmanager::types::Tag::builder()
-                    .key(tag)
-                    .value(snapshot)
-                    .build(),
-            )
-            .send()
-            .await;
-        sent.map_err(|e| Self::failed("retire", key, &e))?;
+        self.tag(key, vec![layout::retired(key.kind, &versions)])
+            .await?;
         self.untag(key, layout::summary_tag_keys(key.kind)).await
     }
 

@@ -463,7 +463,13 @@ impl SecretsEscrow {
         let Some(summary) = Summary::of(current) else {
             return Ok(());
         };
-        let tags: Vec<Tag> = layout::summary_tags(key.kind, &summary)
+        self.tag(key, layout::summary_tags(key.kind, &summary))
+            .await
+    }
+
+    /// Sets `tags` on `key`'s cluster secret (a tag of the same key is replaced).
+    async fn tag(&self, key: &EscrowKey, tags: Vec<(String, String)>) -> Result<(), EscrowError> {
+        let tags: Vec<Tag> = tags
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
