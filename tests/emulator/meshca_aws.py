@@ -13,6 +13,13 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
   * GetCertificate's CertificateChain runs from the issuing CA up to the root, and an imported
     subordinate chain is stored decoded (stock keeps it base64).
   * A CSR with an empty subject is refused (MalformedCSRException).
+  * CRLs as PCA publishes them: a CA whose RevocationConfiguration has an enabled
+    CrlConfiguration writes its complete CRL, DER, signed with its key, to
+    `<S3BucketName>/crl/<ca id>.crl` (or `<CustomPath>/<ca id>.crl`) in the emulated S3, on its
+    first issuance and after each revocation, and puts that URL in a CRL distribution point of
+    every certificate it issues. Real PCA publishes a revocation ~30 minutes later: the
+    control `crl/hold` holds publication (revocations recorded, the old CRL stays) until
+    `crl/publish`.
   * Control API under /_meshca/ for tests: RequestInProgressException for the first N
     GetCertificate calls of each new certificate, an IssueCertificate TPS quota answering
     ThrottlingException, injected faults (fail N of the next M calls of an operation, or of any operation after
@@ -100,6 +107,7 @@ class Control:
             self.issued = 0  # distinct certificates signed (an idempotent replay is not one)
             self.put_events = []  # entries of every accepted PutEvents call, as sent
             self.roles = {}  # role arn -> {"trusts": account id, "external_id": str or None}
+            self.crl_held = False  # True: revocations wait for crl/publish, as PCA's ~30 minutes
 
     def take_fault(self, operation):
         """The fault this call meets: one set for its operation, or for every operation ("*");
@@ -115,13 +123,6 @@ class Control:
                     continue
                 if f["skip"] < f["seen"] <= f["skip"] + f["fail"]:
                     return f
-            return None
-            f["seen"] += 1
-            if f["seen"] > f["of"]:
-                del self.faults[operation]
-                return None
-            if f["seen"] <= f["fail"]:
-                return f
             return None
 
     def admit_issue(self):
@@ -317,6 +318,9 @@ def issue_once(self, params):
     )
     for ext, critical in extensions:
         builder = builder.add_extension(ext, critical)
+    if crl_url(self) is not None and not is_root:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url(self))], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), False)
     if san is not None:
         builder = builder.add_extension(san.value, san.critical)
     cert = builder.sign(self._meshca_key, digest()).public_bytes(serialization.Encoding.PEM)
@@ -333,7 +337,88 @@ def issue_once(self, params):
             CONTROL.idempotency[(self.arn, token)] = (arn, time.time())
         if CONTROL.in_progress_polls:
             CONTROL.pending_polls[arn] = CONTROL.in_progress_polls
+    if not getattr(self, "_meshca_crl_published", False):
+        publish_crl(self)
     return arn
+
+
+# ---------------------------------------------------------------------------------------------
+# CRLs, published to S3 as PCA does.
+
+
+def crl_config(ca):
+    config = (ca.revocation_configuration or {}).get("CrlConfiguration") or {}
+    return config if config.get("Enabled") and config.get("S3BucketName") else None
+
+
+def crl_key(ca):
+    config = crl_config(ca)
+    path = (config.get("CustomPath") or "crl").strip("/")
+    return f"{path}/{ca.arn.split('/')[-1]}.crl"
+
+
+def crl_url(ca):
+    config = crl_config(ca)
+    if config is None:
+        return None
+    host = config.get("CustomCname") or f"{config['S3BucketName']}.s3.{ca.region_name}.amazonaws.com"
+    return f"http://{host}/{crl_key(ca)}"
+
+
+def publish_crl(ca):
+    """Writes the CA's complete CRL into its bucket (a CA without a CRL configuration, or one
+    not yet holding its certificate, publishes nothing)."""
+    config = crl_config(ca)
+    if config is None or ca.certificate is None:
+        return
+    from moto.s3.models import s3_backends
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    days = int(config.get("ExpirationInDays", 7))
+    reasons = {r.name.upper(): r for r in x509.ReasonFlags}
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(now + datetime.timedelta(days=days))
+        .add_extension(x509.CRLNumber(int(now.timestamp())), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca._meshca_key.public_key()), False)
+    )
+    for serial, entry in ca.revoked_certificates.items():
+        reason = PCA_REASONS.get(entry.get("revocation_reason", "UNSPECIFIED"), "UNSPECIFIED")
+        revoked = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(serial.replace(":", ""), 16))
+            .revocation_date(datetime.datetime.fromtimestamp(entry["revocation_time"], datetime.timezone.utc))
+            .add_extension(x509.CRLReason(reasons[reason]), False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(revoked)
+    family, digest = SIGNING.get(ca._meshca_signing or "", (None, hashes.SHA256))
+    der = builder.sign(ca._meshca_key, digest()).public_bytes(serialization.Encoding.DER)
+    s3 = s3_backends[ca.account_id][get_partition(ca.region_name)]
+    s3.put_object(config["S3BucketName"], crl_key(ca), der)
+    ca._meshca_crl_published = True
+
+
+# PCA's revocation reasons as X.509 reason flags.
+PCA_REASONS = {
+    "UNSPECIFIED": "UNSPECIFIED",
+    "KEY_COMPROMISE": "KEY_COMPROMISE",
+    "CERTIFICATE_AUTHORITY_COMPROMISE": "CA_COMPROMISE",
+    "AFFILIATION_CHANGED": "AFFILIATION_CHANGED",
+    "SUPERSEDED": "SUPERSEDED",
+    "CESSATION_OF_OPERATION": "CESSATION_OF_OPERATION",
+    "PRIVILEGE_WITHDRAWN": "PRIVILEGE_WITHDRAWN",
+    "A_A_COMPROMISE": "AA_COMPROMISE",
+}
+
+
+def publish_all_crls():
+    for account in list(pca_models.acmpca_backends.keys()):
+        for region in list(pca_models.acmpca_backends[account].keys()):
+            for ca in list(pca_models.acmpca_backends[account][region].certificate_authorities.values()):
+                publish_crl(ca)
 
 
 def chain_above(ca):
@@ -382,6 +467,10 @@ def r_revoke_certificate(self):
     if not any(c.serial_number == serial for c in issued):
         raise PcaError("ResourceNotFoundException", f"The certificate with serial {params.get('CertificateSerial')} was not issued by {ca.arn}")
     self.acmpca_backend.revoke_certificate(ca.arn, params["CertificateSerial"], params.get("RevocationReason", "UNSPECIFIED"))
+    with CONTROL.lock:
+        held = CONTROL.crl_held
+    if not held:
+        publish_crl(ca)
     return "{}"
 
 
@@ -551,13 +640,17 @@ def backend(region, account=ACCOUNT):
     return pca_models.acmpca_backends[account][region]
 
 
-def make_ca(region, ca_type, key_algorithm, common_name, account=ACCOUNT):
+def make_ca(region, ca_type, key_algorithm, common_name, account=ACCOUNT, crl_bucket=None):
+    """A CA; with `crl_bucket`, one that publishes complete CRLs there, as PCA does."""
+    revocation = None
+    if crl_bucket:
+        revocation = {"CrlConfiguration": {"Enabled": True, "ExpirationInDays": 7, "S3BucketName": crl_bucket, "CrlType": "COMPLETE"}}
     config = {
         "KeyAlgorithm": key_algorithm,
         "SigningAlgorithm": "SHA256WITHRSA" if key_algorithm.startswith("RSA") else ("SHA384WITHECDSA" if key_algorithm == "EC_secp384r1" else "SHA256WITHECDSA"),
         "Subject": {"CommonName": common_name, "Organization": "meshca test"},
     }
-    return backend(region, account).create_certificate_authority(config, None, ca_type, None, [])
+    return backend(region, account).create_certificate_authority(config, revocation, ca_type, None, [])
 
 
 def sign_ca(region, issuer_arn, subject_arn, template, days, account=ACCOUNT):
@@ -584,11 +677,18 @@ def fixture_hierarchy(body):
     levels = int(body.get("levels", 1))
     root_days = int(body.get("root_days", 3650))
     account = body.get("account", ACCOUNT)
-    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"), account)
+    bucket = body.get("crl_bucket")
+    if bucket:
+        from moto.s3.models import s3_backends
+
+        s3 = s3_backends[account][get_partition(region)]
+        if bucket not in s3.buckets:
+            s3.create_bucket(bucket, region)
+    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"), account, bucket)
     sign_ca(region, root, root, "RootCACertificate/V1", root_days, account)
     arns = [root]
     for level in range(1, levels):
-        sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}", account)
+        sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}", account, bucket)
         sign_ca(region, arns[-1], sub, f"SubordinateCACertificate_PathLen{levels - level}/V1", root_days // 2, account)
         arns.append(sub)
     return {"root": arns[0], "issuing": arns[-1], "chain": arns}
@@ -744,6 +844,15 @@ class Emulator:
             return {}
         if path == "sts/key":
             return sts_key(body)
+        if path == "crl/hold":
+            with CONTROL.lock:
+                CONTROL.crl_held = True
+            return {}
+        if path == "crl/publish":
+            with CONTROL.lock:
+                CONTROL.crl_held = False
+            publish_all_crls()
+            return {}
         if path == "ca/status":
             b = backend(body.get("region", "eu-west-1"))
             b.describe_certificate_authority(body["arn"]).status = body["status"]

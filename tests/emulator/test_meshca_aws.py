@@ -442,3 +442,52 @@ def test_sqs_messages_are_found_by_any_receipt_handle_they_were_given(endpoint):
     assert len(seen) == 299 and first["Body"] not in seen, "every message but the deleted one"
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "299")
+
+
+def test_a_ca_with_a_crl_configuration_publishes_complete_crls_to_s3_as_pca_does(endpoint, pca):
+    """Each CA of a two-level hierarchy writes its CRL as DER under crl/<ca id>.crl, names it in
+    the CDP of what it issues, lists a revocation with its reason, and holds publication when
+    told (PCA publishes ~30 minutes after a revocation)."""
+    h = control(endpoint, "fixtures/hierarchy", {"levels": 2, "crl_bucket": "meshca-crls"})
+    s3 = boto3.client(
+        "s3", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    config = pca.describe_certificate_authority(CertificateAuthorityArn=h["issuing"])["CertificateAuthority"]
+    assert config["RevocationConfiguration"]["CrlConfiguration"]["S3BucketName"] == "meshca-crls"
+
+    def crl_of(ca):
+        key = f"crl/{ca.split('/')[-1]}.crl"
+        return x509.load_der_x509_crl(s3.get_object(Bucket="meshca-crls", Key=key)["Body"].read())
+
+    def cert_of(ca):
+        return x509.load_pem_x509_certificate(pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca)["Certificate"].encode())
+
+    issuing, root = cert_of(h["issuing"]), cert_of(h["root"])
+    # The root published when it signed the issuing CA, and named it there.
+    assert crl_of(h["root"]).is_signature_valid(root.public_key())
+    cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name[0].value == f"http://meshca-crls.s3.{REGION}.amazonaws.com/crl/{h['root'].split('/')[-1]}.crl"
+
+    arn = issue(pca, h["issuing"])
+    leaf = x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=h["issuing"], CertificateArn=arn)["Certificate"].encode())
+    first = crl_of(h["issuing"])
+    assert first.is_signature_valid(issuing.public_key()) and len(first) == 0
+    assert first.issuer == issuing.subject
+    with pytest.raises(x509.ExtensionNotFound):
+        first.extensions.get_extension_for_class(x509.IssuingDistributionPoint)  # complete, not partitioned
+
+    control(endpoint, "crl/hold")
+    pca.revoke_certificate(CertificateAuthorityArn=h["issuing"], CertificateSerial=format(leaf.serial_number, "x"), RevocationReason="KEY_COMPROMISE")
+    assert len(crl_of(h["issuing"])) == 0, "held: the revocation is not published yet"
+    control(endpoint, "crl/publish")
+    listed = crl_of(h["issuing"]).get_revoked_certificate_by_serial_number(leaf.serial_number)
+    assert listed is not None
+    assert listed.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+
+
+def test_a_ca_without_a_crl_configuration_publishes_nothing(endpoint, pca):
+    h = control(endpoint, "fixtures/hierarchy", {"levels": 2})
+    arn = issue(pca, h["issuing"])
+    leaf = x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=h["issuing"], CertificateArn=arn)["Certificate"].encode())
+    with pytest.raises(x509.ExtensionNotFound):
+        leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
