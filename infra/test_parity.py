@@ -363,6 +363,7 @@ SDK_SERVICES = {
     "aws_sdk_eks": ("eks", "eks"),
     "aws_sdk_eventbridge": ("events", "events"),
     "aws_sdk_resourcegroupstagging": ("resourcegroupstaggingapi", "tag"),
+    "aws_sdk_s3": ("s3", "s3"),
     "aws_sdk_secretsmanager": ("secretsmanager", "secretsmanager"),
     "aws_sdk_sqs": ("sqs", "sqs"),
     "aws_sdk_sts": ("sts", "sts"),
@@ -380,6 +381,10 @@ UNGRANTED = {
     # Asking who the caller is (the functions learn their own account so) needs no permission:
     # AWS answers any principal, even one whose policies deny it.
     "sts:GetCallerIdentity",
+    # Reading a Private CA's published CRLs (shared/aws/src/pca_crl.rs) is reached only from
+    # `meshca crl` on an operator's machine: the functions do not deliver CRLs yet, so their
+    # role gets no S3 read. The functions' CRL mode grants it on the CRL bucket alone.
+    "s3:GetObject",
 }
 
 
@@ -443,3 +448,18 @@ def test_the_call_finder_sees_a_call_the_role_lacks(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "FUNCTION_SOURCES", [str(tmp_path)])
     calls = calls_in_code()
     assert calls == {"secretsmanager:RotateSecret": {os.path.relpath(str(src), os.path.join(HERE, ".."))}}
+
+
+def test_the_functions_never_read_crls_so_their_role_reads_no_s3():
+    """s3:GetObject is left ungranted because only `meshca crl` reads a CA's CRLs: the day the
+    functions ask an authority for its CRL, this fails and the grant (on the CRL bucket alone)
+    must come with it."""
+    root = os.path.join(HERE, "..", "functions")
+    asking = []
+    for dirpath, _, files in os.walk(root):
+        if "/target" in dirpath:
+            continue
+        for name in files:
+            if name.endswith(".rs") and re.search(r"\.crl\(\)", open(os.path.join(dirpath, name)).read()):
+                asking.append(os.path.join(dirpath, name))
+    assert not asking, f"the functions read CRLs ({asking}): grant s3:GetObject on the CRL bucket and drop it from UNGRANTED"

@@ -89,18 +89,35 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
         CrlCommand::Publish(a) => (false, a),
     };
     let ports = Ports::build(&a.authority, &a.escrow).await?;
-    if enable {
-        self::enable(&ports)?;
-    } else if !enabled(&ports) {
+    let lines = if enable {
+        enable_and_publish(&ports, &a.out_dir).await?
+    } else if enabled(&ports) {
+        publish(&ports, &a.out_dir).await?
+    } else {
         bail!(
             "CRL mode is off for the fleet in {}: turn it on with `meshca crl enable`",
             escrow_dir(&ports)?.display()
         );
-    }
-    for line in publish(&ports, &a.out_dir).await? {
+    };
+    for line in lines {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Turns CRL mode on and publishes, only once the authority's CRLs were read: a fleet whose
+/// authority publishes none is never put in a mode nothing can serve.
+pub async fn enable_and_publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
+    let authority_crl = authority_crl(ports).await?;
+    enable(ports)?;
+    publish_bundle(ports, out_root, authority_crl).await
+}
+
+/// The authority's CRLs: every CA above the cluster intermediates.
+async fn authority_crl(ports: &Ports) -> Result<String> {
+    ports.in_force().await?.crl().await?.context(
+        "the authority publishes no CRL meshca can read, so CRL mode cannot protect this fleet",
+    )
 }
 
 /// The local escrow directory; CRL mode on Secrets Manager escrow is not built yet.
@@ -114,7 +131,7 @@ fn escrow_dir(ports: &Ports) -> Result<PathBuf> {
 }
 
 /// Records CRL mode for the fleet these ports keep, if it is not on yet.
-pub fn enable(ports: &Ports) -> Result<()> {
+fn enable(ports: &Ports) -> Result<()> {
     let dir = escrow_dir(ports)?;
     if dir.join(MODE_FILE).exists() {
         return Ok(());
@@ -140,11 +157,17 @@ pub fn enabled(ports: &Ports) -> bool {
 /// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files; a line
 /// per record for people, the kinds it cannot protect included.
 pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
+    let authority_crl = authority_crl(ports).await?;
+    publish_bundle(ports, out_root, authority_crl).await
+}
+
+async fn publish_bundle(
+    ports: &Ports,
+    out_root: &Path,
+    authority_crl: String,
+) -> Result<Vec<String>> {
     let mut said = Vec::new();
     let dir = escrow_dir(ports)?;
-    let authority_crl = ports.in_force().await?.crl().await?.context(
-        "the authority publishes no CRL meshca can read, so CRL mode cannot protect this fleet",
-    )?;
     let mut records: Vec<Current> = Vec::new();
     for key in ports.escrow.keys().await.context("listing escrow")? {
         if key.kind.profile().layout != Layout::IstioCacerts {
@@ -174,6 +197,12 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
         let out = out_root.join(key.cluster.as_str());
         if current.revoked.as_ref().is_some_and(|r| r.held) {
             said.push(write_revoked_note(&out, &key)?);
+            if !lists(&listed, &current.meta.serial) {
+                said.push(format!(
+                    "{key}: revoked at the authority, CRL pending: no CRL it publishes lists serial {} yet (AWS Private CA publishes about 30 minutes after a revocation); run `meshca crl publish` again then",
+                    current.meta.serial
+                ));
+            }
             continue;
         }
         // istiod's rule: a cacerts whose CRLs lack its own intermediate's is never written.
@@ -185,6 +214,15 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
         ));
     }
     Ok(said)
+}
+
+/// Whether a CRL of `listed` names `serial` (hex, in any case, with or without leading zeros).
+fn lists(listed: &[crl::Listed], serial: &str) -> bool {
+    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    let serial = plain(&serial.replace(':', ""));
+    listed
+        .iter()
+        .any(|l| l.serials.iter().any(|s| plain(s) == serial))
 }
 
 /// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed

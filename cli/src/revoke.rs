@@ -120,6 +120,7 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
     }
     let authority = ports.in_force().await?;
     let now = OffsetDateTime::now_utc();
+    let asker = asker();
     let mut rows = Vec::new();
     for key in &keys {
         let settings = Settings {
@@ -132,7 +133,10 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
             settings: &settings,
         };
         rows.push(match reason {
-            Some(r) => reconciler.revoke(&cluster, r, now).await.map(Done::Revoked),
+            Some(r) => reconciler
+                .revoke(&cluster, r, now, &asker)
+                .await
+                .map(Done::Revoked),
             None => reconciler.lift(&cluster).await.map(Done::Lifted),
         });
     }
@@ -150,11 +154,15 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
 /// Hands the revocation to the data plane: the fleet's CRLs into every other cluster, in CRL
 /// mode; otherwise says that nothing enforces it yet.
 async fn enforce(ports: &Ports, args: &RevokeArgs) -> Result<()> {
-    if args.enable_crl {
-        crate::crl::enable(ports)?;
-    }
-    if crate::crl::enabled(ports) {
-        for line in crate::crl::publish(ports, &args.out_dir).await? {
+    let lines = if args.enable_crl {
+        Some(crate::crl::enable_and_publish(ports, &args.out_dir).await?)
+    } else if crate::crl::enabled(ports) {
+        Some(crate::crl::publish(ports, &args.out_dir).await?)
+    } else {
+        None
+    };
+    if let Some(lines) = lines {
+        for line in lines {
             println!("{line}");
         }
         return Ok(());
@@ -195,6 +203,20 @@ async fn plan(ports: &Ports, keys: &[EscrowKey], what: &str) -> Result<()> {
 }
 
 /// Asks on the terminal for the cluster's name; `false` where no terminal can answer.
+/// Who runs this, for the record's audit entry: `user@host` as the environment tells.
+fn asker() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "a host".into());
+    format!("{user}@{host} (meshca revoke)")
+}
+
 fn confirmed(cluster: &ClusterName, what: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
@@ -233,11 +255,16 @@ fn print(
                     r.generation
                 )
             }
-            Ok(Done::Revoked(r)) => println!(
-                "{key}: revoked {} at the authority; generation {} held",
-                r.serials.join(", "),
-                r.generation
-            ),
+            Ok(Done::Revoked(r)) => {
+                println!(
+                    "{key}: revoked {} at the authority; generation {} held",
+                    r.serials.join(", "),
+                    r.generation
+                );
+                for unknown in &r.unknown {
+                    println!("{key}: not revoked: {unknown}");
+                }
+            }
             Ok(Done::Lifted(generation)) => println!(
                 "{key}: hold lifted (generation {generation} stays revoked); the next issue gives it a new key and generation"
             ),

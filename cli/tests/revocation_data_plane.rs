@@ -149,3 +149,138 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     refused_as_revoked(&wx, "w → x", &renewed);
     refused_as_revoked(&xw, "x → w", &renewed);
 }
+
+/// The same through an emulated two-level AWS Private CA (root → issuing CA → cluster
+/// intermediates) whose CAs publish their CRLs to S3 as PCA does: the fleet bundle holds the
+/// root's and the issuing CA's CRLs, read from S3, beside each intermediate's own. PCA
+/// publishes a revocation tens of minutes later: until then meshca says "CRL pending" and
+/// nothing refuses x; once the CA has published, `meshca crl publish` makes every other cluster
+/// refuse x because it is revoked.
+mod pca {
+    use super::*;
+    use meshca_test_support::aws::{self, AwsEmulator};
+
+    fn meshca_pca(dir: &Path, emu: &AwsEmulator, args: &[&str]) -> std::process::Output {
+        let mut c = Command::cargo_bin("meshca").unwrap();
+        c.current_dir(dir)
+            .envs(emu.child_env())
+            .env_remove("MESHCA_CA_DIR")
+            .env_remove("MESHCA_ESCROW_DIR")
+            .env_remove("KUBECONFIG");
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
+        c.args(args).output().unwrap()
+    }
+
+    fn ok(out: std::process::Output, what: &str) -> String {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_revoked_pca_cluster_is_refused_once_its_ca_publishes_the_crl() {
+        let emu = AwsEmulator::start();
+        let h = emu.control(
+            "fixtures/hierarchy",
+            serde_json::json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
+        );
+        let arn = h["issuing"].as_str().unwrap().to_string();
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        for c in ["x", "y", "z"] {
+            ok(
+                meshca_pca(d.path(), &emu, &["issue", "--cluster", c, "--ca-arn", &arn]),
+                c,
+            );
+        }
+        let said = ok(
+            meshca_pca(d.path(), &emu, &["crl", "enable", "--ca-arn", &arn]),
+            "crl enable",
+        );
+        // Two CAs of the hierarchy and three intermediates: five CRLs.
+        assert!(
+            said.contains("y: ca-crl.pem written (5 CRLs, 0 revoked"),
+            "{said}"
+        );
+        let before = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+        for (a, b) in [("x", "y"), ("y", "z")] {
+            let (ab, ba) = before.both_ways(a, b).await;
+            completed(&ab, &format!("{a} → {b} before"), &before);
+            completed(&ba, &format!("{b} → {a} before"), &before);
+        }
+
+        emu.control("crl/hold", serde_json::json!({}));
+        let revoke = [
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+            "--ca-arn",
+            &arn,
+        ];
+        let said = ok(meshca_pca(d.path(), &emu, &revoke), "revoke");
+        assert!(
+            said.contains("x: revoked at the authority, CRL pending"),
+            "{said}"
+        );
+        assert_eq!(emu.calls("RevokeCertificate"), 1);
+
+        emu.control("crl/publish", serde_json::json!({}));
+        let said = ok(
+            meshca_pca(d.path(), &emu, &["crl", "publish", "--ca-arn", &arn]),
+            "crl publish",
+        );
+        assert!(
+            said.contains("y: ca-crl.pem written (5 CRLs, 1 revoked"),
+            "{said}"
+        );
+        assert!(!said.contains("CRL pending"), "{said}");
+        let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+        for other in ["y", "z"] {
+            let (to_x, from_x) = after.both_ways(other, "x").await;
+            refused_as_revoked(&to_x, &format!("{other} → x"), &after);
+            refused_as_revoked(&from_x, &format!("x → {other}"), &after);
+        }
+        let (yz, zy) = after.both_ways("y", "z").await;
+        completed(&yz, "y → z after", &after);
+        completed(&zy, "z → y after", &after);
+        // Revoking again changes nothing and revokes nothing twice.
+        let said = ok(meshca_pca(d.path(), &emu, &revoke), "revoke again");
+        assert!(said.contains("revoked and held already"), "{said}");
+        assert_eq!(emu.calls("RevokeCertificate"), 1);
+    }
+
+    #[test]
+    fn crl_mode_is_refused_on_a_ca_that_publishes_no_crl_naming_the_setting() {
+        let emu = AwsEmulator::start();
+        let arn = emu.hierarchy("EC_prime256v1", 2)["issuing"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let d = tempfile::tempdir().unwrap();
+        ok(
+            meshca_pca(
+                d.path(),
+                &emu,
+                &["issue", "--cluster", "x", "--ca-arn", &arn],
+            ),
+            "issue",
+        );
+        let e = meshca_pca(d.path(), &emu, &["crl", "enable", "--ca-arn", &arn]);
+        assert_eq!(e.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&e.stderr);
+        assert!(
+            said.contains("RevocationConfiguration.CrlConfiguration"),
+            "{said}"
+        );
+        assert!(said.contains("CrlType COMPLETE"), "{said}");
+    }
+}

@@ -267,3 +267,88 @@ fn crl_mode_starts_on_an_empty_fleet_and_names_what_it_cannot_protect() {
     assert!(d.join("out/c1/ca-crl.pem").exists());
     assert!(!d.join("out/c1/xcp-edge/ca-crl.pem").exists());
 }
+
+/// The serial (hex, lowercase) of the intermediate in a cluster's files.
+fn serial_in_files(dir: &std::path::Path, cluster: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(dir.join("out").join(cluster).join("ca-cert.pem"))
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+/// A renewed cluster's earlier intermediate is still valid (its workloads keep presenting it
+/// until their leaves rotate) and lived on the same machines: the ledger keeps it, and a
+/// revocation revokes both generations, each once.
+#[test]
+fn a_revocation_reaches_every_generation_still_valid_through_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success();
+    let first = serial_in_files(d, "x");
+    meshca(d)
+        .args(["issue", "--cluster", "x", "--force"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("issued generation 2"));
+    let second = serial_in_files(d, "x");
+    assert_ne!(first, second);
+
+    let out = meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let serials: Vec<String> = doc[0]["outcome"]["serials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap()
+                .trim_start_matches('0')
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let plain = |s: &str| s.trim_start_matches('0').to_string();
+    assert!(serials.contains(&plain(&first)), "{doc}");
+    assert!(serials.contains(&plain(&second)), "{doc}");
+    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
+    let names: Vec<String> = revoked(d).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // Again: nothing new is revoked, not even the earlier generation.
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("revoked and held already"));
+    assert_eq!(revoked(d).len(), 2);
+}

@@ -327,7 +327,11 @@ impl App {
                         why,
                     );
                 }
-                self.revoke(&cluster, account.as_deref(), region.as_deref(), reason)
+                let asked = revocation::Asked {
+                    reason,
+                    by: sender.as_deref(),
+                };
+                self.revoke(&cluster, account.as_deref(), region.as_deref(), asked)
                     .await
             }
             Request::Deleted {

@@ -77,14 +77,31 @@ impl App {
         )
     }
 
-    /// Revokes and holds every kind escrowed for `cluster` at its place.
+    /// Revokes and holds every kind escrowed for `cluster` at its place, then announces it
+    /// (`meshca Revocation Completed`).
     pub(crate) async fn revoke(
         &self,
         cluster: &str,
         account: Option<&str>,
         region: Option<&str>,
-        reason: RevocationReason,
+        asked: Asked<'_>,
     ) -> Report {
+        let report = self.revoke_kinds(cluster, account, region, &asked).await;
+        if !matches!(report.outcome, Outcome::Planned { .. }) {
+            self.announce_revocation(&report, &asked).await;
+        }
+        report
+    }
+
+    async fn revoke_kinds(
+        &self,
+        cluster: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        asked: &Asked<'_>,
+    ) -> Report {
+        let reason = asked.reason;
+        let by = asked.by_whom();
         let plan = || format!("revoke ({reason}) every certificate of the cluster and hold it");
         let at = match self.at_place(cluster, account, region, plan).await {
             Ok(at) => at,
@@ -99,7 +116,7 @@ impl App {
                 escrow: at.ports.escrow.as_ref(),
                 settings: &settings,
             };
-            let outcome = match reconciler.revoke(&at.name, reason, now).await {
+            let outcome = match reconciler.revoke(&at.name, reason, now, &by).await {
                 Ok(done) if done.already => Outcome::Skipped {
                     reason: format!("revoked and held already (generation {})", done.generation),
                 },
@@ -125,5 +142,50 @@ impl App {
             return Report::at(cluster, at.place, Outcome::Skipped { reason });
         }
         Report::of_kinds(cluster, at.place, outcomes)
+    }
+}
+
+/// A revoke request: why, and the account that sent it.
+pub(crate) struct Asked<'a> {
+    pub reason: RevocationReason,
+    pub by: Option<&'a str>,
+}
+
+impl Asked<'_> {
+    /// Who asked, for the record's audit entry.
+    fn by_whom(&self) -> String {
+        match self.by {
+            Some(account) => format!("account {account} (meshca Revoke Requested)"),
+            None => "meshca's own account (meshca Revoke Requested)".into(),
+        }
+    }
+}
+
+impl App {
+    /// `meshca Revocation Completed` on the deployment's bus: who asked, when, why, and each
+    /// kind's outcome. Telling no one is logged, never fatal: the revocation itself stands.
+    async fn announce_revocation(&self, report: &Report, asked: &Asked<'_>) {
+        let Some(notices) = &self.fleet.notices else {
+            return;
+        };
+        let detail = serde_json::json!({
+            "cluster": report.cluster,
+            "account": report.account,
+            "region": report.region,
+            "reason": asked.reason.to_string(),
+            "requestedBy": asked.by_whom(),
+            "at": meshca_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
+            "result": report.outcome,
+            "kinds": report.kinds,
+            // The functions deliver no CRLs yet: the other clusters' proxies learn of this
+            // revocation only through `meshca crl publish` (docs/compromise.md).
+            "enforcedByDataPlane": false,
+        });
+        if let Err(e) = notices
+            .announce(meshca_core::notice::REVOCATION_COMPLETED, &detail)
+            .await
+        {
+            warn!(cluster = ?report.cluster, error = %e, "meshca Revocation Completed was not sent");
+        }
     }
 }

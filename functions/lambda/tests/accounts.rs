@@ -325,6 +325,27 @@ async fn the_security_account_may_revoke_and_ask_for_nothing_else() {
         "{revoked:?}"
     );
     assert_eq!(org.emu.calls("RevokeCertificate"), 1);
+    // Announced on the bus, once, with who asked and why; the member's refused request is not.
+    let sent = org.emu.control("events/put", json!({}))["entries"].clone();
+    let notices: Vec<serde_json::Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["DetailType"] == "meshca Revocation Completed")
+        .map(|e| serde_json::from_str(e["Detail"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(notices.len(), 1, "{sent}");
+    let n = &notices[0];
+    assert_eq!(n["cluster"], "ledger", "{n}");
+    assert_eq!(n["account"], M2, "{n}");
+    assert_eq!(n["reason"], "key-compromise", "{n}");
+    assert_eq!(
+        n["requestedBy"],
+        format!("account {SECURITY} (meshca Revoke Requested)"),
+        "{n}"
+    );
+    assert_eq!(n["result"]["outcome"], "revoked", "{n}");
+    assert_eq!(n["enforcedByDataPlane"], false, "{n}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -171,6 +171,7 @@ fn world(clusters: FakeClusters, env: &[(&str, &str)]) -> World {
         )]),
         home_account: None,
         fan_out: fan_out.clone(),
+        notices: None,
         rotation: None,
         authority_spec: None,
         home: None,

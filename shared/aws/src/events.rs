@@ -1,10 +1,12 @@
 //! EventBridge as the domain's [`FanOut`]: one `meshca Reconcile Requested` event per cluster,
-//! ten per PutEvents call, on the configured bus; cluster-events answers each.
+//! ten per PutEvents call, on the configured bus; cluster-events answers each. And as its
+//! [`Notices`]: a `meshca Revocation Completed` event on the same bus.
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use meshca_core::fanout::{FanOut, ReconcileRequest};
+use meshca_core::notice::Notices;
 
 use crate::error_parts;
 
@@ -87,5 +89,47 @@ impl FanOut for EventBridgeFanOut {
             }
         }
         results
+    }
+}
+
+/// [`Notices`] over EventBridge: each notice one event from `meshca` on the bus.
+pub struct EventBridgeNotices {
+    client: Client,
+    bus: String,
+}
+
+impl EventBridgeNotices {
+    /// Puts notices on `bus` (a name or ARN) with the client of `config`.
+    pub fn new(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
+        EventBridgeNotices {
+            client: Client::new(config),
+            bus: bus.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Notices for EventBridgeNotices {
+    async fn announce(&self, detail_type: &str, detail: &serde_json::Value) -> Result<(), String> {
+        let entry = PutEventsRequestEntry::builder()
+            .source(SOURCE)
+            .detail_type(detail_type)
+            .detail(detail.to_string())
+            .event_bus_name(&self.bus)
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| {
+                let (code, message) = error_parts(&e);
+                format!("PutEvents failed: {code}: {message}")
+            })?;
+        match out.entries().first().and_then(|e| e.error_code()) {
+            Some(code) => Err(format!("PutEvents refused the notice: {code}")),
+            None => Ok(()),
+        }
     }
 }

@@ -15,13 +15,14 @@ pub mod eks_token;
 pub mod events;
 pub mod member;
 pub mod pca;
+pub mod pca_crl;
 pub mod queue;
 pub mod rotation;
 pub mod secrets;
 
 pub use arn::{Arn, CaArn};
 pub use eks::EksClusters;
-pub use events::EventBridgeFanOut;
+pub use events::{EventBridgeFanOut, EventBridgeNotices};
 pub use member::MemberRole;
 pub use pca::PcaAuthority;
 pub use queue::SqsFanOut;

@@ -41,6 +41,8 @@ pub struct PcaAuthority {
     resolved_signing: std::sync::Arc<std::sync::OnceLock<String>>,
     backoff: Backoff,
     budget: Option<std::sync::Arc<IssueBudget>>,
+    /// Reads the CRLs the hierarchy publishes to S3; without it the authority offers none.
+    crl_reader: Option<aws_sdk_s3::Client>,
 }
 
 /// Codes PCA (and the SDK) answer when a quota is exceeded.
@@ -79,7 +81,18 @@ impl PcaAuthority {
             .to_builder()
             .region(aws_config::Region::new(ca.region().to_string()))
             .build();
+        // An endpoint of one's own (an emulator, a VPC endpoint by IP) has no bucket host names.
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
         Self::for_ca(Client::new(&config), ca, template_arn)
+            .with_crl_reader(aws_sdk_s3::Client::from_conf(s3))
+    }
+
+    /// Reads the hierarchy's CRLs from S3 with `s3`, for CRL mode.
+    pub fn with_crl_reader(mut self, s3: aws_sdk_s3::Client) -> Self {
+        self.crl_reader = Some(s3);
+        self
     }
 
     /// For an ARN already parsed.
@@ -97,6 +110,7 @@ impl PcaAuthority {
             resolved_signing: Default::default(),
             backoff: Backoff::default(),
             budget: None,
+            crl_reader: None,
         }
     }
 
@@ -498,6 +512,113 @@ impl Authority for PcaAuthority {
             Stop::Failed { code, .. } if code == "RequestAlreadyProcessedException" => Ok(()),
             stop => Err(self.stopped("RevokeCertificate", stop)),
         })
+    }
+
+    /// The CRL of the issuing CA, from its CRL configuration, then of each CA above it, from
+    /// the distribution point in the certificate it signed: every CA of the chain a cluster
+    /// intermediate presents. Each is checked (complete, signed by its CA, in force).
+    async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        let Some(s3) = &self.crl_reader else {
+            return Ok(None);
+        };
+        let unusable = |reason: String| AuthorityError::Corrupt {
+            authority: format!("certificate authority {} (for CRL mode)", self.ca_arn),
+            reason,
+        };
+        let configured = self.crl_configuration().await?;
+        let own = crate::pca_crl::CrlLocation::configured(&self.ca_arn, configured.as_ref())
+            .map_err(unusable)?;
+        let chain = self.ca_chain_pems().await?;
+        let mut out = self.published(s3, &own, &chain[0]).await?;
+        for pair in chain.windows(2) {
+            let (below, issuer) = (&pair[0], &pair[1]);
+            let der = pem::certificates("CA certificate", below)
+                .map_err(|e| unusable(e.to_string()))?
+                .remove(0);
+            let at = meshca_core::crl::distribution_points(&der)
+                .iter()
+                .find_map(|u| crate::pca_crl::CrlLocation::from_url(u))
+                .ok_or_else(|| {
+                    unusable(format!(
+                        "the CA above it publishes no CRL meshca can find: the certificate it signed names no CRL distribution point in S3 ({below_subject}); give that CA a CRL configuration",
+                        below_subject = below.lines().nth(1).unwrap_or_default()
+                    ))
+                })?;
+            out.push_str(&self.published(s3, &at, issuer).await?);
+        }
+        Ok(Some(out))
+    }
+}
+
+impl PcaAuthority {
+    /// The CA's CRL configuration, as DescribeCertificateAuthority gives it.
+    async fn crl_configuration(
+        &self,
+    ) -> Result<Option<aws_sdk_acmpca::types::CrlConfiguration>, AuthorityError> {
+        let out = self
+            .retrying(is_throttle, || {
+                self.client
+                    .describe_certificate_authority()
+                    .certificate_authority_arn(&self.ca_arn)
+                    .send()
+            })
+            .await
+            .map_err(|stop| self.stopped("DescribeCertificateAuthority", stop))?;
+        Ok(out
+            .certificate_authority
+            .and_then(|ca| ca.revocation_configuration)
+            .and_then(|r| r.crl_configuration))
+    }
+
+    /// The CA's certificate, then each above it up to the root, one PEM each.
+    async fn ca_chain_pems(&self) -> Result<Vec<String>, AuthorityError> {
+        const GET: &str = "GetCertificateAuthorityCertificate";
+        let out = self
+            .retrying(is_throttle, || {
+                self.client
+                    .get_certificate_authority_certificate()
+                    .certificate_authority_arn(&self.ca_arn)
+                    .send()
+            })
+            .await
+            .map_err(|stop| self.stopped(GET, stop))?;
+        let corrupt = |detail: String| AuthorityError::Backend {
+            operation: GET,
+            detail,
+        };
+        let text = format!(
+            "{}\n{}",
+            out.certificate().unwrap_or_default(),
+            out.certificate_chain().unwrap_or_default()
+        );
+        let ders = pem::certificates("CA chain", &text).map_err(|e| corrupt(e.to_string()))?;
+        if ders.is_empty() {
+            return Err(corrupt("no Certificate".into()));
+        }
+        Ok(ders
+            .iter()
+            .map(|d| pem::encode(CERTIFICATE, std::slice::from_ref(d)))
+            .collect())
+    }
+
+    /// The CRL at `at`, checked as issued by `issuer_pem`'s CA, in PEM.
+    async fn published(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        at: &crate::pca_crl::CrlLocation,
+        issuer_pem: &str,
+    ) -> Result<String, AuthorityError> {
+        let der = crate::pca_crl::read(s3, at)
+            .await
+            .map_err(|detail| AuthorityError::Backend {
+                operation: "GetObject",
+                detail,
+            })?;
+        meshca_core::crl::published(&at.to_string(), &der, issuer_pem, OffsetDateTime::now_utc())
+            .map_err(|e| AuthorityError::Corrupt {
+                authority: format!("certificate authority {} (for CRL mode)", self.ca_arn),
+                reason: e.to_string(),
+            })
     }
 }
 

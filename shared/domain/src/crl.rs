@@ -38,6 +38,14 @@ pub enum CrlError {
     /// No CRL in `ca-crl.pem` is signed by the cluster's own intermediate.
     #[error("ca-crl.pem holds no valid CRL signed by {0} (istiod would discard the whole update)")]
     NoOwnCrl(String),
+    /// A CRL an authority published that the data plane could not use.
+    #[error("the CRL published at {location}: {reason}")]
+    Published {
+        /// Where it was read.
+        location: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 /// One revoked certificate, as a CRL entry.
@@ -86,13 +94,20 @@ pub fn sign(
         })
         .collect::<Result<Vec<_>, CrlError>>()?;
     let number = this_update.unix_timestamp().max(0) as u64;
+    // The data plane matches a CRL to its CA by the CRL's authority key identifier against the
+    // CA's subject key identifier: take the CA's own (a Private CA or Vault derives it with
+    // SHA-1, rcgen with SHA-256), derived only for a CA certificate that carries none.
+    let key_identifier_method = first_certificate(issuer_pem)
+        .ok()
+        .and_then(|der| subject_key_id(&der))
+        .map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified);
     let params = CertificateRevocationListParams {
         this_update,
         next_update,
         crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
         issuing_distribution_point: None,
         revoked_certs,
-        key_identifier_method: KeyIdMethod::Sha256,
+        key_identifier_method,
     };
     let crl = params.signed_by(&issuer).map_err(|e| err(e.to_string()))?;
     crl.pem().map_err(|e| err(e.to_string()))
@@ -154,18 +169,130 @@ fn ders(text: &str) -> Result<Vec<Vec<u8>>, CrlError> {
 /// istiod's rule: `text` holds a CRL issued by `ca_cert_pem`'s subject whose signature verifies
 /// with its key and that has not lapsed at `now`.
 pub fn signed_by_own(text: &str, ca_cert_pem: &str, now: OffsetDateTime) -> Result<(), CrlError> {
-    let ca_der = crate::pem::certificates("ca-cert.pem", ca_cert_pem)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .ok_or_else(|| CrlError::Parse("ca-cert.pem holds no certificate".into()))?;
+    let ca_der = first_certificate(ca_cert_pem)?;
     let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| CrlError::Parse(e.to_string()))?;
     let own = ders(text)?.iter().any(|der| {
-        CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| {
-            crl.issuer().as_raw() == ca.subject().as_raw()
-                && crl.verify_signature(ca.public_key()).is_ok()
-                && crl.next_update().is_none_or(|t| t.to_datetime() > now)
-        })
+        CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| in_force(&crl, &ca, now))
     });
     own.then_some(())
         .ok_or_else(|| CrlError::NoOwnCrl(ca.subject().to_string()))
+}
+
+fn first_certificate(pem_text: &str) -> Result<Vec<u8>, CrlError> {
+    crate::pem::certificates("ca-cert.pem", pem_text)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| CrlError::Parse("ca-cert.pem holds no certificate".into()))
+}
+
+/// Issued by `ca`, signed with its key, not lapsed at `now`, and found for `ca` by a verifier:
+/// a CRL whose authority key identifier differs from the CA's subject key identifier is never
+/// looked at (BoringSSL: "unable to get certificate CRL").
+fn in_force(
+    crl: &CertificateRevocationList<'_>,
+    ca: &X509Certificate<'_>,
+    now: OffsetDateTime,
+) -> bool {
+    crl.issuer().as_raw() == ca.subject().as_raw()
+        && crl.verify_signature(ca.public_key()).is_ok()
+        && crl.next_update().is_none_or(|t| t.to_datetime() > now)
+        && key_ids_agree(crl, ca)
+}
+
+fn key_ids_agree(crl: &CertificateRevocationList<'_>, ca: &X509Certificate<'_>) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    let authority = crl
+        .extensions()
+        .iter()
+        .find_map(|x| match x.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0)
+            }
+            _ => None,
+        });
+    let subject = ca
+        .extensions()
+        .iter()
+        .find_map(|x| match x.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0),
+            _ => None,
+        });
+    match (authority, subject) {
+        (Some(a), Some(s)) => a == s,
+        _ => true,
+    }
+}
+
+/// The subject key identifier of a certificate, if it has one.
+fn subject_key_id(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::extensions::ParsedExtension;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|x| match x.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0.to_vec()),
+            _ => None,
+        })
+}
+
+/// The issuing-distribution-point extension, which marks a partitioned CRL.
+const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
+
+/// A CRL an authority published (DER, as AWS Private CA writes it to S3), checked as the data
+/// plane will use it and turned into PEM: issued and signed by `issuer_pem`'s CA, not lapsed at
+/// `now`, and complete. A partitioned CRL carries a critical issuing distribution point that a
+/// fleet bundle cannot honour (one CRL per CA is what Envoy looks up), so it is refused.
+pub fn published(
+    location: &str,
+    der: &[u8],
+    issuer_pem: &str,
+    now: OffsetDateTime,
+) -> Result<String, CrlError> {
+    let bad = |reason: String| CrlError::Published {
+        location: location.to_string(),
+        reason,
+    };
+    let (_, crl) =
+        CertificateRevocationList::from_der(der).map_err(|e| bad(format!("not a DER CRL: {e}")))?;
+    if crl
+        .extensions()
+        .iter()
+        .any(|x| x.oid.to_id_string() == ISSUING_DISTRIBUTION_POINT)
+    {
+        return Err(bad(
+            "a partitioned CRL (it carries an issuing distribution point): set the CA's CrlConfiguration CrlType to COMPLETE".into(),
+        ));
+    }
+    let ca_der = first_certificate(issuer_pem)?;
+    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| CrlError::Parse(e.to_string()))?;
+    if !in_force(&crl, &ca, now) {
+        return Err(bad(format!(
+            "not a CRL in force from {} (another issuer, a signature its key does not verify, or past its nextUpdate)",
+            ca.subject()
+        )));
+    }
+    Ok(crate::pem::encode(X509_CRL, &[der]))
+}
+
+/// The URLs in a certificate's CRL distribution points: where the CRL of its issuer is kept.
+pub fn distribution_points(cert_der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
+            continue;
+        };
+        for point in points.iter() {
+            if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                urls.extend(names.iter().filter_map(|n| match n {
+                    GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    urls
 }

@@ -124,6 +124,13 @@ pub struct Current {
     /// restored afterwards never puts it back in force, its next run issues a new generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revoked>,
+    /// Earlier generations still valid, oldest first: what a revocation reaches besides this one
+    /// ([`crate::ledger`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<crate::ledger::Issuance>,
+    /// The first generation the ledger knows; absent in records made before meshca kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_from: Option<u64>,
 }
 
 /// When and why a record's certificate was revoked.
@@ -134,6 +141,10 @@ pub struct Revoked {
     pub at: OffsetDateTime,
     /// PCA's name of the reason (`KEY_COMPROMISE`, …).
     pub reason: String,
+    /// Who asked: a person at `meshca revoke` (user@host), the account that sent a revoke
+    /// request, or the cluster's deletion. Absent in records revoked before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Held by `meshca revoke`: no run re-issues or re-delivers this cluster until someone lifts
     /// it on purpose. A record revoked as its cluster was deleted is not held.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

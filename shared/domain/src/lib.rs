@@ -22,6 +22,8 @@ pub mod escrow;
 pub mod fanout;
 pub mod key;
 pub mod kind;
+pub mod ledger;
+pub mod notice;
 pub mod pace;
 pub mod pem;
 pub mod place;

@@ -453,6 +453,7 @@ impl std::fmt::Display for Refusal {
 struct Recorded {
     terms: Option<Terms>,
     history: Vec<TermsChange>,
+    ledger: crate::ledger::Ledger,
 }
 
 impl Recorded {
@@ -461,6 +462,7 @@ impl Recorded {
         Recorded {
             terms: current.and_then(|c| c.terms.clone()),
             history: current.map(|c| c.history.clone()).unwrap_or_default(),
+            ledger: crate::ledger::Ledger::after(current),
         }
     }
 
@@ -671,15 +673,19 @@ impl Reconciler<'_> {
             .current
             .as_ref()
             .is_none_or(|c| c.revoked.is_none());
-        let revoke = self.issued_to(&escrowed, unrevoked).await;
-        let mut certificates = Vec::new();
+        let now = OffsetDateTime::now_utc();
+        let revoke = self.issued_to(&escrowed, unrevoked, now).await;
+        let (mut certificates, mut serials) = (Vec::new(), Vec::new());
         for (id, serial) in revoke {
             match self
                 .authority
                 .revoke(&id, &serial, RevocationReason::CessationOfOperation)
                 .await
             {
-                Ok(()) => certificates.push(id.0),
+                Ok(()) => {
+                    certificates.push(id.0);
+                    serials.push(serial);
+                }
                 Err(e) => return Outcome::failed(Step::Revoke, format!("revoking {id}: {e}")),
             }
         }
@@ -691,12 +697,13 @@ impl Reconciler<'_> {
         if let Some(current) = escrowed.current.filter(|c| c.revoked.is_none()) {
             let marked = Current {
                 revoked: Some(crate::escrow::Revoked {
-                    at: OffsetDateTime::now_utc(),
+                    at: now,
                     reason: RevocationReason::CessationOfOperation.as_pca().into(),
+                    by: Some("the cluster's deletion".into()),
                     held: false,
                     authority_pending: false,
                 }),
-                ..current
+                ..crate::revocation::superseded_revoked(current, &serials)
             };
             if let Err(e) = self.escrow.mark_revoked(&marked).await {
                 return Outcome::failed(Step::Escrow, e);
@@ -1135,6 +1142,10 @@ impl Reconciler<'_> {
             ..Terms::of(self.settings)
         };
         let (changed, history) = recorded.after(&terms, pending.generation, now);
+        let ledger = recorded
+            .ledger
+            .clone()
+            .kept(pending.generation, &info.id, now);
         let current = Current {
             schema: SCHEMA,
             cluster: pending.cluster.clone(),
@@ -1147,6 +1158,8 @@ impl Reconciler<'_> {
             terms: Some(terms),
             history,
             revoked: None,
+            superseded: ledger.superseded,
+            ledger_from: ledger.from,
         };
         self.escrow
             .promote(&current)

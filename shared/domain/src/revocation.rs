@@ -28,16 +28,21 @@ pub struct Revocation {
     pub generation: u64,
     /// It was held and revoked already: this run changed nothing.
     pub already: bool,
+    /// What the ledger cannot reach, said plainly ([`crate::ledger::unknown`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
 }
 
 impl Reconciler<'_> {
-    /// Revokes the certificate in service of this kind of `cluster` (and a newer one issued but
-    /// not yet in service) for `reason`, and holds the record.
+    /// Revokes every certificate of this kind of `cluster` still valid (the one in service,
+    /// earlier generations the ledger holds, a newer one issued but not yet in service) for
+    /// `reason`, as asked `by` someone, and holds the record.
     pub async fn revoke(
         &self,
         cluster: &ClusterName,
         reason: RevocationReason,
         now: OffsetDateTime,
+        by: &str,
     ) -> Result<Revocation, ReconcileError> {
         let key = self.key(cluster);
         let escrowed = self.load_for_revocation(&key).await?;
@@ -55,6 +60,7 @@ impl Reconciler<'_> {
                 certificates: Vec::new(),
                 generation,
                 already: true,
+                unknown: Vec::new(),
             });
         }
         // Revoked when its cluster was deleted, or held by a run that stopped: its certificate is
@@ -63,19 +69,20 @@ impl Reconciler<'_> {
             revoked: Some(Revoked {
                 at: current.revoked.as_ref().map_or(now, |r| r.at),
                 reason: reason.as_pca().into(),
+                by: Some(by.to_string()),
                 held: true,
                 authority_pending: true,
             }),
             ..current.clone()
         };
         self.mark(&held).await?;
-        let (certificates, serials) = self.revoke_at_authority(&escrowed, reason).await?;
+        let (certificates, serials) = self.revoke_at_authority(&escrowed, reason, now).await?;
         let done = Current {
             revoked: held.revoked.clone().map(|r| Revoked {
                 authority_pending: false,
                 ..r
             }),
-            ..held
+            ..superseded_revoked(held, &serials)
         };
         self.mark(&done).await?;
         Ok(Revocation {
@@ -84,6 +91,7 @@ impl Reconciler<'_> {
             certificates,
             generation,
             already: false,
+            unknown: crate::ledger::unknown(&done, now),
         })
     }
 
@@ -131,14 +139,24 @@ impl Reconciler<'_> {
     }
 
     /// What the authority issued for this record and has not revoked on our word: the
-    /// certificate in service (if `current_too`) and a pending generation's, if it was issued
-    /// and not refused (a refused one was revoked when it was refused).
+    /// certificate in service (if `current_too`), earlier generations still valid that the
+    /// ledger holds from the same authority, and a pending generation's, if it was issued and
+    /// not refused (a refused one was revoked when it was refused).
     pub(crate) async fn issued_to(
         &self,
         escrowed: &Escrowed,
         current_too: bool,
+        now: OffsetDateTime,
     ) -> Vec<(CertificateId, String)> {
         let mut issued = Vec::new();
+        if let Some(c) = escrowed.current.as_ref() {
+            issued.extend(
+                c.superseded
+                    .iter()
+                    .filter(|e| e.live(now) && e.authority(&c.authority_id) == c.authority_id)
+                    .map(|e| (CertificateId(e.certificate_id.clone()), e.serial.clone())),
+            );
+        }
         if let Some(c) = escrowed.current.as_ref().filter(|_| current_too) {
             issued.push((
                 CertificateId(c.meta.certificate_id.clone()),
@@ -163,9 +181,10 @@ impl Reconciler<'_> {
         &self,
         escrowed: &Escrowed,
         reason: RevocationReason,
+        now: OffsetDateTime,
     ) -> Result<(Vec<String>, Vec<String>), ReconcileError> {
         let (mut ids, mut serials) = (Vec::new(), Vec::new());
-        for (id, serial) in self.issued_to(escrowed, true).await {
+        for (id, serial) in self.issued_to(escrowed, true, now).await {
             self.authority
                 .revoke(&id, &serial, reason)
                 .await
@@ -177,5 +196,21 @@ impl Reconciler<'_> {
             serials.push(serial);
         }
         Ok((ids, serials))
+    }
+}
+
+/// `current` with the ledger entries whose serials were just revoked marked so.
+pub(crate) fn superseded_revoked(current: Current, serials: &[String]) -> Current {
+    let superseded = current
+        .superseded
+        .into_iter()
+        .map(|e| crate::ledger::Issuance {
+            revoked: e.revoked || serials.contains(&e.serial),
+            ..e
+        })
+        .collect();
+    Current {
+        superseded,
+        ..current
     }
 }

@@ -87,3 +87,102 @@ fn text_that_is_no_crl_is_refused() {
     ));
     assert!(matches!(crl::parse(""), Err(CrlError::Parse(_))));
 }
+
+fn der_of(pem_text: &str) -> Vec<u8> {
+    ::pem::parse(pem_text).unwrap().into_contents()
+}
+
+/// What an authority publishes (AWS Private CA's DER in S3) is checked before it joins a fleet
+/// bundle: its issuer's own, signed by it, in force, complete. Each way to break it is refused.
+#[test]
+fn a_published_crl_is_used_only_when_complete_signed_by_its_ca_and_in_force() {
+    let (root, int) = good();
+    let now = OffsetDateTime::now_utc();
+    let good_crl = crl_of(&root, &[], now, now + Duration::days(7));
+    let pem_text = crl::published("s3://b/crl/r.crl", &der_of(&good_crl), &root.pem, now).unwrap();
+    assert_eq!(crl::parse(&pem_text).unwrap().len(), 1);
+
+    let of_another = crl_of(&int, &[], now, now + Duration::days(7));
+    let lapsed = crl_of(&root, &[], now - Duration::days(9), now - Duration::days(2));
+    for (what, der) in [
+        ("another CA's", der_of(&of_another)),
+        ("a lapsed", der_of(&lapsed)),
+        ("no", b"not a crl".to_vec()),
+    ] {
+        let e = crl::published("s3://b/crl/r.crl", &der, &root.pem, now).unwrap_err();
+        assert!(
+            matches!(&e, CrlError::Published { location, .. } if location == "s3://b/crl/r.crl"),
+            "{what} CRL: {e}"
+        );
+    }
+
+    // A partitioned CRL (issuing distribution point): refused, naming the setting.
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&root.pem, &root.key).unwrap();
+    let partitioned = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::days(7),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: Some(rcgen::CrlIssuingDistributionPoint {
+            distribution_point: rcgen::CrlDistributionPoint {
+                uris: vec!["http://b.s3.amazonaws.com/crl/r/1.crl".into()],
+            },
+            scope: None,
+        }),
+        revoked_certs: vec![],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    let e = crl::published("s3://b/crl/r.crl", partitioned.der(), &root.pem, now).unwrap_err();
+    assert!(e.to_string().contains("CrlType to COMPLETE"), "{e}");
+}
+
+#[test]
+fn a_certificates_distribution_points_say_where_its_issuers_crl_is() {
+    let (root, _) = good();
+    let mut params = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+    params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+        uris: vec!["http://crls.s3.eu-west-1.amazonaws.com/crl/abc.crl".into()],
+    }];
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&root.pem, &root.key).unwrap();
+    let leaf = params
+        .signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    assert_eq!(
+        crl::distribution_points(leaf.der()),
+        ["http://crls.s3.eu-west-1.amazonaws.com/crl/abc.crl"]
+    );
+    assert!(crl::distribution_points(&der_of(&root.pem)).is_empty());
+}
+
+/// A data plane finds a CA's CRL by the CRL's authority key identifier: one that differs from the
+/// CA's subject key identifier is never looked at, so it is no CRL of that CA.
+#[test]
+fn a_crl_whose_key_identifier_is_not_its_cas_is_refused() {
+    let (_, int) = good();
+    let now = OffsetDateTime::now_utc();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&int.pem, &int.key).unwrap();
+    let stray = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::days(7),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: rcgen::KeyIdMethod::PreSpecified(vec![7; 20]),
+    }
+    .signed_by(&issuer)
+    .unwrap()
+    .pem()
+    .unwrap();
+    assert!(matches!(
+        crl::signed_by_own(&stray, &int.pem, now),
+        Err(CrlError::NoOwnCrl(_))
+    ));
+    // meshca's own signing takes the CA's identifier, whatever method derived it.
+    crl::signed_by_own(
+        &crl_of(&int, &[], now, now + Duration::days(7)),
+        &int.pem,
+        now,
+    )
+    .unwrap();
+}

@@ -33,6 +33,8 @@ fn current(b: meshca_core::Bundle) -> Current {
         terms: None,
         history: Vec::new(),
         revoked: None,
+        superseded: Vec::new(),
+        ledger_from: None,
     }
 }
 

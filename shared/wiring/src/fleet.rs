@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use meshca_aws::{EksClusters, EventBridgeFanOut, MemberRole, SqsFanOut};
+use meshca_core::notice::Notices;
 use meshca_core::pace::{DescribedFor, IssueBudget};
 use meshca_core::rotation::{RootRotation, RotationStore};
 use meshca_core::{AccountId, Place};
@@ -97,6 +98,8 @@ pub struct Fleet {
     pub home_account: Option<AccountId>,
     /// Where reconcile requests for other clusters go (the bus or the work queue).
     pub fan_out: Arc<dyn FanOut>,
+    /// Where notices go (the bus); `None`: nowhere.
+    pub notices: Option<Arc<dyn Notices>>,
     /// The fleet's root rotation record (beside the first region's escrow), when it is kept.
     pub rotation: Option<Arc<dyn RotationStore>>,
     /// What `authority` was built from, and the AWS configuration to build the other side of a
@@ -162,6 +165,10 @@ impl Fleet {
             places,
             home_account,
             fan_out: fan_out(home, &spec.event_bus, spec.work_queue.as_deref()),
+            notices: Some(Arc::new(meshca_aws::EventBridgeNotices::new(
+                home,
+                &spec.event_bus,
+            ))),
             rotation,
             authority_spec: Some(spec.authority.clone()),
             home: Some(home.clone()),

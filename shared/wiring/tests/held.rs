@@ -37,6 +37,7 @@ async fn a_held_cluster_is_neither_issued_nor_delivered_until_lifted() {
             &x,
             RevocationReason::KeyCompromise,
             OffsetDateTime::now_utc(),
+            "the held test",
         )
         .await
         .unwrap();

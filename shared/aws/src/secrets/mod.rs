@@ -803,10 +803,12 @@ mod tests {
     }
 
     /// The largest record meshca writes: an RSA-4096 key, a chain three CAs deep, two roots
-    /// (a rotation in progress), the longest names, fifty changes of terms and a revocation.
-    /// A version holds one kind's record, so this is what the 64 KiB limit is measured against.
+    /// (a rotation in progress), the longest names, fifty changes of terms, a revocation and a
+    /// full ledger of earlier generations, each of another authority. A version holds one kind's
+    /// record, so this is what the 64 KiB limit is measured against: 31.5 KB before the ledger,
+    /// 37.9 KB with it, so the margin kept is a quarter of the limit, no longer half.
     #[test]
-    fn the_largest_record_fits_a_version_with_half_of_it_to_spare() {
+    fn the_largest_record_fits_a_version_with_a_quarter_of_it_to_spare() {
         use meshca_core::Kind;
         use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, Issuer};
         let key = PrivateKey::generate(KeyAlgorithm::Rsa4096).unwrap();
@@ -878,9 +880,25 @@ mod tests {
             revoked: Some(meshca_core::escrow::Revoked {
                 at: time::OffsetDateTime::UNIX_EPOCH,
                 reason: "KEY_COMPROMISE".into(),
+                by: Some(format!(
+                    "arn:aws:sts::111122223333:assumed-role/{}",
+                    "f".repeat(64)
+                )),
                 held: true,
                 authority_pending: true,
             }),
+            // As many earlier generations as a record keeps, each of another authority.
+            superseded: (0..meshca_core::ledger::MAX_SUPERSEDED as u64)
+                .map(|g| meshca_core::ledger::Issuance {
+                    generation: g,
+                    authority_id: Some(arn.replace("ffff", "eeee")),
+                    certificate_id: format!("{arn}/certificate/{}", "f".repeat(32)),
+                    serial: "f".repeat(40),
+                    not_after: time::OffsetDateTime::UNIX_EPOCH,
+                    revoked: true,
+                })
+                .collect(),
+            ledger_from: Some(1),
         };
         let key_name = current.key();
         let json = SecretsEscrow::encode(&key_name, &Record::Current(Box::new(current))).unwrap();
@@ -888,7 +906,11 @@ mod tests {
             "largest current record: {} bytes of {MAX_SECRET_BYTES}",
             json.len()
         );
-        assert!(json.len() <= MAX_SECRET_BYTES / 2, "{} bytes", json.len());
+        assert!(
+            json.len() <= MAX_SECRET_BYTES * 3 / 4,
+            "{} bytes",
+            json.len()
+        );
     }
 
     #[test]

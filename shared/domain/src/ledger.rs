@@ -1,0 +1,284 @@
+//! The ledger of a record's earlier generations: every certificate meshca was issued for a
+//! cluster and kind stays valid until it expires, long after a renewal put a newer one in
+//! service, and the workloads it signed keep presenting it until their leaves rotate. A
+//! compromised cluster's earlier intermediates lived on the same machines as the current one,
+//! so revoking the cluster revokes them too: the ledger is how meshca still knows them.
+
+use time::OffsetDateTime;
+
+use crate::escrow::Current;
+
+/// One certificate issued for a record, kept after a newer generation replaced it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issuance {
+    /// Its generation.
+    pub generation: u64,
+    /// The authority that issued it; `None`: the record's own (the usual case, kept short so a
+    /// long ledger fits the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_id: Option<String>,
+    /// The authority's id of it (a Private CA certificate ARN, …).
+    pub certificate_id: String,
+    /// Its serial, hex.
+    pub serial: String,
+    /// When it expires: past that, it leaves the ledger.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Revoked at its authority on meshca's word.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+impl Issuance {
+    /// The certificate in service of `current`, as a ledger entry.
+    pub fn of(current: &Current) -> Self {
+        Issuance {
+            generation: current.meta.generation,
+            authority_id: Some(current.authority_id.clone()),
+            certificate_id: current.meta.certificate_id.clone(),
+            serial: current.meta.serial.clone(),
+            not_after: current.meta.not_after,
+            revoked: current.revoked.is_some(),
+        }
+    }
+
+    /// Still valid at `now` and not revoked: something a revocation must reach.
+    pub fn live(&self, now: OffsetDateTime) -> bool {
+        !self.revoked && self.not_after > now
+    }
+
+    /// The authority that issued it, in a record of `record_authority`.
+    pub fn authority<'a>(&'a self, record_authority: &'a str) -> &'a str {
+        self.authority_id.as_deref().unwrap_or(record_authority)
+    }
+}
+
+/// How many earlier generations a record keeps. Intermediates are renewed well before they
+/// expire, so a handful are ever valid at once; a cap keeps a record of forced re-issues
+/// within a Secrets Manager version (64 KiB), and what falls out is reported as unknown.
+pub const MAX_SUPERSEDED: usize = 16;
+
+/// The ledger a record carries into its next generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// Earlier generations, oldest first.
+    pub superseded: Vec<Issuance>,
+    /// The first generation the ledger knows; `None`: a record made before meshca kept one.
+    pub from: Option<u64>,
+}
+
+impl Ledger {
+    /// What `previous` (the record in service before a new generation) hands on: its own
+    /// ledger and its own certificate.
+    pub fn after(previous: Option<&Current>) -> Self {
+        let Some(p) = previous else {
+            return Ledger::default();
+        };
+        let mut superseded: Vec<Issuance> = p
+            .superseded
+            .iter()
+            .map(|e| Issuance {
+                authority_id: Some(e.authority(&p.authority_id).to_string()),
+                ..e.clone()
+            })
+            .collect();
+        superseded.push(Issuance::of(p));
+        Ledger {
+            superseded,
+            from: Some(p.ledger_from.unwrap_or(p.meta.generation)),
+        }
+    }
+
+    /// The ledger of `generation` of `authority_id` promoted at `now`: entries that expired
+    /// are dropped, and the oldest beyond [`MAX_SUPERSEDED`] (the ledger then knows only from
+    /// the oldest it keeps).
+    pub fn kept(mut self, generation: u64, authority_id: &str, now: OffsetDateTime) -> Self {
+        self.superseded
+            .retain(|e| e.not_after > now && e.generation < generation);
+        let over = self.superseded.len().saturating_sub(MAX_SUPERSEDED);
+        let from = self.from.unwrap_or(generation);
+        self.from = Some(match self.superseded.drain(..over).next_back() {
+            Some(dropped) => from.max(dropped.generation + 1),
+            None => from,
+        });
+        for e in &mut self.superseded {
+            if e.authority_id.as_deref() == Some(authority_id) {
+                e.authority_id = None;
+            }
+        }
+        self
+    }
+}
+
+/// What a revocation of `current`'s cluster cannot reach from the ledger, said plainly:
+/// generations issued before the ledger was kept, and entries of another authority.
+pub fn unknown(current: &Current, now: OffsetDateTime) -> Vec<String> {
+    let mut said = Vec::new();
+    let from = current.ledger_from.unwrap_or(current.meta.generation);
+    if from > 1 {
+        said.push(format!(
+            "generations 1 to {} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked; list them at the authority (the local CA's issued/ folder, Vault's certs/ list, a Private CA's audit report)",
+            from - 1
+        ));
+    }
+    for e in current
+        .superseded
+        .iter()
+        .filter(|e| e.live(now) && e.authority(&current.authority_id) != current.authority_id)
+    {
+        said.push(format!(
+            "generation {} (serial {}) was issued by {}, not by the authority in force: revoke it there",
+            e.generation,
+            e.serial,
+            e.authority(&current.authority_id)
+        ));
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escrow::{Current, GenerationToken, SCHEMA};
+    use crate::{Bundle, BundleMeta, ClusterName, Kind};
+    use time::Duration;
+
+    fn record(generation: u64, authority: &str, not_after: OffsetDateTime) -> Current {
+        let cluster: ClusterName = "x".parse().unwrap();
+        Current {
+            schema: SCHEMA,
+            cluster: cluster.clone(),
+            kind: Kind::IstioCacerts,
+            token: GenerationToken::derive(authority, &cluster, generation),
+            authority_id: authority.into(),
+            meta: BundleMeta {
+                generation,
+                serial: format!("{generation:02x}"),
+                not_after,
+                certificate_id: format!("{authority}/{generation}"),
+                fingerprint_sha256: String::new(),
+                root_fingerprint_sha256: String::new(),
+                owner: None,
+            },
+            bundle: Bundle {
+                ca_cert: String::new(),
+                ca_key: String::new().into(),
+                cert_chain: String::new(),
+                root_cert: String::new(),
+            },
+            promoted_at: not_after,
+            terms: None,
+            history: Vec::new(),
+            revoked: None,
+            superseded: Vec::new(),
+            ledger_from: None,
+        }
+    }
+
+    #[test]
+    fn each_generation_hands_itself_on_until_it_expires() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(Ledger::after(None).kept(1, "ca", now).from, Some(1));
+
+        let mut g1 = record(1, "ca", now + Duration::days(300));
+        g1.ledger_from = Some(1);
+        let l2 = Ledger::after(Some(&g1)).kept(2, "ca", now);
+        assert_eq!(l2.from, Some(1));
+        let own = Issuance {
+            authority_id: None,
+            ..Issuance::of(&g1)
+        };
+        assert_eq!(
+            l2.superseded,
+            [own],
+            "the record's own authority is not repeated"
+        );
+        // A record whose authority changed keeps naming the earlier one.
+        let moved = Ledger::after(Some(&g1)).kept(2, "new-ca", now);
+        assert_eq!(moved.superseded[0].authority_id.as_deref(), Some("ca"));
+
+        // Generation 2 renewed after generation 1 expired: 1 leaves the ledger, 2 joins.
+        let mut g2 = record(2, "ca", now + Duration::days(30));
+        (g2.superseded, g2.ledger_from) = (l2.superseded, l2.from);
+        let l3 = Ledger::after(Some(&g2)).kept(3, "ca", now + Duration::days(301));
+        assert_eq!(
+            l3.superseded
+                .iter()
+                .map(|e| e.generation)
+                .collect::<Vec<_>>(),
+            Vec::<u64>::new(),
+            "both expired by then"
+        );
+        let l3 = Ledger::after(Some(&g2)).kept(3, "ca", now);
+        assert_eq!(
+            l3.superseded
+                .iter()
+                .map(|e| e.generation)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // A rerun of a generation never lists itself.
+        assert!(
+            Ledger::after(Some(&g2))
+                .kept(2, "ca", now)
+                .superseded
+                .iter()
+                .all(|e| e.generation < 2)
+        );
+    }
+
+    #[test]
+    fn a_ledger_past_its_cap_drops_the_oldest_and_says_it_no_longer_knows_them() {
+        let now = OffsetDateTime::now_utc();
+        let mut g = record(1, "ca", now + Duration::days(300));
+        g.ledger_from = Some(1);
+        for generation in 2..=20 {
+            let l = Ledger::after(Some(&g)).kept(generation, "ca", now);
+            g = record(generation, "ca", now + Duration::days(300));
+            (g.superseded, g.ledger_from) = (l.superseded, l.from);
+        }
+        assert_eq!(g.superseded.len(), MAX_SUPERSEDED);
+        assert_eq!(g.superseded[0].generation, 4);
+        assert_eq!(g.ledger_from, Some(4));
+        let said = unknown(&g, now);
+        assert!(
+            said[0].starts_with(
+                "generations 1 to 3 were issued before meshca kept a ledger, or left it"
+            ),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn what_the_ledger_cannot_reach_is_said_plainly() {
+        let now = OffsetDateTime::now_utc();
+        // A record an earlier meshca made at generation 5: generations 1 to 4 are unknown.
+        let old = record(5, "ca", now + Duration::days(300));
+        let said = unknown(&old, now);
+        assert_eq!(said.len(), 1);
+        assert!(
+            said[0].starts_with("generations 1 to 4 were issued before"),
+            "{said:?}"
+        );
+
+        let mut kept = record(3, "new-ca", now + Duration::days(300));
+        kept.ledger_from = Some(1);
+        kept.superseded = vec![
+            Issuance::of(&record(1, "old-ca", now + Duration::days(10))),
+            Issuance {
+                authority_id: None,
+                ..Issuance::of(&record(2, "new-ca", now + Duration::days(200)))
+            },
+        ];
+        let said = unknown(&kept, now);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("generation 1 (serial 01) was issued by old-ca"),
+            "{said:?}"
+        );
+        assert!(
+            unknown(&kept, now + Duration::days(11)).is_empty(),
+            "expired: nothing to reach"
+        );
+    }
+}
