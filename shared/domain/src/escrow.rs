@@ -71,6 +71,51 @@ impl Pending {
 }
 
 impl Current {
+    /// Its certificate in service, as a ledger entry.
+    pub fn issuance(&self) -> crate::ledger::Issuance {
+        crate::ledger::Issuance {
+            generation: self.meta.generation,
+            authority_id: Some(self.authority_id.clone()),
+            certificate_id: self.meta.certificate_id.clone(),
+            serial: self.meta.serial.clone(),
+            not_after: self.meta.not_after,
+            revoked: self.revoked.is_some(),
+        }
+    }
+
+    /// The ledger this record hands on to the generation that replaces it.
+    pub fn ledger_handed_on(&self) -> crate::ledger::Ledger {
+        crate::ledger::Ledger::handed_on(
+            &self.superseded,
+            self.ledger_from,
+            self.issuance(),
+            &self.authority_id,
+        )
+    }
+
+    /// This record with the ledger entries whose serials were just revoked marked so.
+    pub fn with_superseded_revoked(self, serials: &[String]) -> Current {
+        let superseded = self
+            .superseded
+            .into_iter()
+            .map(|e| crate::ledger::Issuance {
+                revoked: e.revoked || serials.contains(&e.serial),
+                ..e
+            })
+            .collect();
+        Current { superseded, ..self }
+    }
+
+    /// What a revocation of this record cannot reach at `now`, said plainly.
+    pub fn unreached(&self, now: OffsetDateTime) -> Vec<String> {
+        crate::ledger::unknown(
+            &self.superseded,
+            self.ledger_from.unwrap_or(self.meta.generation),
+            &self.authority_id,
+            now,
+        )
+    }
+
     /// The record's key.
     pub fn key(&self) -> EscrowKey {
         EscrowKey::new(self.cluster.clone(), self.kind)

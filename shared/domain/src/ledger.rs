@@ -6,8 +6,6 @@
 
 use time::OffsetDateTime;
 
-use crate::escrow::Current;
-
 /// One certificate issued for a record, kept after a newer generation replaced it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Issuance {
@@ -30,18 +28,6 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// The certificate in service of `current`, as a ledger entry.
-    pub fn of(current: &Current) -> Self {
-        Issuance {
-            generation: current.meta.generation,
-            authority_id: Some(current.authority_id.clone()),
-            certificate_id: current.meta.certificate_id.clone(),
-            serial: current.meta.serial.clone(),
-            not_after: current.meta.not_after,
-            revoked: current.revoked.is_some(),
-        }
-    }
-
     /// Still valid at `now` and not revoked: something a revocation must reach.
     pub fn live(&self, now: OffsetDateTime) -> bool {
         !self.revoked && self.not_after > now
@@ -68,25 +54,25 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// What `previous` (the record in service before a new generation) hands on: its own
-    /// ledger and its own certificate.
-    pub fn after(previous: Option<&Current>) -> Self {
-        let Some(p) = previous else {
-            return Ledger::default();
-        };
-        let mut superseded: Vec<Issuance> = p
-            .superseded
+    /// What a record hands on to its next generation: its ledger (`superseded`, known `from`)
+    /// and its own certificate (`own`), each entry naming its authority outright, so a record
+    /// of another authority keeps knowing whose it was.
+    pub fn handed_on(
+        superseded: &[Issuance],
+        from: Option<u64>,
+        own: Issuance,
+        record_authority: &str,
+    ) -> Self {
+        let mut superseded: Vec<Issuance> = superseded
             .iter()
             .map(|e| Issuance {
-                authority_id: Some(e.authority(&p.authority_id).to_string()),
+                authority_id: Some(e.authority(record_authority).to_string()),
                 ..e.clone()
             })
             .collect();
-        superseded.push(Issuance::of(p));
-        Ledger {
-            superseded,
-            from: Some(p.ledger_from.unwrap_or(p.meta.generation)),
-        }
+        let from = Some(from.unwrap_or(own.generation));
+        superseded.push(own);
+        Ledger { superseded, from }
     }
 
     /// The ledger of `generation` of `authority_id` promoted at `now`: entries that expired
@@ -110,27 +96,31 @@ impl Ledger {
     }
 }
 
-/// What a revocation of `current`'s cluster cannot reach from the ledger, said plainly:
-/// generations issued before the ledger was kept, and entries of another authority.
-pub fn unknown(current: &Current, now: OffsetDateTime) -> Vec<String> {
+/// What a revocation cannot reach from a ledger (`superseded`, known `from`, of a record of
+/// `record_authority`), said plainly: generations issued before the ledger was kept or that left
+/// it, and entries of another authority.
+pub fn unknown(
+    superseded: &[Issuance],
+    from: u64,
+    record_authority: &str,
+    now: OffsetDateTime,
+) -> Vec<String> {
     let mut said = Vec::new();
-    let from = current.ledger_from.unwrap_or(current.meta.generation);
     if from > 1 {
         said.push(format!(
             "generations 1 to {} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked; list them at the authority (the local CA's issued/ folder, Vault's certs/ list, a Private CA's audit report)",
             from - 1
         ));
     }
-    for e in current
-        .superseded
+    for e in superseded
         .iter()
-        .filter(|e| e.live(now) && e.authority(&current.authority_id) != current.authority_id)
+        .filter(|e| e.live(now) && e.authority(record_authority) != record_authority)
     {
         said.push(format!(
             "generation {} (serial {}) was issued by {}, not by the authority in force: revoke it there",
             e.generation,
             e.serial,
-            e.authority(&current.authority_id)
+            e.authority(record_authority)
         ));
     }
     said
@@ -178,15 +168,15 @@ mod tests {
     #[test]
     fn each_generation_hands_itself_on_until_it_expires() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(Ledger::after(None).kept(1, "ca", now).from, Some(1));
+        assert_eq!(Ledger::default().kept(1, "ca", now).from, Some(1));
 
         let mut g1 = record(1, "ca", now + Duration::days(300));
         g1.ledger_from = Some(1);
-        let l2 = Ledger::after(Some(&g1)).kept(2, "ca", now);
+        let l2 = g1.ledger_handed_on().kept(2, "ca", now);
         assert_eq!(l2.from, Some(1));
         let own = Issuance {
             authority_id: None,
-            ..Issuance::of(&g1)
+            ..g1.issuance()
         };
         assert_eq!(
             l2.superseded,
@@ -194,13 +184,15 @@ mod tests {
             "the record's own authority is not repeated"
         );
         // A record whose authority changed keeps naming the earlier one.
-        let moved = Ledger::after(Some(&g1)).kept(2, "new-ca", now);
+        let moved = g1.ledger_handed_on().kept(2, "new-ca", now);
         assert_eq!(moved.superseded[0].authority_id.as_deref(), Some("ca"));
 
         // Generation 2 renewed after generation 1 expired: 1 leaves the ledger, 2 joins.
         let mut g2 = record(2, "ca", now + Duration::days(30));
         (g2.superseded, g2.ledger_from) = (l2.superseded, l2.from);
-        let l3 = Ledger::after(Some(&g2)).kept(3, "ca", now + Duration::days(301));
+        let l3 = g2
+            .ledger_handed_on()
+            .kept(3, "ca", now + Duration::days(301));
         assert_eq!(
             l3.superseded
                 .iter()
@@ -209,7 +201,7 @@ mod tests {
             Vec::<u64>::new(),
             "both expired by then"
         );
-        let l3 = Ledger::after(Some(&g2)).kept(3, "ca", now);
+        let l3 = g2.ledger_handed_on().kept(3, "ca", now);
         assert_eq!(
             l3.superseded
                 .iter()
@@ -219,7 +211,7 @@ mod tests {
         );
         // A rerun of a generation never lists itself.
         assert!(
-            Ledger::after(Some(&g2))
+            g2.ledger_handed_on()
                 .kept(2, "ca", now)
                 .superseded
                 .iter()
@@ -233,14 +225,14 @@ mod tests {
         let mut g = record(1, "ca", now + Duration::days(300));
         g.ledger_from = Some(1);
         for generation in 2..=20 {
-            let l = Ledger::after(Some(&g)).kept(generation, "ca", now);
+            let l = g.ledger_handed_on().kept(generation, "ca", now);
             g = record(generation, "ca", now + Duration::days(300));
             (g.superseded, g.ledger_from) = (l.superseded, l.from);
         }
         assert_eq!(g.superseded.len(), MAX_SUPERSEDED);
         assert_eq!(g.superseded[0].generation, 4);
         assert_eq!(g.ledger_from, Some(4));
-        let said = unknown(&g, now);
+        let said = g.unreached(now);
         assert!(
             said[0].starts_with(
                 "generations 1 to 3 were issued before meshca kept a ledger, or left it"
@@ -254,7 +246,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         // A record an earlier meshca made at generation 5: generations 1 to 4 are unknown.
         let old = record(5, "ca", now + Duration::days(300));
-        let said = unknown(&old, now);
+        let said = old.unreached(now);
         assert_eq!(said.len(), 1);
         assert!(
             said[0].starts_with("generations 1 to 4 were issued before"),
@@ -264,20 +256,20 @@ mod tests {
         let mut kept = record(3, "new-ca", now + Duration::days(300));
         kept.ledger_from = Some(1);
         kept.superseded = vec![
-            Issuance::of(&record(1, "old-ca", now + Duration::days(10))),
+            record(1, "old-ca", now + Duration::days(10)).issuance(),
             Issuance {
                 authority_id: None,
-                ..Issuance::of(&record(2, "new-ca", now + Duration::days(200)))
+                ..record(2, "new-ca", now + Duration::days(200)).issuance()
             },
         ];
-        let said = unknown(&kept, now);
+        let said = kept.unreached(now);
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(
             said[0].contains("generation 1 (serial 01) was issued by old-ca"),
             "{said:?}"
         );
         assert!(
-            unknown(&kept, now + Duration::days(11)).is_empty(),
+            kept.unreached(now + Duration::days(11)).is_empty(),
             "expired: nothing to reach"
         );
     }

@@ -462,7 +462,7 @@ impl Recorded {
         Recorded {
             terms: current.and_then(|c| c.terms.clone()),
             history: current.map(|c| c.history.clone()).unwrap_or_default(),
-            ledger: crate::ledger::Ledger::after(current),
+            ledger: current.map(Current::ledger_handed_on).unwrap_or_default(),
         }
     }
 
@@ -703,7 +703,7 @@ impl Reconciler<'_> {
                     held: false,
                     authority_pending: false,
                 }),
-                ..crate::revocation::superseded_revoked(current, &serials)
+                ..current.with_superseded_revoked(&serials)
             };
             if let Err(e) = self.escrow.mark_revoked(&marked).await {
                 return Outcome::failed(Step::Escrow, e);

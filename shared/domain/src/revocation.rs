@@ -28,7 +28,7 @@ pub struct Revocation {
     pub generation: u64,
     /// It was held and revoked already: this run changed nothing.
     pub already: bool,
-    /// What the ledger cannot reach, said plainly ([`crate::ledger::unknown`]).
+    /// What the ledger cannot reach, said plainly ([`Current::unreached`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<String>,
 }
@@ -82,7 +82,7 @@ impl Reconciler<'_> {
                 authority_pending: false,
                 ..r
             }),
-            ..superseded_revoked(held, &serials)
+            ..held.with_superseded_revoked(&serials)
         };
         self.mark(&done).await?;
         Ok(Revocation {
@@ -91,7 +91,7 @@ impl Reconciler<'_> {
             certificates,
             generation,
             already: false,
-            unknown: crate::ledger::unknown(&done, now),
+            unknown: done.unreached(now),
         })
     }
 
@@ -196,21 +196,5 @@ impl Reconciler<'_> {
             serials.push(serial);
         }
         Ok((ids, serials))
-    }
-}
-
-/// `current` with the ledger entries whose serials were just revoked marked so.
-pub(crate) fn superseded_revoked(current: Current, serials: &[String]) -> Current {
-    let superseded = current
-        .superseded
-        .into_iter()
-        .map(|e| crate::ledger::Issuance {
-            revoked: e.revoked || serials.contains(&e.serial),
-            ..e
-        })
-        .collect();
-    Current {
-        superseded,
-        ..current
     }
 }

@@ -649,8 +649,9 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
     )
     .unwrap();
     assert!(record.get("kind").is_none(), "{record}");
-    // The fields a current record had before kinds existed, so either version reads it, and
-    // the terms it was issued with (a reader that predates them ignores them).
+    // The fields a current record had before kinds existed, so either version reads it, the
+    // terms it was issued with and where its ledger starts (a reader that predates them ignores
+    // them).
     let keys: std::collections::BTreeSet<&str> = record
         .as_object()
         .unwrap()
@@ -666,6 +667,7 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
         "bundle",
         "promoted_at",
         "terms",
+        "ledger_from",
     ]
     .into_iter()
     .collect();

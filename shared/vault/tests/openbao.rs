@@ -137,25 +137,29 @@ async fn issue_reuse_rotate_and_revoke_through_a_two_level_openbao_pki() {
         first.bundle.root_cert.as_bytes()
     );
 
-    // Cleanup revokes; the serial is in the mount's CRL.
+    // Cleanup revokes both generations (the first is still valid: the ledger keeps it); each
+    // serial is in the mount's CRL.
     let outcome = r.cleanup(&c).await;
     let Outcome::Revoked { certificates } = &outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(
         certificates,
-        std::slice::from_ref(&rotated.meta.certificate_id)
+        &[
+            first.meta.certificate_id.clone(),
+            rotated.meta.certificate_id.clone()
+        ]
     );
     let crl = bao.cli(&["read", "-field=certificate", "pki/cert/crl"]);
     std::fs::write(dir.path().join("crl.pem"), crl).unwrap();
     let (ok, text) = openssl(&["crl", "-in", "crl.pem", "-noout", "-text"], dir.path());
     assert!(ok, "{text}");
-    assert!(
-        text.to_uppercase()
-            .contains(&rotated.meta.serial.to_uppercase()),
-        "serial {} not in the CRL:\n{text}",
-        rotated.meta.serial
-    );
+    for serial in [&first.meta.serial, &rotated.meta.serial] {
+        assert!(
+            text.to_uppercase().contains(&serial.to_uppercase()),
+            "serial {serial} not in the CRL:\n{text}"
+        );
+    }
     // The same CRL through the authority port, with meshca's policy: what CRL mode publishes.
     let published = authority
         .crl()
