@@ -151,7 +151,12 @@ fn enable(ports: &Ports) -> Result<()> {
 
 /// Whether CRL mode is on for the fleet these ports keep.
 pub fn enabled(ports: &Ports) -> bool {
-    escrow_dir(ports).is_ok_and(|d| d.join(MODE_FILE).exists())
+    escrow_dir(ports).is_ok_and(|d| enabled_in(&d))
+}
+
+/// Whether CRL mode is on for the fleet escrowed in `dir`.
+pub fn enabled_in(dir: &Path) -> bool {
+    dir.join(MODE_FILE).exists()
 }
 
 /// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files; a line

@@ -25,6 +25,12 @@ SHA-256 of root-cert.pem: clusters that trust each other show the same one. TERM
 bundle was issued with (key algorithm, validity, renewal): reruns, renewals and rotations keep
 them; --json adds the subject, names and the history of every change.
 
+CRL says whether a cluster is revocation-ready (meshca crl): `ready (Nd)` when its ca-crl.pem
+under --out-dir holds a CRL of its own intermediate and none has lapsed (N: days until the
+first lapses); `off` when CRL mode is off; `missing` or `stale` when the file is not there or
+would be refused; `n/a` for kinds whose readers take no CRL (the kubernetes.io/tls layout);
+`unknown` for Secrets Manager escrow (the functions deliver no CRLs yet).
+
 Exit status: 0 listed (an empty escrow too); 1 the escrow could not be read; 2 a usage error.";
 
 /// List every managed cluster from escrow: kind, generation, days left, root fingerprint.
@@ -52,6 +58,11 @@ pub struct FleetArgs {
     /// meshca/<account>/<region>/<cluster> in meshca's own account.
     #[arg(long = "account", value_name = "ACCOUNT_ID", help_heading = "Escrow")]
     accounts: Vec<String>,
+
+    /// Directory the bundles were written under, one folder per cluster: the CRL column reads
+    /// each cluster's ca-crl.pem there.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    out_dir: std::path::PathBuf,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -81,6 +92,77 @@ struct Row {
     /// When and why its certificate was revoked, and whether the record is held.
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked: Option<meshca_core::escrow::Revoked>,
+    /// Whether the data plane can refuse what is revoked (see the CRL column).
+    crl: CrlState,
+}
+
+/// A cluster's revocation readiness, as its files show it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+enum CrlState {
+    /// Its ca-crl.pem holds its own CRL and none has lapsed.
+    Ready {
+        /// Days until the first CRL in it lapses (re-publish before).
+        days_left: Option<i64>,
+    },
+    /// CRL mode is off for the fleet.
+    Off,
+    /// No ca-crl.pem where the bundle was written.
+    Missing,
+    /// A ca-crl.pem the data plane would refuse, and why.
+    Stale {
+        /// Why.
+        why: String,
+    },
+    /// Its reader takes no CRL (the kubernetes.io/tls layout).
+    NotApplicable,
+    /// Not known from here (Secrets Manager escrow: the functions deliver no CRLs yet).
+    Unknown,
+}
+
+impl CrlState {
+    fn column(&self) -> String {
+        match self {
+            CrlState::Ready { days_left: Some(d) } => format!("ready ({d}d)"),
+            CrlState::Ready { days_left: None } => "ready".into(),
+            CrlState::Off => "off".into(),
+            CrlState::Missing => "missing".into(),
+            CrlState::Stale { .. } => "stale".into(),
+            CrlState::NotApplicable => "n/a".into(),
+            CrlState::Unknown => "unknown".into(),
+        }
+    }
+
+    /// What `out/<cluster>/ca-crl.pem` says for `current`, in CRL mode.
+    fn of_files(
+        out: &std::path::Path,
+        current: &meshca_core::escrow::Current,
+        now: OffsetDateTime,
+    ) -> Self {
+        let Ok(text) = std::fs::read_to_string(out.join(meshca_core::bundle::CA_CRL)) else {
+            return CrlState::Missing;
+        };
+        if let Err(e) = meshca_core::crl::signed_by_own(&text, &current.bundle.ca_cert, now) {
+            return CrlState::Stale { why: e.to_string() };
+        }
+        match meshca_core::crl::parse(&text) {
+            Ok(listed) => {
+                let first = listed.iter().filter_map(|l| l.next_update).min();
+                match first {
+                    Some(t) if t <= now => CrlState::Stale {
+                        why: format!(
+                            "a CRL in it lapsed at {}",
+                            meshca_core::timestamp::rfc3339(t)
+                        ),
+                    },
+                    t => CrlState::Ready {
+                        days_left: t.map(|t| (t - now).whole_days()),
+                    },
+                }
+            }
+            Err(e) => CrlState::Stale { why: e.to_string() },
+        }
+    }
 }
 
 pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
@@ -98,6 +180,10 @@ pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
             .flat_map(|a| regions.iter().map(|r| Place::member(a.clone(), r))),
     );
     let now = OffsetDateTime::now_utc();
+    let crl_mode = match &spec {
+        EscrowSpec::Local { dir } => Some(crate::crl::enabled_in(dir)),
+        EscrowSpec::SecretsManager { .. } => None,
+    };
     let mut rows = Vec::new();
     for place in &places {
         let escrow = meshca_wiring::escrow_at(
@@ -115,7 +201,9 @@ pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
                 .load(&key)
                 .await
                 .with_context(|| format!("reading {key} in {place}"))?;
-            rows.push(row(place, aws.is_some(), &key, &escrowed, now));
+            let mut row = row(place, aws.is_some(), &key, &escrowed, now);
+            row.crl = crl_state(crl_mode, &args.out_dir, &key, &escrowed, now);
+            rows.push(row);
         }
     }
     if args.output.json {
@@ -163,6 +251,25 @@ async fn escrow_spec(
     Ok((spec, Some(aws), regions))
 }
 
+/// The CRL column of one record: `crl_mode` is `None` where it cannot be known from here.
+fn crl_state(
+    crl_mode: Option<bool>,
+    out_root: &std::path::Path,
+    key: &EscrowKey,
+    e: &Escrowed,
+    now: OffsetDateTime,
+) -> CrlState {
+    if key.kind.profile().layout != meshca_core::kind::Layout::IstioCacerts {
+        return CrlState::NotApplicable;
+    }
+    match (crl_mode, &e.current) {
+        (None, _) => CrlState::Unknown,
+        (Some(false), _) => CrlState::Off,
+        (Some(true), None) => CrlState::Missing,
+        (Some(true), Some(c)) => CrlState::of_files(&out_root.join(key.cluster.as_str()), c, now),
+    }
+}
+
 fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: OffsetDateTime) -> Row {
     let current = e.current.as_ref();
     let revoked = current.and_then(|c| c.revoked.as_ref());
@@ -196,6 +303,7 @@ fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: Offset
         terms: current.and_then(|c| c.terms.clone()),
         history: current.map(|c| c.history.clone()).unwrap_or_default(),
         revoked: revoked.cloned(),
+        crl: CrlState::Unknown,
     }
 }
 
@@ -206,12 +314,12 @@ fn print_table(rows: &[Row]) {
     }
     let dash = || "-".to_string();
     println!(
-        "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  TERMS",
-        "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT", "ROOT"
+        "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  {:<12}  TERMS",
+        "ACCOUNT", "REGION", "CLUSTER", "KIND", "STATE", "GEN", "DAYS LEFT", "ROOT", "CRL"
     );
     for r in rows {
         println!(
-            "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  {}",
+            "{:<13} {:<15} {:<28} {:<16} {:<10} {:>4} {:>9}  {:<16}  {:<12}  {}",
             r.account.clone().unwrap_or_else(|| "(home)".into()),
             r.region.clone().unwrap_or_else(dash),
             r.cluster,
@@ -220,6 +328,7 @@ fn print_table(rows: &[Row]) {
             r.generation.map_or_else(dash, |g| g.to_string()),
             r.days_left.map_or_else(dash, |d| d.to_string()),
             r.root_sha256.clone().unwrap_or_else(dash),
+            r.crl.column(),
             r.terms.as_ref().map_or_else(dash, |t| t.summary()),
         );
     }

@@ -352,3 +352,85 @@ fn a_revocation_reaches_every_generation_still_valid_through_the_ledger() {
         .stdout(predicate::str::contains("revoked and held already"));
     assert_eq!(revoked(d).len(), 2);
 }
+
+/// `meshca fleet` shows each cluster's revocation readiness: off before CRL mode, ready with
+/// the days until its CRLs lapse after, n/a for a kind whose reader takes no CRL, missing when
+/// the file is gone and stale when it lacks the cluster's own CRL (istiod would refuse it).
+#[test]
+fn the_fleet_view_says_which_clusters_are_revocation_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let crl_of = |cluster: &str, kind: &str| {
+        let out = meshca(d).args(["fleet", "--json"]).output().unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cluster"] == cluster && r["kind"] == kind)
+            .map(|r| r["crl"].clone())
+            .unwrap()
+    };
+    for c in ["x", "y"] {
+        meshca(d).args(["issue", "--cluster", c]).assert().success();
+    }
+    meshca(d)
+        .args([
+            "issue",
+            "--cluster",
+            "x",
+            "--kind",
+            "xcp-edge",
+            "--tsb-name",
+            "x",
+        ])
+        .assert()
+        .success();
+    assert_eq!(crl_of("x", "istio-cacerts")["state"], "off");
+
+    meshca(d).args(["crl", "enable"]).assert().success();
+    let ready = crl_of("x", "istio-cacerts");
+    assert_eq!(ready["state"], "ready", "{ready}");
+    // The local root's CRL is valid 30 days; the intermediates' own ones much longer.
+    assert!(
+        (29..=30).contains(&ready["days_left"].as_i64().unwrap()),
+        "{ready}"
+    );
+    assert_eq!(crl_of("x", "xcp-edge")["state"], "not-applicable");
+    meshca(d).args(["fleet"]).assert().success().stdout(
+        predicate::str::contains("ready (29d)").or(predicate::str::contains("ready (30d)")),
+    );
+
+    // y's file holding only x's CRLs: istiod would discard y's whole update.
+    let y = d.join("out/y/ca-crl.pem");
+    std::fs::copy(d.join("out/x/ca-crl.pem"), &y).unwrap();
+    let listed = std::fs::read_to_string(&y).unwrap();
+    let foreign: String = listed
+        .split_inclusive("-----END X509 CRL-----\n")
+        .filter(|block| {
+            let text = std::process::Command::new("openssl")
+                .args(["crl", "-noout", "-issuer"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut p| {
+                    use std::io::Write;
+                    p.stdin.take().unwrap().write_all(block.as_bytes())?;
+                    p.wait_with_output()
+                })
+                .unwrap();
+            !String::from_utf8_lossy(&text.stdout).contains("y istio")
+        })
+        .collect();
+    std::fs::write(&y, foreign).unwrap();
+    let stale = crl_of("y", "istio-cacerts");
+    assert_eq!(stale["state"], "stale", "{stale}");
+    assert!(
+        stale["why"]
+            .as_str()
+            .unwrap()
+            .contains("istiod would discard"),
+        "{stale}"
+    );
+    std::fs::remove_file(&y).unwrap();
+    assert_eq!(crl_of("y", "istio-cacerts")["state"], "missing");
+}
