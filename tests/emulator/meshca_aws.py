@@ -13,6 +13,8 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
   * GetCertificate's CertificateChain runs from the issuing CA up to the root, and an imported
     subordinate chain is stored decoded (stock keeps it base64).
   * A CSR with an empty subject is refused (MalformedCSRException).
+  * RevokeCertificate revokes only what the CA issued, and a repeat is
+    RequestAlreadyProcessedException (stock moto records any serial, any number of times).
   * CRLs as PCA publishes them: a CA whose RevocationConfiguration has an enabled
     CrlConfiguration writes its complete CRL, DER, signed with its key, to
     `<S3BucketName>/crl/<ca id>.crl` (or `<CustomPath>/<ca id>.crl`) in the emulated S3, on its
@@ -466,6 +468,8 @@ def r_revoke_certificate(self):
     issued = (x509.load_pem_x509_certificate(c) for c in ca.issued_certificates.values())
     if not any(c.serial_number == serial for c in issued):
         raise PcaError("ResourceNotFoundException", f"The certificate with serial {params.get('CertificateSerial')} was not issued by {ca.arn}")
+    if any(int(s.replace(":", ""), 16) == serial for s in ca.revoked_certificates):
+        raise PcaError("RequestAlreadyProcessedException", "Your request has already been completed.")
     self.acmpca_backend.revoke_certificate(ca.arn, params["CertificateSerial"], params.get("RevocationReason", "UNSPECIFIED"))
     with CONTROL.lock:
         held = CONTROL.crl_held

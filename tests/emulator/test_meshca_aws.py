@@ -271,6 +271,9 @@ def test_a_ca_revokes_only_what_it_issued(endpoint, pca):
         pca.revoke_certificate(CertificateAuthorityArn=other, CertificateSerial=serial, RevocationReason="SUPERSEDED")
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
     pca.revoke_certificate(CertificateAuthorityArn=one, CertificateSerial=serial, RevocationReason="SUPERSEDED")
+    with pytest.raises(ClientError) as e:
+        pca.revoke_certificate(CertificateAuthorityArn=one, CertificateSerial=serial, RevocationReason="KEY_COMPROMISE")
+    assert e.value.response["Error"]["Code"] == "RequestAlreadyProcessedException"
 
 
 def test_secret_versions_are_immutable_even_when_pending(endpoint):

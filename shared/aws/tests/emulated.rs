@@ -785,3 +785,79 @@ async fn a_denied_ca_certificate_names_the_ram_permission_a_shared_ca_needs() {
         "{text}"
     );
 }
+
+/// Two revocations of one cluster at once (an operator and a revoke event, or one event
+/// delivered twice): both finish, the record ends held with every generation marked revoked,
+/// and the CA's published CRL lists each certificate once (PCA answers a repeat with
+/// RequestAlreadyProcessedException, which counts as done).
+#[tokio::test]
+async fn two_revocations_at_once_converge_with_one_revocation_per_certificate() {
+    use meshca_core::authority::RevocationReason;
+    let a = aws().await;
+    let h = a.emu.control(
+        "fixtures/hierarchy",
+        json!({"key_algorithm": "EC_prime256v1", "levels": 1, "crl_bucket": "race-crls"}),
+    );
+    let config = a.emu.sdk_config().await;
+    let s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(true)
+        .build();
+    let authority = a
+        .authority(&h["issuing"])
+        .with_crl_reader(aws_sdk_s3::Client::from_conf(s3));
+    let (escrow, s) = (a.escrow(), settings());
+    let r = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    };
+    let c = cluster("raced");
+    let first = r.ensure_bundle(&c, false).await.unwrap();
+    let second = r.ensure_bundle(&c, true).await.unwrap();
+    assert_eq!(second.meta.generation, 2);
+
+    let now = time::OffsetDateTime::now_utc();
+    let (x, y) = tokio::join!(
+        r.revoke(&c, RevocationReason::KeyCompromise, now, "an operator"),
+        r.revoke(&c, RevocationReason::KeyCompromise, now, "a revoke event"),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let mut serials: Vec<String> = x.serials.iter().chain(&y.serials).cloned().collect();
+    serials.sort();
+    serials.dedup();
+    let mut both = vec![first.meta.serial.clone(), second.meta.serial.clone()];
+    both.sort();
+    assert_eq!(serials, both, "{x:?} {y:?}");
+
+    let key = meshca_core::escrow::EscrowKey::from(&c);
+    let held = escrow.load(&key).await.unwrap().current.unwrap();
+    let revoked = held.revoked.as_ref().unwrap();
+    assert!(revoked.held && !revoked.authority_pending, "{revoked:?}");
+    assert!(
+        held.superseded.iter().all(|e| e.revoked),
+        "{:?}",
+        held.superseded
+    );
+
+    let crl = authority
+        .crl()
+        .await
+        .unwrap()
+        .expect("the CA publishes its CRL");
+    let listed = meshca_core::crl::parse(&crl).unwrap();
+    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    for serial in &both {
+        let times = listed
+            .iter()
+            .flat_map(|l| &l.serials)
+            .filter(|s| plain(s) == plain(serial))
+            .count();
+        assert_eq!(times, 1, "serial {serial} in {listed:?}");
+    }
+    // A third changes nothing.
+    let again = r
+        .revoke(&c, RevocationReason::KeyCompromise, now, "an operator")
+        .await
+        .unwrap();
+    assert!(again.already);
+}
