@@ -197,6 +197,7 @@ async fn publish_bundle(
         listed.iter().map(|l| l.serials.len()).sum::<usize>(),
     );
     said.extend(fits(bundle.len(), crls)?);
+    let set = crl::CrlSet::parse(&bundle)?;
     for current in &records {
         let key = current.key();
         let out = out_root.join(key.cluster.as_str());
@@ -211,7 +212,7 @@ async fn publish_bundle(
             continue;
         }
         // istiod's rule: a cacerts whose CRLs lack its own intermediate's is never written.
-        crl::signed_by_own(&bundle, &current.bundle.ca_cert, now)?;
+        set.signed_by_own(&current.bundle.ca_cert, now)?;
         write_cluster(&out, current, &bundle)?;
         said.push(format!(
             "{key}: ca-crl.pem written ({crls} CRLs, {revoked} revoked certificates listed, {} bytes)",

@@ -169,13 +169,50 @@ fn ders(text: &str) -> Result<Vec<Vec<u8>>, CrlError> {
 /// istiod's rule: `text` holds a CRL issued by `ca_cert_pem`'s subject whose signature verifies
 /// with its key and that has not lapsed at `now`.
 pub fn signed_by_own(text: &str, ca_cert_pem: &str, now: OffsetDateTime) -> Result<(), CrlError> {
-    let ca_der = first_certificate(ca_cert_pem)?;
-    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| CrlError::Parse(e.to_string()))?;
-    let own = ders(text)?.iter().any(|der| {
-        CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| in_force(&crl, &ca, now))
-    });
-    own.then_some(())
-        .ok_or_else(|| CrlError::NoOwnCrl(ca.subject().to_string()))
+    CrlSet::parse(text)?.signed_by_own(ca_cert_pem, now)
+}
+
+/// The CRLs of one `ca-crl.pem`, parsed once and found by issuer: a fleet's bundle is checked
+/// against every cluster's intermediate (a thousand clusters, a thousand CRLs each), so each
+/// check looks only at the CRLs its CA issued.
+pub struct CrlSet {
+    ders: Vec<Vec<u8>>,
+    by_issuer: std::collections::HashMap<Vec<u8>, Vec<usize>>,
+}
+
+impl CrlSet {
+    /// Every CRL in `text`; an error if any is not one.
+    pub fn parse(text: &str) -> Result<Self, CrlError> {
+        let ders = ders(text)?;
+        let mut by_issuer: std::collections::HashMap<Vec<u8>, Vec<usize>> = Default::default();
+        for (i, der) in ders.iter().enumerate() {
+            let (_, crl) = CertificateRevocationList::from_der(der)
+                .map_err(|e| CrlError::Parse(e.to_string()))?;
+            by_issuer
+                .entry(crl.issuer().as_raw().to_vec())
+                .or_default()
+                .push(i);
+        }
+        Ok(CrlSet { ders, by_issuer })
+    }
+
+    /// istiod's rule for the intermediate `ca_cert_pem` (see [`signed_by_own`]).
+    pub fn signed_by_own(&self, ca_cert_pem: &str, now: OffsetDateTime) -> Result<(), CrlError> {
+        let ca_der = first_certificate(ca_cert_pem)?;
+        let (_, ca) =
+            X509Certificate::from_der(&ca_der).map_err(|e| CrlError::Parse(e.to_string()))?;
+        let own = self
+            .by_issuer
+            .get(ca.subject().as_raw())
+            .into_iter()
+            .flatten()
+            .any(|&i| {
+                CertificateRevocationList::from_der(&self.ders[i])
+                    .is_ok_and(|(_, crl)| in_force(&crl, &ca, now))
+            });
+        own.then_some(())
+            .ok_or_else(|| CrlError::NoOwnCrl(ca.subject().to_string()))
+    }
 }
 
 fn first_certificate(pem_text: &str) -> Result<Vec<u8>, CrlError> {
