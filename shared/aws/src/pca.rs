@@ -290,17 +290,7 @@ fn colon_serial(hex: &str) -> String {
 impl Authority for PcaAuthority {
     async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
         const DESCRIBE: &str = "DescribeCertificateAuthority";
-        let ca = self
-            .retrying(is_throttle, || {
-                self.client
-                    .describe_certificate_authority()
-                    .certificate_authority_arn(&self.ca_arn)
-                    .send()
-            })
-            .await
-            .map_err(|stop| self.stopped(DESCRIBE, stop))?
-            .certificate_authority
-            .ok_or_else(|| self.backend(DESCRIBE, "Empty", "no CA in answer"))?;
+        let ca = self.described().await?;
         let status = ca
             .status()
             .map_or("UNKNOWN", CertificateAuthorityStatus::as_str);
@@ -317,15 +307,7 @@ impl Authority for PcaAuthority {
         let signing_algorithm = self.signing_for(&key)?;
         let _ = self.resolved_signing.set(signing_algorithm.clone());
 
-        let out = self
-            .retrying(is_throttle, || {
-                self.client
-                    .get_certificate_authority_certificate()
-                    .certificate_authority_arn(&self.ca_arn)
-                    .send()
-            })
-            .await
-            .map_err(|stop| self.stopped("GetCertificateAuthorityCertificate", stop))?;
+        let out = self.ca_certificate().await?;
         let corrupt = |reason: String| AuthorityError::Backend {
             operation: "GetCertificateAuthorityCertificate",
             detail: reason,
@@ -551,37 +533,55 @@ impl Authority for PcaAuthority {
 }
 
 impl PcaAuthority {
+    /// DescribeCertificateAuthority of the CA, retried while throttled.
+    async fn described(
+        &self,
+    ) -> Result<aws_sdk_acmpca::types::CertificateAuthority, AuthorityError> {
+        const DESCRIBE: &str = "DescribeCertificateAuthority";
+        self.retrying(is_throttle, || {
+            self.client
+                .describe_certificate_authority()
+                .certificate_authority_arn(&self.ca_arn)
+                .send()
+        })
+        .await
+        .map_err(|stop| self.stopped(DESCRIBE, stop))?
+        .certificate_authority
+        .ok_or_else(|| self.backend(DESCRIBE, "Empty", "no CA in answer"))
+    }
+
+    /// GetCertificateAuthorityCertificate of the CA, retried while throttled.
+    async fn ca_certificate(
+        &self,
+    ) -> Result<
+        aws_sdk_acmpca::operation::get_certificate_authority_certificate::GetCertificateAuthorityCertificateOutput,
+        AuthorityError,
+    >{
+        self.retrying(is_throttle, || {
+            self.client
+                .get_certificate_authority_certificate()
+                .certificate_authority_arn(&self.ca_arn)
+                .send()
+        })
+        .await
+        .map_err(|stop| self.stopped("GetCertificateAuthorityCertificate", stop))
+    }
+
     /// The CA's CRL configuration, as DescribeCertificateAuthority gives it.
     async fn crl_configuration(
         &self,
     ) -> Result<Option<aws_sdk_acmpca::types::CrlConfiguration>, AuthorityError> {
-        let out = self
-            .retrying(is_throttle, || {
-                self.client
-                    .describe_certificate_authority()
-                    .certificate_authority_arn(&self.ca_arn)
-                    .send()
-            })
-            .await
-            .map_err(|stop| self.stopped("DescribeCertificateAuthority", stop))?;
-        Ok(out
-            .certificate_authority
-            .and_then(|ca| ca.revocation_configuration)
+        Ok(self
+            .described()
+            .await?
+            .revocation_configuration
             .and_then(|r| r.crl_configuration))
     }
 
     /// The CA's certificate, then each above it up to the root, one PEM each.
     async fn ca_chain_pems(&self) -> Result<Vec<String>, AuthorityError> {
         const GET: &str = "GetCertificateAuthorityCertificate";
-        let out = self
-            .retrying(is_throttle, || {
-                self.client
-                    .get_certificate_authority_certificate()
-                    .certificate_authority_arn(&self.ca_arn)
-                    .send()
-            })
-            .await
-            .map_err(|stop| self.stopped(GET, stop))?;
+        let out = self.ca_certificate().await?;
         let corrupt = |detail: String| AuthorityError::Backend {
             operation: GET,
             detail,
