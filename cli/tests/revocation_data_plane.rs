@@ -284,3 +284,87 @@ mod pca {
         assert!(said.contains("CrlType COMPLETE"), "{said}");
     }
 }
+
+/// The same with OpenBao: a two-level PKI (a root mount signs the intermediate mount that signs
+/// cluster intermediates), meshca holding only its documented policy. The bundle carries the
+/// intermediate mount's CRL, read through the issuer, and the root mount's, found through the
+/// distribution point in the certificate it signed; Envoy refuses x because it is revoked.
+mod openbao {
+    use super::*;
+    use meshca_test_support::vault::Bao;
+
+    const POLICY: &str = include_str!("../../shared/vault/meshca-policy.hcl");
+
+    fn meshca_bao(dir: &Path, bao: &Bao, token: &Path, args: &[&str]) -> String {
+        let out = Command::cargo_bin("meshca")
+            .unwrap()
+            .current_dir(dir)
+            .env_remove("VAULT_TOKEN")
+            .env_remove("MESHCA_CA_DIR")
+            .env_remove("MESHCA_ESCROW_DIR")
+            .env_remove("KUBECONFIG")
+            .env("VAULT_CACERT", bao.ca_file())
+            .args(args)
+            .args(["--vault-addr", &bao.addr])
+            .args(["--vault-token-file", token.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "meshca {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_revoked_openbao_cluster_is_refused_by_the_others() {
+        let bao = Bao::start();
+        bao.two_level_pki();
+        let d = tempfile::tempdir().unwrap();
+        let token = d.path().join("token");
+        std::fs::write(&token, bao.token_with_policy("meshca", POLICY)).unwrap();
+        let out = d.path().join("out");
+        for c in ["x", "y", "z"] {
+            meshca_bao(d.path(), &bao, &token, &["issue", "--cluster", c]);
+        }
+        let said = meshca_bao(d.path(), &bao, &token, &["crl", "enable"]);
+        // The root mount's CRL, the intermediate mount's, and three intermediates' own.
+        assert!(
+            said.contains("y: ca-crl.pem written (5 CRLs, 0 revoked"),
+            "{said}"
+        );
+        let before = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+        let (xy, yx) = before.both_ways("x", "y").await;
+        completed(&xy, "x → y before", &before);
+        completed(&yx, "y → x before", &before);
+
+        let said = meshca_bao(
+            d.path(),
+            &bao,
+            &token,
+            &[
+                "revoke",
+                "--cluster",
+                "x",
+                "--reason",
+                "key-compromise",
+                "--yes",
+            ],
+        );
+        assert!(
+            said.contains("y: ca-crl.pem written (5 CRLs, 1 revoked"),
+            "{said}"
+        );
+        let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
+        for other in ["y", "z"] {
+            let (to_x, from_x) = after.both_ways(other, "x").await;
+            refused_as_revoked(&to_x, &format!("{other} → x"), &after);
+            refused_as_revoked(&from_x, &format!("x → {other}"), &after);
+        }
+        let (yz, zy) = after.both_ways("y", "z").await;
+        completed(&yz, "y → z after", &after);
+        completed(&zy, "z → y after", &after);
+    }
+}

@@ -372,15 +372,83 @@ impl Authority for VaultPki {
     }
 
     /// The issuer's CRL as Vault publishes it now (a revocation rebuilds it, unless the mount's
-    /// `config/crl` defers rebuilds: then it lists the revocation after the next rebuild).
+    /// `config/crl` defers rebuilds: then it lists the revocation after the next rebuild), then
+    /// the CRL of each CA above it in another mount: a data plane refuses a chain in which any
+    /// CA has no CRL.
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+        let mut out = self.issuer_crl().await?;
+        let (issuer, chain) = self.issuer().await?;
+        let above: Vec<Certificate> = chain.into_iter().filter(|c| c.der != issuer.der).collect();
+        let line: Vec<Certificate> = std::iter::once(issuer).chain(above).collect();
+        for pair in line.windows(2) {
+            if pair[0].is_self_signed() {
+                break;
+            }
+            out.push_str(&self.parent_crl(&pair[0], &pair[1]).await?);
+        }
+        Ok(Some(out))
+    }
+}
+
+impl VaultPki {
+    /// The CRL of `above`, the CA that signed `below`, from the mount of this Vault that the
+    /// distribution point in `below` names (`<addr>/v1/<mount>/crl`, which Vault writes into
+    /// what a mount signs once its `config/urls` has `crl_distribution_points`). PKI serves its
+    /// CRLs unauthenticated: no policy grants this read.
+    async fn parent_crl(
+        &self,
+        below: &Certificate,
+        above: &Certificate,
+    ) -> Result<String, AuthorityError> {
+        let unusable = |reason: String| AuthorityError::Corrupt {
+            authority: format!("Vault issuer {} (for CRL mode)", self.issuer_path()),
+            reason,
+        };
+        let mount = meshca_core::crl::distribution_points(&below.der)
+            .iter()
+            .find_map(|u| self.crl_mount(u))
+            .ok_or_else(|| {
+                unusable(format!(
+                    "the CA above it ({}) publishes no CRL meshca can find: the certificate it signed names no CRL distribution point at {}; set crl_distribution_points=<addr>/v1/<its mount>/crl in its mount's config/urls and sign the issuer again",
+                    above.subject,
+                    self.http.addr()
+                ))
+            })?;
+        let path = format!("{mount}/cert/crl");
+        let data = self
+            .call(Method::GET, &path, None)
+            .await
+            .map_err(|e| self.error("crl", e))?;
+        let text = data["data"]["certificate"].as_str().unwrap_or_default();
+        let der = pem::parse_blocks(&path, text, meshca_core::crl::X509_CRL)
+            .ok()
+            .and_then(|b| b.into_iter().next())
+            .ok_or_else(|| unusable(format!("{path}: no CRL in the answer")))?
+            .into_contents();
+        let issuer_pem = pem::encode(pem::CERTIFICATE, std::slice::from_ref(&above.der));
+        meshca_core::crl::published(&path, &der, &issuer_pem, time::OffsetDateTime::now_utc())
+            .map_err(|e| unusable(e.to_string()))
+    }
+
+    /// The mount a CRL distribution point names, when it is a CRL of this Vault.
+    fn crl_mount(&self, url: &str) -> Option<String> {
+        let prefix = format!("{}/v1/", self.http.addr().trim_end_matches('/'));
+        let rest = url.strip_prefix(&prefix)?;
+        let mount = rest
+            .strip_suffix("/crl/pem")
+            .or_else(|| rest.strip_suffix("/crl"))?;
+        (!mount.is_empty()).then(|| mount.to_string())
+    }
+
+    /// The issuer's own CRL.
+    async fn issuer_crl(&self) -> Result<String, AuthorityError> {
         let path = format!("{}/crl", self.issuer_path());
         let data = self
             .call(Method::GET, &path, None)
             .await
             .map_err(|e| self.error("crl", e))?;
         match data["data"]["crl"].as_str() {
-            Some(pem) if pem.contains("-----BEGIN X509 CRL-----") => Ok(Some(pem.to_string())),
+            Some(pem) if pem.contains("-----BEGIN X509 CRL-----") => Ok(pem.to_string()),
             _ => Err(self.error(
                 "crl",
                 VaultError::Unexpected {

@@ -632,3 +632,30 @@ async fn a_mount_in_a_namespace_is_reached_with_the_namespace_header() {
         secured.verified.roots[0].subject
     );
 }
+
+/// CRL mode needs the CRL of every CA above the issuer too: a parent mount that names no CRL in
+/// what it signs is a clear refusal naming the setting, never a bundle a data plane would refuse
+/// whole; one that names it gives its CRL beside the issuer's.
+#[tokio::test(flavor = "multi_thread")]
+async fn crl_mode_reads_the_parent_mounts_crl_or_names_the_setting_it_lacks() {
+    let bao = Bao::start();
+    bao.two_level_pki_naming_crls(false);
+    let e = vault(&bao).crl().await.unwrap_err().to_string();
+    assert!(e.contains("crl_distribution_points"), "{e}");
+    assert!(e.contains("meshca test root"), "{e}");
+
+    let named = Bao::start();
+    named.two_level_pki();
+    let crls = vault(&named).crl().await.unwrap().expect("CRLs");
+    let issuers: Vec<String> = meshca_core::crl::parse(&crls)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.issuer)
+        .collect();
+    assert_eq!(issuers.len(), 2, "{issuers:?}");
+    assert!(
+        issuers[0].contains("meshca test intermediate"),
+        "{issuers:?}"
+    );
+    assert!(issuers[1].contains("meshca test root"), "{issuers:?}");
+}

@@ -143,8 +143,14 @@ impl Bao {
     }
 
     /// A PKI mount `root` with a self-signed EC root and a mount `pki` holding an intermediate
-    /// signed by it (imported with the root, so its chain reaches it): a two-level hierarchy.
+    /// signed by it (imported with the root, so its chain reaches it): a two-level hierarchy
+    /// whose root names its CRL in what it signs.
     pub fn two_level_pki(&self) {
+        self.two_level_pki_naming_crls(true);
+    }
+
+    /// [`Bao::two_level_pki`], the root naming its CRL (`config/urls`) or not.
+    pub fn two_level_pki_naming_crls(&self, name_crls: bool) {
         self.cli(&["secrets", "enable", "-path=root", "pki"]);
         self.cli(&["secrets", "tune", "-max-lease-ttl=87600h", "root"]);
         self.cli(&[
@@ -155,6 +161,14 @@ impl Bao {
             "key_type=ec",
             "key_bits=256",
         ]);
+        // What the root signs names where its CRL is (CRL mode reads it from there).
+        if name_crls {
+            self.cli(&[
+                "write",
+                "root/config/urls",
+                &format!("crl_distribution_points={}/v1/root/crl", self.addr),
+            ]);
+        }
         self.cli(&["secrets", "enable", "-path=pki", "pki"]);
         self.cli(&["secrets", "tune", "-max-lease-ttl=43800h", "pki"]);
         let csr = self.json(&[
