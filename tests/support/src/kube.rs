@@ -79,7 +79,21 @@ impl RealApiServer {
         Self::start_with(Some((url, ca_pem)))
     }
 
+    /// Starts one, again on new ports when another process took a port between `free_port`
+    /// choosing it and the server binding it (seen when many tests start servers at once).
     fn start_with(webhook: Option<(&str, &str)>) -> Self {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_start(webhook) {
+                Ok(server) => return server,
+                Err(why) if attempts < 3 && why.contains("address already in use") => continue,
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn try_start(webhook: Option<(&str, &str)>) -> Result<Self, String> {
         let bin = binaries();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -170,11 +184,10 @@ impl RealApiServer {
         };
         std::fs::write(server.ca_file(), &server.ca_pem).unwrap();
         std::fs::write(server.admin_kubeconfig(), server.kubeconfig("admin")).unwrap();
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 
-    /// Polls `/readyz` with the admin token until it answers 200 (etcd and the apiserver up).
     fn ca_file(&self) -> PathBuf {
         self._dir.path().join("ca.pem")
     }
@@ -183,7 +196,9 @@ impl RealApiServer {
         self._dir.path().join("admin.kubeconfig")
     }
 
-    fn wait_ready(&mut self) {
+    /// Polls `/readyz` with the admin token until it answers 200 (etcd and the apiserver up);
+    /// what its log ends with, if it never does.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let ca = self.ca_file();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(90) {
@@ -197,7 +212,7 @@ impl RealApiServer {
                 ])
                 .output();
             if out.is_ok_and(|o| o.stdout == b"200") {
-                return;
+                return Ok(());
             }
             if self.apiserver.try_wait().ok().flatten().is_some() {
                 break;
@@ -207,11 +222,11 @@ impl RealApiServer {
         let log =
             std::fs::read_to_string(self._dir.path().join("apiserver.log")).unwrap_or_default();
         let tail = log.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
-        panic!(
+        Err(format!(
             "kube-apiserver did not become ready on {}; its log ends:\n{}",
             self.url,
             &log[tail..]
-        );
+        ))
     }
 
     /// `kubectl <args>` as the admin, with `stdin` piped in; panics with kubectl's words on failure.
