@@ -51,6 +51,20 @@ fn refused_as_revoked(h: &Handshake, what: &str, mesh: &Mesh) {
     );
 }
 
+/// After x's revocation, with each cluster's files as meshca left them: y and z refuse x's
+/// workloads both ways because x is revoked, and y ↔ z go on.
+async fn x_is_refused_and_the_rest_go_on(out: &Path) {
+    let after = Mesh::start(&["x", "y", "z"].map(|c| workload(out, c))).await;
+    for other in ["y", "z"] {
+        let (to_x, from_x) = after.both_ways(other, "x").await;
+        refused_as_revoked(&to_x, &format!("{other} → x"), &after);
+        refused_as_revoked(&from_x, &format!("x → {other}"), &after);
+    }
+    let (yz, zy) = after.both_ways("y", "z").await;
+    completed(&yz, "y → z after", &after);
+    completed(&zy, "z → y after", &after);
+}
+
 #[tokio::test]
 async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     let d = tempfile::tempdir().unwrap();
@@ -100,15 +114,7 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     assert!(verify("z").status.success());
 
     // x keeps its stolen key and files; y and z hold the new CRLs.
-    let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
-    for other in ["y", "z"] {
-        let (to_x, from_x) = after.both_ways(other, "x").await;
-        refused_as_revoked(&to_x, &format!("{other} → x"), &after);
-        refused_as_revoked(&from_x, &format!("x → {other}"), &after);
-    }
-    let (yz, zy) = after.both_ways("y", "z").await;
-    completed(&yz, "y → z after", &after);
-    completed(&zy, "z → y after", &after);
+    x_is_refused_and_the_rest_go_on(&out).await;
 
     // A cluster that joins later gets the fleet's CRLs with its first bundle; a renewal of y
     // puts its new generation's CRL beside the old one's, so y's workloads of both generations
@@ -243,15 +249,7 @@ mod pca {
             "{said}"
         );
         assert!(!said.contains("CRL pending"), "{said}");
-        let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
-        for other in ["y", "z"] {
-            let (to_x, from_x) = after.both_ways(other, "x").await;
-            refused_as_revoked(&to_x, &format!("{other} → x"), &after);
-            refused_as_revoked(&from_x, &format!("x → {other}"), &after);
-        }
-        let (yz, zy) = after.both_ways("y", "z").await;
-        completed(&yz, "y → z after", &after);
-        completed(&zy, "z → y after", &after);
+        x_is_refused_and_the_rest_go_on(&out).await;
         // Revoking again changes nothing and revokes nothing twice.
         let said = ok(meshca_pca(d.path(), &emu, &revoke), "revoke again");
         assert!(said.contains("revoked and held already"), "{said}");
@@ -357,14 +355,6 @@ mod openbao {
             said.contains("y: ca-crl.pem written (5 CRLs, 1 revoked"),
             "{said}"
         );
-        let after = Mesh::start(&["x", "y", "z"].map(|c| workload(&out, c))).await;
-        for other in ["y", "z"] {
-            let (to_x, from_x) = after.both_ways(other, "x").await;
-            refused_as_revoked(&to_x, &format!("{other} → x"), &after);
-            refused_as_revoked(&from_x, &format!("x → {other}"), &after);
-        }
-        let (yz, zy) = after.both_ways("y", "z").await;
-        completed(&yz, "y → z after", &after);
-        completed(&zy, "z → y after", &after);
+        x_is_refused_and_the_rest_go_on(&out).await;
     }
 }
