@@ -9,23 +9,30 @@ use std::path::Path;
 use assert_cmd::Command;
 use meshca_test_support::envoy::{self, Handshake, LeafKey, Mesh, Workload};
 
-fn meshca(dir: &Path, args: &[&str]) -> String {
-    let out = Command::cargo_bin("meshca")
-        .unwrap()
-        .current_dir(dir)
+/// `meshca` in `dir`, with none of the caller's CA, escrow or cluster set-up.
+fn meshca_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("meshca").unwrap();
+    c.current_dir(dir)
         .env_remove("MESHCA_CA_DIR")
         .env_remove("MESHCA_ESCROW_DIR")
-        .env_remove("KUBECONFIG")
-        .args(args)
-        .output()
-        .unwrap();
+        .env_remove("KUBECONFIG");
+    c
+}
+
+/// What a run that succeeded printed; a panic with both streams otherwise.
+fn ok(out: std::process::Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "meshca {args:?}: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn meshca(dir: &Path, args: &[&str]) -> String {
+    let out = meshca_in(dir).args(args).output().unwrap();
+    ok(out, &format!("meshca {args:?}"))
 }
 
 /// The workload of cluster `c`, checking peers against the CRLs in its cluster's files.
@@ -167,26 +174,12 @@ mod pca {
     use meshca_test_support::aws::{self, AwsEmulator};
 
     fn meshca_pca(dir: &Path, emu: &AwsEmulator, args: &[&str]) -> std::process::Output {
-        let mut c = Command::cargo_bin("meshca").unwrap();
-        c.current_dir(dir)
-            .envs(emu.child_env())
-            .env_remove("MESHCA_CA_DIR")
-            .env_remove("MESHCA_ESCROW_DIR")
-            .env_remove("KUBECONFIG");
+        let mut c = meshca_in(dir);
+        c.envs(emu.child_env());
         for v in aws::AWS_UNSET {
             c.env_remove(v);
         }
         c.args(args).output().unwrap()
-    }
-
-    fn ok(out: std::process::Output, what: &str) -> String {
-        assert!(
-            out.status.success(),
-            "{what}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     #[tokio::test]
@@ -294,26 +287,15 @@ mod openbao {
     const POLICY: &str = include_str!("../../shared/vault/meshca-policy.hcl");
 
     fn meshca_bao(dir: &Path, bao: &Bao, token: &Path, args: &[&str]) -> String {
-        let out = Command::cargo_bin("meshca")
-            .unwrap()
-            .current_dir(dir)
+        let out = meshca_in(dir)
             .env_remove("VAULT_TOKEN")
-            .env_remove("MESHCA_CA_DIR")
-            .env_remove("MESHCA_ESCROW_DIR")
-            .env_remove("KUBECONFIG")
             .env("VAULT_CACERT", bao.ca_file())
             .args(args)
             .args(["--vault-addr", &bao.addr])
             .args(["--vault-token-file", token.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "meshca {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ok(out, &format!("meshca {args:?}"))
     }
 
     #[tokio::test]

@@ -99,7 +99,10 @@ pub fn sign(
     // SHA-1, rcgen with SHA-256), derived only for a CA certificate that carries none.
     let key_identifier_method = first_certificate(issuer_pem)
         .ok()
-        .and_then(|der| subject_key_id(&der))
+        .and_then(|der| {
+            let (_, cert) = X509Certificate::from_der(&der).ok()?;
+            subject_key_id(&cert).map(<[u8]>::to_vec)
+        })
         .map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified);
     let params = CertificateRevocationListParams {
         this_update,
@@ -247,13 +250,7 @@ fn key_ids_agree(crl: &CertificateRevocationList<'_>, ca: &X509Certificate<'_>) 
             }
             _ => None,
         });
-    let subject = ca
-        .extensions()
-        .iter()
-        .find_map(|x| match x.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0),
-            _ => None,
-        });
+    let subject = subject_key_id(ca);
     match (authority, subject) {
         (Some(a), Some(s)) => a == s,
         _ => true,
@@ -261,13 +258,12 @@ fn key_ids_agree(crl: &CertificateRevocationList<'_>, ca: &X509Certificate<'_>) 
 }
 
 /// The subject key identifier of a certificate, if it has one.
-fn subject_key_id(der: &[u8]) -> Option<Vec<u8>> {
+fn subject_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
     use x509_parser::extensions::ParsedExtension;
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
     cert.extensions()
         .iter()
         .find_map(|x| match x.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0.to_vec()),
+            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0),
             _ => None,
         })
 }
