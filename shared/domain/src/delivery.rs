@@ -371,6 +371,32 @@ pub enum DeliveryError {
         /// What differs.
         detail: String,
     },
+    /// The secret carries CRLs, none of them its intermediate's own: istiod (1.27+) would
+    /// discard the whole update, key and certificate too, and stay on what it had.
+    #[error(
+        "{namespace}/{name} carries ca-crl.pem without a CRL of the intermediate {what}: istiod (1.27+) would discard the whole update and keep its old CA; the fleet's CRLs must carry that intermediate's own CRL first (the functions' sweep delivers them; by hand: meshca crl publish): {detail}"
+    )]
+    CrlsLackOwn {
+        /// The namespace.
+        namespace: String,
+        /// The secret.
+        name: String,
+        /// Which intermediate: the bundle being delivered, or the one the secret holds.
+        what: String,
+        /// What the check found.
+        detail: String,
+    },
+    /// CRLs were to be written where no reader takes them (the `kubernetes.io/tls` layout) or
+    /// into a secret holding no intermediate to check them against.
+    #[error("{namespace}/{name} cannot carry the fleet's CRLs: {why}")]
+    NoCrlsHere {
+        /// The namespace.
+        namespace: String,
+        /// The secret.
+        name: String,
+        /// Why not.
+        why: String,
+    },
     /// Any other answer of the API server.
     #[error("Kubernetes API {code} {reason} on {what}: {message}")]
     Api {
@@ -397,6 +423,28 @@ pub trait Delivery: Send + Sync {
     /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
     /// so a cluster meshca may not write to costs no certificate.
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
+    /// Writes the fleet's CRLs as `ca-crl.pem` into the cluster's `cacerts` (meshca's, istio
+    /// layout), leaving the bundle as it is, and reads them back. Refused when they hold no CRL
+    /// of the intermediate the secret carries (istiod's rule). Adapters that cannot carry CRLs
+    /// say so.
+    async fn deliver_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
+        let _ = crls;
+        Err(DeliveryError::NoWay(
+            "this delivery cannot carry the fleet's CRLs".into(),
+        ))
+    }
+}
+
+/// What writing the fleet's CRLs into one cluster did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrlsDelivered {
+    /// `ca-crl.pem` was written (created or replaced).
+    Written,
+    /// It already held exactly these CRLs.
+    Unchanged,
+    /// No `cacerts` yet: the cluster's first bundle comes first, its CRLs right after.
+    NoBundleYet,
 }
 
 /// A cluster that could not be reached: every call says why. Stands in for its delivery so one

@@ -13,9 +13,10 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::cert::sha256_hex;
+use meshca_core::crl;
 use meshca_core::delivery::{
-    Change, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion, Istiod, Observed,
-    RestartDecision, decide_restart,
+    Change, CrlsDelivered, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion,
+    Istiod, Observed, RestartDecision, decide_restart,
 };
 use meshca_core::timestamp::rfc3339;
 use meshca_core::{rotation, validate};
@@ -25,8 +26,8 @@ use meshca_core::error_chain as chain;
 use meshca_core::kind::{Landing, Layout};
 
 use crate::secret::{
-    anchors_map, bundle_of, differing_file, effective_root, holds, is_ours, meta_from, meta_of,
-    render,
+    anchors_map, bundle_of, crls_of, differing_file, effective_root, holds, is_ours, meta_from,
+    meta_of, render,
 };
 
 /// The pod-template annotation `kubectl rollout restart` sets.
@@ -99,6 +100,10 @@ impl KubeDelivery {
         if holds(current, bundle, meta, self.layout()) {
             return Ok(Change::Unchanged);
         }
+        // `render` keeps the secret's ca-crl.pem: istiod must find the new intermediate's CRL in it.
+        if let Some(crls) = crls_of(current) {
+            self.check_crls(crls, &bundle.ca_cert, "being delivered")?;
+        }
         let old_root = effective_root(current, self.layout());
         let contained = old_root
             .and_then(|r| std::str::from_utf8(r).ok())
@@ -135,6 +140,80 @@ impl KubeDelivery {
             out.push((d.name, decision));
         }
         Ok(out)
+    }
+
+    /// istiod's rule (1.27+): `crls` hold a CRL in force signed by the intermediate `ca_cert`.
+    fn check_crls(&self, crls: &str, ca_cert: &str, what: &str) -> Result<(), DeliveryError> {
+        let lacking = |detail: String| DeliveryError::CrlsLackOwn {
+            namespace: self.landing().namespace.clone(),
+            name: self.landing().name.clone(),
+            what: what.to_string(),
+            detail,
+        };
+        let set = crl::CrlSet::parse(crls).map_err(|e| lacking(e.to_string()))?;
+        set.signed_by_own(ca_cert, OffsetDateTime::now_utc())
+            .map_err(|e| lacking(e.to_string()))
+    }
+
+    fn no_crls_here(&self, why: &str) -> DeliveryError {
+        DeliveryError::NoCrlsHere {
+            namespace: self.landing().namespace.clone(),
+            name: self.landing().name.clone(),
+            why: why.to_string(),
+        }
+    }
+
+    /// Writes `crls` into the `cacerts` found, retrying conflicts; what the write did.
+    async fn write_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
+        let secrets = self.secrets();
+        let mut conflicts = 0;
+        loop {
+            let found = self
+                .call(&self.secret_call("get"), || {
+                    secrets.get_opt(&self.landing().name)
+                })
+                .await?;
+            let Some(mut current) = found else {
+                return Ok(CrlsDelivered::NoBundleYet);
+            };
+            if !is_ours(&current) {
+                return Err(self.unmanaged());
+            }
+            if crls_of(&current) == Some(crls) {
+                return Ok(CrlsDelivered::Unchanged);
+            }
+            let held = bundle_of(&current, self.layout()).ok_or_else(|| {
+                self.no_crls_here("it holds no istio-layout bundle (ca-cert.pem)")
+            })?;
+            self.check_crls(crls, &held.ca_cert, "it holds")?;
+            current.metadata.managed_fields = None;
+            current.data.get_or_insert_default().insert(
+                bundle::CA_CRL.into(),
+                k8s_openapi::ByteString(crls.as_bytes().to_vec()),
+            );
+            let pp = PostParams::default();
+            match self
+                .call(&self.secret_call("replace"), || {
+                    secrets.replace(&self.landing().name, &pp, &current)
+                })
+                .await
+            {
+                Ok(_) => return Ok(CrlsDelivered::Written),
+                Err(DeliveryError::Api { code: 409, .. })
+                    if conflicts < self.options.conflict_retries =>
+                {
+                    conflicts += 1
+                }
+                Err(DeliveryError::Api { code: 409, .. }) => {
+                    return Err(DeliveryError::Conflicts {
+                        namespace: self.landing().namespace.clone(),
+                        name: self.landing().name.clone(),
+                        attempts: conflicts + 1,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn unmanaged(&self) -> DeliveryError {
@@ -416,6 +495,31 @@ impl Delivery for KubeDelivery {
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError> {
         matches!(observed, Observed::Unmanaged { .. } if !self.options.adopt)
             .then(|| self.unmanaged())
+    }
+
+    async fn deliver_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
+        if self.layout() != Layout::IstioCacerts {
+            return Err(
+                self.no_crls_here("its layout is kubernetes.io/tls, where no reader takes a CRL")
+            );
+        }
+        let done = self.write_crls(crls).await?;
+        if done == CrlsDelivered::Written {
+            let secrets = self.secrets();
+            let back = self
+                .call(&self.secret_call("read back"), || {
+                    secrets.get_opt(&self.landing().name)
+                })
+                .await?;
+            if back.as_ref().and_then(crls_of) != Some(crls) {
+                return Err(DeliveryError::ReadBack {
+                    namespace: self.landing().namespace.clone(),
+                    name: self.landing().name.clone(),
+                    detail: format!("{} differs", bundle::CA_CRL),
+                });
+            }
+        }
+        Ok(done)
     }
 
     async fn deliver(

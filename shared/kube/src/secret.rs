@@ -305,6 +305,17 @@ pub fn manifest_with_crl(
     Zeroizing::new(serde_yaml_ng::to_string(&secret).expect("a Secret of strings serialises"))
 }
 
+/// The fleet's CRLs the secret carries (`ca-crl.pem`), when it carries any: istiod ignores an
+/// empty one.
+pub(crate) fn crls_of(secret: &Secret) -> Option<&str> {
+    secret
+        .data
+        .as_ref()?
+        .get(meshca_core::bundle::CA_CRL)
+        .and_then(|b| std::str::from_utf8(&b.0).ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
 /// The first of the bundle's keys that the secret does not hold byte for byte — or, in
 /// `cacerts`, a `tls.*` key that overrides them for istiod.
 pub(crate) fn differing_file(

@@ -326,3 +326,85 @@ async fn racing_generations_end_with_the_newer_and_bad_credentials_or_ca_are_cle
         "{err}"
     );
 }
+
+/// The intermediate's own empty CRL, valid for a day, as meshca signs one per generation.
+fn own_crl(secured: &Secured) -> String {
+    let key = meshca_core::PrivateKey::from_pkcs8_pem(&secured.bundle.ca_key).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    meshca_core::crl::sign(
+        &secured.bundle.ca_cert,
+        &key,
+        &[],
+        now - time::Duration::minutes(5),
+        now + time::Duration::days(1),
+    )
+    .unwrap()
+}
+
+fn crls_in(secret: &Secret) -> Option<String> {
+    let data = secret.data.as_ref()?;
+    Some(String::from_utf8(data.get("ca-crl.pem")?.0.clone()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_written() {
+    use meshca_core::delivery::CrlsDelivered;
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let d = delivery(&server, &settings, false);
+    let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
+    // No cacerts yet: the first bundle goes first.
+    assert_eq!(
+        d.deliver_crls(&own_crl(&g1)).await.unwrap(),
+        CrlsDelivered::NoBundleYet
+    );
+    d.deliver(&g1.bundle, &g1.meta).await.unwrap();
+
+    // istiod's rule: CRLs without the held intermediate's own are never written.
+    let (_, g2) = issue(dir.path(), KindSpec::default(), true).await;
+    let err = d.deliver_crls(&own_crl(&g2)).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::CrlsLackOwn { .. }), "{err}");
+    assert_eq!(crls_in(&secrets.get("cacerts").await.unwrap()), None);
+
+    let first = own_crl(&g1);
+    assert_eq!(
+        d.deliver_crls(&first).await.unwrap(),
+        CrlsDelivered::Written
+    );
+    assert_eq!(
+        d.deliver_crls(&first).await.unwrap(),
+        CrlsDelivered::Unchanged
+    );
+    assert_eq!(
+        crls_in(&secrets.get("cacerts").await.unwrap()),
+        Some(first.clone())
+    );
+
+    // The renewal: its own CRL is not in the secret's ca-crl.pem yet, so istiod would discard
+    // it; it is refused and generation 1 stays in force.
+    let err = d.deliver(&g2.bundle, &g2.meta).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::CrlsLackOwn { .. }), "{err}");
+    assert!(err.to_string().contains("meshca crl publish"), "{err}");
+    match d.observe().await.unwrap() {
+        Observed::Managed { meta: Some(m), .. } => assert_eq!(m.generation, 1),
+        other => panic!("{other:?}"),
+    }
+    // Once the fleet's CRLs carry both generations', the renewal lands and keeps them.
+    let both = format!("{first}{}", own_crl(&g2));
+    assert_eq!(d.deliver_crls(&both).await.unwrap(), CrlsDelivered::Written);
+    assert_eq!(
+        d.deliver(&g2.bundle, &g2.meta).await.unwrap().change,
+        Change::Rotated
+    );
+    assert_eq!(crls_in(&secrets.get("cacerts").await.unwrap()), Some(both));
+
+    // The kubernetes.io/tls layout has no reader of CRLs: said, never written.
+    let spec = KindSpec::new(Kind::CertManagerCa);
+    let (tls_settings, _) = issue(dir.path(), spec, false).await;
+    let err = delivery(&server, &tls_settings, false)
+        .deliver_crls(&first)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeliveryError::NoCrlsHere { .. }), "{err}");
+}
