@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use meshca_core::crl;
 use meshca_core::escrow::{Current, EscrowKey};
+use meshca_core::fleet_crls::FleetCrls;
 use meshca_core::kind::Layout;
 use meshca_wiring::EscrowSpec;
 use time::OffsetDateTime;
@@ -185,25 +186,26 @@ async fn publish_bundle(
             records.push(current);
         }
     }
-    for current in &records {
-        ensure_own_crl(&dir, current)?;
-    }
     let now = OffsetDateTime::now_utc();
-    let mut bundle = authority_crl;
-    bundle.push_str(&live_own_crls(&dir, now)?);
-    let listed = crl::parse(&bundle)?;
-    let (crls, revoked) = (
-        listed.len(),
-        listed.iter().map(|l| l.serials.len()).sum::<usize>(),
-    );
-    said.extend(fits(bundle.len(), crls)?);
-    let set = crl::CrlSet::parse(&bundle)?;
+    let mut own = Vec::new();
+    for current in &records {
+        match current.own_crl {
+            Some(_) => own.extend(current.own_crls(now)?),
+            // A record kept before meshca signed its own CRL at issuance: signed once, kept here.
+            None => ensure_own_crl(&dir, current)?,
+        }
+    }
+    let authority_and_kept = format!("{authority_crl}{}", live_own_crls(&dir, now)?);
+    let fleet = FleetCrls::assemble(&authority_and_kept, own)?;
+    let (crls, revoked, bytes) = (fleet.listed.len(), fleet.revoked(), fleet.text.len());
+    said.extend(fleet.fits()?);
+    let set = crl::CrlSet::parse(&fleet.text)?;
     for current in &records {
         let key = current.key();
         let out = out_root.join(key.cluster.as_str());
         if current.revoked.as_ref().is_some_and(|r| r.held) {
             said.push(write_revoked_note(&out, &key)?);
-            if !lists(&listed, &current.meta.serial) {
+            if !fleet.lists(&current.meta.serial) {
                 said.push(format!(
                     "{key}: revoked at the authority, CRL pending: no CRL it publishes lists serial {} yet (AWS Private CA publishes about 30 minutes after a revocation); run `meshca crl publish` again then",
                     current.meta.serial
@@ -213,22 +215,12 @@ async fn publish_bundle(
         }
         // istiod's rule: a cacerts whose CRLs lack its own intermediate's is never written.
         set.signed_by_own(&current.bundle.ca_cert, now)?;
-        write_cluster(&out, current, &bundle)?;
+        write_cluster(&out, current, &fleet.text)?;
         said.push(format!(
-            "{key}: ca-crl.pem written ({crls} CRLs, {revoked} revoked certificates listed, {} bytes)",
-            bundle.len()
+            "{key}: ca-crl.pem written ({crls} CRLs, {revoked} revoked certificates listed, {bytes} bytes)"
         ));
     }
     Ok(said)
-}
-
-/// Whether a CRL of `listed` names `serial` (hex, in any case, with or without leading zeros).
-fn lists(listed: &[crl::Listed], serial: &str) -> bool {
-    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
-    let serial = plain(&serial.replace(':', ""));
-    listed
-        .iter()
-        .any(|l| l.serials.iter().any(|s| plain(s) == serial))
 }
 
 /// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed
@@ -267,21 +259,7 @@ fn ensure_own_crl(dir: &Path, current: &Current) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let key = meshca_core::PrivateKey::from_pkcs8_pem(&current.bundle.ca_key)?;
-    let ca = meshca_core::cert::Certificate::from_der(
-        "ca-cert.pem",
-        meshca_core::pem::certificates("ca-cert.pem", &current.bundle.ca_cert)?
-            .into_iter()
-            .next()
-            .context("ca-cert.pem holds no certificate")?,
-    )?;
-    let text = crl::sign(
-        &current.bundle.ca_cert,
-        &key,
-        &[],
-        ca.not_before,
-        ca.not_after,
-    )?;
+    let text = crl::own(&current.bundle.ca_cert, &current.bundle.ca_key)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -308,50 +286,4 @@ fn write_revoked_note(out: &Path, key: &EscrowKey) -> Result<String> {
         "{key}: revoked and held; {}/REVOKED says so",
         out.display()
     ))
-}
-
-/// A Secret (and the `istio-ca-crl` ConfigMap istiod copies into every namespace) holds at most
-/// 1 MiB, the CRLs base64-encoded in the Secret; client-side `kubectl apply` also keeps a copy
-/// of the whole object in an annotation capped at 256 KiB. Refuse the first, warn of the second,
-/// with the fleet size each allows at this bundle's size per CRL.
-fn fits(bytes: usize, crls: usize) -> Result<Option<String>> {
-    const OBJECT_LIMIT: usize = 1024 * 1024;
-    const ANNOTATION_LIMIT: usize = 256 * 1024;
-    // The Secret's data is base64 (4/3), and the cacerts files come beside it (~4 KiB).
-    let in_secret = bytes * 4 / 3 + 4096;
-    let per_crl = bytes / crls.max(1);
-    let clusters_at = |limit: usize| (limit - 4096) * 3 / 4 / per_crl.max(1);
-    if in_secret > OBJECT_LIMIT {
-        bail!(
-            "the fleet's CRLs ({bytes} bytes, {crls} CRLs) no longer fit in a cacerts Secret (1 MiB): about {} clusters fit at {per_crl} bytes a CRL; split the fleet across roots",
-            clusters_at(OBJECT_LIMIT)
-        );
-    }
-    Ok((in_secret * 2 > ANNOTATION_LIMIT).then(|| {
-        format!(
-            "note: the fleet's CRLs are {bytes} bytes; from about {} clusters a client-side `kubectl apply` of cacerts.yaml overflows its 256 KiB annotation: use `kubectl apply --server-side`",
-            clusters_at(ANNOTATION_LIMIT)
-        )
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fits;
-
-    #[test]
-    fn the_bundle_size_is_checked_against_what_kubernetes_holds() {
-        // 20 clusters of EC P-256 intermediates, as measured: 7.6 KB, nothing to say.
-        assert_eq!(fits(7611, 21).unwrap(), None);
-        // 400 of them: past half the annotation, a warning naming server-side apply.
-        let warned = fits(357 * 400, 401).unwrap().expect("a warning");
-        assert!(warned.contains("--server-side"), "{warned}");
-        assert!(warned.contains("from about 543 clusters"), "{warned}");
-        // 3,000: no longer fits a Secret at all.
-        let refused = fits(357 * 3000, 3001).unwrap_err().to_string();
-        assert!(
-            refused.contains("no longer fit in a cacerts Secret"),
-            "{refused}"
-        );
-    }
 }

@@ -38,6 +38,9 @@ pub enum CrlError {
     /// No CRL in `ca-crl.pem` is signed by the cluster's own intermediate.
     #[error("ca-crl.pem holds no valid CRL signed by {0} (istiod would discard the whole update)")]
     NoOwnCrl(String),
+    /// The fleet's CRLs outgrew what Kubernetes holds.
+    #[error("{0}")]
+    TooLarge(String),
     /// A CRL an authority published that the data plane could not use.
     #[error("the CRL published at {location}: {reason}")]
     Published {
@@ -125,6 +128,25 @@ fn reason_code(reason: RevocationReason) -> rcgen::RevocationReason {
         RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
         RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
     }
+}
+
+/// The intermediate `ca_cert_pem`'s own empty CRL, signed with its key `ca_key_pem` and valid
+/// from the intermediate's notBefore to its notAfter: signed once per generation, never again.
+pub fn own(ca_cert_pem: &str, ca_key_pem: &str) -> Result<String, CrlError> {
+    let key = PrivateKey::from_pkcs8_pem(ca_key_pem).map_err(|e| CrlError::Sign {
+        issuer: "the intermediate".into(),
+        reason: e.to_string(),
+    })?;
+    let der = first_certificate(ca_cert_pem)?;
+    let (_, ca) = X509Certificate::from_der(&der).map_err(|e| CrlError::Parse(e.to_string()))?;
+    let (from, until) = (ca.validity().not_before, ca.validity().not_after);
+    sign(
+        ca_cert_pem,
+        &key,
+        &[],
+        from.to_datetime(),
+        until.to_datetime(),
+    )
 }
 
 /// What one CRL of a bundle says.

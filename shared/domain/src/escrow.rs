@@ -80,7 +80,24 @@ impl Current {
             serial: self.meta.serial.clone(),
             not_after: self.meta.not_after,
             revoked: self.revoked.is_some(),
+            own_crl: self.own_crl.clone(),
         }
+    }
+
+    /// The own CRLs of every generation of this record still valid at `now`, this one's first
+    /// (signed now when the record keeps none): a data plane refuses a chain whose CA has no CRL,
+    /// and a renewed cluster's earlier intermediate signs workloads until their leaves rotate.
+    pub fn own_crls(&self, now: OffsetDateTime) -> Result<Vec<String>, crate::crl::CrlError> {
+        let own = match &self.own_crl {
+            Some(crl) => crl.clone(),
+            None => crate::crl::own(&self.bundle.ca_cert, &self.bundle.ca_key)?,
+        };
+        let earlier = self
+            .superseded
+            .iter()
+            .filter(|e| e.not_after > now)
+            .filter_map(|e| e.own_crl.clone());
+        Ok(std::iter::once(own).chain(earlier).collect())
     }
 
     /// The ledger this record hands on to the generation that replaces it.
@@ -176,6 +193,11 @@ pub struct Current {
     /// The first generation the ledger knows; absent in records made before meshca kept one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger_from: Option<u64>,
+    /// The intermediate's own empty CRL (istio layout), signed as it was put in service and
+    /// valid until it expires: in CRL mode every cluster's `ca-crl.pem` carries it. Absent in
+    /// records kept before meshca signed one there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_crl: Option<String>,
 }
 
 /// When and why a record's certificate was revoked.

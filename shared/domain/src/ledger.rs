@@ -25,6 +25,10 @@ pub struct Issuance {
     /// Revoked at its authority on meshca's word.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoked: bool,
+    /// Its intermediate's own CRL, kept for the fleet's `ca-crl.pem` while it is valid (its key
+    /// is gone with the generation, so it cannot be signed again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_crl: Option<String>,
 }
 
 impl Issuance {
@@ -43,6 +47,12 @@ impl Issuance {
 /// expire, so a handful are ever valid at once; a cap keeps a record of forced re-issues
 /// within a Secrets Manager version (64 KiB), and what falls out is reported as unknown.
 pub const MAX_SUPERSEDED: usize = 16;
+
+/// How many of the newest earlier generations keep their own CRL. A replaced intermediate
+/// signs no new leaves: its CRL matters only until the leaves it signed expire (Istio's
+/// workload certificates live a day by default), and renewals come months apart. Three cover
+/// forced re-issues in quick succession and keep a record of RSA-4096 CRLs within a version.
+pub const OWN_CRLS_KEPT: usize = 3;
 
 /// The ledger a record carries into its next generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +101,10 @@ impl Ledger {
             if e.authority_id.as_deref() == Some(authority_id) {
                 e.authority_id = None;
             }
+        }
+        let older = self.superseded.len().saturating_sub(OWN_CRLS_KEPT);
+        for e in &mut self.superseded[..older] {
+            e.own_crl = None;
         }
         self
     }
@@ -162,6 +176,7 @@ mod tests {
             revoked: None,
             superseded: Vec::new(),
             ledger_from: None,
+            own_crl: None,
         }
     }
 
@@ -238,6 +253,42 @@ mod tests {
                 "generations 1 to 3 were issued before meshca kept a ledger, or left it"
             ),
             "{said:?}"
+        );
+    }
+
+    #[test]
+    fn the_newest_earlier_generations_keep_their_own_crls_for_the_fleet_bundle() {
+        let now = OffsetDateTime::now_utc();
+        let with_crl = |generation: u64, not_after| Current {
+            own_crl: Some(format!("crl of {generation}")),
+            ..record(generation, "ca", not_after)
+        };
+        let mut g = with_crl(1, now + Duration::days(300));
+        for generation in 2..=6 {
+            let l = g.ledger_handed_on().kept(generation, "ca", now);
+            g = with_crl(generation, now + Duration::days(300));
+            (g.superseded, g.ledger_from) = (l.superseded, l.from);
+        }
+        let kept: Vec<_> = g.superseded.iter().map(|e| e.own_crl.clone()).collect();
+        assert_eq!(
+            kept,
+            [
+                None,
+                None,
+                Some("crl of 3"),
+                Some("crl of 4"),
+                Some("crl of 5")
+            ]
+            .map(|c| c.map(str::to_string))
+        );
+        // The fleet bundle takes this generation's and the earlier ones still valid.
+        let crls = g.own_crls(now).unwrap();
+        assert_eq!(crls, ["crl of 6", "crl of 3", "crl of 4", "crl of 5"]);
+        g.superseded[2].not_after = now - Duration::days(1);
+        assert_eq!(
+            g.own_crls(now).unwrap().len(),
+            3,
+            "an expired generation's CRL leaves"
         );
     }
 

@@ -20,6 +20,7 @@ pub mod csr;
 pub mod delivery;
 pub mod escrow;
 pub mod fanout;
+pub mod fleet_crls;
 pub mod key;
 pub mod kind;
 pub mod ledger;

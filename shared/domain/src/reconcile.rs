@@ -1160,6 +1160,7 @@ impl Reconciler<'_> {
             revoked: None,
             superseded: ledger.superseded,
             ledger_from: ledger.from,
+            own_crl: self.own_crl(&bundle),
         };
         self.escrow
             .promote(&current)
@@ -1177,6 +1178,15 @@ impl Reconciler<'_> {
             obtained,
             changed,
         })
+    }
+
+    /// The new intermediate's own CRL, for the istio layout (the only one whose reader takes
+    /// CRLs). Signing with the key just validated does not fail; if it ever did, the record is
+    /// kept without one and it is signed when the fleet's CRLs are built.
+    fn own_crl(&self, bundle: &Bundle) -> Option<String> {
+        (self.settings.kind.kind.profile().layout == crate::kind::Layout::IstioCacerts)
+            .then(|| crate::crl::own(&bundle.ca_cert, &bundle.ca_key).ok())
+            .flatten()
     }
 
     /// The validity a generation asks for: its own, or today's settings for an older record.

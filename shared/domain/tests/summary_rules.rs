@@ -35,6 +35,7 @@ fn current(b: meshca_core::Bundle) -> Current {
         revoked: None,
         superseded: Vec::new(),
         ledger_from: None,
+        own_crl: None,
     }
 }
 

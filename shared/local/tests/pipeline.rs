@@ -651,7 +651,7 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
     assert!(record.get("kind").is_none(), "{record}");
     // The fields a current record had before kinds existed, so either version reads it, the
     // terms it was issued with and where its ledger starts (a reader that predates them ignores
-    // them).
+    // them), and its intermediate's own CRL, signed as it was put in service.
     let keys: std::collections::BTreeSet<&str> = record
         .as_object()
         .unwrap()
@@ -668,15 +668,28 @@ async fn each_kind_of_a_cluster_has_its_own_records_and_istio_s_stay_where_they_
         "promoted_at",
         "terms",
         "ledger_from",
+        "own_crl",
     ]
     .into_iter()
     .collect();
     assert_eq!(keys, before);
+    // istiod's rule holds for the record's own CRL and its certificate, until that expires.
+    let until = time::OffsetDateTime::now_utc() + time::Duration::days(300);
+    meshca_core::crl::signed_by_own(
+        record["own_crl"].as_str().unwrap(),
+        record["bundle"]["ca_cert"].as_str().unwrap(),
+        until,
+    )
+    .unwrap();
     let edge_record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(w.dir.path().join("escrow/c1.xcp-edge/current.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(edge_record["kind"], "xcp-edge");
+    assert!(
+        edge_record.get("own_crl").is_none(),
+        "the kubernetes.io/tls layout carries no CRL: {edge_record}"
+    );
     let loaded = w
         .escrow
         .load(&EscrowKey::new(c.clone(), Kind::XcpEdge))

@@ -852,6 +852,8 @@ mod tests {
             "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/{}",
             "f".repeat(36)
         );
+        // The intermediate's own CRL (RSA-4096, long names), kept for it and the newest earlier ones.
+        let own_crl = meshca_core::crl::own(&bundle.ca_cert, &bundle.ca_key).unwrap();
         let current = Current {
             schema: meshca_core::escrow::SCHEMA,
             cluster: name.clone(),
@@ -896,9 +898,14 @@ mod tests {
                     serial: "f".repeat(40),
                     not_after: time::OffsetDateTime::UNIX_EPOCH,
                     revoked: true,
+                    own_crl: (g as usize
+                        >= meshca_core::ledger::MAX_SUPERSEDED
+                            - meshca_core::ledger::OWN_CRLS_KEPT)
+                        .then(|| own_crl.clone()),
                 })
                 .collect(),
             ledger_from: Some(1),
+            own_crl: Some(own_crl.clone()),
         };
         let key_name = current.key();
         let json = SecretsEscrow::encode(&key_name, &Record::Current(Box::new(current))).unwrap();
