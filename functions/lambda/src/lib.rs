@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod crls;
 pub mod event;
 pub mod failure;
 pub mod invocation;
@@ -593,6 +594,14 @@ impl App {
         let mut report = sweep::Sweep::new(self, main.as_ref(), rotating)
             .run(deadline)
             .await;
+        if self.config.crl_mode && !self.config.dry_run {
+            let crls = self
+                .publish_crls(main.as_ref(), &report.inventory, deadline)
+                .await;
+            let behind = crls.behind.clone();
+            report.crls = Some(crls);
+            self.put_in_force(&mut report, &behind, deadline).await;
+        }
         if rotating && !self.config.dry_run {
             match self.gate_rotation(&report.inventory).await {
                 Ok(r) => report.rotation = r,

@@ -75,8 +75,9 @@ fn array(v: &Value) -> &[Value] {
 
 /// The EMF document for a whole sweep, without dimensions: `SoonestDaysLeft` (the alarm's
 /// metric: one number for the fleet), counts of clusters checked, renewed and failed, of
-/// IssueCertificate attempts PCA throttled (`IssueThrottled`), and during
-/// a root rotation `RotationPhaseAgeSeconds` and `RotationUnconfirmed`.
+/// IssueCertificate attempts PCA throttled (`IssueThrottled`), during a root rotation
+/// `RotationPhaseAgeSeconds` and `RotationUnconfirmed`, and in CRL mode `CrlDaysLeft` and
+/// `CrlFailures`.
 pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) -> Value {
     let mut metrics = vec![
         json!({"Name": "ClustersChecked", "Unit": "Count"}),
@@ -102,6 +103,16 @@ pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) ->
         doc["RotationPhase"] = json!(r.phase);
         metrics.push(json!({"Name": "RotationPhaseAgeSeconds", "Unit": "Seconds"}));
         metrics.push(json!({"Name": "RotationUnconfirmed", "Unit": "Count"}));
+    }
+    // CRL mode: the days until the fleet's first CRL lapses (past it, every data plane holding
+    // them refuses every chain: the CrlDaysLeft alarm's metric), and clusters not reached.
+    if let Some(c) = &report.crls {
+        if let Some(lapse) = c.first_lapse {
+            doc["CrlDaysLeft"] = json!(days(lapse - now));
+            metrics.push(json!({"Name": "CrlDaysLeft", "Unit": "None"}));
+        }
+        doc["CrlFailures"] = json!(c.failures.len() + usize::from(c.error.is_some()));
+        metrics.push(json!({"Name": "CrlFailures", "Unit": "Count"}));
     }
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -203,6 +214,46 @@ mod tests {
             d.get("RotationPhaseAgeSeconds").is_none(),
             "no rotation, no rotation metric"
         );
+        assert!(d.get("CrlDaysLeft").is_none(), "no CRL mode, no CRL metric");
+    }
+
+    #[test]
+    fn crl_mode_reports_the_days_until_the_first_crl_lapses_and_clusters_not_reached() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let report = crate::sweep::SweepReport {
+            crls: Some(crate::crls::CrlsReport {
+                first_lapse: Some(now + time::Duration::hours(60)),
+                failures: vec!["c3 in eu-west-1: not active (UPDATING)".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = sweep_metrics(&report, now);
+        assert_eq!(
+            (d["CrlDaysLeft"].as_f64(), d["CrlFailures"].as_u64()),
+            (Some(2.5), Some(1))
+        );
+        let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"CrlDaysLeft") && names.contains(&"CrlFailures"),
+            "{names:?}"
+        );
+        // CRLs that could not be built at all: a failure, and no days left to trust.
+        let unread = crate::sweep::SweepReport {
+            crls: Some(crate::crls::CrlsReport {
+                error: Some("reading the authority's CRLs: denied".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = sweep_metrics(&unread, now);
+        assert_eq!(d["CrlFailures"], 1);
+        assert!(d.get("CrlDaysLeft").is_none());
     }
 
     #[test]

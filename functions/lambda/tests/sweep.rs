@@ -761,3 +761,123 @@ async fn a_kind_kept_in_a_secret_of_its_own_is_moved_into_its_clusters_secret_by
     assert_eq!((report.unchanged, report.failed), (6, 0), "{report:?}");
     assert_eq!((calls("GetSecretValue"), calls("DescribeCluster")), (0, 0));
 }
+
+/// A file of a cluster's cacerts, if it carries it.
+fn file_in(fleet: &Fleet, cluster: &str, name: &str) -> Option<String> {
+    let s = fleet.secret(cluster)?;
+    let b64 = s["data"][name].as_str()?;
+    Some(
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+}
+
+/// The fleet's CRLs in a cluster's cacerts, if it carries any.
+fn crls_in(fleet: &Fleet, cluster: &str) -> Option<String> {
+    file_in(fleet, cluster, "ca-crl.pem")
+}
+
+fn lists(crls: &str, serial: &str) -> bool {
+    meshca_core::fleet_crls::FleetCrls::assemble(crls, Vec::new())
+        .unwrap()
+        .lists(serial)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_waits_for_its_crl() {
+    let emu = AwsEmulator::start();
+    let h = emu.control(
+        "fixtures/hierarchy",
+        json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
+    );
+    let mut fleet = Fleet {
+        ca: h["issuing"].as_str().unwrap().to_string(),
+        emu,
+        servers: BTreeMap::new(),
+    };
+    for c in ["x", "y", "z"] {
+        fleet.cluster(c, "ACTIVE", true).await;
+    }
+    let app = fleet.app(&[("MESHCA_CRL_MODE", "true")]).await;
+    let now = time::OffsetDateTime::now_utc();
+
+    // The first sweep issues each cluster its CA, then gives every one the fleet's CRLs: the
+    // root's and the issuing CA's from S3, and the three intermediates' own.
+    let first = app.sweep(soon()).await;
+    let crls = first.crls.clone().expect("CRL mode reports its CRLs");
+    assert_eq!(
+        (crls.crls, crls.written, crls.error.clone()),
+        (5, 3, None),
+        "{crls:?}"
+    );
+    for c in ["x", "y", "z"] {
+        let held = crls_in(&fleet, c).unwrap_or_else(|| panic!("{c}: no ca-crl.pem"));
+        let ca = file_in(&fleet, c, "ca-cert.pem").unwrap();
+        meshca_core::crl::signed_by_own(&held, &ca, now).unwrap();
+    }
+    let steady = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!((steady.written, steady.unchanged), (0, 3), "{steady:?}");
+
+    // A revoke request: x is held, and the next sweep gives y and z a CRL listing it.
+    let x_serial = fleet.assert_valid("x").ca_cert.serial;
+    let revoked = app
+        .handle(
+            Request::Revoke {
+                cluster: "x".into(),
+                region: Some(REGION.into()),
+                account: None,
+                reason: meshca_core::authority::RevocationReason::KeyCompromise,
+                sender: None,
+            },
+            soon(),
+        )
+        .await;
+    assert!(
+        matches!(revoked.outcome, Outcome::Revoked { .. }),
+        "{revoked:?}"
+    );
+    let after = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!(
+        (after.held, after.written, after.revoked),
+        (1, 2, 1),
+        "{after:?}"
+    );
+    for c in ["y", "z"] {
+        assert!(lists(&crls_in(&fleet, c).unwrap(), &x_serial), "{c}");
+    }
+    assert!(
+        !lists(&crls_in(&fleet, "x").unwrap(), &x_serial),
+        "x is held: nothing goes there"
+    );
+
+    // A renewal of y: its new intermediate's CRL is in no cluster yet, so it waits, and y keeps
+    // generation 1 (istiod would have discarded generation 2).
+    let y1 = fleet.assert_valid("y").ca_cert.serial;
+    let forced = app.reconcile("y", Some(REGION), true, None).await;
+    assert!(
+        matches!(forced.outcome, Outcome::AwaitingCrls { generation: 2, .. }),
+        "{forced:?}"
+    );
+    assert_eq!(fleet.assert_valid("y").ca_cert.serial, y1);
+    // The sweep gives y and z the CRLs with generation 2's, then puts it in force.
+    let settled = app.sweep(soon()).await;
+    assert_eq!(settled.crls.as_ref().unwrap().written, 2, "{settled:?}");
+    assert_eq!(settled.awaiting_crls, 0, "{settled:?}");
+    let y_line = settled
+        .clusters
+        .iter()
+        .find(|r| r.cluster.as_deref() == Some("y"))
+        .unwrap();
+    assert!(
+        matches!(y_line.outcome, Outcome::Delivered { generation: 2, .. }),
+        "{y_line:?}"
+    );
+    assert_eq!(settled.delivered, 1, "{settled:?}");
+    assert_ne!(fleet.assert_valid("y").ca_cert.serial, y1);
+    let y2 = file_in(&fleet, "y", "ca-cert.pem").unwrap();
+    meshca_core::crl::signed_by_own(&crls_in(&fleet, "z").unwrap(), &y2, now).unwrap();
+}

@@ -437,9 +437,19 @@ pub trait Delivery: Send + Sync {
 
 /// What writing the fleet's CRLs into one cluster did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CrlsDelivered {
+    /// What became of `ca-crl.pem`.
+    pub change: CrlsChange,
+    /// The generation of the bundle the secret holds, as its annotations say: a record newer
+    /// than this waits to be put in force.
+    pub generation: Option<u64>,
+}
+
+/// What became of a cluster's `ca-crl.pem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CrlsDelivered {
-    /// `ca-crl.pem` was written (created or replaced).
+pub enum CrlsChange {
+    /// It was written (created or replaced).
     Written,
     /// It already held exactly these CRLs.
     Unchanged,

@@ -127,6 +127,15 @@ pub enum Outcome {
         /// The certificates revoked, by the authority's ids.
         certificates: Vec<String>,
     },
+    /// CRL mode: a new generation is escrowed, and the cluster's `ca-crl.pem` lacks its own
+    /// CRL, so istiod would discard it. It waits, in force nowhere, until every cluster holds
+    /// the fleet's CRLs with it (the sweep delivers them, then this generation).
+    AwaitingCrls {
+        /// The generation waiting.
+        generation: u64,
+        /// What the delivery said.
+        reason: String,
+    },
     /// Nothing was attempted, and why (not opted in, not ACTIVE yet, …).
     Skipped {
         /// Why.
@@ -166,6 +175,7 @@ impl Outcome {
             Outcome::Delivered { .. } => "delivered",
             Outcome::Renewed { .. } => "renewed",
             Outcome::Revoked { .. } => "revoked",
+            Outcome::AwaitingCrls { .. } => "awaiting-crls",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Planned { .. } => "planned",
             Outcome::Failed { .. } => "failed",
@@ -572,6 +582,12 @@ impl Reconciler<'_> {
         let (change, restarted) = match delivery.deliver(&secured.bundle, &secured.meta).await {
             Ok(d) => (d.change, d.restarted()),
             Err(e @ DeliveryError::ReadBack { .. }) => return Outcome::failed(Step::Verify, e),
+            Err(e @ DeliveryError::CrlsLackOwn { .. }) => {
+                return Outcome::AwaitingCrls {
+                    generation: secured.meta.generation,
+                    reason: e.to_string(),
+                };
+            }
             Err(e) => return Outcome::failed(Step::Deliver, e),
         };
         let (generation, not_after, renew_at) = (

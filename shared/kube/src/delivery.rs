@@ -15,8 +15,8 @@ use meshca_core::bundle::{self, Bundle, BundleMeta};
 use meshca_core::cert::sha256_hex;
 use meshca_core::crl;
 use meshca_core::delivery::{
-    Change, CrlsDelivered, Delivered, Delivery, DeliveryError, DeliveryOptions, IstioVersion,
-    Istiod, Observed, RestartDecision, decide_restart,
+    Change, CrlsChange, CrlsDelivered, Delivered, Delivery, DeliveryError, DeliveryOptions,
+    IstioVersion, Istiod, Observed, RestartDecision, decide_restart,
 };
 use meshca_core::timestamp::rfc3339;
 use meshca_core::{rotation, validate};
@@ -174,14 +174,22 @@ impl KubeDelivery {
                 })
                 .await?;
             let Some(mut current) = found else {
-                return Ok(CrlsDelivered::NoBundleYet);
+                return Ok(CrlsDelivered {
+                    change: CrlsChange::NoBundleYet,
+                    generation: None,
+                });
             };
             if !is_ours(&current) {
                 return Err(self.unmanaged());
             }
+            let done = |change| CrlsDelivered {
+                change,
+                generation: meta_of(&current).map(|m| m.generation),
+            };
             if crls_of(&current) == Some(crls) {
-                return Ok(CrlsDelivered::Unchanged);
+                return Ok(done(CrlsChange::Unchanged));
             }
+            let written = done(CrlsChange::Written);
             let held = bundle_of(&current, self.layout()).ok_or_else(|| {
                 self.no_crls_here("it holds no istio-layout bundle (ca-cert.pem)")
             })?;
@@ -198,7 +206,7 @@ impl KubeDelivery {
                 })
                 .await
             {
-                Ok(_) => return Ok(CrlsDelivered::Written),
+                Ok(_) => return Ok(written),
                 Err(DeliveryError::Api { code: 409, .. })
                     if conflicts < self.options.conflict_retries =>
                 {
@@ -504,7 +512,7 @@ impl Delivery for KubeDelivery {
             );
         }
         let done = self.write_crls(crls).await?;
-        if done == CrlsDelivered::Written {
+        if done.change == CrlsChange::Written {
             let secrets = self.secrets();
             let back = self
                 .call(&self.secret_call("read back"), || {

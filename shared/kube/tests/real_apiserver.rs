@@ -348,7 +348,7 @@ fn crls_in(secret: &Secret) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_written() {
-    use meshca_core::delivery::CrlsDelivered;
+    use meshca_core::delivery::CrlsChange;
     let server = RealApiServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
@@ -356,8 +356,8 @@ async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_wr
     let secrets: Api<Secret> = Api::namespaced(client(&server), "istio-system");
     // No cacerts yet: the first bundle goes first.
     assert_eq!(
-        d.deliver_crls(&own_crl(&g1)).await.unwrap(),
-        CrlsDelivered::NoBundleYet
+        d.deliver_crls(&own_crl(&g1)).await.unwrap().change,
+        CrlsChange::NoBundleYet
     );
     d.deliver(&g1.bundle, &g1.meta).await.unwrap();
 
@@ -368,13 +368,14 @@ async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_wr
     assert_eq!(crls_in(&secrets.get("cacerts").await.unwrap()), None);
 
     let first = own_crl(&g1);
+    let written = d.deliver_crls(&first).await.unwrap();
     assert_eq!(
-        d.deliver_crls(&first).await.unwrap(),
-        CrlsDelivered::Written
+        (written.change, written.generation),
+        (CrlsChange::Written, Some(1))
     );
     assert_eq!(
-        d.deliver_crls(&first).await.unwrap(),
-        CrlsDelivered::Unchanged
+        d.deliver_crls(&first).await.unwrap().change,
+        CrlsChange::Unchanged
     );
     assert_eq!(
         crls_in(&secrets.get("cacerts").await.unwrap()),
@@ -392,7 +393,10 @@ async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_wr
     }
     // Once the fleet's CRLs carry both generations', the renewal lands and keeps them.
     let both = format!("{first}{}", own_crl(&g2));
-    assert_eq!(d.deliver_crls(&both).await.unwrap(), CrlsDelivered::Written);
+    assert_eq!(
+        d.deliver_crls(&both).await.unwrap().change,
+        CrlsChange::Written
+    );
     assert_eq!(
         d.deliver(&g2.bundle, &g2.meta).await.unwrap().change,
         Change::Rotated

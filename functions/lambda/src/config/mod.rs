@@ -56,6 +56,9 @@ pub struct Config {
     pub adopt: bool,
     /// MESHCA_DRY_RUN: decide and report, change nothing.
     pub dry_run: bool,
+    /// MESHCA_CRL_MODE: after each sweep, write the fleet's CRLs into every istio-layout
+    /// cluster's cacerts (`crls`). One-way once delivered: istiod keeps a CRL it has seen.
+    pub crl_mode: bool,
     /// MESHCA_ACTIVE_POLL_SECONDS: how often CreateCluster polls DescribeCluster for ACTIVE.
     pub active_poll: Duration,
     /// MESHCA_ISSUE_RATE: IssueCertificate attempts per second one function instance may make,
@@ -271,6 +274,7 @@ impl Config {
             restart,
             adopt: flag(env, "MESHCA_ADOPT")?,
             dry_run: flag(env, "MESHCA_DRY_RUN")?,
+            crl_mode: flag(env, "MESHCA_CRL_MODE")?,
             active_poll: Duration::from_secs(poll_seconds.max(1)),
             issue_rate,
             sweep_concurrency,
@@ -325,7 +329,7 @@ mod tests {
         assert_eq!(c.settings.validity, Validity::Days(365));
         assert_eq!(c.recovery_window_days, 30);
         assert_eq!(c.restart, RestartPolicy::Auto);
-        assert!(!c.adopt && !c.dry_run);
+        assert!(!c.adopt && !c.dry_run && !c.crl_mode);
         assert_eq!(
             (
                 c.issue_rate,
@@ -414,6 +418,7 @@ mod tests {
             "MESHCA_RESTART_ISTIOD",
         );
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
+        bad(&plus(("MESHCA_CRL_MODE", "on")), "MESHCA_CRL_MODE");
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
         bad(
             &plus(("MESHCA_VERIFY_EVERY", "10001")),

@@ -30,7 +30,7 @@ pub use report::{Expiry, Found, SweepReport};
 pub use triage::is_turn;
 
 /// A reconcile is not started with less than this left of the invocation.
-const MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const MARGIN: Duration = Duration::from_secs(30);
 /// DescribeCluster calls in flight while listing (EKS control-plane APIs throttle early).
 const DESCRIBE_CONCURRENCY: usize = 8;
 

@@ -19,6 +19,8 @@ pub struct SweepReport {
     pub delivered: usize,
     /// Clusters issued a new generation.
     pub renewed: usize,
+    /// Clusters whose new generation waits until every cluster holds its CRL (CRL mode).
+    pub awaiting_crls: usize,
     /// Clusters left alone, with a reason (unmanaged cacerts, held after a revocation).
     pub skipped: usize,
     /// Clusters only planned for (a dry run).
@@ -44,6 +46,9 @@ pub struct SweepReport {
     /// A running root rotation: its phase, and whether this sweep advanced it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::rotation::RotationReport>,
+    /// The fleet's CRLs delivered after the sweep, in CRL mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crls: Option<crate::crls::CrlsReport>,
     /// Every opted-in cluster found, by place (what a rotation's gate reads back).
     #[serde(skip)]
     pub inventory: Vec<Found>,
@@ -66,10 +71,16 @@ pub struct Expiry {
 
 impl SweepReport {
     pub(super) fn record(&mut self, report: Report) {
+        self.tally(&report);
+        self.clusters.push(report);
+    }
+
+    fn tally(&mut self, report: &Report) {
         match &report.outcome {
             Outcome::Unchanged { .. } => self.unchanged += 1,
             Outcome::Delivered { .. } => self.delivered += 1,
             Outcome::Renewed { .. } => self.renewed += 1,
+            Outcome::AwaitingCrls { .. } => self.awaiting_crls += 1,
             Outcome::Skipped { .. } | Outcome::Revoked { .. } => self.skipped += 1,
             Outcome::Planned { .. } => self.planned += 1,
             Outcome::Failed { .. } => {
@@ -78,13 +89,43 @@ impl SweepReport {
             }
         }
         if let Some(not_after) = report.outcome.not_after() {
-            self.saw_expiry(&report, not_after);
+            self.saw_expiry(report, not_after);
         }
-        self.clusters.push(report);
     }
 
-    /// A judged report: a cluster left as it was (deferred, failed) still counts with the
-    /// bundle it has.
+    /// Puts `line` (an istio line reconciled again after the fleet's CRLs went out) in place of
+    /// the cluster's istio line, or adds it when the sweep kept the cluster from escrow alone.
+    pub fn settle(&mut self, line: Report) {
+        let at = self.clusters.iter().position(|r| {
+            r.kind.is_none() && (&r.cluster, &r.account) == (&line.cluster, &line.account)
+        });
+        if let Some(i) = at {
+            let old = self.clusters.remove(i);
+            self.untally(&old);
+        }
+        self.record(line);
+    }
+
+    /// Takes a line's outcome back out of the counts (its soonest expiry stays: it was seen).
+    fn untally(&mut self, report: &Report) {
+        let count = match &report.outcome {
+            Outcome::Unchanged { .. } => &mut self.unchanged,
+            Outcome::Delivered { .. } => &mut self.delivered,
+            Outcome::Renewed { .. } => &mut self.renewed,
+            Outcome::AwaitingCrls { .. } => &mut self.awaiting_crls,
+            Outcome::Skipped { .. } | Outcome::Revoked { .. } => &mut self.skipped,
+            Outcome::Planned { .. } => &mut self.planned,
+            Outcome::Failed { .. } => {
+                self.failures.retain(|f| {
+                    (&f.cluster, &f.account, f.kind)
+                        != (&report.cluster, &report.account, report.kind)
+                });
+                &mut self.failed
+            }
+        };
+        *count = count.saturating_sub(1);
+    }
+
     pub(super) fn record_judged(&mut self, judged: Judged) {
         let Judged {
             report,
