@@ -47,6 +47,9 @@ AUTHORITY_LOCALS = {"pca": "${local.pca}", "vault": "${local.vault_secret_id}"}
 XCP_LOCALS = {"${local.xcp_ca}", "${local.xcp_own_ca}", "${local.ca_role}"}
 # The member roles: on with member_accounts, as in the Private CA stack infra/check synthesises.
 MEMBER_LOCAL = "${local.member_assume}"
+# CRL mode's read of the CAs' CRL buckets: off in the synthesised stacks (infra/cdk/test checks
+# the CDK side, test_crl_mode_reads_the_named_buckets_only the Terraform side).
+CRL_LOCAL = "${local.crl_read}"
 
 
 def tf_role_statements(authority="pca"):
@@ -54,7 +57,7 @@ def tf_role_statements(authority="pca"):
     dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
     switches = {AUTHORITY_LOCALS[authority]} | ({MEMBER_LOCAL} if authority == "pca" else set())
     chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) in switches]
-    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS | {MEMBER_LOCAL} for d in dynamic), "a dynamic statement outside the known switches"
+    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS | {MEMBER_LOCAL, CRL_LOCAL} for d in dynamic), "a dynamic statement outside the known switches"
     return doc["statement"] + chosen
 
 
@@ -304,7 +307,7 @@ def test_every_alarm_names_its_runbook_page_and_the_outputs_say_where_to_look():
         assert m, f"alarm {name} names no runbook"
         assert os.path.isfile(os.path.join(os.path.dirname(HERE), m.group(1))), m.group(1)
         pages.add(m.group(1))
-    assert "clusters_failed" in alarms and len(pages) == 6
+    assert "clusters_failed" in alarms and len(pages) == 8
     outputs = {name for item in load("outputs.tf")["output"] for name in item}
     assert {"cluster_events_function", "expiry_sweep_function", "renewal_worker_function", "log_groups", "dead_letter_queues", "work_queue_url", "dashboard_name"} <= outputs
 
@@ -381,11 +384,9 @@ UNGRANTED = {
     # Asking who the caller is (the functions learn their own account so) needs no permission:
     # AWS answers any principal, even one whose policies deny it.
     "sts:GetCallerIdentity",
-    # Reading a Private CA's published CRLs (shared/aws/src/pca_crl.rs) is reached only from
-    # `meshca crl` on an operator's machine: the functions do not deliver CRLs yet, so their
-    # role gets no S3 read. The functions' CRL mode grants it on the CRL bucket alone.
-    "s3:GetObject",
 }
+# Calls granted only in a mode that is off in the synthesised stacks, by the switch that grants them.
+GRANTED_IN_CRL_MODE = {"s3:GetObject"}
 
 
 def snake(name):
@@ -437,7 +438,7 @@ def test_the_role_grants_every_aws_call_the_functions_make():
         ("Terraform, Vault", granted(tf_role_statements("vault")), ("acm-pca:",)),
     ]
     for name, grants, unused in deployments:
-        needed = {a: f for a, f in calls.items() if a not in UNGRANTED and not any(a.startswith(p) for p in unused)}
+        needed = {a: f for a, f in calls.items() if a not in UNGRANTED | GRANTED_IN_CRL_MODE and not any(a.startswith(p) for p in unused)}
         missing = {a: sorted(files) for a, files in needed.items() if a not in grants}
         assert not missing, f"{name} grants none of these calls the functions make: {missing}"
 
@@ -450,16 +451,20 @@ def test_the_call_finder_sees_a_call_the_role_lacks(tmp_path, monkeypatch):
     assert calls == {"secretsmanager:RotateSecret": {os.path.relpath(str(src), os.path.join(HERE, ".."))}}
 
 
-def test_the_functions_never_read_crls_so_their_role_reads_no_s3():
-    """s3:GetObject is left ungranted because only `meshca crl` reads a CA's CRLs: the day the
-    functions ask an authority for its CRL, this fails and the grant (on the CRL bucket alone)
-    must come with it."""
-    root = os.path.join(HERE, "..", "functions")
-    asking = []
-    for dirpath, _, files in os.walk(root):
-        if "/target" in dirpath:
-            continue
-        for name in files:
-            if name.endswith(".rs") and re.search(r"\.crl\(\)", open(os.path.join(dirpath, name)).read()):
-                asking.append(os.path.join(dirpath, name))
-    assert not asking, f"the functions read CRLs ({asking}): grant s3:GetObject on the CRL bucket and drop it from UNGRANTED"
+def test_crl_mode_reads_the_named_buckets_only():
+    """The functions read a Private CA's CRLs from S3 in CRL mode (functions/lambda/src/crls.rs):
+    Terraform grants s3:GetObject on the named buckets' objects under the CRL switch alone, as
+    the CDK stack does (infra/cdk/test), and refuses CRL mode with a Private CA and no bucket."""
+    assert set(calls_in_code()) & GRANTED_IN_CRL_MODE == GRANTED_IN_CRL_MODE
+    doc = blocks(load("main.tf"), "data", "aws_iam_policy_document")["meshca"]
+    dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
+    crl = {one(d["for_each"]): one(d["content"]) for d in dynamic}[CRL_LOCAL]
+    assert (one(crl["sid"]), actions(crl["actions"]), one(crl["resources"])) == ("ReadTheCaCrlsOnly", ["s3:GetObject"], "${statement.value}")
+    main = " ".join(open(os.path.join(MODULE, "main.tf")).read().split())
+    assert 'crl_read = var.crl_mode && length(var.crl_buckets) > 0 ? [[for b in var.crl_buckets : "arn:${local.partition}:s3:::${b}/*"]] : []' in main
+    assert "condition = !(var.crl_mode && var.ca_arn != null && length(var.crl_buckets) == 0)" in main
+    alarms = blocks(load("main.tf"), "resource", "aws_cloudwatch_metric_alarm")
+    for name, metric in [("crl_days_left", "CrlDaysLeft"), ("crl_failures", "CrlFailures")]:
+        assert (one(alarms[name]["metric_name"]), one(alarms[name]["count"])) == (metric, "${var.crl_mode ? 1 : 0}")
+    cdk = open(os.path.join(HERE, "cdk", "lib", "meshca-stack.ts")).read()
+    assert "sid: 'ReadTheCaCrlsOnly'" in cdk and "actions: ['s3:GetObject']" in cdk

@@ -52,6 +52,9 @@ pub struct CrlsReport {
     /// waited for its CRL, put in force once every cluster holds it.
     #[serde(skip)]
     pub behind: Vec<(Place, String)>,
+    /// The CRLs delivered, to ask what they list.
+    #[serde(skip)]
+    pub(crate) fleet: Option<FleetCrls>,
     /// A warning about the CRLs' size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -129,6 +132,7 @@ impl App {
             }
         }
         report.failures.sort();
+        report.fleet = Some(fleet);
         report
     }
 
@@ -233,6 +237,13 @@ impl App {
 }
 
 impl CrlsReport {
+    /// Whether the CRLs delivered list every one of `serials`.
+    pub fn lists_all(&self, serials: &[String]) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| serials.iter().all(|s| f.lists(s)))
+    }
+
     fn failed(error: String) -> Self {
         warn!(step = "crls", outcome = "failed", error = %error);
         CrlsReport {

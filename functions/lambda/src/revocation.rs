@@ -86,11 +86,28 @@ impl App {
         region: Option<&str>,
         asked: Asked<'_>,
     ) -> Report {
-        let report = self.revoke_kinds(cluster, account, region, &asked).await;
-        if !matches!(report.outcome, Outcome::Planned { .. }) {
-            self.announce_revocation(&report, &asked).await;
+        let (report, serials) = self.revoke_kinds(cluster, account, region, &asked).await;
+        if matches!(report.outcome, Outcome::Planned { .. }) {
+            return report;
         }
+        let enforced = self.deliver_revocation(&serials).await;
+        self.announce_revocation(&report, &asked, enforced).await;
         report
+    }
+
+    /// In CRL mode, the fleet's CRLs go out at once (Vault lists a revocation at once; a Private
+    /// CA publishes tens of minutes later, and the sweep delivers then): whether every cluster
+    /// was given CRLs listing every serial just revoked.
+    async fn deliver_revocation(&self, serials: &[String]) -> bool {
+        if !self.config.crl_mode || serials.is_empty() {
+            return false;
+        }
+        let Ok((main, _)) = self.main_authority().await else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let crls = self.publish_crls(main.as_ref(), &[], deadline).await;
+        crls.failures.is_empty() && crls.error.is_none() && crls.lists_all(serials)
     }
 
     async fn revoke_kinds(
@@ -99,16 +116,17 @@ impl App {
         account: Option<&str>,
         region: Option<&str>,
         asked: &Asked<'_>,
-    ) -> Report {
+    ) -> (Report, Vec<String>) {
         let reason = asked.reason;
         let by = asked.by_whom();
         let plan = || format!("revoke ({reason}) every certificate of the cluster and hold it");
         let at = match self.at_place(cluster, account, region, plan).await {
             Ok(at) => at,
-            Err(report) => return report,
+            Err(report) => return (report, Vec::new()),
         };
         let now = OffsetDateTime::now_utc();
         let mut outcomes = Vec::new();
+        let mut serials = Vec::new();
         for kind in Kind::ALL {
             let (settings, authority) = self.kind_at(&at, kind);
             let reconciler = Reconciler {
@@ -120,9 +138,12 @@ impl App {
                 Ok(done) if done.already => Outcome::Skipped {
                     reason: format!("revoked and held already (generation {})", done.generation),
                 },
-                Ok(done) => Outcome::Revoked {
-                    certificates: done.certificates,
-                },
+                Ok(done) => {
+                    serials.extend(done.serials);
+                    Outcome::Revoked {
+                        certificates: done.certificates,
+                    }
+                }
                 // Kinds the cluster never had leave no trace in the report.
                 Err(ReconcileError::NothingToRevoke { .. }) => continue,
                 Err(e) => {
@@ -139,9 +160,12 @@ impl App {
             let name = &at.name;
             let reason =
                 format!("nothing is escrowed for {name} here: meshca issued it nothing to revoke");
-            return Report::at(cluster, at.place, Outcome::Skipped { reason });
+            return (
+                Report::at(cluster, at.place, Outcome::Skipped { reason }),
+                serials,
+            );
         }
-        Report::of_kinds(cluster, at.place, outcomes)
+        (Report::of_kinds(cluster, at.place, outcomes), serials)
     }
 }
 
@@ -164,7 +188,7 @@ impl Asked<'_> {
 impl App {
     /// `meshca Revocation Completed` on the deployment's bus: who asked, when, why, and each
     /// kind's outcome. Telling no one is logged, never fatal: the revocation itself stands.
-    async fn announce_revocation(&self, report: &Report, asked: &Asked<'_>) {
+    async fn announce_revocation(&self, report: &Report, asked: &Asked<'_>, enforced: bool) {
         let Some(notices) = &self.fleet.notices else {
             return;
         };
@@ -177,9 +201,11 @@ impl App {
             "at": meshca_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
             "result": report.outcome,
             "kinds": report.kinds,
-            // The functions deliver no CRLs yet: the other clusters' proxies learn of this
-            // revocation only through `meshca crl publish` (docs/compromise.md).
-            "enforcedByDataPlane": false,
+            // CRL mode: every istio cluster was given CRLs listing every certificate revoked
+            // (Istio 1.27+ proxies then refuse them). Otherwise false: CRL mode is off, or the
+            // authority has not published yet and the sweep delivers once it has.
+            "crlMode": self.config.crl_mode,
+            "enforcedByDataPlane": enforced,
         });
         if let Err(e) = notices
             .announce(meshca_core::notice::REVOCATION_COMPLETED, &detail)

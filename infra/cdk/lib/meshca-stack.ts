@@ -131,6 +131,13 @@ export interface MeshcaProps extends cdk.StackProps {
    * security team's, MESHCA_SECURITY_ACCOUNT): the default bus accepts exactly those events from
    * it. Never a member account: a member can never revoke. */
   readonly securityAccount?: string;
+  /** CRL mode (MESHCA_CRL_MODE): after each sweep the fleet's CRLs go into every istio-layout
+   * cluster's cacerts, and the CrlDaysLeft and CrlFailures alarms watch them. One-way once
+   * delivered; see docs/compromise.md. */
+  readonly crlMode?: boolean;
+  /** The S3 buckets the Private CAs publish CRLs to (MESHCA_CRL_BUCKETS): in CRL mode the role
+   * may read their objects, nothing else of S3. Required with crlMode and a Private CA. */
+  readonly crlBuckets?: string[];
   /** Opt-in tag on EKS clusters; default meshca.io/enabled=true. */
   readonly tagKey?: string;
   readonly tagValue?: string;
@@ -289,6 +296,12 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     const n = num(k);
     return n === undefined ? undefined : cdk.Duration.minutes(n);
   };
+  const flagOf = (k: string): boolean | undefined => {
+    const v: unknown = scope.node.tryGetContext(`meshca:${k}`);
+    if (v === undefined || v === true || v === false) return v;
+    if (v === 'true' || v === 'false') return v === 'true';
+    throw new Error(`context meshca:${k}: ${JSON.stringify(v)} is not true or false`);
+  };
   const xcpIdentities = ctx('xcpIdentities');
   if (xcpIdentities !== undefined && xcpIdentities !== 'true' && xcpIdentities !== 'false') {
     throw new Error(`context meshca:xcpIdentities: ${JSON.stringify(xcpIdentities)} is not true or false`);
@@ -318,6 +331,8 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     memberAccounts: memberAccountsFromContext(ctx('memberAccounts')),
     organizationId: ctx('organizationId'),
     securityAccount: ctx('securityAccount'),
+    crlMode: flagOf('crlMode'),
+    crlBuckets: ctx('crlBuckets')?.split(',').map((b) => b.trim()).filter((b) => b.length > 0),
     validityDays: num('validityDays'),
     renewBeforeDays: num('renewBeforeDays'),
     alarmDaysLeft: num('alarmDaysLeft'),
@@ -412,6 +427,7 @@ export class MeshcaStack extends cdk.Stack {
     if (members.length > 0) this.acceptMemberEvents(members, props.organizationId);
     const security = props.securityAccount;
     if (security !== undefined) this.acceptRevokeRequests(security, members);
+    const crlBuckets = this.crlBucketsOf(props);
 
     const env: Record<string, string> = {
       ...(props.caArn && templateArn ? { MESHCA_CA_ARN: props.caArn, MESHCA_TEMPLATE_ARN: templateArn } : {}),
@@ -429,6 +445,8 @@ export class MeshcaStack extends cdk.Stack {
       // Healthy clusters' secrets are read back about once per verifyEvery (default a day).
       MESHCA_VERIFY_EVERY: String(Math.max(1, Math.round((props.verifyEvery ?? cdk.Duration.days(1)).toMinutes() / sweepEvery.toMinutes()))),
       ...(security ? { MESHCA_SECURITY_ACCOUNT: security } : {}),
+      ...(props.crlMode ? { MESHCA_CRL_MODE: 'true' } : {}),
+      ...(crlBuckets.length > 0 ? { MESHCA_CRL_BUCKETS: crlBuckets.join(',') } : {}),
       ...(members.length > 0 ? { MESHCA_ACCOUNTS: JSON.stringify(members.map((m) => ({
         account: m.account, role: m.roleArn, regions: m.regions, ...(m.externalId ? { externalId: m.externalId } : {}),
       }))) } : {}),
@@ -523,6 +541,7 @@ export class MeshcaStack extends cdk.Stack {
 
     const dlqs = { ClusterEvents: eventsDlq, ExpirySweep: sweepDlq, RenewalWorker: workDlq };
     this.alarms(props.alarmDaysLeft ?? 7, dlqs, sweepEvery, props.rotationStuckAfterHours ?? 72);
+    if (props.crlMode) this.crlAlarms(sweepEvery);
     this.whereToLook(logGroups, dlqs);
     this.dashboard(logGroups);
 
@@ -756,6 +775,53 @@ export class MeshcaStack extends cdk.Stack {
       ],
     });
     new cdk.CfnOutput(this, 'DashboardName', { value: board.dashboardName, description: 'CloudWatch dashboard of the fleet' });
+  }
+
+  /** The CRL buckets, checked; in CRL mode the role may read their objects, nothing else of S3. */
+  private crlBucketsOf(props: MeshcaProps): string[] {
+    const buckets = props.crlBuckets ?? [];
+    for (const b of buckets) {
+      if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b)) throw new Error(`crlBuckets: ${JSON.stringify(b)} is not an S3 bucket name`);
+    }
+    if (!props.crlMode) {
+      if (buckets.length > 0) throw new Error('crlBuckets is given but crlMode is not true');
+      return buckets;
+    }
+    if (props.caArn && buckets.length === 0) {
+      throw new Error('crlMode with a Private CA reads its CRLs from S3: name the buckets of the CAs\' CrlConfiguration in crlBuckets');
+    }
+    if (buckets.length > 0) {
+      this.role.addToPolicy(new iam.PolicyStatement({
+        sid: 'ReadTheCaCrlsOnly',
+        actions: ['s3:GetObject'],
+        resources: buckets.map((b) => `arn:${this.partition}:s3:::${b}/*`),
+      }));
+    }
+    return buckets;
+  }
+
+  /** CRL mode's alarms: the fleet's first CRL lapsing soon (past it, every proxy holding the
+   * CRLs refuses every peer), and clusters the sweep could not give the CRLs. */
+  private crlAlarms(sweepEvery: cdk.Duration): void {
+    const topic = this.node.findChild('Alarms') as sns.Topic;
+    const notify = new actions.SnsAction(topic);
+    const period = cdk.Duration.minutes(Math.min(sweepEvery.toMinutes(), 24 * 60));
+    new cloudwatch.Alarm(this, 'CrlDaysLeft', {
+      alarmDescription: 'The fleet\'s first CRL lapses within 2 days: past it, every proxy holding the CRLs refuses every peer. Runbook: docs/alarms/crl-days-left.md',
+      metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'CrlDaysLeft', period, statistic: 'Minimum' }),
+      threshold: 2,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    }).addAlarmAction(notify);
+    new cloudwatch.Alarm(this, 'CrlFailures', {
+      alarmDescription: 'The sweep could not give every istio cluster the fleet\'s CRLs (or could not build them). Runbook: docs/alarms/crl-failures.md',
+      metric: new cloudwatch.Metric({ namespace: 'meshca', metricName: 'CrlFailures', period, statistic: 'Maximum' }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }).addAlarmAction(notify);
   }
 
   private alarms(daysLeft: number, dlqs: Record<string, sqs.Queue>, sweepEvery: cdk.Duration, rotationStuckAfterHours: number): void {

@@ -458,7 +458,7 @@ test('every direct setting reaches its variable, from a prop and from context al
 test('every variable a deployment sets is in the settings list, and every setting with a CDK name is reachable', () => {
   const listed = new Set(SETTINGS.map((s) => s.env));
   const vault = stackOf({ caArn: undefined, vault: { addr: 'https://v:8200', issuer: 'cluster-cas', namespace: 'platform', awsRole: 'meshca', awsStsRegion: 'eu-west-1', awsServerId: 'vault.example', authMount: 'aws2', caCertPem: 'PEM' } }).stack;
-  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca', securityAccount: '444455556666' }).stack;
+  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca', securityAccount: '444455556666', crlMode: true, crlBuckets: ['meshca-crls'] }).stack;
   const seen = new Set<string>();
   for (const stack of [vault, member]) {
     for (const f of Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))) {
@@ -473,6 +473,32 @@ test('every variable a deployment sets is in the settings list, and every settin
     if (['MESHCA_VAULT_ROLE_ID', 'MESHCA_VAULT_SECRET_ID_ARN', 'MESHCA_AUTHORITY'].includes(v)) continue; // AppRole: the Vault test above
     assert.ok(seen.has(v), `${v}: no configuration of the stack sets it`);
   }
+});
+
+test('CRL mode reads the named CRL buckets only, alarms on a lapsing CRL, and refuses what cannot work', () => {
+  const { template } = synth({ crlMode: true, crlBuckets: ['meshca-crls', 'root-crls'] });
+  const read = statements(template).filter((s) => JSON.stringify(s.Action).includes('s3:'));
+  assert.deepEqual(read.map((s) => [s.Sid, s.Action]), [['ReadTheCaCrlsOnly', 's3:GetObject']]);
+  assert.deepEqual(resourcesOf(read[0]).map((r: unknown) => JSON.stringify(r)), ['meshca-crls', 'root-crls'].map((b) => JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${b}/*`]] })));
+  const env = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
+  assert.equal(env.MESHCA_CRL_MODE, 'true');
+  assert.equal(env.MESHCA_CRL_BUCKETS, 'meshca-crls,root-crls');
+  const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+  const days = alarms.find((a) => a.MetricName === 'CrlDaysLeft')!;
+  assert.equal(days.Threshold, 2);
+  assert.equal(days.TreatMissingData, 'breaching');
+  assert.match(days.AlarmDescription, /docs\/alarms\/crl-days-left\.md/);
+  assert.ok(alarms.some((a) => a.MetricName === 'CrlFailures'));
+  // Off (the default): no S3 read, no CRL alarm.
+  const off = synth({}).template;
+  assert.ok(!statements(off).some((s) => JSON.stringify(s.Action).includes('s3:')));
+  assert.ok(!Object.values(off.findResources('AWS::CloudWatch::Alarm')).some((a) => String(a.Properties.MetricName).startsWith('Crl')));
+  assert.throws(() => stackOf({ crlMode: true }), /name the buckets of the CAs' CrlConfiguration/);
+  assert.throws(() => stackOf({ crlBuckets: ['meshca-crls'] }), /crlBuckets is given but crlMode is not true/);
+  assert.throws(() => stackOf({ crlMode: true, crlBuckets: ['Not A Bucket'] }), /not an S3 bucket name/);
+  // Vault's CRLs come from its mount: CRL mode needs no bucket there.
+  const vault = synth({ caArn: undefined, crlMode: true, vault: { addr: 'https://vault.example:8200', awsRole: 'meshca' } }).template;
+  assert.ok(!statements(vault).some((s) => JSON.stringify(s.Action).includes('s3:')));
 });
 
 test('a custom escrow prefix is where the role may write, in every region', () => {

@@ -59,6 +59,10 @@ pub struct Config {
     /// MESHCA_CRL_MODE: after each sweep, write the fleet's CRLs into every istio-layout
     /// cluster's cacerts (`crls`). One-way once delivered: istiod keeps a CRL it has seen.
     pub crl_mode: bool,
+    /// MESHCA_CRL_BUCKETS: the S3 buckets the Private CAs publish their CRLs to (their
+    /// `CrlConfiguration`), comma-separated: the deployment lets the role read their objects
+    /// and nothing else of S3. Required in CRL mode with a Private CA.
+    pub crl_buckets: Vec<String>,
     /// MESHCA_ACTIVE_POLL_SECONDS: how often CreateCluster polls DescribeCluster for ACTIVE.
     pub active_poll: Duration,
     /// MESHCA_ISSUE_RATE: IssueCertificate attempts per second one function instance may make,
@@ -109,6 +113,30 @@ where
             problem: format!("{v:?}: {e}"),
         }),
     }
+}
+
+/// CRL mode and the buckets its Private CA CRLs are read from: a Private CA fleet in CRL mode
+/// names them, since the role may read those alone.
+fn crls(
+    env: &dyn Fn(&str) -> Option<String>,
+    authority: &AuthoritySpec,
+) -> Result<(bool, Vec<String>), ConfigError> {
+    let on = flag(env, "MESHCA_CRL_MODE")?;
+    let buckets: Vec<String> = get(env, "MESHCA_CRL_BUCKETS")
+        .map(|list| {
+            list.split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if on && buckets.is_empty() && matches!(authority, AuthoritySpec::Pca { .. }) {
+        return Err(ConfigError {
+            var: "MESHCA_CRL_BUCKETS",
+            problem: "CRL mode with a Private CA reads its CRLs from S3: name the buckets of the CAs' CrlConfiguration (the role may read those only)".into(),
+        });
+    }
+    Ok((on, buckets))
 }
 
 fn flag(env: &dyn Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
@@ -169,6 +197,7 @@ impl Config {
                 problem: format!("{bad:?} is not a region name"),
             });
         }
+        let (crl_mode, crl_buckets) = crls(env, &authority)?;
         let members = accounts::members(env, &regions)?;
         let security_account = accounts::security(env, &members)?;
         let key_algorithm: KeyAlgorithm = parse(env, "MESHCA_KEY_ALGORITHM", KeyAlgorithm::EcP256)?;
@@ -274,7 +303,8 @@ impl Config {
             restart,
             adopt: flag(env, "MESHCA_ADOPT")?,
             dry_run: flag(env, "MESHCA_DRY_RUN")?,
-            crl_mode: flag(env, "MESHCA_CRL_MODE")?,
+            crl_mode,
+            crl_buckets,
             active_poll: Duration::from_secs(poll_seconds.max(1)),
             issue_rate,
             sweep_concurrency,
@@ -361,6 +391,19 @@ mod tests {
     }
 
     #[test]
+    fn crl_mode_with_a_private_ca_names_the_buckets_its_crls_are_read_from() {
+        let c = with(&[
+            ("MESHCA_CA_ARN", ARN),
+            ("MESHCA_REGIONS", "eu-west-1"),
+            ("MESHCA_CRL_MODE", "true"),
+            ("MESHCA_CRL_BUCKETS", "meshca-crls, root-crls"),
+        ])
+        .unwrap();
+        assert!(c.crl_mode);
+        assert_eq!(c.crl_buckets, ["meshca-crls", "root-crls"]);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let bad = |pairs: &[(&str, &str)], var: &str| {
             let e = with(pairs).unwrap_err();
@@ -419,6 +462,7 @@ mod tests {
         );
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
         bad(&plus(("MESHCA_CRL_MODE", "on")), "MESHCA_CRL_MODE");
+        bad(&plus(("MESHCA_CRL_MODE", "true")), "MESHCA_CRL_BUCKETS");
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
         bad(
             &plus(("MESHCA_VERIFY_EVERY", "10001")),

@@ -57,6 +57,7 @@ locals {
     var.renew_before_days == null ? {} : { MESHCA_RENEW_BEFORE_DAYS = tostring(var.renew_before_days) },
     local.members_environment,
     local.security_environment,
+    local.crl_environment,
   )
   # The settings passed through as given (infra/cdk/lib/settings.json, mapping "direct"); null
   # leaves the variable unset and the functions' own default applies.
@@ -101,6 +102,12 @@ locals {
   member_assume        = length(local.members) > 0 ? [local.member_roles] : []
   member_secrets       = flatten([for m in local.members : [for r in m.regions : "arn:${local.partition}:secretsmanager:${r}:${local.account}:secret:meshca/${m.account}/${r}/*"]])
   security_environment = var.security_account == null ? {} : { MESHCA_SECURITY_ACCOUNT = var.security_account }
+  # CRL mode: the role reads the objects of the CAs' CRL buckets, nothing else of S3.
+  crl_read = var.crl_mode && length(var.crl_buckets) > 0 ? [[for b in var.crl_buckets : "arn:${local.partition}:s3:::${b}/*"]] : []
+  crl_environment = merge(
+    var.crl_mode ? { MESHCA_CRL_MODE = "true" } : {},
+    length(var.crl_buckets) > 0 ? { MESHCA_CRL_BUCKETS = join(",", var.crl_buckets) } : {},
+  )
   members_environment = length(local.members) == 0 ? {} : {
     MESHCA_ACCOUNTS = jsonencode([for m in local.members : merge({ account = m.account, role = m.role_arn, regions = m.regions }, m.external_id == null ? {} : { externalId = m.external_id })])
   }
@@ -211,6 +218,15 @@ data "aws_iam_policy_document" "meshca" {
       sid       = "ReadAndRevokeOnTheConfiguredCa"
       actions   = ["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority", "acm-pca:GetCertificateAuthorityCertificate", "acm-pca:RevokeCertificate"]
       resources = local.pca_arns
+    }
+  }
+  # CRL mode with a Private CA: its published CRLs, in the buckets named, and nothing else of S3.
+  dynamic "statement" {
+    for_each = local.crl_read
+    content {
+      sid       = "ReadTheCaCrlsOnly"
+      actions   = ["s3:GetObject"]
+      resources = statement.value
     }
   }
   # XCP identities only: IssueCertificate with the end-entity template, on their CA.
@@ -328,6 +344,16 @@ resource "aws_iam_role_policy" "meshca" {
   name   = "meshca"
   role   = aws_iam_role.meshca.id
   policy = data.aws_iam_policy_document.meshca.json
+  lifecycle {
+    precondition {
+      condition     = !(var.crl_mode && var.ca_arn != null && length(var.crl_buckets) == 0)
+      error_message = "crl_mode with a Private CA reads its CRLs from S3: name the buckets of the CAs' CrlConfiguration in crl_buckets."
+    }
+    precondition {
+      condition     = var.crl_mode || length(var.crl_buckets) == 0
+      error_message = "crl_buckets is given but crl_mode is not true."
+    }
+  }
 }
 
 # --- Functions -------------------------------------------------------------------------------------
@@ -666,6 +692,38 @@ resource "aws_cloudwatch_metric_alarm" "soonest_days_left" {
   evaluation_periods  = 1
   threshold           = var.alarm_days_left
   comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+# CRL mode: the fleet's first CRL lapsing soon (past it, every proxy holding the CRLs refuses
+# every peer), and clusters the sweep could not give the CRLs.
+resource "aws_cloudwatch_metric_alarm" "crl_days_left" {
+  count               = var.crl_mode ? 1 : 0
+  alarm_name          = "${var.name}-crl-days-left"
+  alarm_description   = "The fleet's first CRL lapses within 2 days: past it, every proxy holding the CRLs refuses every peer. Runbook: docs/alarms/crl-days-left.md"
+  namespace           = "meshca"
+  metric_name         = "CrlDaysLeft"
+  statistic           = "Minimum"
+  period              = min(var.sweep_every_minutes, 1440) * 60
+  evaluation_periods  = 1
+  threshold           = 2
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "crl_failures" {
+  count               = var.crl_mode ? 1 : 0
+  alarm_name          = "${var.name}-crl-failures"
+  alarm_description   = "The sweep could not give every istio cluster the fleet's CRLs (or could not build them). Runbook: docs/alarms/crl-failures.md"
+  namespace           = "meshca"
+  metric_name         = "CrlFailures"
+  statistic           = "Maximum"
+  period              = min(var.sweep_every_minutes, 1440) * 60
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }

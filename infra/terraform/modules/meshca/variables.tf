@@ -148,6 +148,22 @@ variable "security_account" {
   }
 }
 
+variable "crl_mode" {
+  description = "CRL mode: after each sweep, write the fleet's CRLs (the authority's and every cluster intermediate's own) into every istio-layout cluster's cacerts as ca-crl.pem, so a revoked cluster is refused by every other cluster's proxies (Istio 1.27+); adds the crl-days-left and crl-failures alarms. One-way once delivered: istiod keeps a CRL it has seen. See docs/compromise.md. Sets MESHCA_CRL_MODE."
+  type        = bool
+  default     = false
+}
+
+variable "crl_buckets" {
+  description = "The S3 buckets your Private CAs publish CRLs to (their CrlConfiguration): in CRL mode the role may read their objects (s3:GetObject) and nothing else of S3. Required with crl_mode and a Private CA. Sets MESHCA_CRL_BUCKETS."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for b in var.crl_buckets : can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", b))])
+    error_message = "crl_buckets must be S3 bucket names."
+  }
+}
+
 variable "organization_id" {
   description = "Accept forwarded EKS events from every account of this AWS Organizations organisation instead of the member accounts only (the functions still act for listed accounts only)."
   type        = string
