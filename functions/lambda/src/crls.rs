@@ -46,6 +46,9 @@ pub struct CrlsReport {
     pub no_bundle_yet: usize,
     /// Clusters held after a revocation: nothing is delivered to them.
     pub held: usize,
+    /// Clusters given the CRLs whose istiod does not enforce them, each with why (Istio < 1.27,
+    /// an image naming no version, no istiod): "not protected" is a row, never silence.
+    pub not_protected: Vec<String>,
     /// Clusters not reached, each with why.
     pub failures: Vec<String>,
     /// Clusters whose secret holds an older generation than their record: a renewal that
@@ -122,6 +125,14 @@ impl App {
                 CrlsChange::Unchanged => report.unchanged += 1,
                 CrlsChange::NoBundleYet => report.no_bundle_yet += 1,
             }
+            if let Some(why) = (delivered.change != CrlsChange::NoBundleYet)
+                .then(|| meshca_core::delivery::unenforced(&delivered.istiod))
+                .flatten()
+            {
+                report
+                    .not_protected
+                    .push(format!("{name}: not protected: {why}"));
+            }
             if delivered
                 .generation
                 .is_some_and(|g| g < record.current.meta.generation)
@@ -132,6 +143,7 @@ impl App {
             }
         }
         report.failures.sort();
+        report.not_protected.sort();
         report.fleet = Some(fleet);
         report
     }

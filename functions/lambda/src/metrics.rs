@@ -112,7 +112,9 @@ pub fn sweep_metrics(report: &crate::sweep::SweepReport, now: OffsetDateTime) ->
             metrics.push(json!({"Name": "CrlDaysLeft", "Unit": "None"}));
         }
         doc["CrlFailures"] = json!(c.failures.len() + usize::from(c.error.is_some()));
+        doc["CrlNotProtected"] = json!(c.not_protected.len());
         metrics.push(json!({"Name": "CrlFailures", "Unit": "Count"}));
+        metrics.push(json!({"Name": "CrlNotProtected", "Unit": "Count"}));
     }
     doc["_aws"] = json!({
         "Timestamp": (now.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -224,14 +226,21 @@ mod tests {
             crls: Some(crate::crls::CrlsReport {
                 first_lapse: Some(now + time::Duration::hours(60)),
                 failures: vec!["c3 in eu-west-1: not active (UPDATING)".into()],
+                not_protected: vec![
+                    "c2 in eu-west-1: not protected: istiod istiod is Istio 1.24".into(),
+                ],
                 ..Default::default()
             }),
             ..Default::default()
         };
         let d = sweep_metrics(&report, now);
         assert_eq!(
-            (d["CrlDaysLeft"].as_f64(), d["CrlFailures"].as_u64()),
-            (Some(2.5), Some(1))
+            (
+                d["CrlDaysLeft"].as_f64(),
+                d["CrlFailures"].as_u64(),
+                d["CrlNotProtected"].as_u64()
+            ),
+            (Some(2.5), Some(1), Some(1))
         );
         let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()

@@ -40,10 +40,16 @@ impl Fleet {
 
     /// An EKS cluster named `name` whose endpoint is a fresh test API server with istiod.
     async fn cluster(&mut self, name: &str, status: &str, tagged: bool) {
+        self.cluster_on(name, status, tagged, "docker.io/istio/pilot:1.24.2")
+            .await
+    }
+
+    /// [`Fleet::cluster`] with istiod running `image`.
+    async fn cluster_on(&mut self, name: &str, status: &str, tagged: bool, image: &str) {
         let server = ApiServer::start(Settings::eks_scoped(name, "testing", "testing"))
             .await
             .unwrap();
-        server.seed_istio(Some("docker.io/istio/pilot:1.24.2"));
+        server.seed_istio(Some(image));
         let tags = if tagged {
             json!({TAG.0: TAG.1, "team": "platform"})
         } else {
@@ -799,8 +805,13 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
         emu,
         servers: BTreeMap::new(),
     };
-    for c in ["x", "y", "z"] {
-        fleet.cluster(c, "ACTIVE", true).await;
+    // x and z run Istio 1.28, y 1.24, which ignores ca-crl.pem.
+    for (c, image) in [
+        ("x", "docker.io/istio/pilot:1.28.1"),
+        ("y", "docker.io/istio/pilot:1.24.2"),
+        ("z", "docker.io/istio/pilot:1.28.1-distroless"),
+    ] {
+        fleet.cluster_on(c, "ACTIVE", true, image).await;
     }
     let app = fleet
         .app(&[
@@ -824,6 +835,13 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
         let ca = file_in(&fleet, c, "ca-cert.pem").unwrap();
         meshca_core::crl::signed_by_own(&held, &ca, now).unwrap();
     }
+    // Given the CRLs, y is still not protected, and says why.
+    assert_eq!(
+        crls.not_protected,
+        [format!(
+            "y in {REGION}: not protected: istiod istiod is Istio 1.24, which ignores ca-crl.pem (read from 1.27)"
+        )]
+    );
     let steady = app.sweep(soon()).await.crls.unwrap();
     assert_eq!((steady.written, steady.unchanged), (0, 3), "{steady:?}");
 

@@ -97,6 +97,12 @@ impl IstioVersion {
         minor: 20,
     };
 
+    /// The first release whose istiod reads `ca-crl.pem` and hands it to its sidecars.
+    pub const CRL: IstioVersion = IstioVersion {
+        major: 1,
+        minor: 27,
+    };
+
     /// Reads the version from an image reference; `None` for digests and custom tags.
     pub fn from_image(image: &str) -> Option<Self> {
         let name = image.split('@').next()?;
@@ -436,13 +442,40 @@ pub trait Delivery: Send + Sync {
 }
 
 /// What writing the fleet's CRLs into one cluster did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlsDelivered {
     /// What became of `ca-crl.pem`.
     pub change: CrlsChange,
     /// The generation of the bundle the secret holds, as its annotations say: a record newer
     /// than this waits to be put in force.
     pub generation: Option<u64>,
+    /// The istiods found beside the secret: whether they read the CRLs ([`unenforced`]).
+    pub istiod: Vec<Istiod>,
+}
+
+/// Why the istiods of a cluster do not enforce the CRLs in its `cacerts`, or `None` when every
+/// one reads them (Istio 1.27+). Said per cluster, never left to silence: an older istiod, one
+/// whose image names no version, or none at all.
+pub fn unenforced(istiods: &[Istiod]) -> Option<String> {
+    if istiods.is_empty() {
+        return Some("no istiod found in istio-system".into());
+    }
+    let why: Vec<String> = istiods
+        .iter()
+        .filter_map(|d| match d.version {
+            Some(v) if v >= IstioVersion::CRL => None,
+            Some(v) => Some(format!(
+                "istiod {} is Istio {v}, which ignores ca-crl.pem (read from {})",
+                d.name,
+                IstioVersion::CRL
+            )),
+            None => Some(format!(
+                "istiod {} runs {}, whose tag names no Istio version: whether it reads ca-crl.pem (1.27+) is unknown",
+                d.name, d.image
+            )),
+        })
+        .collect();
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// What became of a cluster's `ca-crl.pem`.
@@ -510,6 +543,32 @@ mod tests {
             running,
             multiroot: false,
         }
+    }
+
+    #[test]
+    fn a_cluster_enforces_crls_only_where_every_istiod_reads_them() {
+        let with = |images: &[&str]| {
+            let found: Vec<Istiod> = images.iter().map(|i| istiod(i, true)).collect();
+            unenforced(&found)
+        };
+        assert_eq!(with(&["docker.io/istio/pilot:1.27.0"]), None);
+        assert_eq!(with(&["docker.io/istio/pilot:1.31.2-distroless"]), None);
+        let old = with(&["docker.io/istio/pilot:1.26.3"]).unwrap();
+        assert!(
+            old.contains("Istio 1.26, which ignores ca-crl.pem (read from 1.27)"),
+            "{old}"
+        );
+        let unknown = with(&["registry.example/pilot@sha256:abc"]).unwrap();
+        assert!(unknown.contains("names no Istio version"), "{unknown}");
+        assert_eq!(with(&[]).unwrap(), "no istiod found in istio-system");
+        // A revision still on an old release leaves the cluster unprotected.
+        assert!(
+            with(&[
+                "docker.io/istio/pilot:1.28.0",
+                "docker.io/istio/pilot:1.24.1"
+            ])
+            .is_some()
+        );
     }
 
     #[test]

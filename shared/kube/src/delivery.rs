@@ -177,6 +177,7 @@ impl KubeDelivery {
                 return Ok(CrlsDelivered {
                     change: CrlsChange::NoBundleYet,
                     generation: None,
+                    istiod: Vec::new(),
                 });
             };
             if !is_ours(&current) {
@@ -185,6 +186,7 @@ impl KubeDelivery {
             let done = |change| CrlsDelivered {
                 change,
                 generation: meta_of(&current).map(|m| m.generation),
+                istiod: Vec::new(),
             };
             if crls_of(&current) == Some(crls) {
                 return Ok(done(CrlsChange::Unchanged));
@@ -206,7 +208,7 @@ impl KubeDelivery {
                 })
                 .await
             {
-                Ok(_) => return Ok(written),
+                Ok(_) => return Ok(written.clone()),
                 Err(DeliveryError::Api { code: 409, .. })
                     if conflicts < self.options.conflict_retries =>
                 {
@@ -511,7 +513,10 @@ impl Delivery for KubeDelivery {
                 self.no_crls_here("its layout is kubernetes.io/tls, where no reader takes a CRL")
             );
         }
-        let done = self.write_crls(crls).await?;
+        let mut done = self.write_crls(crls).await?;
+        if done.change != CrlsChange::NoBundleYet {
+            done.istiod = self.istiods().await?;
+        }
         if done.change == CrlsChange::Written {
             let secrets = self.secrets();
             let back = self
