@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use meshca_core::crl;
+use meshca_core::delivery::CrlsChange;
 use meshca_core::escrow::{Current, EscrowKey};
 use meshca_core::fleet_crls::FleetCrls;
 use meshca_core::kind::Layout;
@@ -16,6 +17,7 @@ use meshca_wiring::EscrowSpec;
 use time::OffsetDateTime;
 
 use crate::ports::{AuthorityArgs, EscrowArgs, Ports};
+use crate::target::TargetArgs;
 
 /// The file in the escrow directory that turns CRL mode on.
 const MODE_FILE: &str = "crl-mode.json";
@@ -66,6 +68,7 @@ Exit status: 0 recorded and published; 1 an error; 2 a usage error.")]
 Examples:
   meshca crl publish
   meshca crl publish --out-dir fleet-out
+  meshca crl publish --context prod-eu   # and into that cluster's cacerts
 
 Exit status: 0 published; 1 an error; 2 a usage error.")]
     Publish(PublishArgs),
@@ -82,6 +85,11 @@ pub struct PublishArgs {
 
     #[command(flatten)]
     escrow: EscrowArgs,
+
+    /// Also write them into this cluster's istio-system/cacerts (one cluster a run; the files
+    /// are written either way).
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 pub async fn run(args: CrlArgs) -> Result<ExitCode> {
@@ -101,6 +109,16 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
         );
     };
     for line in lines {
+        println!("{line}");
+    }
+    if a.target.is_set() {
+        let region = ports.region.clone().or_else(|| a.authority.region.clone());
+        let delivery = a
+            .target
+            .connect(region, meshca_core::DeliveryOptions::default())
+            .await?
+            .context("no cluster named")?;
+        let (_, line) = deliver_to(&ports, delivery.as_ref(), &a.target.describe()).await?;
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
@@ -167,11 +185,12 @@ pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
     publish_bundle(ports, out_root, authority_crl).await
 }
 
-async fn publish_bundle(
+/// The fleet's CRLs as escrow records them, the istio records they come from, and a line for
+/// each kind they cannot protect.
+async fn assemble(
     ports: &Ports,
-    out_root: &Path,
-    authority_crl: String,
-) -> Result<Vec<String>> {
+    authority_crl: &str,
+) -> Result<(FleetCrls, Vec<Current>, Vec<String>)> {
     let mut said = Vec::new();
     let dir = escrow_dir(ports)?;
     let mut records: Vec<Current> = Vec::new();
@@ -197,8 +216,18 @@ async fn publish_bundle(
     }
     let authority_and_kept = format!("{authority_crl}{}", live_own_crls(&dir, now)?);
     let fleet = FleetCrls::assemble(&authority_and_kept, own)?;
-    let (crls, revoked, bytes) = (fleet.listed.len(), fleet.revoked(), fleet.text.len());
     said.extend(fleet.fits()?);
+    Ok((fleet, records, said))
+}
+
+async fn publish_bundle(
+    ports: &Ports,
+    out_root: &Path,
+    authority_crl: String,
+) -> Result<Vec<String>> {
+    let (fleet, records, mut said) = assemble(ports, &authority_crl).await?;
+    let now = OffsetDateTime::now_utc();
+    let (crls, revoked, bytes) = (fleet.listed.len(), fleet.revoked(), fleet.text.len());
     let set = crl::CrlSet::parse(&fleet.text)?;
     for current in &records {
         let key = current.key();
@@ -221,6 +250,44 @@ async fn publish_bundle(
         ));
     }
     Ok(said)
+}
+
+/// Writes the fleet's CRLs into one cluster's `cacerts` through its API (`target` names it in
+/// what is said): a line for people, whether its istiod enforces them included. The cluster's
+/// first bundle comes first: a cluster without `cacerts` is said so.
+pub async fn deliver_to(
+    ports: &Ports,
+    delivery: &dyn meshca_core::Delivery,
+    target: &str,
+) -> Result<(CrlsChange, String)> {
+    let authority_crl = authority_crl(ports).await?;
+    let (fleet, _, _) = assemble(ports, &authority_crl).await?;
+    let done = delivery
+        .deliver_crls(&fleet.text)
+        .await
+        .with_context(|| format!("writing the fleet's CRLs into {target}"))?;
+    let what = match done.change {
+        CrlsChange::Written => "written",
+        CrlsChange::Unchanged => "unchanged",
+        CrlsChange::NoBundleYet => {
+            return Ok((
+                done.change,
+                format!("{target}: no cacerts yet: the fleet's CRLs go in after its first bundle"),
+            ));
+        }
+    };
+    let enforced = match meshca_core::delivery::unenforced(&done.istiod) {
+        None => "istiod enforces them (Istio 1.27+)".to_string(),
+        Some(why) => format!("not protected: {why}"),
+    };
+    Ok((
+        done.change,
+        format!(
+            "{target}: istio-system/cacerts ca-crl.pem {what} ({} CRLs, {} revoked certificates listed); {enforced}",
+            fleet.listed.len(),
+            fleet.revoked()
+        ),
+    ))
 }
 
 /// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed

@@ -7,12 +7,13 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use meshca_core::timestamp::rfc3339;
 
-use meshca_core::kind::{CATALOGUE, Input};
+use meshca_core::delivery::{CrlsChange, Delivered};
+use meshca_core::kind::{CATALOGUE, Input, Layout};
 use meshca_core::reconcile::Standing;
 use meshca_core::terms::Asked;
 use meshca_core::{
-    ClusterName, KeyAlgorithm, Kind, KindSpec, Obtained, Profile, Reconciler, RenewalPolicy,
-    Secured, Settings, Terms, Validity,
+    ClusterName, Delivery, KeyAlgorithm, Kind, KindSpec, Obtained, Profile, Reconciler,
+    RenewalPolicy, Secured, Settings, Terms, Validity,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
@@ -253,7 +254,12 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
             meshca_wiring::write_files(out, &secured.bundle, &secured.meta, &landing)
                 .with_context(|| format!("writing the bundle to {}", out.display()))?;
         }
+        let crl_mode = crate::crl::enabled(&ports) && landing.layout == Layout::IstioCacerts;
         let delivered = match delivery {
+            Some(d) if crl_mode => Some(
+                deliver_in_crl_mode(&ports, d.as_ref(), &secured, &target, args.output.json)
+                    .await?,
+            ),
             Some(d) => Some(
                 d.deliver(&secured.bundle, &secured.meta)
                     .await
@@ -312,6 +318,35 @@ pub fn kinds_help(first: &str) -> String {
 }
 
 /// The terms every kind shares, as the flags ask for them (`None`: not given).
+/// CRL mode: the fleet's CRLs, this generation's own among them, go into the cluster before its
+/// bundle (istiod discards a `cacerts` whose `ca-crl.pem` lacks its intermediate's CRL); a
+/// cluster without `cacerts` gets its first bundle, then the CRLs. A line for people on stdout,
+/// or stderr beside `--json`.
+async fn deliver_in_crl_mode(
+    ports: &Ports,
+    d: &dyn Delivery,
+    secured: &Secured,
+    target: &str,
+    json: bool,
+) -> Result<Delivered> {
+    let say = |line: String| match json {
+        true => eprintln!("meshca: {line}"),
+        false => println!("{line}"),
+    };
+    let (first, line) = crate::crl::deliver_to(ports, d, target).await?;
+    let delivered = d
+        .deliver(&secured.bundle, &secured.meta)
+        .await
+        .with_context(|| format!("delivering to {target}"))?;
+    if first == CrlsChange::NoBundleYet {
+        let (_, line) = crate::crl::deliver_to(ports, d, target).await?;
+        say(line);
+    } else {
+        say(line);
+    }
+    Ok(delivered)
+}
+
 fn asked(args: &IssueArgs) -> Result<Asked> {
     let key_algorithm = args
         .key_algorithm

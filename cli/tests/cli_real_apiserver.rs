@@ -397,3 +397,122 @@ async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
         .code(1)
         .stderr(predicate::str::contains("forbidden"));
 }
+
+/// A file of `istio-system/cacerts` in a real API server, if the secret carries it.
+fn cacerts_file(real: &RealApiServer, name: &str) -> Option<String> {
+    let secret: serde_json::Value = serde_json::from_str(&real.kubectl(
+        &[
+            "-n",
+            "istio-system",
+            "get",
+            "secret",
+            "cacerts",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    use base64::Engine;
+    let b64 = secret["data"][name].as_str()?;
+    Some(
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+}
+
+/// CRL mode through the API server: a cluster's first bundle gets the fleet's CRLs right after
+/// it, `meshca crl publish --context` carries a revocation into a cluster, and a renewal puts
+/// its new generation's CRL into the cluster before its bundle (istiod would discard a bundle
+/// whose ca-crl.pem lacks it), saying whether istiod enforces the CRLs.
+#[test]
+fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
+    let real = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("kubeconfig"), real.kubeconfig("y")).unwrap();
+    let ctx = ["--context", "y", "--kubeconfig", "kubeconfig"];
+    for c in ["x", "z"] {
+        meshca(d).args(["issue", "--cluster", c]).assert().success();
+    }
+    meshca(d).args(["crl", "enable"]).assert().success();
+    // istiod 1.28 runs in y: it reads ca-crl.pem.
+    real.kubectl(&["create", "namespace", "istio-system"], None);
+    real.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            &json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod"}},
+                "spec": {"selector": {"matchLabels": {"app": "istiod"}},
+                         "template": {"metadata": {"labels": {"app": "istiod"}},
+                                      "spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:1.28.1"}]}}}
+            })
+            .to_string(),
+        ),
+    );
+    meshca(d)
+        .args(["issue", "--cluster", "y"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "context y: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked certificates listed); istiod enforces them",
+        ));
+    let now = time::OffsetDateTime::now_utc();
+    let y1 = cacerts_file(&real, "ca-cert.pem").unwrap();
+    meshca_core::crl::signed_by_own(&cacerts_file(&real, "ca-crl.pem").unwrap(), &y1, now).unwrap();
+
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .assert()
+        .success();
+    meshca(d)
+        .args(["crl", "publish"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "ca-crl.pem written (4 CRLs, 1 revoked certificates listed)",
+        ));
+    let x = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
+    let x_serial = meshca_core::cert::Certificate::from_der(
+        "x",
+        meshca_core::pem::certificates("x", &x).unwrap().remove(0),
+    )
+    .unwrap()
+    .serial;
+    let held = cacerts_file(&real, "ca-crl.pem").unwrap();
+    assert!(
+        meshca_core::fleet_crls::FleetCrls::assemble(&held, Vec::new())
+            .unwrap()
+            .lists(&x_serial),
+        "y's cacerts lists x"
+    );
+
+    // y renews: its new intermediate's CRL goes in first, then the bundle, which istiod takes.
+    meshca(d)
+        .args(["issue", "--cluster", "y", "--force"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("y: issued generation 2"))
+        .stdout(predicate::str::contains("istio-system/cacerts rotated"));
+    let y2 = cacerts_file(&real, "ca-cert.pem").unwrap();
+    assert_ne!(y1, y2);
+    let crls = cacerts_file(&real, "ca-crl.pem").unwrap();
+    for ca in [&y1, &y2] {
+        meshca_core::crl::signed_by_own(&crls, ca, now).unwrap();
+    }
+}

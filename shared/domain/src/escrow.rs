@@ -80,7 +80,13 @@ impl Current {
             serial: self.meta.serial.clone(),
             not_after: self.meta.not_after,
             revoked: self.revoked.is_some(),
-            own_crl: self.own_crl.clone(),
+            // A record kept before own CRLs were signed at issuance: signed now, while its key
+            // is at hand (the next generation does not keep it).
+            own_crl: self.own_crl.clone().or_else(|| {
+                (self.kind.profile().layout == crate::kind::Layout::IstioCacerts)
+                    .then(|| crate::crl::own(&self.bundle.ca_cert, &self.bundle.ca_key).ok())
+                    .flatten()
+            }),
         }
     }
 
