@@ -163,6 +163,55 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     refused_as_revoked(&xw, "x → w", &renewed);
 }
 
+/// Freshness: a proxy given a lapsed CRL refuses every peer, revoked or not. With the root's CRL
+/// past its nextUpdate (nobody published for 30 days), y and z cannot talk, and `meshca fleet`
+/// says `stale`; `meshca crl publish` re-signs it and they talk again.
+#[tokio::test]
+async fn a_lapsed_crl_refuses_every_peer_until_meshca_publishes_again() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    for c in ["y", "z"] {
+        meshca(d.path(), &["issue", "--cluster", c]);
+    }
+    meshca(d.path(), &["crl", "enable"]);
+    // The root's CRL comes first in each file: put one there that lapsed yesterday.
+    let ca = d.path().join(".meshca/ca");
+    let key = std::fs::read_to_string(ca.join("root-key.pem")).unwrap();
+    let root = std::fs::read_to_string(ca.join("root-cert.pem")).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let lapsed = meshca_core::crl::sign(
+        &root,
+        &meshca_core::PrivateKey::from_pkcs8_pem(&key).unwrap(),
+        &[],
+        now - time::Duration::days(31),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    for c in ["y", "z"] {
+        let file = out.join(c).join("ca-crl.pem");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (_, own) = text.split_once("-----END X509 CRL-----\n").unwrap();
+        std::fs::write(&file, format!("{lapsed}{own}")).unwrap();
+    }
+    let fleet = meshca(d.path(), &["fleet", "--out-dir", "out"]);
+    assert!(fleet.contains("stale"), "{fleet}");
+    let stale = Mesh::start(&["y", "z"].map(|c| workload(&out, c))).await;
+    let (yz, zy) = stale.both_ways("y", "z").await;
+    for (h, what) in [(&yz, "y → z"), (&zy, "z → y")] {
+        assert!(
+            h.reason().contains("crl has expired"),
+            "{what} with a lapsed CRL must be refused for it: {h:?} (configs in {})",
+            stale.dir().display()
+        );
+    }
+
+    meshca(d.path(), &["crl", "publish"]);
+    let fresh = Mesh::start(&["y", "z"].map(|c| workload(&out, c))).await;
+    let (yz, zy) = fresh.both_ways("y", "z").await;
+    completed(&yz, "y → z after crl publish", &fresh);
+    completed(&zy, "z → y after crl publish", &fresh);
+}
+
 /// The same through an emulated two-level AWS Private CA (root → issuing CA → cluster
 /// intermediates) whose CAs publish their CRLs to S3 as PCA does: the fleet bundle holds the
 /// root's and the issuing CA's CRLs, read from S3, beside each intermediate's own. PCA

@@ -844,6 +844,12 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     );
     let steady = app.sweep(soon()).await.crls.unwrap();
     assert_eq!((steady.written, steady.unchanged), (0, 3), "{steady:?}");
+    // The CAs publish fresh CRLs (as a Private CA does at half their lifetime): the next sweep
+    // carries them to every cluster, well before the old ones lapse.
+    fleet.emu.control("crl/publish", json!({}));
+    let refreshed = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!(refreshed.written, 3, "{refreshed:?}");
+    assert!(refreshed.first_lapse >= crls.first_lapse, "{refreshed:?}");
 
     // A revoke request: x is held, and y and z are given CRLs listing it at once (the emulated
     // CA publishes at once; a real one some minutes later, and the sweep delivers then).
@@ -867,6 +873,19 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     for c in ["y", "z"] {
         assert!(lists(&crls_in(&fleet, c).unwrap(), &x_serial), "{c}");
     }
+    let sent = fleet.emu.control("events/put", json!({}))["entries"].clone();
+    let notice: Value = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["DetailType"] == "meshca Revocation Completed")
+        .map(|e| serde_json::from_str(e["Detail"].as_str().unwrap()).unwrap())
+        .expect("the revocation is announced");
+    assert_eq!(
+        (&notice["crlMode"], &notice["enforcedByDataPlane"]),
+        (&json!(true), &json!(true)),
+        "{notice}"
+    );
     let after = app.sweep(soon()).await.crls.unwrap();
     assert_eq!(
         (after.held, after.unchanged, after.revoked),
