@@ -924,3 +924,75 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     let y2 = file_in(&fleet, "y", "ca-cert.pem").unwrap();
     meshca_core::crl::signed_by_own(&crls_in(&fleet, "z").unwrap(), &y2, now).unwrap();
 }
+
+/// A revocation's reach in a fleet of 20 in CRL mode: one revoke request gives the 19 others
+/// CRLs listing the revoked intermediate, each with three calls to its API server (read the
+/// secret, write it, whose answer is the read-back, and list istiod) and none to the revoked one.
+/// Prints the time it took (not asserted: timing belongs to bench/run).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_revocation_reaches_every_other_cluster_of_twenty_with_three_calls_each() {
+    let emu = AwsEmulator::start();
+    let h = emu.control(
+        "fixtures/hierarchy",
+        json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
+    );
+    let mut fleet = Fleet {
+        ca: h["issuing"].as_str().unwrap().to_string(),
+        emu,
+        servers: BTreeMap::new(),
+    };
+    let names: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    for c in &names {
+        fleet
+            .cluster_on(c, "ACTIVE", true, "docker.io/istio/pilot:1.28.1")
+            .await;
+    }
+    let app = fleet
+        .app(&[
+            ("MESHCA_CRL_MODE", "true"),
+            ("MESHCA_CRL_BUCKETS", "meshca-crls"),
+        ])
+        .await;
+    let first = app.sweep(soon()).await;
+    assert_eq!(first.crls.as_ref().unwrap().written, 20, "{first:?}");
+    let before: BTreeMap<&String, usize> = names
+        .iter()
+        .map(|c| (c, fleet.servers[c].seen().len()))
+        .collect();
+    let revoked_serial = fleet.assert_valid("c00").ca_cert.serial;
+    let started = Instant::now();
+    let report = app
+        .handle(
+            Request::Revoke {
+                cluster: "c00".into(),
+                region: Some(REGION.into()),
+                account: None,
+                reason: meshca_core::authority::RevocationReason::KeyCompromise,
+                sender: None,
+            },
+            soon(),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(report.outcome, Outcome::Revoked { .. }),
+        "{report:?}"
+    );
+    for c in &names[1..] {
+        assert!(lists(&crls_in(&fleet, c).unwrap(), &revoked_serial), "{c}");
+        let calls: Vec<String> = fleet.servers[c].seen()[before[c]..]
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect();
+        assert_eq!(calls.len(), 3, "{c}: {calls:?}");
+    }
+    assert_eq!(
+        fleet.servers["c00"].seen().len(),
+        before[&names[0]],
+        "nothing goes to the revoked cluster"
+    );
+    eprintln!(
+        "revoke request → 19 other clusters hold the CRL: {} ms; 3 API calls per cluster",
+        took.as_millis()
+    );
+}
