@@ -434,3 +434,115 @@ fn the_fleet_view_says_which_clusters_are_revocation_ready() {
     std::fs::remove_file(&y).unwrap();
     assert_eq!(crl_of("y", "istio-cacerts")["state"], "missing");
 }
+
+/// Takes the ledger out of a cluster's record, as a meshca that kept none wrote it.
+fn forget_ledger(dir: &std::path::Path, cluster: &str) {
+    let path = dir
+        .join(".meshca/escrow")
+        .join(cluster)
+        .join("current.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let o = record.as_object_mut().unwrap();
+    o.remove("superseded");
+    o.remove("ledger_from");
+    std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+}
+
+fn revoke_json(dir: &std::path::Path, cluster: &str) -> serde_json::Value {
+    let out = meshca(dir)
+        .args([
+            "revoke",
+            "--cluster",
+            cluster,
+            "--reason",
+            "key-compromise",
+            "--yes",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Generations issued before meshca kept a ledger are found where the authority lists what it
+/// issued (the local CA's issued/ folder), by the subject that names the cluster, and revoked
+/// with the rest; another cluster's are not touched. A subject that does not name its cluster
+/// cannot be told from another's: those generations are said to be unknown, not guessed at.
+#[test]
+fn generations_before_the_ledger_are_found_at_the_authority_by_the_subject_naming_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut x = Vec::new();
+    for force in [false, true, true] {
+        let mut issue = meshca(d);
+        issue.args(["issue", "--cluster", "x"]);
+        if force {
+            issue.arg("--force");
+        }
+        issue.assert().success();
+        x.push(serial_in_files(d, "x"));
+    }
+    meshca(d)
+        .args(["issue", "--cluster", "y"])
+        .assert()
+        .success();
+    let y = serial_in_files(d, "y");
+    forget_ledger(d, "x");
+
+    let doc = revoke_json(d, "x");
+    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    let mut serials: Vec<String> = doc[0]["outcome"]["serials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| plain(s.as_str().unwrap()))
+        .collect();
+    serials.sort();
+    let mut want: Vec<String> = x.iter().map(|s| plain(s)).collect();
+    want.sort();
+    assert_eq!(serials, want, "{doc}");
+    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
+    let names: Vec<String> = revoked(d)
+        .into_iter()
+        .map(|(name, _)| plain(&name))
+        .collect();
+    assert!(
+        !names.contains(&plain(&y)),
+        "y is another cluster: {names:?}"
+    );
+    assert_eq!(names.len(), 3, "{names:?}");
+
+    // A common name that does not name its cluster: its earlier generation stays unknown.
+    for force in [false, true] {
+        let mut issue = meshca(d);
+        issue.args([
+            "issue",
+            "--cluster",
+            "w",
+            "--common-name",
+            "mesh intermediate",
+        ]);
+        if force {
+            issue.arg("--force");
+        }
+        issue.assert().success();
+    }
+    forget_ledger(d, "w");
+    let doc = revoke_json(d, "w");
+    assert_eq!(
+        doc[0]["outcome"]["serials"].as_array().unwrap().len(),
+        1,
+        "{doc}"
+    );
+    let unknown = doc[0]["outcome"]["unknown"].to_string();
+    assert!(
+        unknown.contains("generations 1 to 1 were issued before meshca kept a ledger"),
+        "{doc}"
+    );
+}

@@ -262,4 +262,16 @@ pub trait Authority: Send + Sync {
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
         Ok(None)
     }
+
+    /// Every certificate still valid at `now` that this authority issued with the subject name
+    /// `subject` (DER), by id and serial: how a revocation reaches generations issued before
+    /// meshca kept a ledger. `None`: this authority cannot list what it issued.
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+        let _ = (subject, now);
+        Ok(None)
+    }
 }

@@ -165,6 +165,14 @@ fn sans(x: &X509Certificate<'_>) -> Result<Sans, String> {
     Ok(out)
 }
 
+/// The subject name of a certificate, as DER: compared byte for byte, so a name that merely
+/// prints alike never matches.
+pub fn subject_of(der: &[u8]) -> Option<Vec<u8>> {
+    X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, x)| x.subject().as_raw().to_vec())
+}
+
 /// SHA-256 of `data`, lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())

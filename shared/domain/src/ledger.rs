@@ -110,6 +110,9 @@ impl Ledger {
     }
 }
 
+/// How the line about generations the ledger does not know begins.
+pub const BEFORE_LEDGER: &str = "generations 1 to ";
+
 /// What a revocation cannot reach from a ledger (`superseded`, known `from`, of a record of
 /// `record_authority`), said plainly: generations issued before the ledger was kept or that left
 /// it, and entries of another authority.
@@ -122,7 +125,7 @@ pub fn unknown(
     let mut said = Vec::new();
     if from > 1 {
         said.push(format!(
-            "generations 1 to {} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked; list them at the authority (the local CA's issued/ folder, Vault's certs/ list, a Private CA's audit report)",
+            "{BEFORE_LEDGER}{} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked. The local CA and Vault are searched for them by the certificate's subject when it names the cluster; a Private CA cannot be listed so: find them in its audit report and revoke them there",
             from - 1
         ));
     }

@@ -143,6 +143,14 @@ impl Authority for Described<'_> {
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
         self.inner.crl().await
     }
+
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+        self.inner.issued_with_subject(subject, now).await
+    }
 }
 
 /// An [`Authority`] whose description is kept for `ttl`: a function instance answering many
@@ -196,6 +204,14 @@ impl Authority for DescribedFor {
 
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
         self.inner.crl().await
+    }
+
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+        self.inner.issued_with_subject(subject, now).await
     }
 }
 

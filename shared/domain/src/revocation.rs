@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::Step;
 use crate::authority::{CertificateId, RevocationReason};
+use crate::cert::Certificate;
 use crate::cluster::ClusterName;
 use crate::escrow::{Current, Escrowed, Revoked};
 use crate::kind::EscrowKey;
@@ -76,7 +77,20 @@ impl Reconciler<'_> {
             ..current.clone()
         };
         self.mark(&held).await?;
-        let (certificates, serials) = self.revoke_at_authority(&escrowed, reason, now).await?;
+        let (mut certificates, mut serials) =
+            self.revoke_at_authority(&escrowed, reason, now).await?;
+        let listed = self.before_ledger(&current, &serials, now).await?;
+        for (id, serial) in listed.iter().flatten() {
+            self.authority
+                .revoke(id, serial, reason)
+                .await
+                .map_err(|source| ReconcileError::Authority {
+                    step: Step::Revoke,
+                    source,
+                })?;
+            certificates.push(id.0.clone());
+            serials.push(serial.clone());
+        }
         let done = Current {
             revoked: held.revoked.clone().map(|r| Revoked {
                 authority_pending: false,
@@ -91,8 +105,57 @@ impl Reconciler<'_> {
             certificates,
             generation,
             already: false,
-            unknown: done.unreached(now),
+            // Listed at the authority, the generations before the ledger are no longer unknown.
+            unknown: done
+                .unreached(now)
+                .into_iter()
+                .filter(|u| listed.is_none() || !u.starts_with(crate::ledger::BEFORE_LEDGER))
+                .collect(),
         })
+    }
+
+    /// Certificates of generations issued before the record kept a ledger, found at the
+    /// authority by the subject of the record's certificate (not those in `known`): `None` when
+    /// the ledger knows every generation, the authority cannot list what it issued, or the
+    /// subject does not name the cluster (then another cluster's could share it).
+    async fn before_ledger(
+        &self,
+        current: &Current,
+        known: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, ReconcileError> {
+        if current.ledger_from.unwrap_or(current.meta.generation) <= 1 {
+            return Ok(None);
+        }
+        let Some(der) = crate::pem::certificates("ca-cert.pem", &current.bundle.ca_cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+        else {
+            return Ok(None);
+        };
+        let names_cluster = Certificate::from_der("ca-cert.pem", der.clone()).is_ok_and(|c| {
+            c.subject
+                .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'))
+                .any(|word| word == current.cluster.as_str())
+        });
+        let Some(subject) = crate::cert::subject_of(&der).filter(|_| names_cluster) else {
+            return Ok(None);
+        };
+        let listed = self
+            .authority
+            .issued_with_subject(&subject, now)
+            .await
+            .map_err(|source| ReconcileError::Authority {
+                step: Step::Revoke,
+                source,
+            })?;
+        let on_record: Vec<&String> = current.superseded.iter().map(|e| &e.serial).collect();
+        Ok(listed.map(|found| {
+            found
+                .into_iter()
+                .filter(|(_, s)| !known.contains(s) && !on_record.contains(&s))
+                .collect()
+        }))
     }
 
     /// Lifts the hold on this kind of `cluster`: its certificate stays revoked (no authority

@@ -519,6 +519,14 @@ impl Authority for Anchored {
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
         self.issuer.crl().await
     }
+
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+        self.issuer.issued_with_subject(subject, now).await
+    }
 }
 
 /// Whether replacing root bundle `old` by `new` is one istiod's multi-root mode accepts.

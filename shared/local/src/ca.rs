@@ -437,6 +437,46 @@ impl Authority for LocalCa {
         })
     }
 
+    /// Every certificate on record under `issued/` with this subject, still valid at `now`.
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+        let listing = match fs::read_dir(self.dir.join(ISSUED)) {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(self.io("list issued")(e)),
+        };
+        let mut found = Vec::new();
+        for entry in listing {
+            let path = entry.map_err(self.io("list issued"))?.path();
+            let Some(serial) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pem"))
+            else {
+                continue;
+            };
+            let text = fs::read_to_string(&path).map_err(self.io("list issued"))?;
+            let Some(der) = pem::certificates("issued certificate", &text)
+                .ok()
+                .and_then(|c| c.into_iter().next())
+            else {
+                continue;
+            };
+            if meshca_core::cert::subject_of(&der).as_deref() == Some(subject)
+                && meshca_core::cert::Certificate::from_der("issued", der)
+                    .is_ok_and(|c| c.not_after > now)
+            {
+                let id = CertificateId(format!("{}/{serial}", self.id()));
+                found.push((id, serial.to_string()));
+            }
+        }
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(Some(found))
+    }
+
     /// The root's CRL, signed now with the root key, listing every revocation on record (each
     /// dated by its file); valid for [`CRL_LIFETIME`], so whoever publishes it re-signs it well
     /// within that.

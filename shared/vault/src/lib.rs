@@ -193,8 +193,20 @@ impl VaultPki {
     }
 
     /// The serial of a certificate in the mount whose key is `public_key` (raw subjectPublicKey).
-    #[allow(clippy::expect_used, reason = "LIST is a valid method token")]
     async fn find_by_key(&self, public_key: &[u8]) -> Result<Option<String>, AuthorityError> {
+        for serial in self.serials("issue").await? {
+            if let Some(cert) = self.certificate(&serial).await?
+                && cert.public_key_raw == public_key
+            {
+                return Ok(Some(serial));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The serials of every certificate the mount keeps (`LIST <mount>/certs`).
+    #[allow(clippy::expect_used, reason = "LIST is a valid method token")]
+    async fn serials(&self, operation: &'static str) -> Result<Vec<String>, AuthorityError> {
         let path = format!("{}/certs", self.mount);
         let listed = match self
             .call(
@@ -205,22 +217,16 @@ impl VaultPki {
             .await
         {
             Ok(v) => v,
-            Err(VaultError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.error("issue", e)),
+            Err(VaultError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(operation, e)),
         };
-        for serial in listed["data"]["keys"]
+        Ok(listed["data"]["keys"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
-        {
-            if let Some(cert) = self.certificate(serial).await?
-                && cert.public_key_raw == public_key
-            {
-                return Ok(Some(serial.to_string()));
-            }
-        }
-        Ok(None)
+            .map(str::to_string)
+            .collect())
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<Certificate>, AuthorityError> {
@@ -369,6 +375,25 @@ impl Authority for VaultPki {
             Err(VaultError::NotFound { .. }) => Err(AuthorityError::UnknownCertificate(id.clone())),
             Err(e) => Err(self.error("revoke", e)),
         }
+    }
+
+    /// Every certificate the mount keeps (`certs/`; `tidy` prunes expired ones) with this
+    /// subject, still valid at `now`: one read per certificate the mount holds.
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+        let mut found = Vec::new();
+        for serial in self.serials("list issued").await? {
+            if let Some(cert) = self.certificate(&serial).await?
+                && meshca_core::cert::subject_of(&cert.der).as_deref() == Some(subject)
+                && cert.not_after > now
+            {
+                found.push((CertificateId(serial), cert.serial));
+            }
+        }
+        Ok(Some(found))
     }
 
     /// The issuer's CRL as Vault publishes it now (a revocation rebuilds it, unless the mount's

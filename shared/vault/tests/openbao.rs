@@ -659,3 +659,49 @@ async fn crl_mode_reads_the_parent_mounts_crl_or_names_the_setting_it_lacks() {
     );
     assert!(issuers[1].contains("meshca test root"), "{issuers:?}");
 }
+
+/// A record kept before meshca kept a ledger: its earlier generations are found in the mount's
+/// `certs/` by the subject naming the cluster, and revoked with the rest (the token holds only
+/// meshca's policy); another cluster's certificate in the same mount is not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn generations_before_the_ledger_are_found_in_the_mount_by_subject_and_revoked() {
+    let bao = Bao::start();
+    bao.two_level_pki();
+    let authority = vault(&bao);
+    let dir = tempfile::tempdir().unwrap();
+    let escrow = LocalEscrow::new(dir.path().join("escrow"));
+    let s = settings();
+    let r = Reconciler {
+        authority: &authority,
+        escrow: &escrow,
+        settings: &s,
+    };
+    let (x, y): (ClusterName, ClusterName) = ("x".parse().unwrap(), "y".parse().unwrap());
+    let mut xs = Vec::new();
+    for force in [false, true, true] {
+        xs.push(r.ensure_bundle(&x, force).await.unwrap().meta.serial);
+    }
+    let ys = r.ensure_bundle(&y, false).await.unwrap().meta.serial;
+    let path = dir.path().join("escrow/x/current.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for field in ["superseded", "ledger_from"] {
+        record.as_object_mut().unwrap().remove(field);
+    }
+    std::fs::write(&path, record.to_string()).unwrap();
+
+    let now = time::OffsetDateTime::now_utc();
+    let done = r
+        .revoke(&x, RevocationReason::KeyCompromise, now, "test")
+        .await
+        .unwrap();
+    let (mut got, mut want) = (done.serials.clone(), xs.clone());
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{done:?}");
+    assert!(done.unknown.is_empty(), "{done:?}");
+    let crl = authority.crl().await.unwrap().unwrap();
+    let listed = meshca_core::fleet_crls::FleetCrls::assemble(&crl, Vec::new()).unwrap();
+    assert!(xs.iter().all(|s| listed.lists(s)), "{:?}", listed.listed);
+    assert!(!listed.lists(&ys), "y's certificate is not revoked");
+}
