@@ -995,4 +995,34 @@ async fn one_revocation_reaches_every_other_cluster_of_twenty_with_three_calls_e
         "revoke request → 19 other clusters hold the CRL: {} ms; 3 API calls per cluster",
         took.as_millis()
     );
+
+    // A cluster that refuses the write is named, and the others go on; the next sweep finishes
+    // it, and every cluster ends with the same CRLs.
+    fleet.servers["c05"].inject(meshca_test_apiserver::Fault {
+        method: Some(http::Method::PUT),
+        path_contains: "secrets/cacerts".into(),
+        status: 403,
+        times: 100,
+        delay: Duration::ZERO,
+    });
+    fleet.emu.control("crl/publish", json!({}));
+    let partial = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!(partial.written, 18, "{partial:?}");
+    assert!(
+        partial.failures.len() == 1 && partial.failures[0].starts_with("c05 in "),
+        "{:?}",
+        partial.failures
+    );
+    fleet.servers["c05"].clear_faults();
+    let finished = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!(
+        (finished.written, finished.unchanged),
+        (1, 18),
+        "{finished:?}"
+    );
+    let held: std::collections::BTreeSet<String> = names[1..]
+        .iter()
+        .map(|c| crls_in(&fleet, c).unwrap())
+        .collect();
+    assert_eq!(held.len(), 1, "every cluster holds the same CRLs");
 }
