@@ -52,6 +52,19 @@ pub struct AuthorityArgs {
     )]
     pub ca_role_arn: Option<String>,
 
+    /// CRL mode: where the CRL of a CA above the Private CA that publishes none to S3 (a root
+    /// kept offline) was put, as s3://BUCKET/KEY; repeatable. Its lapse shows in `meshca fleet`.
+    #[arg(
+        long,
+        value_name = "S3_URL",
+        requires = "ca_arn",
+        env = "MESHCA_ROOT_CRLS",
+        value_delimiter = ',',
+        value_parser = s3_url,
+        help_heading = "AWS Private CA"
+    )]
+    pub root_crl: Vec<String>,
+
     /// The external id the --ca-role-arn role's trust policy requires, if any.
     #[arg(
         long,
@@ -137,6 +150,13 @@ pub struct Ports {
     pub named: bool,
 }
 
+/// An `s3://BUCKET/KEY` location.
+fn s3_url(text: &str) -> Result<String, String> {
+    meshca_wiring::CrlLocation::from_s3_url(text)
+        .map(|_| text.to_string())
+        .ok_or_else(|| format!("{text:?} is not s3://BUCKET/KEY"))
+}
+
 impl Ports {
     pub async fn build(a: &AuthorityArgs, e: &EscrowArgs) -> Result<Ports> {
         let state = crate::default_state_dir();
@@ -172,6 +192,7 @@ impl Ports {
                         role_arn,
                         external_id: a.ca_external_id.clone(),
                     }),
+                root_crls: a.root_crl.clone(),
             },
             (None, None) => AuthoritySpec::Local {
                 dir: a.ca_dir.clone().unwrap_or_else(|| state.join("ca")),

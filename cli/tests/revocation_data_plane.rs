@@ -323,6 +323,92 @@ mod pca {
         );
         assert!(said.contains("CrlType COMPLETE"), "{said}");
     }
+
+    /// A root kept offline names no CRL in S3 in what it signed: meshca says to name where its
+    /// owner put its CRL, then takes it from there, checked as the root's (signed by it, in
+    /// force), and its lapse counts in the fleet's first lapse.
+    #[test]
+    fn an_offline_root_s_crl_is_taken_from_where_its_owner_put_it() {
+        let emu = AwsEmulator::start();
+        let h = emu.control(
+            "fixtures/hierarchy",
+            serde_json::json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls", "offline_root": true, "offline_crl_days": 3}),
+        );
+        let (arn, root_crl) = (
+            h["issuing"].as_str().unwrap().to_string(),
+            h["root_crl"].as_str().unwrap().to_string(),
+        );
+        let d = tempfile::tempdir().unwrap();
+        ok(
+            meshca_pca(
+                d.path(),
+                &emu,
+                &["issue", "--cluster", "x", "--ca-arn", &arn],
+            ),
+            "issue",
+        );
+        let e = meshca_pca(d.path(), &emu, &["crl", "enable", "--ca-arn", &arn]);
+        assert_eq!(e.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&e.stderr);
+        assert!(said.contains("--root-crl s3://BUCKET/KEY"), "{said}");
+
+        // Another CA's CRL is no root CRL: refused, saying why.
+        let issuing_crl = format!(
+            "s3://meshca-crls/crl/{}.crl",
+            arn.rsplit('/').next().unwrap()
+        );
+        let e = meshca_pca(
+            d.path(),
+            &emu,
+            &[
+                "crl",
+                "enable",
+                "--ca-arn",
+                &arn,
+                "--root-crl",
+                &issuing_crl,
+            ],
+        );
+        assert_eq!(
+            e.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&e.stdout)
+        );
+
+        let said = ok(
+            meshca_pca(
+                d.path(),
+                &emu,
+                &["crl", "enable", "--ca-arn", &arn, "--root-crl", &root_crl],
+            ),
+            "crl enable --root-crl",
+        );
+        // The offline root's, the issuing CA's, x's own.
+        assert!(said.contains("x: ca-crl.pem written (3 CRLs"), "{said}");
+        let listed = meshca_core::fleet_crls::FleetCrls::assemble(
+            &std::fs::read_to_string(d.path().join("out/x/ca-crl.pem")).unwrap(),
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(
+            listed
+                .listed
+                .iter()
+                .any(|l| l.issuer.contains("meshca test root")),
+            "{:?}",
+            listed.listed
+        );
+        // Its 3 days are the fleet's first lapse (the Private CA's last 7).
+        let fleet = ok(
+            meshca_pca(d.path(), &emu, &["fleet", "--out-dir", "out"]),
+            "fleet",
+        );
+        assert!(
+            fleet.contains("ready (2d)") || fleet.contains("ready (3d)"),
+            "{fleet}"
+        );
+    }
 }
 
 /// The same with OpenBao: a two-level PKI (a root mount signs the intermediate mount that signs

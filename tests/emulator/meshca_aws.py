@@ -375,8 +375,15 @@ def publish_crl(ca):
         return
     from moto.s3.models import s3_backends
 
+    der = crl_der(ca, int(config.get("ExpirationInDays", 7)))
+    s3 = s3_backends[ca.account_id][get_partition(ca.region_name)]
+    s3.put_object(config["S3BucketName"], crl_key(ca), der)
+    ca._meshca_crl_published = True
+
+
+def crl_der(ca, days):
+    """The CA's complete CRL, valid `days` from now, signed with its key, as DER."""
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    days = int(config.get("ExpirationInDays", 7))
     reasons = {r.name.upper(): r for r in x509.ReasonFlags}
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -397,10 +404,7 @@ def publish_crl(ca):
         )
         builder = builder.add_revoked_certificate(revoked)
     family, digest = SIGNING.get(ca._meshca_signing or "", (None, hashes.SHA256))
-    der = builder.sign(ca._meshca_key, digest()).public_bytes(serialization.Encoding.DER)
-    s3 = s3_backends[ca.account_id][get_partition(ca.region_name)]
-    s3.put_object(config["S3BucketName"], crl_key(ca), der)
-    ca._meshca_crl_published = True
+    return builder.sign(ca._meshca_key, digest()).public_bytes(serialization.Encoding.DER)
 
 
 # PCA's revocation reasons as X.509 reason flags.
@@ -688,14 +692,24 @@ def fixture_hierarchy(body):
         s3 = s3_backends[account][get_partition(region)]
         if bucket not in s3.buckets:
             s3.create_bucket(bucket, region)
-    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"), account, bucket)
+    # An offline root publishes no CRL to PCA's S3 (its certificates name no distribution point
+    # there): its owner signs one by hand and puts it where meshca is told to read it.
+    offline = bool(body.get("offline_root"))
+    root = make_ca(region, "ROOT", key, body.get("root_name", "meshca test root"), account, None if offline else bucket)
     sign_ca(region, root, root, "RootCACertificate/V1", root_days, account)
     arns = [root]
     for level in range(1, levels):
         sub = make_ca(region, "SUBORDINATE", body.get("sub_key_algorithm", key), f"meshca test issuing CA {level}", account, bucket)
         sign_ca(region, arns[-1], sub, f"SubordinateCACertificate_PathLen{levels - level}/V1", root_days // 2, account)
         arns.append(sub)
-    return {"root": arns[0], "issuing": arns[-1], "chain": arns}
+    out = {"root": arns[0], "issuing": arns[-1], "chain": arns}
+    if offline and bucket:
+        ca = backend(region, account).describe_certificate_authority(root)
+        der = crl_der(ca, int(body.get("offline_crl_days", 30)))
+        s3.put_object(bucket, "offline/root.crl", der)
+        out["root_crl"] = f"s3://{bucket}/offline/root.crl"
+        out["root_crl_pem"] = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM).decode()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -494,3 +494,21 @@ def test_a_ca_without_a_crl_configuration_publishes_nothing(endpoint, pca):
     leaf = x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=h["issuing"], CertificateArn=arn)["Certificate"].encode())
     with pytest.raises(x509.ExtensionNotFound):
         leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+
+
+def test_an_offline_root_names_no_crl_in_s3_and_its_owner_puts_one_elsewhere(endpoint, pca):
+    """`offline_root`: the root has no CRL configuration, so the issuing CA's certificate names
+    no distribution point, and the fixture puts the root's CRL, signed with its key, where its
+    owner would (offline/root.crl in the bucket)."""
+    h = control(endpoint, "fixtures/hierarchy", {"levels": 2, "crl_bucket": "meshca-crls", "offline_root": True})
+    s3 = boto3.client(
+        "s3", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    issuing = x509.load_pem_x509_certificate(pca.get_certificate_authority_certificate(CertificateAuthorityArn=h["issuing"])["Certificate"].encode())
+    root = x509.load_pem_x509_certificate(pca.get_certificate_authority_certificate(CertificateAuthorityArn=h["root"])["Certificate"].encode())
+    with pytest.raises(x509.ExtensionNotFound):
+        issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert h["root_crl"] == "s3://meshca-crls/offline/root.crl"
+    crl = x509.load_der_x509_crl(s3.get_object(Bucket="meshca-crls", Key="offline/root.crl")["Body"].read())
+    assert crl.is_signature_valid(root.public_key()) and crl.issuer == root.subject
+    assert x509.load_pem_x509_crl(h["root_crl_pem"].encode()) == crl

@@ -56,6 +56,7 @@ impl World {
             signing_algorithm: None,
             issue_rate: None,
             assume_role: None,
+            root_crls: Vec::new(),
         };
         let info = meshca_wiring::authority(&spec, Some(&self.emu.sdk_config().await))
             .await

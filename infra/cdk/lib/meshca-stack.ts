@@ -138,6 +138,9 @@ export interface MeshcaProps extends cdk.StackProps {
   /** The S3 buckets the Private CAs publish CRLs to (MESHCA_CRL_BUCKETS): in CRL mode the role
    * may read their objects, nothing else of S3. Required with crlMode and a Private CA. */
   readonly crlBuckets?: string[];
+  /** CRL mode with a root kept offline: where its owner puts its CRL, s3://BUCKET/KEY, each in
+   * a bucket of crlBuckets (MESHCA_ROOT_CRLS). */
+  readonly rootCrls?: string[];
   /** Opt-in tag on EKS clusters; default meshca.io/enabled=true. */
   readonly tagKey?: string;
   readonly tagValue?: string;
@@ -333,6 +336,7 @@ export function propsFromContext(scope: Construct): MeshcaProps {
     securityAccount: ctx('securityAccount'),
     crlMode: flagOf('crlMode'),
     crlBuckets: ctx('crlBuckets')?.split(',').map((b) => b.trim()).filter((b) => b.length > 0),
+    rootCrls: ctx('rootCrls')?.split(',').map((u) => u.trim()).filter((u) => u.length > 0),
     validityDays: num('validityDays'),
     renewBeforeDays: num('renewBeforeDays'),
     alarmDaysLeft: num('alarmDaysLeft'),
@@ -447,6 +451,7 @@ export class MeshcaStack extends cdk.Stack {
       ...(security ? { MESHCA_SECURITY_ACCOUNT: security } : {}),
       ...(props.crlMode ? { MESHCA_CRL_MODE: 'true' } : {}),
       ...(crlBuckets.length > 0 ? { MESHCA_CRL_BUCKETS: crlBuckets.join(',') } : {}),
+      ...(props.rootCrls?.length ? { MESHCA_ROOT_CRLS: props.rootCrls.join(',') } : {}),
       ...(members.length > 0 ? { MESHCA_ACCOUNTS: JSON.stringify(members.map((m) => ({
         account: m.account, role: m.roleArn, regions: m.regions, ...(m.externalId ? { externalId: m.externalId } : {}),
       }))) } : {}),
@@ -785,10 +790,15 @@ export class MeshcaStack extends cdk.Stack {
     }
     if (!props.crlMode) {
       if (buckets.length > 0) throw new Error('crlBuckets is given but crlMode is not true');
+      if (props.rootCrls?.length) throw new Error('rootCrls is given but crlMode is not true');
       return buckets;
     }
     if (props.caArn && buckets.length === 0) {
       throw new Error('crlMode with a Private CA reads its CRLs from S3: name the buckets of the CAs\' CrlConfiguration in crlBuckets');
+    }
+    for (const u of props.rootCrls ?? []) {
+      const m = /^s3:\/\/([^/]+)\/.+$/.exec(u);
+      if (!m || !buckets.includes(m[1])) throw new Error(`rootCrls: ${JSON.stringify(u)} is not s3://BUCKET/KEY in a bucket of crlBuckets`);
     }
     if (buckets.length > 0) {
       this.role.addToPolicy(new iam.PolicyStatement({

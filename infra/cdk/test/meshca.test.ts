@@ -458,7 +458,7 @@ test('every direct setting reaches its variable, from a prop and from context al
 test('every variable a deployment sets is in the settings list, and every setting with a CDK name is reachable', () => {
   const listed = new Set(SETTINGS.map((s) => s.env));
   const vault = stackOf({ caArn: undefined, vault: { addr: 'https://v:8200', issuer: 'cluster-cas', namespace: 'platform', awsRole: 'meshca', awsStsRegion: 'eu-west-1', awsServerId: 'vault.example', authMount: 'aws2', caCertPem: 'PEM' } }).stack;
-  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca', securityAccount: '444455556666', crlMode: true, crlBuckets: ['meshca-crls'] }).stack;
+  const member = stackOf({ memberAccounts: [{ account: '222233334444' }], secretPrefix: 'mesh/prod', renewBeforeDays: 30, xcpIdentities: true, xcpCaArn: CA.replace('1111-2222', '9999-2222'), caRoleArn: 'arn:aws:iam::111122223333:role/ca', securityAccount: '444455556666', crlMode: true, crlBuckets: ['meshca-crls'], rootCrls: ['s3://meshca-crls/offline/root.crl'] }).stack;
   const seen = new Set<string>();
   for (const stack of [vault, member]) {
     for (const f of Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function'))) {
@@ -476,13 +476,15 @@ test('every variable a deployment sets is in the settings list, and every settin
 });
 
 test('CRL mode reads the named CRL buckets only, alarms on a lapsing CRL, and refuses what cannot work', () => {
-  const { template } = synth({ crlMode: true, crlBuckets: ['meshca-crls', 'root-crls'] });
+  const { template } = synth({ crlMode: true, crlBuckets: ['meshca-crls', 'root-crls'], rootCrls: ['s3://root-crls/offline/root.crl'] });
   const read = statements(template).filter((s) => JSON.stringify(s.Action).includes('s3:'));
   assert.deepEqual(read.map((s) => [s.Sid, s.Action]), [['ReadTheCaCrlsOnly', 's3:GetObject']]);
   assert.deepEqual(resourcesOf(read[0]).map((r: unknown) => JSON.stringify(r)), ['meshca-crls', 'root-crls'].map((b) => JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${b}/*`]] })));
   const env = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
   assert.equal(env.MESHCA_CRL_MODE, 'true');
   assert.equal(env.MESHCA_CRL_BUCKETS, 'meshca-crls,root-crls');
+  assert.equal(env.MESHCA_ROOT_CRLS, 's3://root-crls/offline/root.crl');
+  assert.throws(() => stackOf({ crlMode: true, crlBuckets: ['meshca-crls'], rootCrls: ['s3://elsewhere/root.crl'] }), /not s3:\/\/BUCKET\/KEY in a bucket of crlBuckets/);
   const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
   const days = alarms.find((a) => a.MetricName === 'CrlDaysLeft')!;
   assert.equal(days.Threshold, 2);

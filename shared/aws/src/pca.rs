@@ -43,6 +43,8 @@ pub struct PcaAuthority {
     budget: Option<std::sync::Arc<IssueBudget>>,
     /// Reads the CRLs the hierarchy publishes to S3; without it the authority offers none.
     crl_reader: Option<aws_sdk_s3::Client>,
+    /// Where the CRLs of CAs above it that publish none to S3 (an offline root) were put.
+    root_crls: Vec<crate::pca_crl::CrlLocation>,
 }
 
 /// Codes PCA (and the SDK) answer when a quota is exceeded.
@@ -111,7 +113,15 @@ impl PcaAuthority {
             backoff: Backoff::default(),
             budget: None,
             crl_reader: None,
+            root_crls: Vec::new(),
         }
+    }
+
+    /// Takes the CRL of a CA above this one that names no CRL in S3 (an offline root, or one
+    /// outside AWS) from one of `locations`, whichever its issuer signed.
+    pub fn with_root_crls(mut self, locations: Vec<crate::pca_crl::CrlLocation>) -> Self {
+        self.root_crls = locations;
+        self
     }
 
     /// Overrides the signing algorithm otherwise derived from the CA's key.
@@ -519,14 +529,17 @@ impl Authority for PcaAuthority {
                 .remove(0);
             let at = meshca_core::crl::distribution_points(&der)
                 .iter()
-                .find_map(|u| crate::pca_crl::CrlLocation::from_url(u))
-                .ok_or_else(|| {
+                .find_map(|u| crate::pca_crl::CrlLocation::from_url(u));
+            let crl = match at {
+                Some(at) => self.published(s3, &at, issuer).await?,
+                None => self.root_crl(s3, issuer).await?.ok_or_else(|| {
                     unusable(format!(
-                        "the CA above it publishes no CRL meshca can find: the certificate it signed names no CRL distribution point in S3 ({below_subject}); give that CA a CRL configuration",
+                        "the CA above it publishes no CRL meshca can find: the certificate it signed names no CRL distribution point in S3 ({below_subject}); give that CA a CRL configuration, or, for a root kept offline, put its CRL in S3 and name it (--root-crl s3://BUCKET/KEY; MESHCA_ROOT_CRLS)",
                         below_subject = below.lines().nth(1).unwrap_or_default()
                     ))
-                })?;
-            out.push_str(&self.published(s3, &at, issuer).await?);
+                })?,
+            };
+            out.push_str(&crl);
         }
         Ok(Some(out))
     }
@@ -599,6 +612,24 @@ impl PcaAuthority {
             .iter()
             .map(|d| pem::encode(CERTIFICATE, std::slice::from_ref(d)))
             .collect())
+    }
+
+    /// The CRL of `issuer_pem`'s CA among the root CRLs named: the first one it signed that is
+    /// in force. A named CRL that is unreadable, another CA's or lapsed is passed over; if none
+    /// serves, the last reason is the error (a lapsed offline CRL says so).
+    async fn root_crl(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        issuer_pem: &str,
+    ) -> Result<Option<String>, AuthorityError> {
+        let mut last = None;
+        for at in &self.root_crls {
+            match self.published(s3, at, issuer_pem).await {
+                Ok(pem) => return Ok(Some(pem)),
+                Err(e) => last = Some(e),
+            }
+        }
+        last.map_or(Ok(None), Err)
     }
 
     /// The CRL at `at`, checked as issued by `issuer_pem`'s CA, in PEM.

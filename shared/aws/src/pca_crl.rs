@@ -55,6 +55,15 @@ impl CrlLocation {
         })
     }
 
+    /// From `s3://<bucket>/<key>`: where an offline root's owner put its CRL.
+    pub fn from_s3_url(url: &str) -> Option<Self> {
+        let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
+        (!bucket.is_empty() && !key.is_empty()).then(|| CrlLocation {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
     /// From a CRL distribution point URL in S3's own names: virtual-hosted
     /// (`http://<bucket>.s3[.<region>].amazonaws.com/<key>`) or path-style
     /// (`http://s3[.<region>].amazonaws.com/<bucket>/<key>`). A custom CNAME hides the bucket.

@@ -36,6 +36,9 @@ pub enum AuthoritySpec {
         /// A role in the CA's account to call Private CA as (a CA in another account, reached
         /// by assuming a role there instead of an AWS RAM share); `None`: the caller's own.
         assume_role: Option<MemberRole>,
+        /// `s3://bucket/key` of the CRLs of CAs above it that publish none to S3 (a root kept
+        /// offline), for CRL mode.
+        root_crls: Vec<String>,
     },
     /// A Vault / OpenBao PKI mount.
     Vault(VaultSpec),
@@ -69,14 +72,16 @@ impl AuthoritySpec {
         };
         if locator.starts_with("arn:") {
             let ca = locator.parse::<CaArn>().map_err(|e| fail(e.to_string()))?;
-            // The rotation's other CA is reached as the configured one is: same pace, same role.
-            let (issue_rate, assume_role) = match like {
+            // The rotation's other CA is reached as the configured one is: same pace, same role,
+            // the same offline root's CRLs.
+            let (issue_rate, assume_role, root_crls) = match like {
                 AuthoritySpec::Pca {
                     issue_rate,
                     assume_role,
+                    root_crls,
                     ..
-                } => (*issue_rate, assume_role.clone()),
-                _ => (None, None),
+                } => (*issue_rate, assume_role.clone(), root_crls.clone()),
+                _ => (None, None, Vec::new()),
             };
             return Ok(AuthoritySpec::Pca {
                 ca,
@@ -84,6 +89,7 @@ impl AuthoritySpec {
                 signing_algorithm: None,
                 issue_rate,
                 assume_role,
+                root_crls,
             });
         }
         if let Some(path) = locator.strip_prefix("vault:") {
@@ -251,6 +257,7 @@ pub async fn authority_paced(
             template_arn,
             signing_algorithm,
             assume_role,
+            root_crls,
             ..
         } => {
             let aws = aws.ok_or(WiringError::NoAws("AWS Private CA"))?;
@@ -260,7 +267,13 @@ pub async fn authority_paced(
             };
             let aws = assumed.as_ref().unwrap_or(aws);
             let mut pca = PcaAuthority::from_config(aws, ca, template_arn.clone())
-                .with_signing_algorithm(signing_algorithm.clone());
+                .with_signing_algorithm(signing_algorithm.clone())
+                .with_root_crls(
+                    root_crls
+                        .iter()
+                        .filter_map(|u| meshca_aws::pca_crl::CrlLocation::from_s3_url(u))
+                        .collect(),
+                );
             if let Some(budget) = budget {
                 pca = pca.with_issue_budget(budget);
             }

@@ -21,6 +21,7 @@ pub use files_delivery::FilesDelivery;
 pub use aws_config;
 pub use meshca_aws::arn::{Arn, ArnError, CaArn};
 pub use meshca_aws::events::RECONCILE_REQUESTED;
+pub use meshca_aws::pca_crl::CrlLocation;
 pub use meshca_aws::sdk_config;
 
 pub use authority::{

@@ -136,6 +136,19 @@ fn crls(
             problem: "CRL mode with a Private CA reads its CRLs from S3: name the buckets of the CAs' CrlConfiguration (the role may read those only)".into(),
         });
     }
+    if let AuthoritySpec::Pca { root_crls, .. } = authority
+        && let Some(outside) = root_crls.iter().find(|u| {
+            meshca_wiring::CrlLocation::from_s3_url(u)
+                .is_none_or(|at| !buckets.contains(&at.bucket))
+        })
+    {
+        return Err(ConfigError {
+            var: "MESHCA_ROOT_CRLS",
+            problem: format!(
+                "{outside} is not in a bucket of MESHCA_CRL_BUCKETS: the role may read only those"
+            ),
+        });
+    }
     Ok((on, buckets))
 }
 
@@ -397,10 +410,14 @@ mod tests {
             ("MESHCA_REGIONS", "eu-west-1"),
             ("MESHCA_CRL_MODE", "true"),
             ("MESHCA_CRL_BUCKETS", "meshca-crls, root-crls"),
+            ("MESHCA_ROOT_CRLS", "s3://root-crls/offline/root.crl"),
         ])
         .unwrap();
         assert!(c.crl_mode);
         assert_eq!(c.crl_buckets, ["meshca-crls", "root-crls"]);
+        assert!(
+            matches!(&c.authority, AuthoritySpec::Pca { root_crls, .. } if root_crls == &["s3://root-crls/offline/root.crl"])
+        );
     }
 
     #[test]
@@ -463,6 +480,14 @@ mod tests {
         bad(&plus(("MESHCA_ADOPT", "maybe")), "MESHCA_ADOPT");
         bad(&plus(("MESHCA_CRL_MODE", "on")), "MESHCA_CRL_MODE");
         bad(&plus(("MESHCA_CRL_MODE", "true")), "MESHCA_CRL_BUCKETS");
+        bad(
+            &plus(("MESHCA_ROOT_CRLS", "https://crl.example/root.crl")),
+            "MESHCA_ROOT_CRLS",
+        );
+        bad(
+            &plus(("MESHCA_ROOT_CRLS", "s3://other/root.crl")),
+            "MESHCA_ROOT_CRLS",
+        );
         bad(&plus(("MESHCA_ISSUE_RATE", "0")), "MESHCA_ISSUE_RATE");
         bad(
             &plus(("MESHCA_VERIFY_EVERY", "10001")),

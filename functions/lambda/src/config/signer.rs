@@ -41,6 +41,7 @@ pub(super) fn authority(
                 signing_algorithm: None,
                 issue_rate: Some(issue_rate),
                 assume_role,
+                root_crls: root_crls(env)?,
             })
         }
         "vault" => Ok(AuthoritySpec::Vault(vault(env)?)),
@@ -69,7 +70,28 @@ pub(super) fn xcp_authority(
         signing_algorithm: None,
         issue_rate: Some(issue_rate),
         assume_role: ca_role(env)?,
+        // TSB's identities are in the kubernetes.io/tls layout: no CRL mode for them.
+        root_crls: Vec::new(),
     }))
+}
+
+/// MESHCA_ROOT_CRLS: `s3://bucket/key` of each CRL a CA above the Private CA publishes none of
+/// to S3 (a root kept offline), comma-separated.
+pub(super) fn root_crls(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = get(env, "MESHCA_ROOT_CRLS") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| match meshca_wiring::CrlLocation::from_s3_url(u) {
+            Some(_) => Ok(u.to_string()),
+            None => Err(ConfigError {
+                var: "MESHCA_ROOT_CRLS",
+                problem: format!("{u:?} is not s3://BUCKET/KEY"),
+            }),
+        })
+        .collect()
 }
 
 /// MESHCA_CA_ROLE_ARN (and MESHCA_CA_EXTERNAL_ID): a role in the CA's account that meshca

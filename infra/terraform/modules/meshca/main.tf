@@ -107,6 +107,7 @@ locals {
   crl_environment = merge(
     var.crl_mode ? { MESHCA_CRL_MODE = "true" } : {},
     length(var.crl_buckets) > 0 ? { MESHCA_CRL_BUCKETS = join(",", var.crl_buckets) } : {},
+    length(var.root_crls) > 0 ? { MESHCA_ROOT_CRLS = join(",", var.root_crls) } : {},
   )
   members_environment = length(local.members) == 0 ? {} : {
     MESHCA_ACCOUNTS = jsonencode([for m in local.members : merge({ account = m.account, role = m.role_arn, regions = m.regions }, m.external_id == null ? {} : { externalId = m.external_id })])
@@ -350,8 +351,12 @@ resource "aws_iam_role_policy" "meshca" {
       error_message = "crl_mode with a Private CA reads its CRLs from S3: name the buckets of the CAs' CrlConfiguration in crl_buckets."
     }
     precondition {
-      condition     = var.crl_mode || length(var.crl_buckets) == 0
-      error_message = "crl_buckets is given but crl_mode is not true."
+      condition     = var.crl_mode || length(var.crl_buckets) == 0 && length(var.root_crls) == 0
+      error_message = "crl_buckets or root_crls is given but crl_mode is not true."
+    }
+    precondition {
+      condition     = alltrue([for u in var.root_crls : contains(var.crl_buckets, split("/", trimprefix(u, "s3://"))[0])])
+      error_message = "each of root_crls must be in a bucket of crl_buckets (the role may read only those)."
     }
   }
 }

@@ -164,6 +164,16 @@ variable "crl_buckets" {
   }
 }
 
+variable "root_crls" {
+  description = "CRL mode with a root kept offline (or outside AWS): where its owner puts its CRL, as s3://BUCKET/KEY, each in a bucket of crl_buckets. Its lapse counts in the crl-days-left alarm: re-sign and upload it before. Sets MESHCA_ROOT_CRLS."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for u in var.root_crls : can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$", u))])
+    error_message = "root_crls must be s3://BUCKET/KEY locations."
+  }
+}
+
 variable "organization_id" {
   description = "Accept forwarded EKS events from every account of this AWS Organizations organisation instead of the member accounts only (the functions still act for listed accounts only)."
   type        = string
