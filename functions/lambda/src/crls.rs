@@ -111,36 +111,7 @@ impl App {
                 .collect()
                 .await;
         for (record, outcome) in outcomes {
-            let name = format!("{} in {}", record.current.cluster, record.place);
-            let delivered = match outcome {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!(cluster = %name, step = "crls", outcome = "failed", error = %e);
-                    report.failures.push(format!("{name}: {e}"));
-                    continue;
-                }
-            };
-            match delivered.change {
-                CrlsChange::Written => report.written += 1,
-                CrlsChange::Unchanged => report.unchanged += 1,
-                CrlsChange::NoBundleYet => report.no_bundle_yet += 1,
-            }
-            if let Some(why) = (delivered.change != CrlsChange::NoBundleYet)
-                .then(|| meshca_core::delivery::unenforced(&delivered.istiod))
-                .flatten()
-            {
-                report
-                    .not_protected
-                    .push(format!("{name}: not protected: {why}"));
-            }
-            if delivered
-                .generation
-                .is_some_and(|g| g < record.current.meta.generation)
-            {
-                report
-                    .behind
-                    .push((record.place.clone(), record.current.cluster.to_string()));
-            }
+            report.count(record, outcome);
         }
         report.failures.sort();
         report.not_protected.sort();
@@ -249,6 +220,39 @@ impl App {
 }
 
 impl CrlsReport {
+    /// Counts what writing the CRLs into `record`'s cluster did, and says what needs saying:
+    /// a failure, an istiod that does not enforce them, a secret behind its record.
+    fn count(&mut self, record: &Held<'_>, outcome: Result<CrlsDelivered, String>) {
+        let name = format!("{} in {}", record.current.cluster, record.place);
+        let delivered = match outcome {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(cluster = %name, step = "crls", outcome = "failed", error = %e);
+                self.failures.push(format!("{name}: {e}"));
+                return;
+            }
+        };
+        match delivered.change {
+            CrlsChange::Written => self.written += 1,
+            CrlsChange::Unchanged => self.unchanged += 1,
+            CrlsChange::NoBundleYet => self.no_bundle_yet += 1,
+        }
+        if let Some(why) = (delivered.change != CrlsChange::NoBundleYet)
+            .then(|| meshca_core::delivery::unenforced(&delivered.istiod))
+            .flatten()
+        {
+            self.not_protected
+                .push(format!("{name}: not protected: {why}"));
+        }
+        if delivered
+            .generation
+            .is_some_and(|g| g < record.current.meta.generation)
+        {
+            self.behind
+                .push((record.place.clone(), record.current.cluster.to_string()));
+        }
+    }
+
     /// Whether the CRLs delivered list every one of `serials`.
     pub fn lists_all(&self, serials: &[String]) -> bool {
         self.fleet

@@ -183,6 +183,35 @@ pub fn parse(text: &str) -> Result<Vec<Listed>, CrlError> {
         .collect()
 }
 
+/// Whether two `ca-crl.pem` texts say the same thing to a verifier: the same CRLs in the same
+/// order, each with the same issuer, number, key identifier, next update and revoked serials.
+/// A CRL signed again with the same content differs in its signature only (ECDSA signatures are
+/// randomised): delivering it again would rewrite every cluster's secret for nothing.
+pub fn equivalent(a: &str, b: &str) -> bool {
+    let facts = |text: &str| -> Option<Vec<Vec<u8>>> {
+        ders(text)
+            .ok()?
+            .iter()
+            .map(|der| {
+                let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+                // What a verifier reads: the issuer, the next update, the extensions (the CRL
+                // number and key identifier among them) and each revoked serial.
+                let mut facts = crl.issuer().as_raw().to_vec();
+                let next = crl.next_update().map_or(0, |t| t.timestamp());
+                facts.extend(next.to_be_bytes());
+                for x in crl.extensions() {
+                    facts.extend(x.value);
+                }
+                for r in crl.iter_revoked_certificates() {
+                    facts.extend(r.raw_serial());
+                }
+                Some(facts)
+            })
+            .collect()
+    };
+    a == b || facts(a).is_some_and(|fa| facts(b).is_some_and(|fb| fa == fb))
+}
+
 fn ders(text: &str) -> Result<Vec<Vec<u8>>, CrlError> {
     Ok(crate::pem::parse_blocks("ca-crl.pem", text, X509_CRL)
         .map_err(|e| CrlError::Parse(e.to_string()))?

@@ -186,3 +186,38 @@ fn a_crl_whose_key_identifier_is_not_its_cas_is_refused() {
     )
     .unwrap();
 }
+
+/// An intermediate's own CRL signed again (its content fixed by the intermediate's validity) says
+/// the same to a verifier, though its signature differs: it is not delivered again. Another
+/// nextUpdate, another revoked serial, another order or another CRL is a change.
+#[test]
+fn crls_signed_again_with_the_same_content_are_equivalent_and_any_change_is_not() {
+    let (root, int) = good();
+    let now = OffsetDateTime::now_utc();
+    let own = || crl::own(&int.pem, &int.key.serialize_pem()).unwrap();
+    let (a, b) = (own(), own());
+    assert_ne!(a, b, "ECDSA signatures are randomised");
+    assert!(crl::equivalent(&a, &b));
+    let root_crl = |entries: &[Entry], until| crl_of(&root, entries, now, until);
+    let month = now + Duration::days(30);
+    assert!(crl::equivalent(
+        &format!("{}{a}", root_crl(&[], month)),
+        &format!("{}{b}", root_crl(&[], month))
+    ));
+    let revoked = Entry {
+        serial: "0a1b2c".into(),
+        at: now,
+        reason: RevocationReason::KeyCompromise,
+    };
+    for changed in [
+        format!("{}{b}", root_crl(&[revoked], month)),
+        format!("{}{b}", root_crl(&[], month + Duration::days(1))),
+        format!("{b}{}", root_crl(&[], month)),
+        b.clone(),
+    ] {
+        assert!(
+            !crl::equivalent(&format!("{}{a}", root_crl(&[], month)), &changed),
+            "{changed}"
+        );
+    }
+}

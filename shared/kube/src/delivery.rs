@@ -163,7 +163,8 @@ impl KubeDelivery {
         }
     }
 
-    /// Writes `crls` into the `cacerts` found, retrying conflicts; what the write did.
+    /// Writes `crls` into the `cacerts` found, retrying conflicts; what the write did. CRLs that
+    /// say the same as those held (signed again, nothing changed) are left as they are.
     async fn write_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
         let secrets = self.secrets();
         let mut conflicts = 0;
@@ -173,7 +174,7 @@ impl KubeDelivery {
                     secrets.get_opt(&self.landing().name)
                 })
                 .await?;
-            let Some(mut current) = found else {
+            let Some(current) = found else {
                 return Ok(CrlsDelivered {
                     change: CrlsChange::NoBundleYet,
                     generation: None,
@@ -183,40 +184,17 @@ impl KubeDelivery {
             if !is_ours(&current) {
                 return Err(self.unmanaged());
             }
+            let generation = meta_of(&current).map(|m| m.generation);
             let done = |change| CrlsDelivered {
                 change,
-                generation: meta_of(&current).map(|m| m.generation),
+                generation,
                 istiod: Vec::new(),
             };
-            if crls_of(&current) == Some(crls) {
+            if crls_of(&current).is_some_and(|held| crl::equivalent(held, crls)) {
                 return Ok(done(CrlsChange::Unchanged));
             }
-            let written = done(CrlsChange::Written);
-            let held = bundle_of(&current, self.layout()).ok_or_else(|| {
-                self.no_crls_here("it holds no istio-layout bundle (ca-cert.pem)")
-            })?;
-            self.check_crls(crls, &held.ca_cert, "it holds")?;
-            current.metadata.managed_fields = None;
-            current.data.get_or_insert_default().insert(
-                bundle::CA_CRL.into(),
-                k8s_openapi::ByteString(crls.as_bytes().to_vec()),
-            );
-            let pp = PostParams::default();
-            match self
-                .call(&self.secret_call("replace"), || {
-                    secrets.replace(&self.landing().name, &pp, &current)
-                })
-                .await
-            {
-                // What the server stored is its answer: read back without another call.
-                Ok(stored) if crls_of(&stored) == Some(crls) => return Ok(written.clone()),
-                Ok(_) => {
-                    return Err(DeliveryError::ReadBack {
-                        namespace: self.landing().namespace.clone(),
-                        name: self.landing().name.clone(),
-                        detail: format!("{} differs", bundle::CA_CRL),
-                    });
-                }
+            match self.replace_crls(current, crls).await {
+                Ok(()) => return Ok(done(CrlsChange::Written)),
                 Err(DeliveryError::Api { code: 409, .. })
                     if conflicts < self.options.conflict_retries =>
                 {
@@ -231,6 +209,33 @@ impl KubeDelivery {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// `current` with `crls` as its `ca-crl.pem`, once istiod's rule holds for the intermediate
+    /// it carries; what the server stored is its answer, read back without another call.
+    async fn replace_crls(&self, mut current: Secret, crls: &str) -> Result<(), DeliveryError> {
+        let held = bundle_of(&current, self.layout())
+            .ok_or_else(|| self.no_crls_here("it holds no istio-layout bundle (ca-cert.pem)"))?;
+        self.check_crls(crls, &held.ca_cert, "it holds")?;
+        current.metadata.managed_fields = None;
+        current.data.get_or_insert_default().insert(
+            bundle::CA_CRL.into(),
+            k8s_openapi::ByteString(crls.as_bytes().to_vec()),
+        );
+        let (secrets, pp) = (self.secrets(), PostParams::default());
+        let stored = self
+            .call(&self.secret_call("replace"), || {
+                secrets.replace(&self.landing().name, &pp, &current)
+            })
+            .await?;
+        match crls_of(&stored) == Some(crls) {
+            true => Ok(()),
+            false => Err(DeliveryError::ReadBack {
+                namespace: self.landing().namespace.clone(),
+                name: self.landing().name.clone(),
+                detail: format!("{} differs", bundle::CA_CRL),
+            }),
         }
     }
 
