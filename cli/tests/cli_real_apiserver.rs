@@ -151,21 +151,7 @@ fn a_secret_says_whose_it_is_and_another_cluster_never_overwrites_it() {
         .args(ctx)
         .assert()
         .success();
-    let secret = || -> serde_json::Value {
-        serde_json::from_str(&real.kubectl(
-            &[
-                "-n",
-                "istio-system",
-                "get",
-                "secret",
-                "cacerts",
-                "-o",
-                "json",
-            ],
-            None,
-        ))
-        .unwrap()
-    };
+    let secret = || cacerts(&real);
     let before = secret();
     let ann = &before["metadata"]["annotations"];
     assert_eq!(
@@ -398,9 +384,9 @@ async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
         .stderr(predicate::str::contains("forbidden"));
 }
 
-/// A file of `istio-system/cacerts` in a real API server, if the secret carries it.
-fn cacerts_file(real: &RealApiServer, name: &str) -> Option<String> {
-    let secret: serde_json::Value = serde_json::from_str(&real.kubectl(
+/// `istio-system/cacerts` in a real API server, as kubectl shows it.
+fn cacerts(real: &RealApiServer) -> serde_json::Value {
+    serde_json::from_str(&real.kubectl(
         &[
             "-n",
             "istio-system",
@@ -412,7 +398,12 @@ fn cacerts_file(real: &RealApiServer, name: &str) -> Option<String> {
         ],
         None,
     ))
-    .unwrap();
+    .unwrap()
+}
+
+/// A file of `istio-system/cacerts` in a real API server, if the secret carries it.
+fn cacerts_file(real: &RealApiServer, name: &str) -> Option<String> {
+    let secret = cacerts(real);
     use base64::Engine;
     let b64 = secret["data"][name].as_str()?;
     Some(

@@ -301,24 +301,7 @@ fn a_revocation_reaches_every_generation_still_valid_through_the_ledger() {
     let second = serial_in_files(d, "x");
     assert_ne!(first, second);
 
-    let out = meshca(d)
-        .args([
-            "revoke",
-            "--cluster",
-            "x",
-            "--reason",
-            "key-compromise",
-            "--yes",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = revoke_json(d, "x");
     let serials: Vec<String> = doc[0]["outcome"]["serials"]
         .as_array()
         .unwrap()

@@ -787,6 +787,17 @@ fn crls_in(fleet: &Fleet, cluster: &str) -> Option<String> {
     file_in(fleet, cluster, "ca-crl.pem")
 }
 
+/// A revoke request for `cluster` in meshca's own account, for key compromise.
+fn revoke_request(cluster: &str) -> Request {
+    Request::Revoke {
+        cluster: cluster.into(),
+        region: Some(REGION.into()),
+        account: None,
+        reason: meshca_core::authority::RevocationReason::KeyCompromise,
+        sender: None,
+    }
+}
+
 fn lists(crls: &str, serial: &str) -> bool {
     meshca_core::fleet_crls::FleetCrls::assemble(crls, Vec::new())
         .unwrap()
@@ -854,18 +865,7 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     // A revoke request: x is held, and y and z are given CRLs listing it at once (the emulated
     // CA publishes at once; a real one some minutes later, and the sweep delivers then).
     let x_serial = fleet.assert_valid("x").ca_cert.serial;
-    let revoked = app
-        .handle(
-            Request::Revoke {
-                cluster: "x".into(),
-                region: Some(REGION.into()),
-                account: None,
-                reason: meshca_core::authority::RevocationReason::KeyCompromise,
-                sender: None,
-            },
-            soon(),
-        )
-        .await;
+    let revoked = app.handle(revoke_request("x"), soon()).await;
     assert!(
         matches!(revoked.outcome, Outcome::Revoked { .. }),
         "{revoked:?}"
@@ -961,18 +961,7 @@ async fn one_revocation_reaches_every_other_cluster_of_twenty_with_three_calls_e
         .collect();
     let revoked_serial = fleet.assert_valid("c00").ca_cert.serial;
     let started = Instant::now();
-    let report = app
-        .handle(
-            Request::Revoke {
-                cluster: "c00".into(),
-                region: Some(REGION.into()),
-                account: None,
-                reason: meshca_core::authority::RevocationReason::KeyCompromise,
-                sender: None,
-            },
-            soon(),
-        )
-        .await;
+    let report = app.handle(revoke_request("c00"), soon()).await;
     let took = started.elapsed();
     assert!(
         matches!(report.outcome, Outcome::Revoked { .. }),
