@@ -30,7 +30,8 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     run = subprocess.run(
         [os.path.join(ROOT, "scripts/local-loop"), *events],
         cwd=ROOT,
-        env=dict(os.environ, MESHCA_LOOP_OUT=str(out)),
+        # In CRL mode, so the functions read the CAs' CRLs from S3 and write ca-crl.pem.
+        env=dict(os.environ, MESHCA_LOOP_OUT=str(out), MESHCA_LOOP_CRL="1"),
         capture_output=True,
         text=True,
         timeout=1500,
@@ -45,6 +46,10 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     sweep = json.loads((out / "response-3.json").read_text())
     assert (sweep["checked"], sweep["unchanged"], sweep["renewed"], sweep["failed"]) == (1, 1, 0, 0), sweep
     assert sweep["soonest_expiry"]["not_after"] == created["not_after"]
+    # The root's, the issuing CA's (both from S3) and c1's own; istiod 1.24 does not read them.
+    crls = sweep["crls"]
+    assert (crls["crls"], crls["written"], crls["failures"]) == (3, 1, []), crls
+    assert crls["not_protected"] == ["c1 in eu-west-1: not protected: istiod istiod is Istio 1.24, which ignores ca-crl.pem (read from 1.27)"], crls
     by_clustername = json.loads((out / "response-4.json").read_text())
     assert (by_clustername["outcome"], by_clustername["cluster"]) == ("unchanged", "c1"), by_clustername
     refused = json.loads((out / "response-5.json").read_text())
@@ -64,7 +69,7 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     secret = json.loads((out / "cacerts.json").read_text())
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "meshca"
     assert secret["metadata"]["annotations"]["meshca.io/generation"] == "1"
-    assert sorted(secret["data"]) == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
+    assert sorted(secret["data"]) == ["ca-cert.pem", "ca-crl.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
     for name, b64 in secret["data"].items():
         (tmp_path / name).write_bytes(base64.b64decode(b64))
     verify = subprocess.run(
