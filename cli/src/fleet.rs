@@ -142,24 +142,10 @@ impl CrlState {
         let Ok(text) = std::fs::read_to_string(out.join(meshca_core::bundle::CA_CRL)) else {
             return CrlState::Missing;
         };
-        if let Err(e) = meshca_core::crl::signed_by_own(&text, &current.bundle.ca_cert, now) {
-            return CrlState::Stale { why: e.to_string() };
-        }
-        match meshca_core::crl::parse(&text) {
-            Ok(listed) => {
-                let first = listed.iter().filter_map(|l| l.next_update).min();
-                match first {
-                    Some(t) if t <= now => CrlState::Stale {
-                        why: format!(
-                            "a CRL in it lapsed at {}",
-                            meshca_core::timestamp::rfc3339(t)
-                        ),
-                    },
-                    t => CrlState::Ready {
-                        days_left: t.map(|t| (t - now).whole_days()),
-                    },
-                }
-            }
+        match meshca_core::fleet_crls::FleetCrls::held(&text, &current.bundle.ca_cert, now) {
+            Ok(held) => CrlState::Ready {
+                days_left: held.first_lapse().map(|t| (t - now).whole_days()),
+            },
             Err(e) => CrlState::Stale { why: e.to_string() },
         }
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use meshca_core::crl::CrlError;
 use meshca_core::delivery::{DeliveryOptions, Observed};
+use meshca_core::fleet_crls::FleetCrls;
 use meshca_core::validate::{self, Profile};
 use meshca_core::{KeyAlgorithm, Kind, KindSpec};
 use time::{Duration, OffsetDateTime};
@@ -36,6 +38,10 @@ mpc and xcp-edge a TLS identity (CA:FALSE, serverAuth and clientAuth, its SPIFFE
 
 With --context or --eks-cluster instead of PATH, the live secret of that cluster is read and
 judged (istio-system/cacerts, or the kind's secret; nothing is written).
+
+In CRL mode the bundle's ca-crl.pem (beside the files of a directory, or in the live secret) is
+judged as the data plane reads it: it must hold a CRL of the bundle's own intermediate (istiod
+discards a cacerts without one) and no lapsed CRL (a proxy then refuses every peer).
 
 Exit status: 0 valid, 1 invalid, missing or unreadable, 2 usage error.",
     after_help = "\
@@ -129,17 +135,22 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         key_algorithm,
         min_remaining: Duration::hours(args.min_remaining_hours.into()),
     };
+    // `None`: not known here (a manifest file is judged by its four files alone).
+    let crls: Option<Option<String>>;
     let (bundle, meta, source) = match &args.path {
         Some(path) => {
             if !path.exists() {
                 bail!("{} does not exist", path.display());
             }
             let (bundle, meta) = meshca_wiring::read_bundle(path)?;
+            crls = path
+                .is_dir()
+                .then(|| std::fs::read_to_string(path.join(meshca_core::bundle::CA_CRL)).ok());
             (bundle, meta, path.display().to_string())
         }
         None => {
             let target = args.target.describe();
-            let delivery = args
+            let delivery: std::sync::Arc<dyn meshca_core::Delivery> = args
                 .target
                 .connect(
                     args.region.clone(),
@@ -175,12 +186,29 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::FAILURE);
             };
+            crls = Some(
+                delivery
+                    .observe_crls()
+                    .await
+                    .with_context(|| format!("reading {source}"))?,
+            );
             (bundle, meta, format!("{source} ({owner})"))
         }
     };
     let path = &source;
     let now = OffsetDateTime::now_utc();
-    let result = validate::validate(&bundle, &profile, now);
+    // A bundle whose CRLs the data plane would refuse is not valid either: istiod discards a
+    // cacerts without its intermediate's CRL, and a lapsed CRL refuses every peer.
+    let held_crls = crls.as_ref().map(|held| {
+        held.as_deref()
+            .map(|text| FleetCrls::held(text, &bundle.ca_cert, now))
+    });
+    let result = validate::validate(&bundle, &profile, now)
+        .map_err(|e| e.to_string())
+        .and_then(|v| match &held_crls {
+            Some(Some(Err(e))) => Err(e.to_string()),
+            _ => Ok(v),
+        });
     let recorded = recorded_terms(&args.escrow_dir, meta.as_ref()).await;
 
     if args.output.json {
@@ -195,6 +223,9 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         doc["error"] = result.as_ref().err().map(ToString::to_string).into();
         doc["meshca"] = serde_json::to_value(&meta)?;
         doc["recorded_terms"] = serde_json::to_value(&recorded)?;
+        if let Some(held) = &held_crls {
+            doc["crls"] = crls_json(held.as_ref(), now);
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         match &result {
@@ -218,12 +249,44 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode> {
         if let Some(t) = &recorded {
             println!("  recorded     {}", t.summary());
         }
+        if let Some(held) = &held_crls {
+            println!("  CRLs         {}", crls_line(held.as_ref(), now));
+        }
     }
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What the bundle's `ca-crl.pem` says, for people.
+fn crls_line(held: Option<&Result<FleetCrls, CrlError>>, now: OffsetDateTime) -> String {
+    match held {
+        None => "none (CRL mode is off here: nothing revoked is refused)".into(),
+        Some(Err(e)) => format!("REFUSED by the data plane: {e}"),
+        Some(Ok(h)) => format!(
+            "{} in ca-crl.pem, its own among them, {} revoked certificates listed{}",
+            h.listed.len(),
+            h.revoked(),
+            h.first_lapse()
+                .map(|t| format!("; the first lapses in {} days", (t - now).whole_days()))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn crls_json(held: Option<&Result<FleetCrls, CrlError>>, now: OffsetDateTime) -> serde_json::Value {
+    match held {
+        None => serde_json::Value::Null,
+        Some(Err(e)) => serde_json::json!({"valid": false, "error": e.to_string()}),
+        Some(Ok(h)) => serde_json::json!({
+            "valid": true,
+            "count": h.listed.len(),
+            "revoked": h.revoked(),
+            "days_left": h.first_lapse().map(|t| (t - now).whole_days()),
+        }),
+    }
 }
 
 /// The terms the bundle's owner is recorded with in the local escrow, if it names its owner and

@@ -484,6 +484,14 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
     )
     .unwrap()
     .serial;
+    meshca(d)
+        .args(["inspect"])
+        .args(ctx)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "CRLs         4 in ca-crl.pem, its own among them, 1 revoked certificates listed",
+        ));
     let held = cacerts_file(&real, "ca-crl.pem").unwrap();
     assert!(
         meshca_core::fleet_crls::FleetCrls::assemble(&held, Vec::new())

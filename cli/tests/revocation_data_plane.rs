@@ -195,6 +195,16 @@ async fn a_lapsed_crl_refuses_every_peer_until_meshca_publishes_again() {
     }
     let fleet = meshca(d.path(), &["fleet", "--out-dir", "out"]);
     assert!(fleet.contains("stale"), "{fleet}");
+    let inspected = meshca_in(d.path())
+        .args(["inspect", "out/y"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&inspected.stdout);
+    assert_eq!(inspected.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("INVALID: a CRL in ca-crl.pem lapsed at"),
+        "{said}"
+    );
     let stale = Mesh::start(&["y", "z"].map(|c| workload(&out, c))).await;
     let (yz, zy) = stale.both_ways("y", "z").await;
     for (h, what) in [(&yz, "y → z"), (&zy, "z → y")] {
@@ -206,6 +216,12 @@ async fn a_lapsed_crl_refuses_every_peer_until_meshca_publishes_again() {
     }
 
     meshca(d.path(), &["crl", "publish"]);
+    let said = meshca(d.path(), &["inspect", "out/y"]);
+    assert!(
+        said.contains("CRLs         3 in ca-crl.pem, its own among them, 0 revoked certificates listed; the first lapses in 29 days")
+            || said.contains("the first lapses in 30 days"),
+        "{said}"
+    );
     let fresh = Mesh::start(&["y", "z"].map(|c| workload(&out, c))).await;
     let (yz, zy) = fresh.both_ways("y", "z").await;
     completed(&yz, "y → z after crl publish", &fresh);

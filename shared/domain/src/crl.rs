@@ -38,6 +38,9 @@ pub enum CrlError {
     /// No CRL in `ca-crl.pem` is signed by the cluster's own intermediate.
     #[error("ca-crl.pem holds no valid CRL signed by {0} (istiod would discard the whole update)")]
     NoOwnCrl(String),
+    /// A CRL in `ca-crl.pem` is past its nextUpdate.
+    #[error("a CRL in ca-crl.pem lapsed at {0}: every proxy holding it refuses every peer")]
+    Lapsed(String),
     /// The fleet's CRLs outgrew what Kubernetes holds.
     #[error("{0}")]
     TooLarge(String),

@@ -429,6 +429,10 @@ pub trait Delivery: Send + Sync {
     /// Whether `deliver` would refuse what `observe` found. Asked before anything is issued,
     /// so a cluster meshca may not write to costs no certificate.
     fn refuses(&self, observed: &Observed) -> Option<DeliveryError>;
+    /// The `ca-crl.pem` the secret carries, if any; `None` too where an adapter cannot tell.
+    async fn observe_crls(&self) -> Result<Option<String>, DeliveryError> {
+        Ok(None)
+    }
     /// Writes the fleet's CRLs as `ca-crl.pem` into the cluster's `cacerts` (meshca's, istio
     /// layout), leaving the bundle as it is, and reads them back. Refused when they hold no CRL
     /// of the intermediate the secret carries (istiod's rule). Adapters that cannot carry CRLs

@@ -23,6 +23,17 @@ pub struct FleetCrls {
 }
 
 impl FleetCrls {
+    /// `text` as a cluster holds it, judged for its intermediate `ca_cert_pem` as the data
+    /// plane will: the intermediate's own CRL there (istiod's rule), and none lapsed at `now`.
+    pub fn held(text: &str, ca_cert_pem: &str, now: OffsetDateTime) -> Result<Self, CrlError> {
+        crl::signed_by_own(text, ca_cert_pem, now)?;
+        let held = FleetCrls::assemble(text, Vec::new())?;
+        match held.first_lapse().filter(|t| *t <= now) {
+            Some(t) => Err(CrlError::Lapsed(crate::timestamp::rfc3339(t))),
+            None => Ok(held),
+        }
+    }
+
     /// The authority's CRLs followed by the intermediates' own.
     pub fn assemble(
         authority: &str,

@@ -520,6 +520,16 @@ impl Delivery for KubeDelivery {
             .then(|| self.unmanaged())
     }
 
+    async fn observe_crls(&self) -> Result<Option<String>, DeliveryError> {
+        let secrets = self.secrets();
+        let found = self
+            .call(&self.secret_call("get"), || {
+                secrets.get_opt(&self.landing().name)
+            })
+            .await?;
+        Ok(found.as_ref().and_then(crls_of).map(str::to_string))
+    }
+
     async fn deliver_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
         if self.layout() != Layout::IstioCacerts {
             return Err(
