@@ -515,9 +515,21 @@ impl Authority for Anchored {
         Err(last.unwrap_or_else(|| AuthorityError::UnknownCertificate(id.clone())))
     }
 
-    /// The rotation's issuer's CRL: what it revoked is what the fleet must refuse.
+    /// Every side's CRLs, the issuer's among them: mid-rotation, clusters present chains to
+    /// either root, and a proxy in CRL mode refuses a chain whose CAs have no CRL, so the
+    /// fleet's bundle needs both sides' (with only the issuer's, every cluster still on the
+    /// other side would be cut off).
     async fn crl(&self) -> Result<Option<String>, AuthorityError> {
-        self.issuer.crl().await
+        if self.sides.is_empty() {
+            return self.issuer.crl().await;
+        }
+        let mut out: Option<String> = None;
+        for (_, side) in &self.sides {
+            if let Some(text) = side.crl().await? {
+                out.get_or_insert_default().push_str(&text);
+            }
+        }
+        Ok(out)
     }
 
     async fn issued_with_subject(
@@ -544,6 +556,59 @@ mod tests {
             locator: id.into(),
             root_bundle: root.into(),
         }
+    }
+
+    /// An authority that answers only for its CRL.
+    struct CrlOf(&'static str);
+
+    #[async_trait::async_trait]
+    impl Authority for CrlOf {
+        async fn describe(&self) -> Result<AuthorityInfo, AuthorityError> {
+            unreachable!("only the CRL is asked")
+        }
+        async fn issue(&self, _: &IssueRequest<'_>) -> Result<CertificateId, AuthorityError> {
+            unreachable!("only the CRL is asked")
+        }
+        async fn fetch(&self, _: &CertificateId) -> Result<Issued, AuthorityError> {
+            unreachable!("only the CRL is asked")
+        }
+        async fn revoke(
+            &self,
+            _: &CertificateId,
+            _: &str,
+            _: RevocationReason,
+        ) -> Result<(), AuthorityError> {
+            unreachable!("only the CRL is asked")
+        }
+        async fn crl(&self) -> Result<Option<String>, AuthorityError> {
+            Ok(Some(self.0.to_string()))
+        }
+    }
+
+    #[tokio::test]
+    async fn mid_rotation_the_fleet_crls_carry_both_sides() {
+        let (old, new): (std::sync::Arc<dyn Authority>, std::sync::Arc<dyn Authority>) = (
+            std::sync::Arc::new(CrlOf("old root and its CAs\n")),
+            std::sync::Arc::new(CrlOf("new root and its CAs\n")),
+        );
+        let anchored = Anchored {
+            issuer: new.clone(),
+            trust: "A\nB\n".into(),
+            sides: vec![("a".into(), old), ("b".into(), new.clone())],
+        };
+        assert_eq!(
+            anchored.crl().await.unwrap().unwrap(),
+            "old root and its CAs\nnew root and its CAs\n"
+        );
+        let alone = Anchored {
+            issuer: new,
+            trust: "B\n".into(),
+            sides: Vec::new(),
+        };
+        assert_eq!(
+            alone.crl().await.unwrap().unwrap(),
+            "new root and its CAs\n"
+        );
     }
 
     fn rotation() -> RootRotation {
