@@ -541,6 +541,7 @@ impl App {
         } else {
             reconciler.apply(name, delivery.as_ref(), force).await
         };
+        let outcome = self.awaiting_needs_crl_mode(outcome);
         let kind = settings.kind.kind;
         match &outcome {
             Outcome::Failed { step, error } => {
@@ -549,6 +550,21 @@ impl App {
             other => info!(cluster = %name, kind = %kind, outcome = other.label()),
         }
         outcome
+    }
+
+    /// A generation waits for the fleet's CRLs only where a sweep delivers them: with CRL mode
+    /// off (turned off after CRLs were delivered: it is one-way), it would wait forever, so it
+    /// is a failure to alarm on, saying so.
+    fn awaiting_needs_crl_mode(&self, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::AwaitingCrls { reason, .. } if !self.config.crl_mode => Outcome::Failed {
+                step: Step::Deliver,
+                error: format!(
+                    "{reason}; MESHCA_CRL_MODE is off, so no sweep delivers them: turn it back on (CRL mode is one-way once CRLs were delivered)"
+                ),
+            },
+            other => other,
+        }
     }
 
     /// A deleted cluster: every kind it held is revoked and retired (its tags are gone with it,

@@ -923,6 +923,20 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     assert_ne!(fleet.assert_valid("y").ca_cert.serial, y1);
     let y2 = file_in(&fleet, "y", "ca-cert.pem").unwrap();
     meshca_core::crl::signed_by_own(&crls_in(&fleet, "z").unwrap(), &y2, now).unwrap();
+
+    // CRL mode turned off after CRLs were delivered: a renewal could only wait forever, so it
+    // fails, saying why, and the alarm sees it.
+    let off = fleet.app(&[]).await;
+    let stuck = off.reconcile("z", Some(REGION), true, None).await;
+    match &stuck.outcome {
+        Outcome::Failed {
+            step: Step::Deliver,
+            error,
+        } => {
+            assert!(error.contains("MESHCA_CRL_MODE is off"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A revocation's reach in a fleet of 20 in CRL mode: one revoke request gives the 19 others
