@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use meshca_core::ClusterName;
 use meshca_core::crl;
-use meshca_core::delivery::CrlsChange;
+use meshca_core::delivery::{CrlsChange, CrlsDelivered};
 use meshca_core::escrow::{Current, EscrowKey};
 use meshca_core::fleet_crls::FleetCrls;
 use meshca_core::kind::Layout;
@@ -90,6 +91,19 @@ pub struct PublishArgs {
     /// are written either way).
     #[command(flatten)]
     target: TargetArgs,
+
+    #[command(flatten)]
+    fleet: FleetKubeconfig,
+}
+
+/// The clusters of the fleet through their APIs, one kubeconfig context each.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetKubeconfig {
+    /// Also write the fleet's CRLs into every cluster's istio-system/cacerts through this
+    /// kubeconfig, whose contexts are named after the clusters (as `meshca rotate-root
+    /// --kubeconfig` takes them); a cluster without a context is said so.
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
+    pub fleet_kubeconfig: Option<PathBuf>,
 }
 
 pub async fn run(args: CrlArgs) -> Result<ExitCode> {
@@ -99,9 +113,9 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
     };
     let ports = Ports::build(&a.authority, &a.escrow).await?;
     let lines = if enable {
-        enable_and_publish(&ports, &a.out_dir).await?
+        enable_and_publish(&ports, &a.out_dir, &a.fleet).await?
     } else if enabled(&ports) {
-        publish(&ports, &a.out_dir).await?
+        publish(&ports, &a.out_dir, &a.fleet).await?
     } else {
         bail!(
             "CRL mode is off for the fleet in {}: turn it on with `meshca crl enable`",
@@ -126,10 +140,14 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
 
 /// Turns CRL mode on and publishes, only once the authority's CRLs were read: a fleet whose
 /// authority publishes none is never put in a mode nothing can serve.
-pub async fn enable_and_publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
+pub async fn enable_and_publish(
+    ports: &Ports,
+    out_root: &Path,
+    fleet: &FleetKubeconfig,
+) -> Result<Vec<String>> {
     let authority_crl = authority_crl(ports).await?;
     enable(ports)?;
-    publish_bundle(ports, out_root, authority_crl).await
+    publish_bundle(ports, out_root, fleet, authority_crl).await
 }
 
 /// The authority's CRLs: every CA above the cluster intermediates.
@@ -178,11 +196,16 @@ pub fn enabled_in(dir: &Path) -> bool {
     dir.join(MODE_FILE).exists()
 }
 
-/// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files; a line
-/// per record for people, the kinds it cannot protect included.
-pub async fn publish(ports: &Ports, out_root: &Path) -> Result<Vec<String>> {
+/// Builds the fleet's CRL bundle and writes it into every istio-cacerts cluster's files (and,
+/// with a fleet kubeconfig, its cacerts); a line per record for people, the kinds it cannot
+/// protect included.
+pub async fn publish(
+    ports: &Ports,
+    out_root: &Path,
+    fleet: &FleetKubeconfig,
+) -> Result<Vec<String>> {
     let authority_crl = authority_crl(ports).await?;
-    publish_bundle(ports, out_root, authority_crl).await
+    publish_bundle(ports, out_root, fleet, authority_crl).await
 }
 
 /// The fleet's CRLs as escrow records them, the istio records they come from, and a line for
@@ -223,6 +246,7 @@ async fn assemble(
 async fn publish_bundle(
     ports: &Ports,
     out_root: &Path,
+    clusters: &FleetKubeconfig,
     authority_crl: String,
 ) -> Result<Vec<String>> {
     let (fleet, records, mut said) = assemble(ports, &authority_crl).await?;
@@ -248,8 +272,53 @@ async fn publish_bundle(
         said.push(format!(
             "{key}: ca-crl.pem written ({crls} CRLs, {revoked} revoked certificates listed, {bytes} bytes)"
         ));
+        if let Some(kubeconfig) = &clusters.fleet_kubeconfig {
+            said.push(into_cluster(kubeconfig, &key.cluster, &fleet).await);
+        }
     }
     Ok(said)
+}
+
+/// The fleet's CRLs into `cluster`'s cacerts through its context in `kubeconfig`; what happened,
+/// for people (a cluster not reached is a line, not the end of the run).
+async fn into_cluster(kubeconfig: &Path, cluster: &ClusterName, fleet: &FleetCrls) -> String {
+    let target = format!("context {cluster}");
+    let delivery = match meshca_wiring::kubeconfig_delivery(
+        Some(kubeconfig),
+        Some(cluster.as_str()),
+        meshca_core::DeliveryOptions::default(),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return format!("{target}: NOT REACHED: {e:#}"),
+    };
+    match delivery.deliver_crls(&fleet.text).await {
+        Ok(done) => said_of(&target, fleet, &done),
+        Err(e) => format!("{target}: NOT WRITTEN: {e}"),
+    }
+}
+
+/// What writing `fleet` into the cluster `target` names did, for people.
+fn said_of(target: &str, fleet: &FleetCrls, done: &CrlsDelivered) -> String {
+    let what = match done.change {
+        CrlsChange::Written => "written",
+        CrlsChange::Unchanged => "unchanged",
+        CrlsChange::NoBundleYet => {
+            return format!(
+                "{target}: no cacerts yet: the fleet's CRLs go in after its first bundle"
+            );
+        }
+    };
+    let enforced = match meshca_core::delivery::unenforced(&done.istiod) {
+        None => "istiod enforces them (Istio 1.27+)".to_string(),
+        Some(why) => format!("not protected: {why}"),
+    };
+    format!(
+        "{target}: istio-system/cacerts ca-crl.pem {what} ({} CRLs, {} revoked certificates listed); {enforced}",
+        fleet.listed.len(),
+        fleet.revoked()
+    )
 }
 
 /// Writes the fleet's CRLs into one cluster's `cacerts` through its API (`target` names it in
@@ -266,28 +335,7 @@ pub async fn deliver_to(
         .deliver_crls(&fleet.text)
         .await
         .with_context(|| format!("writing the fleet's CRLs into {target}"))?;
-    let what = match done.change {
-        CrlsChange::Written => "written",
-        CrlsChange::Unchanged => "unchanged",
-        CrlsChange::NoBundleYet => {
-            return Ok((
-                done.change,
-                format!("{target}: no cacerts yet: the fleet's CRLs go in after its first bundle"),
-            ));
-        }
-    };
-    let enforced = match meshca_core::delivery::unenforced(&done.istiod) {
-        None => "istiod enforces them (Istio 1.27+)".to_string(),
-        Some(why) => format!("not protected: {why}"),
-    };
-    Ok((
-        done.change,
-        format!(
-            "{target}: istio-system/cacerts ca-crl.pem {what} ({} CRLs, {} revoked certificates listed); {enforced}",
-            fleet.listed.len(),
-            fleet.revoked()
-        ),
-    ))
+    Ok((done.change, said_of(target, &fleet, &done)))
 }
 
 /// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed

@@ -285,7 +285,7 @@ pub async fn run(args: IssueArgs) -> Result<ExitCode> {
     // In CRL mode a new generation's own CRL reaches every cluster's files, and a new
     // cluster gets the fleet's CRLs with its first bundle.
     if !args.no_files && crate::crl::enabled(&ports) {
-        let said = crate::crl::publish(&ports, &args.out_dir)
+        let said = crate::crl::publish(&ports, &args.out_dir, &Default::default())
             .await
             .context("publishing the fleet's CRLs (CRL mode is on)")?;
         for line in said {

@@ -82,6 +82,9 @@ pub struct RevokeArgs {
     out_dir: std::path::PathBuf,
 
     #[command(flatten)]
+    fleet: crate::crl::FleetKubeconfig,
+
+    #[command(flatten)]
     authority: AuthorityArgs,
 
     #[command(flatten)]
@@ -155,9 +158,9 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
 /// mode; otherwise says that nothing enforces it yet.
 async fn enforce(ports: &Ports, args: &RevokeArgs) -> Result<()> {
     let lines = if args.enable_crl {
-        Some(crate::crl::enable_and_publish(ports, &args.out_dir).await?)
+        Some(crate::crl::enable_and_publish(ports, &args.out_dir, &args.fleet).await?)
     } else if crate::crl::enabled(ports) {
-        Some(crate::crl::publish(ports, &args.out_dir).await?)
+        Some(crate::crl::publish(ports, &args.out_dir, &args.fleet).await?)
     } else {
         None
     };

@@ -515,3 +515,96 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
         meshca_core::crl::signed_by_own(&crls, ca, now).unwrap();
     }
 }
+
+/// A revocation reaches every other cluster's cacerts through a fleet kubeconfig (one context
+/// per cluster, as `meshca rotate-root --kubeconfig` takes): two real kube-apiservers (east, west) list
+/// x's intermediate after one `meshca revoke`; a cluster without a context is said so, and the
+/// revoked one is not written to.
+#[test]
+fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
+    let servers = [RealApiServer::start(), RealApiServer::start()];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut paths = Vec::new();
+    for (s, name) in servers.iter().zip(["east", "west"]) {
+        let one = d.join(format!("{name}.yaml"));
+        std::fs::write(&one, s.kubeconfig(name)).unwrap();
+        paths.push(one.display().to_string());
+    }
+    let merged = std::process::Command::new("kubectl")
+        .args(["config", "view", "--flatten"])
+        .env("KUBECONFIG", paths.join(":"))
+        .output()
+        .unwrap();
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    std::fs::write(d.join("fleet.yaml"), &merged.stdout).unwrap();
+    meshca(d)
+        .args(["issue", "--cluster", "x"])
+        .assert()
+        .success();
+    for c in ["east", "west"] {
+        meshca(d)
+            .args([
+                "issue",
+                "--cluster",
+                c,
+                "--context",
+                c,
+                "--kubeconfig",
+                "fleet.yaml",
+            ])
+            .assert()
+            .success();
+    }
+    let fleet = ["--fleet-kubeconfig", "fleet.yaml"];
+    meshca(d)
+        .args(["crl", "enable"])
+        .args(fleet)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "context east: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked",
+        ))
+        .stdout(predicate::str::contains(
+            "context west: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked",
+        ))
+        .stdout(predicate::str::contains("context x: NOT REACHED"));
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "key-compromise",
+            "--yes",
+        ])
+        .args(fleet)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "context east: istio-system/cacerts ca-crl.pem written (4 CRLs, 1 revoked",
+        ))
+        .stdout(predicate::str::contains(
+            "context west: istio-system/cacerts ca-crl.pem written (4 CRLs, 1 revoked",
+        ))
+        .stdout(predicate::str::contains("context x:").not());
+    let x = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
+    let x_serial = meshca_core::cert::Certificate::from_der(
+        "x",
+        meshca_core::pem::certificates("x", &x).unwrap().remove(0),
+    )
+    .unwrap()
+    .serial;
+    for s in &servers {
+        let held = cacerts_file(s, "ca-crl.pem").unwrap();
+        assert!(
+            meshca_core::fleet_crls::FleetCrls::assemble(&held, Vec::new())
+                .unwrap()
+                .lists(&x_serial)
+        );
+    }
+}
