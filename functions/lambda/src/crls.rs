@@ -17,7 +17,7 @@ use meshca_core::clusters::ClusterInfo;
 use meshca_core::delivery::{CrlsChange, CrlsDelivered};
 use meshca_core::escrow::Current;
 use meshca_core::fleet_crls::FleetCrls;
-use meshca_core::{Authority, Kind, KindSpec, Place, Settings};
+use meshca_core::{Authority, Kind, KindSpec, Outcome, Place, Settings};
 use meshca_wiring::RegionPorts;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -148,6 +148,47 @@ impl App {
                 .cloned()
                 .unwrap_or(again.outcome);
             report.settle(Report::at(cluster, place, outcome));
+        }
+    }
+
+    /// CRL mode, a new cluster: its intermediate's CRL goes to every cluster at once (their
+    /// proxies refuse a chain whose CA has no CRL, so they must not wait for the next sweep), and
+    /// the cluster gets the fleet's CRLs. Only for CreateCluster: a renewal wave's reconcile
+    /// requests leave this to the sweep, or each would rewrite the whole fleet.
+    pub(crate) async fn new_cluster_crls(&self, created: Report, deadline: Instant) -> Report {
+        let istio = match created.kinds.is_empty() {
+            true => Some(&created.outcome),
+            false => created.kinds.get(&Kind::IstioCacerts),
+        };
+        let new = matches!(
+            istio,
+            Some(Outcome::Renewed { .. } | Outcome::AwaitingCrls { .. })
+        );
+        if !self.config.crl_mode || self.config.dry_run || !new {
+            return created;
+        }
+        let Ok((main, _)) = self.main_authority().await else {
+            return created;
+        };
+        let crls = self.publish_crls(main.as_ref(), &[], deadline).await;
+        let waiting = crls
+            .behind
+            .iter()
+            .find(|(_, c)| Some(c) == created.cluster.as_ref());
+        match waiting {
+            // Its generation waited for the CRLs: every cluster holds them now.
+            Some((place, cluster)) => {
+                let account = place.account.member().map(|a| a.to_string());
+                self.reconcile_at(
+                    cluster,
+                    account.as_deref(),
+                    Some(&place.region),
+                    false,
+                    None,
+                )
+                .await
+            }
+            None => created,
         }
     }
 

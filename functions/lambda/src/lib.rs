@@ -278,14 +278,16 @@ impl App {
                     );
                     return report(Some(&cluster), Some(&region), Outcome::Skipped { reason });
                 }
-                self.reconcile_at(
-                    &cluster,
-                    account.as_deref(),
-                    Some(&region),
-                    false,
-                    Some(deadline),
-                )
-                .await
+                let created = self
+                    .reconcile_at(
+                        &cluster,
+                        account.as_deref(),
+                        Some(&region),
+                        false,
+                        Some(deadline),
+                    )
+                    .await;
+                self.new_cluster_crls(created, deadline).await
             }
             Request::Reconcile {
                 cluster,

@@ -857,6 +857,8 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
     assert_eq!((steady.written, steady.unchanged), (0, 3), "{steady:?}");
     // The CAs publish fresh CRLs (as a Private CA does at half their lifetime): the next sweep
     // carries them to every cluster, well before the old ones lapse.
+    // A CRL republished within the same second says the same (its dates are to the second).
+    std::thread::sleep(Duration::from_millis(1100));
     fleet.emu.control("crl/publish", json!({}));
     let refreshed = app.sweep(soon()).await.crls.unwrap();
     assert_eq!(refreshed.written, 3, "{refreshed:?}");
@@ -937,6 +939,25 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
         }
         other => panic!("{other:?}"),
     }
+
+    // A new cluster: its CreateCluster gives every cluster its intermediate's CRL at once (their
+    // proxies would refuse its workloads until the next sweep otherwise), and it the fleet's.
+    fleet
+        .cluster_on("w", "ACTIVE", true, "docker.io/istio/pilot:1.28.1")
+        .await;
+    let e = json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.eks", "region": REGION,
+        "detail": {"eventName": "CreateCluster", "awsRegion": REGION,
+                   "requestParameters": {"name": "w", "tags": {TAG.0: TAG.1}}}});
+    let created = app.handle(event::parse(&e).unwrap(), soon()).await;
+    assert!(
+        matches!(created.outcome, Outcome::Renewed { .. }),
+        "{created:?}"
+    );
+    let w = file_in(&fleet, "w", "ca-cert.pem").unwrap();
+    for c in ["y", "z", "w"] {
+        let held = crls_in(&fleet, c).unwrap_or_else(|| panic!("{c}: no ca-crl.pem"));
+        meshca_core::crl::signed_by_own(&held, &w, now).unwrap();
+    }
 }
 
 /// A revocation's reach in a fleet of 20 in CRL mode: one revoke request gives the 19 others
@@ -1008,6 +1029,8 @@ async fn one_revocation_reaches_every_other_cluster_of_twenty_with_three_calls_e
         times: 100,
         delay: Duration::ZERO,
     });
+    // A CRL republished within the same second says the same (its dates are to the second).
+    std::thread::sleep(Duration::from_millis(1100));
     fleet.emu.control("crl/publish", json!({}));
     let partial = app.sweep(soon()).await.crls.unwrap();
     assert_eq!(partial.written, 18, "{partial:?}");
