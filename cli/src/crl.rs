@@ -132,7 +132,8 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
             .connect(region, meshca_core::DeliveryOptions::default())
             .await?
             .context("no cluster named")?;
-        let (_, line) = deliver_to(&ports, delivery.as_ref(), &a.target.describe()).await?;
+        let fleet = fleet_crls(&ports).await?;
+        let (_, line) = deliver_to(&fleet, delivery.as_ref(), &a.target.describe()).await?;
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
@@ -325,17 +326,21 @@ fn said_of(target: &str, fleet: &FleetCrls, done: &CrlsDelivered) -> String {
 /// what is said): a line for people, whether its istiod enforces them included. The cluster's
 /// first bundle comes first: a cluster without `cacerts` is said so.
 pub async fn deliver_to(
-    ports: &Ports,
+    fleet: &FleetCrls,
     delivery: &dyn meshca_core::Delivery,
     target: &str,
 ) -> Result<(CrlsChange, String)> {
-    let authority_crl = authority_crl(ports).await?;
-    let (fleet, _, _) = assemble(ports, &authority_crl).await?;
     let done = delivery
         .deliver_crls(&fleet.text)
         .await
         .with_context(|| format!("writing the fleet's CRLs into {target}"))?;
-    Ok((done.change, said_of(target, &fleet, &done)))
+    Ok((done.change, said_of(target, fleet, &done)))
+}
+
+/// The fleet's CRLs as escrow records them now, the authority's read afresh.
+pub async fn fleet_crls(ports: &Ports) -> Result<FleetCrls> {
+    let authority_crl = authority_crl(ports).await?;
+    Ok(assemble(ports, &authority_crl).await?.0)
 }
 
 /// Every intermediate's own CRL kept under `<escrow>/crl/` that has not lapsed: a renewed

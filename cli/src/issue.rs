@@ -333,17 +333,17 @@ async fn deliver_in_crl_mode(
         true => eprintln!("meshca: {line}"),
         false => println!("{line}"),
     };
-    let (first, line) = crate::crl::deliver_to(ports, d, target).await?;
+    let fleet = crate::crl::fleet_crls(ports).await?;
+    let (first, line) = crate::crl::deliver_to(&fleet, d, target).await?;
     let delivered = d
         .deliver(&secured.bundle, &secured.meta)
         .await
         .with_context(|| format!("delivering to {target}"))?;
-    if first == CrlsChange::NoBundleYet {
-        let (_, line) = crate::crl::deliver_to(ports, d, target).await?;
-        say(line);
-    } else {
-        say(line);
-    }
+    let line = match first {
+        CrlsChange::NoBundleYet => crate::crl::deliver_to(&fleet, d, target).await?.1,
+        _ => line,
+    };
+    say(line);
     Ok(delivered)
 }
 

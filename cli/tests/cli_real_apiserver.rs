@@ -384,6 +384,29 @@ async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
         .stderr(predicate::str::contains("forbidden"));
 }
 
+/// `meshca revoke` of cluster x, for key compromise, without asking.
+const REVOKE_X: [&str; 6] = [
+    "revoke",
+    "--cluster",
+    "x",
+    "--reason",
+    "key-compromise",
+    "--yes",
+];
+
+/// The serial of the intermediate in `out/<cluster>/ca-cert.pem`.
+fn serial_in_files(d: &std::path::Path, cluster: &str) -> String {
+    let pem = std::fs::read_to_string(d.join("out").join(cluster).join("ca-cert.pem")).unwrap();
+    meshca_core::cert::Certificate::from_der(
+        cluster,
+        meshca_core::pem::certificates(cluster, &pem)
+            .unwrap()
+            .remove(0),
+    )
+    .unwrap()
+    .serial
+}
+
 /// `istio-system/cacerts` in a real API server, as kubectl shows it.
 fn cacerts(real: &RealApiServer) -> serde_json::Value {
     serde_json::from_str(&real.kubectl(
@@ -458,17 +481,7 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
     let y1 = cacerts_file(&real, "ca-cert.pem").unwrap();
     meshca_core::crl::signed_by_own(&cacerts_file(&real, "ca-crl.pem").unwrap(), &y1, now).unwrap();
 
-    meshca(d)
-        .args([
-            "revoke",
-            "--cluster",
-            "x",
-            "--reason",
-            "key-compromise",
-            "--yes",
-        ])
-        .assert()
-        .success();
+    meshca(d).args(REVOKE_X).assert().success();
     meshca(d)
         .args(["crl", "publish"])
         .args(ctx)
@@ -477,13 +490,7 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
         .stdout(predicate::str::contains(
             "ca-crl.pem written (4 CRLs, 1 revoked certificates listed)",
         ));
-    let x = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
-    let x_serial = meshca_core::cert::Certificate::from_der(
-        "x",
-        meshca_core::pem::certificates("x", &x).unwrap().remove(0),
-    )
-    .unwrap()
-    .serial;
+    let x_serial = serial_in_files(d, "x");
     meshca(d)
         .args(["inspect"])
         .args(ctx)
@@ -574,14 +581,7 @@ fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
         ))
         .stdout(predicate::str::contains("context x: NOT REACHED"));
     meshca(d)
-        .args([
-            "revoke",
-            "--cluster",
-            "x",
-            "--reason",
-            "key-compromise",
-            "--yes",
-        ])
+        .args(REVOKE_X)
         .args(fleet)
         .assert()
         .success()
@@ -592,13 +592,7 @@ fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
             "context west: istio-system/cacerts ca-crl.pem written (4 CRLs, 1 revoked",
         ))
         .stdout(predicate::str::contains("context x:").not());
-    let x = std::fs::read_to_string(d.join("out/x/ca-cert.pem")).unwrap();
-    let x_serial = meshca_core::cert::Certificate::from_der(
-        "x",
-        meshca_core::pem::certificates("x", &x).unwrap().remove(0),
-    )
-    .unwrap()
-    .serial;
+    let x_serial = serial_in_files(d, "x");
     for s in &servers {
         let held = cacerts_file(s, "ca-crl.pem").unwrap();
         assert!(

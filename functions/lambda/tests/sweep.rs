@@ -62,6 +62,20 @@ impl Fleet {
         self.servers.insert(name.to_string(), server);
     }
 
+    /// A fleet whose two-level Private CA publishes CRLs to the bucket `meshca-crls`.
+    fn publishing_crls() -> Fleet {
+        let emu = AwsEmulator::start();
+        let h = emu.control(
+            "fixtures/hierarchy",
+            json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
+        );
+        Fleet {
+            ca: h["issuing"].as_str().unwrap().to_string(),
+            emu,
+            servers: BTreeMap::new(),
+        }
+    }
+
     async fn app(&self, env: &[(&str, &str)]) -> App {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("MESHCA_CA_ARN".into(), self.ca.clone()),
@@ -806,16 +820,7 @@ fn lists(crls: &str, serial: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_waits_for_its_crl() {
-    let emu = AwsEmulator::start();
-    let h = emu.control(
-        "fixtures/hierarchy",
-        json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
-    );
-    let mut fleet = Fleet {
-        ca: h["issuing"].as_str().unwrap().to_string(),
-        emu,
-        servers: BTreeMap::new(),
-    };
+    let mut fleet = Fleet::publishing_crls();
     // x and z run Istio 1.28, y 1.24, which ignores ca-crl.pem.
     for (c, image) in [
         ("x", "docker.io/istio/pilot:1.28.1"),
@@ -966,16 +971,7 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
 /// Prints the time it took (not asserted: timing belongs to bench/run).
 #[tokio::test(flavor = "multi_thread")]
 async fn one_revocation_reaches_every_other_cluster_of_twenty_with_three_calls_each() {
-    let emu = AwsEmulator::start();
-    let h = emu.control(
-        "fixtures/hierarchy",
-        json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
-    );
-    let mut fleet = Fleet {
-        ca: h["issuing"].as_str().unwrap().to_string(),
-        emu,
-        servers: BTreeMap::new(),
-    };
+    let mut fleet = Fleet::publishing_crls();
     let names: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
     for c in &names {
         fleet
