@@ -17,13 +17,21 @@ Print the Kubernetes Role and RoleBinding meshca needs in a cluster, per namespa
 
 For each namespace a kind lands in: get and update of its secrets (and its trust-anchor
 ConfigMap, for linkerd-issuer) by name, create of secrets (and ConfigMaps); in istio-system,
-list and patch of Deployments (istiod's restart). Nothing else: no cluster-wide access, no other
-secret. Bound to the Kubernetes group an EKS access entry maps meshca's role to (--group), or to
-a user (--user). The namespaces must exist (Istio's, Linkerd's or TSB's install makes them).",
+list and patch of Deployments (istiod's restart) and list of DaemonSets (whether ztunnel
+enforces CRLs). Nothing else: no cluster-wide access, no other secret. Bound to the Kubernetes
+group an EKS access entry maps meshca's role to (--group), or to a user (--user). The namespaces
+must exist (Istio's, Linkerd's or TSB's install makes them).
+
+With --crl-readers, also a ClusterRole to list pods in every namespace: in CRL mode meshca then
+names the pods whose sidecar was injected before Istio 1.27 and ignores the CRLs until restarted.
+Kubernetes cannot grant labels and annotations alone, so this lets meshca read pod specs too;
+meshca reads only the injector's label and annotation. Without it, reports say the sidecars were
+not checked.",
     after_help = "\
 Examples:
   meshca access | kubectl apply -f -          # istio-cacerts: istio-system
   meshca access --kind istio-cacerts --kind linkerd-issuer | kubectl apply -f -
+  meshca access --crl-readers | kubectl apply -f -   # CRL mode: judge every sidecar too
   aws eks create-access-entry --cluster-name CLUSTER --principal-arn ROLE_ARN --kubernetes-groups meshca
 
 Exit status: 0 printed; 1 an unknown kind; 2 a usage error."
@@ -53,6 +61,10 @@ pub struct AccessArgs {
     /// Bind this user instead of the group.
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+
+    /// Also let meshca list pods in every namespace, to find sidecars that ignore the CRLs.
+    #[arg(long)]
+    crl_readers: bool,
 }
 
 /// What meshca touches in one namespace.
@@ -84,10 +96,13 @@ pub fn run(args: AccessArgs) -> Result<ExitCode> {
             args.group
         ),
     };
-    let docs: Vec<String> = by_namespace
+    let mut docs: Vec<String> = by_namespace
         .iter()
         .map(|(ns, g)| role(ns, g, &subject))
         .collect();
+    if args.crl_readers {
+        docs.push(pod_reader(&subject));
+    }
     print!("{}", docs.join("---\n"));
     Ok(ExitCode::SUCCESS)
 }
@@ -136,11 +151,23 @@ fn role(ns: &str, g: &Grants, subject: &str) -> String {
         rules.push(
             "- {apiGroups: [apps], resources: [deployments], verbs: [list, patch]}".to_string(),
         );
+        rules.push("- {apiGroups: [apps], resources: [daemonsets], verbs: [list]}".to_string());
     }
     format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: meshca, namespace: {ns}, labels: {{app.kubernetes.io/managed-by: meshca}}}}\nrules:\n{}\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: meshca, namespace: {ns}, labels: {{app.kubernetes.io/managed-by: meshca}}}}\n\
          roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: meshca}}\nsubjects: [{subject}]\n",
         rules.join("\n")
+    )
+}
+
+/// The ClusterRole and binding `meshca-crl-readers`: list of pods everywhere, to judge which
+/// sidecars read the CRLs.
+fn pod_reader(subject: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: meshca-crl-readers, labels: {{app.kubernetes.io/managed-by: meshca}}}}\n\
+         rules:\n- {{apiGroups: [\"\"], resources: [pods], verbs: [list]}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: meshca-crl-readers, labels: {{app.kubernetes.io/managed-by: meshca}}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: meshca-crl-readers}}\nsubjects: [{subject}]\n"
     )
 }

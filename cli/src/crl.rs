@@ -311,10 +311,9 @@ fn said_of(target: &str, fleet: &FleetCrls, done: &CrlsDelivered) -> String {
             );
         }
     };
-    let enforced = match meshca_core::delivery::unenforced(&done.istiod) {
-        None => "istiod enforces them (Istio 1.27+)".to_string(),
-        Some(why) => format!("not protected: {why}"),
-    };
+    let enforced = done.readers.as_ref().map_or_else(String::new, |r| {
+        meshca_core::enforcement::judge(r).to_string()
+    });
     format!(
         "{target}: istio-system/cacerts ca-crl.pem {what} ({} CRLs, {} revoked certificates listed); {enforced}",
         fleet.listed.len(),

@@ -211,4 +211,15 @@ fn the_deploy_outputs_access_command_grants_exactly_the_kinds_namespaces() {
         assert_eq!(granted, namespaces, "{flags:?}:\n{rbac}");
         assert!(!rbac.contains("ClusterRole"), "{rbac}");
     }
+    // The one cluster-wide grant, only when asked for: list of pods, nothing else.
+    let rbac = stdout(meshca(dir.path()).args(["access", "--crl-readers"]));
+    let cluster: Vec<&str> = rbac
+        .split("\n---")
+        .filter(|d| d.contains("kind: ClusterRole\n"))
+        .collect();
+    assert_eq!(cluster.len(), 1, "{rbac}");
+    assert!(
+        cluster[0].ends_with("rules:\n- {apiGroups: [\"\"], resources: [pods], verbs: [list]}"),
+        "{rbac}"
+    );
 }

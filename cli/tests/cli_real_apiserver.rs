@@ -382,6 +382,19 @@ async fn the_access_meshca_prints_is_exactly_enough_for_its_kinds() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("forbidden"));
+    // Listing pods everywhere (to judge sidecars in CRL mode) only when asked for.
+    let can_list_pods = || real.can_i("eks:testing", "list", "pods", &["--all-namespaces"]);
+    assert!(!can_list_pods());
+    assert!(real.can_i("eks:testing", "list", "daemonsets", &["-n", "istio-system"]));
+    let readers = meshca(dir.path())
+        .args(["access", "--crl-readers", "--user", "eks:testing"])
+        .output()
+        .unwrap();
+    real.kubectl(
+        &["apply", "-f", "-"],
+        Some(&String::from_utf8(readers.stdout).unwrap()),
+    );
+    assert!(can_list_pods());
 }
 
 /// `meshca revoke` of cluster x, for key compromise, without asking.
@@ -475,7 +488,7 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "context y: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked certificates listed); istiod enforces them",
+            "context y: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked certificates listed); enforced by istiod (Istio 1.27+)",
         ));
     let now = time::OffsetDateTime::now_utc();
     let y1 = cacerts_file(&real, "ca-cert.pem").unwrap();

@@ -51,6 +51,9 @@ def test_create_reconcile_and_sweep_through_cargo_lambda(tmp_path):
     crls = sweep["crls"]
     assert (crls["crls"], crls["written"], crls["unchanged"], crls["failures"]) == (3, 0, 1, []), crls
     assert crls["not_protected"] == ["c1 in eu-west-1: not protected: istiod istiod is Istio 1.24, which ignores ca-crl.pem (read from 1.27)"], crls
+    # The role's grant lists neither DaemonSets nor pods: said, not taken for protection.
+    assert len(crls["not_checked"]) == 1 and crls["not_checked"][0].startswith("c1 in eu-west-1: ztunnels (ambient) not checked"), crls
+    assert "sidecars not checked: meshca's role may not list pods in all namespaces" in crls["not_checked"][0], crls
     by_clustername = json.loads((out / "response-4.json").read_text())
     assert (by_clustername["outcome"], by_clustername["cluster"]) == ("unchanged", "c1"), by_clustername
     refused = json.loads((out / "response-5.json").read_text())

@@ -15,6 +15,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use meshca_core::clusters::ClusterInfo;
 use meshca_core::delivery::{CrlsChange, CrlsDelivered};
+use meshca_core::enforcement;
 use meshca_core::escrow::Current;
 use meshca_core::fleet_crls::FleetCrls;
 use meshca_core::{Authority, Kind, KindSpec, Outcome, Place, Settings};
@@ -46,9 +47,14 @@ pub struct CrlsReport {
     pub no_bundle_yet: usize,
     /// Clusters held after a revocation: nothing is delivered to them.
     pub held: usize,
-    /// Clusters given the CRLs whose istiod does not enforce them, each with why (Istio < 1.27,
-    /// an image naming no version, no istiod): "not protected" is a row, never silence.
+    /// Clusters given the CRLs where something does not enforce them, each with why (istiod
+    /// before 1.27, ztunnel before 1.29, pods injected without the CRL volume, an image naming
+    /// no version, no istiod): "not protected" is a row, never silence.
     pub not_protected: Vec<String>,
+    /// Clusters where a reader of the CRLs could not be inspected (the role may not list it),
+    /// each with what: the judgement above does not cover it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<String>,
     /// Clusters not reached, each with why.
     pub failures: Vec<String>,
     /// Clusters whose secret holds an older generation than their record: a renewal that
@@ -278,12 +284,14 @@ impl CrlsReport {
             CrlsChange::Unchanged => self.unchanged += 1,
             CrlsChange::NoBundleYet => self.no_bundle_yet += 1,
         }
-        if let Some(why) = (delivered.change != CrlsChange::NoBundleYet)
-            .then(|| meshca_core::delivery::unenforced(&delivered.istiod))
-            .flatten()
-        {
-            self.not_protected
-                .push(format!("{name}: not protected: {why}"));
+        if let Some(e) = delivered.readers.as_ref().map(enforcement::judge) {
+            if let Some(why) = e.not_protected() {
+                self.not_protected
+                    .push(format!("{name}: not protected: {why}"));
+            }
+            if let Some(what) = e.not_checked() {
+                self.not_checked.push(format!("{name}: {what}"));
+            }
         }
         if delivered
             .generation

@@ -15,6 +15,8 @@ use crate::kind::{KindSpec, Landing};
 use crate::retry::Backoff;
 use crate::validate::{InvalidBundle, Profile};
 
+pub use crate::istio::{IstioVersion, Istiod};
+
 /// When to restart istiod after `cacerts` changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RestartPolicy {
@@ -73,67 +75,6 @@ impl Default for DeliveryOptions {
             landing: KindSpec::default().landing(),
         }
     }
-}
-
-/// An Istio release, from the istiod image tag (`pilot:1.24.2`, `pilot:1.24.2-distroless`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IstioVersion {
-    /// The major version (1).
-    pub major: u32,
-    /// The minor version: what decides whether istiod reloads `cacerts` on its own.
-    pub minor: u32,
-}
-
-impl IstioVersion {
-    /// The first release that hot-reloads a rotated intermediate under an unchanged root.
-    pub const HOT_RELOAD: IstioVersion = IstioVersion {
-        major: 1,
-        minor: 19,
-    };
-    /// The first release with `ISTIO_MULTIROOT_MESH`, which reloads a root bundle that contains,
-    /// or is contained in, the one before.
-    pub const MULTIROOT: IstioVersion = IstioVersion {
-        major: 1,
-        minor: 20,
-    };
-
-    /// The first release whose istiod reads `ca-crl.pem` and hands it to its sidecars.
-    pub const CRL: IstioVersion = IstioVersion {
-        major: 1,
-        minor: 27,
-    };
-
-    /// Reads the version from an image reference; `None` for digests and custom tags.
-    pub fn from_image(image: &str) -> Option<Self> {
-        let name = image.split('@').next()?;
-        let last = name.rsplit('/').next()?;
-        let (_, tag) = last.split_once(':')?;
-        let mut parts = tag.trim_start_matches('v').split(['.', '-']);
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some(IstioVersion { major, minor })
-    }
-}
-
-impl fmt::Display for IstioVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-/// An istiod Deployment as found in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Istiod {
-    /// The Deployment's name.
-    pub name: String,
-    /// Its discovery container's image.
-    pub image: String,
-    /// The Istio release the image's tag names, when it names one.
-    pub version: Option<IstioVersion>,
-    /// Ready replicas > 0: it has already loaded a CA.
-    pub running: bool,
-    /// `ISTIO_MULTIROOT_MESH=true` in its environment.
-    pub multiroot: bool,
 }
 
 /// What the write did to `cacerts`.
@@ -453,33 +394,9 @@ pub struct CrlsDelivered {
     /// The generation of the bundle the secret holds, as its annotations say: a record newer
     /// than this waits to be put in force.
     pub generation: Option<u64>,
-    /// The istiods found beside the secret: whether they read the CRLs ([`unenforced`]).
-    pub istiod: Vec<Istiod>,
-}
-
-/// Why the istiods of a cluster do not enforce the CRLs in its `cacerts`, or `None` when every
-/// one reads them (Istio 1.27+). Said per cluster, never left to silence: an older istiod, one
-/// whose image names no version, or none at all.
-pub fn unenforced(istiods: &[Istiod]) -> Option<String> {
-    if istiods.is_empty() {
-        return Some("no istiod found in istio-system".into());
-    }
-    let why: Vec<String> = istiods
-        .iter()
-        .filter_map(|d| match d.version {
-            Some(v) if v >= IstioVersion::CRL => None,
-            Some(v) => Some(format!(
-                "istiod {} is Istio {v}, which ignores ca-crl.pem (read from {})",
-                d.name,
-                IstioVersion::CRL
-            )),
-            None => Some(format!(
-                "istiod {} runs {}, whose tag names no Istio version: whether it reads ca-crl.pem (1.27+) is unknown",
-                d.name, d.image
-            )),
-        })
-        .collect();
-    (!why.is_empty()).then(|| why.join("; "))
+    /// Who reads the CRLs there, as far as meshca may look ([`crate::enforcement::judge`]);
+    /// `None` when nothing was written for lack of a bundle.
+    pub readers: Option<crate::enforcement::CrlReaders>,
 }
 
 /// What became of a cluster's `ca-crl.pem`.
@@ -547,65 +464,6 @@ mod tests {
             running,
             multiroot: false,
         }
-    }
-
-    #[test]
-    fn a_cluster_enforces_crls_only_where_every_istiod_reads_them() {
-        let with = |images: &[&str]| {
-            let found: Vec<Istiod> = images.iter().map(|i| istiod(i, true)).collect();
-            unenforced(&found)
-        };
-        assert_eq!(with(&["docker.io/istio/pilot:1.27.0"]), None);
-        assert_eq!(with(&["docker.io/istio/pilot:1.31.2-distroless"]), None);
-        let old = with(&["docker.io/istio/pilot:1.26.3"]).unwrap();
-        assert!(
-            old.contains("Istio 1.26, which ignores ca-crl.pem (read from 1.27)"),
-            "{old}"
-        );
-        let unknown = with(&["registry.example/pilot@sha256:abc"]).unwrap();
-        assert!(unknown.contains("names no Istio version"), "{unknown}");
-        assert_eq!(with(&[]).unwrap(), "no istiod found in istio-system");
-        // A revision still on an old release leaves the cluster unprotected.
-        assert!(
-            with(&[
-                "docker.io/istio/pilot:1.28.0",
-                "docker.io/istio/pilot:1.24.1"
-            ])
-            .is_some()
-        );
-    }
-
-    #[test]
-    fn versions_from_image_tags() {
-        let v = |s| IstioVersion::from_image(s);
-        assert_eq!(
-            v("docker.io/istio/pilot:1.24.2"),
-            Some(IstioVersion {
-                major: 1,
-                minor: 24
-            })
-        );
-        assert_eq!(
-            v("gcr.io/istio-release/pilot:1.18.7-distroless"),
-            Some(IstioVersion {
-                major: 1,
-                minor: 18
-            })
-        );
-        assert_eq!(
-            v("localhost:5000/istio/pilot:1.20.0"),
-            Some(IstioVersion {
-                major: 1,
-                minor: 20
-            })
-        );
-        assert_eq!(v("istio/pilot@sha256:abcd"), None);
-        assert_eq!(
-            v("localhost:5000/istio/pilot"),
-            None,
-            "a registry port is not a tag"
-        );
-        assert_eq!(v("istio/pilot:latest"), None);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct KubeDelivery {
     client: Client,
     endpoint: String,
     options: DeliveryOptions,
+    pub(crate) pods_per_page: u32,
 }
 
 /// The longest one call to a cluster may take, retries included.
@@ -54,10 +55,18 @@ impl KubeDelivery {
             client,
             endpoint: endpoint.into(),
             options,
+            pods_per_page: crate::readers::PODS_PER_PAGE,
         }
     }
 
-    fn landing(&self) -> &Landing {
+    /// Lists pods `n` at a time when judging sidecars (default 500): a big cluster answers in
+    /// pages rather than one huge list.
+    pub fn paging_pods_by(mut self, n: u32) -> Self {
+        self.pods_per_page = n.max(1);
+        self
+    }
+
+    pub(crate) fn landing(&self) -> &Landing {
         &self.options.landing
     }
 
@@ -178,7 +187,7 @@ impl KubeDelivery {
                 return Ok(CrlsDelivered {
                     change: CrlsChange::NoBundleYet,
                     generation: None,
-                    istiod: Vec::new(),
+                    readers: None,
                 });
             };
             if !is_ours(&current) {
@@ -188,7 +197,7 @@ impl KubeDelivery {
             let done = |change| CrlsDelivered {
                 change,
                 generation,
-                istiod: Vec::new(),
+                readers: None,
             };
             if crls_of(&current).is_some_and(|held| crl::equivalent(held, crls)) {
                 return Ok(done(CrlsChange::Unchanged));
@@ -246,6 +255,10 @@ impl KubeDelivery {
         }
     }
 
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn secrets(&self) -> Api<Secret> {
         Api::namespaced(self.client.clone(), &self.landing().namespace)
     }
@@ -259,7 +272,7 @@ impl KubeDelivery {
         format!("{verb} secret {}/{}", landing.namespace, landing.name)
     }
 
-    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, DeliveryError>
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, DeliveryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -346,7 +359,7 @@ impl KubeDelivery {
         }
     }
 
-    async fn istiods(&self) -> Result<Vec<Istiod>, DeliveryError> {
+    pub(crate) async fn istiods(&self) -> Result<Vec<Istiod>, DeliveryError> {
         let deployments: Api<Deployment> =
             Api::namespaced(self.client.clone(), &self.landing().namespace);
         let lp = ListParams::default().labels(ISTIOD_SELECTOR);
@@ -538,7 +551,7 @@ impl Delivery for KubeDelivery {
         }
         let mut done = self.write_crls(crls).await?;
         if done.change != CrlsChange::NoBundleYet {
-            done.istiod = self.istiods().await?;
+            done.readers = Some(self.crl_readers().await?);
         }
         Ok(done)
     }

@@ -407,3 +407,129 @@ async fn crls_ride_in_cacerts_and_a_renewal_whose_own_crl_is_missing_is_never_wr
         .unwrap_err();
     assert!(matches!(err, DeliveryError::NoCrlsHere { .. }), "{err}");
 }
+
+/// A pod in `shop` as Istio's injector leaves it: its label, and its record of the volumes it
+/// added, the CRL volume among them from 1.27's template.
+fn injected_pod(name: &str, with_crl_volume: bool) -> serde_json::Value {
+    let mut volumes = vec!["istio-envoy", "istio-data", "istio-token", "istiod-ca-cert"];
+    if with_crl_volume {
+        volumes.push("istio-ca-crl");
+    }
+    let status = json!({"initContainers": ["istio-init"], "containers": ["istio-proxy"], "volumes": volumes, "revision": "default"});
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "shop",
+                        "labels": {"security.istio.io/tlsMode": "istio"},
+                        "annotations": {"sidecar.istio.io/status": status.to_string()}},
+           "spec": {"automountServiceAccountToken": false,
+                    "containers": [{"name": "app", "image": "shop/cart:1"}]}})
+}
+
+/// A token for the service account istio-system/meshca, bound to `rules` in istio-system and,
+/// when given, `cluster_rules` everywhere: what an EKS access entry with meshca's grant amounts to.
+fn scoped_token(server: &RealApiServer, rules: &str, cluster_rules: Option<&str>) -> String {
+    let sa = "{kind: ServiceAccount, name: meshca, namespace: istio-system}";
+    let mut rbac = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: meshca, namespace: istio-system}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: meshca, namespace: istio-system}}\nrules:\n{rules}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: meshca, namespace: istio-system}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: meshca}}\nsubjects: [{sa}]\n"
+    );
+    if let Some(rules) = cluster_rules {
+        rbac.push_str(&format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: meshca-crl-readers}}\nrules:\n{rules}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: meshca-crl-readers}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: meshca-crl-readers}}\nsubjects: [{sa}]\n"
+        ));
+    }
+    server.kubectl(&["apply", "-f", "-"], Some(&rbac));
+    server
+        .kubectl(&["create", "token", "meshca", "-n", "istio-system"], None)
+        .trim()
+        .to_string()
+}
+
+/// Who enforces the CRLs is read as far as the role may look: with every grant, a ztunnel before
+/// 1.29 and a pod injected before the CRL volume are gaps (pods read page by page); with only
+/// the secret and istiod grants, ztunnel and the sidecars are named as not checked, and the
+/// delivery still succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn who_enforces_the_crls_is_read_as_far_as_the_role_may_look() {
+    use meshca_core::enforcement::{Sidecars, judge};
+    let server = RealApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, g1) = issue(dir.path(), KindSpec::default(), false).await;
+    let admin = delivery(&server, &settings, false);
+    admin.deliver(&g1.bundle, &g1.meta).await.unwrap();
+    istiod(&server, "docker.io/istio/pilot:1.28.1").await;
+    let ztunnel = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "ztunnel", "namespace": "istio-system", "labels": {"app": "ztunnel"}},
+        "spec": {"selector": {"matchLabels": {"app": "ztunnel"}},
+                 "template": {"metadata": {"labels": {"app": "ztunnel"}},
+                              "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.28.2-distroless"}]}}}});
+    server.kubectl(&["apply", "-f", "-"], Some(&ztunnel.to_string()));
+    server.kubectl(&["create", "namespace", "shop"], None);
+    server.kubectl(&["create", "serviceaccount", "default", "-n", "shop"], None);
+    let mut pods = vec![
+        injected_pod("cart-old", false),
+        injected_pod("cart-new", true),
+        injected_pod("pay-old", false),
+    ];
+    let mut plain = injected_pod("batch", false);
+    plain["metadata"] = json!({"name": "batch", "namespace": "shop"});
+    pods.push(plain);
+    for p in pods {
+        server.kubectl(&["apply", "-f", "-"], Some(&p.to_string()));
+    }
+
+    let crls = own_crl(&g1);
+    let all = admin.paging_pods_by(2).deliver_crls(&crls).await.unwrap();
+    let readers = all.readers.unwrap();
+    assert_eq!(
+        readers.sidecars,
+        Sidecars::Read {
+            injected: 3,
+            without_crls: vec!["shop/cart-old".into(), "shop/pay-old".into()]
+        }
+    );
+    let gaps = judge(&readers).not_protected().unwrap();
+    assert_eq!(
+        gaps,
+        "ztunnel ztunnel is Istio 1.28, which ignores ca-crl.pem (read from 1.29); \
+         2 of 3 pods with a sidecar were injected without the istio-ca-crl volume (before Istio 1.27) \
+         and enforce nothing until restarted: shop/cart-old, shop/pay-old"
+    );
+
+    // meshca's namespaced grant without the readers: the CRLs go in, the rest is named.
+    let secrets_and_istiod = "- {apiGroups: [\"\"], resources: [secrets], verbs: [get, update]}\n\
+                              - {apiGroups: [apps], resources: [deployments], verbs: [list]}";
+    let token = scoped_token(&server, secrets_and_istiod, None);
+    let scoped = |token: String| {
+        let client =
+            meshca_kube::from_endpoint("real", &server.url, &server.ca_pem, Arc::new(Token(token)))
+                .unwrap();
+        let options = DeliveryOptions {
+            landing: settings.kind.landing(),
+            profile: settings.profile_for(&"c1".parse().unwrap()),
+            ..DeliveryOptions::default()
+        };
+        KubeDelivery::new(client, &server.url, options)
+    };
+    let some = scoped(token).deliver_crls(&crls).await.unwrap();
+    let e = judge(&some.readers.unwrap());
+    assert_eq!(e.not_protected(), None, "istiod 1.28 is all it could see");
+    assert_eq!(
+        e.not_checked().unwrap(),
+        "ztunnels (ambient) not checked: meshca's role may not list daemonsets in istio-system \
+         (`meshca access --crl-readers` prints the grant); sidecars not checked: meshca's role \
+         may not list pods in all namespaces (`meshca access --crl-readers` prints the grant)"
+    );
+
+    // With the readers granted, it sees what the admin saw.
+    let readers_too = format!(
+        "{secrets_and_istiod}\n- {{apiGroups: [apps], resources: [daemonsets], verbs: [list]}}"
+    );
+    let pods_everywhere = "- {apiGroups: [\"\"], resources: [pods], verbs: [list]}";
+    let token = scoped_token(&server, &readers_too, Some(pods_everywhere));
+    let seen = scoped(token).deliver_crls(&crls).await.unwrap();
+    assert_eq!(judge(&seen.readers.unwrap()).not_protected().unwrap(), gaps);
+}

@@ -529,11 +529,13 @@ fn discovery(path: &str, addr: SocketAddr) -> Option<Value> {
         "/api/v1" => json!({
             "kind": "APIResourceList", "groupVersion": "v1",
             "resources": [res("namespaces", "namespace", "Namespace", false, &["ns"]),
-                          res("secrets", "secret", "Secret", true, &[])],
+                          res("secrets", "secret", "Secret", true, &[]),
+                          res("pods", "pod", "Pod", true, &["po"])],
         }),
         "/apis/apps/v1" => json!({
             "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
-            "resources": [res("deployments", "deployment", "Deployment", true, &["deploy"])],
+            "resources": [res("deployments", "deployment", "Deployment", true, &["deploy"]),
+                          res("daemonsets", "daemonset", "DaemonSet", true, &["ds"])],
         }),
         _ => return None,
     })
@@ -551,7 +553,9 @@ fn parse_path(path: &str) -> Option<(Resource, Option<String>, Option<String>)> 
         ("namespaces", false) => Some(Resource::Namespaces),
         ("secrets", false) => Some(Resource::Secrets),
         ("configmaps", false) => Some(Resource::ConfigMaps),
+        ("pods", false) => Some(Resource::Pods),
         ("deployments", true) => Some(Resource::Deployments),
+        ("daemonsets", true) => Some(Resource::DaemonSets),
         _ => None,
     };
     match parts.as_slice() {
@@ -632,7 +636,7 @@ fn route(
                 Some(n) => format!("in the namespace \"{n}\""),
                 None => "at the cluster scope".into(),
             };
-            let group = if kind == Resource::Deployments {
+            let group = if kind.api_version() == "apps/v1" {
                 "\"apps\""
             } else {
                 "\"\""

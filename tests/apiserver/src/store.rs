@@ -19,6 +19,10 @@ pub enum Resource {
     ConfigMaps,
     /// `apps/v1` Deployments.
     Deployments,
+    /// `apps/v1` DaemonSets (ztunnel's).
+    DaemonSets,
+    /// `v1` Pods (listed to judge their sidecars).
+    Pods,
 }
 
 impl Resource {
@@ -29,6 +33,8 @@ impl Resource {
             Resource::Secrets => "secrets",
             Resource::ConfigMaps => "configmaps",
             Resource::Deployments => "deployments",
+            Resource::DaemonSets => "daemonsets",
+            Resource::Pods => "pods",
         }
     }
     /// The object's `kind`.
@@ -38,12 +44,14 @@ impl Resource {
             Resource::Secrets => "Secret",
             Resource::ConfigMaps => "ConfigMap",
             Resource::Deployments => "Deployment",
+            Resource::DaemonSets => "DaemonSet",
+            Resource::Pods => "Pod",
         }
     }
     /// The object's `apiVersion`.
     pub fn api_version(self) -> &'static str {
         match self {
-            Resource::Deployments => "apps/v1",
+            Resource::Deployments | Resource::DaemonSets => "apps/v1",
             _ => "v1",
         }
     }

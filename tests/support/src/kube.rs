@@ -258,6 +258,20 @@ impl RealApiServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Whether `user` may `verb resource` (`kubectl auth can-i`, more `args` after it), as the
+    /// server's RBAC decides.
+    pub fn can_i(&self, user: &str, verb: &str, resource: &str, args: &[&str]) -> bool {
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let out = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .args(["auth", "can-i", verb, resource, "--as", user])
+            .args(args)
+            .output()
+            .expect("kubectl is installed by tests/run");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    }
+
     /// What an EKS access entry with AmazonEKSEditPolicy scoped to `namespace` amounts to, for
     /// `user`: the namespace, and a Role and RoleBinding there for secrets and deployments.
     pub fn grant_namespace(&self, namespace: &str, user: &str) {
