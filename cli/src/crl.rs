@@ -336,6 +336,38 @@ pub async fn deliver_to(
     Ok((done.change, said_of(target, fleet, &done)))
 }
 
+/// A root rotation through the clusters' APIs in CRL mode: the fleet's CRLs, as escrow records
+/// them now (the phase's new generations and both roots' among them), into every istio member,
+/// before the rollout puts the waiting generations in force.
+#[async_trait::async_trait]
+impl meshca_core::rollout::CrlPass for Ports {
+    async fn deliver(&self, members: &[meshca_core::rollout::Member]) -> Vec<String> {
+        use futures::StreamExt;
+        let fleet = match fleet_crls(self).await {
+            Ok(fleet) => fleet,
+            Err(e) => return vec![format!("the fleet's CRLs could not be built: {e:#}")],
+        };
+        // The futures made first, so no closure is part of the (Send) stream's type.
+        let mut each = Vec::new();
+        for m in members {
+            if m.kind.landing().layout != Layout::IstioCacerts {
+                continue;
+            }
+            let fleet = &fleet;
+            each.push(async move {
+                match deliver_to(fleet, m.delivery.as_ref(), m.cluster.as_str()).await {
+                    Ok((_, said)) => said,
+                    Err(e) => format!("{}: {e:#}", m.cluster),
+                }
+            });
+        }
+        futures::stream::iter(each)
+            .buffered(meshca_core::rollout::CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
 /// The fleet's CRLs as escrow records them now, the authority's read afresh.
 pub async fn fleet_crls(ports: &Ports) -> Result<FleetCrls> {
     let authority_crl = authority_crl(ports).await?;

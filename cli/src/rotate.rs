@@ -44,7 +44,11 @@ istiod unless it runs Istio 1.20+ with ISTIO_MULTIROOT_MESH=true; a new intermed
 same root bytes restarts only Istio < 1.19.
 
 The fleet is every cluster escrowed here (or the --cluster names), each reached through the
-kubeconfig context of the same name (--kubeconfig), or as files under --out-dir.",
+kubeconfig context of the same name (--kubeconfig), or as files under --out-dir.
+
+In CRL mode (`meshca crl enable`) a step that issues intermediates first writes their CRLs, and
+both roots', into every cluster (on files: every ca-crl.pem anew; deploy those first), then the
+new bundles: a proxy refuses a chain whose CA has no CRL.",
     after_help = "\
 Examples:
   meshca rotate-root start --to local:.meshca/ca-2026 --soak 0    # a rehearsal on files
@@ -190,28 +194,31 @@ pub async fn run(args: RotateArgs) -> Result<ExitCode> {
         RotateCommand::Advance(a) if a.dry_run => return plan_advance(a).await,
         _ => {}
     }
-    let (fleet, report) = match &args.command {
-        RotateCommand::Start(a) => (&a.fleet, start(a).await?),
-        RotateCommand::Status(f) => (f, {
+    let (fleet, session, report) = match &args.command {
+        RotateCommand::Start(a) => {
+            let (s, report) = start(a).await?;
+            (&a.fleet, s, report)
+        }
+        RotateCommand::Status(f) => {
             let s = Session::new(f).await?;
-            s.rollout()
-                .status(&Session::members(f, &s.ports).await?)
-                .await?
-        }),
-        RotateCommand::Advance(a) => (&a.fleet, {
+            let report = s.rollout().status(&s.members).await?;
+            (f, s, report)
+        }
+        RotateCommand::Advance(a) => {
             let s = Session::new(&a.fleet).await?;
-            s.rollout()
-                .advance(&Session::members(&a.fleet, &s.ports).await?, a.force)
-                .await?
-        }),
-        RotateCommand::Abort(f) => (f, {
+            let report = s.rollout().advance(&s.members, a.force).await?;
+            (&a.fleet, s, report)
+        }
+        RotateCommand::Abort(f) => {
             let s = Session::new(f).await?;
-            s.rollout()
-                .abort(&Session::members(f, &s.ports).await?)
-                .await?
-        }),
+            let report = s.rollout().abort(&s.members).await?;
+            (f, s, report)
+        }
     };
     show(fleet, &report)?;
+    if !matches!(args.command, RotateCommand::Status(_)) {
+        session.publish_crl_files(fleet).await?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -283,8 +290,7 @@ async fn plan_start(a: &StartArgs) -> Result<ExitCode> {
 /// Where the rotation stands (as `status` shows it) and what `advance` would do next.
 async fn plan_advance(a: &AdvanceArgs) -> Result<ExitCode> {
     let s = Session::new(&a.fleet).await?;
-    let members = Session::members(&a.fleet, &s.ports).await?;
-    let report = s.rollout().status(&members).await?;
+    let report = s.rollout().status(&s.members).await?;
     show(&a.fleet, &report)?;
     let r = &report.rotation;
     let next = match r.phase {
@@ -311,7 +317,7 @@ async fn plan_advance(a: &AdvanceArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn start(a: &StartArgs) -> Result<RolloutReport> {
+async fn start(a: &StartArgs) -> Result<(Session, RolloutReport)> {
     let ports = Ports::build(&a.fleet.authority, &a.fleet.escrow).await?;
     let to_spec = AuthoritySpec::from_locator(&a.to, &ports.spec)?;
     let created = match &to_spec {
@@ -365,17 +371,20 @@ async fn start(a: &StartArgs) -> Result<RolloutReport> {
         (from.authority_id.clone(), from_authority),
         (to_anchor.authority_id.clone(), to),
     ];
+    let members = Session::members(&a.fleet, &ports).await?;
     let ctx = Session {
         store: ports.rotation_store()?,
+        crl_api: Session::crl_api(&a.fleet, &ports),
         ports,
         authorities,
         settings: Settings::default(),
+        members,
     };
-    let members = Session::members(&a.fleet, &ctx.ports).await?;
-    Ok(ctx
+    let report = ctx
         .rollout()
-        .start(from, to_anchor, a.soak, &members)
-        .await?)
+        .start(from, to_anchor, a.soak, &ctx.members)
+        .await?;
+    Ok((ctx, report))
 }
 
 async fn anchor(authority: &dyn meshca_core::Authority, spec: &AuthoritySpec) -> Result<Anchor> {
@@ -387,12 +396,15 @@ async fn anchor(authority: &dyn meshca_core::Authority, spec: &AuthoritySpec) ->
     })
 }
 
-/// The ports and both authorities of the rotation on record.
+/// The ports and both authorities of the rotation on record, and the members it moves.
 struct Session {
     ports: Ports,
     store: Arc<dyn RotationStore>,
     authorities: Vec<(String, Arc<dyn meshca_core::Authority>)>,
     settings: Settings,
+    members: Vec<Member>,
+    /// CRL mode, members reached through their APIs: a new generation waits for its CRL there.
+    crl_api: bool,
 }
 
 impl Session {
@@ -404,11 +416,14 @@ impl Session {
             .await?
             .context("no root rotation has been started here (meshca rotate-root start --to …)")?;
         let authorities = ports.authorities(&rotation).await?;
+        let members = Self::members(f, &ports).await?;
         Ok(Session {
+            crl_api: Self::crl_api(f, &ports),
             ports,
             store,
             authorities,
             settings: Settings::default(),
+            members,
         })
     }
 
@@ -418,7 +433,26 @@ impl Session {
             escrow: self.ports.escrow.as_ref(),
             settings: &self.settings,
             authorities: self.authorities.clone(),
+            crls: self
+                .crl_api
+                .then_some(&self.ports as &dyn meshca_core::rollout::CrlPass),
         }
+    }
+
+    fn crl_api(f: &FleetArgs, ports: &Ports) -> bool {
+        (f.kubeconfig.is_some() || f.eks) && crate::crl::enabled(ports)
+    }
+
+    /// CRL mode on files: every cluster's `ca-crl.pem` and `cacerts.yaml` again, with the CRLs
+    /// of the generations this step issued (and of both roots, mid-rotation).
+    async fn publish_crl_files(&self, f: &FleetArgs) -> Result<()> {
+        if f.kubeconfig.is_some() || f.eks || !crate::crl::enabled(&self.ports) {
+            return Ok(());
+        }
+        for line in crate::crl::publish(&self.ports, &f.out_dir, &Default::default()).await? {
+            println!("crls      {line}");
+        }
+        Ok(())
     }
 
     /// Every kind of the clusters named, or of every cluster escrowed here, each with its way
@@ -572,6 +606,9 @@ fn show(f: &FleetArgs, report: &RolloutReport) -> Result<()> {
             "{:<24} {:<10} {:<11} DETAIL",
             "CLUSTER", "CONFIRMED", "THIS RUN"
         );
+    }
+    for line in &report.crls {
+        println!("crls      {line}");
     }
     for s in &report.clusters {
         let did = s.outcome.as_ref().map_or("-", |o| o.label());

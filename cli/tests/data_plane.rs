@@ -545,22 +545,19 @@ async fn an_aborted_rotation_keeps_neighbours_in_trust_on_the_way_back() {
     .await;
 }
 
-/// The same phases delivered into two real kube-apiservers (`cacerts` read back with kubectl
-/// after each step), through a kubeconfig fleet.
-#[tokio::test]
-async fn rotation_phases_delivered_to_real_apiservers_keep_neighbours_in_trust() {
+/// Two real kube-apiservers, alpha and beta, each with istiod `istiod` in istio-system, and
+/// `fleet.yaml` in `d` with a context for each (merged by kubectl); both issued through it.
+fn kube_fleet(d: &Path, istiod: &str) -> [meshca_test_support::kube::RealApiServer; 2] {
     use meshca_test_support::kube::RealApiServer;
     let servers = [RealApiServer::start(), RealApiServer::start()];
-    let d = tempfile::tempdir().unwrap();
     let mut kubeconfig = String::new();
     for (s, name) in servers.iter().zip(["alpha", "beta"]) {
         s.kubectl(&["create", "namespace", "istio-system"], None);
-        s.seed_istiod("docker.io/istio/pilot:1.24.2");
-        let one = d.path().join(format!("{name}.yaml"));
+        s.seed_istiod(istiod);
+        let one = d.join(format!("{name}.yaml"));
         std::fs::write(&one, s.kubeconfig(name)).unwrap();
         kubeconfig += &format!("{}:", one.display());
     }
-    // One kubeconfig with both contexts, merged by kubectl.
     let merged = std::process::Command::new("kubectl")
         .args(["config", "view", "--flatten"])
         .env("KUBECONFIG", kubeconfig.trim_end_matches(':'))
@@ -571,12 +568,11 @@ async fn rotation_phases_delivered_to_real_apiservers_keep_neighbours_in_trust()
         "{}",
         String::from_utf8_lossy(&merged.stderr)
     );
-    std::fs::write(d.path().join("fleet.yaml"), &merged.stdout).unwrap();
-    let k = ["--kubeconfig", "fleet.yaml"];
+    std::fs::write(d.join("fleet.yaml"), &merged.stdout).unwrap();
     for c in ["alpha", "beta"] {
-        let out = meshca(d.path())
+        let out = meshca(d)
             .args(["issue", "--cluster", c, "--context", c, "--no-files"])
-            .args(k)
+            .args(FLEET_KUBECONFIG)
             .output()
             .unwrap();
         assert!(
@@ -585,47 +581,186 @@ async fn rotation_phases_delivered_to_real_apiservers_keep_neighbours_in_trust()
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let live = |snap: &Path, c: &str| {
-        let s = &servers[usize::from(c == "beta")];
-        let secret: serde_json::Value = serde_json::from_str(&s.kubectl(
-            &[
-                "-n",
-                "istio-system",
-                "get",
-                "secret",
-                "cacerts",
-                "-o",
-                "json",
-            ],
-            None,
-        ))
+    servers
+}
+
+const FLEET_KUBECONFIG: [&str; 2] = ["--kubeconfig", "fleet.yaml"];
+
+/// Copies `files` of cluster `c`'s live `cacerts` (alpha in `servers[0]`, beta in
+/// `servers[1]`), as kubectl reads it, into `snap`.
+fn snapshot_cacerts(
+    servers: &[meshca_test_support::kube::RealApiServer; 2],
+    files: &[&str],
+    snap: &Path,
+    c: &str,
+) {
+    let s = &servers[usize::from(c == "beta")];
+    let secret: serde_json::Value = serde_json::from_str(&s.kubectl(
+        &[
+            "-n",
+            "istio-system",
+            "get",
+            "secret",
+            "cacerts",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    use base64::Engine;
+    for f in files {
+        let b64 = secret["data"][f]
+            .as_str()
+            .unwrap_or_else(|| panic!("{c}: cacerts has no {f}"));
+        std::fs::write(
+            snap.join(f),
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
         .unwrap();
-        use base64::Engine;
-        for f in [
-            "ca-cert.pem",
-            "ca-key.pem",
-            "cert-chain.pem",
-            "root-cert.pem",
-        ] {
-            let b64 = secret["data"][f]
-                .as_str()
-                .unwrap_or_else(|| panic!("{c}: cacerts has no {f}"));
-            std::fs::write(
-                snap.join(f),
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .unwrap(),
-            )
-            .unwrap();
-        }
-    };
+    }
+}
+
+const BUNDLE_FILES: [&str; 4] = [
+    "ca-cert.pem",
+    "ca-key.pem",
+    "cert-chain.pem",
+    "root-cert.pem",
+];
+
+/// The same phases delivered into two real kube-apiservers (`cacerts` read back with kubectl
+/// after each step), through a kubeconfig fleet.
+#[tokio::test]
+async fn rotation_phases_delivered_to_real_apiservers_keep_neighbours_in_trust() {
+    let d = tempfile::tempdir().unwrap();
+    let servers = kube_fleet(d.path(), "docker.io/istio/pilot:1.24.2");
     let steps: &[&[&str]] = &[START, ADVANCE, ADVANCE, ADVANCE];
     judge_phases(
         d.path(),
         steps,
-        &k,
+        &FLEET_KUBECONFIG,
         &[('A', "A"), ('A', "AB"), ('B', "AB"), ('B', "B"), ('B', "B")],
-        live,
+        |snap, c| snapshot_cacerts(&servers, &BUNDLE_FILES, snap, c),
     )
+    .await;
+}
+
+/// Runs a whole root rotation in CRL mode (alpha and beta issued, CRL mode on) with `extra`
+/// arguments, `snapshot` copying a cluster's five files (`ca-crl.pem` among them) after each
+/// step, and judges it in Envoy, each workload checking its peers against its own cluster's
+/// `ca-crl.pem`. Every step gives every cluster the CRLs of the intermediates it issued (and
+/// both roots') before any of them is put in force, so at every moment of a step neighbours
+/// complete mTLS: the cluster still on the old phase already holds the CRLs the new phase's
+/// chain needs. A CRL file from before the switch, checking a chain from after it, refuses it for
+/// want of a CRL: what delivering them first prevents.
+async fn judge_rotation_with_crls(d: &Path, extra: &[&str], snapshot: impl Fn(&Path, &str)) {
+    let steps: &[&[&str]] = &[START, ADVANCE, ADVANCE, ADVANCE];
+    let snap = |i: usize, c: &str| d.join(format!("snap/{i}/{c}"));
+    for i in 0..=steps.len() {
+        if i > 0 {
+            let out = meshca(d).args(steps[i - 1]).args(extra).output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            let step = steps[i - 1];
+            assert!(
+                out.status.success(),
+                "{step:?}: {said}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !said.contains("awaiting-crls"),
+                "{step:?} left a generation waiting:\n{said}"
+            );
+        }
+        for c in ["alpha", "beta"] {
+            std::fs::create_dir_all(snap(i, c)).unwrap();
+            snapshot(&snap(i, c), c);
+        }
+    }
+    // The workload of cluster c on the bundle of phase i, checking peers against the CRLs
+    // its cluster held at phase k (k = i, or i + 1 while the next step is under way).
+    let workload = |c: &str, i: usize, k: usize| {
+        let name = format!("{c}{i}crl{k}");
+        let mut w = envoy::istio_workload(&snap(i, c), &name, LeafKey::Rsa2048);
+        w.crl_pem = Some(std::fs::read_to_string(snap(k, c).join("ca-crl.pem")).unwrap());
+        w
+    };
+    let last = steps.len();
+    let mut workloads = Vec::new();
+    for i in 0..=last {
+        for c in ["alpha", "beta"] {
+            workloads.push(workload(c, i, i));
+            if i < last {
+                workloads.push(workload(c, i, i + 1));
+            }
+        }
+    }
+    let mesh = Mesh::start(&workloads).await;
+    let pair = |a: (usize, usize), b: (usize, usize)| {
+        (
+            format!("alpha{}crl{}", a.0, a.1),
+            format!("beta{}crl{}", b.0, b.1),
+        )
+    };
+    for i in 0..=last {
+        let mut pairs = vec![pair((i, i), (i, i))];
+        if i < last {
+            // Mid-step: one cluster on the new phase, the other not yet; both hold the new CRLs.
+            pairs.push(pair((i + 1, i + 1), (i, i + 1)));
+            pairs.push(pair((i, i + 1), (i + 1, i + 1)));
+        }
+        for (a, b) in pairs {
+            let (ab, ba) = mesh.both_ways(&a, &b).await;
+            completed(&ab, &format!("{a} → {b}"), &mesh);
+            completed(&ba, &format!("{b} → {a}"), &mesh);
+        }
+    }
+    let (switched, stale) = pair((2, 2), (1, 1));
+    let (stale_checks_switched, _) = mesh.both_ways(&stale, &switched).await;
+    assert!(
+        stale_checks_switched.is_crl_missing(),
+        "a CRL file from before the switch must lack the new intermediate's CRL: {stale_checks_switched:?}"
+    );
+}
+
+/// A root rotation in CRL mode through two real kube-apiservers running istiod 1.28: each step
+/// writes the CRLs into both clusters' `cacerts` before the bundles that need them.
+#[tokio::test]
+async fn a_rotation_in_crl_mode_through_the_apis_keeps_neighbours_in_trust() {
+    let d = tempfile::tempdir().unwrap();
+    let servers = kube_fleet(d.path(), "docker.io/istio/pilot:1.28.1");
+    let enable = meshca(d.path())
+        .args(["crl", "enable", "--fleet-kubeconfig", "fleet.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        enable.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enable.stderr)
+    );
+    let files = [BUNDLE_FILES.as_slice(), &["ca-crl.pem"]].concat();
+    judge_rotation_with_crls(d.path(), &FLEET_KUBECONFIG, |snap, c| {
+        snapshot_cacerts(&servers, &files, snap, c)
+    })
+    .await;
+}
+
+/// The same on files: each step writes every cluster's `ca-crl.pem` anew, with the CRLs of the
+/// intermediates it issued.
+#[tokio::test]
+async fn a_rotation_in_crl_mode_on_files_keeps_neighbours_in_trust() {
+    let d = tempfile::tempdir().unwrap();
+    for c in ["alpha", "beta"] {
+        issue(d.path(), &["--cluster", c]);
+    }
+    let enable = meshca(d.path()).args(["crl", "enable"]).output().unwrap();
+    assert!(enable.status.success());
+    let out = d.path().join("out");
+    judge_rotation_with_crls(d.path(), &[], |snap, c| {
+        for f in BUNDLE_FILES.iter().chain(&["ca-crl.pem"]) {
+            std::fs::copy(out.join(c).join(f), snap.join(f)).unwrap();
+        }
+    })
     .await;
 }

@@ -65,6 +65,20 @@ pub struct RolloutReport {
     pub clusters: Vec<Standing>,
     /// Why the rotation may not advance now (empty: it may).
     pub blockers: Vec<String>,
+    /// In CRL mode, what giving the fleet its CRLs did, a line per cluster.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<String>,
+}
+
+/// CRL mode's step between issuing a phase's intermediates and putting them in force: istiod
+/// discards a bundle whose `ca-crl.pem` lacks its intermediate's CRL (so delivery refuses it,
+/// [`Outcome::AwaitingCrls`]), and every other cluster's proxies would refuse its workloads
+/// without it. Given the members, it writes the fleet's CRLs, as escrow records them now,
+/// into each; then the rollout delivers the waiting bundles.
+#[async_trait::async_trait]
+pub trait CrlPass: Send + Sync {
+    /// Gives every member the fleet's CRLs; a line per member for people.
+    async fn deliver(&self, members: &[Member]) -> Vec<String>;
 }
 
 /// Why a rotation step could not run.
@@ -103,6 +117,8 @@ pub struct Rollout<'a> {
     pub settings: &'a Settings,
     /// Both sides of the rotation, by [`crate::AuthorityInfo::id`].
     pub authorities: Vec<(String, Arc<dyn Authority>)>,
+    /// In CRL mode, how the fleet's CRLs reach the members before a new generation goes in force.
+    pub crls: Option<&'a dyn CrlPass>,
 }
 
 impl Rollout<'_> {
@@ -158,36 +174,64 @@ impl Rollout<'_> {
     }
 
     /// Brings every member to the phase, reads each back, and records the fleet's confirmation
-    /// the first time all are confirmed.
+    /// the first time all are confirmed. In CRL mode, members whose new generation waits for its
+    /// CRL get it through the [`CrlPass`], and are carried again.
     pub async fn converge(
         &self,
         rotation: RootRotation,
         members: &[Member],
     ) -> Result<RolloutReport, RolloutError> {
         let mut clusters = Vec::new();
+        let mut said = Vec::new();
         if rotation.is_active() {
             let anchored = in_force(&rotation, &self.authorities)?;
-            let (rotation, anchored) = (&rotation, &anchored);
-            clusters = each_member(members, |m| {
-                // Each kind with its own landing and rules, under the fleet's other settings.
-                let settings = Settings {
-                    kind: m.kind.clone(),
-                    ..self.settings.clone()
-                };
-                Box::pin(async move {
-                    let outcome = Reconciler {
-                        authority: anchored,
-                        escrow: self.escrow,
-                        settings: &settings,
+            clusters = each_member(members, |m| self.carry(&rotation, &anchored, m)).await;
+            let waiting: Vec<Member> = members
+                .iter()
+                .zip(&clusters)
+                .filter(|(_, s)| matches!(s.outcome, Some(Outcome::AwaitingCrls { .. })))
+                .map(|(m, _)| m.clone())
+                .collect();
+            if let (Some(pass), false) = (self.crls, waiting.is_empty()) {
+                said = pass.deliver(members).await;
+                let again = each_member(&waiting, |m| self.carry(&rotation, &anchored, m)).await;
+                for s in again {
+                    if let Some(slot) = clusters
+                        .iter_mut()
+                        .find(|c| c.cluster == s.cluster && c.kind == s.kind)
+                    {
+                        *slot = s;
                     }
-                    .apply(&m.cluster, m.delivery.as_ref(), false)
-                    .await;
-                    standing(rotation, m, Some(outcome)).await
-                })
-            })
-            .await;
+                }
+            }
         }
-        record_confirmation(self.store, rotation, clusters).await
+        let mut report = record_confirmation(self.store, rotation, clusters).await?;
+        report.crls = said;
+        Ok(report)
+    }
+
+    /// Reconciles `m` to the phase (its own kind's landing and rules, the fleet's other
+    /// settings) and reads it back.
+    fn carry<'m>(
+        &'m self,
+        rotation: &'m RootRotation,
+        anchored: &'m Anchored,
+        m: &'m Member,
+    ) -> futures::future::BoxFuture<'m, Standing> {
+        Box::pin(async move {
+            let settings = Settings {
+                kind: m.kind.clone(),
+                ..self.settings.clone()
+            };
+            let outcome = Reconciler {
+                authority: anchored,
+                escrow: self.escrow,
+                settings: &settings,
+            }
+            .apply(&m.cluster, m.delivery.as_ref(), false)
+            .await;
+            standing(rotation, m, Some(outcome)).await
+        })
     }
 }
 
@@ -224,6 +268,7 @@ fn report(rotation: RootRotation, clusters: Vec<Standing>) -> RolloutReport {
         rotation,
         clusters,
         blockers,
+        crls: Vec::new(),
     }
 }
 
@@ -272,6 +317,7 @@ pub async fn gate(
         rotation,
         clusters: report.clusters,
         blockers: Vec::new(),
+        crls: Vec::new(),
     }))
 }
 

@@ -145,6 +145,7 @@ impl Fleet {
             escrow: self.escrow.as_ref(),
             settings: &self.settings,
             authorities,
+            crls: None,
         }
     }
 

@@ -96,6 +96,7 @@ async fn two_openbao_mounts_rotate_a_fleet_of_files() {
             (from.authority_id.clone(), a.clone()),
             (to.authority_id.clone(), b.clone()),
         ],
+        crls: None,
     };
     let serials = bao.serials("pki2").len();
     let mut r = rollout
