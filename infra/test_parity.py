@@ -50,6 +50,7 @@ MEMBER_LOCAL = "${local.member_assume}"
 # CRL mode's read of the CAs' CRL buckets: off in the synthesised stacks (infra/cdk/test checks
 # the CDK side, test_crl_mode_reads_the_named_buckets_only the Terraform side).
 CRL_LOCAL = "${local.crl_read}"
+CRL_AUDIT_LOCAL = "${local.crl_audit}"
 
 
 def tf_role_statements(authority="pca"):
@@ -57,7 +58,7 @@ def tf_role_statements(authority="pca"):
     dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
     switches = {AUTHORITY_LOCALS[authority]} | ({MEMBER_LOCAL} if authority == "pca" else set())
     chosen = [one(d["content"]) for d in dynamic if one(d["for_each"]) in switches]
-    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS | {MEMBER_LOCAL, CRL_LOCAL} for d in dynamic), "a dynamic statement outside the known switches"
+    assert all(one(d["for_each"]) in set(AUTHORITY_LOCALS.values()) | XCP_LOCALS | {MEMBER_LOCAL, CRL_LOCAL, CRL_AUDIT_LOCAL} for d in dynamic), "a dynamic statement outside the known switches"
     return doc["statement"] + chosen
 
 
@@ -386,7 +387,11 @@ UNGRANTED = {
     "sts:GetCallerIdentity",
 }
 # Calls granted only in a mode that is off in the synthesised stacks, by the switch that grants them.
-GRANTED_IN_CRL_MODE = {"s3:GetObject"}
+GRANTED_IN_CRL_MODE = {
+    "s3:GetObject",
+    "acm-pca:CreateCertificateAuthorityAuditReport",
+    "acm-pca:DescribeCertificateAuthorityAuditReport",
+}
 
 
 def snake(name):
@@ -460,11 +465,19 @@ def test_crl_mode_reads_the_named_buckets_only():
     dynamic = [d["statement"] for d in doc.get("dynamic", []) if "statement" in d]
     crl = {one(d["for_each"]): one(d["content"]) for d in dynamic}[CRL_LOCAL]
     assert (one(crl["sid"]), actions(crl["actions"]), one(crl["resources"])) == ("ReadTheCaCrlsOnly", ["s3:GetObject"], "${statement.value}")
+    audit = {one(d["for_each"]): one(d["content"]) for d in dynamic}[CRL_AUDIT_LOCAL]
+    assert (one(audit["sid"]), actions(audit["actions"]), one(audit["resources"])) == (
+        "ListWhatTheCaIssuedByAuditReport",
+        ["acm-pca:CreateCertificateAuthorityAuditReport", "acm-pca:DescribeCertificateAuthorityAuditReport"],
+        "${statement.value}",
+    )
     main = " ".join(open(os.path.join(MODULE, "main.tf")).read().split())
     assert 'crl_read = var.crl_mode && length(var.crl_buckets) > 0 ? [[for b in var.crl_buckets : "arn:${local.partition}:s3:::${b}/*"]] : []' in main
+    assert "crl_audit = var.crl_mode && var.ca_arn != null ? [local.pca_arns] : []" in main
     assert "condition = !(var.crl_mode && var.ca_arn != null && length(var.crl_buckets) == 0)" in main
     alarms = blocks(load("main.tf"), "resource", "aws_cloudwatch_metric_alarm")
     for name, metric in [("crl_days_left", "CrlDaysLeft"), ("crl_failures", "CrlFailures")]:
         assert (one(alarms[name]["metric_name"]), one(alarms[name]["count"])) == (metric, "${var.crl_mode ? 1 : 0}")
     cdk = open(os.path.join(HERE, "cdk", "lib", "meshca-stack.ts")).read()
     assert "sid: 'ReadTheCaCrlsOnly'" in cdk and "actions: ['s3:GetObject']" in cdk
+    assert "sid: 'ListWhatTheCaIssuedByAuditReport'" in cdk

@@ -29,7 +29,8 @@ CRL says whether a cluster is revocation-ready (meshca crl): `ready (Nd)` when i
 under --out-dir holds a CRL of its own intermediate and none has lapsed (N: days until the
 first lapses); `off` when CRL mode is off; `missing` or `stale` when the file is not there or
 would be refused; `n/a` for kinds whose readers take no CRL (the kubernetes.io/tls layout);
-`unknown` for Secrets Manager escrow (the functions deliver no CRLs yet).
+`unknown` for Secrets Manager escrow (the clusters are not read here: the functions' sweep
+report, `crls`, names each cluster not given the CRLs, or not protected by them).
 
 Exit status: 0 listed (an empty escrow too); 1 the escrow could not be read; 2 a usage error.";
 

@@ -528,4 +528,125 @@ fn generations_before_the_ledger_are_found_at_the_authority_by_the_subject_namin
         unknown.contains("generations 1 to 1 were issued before meshca kept a ledger"),
         "{doc}"
     );
+    assert!(
+        unknown.contains("Not listed: the certificate's subject does not name w"),
+        "{doc}"
+    );
+}
+
+/// A Private CA lists what it issued only in its audit report, which it writes into the bucket
+/// of its CRL configuration: a revocation asks for one, waits while PCA writes it, and revokes
+/// the generations before the ledger it lists under the record's subject (another cluster's are
+/// left alone). PCA writes one report a CA each 30 minutes: a second revocation in that time
+/// says why its earlier generations stay unknown.
+#[test]
+fn generations_before_the_ledger_are_found_in_a_private_ca_s_audit_report() {
+    use meshca_test_support::aws::{self, AwsEmulator};
+    let emu = AwsEmulator::start();
+    let h = emu.control(
+        "fixtures/hierarchy",
+        serde_json::json!({"key_algorithm": "EC_prime256v1", "levels": 2, "crl_bucket": "meshca-crls"}),
+    );
+    let arn = h["issuing"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pca = |args: &[&str]| {
+        let mut c = meshca(d);
+        c.envs(emu.child_env());
+        for v in aws::AWS_UNSET {
+            c.env_remove(v);
+        }
+        c.args(args).args(["--ca-arn", &arn]);
+        c
+    };
+    let mut x = Vec::new();
+    for force in [false, true, true] {
+        let mut issue = pca(&["issue", "--cluster", "x"]);
+        if force {
+            issue.arg("--force");
+        }
+        issue.assert().success();
+        x.push(serial_in_files(d, "x"));
+    }
+    for force in [false, true] {
+        let mut issue = pca(&["issue", "--cluster", "y"]);
+        if force {
+            issue.arg("--force");
+        }
+        issue.assert().success();
+    }
+    forget_ledger(d, "x");
+    forget_ledger(d, "y");
+    emu.control("configure", serde_json::json!({"audit_polls": 2}));
+
+    let out = pca(&[
+        "revoke",
+        "--cluster",
+        "x",
+        "--reason",
+        "key-compromise",
+        "--yes",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    let mut serials: Vec<String> = doc[0]["outcome"]["serials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| plain(s.as_str().unwrap()))
+        .collect();
+    serials.sort();
+    let mut want: Vec<String> = x.iter().map(|s| plain(s)).collect();
+    want.sort();
+    assert_eq!(serials, want, "{doc}");
+    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
+    assert_eq!(emu.calls("CreateCertificateAuthorityAuditReport"), 1);
+    assert_eq!(
+        emu.calls("DescribeCertificateAuthorityAuditReport"),
+        3,
+        "two polls while PCA writes it"
+    );
+    assert_eq!(
+        emu.calls("RevokeCertificate"),
+        3,
+        "x's three generations, none of y's"
+    );
+
+    // Within 30 minutes the CA writes no second report: y's first generation stays unknown, said why.
+    let out = pca(&[
+        "revoke",
+        "--cluster",
+        "y",
+        "--reason",
+        "key-compromise",
+        "--yes",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc[0]["outcome"]["serials"].as_array().unwrap().len(),
+        1,
+        "{doc}"
+    );
+    let unknown = doc[0]["outcome"]["unknown"].to_string();
+    assert!(
+        unknown.contains("generations 1 to 1 were issued before meshca kept a ledger"),
+        "{doc}"
+    );
+    assert!(unknown.contains("less than 30 minutes ago"), "{doc}");
 }

@@ -22,6 +22,12 @@ Added to moto 5.2.5 (each proven by tests/emulator/test_meshca_aws.py):
     every certificate it issues. Real PCA publishes a revocation ~30 minutes later: the
     control `crl/hold` holds publication (revocations recorded, the old CRL stays) until
     `crl/publish`.
+  * Audit reports as PCA writes them: CreateCertificateAuthorityAuditReport (JSON) answers a
+    report id and the key `audit-report/<ca id>/<id>.json`; DescribeCertificateAuthorityAuditReport
+    says CREATING for the first `audit_polls` calls (control `configure`), then SUCCESS, once the
+    report (every certificate the CA issued: serial, subject, dates, revocation) is in the
+    bucket. A second report for a CA within 30 minutes is RequestInProgressException, as PCA
+    allows one each 30 minutes (control `audit/reset` forgets them).
   * Control API under /_meshca/ for tests: RequestInProgressException for the first N
     GetCertificate calls of each new certificate, an IssueCertificate TPS quota answering
     ThrottlingException, injected faults (fail N of the next M calls of an operation, or of any operation after
@@ -110,6 +116,9 @@ class Control:
             self.put_events = []  # entries of every accepted PutEvents call, as sent
             self.roles = {}  # role arn -> {"trusts": account id, "external_id": str or None}
             self.crl_held = False  # True: revocations wait for crl/publish, as PCA's ~30 minutes
+            self.audit_polls = 0  # DescribeCertificateAuthorityAuditReport says CREATING this often
+            self.audit_reports = {}  # report id -> {"ca", "bucket", "key", "polls", "created"}
+            self.audit_last = {}  # ca arn -> when its last report was asked for
 
     def take_fault(self, operation):
         """The fault this call meets: one set for its operation, or for every operation ("*");
@@ -482,6 +491,75 @@ def r_revoke_certificate(self):
     return "{}"
 
 
+AUDIT_EVERY = 1800  # seconds: PCA writes one audit report per CA each 30 minutes
+
+
+def r_create_audit_report(self):
+    params = json.loads(self.body)
+    ca = self.acmpca_backend.describe_certificate_authority(params.get("CertificateAuthorityArn"))
+    if params.get("AuditReportResponseFormat") != "JSON":
+        raise PcaError("InvalidArgsException", "the emulator writes JSON audit reports only")
+    report_id = str(mock_random.uuid4())
+    key = f"audit-report/{ca.arn.split('/')[-1]}/{report_id}.json"
+    with CONTROL.lock:
+        last = CONTROL.audit_last.get(ca.arn)
+        if last is not None and time.time() - last < AUDIT_EVERY:
+            raise PcaError("RequestInProgressException", "An audit report was created for this CA less than 30 minutes ago.")
+        CONTROL.audit_last[ca.arn] = time.time()
+        CONTROL.audit_reports[report_id] = {
+            "ca": ca, "bucket": params["S3BucketName"], "key": key,
+            "polls": CONTROL.audit_polls, "created": time.time(),
+        }
+    return json.dumps({"AuditReportId": report_id, "S3Key": key})
+
+
+def r_describe_audit_report(self):
+    params = json.loads(self.body)
+    with CONTROL.lock:
+        report = CONTROL.audit_reports.get(params.get("AuditReportId"))
+        if report is None or report["ca"].arn != params.get("CertificateAuthorityArn"):
+            raise PcaError("ResourceNotFoundException", f"Audit report {params.get('AuditReportId')} was not found.")
+        creating = report["polls"] > 0
+        report["polls"] = max(report["polls"] - 1, 0)
+    if not creating and not report.get("written"):
+        from moto.s3.models import s3_backends
+
+        ca = report["ca"]
+        s3 = s3_backends[ca.account_id][get_partition(ca.region_name)]
+        s3.put_object(report["bucket"], report["key"], json.dumps(audit_entries(ca)).encode())
+        report["written"] = True
+    return json.dumps({
+        "AuditReportStatus": "CREATING" if creating else "SUCCESS",
+        "S3BucketName": report["bucket"], "S3Key": report["key"], "CreatedAt": report["created"],
+    })
+
+
+def audit_entries(ca):
+    """Every certificate `ca` issued, as PCA's JSON audit report lists it."""
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S+0000")
+    revoked = {int(s.replace(":", ""), 16): e for s, e in ca.revoked_certificates.items()}
+    entries = []
+    for arn, pem in ca.issued_certificates.items():
+        cert = x509.load_pem_x509_certificate(pem)
+        serial = format(cert.serial_number, "x")
+        serial = serial if len(serial) % 2 == 0 else "0" + serial
+        entry = {
+            "awsAccountId": ca.account_id,
+            "certificateArn": arn,
+            "serial": ":".join(serial[i : i + 2] for i in range(0, len(serial), 2)),
+            "subject": cert.subject.rfc4514_string(),
+            "notBefore": stamp(cert.not_valid_before_utc),
+            "notAfter": stamp(cert.not_valid_after_utc),
+            "issuedAt": stamp(cert.not_valid_before_utc),
+        }
+        if cert.serial_number in revoked:
+            r = revoked[cert.serial_number]
+            entry["revokedAt"] = stamp(datetime.datetime.fromtimestamp(r["revocation_time"], datetime.timezone.utc))
+            entry["revocationReason"] = r.get("revocation_reason", "UNSPECIFIED")
+        entries.append(entry)
+    return entries
+
+
 def r_import_ca_certificate(self):
     params = json.loads(self.body)
     cert = base64.b64decode(params["Certificate"])
@@ -585,6 +663,8 @@ def install_patches():
     r.issue_certificate = r_issue_certificate
     r.get_certificate = r_get_certificate
     r.revoke_certificate = r_revoke_certificate
+    r.create_certificate_authority_audit_report = r_create_audit_report
+    r.describe_certificate_authority_audit_report = r_describe_audit_report
     r.import_certificate_authority_certificate = r_import_ca_certificate
     r.get_certificate_authority_certificate = r_get_ca_certificate
 
@@ -717,13 +797,17 @@ def fixture_hierarchy(body):
 
 
 def eks_cluster(body):
-    """Creates (or updates) an EKS cluster whose endpoint and CA are the test API server's."""
+    """Creates (or updates) an EKS cluster whose endpoint and CA are the test API server's;
+    with `delete`, removes it (a cluster deleted while no event reached meshca)."""
     from moto.eks.models import eks_backends
 
     region = body.get("region", "eu-west-1")
     account = body.get("account", ACCOUNT)
     b = eks_backends[account][region]
     name = body["name"]
+    if body.get("delete"):
+        b.clusters.pop(name, None)
+        return {}
     if name not in b.clusters:
         b.create_cluster(
             name=name,
@@ -837,6 +921,8 @@ class Emulator:
                     CONTROL.in_progress_polls = int(body["in_progress_polls"])
                     for arn, left in list(CONTROL.pending_polls.items()):
                         CONTROL.pending_polls[arn] = min(left, CONTROL.in_progress_polls)
+                if "audit_polls" in body:
+                    CONTROL.audit_polls = int(body["audit_polls"])
                 if "issue_tps" in body:
                     CONTROL.issue_tps = int(body["issue_tps"])
                     CONTROL.issue_times.clear()
@@ -870,6 +956,10 @@ class Emulator:
             with CONTROL.lock:
                 CONTROL.crl_held = False
             publish_all_crls()
+            return {}
+        if path == "audit/reset":
+            with CONTROL.lock:
+                CONTROL.audit_last.clear()
             return {}
         if path == "ca/status":
             b = backend(body.get("region", "eu-west-1"))

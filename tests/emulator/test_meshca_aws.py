@@ -302,6 +302,11 @@ def test_eks_cluster_points_at_the_test_api_server(endpoint):
     control(endpoint, "eks/cluster", {"region": REGION, "name": "c1", "status": "CREATING"})
     assert eks.describe_cluster(name="c1")["cluster"]["status"] == "CREATING"
     assert eks.list_clusters()["clusters"] == ["c1"]
+    control(endpoint, "eks/cluster", {"region": REGION, "name": "c1", "delete": True})
+    assert eks.list_clusters()["clusters"] == []
+    with pytest.raises(ClientError) as e:
+        eks.describe_cluster(name="c1")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def test_idempotent_replays_are_not_counted_as_issued(endpoint, pca):
@@ -512,3 +517,44 @@ def test_an_offline_root_names_no_crl_in_s3_and_its_owner_puts_one_elsewhere(end
     crl = x509.load_der_x509_crl(s3.get_object(Bucket="meshca-crls", Key="offline/root.crl")["Body"].read())
     assert crl.is_signature_valid(root.public_key()) and crl.issuer == root.subject
     assert x509.load_pem_x509_crl(h["root_crl_pem"].encode()) == crl
+
+
+def test_a_ca_writes_its_audit_report_to_s3_once_each_30_minutes(endpoint, pca):
+    """The JSON audit report lists what the CA issued (colon serial, RFC 4514 subject, dates)
+    and what it revoked; it is CREATING for the configured polls, and a second one within 30
+    minutes is refused as PCA refuses it."""
+    h = control(endpoint, "fixtures/hierarchy", {"levels": 2, "crl_bucket": "meshca-crls"})
+    s3 = boto3.client(
+        "s3", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    arns = [issue(pca, h["issuing"]) for _ in range(2)]
+    leaves = [
+        x509.load_pem_x509_certificate(pca.get_certificate(CertificateAuthorityArn=h["issuing"], CertificateArn=a)["Certificate"].encode())
+        for a in arns
+    ]
+    pca.revoke_certificate(CertificateAuthorityArn=h["issuing"], CertificateSerial=format(leaves[0].serial_number, "x"), RevocationReason="KEY_COMPROMISE")
+    control(endpoint, "configure", {"audit_polls": 1})
+    made = pca.create_certificate_authority_audit_report(
+        CertificateAuthorityArn=h["issuing"], S3BucketName="meshca-crls", AuditReportResponseFormat="JSON"
+    )
+    assert made["S3Key"] == f"audit-report/{h['issuing'].split('/')[-1]}/{made['AuditReportId']}.json"
+    describe = lambda: pca.describe_certificate_authority_audit_report(CertificateAuthorityArn=h["issuing"], AuditReportId=made["AuditReportId"])
+    assert describe()["AuditReportStatus"] == "CREATING"
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket="meshca-crls", Key=made["S3Key"])
+    assert describe()["AuditReportStatus"] == "SUCCESS"
+    report = json.loads(s3.get_object(Bucket="meshca-crls", Key=made["S3Key"])["Body"].read())
+    by_arn = {e["certificateArn"]: e for e in report}
+    assert set(by_arn) >= set(arns)
+    first, second = by_arn[arns[0]], by_arn[arns[1]]
+    assert first["serial"].replace(":", "") == format(leaves[0].serial_number, "x").zfill(len(first["serial"].replace(":", "")))
+    assert first["subject"] == leaves[0].subject.rfc4514_string() and "CN=" in first["subject"]
+    assert (first["revocationReason"], "revokedAt" in second) == ("KEY_COMPROMISE", False)
+    assert first["notAfter"].endswith("+0000")
+    with pytest.raises(ClientError) as e:
+        pca.create_certificate_authority_audit_report(
+            CertificateAuthorityArn=h["issuing"], S3BucketName="meshca-crls", AuditReportResponseFormat="JSON"
+        )
+    assert e.value.response["Error"]["Code"] == "RequestInProgressException"
+    control(endpoint, "audit/reset")
+    control(endpoint, "configure", {"audit_polls": 0})

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use meshca_core::clusters::ClusterInfo;
+use meshca_core::clusters::{ClusterInfo, ClustersError};
 use meshca_core::delivery::{CrlsChange, CrlsDelivered};
 use meshca_core::enforcement;
 use meshca_core::escrow::Current;
@@ -57,6 +57,10 @@ pub struct CrlsReport {
     pub not_checked: Vec<String>,
     /// Clusters not reached, each with why.
     pub failures: Vec<String>,
+    /// Records whose EKS cluster no longer exists (deleted while no DeleteCluster event reached
+    /// meshca): not a failure, nothing to deliver; the record stays until retired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<String>,
     /// Clusters whose secret holds an older generation than their record: a renewal that
     /// waited for its CRL, put in force once every cluster holds it.
     #[serde(skip)]
@@ -110,7 +114,7 @@ impl App {
             .partition(|r| r.current.revoked.as_ref().is_some_and(|v| v.held));
         report.held = held.len();
         let text = fleet.text.as_str();
-        let outcomes: Vec<(&Held<'_>, Result<CrlsDelivered, String>)> =
+        let outcomes: Vec<(&Held<'_>, Result<Option<CrlsDelivered>, String>)> =
             futures::stream::iter(live.iter())
                 .map(|r| async move { (r, self.deliver_crls(r, text, inventory, deadline).await) })
                 .buffer_unordered(self.config.sweep_concurrency.max(1))
@@ -120,6 +124,7 @@ impl App {
             report.count(record, outcome);
         }
         report.failures.sort();
+        report.gone.sort();
         report.not_protected.sort();
         report.fleet = Some(fleet);
         report
@@ -225,14 +230,14 @@ impl App {
         Ok(out)
     }
 
-    /// Writes `crls` into one record's cluster.
+    /// Writes `crls` into one record's cluster; `None` when that cluster no longer exists.
     async fn deliver_crls(
         &self,
         record: &Held<'_>,
         crls: &str,
         inventory: &[Found],
         deadline: Instant,
-    ) -> Result<CrlsDelivered, String> {
+    ) -> Result<Option<CrlsDelivered>, String> {
         if Instant::now() + crate::sweep::MARGIN > deadline {
             return Err("left for the next sweep: this one ran out of time".into());
         }
@@ -243,12 +248,11 @@ impl App {
             .map(|f| f.cluster.clone());
         let cluster: ClusterInfo = match described {
             Some(c) => c,
-            None => record
-                .ports
-                .clusters
-                .describe(name.as_str())
-                .await
-                .map_err(|e| e.to_string())?,
+            None => match record.ports.clusters.describe(name.as_str()).await {
+                Ok(c) => c,
+                Err(ClustersError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            },
         };
         if !cluster.is_active() {
             return Err(format!("not active ({})", cluster.status));
@@ -262,17 +266,28 @@ impl App {
             .clusters
             .connect(&cluster, self.options(&settings, name))
             .map_err(|e| e.to_string())?;
-        delivery.deliver_crls(crls).await.map_err(|e| e.to_string())
+        delivery
+            .deliver_crls(crls)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 
 impl CrlsReport {
     /// Counts what writing the CRLs into `record`'s cluster did, and says what needs saying:
     /// a failure, an istiod that does not enforce them, a secret behind its record.
-    fn count(&mut self, record: &Held<'_>, outcome: Result<CrlsDelivered, String>) {
+    fn count(&mut self, record: &Held<'_>, outcome: Result<Option<CrlsDelivered>, String>) {
         let name = format!("{} in {}", record.current.cluster, record.place);
         let delivered = match outcome {
-            Ok(d) => d,
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                self.gone.push(format!(
+                    "{name}: no such EKS cluster: nothing delivered; its record stays until retired (`meshca retire --cluster {}`), its intermediate valid until revoked",
+                    record.current.cluster
+                ));
+                return;
+            }
             Err(e) => {
                 warn!(cluster = %name, step = "crls", outcome = "failed", error = %e);
                 self.failures.push(format!("{name}: {e}"));

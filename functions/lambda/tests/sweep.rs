@@ -963,6 +963,22 @@ async fn in_crl_mode_the_sweep_delivers_revocations_everywhere_and_a_renewal_wai
         let held = crls_in(&fleet, c).unwrap_or_else(|| panic!("{c}: no ca-crl.pem"));
         meshca_core::crl::signed_by_own(&held, &w, now).unwrap();
     }
+
+    // w is deleted while no DeleteCluster event reaches meshca: its record is named gone, not
+    // a failure the CrlFailures alarm would page for every sweep.
+    fleet.emu.control(
+        "eks/cluster",
+        json!({"region": REGION, "name": "w", "delete": true}),
+    );
+    let crls = app.sweep(soon()).await.crls.unwrap();
+    assert_eq!(crls.failures, Vec::<String>::new(), "{crls:?}");
+    assert_eq!(crls.gone.len(), 1, "{crls:?}");
+    assert!(
+        crls.gone[0].starts_with(&format!(
+            "w in {REGION}: no such EKS cluster: nothing delivered; its record stays until retired"
+        )),
+        "{crls:?}"
+    );
 }
 
 /// A revocation's reach in a fleet of 20 in CRL mode: one revoke request gives the 19 others

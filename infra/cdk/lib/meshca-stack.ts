@@ -800,6 +800,15 @@ export class MeshcaStack extends cdk.Stack {
       const m = /^s3:\/\/([^/]+)\/.+$/.exec(u);
       if (!m || !buckets.includes(m[1])) throw new Error(`rootCrls: ${JSON.stringify(u)} is not s3://BUCKET/KEY in a bucket of crlBuckets`);
     }
+    if (props.caArn) {
+      // A revocation finds generations issued before meshca kept a ledger in the CA's audit
+      // report, which PCA writes into the bucket of its CRL configuration.
+      this.role.addToPolicy(new iam.PolicyStatement({
+        sid: 'ListWhatTheCaIssuedByAuditReport',
+        actions: ['acm-pca:CreateCertificateAuthorityAuditReport', 'acm-pca:DescribeCertificateAuthorityAuditReport'],
+        resources: [props.caArn, ...(props.rotationCaArns ?? [])],
+      }));
+    }
     if (buckets.length > 0) {
       this.role.addToPolicy(new iam.PolicyStatement({
         sid: 'ReadTheCaCrlsOnly',

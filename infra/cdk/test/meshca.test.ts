@@ -479,6 +479,9 @@ test('CRL mode reads the named CRL buckets only, alarms on a lapsing CRL, and re
   const { template } = synth({ crlMode: true, crlBuckets: ['meshca-crls', 'root-crls'], rootCrls: ['s3://root-crls/offline/root.crl'] });
   const read = statements(template).filter((s) => JSON.stringify(s.Action).includes('s3:'));
   assert.deepEqual(read.map((s) => [s.Sid, s.Action]), [['ReadTheCaCrlsOnly', 's3:GetObject']]);
+  const audit = statements(template).filter((s) => JSON.stringify(s.Action).includes('AuditReport'));
+  assert.deepEqual(audit.map((s) => [s.Sid, s.Action, s.Resource]), [['ListWhatTheCaIssuedByAuditReport', ['acm-pca:CreateCertificateAuthorityAuditReport', 'acm-pca:DescribeCertificateAuthorityAuditReport'], CA]]);
+  assert.ok(!JSON.stringify(statements(synth({}).template)).includes('AuditReport'), 'audit reports are read in CRL mode only');
   assert.deepEqual(resourcesOf(read[0]).map((r: unknown) => JSON.stringify(r)), ['meshca-crls', 'root-crls'].map((b) => JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${b}/*`]] })));
   const env = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
   assert.equal(env.MESHCA_CRL_MODE, 'true');

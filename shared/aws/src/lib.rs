@@ -15,6 +15,7 @@ pub mod eks_token;
 pub mod events;
 pub mod member;
 pub mod pca;
+pub mod pca_audit;
 pub mod pca_crl;
 pub mod queue;
 pub mod rotation;

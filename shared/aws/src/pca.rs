@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use meshca_core::authority::{
-    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued,
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, Listing,
     RevocationReason, Validity,
 };
 use meshca_core::cert::Certificate;
@@ -33,8 +33,8 @@ pub const END_ENTITY_TEMPLATE: &str = "template/EndEntityCertificate/V1";
 /// AWS Private CA as the [`Authority`]: one CA, PathLen0 intermediates by default, retried and paced to the IssueCertificate quota.
 #[derive(Debug, Clone)]
 pub struct PcaAuthority {
-    client: Client,
-    ca_arn: String,
+    pub(crate) client: Client,
+    pub(crate) ca_arn: String,
     template_arn: String,
     end_entity_template_arn: String,
     signing_algorithm: Option<String>,
@@ -504,6 +504,35 @@ impl Authority for PcaAuthority {
             Stop::Failed { code, .. } if code == "RequestAlreadyProcessedException" => Ok(()),
             stop => Err(self.stopped("RevokeCertificate", stop)),
         })
+    }
+
+    /// In CRL mode, from a fresh audit report in the bucket of the CA's CRL configuration (see
+    /// [`crate::pca_audit`]); otherwise, or when no report can be had, why not.
+    async fn issued_with_subject(
+        &self,
+        subject: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Listing, AuthorityError> {
+        let bucket = match &self.crl_reader {
+            Some(_) => self
+                .crl_configuration()
+                .await?
+                .and_then(|c| c.s3_bucket_name),
+            None => None,
+        };
+        let (Some(s3), Some(bucket)) = (&self.crl_reader, bucket) else {
+            return Ok(Listing::Unlisted(
+                "a Private CA lists what it issued only in an audit report, which meshca reads in CRL mode (from the bucket of the CA's CRL configuration): find them in the CA's audit report and revoke them there".into(),
+            ));
+        };
+        Ok(
+            match self.audited_with_subject(s3, &bucket, subject, now).await {
+                Ok(found) => Listing::Found(found),
+                Err(why) => Listing::Unlisted(format!(
+                    "{why}; find them in the CA's next audit report and revoke them there"
+                )),
+            },
+        )
     }
 
     /// The CRL of the issuing CA, from its CRL configuration, then of each CA above it, from

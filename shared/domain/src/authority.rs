@@ -173,6 +173,15 @@ impl std::str::FromStr for RevocationReason {
     }
 }
 
+/// What an authority can say about the certificates it issued with one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// Every one still valid, by id and serial.
+    Found(Vec<(CertificateId, String)>),
+    /// It cannot list them now, and why (said to whoever revokes).
+    Unlisted(String),
+}
+
 /// Why the authority did not issue, fetch or revoke, by what can be done about it.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
@@ -265,13 +274,15 @@ pub trait Authority: Send + Sync {
 
     /// Every certificate still valid at `now` that this authority issued with the subject name
     /// `subject` (DER), by id and serial: how a revocation reaches generations issued before
-    /// meshca kept a ledger. `None`: this authority cannot list what it issued.
+    /// meshca kept a ledger; or why it cannot list them.
     async fn issued_with_subject(
         &self,
         subject: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+    ) -> Result<crate::authority::Listing, AuthorityError> {
         let _ = (subject, now);
-        Ok(None)
+        Ok(Listing::Unlisted(
+            "this authority cannot list what it issued".into(),
+        ))
     }
 }

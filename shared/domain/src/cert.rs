@@ -173,7 +173,42 @@ pub fn subject_of(der: &[u8]) -> Option<Vec<u8>> {
         .map(|(_, x)| x.subject().as_raw().to_vec())
 }
 
+/// The first common name in a subject name (DER), when it has one: what an authority's listing
+/// that prints names as text can be searched by before the DER is compared.
+pub fn common_name(subject: &[u8]) -> Option<String> {
+    let (_, name) = x509_parser::x509::X509Name::from_der(subject).ok()?;
+    let cn = name.iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
+}
+
 /// SHA-256 of `data`, lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_s_common_name_is_found_and_a_name_without_one_has_none() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = |dn: rcgen::DistinguishedName| {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = dn;
+            let cert = params.self_signed(&key).unwrap();
+            subject_of(cert.der()).unwrap()
+        };
+        let mut named = rcgen::DistinguishedName::new();
+        named.push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        named.push(rcgen::DnType::CommonName, "x istio intermediate CA");
+        assert_eq!(
+            common_name(&der(named)).as_deref(),
+            Some("x istio intermediate CA")
+        );
+        let mut unnamed = rcgen::DistinguishedName::new();
+        unnamed.push(rcgen::DnType::OrganizationName, "Example");
+        assert_eq!(common_name(&der(unnamed)), None);
+        assert_eq!(common_name(b"not DER"), None);
+    }
 }

@@ -125,7 +125,7 @@ pub fn unknown(
     let mut said = Vec::new();
     if from > 1 {
         said.push(format!(
-            "{BEFORE_LEDGER}{} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked. The local CA and Vault are searched for them by the certificate's subject when it names the cluster; a Private CA cannot be listed so: find them in its audit report and revoke them there",
+            "{BEFORE_LEDGER}{} were issued before meshca kept a ledger, or left it (it keeps the {MAX_SUPERSEDED} newest): any still valid is not revoked. A revocation searches the authority for them by the certificate's subject when it names the cluster: the local CA's issued/, Vault's certs/, a Private CA's audit report (in CRL mode)",
             from - 1
         ));
     }

@@ -148,7 +148,7 @@ impl Authority for Described<'_> {
         &self,
         subject: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+    ) -> Result<crate::authority::Listing, crate::authority::AuthorityError> {
         self.inner.issued_with_subject(subject, now).await
     }
 }
@@ -210,7 +210,7 @@ impl Authority for DescribedFor {
         &self,
         subject: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+    ) -> Result<crate::authority::Listing, crate::authority::AuthorityError> {
         self.inner.issued_with_subject(subject, now).await
     }
 }

@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 
 use crate::Step;
-use crate::authority::{CertificateId, RevocationReason};
+use crate::authority::{CertificateId, Listing, RevocationReason};
 use crate::cert::Certificate;
 use crate::cluster::ClusterName;
 use crate::escrow::{Current, Escrowed, Revoked};
@@ -79,8 +79,12 @@ impl Reconciler<'_> {
         self.mark(&held).await?;
         let (mut certificates, mut serials) =
             self.revoke_at_authority(&escrowed, reason, now).await?;
-        let listed = self.before_ledger(&current, &serials, now).await?;
-        for (id, serial) in listed.iter().flatten() {
+        let listing = self.before_ledger(&current, &serials, now).await?;
+        let listed = match &listing {
+            Some(Listing::Found(found)) => found.as_slice(),
+            _ => &[],
+        };
+        for (id, serial) in listed {
             self.authority
                 .revoke(id, serial, reason)
                 .await
@@ -105,25 +109,31 @@ impl Reconciler<'_> {
             certificates,
             generation,
             already: false,
-            // Listed at the authority, the generations before the ledger are no longer unknown.
+            // Listed at the authority, the generations before the ledger are no longer unknown;
+            // not listed, the line says why.
             unknown: done
                 .unreached(now)
                 .into_iter()
-                .filter(|u| listed.is_none() || !u.starts_with(crate::ledger::BEFORE_LEDGER))
+                .filter_map(|u| match &listing {
+                    _ if !u.starts_with(crate::ledger::BEFORE_LEDGER) => Some(u),
+                    Some(Listing::Found(_)) => None,
+                    Some(Listing::Unlisted(why)) => Some(format!("{u}. Not listed: {why}")),
+                    None => Some(u),
+                })
                 .collect(),
         })
     }
 
     /// Certificates of generations issued before the record kept a ledger, found at the
-    /// authority by the subject of the record's certificate (not those in `known`): `None` when
-    /// the ledger knows every generation, the authority cannot list what it issued, or the
-    /// subject does not name the cluster (then another cluster's could share it).
+    /// authority by the subject of the record's certificate (not those in `known`), or why they
+    /// could not be listed: the authority cannot, or the subject does not name the cluster (then
+    /// another cluster's could share it). `None` when the ledger knows every generation.
     async fn before_ledger(
         &self,
         current: &Current,
         known: &[String],
         now: OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, ReconcileError> {
+    ) -> Result<Option<Listing>, ReconcileError> {
         if current.ledger_from.unwrap_or(current.meta.generation) <= 1 {
             return Ok(None);
         }
@@ -138,9 +148,15 @@ impl Reconciler<'_> {
                 .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'))
                 .any(|word| word == current.cluster.as_str())
         });
-        let Some(subject) = crate::cert::subject_of(&der).filter(|_| names_cluster) else {
+        let Some(subject) = crate::cert::subject_of(&der) else {
             return Ok(None);
         };
+        if !names_cluster {
+            return Ok(Some(Listing::Unlisted(format!(
+                "the certificate's subject does not name {}, so the authority is not searched by it (another cluster's could share it)",
+                current.cluster
+            ))));
+        }
         let listed = self
             .authority
             .issued_with_subject(&subject, now)
@@ -150,11 +166,14 @@ impl Reconciler<'_> {
                 source,
             })?;
         let on_record: Vec<&String> = current.superseded.iter().map(|e| &e.serial).collect();
-        Ok(listed.map(|found| {
-            found
-                .into_iter()
-                .filter(|(_, s)| !known.contains(s) && !on_record.contains(&s))
-                .collect()
+        Ok(Some(match listed {
+            Listing::Found(found) => Listing::Found(
+                found
+                    .into_iter()
+                    .filter(|(_, s)| !known.contains(s) && !on_record.contains(&s))
+                    .collect(),
+            ),
+            unlisted => unlisted,
         }))
     }
 

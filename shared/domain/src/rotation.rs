@@ -536,7 +536,7 @@ impl Authority for Anchored {
         &self,
         subject: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, crate::authority::AuthorityError> {
+    ) -> Result<crate::authority::Listing, crate::authority::AuthorityError> {
         self.issuer.issued_with_subject(subject, now).await
     }
 }

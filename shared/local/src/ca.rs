@@ -16,7 +16,8 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use meshca_core::authority::{
-    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, RevocationReason,
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, Listing,
+    RevocationReason,
 };
 use meshca_core::cert::Certificate;
 use meshca_core::key::{KeyAlgorithm, PrivateKey};
@@ -442,10 +443,10 @@ impl Authority for LocalCa {
         &self,
         subject: &[u8],
         now: OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+    ) -> Result<Listing, AuthorityError> {
         let listing = match fs::read_dir(self.dir.join(ISSUED)) {
             Ok(l) => l,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Listing::Found(Vec::new())),
             Err(e) => return Err(self.io("list issued")(e)),
         };
         let mut found = Vec::new();
@@ -474,7 +475,7 @@ impl Authority for LocalCa {
             }
         }
         found.sort_by(|a, b| a.1.cmp(&b.1));
-        Ok(Some(found))
+        Ok(Listing::Found(found))
     }
 
     /// The root's CRL, signed now with the root key, listing every revocation on record (each

@@ -17,7 +17,7 @@ pub mod client;
 use async_trait::async_trait;
 use http::Method;
 use meshca_core::authority::{
-    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued,
+    Authority, AuthorityError, AuthorityInfo, CertificateId, IssueRequest, Issued, Listing,
     RevocationReason, Validity,
 };
 use meshca_core::cert::Certificate;
@@ -383,7 +383,7 @@ impl Authority for VaultPki {
         &self,
         subject: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Vec<(CertificateId, String)>>, AuthorityError> {
+    ) -> Result<Listing, AuthorityError> {
         let mut found = Vec::new();
         for serial in self.serials("list issued").await? {
             if let Some(cert) = self.certificate(&serial).await?
@@ -393,7 +393,7 @@ impl Authority for VaultPki {
                 found.push((CertificateId(serial), cert.serial));
             }
         }
-        Ok(Some(found))
+        Ok(Listing::Found(found))
     }
 
     /// The issuer's CRL as Vault publishes it now (a revocation rebuilds it, unless the mount's

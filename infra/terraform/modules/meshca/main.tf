@@ -104,6 +104,8 @@ locals {
   security_environment = var.security_account == null ? {} : { MESHCA_SECURITY_ACCOUNT = var.security_account }
   # CRL mode: the role reads the objects of the CAs' CRL buckets, nothing else of S3.
   crl_read = var.crl_mode && length(var.crl_buckets) > 0 ? [[for b in var.crl_buckets : "arn:${local.partition}:s3:::${b}/*"]] : []
+  # CRL mode with a Private CA: a revocation lists generations issued before the ledger from its audit report.
+  crl_audit = var.crl_mode && var.ca_arn != null ? [local.pca_arns] : []
   crl_environment = merge(
     var.crl_mode ? { MESHCA_CRL_MODE = "true" } : {},
     length(var.crl_buckets) > 0 ? { MESHCA_CRL_BUCKETS = join(",", var.crl_buckets) } : {},
@@ -227,6 +229,16 @@ data "aws_iam_policy_document" "meshca" {
     content {
       sid       = "ReadTheCaCrlsOnly"
       actions   = ["s3:GetObject"]
+      resources = statement.value
+    }
+  }
+  # CRL mode with a Private CA: its audit report (written into its CRL bucket), for generations
+  # issued before meshca kept a ledger.
+  dynamic "statement" {
+    for_each = local.crl_audit
+    content {
+      sid       = "ListWhatTheCaIssuedByAuditReport"
+      actions   = ["acm-pca:CreateCertificateAuthorityAuditReport", "acm-pca:DescribeCertificateAuthorityAuditReport"]
       resources = statement.value
     }
   }
