@@ -29,8 +29,14 @@ CRL says whether a cluster is revocation-ready (meshca crl): `ready (Nd)` when i
 under --out-dir holds a CRL of its own intermediate and none has lapsed (N: days until the
 first lapses); `off` when CRL mode is off; `missing` or `stale` when the file is not there or
 would be refused; `n/a` for kinds whose readers take no CRL (the kubernetes.io/tls layout);
-`unknown` for Secrets Manager escrow (the clusters are not read here: the functions' sweep
-report, `crls`, names each cluster not given the CRLs, or not protected by them).
+`unknown` for Secrets Manager escrow unless the clusters are read.
+
+With --eks (each istio cluster as the EKS cluster of its name in its record's region, as the
+caller) or --kubeconfig (contexts named after the clusters), the column judges the ca-crl.pem in
+each cluster's istio-system/cacerts instead of the files, `unreachable` when the cluster could
+not be read, and says `, not protected` when something there ignores the CRLs (istiod before
+1.27, ztunnel before 1.29, pods injected without the CRL volume): --json has why, and what
+meshca's role could not look at.
 
 Exit status: 0 listed (an empty escrow too); 1 the escrow could not be read; 2 a usage error.";
 
@@ -65,6 +71,16 @@ pub struct FleetArgs {
     #[arg(long, value_name = "DIR", default_value = "out")]
     out_dir: std::path::PathBuf,
 
+    /// Judge the CRL column from each istio cluster itself, reached as the EKS cluster of its
+    /// name in its record's region (as the caller's IAM identity).
+    #[arg(long, conflicts_with = "kubeconfig", help_heading = "Clusters")]
+    eks: bool,
+
+    /// Judge the CRL column from each istio cluster itself, through this kubeconfig's context
+    /// of the cluster's name.
+    #[arg(long, value_name = "FILE", help_heading = "Clusters")]
+    kubeconfig: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -95,6 +111,18 @@ struct Row {
     revoked: Option<meshca_core::escrow::Revoked>,
     /// Whether the data plane can refuse what is revoked (see the CRL column).
     crl: CrlState,
+    /// Read from the cluster: who enforces its CRLs, and what could not be looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enforcement: Option<Enforced>,
+}
+
+/// A cluster's enforcement of its CRLs, as read from it.
+#[derive(Debug, Serialize)]
+struct Enforced {
+    /// Nothing found that ignores them.
+    protected: bool,
+    /// For people: what enforces them, the gaps, what was not checked.
+    said: String,
 }
 
 /// A cluster's revocation readiness, as its files show it.
@@ -117,8 +145,13 @@ enum CrlState {
     },
     /// Its reader takes no CRL (the kubernetes.io/tls layout).
     NotApplicable,
-    /// Not known from here (Secrets Manager escrow: the functions deliver no CRLs yet).
+    /// Not known from here (Secrets Manager escrow, the clusters not read).
     Unknown,
+    /// The cluster could not be read, and why.
+    Unreachable {
+        /// Why.
+        why: String,
+    },
 }
 
 impl CrlState {
@@ -131,6 +164,24 @@ impl CrlState {
             CrlState::Stale { .. } => "stale".into(),
             CrlState::NotApplicable => "n/a".into(),
             CrlState::Unknown => "unknown".into(),
+            CrlState::Unreachable { .. } => "unreachable".into(),
+        }
+    }
+
+    /// What `held` (a cluster's `ca-crl.pem`, if it has one) says for `current`.
+    fn of_text(
+        held: Option<&str>,
+        current: &meshca_core::escrow::Current,
+        now: OffsetDateTime,
+    ) -> Self {
+        let Some(text) = held else {
+            return CrlState::Missing;
+        };
+        match meshca_core::fleet_crls::FleetCrls::held(text, &current.bundle.ca_cert, now) {
+            Ok(held) => CrlState::Ready {
+                days_left: held.first_lapse().map(|t| (t - now).whole_days()),
+            },
+            Err(e) => CrlState::Stale { why: e.to_string() },
         }
     }
 
@@ -140,15 +191,8 @@ impl CrlState {
         current: &meshca_core::escrow::Current,
         now: OffsetDateTime,
     ) -> Self {
-        let Ok(text) = std::fs::read_to_string(out.join(meshca_core::bundle::CA_CRL)) else {
-            return CrlState::Missing;
-        };
-        match meshca_core::fleet_crls::FleetCrls::held(&text, &current.bundle.ca_cert, now) {
-            Ok(held) => CrlState::Ready {
-                days_left: held.first_lapse().map(|t| (t - now).whole_days()),
-            },
-            Err(e) => CrlState::Stale { why: e.to_string() },
-        }
+        let text = std::fs::read_to_string(out.join(meshca_core::bundle::CA_CRL)).ok();
+        Self::of_text(text.as_deref(), current, now)
     }
 }
 
@@ -190,6 +234,10 @@ pub async fn run(args: FleetArgs) -> Result<std::process::ExitCode> {
                 .with_context(|| format!("reading {key} in {place}"))?;
             let mut row = row(place, aws.is_some(), &key, &escrowed, now);
             row.crl = crl_state(crl_mode, &args.out_dir, &key, &escrowed, now);
+            if let (Some(current), true) = (&escrowed.current, reads_clusters(&args, &key)) {
+                (row.crl, row.enforcement) =
+                    from_cluster(&args, aws.as_ref(), place, current, now).await;
+            }
             rows.push(row);
         }
     }
@@ -236,6 +284,83 @@ async fn escrow_spec(
         recovery_window_days: None,
     };
     Ok((spec, Some(aws), regions))
+}
+
+/// Whether the CRL column of `key` is read from its cluster: asked for, and an istio layout.
+fn reads_clusters(args: &FleetArgs, key: &EscrowKey) -> bool {
+    (args.eks || args.kubeconfig.is_some())
+        && key.kind.profile().layout == meshca_core::kind::Layout::IstioCacerts
+}
+
+/// The CRL column of `current`'s cluster read from it, and who enforces its CRLs there.
+async fn from_cluster(
+    args: &FleetArgs,
+    aws: Option<&meshca_wiring::aws_config::SdkConfig>,
+    place: &Place,
+    current: &meshca_core::escrow::Current,
+    now: OffsetDateTime,
+) -> (CrlState, Option<Enforced>) {
+    let delivery = match connect(args, aws, place, current).await {
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                CrlState::Unreachable {
+                    why: format!("{e:#}"),
+                },
+                None,
+            );
+        }
+    };
+    let state = match delivery.observe_crls().await {
+        Ok(held) => CrlState::of_text(held.as_deref(), current, now),
+        Err(e) => return (CrlState::Unreachable { why: e.to_string() }, None),
+    };
+    let enforced = match delivery.crl_readers().await {
+        Ok(Some(readers)) => {
+            let judged = meshca_core::enforcement::judge(&readers);
+            Some(Enforced {
+                protected: judged.not_protected().is_none(),
+                said: judged.to_string(),
+            })
+        }
+        Ok(None) => None,
+        Err(e) => Some(Enforced {
+            protected: false,
+            said: format!("not read: {e}"),
+        }),
+    };
+    (state, enforced)
+}
+
+/// The way into `current`'s cluster the flags name: EKS in the record's region, or a context.
+async fn connect(
+    args: &FleetArgs,
+    aws: Option<&meshca_wiring::aws_config::SdkConfig>,
+    place: &Place,
+    current: &meshca_core::escrow::Current,
+) -> Result<std::sync::Arc<dyn meshca_core::Delivery>> {
+    let name = current.cluster.as_str();
+    let options = meshca_core::DeliveryOptions::default();
+    if let Some(path) = &args.kubeconfig {
+        return meshca_wiring::kubeconfig_delivery(Some(path), Some(name), options)
+            .await
+            .with_context(|| format!("context {name} in {}", path.display()));
+    }
+    if place.account.member().is_some() {
+        anyhow::bail!(
+            "a member account's cluster: the functions read it (their sweep report, crls)"
+        );
+    }
+    let regional = match aws {
+        Some(aws) if !place.region.is_empty() => aws
+            .to_builder()
+            .region(meshca_wiring::aws_config::Region::new(place.region.clone()))
+            .build(),
+        _ => meshca_wiring::sdk_config(None).await,
+    };
+    meshca_wiring::eks_delivery(&regional, name, options)
+        .await
+        .with_context(|| format!("EKS cluster {name}"))
 }
 
 /// The CRL column of one record: `crl_mode` is `None` where it cannot be known from here.
@@ -291,6 +416,7 @@ fn row(place: &Place, regional: bool, key: &EscrowKey, e: &Escrowed, now: Offset
         history: current.map(|c| c.history.clone()).unwrap_or_default(),
         revoked: revoked.cloned(),
         crl: CrlState::Unknown,
+        enforcement: None,
     }
 }
 
@@ -324,4 +450,13 @@ fn print_table(rows: &[Row]) {
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     );
+    // Read from the clusters: what the CRL column cannot say in a word.
+    for r in rows {
+        if let CrlState::Unreachable { why } = &r.crl {
+            println!("{}: unreachable: {why}", r.cluster);
+        }
+        if let Some(e) = r.enforcement.as_ref().filter(|e| !e.protected) {
+            println!("{}: {}", r.cluster, e.said);
+        }
+    }
 }

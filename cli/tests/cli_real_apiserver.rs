@@ -135,6 +135,48 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
         None,
     );
     assert!(labels.contains("meshca"), "{labels}");
+
+    // meshca fleet judges the CRL column from the cluster itself, as the caller through EKS:
+    // no ca-crl.pem there, no istiod to enforce one, and what the grant does not let it see.
+    let mut fleet = meshca(dir.path());
+    fleet.envs(emu.child_env());
+    for v in aws::AWS_UNSET {
+        fleet.env_remove(v);
+    }
+    let out = fleet
+        .args([
+            "fleet",
+            "--escrow",
+            "secrets-manager",
+            "--region",
+            aws::REGION,
+            "--eks",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(
+        (row["cluster"].as_str(), row["crl"]["state"].as_str()),
+        (Some("prod-eu-1"), Some("missing")),
+        "{rows}"
+    );
+    let said = row["enforcement"]["said"].as_str().unwrap();
+    assert_eq!(row["enforcement"]["protected"], false, "{rows}");
+    assert!(
+        said.starts_with("not protected: no istiod found in istio-system"),
+        "{said}"
+    );
+    assert!(
+        said.contains("sidecars not checked: meshca's role may not list pods"),
+        "{said}"
+    );
 }
 
 /// A wrong --context: the secret says whose it is, and another cluster's bundle never replaces
@@ -534,6 +576,40 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
     for ca in [&y1, &y2] {
         meshca_core::crl::signed_by_own(&crls, ca, now).unwrap();
     }
+
+    // meshca fleet --kubeconfig judges each cluster's own ca-crl.pem: y ready and enforced;
+    // x and z have no context there, said so.
+    let out = meshca(d)
+        .args(["fleet", "--kubeconfig", "kubeconfig"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let y_row = table.lines().find(|l| l.contains(" y ")).unwrap();
+    assert!(y_row.contains("ready ("), "{table}");
+    assert!(
+        table.contains("x: unreachable: context x in kubeconfig"),
+        "{table}"
+    );
+    let json = meshca(d)
+        .args(["fleet", "--kubeconfig", "kubeconfig", "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let y = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster"] == "y")
+        .unwrap();
+    assert_eq!(
+        y["enforcement"]["said"], "enforced by istiod (Istio 1.27+)",
+        "{rows}"
+    );
 }
 
 /// A revocation reaches every other cluster's cacerts through a fleet kubeconfig (one context

@@ -374,6 +374,11 @@ pub trait Delivery: Send + Sync {
     async fn observe_crls(&self) -> Result<Option<String>, DeliveryError> {
         Ok(None)
     }
+    /// Who in the cluster reads its CRLs, as far as the adapter may look; `None` where it
+    /// cannot tell (files).
+    async fn crl_readers(&self) -> Result<Option<crate::enforcement::CrlReaders>, DeliveryError> {
+        Ok(None)
+    }
     /// Writes the fleet's CRLs as `ca-crl.pem` into the cluster's `cacerts` (meshca's, istio
     /// layout), leaving the bundle as it is, and reads them back. Refused when they hold no CRL
     /// of the intermediate the secret carries (istiod's rule). Adapters that cannot carry CRLs

@@ -543,6 +543,12 @@ impl Delivery for KubeDelivery {
         Ok(found.as_ref().and_then(crls_of).map(str::to_string))
     }
 
+    async fn crl_readers(
+        &self,
+    ) -> Result<Option<meshca_core::enforcement::CrlReaders>, DeliveryError> {
+        Ok(Some(self.readers().await?))
+    }
+
     async fn deliver_crls(&self, crls: &str) -> Result<CrlsDelivered, DeliveryError> {
         if self.layout() != Layout::IstioCacerts {
             return Err(
@@ -551,7 +557,7 @@ impl Delivery for KubeDelivery {
         }
         let mut done = self.write_crls(crls).await?;
         if done.change != CrlsChange::NoBundleYet {
-            done.readers = Some(self.crl_readers().await?);
+            done.readers = Some(self.readers().await?);
         }
         Ok(done)
     }

@@ -24,7 +24,7 @@ pub(crate) const PODS_PER_PAGE: u32 = 500;
 
 impl KubeDelivery {
     /// Everything that reads the CRLs in this cluster, as far as the role may look.
-    pub(crate) async fn crl_readers(&self) -> Result<CrlReaders, DeliveryError> {
+    pub(crate) async fn readers(&self) -> Result<CrlReaders, DeliveryError> {
         Ok(CrlReaders {
             istiods: self.istiods().await?,
             ztunnels: readable(&self.ztunnel_call(), self.ztunnels().await)?,
