@@ -153,14 +153,12 @@ async fn issue_from_pca_into_an_eks_cluster_whose_real_apiserver_checks_the_iam_
             "--eks",
             "--json",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let row = &rows[0];
     assert_eq!(
         (row["cluster"].as_str(), row["crl"]["state"].as_str()),
@@ -193,7 +191,7 @@ fn a_secret_says_whose_it_is_and_another_cluster_never_overwrites_it() {
         .args(ctx)
         .assert()
         .success();
-    let secret = || cacerts(&real);
+    let secret = || real.cacerts();
     let before = secret();
     let ann = &before["metadata"]["annotations"];
     assert_eq!(
@@ -462,38 +460,6 @@ fn serial_in_files(d: &std::path::Path, cluster: &str) -> String {
     .serial
 }
 
-/// `istio-system/cacerts` in a real API server, as kubectl shows it.
-fn cacerts(real: &RealApiServer) -> serde_json::Value {
-    serde_json::from_str(&real.kubectl(
-        &[
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            "cacerts",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap()
-}
-
-/// A file of `istio-system/cacerts` in a real API server, if the secret carries it.
-fn cacerts_file(real: &RealApiServer, name: &str) -> Option<String> {
-    let secret = cacerts(real);
-    use base64::Engine;
-    let b64 = secret["data"][name].as_str()?;
-    Some(
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap(),
-        )
-        .unwrap(),
-    )
-}
-
 /// CRL mode through the API server: a cluster's first bundle gets the fleet's CRLs right after
 /// it, `meshca crl publish --context` carries a revocation into a cluster, and a renewal puts
 /// its new generation's CRL into the cluster before its bundle (istiod would discard a bundle
@@ -533,8 +499,8 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
             "context y: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked certificates listed); enforced by istiod (Istio 1.27+)",
         ));
     let now = time::OffsetDateTime::now_utc();
-    let y1 = cacerts_file(&real, "ca-cert.pem").unwrap();
-    meshca_core::crl::signed_by_own(&cacerts_file(&real, "ca-crl.pem").unwrap(), &y1, now).unwrap();
+    let y1 = real.cacerts_file("ca-cert.pem").unwrap();
+    meshca_core::crl::signed_by_own(&real.cacerts_file("ca-crl.pem").unwrap(), &y1, now).unwrap();
 
     meshca(d).args(REVOKE_X).assert().success();
     meshca(d)
@@ -554,7 +520,7 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
         .stdout(predicate::str::contains(
             "CRLs         4 in ca-crl.pem, its own among them, 1 revoked certificates listed",
         ));
-    let held = cacerts_file(&real, "ca-crl.pem").unwrap();
+    let held = real.cacerts_file("ca-crl.pem").unwrap();
     assert!(
         meshca_core::fleet_crls::FleetCrls::assemble(&held, Vec::new())
             .unwrap()
@@ -570,9 +536,9 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
         .success()
         .stdout(predicate::str::contains("y: issued generation 2"))
         .stdout(predicate::str::contains("istio-system/cacerts rotated"));
-    let y2 = cacerts_file(&real, "ca-cert.pem").unwrap();
+    let y2 = real.cacerts_file("ca-cert.pem").unwrap();
     assert_ne!(y1, y2);
-    let crls = cacerts_file(&real, "ca-crl.pem").unwrap();
+    let crls = real.cacerts_file("ca-crl.pem").unwrap();
     for ca in [&y1, &y2] {
         meshca_core::crl::signed_by_own(&crls, ca, now).unwrap();
     }
@@ -581,14 +547,12 @@ fn crl_mode_reaches_a_real_apiserver_and_a_renewal_lands_after_its_crl() {
     // x and z have no context there, said so.
     let out = meshca(d)
         .args(["fleet", "--kubeconfig", "kubeconfig"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8_lossy(&out);
     let y_row = table.lines().find(|l| l.contains(" y ")).unwrap();
     assert!(y_row.contains("ready ("), "{table}");
     assert!(
@@ -621,23 +585,10 @@ fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
     let servers = [RealApiServer::start(), RealApiServer::start()];
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut paths = Vec::new();
-    for (s, name) in servers.iter().zip(["east", "west"]) {
-        let one = d.join(format!("{name}.yaml"));
-        std::fs::write(&one, s.kubeconfig(name)).unwrap();
-        paths.push(one.display().to_string());
-    }
-    let merged = std::process::Command::new("kubectl")
-        .args(["config", "view", "--flatten"])
-        .env("KUBECONFIG", paths.join(":"))
-        .output()
-        .unwrap();
-    assert!(
-        merged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&merged.stderr)
+    RealApiServer::fleet_kubeconfig(
+        &[(&servers[0], "east"), (&servers[1], "west")],
+        &d.join("fleet.yaml"),
     );
-    std::fs::write(d.join("fleet.yaml"), &merged.stdout).unwrap();
     meshca(d)
         .args(["issue", "--cluster", "x"])
         .assert()
@@ -683,7 +634,7 @@ fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
         .stdout(predicate::str::contains("context x:").not());
     let x_serial = serial_in_files(d, "x");
     for s in &servers {
-        let held = cacerts_file(s, "ca-crl.pem").unwrap();
+        let held = s.cacerts_file("ca-crl.pem").unwrap();
         assert!(
             meshca_core::fleet_crls::FleetCrls::assemble(&held, Vec::new())
                 .unwrap()

@@ -550,25 +550,14 @@ async fn an_aborted_rotation_keeps_neighbours_in_trust_on_the_way_back() {
 fn kube_fleet(d: &Path, istiod: &str) -> [meshca_test_support::kube::RealApiServer; 2] {
     use meshca_test_support::kube::RealApiServer;
     let servers = [RealApiServer::start(), RealApiServer::start()];
-    let mut kubeconfig = String::new();
-    for (s, name) in servers.iter().zip(["alpha", "beta"]) {
+    for s in &servers {
         s.kubectl(&["create", "namespace", "istio-system"], None);
         s.seed_istiod(istiod);
-        let one = d.join(format!("{name}.yaml"));
-        std::fs::write(&one, s.kubeconfig(name)).unwrap();
-        kubeconfig += &format!("{}:", one.display());
     }
-    let merged = std::process::Command::new("kubectl")
-        .args(["config", "view", "--flatten"])
-        .env("KUBECONFIG", kubeconfig.trim_end_matches(':'))
-        .output()
-        .unwrap();
-    assert!(
-        merged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&merged.stderr)
+    RealApiServer::fleet_kubeconfig(
+        &[(&servers[0], "alpha"), (&servers[1], "beta")],
+        &d.join("fleet.yaml"),
     );
-    std::fs::write(d.join("fleet.yaml"), &merged.stdout).unwrap();
     for c in ["alpha", "beta"] {
         let out = meshca(d)
             .args(["issue", "--cluster", c, "--context", c, "--no-files"])
@@ -595,31 +584,11 @@ fn snapshot_cacerts(
     c: &str,
 ) {
     let s = &servers[usize::from(c == "beta")];
-    let secret: serde_json::Value = serde_json::from_str(&s.kubectl(
-        &[
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            "cacerts",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap();
-    use base64::Engine;
     for f in files {
-        let b64 = secret["data"][f]
-            .as_str()
+        let text = s
+            .cacerts_file(f)
             .unwrap_or_else(|| panic!("{c}: cacerts has no {f}"));
-        std::fs::write(
-            snap.join(f),
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap(),
-        )
-        .unwrap();
+        std::fs::write(snap.join(f), text).unwrap();
     }
 }
 

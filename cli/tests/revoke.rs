@@ -418,6 +418,28 @@ fn the_fleet_view_says_which_clusters_are_revocation_ready() {
     assert_eq!(crl_of("y", "istio-cacerts")["state"], "missing");
 }
 
+/// Issues `n` generations of `cluster` (the first, then `--force` renewals), each by a command
+/// `make` gives, with `more` arguments; each generation's serial, read from its files.
+fn generations(
+    d: &std::path::Path,
+    make: impl Fn() -> Command,
+    cluster: &str,
+    n: usize,
+    more: &[&str],
+) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let mut issue = make();
+            issue.args(["issue", "--cluster", cluster]).args(more);
+            if i > 0 {
+                issue.arg("--force");
+            }
+            issue.assert().success();
+            serial_in_files(d, cluster)
+        })
+        .collect()
+}
+
 /// Takes the ledger out of a cluster's record, as a meshca that kept none wrote it.
 fn forget_ledger(dir: &std::path::Path, cluster: &str) {
     let path = dir
@@ -433,16 +455,16 @@ fn forget_ledger(dir: &std::path::Path, cluster: &str) {
 }
 
 fn revoke_json(dir: &std::path::Path, cluster: &str) -> serde_json::Value {
-    let out = meshca(dir)
-        .args([
-            "revoke",
-            "--cluster",
-            cluster,
-            "--reason",
-            "key-compromise",
-            "--yes",
-            "--json",
-        ])
+    revoke_json_by(meshca(dir), cluster, &[])
+}
+
+/// `meshca revoke --cluster <cluster> --json` (key compromise, no prompt) run by `cmd`, with
+/// `more` arguments; its JSON.
+fn revoke_json_by(mut cmd: Command, cluster: &str, more: &[&str]) -> serde_json::Value {
+    let out = cmd
+        .args(["revoke", "--cluster", cluster, "--reason", "key-compromise"])
+        .args(["--yes", "--json"])
+        .args(more)
         .output()
         .unwrap();
     assert!(
@@ -453,6 +475,23 @@ fn revoke_json(dir: &std::path::Path, cluster: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The revocation in `doc` revoked the certificates of `serials` (as hex, in any order) and
+/// left nothing unknown.
+fn assert_revoked_exactly(doc: &serde_json::Value, serials: &[String]) {
+    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    let mut got: Vec<String> = doc[0]["outcome"]["serials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| plain(s.as_str().unwrap()))
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = serials.iter().map(|s| plain(s)).collect();
+    want.sort();
+    assert_eq!(got, want, "{doc}");
+    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
+}
+
 /// Generations issued before meshca kept a ledger are found where the authority lists what it
 /// issued (the local CA's issued/ folder), by the subject that names the cluster, and revoked
 /// with the rest; another cluster's are not touched. A subject that does not name its cluster
@@ -461,16 +500,7 @@ fn revoke_json(dir: &std::path::Path, cluster: &str) -> serde_json::Value {
 fn generations_before_the_ledger_are_found_at_the_authority_by_the_subject_naming_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut x = Vec::new();
-    for force in [false, true, true] {
-        let mut issue = meshca(d);
-        issue.args(["issue", "--cluster", "x"]);
-        if force {
-            issue.arg("--force");
-        }
-        issue.assert().success();
-        x.push(serial_in_files(d, "x"));
-    }
+    let x = generations(d, || meshca(d), "x", 3, &[]);
     meshca(d)
         .args(["issue", "--cluster", "y"])
         .assert()
@@ -479,18 +509,8 @@ fn generations_before_the_ledger_are_found_at_the_authority_by_the_subject_namin
     forget_ledger(d, "x");
 
     let doc = revoke_json(d, "x");
+    assert_revoked_exactly(&doc, &x);
     let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
-    let mut serials: Vec<String> = doc[0]["outcome"]["serials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| plain(s.as_str().unwrap()))
-        .collect();
-    serials.sort();
-    let mut want: Vec<String> = x.iter().map(|s| plain(s)).collect();
-    want.sort();
-    assert_eq!(serials, want, "{doc}");
-    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
     let names: Vec<String> = revoked(d)
         .into_iter()
         .map(|(name, _)| plain(&name))
@@ -502,20 +522,13 @@ fn generations_before_the_ledger_are_found_at_the_authority_by_the_subject_namin
     assert_eq!(names.len(), 3, "{names:?}");
 
     // A common name that does not name its cluster: its earlier generation stays unknown.
-    for force in [false, true] {
-        let mut issue = meshca(d);
-        issue.args([
-            "issue",
-            "--cluster",
-            "w",
-            "--common-name",
-            "mesh intermediate",
-        ]);
-        if force {
-            issue.arg("--force");
-        }
-        issue.assert().success();
-    }
+    generations(
+        d,
+        || meshca(d),
+        "w",
+        2,
+        &["--common-name", "mesh intermediate"],
+    );
     forget_ledger(d, "w");
     let doc = revoke_json(d, "w");
     assert_eq!(
@@ -550,64 +563,22 @@ fn generations_before_the_ledger_are_found_in_a_private_ca_s_audit_report() {
     let arn = h["issuing"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pca = |args: &[&str]| {
+    let pca = || {
         let mut c = meshca(d);
         c.envs(emu.child_env());
         for v in aws::AWS_UNSET {
             c.env_remove(v);
         }
-        c.args(args).args(["--ca-arn", &arn]);
         c
     };
-    let mut x = Vec::new();
-    for force in [false, true, true] {
-        let mut issue = pca(&["issue", "--cluster", "x"]);
-        if force {
-            issue.arg("--force");
-        }
-        issue.assert().success();
-        x.push(serial_in_files(d, "x"));
-    }
-    for force in [false, true] {
-        let mut issue = pca(&["issue", "--cluster", "y"]);
-        if force {
-            issue.arg("--force");
-        }
-        issue.assert().success();
-    }
+    let ca = ["--ca-arn", arn.as_str()];
+    let x = generations(d, pca, "x", 3, &ca);
+    generations(d, pca, "y", 2, &ca);
     forget_ledger(d, "x");
     forget_ledger(d, "y");
     emu.control("configure", serde_json::json!({"audit_polls": 2}));
 
-    let out = pca(&[
-        "revoke",
-        "--cluster",
-        "x",
-        "--reason",
-        "key-compromise",
-        "--yes",
-        "--json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let plain = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
-    let mut serials: Vec<String> = doc[0]["outcome"]["serials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| plain(s.as_str().unwrap()))
-        .collect();
-    serials.sort();
-    let mut want: Vec<String> = x.iter().map(|s| plain(s)).collect();
-    want.sort();
-    assert_eq!(serials, want, "{doc}");
-    assert_eq!(doc[0]["outcome"].get("unknown"), None, "{doc}");
+    assert_revoked_exactly(&revoke_json_by(pca(), "x", &ca), &x);
     assert_eq!(emu.calls("CreateCertificateAuthorityAuditReport"), 1);
     assert_eq!(
         emu.calls("DescribeCertificateAuthorityAuditReport"),
@@ -621,23 +592,7 @@ fn generations_before_the_ledger_are_found_in_a_private_ca_s_audit_report() {
     );
 
     // Within 30 minutes the CA writes no second report: y's first generation stays unknown, said why.
-    let out = pca(&[
-        "revoke",
-        "--cluster",
-        "y",
-        "--reason",
-        "key-compromise",
-        "--yes",
-        "--json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = revoke_json_by(pca(), "y", &ca);
     assert_eq!(
         doc[0]["outcome"]["serials"].as_array().unwrap().len(),
         1,

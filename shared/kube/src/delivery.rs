@@ -370,16 +370,8 @@ impl KubeDelivery {
             .items
             .into_iter()
             .map(|d| {
-                let containers = d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
-                    .map(|p| p.containers.clone())
-                    .unwrap_or_default();
-                let container = containers
-                    .iter()
-                    .find(|c| c.name == "discovery")
-                    .or(containers.first());
+                let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+                let container = crate::readers::template_container(pod, &["discovery"]);
                 let image = container.and_then(|c| c.image.clone()).unwrap_or_default();
                 Istiod {
                     name: d.metadata.name.clone().unwrap_or_default(),

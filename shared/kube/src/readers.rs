@@ -3,7 +3,7 @@
 //! (403) is an answer to report, not a failed delivery.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::Api;
 use kube::api::ListParams;
 use meshca_core::delivery::DeliveryError;
@@ -51,20 +51,12 @@ impl KubeDelivery {
             .items
             .into_iter()
             .map(|d| {
-                let containers = d
-                    .spec
-                    .and_then(|s| s.template.spec)
-                    .map(|p| p.containers)
-                    .unwrap_or_default();
-                let image = containers
-                    .iter()
-                    .find(|c| c.name == "istio-proxy" || c.name == "ztunnel")
-                    .or(containers.first())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default();
+                let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
                 Ztunnel {
+                    image: template_container(pod, &["istio-proxy", "ztunnel"])
+                        .and_then(|c| c.image.clone())
+                        .unwrap_or_default(),
                     name: d.metadata.name.unwrap_or_default(),
-                    image,
                 }
             })
             .collect())
@@ -102,6 +94,19 @@ impl KubeDelivery {
             }
         }
     }
+}
+
+/// The container of a workload's pod template named one of `names`, else its first: where the
+/// image that says the workload's Istio release is.
+pub(crate) fn template_container<'a>(
+    pod: Option<&'a PodSpec>,
+    names: &[&str],
+) -> Option<&'a Container> {
+    let containers = &pod?.containers;
+    containers
+        .iter()
+        .find(|c| names.contains(&c.name.as_str()))
+        .or(containers.first())
 }
 
 /// A read the role was refused is an answer (`Err(why)`) the report names; any other failure

@@ -3,7 +3,7 @@
 //! server. Loopback only; an admin token (group system:masters); TLS with a CA of its own.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -322,6 +322,57 @@ impl RealApiServer {
             "setting istiod's status: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `istio-system/cacerts`, as kubectl shows it.
+    pub fn cacerts(&self) -> serde_json::Value {
+        serde_json::from_str(&self.kubectl(
+            &[
+                "-n",
+                "istio-system",
+                "get",
+                "secret",
+                "cacerts",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .expect("kubectl prints JSON")
+    }
+
+    /// The file `name` of `istio-system/cacerts`, decoded, if the secret carries it.
+    pub fn cacerts_file(&self, name: &str) -> Option<String> {
+        use base64::Engine;
+        let b64 = self.cacerts()["data"][name].as_str()?.to_string();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("a secret's data is base64");
+        Some(String::from_utf8(bytes).expect("a PEM file"))
+    }
+
+    /// One kubeconfig at `path` with a context per server, named as given, merged by kubectl
+    /// (as a fleet's kubeconfig is: `meshca rotate-root --kubeconfig`, `--fleet-kubeconfig`).
+    pub fn fleet_kubeconfig(servers: &[(&RealApiServer, &str)], path: &Path) {
+        let dir = path.parent().expect("a file in a directory");
+        let mut parts = Vec::new();
+        for (s, name) in servers {
+            let one = dir.join(format!("{name}.yaml"));
+            std::fs::write(&one, s.kubeconfig(name)).unwrap();
+            parts.push(one.display().to_string());
+        }
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let merged = Command::new(kubectl)
+            .args(["config", "view", "--flatten"])
+            .env("KUBECONFIG", parts.join(":"))
+            .output()
+            .expect("kubectl is installed by tests/run");
+        assert!(
+            merged.status.success(),
+            "{}",
+            String::from_utf8_lossy(&merged.stderr)
+        );
+        std::fs::write(path, &merged.stdout).unwrap();
     }
 
     /// A kubeconfig with one context `name` for the admin token.
