@@ -123,18 +123,26 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     // x keeps its stolen key and files; y and z hold the new CRLs.
     x_is_refused_and_the_rest_go_on(&out).await;
 
-    // A cluster that joins later gets the fleet's CRLs with its first bundle; a renewal of y
-    // puts its new generation's CRL beside the old one's, so y's workloads of both generations
-    // (the old ones until their leaves rotate) stay admitted by z.
-    let y1 = workload(&out, "y");
-    let mut y1 = Workload {
+    later_clusters_and_renewals_keep_the_rest_in_trust(&out, |args| meshca(d.path(), args)).await;
+}
+
+/// After x's revocation, with `meshca` running the command line on the fleet in `out`'s
+/// parent: a cluster w that joins later gets the fleet's CRLs with its first bundle, and a
+/// renewal of y puts its new generation's CRL beside the old one's, so y's workloads of both
+/// generations (the old ones until their leaves rotate) stay admitted by z and w; x stays
+/// refused as revoked.
+async fn later_clusters_and_renewals_keep_the_rest_in_trust(
+    out: &Path,
+    meshca: impl Fn(&[&str]) -> String,
+) {
+    let y1 = Workload {
         name: "y1".into(),
-        ..y1
+        ..workload(out, "y")
     };
-    y1.crl_pem = None;
-    meshca(d.path(), &["issue", "--cluster", "w"]);
-    let said = meshca(d.path(), &["issue", "--cluster", "y", "--force"]);
+    meshca(&["issue", "--cluster", "w"]);
+    let said = meshca(&["issue", "--cluster", "y", "--force"]);
     assert!(said.contains("y: issued generation 2"), "{said}");
+    // y's first-generation workload, checking peers against y's CRLs as they are now.
     let y1 = Workload {
         crl_pem: Some(std::fs::read_to_string(out.join("y/ca-crl.pem")).unwrap()),
         ..y1
@@ -143,13 +151,13 @@ async fn a_revoked_cluster_is_refused_by_every_other_and_the_rest_go_on() {
     // refusal below is the other side's.
     let attacker = Workload {
         crl_pem: None,
-        ..workload(&out, "x")
+        ..workload(out, "x")
     };
     let renewed = Mesh::start(&[
         attacker,
-        workload(&out, "y"),
-        workload(&out, "z"),
-        workload(&out, "w"),
+        workload(out, "y"),
+        workload(out, "z"),
+        workload(out, "w"),
         y1,
     ])
     .await;
@@ -308,6 +316,11 @@ mod pca {
         );
         assert!(!said.contains("CRL pending"), "{said}");
         x_is_refused_and_the_rest_go_on(&out).await;
+        later_clusters_and_renewals_keep_the_rest_in_trust(&out, |args| {
+            let with_ca = [args, &["--ca-arn", &arn]].concat();
+            ok(meshca_pca(d.path(), &emu, &with_ca), "meshca")
+        })
+        .await;
         // Revoking again changes nothing and revokes nothing twice.
         let said = ok(meshca_pca(d.path(), &emu, &revoke), "revoke again");
         assert!(said.contains("revoked and held already"), "{said}");
@@ -489,5 +502,9 @@ mod openbao {
             "{said}"
         );
         x_is_refused_and_the_rest_go_on(&out).await;
+        later_clusters_and_renewals_keep_the_rest_in_trust(&out, |args| {
+            meshca_bao(d.path(), &bao, &token, args)
+        })
+        .await;
     }
 }
