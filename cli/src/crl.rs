@@ -300,6 +300,56 @@ async fn into_cluster(kubeconfig: &Path, cluster: &ClusterName, fleet: &FleetCrl
     }
 }
 
+/// What a revocation would reach, for its dry run: every other istio cluster of the fleet whose
+/// files get the CRLs and, with a fleet kubeconfig, whose `cacerts` would and who enforces them
+/// there (read, nothing written); a line each.
+pub async fn would_reach(
+    ports: &Ports,
+    revoked: &ClusterName,
+    fleet: &FleetKubeconfig,
+) -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for key in ports.escrow.keys().await.context("listing escrow")? {
+        if key.cluster == *revoked || key.kind.profile().layout != Layout::IstioCacerts {
+            continue;
+        }
+        let Some(current) = ports.escrow.load(&key).await?.current else {
+            continue;
+        };
+        if current.revoked.as_ref().is_some_and(|r| r.held) {
+            continue;
+        }
+        said.push(format!("{key}: its files' ca-crl.pem"));
+        if let Some(kubeconfig) = &fleet.fleet_kubeconfig {
+            said.push(enforcement_in(kubeconfig, &key.cluster).await);
+        }
+    }
+    Ok(said)
+}
+
+/// Who enforces the CRLs in `cluster`, read through its context in `kubeconfig`.
+async fn enforcement_in(kubeconfig: &Path, cluster: &ClusterName) -> String {
+    let target = format!("context {cluster}");
+    let delivery = match meshca_wiring::kubeconfig_delivery(
+        Some(kubeconfig),
+        Some(cluster.as_str()),
+        meshca_core::DeliveryOptions::default(),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return format!("{target}: NOT REACHED: {e:#}"),
+    };
+    match delivery.crl_readers().await {
+        Ok(Some(readers)) => format!(
+            "{target}: its cacerts; {}",
+            meshca_core::enforcement::judge(&readers)
+        ),
+        Ok(None) => format!("{target}: its cacerts"),
+        Err(e) => format!("{target}: NOT READ: {e}"),
+    }
+}
+
 /// What writing `fleet` into the cluster `target` names did, for people.
 fn said_of(target: &str, fleet: &FleetCrls, done: &CrlsDelivered) -> String {
     let what = match done.change {

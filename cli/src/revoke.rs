@@ -115,6 +115,9 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
     };
     if args.dry_run {
         plan(&ports, &keys, &what).await?;
+        if reason.is_some() {
+            plan_delivery(&ports, &cluster, &args).await?;
+        }
         eprintln!("meshca: dry run: nothing was revoked or changed");
         return Ok(ExitCode::SUCCESS);
     }
@@ -185,22 +188,58 @@ enum Done {
 }
 
 async fn plan(ports: &Ports, keys: &[EscrowKey], what: &str) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
     for key in keys {
         let current = ports.escrow.load(key).await?.current;
         let held = current
             .as_ref()
             .and_then(|c| c.revoked.as_ref())
             .is_some_and(|r| r.held);
-        match current {
-            Some(c) => println!(
-                "would {what} {key}: generation {} (certificate {}, serial {}){}",
-                c.meta.generation,
-                c.meta.certificate_id,
-                c.meta.serial,
-                if held { "; it is held already" } else { "" }
-            ),
-            None => println!("would {what} {key}: nothing in service (a generation in flight)"),
+        let Some(c) = current else {
+            println!("would {what} {key}: nothing in service (a generation in flight)");
+            continue;
+        };
+        println!(
+            "would {what} {key}: generation {} (certificate {}, serial {}){}",
+            c.meta.generation,
+            c.meta.certificate_id,
+            c.meta.serial,
+            if held { "; it is held already" } else { "" }
+        );
+        if held {
+            continue;
         }
+        for e in c.superseded.iter().filter(|e| e.live(now)) {
+            println!(
+                "  and generation {} (certificate {}, serial {}), still valid until {}",
+                e.generation,
+                e.certificate_id,
+                e.serial,
+                meshca_core::timestamp::rfc3339(e.not_after)
+            );
+        }
+        for u in c.unreached(now) {
+            println!("  not reached from the ledger: {u}");
+        }
+    }
+    Ok(())
+}
+
+/// What a revocation would hand to the data plane, for its dry run: the clusters that would get
+/// the CRLs, and who enforces them there; or that nothing would, with CRL mode off.
+async fn plan_delivery(ports: &Ports, cluster: &ClusterName, args: &RevokeArgs) -> Result<()> {
+    if !args.enable_crl && !crate::crl::enabled(ports) {
+        println!(
+            "would deliver nothing: CRL mode is off, so no other cluster's proxies would refuse it (--enable-crl turns it on with the revocation)"
+        );
+        return Ok(());
+    }
+    let reached = crate::crl::would_reach(ports, cluster, &args.fleet).await?;
+    if reached.is_empty() {
+        println!("would deliver the CRLs to no other cluster: none is escrowed here");
+    }
+    for line in reached {
+        println!("would write the fleet's CRLs, listing it, into {line}");
     }
     Ok(())
 }

@@ -620,6 +620,19 @@ fn a_revocation_reaches_every_cluster_of_a_fleet_kubeconfig() {
             "context west: istio-system/cacerts ca-crl.pem written (4 CRLs, 0 revoked",
         ))
         .stdout(predicate::str::contains("context x: NOT REACHED"));
+    // The dry run names who would get the CRLs, and who enforces them there (no istiod runs in
+    // these API servers); nothing is written.
+    meshca(d)
+        .args(["revoke", "--cluster", "x", "--reason", "key-compromise", "--dry-run"])
+        .args(fleet)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would write the fleet's CRLs, listing it, into east: its files' ca-crl.pem",
+        ))
+        .stdout(predicate::str::contains(
+            "would write the fleet's CRLs, listing it, into context west: its cacerts; not protected: no istiod found in istio-system",
+        ));
     meshca(d)
         .args(REVOKE_X)
         .args(fleet)

@@ -62,6 +62,9 @@ fn a_revoked_cluster_is_held_until_lifted_and_its_neighbours_go_on() {
         .success()
         .stdout(predicate::str::contains(
             "would revoke (key-compromise) and hold x: generation 1",
+        ))
+        .stdout(predicate::str::contains(
+            "would deliver nothing: CRL mode is off, so no other cluster's proxies would refuse it",
         ));
     meshca(d)
         .args(["revoke", "--cluster", "x", "--reason", "stolen", "--yes"])
@@ -300,6 +303,23 @@ fn a_revocation_reaches_every_generation_still_valid_through_the_ledger() {
         .stdout(predicate::str::contains("issued generation 2"));
     let second = serial_in_files(d, "x");
     assert_ne!(first, second);
+    // The dry run names the earlier generation the ledger keeps, still valid.
+    meshca(d)
+        .args([
+            "revoke",
+            "--cluster",
+            "x",
+            "--reason",
+            "superseded",
+            "--dry-run",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x: generation 2"))
+        .stdout(predicate::str::contains("  and generation 1 (certificate "))
+        .stdout(predicate::str::contains(format!(
+            "serial {first}), still valid until"
+        )));
 
     let doc = revoke_json(d, "x");
     let serials: Vec<String> = doc[0]["outcome"]["serials"]
