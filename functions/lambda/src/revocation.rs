@@ -91,23 +91,28 @@ impl App {
             return report;
         }
         let enforced = self.deliver_revocation(&serials).await;
-        self.announce_revocation(&report, &asked, enforced).await;
+        self.announce_revocation(&report, &asked, &enforced).await;
         report
     }
 
     /// In CRL mode, the fleet's CRLs go out at once (Vault lists a revocation at once; a Private
-    /// CA publishes tens of minutes later, and the sweep delivers then): whether every cluster
-    /// was given CRLs listing every serial just revoked.
-    async fn deliver_revocation(&self, serials: &[String]) -> bool {
+    /// CA publishes tens of minutes later, and the sweep delivers then): whether the data plane
+    /// refuses every serial just revoked, and where it does not.
+    async fn deliver_revocation(&self, serials: &[String]) -> Enforced {
+        let mut e = Enforced::default();
         if !self.config.crl_mode || serials.is_empty() {
-            return false;
+            return e;
         }
         let Ok((main, _)) = self.main_authority().await else {
-            return false;
+            return e;
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let crls = self.publish_crls(main.as_ref(), &[], deadline).await;
-        crls.failures.is_empty() && crls.error.is_none() && crls.lists_all(serials)
+        let delivered = crls.failures.is_empty() && crls.error.is_none() && crls.lists_all(serials);
+        e.everywhere = delivered && crls.not_protected.is_empty();
+        e.not_protected = crls.not_protected;
+        e.not_checked = crls.not_checked;
+        e
     }
 
     async fn revoke_kinds(
@@ -169,6 +174,17 @@ impl App {
     }
 }
 
+/// Where the data plane refuses what a revocation revoked, as its CRL delivery found.
+#[derive(Default)]
+struct Enforced {
+    /// Every istio cluster holds CRLs listing it, and nothing there ignores them.
+    everywhere: bool,
+    /// Clusters where something ignores the CRLs, with why.
+    not_protected: Vec<String>,
+    /// Clusters where a reader could not be looked at.
+    not_checked: Vec<String>,
+}
+
 /// A revoke request: why, and the account that sent it.
 pub(crate) struct Asked<'a> {
     pub reason: RevocationReason,
@@ -188,7 +204,7 @@ impl Asked<'_> {
 impl App {
     /// `meshca Revocation Completed` on the deployment's bus: who asked, when, why, and each
     /// kind's outcome. Telling no one is logged, never fatal: the revocation itself stands.
-    async fn announce_revocation(&self, report: &Report, asked: &Asked<'_>, enforced: bool) {
+    async fn announce_revocation(&self, report: &Report, asked: &Asked<'_>, enforced: &Enforced) {
         let Some(notices) = &self.fleet.notices else {
             return;
         };
@@ -201,11 +217,14 @@ impl App {
             "at": meshca_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
             "result": report.outcome,
             "kinds": report.kinds,
-            // CRL mode: every istio cluster was given CRLs listing every certificate revoked
-            // (Istio 1.27+ proxies then refuse them). Otherwise false: CRL mode is off, or the
-            // authority has not published yet and the sweep delivers once it has.
+            // CRL mode: every istio cluster was given CRLs listing every certificate revoked,
+            // and nothing found there ignores them. Otherwise false: CRL mode is off, the
+            // authority has not published yet (the sweep delivers once it has), or a cluster
+            // is not protected (named).
             "crlMode": self.config.crl_mode,
-            "enforcedByDataPlane": enforced,
+            "enforcedByDataPlane": enforced.everywhere,
+            "notProtected": enforced.not_protected,
+            "notChecked": enforced.not_checked,
         });
         if let Err(e) = notices
             .announce(meshca_core::notice::REVOCATION_COMPLETED, &detail)
