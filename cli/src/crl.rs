@@ -284,13 +284,7 @@ async fn publish_bundle(
 /// for people (a cluster not reached is a line, not the end of the run).
 async fn into_cluster(kubeconfig: &Path, cluster: &ClusterName, fleet: &FleetCrls) -> String {
     let target = format!("context {cluster}");
-    let delivery = match meshca_wiring::kubeconfig_delivery(
-        Some(kubeconfig),
-        Some(cluster.as_str()),
-        meshca_core::DeliveryOptions::default(),
-    )
-    .await
-    {
+    let delivery = match by_context(kubeconfig, cluster).await {
         Ok(d) => d,
         Err(e) => return format!("{target}: NOT REACHED: {e:#}"),
     };
@@ -330,13 +324,7 @@ pub async fn would_reach(
 /// Who enforces the CRLs in `cluster`, read through its context in `kubeconfig`.
 async fn enforcement_in(kubeconfig: &Path, cluster: &ClusterName) -> String {
     let target = format!("context {cluster}");
-    let delivery = match meshca_wiring::kubeconfig_delivery(
-        Some(kubeconfig),
-        Some(cluster.as_str()),
-        meshca_core::DeliveryOptions::default(),
-    )
-    .await
-    {
+    let delivery = match by_context(kubeconfig, cluster).await {
         Ok(d) => d,
         Err(e) => return format!("{target}: NOT REACHED: {e:#}"),
     };
@@ -348,6 +336,19 @@ async fn enforcement_in(kubeconfig: &Path, cluster: &ClusterName) -> String {
         Ok(None) => format!("{target}: its cacerts"),
         Err(e) => format!("{target}: NOT READ: {e}"),
     }
+}
+
+/// `cluster`'s `cacerts` through the context of its name in a fleet's `kubeconfig`.
+async fn by_context(
+    kubeconfig: &Path,
+    cluster: &ClusterName,
+) -> Result<std::sync::Arc<dyn meshca_core::Delivery>, meshca_wiring::WiringError> {
+    meshca_wiring::kubeconfig_delivery(
+        Some(kubeconfig),
+        Some(cluster.as_str()),
+        meshca_core::DeliveryOptions::default(),
+    )
+    .await
 }
 
 /// What writing `fleet` into the cluster `target` names did, for people.
