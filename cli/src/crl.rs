@@ -112,6 +112,8 @@ pub async fn run(args: CrlArgs) -> Result<ExitCode> {
         CrlCommand::Publish(a) => (false, a),
     };
     let ports = Ports::build(&a.authority, &a.escrow).await?;
+    // The escrow decides whether this command can work at all: before any call to the CA.
+    escrow_dir(&ports)?;
     let lines = if enable {
         enable_and_publish(&ports, &a.out_dir, &a.fleet).await?
     } else if enabled(&ports) {
@@ -158,12 +160,14 @@ async fn authority_crl(ports: &Ports) -> Result<String> {
     )
 }
 
-/// The local escrow directory; CRL mode on Secrets Manager escrow is not built yet.
+/// The local escrow directory: on Secrets Manager escrow CRL mode is the functions' setting.
 fn escrow_dir(ports: &Ports) -> Result<PathBuf> {
     match &ports.escrow_spec {
         EscrowSpec::Local { dir } => Ok(dir.clone()),
         EscrowSpec::SecretsManager { .. } => {
-            bail!("CRL mode is available with the local escrow (files) only, so far")
+            bail!(
+                "meshca crl works on the local escrow (files) only: for a fleet escrowed in Secrets Manager, CRL mode is the functions' setting (CDK crlMode, Terraform crl_mode), and `meshca fleet --escrow secrets-manager --eks` shows where each cluster stands"
+            )
         }
     }
 }

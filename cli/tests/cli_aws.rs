@@ -69,6 +69,22 @@ fn issue_from_pca_into_secrets_manager_then_inspect() {
         .success()
         .stdout(predicate::str::contains("reused generation 1"));
     assert_eq!(emu.calls("IssueCertificate"), 1);
+
+    // CRL mode for a fleet escrowed in AWS is the functions' setting: said, naming it.
+    meshca(d, &emu)
+        .args([
+            "crl",
+            "enable",
+            "--ca-arn",
+            arn,
+            "--escrow",
+            "secrets-manager",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "CRL mode is the functions' setting (CDK crlMode, Terraform crl_mode)",
+        ));
 }
 
 #[test]
